@@ -1,0 +1,33 @@
+# Schakel: every target creates .venv and installs what it needs when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test check bench vectors clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)  ## the hub on SQLite at 127.0.0.1:8443 with a demo network in ./var/demo
+	$(BIN)/schakel demo run
+
+test: $(STAMP)  ## the whole suite
+	$(BIN)/python -m pytest -q
+
+check: $(STAMP)  ## lint, format and types
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy protocol keys hub clients
+
+bench: $(STAMP)  ## benchmarks; figures as ratios against a floor measured in the same run
+	$(BIN)/python -m bench
+
+vectors: $(STAMP)  ## regenerate tests/vectors/*.json from the committed generator
+	$(BIN)/python tests/vectors/generate.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,90 @@
+"""Errors the hub answers with. Each renders as one RFC 9457 problem document.
+
+::
+
+    HubError                 500 internal        root; anything unexpected maps here
+    ├── Malformed            400 malformed       not strict JSON / wrong form
+    ├── Unauthorized         401 unauthorized    every authentication failure, one message
+    ├── ForbiddenSender      403 forbidden-sender
+    ├── NotFound             404 not-found       also "exists but not yours"
+    ├── Conflict             409 conflict
+    ├── TooLarge             413 too-large
+    ├── UnsupportedMedia     415 unsupported-media-type
+    ├── InvalidEnvelope      422 invalid-envelope
+    ├── UnknownRecipient     422 unknown-recipient
+    ├── RateLimited          429 rate-limited    carries retry_after seconds
+    └── Unavailable          503 unavailable
+
+``detail`` is shown to the caller: it must never hold content, keys, tokens or
+pseudonyms.
+"""
+
+from __future__ import annotations
+
+PROBLEM_PREFIX = "urn:schakel:problem:"
+
+
+class HubError(Exception):
+    status = 500
+    slug = "internal"
+    title = "Internal error"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+
+    @property
+    def type(self) -> str:
+        return PROBLEM_PREFIX + self.slug
+
+
+class Malformed(HubError):
+    status, slug, title = 400, "malformed", "Malformed request"
+
+
+class Unauthorized(HubError):
+    status, slug, title = 401, "unauthorized", "Authentication failed"
+
+    def __init__(self, detail: str | None = None) -> None:
+        # One message for every cause, so failures can not be told apart.
+        super().__init__("authentication failed")
+
+
+class ForbiddenSender(HubError):
+    status, slug, title = 403, "forbidden-sender", "Sender is not the authenticated organisation"
+
+
+class NotFound(HubError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Conflict(HubError):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class TooLarge(HubError):
+    status, slug, title = 413, "too-large", "Request body too large"
+
+
+class UnsupportedMedia(HubError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class InvalidEnvelope(HubError):
+    status, slug, title = 422, "invalid-envelope", "Envelope rejected"
+
+
+class UnknownRecipient(HubError):
+    status, slug, title = 422, "unknown-recipient", "Unknown or revoked recipient"
+
+
+class RateLimited(HubError):
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+    def __init__(self, retry_after: int, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class Unavailable(HubError):
+    status, slug, title = 503, "unavailable", "Service unavailable"

@@ -1,0 +1,190 @@
+"""Canonical bytes for everything Schakel signs, hashes or sends.
+
+Three building blocks, specified byte for byte in ``docs/protocol.md``:
+
+* ``b64e`` / ``b64d``: unpadded base64url; decoding rejects padding,
+  other alphabets, whitespace and non-zero trailing bits, so every byte
+  string has exactly one text form.
+* ``canonical_json``: JSON with sorted keys, no insignificant whitespace,
+  UTF-8, integers only (|n| <= 2**53 - 1), no floats. ``loads_strict``
+  parses untrusted JSON with bounds on size and depth and rejects duplicate
+  keys, floats, NaN and lone surrogates.
+* ``frame`` / ``digest``: domain separation. A frame is the ASCII label,
+  one zero byte, then each part as a 4-byte big-endian length and its bytes.
+  ``digest`` is SHA-256 of a frame.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from protocol.errors import EncodingError
+
+MAX_SAFE_INT = 2**53 - 1
+DEFAULT_MAX_JSON_BYTES = 1 << 20
+DEFAULT_MAX_JSON_DEPTH = 16
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_LABEL = re.compile(r"schakel/[a-z0-9-]+/v[0-9]+")
+
+
+def b64e(data: bytes) -> str:
+    """Encode bytes as unpadded base64url."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64d(text: object, *, max_len: int | None = None) -> bytes:
+    """Decode unpadded, canonical base64url; raise ``EncodingError`` otherwise.
+
+    ``max_len`` bounds the decoded length (checked before decoding).
+    """
+    if not isinstance(text, str) or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise EncodingError("expected unpadded base64url")
+    if max_len is not None and len(text) > (max_len * 4 + 2) // 3:
+        raise EncodingError("base64url value is too long")
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise EncodingError("expected unpadded base64url") from exc
+    if b64e(data) != text:
+        raise EncodingError("base64url value is not canonical")
+    return data
+
+
+def _check_canonical_value(value: Any, depth: int) -> None:
+    if depth > DEFAULT_MAX_JSON_DEPTH:
+        raise EncodingError("JSON nested too deeply")
+    if value is None or isinstance(value, bool | str):
+        if isinstance(value, str):
+            _check_text(value)
+        return
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INT:
+            raise EncodingError("integer out of the safe range")
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise EncodingError("JSON object keys must be strings")
+            _check_text(key)
+            _check_canonical_value(item, depth + 1)
+        return
+    if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
+        for item in value:
+            _check_canonical_value(item, depth + 1)
+        return
+    raise EncodingError(f"{type(value).__name__} has no canonical JSON form")
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EncodingError("text is not valid Unicode (lone surrogate)") from exc
+
+
+def canonical_json(value: Any) -> bytes:
+    """The one canonical byte form of a JSON value (see module docstring)."""
+    _check_canonical_value(value, 0)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def _reject_float(text: str) -> Any:
+    raise EncodingError("numbers must be integers")
+
+
+def _reject_constant(text: str) -> Any:
+    raise EncodingError(f"{text} is not JSON")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise EncodingError("duplicate key in JSON object")
+        result[key] = value
+    return result
+
+
+def _depth(data: str, limit: int) -> None:
+    """Reject nesting deeper than ``limit`` before the parser recurses."""
+    depth = 0
+    in_string = escaped = False
+    for char in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                raise EncodingError("JSON nested too deeply")
+        elif char in "]}":
+            depth -= 1
+
+
+def loads_strict(
+    data: bytes | str,
+    *,
+    max_bytes: int = DEFAULT_MAX_JSON_BYTES,
+    max_depth: int = DEFAULT_MAX_JSON_DEPTH,
+) -> Any:
+    """Parse untrusted JSON: bounded size and depth, no duplicate keys, no floats."""
+    if len(data) > max_bytes:
+        raise EncodingError("JSON document is too large")
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise EncodingError("JSON is not valid UTF-8") from exc
+    else:
+        text = data
+    _depth(text, max_depth)
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_float=_reject_float,
+            parse_constant=_reject_constant,
+        )
+    except EncodingError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise EncodingError("malformed JSON") from exc
+    _check_canonical_value(value, 0)
+    return value
+
+
+def frame(label: str, *parts: bytes) -> bytes:
+    """Domain-separated framing: ``label || 0x00 || (len32 || part)*``."""
+    if not _LABEL.fullmatch(label):
+        raise ValueError(f"bad domain label {label!r}")
+    out = bytearray(label.encode("ascii"))
+    out.append(0)
+    for part in parts:
+        out += len(part).to_bytes(4, "big")
+        out += part
+    return bytes(out)
+
+
+def digest(label: str, *parts: bytes) -> bytes:
+    """SHA-256 over ``frame(label, *parts)``."""
+    return hashlib.sha256(frame(label, *parts)).digest()
+
+
+def fingerprint(data: bytes) -> str:
+    """SHA-256 of ``data`` as unpadded base64url (43 characters)."""
+    return b64e(hashlib.sha256(data).digest())

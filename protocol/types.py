@@ -1,0 +1,60 @@
+"""Distinct names for the identifiers that travel through Schakel.
+
+They are plain ``str`` at run time; the type checker keeps them apart so an
+organisation id can not be passed where a message id is expected. The
+``parse_*`` functions are the one place where each is validated.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NewType
+
+from protocol.errors import ValidationError
+
+OrgId = NewType("OrgId", str)
+NetworkId = NewType("NetworkId", str)
+MessageId = NewType("MessageId", str)
+CaseRef = NewType("CaseRef", str)
+Pseudonym = NewType("Pseudonym", str)
+Fingerprint = NewType("Fingerprint", str)
+
+# Lower-case letters, digits and inner hyphens; 2 to 32 characters.
+_SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])")
+# 16 random bytes as unpadded base64url: exactly 22 characters.
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{22}")
+# SHA-256 as unpadded base64url: exactly 43 characters.
+_FINGERPRINT = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def parse_org_id(value: object) -> OrgId:
+    """An organisation id: 2-32 characters of ``a-z``, ``0-9`` and inner ``-``."""
+    if not isinstance(value, str) or not _SLUG.fullmatch(value):
+        raise ValidationError("organisation id must be 2-32 characters of a-z, 0-9 and '-'")
+    return OrgId(value)
+
+
+def parse_network_id(value: object) -> NetworkId:
+    """A network id: same alphabet as an organisation id."""
+    if not isinstance(value, str) or not _SLUG.fullmatch(value):
+        raise ValidationError("network id must be 2-32 characters of a-z, 0-9 and '-'")
+    return NetworkId(value)
+
+
+def parse_message_id(value: object) -> MessageId:
+    """A message id: 16 bytes as 22 characters of unpadded base64url."""
+    if not isinstance(value, str) or not _MESSAGE_ID.fullmatch(value):
+        raise ValidationError("message id must be 22 characters of unpadded base64url")
+    # The last character carries 2 padding bits that must be zero.
+    if value[-1] not in "AQgw":
+        raise ValidationError("message id is not canonical base64url")
+    return MessageId(value)
+
+
+def parse_fingerprint(value: object) -> Fingerprint:
+    """A SHA-256 fingerprint: 43 characters of unpadded base64url."""
+    if not isinstance(value, str) or not _FINGERPRINT.fullmatch(value):
+        raise ValidationError("fingerprint must be 43 characters of unpadded base64url")
+    if value[-1] not in "AEIMQUYcgkosw048":
+        raise ValidationError("fingerprint is not canonical base64url")
+    return Fingerprint(value)
