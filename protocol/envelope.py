@@ -1,21 +1,55 @@
 """The envelope: routing header in clear, one encrypted body, keys per recipient, a signature.
 
-CONTRACT STUB: signatures and docstrings are fixed; bodies to be written.
-See docs/protocol.md section "Envelope" for the bytes.
+The bytes are specified in ``docs/parts/10-envelope.md``. In short:
+
+* ``header``: what the hub needs for routing, as canonical JSON. It is the
+  associated data of the body, so a body can not be moved to another header.
+* ``body``: ``nonce (24) || XChaCha20-Poly1305(payload)`` under a random
+  32-byte content key.
+* ``keys``: per recipient, the content key sealed with HPKE
+  (ML-KEM-768+X25519 / HKDF-SHA256 / ChaCha20-Poly1305) to the recipient's
+  key bundle named in the header, with the message id, recipient, bundle
+  fingerprint and sender in the HPKE ``info``.
+* ``sig``: Ed25519 by the sender over a domain-separated digest of header,
+  body and keys.
+
+``seal`` takes its randomness (content key, nonce) from ``rng``; HPKE draws
+its ephemeral randomness from the operating system, which
+pyca/cryptography does not let a caller replace. ``open_envelope`` raises
+one ``OpenError`` whatever failed.
 """
 
 from __future__ import annotations
 
+import itertools
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import nacl.bindings
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from protocol import keybundle
 from protocol.certificate import Certificate
+from protocol.encoding import b64d, b64e, canonical_json, digest, fingerprint, frame
+from protocol.errors import EncodingError, OpenError, ValidationError, VerificationError
 from protocol.keybundle import KeyBundle
-from protocol.types import Fingerprint, MessageId, NetworkId, OrgId, Pseudonym
+from protocol.pseudonym import parse_pseudonym
+from protocol.types import (
+    Fingerprint,
+    MessageId,
+    NetworkId,
+    OrgId,
+    Pseudonym,
+    parse_fingerprint,
+    parse_message_id,
+    parse_network_id,
+    parse_org_id,
+)
 
 VERSION = 1
 KINDS: tuple[str, ...] = ("signal", "referral", "status", "reply")
@@ -27,6 +61,77 @@ CONTENT_KEY_BYTES = 32
 NONCE_BYTES = 24
 
 Rng = Callable[[int], bytes]
+
+TAG_BYTES = 16
+MIN_BODY_BYTES = NONCE_BYTES + TAG_BYTES
+MAX_PAYLOAD_BYTES = MAX_BODY_BYTES - MIN_BODY_BYTES
+SIGNATURE_BYTES = 64
+MESSAGE_ID_BYTES = 16
+MAX_CREATED = 2**40
+# HPKE enc (1120) || sealed content key (32) || HPKE AEAD tag (16).
+WRAPPED_KEY_BYTES = hpke.KEM.MLKEM768_X25519.enc_length() + CONTENT_KEY_BYTES + TAG_BYTES
+
+LABEL_SIGNATURE = "schakel/envelope/v1"
+LABEL_BODY = "schakel/envelope-body/v1"
+LABEL_KEY = "schakel/envelope-key/v1"
+
+_REF_KINDS = ("status", "reply")
+_HEADER_REQUIRED = frozenset(
+    {"v", "id", "network", "sender", "recipients", "kind", "pseudonyms", "created"}
+    | {"sender_cert", "recipient_keys"}
+)
+_HEADER_OPTIONAL = frozenset({"status", "ref"})
+_ENVELOPE_KEYS = frozenset({"header", "body", "keys", "sig"})
+
+
+# --- validation helpers -------------------------------------------------------------------
+
+
+def _check_sorted_unique(values: tuple[str, ...], what: str) -> None:
+    if any(a >= b for a, b in itertools.pairwise(values)):
+        raise ValidationError(f"{what} must be sorted and unique")
+
+
+def _as_tuple(value: object, what: str) -> tuple[object, ...]:
+    if not isinstance(value, list | tuple):
+        raise EncodingError(f"{what} must be a list")
+    return tuple(value)
+
+
+def _as_object(value: object, what: str) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        raise EncodingError(f"{what} must be an object")
+    return value
+
+
+def _check_keys(
+    data: Mapping[str, object], required: frozenset[str], optional: frozenset[str], what: str
+) -> None:
+    missing = sorted(required - data.keys())
+    extra = sorted(map(str, set(data.keys()) - required - optional))
+    if missing:
+        raise EncodingError(f"{what} is missing {', '.join(missing)}")
+    if extra:
+        raise EncodingError(f"{what} has unknown field(s) {', '.join(extra)}")
+    for key in sorted(optional & data.keys()):
+        if data[key] is None:
+            raise EncodingError(f"{what} field {key} must be omitted, not null")
+
+
+def _check_int(value: object, low: int, high: int, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValidationError(f"{what} must be an integer from {low} to {high}")
+    return value
+
+
+def _draw(rng: Rng, size: int) -> bytes:
+    data = rng(size)
+    if not isinstance(data, bytes) or len(data) != size:
+        raise ValueError(f"rng must return exactly {size} bytes")
+    return data
+
+
+# --- header -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +149,109 @@ class Header:
     recipient_keys: Mapping[OrgId, Fingerprint]  # exactly the recipients
     v: int = VERSION
 
-    def canonical(self) -> bytes: ...
-    def to_wire(self) -> dict[str, Any]: ...
+    def __post_init__(self) -> None:
+        """Validate every rule of the header; ``ValidationError`` names the broken one."""
+        if self.v != VERSION or isinstance(self.v, bool):
+            raise ValidationError(f"header version must be {VERSION}")
+        parse_message_id(self.id)
+        parse_network_id(self.network)
+        parse_org_id(self.sender)
+        self._check_recipients()
+        self._check_kind()
+        self._check_pseudonyms()
+        _check_int(self.created, 0, MAX_CREATED, "created")
+        parse_fingerprint(self.sender_cert)
+        self._check_recipient_keys()
+
+    def _check_recipients(self) -> None:
+        recipients = _as_tuple(self.recipients, "recipients")
+        if not 1 <= len(recipients) <= MAX_RECIPIENTS:
+            raise ValidationError(f"an envelope needs 1 to {MAX_RECIPIENTS} recipients")
+        parsed = tuple(parse_org_id(r) for r in recipients)
+        _check_sorted_unique(parsed, "recipients")
+        if self.sender in parsed:
+            raise ValidationError("the sender can not be one of the recipients")
+        object.__setattr__(self, "recipients", parsed)
+
+    def _check_kind(self) -> None:
+        if self.kind not in KINDS:
+            raise ValidationError(f"kind must be one of {', '.join(KINDS)}")
+        if self.kind == "status":
+            if self.status not in STATUS_CODES:
+                raise ValidationError(f"status must be one of {', '.join(STATUS_CODES)}")
+        elif self.status is not None:
+            raise ValidationError("only a status envelope carries a status")
+        if self.kind in _REF_KINDS:
+            if self.ref is None:
+                raise ValidationError(f"a {self.kind} envelope needs a ref")
+            parse_message_id(self.ref)
+        elif self.ref is not None:
+            raise ValidationError("only status and reply envelopes carry a ref")
+
+    def _check_pseudonyms(self) -> None:
+        pseudonyms = _as_tuple(self.pseudonyms, "pseudonyms")
+        if len(pseudonyms) > MAX_PSEUDONYMS:
+            raise ValidationError(f"an envelope carries at most {MAX_PSEUDONYMS} pseudonyms")
+        parsed = tuple(parse_pseudonym(p) for p in pseudonyms)
+        _check_sorted_unique(parsed, "pseudonyms")
+        object.__setattr__(self, "pseudonyms", parsed)
+
+    def _check_recipient_keys(self) -> None:
+        keys = _as_object(self.recipient_keys, "recipient_keys")
+        if set(keys) != set(self.recipients):
+            raise ValidationError("recipient_keys must name exactly the recipients")
+        frozen = {OrgId(r): parse_fingerprint(keys[r]) for r in self.recipients}
+        object.__setattr__(self, "recipient_keys", types.MappingProxyType(frozen))
+
+    def canonical(self) -> bytes:
+        """The header's one byte form: what the body binds to and the signature covers."""
+        return canonical_json(self.to_wire())
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {
+            "v": self.v,
+            "id": self.id,
+            "network": self.network,
+            "sender": self.sender,
+            "recipients": list(self.recipients),
+            "kind": self.kind,
+            "pseudonyms": list(self.pseudonyms),
+            "created": self.created,
+            "sender_cert": self.sender_cert,
+            "recipient_keys": dict(self.recipient_keys),
+        }
+        if self.status is not None:
+            wire["status"] = self.status
+        if self.ref is not None:
+            wire["ref"] = self.ref
+        return wire
+
     @classmethod
-    def from_wire(cls, data: object) -> Header: ...
+    def from_wire(cls, data: object) -> Header:
+        """Parse a header object in its one canonical form.
+
+        ``EncodingError`` for a wrong shape (not an object, missing, unknown or
+        ``null`` fields, a non-list); ``ValidationError`` for a broken rule.
+        """
+        obj = _as_object(data, "header")
+        _check_keys(obj, _HEADER_REQUIRED, _HEADER_OPTIONAL, "header")
+        return cls(
+            v=obj["v"],  # type: ignore[arg-type]
+            id=parse_message_id(obj["id"]),
+            network=parse_network_id(obj["network"]),
+            sender=parse_org_id(obj["sender"]),
+            recipients=_as_tuple(obj["recipients"], "recipients"),  # type: ignore[arg-type]
+            kind=obj["kind"],  # type: ignore[arg-type]
+            pseudonyms=_as_tuple(obj["pseudonyms"], "pseudonyms"),  # type: ignore[arg-type]
+            status=obj.get("status"),  # type: ignore[arg-type]
+            ref=obj.get("ref"),  # type: ignore[arg-type]
+            created=_check_int(obj["created"], 0, MAX_CREATED, "created"),
+            sender_cert=parse_fingerprint(obj["sender_cert"]),
+            recipient_keys=_as_object(obj["recipient_keys"], "recipient_keys"),  # type: ignore[arg-type]
+        )
+
+
+# --- envelope -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,17 +261,101 @@ class Envelope:
     keys: Mapping[OrgId, bytes]  # recipient -> HPKE enc || sealed content key
     sig: bytes  # Ed25519 over signed_digest()
 
-    def signed_digest(self) -> bytes: ...
-    def to_wire(self) -> dict[str, Any]: ...
+    def __post_init__(self) -> None:
+        """Check the sizes and that ``keys`` names exactly the header's recipients."""
+        if not isinstance(self.header, Header):
+            raise ValidationError("header must be a Header")
+        if not isinstance(self.body, bytes) or not (
+            MIN_BODY_BYTES <= len(self.body) <= MAX_BODY_BYTES
+        ):
+            raise ValidationError(f"body must be {MIN_BODY_BYTES} to {MAX_BODY_BYTES} bytes")
+        if not isinstance(self.sig, bytes) or len(self.sig) != SIGNATURE_BYTES:
+            raise ValidationError(f"sig must be {SIGNATURE_BYTES} bytes")
+        keys = _as_object(self.keys, "keys")
+        if set(keys) != set(self.header.recipients):
+            raise ValidationError("keys must name exactly the header's recipients")
+        for blob in keys.values():
+            if not isinstance(blob, bytes) or len(blob) != WRAPPED_KEY_BYTES:
+                raise ValidationError(f"a wrapped key must be {WRAPPED_KEY_BYTES} bytes")
+        frozen = {r: keys[r] for r in self.header.recipients}
+        object.__setattr__(self, "keys", types.MappingProxyType(frozen))
+
+    def _keys_wire(self) -> dict[str, str]:
+        return {r: b64e(blob) for r, blob in self.keys.items()}
+
+    def signed_digest(self) -> bytes:
+        """SHA-256 over the framed header, body and keys: what the sender signs."""
+        return _signed_digest(self.header, self.body, self._keys_wire())
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "header": self.header.to_wire(),
+            "body": b64e(self.body),
+            "keys": self._keys_wire(),
+            "sig": b64e(self.sig),
+        }
+
     @classmethod
-    def from_wire(cls, data: object) -> Envelope: ...
+    def from_wire(cls, data: object) -> Envelope:
+        """Parse an envelope object: ``EncodingError`` for a wrong shape or bad base64url,
+        ``ValidationError`` for a broken rule (sizes, recipients, header rules)."""
+        obj = _as_object(data, "envelope")
+        _check_keys(obj, _ENVELOPE_KEYS, frozenset(), "envelope")
+        header = Header.from_wire(obj["header"])
+        keys = _as_object(obj["keys"], "keys")
+        return cls(
+            header=header,
+            body=b64d(obj["body"], max_len=MAX_BODY_BYTES),
+            keys={OrgId(r): b64d(blob, max_len=WRAPPED_KEY_BYTES) for r, blob in keys.items()},
+            sig=b64d(obj["sig"], max_len=SIGNATURE_BYTES),
+        )
+
     @property
     def fingerprint(self) -> Fingerprint:
         """SHA-256 of the canonical wire form: what idempotency compares."""
-        ...
+        return Fingerprint(fingerprint(canonical_json(self.to_wire())))
 
 
-def new_message_id(rng: Rng) -> MessageId: ...
+def _signed_digest(header: Header, body: bytes, keys_wire: Mapping[str, str]) -> bytes:
+    return digest(LABEL_SIGNATURE, header.canonical(), body, canonical_json(keys_wire))
+
+
+def _body_aad(header: Header) -> bytes:
+    return frame(LABEL_BODY, header.canonical())
+
+
+def _key_info(header: Header, recipient: OrgId) -> bytes:
+    parts = (header.id, recipient, header.recipient_keys[recipient], header.sender)
+    return frame(LABEL_KEY, *(part.encode("utf-8") for part in parts))
+
+
+# --- seal, verify, open -------------------------------------------------------------------
+
+
+def new_message_id(rng: Rng) -> MessageId:
+    """A fresh message id: 16 bytes from ``rng`` as unpadded base64url."""
+    return parse_message_id(b64e(_draw(rng, MESSAGE_ID_BYTES)))
+
+
+def _raw_public(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def _check_parties(
+    network: NetworkId,
+    sender: Certificate,
+    sender_key: Ed25519PrivateKey,
+    recipients: Mapping[OrgId, KeyBundle],
+) -> None:
+    if sender.network != network:
+        raise ValidationError("the sender certificate is for another network")
+    if _raw_public(sender_key.public_key()) != _raw_public(sender.public_key):
+        raise ValidationError("the signing key does not match the sender certificate")
+    for org, bundle in recipients.items():
+        if bundle.org != org or bundle.network != network:
+            raise ValidationError("a recipient key bundle is for another organisation or network")
+
+
 def seal(
     *,
     message_id: MessageId,
@@ -82,9 +370,88 @@ def seal(
     ref: MessageId | None = None,
     created: int,
     rng: Rng,
-) -> Envelope: ...
+) -> Envelope:
+    """Encrypt ``payload`` to ``recipients`` (org -> verified key bundle) and sign it.
+
+    ``rng`` supplies the content key (32 bytes, drawn first) and the nonce
+    (24 bytes, drawn second). Raises ``ValidationError`` on a bad argument.
+    """
+    _check_parties(network, sender, sender_key, recipients)
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ValidationError(f"payload must be at most {MAX_PAYLOAD_BYTES} bytes")
+    header = Header(
+        id=message_id,
+        network=network,
+        sender=sender.org,
+        recipients=tuple(sorted(recipients)),
+        kind=kind,
+        pseudonyms=pseudonyms,
+        status=status,
+        ref=ref,
+        created=created,
+        sender_cert=sender.fingerprint,
+        recipient_keys={org: bundle.fingerprint for org, bundle in recipients.items()},
+    )
+    content_key = _draw(rng, CONTENT_KEY_BYTES)
+    body = _encrypt_body(header, payload, content_key, _draw(rng, NONCE_BYTES))
+    keys = _wrap_keys(header, recipients, content_key)
+    keys_wire: dict[str, str] = {org: b64e(blob) for org, blob in keys.items()}
+    sig = sender_key.sign(_signed_digest(header, body, keys_wire))
+    return Envelope(header=header, body=body, keys=keys, sig=sig)
+
+
+def _encrypt_body(header: Header, payload: bytes, content_key: bytes, nonce: bytes) -> bytes:
+    sealed: bytes = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        payload, _body_aad(header), nonce, content_key
+    )
+    return nonce + sealed
+
+
+def _wrap_keys(
+    header: Header, recipients: Mapping[OrgId, KeyBundle], content_key: bytes
+) -> dict[OrgId, bytes]:
+    return {
+        org: keybundle.SUITE.encrypt(
+            content_key, recipients[org].hpke_public_key(), info=_key_info(header, org)
+        )
+        for org in header.recipients
+    }
+
+
 def verify_signature(envelope: Envelope, sender_public_key: Ed25519PublicKey) -> None:
     """Raise VerificationError unless the sender's signature holds (what the hub checks)."""
+    try:
+        sender_public_key.verify(envelope.sig, envelope.signed_digest())
+    except InvalidSignature:
+        raise VerificationError("the envelope signature does not verify") from None
+
+
+def _open(
+    envelope: Envelope,
+    recipient: OrgId,
+    kem_keys: Mapping[Fingerprint, hpke.MLKEM768X25519PrivateKey],
+    sender: Certificate,
+) -> bytes:
+    header = envelope.header
+    if recipient not in header.recipients:
+        raise OpenError
+    if (sender.org, sender.network, sender.fingerprint) != (
+        header.sender,
+        header.network,
+        header.sender_cert,
+    ):
+        raise OpenError
+    verify_signature(envelope, sender.public_key)
+    private_key = kem_keys[header.recipient_keys[recipient]]
+    info = _key_info(header, recipient)
+    content_key = keybundle.SUITE.decrypt(envelope.keys[recipient], private_key, info=info)
+    nonce, ciphertext = envelope.body[:NONCE_BYTES], envelope.body[NONCE_BYTES:]
+    payload: bytes = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+        ciphertext, _body_aad(header), nonce, content_key
+    )
+    return payload
+
+
 def open_envelope(
     envelope: Envelope,
     *,
@@ -99,3 +466,12 @@ def open_envelope(
     ``kem_keys`` maps the recipient's bundle fingerprints to private keys, so
     messages sealed to an older bundle still open while its key is kept.
     """
+    try:
+        payload: bytes | None = _open(envelope, recipient, kem_keys, sender)
+    except Exception:
+        # Deliberately broad, and raised outside the handler so that the OpenError
+        # carries neither a cause nor a context telling which check failed.
+        payload = None
+    if payload is None:
+        raise OpenError()
+    return payload
