@@ -1,0 +1,463 @@
+"""``schakel authority``: the network authority's command line.
+
+Run it offline, on the machine that holds the authority directory. Every
+command prints the fingerprints that must be compared out of band (read out
+over the phone, printed on the enrolment form) and, with ``--json``, one JSON
+object on stdout for scripts. Errors are one line on stderr and exit code 1;
+a usage error exits with 2.
+
+The passphrase comes from ``--passphrase-fd N``, else the environment variable
+named by ``--passphrase-env`` (default ``SCHAKEL_PASSPHRASE``), else a prompt;
+never from an argument. ``SCHAKEL_WEAK_KDF=1`` (tests only) lets ``init`` use
+libsodium's minimum Argon2id cost; production refuses weak parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from keys.authority import (
+    PEM_CERTIFICATE,
+    PEM_CRL,
+    Authority,
+    IssuedCertificate,
+    key_fingerprint,
+)
+from keys.errors import KeysError
+from keys.keyfile import KdfParams, read_bounded, write_public_file
+from keys.passphrase import get_passphrase
+from protocol.certificate import (
+    MAX_CERT_BYTES,
+    ROLES,
+    Certificate,
+    RevocationList,
+    load_root,
+    pem_decode,
+    pem_encode,
+    verify_certificate,
+)
+from protocol.encoding import canonical_json, loads_strict
+from protocol.errors import ProtocolError
+from protocol.keybundle import KeyBundle
+from protocol.types import NetworkId, parse_network_id
+
+DEFAULT_DIR = "authority"
+WEAK_KDF_ENV = "SCHAKEL_WEAK_KDF"
+MAX_BUNDLE_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorityCliConfig:
+    """What the group's options say, built once and passed to every command."""
+
+    directory: Path
+    passphrase_env: str
+    passphrase_fd: int | None
+    json: bool
+    weak_kdf: bool
+
+    def passphrase(self, *, confirm: bool = False) -> bytes:
+        return get_passphrase(
+            env_var=self.passphrase_env,
+            fd=self.passphrase_fd,
+            prompt="Authority passphrase: " if not confirm else "New authority passphrase: ",
+            confirm=confirm,
+        )
+
+    def open(self) -> Authority:
+        return Authority.open(self.directory, self.passphrase())
+
+
+class _Group(click.Group):
+    """Turns the errors of keys and protocol into one line on stderr and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (KeysError, ProtocolError) as exc:
+            _fail(str(exc))
+        except OSError as exc:
+            _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+
+
+def _fail(message: str) -> NoReturn:
+    raise click.ClickException(message.replace("\n", " "))
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _report(cfg: AuthorityCliConfig, fields: dict[str, Any], lines: list[str]) -> None:
+    if cfg.json:
+        click.echo(json.dumps(fields, sort_keys=True, indent=None))
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+pass_cfg = click.make_pass_decorator(AuthorityCliConfig)
+
+
+def _network_option(ctx: click.Context, param: click.Parameter, value: str) -> NetworkId:
+    try:
+        return parse_network_id(value)
+    except ProtocolError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@click.group("authority", cls=_Group)
+@click.option(
+    "--dir",
+    "directory",
+    envvar="SCHAKEL_AUTHORITY_DIR",
+    default=DEFAULT_DIR,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The authority directory (env SCHAKEL_AUTHORITY_DIR).",
+)
+@click.option(
+    "--passphrase-env",
+    default="SCHAKEL_PASSPHRASE",
+    show_default=True,
+    metavar="NAME",
+    help="Environment variable that holds the passphrase.",
+)
+@click.option(
+    "--passphrase-fd",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Read the passphrase as one line from file descriptor N (wins over the env).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.pass_context
+def authority(
+    ctx: click.Context,
+    directory: Path,
+    passphrase_env: str,
+    passphrase_fd: int | None,
+    as_json: bool,
+) -> None:
+    """The network authority: root key, enrolment, revocation and the linking key.
+
+    Keep the authority directory offline. Compare every fingerprint printed here
+    with the other party over a second channel.
+    """
+    ctx.obj = AuthorityCliConfig(
+        directory=directory,
+        passphrase_env=passphrase_env,
+        passphrase_fd=passphrase_fd,
+        json=as_json,
+        weak_kdf=os.environ.get(WEAK_KDF_ENV) == "1",
+    )
+
+
+@authority.command()
+@click.option(
+    "--network", required=True, callback=_network_option, help="The network id, e.g. region-west."
+)
+@click.option("--days", default=3650, show_default=True, type=click.IntRange(1, 36500))
+@pass_cfg
+def init(cfg: AuthorityCliConfig, network: NetworkId, days: int) -> None:
+    """Create the root key and root certificate in a new, empty directory."""
+    network_id = network
+    params = KdfParams.for_tests() if cfg.weak_kdf else KdfParams.production()
+    passphrase = cfg.passphrase(confirm=True)
+    auth = Authority.create(
+        cfg.directory,
+        network_id,
+        passphrase,
+        params,
+        now=_now(),
+        days=days,
+        allow_weak=cfg.weak_kdf,
+    )
+    _report(
+        cfg,
+        {**_root_fields(auth), "directory": str(auth.directory)},
+        [
+            f"created the authority for network {network_id} in {auth.directory}",
+            f"root certificate: {auth.directory / 'root.pem'} (give it to every party)",
+            *_root_lines(auth),
+        ],
+    )
+
+
+def _root_fields(auth: Authority) -> dict[str, Any]:
+    return {
+        "network": auth.network,
+        "root_fingerprint": auth.root_fingerprint,
+        "root_key_fingerprint": auth.root_key_fingerprint,
+    }
+
+
+def _root_lines(auth: Authority) -> list[str]:
+    return [
+        f"root fingerprint: {auth.root_fingerprint}",
+        f"root key fingerprint: {auth.root_key_fingerprint}",
+    ]
+
+
+def _read_pem_or_der(path: Path, label: str, limit: int) -> bytes:
+    data = read_bounded(path, 2 * limit)
+    return pem_decode(data, label) if data.lstrip().startswith(b"-----BEGIN") else data
+
+
+def _issue(
+    cfg: AuthorityCliConfig,
+    request_path: Path,
+    out: Path | None,
+    issue: Callable[[Authority, bytes], Certificate],
+) -> None:
+    request_der = _read_pem_or_der(request_path, "CERTIFICATE REQUEST", MAX_CERT_BYTES)
+    auth = cfg.open()
+    cert = issue(auth, request_der)
+    issued = auth.directory / "issued" / f"{cert.serial}.pem"
+    if out is not None:
+        write_public_file(out, pem_encode(cert.der, PEM_CERTIFICATE), overwrite=False)
+    fields = {
+        **_root_fields(auth),
+        "org": cert.org,
+        "serial": cert.serial,
+        "roles": sorted(cert.roles),
+        "not_after": cert.not_after,
+        "key_fingerprint": key_fingerprint(cert.public_key),
+        "certificate_fingerprint": cert.fingerprint,
+        "certificate": str(out or issued),
+    }
+    _report(
+        cfg,
+        fields,
+        [
+            f"issued certificate {cert.serial} to {cert.org}: roles {', '.join(fields['roles'])}",
+            f"certificate: {out or issued}",
+            f"key fingerprint: {fields['key_fingerprint']} (must match the requester's)",
+            f"certificate fingerprint: {cert.fingerprint}",
+            *_root_lines(auth),
+        ],
+    )
+
+
+def _parse_roles(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+    roles = [role.strip() for role in value.split(",") if role.strip()]
+    unknown = sorted(set(roles) - set(ROLES))
+    if not roles or unknown:
+        raise click.BadParameter(
+            f"unknown role {', '.join(unknown)}; choose from {', '.join(ROLES[:-1])}"
+            if unknown
+            else "give at least one role"
+        )
+    return roles
+
+
+@authority.command()
+@click.argument("request", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--roles",
+    required=True,
+    metavar="ROLE,...",
+    callback=_parse_roles,
+    help="Comma-separated: member, coordinator, privacy_officer, network_privacy_officer.",
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write here.")
+@click.option("--days", default=365, show_default=True, type=click.IntRange(1, 3650))
+@pass_cfg
+def enrol(
+    cfg: AuthorityCliConfig, request: Path, roles: list[str], out: Path | None, days: int
+) -> None:
+    """Issue an organisation certificate for REQUEST.pem (the organisation's request.pem)."""
+    _issue(cfg, request, out, lambda auth, der: auth.enrol(der, roles, now=_now(), days=days))
+
+
+@authority.command("certify-hub")
+@click.argument("request", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write here.")
+@click.option("--days", default=365, show_default=True, type=click.IntRange(1, 3650))
+@pass_cfg
+def certify_hub(cfg: AuthorityCliConfig, request: Path, out: Path | None, days: int) -> None:
+    """Issue the hub's log-signing certificate for the hub's REQUEST.pem."""
+    _issue(cfg, request, out, lambda auth, der: auth.certify_hub(der, now=_now(), days=days))
+
+
+def _report_crl(
+    cfg: AuthorityCliConfig, auth: Authority, crl: RevocationList, out: Path | None, first: str
+) -> None:
+    if out is not None:
+        write_public_file(out, pem_encode(crl.der, PEM_CRL))
+    path = out or auth.directory / "crl.pem"
+    fields = {
+        **_root_fields(auth),
+        "crl": str(path),
+        "crl_number": crl.number,
+        "next_update": crl.next_update,
+        "revoked": {str(serial): at for serial, at in sorted(crl.revoked.items())},
+    }
+    _report(
+        cfg,
+        fields,
+        [
+            first,
+            f"revocation list {crl.number}: {path} ({len(crl.revoked)} revoked); publish it",
+            *_root_lines(auth),
+        ],
+    )
+
+
+@authority.command()
+@click.argument("serial", type=click.IntRange(min=1))
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the CRL here."
+)
+@pass_cfg
+def revoke(cfg: AuthorityCliConfig, serial: int, out: Path | None) -> None:
+    """Revoke certificate SERIAL and sign a new revocation list."""
+    auth = cfg.open()
+    record = auth.issued.get(serial)
+    crl = auth.revoke(serial, now=_now())
+    org = record.org if record is not None else "?"
+    _report_crl(cfg, auth, crl, out, f"revoked certificate {serial} of {org}")
+
+
+@authority.command()
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the CRL here."
+)
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 365))
+@pass_cfg
+def crl(cfg: AuthorityCliConfig, out: Path | None, days: int) -> None:
+    """Sign a fresh revocation list (a new number each time)."""
+    auth = cfg.open()
+    revocations = auth.crl(now=_now(), days=days)
+    _report_crl(cfg, auth, revocations, out, "signed a new revocation list")
+
+
+@authority.group("linking-key", cls=_Group)
+def linking_key() -> None:
+    """Make linking keys and seal them to organisations."""
+
+
+@linking_key.command("new")
+@pass_cfg
+def linking_key_new(cfg: AuthorityCliConfig) -> None:
+    """Generate the next linking-key version (the key itself is never printed)."""
+    auth = cfg.open()
+    key = auth.new_linking_key()
+    _report(
+        cfg,
+        {**_root_fields(auth), "version": key.version},
+        [
+            f"made linking key version {key.version}; seal it to each organisation",
+            *_root_lines(auth),
+        ],
+    )
+
+
+def _load_bundle(path: Path) -> KeyBundle:
+    return KeyBundle.from_wire(loads_strict(read_bounded(path, MAX_BUNDLE_BYTES)))
+
+
+@linking_key.command("seal")
+@click.option(
+    "--bundle", "bundle_path", required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option("--cert", "cert_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@pass_cfg
+def linking_key_seal(
+    cfg: AuthorityCliConfig, bundle_path: Path, cert_path: Path, out: Path
+) -> None:
+    """Seal the current linking key to an organisation's key bundle."""
+    bundle = _load_bundle(bundle_path)
+    cert_der = _read_pem_or_der(cert_path, PEM_CERTIFICATE, MAX_CERT_BYTES)
+    auth = cfg.open()
+    now = _now()
+    cert = verify_certificate(cert_der, auth.root, now=now, crl=None)
+    sealed = auth.seal_linking_key(bundle, cert, now=now)
+    write_public_file(out, canonical_json(sealed.to_wire()) + b"\n", overwrite=False)
+    fields = {
+        **_root_fields(auth),
+        "org": sealed.org,
+        "version": sealed.version,
+        "bundle_fingerprint": bundle.fingerprint,
+        "certificate_fingerprint": cert.fingerprint,
+        "sealed": str(out),
+    }
+    _report(
+        cfg,
+        fields,
+        [
+            f"sealed linking key version {sealed.version} to {sealed.org}: {out}",
+            f"bundle fingerprint: {bundle.fingerprint}",
+            f"certificate fingerprint: {cert.fingerprint}",
+            *_root_lines(auth),
+        ],
+    )
+
+
+@authority.command()
+@pass_cfg
+def fingerprint(cfg: AuthorityCliConfig) -> None:
+    """Print the root certificate's fingerprint (no passphrase needed)."""
+    der = _read_pem_or_der(cfg.directory / "root.pem", PEM_CERTIFICATE, MAX_CERT_BYTES)
+    root = load_root(der, now=_now())
+    fields = {
+        "network": root.network,
+        "root_fingerprint": root.fingerprint,
+        "root_key_fingerprint": key_fingerprint(root.public_key),
+        "not_after": root.not_after,
+    }
+    _report(
+        cfg,
+        fields,
+        [
+            f"network: {root.network}",
+            f"root fingerprint: {root.fingerprint}",
+            f"root key fingerprint: {fields['root_key_fingerprint']}",
+        ],
+    )
+
+
+@authority.command("list")
+@pass_cfg
+def list_issued(cfg: AuthorityCliConfig) -> None:
+    """List the certificates issued, with their state."""
+    auth = cfg.open()
+    revoked = auth.revoked
+    sorted_records = sorted(auth.issued.values(), key=lambda r: r.serial)
+    rows = [
+        {
+            "serial": rec.serial,
+            "org": rec.org,
+            "kind": rec.kind,
+            "roles": sorted(rec.roles),
+            "not_after": rec.not_after,
+            "certificate_fingerprint": rec.fingerprint,
+            "key_fingerprint": rec.key,
+            "revoked_at": revoked.get(rec.serial),
+        }
+        for rec in sorted_records
+    ]
+    lines = [_list_line(rec, revoked.get(rec.serial)) for rec in sorted_records]
+    _report(
+        cfg,
+        {**_root_fields(auth), "certificates": rows, "crl_number": auth.crl_number},
+        [*(lines or ["no certificates issued yet"]), *_root_lines(auth)],
+    )
+
+
+def _list_line(rec: IssuedCertificate, revoked_at: int | None) -> str:
+    status = "revoked" if revoked_at is not None else f"valid until {_date(rec.not_after)}"
+    roles = ",".join(sorted(rec.roles))
+    return f"{rec.serial:>5}  {rec.org:<32} {roles:<40} {status}  {rec.fingerprint}"
+
+
+def _date(seconds: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(seconds))

@@ -1,0 +1,440 @@
+"""The network authority: the root key, enrolment, revocation and the linking key.
+
+The authority works offline over one directory (mode 0700)::
+
+    root.key                  the root Ed25519 seed, encrypted (kind ed25519)
+    root.pem                  the self-signed root certificate
+    state.json                serials, issued certificates, revocations, CRL number and
+                              linking-key versions; authenticated with a key derived from
+                              the root seed, so an offline edit (a dropped revocation) is caught
+    crl.pem                   the latest revocation list
+    issued/<serial>.pem       every certificate issued
+    linking-key-v<N>.key      linking key version N, encrypted (kind linking-key)
+
+Every change writes the new file(s) first and ``state.json`` last, atomically:
+the state file is the commit point. New key files reuse the KDF parameters
+``root.key`` was created with.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from keys.errors import AuthorityError, KeyFileError
+from keys.keyfile import (
+    KIND_ED25519,
+    KIND_LINKING_KEY,
+    KdfParams,
+    Rng,
+    key_file_params,
+    make_private_dir,
+    read_bounded,
+    read_key_file,
+    read_state,
+    state_mac_key,
+    write_key_file,
+    write_public_file,
+    write_state,
+)
+from protocol.certificate import (
+    MAX_CERT_BYTES,
+    ROLE_HUB,
+    ROLES,
+    Certificate,
+    RevocationList,
+    RootCertificate,
+    create_crl,
+    create_root,
+    issue_certificate,
+    load_enrolment_request,
+    load_root,
+    pem_decode,
+    pem_encode,
+    verify_certificate,
+)
+from protocol.encoding import fingerprint
+from protocol.errors import ValidationError
+from protocol.keybundle import KeyBundle, verify_bundle
+from protocol.linkingkey import SealedLinkingKey, seal_linking_key
+from protocol.pseudonym import LINKING_KEY_BYTES, LinkingKey
+from protocol.types import Fingerprint, NetworkId, OrgId, parse_fingerprint, parse_org_id
+
+STATE_FORMAT = "schakel-authority"
+KIND_ORG = "org"
+KIND_HUB = "hub"
+HUB_ORG = OrgId("hub")
+DAY = 86400
+PEM_CERTIFICATE = "CERTIFICATE"
+PEM_REQUEST = "CERTIFICATE REQUEST"
+PEM_CRL = "X509 CRL"
+
+
+def key_fingerprint(public_key: Ed25519PublicKey) -> Fingerprint:
+    """SHA-256 of the raw 32-byte Ed25519 public key, base64url: for out-of-band checks."""
+    return Fingerprint(fingerprint(public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)))
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCertificate:
+    """What the authority remembers of a certificate it issued."""
+
+    serial: int
+    org: OrgId
+    roles: frozenset[str]
+    fingerprint: Fingerprint  # of the certificate DER
+    key: Fingerprint  # of the subject's raw public key
+    not_after: int
+    kind: str  # "org" or "hub"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "key": self.key,
+            "kind": self.kind,
+            "not_after": self.not_after,
+            "org": self.org,
+            "roles": sorted(self.roles),
+        }
+
+    @classmethod
+    def from_json(cls, serial: int, data: Any) -> IssuedCertificate:
+        return cls(
+            serial=serial,
+            org=parse_org_id(data["org"]),
+            roles=frozenset(str(role) for role in data["roles"]),
+            fingerprint=parse_fingerprint(data["fingerprint"]),
+            key=parse_fingerprint(data["key"]),
+            not_after=int(data["not_after"]),
+            kind=str(data["kind"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    network: NetworkId
+    root: Fingerprint
+    created: int
+    next_serial: int
+    issued: Mapping[int, IssuedCertificate]
+    revoked: Mapping[int, int]
+    crl_number: int
+    linking_keys: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "v": 1,
+            "network": self.network,
+            "root": self.root,
+            "created": self.created,
+            "next_serial": self.next_serial,
+            "issued": {str(s): rec.to_json() for s, rec in sorted(self.issued.items())},
+            "revoked": {str(s): t for s, t in sorted(self.revoked.items())},
+            "crl_number": self.crl_number,
+            "linking_keys": list(self.linking_keys),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> _State:
+        return cls(
+            network=NetworkId(str(data["network"])),
+            root=parse_fingerprint(data["root"]),
+            created=int(data["created"]),
+            next_serial=int(data["next_serial"]),
+            issued={
+                int(s): IssuedCertificate.from_json(int(s), r) for s, r in data["issued"].items()
+            },
+            revoked={int(s): int(t) for s, t in data["revoked"].items()},
+            crl_number=int(data["crl_number"]),
+            linking_keys=tuple(int(v) for v in data["linking_keys"]),
+        )
+
+
+class Authority:
+    """An opened authority directory. Create with :meth:`create`, open with :meth:`open`."""
+
+    __slots__ = ("_dir", "_mac_key", "_params", "_passphrase", "_root", "_root_key", "_state")
+
+    def __init__(
+        self,
+        directory: Path,
+        root_key: Ed25519PrivateKey,
+        root: RootCertificate,
+        state: _State,
+        *,
+        passphrase: bytes,
+        params: KdfParams,
+        mac_key: bytes,
+    ) -> None:
+        self._dir = directory
+        self._root_key = root_key
+        self._root = root
+        self._state = state
+        self._passphrase = passphrase
+        self._params = params
+        self._mac_key = mac_key
+
+    def __repr__(self) -> str:
+        return f"Authority(directory={str(self._dir)!r}, network={self._state.network!r})"
+
+    # -- creating and opening -------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        directory: Path | str,
+        network: NetworkId,
+        passphrase: bytes,
+        params: KdfParams,
+        *,
+        now: int,
+        days: int = 3650,
+        allow_weak: bool = False,
+        rng: Rng = os.urandom,
+    ) -> Authority:
+        """Make a new root key and certificate in an empty (or new) directory."""
+        if params.weak and not allow_weak:
+            raise KeyFileError("refusing KDF parameters below production strength")
+        path = make_private_dir(directory, must_be_empty=True)
+        seed = rng(32)
+        root_key = Ed25519PrivateKey.from_private_bytes(seed)
+        serial = int.from_bytes(rng(8), "big") >> 1 or 1
+        root = create_root(root_key, network, now=now, days=days, serial=serial)
+        write_key_file(
+            path / "root.key",
+            KIND_ED25519,
+            seed,
+            passphrase,
+            params,
+            allow_weak=allow_weak,
+            rng=rng,
+        )
+        write_public_file(path / "root.pem", pem_encode(root.der, PEM_CERTIFICATE))
+        state = _State(network, root.fingerprint, now, 1, {}, {}, 0, ())
+        mac_key = state_mac_key(seed)
+        write_state(path / "state.json", state.to_json(), mac_key)
+        return cls(
+            path, root_key, root, state, passphrase=passphrase, params=params, mac_key=mac_key
+        )
+
+    @classmethod
+    def open(cls, directory: Path | str, passphrase: bytes) -> Authority:
+        """Decrypt the root key and load the authenticated state."""
+        path = Path(directory)
+        if not (path / "root.key").exists():
+            raise AuthorityError(f"{path} is not an authority directory (no root.key)")
+        seed = read_key_file(path / "root.key", passphrase, kind=KIND_ED25519)
+        mac_key = state_mac_key(seed)
+        try:
+            state = _State.from_json(read_state(path / "state.json", mac_key, format=STATE_FORMAT))
+        except (KeyError, TypeError, ValueError, AttributeError, ValidationError) as exc:
+            raise KeyFileError(f"{path / 'state.json'} is malformed") from exc
+        pem = read_bounded(path / "root.pem", MAX_CERT_BYTES * 2)
+        root = load_root(pem_decode(pem, PEM_CERTIFICATE), now=state.created)
+        root_key = Ed25519PrivateKey.from_private_bytes(seed)
+        if root.fingerprint != state.root or _raw(root.public_key) != _raw(root_key.public_key()):
+            raise AuthorityError(f"{path / 'root.pem'} does not belong to this root key")
+        params = key_file_params(path / "root.key")
+        return cls(
+            path, root_key, root, state, passphrase=passphrase, params=params, mac_key=mac_key
+        )
+
+    # -- what it holds ---------------------------------------------------------------------
+
+    @property
+    def directory(self) -> Path:
+        return self._dir
+
+    @property
+    def network(self) -> NetworkId:
+        return self._state.network
+
+    @property
+    def root(self) -> RootCertificate:
+        return self._root
+
+    @property
+    def root_fingerprint(self) -> Fingerprint:
+        """SHA-256 of the root certificate DER: read it out to every party out of band."""
+        return self._root.fingerprint
+
+    @property
+    def root_key_fingerprint(self) -> Fingerprint:
+        return key_fingerprint(self._root.public_key)
+
+    @property
+    def issued(self) -> Mapping[int, IssuedCertificate]:
+        return dict(self._state.issued)
+
+    @property
+    def revoked(self) -> Mapping[int, int]:
+        return dict(self._state.revoked)
+
+    @property
+    def crl_number(self) -> int:
+        return self._state.crl_number
+
+    @property
+    def linking_key_versions(self) -> tuple[int, ...]:
+        return self._state.linking_keys
+
+    # -- certificates ----------------------------------------------------------------------
+
+    def enrol(
+        self, request_der: bytes, roles: Collection[str], *, now: int, days: int = 365
+    ) -> Certificate:
+        """Issue an organisation certificate with ``roles`` for a signed enrolment request."""
+        roles = frozenset(roles)
+        unknown = roles - set(ROLES)
+        if unknown:
+            raise AuthorityError(f"unknown role(s): {', '.join(sorted(unknown))}")
+        if not roles:
+            raise AuthorityError("an organisation certificate needs at least one role")
+        if ROLE_HUB in roles:
+            raise AuthorityError("the hub role is only given by certify-hub")
+        return self._issue(request_der, roles, KIND_ORG, now=now, days=days)
+
+    def certify_hub(self, request_der: bytes, *, now: int, days: int = 365) -> Certificate:
+        """Issue the hub's log-signing certificate (organisation id ``hub``, role ``hub``)."""
+        return self._issue(request_der, frozenset({ROLE_HUB}), KIND_HUB, now=now, days=days)
+
+    def _issue(
+        self, request_der: bytes, roles: frozenset[str], kind: str, *, now: int, days: int
+    ) -> Certificate:
+        request = load_enrolment_request(request_der)
+        if request.network != self.network:
+            raise AuthorityError(
+                f"the request is for network {request.network!r}, not {self.network!r}"
+            )
+        if (request.org == HUB_ORG) != (kind == KIND_HUB):
+            raise AuthorityError(
+                "organisation id 'hub' is reserved for the hub; use certify-hub for it"
+                if kind == KIND_ORG
+                else f"a hub request must name organisation 'hub', not {request.org!r}"
+            )
+        key = key_fingerprint(request.public_key)
+        self._check_one_key(request.org, key)
+        serial = self._state.next_serial
+        cert = issue_certificate(
+            self._root_key, self._root_at(now), request, roles, now=now, days=days, serial=serial
+        )
+        record = IssuedCertificate(
+            serial, request.org, roles, cert.fingerprint, key, cert.not_after, kind
+        )
+        (self._dir / "issued").mkdir(mode=0o700, exist_ok=True)
+        write_public_file(
+            self._dir / "issued" / f"{serial}.pem", pem_encode(cert.der, PEM_CERTIFICATE)
+        )
+        self._commit(
+            replace(
+                self._state, next_serial=serial + 1, issued={**self._state.issued, serial: record}
+            )
+        )
+        return cert
+
+    def _check_one_key(self, org: OrgId, key: Fingerprint) -> None:
+        for record in self._state.issued.values():
+            if record.org == org and record.key != key and record.serial not in self._state.revoked:
+                raise AuthorityError(
+                    f"organisation {org!r} already holds certificate {record.serial} for "
+                    "another key; revoke it first"
+                )
+
+    # -- revocation -------------------------------------------------------------------------
+
+    def revoke(self, serial: int, *, now: int) -> RevocationList:
+        """Revoke certificate ``serial`` and sign a new revocation list holding it."""
+        if serial not in self._state.issued:
+            raise AuthorityError(f"no certificate with serial {serial} was issued")
+        if serial in self._state.revoked:
+            raise AuthorityError(f"certificate {serial} is already revoked")
+        revoked = {**self._state.revoked, serial: now}
+        return self._sign_crl(replace(self._state, revoked=revoked), now=now, days=30)
+
+    def crl(self, *, now: int, days: int = 30) -> RevocationList:
+        """Sign a fresh revocation list (a new number every time)."""
+        return self._sign_crl(self._state, now=now, days=days)
+
+    def _sign_crl(self, state: _State, *, now: int, days: int) -> RevocationList:
+        number = state.crl_number + 1
+        crl = create_crl(
+            self._root_key, self._root_at(now), state.revoked, number=number, now=now, days=days
+        )
+        write_public_file(self._dir / "crl.pem", pem_encode(crl.der, PEM_CRL))
+        self._commit(replace(state, crl_number=number))
+        return crl
+
+    # -- linking keys -----------------------------------------------------------------------
+
+    def new_linking_key(self, rng: Rng = os.urandom) -> LinkingKey:
+        """Generate the next linking-key version and store it encrypted."""
+        version = max(self._state.linking_keys, default=0) + 1
+        key = LinkingKey(version, rng(LINKING_KEY_BYTES))
+        write_key_file(
+            self._linking_path(version),
+            KIND_LINKING_KEY,
+            key.key,
+            self._passphrase,
+            self._params,
+            allow_weak=True,  # the parameters root.key was created with
+            overwrite=True,  # a leftover of a write whose state commit failed
+            rng=rng,
+        )
+        self._commit(replace(self._state, linking_keys=(*self._state.linking_keys, version)))
+        return key
+
+    def linking_key(self, version: int) -> LinkingKey:
+        if version not in self._state.linking_keys:
+            raise AuthorityError(f"there is no linking key version {version}")
+        secret = read_key_file(self._linking_path(version), self._passphrase, kind=KIND_LINKING_KEY)
+        return LinkingKey(version, secret)
+
+    def current_linking_key(self) -> LinkingKey:
+        if not self._state.linking_keys:
+            raise AuthorityError("there is no linking key yet: make one first (linking-key new)")
+        return self.linking_key(max(self._state.linking_keys))
+
+    def seal_linking_key(
+        self, bundle: KeyBundle, cert: Certificate, *, now: int
+    ) -> SealedLinkingKey:
+        """Seal the current linking key to ``bundle``, after checking its certificate.
+
+        The certificate must be one this authority issued, unrevoked, valid at ``now``
+        and not the hub's; the bundle must be signed by it and valid at ``now``.
+        """
+        verified = verify_certificate(cert.der, self._root_at(now), now=now, crl=None)
+        record = self._state.issued.get(verified.serial)
+        if record is None or record.fingerprint != verified.fingerprint:
+            raise AuthorityError(f"certificate {verified.serial} was not issued by this authority")
+        if verified.serial in self._state.revoked:
+            raise AuthorityError(f"certificate {verified.serial} is revoked")
+        if ROLE_HUB in verified.roles or record.kind == KIND_HUB:
+            raise AuthorityError("the hub never receives the linking key")
+        verify_bundle(bundle, verified, now=now)
+        return seal_linking_key(
+            self.current_linking_key(), bundle, root_key=self._root_key, network=self.network
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _root_at(self, now: int) -> RootCertificate:
+        """The root, checked to be valid at ``now``."""
+        return load_root(self._root.der, now=now)
+
+    def _linking_path(self, version: int) -> Path:
+        return self._dir / f"linking-key-v{version}.key"
+
+    def _commit(self, state: _State) -> None:
+        write_state(self._dir / "state.json", state.to_json(), self._mac_key)
+        self._state = state
+
+
+def _raw(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
