@@ -1,0 +1,579 @@
+"""``schakel org``: what an organisation runs.
+
+Everything lives under ``--home`` (``SCHAKEL_HOME``)::
+
+    keys/            the organisation's key directory (keys.organisation.OrgKeys)
+    state.sqlite     local state: inbox cursor, received envelopes, directory cache
+
+Exit codes: 0 done, 1 refused or failed, 2 usage, 3 hub unreachable,
+4 something did not verify. Errors are one line on stderr, ``error: ...``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from clients.errors import ClientError, HubUnreachable, PayloadInvalid, VerificationFailed
+from clients.hub_client import HubClient
+from clients.organisation import Organisation, ReceivedMessage, RejectedMessage
+from clients.payloads import identity_of, summary_of, validate_payload
+from clients.state import LocalState
+from keys.errors import KeysError
+from keys.keyfile import KdfParams
+from keys.organisation import OrgKeys
+from keys.passphrase import get_passphrase
+from protocol.certificate import MAX_CERT_BYTES
+from protocol.encoding import loads_strict
+from protocol.errors import ProtocolError
+from protocol.pseudonym import Identity
+from protocol.types import parse_network_id, parse_org_id
+
+EXIT_FAILED, EXIT_UNREACHABLE, EXIT_UNVERIFIED = 1, 3, 4
+MAX_SIGNAL_FILE = 64 * 1024
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    home: Path
+    hub_url: str
+    passphrase_env: str
+    passphrase_fd: int | None
+    user: str | None
+    as_json: bool
+
+    @property
+    def key_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def state_path(self) -> Path:
+        return self.home / "state.sqlite"
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    raise click.exceptions.Exit(code)
+
+
+def _guarded(func: Callable[..., None]) -> Callable[..., None]:
+    """Turn every expected failure into one line on stderr and its exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            func(*args, **kwargs)
+        except HubUnreachable as exc:
+            _fail(str(exc), EXIT_UNREACHABLE)
+        except VerificationFailed as exc:
+            _fail(str(exc), EXIT_UNVERIFIED)
+        except (ClientError, KeysError, ProtocolError) as exc:
+            _fail(str(exc), EXIT_FAILED)
+        except OSError as exc:
+            _fail(f"{exc.filename or 'file'}: {exc.strerror}", EXIT_FAILED)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+    return wrapper
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def _emit(settings: Settings, data: Any, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True) if settings.as_json else text)
+
+
+def _kdf() -> tuple[KdfParams, bool]:
+    if os.environ.get("SCHAKEL_WEAK_KDF") == "1":
+        return KdfParams.for_tests(), True
+    return KdfParams.production(), False
+
+
+def _passphrase(settings: Settings, *, confirm: bool = False) -> bytes:
+    return get_passphrase(
+        env_var=settings.passphrase_env,
+        fd=settings.passphrase_fd,
+        prompt="Passphrase of the organisation keys: ",
+        confirm=confirm,
+    )
+
+
+def _open_keys(settings: Settings) -> OrgKeys:
+    if not settings.key_dir.is_dir():
+        raise ClientError(f"no organisation keys in {settings.home}: run 'schakel org init' first")
+    return OrgKeys.open(settings.key_dir, _passphrase(settings))
+
+
+class _Session:
+    """Keys, local state and a hub client, opened together and closed together."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.keys = _open_keys(settings)
+        self.state = LocalState(settings.state_path)
+        self.hub = HubClient(
+            settings.hub_url,
+            network=self.keys.network,
+            org=self.keys.org,
+            signing_key=self.keys.signing_key,
+            user=settings.user,
+        )
+        self.org = Organisation(self.keys, self.state, self.hub)
+
+    async def __aenter__(self) -> Organisation:
+        await self.hub.__aenter__()
+        return self.org
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.hub.close()
+        self.state.close()
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+# -- the group ---------------------------------------------------------------------------
+
+
+@click.group("org")
+@click.option(
+    "--home",
+    envvar="SCHAKEL_HOME",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The organisation's directory (keys and local state). Env: SCHAKEL_HOME.",
+)
+@click.option(
+    "--hub",
+    "hub_url",
+    envvar="SCHAKEL_HUB_URL",
+    default="http://127.0.0.1:8443",
+    show_default=True,
+    help="Base URL of the hub. Env: SCHAKEL_HUB_URL.",
+)
+@click.option(
+    "--passphrase-env",
+    default="SCHAKEL_PASSPHRASE",
+    show_default=True,
+    metavar="NAME",
+    help="Environment variable holding the key passphrase.",
+)
+@click.option(
+    "--passphrase-fd", type=int, metavar="N", help="Read the passphrase from file descriptor N."
+)
+@click.option(
+    "--user", envvar="SCHAKEL_USER", help="Your user id, recorded in the hub's audit log."
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def org(
+    ctx: click.Context,
+    home: Path,
+    hub_url: str,
+    passphrase_env: str,
+    passphrase_fd: int | None,
+    user: str | None,
+    as_json: bool,
+) -> None:
+    """An organisation: keys, enrolment, signals and the inbox.
+
+    \b
+    First time:
+      schakel org init --org ID --network ID --root root.pem
+      (send the printed request to the network authority)
+      schakel org import-cert certificate.pem
+      schakel org publish
+      schakel org linking-key fetch
+    """
+    ctx.obj = Settings(home, hub_url, passphrase_env, passphrase_fd, user, as_json)
+
+
+def org_group() -> click.Group:
+    """The ``org`` group, to mount under the root command."""
+    return org
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+@org.command()
+@click.option("--org", "org_id", required=True, help="Your organisation id (a-z, 0-9, '-').")
+@click.option("--network", required=True, help="The network id.")
+@click.option(
+    "--root",
+    "root_file",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The network root certificate (PEM), as received from the authority.",
+)
+@pass_settings
+@_guarded
+def init(settings: Settings, org_id: str, network: str, root_file: Path) -> None:
+    """Create the keys, pin the network root and write the enrolment request."""
+    params, weak = _kdf()
+    root_pem = _read(root_file, 2 * MAX_CERT_BYTES)
+    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    keys = OrgKeys.create(
+        settings.key_dir,
+        parse_network_id(network),
+        parse_org_id(org_id),
+        _passphrase(settings, confirm=True),
+        params,
+        allow_weak=weak,
+    )
+    root = keys.pin_root(root_pem, now=_now())
+    LocalState(settings.state_path).close()
+    request = settings.key_dir / "request.pem"
+    _emit(
+        settings,
+        {
+            "request": str(request),
+            "key_fingerprint": keys.key_fingerprint,
+            "root": root.fingerprint,
+        },
+        f"enrolment request: {request}\n"
+        f"key fingerprint:   {keys.key_fingerprint}\n"
+        f"pinned root:       {root.fingerprint}\n"
+        "Send the request to the network authority and confirm the key fingerprint by phone.",
+    )
+
+
+@org.command("import-cert")
+@click.argument("cert_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@pass_settings
+@_guarded
+def import_cert(settings: Settings, cert_file: Path) -> None:
+    """Import the certificate the authority issued (checked against the pinned root)."""
+    keys = _open_keys(settings)
+    cert = keys.import_certificate(_read(cert_file, 2 * MAX_CERT_BYTES), now=_now())
+    data = _cert_json(cert)
+    _emit(settings, data, f"certificate {cert.fingerprint} for {cert.org}, roles {data['roles']}")
+
+
+@org.command()
+@pass_settings
+@_guarded
+def publish(settings: Settings) -> None:
+    """Publish the certificate and the current encryption key bundle to the hub."""
+
+    async def go() -> tuple[str, str]:
+        async with _Session(settings) as organisation:
+            return await organisation.publish()
+
+    cert_fp, bundle_fp = _run(go())
+    _emit(
+        settings,
+        {"certificate": cert_fp, "bundle": bundle_fp},
+        f"published certificate {cert_fp}\npublished key bundle {bundle_fp}",
+    )
+
+
+@org.group("linking-key")
+def linking_key() -> None:
+    """The network's linking key, sealed to this organisation by the authority."""
+
+
+@linking_key.command("fetch")
+@pass_settings
+@_guarded
+def linking_key_fetch(settings: Settings) -> None:
+    """Fetch, verify and store the linking keys sealed to this organisation."""
+
+    async def go() -> list[int]:
+        async with _Session(settings) as organisation:
+            return await organisation.fetch_linking_keys()
+
+    versions = _run(go())
+    if not versions:
+        raise ClientError("the hub holds no linking key for this organisation yet")
+    _emit(settings, {"versions": versions}, f"linking key versions held: {versions}")
+
+
+def _identity_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--bsn", help="Citizen service number (BSN)."),
+        click.option("--given-names"),
+        click.option("--family-name"),
+        click.option("--dob", help="Date of birth, YYYY-MM-DD."),
+        click.option("--phone"),
+        click.option("--document", help="Travel-document number (with --country)."),
+        click.option("--country", help="Issuing country of the document (ISO 3166)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _person(**fields: str | None) -> dict[str, str]:
+    names = {
+        "bsn": "bsn",
+        "given_names": "given_names",
+        "family_name": "family_name",
+        "dob": "date_of_birth",
+        "phone": "phone",
+        "document": "document_number",
+        "country": "document_country",
+    }
+    return {names[k]: v for k, v in fields.items() if k in names and v is not None}
+
+
+@org.command()
+@_identity_options
+@pass_settings
+@_guarded
+def pseudonyms(settings: Settings, **fields: str | None) -> None:
+    """Derive the pseudonyms of a person locally (nothing is sent)."""
+    person = _person(**fields)
+    if not person:
+        raise click.UsageError("give at least one identifier (--bsn, --phone, ...)")
+    keys = _open_keys(settings)
+    with LocalState(settings.state_path) as state:
+        hub = HubClient(settings.hub_url, network=keys.network)
+        derived = Organisation(keys, state, hub).derive_pseudonyms(Identity(**person))
+    _emit(settings, {"pseudonyms": list(derived)}, "\n".join(derived) or "(none)")
+
+
+@org.command("send-signal")
+@click.option("--to", "recipients", multiple=True, required=True, help="Recipient org (repeat).")
+@click.option(
+    "--file",
+    "signal_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The whole signal payload as JSON (instead of the flags below).",
+)
+@_identity_options
+@click.option(
+    "--exploitation",
+    type=click.Choice(["sexual", "labour", "criminal", "organ_removal", "unknown"]),
+    default="unknown",
+    show_default=True,
+)
+@click.option("--indicator", "indicators", multiple=True, help="Indicator code (repeat).")
+@click.option("--text", help="Free text (at most 4000 characters).")
+@click.option(
+    "--urgency",
+    type=click.Choice(["low", "normal", "high", "immediate_danger"]),
+    default="normal",
+    show_default=True,
+)
+@click.option("--consent/--no-consent", default=None, help="Did the person consent to sharing?")
+@pass_settings
+@_guarded
+def send_signal(
+    settings: Settings,
+    recipients: tuple[str, ...],
+    signal_file: Path | None,
+    exploitation: str,
+    indicators: tuple[str, ...],
+    text: str | None,
+    urgency: str,
+    consent: bool | None,
+    **fields: str | None,
+) -> None:
+    """Send a signal about a possible victim to one or more organisations."""
+    if signal_file is not None:
+        payload = _load_signal(signal_file)
+    else:
+        if consent is None:
+            raise click.UsageError("say --consent or --no-consent (or give --file)")
+        payload = {
+            "schema": "schakel.signal/1",
+            "person": _person(**fields),
+            "exploitation": exploitation,
+            "urgency": urgency,
+            "consent_to_share": consent,
+        }
+        if indicators:
+            payload["indicators"] = list(indicators)
+        if text is not None:
+            payload["text"] = text
+    validate_payload("signal", payload)
+
+    async def go() -> tuple[str, tuple[str, ...]]:
+        async with _Session(settings) as organisation:
+            message_id = await organisation.send_signal(payload, recipients)
+            identity = identity_of(payload)
+            derived = (
+                organisation.derive_pseudonyms(identity)
+                if any(getattr(identity, f) for f in Identity.__dataclass_fields__)
+                else ()
+            )
+            return message_id, derived
+
+    message_id, derived = _run(go())
+    _emit(
+        settings,
+        {"id": message_id, "recipients": sorted(set(recipients)), "pseudonyms": list(derived)},
+        f"sent {message_id}\n" + "".join(f"  {p}\n" for p in derived).rstrip("\n"),
+    )
+
+
+def _load_signal(path: Path) -> dict[str, Any]:
+    try:
+        payload = loads_strict(_read(path, MAX_SIGNAL_FILE), max_bytes=MAX_SIGNAL_FILE)
+    except ProtocolError as exc:
+        raise PayloadInvalid(f"{path} is not strict JSON ({exc})") from exc
+    if not isinstance(payload, dict):
+        raise PayloadInvalid(f"{path} must hold a JSON object")
+    return payload
+
+
+def _read(path: Path, limit: int) -> bytes:
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ClientError(f"{path} is larger than {limit} bytes")
+    return data
+
+
+def _line(message: ReceivedMessage) -> dict[str, Any]:
+    return {
+        "cursor": message.cursor,
+        "id": message.id,
+        "sender": message.sender,
+        "kind": message.kind,
+        "created": message.created,
+        "pseudonyms": [p[:16] for p in message.pseudonyms],
+        "summary": summary_of(message.kind, message.payload),
+    }
+
+
+def _text_line(item: dict[str, Any]) -> str:
+    created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(item["created"]))
+    short = ",".join(item["pseudonyms"]) or "-"
+    return (
+        f"{item['cursor']:>6}  {item['id']}  {item['sender']:<16} {item['kind']:<8} "
+        f"{created}Z  {short}  {item['summary']}"
+    )
+
+
+def _rejected_line(item: RejectedMessage) -> dict[str, Any]:
+    return {"cursor": item.cursor, "id": item.id, "sender": item.sender, "rejected": item.reason}
+
+
+@org.command()
+@click.option("--watch", is_flag=True, help="Keep listening for new messages.")
+@pass_settings
+@_guarded
+def inbox(settings: Settings, watch: bool) -> None:
+    """Receive new messages, verify and acknowledge them, then list the inbox."""
+
+    async def go() -> None:
+        async with _Session(settings) as organisation:
+            result = await organisation.receive()
+            lines = [_line(organisation.show(m.id)) for m in organisation.state.messages()]
+            rejected = [_rejected_line(r) for r in result.rejected]
+            if settings.as_json:
+                click.echo(json.dumps({"messages": lines, "rejected": rejected}, indent=2))
+            else:
+                for line in lines:
+                    click.echo(_text_line(line))
+                for item in rejected:
+                    click.echo(f"{item['cursor']:>6}  {item['id']}  REJECTED ({item['rejected']})")
+            if watch:
+                await _watch(settings, organisation)
+
+    _run(go())
+
+
+async def _watch(settings: Settings, organisation: Organisation) -> None:
+    while True:
+        try:
+            async for item in organisation.watch():
+                if isinstance(item, RejectedMessage):
+                    data: dict[str, Any] = _rejected_line(item)
+                    text = f"{item.cursor:>6}  {item.id}  REJECTED ({item.reason})"
+                else:
+                    data = _line(item)
+                    text = _text_line(data)
+                click.echo(json.dumps(data) if settings.as_json else text)
+        except HubUnreachable as exc:
+            click.echo(f"warning: {exc}; retrying in 10 s", err=True)
+        await asyncio.sleep(10)
+
+
+@org.command()
+@click.argument("message_id")
+@pass_settings
+@_guarded
+def show(settings: Settings, message_id: str) -> None:
+    """Decrypt and show one received message in full."""
+    keys = _open_keys(settings)
+    with LocalState(settings.state_path) as state:
+        hub = HubClient(settings.hub_url, network=keys.network)
+        message = Organisation(keys, state, hub).show(message_id)
+    data = {**_line(message), "pseudonyms": list(message.pseudonyms), "payload": message.payload}
+    del data["summary"]
+    header = "\n".join(f"{k}: {v}" for k, v in data.items() if k not in ("payload", "pseudonyms"))
+    _emit(
+        settings,
+        data,
+        header
+        + "\npseudonyms:\n"
+        + "".join(f"  {p}\n" for p in message.pseudonyms)
+        + json.dumps(message.payload, indent=2, ensure_ascii=False, sort_keys=True),
+    )
+
+
+def _date(seconds: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(seconds))
+
+
+def _cert_json(cert: Any) -> dict[str, Any]:
+    return {
+        "fingerprint": cert.fingerprint,
+        "serial": cert.serial,
+        "roles": sorted(cert.roles),
+        "not_after": cert.not_after,
+    }
+
+
+@org.command()
+@pass_settings
+@_guarded
+def status(settings: Settings) -> None:
+    """Organisation, network, certificate, key bundles, linking keys and inbox (local only)."""
+    keys = _open_keys(settings)
+    cert = keys.certificate
+    with LocalState(settings.state_path) as state:
+        data = {
+            "org": keys.org,
+            "network": keys.network,
+            "key_fingerprint": keys.key_fingerprint,
+            "root": keys.root.fingerprint if keys.root_pinned else None,
+            "certificate": None if cert is None else _cert_json(cert),
+            "bundles": sorted(keys.kem_keys),
+            "linking_keys": sorted(keys.linking_keys),
+            "inbox_cursor": state.cursor,
+            "messages": len(state.messages()),
+            "rejected": len(state.rejected()),
+            "sent": len(state.sent()),
+        }
+    bundles = ", ".join(sorted(keys.kem_keys))
+    expiry = (
+        "none yet: run 'schakel org import-cert CERT.pem'"
+        if cert is None
+        else f"{cert.fingerprint} (expires {_date(cert.not_after)})"
+    )
+    _emit(
+        settings,
+        data,
+        f"organisation: {data['org']}\nnetwork:      {data['network']}\n"
+        f"certificate:  {expiry}\n"
+        f"key bundles:  {bundles or 'none yet: run schakel org publish'}\n"
+        f"linking keys: {data['linking_keys'] or 'none yet: run schakel org linking-key fetch'}\n"
+        f"inbox:        {data['messages']} messages, {data['rejected']} rejected, "
+        f"cursor {data['inbox_cursor']}; {data['sent']} sent",
+    )

@@ -1,0 +1,86 @@
+"""The errors an organisation's client raises.
+
+::
+
+    ClientError                root of everything raised by :mod:`clients`
+    ├── HubProblem             the hub answered with an RFC 9457 problem document
+    ├── HubUnreachable         no answer from the hub (connection, timeout, retries spent)
+    ├── VerificationFailed     a certificate, key bundle, CRL or envelope did not verify
+    ├── PayloadInvalid         a payload breaks its kind's schema (names the JSON path)
+    └── NotReady               a local step is missing (says which command to run)
+
+Messages never hold content, keys, tokens or pseudonyms: they name the kind of
+object and the organisation involved, so that they can be shown and logged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM_PREFIX = "urn:schakel:problem:"
+
+
+class ClientError(Exception):
+    """Root of every error raised by :mod:`clients`."""
+
+
+class HubProblem(ClientError):
+    """The hub refused a request; ``status``, ``type``, ``title`` and ``detail`` say why."""
+
+    def __init__(self, status: int, type: str, title: str, detail: str) -> None:
+        super().__init__(f"hub answered {status} {title}: {detail}")
+        self.status = status
+        self.type = type
+        self.title = title
+        self.detail = detail
+
+    @property
+    def slug(self) -> str:
+        """The problem type without its ``urn:schakel:problem:`` prefix."""
+        return self.type.removeprefix(PROBLEM_PREFIX)
+
+    @classmethod
+    def from_document(cls, status: int, document: Any) -> HubProblem:
+        """Build from a parsed problem document; tolerate a missing or odd one."""
+        doc = document if isinstance(document, dict) else {}
+
+        def text(name: str, default: str) -> str:
+            value = doc.get(name)
+            return value[:300] if isinstance(value, str) else default
+
+        return cls(
+            status,
+            text("type", PROBLEM_PREFIX + "unknown"),
+            text("title", "HTTP error"),
+            text("detail", f"HTTP status {status}"),
+        )
+
+
+class HubUnreachable(ClientError):
+    """The hub could not be reached, or kept failing after the retries."""
+
+
+class VerificationFailed(ClientError):
+    """Something the hub served did not verify: never trust or use it."""
+
+    def __init__(self, what: str, org: str | None = None, reason: str | None = None) -> None:
+        message = (
+            f"{what} of organisation {org!r} did not verify" if org else f"{what} did not verify"
+        )
+        if reason:
+            message += f" ({reason})"
+        super().__init__(message)
+        self.what = what
+        self.org = org
+
+
+class PayloadInvalid(ClientError):
+    """A payload does not match its kind's schema; ``path`` is the first error's JSON path."""
+
+    def __init__(self, message: str, path: str = "$") -> None:
+        super().__init__(f"payload invalid at {path}: {message}")
+        self.path = path
+
+
+class NotReady(ClientError):
+    """A local set-up step has not been done yet; the message names the command to run."""

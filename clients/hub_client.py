@@ -1,0 +1,502 @@
+"""The hub's HTTP API (docs/parts/50-http-api.md) as async methods.
+
+One ``aiohttp.ClientSession`` per ``HubClient`` (use ``async with``), with
+explicit timeouts. The client:
+
+* authenticates by challenge-response with the organisation's signing key,
+  caches the access token until 60 s before it expires, and fetches a new one
+  once when the hub answers 401;
+* retries connection errors, 429 (honouring ``Retry-After``), 502, 503 and 504
+  up to ``attempts`` times with bounded exponential backoff. ``send`` posts the
+  very same envelope again, which is safe: the hub is idempotent on message id;
+* turns every other non-2xx answer into ``HubProblem`` and a hub that cannot be
+  reached into ``HubUnreachable``;
+* reads every response with a size bound and parses it with ``loads_strict``.
+
+Nothing the hub returns is trusted: certificates, bundles and envelopes come
+back parsed but unverified, and :mod:`clients.organisation` verifies them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from clients.errors import ClientError, HubProblem, HubUnreachable, VerificationFailed
+from protocol.certificate import MAX_CERT_BYTES, MAX_CRL_BYTES
+from protocol.encoding import b64d, b64e, frame, loads_strict
+from protocol.envelope import Envelope
+from protocol.errors import ProtocolError
+from protocol.keybundle import KeyBundle
+from protocol.linkingkey import SealedLinkingKey
+from protocol.types import MessageId, parse_fingerprint, parse_message_id, parse_org_id
+
+AUTH_LABEL = "schakel/auth/v1"
+TOKEN_MARGIN = 60  # seconds before expiry at which a cached token is replaced
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+MAX_RETRY_AFTER = 30.0
+MAX_BACKOFF = 8.0
+_USER = re.compile(r"[\x21-\x7e]{1,64}")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class HubInfo:
+    network: str
+    audience: str
+    issuer: str
+    certificate: bytes | None
+    limits: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """One inbox entry; ``envelope`` is the wire form as served, not yet parsed or verified."""
+
+    cursor: int
+    envelope: Any
+    acknowledged: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InboxPage:
+    messages: tuple[InboxItem, ...]
+    next: int
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A WebSocket notice that a message arrived; fetch it through the inbox."""
+
+    cursor: int
+    id: MessageId
+
+
+class _Retry(Exception):
+    """Internal: this attempt may be repeated after ``delay`` seconds (None: backoff)."""
+
+    def __init__(self, cause: ClientError, delay: float | None = None) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.delay = delay
+
+
+class HubClient:
+    """An async client of one hub, acting for one organisation (or anonymously)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        network: str,
+        org: str | None = None,
+        signing_key: Ed25519PrivateKey | None = None,
+        user: str | None = None,
+        timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        ssl: Any = None,
+        sleep: Sleep = asyncio.sleep,
+        attempts: int = 3,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ) -> None:
+        if user is not None and not _USER.fullmatch(user):
+            raise ClientError("user id must be 1-64 printable ASCII characters without spaces")
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self.base_url = base_url.rstrip("/")
+        self.network = network
+        self.org = org
+        self._key = signing_key
+        self._user = user
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeout, connect=min(timeout, 10.0), sock_read=timeout
+        )
+        self._clock = clock
+        self._ssl = ssl
+        self._sleep = sleep
+        self._attempts = attempts
+        self._max_bytes = max_response_bytes
+        self._session: aiohttp.ClientSession | None = None
+        self._token: tuple[str, float] | None = None
+        self._info: HubInfo | None = None
+
+    def __repr__(self) -> str:
+        return f"HubClient({self.base_url!r}, network={self.network!r}, org={self.org!r})"
+
+    async def __aenter__(self) -> HubClient:
+        self._session = aiohttp.ClientSession(timeout=self._timeout, raise_for_status=False)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- transport ---------------------------------------------------------------------
+
+    def _headers(self, token: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if self._user is not None:
+            headers["Schakel-User"] = self._user
+        return headers
+
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        length = response.content_length
+        if length is not None and length > self._max_bytes:
+            raise ClientError("hub response is too large")
+        data = bytearray()
+        async for chunk in response.content.iter_chunked(65536):
+            data += chunk
+            if len(data) > self._max_bytes:
+                raise ClientError("hub response is too large")
+        return bytes(data)
+
+    async def _exchange(
+        self, method: str, path: str, body: Any, token: str | None
+    ) -> tuple[int, Any, dict[str, str]]:
+        """One HTTP request; (status, parsed JSON or None, headers)."""
+        if self._session is None:
+            raise ClientError("HubClient is not open: use 'async with HubClient(...)'")
+        try:
+            async with self._session.request(
+                method,
+                self.base_url + path,
+                json=body,
+                headers=self._headers(token),
+                ssl=self._ssl if self._ssl is not None else True,
+                allow_redirects=False,
+            ) as response:
+                data = await self._read(response)
+                headers = {k.lower(): v for k, v in response.headers.items()}
+                status = response.status
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            raise _Retry(HubUnreachable(f"hub {self.base_url} unreachable: {_cause(exc)}")) from exc
+        except aiohttp.ClientError as exc:
+            raise HubUnreachable(f"hub {self.base_url} unusable: {_cause(exc)}") from exc
+        return status, self._parse(data, strict=200 <= status < 300), headers
+
+    def _parse(self, data: bytes, *, strict: bool) -> Any:
+        """Parse a body; an error page that is not JSON (a proxy's 502) is just None."""
+        if not data:
+            return None
+        try:
+            return loads_strict(data, max_bytes=self._max_bytes)
+        except ProtocolError as exc:
+            if not strict:
+                return None
+            raise ClientError(f"hub answered with malformed JSON ({exc})") from exc
+
+    async def _call(
+        self, method: str, path: str, body: Any = None, *, auth: bool = True
+    ) -> tuple[int, Any]:
+        """A request with authentication, one token refresh on 401 and bounded retries."""
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                token = await self._ensure_token() if auth else None
+                status, parsed, headers = await self._exchange(method, path, body, token)
+                if status == 401 and auth and not refreshed:
+                    refreshed, self._token = True, None
+                    attempt -= 1
+                    continue
+                return self._check(status, parsed, headers)
+            except _Retry as retry:
+                if attempt >= self._attempts:
+                    raise retry.cause from retry
+                delay = retry.delay if retry.delay is not None else _backoff(attempt)
+                await self._sleep(delay)
+
+    def _check(self, status: int, parsed: Any, headers: dict[str, str]) -> tuple[int, Any]:
+        if 200 <= status < 300:
+            return status, parsed
+        problem = HubProblem.from_document(status, parsed)
+        if status in RETRY_STATUSES:
+            raise _Retry(problem, _retry_after(headers.get("retry-after")))
+        raise problem
+
+    # -- authentication ----------------------------------------------------------------
+
+    async def _ensure_token(self) -> str:
+        if self._token is not None and self._clock() < self._token[1] - TOKEN_MARGIN:
+            return self._token[0]
+        if self.org is None or self._key is None:
+            raise ClientError("this request needs an organisation and its signing key")
+        info = await self._hub_info_once()
+        status, body, headers = await self._exchange(
+            "POST", "/v1/auth/challenge", {"org": self.org}, None
+        )
+        _, body = self._check(status, body, headers)
+        challenge = b64d(_field(body, "challenge", str), max_len=64)
+        signed = frame(
+            AUTH_LABEL,
+            self.network.encode(),
+            self.org.encode(),
+            challenge,
+            info.audience.encode(),
+        )
+        request = {
+            "org": self.org,
+            "challenge": b64e(challenge),
+            "signature": b64e(self._key.sign(signed)),
+        }
+        issued_at = self._clock()
+        status, body, headers = await self._exchange("POST", "/v1/auth/token", request, None)
+        _, body = self._check(status, body, headers)
+        token: str = _field(body, "access_token", str)
+        lifetime = _field(body, "expires_in", int)
+        self._token = (token, issued_at + lifetime)
+        return token
+
+    async def _hub_info_once(self) -> HubInfo:
+        if self._info is None:
+            status, body, headers = await self._exchange("GET", "/v1/hub", None, None)
+            _, body = self._check(status, body, headers)
+            self._info = _hub_info(body)
+            if self._info.network != self.network:
+                raise VerificationFailed("hub information", reason="hub serves another network")
+        return self._info
+
+    # -- public API: hub and directory -------------------------------------------------
+
+    async def hub_info(self) -> HubInfo:
+        _, body = await self._call("GET", "/v1/hub", auth=False)
+        info = _hub_info(body)
+        if info.network != self.network:
+            raise VerificationFailed("hub information", reason="hub serves another network")
+        self._info = info
+        return info
+
+    async def publish_certificate(self, der: bytes) -> dict[str, Any]:
+        """Publish a certificate; returns ``{"org", "fingerprint", "roles", "created"}``."""
+        status, body = await self._call(
+            "POST", "/v1/directory/certificates", {"certificate": b64e(der)}, auth=False
+        )
+        result = dict(_object(body))
+        result["created"] = status == 201
+        return result
+
+    async def list_orgs(self) -> list[dict[str, Any]]:
+        _, body = await self._call("GET", "/v1/directory/orgs")
+        return list(_field(body, "orgs", list))
+
+    async def get_org(self, org: str) -> tuple[bytes, KeyBundle | None]:
+        """The certificate DER and current key bundle the hub holds for ``org`` (unverified)."""
+        _, body = await self._call("GET", f"/v1/directory/orgs/{_checked(parse_org_id, org)}")
+        if _field(body, "org", str) != org:
+            raise VerificationFailed("directory entry", org, "hub answered for another org")
+        der = _b64_field(body, "certificate", MAX_CERT_BYTES, "certificate", org)
+        bundle = body.get("bundle")
+        return der, None if bundle is None else _bundle(bundle, org)
+
+    async def get_bundle(self, fingerprint: str) -> KeyBundle:
+        fingerprint = _checked(parse_fingerprint, fingerprint)
+        _, body = await self._call("GET", f"/v1/directory/bundles/{fingerprint}")
+        bundle = _bundle(body, None)
+        if bundle.fingerprint != fingerprint:
+            raise VerificationFailed("key bundle", bundle.org, "fingerprint does not match")
+        return bundle
+
+    async def publish_bundle(self, bundle: KeyBundle) -> str:
+        _, body = await self._call(
+            "PUT", f"/v1/directory/orgs/{bundle.org}/bundle", bundle.to_wire()
+        )
+        return str(_field(body, "fingerprint", str))
+
+    async def get_crl(self) -> bytes | None:
+        _, body = await self._call("GET", "/v1/directory/crl", auth=False)
+        if _object(body).get("crl") is None:
+            return None
+        return _b64_field(body, "crl", MAX_CRL_BYTES, "revocation list", None)
+
+    async def put_crl(self, der: bytes) -> None:
+        await self._call("PUT", "/v1/directory/crl", {"crl": b64e(der)}, auth=False)
+
+    async def put_linking_key(self, sealed: SealedLinkingKey) -> bool:
+        """Relay a sealed linking key; True if the hub did not hold it yet."""
+        status, _ = await self._call(
+            "POST", "/v1/directory/linking-keys", sealed.to_wire(), auth=False
+        )
+        return status == 201
+
+    async def get_linking_keys(self) -> list[SealedLinkingKey]:
+        _, body = await self._call("GET", "/v1/directory/linking-keys")
+        try:
+            return [SealedLinkingKey.from_wire(w) for w in _field(body, "linking_keys", list)]
+        except ProtocolError as exc:
+            raise VerificationFailed("sealed linking key", self.org, "malformed") from exc
+
+    # -- public API: relay -------------------------------------------------------------
+
+    async def send(self, envelope: Envelope) -> tuple[MessageId, int, bool]:
+        """Post an envelope; (id, accepted time, True if new). Retries post the same bytes."""
+        wire = envelope.to_wire()  # built once: every retry posts these same bytes
+        status, body = await self._call("POST", "/v1/messages", wire)
+        message_id = _message_id(_field(body, "id", str))
+        if message_id != envelope.header.id:
+            raise ClientError("hub acknowledged another message id")
+        return message_id, _field(body, "accepted", int), status == 201
+
+    async def inbox(self, after: int = 0, limit: int = 50) -> InboxPage:
+        _, body = await self._call("GET", f"/v1/inbox?after={int(after)}&limit={int(limit)}")
+        items = []
+        for entry in _field(body, "messages", list):
+            items.append(
+                InboxItem(
+                    cursor=_field(entry, "cursor", int),
+                    envelope=_object(entry).get("envelope"),
+                    acknowledged=_field(entry, "acknowledged", bool),
+                )
+            )
+        return InboxPage(tuple(items), _field(body, "next", int))
+
+    async def get_message(self, message_id: str) -> tuple[int | None, Any]:
+        """(cursor or None, envelope wire form) of a message we sent or received."""
+        _, body = await self._call("GET", f"/v1/messages/{_message_id(message_id)}")
+        cursor = _object(body).get("cursor")
+        if cursor is not None and not _is_int(cursor):
+            raise ClientError("hub answered with a malformed cursor")
+        return cursor, body.get("envelope")
+
+    async def ack(self, message_id: str) -> None:
+        await self._call("POST", f"/v1/messages/{_message_id(message_id)}/ack")
+
+    async def notifications(self) -> AsyncIterator[Notice]:
+        """Notices from the hub's WebSocket until it closes; reconnecting is the caller's."""
+        if self._session is None:
+            raise ClientError("HubClient is not open: use 'async with HubClient(...)'")
+        for refreshed in (False, True):
+            token = await self._ensure_token()
+            try:
+                socket = await self._session.ws_connect(
+                    self.base_url + "/v1/ws",
+                    headers=self._headers(token),
+                    ssl=self._ssl if self._ssl is not None else True,
+                    max_msg_size=4096,
+                    heartbeat=60.0,
+                )
+            except aiohttp.WSServerHandshakeError as exc:
+                if exc.status == 401 and not refreshed:
+                    self._token = None
+                    continue
+                raise HubProblem(
+                    exc.status,
+                    "urn:schakel:problem:websocket",
+                    "WebSocket refused",
+                    exc.message[:200],
+                ) from exc
+            except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+                raise HubUnreachable(f"hub {self.base_url} unreachable: {_cause(exc)}") from exc
+            async with socket:
+                async for message in socket:
+                    if message.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    notice = _notice(message.data)
+                    if notice is not None:
+                        yield notice
+            return
+
+
+# -- parsing helpers -------------------------------------------------------------------
+
+
+def _checked(parse: Callable[[object], str], value: object) -> str:
+    try:
+        return parse(value)
+    except ProtocolError as exc:
+        raise ClientError(str(exc)) from exc
+
+
+def _message_id(value: object) -> MessageId:
+    return MessageId(_checked(parse_message_id, value))
+
+
+def _cause(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+def _backoff(attempt: int) -> float:
+    return float(min(MAX_BACKOFF, 0.5 * 2 ** (attempt - 1)))
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None or not value.isdigit():
+        return None
+    return min(MAX_RETRY_AFTER, float(value))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ClientError("hub answered with an unexpected document")
+    return body
+
+
+def _field(body: Any, name: str, kind: type) -> Any:
+    value = _object(body).get(name)
+    ok = _is_int(value) if kind is int else isinstance(value, kind)
+    if not ok:
+        raise ClientError(f"hub answer lacks a valid {name!r}")
+    return value
+
+
+def _b64_field(body: Any, name: str, limit: int, what: str, org: str | None) -> bytes:
+    try:
+        return b64d(_object(body).get(name), max_len=limit)
+    except ProtocolError as exc:
+        raise VerificationFailed(what, org, "malformed") from exc
+
+
+def _bundle(wire: Any, org: str | None) -> KeyBundle:
+    try:
+        bundle = KeyBundle.from_wire(wire)
+    except ProtocolError as exc:
+        raise VerificationFailed("key bundle", org, "malformed") from exc
+    if org is not None and bundle.org != org:
+        raise VerificationFailed("key bundle", org, "belongs to another organisation")
+    return bundle
+
+
+def _hub_info(body: Any) -> HubInfo:
+    certificate = _object(body).get("certificate")
+    limits = body.get("limits") or {}
+    return HubInfo(
+        network=_field(body, "network", str),
+        audience=_field(body, "audience", str),
+        issuer=_field(body, "issuer", str),
+        certificate=None
+        if certificate is None
+        else _b64_field(body, "certificate", MAX_CERT_BYTES, "hub certificate", None),
+        limits={k: v for k, v in _object(limits).items() if _is_int(v)},
+    )
+
+
+def _notice(data: str) -> Notice | None:
+    try:
+        doc = loads_strict(data, max_bytes=4096)
+    except ProtocolError:
+        return None
+    if not isinstance(doc, dict) or doc.get("type") != "message":
+        return None
+    try:
+        return Notice(_field(doc, "cursor", int), _message_id(doc.get("id")))
+    except ClientError:
+        return None
