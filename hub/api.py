@@ -1,0 +1,370 @@
+"""The HTTP adapter: each handler authenticates, parses, calls one use-case, renders.
+
+The API is specified in ``docs/parts/50-http-api.md``. Every route that
+touches a message or the directory runs inside :func:`hub.audit.audited`,
+so a request that is refused (authentication, body, or a use-case check)
+leaves exactly one ``denied`` audit entry, and an allowed one leaves the entry
+its use-case committed with the action.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from hub import audit, auth, directory, relay
+from hub.audit import Scope
+from hub.config import Clock, HubConfig, Rng
+from hub.errors import NotFound, Unauthorized, Unavailable
+from hub.notify import Notifier
+from hub.problems import ORG, REQUEST_ID, read_json
+from hub.ratelimit import TokenBucket
+from hub.store import InboxItem, Store
+from hub.tokens import TokenService
+from protocol.encoding import b64e
+
+JSON = "application/json"
+USER_HEADER = "Schakel-User"
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the handlers need; built once by :func:`hub.app.make_app`."""
+
+    config: HubConfig
+    clock: Clock
+    rng: Rng
+    store: Store
+    tokens: TokenService
+    notifier: Notifier
+    org_limits: TokenBucket
+    address_limits: TokenBucket
+    hub_certificate_der: bytes | None
+    openapi: bytes | None
+
+
+SERVICES = web.AppKey("schakel_services", Services)
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+def client_address(request: web.Request) -> str:
+    return (request.remote or "-")[:64]
+
+
+def render(body: Any, *, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8"),
+        content_type=JSON,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@asynccontextmanager
+async def audited(request: web.Request, action: str, object_type: str) -> AsyncIterator[Scope]:
+    """An audit scope for this request; a refusal escaping it is recorded as denied."""
+    s = services(request)
+    scope = Scope(
+        action=action,
+        object_type=object_type,
+        request_id=request[REQUEST_ID],
+        source=client_address(request),
+    )
+    async with audit.audited(s.store, s.clock, scope):
+        yield scope
+
+
+async def authenticate(request: web.Request, scope: Scope) -> auth.Caller:
+    """The caller behind the bearer token; fills in the audit scope and rate-limits."""
+    s = services(request)
+    try:
+        caller = await auth.verify_access(
+            s.store,
+            s.clock,
+            s.config,
+            tokens=s.tokens,
+            authorization=request.headers.get("Authorization"),
+        )
+    except Unauthorized:
+        s.address_limits.check(client_address(request))  # failures count per address
+        raise
+    s.org_limits.check(caller.org)
+    request[ORG] = caller.org
+    scope.org, scope.role = caller.org, caller.role_text
+    scope.user = auth.parse_user(request.headers.get(USER_HEADER))
+    return caller
+
+
+def limit_address(request: web.Request) -> None:
+    services(request).address_limits.check(client_address(request))
+
+
+async def body_of(request: web.Request, *, large: bool = False) -> object:
+    limits = services(request).config.limits
+    return await read_json(
+        request, max_bytes=limits.max_body_bytes if large else limits.max_json_bytes
+    )
+
+
+# -- authentication and hub -------------------------------------------------------------
+
+
+async def post_challenge(request: web.Request) -> web.Response:
+    s = services(request)
+    limit_address(request)
+    body = await body_of(request)
+    challenge = await auth.issue_challenge(s.store, s.clock, s.config, body=body, rng=s.rng)
+    return render({"challenge": challenge.challenge, "expires": challenge.expires})
+
+
+async def post_token(request: web.Request) -> web.Response:
+    s = services(request)
+    limit_address(request)
+    async with audited(request, "auth.token", "org") as scope:
+        body = await body_of(request)
+        token = await auth.issue_token(
+            s.store, s.clock, s.config, scope, tokens=s.tokens, body=body, rng=s.rng
+        )
+    return render(
+        {"access_token": token.access_token, "token_type": "Bearer", "expires_in": token.expires_in}
+    )
+
+
+async def get_hub(request: web.Request) -> web.Response:
+    s = services(request)
+    limit_address(request)
+    der = s.hub_certificate_der
+    return render(
+        {
+            "network": s.config.network,
+            "audience": s.config.audience,
+            "issuer": s.config.issuer,
+            "certificate": None if der is None else b64e(der),
+            "limits": {
+                "max_body_bytes": s.config.limits.max_body_bytes,
+                "max_inbox_limit": s.config.limits.max_inbox_limit,
+            },
+        }
+    )
+
+
+# -- directory --------------------------------------------------------------------------
+
+
+async def post_certificate(request: web.Request) -> web.Response:
+    s = services(request)
+    limit_address(request)
+    async with audited(request, "directory.certificate.put", "org") as scope:
+        body = await body_of(request)
+        held = await directory.upload_certificate(s.store, s.clock, s.config, scope, body)
+    return render(
+        {"org": held.org, "fingerprint": held.fingerprint, "roles": sorted(held.roles)},
+        status=201 if held.created else 200,
+    )
+
+
+async def get_orgs(request: web.Request) -> web.Response:
+    s = services(request)
+    async with audited(request, "directory.orgs.list", "org") as scope:
+        await authenticate(request, scope)
+        listings = await directory.list_organisations(s.store, s.clock, s.config, scope)
+    return render(
+        {
+            "orgs": [
+                {
+                    "org": item.summary.org,
+                    "roles": sorted(item.summary.roles),
+                    "certificate": item.summary.fingerprint,
+                    "bundle": item.summary.bundle,
+                    "revoked": item.revoked,
+                }
+                for item in listings
+            ]
+        }
+    )
+
+
+async def get_org(request: web.Request) -> web.Response:
+    s = services(request)
+    async with audited(request, "directory.org.get", "org") as scope:
+        await authenticate(request, scope)
+        entry = await directory.fetch_organisation(
+            s.store, s.clock, s.config, scope, request.match_info["org"]
+        )
+    bundle = None if entry.bundle is None else entry.bundle.to_wire()
+    return render({"org": entry.org, "certificate": b64e(entry.certificate), "bundle": bundle})
+
+
+async def put_bundle(request: web.Request) -> web.Response:
+    s = services(request)
+    async with audited(request, "directory.bundle.put", "org") as scope:
+        caller = await authenticate(request, scope)
+        body = await body_of(request)
+        fp = await directory.upload_bundle(
+            s.store,
+            s.clock,
+            s.config,
+            scope,
+            caller=caller.org,
+            org_text=request.match_info["org"],
+            body=body,
+        )
+    return render({"fingerprint": fp})
+
+
+async def get_bundle(request: web.Request) -> web.Response:
+    s = services(request)
+    async with audited(request, "directory.bundle.get", "org") as scope:
+        await authenticate(request, scope)
+        bundle = await directory.fetch_bundle(
+            s.store, s.clock, s.config, scope, request.match_info["fingerprint"]
+        )
+    return render(bundle.to_wire())
+
+
+async def get_crl(request: web.Request) -> web.Response:
+    s = services(request)
+    limit_address(request)
+    async with audited(request, "directory.crl.get", "crl") as scope:
+        der = await directory.fetch_crl(s.store, s.clock, scope)
+    return render({"crl": None if der is None else b64e(der)})
+
+
+async def put_crl(request: web.Request) -> web.Response:
+    s = services(request)
+    limit_address(request)
+    async with audited(request, "directory.crl.put", "crl") as scope:
+        body = await body_of(request)
+        number = await directory.upload_crl(s.store, s.clock, s.config, scope, body)
+    return render({"number": number})
+
+
+async def post_linking_key(request: web.Request) -> web.Response:
+    s = services(request)
+    limit_address(request)
+    async with audited(request, "directory.linking-key.put", "org") as scope:
+        body = await body_of(request)
+        created = await directory.upload_linking_key(s.store, s.clock, s.config, scope, body)
+    return render({"org": scope.object_id}, status=201 if created else 200)
+
+
+async def get_linking_keys(request: web.Request) -> web.Response:
+    s = services(request)
+    async with audited(request, "directory.linking-keys.list", "org") as scope:
+        caller = await authenticate(request, scope)
+        keys = await directory.list_linking_keys(s.store, s.clock, scope, caller=caller.org)
+    return render({"linking_keys": [key.to_wire() for key in keys]})
+
+
+# -- relay ------------------------------------------------------------------------------
+
+
+async def post_message(request: web.Request) -> web.Response:
+    s = services(request)
+    async with audited(request, "message.send", "message") as scope:
+        caller = await authenticate(request, scope)
+        body = await body_of(request, large=True)
+        accepted = await relay.send_message(
+            s.store, s.clock, s.config, scope, caller=caller.org, notifier=s.notifier, body=body
+        )
+    return render(
+        {"id": accepted.id, "accepted": accepted.accepted},
+        status=201 if accepted.created else 200,
+    )
+
+
+def _inbox_item(item: InboxItem) -> dict[str, Any]:
+    return {"cursor": item.cursor, "envelope": item.envelope, "acknowledged": item.acknowledged}
+
+
+async def get_inbox(request: web.Request) -> web.Response:
+    s = services(request)
+    async with audited(request, "inbox.read", "org") as scope:
+        caller = await authenticate(request, scope)
+        page = await relay.read_inbox(
+            s.store,
+            s.clock,
+            s.config,
+            scope,
+            caller=caller.org,
+            after=request.query.get("after"),
+            limit=request.query.get("limit"),
+        )
+    return render({"messages": [_inbox_item(item) for item in page.items], "next": page.next})
+
+
+async def get_message(request: web.Request) -> web.Response:
+    s = services(request)
+    async with audited(request, "message.get", "message") as scope:
+        caller = await authenticate(request, scope)
+        view = await relay.fetch_message(
+            s.store, s.clock, scope, caller=caller.org, message_id=request.match_info["id"]
+        )
+    return render({"cursor": view.cursor, "envelope": view.envelope})
+
+
+async def post_ack(request: web.Request) -> web.Response:
+    s = services(request)
+    async with audited(request, "message.ack", "message") as scope:
+        caller = await authenticate(request, scope)
+        await relay.acknowledge(
+            s.store, s.clock, scope, caller=caller.org, message_id=request.match_info["id"]
+        )
+    return web.Response(status=204, headers={"Cache-Control": "no-store"})
+
+
+# -- operations -------------------------------------------------------------------------
+
+
+async def get_healthz(request: web.Request) -> web.Response:
+    return render({"status": "ok"})
+
+
+async def get_readyz(request: web.Request) -> web.Response:
+    if not await services(request).store.ready():
+        raise Unavailable("the database is not reachable or not migrated")
+    return render({"status": "ok"})
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    document = services(request).openapi
+    if document is None:
+        raise NotFound()
+    return web.Response(body=document, content_type=JSON)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def add_routes(app: web.Application, *, websocket: Handler) -> None:
+    routes = [
+        web.post("/v1/auth/challenge", post_challenge),
+        web.post("/v1/auth/token", post_token),
+        web.get("/v1/hub", get_hub, allow_head=False),
+        web.post("/v1/directory/certificates", post_certificate),
+        web.get("/v1/directory/orgs", get_orgs, allow_head=False),
+        web.get("/v1/directory/orgs/{org}", get_org, allow_head=False),
+        web.put("/v1/directory/orgs/{org}/bundle", put_bundle),
+        web.get("/v1/directory/bundles/{fingerprint}", get_bundle, allow_head=False),
+        web.get("/v1/directory/crl", get_crl, allow_head=False),
+        web.put("/v1/directory/crl", put_crl),
+        web.post("/v1/directory/linking-keys", post_linking_key),
+        web.get("/v1/directory/linking-keys", get_linking_keys, allow_head=False),
+        web.post("/v1/messages", post_message),
+        web.get("/v1/inbox", get_inbox, allow_head=False),
+        web.get("/v1/messages/{id}", get_message, allow_head=False),
+        web.post("/v1/messages/{id}/ack", post_ack),
+        web.get("/v1/ws", websocket, allow_head=False),
+        web.get("/healthz", get_healthz, allow_head=False),
+        web.get("/readyz", get_readyz, allow_head=False),
+        web.get("/v1/openapi.json", get_openapi, allow_head=False),
+    ]
+    app.add_routes(routes)

@@ -1,0 +1,137 @@
+"""The hub's aiohttp application, and running it.
+
+``make_app`` wires one :class:`~hub.api.Services` together: store (migrated
+and its writer started on startup, drained and closed on cleanup), token
+service, notifier and rate limits, behind the access-log and problem
+middlewares. ``serve`` runs it with explicit HTTP parser bounds and a
+graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from importlib import resources
+
+from aiohttp import web
+
+from hub.api import SERVICES, Services, add_routes
+from hub.config import Clock, HubConfig, Rng, system_clock
+from hub.logs import access_log_middleware
+from hub.notify import LocalNotifier, Notifier
+from hub.problems import problem_middleware
+from hub.ratelimit import TokenBucket
+from hub.store import Store
+from hub.tokens import TokenService
+from hub.ws import websocket
+from protocol.certificate import load_root
+
+log = logging.getLogger("hub")
+
+
+def _openapi() -> bytes | None:
+    try:
+        return resources.files("hub").joinpath("openapi.json").read_bytes()
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def make_app(
+    config: HubConfig,
+    *,
+    token_key_pem: bytes,
+    hub_certificate_der: bytes | None = None,
+    clock: Clock | None = None,
+    rng: Rng | None = None,
+    notifier: Notifier | None = None,
+    migrate: bool = True,
+) -> web.Application:
+    """The hub application; the database is migrated (if ``migrate``) on startup."""
+    now = clock or system_clock
+    load_root(config.root_der, now=now())  # refuse to start with a bad or expired root
+    limits = config.limits
+    limiter_clock = clock or time.monotonic
+    services = Services(
+        config=config,
+        clock=now,
+        rng=rng or os.urandom,
+        store=Store(
+            config.database_url,
+            max_queue=limits.write_queue,
+            max_batch=limits.write_batch,
+            logger=logging.getLogger("hub.writer"),
+        ),
+        tokens=TokenService(
+            token_key_pem,
+            issuer=config.issuer,
+            audience=config.audience,
+            lifetime=limits.token_lifetime,
+        ),
+        notifier=notifier or LocalNotifier(),
+        org_limits=TokenBucket(limits.rate_per_sec, limits.burst, clock=limiter_clock),
+        address_limits=TokenBucket(
+            limits.address_rate_per_sec, limits.address_burst, clock=limiter_clock
+        ),
+        hub_certificate_der=hub_certificate_der,
+        openapi=_openapi(),
+    )
+    app = web.Application(
+        middlewares=[
+            access_log_middleware(logging.getLogger("hub.access")),
+            problem_middleware(logging.getLogger("hub.errors")),
+        ],
+        client_max_size=limits.client_max_size,
+    )
+    app[SERVICES] = services
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        store = app[SERVICES].store
+        if migrate:
+            await store.migrate()
+        await store.start()
+        yield
+        await store.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    add_routes(app, websocket=websocket)
+    return app
+
+
+async def serve(
+    config: HubConfig,
+    *,
+    token_key_pem: bytes,
+    hub_certificate_der: bytes | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the hub on ``config.host:config.port`` until SIGINT/SIGTERM (or ``stop`` is set)."""
+    app = make_app(config, token_key_pem=token_key_pem, hub_certificate_der=hub_certificate_der)
+    limits = config.limits
+    runner = web.AppRunner(
+        app,
+        access_log=None,  # hub.logs writes the access log, without raw paths
+        keepalive_timeout=limits.keepalive_timeout,
+        max_line_size=limits.max_line_size,
+        max_field_size=limits.max_field_size,
+        shutdown_timeout=limits.shutdown_timeout,
+        handle_signals=False,
+    )
+    await runner.setup()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        site = web.TCPSite(runner, config.host, config.port, backlog=1024)
+        await site.start()
+        log.info("hub listening")
+        await stop.wait()
+        log.info("hub stopping")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await runner.cleanup()  # stops accepting, drains requests, then the writer

@@ -1,0 +1,152 @@
+"""The hub's configuration: one frozen value, built once at the edge and passed down.
+
+``HubConfig.from_env`` reads ``SCHAKEL_HUB_*`` variables (the command line
+overrides them with ``dataclasses.replace``); tests use ``HubConfig.for_tests``.
+Nothing else in the hub reads the environment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from protocol.certificate import MAX_CERT_BYTES
+from protocol.errors import ValidationError
+from protocol.types import NetworkId, parse_network_id
+
+Clock = Callable[[], int]
+"""Returns the current time as integer Unix seconds."""
+
+Rng = Callable[[int], bytes]
+
+KIB = 1024
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/hub.db"
+_DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+ENV_PREFIX = "SCHAKEL_HUB_"
+
+
+def system_clock() -> int:
+    """The wall clock in integer Unix seconds."""
+    return int(time.time())
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or out of range; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Every bound the hub enforces. Sizes in bytes, times in seconds."""
+
+    max_body_bytes: int = 512 * KIB  # POST /v1/messages
+    max_json_bytes: int = 64 * KIB  # every other JSON body
+    max_inbox_limit: int = 200
+    default_inbox_limit: int = 50
+    challenge_ttl: int = 60
+    token_lifetime: int = 900
+    keepalive_timeout: int = 30
+    client_max_size: int = 512 * KIB
+    max_line_size: int = 8190
+    max_field_size: int = 8190
+    rate_per_sec: int = 20  # per organisation, after authentication
+    burst: int = 100
+    address_rate_per_sec: int = 5  # per client address, before authentication
+    address_burst: int = 50
+    ws_heartbeat: int = 30
+    write_queue: int = 4096  # work items waiting for the writer; more -> 503
+    write_batch: int = 256  # work items per commit at most
+    shutdown_timeout: int = 10
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"limit {item.name} must be a positive integer")
+        if self.client_max_size < self.max_body_bytes:
+            raise ConfigError("limit client_max_size must be at least max_body_bytes")
+        if self.max_json_bytes > self.max_body_bytes:
+            raise ConfigError("limit max_json_bytes must not exceed max_body_bytes")
+        if not 1 <= self.default_inbox_limit <= self.max_inbox_limit:
+            raise ConfigError("limit default_inbox_limit must lie in 1..max_inbox_limit")
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    """What one hub process needs to know. Validated on construction."""
+
+    network: NetworkId
+    root_der: bytes = field(repr=False)
+    issuer: str = ""
+    audience: str = ""
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = 8443
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        try:
+            parse_network_id(self.network)
+        except ValidationError as exc:
+            raise ConfigError(f"network: {exc}") from exc
+        if not isinstance(self.root_der, bytes) or not 0 < len(self.root_der) <= MAX_CERT_BYTES:
+            raise ConfigError("root_der must be the DER of the network root certificate")
+        default = f"urn:schakel:{self.network}:hub"
+        object.__setattr__(self, "issuer", self.issuer or default)
+        object.__setattr__(self, "audience", self.audience or default)
+        for name in ("issuer", "audience"):
+            _check_printable(name, getattr(self, name))
+        check_database_url(self.database_url)
+        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ConfigError("port must be an integer in 0..65535")
+        if not self.host:
+            raise ConfigError("host must not be empty")
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str], *, network: NetworkId, root_der: bytes
+    ) -> HubConfig:
+        """Build from ``SCHAKEL_HUB_*`` variables (``DATABASE_URL``, ``HOST``, ``PORT``,
+        ``ISSUER``, ``AUDIENCE``, and ``LIMIT_<NAME>`` for each limit)."""
+        values: dict[str, Any] = {}
+        for name in ("database_url", "host", "issuer", "audience"):
+            if (text := environ.get(ENV_PREFIX + name.upper())) is not None:
+                values[name] = text
+        if (port := environ.get(ENV_PREFIX + "PORT")) is not None:
+            values["port"] = _env_int("PORT", port)
+        limits: dict[str, int] = {}
+        for item in fields(Limits):
+            key = "LIMIT_" + item.name.upper()
+            if (text := environ.get(ENV_PREFIX + key)) is not None:
+                limits[item.name] = _env_int(key, text)
+        return cls(network=network, root_der=root_der, limits=Limits(**limits), **values)
+
+    @classmethod
+    def for_tests(cls, *, network: str, root_der: bytes, **changes: Any) -> HubConfig:
+        """A config for tests: a throwaway database URL must be given in ``changes``."""
+        limit_changes = changes.pop("limits", {})
+        base = cls(network=NetworkId(network), root_der=root_der, port=0)
+        return replace(base, limits=replace(base.limits, **limit_changes), **changes)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def check_database_url(url: str) -> None:
+    """Raise ConfigError unless ``url`` names a database driver the hub supports."""
+    if not isinstance(url, str) or not url.startswith(_DATABASE_SCHEMES):
+        raise ConfigError("database_url must start with " + " or ".join(_DATABASE_SCHEMES))
+
+
+def _env_int(name: str, text: str) -> int:
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise ConfigError(f"{ENV_PREFIX}{name} must be an integer") from None
+
+
+def _check_printable(name: str, value: object) -> None:
+    if not isinstance(value, str) or not 0 < len(value) <= 200 or not value.isprintable():
+        raise ConfigError(f"{name} must be 1-200 printable characters")

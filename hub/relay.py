@@ -1,0 +1,201 @@
+"""The relay: accept envelopes, keep them per recipient, hand them out, take acknowledgements.
+
+``send_message`` checks, in this order (each failure its own problem, and
+nothing stored):
+
+1. the body is strict JSON and an envelope (400 ``malformed``);
+2. ``header.sender`` is the authenticated organisation (403 ``forbidden-sender``);
+3. ``header.network`` is the hub's network (422 ``invalid-envelope``);
+4. ``header.sender_cert`` is the fingerprint of the sender's held certificate,
+   which verifies against the root and the CRL now, and the envelope's
+   signature verifies with it (422 ``invalid-envelope``);
+5. every recipient has a held certificate that verifies now (so is not
+   revoked), and ``recipient_keys[r]`` names a bundle the hub holds for that
+   recipient whose validity covers now (422 ``unknown-recipient``).
+
+Then, in one work item with its audit entry: a new id is stored (201); the
+same id with the same envelope fingerprint from the same sender returns the
+first acceptance (200); any other reuse of an id is 409. Recipients'
+subscribers are notified after the commit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from hub import audit
+from hub.audit import Outcome, Scope
+from hub.config import Clock, HubConfig
+from hub.directory import Trust, certificate_of, trust_at
+from hub.errors import (
+    Conflict,
+    ForbiddenSender,
+    InvalidEnvelope,
+    Malformed,
+    NotFound,
+    UnknownRecipient,
+)
+from hub.notify import Notice, Notifier
+from hub.store import InboxItem, MessageView, Store, Tx
+from protocol.envelope import Envelope, Header, verify_signature
+from protocol.errors import EncodingError, ValidationError, VerificationError
+from protocol.types import MessageId, OrgId, parse_message_id
+
+_CURSOR = re.compile(r"[0-9]{1,18}")
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    id: MessageId
+    accepted: int  # when the hub first accepted it
+    cursor: int
+    created: bool  # False when this was a repeat of an accepted message
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[InboxItem]
+    next: int
+
+
+def parse_envelope(body: object) -> Envelope:
+    try:
+        return Envelope.from_wire(body)
+    except (EncodingError, ValidationError) as exc:
+        raise Malformed(f"envelope: {exc}") from None
+
+
+async def send_message(
+    store: Store,
+    clock: Clock,
+    config: HubConfig,
+    scope: Scope,
+    *,
+    caller: OrgId,
+    notifier: Notifier,
+    body: object,
+) -> Accepted:
+    envelope = parse_envelope(body)
+    header = envelope.header
+    scope.object_id = header.id
+    if header.sender != caller:
+        raise ForbiddenSender("the envelope's sender is not the authenticated organisation")
+    if header.network != config.network:
+        raise InvalidEnvelope("the envelope is for another network")
+    now = clock()
+    trust = await trust_at(store, config, now)
+    await _check_sender(store, trust, envelope)
+    await _check_recipients(store, trust, header)
+
+    async def accept(tx: Tx) -> Outcome[Accepted]:
+        return await _accept(tx, envelope, now)
+
+    result = await audit.act(store, scope, now=now, work=accept)
+    if result.created:
+        for recipient in header.recipients:
+            await notifier.publish(recipient, Notice(result.cursor, header.id))
+    return result
+
+
+async def _check_sender(store: Store, trust: Trust, envelope: Envelope) -> None:
+    cert = await certificate_of(store, trust, envelope.header.sender)
+    if cert is None or cert.fingerprint != envelope.header.sender_cert:
+        raise InvalidEnvelope(
+            "the sender certificate named in the header is not the sender's current, "
+            "valid certificate"
+        )
+    try:
+        verify_signature(envelope, cert.public_key)
+    except VerificationError:
+        raise InvalidEnvelope("the envelope signature does not verify") from None
+
+
+async def _check_recipients(store: Store, trust: Trust, header: Header) -> None:
+    bundles = await store.bundles_of(dict(header.recipient_keys))
+    for recipient in header.recipients:
+        bundle = bundles.get(recipient)
+        if (
+            bundle is None
+            or not bundle.not_before <= trust.now < bundle.not_after
+            or await certificate_of(store, trust, recipient) is None
+        ):
+            raise UnknownRecipient(
+                f"recipient {recipient} is not in the directory, is revoked, "
+                "or has no such current key bundle"
+            )
+
+
+async def _accept(tx: Tx, envelope: Envelope, now: int) -> Outcome[Accepted]:
+    header = envelope.header
+    held = await tx.find_message(header.id)
+    if held is None:
+        cursor = await tx.insert_message(envelope, accepted_at=now)
+        return Outcome(Accepted(header.id, now, cursor, created=True))
+    if held.sender == header.sender and held.envelope_fingerprint == envelope.fingerprint:
+        first = Accepted(header.id, held.accepted_at, held.cursor, created=False)
+        return Outcome(first, reason="repeat")
+    raise Conflict("another envelope was accepted under this message id")
+
+
+def _bounded_int(text: str | None, default: int, name: str, low: int, high: int) -> int:
+    if text is None:
+        return default
+    if not _CURSOR.fullmatch(text) or not low <= int(text) <= high:
+        raise Malformed(f"{name} must be an integer from {low} to {high}")
+    return int(text)
+
+
+async def read_inbox(
+    store: Store,
+    clock: Clock,
+    config: HubConfig,
+    scope: Scope,
+    *,
+    caller: OrgId,
+    after: str | None,
+    limit: str | None,
+) -> Page:
+    scope.object_id = caller
+    limits = config.limits
+    start = _bounded_int(after, 0, "after", 0, 2**62)
+    count = _bounded_int(limit, limits.default_inbox_limit, "limit", 1, limits.max_inbox_limit)
+    items = await store.inbox(caller, after=start, limit=count)
+    await audit.access(store, scope, now=clock())
+    return Page(items, items[-1].cursor if items else start)
+
+
+def _path_message_id(text: str) -> MessageId:
+    try:
+        return parse_message_id(text)
+    except ValidationError:
+        raise NotFound() from None
+
+
+async def fetch_message(
+    store: Store, clock: Clock, scope: Scope, *, caller: OrgId, message_id: str
+) -> MessageView:
+    """The message, for its sender or a recipient; 404 for anyone else."""
+    mid = _path_message_id(message_id)
+    scope.object_id = mid
+    view = await store.message_for(mid, caller)
+    if view is None:
+        raise NotFound()
+    await audit.access(store, scope, now=clock())
+    return view
+
+
+async def acknowledge(
+    store: Store, clock: Clock, scope: Scope, *, caller: OrgId, message_id: str
+) -> None:
+    """Mark the caller's delivery read; idempotent; 404 unless the caller is a recipient."""
+    mid = _path_message_id(message_id)
+    scope.object_id = mid
+    now = clock()
+
+    async def ack(tx: Tx) -> Outcome[None]:
+        if not await tx.acknowledge(mid, caller, now=now):
+            raise NotFound()
+        return Outcome(None)
+
+    await audit.act(store, scope, now=now, work=ack)

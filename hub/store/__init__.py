@@ -1,0 +1,33 @@
+"""The one part of the hub that talks to the database.
+
+``Store`` (reads, migrations, lifecycle) and ``Tx`` (writes inside a work item
+of the single writer) map rows to protocol objects or the small records of
+:mod:`hub.store.records`; rows are never the wire format.
+"""
+
+from hub.store.database import Store, alembic_config, head_revision
+from hub.store.records import (
+    AuditRecord,
+    CrlRecord,
+    InboxItem,
+    MessageView,
+    OrgRecord,
+    OrgSummary,
+    StoredMessage,
+)
+from hub.store.tx import Placed, Tx
+
+__all__ = [
+    "AuditRecord",
+    "CrlRecord",
+    "InboxItem",
+    "MessageView",
+    "OrgRecord",
+    "OrgSummary",
+    "Placed",
+    "Store",
+    "StoredMessage",
+    "Tx",
+    "alembic_config",
+    "head_revision",
+]

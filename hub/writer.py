@@ -1,0 +1,154 @@
+"""The single writer: queued work items committed together (group commit).
+
+Every change to the database is a *work item*: an async callable that gets a
+write transaction (``hub.store.Tx``) and returns a value or raises. One task
+takes the items from a bounded queue and, for each batch of them:
+
+1. opens one transaction;
+2. runs each item inside its own SAVEPOINT, so an item that raises rolls back
+   alone and its caller gets that exception;
+3. commits once;
+4. only then resolves every waiting caller. A failed commit fails every item
+   of the batch with :class:`CommitFailed`: nothing of it was stored.
+
+So a caller that got a result knows its change is durable, and the single
+writer gives the audit chain its order. A full queue answers
+:class:`~hub.errors.Unavailable` (503) at once instead of queueing without end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from hub.errors import HubError, Unavailable
+
+T = TypeVar("T")
+TxT = TypeVar("TxT")
+TxT_co = TypeVar("TxT_co", covariant=True)
+
+Work = Callable[[TxT], Awaitable[T]]
+
+
+class CommitFailed(HubError):
+    """The batch holding this work item could not be committed; nothing of it was stored."""
+
+
+class Batch(Protocol[TxT_co]):
+    """One open transaction; ``run`` executes a work item inside a savepoint."""
+
+    async def run(self, work: Callable[[Any], Awaitable[T]]) -> T: ...
+
+
+BatchFactory = Callable[[], AbstractAsyncContextManager[Batch[TxT]]]
+
+
+@dataclass(slots=True)
+class _Item:
+    work: Callable[[Any], Awaitable[Any]]
+    future: asyncio.Future[Any]
+    outcome: tuple[bool, Any] = field(default=(False, None))
+
+
+_STOP = object()
+
+
+class Writer(Generic[TxT]):
+    """Runs work items in batches on one connection; see the module docstring."""
+
+    def __init__(
+        self,
+        open_batch: BatchFactory[TxT],
+        *,
+        max_queue: int,
+        max_batch: int,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._open_batch = open_batch
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(max_queue)
+        self._max_batch = max_batch
+        self._log = logger or logging.getLogger("hub.writer")
+        self._task: asyncio.Task[None] | None = None
+        self._accepting = False
+        self.batches = 0  # committed batches, for metrics and tests
+
+    def start(self) -> None:
+        if self._task is not None:
+            raise RuntimeError("writer already started")
+        self._accepting = True
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="hub-writer")
+
+    async def stop(self) -> None:
+        """Refuse new work, finish what is queued, then end the task."""
+        if self._task is None:
+            return
+        self._accepting = False
+        await self._queue.put(_STOP)
+        await self._task
+        self._task = None
+
+    async def submit(self, work: Work[TxT, T]) -> T:
+        """Run ``work`` in the next batch; return its result once the batch is committed."""
+        if not self._accepting:
+            raise Unavailable("the hub is not accepting writes")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait(_Item(work, future))
+        except asyncio.QueueFull:
+            raise Unavailable("the hub is overloaded; try again shortly") from None
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if first is _STOP:
+                return
+            items = [first]
+            stop = False
+            while len(items) < self._max_batch and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is _STOP:
+                    stop = True
+                    break
+                items.append(item)
+            await self._commit(items)
+            if stop:
+                return
+
+    async def _commit(self, items: list[_Item]) -> None:
+        live = [item for item in items if not item.future.done()]
+        if not live:
+            return
+        try:
+            async with self._open_batch() as batch:
+                for item in live:
+                    item.outcome = await self._run_item(batch, item)
+        except Exception as exc:
+            self._log.error("commit of a batch of %d work items failed", len(live), exc_info=exc)
+            for item in live:
+                _resolve(item.future, (False, CommitFailed("the change could not be stored")))
+            return
+        self.batches += 1
+        for item in live:
+            _resolve(item.future, item.outcome)
+
+    @staticmethod
+    async def _run_item(batch: Batch[Any], item: _Item) -> tuple[bool, Any]:
+        try:
+            return True, await batch.run(item.work)
+        except Exception as exc:
+            return False, exc
+
+
+def _resolve(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+    if future.done():  # the caller went away; its work is committed all the same
+        return
+    ok, value = outcome
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)

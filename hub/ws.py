@@ -1,0 +1,84 @@
+"""``GET /v1/ws``: live notices of new messages, over a WebSocket.
+
+Authenticated like every other route (bearer token in ``Authorization``) and
+audited as ``ws.connect``. The hub then sends text frames
+``{"type":"message","cursor":N,"id":"..."}`` for each new message addressed
+to the caller, and ``{"type":"ping"}`` after each heartbeat interval without
+one. The client sends nothing: any data frame closes the socket with 1008.
+The socket is closed (1008) when the token expires, and (1013, try again)
+when the client fell too far behind; clients then reconnect and read the inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from hub import audit
+from hub.api import audited, authenticate, services
+from hub.auth import Caller
+from hub.notify import Notice, Subscription
+from hub.problems import REQUEST_ID, REQUEST_ID_HEADER
+
+MAX_CLIENT_FRAME = 1024
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013
+_PING = json.dumps({"type": "ping"})
+
+
+def _notice_frame(notice: Notice) -> str:
+    return json.dumps({"type": "message", "cursor": notice.cursor, "id": notice.id})
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    s = services(request)
+    async with audited(request, "ws.connect", "org") as scope:
+        caller = await authenticate(request, scope)
+        scope.object_id = caller.org
+        await audit.access(s.store, scope, now=s.clock())
+    subscription = s.notifier.subscribe(caller.org)  # before the handshake: nothing is missed
+    socket = web.WebSocketResponse(max_msg_size=MAX_CLIENT_FRAME, autoping=True)
+    socket.headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
+    try:
+        await socket.prepare(request)
+        await _pump(socket, subscription, caller, request)
+    finally:
+        subscription.close()
+        await socket.close()
+    return socket
+
+
+async def _pump(
+    socket: web.WebSocketResponse, subscription: Subscription, caller: Caller, request: web.Request
+) -> None:
+    s = services(request)
+    heartbeat = s.config.limits.ws_heartbeat
+    reader: asyncio.Task[Any] = asyncio.ensure_future(socket.receive())
+    notices: asyncio.Task[Notice | None] = asyncio.ensure_future(subscription.next())
+    try:
+        while True:
+            done, _ = await asyncio.wait(
+                {reader, notices}, timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED
+            )
+            if reader in done:
+                if reader.result().type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    await socket.close(code=CLOSE_POLICY, message=b"clients send nothing")
+                return
+            if s.clock() >= caller.expires_at:
+                await socket.close(code=CLOSE_POLICY, message=b"token expired")
+                return
+            if notices not in done:
+                await socket.send_str(_PING)
+                continue
+            notice = notices.result()
+            if notice is None:
+                await socket.close(code=CLOSE_TRY_AGAIN, message=b"fell behind; read the inbox")
+                return
+            await socket.send_str(_notice_frame(notice))
+            notices = asyncio.ensure_future(subscription.next())
+    finally:
+        for task in (reader, notices):
+            task.cancel()

@@ -1,0 +1,282 @@
+"""A local demo network: every party of a Schakel network on one machine.
+
+``schakel demo run`` (what ``make run`` calls) provisions, on first use, a
+network in ``./var/demo``::
+
+    var/demo/
+      authority/            the network authority (root key and certificate)
+      hub/                  the hub's keys: log-signing key + certificate, token key
+      hub.db                the hub's SQLite database
+      orgs/<org>/           one SCHAKEL_HOME per organisation: keys/ and state.sqlite
+      env.sh                the environment to act as an organisation
+
+then starts the hub on 127.0.0.1:8443, publishes every organisation's
+certificate and key bundle, relays a linking key sealed to each of them, and
+prints how to act as each organisation from another terminal.
+
+The demo protects its keys with one published passphrase and the cheapest
+key-derivation settings. It is for trying Schakel, never for real data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from clients.hub_client import HubClient
+from clients.organisation import Organisation
+from clients.state import LocalState
+from hub.app import serve
+from hub.config import HubConfig
+from keys.authority import Authority
+from keys.hub import HubKeys
+from keys.keyfile import KdfParams
+from keys.organisation import OrgKeys
+from protocol.certificate import ROLE_COORDINATOR, ROLE_MEMBER
+from protocol.types import NetworkId, OrgId
+
+NETWORK = NetworkId("demo")
+PASSPHRASE = "demo-only-passphrase"
+ORGS: Mapping[str, tuple[str, ...]] = {
+    "police": (ROLE_MEMBER,),
+    "ggd": (ROLE_MEMBER,),
+    "municipality": (ROLE_MEMBER,),
+    "shelter": (ROLE_MEMBER,),
+    "coordinator": (ROLE_MEMBER, ROLE_COORDINATOR),
+}
+MARKER = "provisioned.json"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoNetwork:
+    """Where the parts of a provisioned demo network live."""
+
+    directory: Path
+    network: NetworkId
+    orgs: tuple[OrgId, ...]
+    passphrase: bytes
+
+    @property
+    def authority_dir(self) -> Path:
+        return self.directory / "authority"
+
+    @property
+    def hub_dir(self) -> Path:
+        return self.directory / "hub"
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite+aiosqlite:///{self.directory / 'hub.db'}"
+
+    def home(self, org: str) -> Path:
+        return self.directory / "orgs" / org
+
+    def root_der(self) -> bytes:
+        return Authority.open(self.authority_dir, self.passphrase).root.der
+
+
+def provision(
+    directory: Path,
+    *,
+    now: int,
+    orgs: Mapping[str, tuple[str, ...]] = ORGS,
+    passphrase: bytes = PASSPHRASE.encode(),
+    network: NetworkId = NETWORK,
+) -> DemoNetwork:
+    """The offline steps: authority, hub keys, organisation keys and certificates."""
+    directory.mkdir(parents=True, exist_ok=True)
+    params = KdfParams.for_tests()
+    authority = Authority.create(
+        directory / "authority", network, passphrase, params, now=now, allow_weak=True
+    )
+    hub_keys = HubKeys.create(directory / "hub", network, passphrase, params, allow_weak=True)
+    hub_keys.pin_root(authority.root.der, now=now)
+    hub_keys.import_certificate(authority.certify_hub(hub_keys.request_der, now=now).der, now=now)
+    for org, roles in orgs.items():
+        keys = OrgKeys.create(
+            directory / "orgs" / org / "keys",
+            network,
+            OrgId(org),
+            passphrase,
+            params,
+            allow_weak=True,
+        )
+        keys.pin_root(authority.root.der, now=now)
+        keys.import_certificate(authority.enrol(keys.request_der, roles, now=now).der, now=now)
+    authority.new_linking_key()
+    return DemoNetwork(directory, network, tuple(OrgId(o) for o in orgs), passphrase)
+
+
+def mark_ready(demo: DemoNetwork) -> None:
+    """Record that provisioning and bootstrap finished; ``load`` finds the network again."""
+    record = {"network": demo.network, "orgs": list(demo.orgs)}
+    (demo.directory / MARKER).write_text(json.dumps(record) + "\n")
+
+
+def reset(directory: Path) -> None:
+    """Remove what an interrupted first run left behind (demo directories only)."""
+    for name in ("authority", "hub", "orgs"):
+        if (directory / name).is_dir():
+            shutil.rmtree(directory / name)
+    for path in directory.glob("hub.db*"):
+        path.unlink()
+
+
+def load(directory: Path, *, passphrase: bytes = PASSPHRASE.encode()) -> DemoNetwork | None:
+    """The demo network provisioned earlier in ``directory``, if any."""
+    marker = directory / MARKER
+    if not marker.is_file():
+        return None
+    data = json.loads(marker.read_text())
+    return DemoNetwork(
+        directory, NetworkId(data["network"]), tuple(OrgId(o) for o in data["orgs"]), passphrase
+    )
+
+
+def open_organisation(
+    demo: DemoNetwork, org: str, base_url: str, *, clock: Callable[[], float] = time.time
+) -> Organisation:
+    """An ``Organisation`` acting for one demo organisation (the caller closes it)."""
+    keys = OrgKeys.open(demo.home(org) / "keys", demo.passphrase)
+    hub = HubClient(base_url, network=demo.network, org=org, signing_key=keys.signing_key)
+    return Organisation(keys, LocalState(demo.home(org) / "state.sqlite"), hub, clock=clock)
+
+
+async def bootstrap(demo: DemoNetwork, base_url: str, *, now: int) -> None:
+    """The online steps: publish certificates and bundles, CRL, relay the linking key."""
+    authority = Authority.open(demo.authority_dir, demo.passphrase)
+    async with HubClient(base_url, network=demo.network) as anonymous:
+        await anonymous.put_crl(authority.crl(now=now).der)
+        for org in demo.orgs:
+            organisation = open_organisation(demo, org, base_url)
+            try:
+                async with organisation.hub:
+                    await organisation.publish()
+                    bundle = organisation.keys.current_bundle(now=now)
+                    cert = organisation.certificate()
+                    sealed = authority.seal_linking_key(bundle, cert, now=now)
+                    await anonymous.put_linking_key(sealed)
+                    await organisation.fetch_linking_keys()
+            finally:
+                organisation.state.close()
+
+
+def hub_config(demo: DemoNetwork, *, host: str, port: int) -> HubConfig:
+    return HubConfig(
+        network=demo.network,
+        root_der=demo.root_der(),
+        issuer=f"schakel-hub:{demo.network}",
+        audience=f"schakel:{demo.network}",
+        database_url=demo.database_url,
+        host=host,
+        port=port,
+    )
+
+
+def env_script(demo: DemoNetwork, base_url: str) -> str:
+    return (
+        "# Source this file to act as a demo organisation; then pick one:\n"
+        f"#   export SCHAKEL_HOME={demo.directory}/orgs/police\n"
+        f"export SCHAKEL_HUB_URL={base_url}\n"
+        f"export SCHAKEL_PASSPHRASE={PASSPHRASE}\n"
+        "export SCHAKEL_WEAK_KDF=1\n"
+    )
+
+
+def banner(demo: DemoNetwork, base_url: str) -> str:
+    homes = "\n".join(f"  {org:<13} export SCHAKEL_HOME={demo.home(org)}" for org in demo.orgs)
+    return f"""
+Schakel demo hub on {base_url}  (network "{demo.network}", database {demo.directory}/hub.db)
+
+Act as an organisation from another terminal, in this directory:
+  source {demo.directory}/env.sh
+and then choose who you are:
+{homes}
+  .venv/bin/schakel org status
+
+The demo's keys use the passphrase "{PASSPHRASE}" and weak key derivation:
+never put real data into it. Stop the hub with Ctrl-C; `make run` again reuses it.
+"""
+
+
+async def run(directory: Path, *, host: str, port: int) -> None:
+    """Provision on first use, start the hub, bootstrap, print the banner, serve."""
+    demo = load(directory)
+    fresh = demo is None
+    if demo is None:
+        reset(directory)
+        demo = provision(directory, now=int(time.time()))
+    base_url = f"http://{host}:{port}"
+    hub_keys = HubKeys.open(demo.hub_dir, demo.passphrase)
+    config = hub_config(demo, host=host, port=port)
+    hub = asyncio.create_task(
+        serve(config, token_key_pem=hub_keys.token_key_pem, hub_certificate_der=_hub_cert(hub_keys))
+    )
+    await wait_until_listening(host, port, hub)
+    if fresh:
+        await bootstrap(demo, base_url, now=int(time.time()))
+        (directory / "env.sh").write_text(env_script(demo, base_url))
+        mark_ready(demo)
+    click.echo(banner(demo, base_url))
+    await hub
+
+
+async def wait_until_listening(host: str, port: int, server: asyncio.Task[None]) -> None:
+    """Return once the hub accepts connections; raise what the hub raised if it died."""
+    for _ in range(200):
+        if server.done():
+            server.result()
+            raise RuntimeError("the hub stopped before it started listening")
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.1)  # a port held by another process: our server fails by now
+        if server.done():
+            server.result()
+        return
+    server.cancel()
+    raise RuntimeError(f"the hub did not start listening on {host}:{port} within 10 s")
+
+
+def _hub_cert(hub_keys: HubKeys) -> bytes | None:
+    cert = hub_keys.certificate
+    return cert.der if cert is not None else None
+
+
+@click.group("demo")
+def demo() -> None:
+    """A local demo network for trying Schakel on one machine."""
+
+
+@demo.command("run")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var/demo"),
+    show_default=True,
+    help="Where the demo network lives.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8443, show_default=True, type=click.IntRange(1, 65535))
+def run_command(directory: Path, host: str, port: int) -> None:
+    """Provision the demo network on first use and run its hub (what `make run` does)."""
+    os.environ.setdefault("SCHAKEL_WEAK_KDF", "1")
+    try:
+        asyncio.run(run(directory, host=host, port=port))
+    except KeyboardInterrupt:
+        click.echo("hub stopped")
+    except OSError as exc:
+        raise click.ClickException(f"cannot start the hub on {host}:{port}: {exc.strerror}")

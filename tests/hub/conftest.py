@@ -1,0 +1,286 @@
+"""A real hub on loopback over a real, migrated SQLite file, with real keys and envelopes.
+
+``hub`` gives a :class:`HubHarness`: an aiohttp ``TestClient`` for a hub made
+by ``make_app`` (the Alembic migration runs at startup), an injected clock
+that tests move by hand, and a test network :class:`Authority` that issues
+certificates, key bundles and CRLs with the protocol functions.
+
+Test modules reach every helper through the fixtures (``hub``, ``store``,
+``clock``); they import names from here only for type annotations, so a
+``conftest`` elsewhere in the tree can never shadow these.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient, TestServer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hub.api import SERVICES
+from hub.app import make_app
+from hub.audit import verify_chain
+from hub.auth import auth_message
+from hub.config import HubConfig
+from hub.store import AuditRecord, Store
+from hub.tokens import generate_signing_key
+from protocol.certificate import (
+    Certificate,
+    RevocationList,
+    RootCertificate,
+    create_crl,
+    create_enrolment_request,
+    create_root,
+    issue_certificate,
+)
+from protocol.encoding import b64d, b64e
+from protocol.envelope import Envelope, new_message_id, seal
+from protocol.keybundle import KeyBundle, kem_public_bytes, sign_bundle
+from protocol.pseudonym import LinkingKey, pseudonym
+from protocol.types import MessageId, NetworkId, OrgId, Pseudonym
+
+NETWORK = NetworkId("testnet")
+T0 = 1_760_000_000
+DAY = 86_400
+YEAR = 365 * DAY
+
+
+class Clock:
+    """The hub's clock in tests: integer seconds, moved only by the test."""
+
+    def __init__(self, now: int = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, seconds: int) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Party:
+    """An organisation: its signing key, certificate, KEM seed and current bundle."""
+
+    org: OrgId
+    key: Ed25519PrivateKey
+    cert: Certificate
+    bundle: KeyBundle
+    token: str | None = None
+    kem_seed: bytes = field(default=b"", repr=False)
+
+    def headers(self, **extra: str) -> dict[str, str]:
+        assert self.token is not None, "log in first"
+        return {"Authorization": f"Bearer {self.token}", **extra}
+
+
+class Authority:
+    """The network authority of the tests: root key, serial numbers, CRLs."""
+
+    def __init__(self, network: NetworkId = NETWORK, now: int = T0) -> None:
+        self.network = network
+        self.key = Ed25519PrivateKey.generate()
+        self.root: RootCertificate = create_root(
+            self.key, network, now=now - DAY, days=3650, serial=1
+        )
+        self._serial = 1
+        self._crl_number = 0
+
+    def certify(
+        self,
+        org: str,
+        key: Ed25519PrivateKey,
+        roles: Iterable[str] = ("member",),
+        *,
+        now: int = T0,
+    ) -> Certificate:
+        self._serial += 1
+        request = create_enrolment_request(key, self.network, OrgId(org))
+        return issue_certificate(
+            self.key, self.root, request, list(roles), now=now, days=365, serial=self._serial
+        )
+
+    def enrol(self, org: str, roles: Iterable[str] = ("member",), *, now: int = T0) -> Party:
+        key = Ed25519PrivateKey.generate()
+        cert = self.certify(org, key, roles, now=now)
+        seed = os.urandom(96)
+        bundle = sign_bundle(
+            key, cert, kem_public_bytes(seed), not_before=now - 60, not_after=now + 30 * DAY
+        )
+        return Party(OrgId(org), key, cert, bundle, kem_seed=seed)
+
+    def crl(self, revoked: Iterable[Certificate], *, now: int = T0) -> RevocationList:
+        self._crl_number += 1
+        return create_crl(
+            self.key,
+            self.root,
+            {cert.serial: now for cert in revoked},
+            number=self._crl_number,
+            now=now,
+            days=7,
+        )
+
+
+def make_envelope(
+    sender: Party,
+    recipients: Iterable[Party],
+    *,
+    now: int = T0,
+    message_id: MessageId | None = None,
+    payload: bytes = b"a possible victim, seen at the port",
+    pseudonyms: tuple[Pseudonym, ...] = (),
+    kind: str = "signal",
+) -> Envelope:
+    return seal(
+        message_id=message_id or new_message_id(os.urandom),
+        network=NETWORK,
+        sender=sender.cert,
+        sender_key=sender.key,
+        recipients={party.org: party.bundle for party in recipients},
+        kind=kind,
+        payload=payload,
+        pseudonyms=pseudonyms,
+        created=now,
+        rng=os.urandom,
+    )
+
+
+def pseudonyms_for(*values: str) -> tuple[Pseudonym, ...]:
+    key = LinkingKey(1, b"k" * 32)
+    return tuple(sorted(pseudonym("tel", value, key) for value in values))
+
+
+@dataclass
+class HubHarness:
+    client: TestClient[Any, Any]
+    clock: Clock
+    authority: Authority
+    config: HubConfig
+    db_path: Path
+
+    @property
+    def store(self) -> Store:
+        return self.client.server.app[SERVICES].store  # type: ignore[union-attr]
+
+    async def post(self, path: str, body: Any, **kw: Any) -> ClientResponse:
+        return await self.client.post(path, json=body, **kw)
+
+    async def login(self, party: Party) -> str:
+        challenge = await self.post("/v1/auth/challenge", {"org": party.org})
+        assert challenge.status == 200, await challenge.text()
+        raw = b64d((await challenge.json())["challenge"])
+        signature = party.key.sign(auth_message(NETWORK, party.org, raw, self.config.audience))
+        answer = {"org": party.org, "challenge": b64e(raw), "signature": b64e(signature)}
+        response = await self.post("/v1/auth/token", answer)
+        assert response.status == 200, await response.text()
+        party.token = (await response.json())["access_token"]
+        return party.token
+
+    async def upload_certificate(self, cert: Certificate) -> ClientResponse:
+        return await self.post("/v1/directory/certificates", {"certificate": b64e(cert.der)})
+
+    async def upload_bundle(self, party: Party, bundle: KeyBundle) -> ClientResponse:
+        return await self.client.put(
+            f"/v1/directory/orgs/{party.org}/bundle", json=bundle.to_wire(), headers=party.headers()
+        )
+
+    async def register(self, party: Party) -> Party:
+        """Certificate in the directory, logged in, bundle uploaded."""
+        response = await self.upload_certificate(party.cert)
+        assert response.status in (200, 201), await response.text()
+        await self.login(party)
+        response = await self.upload_bundle(party, party.bundle)
+        assert response.status == 200, await response.text()
+        return party
+
+    async def enrol(self, org: str, roles: Iterable[str] = ("member",)) -> Party:
+        return await self.register(self.authority.enrol(org, roles, now=self.clock()))
+
+    async def put_crl(self, crl: RevocationList) -> ClientResponse:
+        return await self.client.put("/v1/directory/crl", json={"crl": b64e(crl.der)})
+
+    async def send(self, party: Party, envelope: Envelope | Any, **headers: str) -> ClientResponse:
+        wire = envelope.to_wire() if isinstance(envelope, Envelope) else envelope
+        return await self.client.post("/v1/messages", json=wire, headers=party.headers(**headers))
+
+    def envelope(self, sender: Party, recipients: Iterable[Party], **kw: Any) -> Envelope:
+        return make_envelope(sender, recipients, now=kw.pop("now", self.clock()), **kw)
+
+    @staticmethod
+    def foreign_authority() -> Authority:
+        """The authority of another network root (same network id)."""
+        return Authority()
+
+    @staticmethod
+    def pseudonyms(*values: str) -> tuple[Pseudonym, ...]:
+        return pseudonyms_for(*values)
+
+    @staticmethod
+    async def problem(response: ClientResponse, status: int, slug: str) -> dict[str, Any]:
+        return await problem(response, status, slug)
+
+    async def counts(self) -> dict[str, int]:
+        return await self.store.counts()
+
+    async def audit(self) -> list[AuditRecord]:
+        entries = await self.store.audit_entries()
+        verify_chain(entries)
+        return entries
+
+
+async def start_hub(tmp_path: Path, **limits: Any) -> AsyncIterator[HubHarness]:
+    clock = Clock()
+    authority = Authority()
+    db_path = tmp_path / "hub.db"
+    config = HubConfig.for_tests(
+        network=NETWORK,
+        root_der=authority.root.der,
+        database_url=f"sqlite+aiosqlite:///{db_path}",
+        limits={"burst": 10_000, "address_burst": 10_000, **limits},
+    )
+    app = make_app(config, token_key_pem=generate_signing_key(), clock=clock)
+    async with TestClient(TestServer(app)) as client:
+        yield HubHarness(client, clock, authority, config, db_path)
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[HubHarness]:
+    async for harness in start_hub(tmp_path):
+        yield harness
+
+
+@pytest.fixture
+def hub_with(tmp_path: Path) -> Callable[..., AsyncIterator[HubHarness]]:
+    """``async for hub in hub_with(burst=3): ...``: a hub with other limits."""
+
+    def start(**limits: Any) -> AsyncIterator[HubHarness]:
+        directory = tmp_path / "custom"
+        directory.mkdir(exist_ok=True)
+        return start_hub(directory, **limits)
+
+    return start
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A migrated store with its writer running, on a fresh SQLite file."""
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    await store.migrate()
+    await store.start()
+    yield store
+    await store.close()
+
+
+async def problem(response: ClientResponse, status: int, slug: str) -> dict[str, Any]:
+    """Assert ``response`` is the problem ``slug`` with ``status``; return its body."""
+    body = await response.json(content_type=None)
+    assert response.status == status, body
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    assert body["type"] == f"urn:schakel:problem:{slug}", body
+    return body

@@ -1,0 +1,248 @@
+"""The store, its migration, the single writer's group commit, and the audit chain."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from hub import audit
+from hub.audit import GENESIS, AuditChainError, Event, verify_chain
+from hub.errors import Unavailable
+from hub.notify import LocalNotifier, Notice
+from hub.schema import metadata
+from hub.store import Store, Tx, head_revision
+from hub.writer import CommitFailed, Writer
+from protocol.encoding import canonical_json, digest
+from protocol.types import MessageId, OrgId
+
+if TYPE_CHECKING:
+    from conftest import HubHarness
+
+
+async def test_the_migration_builds_exactly_the_schema(tmp_path: Path) -> None:
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}")
+    try:
+        assert await store.revision() is None
+        assert not await store.ready()
+        await store.migrate()
+        await store.migrate()  # a second run is a no-op
+        assert await store.revision() == head_revision() == "0001"
+        assert await store.ready()
+        engine = store._read  # the test looks under the hood to compare schemas
+        async with engine.connect() as conn:
+            diff = await conn.run_sync(
+                lambda sync: compare_metadata(
+                    MigrationContext.configure(sync, opts={"compare_type": True}), metadata
+                )
+            )
+        assert diff == []
+    finally:
+        await store.close()
+
+
+async def test_sqlite_runs_in_wal_mode_with_foreign_keys(store: Store, tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "store.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+    async def orphan(tx: Tx) -> None:
+        await tx._conn.execute(  # a delivery for a message that does not exist
+            sa.text("INSERT INTO deliveries (recipient, cursor) VALUES ('ggd', 42)")
+        )
+
+    with pytest.raises(sa.exc.IntegrityError):
+        await store.write(orphan)
+    assert (await store.counts())["deliveries"] == 0
+
+
+def _challenge(n: int) -> Callable[[Tx], Awaitable[int]]:
+    async def work(tx: Tx) -> int:
+        await tx.insert_challenge(f"challenge-{n:04d}", OrgId("ggd"), expires=100)
+        return n
+
+    return work
+
+
+async def test_concurrent_writes_share_commits(store: Store) -> None:
+    before = store.batches_committed
+    results = await asyncio.gather(*(store.write(_challenge(n)) for n in range(50)))
+    assert results == list(range(50))
+    assert (await store.counts())["challenges"] == 50
+    assert store.batches_committed - before < 50  # grouped, not one commit each
+
+
+async def test_a_failing_item_rolls_back_alone(store: Store) -> None:
+    class Refused(Exception):
+        pass
+
+    async def fails(tx: Tx) -> None:
+        await tx.insert_challenge("half-written", OrgId("ggd"), expires=100)
+        raise Refused
+
+    before = store.batches_committed
+    outcomes = await asyncio.gather(
+        store.write(_challenge(1)),
+        store.write(fails),
+        store.write(_challenge(2)),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == 1 and outcomes[2] == 2 and isinstance(outcomes[1], Refused)
+    assert store.batches_committed - before == 1  # one batch, one commit
+    assert (await store.counts())["challenges"] == 2
+
+
+class FakeBatch:
+    """Records the work it ran; ``commit_fails`` makes the end of the batch raise."""
+
+    def __init__(self, *, commit_fails: bool = False, gate: asyncio.Event | None = None) -> None:
+        self.commit_fails = commit_fails
+        self.gate = gate
+        self.ran: list[str] = []
+        self.batches: list[list[str]] = []
+
+    @asynccontextmanager
+    async def open(self) -> AsyncIterator[FakeBatch]:
+        self.ran = []
+        if self.gate is not None:
+            await self.gate.wait()
+        yield self
+        self.batches.append(self.ran)
+        if self.commit_fails:
+            raise OSError("disk full")
+
+    async def run(self, work: Callable[[Any], Awaitable[Any]]) -> Any:
+        return await work(self.ran)
+
+
+def _named(name: str) -> Callable[[list[str]], Awaitable[str]]:
+    async def work(ran: list[str]) -> str:
+        ran.append(name)
+        return name
+
+    return work
+
+
+async def test_a_failed_commit_fails_every_item_of_its_batch() -> None:
+    fake = FakeBatch(commit_fails=True)
+    writer: Writer[Any] = Writer(fake.open, max_queue=10, max_batch=10)
+    writer.start()
+    outcomes = await asyncio.gather(
+        writer.submit(_named("a")), writer.submit(_named("b")), return_exceptions=True
+    )
+    await writer.stop()
+    assert fake.batches == [["a", "b"]]
+    assert all(isinstance(o, CommitFailed) for o in outcomes)
+    assert writer.batches == 0
+
+
+async def test_a_full_queue_is_refused_at_once_and_stop_drains_the_rest() -> None:
+    gate = asyncio.Event()
+    fake = FakeBatch(gate=gate)
+    writer: Writer[Any] = Writer(fake.open, max_queue=2, max_batch=10)
+    with pytest.raises(Unavailable):
+        await writer.submit(_named("too early"))  # not started
+    writer.start()
+    first = asyncio.ensure_future(writer.submit(_named("first")))
+    await asyncio.sleep(0)  # the writer takes "first" and waits at the gate
+    await asyncio.sleep(0)
+    queued = [asyncio.ensure_future(writer.submit(_named(n))) for n in ("q1", "q2")]
+    await asyncio.sleep(0)
+    with pytest.raises(Unavailable):
+        await writer.submit(_named("overflow"))
+    gate.set()
+    stopping = asyncio.ensure_future(writer.stop())
+    assert await first == "first"
+    assert [await q for q in queued] == ["q1", "q2"]
+    await stopping
+    assert fake.batches == [["first"], ["q1", "q2"]]
+    with pytest.raises(Unavailable):
+        await writer.submit(_named("too late"))
+
+
+def _event(n: int) -> Event:
+    return Event(
+        action="message.send",
+        object_type="message",
+        outcome="allowed",
+        org="police",
+        object_id=f"id-{n}",
+        request_id=f"r{n}",
+    )
+
+
+async def test_the_audit_chain_links_and_detects_tampering(store: Store, tmp_path: Path) -> None:
+    for n in range(3):
+
+        async def append(tx: Tx, n: int = n) -> None:
+            await audit.append(tx, _event(n), now=1000 + n)
+
+        await store.write(append)
+    entries = await store.audit_entries()
+    assert [e.seq for e in entries] == [1, 2, 3]
+    assert entries[0].prev_hash == GENESIS
+    fields = audit.chain_fields(entries[0])
+    assert set(fields) == {
+        "seq",
+        "time",
+        "org",
+        "user",
+        "role",
+        "action",
+        "object_type",
+        "object_id",
+        "outcome",
+        "reason",
+        "source",
+        "request_id",
+    }
+    expected = digest("schakel/audit-chain/v1", GENESIS, canonical_json(fields))
+    assert entries[0].entry_hash == expected
+    assert verify_chain(entries) == entries[-1].entry_hash
+    with sqlite3.connect(tmp_path / "store.db") as db:
+        db.execute("UPDATE audit_log SET outcome = 'denied' WHERE seq = 2")
+    with pytest.raises(AuditChainError, match="entry 2 was altered"):
+        verify_chain(await store.audit_entries())
+    with pytest.raises(AuditChainError, match="gap"):
+        verify_chain([entries[0], entries[2]])
+
+
+async def test_audit_entries_carry_no_content(hub: HubHarness) -> None:
+    police, ggd = await hub.enrol("police"), await hub.enrol("ggd")
+    marker = b"MARKER-do-not-log"
+    envelope = hub.envelope(police, [ggd], payload=marker, pseudonyms=hub.pseudonyms("+3161"))
+    await hub.send(police, envelope, **{"Schakel-User": "agent-7"})
+    entries = await hub.audit()
+    send = next(e for e in entries if e.action == "message.send")
+    assert (send.user, send.role, send.source) == ("agent-7", "member", "127.0.0.1")
+    text = repr(entries)
+    for secret in (envelope.header.pseudonyms[0], police.token or "", "MARKER"):
+        assert secret not in text
+
+
+async def test_notices_reach_every_subscriber_of_the_org() -> None:
+    notifier = LocalNotifier(queue_size=2)
+    first, second = notifier.subscribe(OrgId("ggd")), notifier.subscribe(OrgId("ggd"))
+    other = notifier.subscribe(OrgId("police"))
+    notice = Notice(1, MessageId("A" * 22))
+    await notifier.publish(OrgId("ggd"), notice)
+    assert await first.next() == notice and await second.next() == notice
+    assert other._queue.empty()
+    for n in range(3):  # one more than the queue holds: the subscription closes
+        await notifier.publish(OrgId("ggd"), Notice(n, MessageId("A" * 22)))
+    assert [await first.next() for _ in range(3)] == [
+        Notice(0, MessageId("A" * 22)),
+        Notice(1, MessageId("A" * 22)),
+        None,
+    ]
+    assert await first.next() is None  # stays closed
+    second.close()
+    other.close()
+    assert notifier.subscriber_count(OrgId("ggd")) == 0

@@ -1,0 +1,77 @@
+"""GET /v1/ws: authenticated, audited, pushes a notice for each new message, refuses input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING
+
+import aiohttp
+import pytest
+
+from hub.api import SERVICES
+
+if TYPE_CHECKING:
+    from conftest import HubHarness, Party
+
+GUARD = 10  # seconds; only a guard against a hang, never reached when the hub works
+
+
+async def _parties(hub: HubHarness) -> tuple[Party, Party, Party]:
+    return await hub.enrol("police"), await hub.enrol("ggd"), await hub.enrol("shelter")
+
+
+async def _next(ws: aiohttp.ClientWebSocketResponse) -> aiohttp.WSMessage:
+    return await asyncio.wait_for(ws.receive(), GUARD)
+
+
+def _subscribers(hub: HubHarness, org: str) -> int:
+    return hub.client.server.app[SERVICES].notifier.subscriber_count(org)  # type: ignore[union-attr,attr-defined,arg-type]
+
+
+async def test_a_new_message_is_pushed_to_its_recipients_only(hub: HubHarness) -> None:
+    police, ggd, shelter = await _parties(hub)
+    async with (
+        hub.client.ws_connect("/v1/ws", headers=ggd.headers()) as ggd_ws,
+        hub.client.ws_connect("/v1/ws", headers=shelter.headers()) as shelter_ws,
+    ):
+        first = hub.envelope(police, [ggd])
+        second = hub.envelope(police, [ggd, shelter])
+        for envelope in (first, second):
+            assert (await hub.send(police, envelope)).status == 201
+        frames = [json.loads((await _next(ggd_ws)).data) for _ in range(2)]
+        assert frames == [
+            {"type": "message", "cursor": 1, "id": first.header.id},
+            {"type": "message", "cursor": 2, "id": second.header.id},
+        ]
+        only = json.loads((await _next(shelter_ws)).data)
+        assert only == {"type": "message", "cursor": 2, "id": second.header.id}
+        assert (await hub.send(police, first)).status == 200  # a repeat notifies nobody
+        await ggd_ws.send_str("hello")
+        closing = await _next(ggd_ws)
+        assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 1008
+    connects = [e for e in await hub.audit() if e.action == "ws.connect"]
+    assert [(e.org, e.outcome) for e in connects] == [("ggd", "allowed"), ("shelter", "allowed")]
+    for _ in range(100):  # the server's handler finishes its cleanup on its own turn
+        if _subscribers(hub, "ggd") == 0:
+            break
+        await asyncio.sleep(0)
+    assert _subscribers(hub, "ggd") == 0
+
+
+async def test_the_socket_closes_when_the_token_expires(hub: HubHarness) -> None:
+    police, ggd, _ = await _parties(hub)
+    async with hub.client.ws_connect("/v1/ws", headers=ggd.headers()) as ws:
+        hub.clock.advance(900)
+        await hub.login(police)
+        assert (await hub.send(police, hub.envelope(police, [ggd]))).status == 201
+        closing = await _next(ws)
+        assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 1008
+
+
+async def test_a_socket_without_a_token_is_refused_and_audited(hub: HubHarness) -> None:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await hub.client.ws_connect("/v1/ws")
+    assert refused.value.status == 401
+    last = (await hub.audit())[-1]
+    assert (last.action, last.outcome, last.reason) == ("ws.connect", "denied", "unauthorized")
