@@ -21,7 +21,7 @@ test: $(STAMP)  ## the whole suite
 check: $(STAMP)  ## lint, format and types
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy protocol keys hub clients
+	$(BIN)/mypy protocol keys hub clients schakel bench
 
 bench: $(STAMP)  ## benchmarks; figures as ratios against a floor measured in the same run
 	$(BIN)/python -m bench

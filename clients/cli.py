@@ -34,8 +34,8 @@ from keys.organisation import OrgKeys
 from keys.passphrase import get_passphrase
 from protocol.certificate import MAX_CERT_BYTES
 from protocol.encoding import loads_strict
-from protocol.errors import ProtocolError
-from protocol.pseudonym import Identity
+from protocol.errors import ProtocolError, ValidationError
+from protocol.pseudonym import Identity, normalise_date
 from protocol.types import parse_network_id, parse_org_id
 
 EXIT_FAILED, EXIT_UNREACHABLE, EXIT_UNVERIFIED = 1, 3, 4
@@ -306,7 +306,7 @@ def _identity_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--bsn", help="Citizen service number (BSN)."),
         click.option("--given-names"),
         click.option("--family-name"),
-        click.option("--dob", help="Date of birth, YYYY-MM-DD."),
+        click.option("--dob", help="Date of birth: YYYY-MM-DD or DD-MM-YYYY."),
         click.option("--phone"),
         click.option("--document", help="Travel-document number (with --country)."),
         click.option("--country", help="Issuing country of the document (ISO 3166)."),
@@ -326,7 +326,14 @@ def _person(**fields: str | None) -> dict[str, str]:
         "document": "document_number",
         "country": "document_country",
     }
-    return {names[k]: v for k, v in fields.items() if k in names and v is not None}
+    person = {names[k]: v for k, v in fields.items() if k in names and v is not None}
+    if "date_of_birth" in person:
+        # Forms write DD-MM-YYYY; the payload carries the ISO date.
+        try:
+            person["date_of_birth"] = normalise_date(person["date_of_birth"])
+        except ValidationError as exc:
+            raise ClientError(f"--dob: {exc}") from None
+    return person
 
 
 @org.command()
@@ -516,7 +523,8 @@ def show(settings: Settings, message_id: str) -> None:
         message = Organisation(keys, state, hub).show(message_id)
     data = {**_line(message), "pseudonyms": list(message.pseudonyms), "payload": message.payload}
     del data["summary"]
-    header = "\n".join(f"{k}: {v}" for k, v in data.items() if k not in ("payload", "pseudonyms"))
+    shown = {**data, "created": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(message.created))}
+    header = "\n".join(f"{k}: {v}" for k, v in shown.items() if k not in ("payload", "pseudonyms"))
     _emit(
         settings,
         data,

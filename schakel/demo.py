@@ -44,7 +44,7 @@ from protocol.certificate import ROLE_COORDINATOR, ROLE_MEMBER
 from protocol.types import NetworkId, OrgId
 
 NETWORK = NetworkId("demo")
-PASSPHRASE = "demo-only-passphrase"
+PASSPHRASE = "demo-only-passphrase"  # noqa: S105 - published on purpose, demo only
 ORGS: Mapping[str, tuple[str, ...]] = {
     "police": (ROLE_MEMBER,),
     "ggd": (ROLE_MEMBER,),
@@ -279,4 +279,6 @@ def run_command(directory: Path, host: str, port: int) -> None:
     except KeyboardInterrupt:
         click.echo("hub stopped")
     except OSError as exc:
-        raise click.ClickException(f"cannot start the hub on {host}:{port}: {exc.strerror}")
+        raise click.ClickException(
+            f"cannot start the hub on {host}:{port}: {exc.strerror}"
+        ) from None

@@ -171,6 +171,15 @@ def test_pseudonyms_are_derived_locally(
     assert bad.exit_code == 1 and bad.output.startswith("error: payload invalid at $.person")
     assert "123456789" not in bad.output
     assert run(env, "pseudonyms").exit_code == 2
+    # A date written as Dutch forms write it meets the ISO spelling of the same date.
+    person = ("--given-names", "Anna", "--family-name", "de Vries")
+    iso = run(env, "--json", "pseudonyms", *person, "--dob", "1999-03-14")
+    dutch = run(env, "--json", "pseudonyms", *person, "--dob", "14-03-1999")
+    assert iso.exit_code == dutch.exit_code == 0, iso.output + dutch.output
+    assert json.loads(iso.output) == json.loads(dutch.output)
+    impossible = run(env, "pseudonyms", *person, "--dob", "31-02-1999")
+    assert impossible.exit_code == 1 and impossible.output.startswith("error: --dob:")
+    assert "31-02-1999" not in impossible.output
 
 
 def test_usage_errors_exit_2(env: dict[str, str]) -> None:

@@ -149,15 +149,23 @@ async def test_two_signals_reach_the_coordinator_and_the_hub_sees_no_plaintext(
     police_id = await _send(
         network,
         "police",
-        {"given_names": f"{GIVEN} Maria", "family_name": FAMILY_POLICE,
-         "date_of_birth": "1999-03-14", "bsn": BSN},
+        {
+            "given_names": f"{GIVEN} Maria",
+            "family_name": FAMILY_POLICE,
+            "date_of_birth": "1999-03-14",
+            "bsn": BSN,
+        },
         f"{TEXT_CANARY} seen at a car stop",
     )
     ggd_id = await _send(
         network,
         "ggd",
-        {"given_names": GIVEN.upper(), "family_name": FAMILY_GGD,
-         "date_of_birth": "1999-03-14", "phone": PHONE},
+        {
+            "given_names": GIVEN.upper(),
+            "family_name": FAMILY_GGD,
+            "date_of_birth": "1999-03-14",
+            "phone": PHONE,
+        },
         f"{TEXT_CANARY} untreated injuries",
     )
 
@@ -171,7 +179,7 @@ async def test_two_signals_reach_the_coordinator_and_the_hub_sees_no_plaintext(
             result = await coordinator.receive()
     finally:
         coordinator.state.close()
-    assert result.rejected == ()  or list(result.rejected) == []
+    assert result.rejected == () or list(result.rejected) == []
     received = {message.id: message for message in result.messages}
     assert set(received) == {police_id, ggd_id}
     assert received[police_id].sender == "police"
@@ -195,9 +203,7 @@ async def test_two_signals_reach_the_coordinator_and_the_hub_sees_no_plaintext(
 
 
 async def test_a_second_receive_is_idempotent(network: Network) -> None:
-    message_id = await _send(
-        network, "police", {"bsn": BSN}, f"{TEXT_CANARY} once only"
-    )
+    message_id = await _send(network, "police", {"bsn": BSN}, f"{TEXT_CANARY} once only")
     coordinator = demo_network.open_organisation(network.demo, "coordinator", network.base_url)
     try:
         async with coordinator.hub:
