@@ -19,7 +19,7 @@ from typing import Any
 from hub import audit
 from hub.audit import Outcome, Scope
 from hub.config import Clock, HubConfig
-from hub.errors import Conflict, InvalidEnvelope, Malformed, NotFound, Unavailable
+from hub.errors import Conflict, InvalidCredential, Malformed, NotFound, Unavailable
 from hub.store import OrgSummary, Store, Tx
 from protocol.certificate import (
     MAX_CERT_BYTES,
@@ -117,10 +117,12 @@ async def upload_certificate(
     except EncodingError as exc:
         raise Malformed(f"certificate: {exc}") from None
     except VerificationError:
-        raise InvalidEnvelope("the certificate does not verify against the network root") from None
+        raise InvalidCredential(
+            "the certificate does not verify against the network root"
+        ) from None
     scope.object_id = cert.org
     if ROLE_HUB in cert.roles:
-        raise InvalidEnvelope("a hub certificate is not an organisation certificate")
+        raise InvalidCredential("a hub certificate is not an organisation certificate")
 
     async def hold(tx: Tx) -> Outcome[bool]:
         placed = await tx.put_organisation(cert)
@@ -212,11 +214,11 @@ async def upload_bundle(
     trust = await trust_at(store, config, now)
     cert = await certificate_of(store, trust, caller)
     if cert is None:
-        raise InvalidEnvelope("the organisation has no valid certificate at the hub")
+        raise InvalidCredential("the organisation has no valid certificate at the hub")
     try:
         verify_bundle(bundle, cert, now=now)
     except VerificationError:
-        raise InvalidEnvelope(
+        raise InvalidCredential(
             "the key bundle is not signed by this organisation's certificate or not valid now"
         ) from None
 
@@ -253,7 +255,9 @@ async def upload_crl(
     except EncodingError as exc:
         raise Malformed(f"crl: {exc}") from None
     except VerificationError:
-        raise InvalidEnvelope("the revocation list is not signed by the root or expired") from None
+        raise InvalidCredential(
+            "the revocation list is not signed by the root or expired"
+        ) from None
     scope.object_id = str(crl.number)
 
     async def hold(tx: Tx) -> Outcome[None]:
@@ -280,11 +284,11 @@ async def upload_linking_key(
     now = clock()
     trust = await trust_at(store, config, now)
     if sealed.network != config.network:
-        raise InvalidEnvelope("the linking key is for another network")
+        raise InvalidCredential("the linking key is for another network")
     try:
         verify_sealed_linking_key(sealed, trust.root)
     except VerificationError:
-        raise InvalidEnvelope("the linking key is not signed by the network root") from None
+        raise InvalidCredential("the linking key is not signed by the network root") from None
 
     async def hold(tx: Tx) -> Outcome[bool]:
         placed = await tx.put_linking_key(sealed)

@@ -11,6 +11,7 @@
     ├── TooLarge             413 too-large
     ├── UnsupportedMedia     415 unsupported-media-type
     ├── InvalidEnvelope      422 invalid-envelope
+    ├── InvalidCredential    422 invalid-credential  certificate, bundle, CRL or linking key
     ├── UnknownRecipient     422 unknown-recipient
     ├── RateLimited          429 rate-limited    carries retry_after seconds
     └── Unavailable          503 unavailable
@@ -72,6 +73,14 @@ class UnsupportedMedia(HubError):
 
 class InvalidEnvelope(HubError):
     status, slug, title = 422, "invalid-envelope", "Envelope rejected"
+
+
+class InvalidCredential(HubError):
+    status, slug, title = (
+        422,
+        "invalid-credential",
+        "Certificate, key bundle, CRL or linking key rejected",
+    )
 
 
 class UnknownRecipient(HubError):

@@ -99,9 +99,9 @@ async def test_unknown_orgs_and_bundles_are_404(hub: HubHarness) -> None:
 async def test_a_certificate_from_another_root_is_refused(hub: HubHarness) -> None:
     foreign = hub.foreign_authority().enrol("police-west")
     before = len(await hub.audit())
-    await hub.problem(await hub.upload_certificate(foreign.cert), 422, "invalid-envelope")
+    await hub.problem(await hub.upload_certificate(foreign.cert), 422, "invalid-credential")
     assert (await hub.counts())["organisations"] == 0
-    await _expect_denied(hub, before, "directory.certificate.put", "invalid-envelope")
+    await _expect_denied(hub, before, "directory.certificate.put", "invalid-credential")
 
 
 async def test_a_tampered_certificate_is_refused(hub: HubHarness) -> None:
@@ -109,7 +109,7 @@ async def test_a_tampered_certificate_is_refused(hub: HubHarness) -> None:
     der = bytearray(party.cert.der)
     der[-1] ^= 0x01  # inside the signature
     response = await hub.post("/v1/directory/certificates", {"certificate": b64e(bytes(der))})
-    await hub.problem(response, 422, "invalid-envelope")
+    await hub.problem(response, 422, "invalid-credential")
     garbage = await hub.post("/v1/directory/certificates", {"certificate": b64e(b"\x30\x03abc")})
     await hub.problem(garbage, 400, "malformed")
     assert (await hub.counts())["organisations"] == 0
@@ -117,7 +117,7 @@ async def test_a_tampered_certificate_is_refused(hub: HubHarness) -> None:
 
 async def test_a_hub_certificate_is_not_a_directory_entry(hub: HubHarness) -> None:
     cert = hub.authority.certify("hub", Ed25519PrivateKey.generate(), ["hub"])
-    await hub.problem(await hub.upload_certificate(cert), 422, "invalid-envelope")
+    await hub.problem(await hub.upload_certificate(cert), 422, "invalid-credential")
 
 
 async def test_an_older_certificate_does_not_replace_a_newer_one(hub: HubHarness) -> None:
@@ -138,7 +138,7 @@ async def test_bundle_rejections(hub: HubHarness) -> None:
     )
     await hub.problem(response, 404, "not-found")
     # A bundle signed by another org, uploaded under one's own name.
-    await hub.problem(await hub.upload_bundle(other, owner.bundle), 422, "invalid-envelope")
+    await hub.problem(await hub.upload_bundle(other, owner.bundle), 422, "invalid-credential")
     # A bundle naming our org and certificate but signed with another key.
     forged = sign_bundle(
         other.key,
@@ -151,11 +151,11 @@ async def test_bundle_rejections(hub: HubHarness) -> None:
     response = await hub.client.put(
         "/v1/directory/orgs/ggd/bundle", json=wire, headers=owner.headers()
     )
-    await hub.problem(response, 422, "invalid-envelope")
+    await hub.problem(response, 422, "invalid-credential")
     # Expired, and malformed.
     hub.clock.advance(31 * DAY)
     await hub.login(owner)
-    await hub.problem(await hub.upload_bundle(owner, owner.bundle), 422, "invalid-envelope")
+    await hub.problem(await hub.upload_bundle(owner, owner.bundle), 422, "invalid-credential")
     response = await hub.client.put(
         "/v1/directory/orgs/ggd/bundle", json={"v": 1}, headers=owner.headers()
     )
@@ -164,9 +164,9 @@ async def test_bundle_rejections(hub: HubHarness) -> None:
     denied = [e for e in await hub.audit() if e.outcome == "denied"]
     assert [e.reason for e in denied] == [
         "not-found",
-        "invalid-envelope",
-        "invalid-envelope",
-        "invalid-envelope",
+        "invalid-credential",
+        "invalid-credential",
+        "invalid-credential",
         "malformed",
     ]
     assert {e.action for e in denied} == {"directory.bundle.put"}
@@ -187,7 +187,7 @@ async def test_crl_upload_rules(hub: HubHarness) -> None:
     held = await (await hub.client.get("/v1/directory/crl")).json()
     assert b64d(held["crl"]) == second.der
     foreign = hub.foreign_authority().crl([])
-    await hub.problem(await hub.put_crl(foreign), 422, "invalid-envelope")
+    await hub.problem(await hub.put_crl(foreign), 422, "invalid-credential")
     response = await hub.client.put("/v1/directory/crl", json={"crl": b64e(b"junk")})
     await hub.problem(response, 400, "malformed")
     assert (await hub.counts())["crl"] == 2
@@ -221,7 +221,7 @@ async def test_linking_keys_are_held_once_and_served_to_their_org_only(hub: HubH
         LinkingKey(2, os.urandom(32)), ggd.bundle, root_key=ggd.key, network=hub.config.network
     )
     response = await hub.post("/v1/directory/linking-keys", forged.to_wire())
-    await hub.problem(response, 422, "invalid-envelope")
+    await hub.problem(response, 422, "invalid-credential")
     mine = await hub.client.get("/v1/directory/linking-keys", headers=ggd.headers())
     assert await mine.json() == {"linking_keys": [sealed.to_wire()]}
     theirs = await hub.client.get("/v1/directory/linking-keys", headers=shelter.headers())
