@@ -1,4 +1,4 @@
-"""The hub's HTTP API (docs/parts/50-http-api.md) as async methods.
+"""The hub's HTTP API (docs/protocol.md) as async methods.
 
 One ``aiohttp.ClientSession`` per ``HubClient`` (use ``async with``), with
 explicit timeouts. The client:

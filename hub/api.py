@@ -1,6 +1,6 @@
 """The HTTP adapter: each handler authenticates, parses, calls one use-case, renders.
 
-The API is specified in ``docs/parts/50-http-api.md``. Every route that
+The API is specified in ``docs/protocol.md``. Every route that
 touches a message or the directory runs inside :func:`hub.audit.audited`,
 so a request that is refused (authentication, body, or a use-case check)
 leaves exactly one ``denied`` audit entry, and an allowed one leaves the entry

@@ -11,7 +11,7 @@
 * :mod:`keys.hub`: the hub's log-signing and token keys.
 
 ``keys`` imports only :mod:`protocol`, cryptography, PyNaCl and the standard
-library. The formats are in ``docs/parts/60-key-files.md``; the errors in
+library. The formats are in ``docs/protocol.md``; the errors in
 :mod:`keys.errors`.
 """
 

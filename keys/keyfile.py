@@ -1,6 +1,6 @@
 """Passphrase-encrypted key files, and atomic writes for every file in a key directory.
 
-A key file is one line of canonical JSON (see ``docs/parts/60-key-files.md``)::
+A key file is one line of canonical JSON (see ``docs/protocol.md``)::
 
     {"box": b64url(nonce || secretbox ciphertext), "format": "schakel-key",
      "kdf": {"alg": "argon2id13", "memlimit": int, "opslimit": int, "salt": b64url(16)},

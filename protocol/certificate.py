@@ -14,7 +14,7 @@ Errors: ``EncodingError`` for bytes that do not parse (DER, PEM) or exceed
 the size bounds; ``ValidationError`` for arguments or request fields that
 break a rule (bad id, bad role set, bad serial); ``VerificationError`` for a
 certificate, request or CRL that does not verify or does not follow the
-profile (see ``docs/parts/20-certificates.md``); ``RevokedError`` for a
+profile (see ``docs/protocol.md``); ``RevokedError`` for a
 revoked certificate.
 """
 

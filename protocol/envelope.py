@@ -1,6 +1,6 @@
 """The envelope: routing header in clear, one encrypted body, keys per recipient, a signature.
 
-The bytes are specified in ``docs/parts/10-envelope.md``. In short:
+The bytes are specified in ``docs/protocol.md``. In short:
 
 * ``header``: what the hub needs for routing, as canonical JSON. It is the
   associated data of the body, so a body can not be moved to another header.

@@ -7,7 +7,7 @@ base32 lower-case without padding (52 characters). Types: ``bsn``, ``ndob``
 
 Two organisations that write the same person differently must derive the
 same pseudonym, so every identifier is first brought to one normal form by
-the ``normalise_*`` functions below; ``docs/parts/30-pseudonyms.md`` gives
+the ``normalise_*`` functions below; ``docs/protocol.md`` gives
 the rules step by step and ``tests/vectors/pseudonyms.json`` the vectors.
 Every input is a ``str`` of at most 200 characters without control, format,
 private-use, surrogate or unassigned code points. Errors name the field and

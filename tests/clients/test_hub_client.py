@@ -1,4 +1,4 @@
-"""HubClient against a small fake hub that follows docs/parts/50-http-api.md."""
+"""HubClient against a small fake hub that follows docs/protocol.md."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from protocol.envelope import Envelope
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = ROOT / "hub" / "openapi.json"
-CONTRACT = ROOT / "docs" / "parts" / "50-http-api.md"
+CONTRACT = ROOT / "docs" / "protocol.md"
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
 

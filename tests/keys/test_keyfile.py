@@ -112,7 +112,7 @@ VECTOR = (
 
 
 def test_documented_vector() -> None:
-    """The vector in docs/parts/60-key-files.md."""
+    """The vector in docs/protocol.md."""
     data = encrypt_key(
         KIND_ED25519,
         SECRET,

@@ -383,7 +383,7 @@ def generate() -> dict[str, Any]:
     sealed = make_envelopes(parties)
     return {
         "description": (
-            "Schakel envelope vectors (docs/parts/10-envelope.md). Rebuild each party from its "
+            "Schakel envelope vectors (docs/protocol.md). Rebuild each party from its "
             "seeds, load certificates against the root at `now`, and check every case."
         ),
         "network": NETWORK,

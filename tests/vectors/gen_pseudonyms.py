@@ -377,7 +377,7 @@ def generate() -> dict[str, Any]:
     """The pseudonym vectors, as a JSON-able dict (see the module docstring)."""
     others = [f"other-{n}" for n in range(len(DIFFERENT_NAMES))]
     return {
-        "description": "Schakel pseudonym vectors; see docs/parts/30-pseudonyms.md",
+        "description": "Schakel pseudonym vectors; see docs/protocol.md",
         "key": {"version": VERSION, "hex": KEY.hex()},
         "identities": _identity_cases(),
         "same_person": [
