@@ -7,9 +7,11 @@ STAMP := $(VENV)/.installed
 .PHONY: run test check bench vectors clean
 
 $(STAMP): pyproject.toml
+	@echo "Setting up $(VENV) (pip's log: $(VENV)/install.log) ..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@( $(BIN)/python -m pip install --upgrade pip \
+	  && $(BIN)/python -m pip install -e '.[dev]' ) > $(VENV)/install.log 2>&1 \
+	  || { tail -n 30 $(VENV)/install.log; echo "installing into $(VENV) failed"; exit 1; }
 	@touch $(STAMP)
 
 run: $(STAMP)  ## the hub on SQLite at 127.0.0.1:8443 with a demo network in ./var/demo
