@@ -29,7 +29,7 @@ from clients.organisation import Organisation, ReceivedMessage, RejectedMessage
 from clients.payloads import identity_of, summary_of, validate_payload
 from clients.state import LocalState
 from keys.errors import KeysError
-from keys.keyfile import KdfParams
+from keys.keyfile import kdf_params_from_env
 from keys.organisation import OrgKeys
 from keys.passphrase import get_passphrase
 from protocol.certificate import MAX_CERT_BYTES
@@ -93,12 +93,6 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 def _emit(settings: Settings, data: Any, text: str) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True) if settings.as_json else text)
-
-
-def _kdf() -> tuple[KdfParams, bool]:
-    if os.environ.get("SCHAKEL_WEAK_KDF") == "1":
-        return KdfParams.for_tests(), True
-    return KdfParams.production(), False
 
 
 def _passphrase(settings: Settings, *, confirm: bool = False) -> bytes:
@@ -222,7 +216,8 @@ pass_settings = click.make_pass_decorator(Settings)
 @_guarded
 def init(settings: Settings, org_id: str, network: str, root_file: Path) -> None:
     """Create the keys, pin the network root and write the enrolment request."""
-    params, weak = _kdf()
+    params = kdf_params_from_env(os.environ)
+    weak = params.weak
     root_pem = _read(root_file, 2 * MAX_CERT_BYTES)
     settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     keys = OrgKeys.create(

@@ -32,7 +32,7 @@ from keys.authority import (
     key_fingerprint,
 )
 from keys.errors import KeysError
-from keys.keyfile import KdfParams, read_bounded, write_public_file
+from keys.keyfile import KdfParams, kdf_params_from_env, read_bounded, write_public_file
 from keys.passphrase import get_passphrase
 from protocol.certificate import (
     MAX_CERT_BYTES,
@@ -50,7 +50,6 @@ from protocol.keybundle import KeyBundle
 from protocol.types import NetworkId, parse_network_id
 
 DEFAULT_DIR = "authority"
-WEAK_KDF_ENV = "SCHAKEL_WEAK_KDF"
 MAX_BUNDLE_BYTES = 16 * 1024
 
 
@@ -156,7 +155,7 @@ def authority(
         passphrase_env=passphrase_env,
         passphrase_fd=passphrase_fd,
         json=as_json,
-        weak_kdf=os.environ.get(WEAK_KDF_ENV) == "1",
+        weak_kdf=kdf_params_from_env(os.environ).weak,
     )
 
 

@@ -35,14 +35,13 @@ from hub.logs import configure_logging
 from hub.store import Store
 from keys.errors import KeysError
 from keys.hub import HubKeys
-from keys.keyfile import KdfParams, read_bounded
+from keys.keyfile import kdf_params_from_env, read_bounded
 from keys.passphrase import get_passphrase
 from protocol.certificate import MAX_CERT_BYTES
 from protocol.errors import ProtocolError
 from protocol.types import NetworkId, parse_network_id
 
 DEFAULT_DIR = "hub-keys"
-WEAK_KDF_ENV = "SCHAKEL_WEAK_KDF"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -136,8 +135,8 @@ def init(
     directory: Path, network: NetworkId, passphrase_env: str, passphrase_fd: int | None
 ) -> None:
     """Create the hub's keys and its enrolment request in a new, empty directory."""
-    weak = os.environ.get(WEAK_KDF_ENV) == "1"
-    params = KdfParams.for_tests() if weak else KdfParams.production()
+    params = kdf_params_from_env(os.environ)
+    weak = params.weak
     passphrase = _passphrase(passphrase_env, passphrase_fd, confirm=True)
     keys = HubKeys.create(directory, network, passphrase, params, allow_weak=weak)
     click.echo(f"created the hub's keys for network {network} in {keys.directory}")

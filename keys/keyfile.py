@@ -26,7 +26,7 @@ import os
 import secrets
 import stat
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,18 @@ class KdfParams:
             raise KeyFileError(f"KDF opslimit {self.opslimit} is out of bounds")
         if not argon2id.MEMLIMIT_MIN <= self.memlimit <= MAX_MEMLIMIT:
             raise KeyFileError(f"KDF memlimit {self.memlimit} is out of bounds")
+
+
+WEAK_KDF_ENV = "SCHAKEL_WEAK_KDF"
+
+
+def kdf_params_from_env(environ: Mapping[str, str]) -> KdfParams:
+    """Production KDF costs, or libsodium's minimum when ``SCHAKEL_WEAK_KDF=1``.
+
+    The weak setting exists for tests and the local demo only; a key file written with it
+    says so in its header, and ``write_key_file`` refuses it unless told ``allow_weak``.
+    """
+    return KdfParams.for_tests() if environ.get(WEAK_KDF_ENV) == "1" else KdfParams.production()
 
 
 def normalise_passphrase(passphrase: bytes) -> bytes:

@@ -125,15 +125,6 @@ def test_init_prints_request_and_fingerprint(
     assert again.exit_code == 1 and again.output.startswith("error: ")
 
 
-def test_production_kdf_unless_weak_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SCHAKEL_WEAK_KDF", raising=False)
-    assert cli._kdf() == (KdfParams.production(), False)
-    monkeypatch.setenv("SCHAKEL_WEAK_KDF", "yes")
-    assert cli._kdf() == (KdfParams.production(), False)
-    monkeypatch.setenv("SCHAKEL_WEAK_KDF", "1")
-    assert cli._kdf() == (KdfParams.for_tests(), True)
-
-
 def test_status_before_and_after_linking(
     enrolled: OrgKeys, authority: Authority, env: dict[str, str]
 ) -> None:

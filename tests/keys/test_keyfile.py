@@ -19,6 +19,7 @@ from keys.keyfile import (
     KdfParams,
     decrypt_key,
     encrypt_key,
+    kdf_params_from_env,
     key_file_params,
     read_key_file,
     read_state,
@@ -445,3 +446,12 @@ def test_prompt_confirms_when_creating(monkeypatch) -> None:
     assert get_passphrase(env_var=None, fd=None, prompt="p", confirm=True) == b"same"
     answers = iter(["once"])
     assert get_passphrase(env_var=None, fd=None, prompt="p") == b"once"
+
+
+def test_weak_kdf_only_when_the_environment_asks_for_it_exactly() -> None:
+    assert kdf_params_from_env({}) == KdfParams.production()
+    assert kdf_params_from_env({"SCHAKEL_WEAK_KDF": "yes"}) == KdfParams.production()
+    assert kdf_params_from_env({"SCHAKEL_WEAK_KDF": "0"}) == KdfParams.production()
+    weak = kdf_params_from_env({"SCHAKEL_WEAK_KDF": "1"})
+    assert weak == KdfParams.for_tests() and weak.weak
+    assert not KdfParams.production().weak
