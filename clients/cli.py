@@ -29,11 +29,11 @@ from clients.organisation import Organisation, ReceivedMessage, RejectedMessage
 from clients.payloads import identity_of, summary_of, validate_payload
 from clients.state import LocalState
 from keys.errors import KeysError
-from keys.keyfile import kdf_params_from_env
+from keys.keyfile import kdf_params_from_env, write_public_file
 from keys.organisation import OrgKeys
 from keys.passphrase import get_passphrase
 from protocol.certificate import MAX_CERT_BYTES
-from protocol.encoding import loads_strict
+from protocol.encoding import canonical_json, loads_strict
 from protocol.errors import ProtocolError, ValidationError
 from protocol.pseudonym import Identity, normalise_date
 from protocol.types import parse_network_id, parse_org_id
@@ -272,6 +272,27 @@ def publish(settings: Settings) -> None:
         settings,
         {"certificate": cert_fp, "bundle": bundle_fp},
         f"published certificate {cert_fp}\npublished key bundle {bundle_fp}",
+    )
+
+
+@org.command("export-bundle")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the signed key bundle (JSON) for the network authority.",
+)
+@pass_settings
+@_guarded
+def export_bundle(settings: Settings, out: Path) -> None:
+    """Write the current key bundle for the authority, who seals the linking key to it."""
+    bundle = _open_keys(settings).current_bundle(now=_now())
+    write_public_file(out, canonical_json(bundle.to_wire()) + b"\n", overwrite=False)
+    _emit(
+        settings,
+        {"bundle": bundle.fingerprint, "file": str(out)},
+        f"wrote key bundle {bundle.fingerprint} to {out}\n"
+        "give it to the network authority: schakel authority linking-key seal --bundle ...",
     )
 
 

@@ -14,6 +14,7 @@ libsodium's minimum Argon2id cost; production refuses weak parameters.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -24,6 +25,8 @@ from typing import Any, NoReturn
 
 import click
 
+from clients.errors import ClientError, HubProblem
+from clients.hub_client import HubClient
 from keys.authority import (
     PEM_CERTIFICATE,
     PEM_CRL,
@@ -36,6 +39,7 @@ from keys.keyfile import KdfParams, kdf_params_from_env, read_bounded, write_pub
 from keys.passphrase import get_passphrase
 from protocol.certificate import (
     MAX_CERT_BYTES,
+    MAX_CRL_BYTES,
     ROLES,
     Certificate,
     RevocationList,
@@ -47,6 +51,7 @@ from protocol.certificate import (
 from protocol.encoding import canonical_json, loads_strict
 from protocol.errors import ProtocolError
 from protocol.keybundle import KeyBundle
+from protocol.linkingkey import SealedLinkingKey
 from protocol.types import NetworkId, parse_network_id
 
 DEFAULT_DIR = "authority"
@@ -367,18 +372,30 @@ def _load_bundle(path: Path) -> KeyBundle:
 @click.option(
     "--bundle", "bundle_path", required=True, type=click.Path(dir_okay=False, path_type=Path)
 )
-@click.option("--cert", "cert_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--cert",
+    "cert_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The organisation's certificate; default: the one named by the bundle, as issued here.",
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @pass_cfg
 def linking_key_seal(
-    cfg: AuthorityCliConfig, bundle_path: Path, cert_path: Path, out: Path
+    cfg: AuthorityCliConfig, bundle_path: Path, cert_path: Path | None, out: Path
 ) -> None:
-    """Seal the current linking key to an organisation's key bundle."""
+    """Seal the current linking key to an organisation's key bundle.
+
+    The organisation exports its bundle with `schakel org export-bundle`; the sealed key
+    goes to the hub with `schakel authority publish`.
+    """
     bundle = _load_bundle(bundle_path)
-    cert_der = _read_pem_or_der(cert_path, PEM_CERTIFICATE, MAX_CERT_BYTES)
     auth = cfg.open()
     now = _now()
-    cert = verify_certificate(cert_der, auth.root, now=now, crl=None)
+    if cert_path is None:
+        cert = auth.issued_certificate(bundle.cert, now=now)
+    else:
+        cert_der = _read_pem_or_der(cert_path, PEM_CERTIFICATE, MAX_CERT_BYTES)
+        cert = verify_certificate(cert_der, auth.root, now=now, crl=None)
     sealed = auth.seal_linking_key(bundle, cert, now=now)
     write_public_file(out, canonical_json(sealed.to_wire()) + b"\n", overwrite=False)
     fields = {
@@ -460,3 +477,56 @@ def _list_line(rec: IssuedCertificate, revoked_at: int | None) -> str:
 
 def _date(seconds: int) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(seconds))
+
+
+def _publishable(path: Path) -> tuple[str, bytes | SealedLinkingKey]:
+    """A revocation list (PEM or DER) or a sealed linking key (JSON), by its content."""
+    data = read_bounded(path, MAX_CRL_BYTES)
+    if data.lstrip().startswith(b"{"):
+        return "linking-key", SealedLinkingKey.from_wire(loads_strict(data))
+    if data.lstrip().startswith(b"-----BEGIN"):
+        return "crl", pem_decode(data, PEM_CRL)
+    return "crl", data
+
+
+async def _publish(hub_url: str, network: str, items: list[tuple[Path, str, Any]]) -> list[str]:
+    lines = []
+    async with HubClient(hub_url, network=network) as hub:
+        for path, kind, item in items:
+            if kind == "crl":
+                await hub.put_crl(item)
+                lines.append(f"{path}: revocation list published")
+            else:
+                created = await hub.put_linking_key(item)
+                state = "published" if created else "already held"
+                lines.append(f"{path}: linking key v{item.version} for {item.org} {state}")
+    return lines
+
+
+@authority.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--hub",
+    "hub_url",
+    envvar="SCHAKEL_HUB_URL",
+    default="http://127.0.0.1:8443",
+    show_default=True,
+    help="Base URL of the hub (env SCHAKEL_HUB_URL).",
+)
+@click.option("--network", required=True, callback=_network_option, help="The network id.")
+@pass_cfg
+def publish(cfg: AuthorityCliConfig, files: tuple[Path, ...], hub_url: str, network: str) -> None:
+    """Relay revocation lists and sealed linking keys through the hub.
+
+    Run it on a machine that reaches the hub, with files carried from the offline
+    authority; no passphrase is needed. The hub checks the root's signature on each, and
+    every client checks it again.
+    """
+    items = [(path, *_publishable(path)) for path in files]
+    try:
+        lines = asyncio.run(_publish(hub_url, network, items))
+    except HubProblem as exc:
+        _fail(f"the hub refused it: {exc}")
+    except ClientError as exc:
+        _fail(str(exc))
+    _report(cfg, {"published": [str(path) for path, _, _ in items]}, lines)

@@ -401,6 +401,15 @@ class Authority:
             raise AuthorityError("there is no linking key yet: make one first (linking-key new)")
         return self.linking_key(max(self._state.linking_keys))
 
+    def issued_certificate(self, fingerprint: Fingerprint, *, now: int) -> Certificate:
+        """The certificate this authority issued with that fingerprint, verified at ``now``."""
+        for serial, record in self._state.issued.items():
+            if record.fingerprint == fingerprint:
+                path = self._dir / "issued" / f"{serial}.pem"
+                der = pem_decode(read_bounded(path, 2 * MAX_CERT_BYTES), PEM_CERTIFICATE)
+                return verify_certificate(der, self._root_at(now), now=now, crl=None)
+        raise AuthorityError(f"no certificate with fingerprint {fingerprint} was issued here")
+
     def seal_linking_key(
         self, bundle: KeyBundle, cert: Certificate, *, now: int
     ) -> SealedLinkingKey:

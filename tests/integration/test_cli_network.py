@@ -1,0 +1,168 @@
+"""A network set up by hand, as its parties would, with nothing but the ``schakel`` command.
+
+The authority, the hub operator and two organisations each run their own commands
+(as separate processes); files travel between them as they would on a USB stick. Then
+the police signal the coordinator, and after the authority revokes the police, the hub
+refuses them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+NETWORK = "region-west"
+PASSPHRASE = "a passphrase only these tests use"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Parties:
+    def __init__(self, root: Path, hub_url: str) -> None:
+        self.root = root
+        self.env = {
+            **os.environ,
+            "SCHAKEL_PASSPHRASE": PASSPHRASE,
+            "SCHAKEL_WEAK_KDF": "1",
+            "SCHAKEL_HUB_URL": hub_url,
+            "SCHAKEL_AUTHORITY_DIR": str(root / "authority"),
+            "SCHAKEL_HUB_DIR": str(root / "hub"),
+        }
+
+    def run(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "schakel", *args],
+            env=self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if ok:
+            assert result.returncode == 0, f"{args}: {result.stdout}{result.stderr}"
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args).stdout)
+
+    def org(self, name: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("org", "--home", str(self.root / name), *args, ok=ok)
+
+
+@pytest.fixture
+def parties(tmp_path: Path) -> Iterator[Parties]:
+    port = _free_port()
+    parties = Parties(tmp_path, f"http://127.0.0.1:{port}")
+    parties.run("authority", "init", "--network", NETWORK)
+    parties.run("hub", "init", "--network", NETWORK)
+    parties.run("authority", "certify-hub", "hub/request.pem", "--out", "hub.pem")
+    parties.run("hub", "import-cert", "hub.pem", "--root", "authority/root.pem")
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "schakel", "hub", "serve", "--port", str(port),
+         "--database-url", f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"],
+        env=parties.env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}/readyz", hub)
+        yield parties
+    finally:
+        hub.terminate()
+        output = hub.communicate(timeout=20)[0].decode(errors="replace")
+        assert hub.returncode == 0, output
+        assert PASSPHRASE not in output
+
+
+def _wait_ready(url: str, hub: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert hub.poll() is None, "the hub exited before it was ready"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError("the hub did not become ready within 30 s")
+
+
+def _enrol(parties: Parties, name: str, roles: str) -> int:
+    parties.org(name, "init", "--org", name, "--network", NETWORK, "--root", "authority/root.pem")
+    issued = parties.json(
+        "authority", "--json", "enrol", f"{name}/keys/request.pem", "--roles", roles,
+        "--out", f"{name}.pem",
+    )  # fmt: skip
+    parties.org(name, "import-cert", f"{name}.pem")
+    parties.org(name, "publish")
+    parties.org(name, "export-bundle", "--out", f"{name}.bundle.json")
+    return int(issued["serial"])
+
+
+def test_a_network_set_up_by_hand(parties: Parties) -> None:
+    police = _enrol(parties, "police", "member")
+    _enrol(parties, "coordinator", "member,coordinator")
+
+    # The authority seals the linking key to each bundle and relays it through the hub.
+    parties.run("authority", "linking-key", "new")
+    for name in ("police", "coordinator"):
+        parties.run(
+            "authority", "linking-key", "seal", "--bundle", f"{name}.bundle.json",
+            "--out", f"{name}.sealed.json",
+        )  # fmt: skip
+    parties.run("authority", "crl", "--out", "crl.pem")
+    parties.run(
+        "authority", "publish", "--network", NETWORK,
+        "crl.pem", "police.sealed.json", "coordinator.sealed.json",
+    )  # fmt: skip
+    for name in ("police", "coordinator"):
+        parties.org(name, "linking-key", "fetch")
+
+    sent = parties.org(
+        "police", "--json", "send-signal", "--to", "coordinator", "--bsn", "111222333",
+        "--exploitation", "labour", "--urgency", "normal", "--consent",
+        "--text", "twelve people living above a shop",
+    )  # fmt: skip
+    message_id = json.loads(sent.stdout)["id"]
+    inbox = json.loads(parties.org("coordinator", "--json", "inbox").stdout)
+    assert [m["id"] for m in inbox["messages"]] == [message_id]
+    assert inbox["messages"][0]["sender"] == "police"
+    shown = json.loads(parties.org("coordinator", "--json", "show", message_id).stdout)
+    assert shown["payload"]["text"] == "twelve people living above a shop"
+    expected = json.loads(
+        parties.org("coordinator", "--json", "pseudonyms", "--bsn", "111 222 333").stdout
+    )
+    assert shown["pseudonyms"] == expected["pseudonyms"]
+
+    # Revocation: the authority revokes the police; once the CRL is relayed, the hub
+    # refuses the police, and the command says so with a non-zero exit.
+    parties.run("authority", "revoke", str(police), "--out", "crl-2.pem")
+    parties.run("authority", "publish", "--network", NETWORK, "crl-2.pem")
+    refused = parties.org(
+        "police", "send-signal", "--to", "coordinator", "--bsn", "111222333",
+        "--exploitation", "labour", "--urgency", "normal", "--consent", ok=False,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert refused.stderr.startswith("error: ") and "Traceback" not in refused.stderr
+    assert "401" in refused.stderr
+
+
+def test_publish_refuses_what_the_root_did_not_sign(parties: Parties, tmp_path: Path) -> None:
+    forged = tmp_path / "forged.pem"
+    forged.write_text("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n")
+    result = parties.run("authority", "publish", "--network", NETWORK, str(forged), ok=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: ") and "Traceback" not in result.stderr
+    assert "the hub refused it" in result.stderr and "revocation list" in result.stderr
