@@ -107,7 +107,7 @@ class Organisation:
         self.hub = hub
         self._clock = clock
         self._rng = rng
-        self._crl: tuple[int, RevocationList | None] | None = None
+        self._crl: tuple[int, RevocationList] | None = None
 
     def now(self) -> int:
         return int(self._clock())
@@ -161,15 +161,16 @@ class Organisation:
 
     # -- the directory -----------------------------------------------------------------
 
-    async def _current_crl(self, now: int) -> RevocationList | None:
+    async def _current_crl(self, now: int) -> RevocationList:
         if self._crl is not None and now - self._crl[0] < CACHE_SECONDS:
             return self._crl[1]
         der = await self.hub.get_crl()
-        crl = None if der is None else self._load_crl(der, now)
-        if crl is None and self.state.crl_number > 0:
-            raise VerificationFailed("revocation list", reason="the hub no longer serves one")
-        if crl is not None:
-            self.state.note_crl_number(crl.number)
+        if der is None:
+            # Fail closed: a hub that withholds the list could hide every revocation.
+            # The network authority publishes one when it sets the network up.
+            raise VerificationFailed("revocation list", reason="the hub serves none")
+        crl = self._load_crl(der, now)
+        self.state.note_crl_number(crl.number)
         self._crl = (now, crl)
         return crl
 

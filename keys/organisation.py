@@ -74,6 +74,10 @@ MAX_BUNDLE_FILE_BYTES = 1024 * 1024
 P = TypeVar("P", bound="PartyKeys")
 
 
+# How far a new key bundle is back-dated, to tolerate clocks that run behind ours.
+BUNDLE_CLOCK_SKEW = 300
+
+
 def _der(data: bytes, label: str) -> bytes:
     """Accept PEM (``-----BEGIN <label>-----``) or DER."""
     if data.lstrip().startswith(b"-----BEGIN"):
@@ -374,7 +378,9 @@ class OrgKeys(PartyKeys):
             self._signing_key,
             cert,
             kem_public_bytes(self._kem_seed(index)),
-            not_before=now,
+            # Valid a little before now, so a hub or a peer whose clock runs behind ours
+            # accepts it at once (never before the certificate itself).
+            not_before=max(now - BUNDLE_CLOCK_SKEW, cert.not_before),
             not_after=not_after,
         )
         data = canonical_json([b.to_wire() for b in [*bundles, bundle]]) + b"\n"

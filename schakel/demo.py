@@ -159,8 +159,8 @@ async def bootstrap(demo: DemoNetwork, base_url: str, *, now: int) -> None:
             organisation = open_organisation(demo, org, base_url)
             try:
                 async with organisation.hub:
-                    await organisation.publish()
-                    bundle = organisation.keys.current_bundle(now=now)
+                    _, published = await organisation.publish()
+                    bundle = await organisation.hub.get_bundle(published)
                     cert = organisation.certificate()
                     sealed = authority.seal_linking_key(bundle, cert, now=now)
                     await anonymous.put_linking_key(sealed)

@@ -230,16 +230,16 @@ def test_send_signal_validates_before_touching_the_hub(
 class _Inbox:
     """Just enough of a hub for Organisation.receive: one envelope, then nothing."""
 
-    def __init__(self, wire: dict[str, Any], sender_der: bytes) -> None:
-        self.wire, self.sender_der = wire, sender_der
+    def __init__(self, wire: dict[str, Any], sender_der: bytes, crl_der: bytes) -> None:
+        self.wire, self.sender_der, self.crl_der = wire, sender_der, crl_der
         self.acked: list[str] = []
 
     async def inbox(self, after: int = 0, limit: int = 50) -> InboxPage:
         items = (InboxItem(1, self.wire, False),) if after < 1 else ()
         return InboxPage(items, 1 if items else after)
 
-    async def get_crl(self) -> None:
-        return None
+    async def get_crl(self) -> bytes:
+        return self.crl_der
 
     async def get_org(self, org: str) -> tuple[bytes, None]:
         return self.sender_der, None
@@ -284,7 +284,7 @@ def received(
     )
     state_path = Path(env["SCHAKEL_HOME"]) / "state.sqlite"
     with LocalState(state_path) as state:
-        fake = _Inbox(envelope.to_wire(), sender_cert.der)
+        fake = _Inbox(envelope.to_wire(), sender_cert.der, authority.crl(now=NOW).der)
         org = Organisation(enrolled, state, fake, clock=lambda: float(NOW))  # type: ignore[arg-type]
         result = asyncio.run(org.receive())
         assert len(result.messages) == 1 and fake.acked == [envelope.header.id]

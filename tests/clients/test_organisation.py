@@ -312,7 +312,7 @@ async def test_crl_rollback_forgery_and_withdrawal_are_refused(
     net.hub.crl = net.authority.crl(now=NOW).der
     await police.recipient("ggd")
     assert police.state.crl_number == 2
-    for served, says in [(old, "older than one seen"), (None, "no longer serves")]:
+    for served, says in [(old, "older than one seen"), (None, "the hub serves none")]:
         police._crl = None  # what a new process would do
         net.hub.crl = served
         with pytest.raises(VerificationFailed, match=says):

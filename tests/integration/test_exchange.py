@@ -11,21 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
-import logging
-import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pytest
-from aiohttp.test_utils import TestServer
-
-from hub.app import make_app
-from hub.logs import configure_logging
-from keys.authority import Authority
-from keys.hub import HubKeys
 from schakel import demo as demo_network
+
+if TYPE_CHECKING:
+    from conftest import Network
 
 # Canaries: none of these may ever reach the hub's database or logs.
 TEXT_CANARY = "CANARY-plaintext-d41d8cd98f00"
@@ -34,7 +25,6 @@ FAMILY_POLICE = "van Oosterwijk"
 FAMILY_GGD = "OOSTERWIJK"
 BSN = "111222333"
 PHONE = "+31 6 1234 5678"
-ORGS = {"police": ("member",), "ggd": ("member",), "coordinator": ("member", "coordinator")}
 
 
 def _signal(text: str, person: dict[str, str]) -> dict[str, object]:
@@ -47,43 +37,6 @@ def _signal(text: str, person: dict[str, str]) -> dict[str, object]:
         "urgency": "high",
         "consent_to_share": True,
     }
-
-
-@dataclass
-class Network:
-    demo: demo_network.DemoNetwork
-    base_url: str
-    db_path: Path
-    log: io.StringIO
-    linking_key: bytes
-
-
-@pytest.fixture
-async def network(tmp_path: Path) -> AsyncIterator[Network]:
-    now = int(time.time())
-    demo = demo_network.provision(tmp_path / "demo", now=now, orgs=ORGS)
-    hub_keys = HubKeys.open(demo.hub_dir, demo.passphrase)
-    log = io.StringIO()
-    root_logger = logging.getLogger()
-    saved = (root_logger.handlers[:], root_logger.level)
-    configure_logging(logging.DEBUG, stream=log)
-    config = demo_network.hub_config(demo, host="127.0.0.1", port=0)
-    app = make_app(
-        config,
-        token_key_pem=hub_keys.token_key_pem,
-        hub_certificate_der=hub_keys.certificate.der if hub_keys.certificate else None,
-    )
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        base_url = str(server.make_url("")).rstrip("/")
-        await demo_network.bootstrap(demo, base_url, now=now)
-        linking_key = Authority.open(demo.authority_dir, demo.passphrase).current_linking_key()
-        yield Network(demo, base_url, tmp_path / "demo" / "hub.db", log, linking_key.key)
-    finally:
-        await server.close()
-        root_logger.handlers[:], level = saved
-        root_logger.setLevel(level)
 
 
 async def _send(network: Network, org: str, person: dict[str, str], text: str) -> str:

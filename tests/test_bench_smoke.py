@@ -1,0 +1,148 @@
+"""Smoke test of ``make bench``: the machinery runs end to end with tiny counts.
+
+No performance figure is asserted: only that both servers answered every
+request 201, the results have the right shape, the child processes are gone
+afterwards, and the report is written only where and when it should be.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+# bench/ is not an installed package (make bench runs it from the checkout), and
+# plain `pytest` puts tests/, not the checkout, on sys.path.
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.__main__ import (  # noqa: E402 - needs the sys.path line above
+    BEGIN,
+    END,
+    BenchResult,
+    Options,
+    main,
+    render,
+    run_bench,
+    write_section,
+)
+from bench.loadgen import ServerFailed, free_port, server_process  # noqa: E402
+from bench.seal import OPEN, PRIMITIVES, SEAL_1, SEAL_5  # noqa: E402
+
+TINY = Options(requests=20, concurrency=2, rounds=2, warmup=4, iterations=2, repeats=1)
+
+
+@pytest.fixture(scope="module")
+def result() -> BenchResult:
+    return run_bench(TINY)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_both_servers_accepted_every_request(result: BenchResult) -> None:
+    servers = result.servers
+    assert len(servers.rounds) == 2
+    assert [w.name for w in servers.warmups] == ["floor warm-up", "hub warm-up"]
+    for load in [*servers.warmups, *(r for pair in servers.rounds for r in (pair.floor, pair.hub))]:
+        expected = 4 if "warm-up" in load.name else 20
+        assert load.statuses == ((201, expected),), load.first_error
+        assert load.errors == 0 and load.first_error == ""
+        assert load.rate > 0 and len(load.latencies) == expected
+        assert list(load.latencies) == sorted(load.latencies)
+    assert servers.floor.errors == servers.hub.errors == 0
+    assert servers.ratio > 0 and servers.hub_bytes > servers.floor_bytes == 4096
+
+
+def test_server_processes_are_stopped(result: BenchResult) -> None:
+    assert len(result.servers.pids) == 2
+    assert all(_gone(pid) for pid in result.servers.pids)
+
+
+def test_client_side_figures_cover_every_operation(result: BenchResult) -> None:
+    figures = result.seal
+    assert set(figures.micros) == {SEAL_1, SEAL_5, OPEN, *PRIMITIVES}
+    assert all(value > 0 and math.isfinite(value) for value in figures.micros.values())
+    for operation in (SEAL_1, SEAL_5, OPEN):
+        assert figures.ratio(operation) > 0
+    # Five recipients are five HPKE encryptions in the bare sum, against one.
+    assert figures.bare_sum(SEAL_5) > figures.bare_sum(SEAL_1)
+
+
+def test_report_names_the_machine_and_both_tables(result: BenchResult) -> None:
+    text = render(result)
+    assert text.startswith("## Latest run\n")
+    for needle in ("Machine: ", "Python ", "cryptography ", "| **hub / floor** |", "`seal, 5"):
+        assert needle in text
+    assert "rate_per_sec 1,000,000" in text  # the raised limit is stated
+
+
+def test_write_section_keeps_the_text_around_it(tmp_path: Path) -> None:
+    doc = tmp_path / "performance.md"
+    doc.write_text(f"# Performance\n\nintro\n\n{BEGIN}\nold figures\n{END}\n\n## After\n")
+    write_section(doc, "new figures\n")
+    text = doc.read_text()
+    assert text == f"# Performance\n\nintro\n\n{BEGIN}\nnew figures\n{END}\n\n## After\n"
+    write_section(doc, "newer\n")
+    assert text.replace("new figures", "newer") == doc.read_text()
+
+
+def test_write_section_appends_when_markers_are_missing(tmp_path: Path) -> None:
+    doc = tmp_path / "performance.md"
+    doc.write_text("# Performance\n\nintro\n")
+    write_section(doc, "figures\n")
+    assert doc.read_text() == f"# Performance\n\nintro\n\n{BEGIN}\nfigures\n{END}\n"
+
+
+def test_command_quick_prints_and_does_not_write(tmp_path: Path) -> None:
+    doc = tmp_path / "performance.md"
+    args = ["--quick", "--requests", "10", "--concurrency", "2", "--warmup", "0"]
+    outcome = CliRunner().invoke(main, [*args, "--iterations", "1", "--output", str(doc)])
+    assert outcome.exit_code == 0, outcome.output
+    assert "| **hub / floor** |" in outcome.output and "not written" in outcome.output
+    assert not doc.exists()
+
+
+def test_command_refuses_too_many_envelopes() -> None:
+    outcome = CliRunner().invoke(main, ["--requests", "20000", "--rounds", "20", "--no-write"])
+    assert outcome.exit_code == 2
+    assert "at most 50000" in outcome.output
+
+
+def test_a_server_that_exits_fails_with_its_log(tmp_path: Path) -> None:
+    argv = [sys.executable, "-c", "import sys; print('cannot bind'); sys.exit(3)"]
+    log = tmp_path / "log"
+    with (
+        pytest.raises(ServerFailed, match=r"exited with 3: cannot bind"),
+        server_process("broken", argv, port=free_port(), log=log),
+    ):
+        pytest.fail("the block must not run")
+
+
+def test_a_server_that_never_listens_is_stopped(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    script = (
+        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    )
+    with (
+        pytest.raises(ServerFailed, match="did not listen"),
+        server_process(
+            "silent",
+            [sys.executable, "-c", script],
+            port=free_port(),
+            log=tmp_path / "log",
+            ready_timeout=2.0,
+        ),
+    ):
+        pytest.fail("the block must not run")
+    assert _gone(int(pid_file.read_text()))
