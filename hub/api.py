@@ -40,6 +40,7 @@ class Services:
     clock: Clock
     rng: Rng
     store: Store
+    trust_cache: directory.TrustCache
     tokens: TokenService
     notifier: Notifier
     org_limits: TokenBucket
@@ -91,6 +92,7 @@ async def authenticate(request: web.Request, scope: Scope) -> auth.Caller:
             s.clock,
             s.config,
             tokens=s.tokens,
+            cache=s.trust_cache,
             authorization=request.headers.get("Authorization"),
         )
     except Unauthorized:
@@ -131,7 +133,14 @@ async def post_token(request: web.Request) -> web.Response:
     async with audited(request, "auth.token", "org") as scope:
         body = await body_of(request)
         token = await auth.issue_token(
-            s.store, s.clock, s.config, scope, tokens=s.tokens, body=body, rng=s.rng
+            s.store,
+            s.clock,
+            s.config,
+            scope,
+            tokens=s.tokens,
+            cache=s.trust_cache,
+            body=body,
+            rng=s.rng,
         )
     return render(
         {"access_token": token.access_token, "token_type": "Bearer", "expires_in": token.expires_in}
@@ -164,7 +173,9 @@ async def post_certificate(request: web.Request) -> web.Response:
     limit_address(request)
     async with audited(request, "directory.certificate.put", "org") as scope:
         body = await body_of(request)
-        held = await directory.upload_certificate(s.store, s.clock, s.config, scope, body)
+        held = await directory.upload_certificate(
+            s.store, s.clock, s.config, scope, body, cache=s.trust_cache
+        )
     return render(
         {"org": held.org, "fingerprint": held.fingerprint, "roles": sorted(held.roles)},
         status=201 if held.created else 200,
@@ -175,7 +186,9 @@ async def get_orgs(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "directory.orgs.list", "org") as scope:
         await authenticate(request, scope)
-        listings = await directory.list_organisations(s.store, s.clock, s.config, scope)
+        listings = await directory.list_organisations(
+            s.store, s.clock, s.config, scope, cache=s.trust_cache
+        )
     return render(
         {
             "orgs": [
@@ -216,6 +229,7 @@ async def put_bundle(request: web.Request) -> web.Response:
             caller=caller.org,
             org_text=request.match_info["org"],
             body=body,
+            cache=s.trust_cache,
         )
     return render({"fingerprint": fp})
 
@@ -243,7 +257,9 @@ async def put_crl(request: web.Request) -> web.Response:
     limit_address(request)
     async with audited(request, "directory.crl.put", "crl") as scope:
         body = await body_of(request)
-        number = await directory.upload_crl(s.store, s.clock, s.config, scope, body)
+        number = await directory.upload_crl(
+            s.store, s.clock, s.config, scope, body, cache=s.trust_cache
+        )
     return render({"number": number})
 
 
@@ -252,7 +268,9 @@ async def post_linking_key(request: web.Request) -> web.Response:
     limit_address(request)
     async with audited(request, "directory.linking-key.put", "org") as scope:
         body = await body_of(request)
-        created = await directory.upload_linking_key(s.store, s.clock, s.config, scope, body)
+        created = await directory.upload_linking_key(
+            s.store, s.clock, s.config, scope, body, cache=s.trust_cache
+        )
     return render({"org": scope.object_id}, status=201 if created else 200)
 
 
@@ -273,7 +291,14 @@ async def post_message(request: web.Request) -> web.Response:
         caller = await authenticate(request, scope)
         body = await body_of(request, large=True)
         accepted = await relay.send_message(
-            s.store, s.clock, s.config, scope, caller=caller.org, notifier=s.notifier, body=body
+            s.store,
+            s.clock,
+            s.config,
+            scope,
+            caller=caller.org,
+            notifier=s.notifier,
+            cache=s.trust_cache,
+            body=body,
         )
     return render(
         {"id": accepted.id, "accepted": accepted.accepted},

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from hub.api import SERVICES, Services, add_routes
 from hub.config import Clock, HubConfig, Rng, system_clock
+from hub.directory import TrustCache
 from hub.logs import access_log_middleware
 from hub.notify import LocalNotifier, Notifier
 from hub.problems import problem_middleware
@@ -65,6 +66,7 @@ def make_app(
             max_batch=limits.write_batch,
             logger=logging.getLogger("hub.writer"),
         ),
+        trust_cache=TrustCache(config.root_der),
         tokens=TokenService(
             token_key_pem,
             issuer=config.issuer,

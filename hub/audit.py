@@ -19,7 +19,7 @@ Entries never hold content, keys, tokens or pseudonyms.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from typing import Any, Generic, TypeVar
@@ -108,16 +108,26 @@ def entry_hash(prev_hash: bytes, entry: dict[str, Any]) -> bytes:
     return digest(CHAIN_LABEL, prev_hash, canonical_json(entry))
 
 
-async def append(tx: Tx, event: Event, *, now: int) -> AuditRecord:
-    """Append ``event`` to the chain inside the caller's work item."""
-    last = await tx.last_audit()
+def append(tx: Tx, event: Event, *, now: int) -> AuditRecord:
+    """Append ``event`` to the chain inside the caller's work item.
+
+    The store may give the chain head from memory; its insert stores the entry
+    only if it links to the newest stored one. If the head was stale (an entry
+    appended by other means), it is read again and the entry linked anew, once.
+    """
+    for fresh in (False, True):
+        record = _link(event, tx.last_audit(fresh=fresh), now=now)
+        if tx.insert_audit(record):
+            return record
+    raise AuditChainError("the audit chain moved while an entry was being appended")
+
+
+def _link(event: Event, last: tuple[int, bytes] | None, *, now: int) -> AuditRecord:
     seq, prev = (1, GENESIS) if last is None else (last[0] + 1, last[1])
     draft = AuditRecord(seq=seq, time=now, prev_hash=prev, entry_hash=b"", **_event_fields(event))
-    record = AuditRecord(
+    return AuditRecord(
         **{**_record_fields(draft), "entry_hash": entry_hash(prev, chain_fields(draft))}
     )
-    await tx.insert_audit(record)
-    return record
 
 
 def _event_fields(event: Event) -> dict[str, Any]:
@@ -142,19 +152,17 @@ def verify_chain(records: Iterable[AuditRecord], *, prev_hash: bytes = GENESIS) 
     return prev_hash
 
 
-async def act(
-    store: Store, scope: Scope, *, now: int, work: Callable[[Tx], Awaitable[Outcome[T]]]
-) -> T:
+async def act(store: Store, scope: Scope, *, now: int, work: Callable[[Tx], Outcome[T]]) -> T:
     """Run ``work`` and append the scope's entry with its verdict, in one work item.
 
     Returns the work's value once committed. A work item that raises leaves
     nothing behind, its entry included; :func:`audited` then records the denial.
     """
 
-    async def item(tx: Tx) -> Outcome[T]:
-        outcome = await work(tx)
+    def item(tx: Tx) -> Outcome[T]:
+        outcome = work(tx)
         verdict = ALLOWED if outcome.allowed else DENIED
-        await append(tx, scope.event(verdict, outcome.reason), now=now)
+        append(tx, scope.event(verdict, outcome.reason), now=now)
         return outcome
 
     outcome = await store.write(item)
@@ -165,7 +173,7 @@ async def act(
 async def access(store: Store, scope: Scope, *, now: int) -> None:
     """Record an allowed read (the read itself changes nothing)."""
 
-    async def nothing(tx: Tx) -> Outcome[None]:
+    def nothing(tx: Tx) -> Outcome[None]:
         return Outcome(None)
 
     await act(store, scope, now=now, work=nothing)
@@ -186,8 +194,8 @@ async def audited(store: Store, clock: Clock, scope: Scope) -> AsyncIterator[Sco
             event = scope.event(DENIED, err.slug)
             now = clock()
 
-            async def deny(tx: Tx) -> None:
-                await append(tx, event, now=now)
+            def deny(tx: Tx) -> None:
+                append(tx, event, now=now)
 
             await store.write(deny)
             scope.recorded = True

@@ -26,7 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from hub import audit
 from hub.audit import Outcome, Scope
 from hub.config import Clock, HubConfig, Rng
-from hub.directory import certificate_of, exact_object, trust_at
+from hub.directory import TrustCache, exact_object, trust_at
 from hub.errors import Malformed, Unauthorized
 from hub.store import Store, Tx
 from hub.tokens import InvalidToken, TokenService
@@ -86,9 +86,9 @@ async def issue_challenge(
     now = clock()
     challenge = Challenge(b64e(rng(CHALLENGE_BYTES)), now + config.limits.challenge_ttl)
 
-    async def hold(tx: Tx) -> None:
-        await tx.purge_challenges(now=now)
-        await tx.insert_challenge(challenge.challenge, org, expires=challenge.expires)
+    def hold(tx: Tx) -> None:
+        tx.purge_challenges(now=now)
+        tx.insert_challenge(challenge.challenge, org, expires=challenge.expires)
 
     await store.write(hold)
     return challenge
@@ -101,6 +101,7 @@ async def issue_token(
     scope: Scope,
     *,
     tokens: TokenService,
+    cache: TrustCache,
     body: object,
     rng: Rng,
 ) -> Token:
@@ -116,7 +117,8 @@ async def issue_token(
     if len(challenge) != CHALLENGE_BYTES or len(signature) != SIGNATURE_BYTES:
         raise Malformed("challenge must be 32 bytes and signature 64 bytes")
     now = clock()
-    cert = await certificate_of(store, await trust_at(store, config, now), org)
+    trust, seen = await trust_at(store, cache, now, orgs=[org])
+    cert = trust.certificate(seen.organisations.get(org))
     answered = False
     if cert is not None:
         try:
@@ -126,8 +128,8 @@ async def issue_token(
         except InvalidSignature:
             pass
 
-    async def consume(tx: Tx) -> Outcome[bool]:
-        fresh = await tx.consume_challenge(b64e(challenge), org, now=now)
+    def consume(tx: Tx) -> Outcome[bool]:
+        fresh = tx.consume_challenge(b64e(challenge), org, now=now)
         ok = fresh and answered
         return Outcome(ok, allowed=ok, reason=None if ok else Unauthorized.slug)
 
@@ -146,6 +148,7 @@ async def verify_access(
     config: HubConfig,
     *,
     tokens: TokenService,
+    cache: TrustCache,
     authorization: str | None,
 ) -> Caller:
     """The caller behind an ``Authorization: Bearer`` header, or Unauthorized."""
@@ -160,7 +163,8 @@ async def verify_access(
         org = parse_org_id(claims.org)
     except (InvalidToken, ProtocolError):
         raise Unauthorized() from None
-    cert = await certificate_of(store, await trust_at(store, config, now), org)
+    trust, seen = await trust_at(store, cache, now, orgs=[org])
+    cert = trust.certificate(seen.organisations.get(org))
     if cert is None:
         raise Unauthorized()
     return Caller(org=org, roles=claims.roles & cert.roles, expires_at=claims.expires_at)

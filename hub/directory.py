@@ -5,7 +5,10 @@ the request's audit :class:`~hub.audit.Scope`); they raise
 :class:`~hub.errors.HubError` subclasses and know nothing of HTTP.
 
 Trust: every certificate the hub acts on is re-verified against the pinned
-root and the newest CRL the hub holds, at the current time (:class:`Trust`).
+root and the newest CRL the hub holds, at the current time (:class:`Trust`);
+:class:`TrustCache` keeps only what can not change (a parsed root, a CRL
+loaded under its number, a certificate verified under a CRL number), so the
+time and revocation checks still run on every request.
 The held CRL is used even after its ``next_update`` (it was verified when it
 was stored): a late CRL from the authority must not stop the network, and
 clients check CRL freshness themselves.
@@ -13,14 +16,16 @@ clients check CRL freshness themselves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from hub import audit
 from hub.audit import Outcome, Scope
 from hub.config import Clock, HubConfig
 from hub.errors import Conflict, InvalidCredential, Malformed, NotFound, Unavailable
-from hub.store import OrgSummary, Store, Tx
+from hub.store import CrlRecord, OrgRecord, OrgSummary, Snapshot, Store, Tx
 from protocol.certificate import (
     MAX_CERT_BYTES,
     MAX_CRL_BYTES,
@@ -32,13 +37,132 @@ from protocol.certificate import (
     load_root,
     verify_certificate,
 )
-from protocol.encoding import b64d
-from protocol.errors import EncodingError, ProtocolError, ValidationError, VerificationError
+from protocol.encoding import b64d, fingerprint
+from protocol.errors import (
+    EncodingError,
+    ProtocolError,
+    RevokedError,
+    ValidationError,
+    VerificationError,
+)
 from protocol.keybundle import KeyBundle, verify_bundle
 from protocol.linkingkey import SealedLinkingKey, verify_sealed_linking_key
 from protocol.types import Fingerprint, OrgId, parse_fingerprint, parse_org_id
 
+K = TypeVar("K")
+V = TypeVar("V")
+
 # -- trust ------------------------------------------------------------------------------
+
+DEFAULT_CACHED_CERTIFICATES = 4096
+DEFAULT_CACHED_CRLS = 4
+
+
+class _Lru(Generic[K, V]):
+    """A bounded mapping that forgets the least recently used entry first."""
+
+    __slots__ = ("_entries", "_size")
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("a cache holds at least one entry")
+        self._entries: OrderedDict[K, V] = OrderedDict()
+        self._size = size
+
+    def get(self, key: K) -> V | None:
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class TrustCache:
+    """What trust decisions re-use: the parsed root, loaded CRLs, verified certificates.
+
+    One per hub application (see :class:`hub.api.Services`), never global. Only
+    the parts of a decision that can not change are kept; every request still
+    brings its own ``now`` and the CRL record it read from the database:
+
+    * the root is parsed once (the config is frozen); its validity is checked
+      against ``now`` on every use;
+    * a CRL is loaded (signature-verified) once per CRL *number*, and served
+      again only for a record with the same number and the same DER;
+    * a certificate is verified once per (SHA-256 of its DER, number of the CRL
+      it was checked against); on every use its validity is checked against
+      ``now`` and its serial against the CRL in force. A new CRL number never
+      finds an old entry, so a revocation read in the request's own transaction
+      takes effect on that request, on every replica.
+
+    Failures are not cached. Both caches are LRU-bounded.
+    """
+
+    def __init__(
+        self,
+        root_der: bytes,
+        *,
+        certificates: int = DEFAULT_CACHED_CERTIFICATES,
+        crls: int = DEFAULT_CACHED_CRLS,
+    ) -> None:
+        self._root_der = root_der
+        self._root: RootCertificate | None = None
+        self._crls: _Lru[int, RevocationList] = _Lru(crls)
+        self._certificates: _Lru[tuple[Fingerprint, int | None], Certificate] = _Lru(certificates)
+
+    def root(self, now: int) -> RootCertificate:
+        """The pinned root, if valid at ``now``; else ``Unavailable``."""
+        root = self._root
+        try:
+            if root is None:
+                root = self._root = load_root(self._root_der, now=now)
+            elif not root.not_before <= now <= root.not_after:
+                raise VerificationError("the root certificate is not valid at this time")
+        except ProtocolError as exc:
+            raise Unavailable("the network root certificate is not valid now") from exc
+        return root
+
+    def trust(self, record: CrlRecord | None, now: int) -> Trust:
+        """Trust as of ``now``, with the CRL ``record`` the caller read (None: no CRL held)."""
+        root = self.root(now)
+        return Trust(
+            root=root, crl=None if record is None else self._crl(record, root), now=now, cache=self
+        )
+
+    def _crl(self, record: CrlRecord, root: RootCertificate) -> RevocationList:
+        crl = self._crls.get(record.number)
+        if crl is None or crl.der != record.der:
+            # Verified as of its own thisUpdate: a late CRL stays in force (module docstring).
+            crl = load_crl(record.der, root, now=record.this_update)
+            self._crls.put(record.number, crl)
+        return crl
+
+    def verify(self, der: bytes, trust: Trust) -> Certificate:
+        """``verify_certificate`` under ``trust``, re-using an earlier verification of ``der``."""
+        number = None if trust.crl is None else trust.crl.number
+        key = (Fingerprint(fingerprint(der)), number)
+        cert = self._certificates.get(key)
+        if cert is None:
+            cert = verify_certificate(der, trust.root, now=trust.now, crl=trust.crl)
+            self._certificates.put(key, cert)
+            return cert
+        if not cert.not_before <= trust.now <= cert.not_after:
+            raise VerificationError("certificate is not valid at this time")
+        if trust.revoked(cert.serial):
+            raise RevokedError("certificate has been revoked")
+        return cert
+
+    @property
+    def sizes(self) -> tuple[int, int]:
+        """(certificates, CRLs) held; for tests and metrics."""
+        return len(self._certificates), len(self._crls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,34 +172,37 @@ class Trust:
     root: RootCertificate
     crl: RevocationList | None
     now: int
+    cache: TrustCache = field(repr=False, compare=False)
 
     def verify(self, der: bytes) -> Certificate:
         """Raise ``VerificationError`` (``RevokedError``) or ``EncodingError`` unless valid now."""
-        return verify_certificate(der, self.root, now=self.now, crl=self.crl)
+        return self.cache.verify(der, self)
 
     def revoked(self, serial: int) -> bool:
         return self.crl is not None and serial in self.crl.revoked
 
+    def certificate(self, record: OrgRecord | None) -> Certificate | None:
+        """The held certificate of ``record`` if it is still valid and unrevoked now, else None."""
+        if record is None:
+            return None
+        try:
+            return self.verify(record.certificate)
+        except ProtocolError:
+            return None
 
-async def trust_at(store: Store, config: HubConfig, now: int) -> Trust:
-    try:
-        root = load_root(config.root_der, now=now)
-    except ProtocolError as exc:
-        raise Unavailable("the network root certificate is not valid now") from exc
-    record = await store.latest_crl()
-    crl = None if record is None else load_crl(record.der, root, now=record.this_update)
-    return Trust(root=root, crl=crl, now=now)
 
-
-async def certificate_of(store: Store, trust: Trust, org: OrgId) -> Certificate | None:
-    """The org's held certificate if it is still valid and unrevoked now, else None."""
-    record = await store.organisation(org)
-    if record is None:
-        return None
-    try:
-        return trust.verify(record.certificate)
-    except ProtocolError:
-        return None
+async def trust_at(
+    store: Store,
+    cache: TrustCache,
+    now: int,
+    *,
+    orgs: Collection[OrgId] = (),
+    bundles: Mapping[OrgId, Fingerprint] | None = None,
+) -> tuple[Trust, Snapshot]:
+    """Trust as of ``now`` and what the request needs of the directory, read in ONE transaction."""
+    cache.root(now)  # refuse before touching the database
+    snapshot = await store.snapshot(orgs, bundles)
+    return cache.trust(snapshot.crl, now), snapshot
 
 
 def exact_object(body: object, *names: str) -> dict[str, Any]:
@@ -103,7 +230,7 @@ class Registered:
 
 
 async def upload_certificate(
-    store: Store, clock: Clock, config: HubConfig, scope: Scope, body: object
+    store: Store, clock: Clock, config: HubConfig, scope: Scope, body: object, *, cache: TrustCache
 ) -> Registered:
     """Verify an organisation certificate and hold it if it is newer than the held one."""
     try:
@@ -111,7 +238,7 @@ async def upload_certificate(
     except EncodingError as exc:
         raise Malformed(f"certificate: {exc}") from None
     now = clock()
-    trust = await trust_at(store, config, now)
+    trust, _ = await trust_at(store, cache, now)
     try:
         cert = trust.verify(der)
     except EncodingError as exc:
@@ -124,8 +251,8 @@ async def upload_certificate(
     if ROLE_HUB in cert.roles:
         raise InvalidCredential("a hub certificate is not an organisation certificate")
 
-    async def hold(tx: Tx) -> Outcome[bool]:
-        placed = await tx.put_organisation(cert)
+    def hold(tx: Tx) -> Outcome[bool]:
+        placed = tx.put_organisation(cert)
         if placed == "older":
             raise Conflict("a newer certificate is held for this organisation")
         return Outcome(placed == "new", reason=None if placed == "new" else "already-held")
@@ -144,10 +271,10 @@ class Listing:
 
 
 async def list_organisations(
-    store: Store, clock: Clock, config: HubConfig, scope: Scope
+    store: Store, clock: Clock, config: HubConfig, scope: Scope, *, cache: TrustCache
 ) -> list[Listing]:
     now = clock()
-    trust = await trust_at(store, config, now)
+    trust, _ = await trust_at(store, cache, now)
     listings = [Listing(s, trust.revoked(s.serial)) for s in await store.organisations()]
     await audit.access(store, scope, now=now)
     return listings
@@ -200,6 +327,7 @@ async def upload_bundle(
     caller: OrgId,
     org_text: str,
     body: object,
+    cache: TrustCache,
 ) -> Fingerprint:
     """Hold the caller's new key bundle as its current one. Another org's path: 404."""
     org = _path_org(org_text)
@@ -211,8 +339,8 @@ async def upload_bundle(
     except (EncodingError, ValidationError) as exc:
         raise Malformed(f"key bundle: {exc}") from None
     now = clock()
-    trust = await trust_at(store, config, now)
-    cert = await certificate_of(store, trust, caller)
+    trust, seen = await trust_at(store, cache, now, orgs=[caller])
+    cert = trust.certificate(seen.organisations.get(caller))
     if cert is None:
         raise InvalidCredential("the organisation has no valid certificate at the hub")
     try:
@@ -222,8 +350,8 @@ async def upload_bundle(
             "the key bundle is not signed by this organisation's certificate or not valid now"
         ) from None
 
-    async def hold(tx: Tx) -> Outcome[None]:
-        await tx.put_bundle(bundle)
+    def hold(tx: Tx) -> Outcome[None]:
+        tx.put_bundle(bundle)
         return Outcome(None)
 
     await audit.act(store, scope, now=now, work=hold)
@@ -241,7 +369,7 @@ async def fetch_crl(store: Store, clock: Clock, scope: Scope) -> bytes | None:
 
 
 async def upload_crl(
-    store: Store, clock: Clock, config: HubConfig, scope: Scope, body: object
+    store: Store, clock: Clock, config: HubConfig, scope: Scope, body: object, *, cache: TrustCache
 ) -> int:
     """Hold a root-signed CRL whose number is above the held one's (else 409)."""
     try:
@@ -249,9 +377,9 @@ async def upload_crl(
     except EncodingError as exc:
         raise Malformed(f"crl: {exc}") from None
     now = clock()
-    trust = await trust_at(store, config, now)
+    root = cache.root(now)
     try:
-        crl = load_crl(der, trust.root, now=now)
+        crl = load_crl(der, root, now=now)
     except EncodingError as exc:
         raise Malformed(f"crl: {exc}") from None
     except VerificationError:
@@ -260,8 +388,8 @@ async def upload_crl(
         ) from None
     scope.object_id = str(crl.number)
 
-    async def hold(tx: Tx) -> Outcome[None]:
-        if not await tx.put_crl(crl):
+    def hold(tx: Tx) -> Outcome[None]:
+        if not tx.put_crl(crl):
             raise Conflict("a revocation list with this or a higher number is held")
         return Outcome(None)
 
@@ -273,7 +401,7 @@ async def upload_crl(
 
 
 async def upload_linking_key(
-    store: Store, clock: Clock, config: HubConfig, scope: Scope, body: object
+    store: Store, clock: Clock, config: HubConfig, scope: Scope, body: object, *, cache: TrustCache
 ) -> bool:
     """Hold a root-signed sealed linking key; True when new, False when identical one held."""
     try:
@@ -282,16 +410,16 @@ async def upload_linking_key(
         raise Malformed(f"linking key: {exc}") from None
     scope.object_id = sealed.org
     now = clock()
-    trust = await trust_at(store, config, now)
+    root = cache.root(now)
     if sealed.network != config.network:
         raise InvalidCredential("the linking key is for another network")
     try:
-        verify_sealed_linking_key(sealed, trust.root)
+        verify_sealed_linking_key(sealed, root)
     except VerificationError:
         raise InvalidCredential("the linking key is not signed by the network root") from None
 
-    async def hold(tx: Tx) -> Outcome[bool]:
-        placed = await tx.put_linking_key(sealed)
+    def hold(tx: Tx) -> Outcome[bool]:
+        placed = tx.put_linking_key(sealed)
         if placed == "conflict":
             raise Conflict("another linking key of this version is held for this organisation")
         return Outcome(placed == "new", reason=None if placed == "new" else "already-held")

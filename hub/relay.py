@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from hub import audit
 from hub.audit import Outcome, Scope
 from hub.config import Clock, HubConfig
-from hub.directory import Trust, certificate_of, trust_at
+from hub.directory import Trust, TrustCache, trust_at
 from hub.errors import (
     Conflict,
     ForbiddenSender,
@@ -37,7 +37,7 @@ from hub.errors import (
     UnknownRecipient,
 )
 from hub.notify import Notice, Notifier
-from hub.store import InboxItem, MessageView, Store, Tx
+from hub.store import InboxItem, MessageView, Snapshot, Store, Tx
 from protocol.envelope import Envelope, Header, verify_signature
 from protocol.errors import EncodingError, ValidationError, VerificationError
 from protocol.types import MessageId, OrgId, parse_message_id
@@ -74,6 +74,7 @@ async def send_message(
     *,
     caller: OrgId,
     notifier: Notifier,
+    cache: TrustCache,
     body: object,
 ) -> Accepted:
     envelope = parse_envelope(body)
@@ -84,12 +85,18 @@ async def send_message(
     if header.network != config.network:
         raise InvalidEnvelope("the envelope is for another network")
     now = clock()
-    trust = await trust_at(store, config, now)
-    await _check_sender(store, trust, envelope)
-    await _check_recipients(store, trust, header)
+    trust, seen = await trust_at(
+        store,
+        cache,
+        now,
+        orgs=(header.sender, *header.recipients),
+        bundles=dict(header.recipient_keys),
+    )
+    _check_sender(trust, seen, envelope)
+    _check_recipients(trust, seen, header)
 
-    async def accept(tx: Tx) -> Outcome[Accepted]:
-        return await _accept(tx, envelope, now)
+    def accept(tx: Tx) -> Outcome[Accepted]:
+        return _accept(tx, envelope, now)
 
     result = await audit.act(store, scope, now=now, work=accept)
     if result.created:
@@ -98,8 +105,8 @@ async def send_message(
     return result
 
 
-async def _check_sender(store: Store, trust: Trust, envelope: Envelope) -> None:
-    cert = await certificate_of(store, trust, envelope.header.sender)
+def _check_sender(trust: Trust, seen: Snapshot, envelope: Envelope) -> None:
+    cert = trust.certificate(seen.organisations.get(envelope.header.sender))
     if cert is None or cert.fingerprint != envelope.header.sender_cert:
         raise InvalidEnvelope(
             "the sender certificate named in the header is not the sender's current, "
@@ -111,14 +118,13 @@ async def _check_sender(store: Store, trust: Trust, envelope: Envelope) -> None:
         raise InvalidEnvelope("the envelope signature does not verify") from None
 
 
-async def _check_recipients(store: Store, trust: Trust, header: Header) -> None:
-    bundles = await store.bundles_of(dict(header.recipient_keys))
+def _check_recipients(trust: Trust, seen: Snapshot, header: Header) -> None:
     for recipient in header.recipients:
-        bundle = bundles.get(recipient)
+        bundle = seen.bundles.get(recipient)
         if (
             bundle is None
             or not bundle.not_before <= trust.now < bundle.not_after
-            or await certificate_of(store, trust, recipient) is None
+            or trust.certificate(seen.organisations.get(recipient)) is None
         ):
             raise UnknownRecipient(
                 f"recipient {recipient} is not in the directory, is revoked, "
@@ -126,13 +132,17 @@ async def _check_recipients(store: Store, trust: Trust, header: Header) -> None:
             )
 
 
-async def _accept(tx: Tx, envelope: Envelope, now: int) -> Outcome[Accepted]:
+def _accept(tx: Tx, envelope: Envelope, now: int) -> Outcome[Accepted]:
     header = envelope.header
-    held = await tx.find_message(header.id)
-    if held is None:
-        cursor = await tx.insert_message(envelope, accepted_at=now)
+    cursor = tx.insert_message(envelope, accepted_at=now)
+    if cursor is not None:
         return Outcome(Accepted(header.id, now, cursor, created=True))
-    if held.sender == header.sender and held.envelope_fingerprint == envelope.fingerprint:
+    held = tx.find_message(header.id)  # the id is taken: a repeat, or a conflict
+    if (
+        held is not None
+        and held.sender == header.sender
+        and held.envelope_fingerprint == envelope.fingerprint
+    ):
         first = Accepted(header.id, held.accepted_at, held.cursor, created=False)
         return Outcome(first, reason="repeat")
     raise Conflict("another envelope was accepted under this message id")
@@ -193,8 +203,8 @@ async def acknowledge(
     scope.object_id = mid
     now = clock()
 
-    async def ack(tx: Tx) -> Outcome[None]:
-        if not await tx.acknowledge(mid, caller, now=now):
+    def ack(tx: Tx) -> Outcome[None]:
+        if not tx.acknowledge(mid, caller, now=now):
             raise NotFound()
         return Outcome(None)
 

@@ -1,15 +1,18 @@
 """The single writer: queued work items committed together (group commit).
 
-Every change to the database is a *work item*: an async callable that gets a
-write transaction (``hub.store.Tx``) and returns a value or raises. One task
-takes the items from a bounded queue and, for each batch of them:
+Every change to the database is a *work item*: a plain function that gets a
+write transaction (``hub.store.Tx``) and returns a value or raises. It is not
+a coroutine: it runs inside the batch's transaction and can not wait on
+anything else while the batch holds the write lock. One task takes the items
+from a bounded queue and hands each batch of them to ``commit``, which:
 
 1. opens one transaction;
 2. runs each item inside its own SAVEPOINT, so an item that raises rolls back
    alone and its caller gets that exception;
 3. commits once;
-4. only then resolves every waiting caller. A failed commit fails every item
-   of the batch with :class:`CommitFailed`: nothing of it was stored.
+4. only then returns each item's outcome, and the writer resolves every
+   waiting caller. A failed commit fails every item of the batch with
+   :class:`CommitFailed`: nothing of it was stored.
 
 So a caller that got a result knows its change is durable, and the single
 writer gives the audit chain its order. A full queue answers
@@ -20,38 +23,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from hub.errors import HubError, Unavailable
 
 T = TypeVar("T")
 TxT = TypeVar("TxT")
-TxT_co = TypeVar("TxT_co", covariant=True)
 
-Work = Callable[[TxT], Awaitable[T]]
+Work = Callable[[TxT], T]
+Outcome = tuple[bool, Any]  # (True, value) or (False, the exception the item raised)
+# Runs the items of one batch in one transaction; each item's outcome once committed.
+CommitBatch = Callable[[Sequence[Callable[[Any], Any]]], Awaitable[list[Outcome]]]
 
 
 class CommitFailed(HubError):
     """The batch holding this work item could not be committed; nothing of it was stored."""
 
 
-class Batch(Protocol[TxT_co]):
-    """One open transaction; ``run`` executes a work item inside a savepoint."""
-
-    async def run(self, work: Callable[[Any], Awaitable[T]]) -> T: ...
-
-
-BatchFactory = Callable[[], AbstractAsyncContextManager[Batch[TxT]]]
-
-
 @dataclass(slots=True)
 class _Item:
-    work: Callable[[Any], Awaitable[Any]]
+    work: Callable[[Any], Any]
     future: asyncio.Future[Any]
-    outcome: tuple[bool, Any] = field(default=(False, None))
 
 
 _STOP = object()
@@ -62,13 +56,13 @@ class Writer(Generic[TxT]):
 
     def __init__(
         self,
-        open_batch: BatchFactory[TxT],
+        commit: CommitBatch,
         *,
         max_queue: int,
         max_batch: int,
         logger: logging.Logger | None = None,
     ) -> None:
-        self._open_batch = open_batch
+        self._commit_batch = commit
         self._queue: asyncio.Queue[Any] = asyncio.Queue(max_queue)
         self._max_batch = max_batch
         self._log = logger or logging.getLogger("hub.writer")
@@ -124,27 +118,18 @@ class Writer(Generic[TxT]):
         if not live:
             return
         try:
-            async with self._open_batch() as batch:
-                for item in live:
-                    item.outcome = await self._run_item(batch, item)
+            outcomes = await self._commit_batch([item.work for item in live])
         except Exception as exc:
             self._log.error("commit of a batch of %d work items failed", len(live), exc_info=exc)
             for item in live:
                 _resolve(item.future, (False, CommitFailed("the change could not be stored")))
             return
         self.batches += 1
-        for item in live:
-            _resolve(item.future, item.outcome)
-
-    @staticmethod
-    async def _run_item(batch: Batch[Any], item: _Item) -> tuple[bool, Any]:
-        try:
-            return True, await batch.run(item.work)
-        except Exception as exc:
-            return False, exc
+        for item, outcome in zip(live, outcomes, strict=True):
+            _resolve(item.future, outcome)
 
 
-def _resolve(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+def _resolve(future: asyncio.Future[Any], outcome: Outcome) -> None:
     if future.done():  # the caller went away; its work is committed all the same
         return
     ok, value = outcome

@@ -114,25 +114,20 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+# A JSON string (skipped whole) or one bracket: the regex engine walks the text, not Python.
+_STRUCTURE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+
+
 def _depth(data: str, limit: int) -> None:
     """Reject nesting deeper than ``limit`` before the parser recurses."""
     depth = 0
-    in_string = escaped = False
-    for char in data:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
+    for match in _STRUCTURE.finditer(data):
+        part = match.group()
+        if part in "[{":
             depth += 1
             if depth > limit:
                 raise EncodingError("JSON nested too deeply")
-        elif char in "]}":
+        elif part in "]}":
             depth -= 1
 
 

@@ -8,23 +8,27 @@ of the single writer) map rows to protocol objects or the small records of
 from hub.store.database import Store, alembic_config, head_revision
 from hub.store.records import (
     AuditRecord,
+    BundleValidity,
     CrlRecord,
     InboxItem,
     MessageView,
     OrgRecord,
     OrgSummary,
+    Snapshot,
     StoredMessage,
 )
 from hub.store.tx import Placed, Tx
 
 __all__ = [
     "AuditRecord",
+    "BundleValidity",
     "CrlRecord",
     "InboxItem",
     "MessageView",
     "OrgRecord",
     "OrgSummary",
     "Placed",
+    "Snapshot",
     "Store",
     "StoredMessage",
     "Tx",

@@ -6,6 +6,7 @@ Rows never leave :mod:`hub.store` as rows: they become protocol objects
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,30 @@ class CrlRecord:
     der: bytes
     this_update: int
     next_update: int
+
+
+@dataclass(frozen=True, slots=True)
+class BundleValidity:
+    """A key bundle the hub holds (verified when it was stored): whose, and when valid."""
+
+    org: OrgId
+    fingerprint: Fingerprint
+    not_before: int
+    not_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What one read transaction saw: the held CRL, some organisations and some bundles.
+
+    ``organisations`` holds the records of the organisations asked for that the
+    hub holds; ``bundles`` the named bundles that the hub holds *for the
+    organisation they were named for*, by organisation.
+    """
+
+    crl: CrlRecord | None
+    organisations: Mapping[OrgId, OrgRecord]
+    bundles: Mapping[OrgId, BundleValidity]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,17 +1,31 @@
 """Writes: what a work item may do inside the writer's transaction.
 
-A :class:`Tx` wraps the one write connection for the duration of one work
-item (one SAVEPOINT); it is handed to the item by :class:`Batch` and must not
-be kept after the item returns.
+A work item is a plain function of a :class:`Tx`: it runs, with the whole
+batch, in the writer's transaction (on SQLite in the writer's thread), so it
+can not wait on anything else while it holds the write lock. A :class:`Tx`
+wraps the one write connection for the duration of one work item (one
+SAVEPOINT); it is handed to the item by :class:`Batch` and must not be kept
+after the item returns.
+
+The audit chain head (the newest entry's ``seq`` and hash) is carried from item
+to item and from batch to batch in memory, so an append costs one statement
+instead of a read and a write. That is safe because only the single writer
+appends, and because the head is only trusted where it is known to match the
+database: a batch starts from the head the previous batch *committed* (or
+reads it, after a failed batch and at start, see ``Store._commit``), an item
+starts from the head of the items before it, and an item that failed leaves
+the head unknown, to be read again. Even a wrong head can not break the chain:
+:meth:`Tx.insert_audit` stores an entry only if it links to the newest stored
+entry, in the same statement, and answers False otherwise.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable
+from typing import Any, Final, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.dialects import postgresql, sqlite
 
 from hub import schema as t
 from hub.store.records import AuditRecord, StoredMessage
@@ -22,9 +36,49 @@ from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
 from protocol.types import Fingerprint, MessageId, OrgId
 
-T = TypeVar("T")
-
 Placed = Literal["new", "held", "older", "conflict"]
+AuditHead = tuple[int, bytes] | None  # (seq, entry_hash) of the newest entry; None: no entry
+ItemOutcome = tuple[bool, Any]  # (True, value) or (False, the exception the item raised)
+
+
+class UnknownHead:
+    """The audit head is not known and must be read from the database."""
+
+
+UNKNOWN: Final = UnknownHead()
+
+# Statements built once; SQLAlchemy caches their compiled form.
+_m, _a = t.messages, t.audit_log
+# A new id is stored; a held one is left alone (and RETURNING gives no row).
+_NEW_MESSAGE: Final = {
+    name: dialect.insert(_m).on_conflict_do_nothing(index_elements=[_m.c.id]).returning(_m.c.cursor)
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}
+_NEW_DELIVERIES: Final = sa.insert(t.deliveries)
+_NEW_PSEUDONYMS: Final = sa.insert(t.message_pseudonyms)
+_FIND_MESSAGE: Final = sa.select(
+    _m.c.cursor, _m.c.id, _m.c.sender, _m.c.envelope_fingerprint, _m.c.accepted_at
+).where(_m.c.id == sa.bindparam("id"))
+_LAST_AUDIT: Final = sa.select(_a.c.seq, _a.c.entry_hash).order_by(_a.c.seq.desc()).limit(1)
+_AUDIT_COLUMNS: Final = tuple(column.name for column in _a.c)
+
+
+def _append_audit(*, first: bool) -> sa.Insert:
+    """INSERT ... SELECT the entry's values WHERE it links to the newest stored entry."""
+    given = {name: sa.bindparam("v_" + name, type_=_a.c[name].type) for name in _AUDIT_COLUMNS}
+    nothing_after = ~sa.exists().where(_a.c.seq >= given["seq"])
+    linked = sa.select(*given.values()).where(nothing_after)
+    if not first:
+        previous = sa.exists().where(
+            _a.c.seq == sa.bindparam("prev_seq", type_=_a.c.seq.type),
+            _a.c.entry_hash == given["prev_hash"],
+        )
+        linked = linked.where(previous)
+    return sa.insert(_a).from_select(list(_AUDIT_COLUMNS), linked)
+
+
+_APPEND_FIRST: Final = _append_audit(first=True)
+_APPEND_NEXT: Final = _append_audit(first=False)
 
 
 def _roles_text(roles: frozenset[str]) -> str:
@@ -34,29 +88,35 @@ def _roles_text(roles: frozenset[str]) -> str:
 class Tx:
     """The write operations of the hub, on the writer's connection."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_head")
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: sa.Connection, head: AuditHead | UnknownHead = UNKNOWN) -> None:
         self._conn = conn
+        self._head = head
 
-    async def _scalar(self, statement: Any) -> Any:
-        return (await self._conn.execute(statement)).scalar_one_or_none()
+    @property
+    def audit_head(self) -> AuditHead | UnknownHead:
+        """The audit head as this item's own appends left it."""
+        return self._head
+
+    def _scalar(self, statement: Any) -> Any:
+        return (self._conn.execute(statement)).scalar_one_or_none()
 
     # -- authentication -----------------------------------------------------------------
 
-    async def insert_challenge(self, challenge: str, org: OrgId, *, expires: int) -> None:
-        await self._conn.execute(
+    def insert_challenge(self, challenge: str, org: OrgId, *, expires: int) -> None:
+        self._conn.execute(
             sa.insert(t.challenges).values(challenge=challenge, org=org, expires=expires)
         )
 
-    async def purge_challenges(self, *, now: int) -> None:
+    def purge_challenges(self, *, now: int) -> None:
         """Forget challenges that expired (used or not)."""
-        await self._conn.execute(sa.delete(t.challenges).where(t.challenges.c.expires <= now))
+        self._conn.execute(sa.delete(t.challenges).where(t.challenges.c.expires <= now))
 
-    async def consume_challenge(self, challenge: str, org: OrgId, *, now: int) -> bool:
+    def consume_challenge(self, challenge: str, org: OrgId, *, now: int) -> bool:
         """Mark the challenge used; False unless it existed for ``org``, unused and unexpired."""
         c = t.challenges.c
-        result = await self._conn.execute(
+        result = self._conn.execute(
             sa.update(t.challenges)
             .where(c.challenge == challenge, c.org == org)
             .where(c.used_at.is_(None), c.expires > now)
@@ -66,13 +126,11 @@ class Tx:
 
     # -- directory ----------------------------------------------------------------------
 
-    async def put_organisation(self, cert: Certificate) -> Placed:
+    def put_organisation(self, cert: Certificate) -> Placed:
         """Store ``cert`` unless the one held is the same ("held") or newer ("older")."""
         c = t.organisations.c
         row = (
-            await self._conn.execute(
-                sa.select(c.fingerprint, c.not_before).where(c.org == cert.org)
-            )
+            self._conn.execute(sa.select(c.fingerprint, c.not_before).where(c.org == cert.org))
         ).one_or_none()
         if row is not None and row.fingerprint == cert.fingerprint:
             return "held"
@@ -88,27 +146,23 @@ class Tx:
             "not_after": cert.not_after,
         }
         if row is None:
-            await self._conn.execute(sa.insert(t.organisations).values(org=cert.org, **values))
+            self._conn.execute(sa.insert(t.organisations).values(org=cert.org, **values))
         else:
-            await self._conn.execute(
-                sa.update(t.organisations).where(c.org == cert.org).values(**values)
-            )
+            self._conn.execute(sa.update(t.organisations).where(c.org == cert.org).values(**values))
         return "new"
 
-    async def put_bundle(self, bundle: KeyBundle) -> None:
+    def put_bundle(self, bundle: KeyBundle) -> None:
         """Store ``bundle`` (if new) and make it the organisation's current one."""
         c = t.bundles.c
         fp = bundle.fingerprint
-        await self._conn.execute(
+        self._conn.execute(
             sa.update(t.bundles).where(c.org == bundle.org, c.current).values(current=False)
         )
-        held = await self._scalar(sa.select(c.fingerprint).where(c.fingerprint == fp))
+        held = self._scalar(sa.select(c.fingerprint).where(c.fingerprint == fp))
         if held is not None:
-            await self._conn.execute(
-                sa.update(t.bundles).where(c.fingerprint == fp).values(current=True)
-            )
+            self._conn.execute(sa.update(t.bundles).where(c.fingerprint == fp).values(current=True))
             return
-        await self._conn.execute(
+        self._conn.execute(
             sa.insert(t.bundles).values(
                 fingerprint=fp,
                 org=bundle.org,
@@ -119,12 +173,12 @@ class Tx:
             )
         )
 
-    async def put_crl(self, crl: RevocationList) -> bool:
+    def put_crl(self, crl: RevocationList) -> bool:
         """Store ``crl``; False (nothing stored) unless its number is above the held one."""
-        held = await self._scalar(sa.select(sa.func.max(t.crl.c.number)))
+        held = self._scalar(sa.select(sa.func.max(t.crl.c.number)))
         if held is not None and crl.number <= held:
             return False
-        await self._conn.execute(
+        self._conn.execute(
             sa.insert(t.crl).values(
                 number=crl.number,
                 der=crl.der,
@@ -134,16 +188,16 @@ class Tx:
         )
         return True
 
-    async def put_linking_key(self, sealed: SealedLinkingKey) -> Placed:
+    def put_linking_key(self, sealed: SealedLinkingKey) -> Placed:
         """Store ``sealed``: "new", "held" (identical one held) or "conflict"."""
         c = t.linking_keys.c
         wire = canonical_json(sealed.to_wire()).decode("utf-8")
-        held = await self._scalar(
+        held = self._scalar(
             sa.select(c.wire).where(c.org == sealed.org, c.version == sealed.version)
         )
         if held is not None:
             return "held" if held == wire else "conflict"
-        await self._conn.execute(
+        self._conn.execute(
             sa.insert(t.linking_keys).values(
                 org=sealed.org, version=sealed.version, bundle=sealed.bundle, wire=wire
             )
@@ -152,15 +206,8 @@ class Tx:
 
     # -- relay --------------------------------------------------------------------------
 
-    async def find_message(self, message_id: MessageId) -> StoredMessage | None:
-        c = t.messages.c
-        row = (
-            await self._conn.execute(
-                sa.select(c.cursor, c.id, c.sender, c.envelope_fingerprint, c.accepted_at).where(
-                    c.id == message_id
-                )
-            )
-        ).one_or_none()
+    def find_message(self, message_id: MessageId) -> StoredMessage | None:
+        row = (self._conn.execute(_FIND_MESSAGE, {"id": message_id})).one_or_none()
         if row is None:
             return None
         return StoredMessage(
@@ -171,40 +218,44 @@ class Tx:
             accepted_at=row.accepted_at,
         )
 
-    async def insert_message(self, envelope: Envelope, *, accepted_at: int) -> int:
-        """Store the envelope, one delivery per recipient and its pseudonyms; return the cursor."""
+    def insert_message(self, envelope: Envelope, *, accepted_at: int) -> int | None:
+        """Store the envelope, one delivery per recipient and its pseudonyms; return the cursor.
+
+        None, and nothing stored, when a message with this id is held already
+        (one ``INSERT ... ON CONFLICT DO NOTHING``: no read before the write).
+        """
         header = envelope.header
         wire = canonical_json(envelope.to_wire())
-        result = await self._conn.execute(
-            sa.insert(t.messages).values(
-                id=header.id,
-                sender=header.sender,
-                kind=header.kind,
-                created=header.created,
-                accepted_at=accepted_at,
-                envelope_fingerprint=envelope.fingerprint,
-                envelope=wire.decode("utf-8"),
-                size=len(wire),
-            )
-        )
-        cursor = int(result.inserted_primary_key[0])  # type: ignore[index]
-        await self._conn.execute(
-            sa.insert(t.deliveries),
+        values = {
+            "id": header.id,
+            "sender": header.sender,
+            "kind": header.kind,
+            "created": header.created,
+            "accepted_at": accepted_at,
+            "envelope_fingerprint": envelope.fingerprint,
+            "envelope": wire.decode("utf-8"),
+            "size": len(wire),
+        }
+        statement = _NEW_MESSAGE[self._conn.dialect.name]
+        cursor = (self._conn.execute(statement, values)).scalar_one_or_none()
+        if cursor is None:
+            return None
+        self._conn.execute(
+            _NEW_DELIVERIES,
             [{"recipient": r, "cursor": cursor, "acked_at": None} for r in header.recipients],
         )
         if header.pseudonyms:
-            await self._conn.execute(
-                sa.insert(t.message_pseudonyms),
-                [{"cursor": cursor, "pseudonym": p} for p in header.pseudonyms],
+            self._conn.execute(
+                _NEW_PSEUDONYMS, [{"cursor": cursor, "pseudonym": p} for p in header.pseudonyms]
             )
-        return cursor
+        return int(cursor)
 
-    async def acknowledge(self, message_id: MessageId, recipient: OrgId, *, now: int) -> bool:
+    def acknowledge(self, message_id: MessageId, recipient: OrgId, *, now: int) -> bool:
         """Mark the delivery acknowledged (first time only); False if there is none."""
         d = t.deliveries.c
         cursor = sa.select(t.messages.c.cursor).where(t.messages.c.id == message_id)
         held = (
-            await self._conn.execute(
+            self._conn.execute(
                 sa.select(d.acked_at).where(
                     d.recipient == recipient, d.cursor == cursor.scalar_subquery()
                 )
@@ -213,7 +264,7 @@ class Tx:
         if held is None:
             return False
         if held.acked_at is None:
-            await self._conn.execute(
+            self._conn.execute(
                 sa.update(t.deliveries)
                 .where(d.recipient == recipient, d.cursor == cursor.scalar_subquery())
                 .values(acked_at=now)
@@ -222,43 +273,60 @@ class Tx:
 
     # -- audit --------------------------------------------------------------------------
 
-    async def last_audit(self) -> tuple[int, bytes] | None:
-        """The sequence number and hash of the newest audit entry."""
-        a = t.audit_log.c
-        row = (
-            await self._conn.execute(sa.select(a.seq, a.entry_hash).order_by(a.seq.desc()).limit(1))
-        ).one_or_none()
-        return None if row is None else (row.seq, bytes(row.entry_hash))
+    def last_audit(self, *, fresh: bool = False) -> AuditHead:
+        """The sequence number and hash of the newest audit entry (None before the first).
 
-    async def insert_audit(self, record: AuditRecord) -> None:
-        await self._conn.execute(
-            sa.insert(t.audit_log).values(
-                seq=record.seq,
-                time=record.time,
-                org=record.org,
-                user=record.user,
-                role=record.role,
-                action=record.action,
-                object_type=record.object_type,
-                object_id=record.object_id,
-                outcome=record.outcome,
-                reason=record.reason,
-                source=record.source,
-                request_id=record.request_id,
-                prev_hash=record.prev_hash,
-                entry_hash=record.entry_hash,
-            )
-        )
+        From memory when this writer knows it (see the module docstring), else,
+        or when ``fresh``, from the database.
+        """
+        if fresh or isinstance(self._head, UnknownHead):
+            row = (self._conn.execute(_LAST_AUDIT)).one_or_none()
+            self._head = None if row is None else (row.seq, bytes(row.entry_hash))
+        return self._head
+
+    def insert_audit(self, record: AuditRecord) -> bool:
+        """Store ``record`` if it directly follows the newest stored entry, else return False.
+
+        "Follows" means: no entry with this or a higher ``seq`` is stored, and
+        the entry at ``seq - 1`` (none, for the first) has hash ``prev_hash``.
+        Checked by the database in the insert itself, so a stale head can not
+        leave a gap or a fork in the chain.
+        """
+        params = {"v_" + name: getattr(record, name) for name in _AUDIT_COLUMNS}
+        if record.seq > 1:
+            params["prev_seq"] = record.seq - 1
+        statement = _APPEND_FIRST if record.seq == 1 else _APPEND_NEXT
+        result = self._conn.execute(statement, params)
+        if result.rowcount != 1:
+            self._head = UNKNOWN
+            return False
+        self._head = (record.seq, record.entry_hash)
+        return True
 
 
 class Batch:
-    """One open write transaction; each work item runs in its own SAVEPOINT."""
+    """One open write transaction; each work item runs in its own SAVEPOINT.
 
-    __slots__ = ("_conn",)
+    ``head`` is the audit chain head as the items run so far left it in this
+    transaction (:data:`UNKNOWN` when it must be read again).
+    """
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    __slots__ = ("_conn", "head")
+
+    def __init__(self, conn: sa.Connection, head: AuditHead | UnknownHead = UNKNOWN) -> None:
         self._conn = conn
+        self.head = head
 
-    async def run(self, work: Callable[[Tx], Awaitable[T]]) -> T:
-        async with self._conn.begin_nested():
-            return await work(Tx(self._conn))
+    def run(self, work: Callable[[Tx], Any]) -> ItemOutcome:
+        """Run ``work`` in a SAVEPOINT: its value, or the exception that rolled it back."""
+        tx = Tx(self._conn, self.head)
+        try:
+            with self._conn.begin_nested():
+                value = work(tx)
+        except Exception as exc:
+            # Its savepoint rolled back, so the head before it would still be right;
+            # read it again all the same rather than reason about partial failures.
+            self.head = UNKNOWN
+            return False, exc
+        self.head = tx.audit_head
+        return True, value

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,13 +36,11 @@ async def test_the_migration_builds_exactly_the_schema(tmp_path: Path) -> None:
         await store.migrate()  # a second run is a no-op
         assert await store.revision() == head_revision() == "0001"
         assert await store.ready()
-        engine = store._read  # the test looks under the hood to compare schemas
-        async with engine.connect() as conn:
-            diff = await conn.run_sync(
-                lambda sync: compare_metadata(
-                    MigrationContext.configure(sync, opts={"compare_type": True}), metadata
-                )
+        diff = await store.run_read(
+            lambda sync: compare_metadata(
+                MigrationContext.configure(sync, opts={"compare_type": True}), metadata
             )
+        )
         assert diff == []
     finally:
         await store.close()
@@ -53,8 +50,8 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys(store: Store, tmp_path:
     with sqlite3.connect(tmp_path / "store.db") as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
-    async def orphan(tx: Tx) -> None:
-        await tx._conn.execute(  # a delivery for a message that does not exist
+    def orphan(tx: Tx) -> None:
+        tx._conn.execute(  # a delivery for a message that does not exist
             sa.text("INSERT INTO deliveries (recipient, cursor) VALUES ('ggd', 42)")
         )
 
@@ -63,9 +60,9 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys(store: Store, tmp_path:
     assert (await store.counts())["deliveries"] == 0
 
 
-def _challenge(n: int) -> Callable[[Tx], Awaitable[int]]:
-    async def work(tx: Tx) -> int:
-        await tx.insert_challenge(f"challenge-{n:04d}", OrgId("ggd"), expires=100)
+def _challenge(n: int) -> Callable[[Tx], int]:
+    def work(tx: Tx) -> int:
+        tx.insert_challenge(f"challenge-{n:04d}", OrgId("ggd"), expires=100)
         return n
 
     return work
@@ -83,8 +80,8 @@ async def test_a_failing_item_rolls_back_alone(store: Store) -> None:
     class Refused(Exception):
         pass
 
-    async def fails(tx: Tx) -> None:
-        await tx.insert_challenge("half-written", OrgId("ggd"), expires=100)
+    def fails(tx: Tx) -> None:
+        tx.insert_challenge("half-written", OrgId("ggd"), expires=100)
         raise Refused
 
     before = store.batches_committed
@@ -105,25 +102,21 @@ class FakeBatch:
     def __init__(self, *, commit_fails: bool = False, gate: asyncio.Event | None = None) -> None:
         self.commit_fails = commit_fails
         self.gate = gate
-        self.ran: list[str] = []
         self.batches: list[list[str]] = []
 
-    @asynccontextmanager
-    async def open(self) -> AsyncIterator[FakeBatch]:
-        self.ran = []
+    async def commit(self, works: Sequence[Callable[[Any], Any]]) -> list[tuple[bool, Any]]:
         if self.gate is not None:
             await self.gate.wait()
-        yield self
-        self.batches.append(self.ran)
+        ran: list[str] = []
+        outcomes = [(True, work(ran)) for work in works]
+        self.batches.append(ran)
         if self.commit_fails:
             raise OSError("disk full")
-
-    async def run(self, work: Callable[[Any], Awaitable[Any]]) -> Any:
-        return await work(self.ran)
+        return outcomes
 
 
-def _named(name: str) -> Callable[[list[str]], Awaitable[str]]:
-    async def work(ran: list[str]) -> str:
+def _named(name: str) -> Callable[[list[str]], str]:
+    def work(ran: list[str]) -> str:
         ran.append(name)
         return name
 
@@ -132,7 +125,7 @@ def _named(name: str) -> Callable[[list[str]], Awaitable[str]]:
 
 async def test_a_failed_commit_fails_every_item_of_its_batch() -> None:
     fake = FakeBatch(commit_fails=True)
-    writer: Writer[Any] = Writer(fake.open, max_queue=10, max_batch=10)
+    writer: Writer[Any] = Writer(fake.commit, max_queue=10, max_batch=10)
     writer.start()
     outcomes = await asyncio.gather(
         writer.submit(_named("a")), writer.submit(_named("b")), return_exceptions=True
@@ -146,7 +139,7 @@ async def test_a_failed_commit_fails_every_item_of_its_batch() -> None:
 async def test_a_full_queue_is_refused_at_once_and_stop_drains_the_rest() -> None:
     gate = asyncio.Event()
     fake = FakeBatch(gate=gate)
-    writer: Writer[Any] = Writer(fake.open, max_queue=2, max_batch=10)
+    writer: Writer[Any] = Writer(fake.commit, max_queue=2, max_batch=10)
     with pytest.raises(Unavailable):
         await writer.submit(_named("too early"))  # not started
     writer.start()
@@ -181,8 +174,8 @@ def _event(n: int) -> Event:
 async def test_the_audit_chain_links_and_detects_tampering(store: Store, tmp_path: Path) -> None:
     for n in range(3):
 
-        async def append(tx: Tx, n: int = n) -> None:
-            await audit.append(tx, _event(n), now=1000 + n)
+        def append(tx: Tx, n: int = n) -> None:
+            audit.append(tx, _event(n), now=1000 + n)
 
         await store.write(append)
     entries = await store.audit_entries()

@@ -1,0 +1,173 @@
+"""Where the store's transactions run: whole transactions, as plain functions.
+
+Every read and every writer batch of :mod:`hub.store` is a synchronous function
+of a SQLAlchemy :class:`~sqlalchemy.Connection` that runs inside one
+transaction (``BEGIN`` ... ``COMMIT``; rolled back if it raises). An
+:class:`Engines` runs such functions without blocking the event loop:
+
+* **SQLite** (:class:`ThreadedSqlite`): the sqlite3 module in threads of the
+  hub's own, like aiosqlite, but a transaction is *one* hand-over to a thread
+  and back, however many statements it runs. Through aiosqlite every call
+  (cursor, execute, fetch, close, commit) is a hand-over of its own, and on this
+  hardware each costs some 80 µs of CPU: 50 of them per accepted envelope were
+  most of the hub's cost. Reads run on a pool of read-only connections, one
+  thread each; the writer has one connection and one thread.
+* **PostgreSQL** (:class:`AsyncEngines`): SQLAlchemy's async engine over
+  asyncpg; the same functions run through ``AsyncConnection.run_sync``.
+
+On SQLite every connection gets WAL, ``synchronous=FULL``, ``foreign_keys=ON``
+and a busy timeout when it is opened; SQLAlchemy, not the sqlite3 module,
+emits ``BEGIN`` (``BEGIN IMMEDIATE`` for the writer), so savepoints and DDL
+are transactional.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+T = TypeVar("T")
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+READ_POOL_SIZE = 8
+
+Transaction = Callable[[sa.Connection], T]
+
+
+class Engines(Protocol):
+    """Runs a function inside one transaction, on a read or on the write connection."""
+
+    async def read(self, fn: Transaction[T]) -> T: ...
+
+    async def write(self, fn: Transaction[T]) -> T: ...
+
+    async def dispose(self) -> None: ...
+
+
+def engines_for(url: str) -> Engines:
+    return ThreadedSqlite(url) if url.startswith("sqlite") else AsyncEngines(url)
+
+
+# -- SQLite -----------------------------------------------------------------------------
+
+
+def _sqlite_pragmas(*, read_only: bool) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=FULL",
+            "foreign_keys=ON",
+            f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+        ):
+            cursor.execute("PRAGMA " + pragma)
+        if read_only:
+            cursor.execute("PRAGMA query_only=ON")
+        cursor.close()
+
+    return on_connect
+
+
+def _sqlite_begin(statement: str) -> Callable[[Any], None]:
+    def on_begin(connection: Any) -> None:
+        connection.exec_driver_sql(statement)
+
+    return on_begin
+
+
+def _sqlite_reset(dbapi_connection: Any, _record: Any, state: Any) -> None:
+    """Roll back a connection returned to the pool if, and only if, a transaction is open.
+
+    Replaces the pool's unconditional ``rollback()`` on return. sqlite3 knows
+    whether a transaction is open (``in_transaction``), so a connection never
+    goes back to the pool holding an old read snapshot or a write lock.
+    """
+    if not state.terminate_only and dbapi_connection.in_transaction:
+        dbapi_connection.rollback()
+
+
+def _sqlite_engine(url: str, *, writer: bool) -> sa.Engine:
+    engine = sa.create_engine(
+        sa.make_url(url).set(drivername="sqlite"),  # sqlite+aiosqlite:// -> the sqlite3 module
+        pool_size=1 if writer else READ_POOL_SIZE,
+        max_overflow=0,  # one connection per thread, never more
+        pool_reset_on_return=None,  # see _sqlite_reset
+    )
+    event.listen(engine, "connect", _sqlite_pragmas(read_only=not writer))
+    event.listen(engine, "begin", _sqlite_begin("BEGIN IMMEDIATE" if writer else "BEGIN"))
+    event.listen(engine, "reset", _sqlite_reset)
+    return engine
+
+
+def _in_transaction(engine: sa.Engine, fn: Transaction[T]) -> T:
+    with engine.connect() as conn, conn.begin():
+        return fn(conn)
+
+
+class ThreadedSqlite:
+    """SQLite through the sqlite3 module, each transaction one call into a thread."""
+
+    def __init__(self, url: str) -> None:
+        self._read = _sqlite_engine(url, writer=False)
+        self._write = _sqlite_engine(url, writer=True)
+        self._readers = ThreadPoolExecutor(READ_POOL_SIZE, thread_name_prefix="hub-db-read")
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="hub-db-write")
+
+    async def read(self, fn: Transaction[T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, _in_transaction, self._read, fn)
+
+    async def write(self, fn: Transaction[T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, _in_transaction, self._write, fn)
+
+    async def dispose(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, self._write.dispose)
+        await loop.run_in_executor(self._readers, self._read.dispose)
+        self._writer.shutdown()
+        self._readers.shutdown()
+
+
+# -- PostgreSQL -------------------------------------------------------------------------
+
+
+def _async_engine(url: str, *, writer: bool) -> AsyncEngine:
+    options: dict[str, Any] = {
+        "pool_size": 1 if writer else READ_POOL_SIZE,
+        "max_overflow": 0,
+        "pool_pre_ping": True,
+    }
+    if not writer:
+        options["connect_args"] = {"server_settings": {"default_transaction_read_only": "on"}}
+    return create_async_engine(url, **options)
+
+
+class AsyncEngines:
+    """PostgreSQL through SQLAlchemy's async engine (asyncpg)."""
+
+    def __init__(self, url: str) -> None:
+        self._read = _async_engine(url, writer=False)
+        self._write = _async_engine(url, writer=True)
+
+    @staticmethod
+    async def _run(engine: AsyncEngine, fn: Transaction[T]) -> T:
+        async with engine.connect() as conn, conn.begin():
+            return await conn.run_sync(fn)
+
+    async def read(self, fn: Transaction[T]) -> T:
+        return await self._run(self._read, fn)
+
+    async def write(self, fn: Transaction[T]) -> T:
+        return await self._run(self._write, fn)
+
+    async def dispose(self) -> None:
+        await self._read.dispose()
+        await self._write.dispose()

@@ -1,0 +1,355 @@
+"""The caches of the accept path: none may ever answer for something that changed.
+
+``TrustCache`` keeps the parsed root, loaded CRLs and verified certificates;
+the writer keeps the audit chain head in memory. Each test here changes the
+thing a cache holds (a revocation, the clock, a newer certificate, another
+replica, another writer, a failed batch) and checks the very next decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from hub import audit, directory
+from hub.api import SERVICES
+from hub.app import make_app
+from hub.audit import Event, verify_chain
+from hub.directory import TrustCache
+from hub.errors import Unavailable
+from hub.store import CrlRecord, Store, Tx
+from hub.tokens import generate_signing_key
+from hub.writer import CommitFailed
+from protocol.certificate import Certificate, RevocationList, create_crl
+from protocol.errors import RevokedError, VerificationError
+
+if TYPE_CHECKING:
+    from conftest import HubHarness, Party
+
+DAY = 86_400
+
+
+class Recording:
+    """Wraps a function of ``hub.directory`` and records each call's first argument."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+        self.calls: list[Any] = []
+        real: Callable[..., Any] = getattr(directory, name)
+
+        def record(first: Any, *args: Any, **kwargs: Any) -> Any:
+            self.calls.append(first)
+            return real(first, *args, **kwargs)
+
+        monkeypatch.setattr(directory, name, record)
+
+
+def _record(crl: RevocationList) -> CrlRecord:
+    return CrlRecord(crl.number, crl.der, crl.this_update, crl.next_update)
+
+
+def _cache(hub: HubHarness) -> TrustCache:
+    return hub.client.server.app[SERVICES].trust_cache  # type: ignore[union-attr]
+
+
+async def _pair(hub: HubHarness) -> tuple[Party, Party]:
+    return await hub.enrol("police"), await hub.enrol("ggd")
+
+
+# -- through the API --------------------------------------------------------------------
+
+
+async def test_a_revocation_after_caching_takes_effect_on_the_very_next_request(
+    hub: HubHarness,
+) -> None:
+    police, ggd = await _pair(hub)
+    assert (await hub.send(police, hub.envelope(police, [ggd]))).status == 201
+    assert _cache(hub).sizes[0] >= 2  # both certificates verified and held
+    assert (await hub.put_crl(hub.authority.crl([ggd.cert]))).status == 200
+    await hub.problem(await hub.send(police, hub.envelope(police, [ggd])), 422, "unknown-recipient")
+    assert (await hub.put_crl(hub.authority.crl([ggd.cert, police.cert]))).status == 200
+    await hub.problem(await hub.send(police, hub.envelope(police, [ggd])), 401, "unauthorized")
+    assert (await hub.counts())["messages"] == 1
+
+
+async def test_a_newer_certificate_replaces_the_cached_one(hub: HubHarness) -> None:
+    police, ggd = await _pair(hub)
+    assert (await hub.send(police, hub.envelope(police, [ggd]))).status == 201
+    hub.clock.advance(10)
+    newer = hub.authority.certify("police", police.key, now=hub.clock())
+    assert (await hub.upload_certificate(newer)).status == 201
+    stale = hub.envelope(police, [ggd])  # still names the cached, replaced certificate
+    await hub.problem(await hub.send(police, stale), 422, "invalid-envelope")
+    renewed = replace(police, cert=newer)
+    assert (await hub.send(renewed, hub.envelope(renewed, [ggd]))).status == 201
+
+
+async def test_a_revocation_through_another_replica_takes_effect_at_once(
+    hub: HubHarness,
+) -> None:
+    """Two hubs on one database, each with its own caches: what one holds, the other sees."""
+    police, ggd = await _pair(hub)
+    other_app = make_app(hub.config, token_key_pem=generate_signing_key(), clock=hub.clock)
+    async with TestClient(TestServer(other_app)) as other_client:
+        other = replace(hub, client=other_client)
+        at_other = replace(police, token=None)
+        await other.login(at_other)
+        assert (await other.send(at_other, other.envelope(at_other, [ggd]))).status == 201
+        assert (await hub.put_crl(hub.authority.crl([ggd.cert]))).status == 200  # replica one
+        response = await other.send(at_other, other.envelope(at_other, [ggd]))
+        await other.problem(response, 422, "unknown-recipient")
+        assert (await hub.put_crl(hub.authority.crl([ggd.cert, police.cert]))).status == 200
+        response = await other.send(at_other, other.envelope(at_other, [ggd]))
+        await other.problem(response, 401, "unauthorized")
+    await hub.audit()  # both replicas appended to one chain, and it verifies
+
+
+# -- the trust cache itself -------------------------------------------------------------
+
+
+def test_a_cached_certificate_is_checked_against_now_on_every_use(
+    hub: HubHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verified = Recording(monkeypatch, "verify_certificate")
+    cache = TrustCache(hub.authority.root.der)
+    cert = hub.authority.enrol("ggd").cert
+    now = hub.clock()
+    assert cache.trust(None, now).verify(cert.der) == cert
+    assert cache.trust(None, cert.not_after).verify(cert.der) == cert  # inclusive, as X.509
+    assert len(verified.calls) == 1  # the second answer came from the cache
+    for late in (cert.not_after + 1, cert.not_after + 400 * DAY):
+        with pytest.raises(VerificationError, match="not valid at this time"):
+            cache.trust(None, late).verify(cert.der)
+    with pytest.raises(VerificationError, match="not valid at this time"):
+        cache.trust(None, cert.not_before - 1).verify(cert.der)  # a clock set back
+    assert len(verified.calls) == 1
+    assert cache.trust(None, now).certificate(None) is None
+
+
+def test_a_cached_certificate_is_checked_against_the_crl_in_force(
+    hub: HubHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    authority = hub.authority
+    cache = TrustCache(authority.root.der)
+    ggd, police = authority.enrol("ggd").cert, authority.enrol("police").cert
+    now = hub.clock()
+    first = authority.crl([police], now=now)
+    assert cache.trust(_record(first), now).verify(ggd.der) == ggd
+    second = authority.crl([police, ggd], now=now)
+    with pytest.raises(RevokedError):
+        cache.trust(_record(second), now).verify(ggd.der)
+    # Even a cache hit (same certificate, same CRL number) is checked against the CRL in
+    # force: here one that, against the rules, lists ggd under the first CRL's number.
+    verified = Recording(monkeypatch, "verify_certificate")
+    trust = cache.trust(_record(first), now)
+    assert trust.verify(ggd.der) == ggd
+    same_number = create_crl(
+        authority.key, authority.root, {ggd.serial: now}, number=first.number, now=now, days=7
+    )
+    with pytest.raises(RevokedError):
+        cache.verify(ggd.der, replace(trust, crl=same_number))
+    assert verified.calls == []
+
+
+def test_a_crl_is_loaded_once_per_number_and_never_for_other_bytes(
+    hub: HubHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = Recording(monkeypatch, "load_crl")
+    authority = hub.authority
+    cache = TrustCache(authority.root.der)
+    now = hub.clock()
+    crl = authority.crl([], now=now)
+    for _ in range(3):
+        assert cache.trust(_record(crl), now).crl == crl
+    assert loaded.calls == [crl.der]
+    revoked = {authority.enrol("ggd").cert.serial: now}  # same number, other bytes
+    other = create_crl(authority.key, authority.root, revoked, number=crl.number, now=now, days=7)
+    assert other.number == crl.number and other.der != crl.der
+    assert cache.trust(_record(other), now).crl == other
+    assert loaded.calls == [crl.der, other.der]
+    forged = replace(_record(other), der=other.der[:-1] + bytes([other.der[-1] ^ 1]))
+    with pytest.raises(VerificationError):
+        cache.trust(forged, now)
+
+
+def test_the_cached_root_is_checked_against_now(hub: HubHarness) -> None:
+    root = hub.authority.root
+    cache = TrustCache(root.der)
+    assert cache.root(hub.clock()) == root
+    for outside in (root.not_after + 1, root.not_before - 1):
+        with pytest.raises(Unavailable):
+            cache.root(outside)
+    with pytest.raises(Unavailable):
+        TrustCache(root.der).root(root.not_after + 1)  # and before anything was cached
+    with pytest.raises(Unavailable):
+        TrustCache(b"not a certificate").root(hub.clock())
+
+
+def test_the_certificate_cache_is_bounded_and_forgets_the_least_recently_used(
+    hub: HubHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verified = Recording(monkeypatch, "verify_certificate")
+    cache = TrustCache(hub.authority.root.der, certificates=2)
+    a, b, c = (hub.authority.enrol(org).cert for org in ("a-org", "b-org", "c-org"))
+    trust = cache.trust(None, hub.clock())
+    for cert in (a, b, a, c):  # c pushes out b, the least recently used
+        trust.verify(cert.der)
+    assert cache.sizes == (2, 0)
+    assert verified.calls == [a.der, b.der, c.der]
+    trust.verify(a.der)
+    trust.verify(b.der)
+    assert verified.calls == [a.der, b.der, c.der, b.der]
+    with pytest.raises(ValueError):
+        TrustCache(hub.authority.root.der, certificates=0)
+
+
+def test_failures_are_not_cached(hub: HubHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    verified = Recording(monkeypatch, "verify_certificate")
+    foreign: Certificate = hub.foreign_authority().enrol("ggd").cert
+    cache = TrustCache(hub.authority.root.der)
+    trust = cache.trust(None, hub.clock())
+    for _ in range(2):
+        with pytest.raises(VerificationError):
+            trust.verify(foreign.der)
+    assert len(verified.calls) == 2 and cache.sizes == (0, 0)
+
+
+# -- the audit chain head ---------------------------------------------------------------
+
+
+def _event(n: int) -> Event:
+    return Event(action="message.send", object_type="message", outcome="allowed", object_id=str(n))
+
+
+def _append(n: int) -> Callable[[Tx], None]:
+    def work(tx: Tx) -> None:
+        audit.append(tx, _event(n), now=1000 + n)
+
+    return work
+
+
+async def _chain(store: Store) -> list[int]:
+    entries = await store.audit_entries()
+    verify_chain(entries)
+    return [e.seq for e in entries]
+
+
+class InsertResults:
+    """Records what each ``Tx.insert_audit`` answered (False: the head it was given was stale)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.answers: list[bool] = []
+        real = Tx.insert_audit
+
+        def insert(tx: Tx, record: Any) -> bool:
+            self.answers.append(real(tx, record))
+            return self.answers[-1]
+
+        monkeypatch.setattr(Tx, "insert_audit", insert)
+
+
+async def test_the_chain_stays_intact_after_a_failed_batch(
+    store: Store, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inserts = InsertResults(monkeypatch)
+    await store.write(_append(1))
+    with sqlite3.connect(tmp_path / "store.db") as db:  # a check SQLite makes only at COMMIT
+        db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        db.execute(
+            "CREATE TABLE child (parent INTEGER REFERENCES parent (id) "
+            "DEFERRABLE INITIALLY DEFERRED)"
+        )
+
+    def dangling(tx: Tx) -> None:
+        tx._conn.exec_driver_sql("INSERT INTO child (parent) VALUES (42)")
+        audit.append(tx, _event(99), now=1099)
+
+    outcomes = await asyncio.gather(
+        store.write(_append(2)), store.write(dangling), store.write(_append(3)),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert all(isinstance(o, CommitFailed) for o in outcomes)  # one batch, none of it stored
+    assert await _chain(store) == [1]
+    await store.write(_append(4))  # the head in memory had reached 4: it must not be used
+    await store.write(_append(5))
+    assert await _chain(store) == [1, 2, 3]
+    assert [e.object_id for e in await store.audit_entries()] == ["1", "4", "5"]
+    # The failed batch's head was dropped, not merely corrected by the database's check.
+    assert inserts.answers == [True] * len(inserts.answers)
+
+
+async def test_the_chain_stays_intact_after_a_failed_item(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inserts = InsertResults(monkeypatch)
+
+    class Refused(Exception):
+        pass
+
+    def appends_then_fails(tx: Tx) -> None:
+        audit.append(tx, _event(50), now=1050)
+        raise Refused
+
+    outcomes = await asyncio.gather(
+        store.write(_append(1)), store.write(appends_then_fails), store.write(_append(2)),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert isinstance(outcomes[1], Refused)
+    assert await _chain(store) == [1, 2]
+    assert [e.object_id for e in await store.audit_entries()] == ["1", "2"]
+    assert inserts.answers == [True, True, True]
+
+
+async def test_an_entry_appended_by_another_writer_is_linked_to(
+    store: Store, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inserts = InsertResults(monkeypatch)
+    await store.write(_append(1))  # this writer now holds head 1 in memory
+    other = Store(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    await other.start()
+    try:
+        await other.write(_append(2))
+    finally:
+        await other.close()
+    await store.write(_append(3))  # links to the other writer's entry, not to its own head
+    assert await _chain(store) == [1, 2, 3]
+    assert [e.object_id for e in await store.audit_entries()] == ["1", "2", "3"]
+    assert inserts.answers == [True, True, False, True]  # its stale head refused, then relinked
+
+
+async def test_the_insert_refuses_an_entry_that_does_not_link(store: Store) -> None:
+    await store.write(_append(1))
+    await store.write(_append(2))
+    entries = await store.audit_entries()
+
+    def attempts(tx: Tx) -> list[bool]:
+        base = replace(entries[1], seq=3, prev_hash=entries[1].entry_hash)
+        return [
+            tx.insert_audit(replace(base, prev_hash=entries[0].entry_hash)),  # a fork
+            tx.insert_audit(replace(base, seq=4)),  # a gap
+            tx.insert_audit(replace(entries[1], seq=1, prev_hash=bytes(32))),  # a new genesis
+            tx.insert_audit(replace(base, seq=2, prev_hash=entries[0].entry_hash)),  # taken
+            tx.insert_audit(base),  # links: stored
+        ]
+
+    assert await store.write(attempts) == [False, False, False, False, True]
+    assert [e.seq for e in await store.audit_entries()] == [1, 2, 3]
+
+
+async def test_a_repeat_and_a_conflict_store_nothing(hub: HubHarness) -> None:
+    police, ggd = await _pair(hub)
+    envelope = hub.envelope(police, [ggd], pseudonyms=hub.pseudonyms("+31600000000"))
+    first = await hub.send(police, envelope)
+    assert first.status == 201
+    assert (await hub.send(police, envelope)).status == 200
+    clash = hub.envelope(police, [ggd], message_id=envelope.header.id)
+    await hub.problem(await hub.send(police, clash), 409, "conflict")
+    counts = await hub.counts()
+    assert (counts["messages"], counts["deliveries"], counts["message_pseudonyms"]) == (1, 1, 1)
+    sends = [(e.outcome, e.reason) for e in await hub.audit() if e.action == "message.send"]
+    assert sends == [("allowed", None), ("allowed", "repeat"), ("denied", "conflict")]
