@@ -12,6 +12,7 @@ Test modules reach every helper through the fixtures (``hub``, ``store``,
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -245,8 +246,37 @@ async def start_hub(tmp_path: Path, **limits: Any) -> AsyncIterator[HubHarness]:
         limits={"burst": 10_000, "address_burst": 10_000, **limits},
     )
     app = make_app(config, token_key_pem=generate_signing_key(), clock=clock)
+    answered: set[tuple[str, str, int]] = set()
+    app.middlewares.insert(0, _recorder(answered))
     async with TestClient(TestServer(app)) as client:
         yield HubHarness(client, clock, authority, config, db_path)
+    _check_documented(answered)
+
+
+# -- every answer the hub gives in these tests must be in hub/openapi.json ----------------
+
+OPENAPI = json.loads((Path(__file__).resolve().parents[2] / "hub" / "openapi.json").read_text())
+
+
+def _recorder(answered: set[tuple[str, str, int]]) -> Any:
+    @web.middleware
+    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+        response = await handler(request)
+        resource = request.match_info.route.resource
+        if resource is not None and response.status != 101:
+            answered.add((request.method.lower(), resource.canonical, response.status))
+        return response
+
+    return record
+
+
+def _check_documented(answered: set[tuple[str, str, int]]) -> None:
+    missing = sorted(
+        (method, path, status)
+        for method, path, status in answered
+        if str(status) not in OPENAPI["paths"].get(path, {}).get(method, {}).get("responses", {})
+    )
+    assert not missing, f"answers the OpenAPI document does not list: {missing}"
 
 
 @pytest.fixture
