@@ -7,6 +7,7 @@
     ├── HubUnreachable         no answer from the hub (connection, timeout, retries spent)
     ├── VerificationFailed     a certificate, key bundle, CRL or envelope did not verify
     ├── PayloadInvalid         a payload breaks its kind's schema (names the JSON path)
+    ├── UnknownOrganisation    the hub's directory has no such organisation
     └── NotReady               a local step is missing (says which command to run)
 
 Messages never hold content, keys, tokens or pseudonyms: they name the kind of
@@ -80,6 +81,14 @@ class PayloadInvalid(ClientError):
     def __init__(self, message: str, path: str = "$") -> None:
         super().__init__(f"payload invalid at {path}: {message}")
         self.path = path
+
+
+class UnknownOrganisation(ClientError):
+    """The hub's directory has no organisation of that id."""
+
+    def __init__(self, org: str) -> None:
+        super().__init__(f"organisation {org!r} is not in the hub's directory")
+        self.org = org
 
 
 class NotReady(ClientError):

@@ -24,7 +24,13 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from clients.errors import HubProblem, NotReady, PayloadInvalid, VerificationFailed
+from clients.errors import (
+    HubProblem,
+    NotReady,
+    PayloadInvalid,
+    UnknownOrganisation,
+    VerificationFailed,
+)
 from clients.hub_client import HubClient, InboxItem
 from clients.payloads import decode_payload, encode_payload, identity_of, validate_payload
 from clients.state import LocalState
@@ -205,7 +211,12 @@ class Organisation:
             der, wire = cached.certificate, cached.bundle
             bundle = None if wire is None else KeyBundle.from_wire(wire)
         else:
-            der, bundle = await self.hub.get_org(org)
+            try:
+                der, bundle = await self.hub.get_org(org)
+            except HubProblem as exc:
+                if exc.status != 404:
+                    raise
+                raise UnknownOrganisation(org) from None
         cert = self._verify_cert(org, der, now, crl)
         if cached is None or cached.certificate != der or fresh:
             # The bundle is cached only once recipient() has verified it.
@@ -338,9 +349,7 @@ class Organisation:
                 cert, _ = await self._directory(org, fresh=True)
         except VerificationFailed as exc:
             raise _Rejected(REASON_SENDER) from exc
-        except HubProblem as exc:
-            if exc.status != 404:
-                raise
+        except UnknownOrganisation as exc:
             raise _Rejected(REASON_SENDER) from exc
         if cert.fingerprint != fingerprint:
             raise _Rejected(REASON_SENDER)

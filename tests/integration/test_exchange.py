@@ -13,6 +13,9 @@ import asyncio
 import base64
 from typing import TYPE_CHECKING
 
+import pytest
+
+from clients.errors import UnknownOrganisation
 from schakel import demo as demo_network
 
 if TYPE_CHECKING:
@@ -168,3 +171,15 @@ async def test_a_second_receive_is_idempotent(network: Network) -> None:
     assert [m.id for m in first.messages] == [message_id]
     assert list(again.messages) == []
     assert shown.payload["text"] == f"{TEXT_CANARY} once only"
+
+
+async def test_an_unknown_recipient_is_named_and_nothing_is_sent(network: Network) -> None:
+    police = network.open("police")
+    try:
+        async with police.hub:
+            with pytest.raises(UnknownOrganisation, match="'nobody' is not in the hub's directory"):
+                await police.send_signal(_signal("to nobody", {"bsn": BSN}), ["nobody"])
+            sent = police.state.sent()
+    finally:
+        police.state.close()
+    assert sent == []
