@@ -1,7 +1,5 @@
 """The verifiable access log: entries, signed tree heads, and proofs from stored subtrees.
 
-CONTRACT STUB: names, signatures and docstrings are fixed; bodies to be written.
-
 Entries are the leaves of an RFC 9162 Merkle tree (``protocol.merkle``): the leaf
 of entry ``e`` is ``merkle.leaf_hash(e.canonical())``. The hub stores, besides
 each leaf, the hash of every *perfect* subtree (a node at ``level`` L and
@@ -12,18 +10,41 @@ which, ``*_from_nodes`` computes from them).
 A signed tree head is ``{"v":1,"network","size","root","time","hub_cert","sig"}``;
 the hub's certified log-signing key (role ``hub``) signs
 ``frame("schakel/tree-head/v1", canonical_json(all fields but "sig"))``.
+
+Errors: ``EncodingError`` for input of the wrong shape (not an object, other keys,
+a JSON type that does not fit, bad base64url); ``ValidationError`` for a value that
+breaks a rule (and for bad arguments to the node functions, a missing node included);
+``VerificationError`` for a tree head or consistency proof that does not verify.
+Messages name the field and the rule, never the value.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+import re
+import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import pairwise
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from protocol.certificate import Certificate
-from protocol.types import Fingerprint, NetworkId
+from protocol import merkle
+from protocol.certificate import ROLE_HUB, ROLES, Certificate
+from protocol.encoding import MAX_SAFE_INT, b64d, b64e, canonical_json, frame
+from protocol.errors import EncodingError, ValidationError, VerificationError
+from protocol.pseudonym import parse_pseudonym
+from protocol.types import (
+    Fingerprint,
+    NetworkId,
+    parse_fingerprint,
+    parse_message_id,
+    parse_network_id,
+    parse_org_id,
+)
 
 ENTRY_VERSION = 1
 TREE_HEAD_LABEL = "schakel/tree-head/v1"
@@ -51,6 +72,152 @@ MAX_USER_CHARS = 64
 MAX_PURPOSE_TEXT_CHARS = 200
 MAX_OBJECT_IDS = 200
 MAX_PSEUDONYMS = 32
+
+TREE_HEAD_VERSION = 1
+# Indexes and sizes travel in canonical JSON, whose integers stop at 2**53 - 1.
+MAX_TREE_SIZE = MAX_SAFE_INT
+MAX_TIME = 2**40
+SIG_BYTES = 64
+
+_USER = re.compile(r"[\x21-\x7e]{1,64}")
+_REASON = re.compile(r"[a-z0-9-]{1,64}")
+_REQUEST_ID = re.compile(r"[0-9a-f-]{1,64}")
+_MAX_ADDRESS_CHARS = 45  # the longest IPv6 text form (IPv4-mapped, uncompressed)
+_ENTRY_KEYS = frozenset(
+    {
+        "v", "index", "time", "action", "outcome", "reason", "org", "user", "role",
+        "purpose", "purpose_text", "object_type", "object_ids", "pseudonyms", "source",
+        "request_id",
+    }
+)  # fmt: skip
+_ENTRY_INTS = ("v", "index", "time")
+_ENTRY_LISTS = ("object_ids", "pseudonyms")
+_HEAD_KEYS = frozenset({"v", "network", "size", "root", "time", "hub_cert", "sig"})
+
+
+# --- small checks -------------------------------------------------------------------------
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_in(value: object, low: int, high: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValidationError(f"{name} must be an integer in {low}..{high}")
+    return value
+
+
+def _code(value: object, allowed: tuple[str, ...], name: str) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValidationError(f"{name} must be one of {', '.join(allowed)}")
+    return value
+
+
+def _split(n: int) -> int:
+    """The largest power of two strictly below ``n`` (``n >= 2``), as in RFC 9162."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def _match(value: object, pattern: re.Pattern[str], name: str, rule: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ValidationError(f"{name} must be {rule}")
+    return value
+
+
+def check_user(value: object) -> str:
+    """A user id as organisations send it (``Schakel-User``); ValidationError otherwise."""
+    rule = f"1..{MAX_USER_CHARS} printable ASCII characters without spaces"
+    return _match(value, _USER, "user", rule)
+
+
+# Characters that can corrupt or disguise an export, as a fixed list so that every version
+# of every implementation agrees on which stored entries are well formed: C0 and C1
+# controls, surrogates, zero-width and bidirectional formatting, the line and paragraph
+# separators, the byte-order mark, the interlinear annotation and object characters, and
+# the tag characters.
+_NEVER_IN_TEXT = re.compile(
+    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u180e\u200b-\u200f\u2028-\u202e"
+    "\u2060-\u206f\ufeff\ufff9-\ufffc\U000e0000-\U000e007f]"
+)
+
+
+def _check_text_shape(value: object) -> str:
+    """The version-stable rule every stored purpose text obeys (see ``_NEVER_IN_TEXT``)."""
+    if not isinstance(value, str):
+        raise ValidationError("purpose text must be a string")
+    if not 1 <= len(value) <= MAX_PURPOSE_TEXT_CHARS:
+        raise ValidationError(f"purpose text must be 1..{MAX_PURPOSE_TEXT_CHARS} characters")
+    if _NEVER_IN_TEXT.search(value):
+        raise ValidationError("purpose text contains a control, format or separator character")
+    return value
+
+
+def check_purpose_text(value: object) -> str:
+    """Free purpose text as an organisation sends it; ValidationError naming the rule.
+
+    Stricter than what a stored entry must obey: at the edge, every character of Unicode
+    category C (including unassigned ones) and the line and paragraph separators are
+    refused. A stored entry is only checked against a fixed list (``_check_text_shape``),
+    because which code points are unassigned depends on the Unicode version of whoever
+    checks, and a verifier must not reject an entry that a newer hub accepted.
+    """
+    text = _check_text_shape(value)
+    for char in text:
+        category = unicodedata.category(char)
+        if category[0] == "C" or category in ("Zl", "Zp"):
+            raise ValidationError(
+                "purpose text contains a control, format, separator or unassigned character"
+            )
+    return text
+
+
+def _check_role(value: object, name: str) -> None:
+    rule = "a sorted, comma-separated list of distinct certificate roles"
+    if not isinstance(value, str) or len(value) > 200:
+        raise ValidationError(f"{name} must be {rule}")
+    parts = value.split(",")
+    if any(part not in ROLES for part in parts) or parts != sorted(set(parts)):
+        raise ValidationError(f"{name} must be {rule}")
+
+
+def _check_source(value: object, name: str) -> None:
+    """An IPv4 or IPv6 address as ``ipaddress`` parses it, kept as given; no zone id."""
+    rule = "an IPv4 or IPv6 address without zone"
+    if not isinstance(value, str) or len(value) > _MAX_ADDRESS_CHARS or not value.isascii():
+        raise ValidationError(f"{name} must be {rule}")
+    if "%" in value:
+        raise ValidationError(f"{name} must be {rule}")
+    try:
+        ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise ValidationError(f"{name} must be {rule}") from exc
+
+
+def _check_object_id(value: object) -> None:
+    for parse in (parse_message_id, parse_org_id):
+        try:
+            parse(value)
+            return
+        except ValidationError:
+            continue
+    raise ValidationError("every object id must be a message id, an org id or a case reference")
+
+
+def _sorted_unique(value: object, limit: int, name: str) -> tuple[str, ...]:
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise ValidationError(f"{name} must be a list of strings")
+    items = tuple(value)
+    if len(items) > limit:
+        raise ValidationError(f"{name} may hold at most {limit} items")
+    if not all(isinstance(item, str) for item in items):
+        raise ValidationError(f"{name} must be a list of strings")
+    if any(a >= b for a, b in pairwise(items)):
+        raise ValidationError(f"{name} must be sorted and without duplicates")
+    return items
+
+
+# --- entries ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,24 +255,84 @@ class AuditEntry:
     request_id: str | None
     v: int = ENTRY_VERSION
 
-    def canonical(self) -> bytes: ...
+    def __post_init__(self) -> None:
+        if not _is_int(self.v) or self.v != ENTRY_VERSION:
+            raise ValidationError(f"audit entry version must be {ENTRY_VERSION}")
+        _int_in(self.index, 0, MAX_TREE_SIZE - 1, "entry index")
+        _int_in(self.time, 0, MAX_TIME, "entry time")
+        _code(self.action, ACTIONS, "action")
+        _code(self.outcome, OUTCOMES, "outcome")
+        _code(self.object_type, OBJECT_TYPES, "object type")
+        self._check_who()
+        self._check_what()
+
+    def _check_who(self) -> None:
+        if self.reason is not None:
+            _match(self.reason, _REASON, "reason", "1..64 of [a-z0-9-]")
+        if self.org is not None:
+            parse_org_id(self.org)
+        if self.user is not None:
+            check_user(self.user)
+        if self.role is not None:
+            _check_role(self.role, "role")
+        if self.purpose is not None:
+            _code(self.purpose, PURPOSES, "purpose")
+        if self.purpose_text is not None:
+            _check_text_shape(self.purpose_text)
+        if self.source is not None:
+            _check_source(self.source, "source")
+        if self.request_id is not None:
+            _match(self.request_id, _REQUEST_ID, "request id", "1..64 of [0-9a-f-]")
+
+    def _check_what(self) -> None:
+        object_ids = _sorted_unique(self.object_ids, MAX_OBJECT_IDS, "object ids")
+        for item in object_ids:
+            _check_object_id(item)
+        pseudonyms = _sorted_unique(self.pseudonyms, MAX_PSEUDONYMS, "pseudonyms")
+        for item in pseudonyms:
+            parse_pseudonym(item)
+        object.__setattr__(self, "object_ids", object_ids)
+        object.__setattr__(self, "pseudonyms", pseudonyms)
+
+    def canonical(self) -> bytes:
+        """``canonical_json(self.to_wire())``: the bytes the leaf hash covers."""
+        return canonical_json(self.to_wire())
+
     def leaf(self) -> bytes:
         """``merkle.leaf_hash(self.canonical())``."""
-        ...
+        return merkle.leaf_hash(self.canonical())
 
-    def to_wire(self) -> dict[str, Any]: ...
+    def to_wire(self) -> dict[str, Any]:
+        wire = {key: getattr(self, key) for key in _ENTRY_KEYS}
+        for key in _ENTRY_LISTS:
+            wire[key] = list(wire[key])
+        return wire
+
     @classmethod
-    def from_wire(cls, data: object) -> AuditEntry: ...
+    def from_wire(cls, data: object) -> AuditEntry:
+        """Parse the wire form strictly: exactly the keys, JSON types that fit, every rule."""
+        if not isinstance(data, dict) or set(data) != _ENTRY_KEYS:
+            raise EncodingError("audit entry must be an object with exactly the entry keys")
+        for key, value in data.items():
+            if not _fits(key, value):
+                raise EncodingError(f"audit entry field {key} has the wrong JSON type")
+        fields = {key: data[key] for key in _ENTRY_KEYS}
+        for key in _ENTRY_LISTS:
+            fields[key] = tuple(fields[key])
+        return cls(**fields)
 
 
-def check_user(value: object) -> str:
-    """A user id as organisations send it (``Schakel-User``); ValidationError otherwise."""
-    ...
+def _fits(key: str, value: object) -> bool:
+    if key in _ENTRY_INTS:
+        return _is_int(value)
+    if key in _ENTRY_LISTS:
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
+    if key in ("action", "outcome", "object_type"):
+        return isinstance(value, str)
+    return value is None or isinstance(value, str)
 
 
-def check_purpose_text(value: object) -> str:
-    """Free purpose text (see AuditEntry); ValidationError naming the rule, never the value."""
-    ...
+# --- tree heads ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,44 +345,232 @@ class TreeHead:
     sig: bytes
     v: int = 1
 
-    def signed_bytes(self) -> bytes: ...
-    def to_wire(self) -> dict[str, Any]: ...
+    def __post_init__(self) -> None:
+        if not _is_int(self.v) or self.v != TREE_HEAD_VERSION:
+            raise ValidationError(f"tree head version must be {TREE_HEAD_VERSION}")
+        parse_network_id(self.network)
+        _int_in(self.size, 0, MAX_TREE_SIZE, "tree size")
+        _int_in(self.time, 0, MAX_TIME, "tree head time")
+        parse_fingerprint(self.hub_cert)
+        if not isinstance(self.root, bytes) or len(self.root) != merkle.HASH_BYTES:
+            raise ValidationError(f"tree head root must be {merkle.HASH_BYTES} bytes")
+        if not isinstance(self.sig, bytes) or len(self.sig) != SIG_BYTES:
+            raise ValidationError(f"tree head signature must be {SIG_BYTES} bytes")
+        if self.size == 0 and self.root != merkle.EMPTY_ROOT:
+            raise ValidationError("the root of an empty tree must be SHA-256 of nothing")
+
+    def _unsigned(self) -> dict[str, Any]:
+        return {
+            "v": self.v,
+            "network": self.network,
+            "size": self.size,
+            "root": b64e(self.root),
+            "time": self.time,
+            "hub_cert": self.hub_cert,
+        }
+
+    def signed_bytes(self) -> bytes:
+        """``frame(TREE_HEAD_LABEL, canonical_json(wire form without "sig"))``."""
+        return frame(TREE_HEAD_LABEL, canonical_json(self._unsigned()))
+
+    def to_wire(self) -> dict[str, Any]:
+        return {**self._unsigned(), "sig": b64e(self.sig)}
+
     @classmethod
-    def from_wire(cls, data: object) -> TreeHead: ...
+    def from_wire(cls, data: object) -> TreeHead:
+        """Parse the wire form strictly (exact keys, JSON types, canonical base64url)."""
+        if not isinstance(data, dict) or set(data) != _HEAD_KEYS:
+            raise EncodingError("tree head must be an object with exactly the tree head keys")
+        if not all(_is_int(data[key]) for key in ("v", "size", "time")):
+            raise EncodingError("tree head v, size and time must be integers")
+        if not isinstance(data["network"], str) or not isinstance(data["hub_cert"], str):
+            raise EncodingError("tree head network and hub_cert must be strings")
+        return cls(
+            network=NetworkId(data["network"]),
+            size=data["size"],
+            root=b64d(data["root"], max_len=merkle.HASH_BYTES),
+            time=data["time"],
+            hub_cert=Fingerprint(data["hub_cert"]),
+            sig=b64d(data["sig"], max_len=SIG_BYTES),
+            v=data["v"],
+        )
 
 
 def sign_tree_head(
     key: Ed25519PrivateKey, hub_cert: Certificate, *, size: int, root: bytes, time: int
-) -> TreeHead: ...
+) -> TreeHead:
+    """Sign ``(size, root, time)`` with the hub's key; ``hub_cert`` must certify it as hub."""
+    if ROLE_HUB not in hub_cert.roles:
+        raise ValidationError("tree heads are signed with a certificate holding the hub role")
+    if key.public_key() != hub_cert.public_key:
+        raise ValidationError("signing key is not the key of the hub certificate")
+    unsigned = TreeHead(
+        network=hub_cert.network,
+        size=size,
+        root=root,
+        time=time,
+        hub_cert=hub_cert.fingerprint,
+        sig=bytes(SIG_BYTES),
+    )
+    return replace(unsigned, sig=key.sign(unsigned.signed_bytes()))
+
+
 def verify_tree_head(head: TreeHead, hub_cert: Certificate) -> None:
     """VerificationError unless ``hub_cert`` (already verified against the root, role hub,
     same network, fingerprint == head.hub_cert) signed ``head``."""
+    if ROLE_HUB not in hub_cert.roles:
+        raise VerificationError("tree head certificate does not hold the hub role")
+    if hub_cert.network != head.network:
+        raise VerificationError("tree head is for another network than the hub certificate")
+    if not hmac.compare_digest(hub_cert.fingerprint.encode(), head.hub_cert.encode()):
+        raise VerificationError("tree head names another certificate than the hub's")
+    try:
+        hub_cert.public_key.verify(head.sig, head.signed_bytes())
+    except InvalidSignature as exc:
+        raise VerificationError("tree head signature does not verify") from exc
 
 
-def check_consistent(
-    old: TreeHead, new: TreeHead, proof: Sequence[bytes]
-) -> None:
+def check_consistent(old: TreeHead, new: TreeHead, proof: Sequence[bytes]) -> None:
     """VerificationError unless ``new`` extends ``old`` (same network; sizes; a valid
     consistency proof, or equal roots when the sizes are equal). Signatures are checked
     by the caller with verify_tree_head."""
+    if old.network != new.network:
+        raise VerificationError("tree heads are for different networks")
+    if new.size < old.size:
+        raise VerificationError("the new tree head is smaller than the old one")
+    if old.size == new.size and not hmac.compare_digest(old.root, new.root):
+        raise VerificationError("two tree heads of the same size have different roots (fork)")
+    if old.size == 0:
+        if len(proof):
+            raise VerificationError("a consistency proof from the empty tree must be empty")
+        return
+    merkle.verify_consistency(old.size, new.size, old.root, new.root, proof)
 
 
 # -- proofs from stored perfect subtrees ---------------------------------------------------
 
 Node = tuple[int, int]  # (level, index)
+Range = tuple[int, int]  # leaves [lo, hi)
 
 
 def nodes_to_store(size_before: int) -> list[Node]:
     """The perfect subtrees that appending leaf number ``size_before`` completes, lowest
     first: always (0, size_before), then (1, i), (2, j)... while they close."""
-    ...
+    _int_in(size_before, 0, MAX_TREE_SIZE - 1, "tree size before the append")
+    size_after = size_before + 1
+    nodes: list[Node] = []
+    level = 0
+    while size_after % (1 << level) == 0:
+        nodes.append((level, (size_after >> level) - 1))
+        level += 1
+    return nodes
 
 
-def needed_for_root(size: int) -> list[Node]: ...
-def needed_for_inclusion(index: int, size: int) -> list[Node]: ...
-def needed_for_consistency(old_size: int, new_size: int) -> list[Node]: ...
-def root_from_nodes(size: int, nodes: Mapping[Node, bytes]) -> bytes: ...
-def inclusion_from_nodes(index: int, size: int, nodes: Mapping[Node, bytes]) -> list[bytes]: ...
+def needed_for_root(size: int) -> list[Node]:
+    """The stored nodes ``root_from_nodes(size, ...)`` reads (none for the empty tree)."""
+    _int_in(size, 0, MAX_TREE_SIZE, "tree size")
+    return _nodes_for([(0, size)] if size else [])
+
+
+def needed_for_inclusion(index: int, size: int) -> list[Node]:
+    """The stored nodes ``inclusion_from_nodes(index, size, ...)`` reads."""
+    return _nodes_for(_inclusion_ranges(index, size))
+
+
+def needed_for_consistency(old_size: int, new_size: int) -> list[Node]:
+    """The stored nodes ``consistency_from_nodes(old_size, new_size, ...)`` reads."""
+    return _nodes_for(_consistency_ranges(old_size, new_size))
+
+
+def root_from_nodes(size: int, nodes: Mapping[Node, bytes]) -> bytes:
+    """``merkle.root_hash`` of the first ``size`` leaves, from stored nodes."""
+    _int_in(size, 0, MAX_TREE_SIZE, "tree size")
+    return _range_hash(0, size, nodes) if size else merkle.EMPTY_ROOT
+
+
+def inclusion_from_nodes(index: int, size: int, nodes: Mapping[Node, bytes]) -> list[bytes]:
+    """``merkle.inclusion_proof(index, leaves[:size])``, from stored nodes."""
+    return [_range_hash(lo, hi, nodes) for lo, hi in _inclusion_ranges(index, size)]
+
+
 def consistency_from_nodes(
     old_size: int, new_size: int, nodes: Mapping[Node, bytes]
-) -> list[bytes]: ...
+) -> list[bytes]:
+    """``merkle.consistency_proof(old_size, leaves[:new_size])``, from stored nodes."""
+    return [_range_hash(lo, hi, nodes) for lo, hi in _consistency_ranges(old_size, new_size)]
+
+
+def _inclusion_ranges(index: int, size: int) -> list[Range]:
+    """The leaf ranges whose hashes form ``PATH(index, D[0:size])``, in proof order."""
+    _int_in(size, 1, MAX_TREE_SIZE, "tree size")
+    _int_in(index, 0, size - 1, "leaf index")
+    ranges: list[Range] = []
+    lo, hi = 0, size
+    while hi - lo > 1:  # walk down; the proof lists siblings leaf first, so reverse at the end
+        mid = lo + _split(hi - lo)
+        if index < mid:
+            ranges.append((mid, hi))
+            hi = mid
+        else:
+            ranges.append((lo, mid))
+            lo = mid
+    return ranges[::-1]
+
+
+def _consistency_ranges(old_size: int, new_size: int) -> list[Range]:
+    """The leaf ranges whose hashes form ``PROOF(old_size, D[0:new_size])``, in order."""
+    _int_in(new_size, 1, MAX_TREE_SIZE, "new tree size")
+    _int_in(old_size, 1, new_size, "old tree size")
+    if old_size == new_size:
+        return []
+    ranges: list[Range] = []
+    lo, hi, m, complete = 0, new_size, old_size, True
+    while m != hi - lo:  # SUBPROOF of RFC 9162 2.1.4.1, unrolled; siblings reversed at the end
+        k = _split(hi - lo)
+        if m <= k:
+            ranges.append((lo + k, hi))
+            hi = lo + k
+        else:
+            ranges.append((lo, lo + k))
+            lo, m, complete = lo + k, m - k, False
+    if not complete:
+        ranges.append((lo, hi))
+    return ranges[::-1]
+
+
+def _range_nodes(lo: int, hi: int) -> list[Node]:
+    """The perfect subtrees, left to right, whose right fold is the hash of ``[lo, hi)``.
+
+    Every range the RFC 9162 recursion meets is a perfect aligned subtree (one node) or
+    has ``lo`` aligned to a power of two at least ``hi - lo``, so the binary
+    decomposition of ``hi - lo`` from the largest power down gives aligned subtrees.
+    """
+    nodes: list[Node] = []
+    rest = hi - lo
+    while rest:
+        level = rest.bit_length() - 1
+        nodes.append((level, lo >> level))
+        lo += 1 << level
+        rest -= 1 << level
+    return nodes
+
+
+def _nodes_for(ranges: list[Range]) -> list[Node]:
+    return sorted({node for lo, hi in ranges for node in _range_nodes(lo, hi)})
+
+
+def _range_hash(lo: int, hi: int, nodes: Mapping[Node, bytes]) -> bytes:
+    parts = [_node(node, nodes) for node in _range_nodes(lo, hi)]
+    result = parts[-1]
+    for part in reversed(parts[:-1]):
+        result = merkle.node_hash(part, result)
+    return result
+
+
+def _node(node: Node, nodes: Mapping[Node, bytes]) -> bytes:
+    value = nodes.get(node)
+    if value is None:
+        raise ValidationError(f"missing node (level {node[0]}, index {node[1]})")
+    if not isinstance(value, bytes) or len(value) != merkle.HASH_BYTES:
+        raise ValidationError(f"node (level {node[0]}, index {node[1]}) is not a 32-byte hash")
+    return value
