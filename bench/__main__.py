@@ -24,6 +24,7 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import random
 import signal
 import sqlite3
 import statistics
@@ -35,11 +36,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import click
 
 from bench import floor
+from bench.auditlog import SIZES as LOG_SIZES
+from bench.auditlog import ProofTiming, VerifyRate, time_proofs, verify_rate
 from bench.hub_server import (
     MESSAGES_PATH,
     RECIPIENT,
@@ -91,6 +95,9 @@ class Options:
     senders: int = 4
     iterations: int = 200  # client-side calls per timing
     repeats: int = 7  # client-side timings per operation; the median is reported
+    log_sizes: tuple[int, ...] = LOG_SIZES  # access-log sizes to time proofs at
+    log_samples: int = 200  # proofs timed per size
+    verify_entries: int = 50_000  # entries in the full-verification timing
 
     def __post_init__(self) -> None:
         for name in ("requests", "concurrency", "rounds", "senders", "iterations", "repeats"):
@@ -106,7 +113,31 @@ class Options:
         return self.warmup + self.rounds * self.requests
 
 
-QUICK = Options(requests=200, rounds=1, warmup=20, iterations=10, repeats=3)
+QUICK = Options(
+    requests=200,
+    rounds=1,
+    warmup=20,
+    iterations=10,
+    repeats=3,
+    log_sizes=(1_000, 10_000),
+    log_samples=20,
+    verify_entries=2_000,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LogFigures:
+    proofs: tuple[ProofTiming, ...]
+    verify: VerifyRate
+
+
+def measure_log(options: Options, workdir: Path) -> LogFigures:
+    rng = random.Random(2026)
+    proofs = tuple(
+        time_proofs(workdir / f"nodes-{size}.db", size, samples=options.log_samples, rng=rng)
+        for size in options.log_sizes
+    )
+    return LogFigures(proofs, verify_rate(options.verify_entries))
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +214,7 @@ class BenchResult:
     seconds: float
     servers: ServerFigures
     seal: SealFigures
+    log: LogFigures
 
 
 # --- the machine --------------------------------------------------------------------------
@@ -372,6 +404,7 @@ def run_bench(options: Options) -> BenchResult:
         demo = provision_network(workdir / "network", now=_now())
         servers = measure_servers(options, demo, workdir)
         parties = seal_parties(demo, now=_now())
+        log = measure_log(options, workdir)
     seal = measure_seal(parties, iterations=options.iterations, repeats=options.repeats)
     return BenchResult(
         options=options,
@@ -380,6 +413,7 @@ def run_bench(options: Options) -> BenchResult:
         seconds=time.perf_counter() - clock,
         servers=servers,
         seal=seal,
+        log=log,
     )
 
 
@@ -454,6 +488,32 @@ def _seal_lines(result: BenchResult) -> list[str]:
     return lines
 
 
+def _log_lines(result: BenchResult) -> list[str]:
+    log = result.log
+    lines = [
+        "### Access log: proofs from stored subtrees, and full verification",
+        "",
+        "| entries | build node store (s) | inclusion proof µs | consistency proof µs "
+        "| nodes read |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {p.size:,} | {p.build_seconds:.1f} | {p.inclusion_us:,.0f} | "
+        f"{p.consistency_us:,.0f} | {p.nodes_read} |"
+        for p in log.proofs
+    ]
+    v = log.verify
+    lines += [
+        "",
+        "Proofs as the hub makes them: which nodes, one SQLite query, compose (median).",
+        "",
+        f"Full verification from an export: {v.verify_per_s:,.0f} entries/s (strict parse, "
+        f"validation, leaf hash, root) against {v.sha256_per_s:,.0f} raw SHA-256/s over the "
+        f"same {v.bytes / v.entries:,.0f}-byte lines: **{v.ratio:.3f}x**.",
+    ]
+    return lines
+
+
 def _reading(result: BenchResult) -> list[str]:
     s, f = result.servers, result.seal
     return [
@@ -468,7 +528,8 @@ def _reading(result: BenchResult) -> list[str]:
 def render(result: BenchResult) -> str:
     """The "latest run" section: markdown, printed and written alike."""
     lines = ["## Latest run", "", *_machine_lines(result), ""]
-    lines += [*_server_lines(result), "", *_seal_lines(result), "", *_reading(result)]
+    lines += [*_server_lines(result), "", *_seal_lines(result), "", *_log_lines(result)]
+    lines += ["", *_reading(result)]
     return "\n".join(lines) + "\n"
 
 
@@ -531,7 +592,7 @@ def _count(low: int, high: int) -> click.IntRange:
 )
 def main(quick: bool, no_write: bool, output: Path, **counts: int | None) -> None:
     """Benchmark the hub against a floor measured in the same run (what `make bench` runs)."""
-    given = {name: value for name, value in counts.items() if value is not None}
+    given: dict[str, Any] = {name: value for name, value in counts.items() if value is not None}
     try:
         options = replace(QUICK if quick else Options(), **given)
     except ValueError as exc:

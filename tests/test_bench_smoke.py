@@ -34,7 +34,17 @@ from bench.__main__ import (  # noqa: E402 - needs the sys.path line above
 from bench.loadgen import ServerFailed, free_port, server_process  # noqa: E402
 from bench.seal import OPEN, PRIMITIVES, SEAL_1, SEAL_5  # noqa: E402
 
-TINY = Options(requests=20, concurrency=2, rounds=2, warmup=4, iterations=2, repeats=1)
+TINY = Options(
+    requests=20,
+    concurrency=2,
+    rounds=2,
+    warmup=4,
+    iterations=2,
+    repeats=1,
+    log_sizes=(64, 1_000),
+    log_samples=5,
+    verify_entries=200,
+)
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +89,25 @@ def test_client_side_figures_cover_every_operation(result: BenchResult) -> None:
     assert figures.bare_sum(SEAL_5) > figures.bare_sum(SEAL_1)
 
 
+def test_access_log_figures_cover_every_size(result: BenchResult) -> None:
+    assert [p.size for p in result.log.proofs] == [64, 1_000]
+    for proof in result.log.proofs:
+        assert proof.inclusion_us > 0 and proof.consistency_us > 0
+        assert 0 < proof.nodes_read <= 2 * proof.size.bit_length() + 2
+    assert result.log.verify.entries == 200 and result.log.verify.ratio > 0
+
+
 def test_report_names_the_machine_and_both_tables(result: BenchResult) -> None:
     text = render(result)
     assert text.startswith("## Latest run\n")
-    for needle in ("Machine: ", "Python ", "cryptography ", "| **hub / floor** |", "`seal, 5"):
+    for needle in (
+        "Machine: ",
+        "Python ",
+        "cryptography ",
+        "| **hub / floor** |",
+        "`seal, 5",
+        "### Access log",
+    ):
         assert needle in text
     assert "rate_per_sec 1,000,000" in text  # the raised limit is stated
 

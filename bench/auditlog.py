@@ -1,0 +1,180 @@
+"""Benchmarks of the verifiable access log's arithmetic and storage.
+
+* **Proofs from stored subtrees**: a SQLite node table laid out as the hub's
+  (every perfect subtree hash, keyed by level and index) is built for 10^4, 10^5
+  and 10^6 leaves; then the time to produce an inclusion proof and a consistency
+  proof is measured as the hub does it: compute which nodes are needed, read them
+  in one query, compose the proof. It should stay roughly flat (logarithmic).
+* **Full verification from an export**: what ``schakel audit verify --full`` does
+  per line (parse the entry strictly, validate it, canonical bytes, leaf hash),
+  then the root over all leaves; reported against the raw SHA-256 rate over the
+  same bytes on the same machine, in the same run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import sqlite3
+import statistics
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from protocol.auditlog import (
+    AuditEntry,
+    Node,
+    consistency_from_nodes,
+    inclusion_from_nodes,
+    needed_for_consistency,
+    needed_for_inclusion,
+    needed_for_root,
+    nodes_to_store,
+    root_from_nodes,
+)
+from protocol.encoding import b64e
+from protocol.merkle import node_hash, root_hash, verify_consistency, verify_inclusion
+
+SIZES = (10_000, 100_000, 1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class ProofTiming:
+    size: int
+    build_seconds: float
+    inclusion_us: float  # median per proof, nodes read from SQLite included
+    consistency_us: float
+    nodes_read: int  # for an inclusion proof at this size (the largest seen)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyRate:
+    entries: int
+    bytes: int
+    verify_per_s: float  # entries per second: strict parse + leaf + root
+    sha256_per_s: float  # raw SHA-256 calls per second over the same byte strings
+
+    @property
+    def ratio(self) -> float:
+        return self.verify_per_s / self.sha256_per_s
+
+
+def sample_entry(index: int) -> AuditEntry:
+    """A realistic entry: a coordinator reading one message, with a purpose."""
+    message = b64e(index.to_bytes(16, "big"))
+    return AuditEntry(
+        index=index,
+        time=1_795_000_000 + index,
+        action="read",
+        outcome="allowed",
+        reason=None,
+        org="coordinator",
+        user=f"user-{index % 40}",
+        role="coordinator,member",
+        purpose="case-coordination",
+        purpose_text="weekly review of open cases",
+        object_type="message",
+        object_ids=(message,),
+        pseudonyms=(),
+        source="127.0.0.1",
+        request_id=f"{index:032x}",
+    )
+
+
+def _leaves(count: int) -> Iterator[bytes]:
+    for index in range(count):
+        yield hashlib.sha256(b"\x00" + index.to_bytes(8, "big")).digest()
+
+
+def build_node_store(path: Path, size: int) -> float:
+    """A SQLite file holding every perfect-subtree hash of ``size`` leaves; seconds taken."""
+    start = time.perf_counter()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(
+        "CREATE TABLE nodes (level INTEGER, idx INTEGER, hash BLOB, PRIMARY KEY (level, idx))"
+    )
+    stored: dict[Node, bytes] = {}
+    rows: list[tuple[int, int, bytes]] = []
+    for index, leaf in enumerate(_leaves(size)):
+        for level, position in nodes_to_store(index):
+            if level == 0:
+                value = leaf
+            else:
+                value = node_hash(
+                    stored[(level - 1, 2 * position)], stored[(level - 1, 2 * position + 1)]
+                )
+            stored[(level, position)] = value
+            rows.append((level, position, value))
+            # Children are never needed again once their parent exists.
+            if level > 0:
+                del stored[(level - 1, 2 * position)], stored[(level - 1, 2 * position + 1)]
+        if len(rows) >= 50_000:
+            db.executemany("INSERT INTO nodes VALUES (?, ?, ?)", rows)
+            rows.clear()
+    db.executemany("INSERT INTO nodes VALUES (?, ?, ?)", rows)
+    db.commit()
+    db.close()
+    return time.perf_counter() - start
+
+
+def _read_nodes(db: sqlite3.Connection, needed: Sequence[Node]) -> dict[Node, bytes]:
+    """One query for all the nodes a proof needs, as the hub's store reads them."""
+    clause = " OR ".join(["(level = ? AND idx = ?)"] * len(needed))
+    params = [value for node in needed for value in node]
+    rows = db.execute(f"SELECT level, idx, hash FROM nodes WHERE {clause}", params)
+    return {(level, idx): bytes(value) for level, idx, value in rows}
+
+
+def time_proofs(path: Path, size: int, *, samples: int, rng: random.Random) -> ProofTiming:
+    build = build_node_store(path, size)
+    db = sqlite3.connect(path)
+    root = root_from_nodes(size, _read_nodes(db, needed_for_root(size)))
+    inclusion: list[float] = []
+    consistency: list[float] = []
+    most = 0
+    for _ in range(samples):
+        index = rng.randrange(size)
+        start = time.perf_counter()
+        needed = needed_for_inclusion(index, size)
+        proof = inclusion_from_nodes(index, size, _read_nodes(db, needed))
+        inclusion.append(time.perf_counter() - start)
+        most = max(most, len(needed))
+        leaf = _read_nodes(db, [(0, index)])[(0, index)]
+        verify_inclusion(leaf, index, size, proof, root)
+        old = rng.randrange(1, size + 1)
+        start = time.perf_counter()
+        needed = needed_for_consistency(old, size)
+        cproof = consistency_from_nodes(old, size, _read_nodes(db, needed))
+        consistency.append(time.perf_counter() - start)
+        old_root = root_from_nodes(old, _read_nodes(db, needed_for_root(old)))
+        verify_consistency(old, size, old_root, root, cproof)
+    db.close()
+    return ProofTiming(
+        size=size,
+        build_seconds=build,
+        inclusion_us=statistics.median(inclusion) * 1e6,
+        consistency_us=statistics.median(consistency) * 1e6,
+        nodes_read=most,
+    )
+
+
+def verify_rate(count: int, *, repeats: int = 3) -> VerifyRate:
+    """Entries per second through strict parse + leaf + root, against raw SHA-256."""
+    lines = [json.dumps(sample_entry(i).to_wire(), ensure_ascii=True) for i in range(count)]
+    encoded = [line.encode() for line in lines]
+    verify: list[float] = []
+    raw: list[float] = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        leaves = [AuditEntry.from_wire(json.loads(line)).leaf() for line in lines]
+        root_hash(leaves)
+        verify.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for data in encoded:
+            hashlib.sha256(data).digest()
+        raw.append(time.perf_counter() - start)
+    total = sum(len(data) for data in encoded)
+    return VerifyRate(count, total, count / min(verify), count / min(raw))
