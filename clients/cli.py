@@ -6,7 +6,9 @@ Everything lives under ``--home`` (``SCHAKEL_HOME``)::
     state.sqlite     local state: inbox cursor, received envelopes, directory cache
 
 Exit codes: 0 done, 1 refused or failed, 2 usage, 3 hub unreachable,
-4 something did not verify. Errors are one line on stderr, ``error: ...``.
+4 something did not verify, 5 the hub's access log does not match what this
+client saw before (or an entry does not match a signed tree head). Errors are
+one line on stderr, ``error: ...``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,14 @@ from typing import Any, TypeVar
 
 import click
 
-from clients.errors import ClientError, HubUnreachable, PayloadInvalid, VerificationFailed
-from clients.hub_client import HubClient
+from clients.errors import (
+    AuditLogInconsistent,
+    ClientError,
+    HubUnreachable,
+    PayloadInvalid,
+    VerificationFailed,
+)
+from clients.hub_client import HubClient, Purpose
 from clients.organisation import Organisation, ReceivedMessage, RejectedMessage
 from clients.payloads import identity_of, summary_of, validate_payload
 from clients.state import LocalState
@@ -32,13 +40,14 @@ from keys.errors import KeysError
 from keys.keyfile import kdf_params_from_env, write_public_file
 from keys.organisation import OrgKeys
 from keys.passphrase import get_passphrase
+from protocol.auditlog import PURPOSES
 from protocol.certificate import MAX_CERT_BYTES
 from protocol.encoding import canonical_json, loads_strict
 from protocol.errors import ProtocolError, ValidationError
 from protocol.pseudonym import Identity, normalise_date
 from protocol.types import parse_network_id, parse_org_id
 
-EXIT_FAILED, EXIT_UNREACHABLE, EXIT_UNVERIFIED = 1, 3, 4
+EXIT_FAILED, EXIT_UNREACHABLE, EXIT_UNVERIFIED, EXIT_LOG_INCONSISTENT = 1, 3, 4, 5
 MAX_SIGNAL_FILE = 64 * 1024
 T = TypeVar("T")
 
@@ -51,6 +60,8 @@ class Settings:
     passphrase_fd: int | None
     user: str | None
     as_json: bool
+    purpose: str | None = None
+    purpose_text: str | None = None
 
     @property
     def key_dir(self) -> Path:
@@ -73,6 +84,8 @@ def _guarded(func: Callable[..., None]) -> Callable[..., None]:
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
             func(*args, **kwargs)
+        except AuditLogInconsistent as exc:
+            _fail(str(exc), EXIT_LOG_INCONSISTENT)
         except HubUnreachable as exc:
             _fail(str(exc), EXIT_UNREACHABLE)
         except VerificationFailed as exc:
@@ -114,15 +127,30 @@ class _Session:
     """Keys, local state and a hub client, opened together and closed together."""
 
     def __init__(self, settings: Settings) -> None:
+        if settings.user is None:
+            raise click.UsageError(
+                "--user (or SCHAKEL_USER) is required: your own user id, which the hub "
+                "records in its access log with every request"
+            )
+        purpose = (
+            None if settings.purpose is None else Purpose(settings.purpose, settings.purpose_text)
+        )
+        if purpose is None and settings.purpose_text is not None:
+            raise click.UsageError("--purpose-text needs --purpose")
         self.keys = _open_keys(settings)
         self.state = LocalState(settings.state_path)
-        self.hub = HubClient(
-            settings.hub_url,
-            network=self.keys.network,
-            org=self.keys.org,
-            signing_key=self.keys.signing_key,
-            user=settings.user,
-        )
+        try:
+            self.hub = HubClient(
+                settings.hub_url,
+                network=self.keys.network,
+                org=self.keys.org,
+                signing_key=self.keys.signing_key,
+                user=settings.user,
+                purpose=purpose,
+            )
+        except BaseException:
+            self.state.close()
+            raise
         self.org = Organisation(self.keys, self.state, self.hub)
 
     async def __aenter__(self) -> Organisation:
@@ -168,7 +196,22 @@ def _now() -> int:
     "--passphrase-fd", type=int, metavar="N", help="Read the passphrase from file descriptor N."
 )
 @click.option(
-    "--user", envvar="SCHAKEL_USER", help="Your user id, recorded in the hub's audit log."
+    "--user",
+    envvar="SCHAKEL_USER",
+    help="Your own user id, recorded in the hub's access log (required for every command "
+    "that talks to the hub). Env: SCHAKEL_USER.",
+)
+@click.option(
+    "--purpose",
+    envvar="SCHAKEL_PURPOSE",
+    type=click.Choice(PURPOSES),
+    help="Why you read case data, recorded in the hub's access log (required for inbox). "
+    "Env: SCHAKEL_PURPOSE.",
+)
+@click.option(
+    "--purpose-text",
+    envvar="SCHAKEL_PURPOSE_TEXT",
+    help="Free text that explains the purpose (at most 200 characters).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
@@ -179,6 +222,8 @@ def org(
     passphrase_env: str,
     passphrase_fd: int | None,
     user: str | None,
+    purpose: str | None,
+    purpose_text: str | None,
     as_json: bool,
 ) -> None:
     """An organisation: keys, enrolment, signals and the inbox.
@@ -191,7 +236,9 @@ def org(
       schakel org publish
       schakel org linking-key fetch
     """
-    ctx.obj = Settings(home, hub_url, passphrase_env, passphrase_fd, user, as_json)
+    ctx.obj = Settings(
+        home, hub_url, passphrase_env, passphrase_fd, user, as_json, purpose, purpose_text
+    )
 
 
 def org_group() -> click.Group:

@@ -8,7 +8,9 @@
     ├── VerificationFailed     a certificate, key bundle, CRL or envelope did not verify
     ├── PayloadInvalid         a payload breaks its kind's schema (names the JSON path)
     ├── UnknownOrganisation    the hub's directory has no such organisation
-    └── NotReady               a local step is missing (says which command to run)
+    ├── NotReady               a local step is missing (says which command to run)
+    └── AuditLogInconsistent   the hub's access log does not match what this client saw
+                               before, or an entry does not match the signed tree head
 
 Messages never hold content, keys, tokens or pseudonyms: they name the kind of
 object and the organisation involved, so that they can be shown and logged.
@@ -93,3 +95,39 @@ class UnknownOrganisation(ClientError):
 
 class NotReady(ClientError):
     """A local set-up step has not been done yet; the message names the command to run."""
+
+
+class AuditLogInconsistent(ClientError):
+    """The hub's access log history does not match what this client saw before.
+
+    Raised when a signed tree head does not verify, is not consistent with the head
+    this client kept (a rewritten, truncated or forked log), when the hub withholds a
+    head after one was seen, or when an entry does not match a verified head (``index``
+    names the first bad entry). Stop using the hub and tell the network's privacy officer.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        kept: tuple[int, str] | None = None,
+        served: tuple[int, str] | None = None,
+        index: int | None = None,
+    ) -> None:
+        parts = [f"AUDIT LOG INCONSISTENT: {reason}"]
+        if kept is not None or served is not None:
+            parts.append(
+                "the hub's log history does not match what this client saw before "
+                f"(kept head: {_head_text(kept)}; hub's head: {_head_text(served)})"
+            )
+        if index is not None:
+            parts.append(f"first bad entry: index {index}")
+        super().__init__("; ".join(parts))
+        self.reason = reason
+        self.kept = kept
+        self.served = served
+        self.index = index
+
+
+def _head_text(head: tuple[int, str] | None) -> str:
+    return "none" if head is None else f"size {head[0]}, root {head[1]}"

@@ -11,7 +11,12 @@ explicit timeouts. The client:
   very same envelope again, which is safe: the hub is idempotent on message id;
 * turns every other non-2xx answer into ``HubProblem`` and a hub that cannot be
   reached into ``HubUnreachable``;
-* reads every response with a size bound and parses it with ``loads_strict``.
+* reads every response with a size bound and parses it with ``loads_strict``;
+* says who and why on every request: ``Schakel-User`` (the organisation's own user
+  id, required by the hub on every authenticated request) and, where set,
+  ``Schakel-Purpose`` with ``Schakel-Purpose-Text`` (percent-encoded UTF-8). Requests
+  that read case data (the inbox, a message, the access log) refuse to go out
+  without a purpose.
 
 Nothing the hub returns is trusted: certificates, bundles and envelopes come
 back parsed but unverified, and :mod:`clients.organisation` verifies them.
@@ -22,7 +27,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +36,7 @@ import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clients.errors import ClientError, HubProblem, HubUnreachable, VerificationFailed
+from protocol.auditlog import PURPOSES, AuditEntry, TreeHead, check_purpose_text
 from protocol.certificate import MAX_CERT_BYTES, MAX_CRL_BYTES
 from protocol.encoding import b64d, b64e, frame, loads_strict
 from protocol.envelope import Envelope
@@ -44,7 +51,9 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 MAX_RETRY_AFTER = 30.0
 MAX_BACKOFF = 8.0
+MAX_EXPORT_LINE = 256 * 1024
 _USER = re.compile(r"[\x21-\x7e]{1,64}")
+AUDIT_FILTERS = ("org", "user", "action", "object", "pseudonym", "since", "until")
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -81,6 +90,45 @@ class Notice:
     id: MessageId
 
 
+@dataclass(frozen=True, slots=True)
+class Purpose:
+    """Why a request is made: a code from ``protocol.auditlog.PURPOSES`` and free text."""
+
+    code: str
+    text: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.code not in PURPOSES:
+            raise ClientError(f"purpose must be one of {', '.join(PURPOSES)}")
+        if self.text is not None:
+            try:
+                check_purpose_text(self.text)
+            except ProtocolError as exc:
+                raise ClientError(f"purpose text: {exc}") from exc
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Schakel-Purpose": self.code}
+        if self.text is not None:
+            headers["Schakel-Purpose-Text"] = urllib.parse.quote(self.text, safe="")
+        return headers
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    """``GET /v1/audit/entries/{index}/proof`` as served (unverified)."""
+
+    index: int
+    size: int
+    leaf: bytes
+    proof: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPage:
+    entries: tuple[AuditEntry, ...]
+    next: int | None
+
+
 class _Retry(Exception):
     """Internal: this attempt may be repeated after ``delay`` seconds (None: backoff)."""
 
@@ -101,6 +149,7 @@ class HubClient:
         org: str | None = None,
         signing_key: Ed25519PrivateKey | None = None,
         user: str | None = None,
+        purpose: Purpose | None = None,
         timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
         ssl: Any = None,
@@ -117,6 +166,7 @@ class HubClient:
         self.org = org
         self._key = signing_key
         self._user = user
+        self.purpose = purpose
         self._timeout = aiohttp.ClientTimeout(
             total=timeout, connect=min(timeout, 10.0), sock_read=timeout
         )
@@ -146,13 +196,35 @@ class HubClient:
 
     # -- transport ---------------------------------------------------------------------
 
-    def _headers(self, token: str | None) -> dict[str, str]:
+    @property
+    def user(self) -> str | None:
+        return self._user
+
+    def _headers(self, token: str | None, purpose: Purpose | None = None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
         if token is not None:
+            if self._user is None:
+                raise ClientError(
+                    "requests to the hub need your user id (--user or SCHAKEL_USER): "
+                    "the hub records it in its access log"
+                )
             headers["Authorization"] = f"Bearer {token}"
         if self._user is not None:
             headers["Schakel-User"] = self._user
+        purpose = purpose or self.purpose
+        if purpose is not None:
+            headers.update(purpose.headers())
         return headers
+
+    def _purpose(self, purpose: Purpose | None) -> Purpose:
+        """The purpose of a request that reads case data; refuse to send one without."""
+        chosen = purpose or self.purpose
+        if chosen is None:
+            raise ClientError(
+                "this request reads case data and needs a purpose of use "
+                f"(--purpose or SCHAKEL_PURPOSE; one of {', '.join(PURPOSES)})"
+            )
+        return chosen
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         length = response.content_length
@@ -166,7 +238,7 @@ class HubClient:
         return bytes(data)
 
     async def _exchange(
-        self, method: str, path: str, body: Any, token: str | None
+        self, method: str, path: str, body: Any, token: str | None, purpose: Purpose | None = None
     ) -> tuple[int, Any, dict[str, str]]:
         """One HTTP request; (status, parsed JSON or None, headers)."""
         if self._session is None:
@@ -176,7 +248,7 @@ class HubClient:
                 method,
                 self.base_url + path,
                 json=body,
-                headers=self._headers(token),
+                headers=self._headers(token, purpose),
                 ssl=self._ssl if self._ssl is not None else True,
                 allow_redirects=False,
             ) as response:
@@ -201,7 +273,13 @@ class HubClient:
             raise ClientError(f"hub answered with malformed JSON ({exc})") from exc
 
     async def _call(
-        self, method: str, path: str, body: Any = None, *, auth: bool = True
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        auth: bool = True,
+        purpose: Purpose | None = None,
     ) -> tuple[int, Any]:
         """A request with authentication, one token refresh on 401 and bounded retries."""
         refreshed = False
@@ -210,7 +288,7 @@ class HubClient:
             attempt += 1
             try:
                 token = await self._ensure_token() if auth else None
-                status, parsed, headers = await self._exchange(method, path, body, token)
+                status, parsed, headers = await self._exchange(method, path, body, token, purpose)
                 if status == 401 and auth and not refreshed:
                     refreshed, self._token = True, None
                     attempt -= 1
@@ -352,8 +430,14 @@ class HubClient:
             raise ClientError("hub acknowledged another message id")
         return message_id, _field(body, "accepted", int), status == 201
 
-    async def inbox(self, after: int = 0, limit: int = 50) -> InboxPage:
-        _, body = await self._call("GET", f"/v1/inbox?after={int(after)}&limit={int(limit)}")
+    async def inbox(
+        self, after: int = 0, limit: int = 50, *, purpose: Purpose | None = None
+    ) -> InboxPage:
+        _, body = await self._call(
+            "GET",
+            f"/v1/inbox?after={int(after)}&limit={int(limit)}",
+            purpose=self._purpose(purpose),
+        )
         items = []
         for entry in _field(body, "messages", list):
             items.append(
@@ -365,9 +449,13 @@ class HubClient:
             )
         return InboxPage(tuple(items), _field(body, "next", int))
 
-    async def get_message(self, message_id: str) -> tuple[int | None, Any]:
+    async def get_message(
+        self, message_id: str, *, purpose: Purpose | None = None
+    ) -> tuple[int | None, Any]:
         """(cursor or None, envelope wire form) of a message we sent or received."""
-        _, body = await self._call("GET", f"/v1/messages/{_message_id(message_id)}")
+        _, body = await self._call(
+            "GET", f"/v1/messages/{_message_id(message_id)}", purpose=self._purpose(purpose)
+        )
         cursor = _object(body).get("cursor")
         if cursor is not None and not _is_int(cursor):
             raise ClientError("hub answered with a malformed cursor")
@@ -410,6 +498,109 @@ class HubClient:
                     if notice is not None:
                         yield notice
             return
+
+    # -- public API: the access log ----------------------------------------------------
+
+    async def audit_head(self) -> TreeHead | None:
+        """The newest signed tree head (parsed, not verified), or None before the first."""
+        _, body = await self._call("GET", "/v1/audit/head")
+        wire = _object(body).get("head", _MISSING)
+        if wire is _MISSING:
+            raise ClientError("hub answer lacks a 'head'")
+        return None if wire is None else _tree_head(wire)
+
+    async def sign_audit_head(self, *, purpose: Purpose | None = None) -> TreeHead:
+        """Privacy officers: ask the hub to sign a head for its current size now."""
+        _, body = await self._call("POST", "/v1/audit/head", purpose=self._purpose(purpose))
+        return _tree_head(_object(body).get("head"))
+
+    async def audit_head_at(self, size: int, *, purpose: Purpose | None = None) -> TreeHead:
+        _, body = await self._call(
+            "GET", f"/v1/audit/heads/{int(size)}", purpose=self._purpose(purpose)
+        )
+        return _tree_head(_object(body).get("head", body))
+
+    async def audit_consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        """The consistency proof between two tree sizes, as served (unverified)."""
+        _, body = await self._call(
+            "GET", f"/v1/audit/consistency?from={int(old_size)}&to={int(new_size)}"
+        )
+        if _field(body, "from", int) != old_size or _field(body, "to", int) != new_size:
+            raise ClientError("hub answered a consistency proof for other sizes")
+        return _hashes(_field(body, "proof", list))
+
+    async def audit_entries(
+        self,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int = 1000,
+        purpose: Purpose | None = None,
+        filters: Mapping[str, str | int | None] | None = None,
+    ) -> EntryPage:
+        """One page of visible entries, parsed and validated (not yet proven)."""
+        query = _audit_query({"start": start, "end": end, "limit": limit, **(filters or {})})
+        _, body = await self._call(
+            "GET", f"/v1/audit/entries{query}", purpose=self._purpose(purpose)
+        )
+        entries = tuple(_entry(wire) for wire in _field(body, "entries", list))
+        after = _object(body).get("next")
+        if after is not None and not _is_int(after):
+            raise ClientError("hub answer lacks a valid 'next'")
+        return EntryPage(entries, after)
+
+    async def audit_inclusion(
+        self, index: int, size: int | None = None, *, purpose: Purpose | None = None
+    ) -> InclusionProof:
+        query = "" if size is None else f"?size={int(size)}"
+        _, body = await self._call(
+            "GET", f"/v1/audit/entries/{int(index)}/proof{query}", purpose=self._purpose(purpose)
+        )
+        leaf = _hashes([_object(body).get("leaf")])[0]
+        return InclusionProof(
+            _field(body, "index", int),
+            _field(body, "size", int),
+            leaf,
+            tuple(_hashes(_field(body, "proof", list))),
+        )
+
+    async def audit_export(
+        self,
+        *,
+        size: int | None = None,
+        proofs: bool = True,
+        purpose: Purpose | None = None,
+        filters: Mapping[str, str | int | None] | None = None,
+    ) -> AsyncIterator[bytes]:
+        """The NDJSON export, line by line (each bounded), exactly as the hub streams it."""
+        purpose = self._purpose(purpose)
+        proof_flag = None if proofs else "false"
+        query = _audit_query({"size": size, "proofs": proof_flag, **(filters or {})})
+        if self._session is None:
+            raise ClientError("HubClient is not open: use 'async with HubClient(...)'")
+        for refreshed in (False, True):
+            token = await self._ensure_token()
+            try:
+                async with self._session.get(
+                    f"{self.base_url}/v1/audit/export{query}",
+                    headers=self._headers(token, purpose),
+                    ssl=self._ssl if self._ssl is not None else True,
+                    allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=None, sock_read=self._timeout.sock_read),
+                ) as response:
+                    if response.status == 401 and not refreshed:
+                        self._token = None
+                        continue
+                    if response.status != 200:
+                        data = await self._read(response)
+                        raise HubProblem.from_document(
+                            response.status, self._parse(data, strict=False)
+                        )
+                    async for line in _lines(response.content, MAX_EXPORT_LINE):
+                        yield line
+                    return
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise HubUnreachable(f"hub {self.base_url} unreachable: {_cause(exc)}") from exc
 
 
 # -- parsing helpers -------------------------------------------------------------------
@@ -500,3 +691,52 @@ def _notice(data: str) -> Notice | None:
         return Notice(_field(doc, "cursor", int), _message_id(doc.get("id")))
     except ClientError:
         return None
+
+
+_MISSING = object()
+
+
+def _audit_query(params: dict[str, str | int | None]) -> str:
+    for name in params:
+        if name not in (*AUDIT_FILTERS, "start", "end", "limit", "size", "proofs"):
+            raise ClientError(f"unknown audit filter {name!r}")
+    given = {k: str(v) for k, v in params.items() if v is not None}
+    return "?" + urllib.parse.urlencode(given) if given else ""
+
+
+def _hashes(values: list[Any]) -> list[bytes]:
+    try:
+        hashes = [b64d(value, max_len=32) for value in values]
+    except ProtocolError as exc:
+        raise VerificationFailed("audit proof", reason="malformed hash") from exc
+    if any(len(h) != 32 for h in hashes):
+        raise VerificationFailed("audit proof", reason="a hash is not 32 bytes")
+    return hashes
+
+
+def _tree_head(wire: Any) -> TreeHead:
+    try:
+        return TreeHead.from_wire(wire)
+    except ProtocolError as exc:
+        raise VerificationFailed("tree head", reason="malformed") from exc
+
+
+def _entry(wire: Any) -> AuditEntry:
+    try:
+        return AuditEntry.from_wire(wire)
+    except ProtocolError as exc:
+        raise VerificationFailed("audit entry", reason=str(exc)[:120]) from exc
+
+
+async def _lines(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
+    """Split a stream into lines (without the newline), refusing any longer than ``limit``."""
+    buffer = bytearray()
+    async for chunk in content.iter_chunked(65536):
+        buffer += chunk
+        while (end := buffer.find(b"\n")) >= 0:
+            yield bytes(buffer[:end])
+            del buffer[: end + 1]
+        if len(buffer) > limit:
+            raise ClientError("hub export holds a line that is too long")
+    if buffer:
+        yield bytes(buffer)

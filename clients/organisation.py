@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from clients.audit import CHECK_SECONDS, LogWatch
 from clients.errors import (
     HubProblem,
     NotReady,
@@ -107,6 +108,7 @@ class Organisation:
         *,
         clock: Callable[[], float] = time.time,
         rng: Callable[[int], bytes] = os.urandom,
+        log_interval: float = CHECK_SECONDS,
     ) -> None:
         self.keys = keys
         self.state = state
@@ -114,6 +116,8 @@ class Organisation:
         self._clock = clock
         self._rng = rng
         self._crl: tuple[int, RevocationList] | None = None
+        self._log_interval = log_interval
+        self._log: LogWatch | None = None
 
     def now(self) -> int:
         return int(self._clock())
@@ -133,12 +137,28 @@ class Organisation:
     def _root_fp(self) -> str:
         return self.keys.root.fingerprint
 
+    @property
+    def log(self) -> LogWatch:
+        """This client's memory of the hub's access log (the last verified tree head)."""
+        if self._log is None:
+            self._log = LogWatch(
+                self.state,
+                self.hub,
+                root_der=self.keys.root.der,
+                network=self.keys.network,
+                crl=self._current_crl,
+                clock=self._clock,
+                interval=self._log_interval,
+            )
+        return self._log
+
     # -- publishing and keys -----------------------------------------------------------
 
     async def publish(self) -> tuple[str, str]:
         """Publish our certificate, then our current key bundle; their fingerprints."""
         cert = self.certificate()
         await self.hub.publish_certificate(cert.der)
+        await self.log.check_if_due()  # the first request that can authenticate
         bundle = self.keys.current_bundle(now=self.now())
         await self.hub.publish_bundle(bundle)
         return cert.fingerprint, bundle.fingerprint
@@ -248,6 +268,9 @@ class Organisation:
     async def send_signal(self, payload: dict[str, Any], recipients: Iterable[str]) -> MessageId:
         """Validate, seal to every recipient's verified bundle, send (retries reuse the id)."""
         validate_payload("signal", payload)
+        # Trust anchors first: the revocation list needs no login, the log's head does.
+        await self._current_crl(self.now())
+        await self.log.check_if_due()
         data = encode_payload(payload)
         cert = self.certificate()
         orgs = sorted({_org(org) for org in recipients})
@@ -288,6 +311,8 @@ class Organisation:
         """Page through the inbox from the stored cursor; verify, store and ack each message."""
         received: list[ReceivedMessage] = []
         rejected: list[RejectedMessage] = []
+        await self._current_crl(self.now())
+        await self.log.check_if_due()
         while True:
             after = self.state.cursor
             page = await self.hub.inbox(after=after, limit=INBOX_PAGE)

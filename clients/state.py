@@ -15,7 +15,12 @@ What it keeps, and nothing more:
 * ``certificates`` every sender certificate a stored message was verified with,
                  by fingerprint, so that ``show`` can open the envelope again later;
 * ``sent``       the ids of messages this organisation sent, with recipients;
-* ``meta``       also the highest CRL number seen, so a hub can not serve an older list.
+* ``meta``       also the highest CRL number seen, so a hub can not serve an older list,
+                 and the last verified signed tree head of the hub's access log
+                 (``tree_head``, its wire JSON), which only ever grows;
+* ``hub_certificates`` the hub's log-signing certificates by fingerprint, each
+                 verified against the pinned root (role ``hub``), so that heads and
+                 exports can be checked offline.
 
 No plaintext is stored: envelopes are decrypted again when shown. The file is
 created 0600 (SQLite gives its WAL and shared-memory files the same mode),
@@ -34,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from clients.errors import ClientError
+from protocol.auditlog import TreeHead
+from protocol.errors import ProtocolError
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -52,6 +59,8 @@ CREATE TABLE IF NOT EXISTS certificates (
 CREATE TABLE IF NOT EXISTS sent (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, recipients TEXT NOT NULL,
     created INTEGER NOT NULL, sent_at INTEGER NOT NULL, accepted INTEGER);
+CREATE TABLE IF NOT EXISTS hub_certificates (
+    fingerprint TEXT PRIMARY KEY, root TEXT NOT NULL, der BLOB NOT NULL);
 """
 
 
@@ -293,6 +302,42 @@ class LocalState:
     def note_crl_number(self, number: int) -> None:
         if number > self.crl_number:
             self._set_meta("crl_number", str(number))
+
+    # -- the hub's access log ----------------------------------------------------------
+
+    @property
+    def tree_head(self) -> TreeHead | None:
+        """The last signed tree head this client verified (None before the first)."""
+        value = self._get_meta("tree_head")
+        if value is None:
+            return None
+        try:
+            return TreeHead.from_wire(json.loads(value))
+        except (ValueError, ProtocolError) as exc:
+            raise ClientError(f"local state {self.path} holds a damaged tree head") from exc
+
+    def keep_tree_head(self, head: TreeHead) -> None:
+        """Keep ``head`` (already verified by the caller) unless a larger one is kept."""
+        text = json.dumps(head.to_wire(), sort_keys=True, separators=(",", ":"))
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            kept = self.tree_head
+            if kept is None or head.size >= kept.size:
+                self._set_meta("tree_head", text)
+
+    def remember_hub_certificate(self, fingerprint: str, *, root: str, der: bytes) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO hub_certificates (fingerprint, root, der) VALUES (?, ?, ?)",
+            (fingerprint, root, der),
+        )
+
+    def hub_certificate(self, fingerprint: str, *, root: str) -> bytes | None:
+        """The DER of a hub certificate kept earlier, or None (absent or another root)."""
+        row = self._db.execute(
+            "SELECT der FROM hub_certificates WHERE fingerprint = ? AND root = ?",
+            (fingerprint, root),
+        ).fetchone()
+        return None if row is None else bytes(row[0])
 
     # -- sent messages -----------------------------------------------------------------
 

@@ -10,6 +10,7 @@ its use-case committed with the action.
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,16 +21,26 @@ from aiohttp import web
 from hub import audit, auth, directory, relay
 from hub.audit import Scope
 from hub.config import Clock, HubConfig, Rng
-from hub.errors import NotFound, Unauthorized, Unavailable
+from hub.errors import Malformed, NotFound, Unauthorized, Unavailable
 from hub.notify import Notifier
 from hub.problems import ORG, REQUEST_ID, read_json
 from hub.ratelimit import TokenBucket
 from hub.store import InboxItem, Store
 from hub.tokens import TokenService
+from hub.treeheads import HeadSigner
+from protocol.auditlog import MAX_PURPOSE_TEXT_CHARS, PURPOSES, check_purpose_text, check_user
 from protocol.encoding import b64e
+from protocol.errors import ValidationError
 
 JSON = "application/json"
 USER_HEADER = "Schakel-User"
+PURPOSE_HEADER = "Schakel-Purpose"
+PURPOSE_TEXT_HEADER = "Schakel-Purpose-Text"
+# Percent-encoded UTF-8: at most 4 bytes a character, 3 header characters a byte.
+MAX_PURPOSE_TEXT_HEADER = MAX_PURPOSE_TEXT_CHARS * 4 * 3
+_PERCENT_ENCODED = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/?%"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +58,7 @@ class Services:
     address_limits: TokenBucket
     hub_certificate_der: bytes | None
     openapi: bytes | None
+    heads: HeadSigner | None = None  # None: the hub has no log-signing key
 
 
 SERVICES = web.AppKey("schakel_services", Services)
@@ -58,6 +70,42 @@ def services(request: web.Request) -> Services:
 
 def client_address(request: web.Request) -> str:
     return (request.remote or "-")[:64]
+
+
+def parse_user(header: str | None) -> str:
+    """The required ``Schakel-User`` header (400 ``malformed`` without it or malformed)."""
+    if header is None:
+        raise Malformed(f"the {USER_HEADER} header is required")
+    try:
+        return check_user(header)
+    except ValidationError as exc:
+        raise Malformed(f"{USER_HEADER}: {exc}") from None
+
+
+def parse_purpose(header: str | None, *, required: bool) -> str | None:
+    """``Schakel-Purpose``: a code of ``protocol.auditlog.PURPOSES``."""
+    if header is None:
+        if required:
+            raise Malformed(f"the {PURPOSE_HEADER} header is required on this route")
+        return None
+    if header not in PURPOSES:
+        raise Malformed(f"{PURPOSE_HEADER} must be one of {', '.join(PURPOSES)}")
+    return header
+
+
+def parse_purpose_text(header: str | None) -> str | None:
+    """``Schakel-Purpose-Text``: percent-encoded UTF-8, checked after decoding."""
+    if header is None:
+        return None
+    if len(header) > MAX_PURPOSE_TEXT_HEADER or not set(header) <= _PERCENT_ENCODED:
+        raise Malformed(f"{PURPOSE_TEXT_HEADER} must be percent-encoded UTF-8, 1-200 characters")
+    try:
+        text = urllib.parse.unquote(header, encoding="utf-8", errors="strict")
+        return check_purpose_text(text)
+    except UnicodeDecodeError:
+        raise Malformed(f"{PURPOSE_TEXT_HEADER} is not percent-encoded UTF-8") from None
+    except ValidationError as exc:
+        raise Malformed(f"{PURPOSE_TEXT_HEADER}: {exc}") from None
 
 
 def render(body: Any, *, status: int = 200) -> web.Response:
@@ -77,14 +125,18 @@ async def audited(request: web.Request, action: str, object_type: str) -> AsyncI
         action=action,
         object_type=object_type,
         request_id=request[REQUEST_ID],
-        source=client_address(request),
+        source=audit.address_text(request.remote),
     )
     async with audit.audited(s.store, s.clock, scope):
         yield scope
 
 
-async def authenticate(request: web.Request, scope: Scope) -> auth.Caller:
-    """The caller behind the bearer token; fills in the audit scope and rate-limits."""
+async def authenticate(request: web.Request, scope: Scope, *, purpose: bool = False) -> auth.Caller:
+    """The caller behind the bearer token; fills in the audit scope and rate-limits.
+
+    ``Schakel-User`` is required; ``Schakel-Purpose`` too where ``purpose`` (routes that
+    read case data). Each value enters the scope only once it passed its check.
+    """
     s = services(request)
     try:
         caller = await auth.verify_access(
@@ -100,8 +152,11 @@ async def authenticate(request: web.Request, scope: Scope) -> auth.Caller:
         raise
     s.org_limits.check(caller.org)
     request[ORG] = caller.org
-    scope.org, scope.role = caller.org, caller.role_text
-    scope.user = auth.parse_user(request.headers.get(USER_HEADER))
+    scope.org, scope.role = caller.org, caller.role_text or None
+    headers = request.headers
+    scope.user = parse_user(headers.get(USER_HEADER))
+    scope.purpose = parse_purpose(headers.get(PURPOSE_HEADER), required=purpose)
+    scope.purpose_text = parse_purpose_text(headers.get(PURPOSE_TEXT_HEADER))
     return caller
 
 
@@ -130,7 +185,7 @@ async def post_challenge(request: web.Request) -> web.Response:
 async def post_token(request: web.Request) -> web.Response:
     s = services(request)
     limit_address(request)
-    async with audited(request, "auth.token", "org") as scope:
+    async with audited(request, "login", "auth") as scope:
         body = await body_of(request)
         token = await auth.issue_token(
             s.store,
@@ -171,7 +226,7 @@ async def get_hub(request: web.Request) -> web.Response:
 async def post_certificate(request: web.Request) -> web.Response:
     s = services(request)
     limit_address(request)
-    async with audited(request, "directory.certificate.put", "org") as scope:
+    async with audited(request, "create", "directory") as scope:
         body = await body_of(request)
         held = await directory.upload_certificate(
             s.store, s.clock, s.config, scope, body, cache=s.trust_cache
@@ -184,7 +239,7 @@ async def post_certificate(request: web.Request) -> web.Response:
 
 async def get_orgs(request: web.Request) -> web.Response:
     s = services(request)
-    async with audited(request, "directory.orgs.list", "org") as scope:
+    async with audited(request, "list", "directory") as scope:
         await authenticate(request, scope)
         listings = await directory.list_organisations(
             s.store, s.clock, s.config, scope, cache=s.trust_cache
@@ -207,7 +262,7 @@ async def get_orgs(request: web.Request) -> web.Response:
 
 async def get_org(request: web.Request) -> web.Response:
     s = services(request)
-    async with audited(request, "directory.org.get", "org") as scope:
+    async with audited(request, "read", "directory") as scope:
         await authenticate(request, scope)
         entry = await directory.fetch_organisation(
             s.store, s.clock, s.config, scope, request.match_info["org"]
@@ -218,7 +273,7 @@ async def get_org(request: web.Request) -> web.Response:
 
 async def put_bundle(request: web.Request) -> web.Response:
     s = services(request)
-    async with audited(request, "directory.bundle.put", "org") as scope:
+    async with audited(request, "create", "directory") as scope:
         caller = await authenticate(request, scope)
         body = await body_of(request)
         fp = await directory.upload_bundle(
@@ -236,7 +291,7 @@ async def put_bundle(request: web.Request) -> web.Response:
 
 async def get_bundle(request: web.Request) -> web.Response:
     s = services(request)
-    async with audited(request, "directory.bundle.get", "org") as scope:
+    async with audited(request, "read", "directory") as scope:
         await authenticate(request, scope)
         bundle = await directory.fetch_bundle(
             s.store, s.clock, s.config, scope, request.match_info["fingerprint"]
@@ -247,7 +302,7 @@ async def get_bundle(request: web.Request) -> web.Response:
 async def get_crl(request: web.Request) -> web.Response:
     s = services(request)
     limit_address(request)
-    async with audited(request, "directory.crl.get", "crl") as scope:
+    async with audited(request, "read", "directory") as scope:
         der = await directory.fetch_crl(s.store, s.clock, scope)
     return render({"crl": None if der is None else b64e(der)})
 
@@ -255,7 +310,7 @@ async def get_crl(request: web.Request) -> web.Response:
 async def put_crl(request: web.Request) -> web.Response:
     s = services(request)
     limit_address(request)
-    async with audited(request, "directory.crl.put", "crl") as scope:
+    async with audited(request, "create", "directory") as scope:
         body = await body_of(request)
         number = await directory.upload_crl(
             s.store, s.clock, s.config, scope, body, cache=s.trust_cache
@@ -266,17 +321,17 @@ async def put_crl(request: web.Request) -> web.Response:
 async def post_linking_key(request: web.Request) -> web.Response:
     s = services(request)
     limit_address(request)
-    async with audited(request, "directory.linking-key.put", "org") as scope:
+    async with audited(request, "create", "directory") as scope:
         body = await body_of(request)
         created = await directory.upload_linking_key(
             s.store, s.clock, s.config, scope, body, cache=s.trust_cache
         )
-    return render({"org": scope.object_id}, status=201 if created else 200)
+    return render({"org": scope.object_ids[0]}, status=201 if created else 200)
 
 
 async def get_linking_keys(request: web.Request) -> web.Response:
     s = services(request)
-    async with audited(request, "directory.linking-keys.list", "org") as scope:
+    async with audited(request, "list", "directory") as scope:
         caller = await authenticate(request, scope)
         keys = await directory.list_linking_keys(s.store, s.clock, scope, caller=caller.org)
     return render({"linking_keys": [key.to_wire() for key in keys]})
@@ -287,7 +342,7 @@ async def get_linking_keys(request: web.Request) -> web.Response:
 
 async def post_message(request: web.Request) -> web.Response:
     s = services(request)
-    async with audited(request, "message.send", "message") as scope:
+    async with audited(request, "create", "message") as scope:
         caller = await authenticate(request, scope)
         body = await body_of(request, large=True)
         accepted = await relay.send_message(
@@ -312,8 +367,8 @@ def _inbox_item(item: InboxItem) -> dict[str, Any]:
 
 async def get_inbox(request: web.Request) -> web.Response:
     s = services(request)
-    async with audited(request, "inbox.read", "org") as scope:
-        caller = await authenticate(request, scope)
+    async with audited(request, "list", "inbox") as scope:
+        caller = await authenticate(request, scope, purpose=True)
         page = await relay.read_inbox(
             s.store,
             s.clock,
@@ -328,8 +383,8 @@ async def get_inbox(request: web.Request) -> web.Response:
 
 async def get_message(request: web.Request) -> web.Response:
     s = services(request)
-    async with audited(request, "message.get", "message") as scope:
-        caller = await authenticate(request, scope)
+    async with audited(request, "read", "message") as scope:
+        caller = await authenticate(request, scope, purpose=True)
         view = await relay.fetch_message(
             s.store, s.clock, scope, caller=caller.org, message_id=request.match_info["id"]
         )
@@ -338,7 +393,7 @@ async def get_message(request: web.Request) -> web.Response:
 
 async def post_ack(request: web.Request) -> web.Response:
     s = services(request)
-    async with audited(request, "message.ack", "message") as scope:
+    async with audited(request, "acknowledge", "message") as scope:
         caller = await authenticate(request, scope)
         await relay.acknowledge(
             s.store, s.clock, scope, caller=caller.org, message_id=request.match_info["id"]

@@ -18,8 +18,10 @@ from collections.abc import AsyncIterator
 from importlib import resources
 
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hub.api import SERVICES, Services, add_routes
+from hub.auditapi import add_audit_routes
 from hub.config import Clock, HubConfig, Rng, system_clock
 from hub.directory import TrustCache
 from hub.logs import access_log_middleware
@@ -28,8 +30,9 @@ from hub.problems import problem_middleware
 from hub.ratelimit import TokenBucket
 from hub.store import Store
 from hub.tokens import TokenService
+from hub.treeheads import HeadSigner
 from hub.ws import websocket
-from protocol.certificate import load_root
+from protocol.certificate import Certificate, load_root, verify_certificate
 
 log = logging.getLogger("hub")
 
@@ -41,31 +44,57 @@ def _openapi() -> bytes | None:
         return None
 
 
+def _hub_certificate(config: HubConfig, der: bytes | None, now: int) -> Certificate:
+    """The hub certificate, verified against the pinned root (ValueError otherwise)."""
+    if der is None:
+        raise ValueError("a log-signing key needs the hub certificate that certifies it")
+    return verify_certificate(der, load_root(config.root_der, now=now), now=now, crl=None)
+
+
 def make_app(
     config: HubConfig,
     *,
     token_key_pem: bytes,
     hub_certificate_der: bytes | None = None,
+    log_signing_key: Ed25519PrivateKey | None = None,
     clock: Clock | None = None,
     rng: Rng | None = None,
     notifier: Notifier | None = None,
     migrate: bool = True,
+    sign_heads: bool = True,
 ) -> web.Application:
-    """The hub application; the database is migrated (if ``migrate``) on startup."""
+    """The hub application; the database is migrated (if ``migrate``) on startup.
+
+    With ``log_signing_key`` (the key ``hub_certificate_der`` certifies, role ``hub``)
+    the hub signs tree heads of its access log, every ``tree_head_interval`` seconds in
+    a background task unless ``sign_heads`` is false (tests tick it by hand), and on
+    request; without it the routes that need a head answer 503.
+    """
     now = clock or system_clock
     load_root(config.root_der, now=now())  # refuse to start with a bad or expired root
     limits = config.limits
     limiter_clock = clock or time.monotonic
+    store = Store(
+        config.database_url,
+        max_queue=limits.write_queue,
+        max_batch=limits.write_batch,
+        logger=logging.getLogger("hub.writer"),
+    )
+    heads = None
+    if log_signing_key is not None:
+        heads = HeadSigner(
+            store,
+            now,
+            key=log_signing_key,
+            certificate=_hub_certificate(config, hub_certificate_der, now()),
+            interval=limits.tree_head_interval,
+            logger=logging.getLogger("hub.treeheads"),
+        )
     services = Services(
         config=config,
         clock=now,
         rng=rng or os.urandom,
-        store=Store(
-            config.database_url,
-            max_queue=limits.write_queue,
-            max_batch=limits.write_batch,
-            logger=logging.getLogger("hub.writer"),
-        ),
+        store=store,
         trust_cache=TrustCache(config.root_der),
         tokens=TokenService(
             token_key_pem,
@@ -80,6 +109,7 @@ def make_app(
         ),
         hub_certificate_der=hub_certificate_der,
         openapi=_openapi(),
+        heads=heads,
     )
     app = web.Application(
         middlewares=[
@@ -95,11 +125,16 @@ def make_app(
         if migrate:
             await store.migrate()
         await store.start()
+        if heads is not None and sign_heads:
+            heads.start()
         yield
+        if heads is not None:
+            await heads.stop()
         await store.close()
 
     app.cleanup_ctx.append(lifecycle)
     add_routes(app, websocket=websocket)
+    add_audit_routes(app)
     return app
 
 
@@ -108,10 +143,16 @@ async def serve(
     *,
     token_key_pem: bytes,
     hub_certificate_der: bytes | None = None,
+    log_signing_key: Ed25519PrivateKey | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Run the hub on ``config.host:config.port`` until SIGINT/SIGTERM (or ``stop`` is set)."""
-    app = make_app(config, token_key_pem=token_key_pem, hub_certificate_der=hub_certificate_der)
+    app = make_app(
+        config,
+        token_key_pem=token_key_pem,
+        hub_certificate_der=hub_certificate_der,
+        log_signing_key=log_signing_key,
+    )
     limits = config.limits
     runner = web.AppRunner(
         app,

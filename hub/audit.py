@@ -1,50 +1,51 @@
-"""The audit log: one entry per request that touches a message or the directory.
+"""The access log: one entry per request that touches a message, the directory or the log.
 
-Entries form a hash chain (a later version replaces it with a Merkle tree;
-keep callers on this module's narrow API)::
+Entries are :class:`protocol.auditlog.AuditEntry` values, the leaves of an RFC 9162
+Merkle tree (``docs/protocol.md``, "The access log"). The writer is the sequencer:
+:func:`append` gives an entry the next index inside the caller's work item and stores
+it with the perfect subtrees it completes (:meth:`hub.store.Tx.insert_audit`).
 
-    entry_hash = digest("schakel/audit-chain/v1", prev_hash, canonical_json(fields))
-
-where ``fields`` is the JSON object of ``seq``, ``time``, ``org``, ``user``,
-``role``, ``action``, ``object_type``, ``object_id``, ``outcome``, ``reason``,
-``source`` and ``request_id`` (absent values as ``null``), and ``prev_hash``
-is the previous entry's hash (32 zero bytes before the first entry).
-
-An allowed action appends its entry in the same work item, so in the same
-transaction, as its effect (:func:`act`): no effect without its entry, and a
-failing entry fails the action. A denied request appends its entry as a work
-item of its own (:func:`audited`); its rejected effects were never written.
-Entries never hold content, keys, tokens or pseudonyms.
+An allowed action appends its entry in the same work item, so in the same transaction,
+as its effect (:func:`act`): no effect without its entry, and a failing entry fails the
+action. A denied request appends its entry as a work item of its own (:func:`audited`);
+its rejected effects were never written. Entries never hold content, keys or tokens;
+pseudonyms only for the ``create`` of a message (its header pseudonyms).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from hub.config import Clock
 from hub.errors import HubError, RateLimited
-from hub.store import AuditRecord, Store, Tx
-from protocol.encoding import canonical_json, digest
+from hub.store import Store, Tx
+from protocol.auditlog import AuditEntry
 
 T = TypeVar("T")
 
-CHAIN_LABEL = "schakel/audit-chain/v1"
-GENESIS = bytes(32)
 ALLOWED = "allowed"
 DENIED = "denied"
-_HASHED = tuple(f.name for f in fields(AuditRecord) if f.name not in ("prev_hash", "entry_hash"))
 
 
-class AuditChainError(Exception):
-    """The stored audit entries do not form an unbroken chain."""
+class AuditLogError(Exception):
+    """The access log moved while an entry was being appended (it was not stored)."""
+
+
+def address_text(remote: str | None) -> str | None:
+    """The client address as an entry holds it: an IP address text, else None."""
+    try:
+        return str(ipaddress.ip_address(remote or ""))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """What one request did, before it gets its place in the chain."""
+    """What one request did, before it gets its place in the tree."""
 
     action: str
     object_type: str
@@ -52,18 +53,42 @@ class Event:
     org: str | None = None
     user: str | None = None
     role: str | None = None
-    object_id: str | None = None
+    purpose: str | None = None
+    purpose_text: str | None = None
+    object_ids: tuple[str, ...] = ()
+    pseudonyms: tuple[str, ...] = ()
     reason: str | None = None
     source: str | None = None
     request_id: str | None = None
+
+    def entry(self, index: int, *, now: int) -> AuditEntry:
+        """The entry at ``index`` (ValidationError if a field breaks the entry's rules)."""
+        return AuditEntry(
+            index=index,
+            time=now,
+            action=self.action,
+            outcome=self.outcome,
+            reason=self.reason,
+            org=self.org,
+            user=self.user,
+            role=self.role or None,
+            purpose=self.purpose,
+            purpose_text=self.purpose_text,
+            object_type=self.object_type,
+            object_ids=tuple(sorted(set(self.object_ids))),
+            pseudonyms=tuple(sorted(set(self.pseudonyms))),
+            source=self.source,
+            request_id=self.request_id,
+        )
 
 
 @dataclass(slots=True)
 class Scope:
     """The audit entry of one request, filled in as the request is understood.
 
-    ``object_id`` is set once known (a message id only after the envelope
-    parsed). ``recorded`` becomes true once an entry for this request committed.
+    ``object_ids`` are set once known (a message id only after the envelope parsed).
+    ``recorded`` becomes true once an entry for this request committed. A denied
+    ``login`` is recorded as ``login-failed``.
     """
 
     action: str
@@ -73,18 +98,30 @@ class Scope:
     org: str | None = None
     user: str | None = None
     role: str | None = None
-    object_id: str | None = None
+    purpose: str | None = None
+    purpose_text: str | None = None
+    object_ids: tuple[str, ...] = ()
+    pseudonyms: tuple[str, ...] = ()
     recorded: bool = False
 
+    def touch(self, object_ids: Iterable[str]) -> None:
+        self.object_ids = tuple(object_ids)
+
     def event(self, outcome: str, reason: str | None = None) -> Event:
+        action = self.action
+        if action == "login" and outcome == DENIED:
+            action = "login-failed"
         return Event(
-            action=self.action,
+            action=action,
             object_type=self.object_type,
             outcome=outcome,
             org=self.org,
             user=self.user,
             role=self.role,
-            object_id=self.object_id,
+            purpose=self.purpose,
+            purpose_text=self.purpose_text,
+            object_ids=self.object_ids,
+            pseudonyms=self.pseudonyms,
             reason=reason,
             source=self.source,
             request_id=self.request_id,
@@ -100,56 +137,19 @@ class Outcome(Generic[T]):
     reason: str | None = None
 
 
-def chain_fields(record: AuditRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in _HASHED}
+def append(tx: Tx, event: Event, *, now: int) -> AuditEntry:
+    """Append ``event`` as the next leaf of the tree, inside the caller's work item.
 
-
-def entry_hash(prev_hash: bytes, entry: dict[str, Any]) -> bytes:
-    return digest(CHAIN_LABEL, prev_hash, canonical_json(entry))
-
-
-def append(tx: Tx, event: Event, *, now: int) -> AuditRecord:
-    """Append ``event`` to the chain inside the caller's work item.
-
-    The store may give the chain head from memory; its insert stores the entry
-    only if it links to the newest stored one. If the head was stale (an entry
-    appended by other means), it is read again and the entry linked anew, once.
+    The store may give the tree from memory; its insert stores the entry only if its
+    index directly follows the newest stored one. If the tree was stale (an entry
+    appended by other means), it is read again and the entry placed anew, once.
     """
     for fresh in (False, True):
-        record = _link(event, tx.last_audit(fresh=fresh), now=now)
-        if tx.insert_audit(record):
-            return record
-    raise AuditChainError("the audit chain moved while an entry was being appended")
-
-
-def _link(event: Event, last: tuple[int, bytes] | None, *, now: int) -> AuditRecord:
-    seq, prev = (1, GENESIS) if last is None else (last[0] + 1, last[1])
-    draft = AuditRecord(seq=seq, time=now, prev_hash=prev, entry_hash=b"", **_event_fields(event))
-    return AuditRecord(
-        **{**_record_fields(draft), "entry_hash": entry_hash(prev, chain_fields(draft))}
-    )
-
-
-def _event_fields(event: Event) -> dict[str, Any]:
-    return {f.name: getattr(event, f.name) for f in fields(Event)}
-
-
-def _record_fields(record: AuditRecord) -> dict[str, Any]:
-    return {f.name: getattr(record, f.name) for f in fields(AuditRecord)}
-
-
-def verify_chain(records: Iterable[AuditRecord], *, prev_hash: bytes = GENESIS) -> bytes:
-    """Check each entry's hash and link; return the last hash. Raise AuditChainError."""
-    expected_seq = None
-    for record in records:
-        if expected_seq is not None and record.seq != expected_seq:
-            raise AuditChainError(f"audit entry {record.seq} follows a gap")
-        if record.prev_hash != prev_hash:
-            raise AuditChainError(f"audit entry {record.seq} does not link to its predecessor")
-        if entry_hash(prev_hash, chain_fields(record)) != record.entry_hash:
-            raise AuditChainError(f"audit entry {record.seq} was altered")
-        prev_hash, expected_seq = record.entry_hash, record.seq + 1
-    return prev_hash
+        tree = tx.audit_tree(fresh=fresh)
+        entry = event.entry(tree.size, now=now)
+        if tx.insert_audit(entry, tree):
+            return entry
+    raise AuditLogError("the access log moved while an entry was being appended")
 
 
 async def act(store: Store, scope: Scope, *, now: int, work: Callable[[Tx], Outcome[T]]) -> T:

@@ -18,7 +18,6 @@ Every failure is one :class:`~hub.errors.Unauthorized`, whatever the cause.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -39,7 +38,6 @@ CHALLENGE_BYTES = 32
 SIGNATURE_BYTES = 64
 JTI_BYTES = 16
 MAX_TOKEN_CHARS = 4096
-_USER = re.compile(r"[\x21-\x7e]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +106,7 @@ async def issue_token(
     """Consume the challenge and, if the answer is right, issue a token (else 401)."""
     fields = exact_object(body, "org", "challenge", "signature")
     org = _parse_org(fields["org"])
-    scope.org = scope.object_id = org
+    scope.org = org
     try:
         challenge = b64d(fields["challenge"], max_len=CHALLENGE_BYTES)
         signature = b64d(fields["signature"], max_len=SIGNATURE_BYTES)
@@ -168,12 +166,3 @@ async def verify_access(
     if cert is None:
         raise Unauthorized()
     return Caller(org=org, roles=claims.roles & cert.roles, expires_at=claims.expires_at)
-
-
-def parse_user(header: str | None) -> str | None:
-    """The optional ``Schakel-User`` header: 1-64 printable ASCII characters, no spaces."""
-    if header is None:
-        return None
-    if not _USER.fullmatch(header):
-        raise Malformed("Schakel-User must be 1-64 printable ASCII characters without spaces")
-    return header

@@ -231,5 +231,6 @@ def serve(
             config,
             token_key_pem=keys.token_key_pem,
             hub_certificate_der=None if cert is None else cert.der,
+            log_signing_key=None if cert is None else keys.signing_key,
         )
     )

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from protocol.auditlog import MAX_OBJECT_IDS
 from protocol.certificate import MAX_CERT_BYTES
 from protocol.errors import ValidationError
 from protocol.types import NetworkId, parse_network_id
@@ -58,6 +59,7 @@ class Limits:
     write_queue: int = 4096  # work items waiting for the writer; more -> 503
     write_batch: int = 256  # work items per commit at most
     shutdown_timeout: int = 10
+    tree_head_interval: int = 60  # seconds between signed tree heads, when the log grew
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -68,6 +70,8 @@ class Limits:
             raise ConfigError("limit client_max_size must be at least max_body_bytes")
         if self.max_json_bytes > self.max_body_bytes:
             raise ConfigError("limit max_json_bytes must not exceed max_body_bytes")
+        if self.max_inbox_limit > MAX_OBJECT_IDS:  # an inbox page's ids go into its entry
+            raise ConfigError(f"limit max_inbox_limit must not exceed {MAX_OBJECT_IDS}")
         if not 1 <= self.default_inbox_limit <= self.max_inbox_limit:
             raise ConfigError("limit default_inbox_limit must lie in 1..max_inbox_limit")
 

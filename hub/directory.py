@@ -140,7 +140,12 @@ class TrustCache:
         crl = self._crls.get(record.number)
         if crl is None or crl.der != record.der:
             # Verified as of its own thisUpdate: a late CRL stays in force (module docstring).
-            crl = load_crl(record.der, root, now=record.this_update)
+            try:
+                crl = load_crl(record.der, root, now=record.this_update)
+            except ProtocolError:
+                # Verified when it was stored: the database has been altered. Refuse to
+                # make any trust decision until the operator restores it (fail closed).
+                raise Unavailable("the revocation list the hub holds does not verify") from None
             self._crls.put(record.number, crl)
         return crl
 
@@ -247,7 +252,7 @@ async def upload_certificate(
         raise InvalidCredential(
             "the certificate does not verify against the network root"
         ) from None
-    scope.object_id = cert.org
+    scope.touch([cert.org])
     if ROLE_HUB in cert.roles:
         raise InvalidCredential("a hub certificate is not an organisation certificate")
 
@@ -291,7 +296,7 @@ async def fetch_organisation(
     store: Store, clock: Clock, config: HubConfig, scope: Scope, org_text: str
 ) -> Entry:
     org = _path_org(org_text)
-    scope.object_id = org
+    scope.touch([org])
     record = await store.organisation(org)
     if record is None:
         raise NotFound()
@@ -310,7 +315,7 @@ async def fetch_bundle(
     bundle = await store.bundle(fp)
     if bundle is None:
         raise NotFound()
-    scope.object_id = bundle.org
+    scope.touch([bundle.org])
     await audit.access(store, scope, now=clock())
     return bundle
 
@@ -331,7 +336,7 @@ async def upload_bundle(
 ) -> Fingerprint:
     """Hold the caller's new key bundle as its current one. Another org's path: 404."""
     org = _path_org(org_text)
-    scope.object_id = org
+    scope.touch([org])
     if org != caller:
         raise NotFound()
     try:
@@ -363,7 +368,6 @@ async def upload_bundle(
 
 async def fetch_crl(store: Store, clock: Clock, scope: Scope) -> bytes | None:
     record = await store.latest_crl()
-    scope.object_id = None if record is None else str(record.number)
     await audit.access(store, scope, now=clock())
     return None if record is None else record.der
 
@@ -386,7 +390,6 @@ async def upload_crl(
         raise InvalidCredential(
             "the revocation list is not signed by the root or expired"
         ) from None
-    scope.object_id = str(crl.number)
 
     def hold(tx: Tx) -> Outcome[None]:
         if not tx.put_crl(crl):
@@ -408,7 +411,7 @@ async def upload_linking_key(
         sealed = SealedLinkingKey.from_wire(body)
     except (EncodingError, ValidationError) as exc:
         raise Malformed(f"linking key: {exc}") from None
-    scope.object_id = sealed.org
+    scope.touch([sealed.org])
     now = clock()
     root = cache.root(now)
     if sealed.network != config.network:
@@ -430,7 +433,7 @@ async def upload_linking_key(
 async def list_linking_keys(
     store: Store, clock: Clock, scope: Scope, *, caller: OrgId
 ) -> list[SealedLinkingKey]:
-    scope.object_id = caller
+    scope.touch([caller])
     keys = await store.linking_keys(caller)
     await audit.access(store, scope, now=clock())
     return keys

@@ -79,7 +79,7 @@ async def send_message(
 ) -> Accepted:
     envelope = parse_envelope(body)
     header = envelope.header
-    scope.object_id = header.id
+    scope.touch([header.id])
     if header.sender != caller:
         raise ForbiddenSender("the envelope's sender is not the authenticated organisation")
     if header.network != config.network:
@@ -94,6 +94,7 @@ async def send_message(
     )
     _check_sender(trust, seen, envelope)
     _check_recipients(trust, seen, header)
+    scope.pseudonyms = header.pseudonyms  # recorded once the envelope passed the checks
 
     def accept(tx: Tx) -> Outcome[Accepted]:
         return _accept(tx, envelope, now)
@@ -166,11 +167,11 @@ async def read_inbox(
     after: str | None,
     limit: str | None,
 ) -> Page:
-    scope.object_id = caller
     limits = config.limits
     start = _bounded_int(after, 0, "after", 0, 2**62)
     count = _bounded_int(limit, limits.default_inbox_limit, "limit", 1, limits.max_inbox_limit)
     items = await store.inbox(caller, after=start, limit=count)
+    scope.touch(item.envelope["header"]["id"] for item in items)  # the messages it returns
     await audit.access(store, scope, now=clock())
     return Page(items, items[-1].cursor if items else start)
 
@@ -187,7 +188,7 @@ async def fetch_message(
 ) -> MessageView:
     """The message, for its sender or a recipient; 404 for anyone else."""
     mid = _path_message_id(message_id)
-    scope.object_id = mid
+    scope.touch([mid])
     view = await store.message_for(mid, caller)
     if view is None:
         raise NotFound()
@@ -200,7 +201,7 @@ async def acknowledge(
 ) -> None:
     """Mark the caller's delivery read; idempotent; 404 unless the caller is a recipient."""
     mid = _path_message_id(message_id)
-    scope.object_id = mid
+    scope.touch([mid])
     now = clock()
 
     def ack(tx: Tx) -> Outcome[None]:

@@ -1,8 +1,8 @@
 """The hub's tables (SQLAlchemy Core). Only :mod:`hub.store` queries them.
 
 Times are integer Unix seconds. Wire objects are kept as their canonical JSON
-text, certificates and CRLs as DER. The migration ``0001_initial`` creates
-exactly these tables; a test compares the two.
+text, certificates and CRLs as DER. The migrations (``0001_initial``, then
+``0002_merkle_log``) create exactly these tables; a test compares the two.
 """
 
 from __future__ import annotations
@@ -115,21 +115,59 @@ message_pseudonyms = sa.Table(
     sa.Column("pseudonym", sa.String(80), primary_key=True, index=True),
 )
 
+# The access log: one row per entry (the leaves of the Merkle tree, 0-based and gap-free),
+# with its object ids and pseudonyms also in their own tables for the filters and scoping.
 audit_log = sa.Table(
     "audit_log",
     metadata,
-    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("index", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("time", Time, nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=True),
     sa.Column("org", Org, nullable=True),
     sa.Column("user", sa.String(64), nullable=True),
     sa.Column("role", sa.String(200), nullable=True),
-    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("purpose", sa.String(32), nullable=True),
+    sa.Column("purpose_text", sa.String(200), nullable=True),
     sa.Column("object_type", sa.String(16), nullable=False),
-    sa.Column("object_id", sa.String(64), nullable=True),
-    sa.Column("outcome", sa.String(16), nullable=False),
-    sa.Column("reason", sa.String(64), nullable=True),
+    sa.Column("object_ids", sa.Text, nullable=False),  # canonical JSON list
+    sa.Column("pseudonyms", sa.Text, nullable=False),  # canonical JSON list
     sa.Column("source", sa.String(64), nullable=True),
     sa.Column("request_id", sa.String(64), nullable=True),
-    sa.Column("prev_hash", sa.LargeBinary(32), nullable=False),
-    sa.Column("entry_hash", sa.LargeBinary(32), nullable=False),
+    sa.Column("leaf_hash", sa.LargeBinary(32), nullable=False),
+)
+
+# Every perfect subtree of the tree: level L, index i covers leaves [i * 2**L, (i+1) * 2**L).
+audit_nodes = sa.Table(
+    "audit_nodes",
+    metadata,
+    sa.Column("level", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),
+)
+
+audit_objects = sa.Table(
+    "audit_objects",
+    metadata,
+    sa.Column("index", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("object_id", sa.String(64), primary_key=True, index=True),
+)
+
+audit_pseudonyms = sa.Table(
+    "audit_pseudonyms",
+    metadata,
+    sa.Column("index", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("pseudonym", sa.String(80), primary_key=True, index=True),
+)
+
+# Every tree head the hub signed, by tree size.
+tree_heads = sa.Table(
+    "tree_heads",
+    metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("root", sa.LargeBinary(32), nullable=False),
+    sa.Column("time", Time, nullable=False),
+    sa.Column("hub_cert", Fp, nullable=False),
+    sa.Column("sig", sa.LargeBinary(64), nullable=False),
 )

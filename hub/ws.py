@@ -1,7 +1,7 @@
 """``GET /v1/ws``: live notices of new messages, over a WebSocket.
 
 Authenticated like every other route (bearer token in ``Authorization``) and
-audited as ``ws.connect``. The hub then sends text frames
+audited as a ``read`` of the ``inbox``. The hub then sends text frames
 ``{"type":"message","cursor":N,"id":"..."}`` for each new message addressed
 to the caller, and ``{"type":"ping"}`` after each heartbeat interval without
 one. The client sends nothing: any data frame closes the socket with 1008.
@@ -35,9 +35,8 @@ def _notice_frame(notice: Notice) -> str:
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     s = services(request)
-    async with audited(request, "ws.connect", "org") as scope:
+    async with audited(request, "read", "inbox") as scope:
         caller = await authenticate(request, scope)
-        scope.object_id = caller.org
         await audit.access(s.store, scope, now=s.clock())
     subscription = s.notifier.subscribe(caller.org)  # before the handshake: nothing is missed
     socket = web.WebSocketResponse(max_msg_size=MAX_CLIENT_FRAME, autoping=True)

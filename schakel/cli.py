@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from clients.cli import org
+from clients.cli_audit import audit
 from clients.cli_authority import authority
 from hub.cli import hub
 from schakel.demo import demo
@@ -21,6 +22,7 @@ def cli() -> None:
     Roles and their command groups:
       authority   the network authority: root, certificates, revocation, linking key
       org         an organisation: keys, enrolment, signals, inbox
+      audit       a privacy officer: verify, export and report on the access log
       hub         the hub operator: keys, database, serve
       demo        a local demo network for trying Schakel on one machine
     """
@@ -28,6 +30,7 @@ def cli() -> None:
 
 cli.add_command(authority)
 cli.add_command(org)
+cli.add_command(audit)
 cli.add_command(hub)
 cli.add_command(demo)
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import click
 
-from clients.hub_client import HubClient
+from clients.hub_client import HubClient, Purpose
 from clients.organisation import Organisation
 from clients.state import LocalState
 from hub.app import serve
@@ -40,17 +40,27 @@ from keys.authority import Authority
 from keys.hub import HubKeys
 from keys.keyfile import KdfParams
 from keys.organisation import OrgKeys
-from protocol.certificate import ROLE_COORDINATOR, ROLE_MEMBER
+from protocol.certificate import (
+    ROLE_COORDINATOR,
+    ROLE_MEMBER,
+    ROLE_NETWORK_PRIVACY_OFFICER,
+    ROLE_PRIVACY_OFFICER,
+)
 from protocol.types import NetworkId, OrgId
 
 NETWORK = NetworkId("demo")
 PASSPHRASE = "demo-only-passphrase"  # noqa: S105 - published on purpose, demo only
+DEMO_USER = "demo.user"  # the user id the demo's own requests carry (Schakel-User)
+DEMO_PURPOSE = "case-coordination"
+# Every organisation's own privacy officer works from that organisation's directory;
+# `privacy` is the network's privacy officer (sees the whole access log).
 ORGS: Mapping[str, tuple[str, ...]] = {
-    "police": (ROLE_MEMBER,),
-    "ggd": (ROLE_MEMBER,),
-    "municipality": (ROLE_MEMBER,),
-    "shelter": (ROLE_MEMBER,),
-    "coordinator": (ROLE_MEMBER, ROLE_COORDINATOR),
+    "police": (ROLE_MEMBER, ROLE_PRIVACY_OFFICER),
+    "ggd": (ROLE_MEMBER, ROLE_PRIVACY_OFFICER),
+    "municipality": (ROLE_MEMBER, ROLE_PRIVACY_OFFICER),
+    "shelter": (ROLE_MEMBER, ROLE_PRIVACY_OFFICER),
+    "coordinator": (ROLE_MEMBER, ROLE_COORDINATOR, ROLE_PRIVACY_OFFICER),
+    "privacy": (ROLE_MEMBER, ROLE_NETWORK_PRIVACY_OFFICER),
 }
 MARKER = "provisioned.json"
 
@@ -142,11 +152,24 @@ def load(directory: Path, *, passphrase: bytes = PASSPHRASE.encode()) -> DemoNet
 
 
 def open_organisation(
-    demo: DemoNetwork, org: str, base_url: str, *, clock: Callable[[], float] = time.time
+    demo: DemoNetwork,
+    org: str,
+    base_url: str,
+    *,
+    clock: Callable[[], float] = time.time,
+    user: str = DEMO_USER,
+    purpose: str = DEMO_PURPOSE,
 ) -> Organisation:
     """An ``Organisation`` acting for one demo organisation (the caller closes it)."""
     keys = OrgKeys.open(demo.home(org) / "keys", demo.passphrase)
-    hub = HubClient(base_url, network=demo.network, org=org, signing_key=keys.signing_key)
+    hub = HubClient(
+        base_url,
+        network=demo.network,
+        org=org,
+        signing_key=keys.signing_key,
+        user=user,
+        purpose=Purpose(purpose),
+    )
     return Organisation(keys, LocalState(demo.home(org) / "state.sqlite"), hub, clock=clock)
 
 
@@ -188,6 +211,8 @@ def env_script(demo: DemoNetwork, base_url: str) -> str:
         f"export SCHAKEL_HUB_URL={base_url}\n"
         f"export SCHAKEL_PASSPHRASE={PASSPHRASE}\n"
         "export SCHAKEL_WEAK_KDF=1\n"
+        f"export SCHAKEL_USER={DEMO_USER}\n"
+        f"export SCHAKEL_PURPOSE={DEMO_PURPOSE}\n"
     )
 
 
@@ -201,6 +226,9 @@ Act as an organisation from another terminal, in this directory:
 and then choose who you are:
 {homes}
   .venv/bin/schakel org status
+and, as the network's privacy officer, check the access log:
+  export SCHAKEL_HOME={demo.home("privacy")}
+  .venv/bin/schakel audit verify --full
 
 The demo's keys use the passphrase "{PASSPHRASE}" and weak key derivation:
 never put real data into it. Stop the hub with Ctrl-C; `make run` again reuses it.
@@ -217,8 +245,14 @@ async def run(directory: Path, *, host: str, port: int) -> None:
     base_url = f"http://{host}:{port}"
     hub_keys = HubKeys.open(demo.hub_dir, demo.passphrase)
     config = hub_config(demo, host=host, port=port)
+    hub_cert = _hub_cert(hub_keys)
     hub = asyncio.create_task(
-        serve(config, token_key_pem=hub_keys.token_key_pem, hub_certificate_der=_hub_cert(hub_keys))
+        serve(
+            config,
+            token_key_pem=hub_keys.token_key_pem,
+            hub_certificate_der=hub_cert,
+            log_signing_key=None if hub_cert is None else hub_keys.signing_key,
+        )
     )
     await wait_until_listening(host, port, hub)
     if fresh:

@@ -7,10 +7,11 @@ of the single writer) map rows to protocol objects or the small records of
 
 from hub.store.database import Store, alembic_config, head_revision
 from hub.store.records import (
-    AuditRecord,
+    AuditQuery,
     BundleValidity,
     CrlRecord,
     InboxItem,
+    Inclusion,
     MessageView,
     OrgRecord,
     OrgSummary,
@@ -20,10 +21,11 @@ from hub.store.records import (
 from hub.store.tx import Placed, Tx
 
 __all__ = [
-    "AuditRecord",
+    "AuditQuery",
     "BundleValidity",
     "CrlRecord",
     "InboxItem",
+    "Inclusion",
     "MessageView",
     "OrgRecord",
     "OrgSummary",

@@ -25,17 +25,26 @@ from alembic.script import ScriptDirectory
 from hub import schema as t
 from hub.store.engines import Engines, engines_for
 from hub.store.records import (
-    AuditRecord,
+    AuditQuery,
     BundleValidity,
     CrlRecord,
     InboxItem,
+    Inclusion,
     MessageView,
     OrgRecord,
     OrgSummary,
     Snapshot,
 )
-from hub.store.tx import UNKNOWN, AuditHead, Batch, ItemOutcome, Tx, UnknownHead
+from hub.store.tx import UNKNOWN, AuditTree, Batch, ItemOutcome, Tx, read_nodes, read_tree
 from hub.writer import Writer
+from protocol.auditlog import (
+    AuditEntry,
+    TreeHead,
+    consistency_from_nodes,
+    inclusion_from_nodes,
+    needed_for_consistency,
+    needed_for_inclusion,
+)
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
 from protocol.types import Fingerprint, MessageId, NetworkId, OrgId
@@ -66,11 +75,43 @@ def _loads(text: str) -> Any:
     return json.loads(text)
 
 
-def _audit_record(row: Any) -> AuditRecord:
-    values: dict[str, Any] = dict(row)
-    values["prev_hash"] = bytes(values["prev_hash"])
-    values["entry_hash"] = bytes(values["entry_hash"])
-    return AuditRecord(**values)
+# On PostgreSQL every write transaction first takes this transaction-scoped advisory
+# lock, so that exactly one replica sequences the audit tree at a time (the others wait;
+# their in-memory tree is then stale, which the checked insert notices).
+SEQUENCER_LOCK = 0x5348_414B_454C_0001  # "SHAKEL" + 1: a constant of this application
+_TAKE_SEQUENCER_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=SEQUENCER_LOCK)
+
+
+def _audit_entry(row: Any) -> AuditEntry:
+    """An entry as stored (the hub wrote and validated it; it is validated again here)."""
+    return AuditEntry(
+        index=int(row.index),
+        time=int(row.time),
+        action=row.action,
+        outcome=row.outcome,
+        reason=row.reason,
+        org=row.org,
+        user=row.user,
+        role=row.role,
+        purpose=row.purpose,
+        purpose_text=row.purpose_text,
+        object_type=row.object_type,
+        object_ids=tuple(_loads(row.object_ids)),
+        pseudonyms=tuple(_loads(row.pseudonyms)),
+        source=row.source,
+        request_id=row.request_id,
+    )
+
+
+def _tree_head(network: NetworkId, row: Any) -> TreeHead:
+    return TreeHead(
+        network=network,
+        size=int(row.size),
+        root=bytes(row.root),
+        time=int(row.time),
+        hub_cert=Fingerprint(row.hub_cert),
+        sig=bytes(row.sig),
+    )
 
 
 def _roles(text: str) -> frozenset[str]:
@@ -150,11 +191,96 @@ def _snapshot(orgs: list[OrgId], named: dict[OrgId, Fingerprint], conn: sa.Conne
 
 
 def _run_items(
-    works: Sequence[Callable[[Tx], Any]], head: AuditHead | UnknownHead, conn: sa.Connection
-) -> tuple[list[ItemOutcome], AuditHead | UnknownHead]:
-    batch = Batch(conn, head)
+    works: Sequence[Callable[[Tx], Any]], tree: AuditTree, conn: sa.Connection
+) -> tuple[list[ItemOutcome], AuditTree]:
+    if conn.dialect.name == "postgresql":
+        conn.execute(_TAKE_SEQUENCER_LOCK)
+    batch = Batch(conn, tree)
     outcomes = [batch.run(work) for work in works]
-    return outcomes, batch.head
+    return outcomes, batch.tree
+
+
+# -- the access log: reads -------------------------------------------------------------
+
+_a, _o, _p = t.audit_log, t.audit_objects, t.audit_pseudonyms
+_th = t.tree_heads
+
+
+def _visible(viewer: OrgId | None) -> Any:
+    """Entries ``viewer`` may see: its own requests', and those that touched its messages."""
+    if viewer is None:
+        return sa.true()
+    m, d = t.messages.c, t.deliveries.c
+    received = sa.exists().where(d.cursor == m.cursor, d.recipient == viewer)
+    touched = sa.exists().where(
+        _o.c.index == _a.c.index,
+        _a.c.object_type.in_(("message", "inbox")),  # an org id never matches a message id
+        m.id == _o.c.object_id,
+        sa.or_(m.sender == viewer, received),
+    )
+    return sa.or_(_a.c.org == viewer, touched)
+
+
+def _filters(query: AuditQuery) -> list[Any]:
+    a = _a.c
+    where = [a.index >= query.start, _visible(query.viewer)]
+    for value, condition in (
+        (query.end, lambda v: a.index < v),
+        (query.org, lambda v: a.org == v),
+        (query.user, lambda v: a.user == v),
+        (query.action, lambda v: a.action == v),
+        (query.since, lambda v: a.time >= v),
+        (query.until, lambda v: a.time < v),
+        (query.object_id, lambda v: sa.exists().where(_o.c.index == a.index, _o.c.object_id == v)),
+        (query.pseudonym, lambda v: sa.exists().where(_p.c.index == a.index, _p.c.pseudonym == v)),
+    ):
+        if value is not None:
+            where.append(condition(value))
+    return where
+
+
+def _entries(query: AuditQuery, conn: sa.Connection) -> list[AuditEntry]:
+    statement = sa.select(_a).where(*_filters(query)).order_by(_a.c.index).limit(query.limit)
+    return [_audit_entry(row) for row in conn.execute(statement).all()]
+
+
+def _head_row(size: int | None, conn: sa.Connection) -> Any:
+    if size is None:
+        return conn.execute(sa.select(_th).order_by(_th.c.size.desc()).limit(1)).one_or_none()
+    return conn.execute(sa.select(_th).where(_th.c.size == size)).one_or_none()
+
+
+def _inclusion(
+    network: NetworkId, index: int, size: int | None, viewer: OrgId | None, conn: sa.Connection
+) -> Inclusion:
+    row = _head_row(size, conn)
+    if row is None:
+        return Inclusion(None, None, [])
+    head = _tree_head(network, row)
+    if index >= head.size:
+        return Inclusion(head, None, [])
+    found = conn.execute(sa.select(_a).where(_a.c.index == index, _visible(viewer))).one_or_none()
+    if found is None:
+        return Inclusion(head, None, [])
+    nodes = read_nodes(conn, needed_for_inclusion(index, head.size))
+    return Inclusion(head, _audit_entry(found), inclusion_from_nodes(index, head.size, nodes))
+
+
+def _consistency(old: int, new: int, conn: sa.Connection) -> list[bytes] | None:
+    if read_tree(conn).size < new:
+        return None
+    return consistency_from_nodes(old, new, read_nodes(conn, needed_for_consistency(old, new)))
+
+
+def _export_page(
+    query: AuditQuery, size: int, proofs: bool, conn: sa.Connection
+) -> list[tuple[AuditEntry, list[bytes] | None]]:
+    entries = _entries(query, conn)
+    if not proofs:
+        return [(entry, None) for entry in entries]
+    wanted = sorted({n for e in entries for n in needed_for_inclusion(e.index, size)})
+    nodes = read_nodes(conn, wanted)
+    return [(entry, inclusion_from_nodes(entry.index, size, nodes)) for entry in entries]
 
 
 class Store:
@@ -170,7 +296,7 @@ class Store:
     ) -> None:
         self._url = database_url
         self._engines: Engines = engines_for(database_url)
-        self._audit_head: AuditHead | UnknownHead = UNKNOWN  # only the writer's batches use it
+        self._audit_tree: AuditTree = UNKNOWN  # only the writer's batches use it
         self._writer: Writer[Tx] = Writer(
             self._commit, max_queue=max_queue, max_batch=max_batch, logger=logger
         )
@@ -223,13 +349,13 @@ class Store:
     async def _commit(self, works: Sequence[Callable[[Tx], Any]]) -> list[ItemOutcome]:
         """Run a batch of work items in one transaction; their outcomes once it committed.
 
-        The audit head is handed from batch to batch only through a commit: it
+        The audit tree is handed from batch to batch only through a commit: it
         is UNKNOWN (read again by the next append) until this batch committed,
         so a failed batch, or a new process, starts from the database.
         """
-        head, self._audit_head = self._audit_head, UNKNOWN
-        outcomes, head = await self._engines.write(partial(_run_items, works, head))
-        self._audit_head = head
+        tree, self._audit_tree = self._audit_tree, UNKNOWN
+        outcomes, tree = await self._engines.write(partial(_run_items, works, tree))
+        self._audit_tree = tree
         return outcomes
 
     async def write(self, work: Callable[[Tx], T]) -> T:
@@ -330,10 +456,41 @@ class Store:
             return None
         return MessageView(cursor=rows[0].cursor, envelope=_loads(rows[0].envelope))
 
-    async def audit_entries(self, *, after: int = 0, limit: int = 1000) -> list[AuditRecord]:
-        a = t.audit_log.c
-        query = sa.select(t.audit_log).where(a.seq > after).order_by(a.seq).limit(limit)
-        return [_audit_record(row._mapping) for row in await self._rows(query)]
+    # -- the access log -------------------------------------------------------------------
+
+    async def audit_entries(self, query: AuditQuery | None = None) -> list[AuditEntry]:
+        """Entries matching ``query`` (default: the first 100 of all), ascending by index."""
+        return await self._engines.read(partial(_entries, query or AuditQuery(viewer=None)))
+
+    async def audit_size(self) -> int:
+        """The number of entries (the size of the tree)."""
+        return (await self._engines.read(read_tree)).size
+
+    async def audit_root(self) -> tuple[int, bytes]:
+        """The size and root hash of the whole tree, from its stored nodes."""
+        tree = await self._engines.read(read_tree)
+        return tree.size, tree.root()
+
+    async def tree_head(self, network: NetworkId, size: int | None = None) -> TreeHead | None:
+        """The signed head of ``size`` (default: the newest), or None."""
+        row = await self._engines.read(partial(_head_row, size))
+        return None if row is None else _tree_head(network, row)
+
+    async def inclusion(
+        self, network: NetworkId, index: int, *, size: int | None, viewer: OrgId | None
+    ) -> Inclusion:
+        """Head, entry and inclusion proof of entry ``index``, read in ONE transaction."""
+        return await self._engines.read(partial(_inclusion, network, index, size, viewer))
+
+    async def consistency(self, old: int, new: int) -> list[bytes] | None:
+        """The consistency proof from ``old`` to ``new`` entries (None if ``new`` > size)."""
+        return await self._engines.read(partial(_consistency, old, new))
+
+    async def export_page(
+        self, query: AuditQuery, *, size: int, proofs: bool
+    ) -> list[tuple[AuditEntry, list[bytes] | None]]:
+        """One page of an export: entries and their proofs against ``size``, one transaction."""
+        return await self._engines.read(partial(_export_page, query, size, proofs))
 
     async def counts(self) -> dict[str, int]:
         """Rows per table (for metrics and tests; no content)."""

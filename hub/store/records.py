@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from protocol.auditlog import AuditEntry, TreeHead
 from protocol.types import Fingerprint, MessageId, NetworkId, OrgId
 
 
@@ -93,20 +94,35 @@ class MessageView:
 
 
 @dataclass(frozen=True, slots=True)
-class AuditRecord:
-    """One audit entry as stored; see :mod:`hub.audit` for the hash chain."""
+class AuditQuery:
+    """Which entries of the access log a read asks for; None means "any".
 
-    seq: int
-    time: int
-    org: str | None
-    user: str | None
-    role: str | None
-    action: str
-    object_type: str
-    object_id: str | None
-    outcome: str
-    reason: str | None
-    source: str | None
-    request_id: str | None
-    prev_hash: bytes
-    entry_hash: bytes
+    ``viewer`` scopes the read: None sees every entry (network privacy officer); an org
+    sees the entries of its own requests and of requests that touched a message it sent
+    or received. ``start <= index < end`` and ``since <= time < until``.
+    """
+
+    viewer: OrgId | None
+    start: int = 0
+    end: int | None = None
+    org: OrgId | None = None
+    user: str | None = None
+    action: str | None = None
+    object_id: str | None = None
+    pseudonym: str | None = None
+    since: int | None = None
+    until: int | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Inclusion:
+    """What one read transaction found for an inclusion proof.
+
+    ``head`` None: no such signed head; ``entry`` None: no entry the viewer may see at
+    that index inside the head's tree (``proof`` is then empty).
+    """
+
+    head: TreeHead | None
+    entry: AuditEntry | None
+    proof: list[bytes]

@@ -7,16 +7,17 @@ wraps the one write connection for the duration of one work item (one
 SAVEPOINT); it is handed to the item by :class:`Batch` and must not be kept
 after the item returns.
 
-The audit chain head (the newest entry's ``seq`` and hash) is carried from item
-to item and from batch to batch in memory, so an append costs one statement
-instead of a read and a write. That is safe because only the single writer
-appends, and because the head is only trusted where it is known to match the
-database: a batch starts from the head the previous batch *committed* (or
-reads it, after a failed batch and at start, see ``Store._commit``), an item
-starts from the head of the items before it, and an item that failed leaves
-the head unknown, to be read again. Even a wrong head can not break the chain:
-:meth:`Tx.insert_audit` stores an entry only if it links to the newest stored
-entry, in the same statement, and answers False otherwise.
+The audit tree's size and right frontier (:class:`~hub.store.tree.Frontier`) are
+carried from item to item and from batch to batch in memory, so an append costs its
+inserts and no read. That is safe because only the single writer appends (on
+PostgreSQL: one replica at a time, under an advisory lock), and because the frontier
+is only trusted where it is known to match the database: a batch starts from the tree
+the previous batch *committed* (or reads it, after a failed batch and at start, see
+``Store._commit``), an item starts from the tree of the items before it, and an item
+that failed leaves the tree unknown, to be read again. Even a wrong tree can not leave
+a gap or take an index twice: :meth:`Tx.insert_audit` stores an entry only if its
+index directly follows the newest stored entry, checked in the same statement, and
+answers False otherwise.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub import schema as t
-from hub.store.records import AuditRecord, StoredMessage
+from hub.store.records import StoredMessage
+from hub.store.tree import Frontier, frontier_nodes
+from protocol.auditlog import AuditEntry, Node, TreeHead
 from protocol.certificate import Certificate, RevocationList
 from protocol.encoding import canonical_json
 from protocol.envelope import Envelope
@@ -37,18 +40,18 @@ from protocol.linkingkey import SealedLinkingKey
 from protocol.types import Fingerprint, MessageId, OrgId
 
 Placed = Literal["new", "held", "older", "conflict"]
-AuditHead = tuple[int, bytes] | None  # (seq, entry_hash) of the newest entry; None: no entry
 ItemOutcome = tuple[bool, Any]  # (True, value) or (False, the exception the item raised)
 
 
-class UnknownHead:
-    """The audit head is not known and must be read from the database."""
+class UnknownTree:
+    """The audit tree is not known and must be read from the database."""
 
 
-UNKNOWN: Final = UnknownHead()
+UNKNOWN: Final = UnknownTree()
+AuditTree = Frontier | UnknownTree
 
 # Statements built once; SQLAlchemy caches their compiled form.
-_m, _a = t.messages, t.audit_log
+_m = t.messages
 # A new id is stored; a held one is left alone (and RETURNING gives no row).
 _NEW_MESSAGE: Final = {
     name: dialect.insert(_m).on_conflict_do_nothing(index_elements=[_m.c.id]).returning(_m.c.cursor)
@@ -59,26 +62,55 @@ _NEW_PSEUDONYMS: Final = sa.insert(t.message_pseudonyms)
 _FIND_MESSAGE: Final = sa.select(
     _m.c.cursor, _m.c.id, _m.c.sender, _m.c.envelope_fingerprint, _m.c.accepted_at
 ).where(_m.c.id == sa.bindparam("id"))
-_LAST_AUDIT: Final = sa.select(_a.c.seq, _a.c.entry_hash).order_by(_a.c.seq.desc()).limit(1)
+_a, _n, _h = t.audit_log, t.audit_nodes, t.tree_heads
+_AUDIT_SIZE: Final = sa.select(sa.func.max(_a.c.index))
 _AUDIT_COLUMNS: Final = tuple(column.name for column in _a.c)
+_NEW_NODES: Final = sa.insert(_n)
+_NEW_OBJECTS: Final = sa.insert(t.audit_objects)
+_NEW_AUDIT_PSEUDONYMS: Final = sa.insert(t.audit_pseudonyms)
+_LATEST_HEAD_SIZE: Final = sa.select(sa.func.max(_h.c.size))
 
 
-def _append_audit(*, first: bool) -> sa.Insert:
-    """INSERT ... SELECT the entry's values WHERE it links to the newest stored entry."""
+def _append_audit() -> sa.Insert:
+    """INSERT ... SELECT the entry's values WHERE its index directly follows the newest one."""
     given = {name: sa.bindparam("v_" + name, type_=_a.c[name].type) for name in _AUDIT_COLUMNS}
-    nothing_after = ~sa.exists().where(_a.c.seq >= given["seq"])
-    linked = sa.select(*given.values()).where(nothing_after)
-    if not first:
-        previous = sa.exists().where(
-            _a.c.seq == sa.bindparam("prev_seq", type_=_a.c.seq.type),
-            _a.c.entry_hash == given["prev_hash"],
-        )
-        linked = linked.where(previous)
-    return sa.insert(_a).from_select(list(_AUDIT_COLUMNS), linked)
+    index = given["index"]
+    nothing_after = ~sa.exists().where(_a.c.index >= index)
+    previous = sa.exists().where(_a.c.index == index - 1)
+    follows = sa.select(*given.values()).where(nothing_after, sa.or_(index == 0, previous))
+    return sa.insert(_a).from_select(list(_AUDIT_COLUMNS), follows)
 
 
-_APPEND_FIRST: Final = _append_audit(first=True)
-_APPEND_NEXT: Final = _append_audit(first=False)
+_APPEND: Final = _append_audit()
+
+
+def entry_row(entry: AuditEntry) -> dict[str, Any]:
+    """The ``audit_log`` row of ``entry`` (lists as canonical JSON text)."""
+    wire = entry.to_wire()
+    row = {name: wire[name] for name in _AUDIT_COLUMNS if name != "leaf_hash"}
+    row["object_ids"] = canonical_json(wire["object_ids"]).decode("utf-8")
+    row["pseudonyms"] = canonical_json(wire["pseudonyms"]).decode("utf-8")
+    row["leaf_hash"] = entry.leaf()
+    return row
+
+
+def read_nodes(conn: sa.Connection, wanted: list[Node]) -> dict[Node, bytes]:
+    """The stored nodes of ``wanted`` (those stored), one statement per level."""
+    by_level: dict[int, list[int]] = {}
+    for level, idx in wanted:
+        by_level.setdefault(level, []).append(idx)
+    if not by_level:
+        return {}
+    where = sa.or_(*(sa.and_(_n.c.level == lv, _n.c.idx.in_(ix)) for lv, ix in by_level.items()))
+    rows = conn.execute(sa.select(_n.c.level, _n.c.idx, _n.c.hash).where(where)).all()
+    return {(row.level, row.idx): bytes(row.hash) for row in rows}
+
+
+def read_tree(conn: sa.Connection) -> Frontier:
+    """The tree as stored: its size and right frontier."""
+    newest = conn.execute(_AUDIT_SIZE).scalar_one_or_none()
+    size = 0 if newest is None else int(newest) + 1
+    return Frontier.from_nodes(size, read_nodes(conn, frontier_nodes(size)))
 
 
 def _roles_text(roles: frozenset[str]) -> str:
@@ -88,16 +120,16 @@ def _roles_text(roles: frozenset[str]) -> str:
 class Tx:
     """The write operations of the hub, on the writer's connection."""
 
-    __slots__ = ("_conn", "_head")
+    __slots__ = ("_conn", "_tree")
 
-    def __init__(self, conn: sa.Connection, head: AuditHead | UnknownHead = UNKNOWN) -> None:
+    def __init__(self, conn: sa.Connection, tree: AuditTree = UNKNOWN) -> None:
         self._conn = conn
-        self._head = head
+        self._tree = tree
 
     @property
-    def audit_head(self) -> AuditHead | UnknownHead:
-        """The audit head as this item's own appends left it."""
-        return self._head
+    def tree(self) -> AuditTree:
+        """The audit tree as this item's own appends left it."""
+        return self._tree
 
     def _scalar(self, statement: Any) -> Any:
         return (self._conn.execute(statement)).scalar_one_or_none()
@@ -273,60 +305,81 @@ class Tx:
 
     # -- audit --------------------------------------------------------------------------
 
-    def last_audit(self, *, fresh: bool = False) -> AuditHead:
-        """The sequence number and hash of the newest audit entry (None before the first).
+    def audit_tree(self, *, fresh: bool = False) -> Frontier:
+        """The audit tree's size and right frontier.
 
         From memory when this writer knows it (see the module docstring), else,
         or when ``fresh``, from the database.
         """
-        if fresh or isinstance(self._head, UnknownHead):
-            row = (self._conn.execute(_LAST_AUDIT)).one_or_none()
-            self._head = None if row is None else (row.seq, bytes(row.entry_hash))
-        return self._head
+        if fresh or isinstance(self._tree, UnknownTree):
+            self._tree = read_tree(self._conn)
+        return self._tree
 
-    def insert_audit(self, record: AuditRecord) -> bool:
-        """Store ``record`` if it directly follows the newest stored entry, else return False.
+    def insert_audit(self, entry: AuditEntry, tree: Frontier) -> bool:
+        """Store ``entry`` as leaf ``tree.size`` with the nodes it completes; else False.
 
-        "Follows" means: no entry with this or a higher ``seq`` is stored, and
-        the entry at ``seq - 1`` (none, for the first) has hash ``prev_hash``.
-        Checked by the database in the insert itself, so a stale head can not
-        leave a gap or a fork in the chain.
+        ``entry.index`` must be ``tree.size``. The entry is stored only if its index
+        directly follows the newest stored entry (none stored at or after it, and the one
+        before it stored), checked by the database in the insert itself, so a stale tree
+        can not leave a gap or take an index twice.
         """
-        params = {"v_" + name: getattr(record, name) for name in _AUDIT_COLUMNS}
-        if record.seq > 1:
-            params["prev_seq"] = record.seq - 1
-        statement = _APPEND_FIRST if record.seq == 1 else _APPEND_NEXT
-        result = self._conn.execute(statement, params)
+        if entry.index != tree.size:
+            raise ValueError("an entry is appended at the index of the tree's size")
+        row = entry_row(entry)
+        result = self._conn.execute(_APPEND, {"v_" + name: v for name, v in row.items()})
         if result.rowcount != 1:
-            self._head = UNKNOWN
+            self._tree = UNKNOWN
             return False
-        self._head = (record.seq, record.entry_hash)
+        done = tree.append(row["leaf_hash"])
+        self._conn.execute(_NEW_NODES, [{"level": lv, "idx": i, "hash": h} for (lv, i), h in done])
+        if entry.object_ids:
+            self._conn.execute(
+                _NEW_OBJECTS, [{"index": entry.index, "object_id": o} for o in entry.object_ids]
+            )
+        if entry.pseudonyms:
+            self._conn.execute(
+                _NEW_AUDIT_PSEUDONYMS,
+                [{"index": entry.index, "pseudonym": p} for p in entry.pseudonyms],
+            )
+        self._tree = tree.appended(done)
         return True
+
+    def latest_head_size(self) -> int | None:
+        """The size of the newest signed tree head (None before the first)."""
+        size = self._scalar(_LATEST_HEAD_SIZE)
+        return None if size is None else int(size)
+
+    def insert_head(self, head: TreeHead) -> None:
+        self._conn.execute(
+            sa.insert(_h).values(
+                size=head.size, root=head.root, time=head.time, hub_cert=head.hub_cert, sig=head.sig
+            )
+        )
 
 
 class Batch:
     """One open write transaction; each work item runs in its own SAVEPOINT.
 
-    ``head`` is the audit chain head as the items run so far left it in this
+    ``tree`` is the audit tree as the items run so far left it in this
     transaction (:data:`UNKNOWN` when it must be read again).
     """
 
-    __slots__ = ("_conn", "head")
+    __slots__ = ("_conn", "tree")
 
-    def __init__(self, conn: sa.Connection, head: AuditHead | UnknownHead = UNKNOWN) -> None:
+    def __init__(self, conn: sa.Connection, tree: AuditTree = UNKNOWN) -> None:
         self._conn = conn
-        self.head = head
+        self.tree = tree
 
     def run(self, work: Callable[[Tx], Any]) -> ItemOutcome:
         """Run ``work`` in a SAVEPOINT: its value, or the exception that rolled it back."""
-        tx = Tx(self._conn, self.head)
+        tx = Tx(self._conn, self.tree)
         try:
             with self._conn.begin_nested():
                 value = work(tx)
         except Exception as exc:
-            # Its savepoint rolled back, so the head before it would still be right;
+            # Its savepoint rolled back, so the tree before it would still be right;
             # read it again all the same rather than reason about partial failures.
-            self.head = UNKNOWN
+            self.tree = UNKNOWN
             return False, exc
-        self.head = tx.audit_head
+        self.tree = tx.tree
         return True, value

@@ -57,6 +57,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "SCHAKEL_PASSPHRASE": PASS,
         "SCHAKEL_WEAK_KDF": "1",
         "SCHAKEL_HUB_URL": "http://127.0.0.1:9",
+        "SCHAKEL_USER": "j.jansen",
+        "SCHAKEL_PURPOSE": "signal-intake",
     }
 
 
@@ -190,6 +192,28 @@ def test_missing_keys_and_wrong_passphrase_exit_1(
     assert "Traceback" not in result.output
 
 
+def test_hub_commands_need_a_user_id(enrolled: OrgKeys, env: dict[str, str]) -> None:
+    env = {k: v for k, v in env.items() if k != "SCHAKEL_USER"}
+    for command in (["publish"], ["inbox"], ["linking-key", "fetch"]):
+        result = run(env, *command)
+        assert result.exit_code == 2, command
+        assert "--user (or SCHAKEL_USER) is required" in result.output
+
+
+def test_purpose_must_be_a_known_code(enrolled: OrgKeys, env: dict[str, str]) -> None:
+    result = run({**env, "SCHAKEL_PURPOSE": "curiosity"}, "inbox")
+    assert result.exit_code == 2
+    assert "curiosity" in result.output and "case-coordination" in result.output
+
+
+def test_purpose_text_is_checked_before_anything_is_sent(
+    enrolled: OrgKeys, env: dict[str, str]
+) -> None:
+    result = run(env, "--purpose-text", "a\u202eb", "inbox")
+    assert result.exit_code == 1
+    assert "purpose text" in result.output and "\u202e" not in result.output
+
+
 def test_unreachable_hub_exits_3(enrolled: OrgKeys, env: dict[str, str]) -> None:
     result = run(env, "publish")
     assert result.exit_code == 3
@@ -246,6 +270,9 @@ class _Inbox:
 
     async def ack(self, message_id: str) -> None:
         self.acked.append(message_id)
+
+    async def audit_head(self) -> None:
+        return None  # a hub that has signed no tree head yet
 
 
 @pytest.fixture

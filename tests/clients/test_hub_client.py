@@ -16,7 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clients.errors import ClientError, HubProblem, HubUnreachable, VerificationFailed
-from clients.hub_client import HubClient, Notice
+from clients.hub_client import HubClient, Notice, Purpose
 from protocol.encoding import b64d, b64e, frame
 
 NETWORK = "test-net"
@@ -45,6 +45,7 @@ class FakeHub:
     token_requests: int = 0
     posted: list[bytes] = field(default_factory=list)
     users: list[str | None] = field(default_factory=list)
+    purposes: list[tuple[str | None, str | None]] = field(default_factory=list)
     drop_posts: int = 0
     fail_statuses: list[int] = field(default_factory=list)
     retry_after: str | None = None
@@ -101,6 +102,9 @@ class FakeHub:
 
     def authorised(self, request: web.Request) -> bool:
         self.users.append(request.headers.get("Schakel-User"))
+        self.purposes.append(
+            (request.headers.get("Schakel-Purpose"), request.headers.get("Schakel-Purpose-Text"))
+        )
         header = request.headers.get("Authorization", "")
         return header.startswith("Bearer ") and header[7:] in self.tokens
 
@@ -217,6 +221,8 @@ async def server(fake: FakeHub) -> AsyncIterator[TestServer]:
 
 
 def client(server: TestServer, key: Ed25519PrivateKey, **kwargs: Any) -> HubClient:
+    kwargs.setdefault("user", "tester")
+    kwargs.setdefault("purpose", Purpose("signal-intake"))
     kwargs.setdefault("clock", Clock())
     kwargs.setdefault("sleep", Sleeps())
     return HubClient(str(server.make_url("")), network=NETWORK, org=ORG, signing_key=key, **kwargs)
@@ -380,3 +386,53 @@ def test_repr_holds_no_key(key: Ed25519PrivateKey) -> None:
     text = repr(HubClient("http://h", network=NETWORK, org=ORG, signing_key=key))
     assert "Ed25519" not in text and "politie" in text
     assert asyncio.iscoroutinefunction(HubClient.send)
+
+
+async def test_purpose_travels_percent_encoded_and_per_call_wins(
+    server: TestServer, fake: FakeHub, key: Ed25519PrivateKey
+) -> None:
+    text = 'Zorg voor \u00e9\u00e9n persoon; 50% = "ok"'
+    async with client(server, key, purpose=Purpose("case-coordination", text)) as hub:
+        await hub.inbox()
+        await hub.inbox(purpose=Purpose("referral"))
+    encoded = "Zorg%20voor%20%C3%A9%C3%A9n%20persoon%3B%2050%25%20%3D%20%22ok%22"
+    assert fake.purposes == [("case-coordination", encoded), ("referral", None)]
+
+
+async def test_reading_case_data_without_a_purpose_is_refused_before_sending(
+    server: TestServer, fake: FakeHub, key: Ed25519PrivateKey
+) -> None:
+    async with client(server, key, purpose=None) as hub:
+        with pytest.raises(ClientError, match="purpose of use"):
+            await hub.inbox()
+        with pytest.raises(ClientError, match="purpose of use"):
+            await hub.get_message(MSG_ID)
+        with pytest.raises(ClientError, match="purpose of use"):
+            await hub.audit_entries()
+    assert fake.users == []  # nothing reached the hub
+
+
+async def test_authenticated_requests_need_a_user(
+    server: TestServer, fake: FakeHub, key: Ed25519PrivateKey
+) -> None:
+    async with client(server, key, user=None) as hub:
+        with pytest.raises(ClientError, match="SCHAKEL_USER"):
+            await hub.list_orgs()
+        assert await hub.get_crl() is None  # anonymous routes still work
+
+
+@pytest.mark.parametrize(
+    "code, text, match",
+    [
+        ("curiosity", None, "purpose must be one of"),
+        ("audit", "", "purpose text"),
+        ("audit", "x" * 201, "purpose text"),
+        ("audit", "line\nbreak", "purpose text"),
+        ("audit", "bidi \u202e mark", "purpose text"),
+        ("audit", "sep \u2028", "purpose text"),
+    ],
+)
+def test_bad_purposes_are_refused(code: str, text: str | None, match: str) -> None:
+    with pytest.raises(ClientError, match=match) as caught:
+        Purpose(code, text)
+    assert text is None or text not in str(caught.value) or text == ""

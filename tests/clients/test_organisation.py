@@ -111,6 +111,9 @@ class MemoryClient:
         for notice in self.notices:
             yield notice
 
+    async def audit_head(self) -> None:
+        return None  # a hub that has signed no tree head yet
+
 
 @dataclass
 class Network:

@@ -26,11 +26,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hub.api import SERVICES
 from hub.app import make_app
-from hub.audit import verify_chain
 from hub.auth import auth_message
 from hub.config import HubConfig
-from hub.store import AuditRecord, Store
+from hub.store import AuditQuery, Store
 from hub.tokens import generate_signing_key
+from hub.treeheads import HeadSigner
+from protocol import merkle
+from protocol.auditlog import AuditEntry
 from protocol.certificate import (
     Certificate,
     RevocationList,
@@ -75,10 +77,19 @@ class Party:
     bundle: KeyBundle
     token: str | None = None
     kem_seed: bytes = field(default=b"", repr=False)
+    user: str = "user-1"
+    purpose: str = "signal-intake"
 
-    def headers(self, **extra: str) -> dict[str, str]:
+    def headers(self, **extra: str | None) -> dict[str, str]:
+        """Token, ``Schakel-User`` and ``Schakel-Purpose``; ``extra`` adds, or drops with None."""
         assert self.token is not None, "log in first"
-        return {"Authorization": f"Bearer {self.token}", **extra}
+        headers: dict[str, str | None] = {
+            "Authorization": f"Bearer {self.token}",
+            "Schakel-User": self.user,
+            "Schakel-Purpose": self.purpose,
+            **extra,
+        }
+        return {name: value for name, value in headers.items() if value is not None}
 
 
 class Authority:
@@ -164,10 +175,17 @@ class HubHarness:
     authority: Authority
     config: HubConfig
     db_path: Path
+    hub_cert: Certificate | None = None
 
     @property
     def store(self) -> Store:
         return self.client.server.app[SERVICES].store  # type: ignore[union-attr]
+
+    @property
+    def heads(self) -> HeadSigner:
+        signer = self.client.server.app[SERVICES].heads  # type: ignore[union-attr]
+        assert signer is not None, "this hub has no log-signing key"
+        return signer
 
     async def post(self, path: str, body: Any, **kw: Any) -> ClientResponse:
         return await self.client.post(path, json=body, **kw)
@@ -229,13 +247,28 @@ class HubHarness:
     async def counts(self) -> dict[str, int]:
         return await self.store.counts()
 
-    async def audit(self) -> list[AuditRecord]:
-        entries = await self.store.audit_entries()
-        verify_chain(entries)
-        return entries
+    async def audit(self) -> list[AuditEntry]:
+        """Every entry; checks they are 0..n-1 and that their leaves give the stored root."""
+        return await all_entries(self.store)
 
 
-async def start_hub(tmp_path: Path, **limits: Any) -> AsyncIterator[HubHarness]:
+async def all_entries(store: Store) -> list[AuditEntry]:
+    """Every entry of the log; asserts indexes 0..n-1 and the stored nodes' root."""
+    entries: list[AuditEntry] = []
+    while page := await store.audit_entries(
+        AuditQuery(viewer=None, start=len(entries), limit=1000)
+    ):
+        entries.extend(page)
+    assert [e.index for e in entries] == list(range(len(entries)))
+    size, root = await store.audit_root()
+    assert size == len(entries)
+    assert root == merkle.root_hash([e.leaf() for e in entries])
+    return entries
+
+
+async def start_hub(
+    tmp_path: Path, *, signing: bool = True, **limits: Any
+) -> AsyncIterator[HubHarness]:
     clock = Clock()
     authority = Authority()
     db_path = tmp_path / "hub.db"
@@ -245,11 +278,20 @@ async def start_hub(tmp_path: Path, **limits: Any) -> AsyncIterator[HubHarness]:
         database_url=f"sqlite+aiosqlite:///{db_path}",
         limits={"burst": 10_000, "address_burst": 10_000, **limits},
     )
-    app = make_app(config, token_key_pem=generate_signing_key(), clock=clock)
+    hub_key = Ed25519PrivateKey.generate()
+    hub_cert = authority.certify("hub", hub_key, ["hub"]) if signing else None
+    app = make_app(
+        config,
+        token_key_pem=generate_signing_key(),
+        hub_certificate_der=None if hub_cert is None else hub_cert.der,
+        log_signing_key=hub_key if signing else None,
+        clock=clock,
+        sign_heads=False,  # tests tick the signer with their clock
+    )
     answered: set[tuple[str, str, int]] = set()
     app.middlewares.insert(0, _recorder(answered))
     async with TestClient(TestServer(app)) as client:
-        yield HubHarness(client, clock, authority, config, db_path)
+        yield HubHarness(client, clock, authority, config, db_path, hub_cert)
     _check_documented(answered)
 
 
@@ -287,7 +329,10 @@ async def hub(tmp_path: Path) -> AsyncIterator[HubHarness]:
 
 @pytest.fixture
 def hub_with(tmp_path: Path) -> Callable[..., AsyncIterator[HubHarness]]:
-    """``async for hub in hub_with(burst=3): ...``: a hub with other limits."""
+    """``async for hub in hub_with(burst=3): ...``: a hub with other limits.
+
+    ``signing=False`` starts it without a log-signing key.
+    """
 
     def start(**limits: Any) -> AsyncIterator[HubHarness]:
         directory = tmp_path / "custom"

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hub.app import make_app
 from hub.config import HubConfig
 from hub.tokens import generate_signing_key
-from protocol.encoding import b64d
+from protocol.encoding import b64d, b64e
 
 if TYPE_CHECKING:
     from conftest import HubHarness
@@ -46,7 +46,7 @@ async def test_hub_info(hub: HubHarness) -> None:
         "network": "testnet",
         "audience": "urn:schakel:testnet:hub",
         "issuer": "urn:schakel:testnet:hub",
-        "certificate": None,
+        "certificate": b64e(hub.hub_cert.der) if hub.hub_cert else None,
         "limits": {"max_body_bytes": 512 * 1024, "max_inbox_limit": 200},
     }
 
@@ -79,13 +79,17 @@ async def test_every_response_has_a_request_id(hub: HubHarness) -> None:
 
 async def test_a_bad_user_header_is_400_and_audited(hub: HubHarness) -> None:
     party = await hub.enrol("ggd")
-    for user in ("has space", "x" * 65, ""):
+    for user in ("has space", "x" * 65, "", "caf\u00e9", None):
+        before = len(await hub.audit())
         response = await hub.client.get(
             "/v1/inbox", headers=party.headers(**{"Schakel-User": user})
         )
         await hub.problem(response, 400, "malformed")
-        last = (await hub.audit())[-1]
-        assert (last.action, last.reason, last.user) == ("inbox.read", "malformed", None)
+        entries = await hub.audit()
+        assert len(entries) == before + 1  # exactly one entry: the denial
+        last = entries[-1]
+        assert (last.action, last.outcome, last.reason) == ("list", "denied", "malformed")
+        assert (last.org, last.user, last.purpose) == ("ggd", None, None)
 
 
 async def test_requests_per_org_are_rate_limited(

@@ -35,7 +35,7 @@ async def _denied_token(hub: HubHarness, answer: dict[str, Any]) -> None:
     await hub.problem(await hub.post("/v1/auth/token", answer), 401, "unauthorized")
     entries = await hub.audit()
     assert len(entries) == before + 1
-    assert (entries[-1].action, entries[-1].outcome) == ("auth.token", "denied")
+    assert (entries[-1].action, entries[-1].outcome) == ("login-failed", "denied")
 
 
 async def test_login_issues_a_token_that_opens_the_api(hub: HubHarness) -> None:
@@ -49,7 +49,7 @@ async def test_login_issues_a_token_that_opens_the_api(hub: HubHarness) -> None:
     party.token = body["access_token"]
     listing = await hub.client.get("/v1/directory/orgs", headers=party.headers())
     assert listing.status == 200
-    entry = [e for e in await hub.audit() if e.action == "auth.token"][-1]
+    entry = [e for e in await hub.audit() if e.action == "login"][-1]
     assert (entry.org, entry.outcome, entry.role) == ("police-west", "allowed", "member")
 
 
@@ -138,7 +138,7 @@ async def test_every_token_failure_is_the_same_401_and_audited(hub: HubHarness) 
         assert len(entries) == before + 1
         last = entries[-1]
         assert (last.action, last.outcome, last.reason, last.org) == (
-            "inbox.read",
+            "list",
             "denied",
             "unauthorized",
             None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -53,7 +54,7 @@ async def test_certificates_upload_once_and_list(hub: HubHarness) -> None:
         ]
     }
     entries = await hub.audit()
-    assert [e.action for e in entries[:2]] == ["directory.certificate.put"] * 2
+    assert [e.action for e in entries[:2]] == ["create"] * 2
     assert [e.reason for e in entries[:2]] == [None, "already-held"]
 
 
@@ -101,7 +102,7 @@ async def test_a_certificate_from_another_root_is_refused(hub: HubHarness) -> No
     before = len(await hub.audit())
     await hub.problem(await hub.upload_certificate(foreign.cert), 422, "invalid-credential")
     assert (await hub.counts())["organisations"] == 0
-    await _expect_denied(hub, before, "directory.certificate.put", "invalid-credential")
+    await _expect_denied(hub, before, "create", "invalid-credential")
 
 
 async def test_a_tampered_certificate_is_refused(hub: HubHarness) -> None:
@@ -169,7 +170,7 @@ async def test_bundle_rejections(hub: HubHarness) -> None:
         "invalid-credential",
         "malformed",
     ]
-    assert {e.action for e in denied} == {"directory.bundle.put"}
+    assert {e.action for e in denied} == {"create"}
 
 
 async def test_crl_upload_rules(hub: HubHarness) -> None:
@@ -181,7 +182,7 @@ async def test_crl_upload_rules(hub: HubHarness) -> None:
     assert (response.status, await response.json()) == (200, {"number": 1})
     before = len(await hub.audit())
     await hub.problem(await hub.put_crl(first), 409, "conflict")
-    await _expect_denied(hub, before, "directory.crl.put", "conflict")
+    await _expect_denied(hub, before, "create", "conflict")
     second = hub.authority.crl([party.cert])
     assert (await hub.put_crl(second)).status == 200
     held = await (await hub.client.get("/v1/directory/crl")).json()
@@ -194,6 +195,17 @@ async def test_crl_upload_rules(hub: HubHarness) -> None:
     listing = await hub.client.get("/v1/directory/orgs", headers=(await hub.enrol("x1")).headers())
     revoked = {o["org"]: o["revoked"] for o in (await listing.json())["orgs"]}
     assert revoked == {"school": True, "x1": False}
+
+
+async def test_a_crl_altered_in_the_database_stops_trust_decisions(hub: HubHarness) -> None:
+    party = await hub.enrol("school")
+    assert (await hub.put_crl(hub.authority.crl([]))).status == 200
+    forged = hub.foreign_authority().crl([])  # verifies against another root only
+    with sqlite3.connect(hub.db_path) as db:
+        db.execute("UPDATE crl SET der = ?", (forged.der,))
+    response = await hub.client.get("/v1/directory/orgs", headers=party.headers())
+    problem = await hub.problem(response, 503, "unavailable")
+    assert problem["detail"] == "the revocation list the hub holds does not verify"
 
 
 async def test_linking_keys_are_held_once_and_served_to_their_org_only(hub: HubHarness) -> None:

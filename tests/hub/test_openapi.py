@@ -130,12 +130,31 @@ def test_security_matches_the_contract(doc: dict[str, Any]) -> None:
             assert "401" in operation["responses"], f"{method} {path}"
 
 
-def test_v1_operations_take_the_schakel_user_header(doc: dict[str, Any]) -> None:
-    parameter = doc["components"]["parameters"]["SchakelUser"]
-    assert (parameter["name"], parameter["in"]) == ("Schakel-User", "header")
-    for _method, path, operation in operations(doc):
-        refs = [p.get("$ref") for p in operation.get("parameters", [])]
-        assert ("#/components/parameters/SchakelUser" in refs) == path.startswith("/v1/"), path
+def test_v1_operations_take_the_schakel_headers(doc: dict[str, Any]) -> None:
+    """Schakel-User is required with a token; Schakel-Purpose where case data is read."""
+    parameters = doc["components"]["parameters"]
+    assert (parameters["SchakelUser"]["name"], parameters["SchakelUser"]["required"]) == (
+        "Schakel-User",
+        True,
+    )
+    assert parameters["SchakelPurpose"]["required"] is True
+    purpose_required = {
+        ("GET", "/v1/inbox"),
+        ("GET", "/v1/messages/{id}"),
+        ("POST", "/v1/audit/head"),
+        ("GET", "/v1/audit/heads/{size}"),
+        ("GET", "/v1/audit/entries"),
+        ("GET", "/v1/audit/entries/{index}/proof"),
+        ("GET", "/v1/audit/export"),
+    }
+    for method, path, operation in operations(doc):
+        refs = {p.get("$ref", "").rpartition("/")[2] for p in operation.get("parameters", [])}
+        authenticated = operation["security"] == [{"bearerAuth": []}]
+        assert ("SchakelUser" in refs) == authenticated, (method, path)
+        assert ("SchakelUserOptional" in refs) == (path.startswith("/v1/") and not authenticated)
+        assert ("SchakelPurpose" in refs) == ((method, path) in purpose_required), (method, path)
+        if authenticated:
+            assert "400" in operation["responses"], (method, path)
 
 
 def test_every_problem_slug_of_the_contract_is_documented(doc: dict[str, Any]) -> None:

@@ -37,10 +37,11 @@ async def test_an_envelope_is_accepted_once_and_repeats_are_idempotent(hub: HubH
     assert (again.status, await again.json()) == (200, accepted)
     counts = await hub.counts()
     assert (counts["messages"], counts["deliveries"], counts["message_pseudonyms"]) == (1, 2, 1)
-    sends = [e for e in await hub.audit() if e.action == "message.send"]
-    assert [(e.outcome, e.reason, e.object_id, e.org) for e in sends] == [
-        ("allowed", None, envelope.header.id, "police"),
-        ("allowed", "repeat", envelope.header.id, "police"),
+    sends = [e for e in await hub.audit() if e.action == "create" and e.object_type == "message"]
+    ids, pseudonyms = (envelope.header.id,), envelope.header.pseudonyms
+    assert [(e.outcome, e.reason, e.object_ids, e.pseudonyms, e.org) for e in sends] == [
+        ("allowed", None, ids, pseudonyms, "police"),
+        ("allowed", "repeat", ids, pseudonyms, "police"),
     ]
 
 
@@ -175,7 +176,11 @@ async def test_a_rejected_envelope_stores_nothing_but_its_audit_entry(
     await hub.problem(await case(hub, police, ggd, shelter), status, slug)
     counts = await hub.counts()
     assert (counts["messages"], counts["deliveries"], counts["message_pseudonyms"]) == (0, 0, 0)
-    sends = [e for e in (await hub.audit())[before:] if e.action == "message.send"]
+    sends = [
+        e
+        for e in (await hub.audit())[before:]
+        if e.action == "create" and e.object_type == "message"
+    ]
     assert len(sends) == 1
     assert (sends[0].outcome, sends[0].reason, sends[0].org) == ("denied", slug, "police")
 
@@ -233,7 +238,7 @@ async def test_ack_is_for_recipients_and_idempotent(hub: HubHarness) -> None:
     assert (await _inbox(hub, ggd))["messages"][0]["acknowledged"] is True
     unknown = f"/v1/messages/{'A' * 22}/ack"
     await hub.problem(await hub.client.post(unknown, headers=ggd.headers()), 404, "not-found")
-    acks = [e for e in await hub.audit() if e.action == "message.ack"]
+    acks = [e for e in await hub.audit() if e.action == "acknowledge"]
     assert [e.outcome for e in acks] == ["denied", "denied", "allowed", "allowed", "denied"]
 
 

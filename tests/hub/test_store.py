@@ -14,13 +14,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from hub import audit
-from hub.audit import GENESIS, AuditChainError, Event, verify_chain
+from hub.audit import Event
 from hub.errors import Unavailable
 from hub.notify import LocalNotifier, Notice
 from hub.schema import metadata
 from hub.store import Store, Tx, head_revision
 from hub.writer import CommitFailed, Writer
-from protocol.encoding import canonical_json, digest
+from protocol import merkle
+from protocol.auditlog import nodes_to_store
 from protocol.types import MessageId, OrgId
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ async def test_the_migration_builds_exactly_the_schema(tmp_path: Path) -> None:
         assert not await store.ready()
         await store.migrate()
         await store.migrate()  # a second run is a no-op
-        assert await store.revision() == head_revision() == "0001"
+        assert await store.revision() == head_revision() == "0002"
         assert await store.ready()
         diff = await store.run_read(
             lambda sync: compare_metadata(
@@ -162,49 +163,38 @@ async def test_a_full_queue_is_refused_at_once_and_stop_drains_the_rest() -> Non
 
 def _event(n: int) -> Event:
     return Event(
-        action="message.send",
+        action="create",
         object_type="message",
         outcome="allowed",
         org="police",
-        object_id=f"id-{n}",
-        request_id=f"r{n}",
+        object_ids=(f"{n:022d}",),
+        request_id=f"{n:04x}",
     )
 
 
-async def test_the_audit_chain_links_and_detects_tampering(store: Store, tmp_path: Path) -> None:
-    for n in range(3):
+async def test_entries_are_leaves_and_every_perfect_subtree_is_stored(
+    store: Store, tmp_path: Path
+) -> None:
+    for n in range(11):
 
         def append(tx: Tx, n: int = n) -> None:
             audit.append(tx, _event(n), now=1000 + n)
 
         await store.write(append)
     entries = await store.audit_entries()
-    assert [e.seq for e in entries] == [1, 2, 3]
-    assert entries[0].prev_hash == GENESIS
-    fields = audit.chain_fields(entries[0])
-    assert set(fields) == {
-        "seq",
-        "time",
-        "org",
-        "user",
-        "role",
-        "action",
-        "object_type",
-        "object_id",
-        "outcome",
-        "reason",
-        "source",
-        "request_id",
-    }
-    expected = digest("schakel/audit-chain/v1", GENESIS, canonical_json(fields))
-    assert entries[0].entry_hash == expected
-    assert verify_chain(entries) == entries[-1].entry_hash
+    assert [e.index for e in entries] == list(range(11))
+    assert entries[3].object_ids == ("0000000000000000000003",)
+    leaves = [e.leaf() for e in entries]
     with sqlite3.connect(tmp_path / "store.db") as db:
-        db.execute("UPDATE audit_log SET outcome = 'denied' WHERE seq = 2")
-    with pytest.raises(AuditChainError, match="entry 2 was altered"):
-        verify_chain(await store.audit_entries())
-    with pytest.raises(AuditChainError, match="gap"):
-        verify_chain([entries[0], entries[2]])
+        stored = {(lv, i): h for lv, i, h in db.execute("SELECT level, idx, hash FROM audit_nodes")}
+        held = [bytes(h) for (h,) in db.execute('SELECT leaf_hash FROM audit_log ORDER BY "index"')]
+    expected = {node for n in range(11) for node in nodes_to_store(n)}
+    assert set(stored) == expected  # every perfect subtree, nothing else
+    for level, idx in expected:
+        span = leaves[idx << level : (idx + 1) << level]
+        assert stored[(level, idx)] == merkle.root_hash(span)
+    assert held == leaves
+    assert await store.audit_root() == (11, merkle.root_hash(leaves))
 
 
 async def test_audit_entries_carry_no_content(hub: HubHarness) -> None:
@@ -213,11 +203,13 @@ async def test_audit_entries_carry_no_content(hub: HubHarness) -> None:
     envelope = hub.envelope(police, [ggd], payload=marker, pseudonyms=hub.pseudonyms("+3161"))
     await hub.send(police, envelope, **{"Schakel-User": "agent-7"})
     entries = await hub.audit()
-    send = next(e for e in entries if e.action == "message.send")
+    send = next(e for e in entries if (e.action, e.object_type) == ("create", "message"))
     assert (send.user, send.role, send.source) == ("agent-7", "member", "127.0.0.1")
-    text = repr(entries)
+    assert send.pseudonyms == envelope.header.pseudonyms  # the one place pseudonyms go
+    text = repr([e for e in entries if e is not send])
     for secret in (envelope.header.pseudonyms[0], police.token or "", "MARKER"):
         assert secret not in text
+    assert "MARKER" not in repr(send) and (police.token or "") not in repr(send)
 
 
 async def test_notices_reach_every_subscriber_of_the_org() -> None:

@@ -1,7 +1,7 @@
 """The caches of the accept path: none may ever answer for something that changed.
 
 ``TrustCache`` keeps the parsed root, loaded CRLs and verified certificates;
-the writer keeps the audit chain head in memory. Each test here changes the
+the writer keeps the audit tree (size and right frontier) in memory. Each test here changes the
 thing a cache holds (a revocation, the clock, a newer certificate, another
 replica, another writer, a failed batch) and checks the very next decision.
 """
@@ -20,12 +20,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from hub import audit, directory
 from hub.api import SERVICES
 from hub.app import make_app
-from hub.audit import Event, verify_chain
+from hub.audit import Event
 from hub.directory import TrustCache
 from hub.errors import Unavailable
-from hub.store import CrlRecord, Store, Tx
+from hub.store import AuditQuery, CrlRecord, Store, Tx
+from hub.store.tree import Frontier
 from hub.tokens import generate_signing_key
 from hub.writer import CommitFailed
+from protocol import merkle
 from protocol.certificate import Certificate, RevocationList, create_crl
 from protocol.errors import RevokedError, VerificationError
 
@@ -106,7 +108,7 @@ async def test_a_revocation_through_another_replica_takes_effect_at_once(
         assert (await hub.put_crl(hub.authority.crl([ggd.cert, police.cert]))).status == 200
         response = await other.send(at_other, other.envelope(at_other, [ggd]))
         await other.problem(response, 401, "unauthorized")
-    await hub.audit()  # both replicas appended to one chain, and it verifies
+    await hub.audit()  # both replicas appended to one gap-free tree with the right root
 
 
 # -- the trust cache itself -------------------------------------------------------------
@@ -173,7 +175,7 @@ def test_a_crl_is_loaded_once_per_number_and_never_for_other_bytes(
     assert cache.trust(_record(other), now).crl == other
     assert loaded.calls == [crl.der, other.der]
     forged = replace(_record(other), der=other.der[:-1] + bytes([other.der[-1] ^ 1]))
-    with pytest.raises(VerificationError):
+    with pytest.raises(Unavailable, match="revocation list the hub holds does not verify"):
         cache.trust(forged, now)
 
 
@@ -219,11 +221,11 @@ def test_failures_are_not_cached(hub: HubHarness, monkeypatch: pytest.MonkeyPatc
     assert len(verified.calls) == 2 and cache.sizes == (0, 0)
 
 
-# -- the audit chain head ---------------------------------------------------------------
+# -- the audit tree in memory -----------------------------------------------------------
 
 
 def _event(n: int) -> Event:
-    return Event(action="message.send", object_type="message", outcome="allowed", object_id=str(n))
+    return Event(action="read", object_type="directory", outcome="allowed", object_ids=(f"o{n}",))
 
 
 def _append(n: int) -> Callable[[Tx], None]:
@@ -234,9 +236,14 @@ def _append(n: int) -> Callable[[Tx], None]:
 
 
 async def _chain(store: Store) -> list[int]:
-    entries = await store.audit_entries()
-    verify_chain(entries)
-    return [e.seq for e in entries]
+    """The indexes stored, after checking the stored nodes give the root of the leaves."""
+    entries = await store.audit_entries(AuditQuery(viewer=None, limit=1000))
+    assert await store.audit_root() == (len(entries), merkle.root_hash([e.leaf() for e in entries]))
+    return [e.index for e in entries]
+
+
+async def _objects(store: Store) -> list[str]:
+    return [e.object_ids[0] for e in await store.audit_entries()]
 
 
 class InsertResults:
@@ -246,8 +253,8 @@ class InsertResults:
         self.answers: list[bool] = []
         real = Tx.insert_audit
 
-        def insert(tx: Tx, record: Any) -> bool:
-            self.answers.append(real(tx, record))
+        def insert(tx: Tx, entry: Any, tree: Any) -> bool:
+            self.answers.append(real(tx, entry, tree))
             return self.answers[-1]
 
         monkeypatch.setattr(Tx, "insert_audit", insert)
@@ -274,12 +281,12 @@ async def test_the_chain_stays_intact_after_a_failed_batch(
         return_exceptions=True,
     )  # fmt: skip
     assert all(isinstance(o, CommitFailed) for o in outcomes)  # one batch, none of it stored
-    assert await _chain(store) == [1]
-    await store.write(_append(4))  # the head in memory had reached 4: it must not be used
+    assert await _chain(store) == [0]
+    await store.write(_append(4))  # the tree in memory had reached 4: it must not be used
     await store.write(_append(5))
-    assert await _chain(store) == [1, 2, 3]
-    assert [e.object_id for e in await store.audit_entries()] == ["1", "4", "5"]
-    # The failed batch's head was dropped, not merely corrected by the database's check.
+    assert await _chain(store) == [0, 1, 2]
+    assert await _objects(store) == ["o1", "o4", "o5"]
+    # The failed batch's tree was dropped, not merely corrected by the database's check.
     assert inserts.answers == [True] * len(inserts.answers)
 
 
@@ -300,8 +307,8 @@ async def test_the_chain_stays_intact_after_a_failed_item(
         return_exceptions=True,
     )  # fmt: skip
     assert isinstance(outcomes[1], Refused)
-    assert await _chain(store) == [1, 2]
-    assert [e.object_id for e in await store.audit_entries()] == ["1", "2"]
+    assert await _chain(store) == [0, 1]
+    assert await _objects(store) == ["o1", "o2"]
     assert inserts.answers == [True, True, True]
 
 
@@ -309,36 +316,36 @@ async def test_an_entry_appended_by_another_writer_is_linked_to(
     store: Store, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inserts = InsertResults(monkeypatch)
-    await store.write(_append(1))  # this writer now holds head 1 in memory
+    await store.write(_append(1))  # this writer now holds a tree of size 1 in memory
     other = Store(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
     await other.start()
     try:
         await other.write(_append(2))
     finally:
         await other.close()
-    await store.write(_append(3))  # links to the other writer's entry, not to its own head
-    assert await _chain(store) == [1, 2, 3]
-    assert [e.object_id for e in await store.audit_entries()] == ["1", "2", "3"]
-    assert inserts.answers == [True, True, False, True]  # its stale head refused, then relinked
+    await store.write(_append(3))  # follows the other writer's entry, not its own tree
+    assert await _chain(store) == [0, 1, 2]
+    assert await _objects(store) == ["o1", "o2", "o3"]
+    assert inserts.answers == [True, True, False, True]  # its stale tree refused, then re-read
 
 
-async def test_the_insert_refuses_an_entry_that_does_not_link(store: Store) -> None:
+async def test_the_insert_refuses_a_gap_or_a_taken_index(store: Store) -> None:
     await store.write(_append(1))
     await store.write(_append(2))
-    entries = await store.audit_entries()
 
     def attempts(tx: Tx) -> list[bool]:
-        base = replace(entries[1], seq=3, prev_hash=entries[1].entry_hash)
-        return [
-            tx.insert_audit(replace(base, prev_hash=entries[0].entry_hash)),  # a fork
-            tx.insert_audit(replace(base, seq=4)),  # a gap
-            tx.insert_audit(replace(entries[1], seq=1, prev_hash=bytes(32))),  # a new genesis
-            tx.insert_audit(replace(base, seq=2, prev_hash=entries[0].entry_hash)),  # taken
-            tx.insert_audit(base),  # links: stored
-        ]
+        tree = tx.audit_tree(fresh=True)
+        nodes = dict(tree.nodes)
 
-    assert await store.write(attempts) == [False, False, False, False, True]
-    assert [e.seq for e in await store.audit_entries()] == [1, 2, 3]
+        def at(index: int) -> bool:
+            entry = _event(9).entry(index, now=1009)
+            return tx.insert_audit(entry, Frontier(index, nodes) if index != 2 else tree)
+
+        return [at(3), at(0), at(1), at(2)]  # a gap, a new first entry, taken, follows
+
+    assert await store.write(attempts) == [False, False, False, True]
+    assert await _chain(store) == [0, 1, 2]
+    assert await _objects(store) == ["o1", "o2", "o9"]
 
 
 async def test_a_repeat_and_a_conflict_store_nothing(hub: HubHarness) -> None:
@@ -351,5 +358,9 @@ async def test_a_repeat_and_a_conflict_store_nothing(hub: HubHarness) -> None:
     await hub.problem(await hub.send(police, clash), 409, "conflict")
     counts = await hub.counts()
     assert (counts["messages"], counts["deliveries"], counts["message_pseudonyms"]) == (1, 1, 1)
-    sends = [(e.outcome, e.reason) for e in await hub.audit() if e.action == "message.send"]
+    sends = [
+        (e.outcome, e.reason)
+        for e in await hub.audit()
+        if (e.action, e.object_type) == ("create", "message")
+    ]
     assert sends == [("allowed", None), ("allowed", "repeat"), ("denied", "conflict")]

@@ -50,7 +50,7 @@ async def test_a_new_message_is_pushed_to_its_recipients_only(hub: HubHarness) -
         await ggd_ws.send_str("hello")
         closing = await _next(ggd_ws)
         assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 1008
-    connects = [e for e in await hub.audit() if e.action == "ws.connect"]
+    connects = [e for e in await hub.audit() if e.object_type == "inbox"]
     assert [(e.org, e.outcome) for e in connects] == [("ggd", "allowed"), ("shelter", "allowed")]
     for _ in range(100):  # the server's handler finishes its cleanup on its own turn
         if _subscribers(hub, "ggd") == 0:
@@ -74,4 +74,4 @@ async def test_a_socket_without_a_token_is_refused_and_audited(hub: HubHarness) 
         await hub.client.ws_connect("/v1/ws")
     assert refused.value.status == 401
     last = (await hub.audit())[-1]
-    assert (last.action, last.outcome, last.reason) == ("ws.connect", "denied", "unauthorized")
+    assert (last.action, last.outcome, last.reason) == ("read", "denied", "unauthorized")

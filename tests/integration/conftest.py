@@ -68,6 +68,7 @@ async def network(tmp_path: Path) -> AsyncIterator[Network]:
         config,
         token_key_pem=hub_keys.token_key_pem,
         hub_certificate_der=hub_keys.certificate.der if hub_keys.certificate else None,
+        log_signing_key=hub_keys.signing_key,
     )
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()

@@ -38,6 +38,8 @@ class Parties:
             **os.environ,
             "SCHAKEL_PASSPHRASE": PASSPHRASE,
             "SCHAKEL_WEAK_KDF": "1",
+            "SCHAKEL_USER": "j.jansen",
+            "SCHAKEL_PURPOSE": "case-coordination",
             "SCHAKEL_HUB_URL": hub_url,
             "SCHAKEL_AUTHORITY_DIR": str(root / "authority"),
             "SCHAKEL_HUB_DIR": str(root / "hub"),

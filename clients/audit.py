@@ -1,0 +1,333 @@
+"""Checking the hub's access log: tree heads at every contact, entries against a head.
+
+:class:`LogWatch` keeps the last signed tree head this client verified (in local
+state) and checks each new one: signed by the hub's certified key (role ``hub``,
+chained to the pinned root, not revoked), and consistent with the kept head by the
+hub's consistency proof. A hub that rewrites, truncates or forks its log, or stops
+serving heads after one was seen, raises :class:`~clients.errors.AuditLogInconsistent`.
+
+:class:`ExportChecker` checks entries against a verified head, line by line, as the
+export streams or from a file: every inclusion proof, the order of the indexes, and
+(for the whole log) that the leaves rebuild the head's root. Failures name the first
+bad index. Nothing here trusts the hub: every proof is recomputed locally.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from clients.errors import AuditLogInconsistent, ClientError, HubProblem, VerificationFailed
+from clients.state import LocalState
+from protocol import merkle
+from protocol.auditlog import AuditEntry, TreeHead, check_consistent, verify_tree_head
+from protocol.certificate import (
+    ROLE_HUB,
+    Certificate,
+    RevocationList,
+    load_root,
+    verify_certificate,
+)
+from protocol.encoding import b64d, b64e, loads_strict
+from protocol.errors import ProtocolError, RevokedError
+
+CHECK_SECONDS = 60  # an Organisation checks the head at most this often
+MAX_LINE = 256 * 1024
+
+
+class LogHub(Protocol):
+    """What LogWatch needs of a HubClient."""
+
+    async def audit_head(self) -> TreeHead | None: ...
+    async def audit_consistency(self, old_size: int, new_size: int) -> list[bytes]: ...
+    async def hub_info(self) -> Any: ...
+
+
+def head_text(head: TreeHead | None) -> tuple[int, str] | None:
+    return None if head is None else (head.size, b64e(head.root))
+
+
+def inconsistent(
+    reason: str, kept: TreeHead | None, served: TreeHead | None
+) -> AuditLogInconsistent:
+    return AuditLogInconsistent(reason, kept=head_text(kept), served=head_text(served))
+
+
+class LogWatch:
+    """The client's memory of the hub's log: verify each new tree head against the kept one."""
+
+    def __init__(
+        self,
+        state: LocalState,
+        hub: LogHub,
+        *,
+        root_der: bytes,
+        network: str,
+        crl: Callable[[int], Awaitable[RevocationList]],
+        clock: Callable[[], float] = time.time,
+        interval: float = CHECK_SECONDS,
+    ) -> None:
+        self.state = state
+        self.hub = hub
+        self._root_der = root_der
+        self._network = network
+        self._crl = crl
+        self._clock = clock
+        self._interval = interval
+        self._checked_at: float | None = None
+
+    @property
+    def _root_fp(self) -> str:
+        return load_root(self._root_der, now=int(self._clock())).fingerprint
+
+    async def check_if_due(self) -> TreeHead | None:
+        """:meth:`check`, unless it ran less than ``interval`` seconds ago."""
+        now = self._clock()
+        if self._checked_at is not None and now - self._checked_at < self._interval:
+            return self.state.tree_head
+        return await self.check()
+
+    async def check(self, served: TreeHead | None = None) -> TreeHead | None:
+        """Fetch (or take) the newest head, verify it, check it extends the kept one, keep it."""
+        kept = self.state.tree_head
+        if served is None:
+            served = await self.hub.audit_head()
+        if served is None:
+            if kept is not None:
+                raise inconsistent("the hub serves no signed tree head", kept, None)
+            self._checked_at = self._clock()
+            return None
+        await self._verify_signature(served, kept)
+        await self._check_extends(kept, served)
+        self.state.keep_tree_head(served)
+        self._checked_at = self._clock()
+        return served
+
+    async def _verify_signature(self, head: TreeHead, kept: TreeHead | None) -> None:
+        if head.network != self._network:
+            raise inconsistent("the tree head is for another network", kept, head)
+        cert = await self.hub_certificate(head.hub_cert)
+        try:
+            verify_tree_head(head, cert)
+        except ProtocolError as exc:
+            raise inconsistent(
+                "the tree head is not signed by the certified hub key", kept, head
+            ) from exc
+
+    async def _check_extends(self, kept: TreeHead | None, head: TreeHead) -> None:
+        if kept is None:
+            return
+        if head.size < kept.size:
+            raise AuditLogInconsistent(
+                "the hub's log is shorter than before (truncated)",
+                kept=head_text(kept),
+                served=head_text(head),
+                index=head.size,
+            )
+        if kept.size == 0:
+            if kept.root != merkle.EMPTY_ROOT:
+                raise inconsistent("the kept head of the empty log has a wrong root", kept, head)
+            return
+        if head.size == kept.size:
+            proof: list[bytes] = []
+            if head.root != kept.root:
+                raise inconsistent("two signed heads of the same size differ (fork)", kept, head)
+        else:
+            try:
+                proof = await self.hub.audit_consistency(kept.size, head.size)
+            except (HubProblem, VerificationFailed) as exc:
+                if isinstance(exc, HubProblem) and exc.status >= 500:
+                    raise
+                raise inconsistent(
+                    f"the hub gives no consistency proof ({str(exc)[:120]})", kept, head
+                ) from exc
+        try:
+            check_consistent(kept, head, proof)
+        except ProtocolError as exc:
+            raise inconsistent(
+                "the new head does not extend the kept one (history rewritten)", kept, head
+            ) from exc
+
+    async def hub_certificate(self, fingerprint: str) -> Certificate:
+        """The hub certificate of that fingerprint, kept or fetched, verified now (with CRL)."""
+        now = int(self._clock())
+        der = self.state.hub_certificate(fingerprint, root=self._root_fp)
+        if der is None:
+            info = await self.hub.hub_info()
+            der = info.certificate
+            if der is None:
+                raise VerificationFailed("hub certificate", reason="the hub serves none")
+        cert = verify_hub_certificate(
+            der, self._root_der, network=self._network, now=now, crl=await self._crl(now)
+        )
+        if cert.fingerprint != fingerprint:
+            raise VerificationFailed(
+                "hub certificate", reason="the tree head names another certificate"
+            )
+        self.state.remember_hub_certificate(cert.fingerprint, root=self._root_fp, der=cert.der)
+        return cert
+
+    def kept_hub_certificate(self, fingerprint: str, *, at: int) -> Certificate:
+        """Offline: a hub certificate kept in state, verified against the root at time ``at``."""
+        der = self.state.hub_certificate(
+            fingerprint, root=load_root(self._root_der, now=at).fingerprint
+        )
+        if der is None:
+            raise VerificationFailed(
+                "hub certificate",
+                reason="this client has not seen the certificate that signed the head; "
+                "run 'schakel audit verify' online once",
+            )
+        return verify_hub_certificate(der, self._root_der, network=self._network, now=at, crl=None)
+
+
+def verify_hub_certificate(
+    der: bytes, root_der: bytes, *, network: str, now: int, crl: RevocationList | None
+) -> Certificate:
+    """A hub's certificate: chains to the root, valid at ``now``, not revoked, role hub."""
+    try:
+        cert = verify_certificate(der, load_root(root_der, now=now), now=now, crl=crl)
+    except RevokedError as exc:
+        raise VerificationFailed("hub certificate", reason="revoked") from exc
+    except ProtocolError as exc:
+        raise VerificationFailed("hub certificate", reason=str(exc)[:120]) from exc
+    if ROLE_HUB not in cert.roles or cert.network != network:
+        raise VerificationFailed("hub certificate", reason="not a hub certificate of this network")
+    return cert
+
+
+# -- entries against a head -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRecord:
+    entry: AuditEntry
+    proof: tuple[bytes, ...] | None
+
+
+def parse_export_head(line: bytes) -> TreeHead:
+    """The first line of an export: ``{"head": <tree head>}``."""
+    doc = _line_object(line, "head line")
+    try:
+        return TreeHead.from_wire(doc.get("head"))
+    except ProtocolError as exc:
+        raise AuditLogInconsistent("the export's first line is not a tree head") from exc
+
+
+def parse_export_record(line: bytes, position: int) -> ExportRecord:
+    """An entry line: ``{"entry": <entry>, "proof": [b64url...]}`` (proof absent or null)."""
+    doc = _line_object(line, f"line {position}")
+    try:
+        entry = AuditEntry.from_wire(doc.get("entry"))
+    except ProtocolError as exc:
+        raise AuditLogInconsistent(
+            f"line {position} of the export is not a valid entry ({str(exc)[:100]})"
+        ) from exc
+    proof = doc.get("proof")
+    if proof is None:
+        return ExportRecord(entry, None)
+    if not isinstance(proof, list):
+        raise AuditLogInconsistent("an inclusion proof is not a list", index=entry.index)
+    try:
+        hashes = tuple(b64d(h, max_len=32) for h in proof)
+    except ProtocolError as exc:
+        raise AuditLogInconsistent("an inclusion proof is malformed", index=entry.index) from exc
+    return ExportRecord(entry, hashes)
+
+
+def _line_object(line: bytes, what: str) -> dict[str, Any]:
+    try:
+        doc = loads_strict(line, max_bytes=MAX_LINE)
+    except ProtocolError as exc:
+        raise AuditLogInconsistent(f"the export's {what} is not strict JSON") from exc
+    if not isinstance(doc, dict):
+        raise AuditLogInconsistent(f"the export's {what} is not a JSON object")
+    return doc
+
+
+def check_inclusion(entry: AuditEntry, proof: Sequence[bytes], head: TreeHead) -> None:
+    """AuditLogInconsistent (naming the index) unless ``entry`` is in the tree of ``head``."""
+    try:
+        merkle.verify_inclusion(entry.leaf(), entry.index, head.size, list(proof), head.root)
+    except ProtocolError as exc:
+        raise AuditLogInconsistent(
+            f"entry {entry.index} does not match the signed head of size {head.size}",
+            index=entry.index,
+        ) from exc
+
+
+class ExportChecker:
+    """Entries of one export, fed in order, checked against a verified head.
+
+    ``full``: the export must hold every entry ``0 .. size-1`` (a network privacy
+    officer's); a missing index is reported, and the leaves must rebuild the root.
+    """
+
+    def __init__(self, head: TreeHead, *, full: bool) -> None:
+        self.head = head
+        self.full = full
+        self.count = 0
+        self.proven = 0
+        self.leaves: list[bytes] = []
+        self._last = -1
+
+    def feed(self, record: ExportRecord) -> None:
+        entry = record.entry
+        index = entry.index
+        if index <= self._last or index >= self.head.size:
+            raise AuditLogInconsistent(
+                f"entry {index} is out of order or beyond the head of size {self.head.size}",
+                index=index,
+            )
+        if self.full and index != self._last + 1:
+            raise AuditLogInconsistent(f"entry {self._last + 1} is missing", index=self._last + 1)
+        if record.proof is not None:
+            check_inclusion(entry, record.proof, self.head)
+            self.proven += 1
+        elif not self.full:
+            raise AuditLogInconsistent("an entry carries no inclusion proof", index=index)
+        if self.full:
+            self.leaves.append(entry.leaf())
+        self._last = index
+        self.count += 1
+
+    def finish(self) -> bool:
+        """True if everything held; False when the full leaves do not rebuild the root."""
+        if self.full:
+            if self.count != self.head.size:
+                missing = self.count
+                raise AuditLogInconsistent(
+                    f"the export ends after {self.count} of {self.head.size} entries "
+                    "(entries truncated)",
+                    index=missing,
+                )
+            return merkle.root_hash(self.leaves) == self.head.root
+        return True
+
+
+async def locate_first_bad(
+    leaves: Sequence[bytes],
+    head: TreeHead,
+    consistency: Callable[[int, int], Awaitable[list[bytes]]],
+) -> int:
+    """The first leaf that breaks the root, by binary search over consistency proofs.
+
+    A prefix of ``m`` leaves is good when the hub's consistency proof from ``m`` to the
+    head verifies against the prefix's locally computed root; good prefixes are exactly
+    the ones before the first bad leaf.
+    """
+    good, bad = 0, len(leaves)
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        try:
+            proof = await consistency(middle, head.size)
+            merkle.verify_consistency(
+                middle, head.size, merkle.root_hash(leaves[:middle]), head.root, proof
+            )
+        except (ProtocolError, ClientError):
+            bad = middle
+        else:
+            good = middle
+    return bad - 1

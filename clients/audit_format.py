@@ -1,0 +1,206 @@
+"""Writing audit entries out harmlessly: NDJSON, CSV and an HTML page.
+
+Entries hold strings that organisations typed (user ids, purpose text) and that
+the hub merely bounded; an export must not let them act on whoever opens it.
+
+* NDJSON: ``json.dumps(..., ensure_ascii=True)``; every non-ASCII or control
+  character travels as a ``\\uXXXX`` escape and ``json.loads`` gives the exact
+  string back.
+* CSV (``csv`` module): every field goes through :func:`neutral_cell`: each
+  character of Unicode category C (controls, bidi and other format marks,
+  surrogates, private use, unassigned) and U+2028/U+2029 is shown as the text
+  ``\\uXXXX`` (``\\UXXXXXXXX`` beyond the BMP), and a field starting with
+  ``= + - @``, tab or carriage return gets a leading ``'`` so that no
+  spreadsheet takes it for a formula.
+* HTML: :func:`neutral_text` (the same ``\\uXXXX`` display) then ``html.escape``.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import time
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.auditlog import AuditEntry
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+ENTRY_COLUMNS = (
+    "index",
+    "time",
+    "action",
+    "outcome",
+    "reason",
+    "org",
+    "user",
+    "role",
+    "purpose",
+    "purpose_text",
+    "object_type",
+    "object_ids",
+    "pseudonyms",
+    "source",
+    "request_id",
+)
+
+
+def ndjson_line(document: Any) -> str:
+    """One NDJSON line: ASCII only, sorted keys, no spaces, ending in a newline."""
+    return json.dumps(document, ensure_ascii=True, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def _shown(char: str) -> str:
+    if unicodedata.category(char).startswith("C") or char in "\u2028\u2029":
+        code = ord(char)
+        return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+    return char
+
+
+def neutral_text(value: object) -> str:
+    """``value`` as text with every invisible or control character shown as ``\\uXXXX``."""
+    text = "" if value is None else str(value)
+    return "".join(_shown(c) for c in text)
+
+
+def neutral_cell(value: object) -> str:
+    """A CSV field: :func:`neutral_text`, and a leading ``'`` before a formula start."""
+    text = "" if value is None else str(value)
+    shown = neutral_text(text)
+    return "'" + shown if text.startswith(FORMULA_START) else shown
+
+
+def iso_time(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def entry_row(entry: AuditEntry) -> list[object]:
+    return [
+        entry.index,
+        iso_time(entry.time),
+        entry.action,
+        entry.outcome,
+        entry.reason,
+        entry.org,
+        entry.user,
+        entry.role,
+        entry.purpose,
+        entry.purpose_text,
+        entry.object_type,
+        " ".join(entry.object_ids),
+        " ".join(entry.pseudonyms),
+        entry.source,
+        entry.request_id,
+    ]
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A CSV document (RFC 4180 line ends) with every field neutralised."""
+    out = io.StringIO()
+    writer = csv.writer(out, quoting=csv.QUOTE_MINIMAL)
+    writer.writerow([neutral_cell(h) for h in header])
+    for row in rows:
+        writer.writerow([neutral_cell(v) for v in row])
+    return out.getvalue()
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    """One line of the NEN 7513 overview."""
+
+    index: int
+    time: int
+    org: str | None
+    user: str | None
+    role: str | None
+    action: str
+    purpose: str | None
+    purpose_text: str | None
+    outcome: str
+    reason: str | None
+    object_type: str
+    objects: tuple[str, ...]
+
+    @classmethod
+    def of(cls, entry: AuditEntry, objects: Iterable[str] | None = None) -> ReportRow:
+        shown = entry.object_ids if objects is None else tuple(objects)
+        return cls(
+            entry.index,
+            entry.time,
+            entry.org,
+            entry.user,
+            entry.role,
+            entry.action,
+            entry.purpose,
+            entry.purpose_text,
+            entry.outcome,
+            entry.reason,
+            entry.object_type,
+            tuple(shown),
+        )
+
+    def cells(self) -> list[object]:
+        outcome = self.outcome if self.reason is None else f"{self.outcome} ({self.reason})"
+        return [
+            iso_time(self.time),
+            self.org,
+            self.user,
+            self.role,
+            self.action,
+            self.purpose,
+            self.purpose_text,
+            outcome,
+            self.object_type,
+            " ".join(self.objects),
+            self.index,
+        ]
+
+
+REPORT_COLUMNS = (
+    "time (UTC)",
+    "organisation",
+    "user",
+    "role",
+    "action",
+    "purpose",
+    "purpose text",
+    "outcome",
+    "object type",
+    "objects",
+    "log index",
+)
+
+
+def report_csv(rows: Sequence[ReportRow]) -> str:
+    return csv_text(REPORT_COLUMNS, (row.cells() for row in rows))
+
+
+_STYLE = (
+    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+    "th,td{border:1px solid #999;padding:4px 8px;text-align:left;vertical-align:top}"
+    "th{background:#eee}td{font-family:monospace}"
+)
+
+
+def report_html(title: str, summary: Sequence[str], rows: Sequence[ReportRow]) -> str:
+    """A self-contained page (no scripts, no external resources), every value escaped."""
+
+    def cell(value: object, tag: str = "td") -> str:
+        return f"<{tag}>{html.escape(neutral_text(value), quote=True)}</{tag}>"
+
+    head = "".join(cell(c, "th") for c in REPORT_COLUMNS)
+    body = "\n".join("<tr>" + "".join(cell(v) for v in row.cells()) + "</tr>" for row in rows)
+    lines = "".join(f"<p>{html.escape(neutral_text(s))}</p>" for s in summary)
+    safe_title = html.escape(neutral_text(title))
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'\">"
+        f"<title>{safe_title}</title><style>{_STYLE}</style></head>\n<body>"
+        f"<h1>{safe_title}</h1>{lines}\n<table><thead><tr>{head}</tr></thead><tbody>\n"
+        f"{body}\n</tbody></table></body></html>\n"
+    )

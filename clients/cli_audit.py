@@ -1,0 +1,365 @@
+"""``schakel audit``: what a privacy officer runs against the hub's access log.
+
+Every command first has the hub sign a fresh tree head and checks it (signed by the
+certified hub key, consistent with the head this client kept), then checks what the
+hub serves against it. Exit codes as ``schakel org``; 5 means the log does not hold
+together (the message names sizes, roots and the first bad index).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from clients.audit import ExportChecker, parse_export_head, parse_export_record
+from clients.audit_format import (
+    ENTRY_COLUMNS,
+    ReportRow,
+    csv_text,
+    entry_row,
+    ndjson_line,
+    report_csv,
+    report_html,
+)
+from clients.cli import (
+    Settings,
+    _emit,
+    _guarded,
+    _identity_options,
+    _open_keys,
+    _person,
+    _run,
+    _Session,
+)
+from clients.errors import AuditLogInconsistent, ClientError
+from clients.hub_client import HubClient
+from clients.organisation import Organisation
+from clients.privacy import (
+    DEFAULT_MAX_OBJECTS_PER_DAY,
+    DEFAULT_SAMPLE,
+    PrivacyOfficer,
+    Verified,
+    verify_export_file,
+)
+from clients.state import LocalState
+from protocol.auditlog import ACTIONS, PURPOSES, AuditEntry, TreeHead
+from protocol.encoding import b64e
+from protocol.pseudonym import Identity
+
+
+@click.group("audit")
+@click.option(
+    "--home",
+    envvar="SCHAKEL_HOME",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The organisation's directory (keys and local state). Env: SCHAKEL_HOME.",
+)
+@click.option(
+    "--hub",
+    "hub_url",
+    envvar="SCHAKEL_HUB_URL",
+    default="http://127.0.0.1:8443",
+    show_default=True,
+    help="Base URL of the hub. Env: SCHAKEL_HUB_URL.",
+)
+@click.option("--passphrase-env", default="SCHAKEL_PASSPHRASE", show_default=True, metavar="NAME")
+@click.option("--passphrase-fd", type=int, metavar="N")
+@click.option(
+    "--user",
+    envvar="SCHAKEL_USER",
+    help="Your own user id, recorded in the access log. Env: SCHAKEL_USER.",
+)
+@click.option(
+    "--purpose",
+    type=click.Choice(PURPOSES),
+    default="audit",
+    show_default=True,
+    help="Why you read the log (e.g. data-subject-request for a subject report).",
+)
+@click.option("--purpose-text", help="Free text that explains the purpose (≤ 200 characters).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def audit(
+    ctx: click.Context,
+    home: Path,
+    hub_url: str,
+    passphrase_env: str,
+    passphrase_fd: int | None,
+    user: str | None,
+    purpose: str,
+    purpose_text: str | None,
+    as_json: bool,
+) -> None:
+    """A privacy officer: verify, export and report on the hub's access log.
+
+    \b
+      schakel audit verify                  20 random entries with inclusion proofs
+      schakel audit verify --full           the whole log (network privacy officer)
+      schakel audit verify --export FILE    offline, an export file
+      schakel audit export --format csv --out log.csv
+      schakel audit report --subject --bsn ... --out-html report.html
+      schakel audit anomalies
+    """
+    ctx.obj = Settings(
+        home, hub_url, passphrase_env, passphrase_fd, user, as_json, purpose, purpose_text
+    )
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+def _head_json(head: TreeHead) -> dict[str, Any]:
+    return {"size": head.size, "root": b64e(head.root), "time": head.time}
+
+
+def _verified(settings: Settings, result: Verified) -> None:
+    _emit(
+        settings,
+        {"verified": result.checked, "mode": result.mode, "head": _head_json(result.head)},
+        result.text(),
+    )
+
+
+@audit.command()
+@click.option("--sample", "sample", type=click.IntRange(1, 100_000), default=None, metavar="N")
+@click.option("--full", is_flag=True, help="Rebuild the whole tree (network privacy officer).")
+@click.option(
+    "--export",
+    "export_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Verify an export file offline (no hub contact).",
+)
+@pass_settings
+@_guarded
+def verify(settings: Settings, sample: int | None, full: bool, export_file: Path | None) -> None:
+    """Check the log against signed tree heads; name the first bad index (exit 5)."""
+    if sample is not None and full:
+        raise click.UsageError("--sample and --full exclude each other")
+    if export_file is not None:
+        keys = _open_keys(settings)
+        with LocalState(settings.state_path) as state:
+            organisation = Organisation(
+                keys, state, HubClient(settings.hub_url, network=keys.network)
+            )
+            _verified(settings, verify_export_file(organisation, export_file, full=full))
+        return
+
+    async def go() -> Verified:
+        async with _Session(settings) as organisation:
+            officer = PrivacyOfficer(organisation)
+            if full:
+                return await officer.verify_full()
+            return await officer.verify_sample(sample or DEFAULT_SAMPLE)
+
+    _verified(settings, _run(go()))
+
+
+def _filter_options(func: Any) -> Any:
+    options = [
+        click.option("--by-org", help="Only entries of this organisation's requests."),
+        click.option("--by-user", help="Only entries of this user id."),
+        click.option("--action", type=click.Choice(ACTIONS)),
+        click.option("--object", "object_id", help="Only entries touching this object id."),
+        click.option("--pseudonym", help="Only entries carrying this pseudonym."),
+        click.option("--since", type=int, metavar="UNIX", help="From this time (Unix seconds)."),
+        click.option("--until", type=int, metavar="UNIX", help="Up to this time (Unix seconds)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _private_writer(path: Path) -> Any:
+    """A new file, 0600, never through a symlink, never over an existing file."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise ClientError(f"{path} exists already: choose another file") from None
+    return os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+
+@audit.command()
+@click.option("--format", "fmt", type=click.Choice(["ndjson", "csv"]), default="ndjson")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@_filter_options
+@pass_settings
+@_guarded
+def export(
+    settings: Settings,
+    fmt: str,
+    out: Path,
+    by_org: str | None,
+    by_user: str | None,
+    action: str | None,
+    object_id: str | None,
+    pseudonym: str | None,
+    since: int | None,
+    until: int | None,
+) -> None:
+    """Export the visible entries: NDJSON with inclusion proofs, or CSV (one row per entry)."""
+    filters = {
+        "org": by_org,
+        "user": by_user,
+        "action": action,
+        "object": object_id,
+        "pseudonym": pseudonym,
+        "since": since,
+        "until": until,
+    }
+
+    async def go() -> tuple[TreeHead, int, AuditLogInconsistent | None]:
+        async with _Session(settings) as organisation:
+            officer = PrivacyOfficer(organisation)
+            head = await officer.fresh_head()
+            lines = organisation.hub.audit_export(size=head.size, filters=filters)
+            return await _write_export(lines, head, out, fmt)
+
+    head, count, problem = _run(go())
+    if problem is not None:
+        raise AuditLogInconsistent(f"{problem} (the export was written to {out} all the same)")
+    _emit(
+        settings,
+        {"entries": count, "file": str(out), "format": fmt, "head": _head_json(head)},
+        f"exported {count} entries to {out} ({fmt}), proven against head of size {head.size}",
+    )
+
+
+async def _write_export(
+    lines: Any, head: TreeHead, out: Path, fmt: str
+) -> tuple[TreeHead, int, AuditLogInconsistent | None]:
+    first = await anext(lines, None)
+    served = None if first is None else parse_export_head(first)
+    if served is None or (served.size, served.root) != (head.size, head.root):
+        raise AuditLogInconsistent("the export is for another head than the verified one")
+    checker = ExportChecker(head, full=False)
+    problem: AuditLogInconsistent | None = None
+    entries: list[AuditEntry] = []
+    with _private_writer(out) as handle:
+        if fmt == "ndjson":
+            handle.write(ndjson_line({"head": head.to_wire()}))
+        position = 1
+        async for line in lines:
+            position += 1
+            record = parse_export_record(line, position)
+            try:
+                checker.feed(record)
+            except AuditLogInconsistent as exc:
+                problem = problem or exc
+            if fmt == "ndjson":
+                proof = None if record.proof is None else [b64e(h) for h in record.proof]
+                handle.write(ndjson_line({"entry": record.entry.to_wire(), "proof": proof}))
+            else:
+                entries.append(record.entry)
+        if fmt == "csv":
+            handle.write(csv_text(ENTRY_COLUMNS, (entry_row(e) for e in entries)))
+    return head, checker.count, problem
+
+
+@audit.command()
+@click.option("--subject", is_flag=True, help="A data subject, named by the identity flags.")
+@_identity_options
+@click.option("--user", "employee", metavar="ID", help="One employee's accesses instead.")
+@click.option("--org", "employee_org", help="With --user: the employee's organisation.")
+@click.option("--out-csv", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out-html", type=click.Path(dir_okay=False, path_type=Path))
+@pass_settings
+@_guarded
+def report(
+    settings: Settings,
+    subject: bool,
+    employee: str | None,
+    employee_org: str | None,
+    out_csv: Path | None,
+    out_html: Path | None,
+    **fields: str | None,
+) -> None:
+    """The chronological NEN 7513 overview: who accessed a subject's data, or one user's
+    accesses (time, organisation, user, role, action, purpose, outcome)."""
+    if subject == (employee is not None):
+        raise click.UsageError("give either --subject with identity flags, or --user ID")
+    if out_csv is None and out_html is None:
+        raise click.UsageError("give --out-csv FILE and/or --out-html FILE")
+    person = _person(**fields)
+    if subject and not person:
+        raise click.UsageError("--subject needs at least one identifier (--bsn, --phone, ...)")
+
+    async def go() -> tuple[TreeHead, list[ReportRow]]:
+        async with _Session(settings) as organisation:
+            officer = PrivacyOfficer(organisation)
+            if subject:
+                return await officer.subject_report(Identity(**person))
+            assert employee is not None
+            return await officer.user_report(employee, employee_org)
+
+    head, rows = _run(go())
+    title = "Access to a data subject's messages" if subject else f"Accesses by user {employee}"
+    summary = [
+        f"Schakel access log, {len(rows)} entries, each proven against the signed tree head "
+        f"of size {head.size} (root {b64e(head.root)}).",
+        f"Made {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime())}.",
+    ]
+    if out_csv is not None:
+        with _private_writer(out_csv) as handle:
+            handle.write(report_csv(rows))
+    if out_html is not None:
+        with _private_writer(out_html) as handle:
+            handle.write(report_html(title, summary, rows))
+    _emit(
+        settings,
+        {
+            "entries": len(rows),
+            "head": _head_json(head),
+            "csv": _str(out_csv),
+            "html": _str(out_html),
+        },
+        f"{len(rows)} entries; " + ", ".join(str(p) for p in (out_csv, out_html) if p),
+    )
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+@audit.command()
+@click.option(
+    "--max-objects-per-day",
+    type=click.IntRange(1),
+    default=DEFAULT_MAX_OBJECTS_PER_DAY,
+    show_default=True,
+    help="Flag a user who touched more distinct messages in one UTC day.",
+)
+@pass_settings
+@_guarded
+def anomalies(settings: Settings, max_objects_per_day: int) -> None:
+    """Flag unusual volumes per user and day, and denied reads of messages (an organisation
+    asking for a message it neither sent nor received)."""
+
+    async def go() -> Any:
+        async with _Session(settings) as organisation:
+            return await PrivacyOfficer(organisation).anomalies(max_objects_per_day)
+
+    head, found = _run(go())
+    _emit(
+        settings,
+        {
+            "head": _head_json(head),
+            "anomalies": [
+                {
+                    "kind": a.kind,
+                    "day": a.day,
+                    "org": a.org,
+                    "user": a.user,
+                    "count": a.count,
+                    "indexes": list(a.indexes),
+                }
+                for a in found
+            ],
+        },
+        "\n".join(a.text() for a in found) or f"no anomalies in {head.size} entries",
+    )

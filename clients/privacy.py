@@ -1,0 +1,303 @@
+"""What a privacy officer does with the hub's access log, without trusting the hub.
+
+Every operation starts from a fresh tree head that :class:`~clients.audit.LogWatch`
+has verified (signed by the certified hub key, consistent with the head this client
+kept), and checks what the hub serves against it:
+
+* :meth:`PrivacyOfficer.verify_sample`: inclusion proofs for random visible entries;
+  for a network privacy officer also that no index is missing;
+* :meth:`PrivacyOfficer.verify_full`: the whole log from an export, rebuilt to the
+  head's root; a mismatch is located by binary search over consistency proofs;
+* :func:`verify_export_file`: the same, offline, on an export file;
+* :meth:`PrivacyOfficer.subject_report`: every access to the messages that carry a
+  data subject's pseudonyms (derived locally with the linking key), each entry proven;
+* :meth:`PrivacyOfficer.anomalies`: unusual volumes and denied reads.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from clients.audit import (
+    ExportChecker,
+    check_inclusion,
+    inconsistent,
+    locate_first_bad,
+    parse_export_head,
+    parse_export_record,
+)
+from clients.audit_format import ReportRow, iso_time
+from clients.errors import AuditLogInconsistent, ClientError, NotReady
+from clients.hub_client import EntryPage
+from clients.organisation import Organisation
+from protocol.auditlog import AuditEntry, TreeHead, verify_tree_head
+from protocol.certificate import ROLE_NETWORK_PRIVACY_OFFICER, ROLE_PRIVACY_OFFICER
+from protocol.errors import ProtocolError
+from protocol.pseudonym import Identity, derive_pseudonyms
+from protocol.types import Pseudonym
+
+DEFAULT_SAMPLE = 20
+DEFAULT_MAX_OBJECTS_PER_DAY = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    head: TreeHead
+    checked: int  # entries whose inclusion (or place in the rebuilt tree) was checked
+    mode: str  # "sample", "full" or "export"
+
+    def text(self) -> str:
+        return f"verified {self.checked} entries against head of size {self.head.size}"
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    kind: str  # "volume" or "outside-recipients"
+    day: str
+    org: str | None
+    user: str | None
+    count: int
+    indexes: tuple[int, ...]
+
+    def text(self) -> str:
+        who = f"{self.org or '-'}/{self.user or '-'}"
+        if self.kind == "volume":
+            return f"{self.day}  {who}: touched {self.count} distinct objects in a day"
+        return (
+            f"{self.day}  {who}: {self.count} denied reads of messages it was not a "
+            f"sender or recipient of (log indexes {', '.join(map(str, self.indexes[:10]))})"
+        )
+
+
+@dataclass
+class _Subject:
+    pseudonyms: set[Pseudonym] = field(default_factory=set)
+    messages: set[str] = field(default_factory=set)
+
+
+class PrivacyOfficer:
+    """The access-log operations of an organisation holding a privacy officer role."""
+
+    def __init__(self, organisation: Organisation, *, rng: random.Random | None = None) -> None:
+        self.org = organisation
+        self.hub = organisation.hub
+        self._rng = rng or random.SystemRandom()
+
+    @property
+    def network_officer(self) -> bool:
+        return ROLE_NETWORK_PRIVACY_OFFICER in self.org.certificate().roles
+
+    def _require_officer(self) -> None:
+        roles = self.org.certificate().roles
+        if not roles & {ROLE_PRIVACY_OFFICER, ROLE_NETWORK_PRIVACY_OFFICER}:
+            raise NotReady(
+                f"organisation {self.org.org!r} holds no privacy officer role: "
+                "only privacy officers may read the access log"
+            )
+
+    async def fresh_head(self) -> TreeHead:
+        """Have the hub sign a head for its current size; verify it against the kept one."""
+        self._require_officer()
+        head = await self.org.log.check(await self.hub.sign_audit_head())
+        if head is None:  # pragma: no cover - check() returns what it was given
+            raise ClientError("the hub has no signed tree head")
+        return head
+
+    async def entries(self, head: TreeHead, **filters: str | int | None) -> list[AuditEntry]:
+        """Every visible entry below ``head.size`` matching ``filters``, ascending."""
+        found: list[AuditEntry] = []
+        start: int | None = 0
+        while start is not None:
+            page: EntryPage = await self.hub.audit_entries(
+                start=start, end=head.size, limit=1000, filters=filters
+            )
+            for entry in page.entries:
+                if (found and entry.index <= found[-1].index) or entry.index >= head.size:
+                    raise AuditLogInconsistent(
+                        "the hub listed entries out of order or beyond the head", index=entry.index
+                    )
+                found.append(entry)
+            if page.next is not None and page.next <= start:
+                raise ClientError("the hub's entry listing does not advance")
+            start = page.next
+        return found
+
+    async def prove(self, entries: Iterable[AuditEntry], head: TreeHead) -> int:
+        """Check each entry's inclusion proof against ``head``; how many were checked."""
+        count = 0
+        for entry in entries:
+            proof = await self.hub.audit_inclusion(entry.index, head.size)
+            if proof.index != entry.index or proof.size != head.size or proof.leaf != entry.leaf():
+                raise AuditLogInconsistent(
+                    f"the hub's proof for entry {entry.index} is for another leaf",
+                    index=entry.index,
+                )
+            check_inclusion(entry, proof.proof, head)
+            count += 1
+        return count
+
+    # -- verify ----------------------------------------------------------------------------
+
+    async def verify_sample(self, n: int = DEFAULT_SAMPLE) -> Verified:
+        head = await self.fresh_head()
+        visible = await self.entries(head)
+        if self.network_officer:
+            for expected, entry in enumerate(visible):
+                if entry.index != expected:
+                    raise AuditLogInconsistent(f"entry {expected} is missing", index=expected)
+            if len(visible) != head.size:
+                raise AuditLogInconsistent(
+                    f"the log lists {len(visible)} of {head.size} entries (truncated)",
+                    index=len(visible),
+                )
+        chosen = sorted(self._rng.sample(visible, min(n, len(visible))), key=lambda e: e.index)
+        return Verified(head, await self.prove(chosen, head), "sample")
+
+    async def verify_full(self) -> Verified:
+        if not self.network_officer:
+            raise NotReady("--full needs the network privacy officer role (all entries)")
+        head = await self.fresh_head()
+        lines = self.hub.audit_export(size=head.size, proofs=False)
+        first = await anext(lines, None)
+        if first is None:
+            raise AuditLogInconsistent("the hub's export is empty")
+        served = parse_export_head(first)
+        if (served.size, served.root) != (head.size, head.root):
+            raise AuditLogInconsistent("the export is for another head than the verified one")
+        checker = ExportChecker(head, full=True)
+        position = 1
+        async for line in lines:
+            position += 1
+            checker.feed(parse_export_record(line, position))
+        if not checker.finish():
+            index = await locate_first_bad(checker.leaves, head, self.hub.audit_consistency)
+            raise AuditLogInconsistent(
+                f"the entries do not rebuild the root of the head of size {head.size}",
+                index=index,
+            )
+        return Verified(head, checker.count, "full")
+
+    # -- reports ---------------------------------------------------------------------------
+
+    def subject_pseudonyms(self, identity: Identity) -> set[Pseudonym]:
+        """The subject's pseudonyms under every linking-key version held (derived locally)."""
+        keys = self.org.keys.linking_keys
+        if not keys:
+            raise NotReady("no linking key yet: run 'schakel org linking-key fetch'")
+        try:
+            return {p for key in keys.values() for p in derive_pseudonyms(identity, key)}
+        except ProtocolError as exc:
+            raise ClientError(f"subject: {exc}") from exc
+
+    async def subject_report(self, identity: Identity) -> tuple[TreeHead, list[ReportRow]]:
+        """Every access to the messages carrying the subject's pseudonyms, proven, by time."""
+        head = await self.fresh_head()
+        subject = _Subject(self.subject_pseudonyms(identity))
+        touched: dict[int, AuditEntry] = {}
+        for pseudonym in sorted(subject.pseudonyms):
+            for entry in await self.entries(head, pseudonym=pseudonym, action="create"):
+                if entry.object_type == "message" and subject.pseudonyms & set(entry.pseudonyms):
+                    subject.messages.update(entry.object_ids)
+                    touched[entry.index] = entry
+        for message_id in sorted(subject.messages):
+            for entry in await self.entries(head, object=message_id):
+                if message_id in entry.object_ids:
+                    touched[entry.index] = entry
+        entries = sorted(touched.values(), key=lambda e: (e.time, e.index))
+        await self.prove(entries, head)
+        rows = [
+            ReportRow.of(e, sorted(subject.messages.intersection(e.object_ids))) for e in entries
+        ]
+        return head, rows
+
+    async def user_report(
+        self, user: str, org: str | None = None
+    ) -> tuple[TreeHead, list[ReportRow]]:
+        head = await self.fresh_head()
+        entries = await self.entries(head, user=user, org=org)
+        entries = [e for e in entries if e.user == user and (org is None or e.org == org)]
+        entries.sort(key=lambda e: (e.time, e.index))
+        await self.prove(entries, head)
+        return head, [ReportRow.of(e) for e in entries]
+
+    async def anomalies(
+        self, max_objects: int = DEFAULT_MAX_OBJECTS_PER_DAY
+    ) -> tuple[TreeHead, list[Anomaly]]:
+        head = await self.fresh_head()
+        return head, find_anomalies(await self.entries(head), max_objects)
+
+
+def find_anomalies(entries: Iterable[AuditEntry], max_objects: int) -> list[Anomaly]:
+    """Users touching more than ``max_objects`` distinct objects in a UTC day, and denied
+    reads or acknowledgements of messages: an organisation asking for a message it was
+    neither sender nor recipient of (the hub answers those with 404, logged as denied)."""
+    objects: dict[tuple[str, str | None, str | None], set[str]] = defaultdict(set)
+    volume_indexes: dict[tuple[str, str | None, str | None], list[int]] = defaultdict(list)
+    outside: dict[tuple[str, str | None, str | None], list[int]] = defaultdict(list)
+    for entry in entries:
+        key = (iso_time(entry.time)[:10], entry.org, entry.user)
+        if entry.object_type in ("message", "case"):
+            objects[key].update(entry.object_ids)
+            volume_indexes[key].append(entry.index)
+        if (
+            entry.object_type == "message"
+            and entry.action in ("read", "acknowledge")
+            and entry.outcome == "denied"
+        ):
+            outside[key].append(entry.index)
+    found = [
+        Anomaly("volume", k[0], k[1], k[2], len(v), tuple(volume_indexes[k]))
+        for k, v in objects.items()
+        if len(v) > max_objects
+    ]
+    found += [Anomaly("outside-recipients", *k, len(v), tuple(v)) for k, v in outside.items()]
+    return sorted(found, key=lambda a: (a.day, a.kind, a.org or "", a.user or ""))
+
+
+def _file_lines(handle: IO[bytes]) -> Iterator[bytes]:
+    for line in handle:
+        if len(line) > 256 * 1024:
+            raise AuditLogInconsistent("the export file holds a line that is too long")
+        stripped = line.rstrip(b"\r\n")
+        if stripped:
+            yield stripped
+
+
+def verify_export_file(organisation: Organisation, path: Path, *, full: bool) -> Verified:
+    """Offline: the file's head verifies with a hub certificate kept in state, does not
+    fork from the kept head, and every entry is proven (``full``: the leaves rebuild the
+    root, no index missing). No request goes to the hub."""
+    with path.open("rb") as handle:
+        lines = _file_lines(handle)
+        first = next(lines, None)
+        if first is None:
+            raise AuditLogInconsistent(f"{path} is empty")
+        head = parse_export_head(first)
+        _check_offline_head(organisation, head)
+        checker = ExportChecker(head, full=full)
+        for position, line in enumerate(lines, start=2):
+            checker.feed(parse_export_record(line, position))
+    if not checker.finish():
+        raise AuditLogInconsistent(
+            f"the entries do not rebuild the root of the head of size {head.size} "
+            "(the first bad index needs the hub's proofs: run online, or export with proofs)"
+        )
+    return Verified(head, checker.count, "export")
+
+
+def _check_offline_head(organisation: Organisation, head: TreeHead) -> None:
+    if head.network != organisation.keys.network:
+        raise AuditLogInconsistent("the export's head is for another network")
+    cert = organisation.log.kept_hub_certificate(head.hub_cert, at=head.time)
+    try:
+        verify_tree_head(head, cert)
+    except ProtocolError as exc:
+        raise AuditLogInconsistent("the export's head is not signed by the hub") from exc
+    kept = organisation.state.tree_head
+    if kept is not None and kept.size == head.size and kept.root != head.root:
+        raise inconsistent("the export's head forks from the kept head", kept, head)
