@@ -5,6 +5,10 @@
   and 10^6 leaves; then the time to produce an inclusion proof and a consistency
   proof is measured as the hub does it: compute which nodes are needed, read them
   in one query, compose the proof. It should stay roughly flat (logarithmic).
+* **Appends with the tree maintained**: the hub's own store and writer (group
+  commit, each entry's leaf and the perfect-subtree nodes it completes, the
+  database-checked insert) against sqlite3 inserting the same entry bytes in
+  batches of the same size with the same durability, in the same run.
 * **Full verification from an export**: what ``schakel audit verify --full`` does
   per line (parse the entry strictly, validate it, canonical bytes, leaf hash),
   then the root over all leaves; reported against the raw SHA-256 rate over the
@@ -13,16 +17,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import random
 import sqlite3
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hub.audit import Event, append
+from hub.store import Store, Tx
 from protocol.auditlog import (
     AuditEntry,
     Node,
@@ -178,3 +185,85 @@ def verify_rate(count: int, *, repeats: int = 3) -> VerifyRate:
         raw.append(time.perf_counter() - start)
     total = sum(len(data) for data in encoded)
     return VerifyRate(count, total, count / min(verify), count / min(raw))
+
+
+# -- appends with the tree maintained ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRate:
+    entries: int
+    hub_per_s: float  # the hub's store: writer, group commit, leaf + subtree nodes
+    floor_per_s: float  # sqlite3 inserting the same entry bytes, same batches, same durability
+
+    @property
+    def ratio(self) -> float:
+        return self.hub_per_s / self.floor_per_s
+
+
+def _event(number: int) -> Event:
+    entry = sample_entry(number)
+    return Event(
+        action=entry.action,
+        object_type=entry.object_type,
+        outcome=entry.outcome,
+        org=entry.org,
+        user=entry.user,
+        role=entry.role,
+        purpose=entry.purpose,
+        purpose_text=entry.purpose_text,
+        object_ids=entry.object_ids,
+        source=entry.source,
+        request_id=entry.request_id,
+    )
+
+
+async def _hub_appends(path: Path, count: int, concurrency: int) -> float:
+    store = Store(f"sqlite+aiosqlite:///{path}")
+    await store.migrate()
+    await store.start()
+    events = iter(range(count))
+
+    def appending(event: Event) -> Callable[[Tx], AuditEntry]:
+        return lambda tx: append(tx, event, now=1_795_000_000)
+
+    async def worker() -> None:
+        for number in events:
+            await store.write(appending(_event(number)))
+
+    try:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.perf_counter() - start
+        assert await store.audit_size() == count
+    finally:
+        await store.close()
+    return count / seconds
+
+
+def _floor_appends(path: Path, count: int, batch: int) -> float:
+    """What group commit costs without the hub: the same bytes, the same batches."""
+    rows = [sample_entry(number).canonical() for number in range(count)]
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE entries (idx INTEGER PRIMARY KEY, entry BLOB NOT NULL)")
+    start = time.perf_counter()
+    for first in range(0, count, batch):
+        db.execute("BEGIN")
+        db.executemany(
+            "INSERT INTO entries VALUES (?, ?)",
+            ((first + i, row) for i, row in enumerate(rows[first : first + batch])),
+        )
+        db.execute("COMMIT")
+    seconds = time.perf_counter() - start
+    db.close()
+    return count / seconds
+
+
+def append_rate(workdir: Path, count: int, *, concurrency: int = 64) -> AppendRate:
+    """Entries per second through the hub's writer, against the same inserts done bare."""
+    hub = asyncio.run(_hub_appends(workdir / "appends-hub.db", count, concurrency))
+    # The writer commits whatever queued while the last commit ran: at most `concurrency`.
+    floor = _floor_appends(workdir / "appends-floor.db", count, concurrency)
+    return AppendRate(count, hub, floor)

@@ -44,6 +44,7 @@ TINY = Options(
     log_sizes=(64, 1_000),
     log_samples=5,
     verify_entries=200,
+    append_entries=100,
 )
 
 
@@ -95,6 +96,8 @@ def test_access_log_figures_cover_every_size(result: BenchResult) -> None:
         assert proof.inclusion_us > 0 and proof.consistency_us > 0
         assert 0 < proof.nodes_read <= 2 * proof.size.bit_length() + 2
     assert result.log.verify.entries == 200 and result.log.verify.ratio > 0
+    appends = result.log.appends
+    assert appends.entries == 100 and appends.hub_per_s > 0 and appends.floor_per_s > 0
 
 
 def test_report_names_the_machine_and_both_tables(result: BenchResult) -> None:
