@@ -516,12 +516,12 @@ def _log_lines(result: BenchResult) -> list[str]:
     v, a = log.verify, log.appends
     lines += [
         "",
+        "Proofs as the hub makes them: which nodes, one SQLite query, compose (median).",
+        "",
         f"Appends with the tree maintained: {a.hub_per_s:,.0f} entries/s through the hub's "
         f"writer (group commit, leaf and subtree nodes, checked insert) against "
         f"{a.floor_per_s:,.0f}/s for sqlite3 inserting the same entry bytes in the same "
         f"batches: **{a.ratio:.3f}x** ({a.entries:,} entries).",
-        "",
-        "Proofs as the hub makes them: which nodes, one SQLite query, compose (median).",
         "",
         f"Full verification from an export: {v.verify_per_s:,.0f} entries/s (strict parse, "
         f"validation, leaf hash, root) against {v.sha256_per_s:,.0f} raw SHA-256/s over the "
