@@ -50,6 +50,7 @@ from protocol.types import parse_network_id, parse_org_id
 EXIT_FAILED, EXIT_UNREACHABLE, EXIT_UNVERIFIED, EXIT_LOG_INCONSISTENT = 1, 3, 4, 5
 MAX_SIGNAL_FILE = 64 * 1024
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,51 +170,82 @@ def _now() -> int:
 # -- the group ---------------------------------------------------------------------------
 
 
+def hub_url_option(func: F) -> F:
+    """``--hub``: the hub's base URL (env SCHAKEL_HUB_URL)."""
+    return click.option(
+        "--hub",
+        "hub_url",
+        envvar="SCHAKEL_HUB_URL",
+        default="http://127.0.0.1:8443",
+        show_default=True,
+        help="Base URL of the hub. Env: SCHAKEL_HUB_URL.",
+    )(func)
+
+
+def session_options(*, purpose_default: str | None, purpose_help: str) -> Callable[[F], F]:
+    """The options of every group that acts for an organisation (``org``, ``audit``).
+
+    With ``purpose_default`` None the purpose comes from ``--purpose`` or SCHAKEL_PURPOSE;
+    otherwise the group has its own default (the audit group reads the log for "audit").
+    """
+
+    def apply(func: F) -> F:
+        options = [
+            click.option(
+                "--home",
+                envvar="SCHAKEL_HOME",
+                required=True,
+                type=click.Path(file_okay=False, path_type=Path),
+                help="The organisation's directory (keys and local state). Env: SCHAKEL_HOME.",
+            ),
+            hub_url_option,
+            click.option(
+                "--passphrase-env",
+                default="SCHAKEL_PASSPHRASE",
+                show_default=True,
+                metavar="NAME",
+                help="Environment variable holding the key passphrase.",
+            ),
+            click.option(
+                "--passphrase-fd",
+                type=int,
+                metavar="N",
+                help="Read the passphrase from file descriptor N.",
+            ),
+            click.option(
+                "--user",
+                envvar="SCHAKEL_USER",
+                help="Your own user id, recorded in the hub's access log (required for every "
+                "command that talks to the hub). Env: SCHAKEL_USER.",
+            ),
+            click.option(
+                "--purpose",
+                envvar=None if purpose_default else "SCHAKEL_PURPOSE",
+                type=click.Choice(PURPOSES),
+                default=purpose_default,
+                show_default=purpose_default is not None,
+                help=purpose_help,
+            ),
+            click.option(
+                "--purpose-text",
+                envvar=None if purpose_default else "SCHAKEL_PURPOSE_TEXT",
+                help="Free text that explains the purpose (at most 200 characters).",
+            ),
+            click.option("--json", "as_json", is_flag=True, help="Machine-readable output."),
+        ]
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return apply
+
+
 @click.group("org")
-@click.option(
-    "--home",
-    envvar="SCHAKEL_HOME",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The organisation's directory (keys and local state). Env: SCHAKEL_HOME.",
+@session_options(
+    purpose_default=None,
+    purpose_help="Why you read case data, recorded in the hub's access log (required for "
+    "inbox). Env: SCHAKEL_PURPOSE.",
 )
-@click.option(
-    "--hub",
-    "hub_url",
-    envvar="SCHAKEL_HUB_URL",
-    default="http://127.0.0.1:8443",
-    show_default=True,
-    help="Base URL of the hub. Env: SCHAKEL_HUB_URL.",
-)
-@click.option(
-    "--passphrase-env",
-    default="SCHAKEL_PASSPHRASE",
-    show_default=True,
-    metavar="NAME",
-    help="Environment variable holding the key passphrase.",
-)
-@click.option(
-    "--passphrase-fd", type=int, metavar="N", help="Read the passphrase from file descriptor N."
-)
-@click.option(
-    "--user",
-    envvar="SCHAKEL_USER",
-    help="Your own user id, recorded in the hub's access log (required for every command "
-    "that talks to the hub). Env: SCHAKEL_USER.",
-)
-@click.option(
-    "--purpose",
-    envvar="SCHAKEL_PURPOSE",
-    type=click.Choice(PURPOSES),
-    help="Why you read case data, recorded in the hub's access log (required for inbox). "
-    "Env: SCHAKEL_PURPOSE.",
-)
-@click.option(
-    "--purpose-text",
-    envvar="SCHAKEL_PURPOSE_TEXT",
-    help="Free text that explains the purpose (at most 200 characters).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def org(
     ctx: click.Context,

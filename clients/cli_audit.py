@@ -34,6 +34,7 @@ from clients.cli import (
     _person,
     _run,
     _Session,
+    session_options,
 )
 from clients.errors import AuditLogInconsistent, ClientError
 from clients.hub_client import HubClient
@@ -46,43 +47,16 @@ from clients.privacy import (
     verify_export_file,
 )
 from clients.state import LocalState
-from protocol.auditlog import ACTIONS, PURPOSES, AuditEntry, TreeHead
+from protocol.auditlog import ACTIONS, AuditEntry, TreeHead
 from protocol.encoding import b64e
 from protocol.pseudonym import Identity
 
 
 @click.group("audit")
-@click.option(
-    "--home",
-    envvar="SCHAKEL_HOME",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The organisation's directory (keys and local state). Env: SCHAKEL_HOME.",
+@session_options(
+    purpose_default="audit",
+    purpose_help="Why you read the log (e.g. data-subject-request for a subject report).",
 )
-@click.option(
-    "--hub",
-    "hub_url",
-    envvar="SCHAKEL_HUB_URL",
-    default="http://127.0.0.1:8443",
-    show_default=True,
-    help="Base URL of the hub. Env: SCHAKEL_HUB_URL.",
-)
-@click.option("--passphrase-env", default="SCHAKEL_PASSPHRASE", show_default=True, metavar="NAME")
-@click.option("--passphrase-fd", type=int, metavar="N")
-@click.option(
-    "--user",
-    envvar="SCHAKEL_USER",
-    help="Your own user id, recorded in the access log. Env: SCHAKEL_USER.",
-)
-@click.option(
-    "--purpose",
-    type=click.Choice(PURPOSES),
-    default="audit",
-    show_default=True,
-    help="Why you read the log (e.g. data-subject-request for a subject report).",
-)
-@click.option("--purpose-text", help="Free text that explains the purpose (≤ 200 characters).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def audit(
     ctx: click.Context,

@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 
 import click
 
+from clients.cli import hub_url_option
 from clients.errors import ClientError, HubProblem
 from clients.hub_client import HubClient
 from keys.authority import (
@@ -505,14 +506,7 @@ async def _publish(hub_url: str, network: str, items: list[tuple[Path, str, Any]
 
 @authority.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--hub",
-    "hub_url",
-    envvar="SCHAKEL_HUB_URL",
-    default="http://127.0.0.1:8443",
-    show_default=True,
-    help="Base URL of the hub (env SCHAKEL_HUB_URL).",
-)
+@hub_url_option
 @click.option("--network", required=True, callback=_network_option, help="The network id.")
 @pass_cfg
 def publish(cfg: AuthorityCliConfig, files: tuple[Path, ...], hub_url: str, network: str) -> None:
