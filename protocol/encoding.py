@@ -115,7 +115,10 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 # A JSON string (skipped whole) or one bracket: the regex engine walks the text, not Python.
-_STRUCTURE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+# A string that never closes runs to the end of the text in the same single pass (the
+# `\\?\Z` branch); without it, every quote of a hostile `\"\"\"...` body would start a
+# scan to the end, quadratic in the size of the body.
+_STRUCTURE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
 
 
 def _depth(data: str, limit: int) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +20,8 @@ from protocol.encoding import (
     loads_strict,
 )
 from protocol.errors import EncodingError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # -- base64url ---------------------------------------------------------------------------
 
@@ -188,3 +193,24 @@ def test_frame_refuses_a_label_outside_the_scheme(label: str) -> None:
 def test_fingerprint_is_unpadded_base64url_sha256() -> None:
     assert fingerprint(b"") == "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
     assert len(fingerprint(b"anything")) == 43
+
+
+# A body of one unterminated string made of escaped quotes: a scanner that restarts at every
+# quote does quadratic work on it (hours for a megabyte); the depth check must stay linear.
+HOSTILE = '\\"' * (1 << 19)
+
+
+def test_the_depth_scan_stays_linear_on_unterminated_strings() -> None:
+    # A generous watchdog, not a timing: the linear scan takes a fraction of a second here,
+    # the quadratic one would take hours, so 60 s can only fail for the defect.
+    script = (
+        "from protocol.encoding import _depth\n"
+        f"_depth({HOSTILE[:16]!r} * {len(HOSTILE) // 16}, 16)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60, cwd=ROOT)
+
+
+@pytest.mark.parametrize("text", ['"abc', '"ab\\\\', '["x", "', '{"a": "\\\\"'])
+def test_unterminated_strings_are_still_malformed(text: str) -> None:
+    with pytest.raises(EncodingError, match="malformed"):
+        loads_strict(text)
