@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -178,6 +179,29 @@ def _check_key_matches(key: Ed25519PrivateKey, root: RootCertificate) -> None:
         raise ValidationError("signing key is not the key of this root certificate")
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _der_failures_are_encoding_errors(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """cryptography parses DER lazily: a malformed field raises ValueError or InvalidVersion
+    when it is first read, long after loading succeeded. Every public function that reads
+    a parsed structure turns those into one EncodingError, so that a caller sees only
+    ProtocolError whatever the bytes were."""
+
+    def wrap(func: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(func)
+        def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return func(*args, **kwargs)
+            except (ValueError, x509.InvalidVersion) as exc:
+                raise EncodingError(f"{what} is not valid DER") from exc
+
+        return checked
+
+    return wrap
+
+
 def _ed25519_key(loaded: x509.Certificate | x509.CertificateSigningRequest) -> Ed25519PublicKey:
     try:
         key = loaded.public_key()
@@ -274,6 +298,7 @@ def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
     )
 
 
+@_der_failures_are_encoding_errors("root certificate")
 def load_root(der: bytes, *, now: int) -> RootCertificate:
     """Parse and check a pinned root: self-signed, Ed25519, a CA, valid at ``now``."""
     cert = _load_cert_der(der)
@@ -313,6 +338,7 @@ def create_enrolment_request(
     return EnrolmentRequest(network=network, org=org, public_key=key.public_key(), der=der)
 
 
+@_der_failures_are_encoding_errors("enrolment request")
 def load_enrolment_request(der: bytes) -> EnrolmentRequest:
     """Parse an untrusted request and check its proof of possession and its names.
 
@@ -423,6 +449,7 @@ def _san(network: str, org: str) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName([x509.UniformResourceIdentifier(_org_uri(network, org))])
 
 
+@_der_failures_are_encoding_errors("certificate")
 def verify_certificate(
     der: bytes, root: RootCertificate, *, now: int, crl: RevocationList | None
 ) -> Certificate:
@@ -521,6 +548,7 @@ def create_crl(
     return load_crl(der, root, now=now)
 
 
+@_der_failures_are_encoding_errors("revocation list")
 def load_crl(der: bytes, root: RootCertificate, *, now: int) -> RevocationList:
     """Parse a CRL and check that ``root`` signed it and that it has not expired at ``now``."""
     if not isinstance(der, bytes) or len(der) > MAX_CRL_BYTES:
