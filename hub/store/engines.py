@@ -24,8 +24,10 @@ are transactional.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -111,10 +113,34 @@ def _in_transaction(engine: sa.Engine, fn: Transaction[T]) -> T:
         return fn(conn)
 
 
+def private_database_file(url: str) -> None:
+    """Create the SQLite file 0600 (directory 0700) before SQLite does; refuse a shared one.
+
+    SQLite gives its ``-wal`` and ``-shm`` files the database file's mode, so this keeps
+    all three private. A database other users can read is refused rather than repaired:
+    its contents may already have been copied, which the operator must know.
+    """
+    path = sa.make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    file = Path(path)
+    file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(file, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
+    except FileExistsError:
+        mode = file.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise PermissionError(
+                f"{file} is readable by other users (mode {mode:o}); "
+                f"check who copied it, then chmod 600 {file}"
+            ) from None
+
+
 class ThreadedSqlite:
     """SQLite through the sqlite3 module, each transaction one call into a thread."""
 
     def __init__(self, url: str) -> None:
+        private_database_file(url)
         self._read = _sqlite_engine(url, writer=False)
         self._write = _sqlite_engine(url, writer=True)
         self._readers = ThreadPoolExecutor(READ_POOL_SIZE, thread_name_prefix="hub-db-read")
