@@ -25,6 +25,7 @@ back parsed but unverified, and :mod:`clients.organisation` verifies them.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import time
 import urllib.parse
@@ -161,7 +162,7 @@ class HubClient:
             raise ClientError("user id must be 1-64 printable ASCII characters without spaces")
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
-        self.base_url = base_url.rstrip("/")
+        self.base_url = _checked_base_url(base_url)
         self.network = network
         self.org = org
         self._key = signing_key
@@ -604,6 +605,28 @@ class HubClient:
 
 
 # -- parsing helpers -------------------------------------------------------------------
+
+
+def _checked_base_url(base_url: str) -> str:
+    """The hub's base URL: https, or http only to this machine (tokens travel in headers)."""
+    url = urllib.parse.urlsplit(base_url)
+    if url.scheme == "https" and url.hostname:
+        return base_url.rstrip("/")
+    if url.scheme == "http" and url.hostname is not None and _is_loopback(url.hostname):
+        return base_url.rstrip("/")
+    raise ClientError(
+        f"hub URL {base_url!r}: use https:// (plain http is only allowed to this machine, "
+        "as in the demo)"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _checked(parse: Callable[[object], str], value: object) -> str:

@@ -382,8 +382,24 @@ async def test_anonymous_client_can_not_authenticate(server: TestServer) -> None
             await hub.list_orgs()
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["http://hub.example", "http://10.0.0.5:8443", "ftp://hub.example", "https://", "hub.example"],
+)
+def test_tokens_never_travel_in_clear_beyond_this_machine(url: str) -> None:
+    with pytest.raises(ClientError, match="use https://"):
+        HubClient(url, network=NETWORK)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://hub.example/", "http://127.0.0.1:8443", "http://localhost:1", "http://[::1]:2"]
+)
+def test_https_or_loopback_is_accepted(url: str) -> None:
+    assert HubClient(url, network=NETWORK).base_url == url.rstrip("/")
+
+
 def test_repr_holds_no_key(key: Ed25519PrivateKey) -> None:
-    text = repr(HubClient("http://h", network=NETWORK, org=ORG, signing_key=key))
+    text = repr(HubClient("https://hub.example", network=NETWORK, org=ORG, signing_key=key))
     assert "Ed25519" not in text and "politie" in text
     assert asyncio.iscoroutinefunction(HubClient.send)
 

@@ -1,0 +1,570 @@
+"""Hostile input on every operation of ``hub/openapi.json``, against a real hub.
+
+For each (method, path) of the OpenAPI document, a hub (the ``hub`` fixture) gets a
+valid request of that operation (which must succeed, also between the hostile ones)
+and 50-250 deterministic mutations of it (``fuzz_cases``; about 3,000 requests in
+all): path parameters, query strings, headers and bodies. Requests travel as raw bytes
+over a socket, so nothing normalises them on the way. Every answer must:
+
+* not be a server error (5xx);
+* have a status that ``hub/openapi.json`` lists for the operation (a path mutation
+  that leaves the route may also get the router's 404 or 405; the harness then
+  checks the status against the route that did answer);
+* when not 2xx, be an RFC 9457 ``application/problem+json`` document with ``type``,
+  ``title``, ``status`` (the HTTP status), ``detail`` and ``request_id`` (the
+  ``X-Request-Id`` header);
+* when not 2xx, leave the data tables (messages, deliveries, directory, challenges,
+  tree heads) no larger than before;
+* be a refusal where the contract leaves no choice (a bad token, ``Schakel-User`` or
+  purpose header on an authenticated route, a body that is not the route's strict JSON,
+  a number out of range, a tampered envelope or credential): ``Case.reject``.
+
+Violations are collected and printed together. Known hub bugs are tested one case at
+a time in :func:`test_known_bug`, xfail(strict=True), asserting the right behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import sqlite3
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from fuzz_cases import (
+    PARSER_CASES,
+    PROBLEM_PREFIX,
+    PURPOSE_TEXT_ESCAPES,
+    Case,
+    Operation,
+    Valid,
+    baseline,
+    cases,
+    make,
+    operations,
+)
+
+from hub.auth import auth_message
+from protocol.encoding import b64d, b64e
+from protocol.errors import ValidationError
+from protocol.linkingkey import seal_linking_key
+from protocol.pseudonym import LinkingKey
+from protocol.types import parse_org_id
+
+if TYPE_CHECKING:
+    from conftest import HubHarness, Party
+
+OPENAPI = json.loads((Path(__file__).resolve().parents[2] / "hub" / "openapi.json").read_text())
+OPERATIONS = {op.key: op for op in operations(OPENAPI)}
+DATA_TABLES = (
+    "messages",
+    "deliveries",
+    "message_pseudonyms",
+    "organisations",
+    "bundles",
+    "crl",
+    "linking_keys",
+    "challenges",
+    "tree_heads",
+)
+BASELINE_EVERY = 25  # a valid request after every this many hostile ones
+TIMEOUT = 10.0
+WS_HANDSHAKE = (
+    (b"Upgrade", b"websocket"),
+    (b"Connection", b"Upgrade"),
+    (b"Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+    (b"Sec-WebSocket-Version", b"13"),
+)
+
+
+# -- a raw HTTP/1.1 client ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    headers: dict[str, str]  # lower-case names; the last one of a repeated name
+    body: bytes
+
+
+def encode(case: Case, method: str, host: bytes) -> bytes:
+    lines = [method.encode() + b" " + case.target + b" HTTP/1.1", b"Host: " + host]
+    names = {name.lower() for name, _ in case.headers}
+    if b"connection" not in names:
+        lines.append(b"Connection: close")
+    lines += [name + b": " + value for name, value in case.headers]
+    body = case.body
+    if body is not None and case.chunked:
+        lines.append(b"Transfer-Encoding: chunked")
+        step = 16 * 1024
+        body = (
+            b"".join(
+                b"%x\r\n%s\r\n" % (len(body[i : i + step]), body[i : i + step])
+                for i in range(0, len(body), step)
+            )
+            + b"0\r\n\r\n"
+        )
+    elif body is not None or case.declared_length is not None:
+        length = len(body or b"") if case.declared_length is None else case.declared_length
+        lines.append(b"Content-Length: %d" % length)
+    return b"\r\n".join(lines) + b"\r\n\r\n" + (body or b"")
+
+
+async def exchange(host: str, port: int, data: bytes) -> Reply:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(data)
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            await writer.drain()  # the hub may answer (413, say) before reading it all
+        return await asyncio.wait_for(_read_reply(reader), TIMEOUT)
+    finally:
+        writer.close()
+
+
+async def _read_reply(reader: asyncio.StreamReader) -> Reply:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status_line, *header_lines = head[:-4].split(b"\r\n")
+    status = int(status_line.split(b" ")[1])
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(b":")
+        headers[name.decode("latin-1").lower()] = value.strip().decode("latin-1")
+    if status == 101:
+        return Reply(status, headers, b"")
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        return Reply(status, headers, await _read_chunked(reader))
+    if "content-length" in headers:
+        return Reply(status, headers, await reader.readexactly(int(headers["content-length"])))
+    return Reply(status, headers, await reader.read())
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    parts = []
+    while size := int((await reader.readline()).split(b";")[0], 16):
+        parts.append(await reader.readexactly(size))
+        await reader.readline()
+    await reader.readline()
+    return b"".join(parts)
+
+
+# -- the world every operation's valid request lives in ------------------------------------
+
+
+@dataclass
+class World:
+    hub: HubHarness
+    sender: Party  # sent the message the actor received
+    actor: Party  # member and network privacy officer: the caller of every valid request
+    other: Party  # another organisation
+    message_id: str
+    head_size: int
+    linking_key: dict[str, Any]
+
+
+async def build_world(hub: HubHarness) -> World:
+    sender = await hub.enrol("org-a")
+    actor = await hub.enrol("org-b", ["member", "network_privacy_officer"])
+    other = await hub.enrol("org-c")
+    envelope = hub.envelope(sender, [actor], pseudonyms=hub.pseudonyms("+31600000000"))
+    assert (await hub.send(sender, envelope)).status == 201
+    head = await hub.client.post("/v1/audit/head", headers=actor.headers())
+    assert head.status == 201, await head.text()
+    sealed = seal_linking_key(
+        LinkingKey(1, os.urandom(32)),
+        actor.bundle,
+        root_key=hub.authority.key,
+        network=hub.config.network,
+    )
+    return World(
+        hub,
+        sender,
+        actor,
+        other,
+        envelope.header.id,
+        (await head.json())["head"]["size"],
+        sealed.to_wire(),
+    )
+
+
+def _auth_headers(party: Party) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((k.encode(), v.encode()) for k, v in party.headers().items())
+
+
+async def _token_body(world: World) -> dict[str, str]:
+    hub, party = world.hub, world.actor
+    challenge = await hub.post("/v1/auth/challenge", {"org": party.org})
+    raw = b64d((await challenge.json())["challenge"])
+    sig = party.key.sign(auth_message(hub.config.network, party.org, raw, hub.config.audience))
+    return {"org": party.org, "challenge": b64e(raw), "signature": b64e(sig)}
+
+
+async def valid_body(world: World, op: Operation) -> Any:
+    """A body the operation accepts now (fresh where a body can be used only once)."""
+    hub, actor = world.hub, world.actor
+    bodies: dict[str, Callable[[], Any]] = {
+        "POST /v1/auth/challenge": lambda: {"org": actor.org},
+        "POST /v1/directory/certificates": lambda: {"certificate": b64e(actor.cert.der)},
+        "PUT /v1/directory/orgs/{org}/bundle": lambda: actor.bundle.to_wire(),
+        "PUT /v1/directory/crl": lambda: {"crl": b64e(hub.authority.crl([], now=hub.clock()).der)},
+        "POST /v1/directory/linking-keys": lambda: world.linking_key,
+        "POST /v1/messages": lambda: hub.envelope(actor, [world.sender]).to_wire(),
+    }
+    if op.key == "POST /v1/auth/token":
+        return await _token_body(world)
+    return bodies[op.key]() if op.key in bodies else None
+
+
+async def valid_request(world: World, op: Operation) -> Valid:
+    hub = world.hub
+    path = {
+        "org": world.actor.org.encode(),
+        "fingerprint": world.actor.bundle.fingerprint.encode(),
+        "id": world.message_id.encode(),
+        "size": str(world.head_size).encode(),
+        "index": b"0",
+    }
+    query = {
+        "GET /v1/audit/consistency": ((b"from", b"1"), (b"to", b"2")),
+        "GET /v1/audit/entries": ((b"limit", b"5"),),
+        "GET /v1/audit/entries/{index}/proof": ((b"size", str(world.head_size).encode()),),
+        "GET /v1/audit/export": ((b"size", str(world.head_size).encode()),),
+        "GET /v1/inbox": ((b"after", b"0"), (b"limit", b"10")),
+    }.get(op.key, ())
+    headers = _auth_headers(world.actor)
+    if not op.needs_auth:  # no token where none is needed
+        headers = tuple((k, v) for k, v in headers if k != b"Authorization")
+    if op.key == "GET /v1/ws":
+        headers += WS_HANDSHAKE
+    limits = hub.config.limits
+    large = op.key == "POST /v1/messages"
+    return Valid(
+        path={name: path[name] for name in op.path_params},
+        query=query,
+        headers=headers,
+        body=await valid_body(world, op),
+        body_limit=limits.max_body_bytes if large else limits.max_json_bytes,
+        other_token=f"Bearer {world.other.token}".encode(),
+    )
+
+
+# -- checking answers ---------------------------------------------------------------------
+
+
+class Tables:
+    """Row counts of the data tables, read straight from the hub's SQLite file."""
+
+    def __init__(self, hub: HubHarness) -> None:
+        self._db = sqlite3.connect(hub.db_path, isolation_level=None)
+        self._query = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in DATA_TABLES)
+
+    def counts(self) -> dict[str, int]:
+        return dict(zip(DATA_TABLES, self._db.execute(self._query).fetchone(), strict=True))
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def problems_of(op: Operation, case: Case, reply: Reply | str) -> list[str]:
+    """What is wrong with ``reply`` to ``case`` (empty when nothing)."""
+    if isinstance(reply, str):
+        return [f"no answer: {reply}"]
+    found = []
+    status = reply.status
+    if status >= 500:
+        found.append("server error")
+    left_route = case.label.startswith("path ") and status in (404, 405)
+    if status not in op.statuses and not left_route:
+        found.append(f"status {status} not listed in hub/openapi.json")
+    if not 200 <= status < 300 and status != 101:
+        found += _problem_document(reply)
+    elif must_refuse(op, case):
+        found.append("hostile input accepted")
+    return found
+
+
+def must_refuse(op: Operation, case: Case) -> bool:
+    """``case.reject``, except a challenge for another well-formed org id (given to anyone)."""
+    if op.key == "POST /v1/auth/challenge" and case.label.startswith("mutated: org"):
+        try:
+            parse_org_id(json.loads(case.body or b"")["org"])
+        except (ValidationError, ValueError, TypeError, KeyError):
+            return True
+        return False
+    return case.reject
+
+
+def _problem_document(reply: Reply) -> list[str]:
+    media = reply.headers.get("content-type", "").split(";")[0].strip()
+    if media != "application/problem+json":
+        return [f"content type {media!r}, not application/problem+json"]
+    try:
+        body = json.loads(reply.body)
+    except ValueError:
+        return ["problem body is not JSON"]
+    if not isinstance(body, dict):
+        return ["problem body is not an object"]
+    found = []
+    kinds = {"type": str, "title": str, "status": int, "detail": str, "request_id": str}
+    for name, kind in kinds.items():
+        if not isinstance(body.get(name), kind):
+            found.append(f"problem member {name} missing or not {kind.__name__}")
+    if body.get("status") != reply.status:
+        found.append(f"problem status {body.get('status')!r} is not the HTTP status")
+    if not str(body.get("type", "")).startswith(PROBLEM_PREFIX):
+        found.append("problem type is not a urn:schakel:problem: URN")
+    if body.get("request_id") != reply.headers.get("x-request-id"):
+        found.append("problem request_id is not the X-Request-Id header")
+    return found
+
+
+@dataclass
+class Run:
+    """Sends cases for one operation and keeps every violation."""
+
+    world: World
+    op: Operation
+    tables: Tables
+    violations: list[str]
+    sent: int = 0
+
+    async def send(self, case: Case) -> Reply | str:
+        server = self.world.hub.client.server
+        host, port = server.host, server.port
+        assert port is not None, "the test server is not started"
+        data = encode(case, self.op.method, f"{host}:{port}".encode())
+        self.sent += 1
+        try:
+            return await exchange(host, port, data)
+        except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+            return type(exc).__name__
+
+    async def check(self, case: Case) -> Reply | str:
+        before = self.tables.counts()
+        reply = await self.send(case)
+        found = problems_of(self.op, case, reply)
+        if isinstance(reply, Reply) and not 200 <= reply.status < 300 and reply.status != 101:
+            after = self.tables.counts()
+            grew = sorted(t for t in DATA_TABLES if after[t] > before[t])
+            if grew:
+                found.append(f"rejected request left rows in {', '.join(grew)}")
+        for item in found:
+            self.note(case, reply, item)
+        return reply
+
+    async def check_baseline(self) -> None:
+        valid = await valid_request(self.world, self.op)
+        case = baseline(self.op, valid)
+        reply = await self.check(case)
+        if not isinstance(reply, Reply) or not (200 <= reply.status < 300 or reply.status == 101):
+            self.note(case, reply, "the valid request did not succeed")
+
+    def note(self, case: Case, reply: Reply | str, what: str) -> None:
+        status = reply.status if isinstance(reply, Reply) else "-"
+        head = reply.body[:160] if isinstance(reply, Reply) else b""
+        self.violations.append(
+            f"{self.op.method} {self.op.template} [{case.label}] -> {status}: {what}; body {head!r}"
+        )
+
+
+def seed_of(op: Operation) -> int:
+    return zlib.crc32(op.key.encode())
+
+
+# -- the tests ----------------------------------------------------------------------------
+
+
+def test_every_operation_is_fuzzed() -> None:
+    """Each operation of the document gets cases of every kind it has parts for."""
+    assert len(OPERATIONS) == sum(len(item) for item in OPENAPI["paths"].values())
+    assert {op.template for op in OPERATIONS.values() if op.path_params} >= {
+        "/v1/directory/orgs/{org}",
+        "/v1/messages/{id}",
+        "/v1/audit/entries/{index}/proof",
+    }
+    assert OPERATIONS["GET /v1/audit/export"].query_params[:2] == ("start", "end")
+    assert OPERATIONS["POST /v1/messages"].has_body
+
+
+@pytest.mark.parametrize("key", sorted(OPERATIONS))
+async def test_fuzz_operation(hub: HubHarness, key: str) -> None:
+    op = OPERATIONS[key]
+    world = await build_world(hub)
+    valid = await valid_request(world, op)
+    hostile = cases(op, valid, random.Random(seed_of(op)))
+    assert 40 <= len(hostile) <= 400, len(hostile)
+    tables = Tables(hub)
+    run = Run(world, op, tables, [])
+    try:
+        await run.check_baseline()
+        for i, case in enumerate(hostile, 1):
+            await run.check(case)
+            if i % BASELINE_EVERY == 0:
+                await run.check_baseline()
+        await run.check_baseline()
+    finally:
+        tables.close()
+    print(f"{key}: {run.sent} requests, {len(run.violations)} violations")
+    assert not run.violations, "\n".join(run.violations)
+
+
+# -- known bugs: each asserts the right behaviour, and fails until the hub is fixed ---------
+
+WS_NO_500 = (
+    "hub/ws.py:49: a failed WebSocket handshake (HTTPBadRequest from socket.prepare) is "
+    "masked by `await socket.close()` in the finally block, which raises RuntimeError "
+    "('Call .prepare() first') on an unprepared socket: 500 instead of 400"
+)
+PARSER = (
+    "aiohttp's HTTP parser refuses the request before any middleware runs and answers "
+    "a text/plain 400 (HTTP/1.0, no request id); hub/problems.py:136 problem_middleware "
+    "never sees it and hub/app.py:157 (serve) installs no handler that renders it as "
+    "a problem document"
+)
+
+PURPOSE_TEXT_ESCAPE = (
+    "hub/api.py:103: parse_purpose_text decodes with urllib.parse.unquote, which keeps a "
+    "malformed escape ('%zz', a lone '%', '%4') as literal text instead of failing, so a "
+    "Schakel-Purpose-Text that is not percent-encoded UTF-8 is accepted and lands in the "
+    "audit entry (the contract: 400 otherwise)"
+)
+
+
+def _handshake(op: Operation, valid: Valid, name: bytes, value: bytes | None) -> Case:
+    """The valid WebSocket request with one handshake header changed (None: left out)."""
+    headers = [(k, v) for k, v in valid.headers if k != name]
+    if value is not None:
+        headers.append((name, value))
+    return make(op, valid, f"ws handshake: {name.decode()}={value!r}", headers=tuple(headers))
+
+
+def _plain_get(op: Operation, valid: Valid) -> Case:
+    handshake = {name for name, _ in WS_HANDSHAKE}
+    headers = tuple((k, v) for k, v in valid.headers if k not in handshake)
+    return make(op, valid, "ws handshake: none (plain GET)", headers=headers)
+
+
+KNOWN_BUGS: dict[str, tuple[str, Callable[[Operation, Valid], Case], str]] = {
+    "ws-no-upgrade": (
+        "GET /v1/ws",
+        lambda op, v: _handshake(op, v, b"Upgrade", None),
+        WS_NO_500,
+    ),
+    "ws-plain-get": (
+        "GET /v1/ws",
+        _plain_get,
+        WS_NO_500,
+    ),
+    "ws-bad-version": (
+        "GET /v1/ws",
+        lambda op, v: _handshake(op, v, b"Sec-WebSocket-Version", b"12"),
+        WS_NO_500,
+    ),
+    "ws-bad-key": (
+        "GET /v1/ws",
+        lambda op, v: _handshake(op, v, b"Sec-WebSocket-Key", b"short"),
+        WS_NO_500,
+    ),
+    **{
+        f"{name} | {key}": (key, mutate, PURPOSE_TEXT_ESCAPE)
+        for name, mutate in PURPOSE_TEXT_ESCAPES.items()
+        for key in ("GET /v1/inbox", "POST /v1/messages")
+    },
+    **{
+        f"parser: {name} | {key}": (key, mutate, PARSER)
+        for name, mutate in PARSER_CASES.items()
+        for key in (
+            ["GET /v1/directory/orgs/{org}"]
+            if name.startswith(("path", "raw"))
+            else ["GET /v1/inbox", "POST /v1/messages"]
+        )
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "bug",
+    [
+        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason), id=name)
+        for name, (key, _, reason) in KNOWN_BUGS.items()
+    ],
+)
+async def test_known_bug(hub: HubHarness, bug: str) -> None:
+    key, mutate, _ = KNOWN_BUGS[bug]
+    op = OPERATIONS[key]
+    world = await build_world(hub)
+    case = mutate(op, await valid_request(world, op))
+    tables = Tables(hub)
+    run = Run(world, op, tables, [])
+    try:
+        await run.check(case)
+        await run.check_baseline()
+    finally:
+        tables.close()
+    assert not run.violations, "\n".join(run.violations)
+
+
+def test_the_sweep_leaves_out_only_the_known_bug_inputs() -> None:
+    known = {case.label for case in _known_cases()}
+    for op in OPERATIONS.values():
+        valid = Valid(path={n: b"x" for n in op.path_params}, query=(), headers=(), body={"a": 1})
+        assert not known & {case.label for case in cases(op, valid, random.Random(1))}
+
+
+def _known_cases() -> list[Case]:
+    found = []
+    for key, mutate, _ in KNOWN_BUGS.values():
+        op = OPERATIONS[key]
+        valid = Valid(path={n: b"x" for n in op.path_params}, query=(), headers=WS_HANDSHAKE)
+        found.append(mutate(op, valid))
+    return found
+
+
+def test_the_checks_catch_every_kind_of_violation() -> None:
+    """A checker that can not fail proves nothing: each rule on a made-up answer."""
+    op = OPERATIONS["GET /v1/inbox"]
+    case = Case("made up", b"/v1/inbox", (), reject=True)
+    good = {"type": PROBLEM_PREFIX + "malformed", "title": "t", "status": 400, "detail": "d"}
+    body = json.dumps({**good, "request_id": "r"}).encode()
+    problem = {"content-type": "application/problem+json", "x-request-id": "r"}
+    assert problems_of(op, case, Reply(400, problem, body)) == []
+    assert problems_of(op, case, Reply(500, problem, body.replace(b"400", b"500"))) == [
+        "server error"
+    ]
+    assert problems_of(op, case, Reply(418, problem, body.replace(b"400", b"418"))) == [
+        "status 418 not listed in hub/openapi.json"
+    ]
+    assert problems_of(op, case, Reply(400, {"content-type": "text/plain"}, b"x")) == [
+        "content type 'text/plain', not application/problem+json"
+    ]
+    assert problems_of(op, case, Reply(401, problem, body)) == [
+        "problem status 400 is not the HTTP status"
+    ]
+    assert problems_of(op, case, Reply(400, {**problem, "x-request-id": "s"}, body)) == [
+        "problem request_id is not the X-Request-Id header"
+    ]
+    assert problems_of(op, case, Reply(200, {}, b"{}")) == ["hostile input accepted"]
+    assert problems_of(op, case, "TimeoutError") == ["no answer: TimeoutError"]
+
+
+async def test_the_table_counts_see_what_the_hub_stores(hub: HubHarness) -> None:
+    """The storage check reads committed rows as soon as the answer is in."""
+    world = await build_world(hub)
+    tables = Tables(hub)
+    try:
+        before = tables.counts()
+        sent = await hub.send(world.actor, hub.envelope(world.actor, [world.sender, world.other]))
+        assert sent.status == 201
+        after = tables.counts()
+    finally:
+        tables.close()
+    assert (after["messages"], after["deliveries"]) == (
+        before["messages"] + 1,
+        before["deliveries"] + 2,
+    )
