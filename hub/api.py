@@ -10,6 +10,7 @@ its use-case committed with the action.
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -93,11 +94,19 @@ def parse_purpose(header: str | None, *, required: bool) -> str | None:
     return header
 
 
+# A "%" not followed by two hex digits: unquote() would keep it as literal text.
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
 def parse_purpose_text(header: str | None) -> str | None:
     """``Schakel-Purpose-Text``: percent-encoded UTF-8, checked after decoding."""
     if header is None:
         return None
-    if len(header) > MAX_PURPOSE_TEXT_HEADER or not set(header) <= _PERCENT_ENCODED:
+    if (
+        len(header) > MAX_PURPOSE_TEXT_HEADER
+        or not set(header) <= _PERCENT_ENCODED
+        or _BAD_ESCAPE.search(header)
+    ):
         raise Malformed(f"{PURPOSE_TEXT_HEADER} must be percent-encoded UTF-8, 1-200 characters")
     try:
         text = urllib.parse.unquote(header, encoding="utf-8", errors="strict")

@@ -20,6 +20,7 @@ from aiohttp import WSMsgType, web
 from hub import audit
 from hub.api import audited, authenticate, services
 from hub.auth import Caller
+from hub.errors import Malformed
 from hub.notify import Notice, Subscription
 from hub.problems import REQUEST_ID, REQUEST_ID_HEADER
 
@@ -35,18 +36,21 @@ def _notice_frame(notice: Notice) -> str:
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     s = services(request)
+    socket = web.WebSocketResponse(max_msg_size=MAX_CLIENT_FRAME, autoping=True)
     async with audited(request, "read", "inbox") as scope:
         caller = await authenticate(request, scope)
+        if not socket.can_prepare(request).ok:
+            raise Malformed("not a WebSocket handshake (version 13, with Upgrade and a key)")
         await audit.access(s.store, scope, now=s.clock())
     subscription = s.notifier.subscribe(caller.org)  # before the handshake: nothing is missed
-    socket = web.WebSocketResponse(max_msg_size=MAX_CLIENT_FRAME, autoping=True)
     socket.headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
     try:
         await socket.prepare(request)
         await _pump(socket, subscription, caller, request)
     finally:
         subscription.close()
-        await socket.close()
+        if socket.prepared:
+            await socket.close()
     return socket
 
 
