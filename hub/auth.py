@@ -136,7 +136,7 @@ async def issue_token(
     if not await audit.act(store, scope, now=now, work=consume) or cert is None:
         raise Unauthorized()
     jti = b64e(rng(JTI_BYTES))
-    token = tokens.issue(org, cert.roles, now=now, jti=jti)
+    token = tokens.issue(org, cert.roles, cert=cert.fingerprint, now=now, jti=jti)
     return Token(token, config.limits.token_lifetime)
 
 
@@ -163,6 +163,8 @@ async def verify_access(
         raise Unauthorized() from None
     trust, seen = await trust_at(store, cache, now, orgs=[org])
     cert = trust.certificate(seen.organisations.get(org))
-    if cert is None:
+    # A token is good only while the certificate it was issued for is the organisation's
+    # current one: re-keying after a revocation must not revive tokens of the old key.
+    if cert is None or cert.fingerprint != claims.cert:
         raise Unauthorized()
     return Caller(org=org, roles=claims.roles & cert.roles, expires_at=claims.expires_at)

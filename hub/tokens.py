@@ -45,11 +45,11 @@ from jose.backends import ECKey
 from protocol.certificate import ROLES
 from protocol.encoding import b64d, b64e, canonical_json, loads_strict
 from protocol.errors import ProtocolError
-from protocol.types import parse_org_id
+from protocol.types import parse_fingerprint, parse_org_id
 
 ALGORITHM = "ES256"
 HEADER: Mapping[str, str] = {"alg": "ES256", "typ": "JWT"}
-CLAIM_NAMES = frozenset({"iss", "aud", "sub", "jti", "iat", "exp", "roles"})
+CLAIM_NAMES = frozenset({"iss", "aud", "sub", "cert", "jti", "iat", "exp", "roles"})
 MAX_TOKEN_CHARS = 4096
 CLOCK_SKEW = 60  # seconds an ``iat`` may lie ahead of the verifier's clock
 SIGNATURE_BYTES = 64
@@ -96,6 +96,7 @@ class InvalidToken(Exception):
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
     org: str
+    cert: str  # fingerprint of the certificate the token was issued for
     roles: frozenset[str]
     jti: str
     issued_at: int
@@ -183,10 +184,15 @@ class TokenService:
         self._audience = audience
         self._lifetime = lifetime
 
-    def issue(self, org: str, roles: Collection[str], *, now: int, jti: str) -> str:
-        """A signed token for ``org`` with ``roles``, valid ``lifetime`` seconds from ``now``."""
+    def issue(self, org: str, roles: Collection[str], *, cert: str, now: int, jti: str) -> str:
+        """A signed token for ``org`` with ``roles``, valid ``lifetime`` seconds from ``now``.
+
+        ``cert`` is the fingerprint of the certificate the organisation proved its key
+        with: the token is good only while that is the organisation's certificate.
+        """
         try:
             parse_org_id(org)
+            parse_fingerprint(cert)
         except ProtocolError as exc:
             raise ValueError(str(exc)) from None
         if isinstance(roles, str) or any(role not in ROLES for role in roles):
@@ -199,6 +205,7 @@ class TokenService:
             "iss": self._issuer,
             "aud": self._audience,
             "sub": org,
+            "cert": cert,
             "jti": jti,
             "iat": now,
             "exp": now + self._lifetime,
@@ -254,6 +261,7 @@ class TokenService:
         if claims["iss"] != self._issuer or claims["aud"] != self._audience:
             raise InvalidToken
         org = parse_org_id(claims["sub"])
+        cert = parse_fingerprint(claims["cert"])
         if not _JTI.fullmatch(claims["jti"]):
             raise InvalidToken
         iat, exp = claims["iat"], claims["exp"]
@@ -263,7 +271,12 @@ class TokenService:
         if roles != sorted(set(roles)) or any(role not in ROLES for role in roles):
             raise InvalidToken
         return TokenClaims(
-            org=org, roles=frozenset(roles), jti=claims["jti"], issued_at=iat, expires_at=exp
+            org=org,
+            cert=cert,
+            roles=frozenset(roles),
+            jti=claims["jti"],
+            issued_at=iat,
+            expires_at=exp,
         )
 
 
@@ -291,7 +304,7 @@ def _parse_claims(payload: bytes) -> dict[str, Any]:
         raise InvalidToken
     if canonical_json(claims) != payload:
         raise InvalidToken
-    if any(not isinstance(claims[name], str) for name in ("iss", "aud", "sub", "jti")):
+    if any(not isinstance(claims[name], str) for name in ("iss", "aud", "sub", "cert", "jti")):
         raise InvalidToken
     if any(type(claims[name]) is not int for name in ("iat", "exp")):
         raise InvalidToken

@@ -111,6 +111,7 @@ async def _revoked_sender_cert(hub: HubHarness, p: Party, g: Party, s: Party) ->
     assert (await hub.upload_certificate(newer)).status == 201
     revoke = await hub.put_crl(hub.authority.crl([p.cert], now=hub.clock()))
     assert revoke.status == 200
+    await hub.login(p)  # tokens are bound to a certificate: the old one's token is dead
     return await hub.send(p, old)
 
 

@@ -35,6 +35,7 @@ ISSUER = "https://hub.test.example"
 AUDIENCE = "schakel-test-network"
 NOW = 1_700_000_000
 JTI = "q3Jk8v0Zr1mXw2aYb4cD5e"
+CERT = "C" * 42 + "A"  # a well-formed certificate fingerprint
 HEADER = {"alg": "ES256", "typ": "JWT"}
 B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -61,6 +62,7 @@ def good_claims(**changes: Any) -> dict[str, Any]:
         "iss": ISSUER,
         "aud": AUDIENCE,
         "sub": "politie-oost",
+        "cert": CERT,
         "jti": JTI,
         "iat": NOW,
         "exp": NOW + 900,
@@ -97,10 +99,11 @@ def segments(token: str) -> list[str]:
 
 
 def test_round_trip(service: TokenService) -> None:
-    token = service.issue("politie-oost", {"member", "coordinator"}, now=NOW, jti=JTI)
+    token = service.issue("politie-oost", {"member", "coordinator"}, cert=CERT, now=NOW, jti=JTI)
     claims = service.verify(token, now=NOW + 1)
     assert claims == TokenClaims(
         org="politie-oost",
+        cert=CERT,
         roles=frozenset({"member", "coordinator"}),
         jti=JTI,
         issued_at=NOW,
@@ -109,7 +112,9 @@ def test_round_trip(service: TokenService) -> None:
 
 
 def test_issued_token_has_the_documented_bytes(service: TokenService) -> None:
-    token = service.issue("ggd-west", ["member", "coordinator", "member"], now=NOW, jti=JTI)
+    token = service.issue(
+        "ggd-west", ["member", "coordinator", "member"], cert=CERT, now=NOW, jti=JTI
+    )
     header, payload, signature = segments(token)
     assert b64d(header) == b'{"alg":"ES256","typ":"JWT"}'
     assert b64d(payload) == canonical_json(good_claims(sub="ggd-west"))
@@ -123,17 +128,17 @@ def test_forge_makes_tokens_the_service_accepts(
 
 
 def test_token_without_roles_is_valid(service: TokenService) -> None:
-    token = service.issue("school-12", [], now=NOW, jti=JTI)
+    token = service.issue("school-12", [], cert=CERT, now=NOW, jti=JTI)
     assert service.verify(token, now=NOW).roles == frozenset()
 
 
 def test_valid_until_one_second_before_exp(service: TokenService) -> None:
-    token = service.issue("politie-oost", ["member"], now=NOW, jti=JTI)
+    token = service.issue("politie-oost", ["member"], cert=CERT, now=NOW, jti=JTI)
     assert service.verify(token, now=NOW + 899).expires_at == NOW + 900
 
 
 def test_iat_may_lie_sixty_seconds_ahead(service: TokenService) -> None:
-    token = service.issue("politie-oost", ["member"], now=NOW + 60, jti=JTI)
+    token = service.issue("politie-oost", ["member"], cert=CERT, now=NOW + 60, jti=JTI)
     assert service.verify(token, now=NOW).issued_at == NOW + 60
 
 
@@ -143,7 +148,7 @@ def test_public_jwk_verifies_the_service_tokens(service: TokenService) -> None:
     assert (jwk["kty"], jwk["crv"], jwk["alg"], jwk["use"]) == ("EC", "P-256", "ES256", "sig")
     required = {name: jwk[name] for name in ("crv", "kty", "x", "y")}
     assert jwk["kid"] == b64e(hashlib.sha256(canonical_json(required)).digest())
-    token = service.issue("politie-oost", ["member"], now=NOW, jti=JTI)
+    token = service.issue("politie-oost", ["member"], cert=CERT, now=NOW, jti=JTI)
     payload = verify_jws_es256(token, public_key_from_jwk(jwk))
     assert json.loads(payload)["sub"] == "politie-oost"
 
@@ -152,7 +157,7 @@ def test_public_jwk_verifies_the_service_tokens(service: TokenService) -> None:
 
 
 def test_expired(service: TokenService) -> None:
-    token = service.issue("politie-oost", ["member"], now=NOW, jti=JTI)
+    token = service.issue("politie-oost", ["member"], cert=CERT, now=NOW, jti=JTI)
     with pytest.raises(InvalidToken):
         service.verify(token, now=NOW + 900)
     with pytest.raises(InvalidToken):
@@ -160,10 +165,10 @@ def test_expired(service: TokenService) -> None:
 
 
 def test_not_yet_valid(service: TokenService) -> None:
-    token = service.issue("politie-oost", ["member"], now=NOW + 61, jti=JTI)
+    token = service.issue("politie-oost", ["member"], cert=CERT, now=NOW + 61, jti=JTI)
     with pytest.raises(InvalidToken):
         service.verify(token, now=NOW)
-    far = service.issue("politie-oost", ["member"], now=NOW + 10**7, jti=JTI)
+    far = service.issue("politie-oost", ["member"], cert=CERT, now=NOW + 10**7, jti=JTI)
     with pytest.raises(InvalidToken):
         service.verify(far, now=NOW)
 
@@ -171,29 +176,29 @@ def test_not_yet_valid(service: TokenService) -> None:
 def test_wrong_issuer(pem: bytes, service: TokenService) -> None:
     other = TokenService(pem, issuer="https://other.example", audience=AUDIENCE)
     with pytest.raises(InvalidToken):
-        service.verify(other.issue("politie-oost", [], now=NOW, jti=JTI), now=NOW)
+        service.verify(other.issue("politie-oost", [], cert=CERT, now=NOW, jti=JTI), now=NOW)
 
 
 def test_wrong_audience(pem: bytes, service: TokenService) -> None:
     other = TokenService(pem, issuer=ISSUER, audience="another-network")
     with pytest.raises(InvalidToken):
-        service.verify(other.issue("politie-oost", [], now=NOW, jti=JTI), now=NOW)
+        service.verify(other.issue("politie-oost", [], cert=CERT, now=NOW, jti=JTI), now=NOW)
 
 
 def test_other_lifetime(pem: bytes, service: TokenService) -> None:
     longer = TokenService(pem, issuer=ISSUER, audience=AUDIENCE, lifetime=3600)
     with pytest.raises(InvalidToken):
-        service.verify(longer.issue("politie-oost", [], now=NOW, jti=JTI), now=NOW)
+        service.verify(longer.issue("politie-oost", [], cert=CERT, now=NOW, jti=JTI), now=NOW)
 
 
 def test_signed_by_another_p256_key(service: TokenService) -> None:
     stranger = TokenService(generate_signing_key(), issuer=ISSUER, audience=AUDIENCE)
     with pytest.raises(InvalidToken):
-        service.verify(stranger.issue("politie-oost", [], now=NOW, jti=JTI), now=NOW)
+        service.verify(stranger.issue("politie-oost", [], cert=CERT, now=NOW, jti=JTI), now=NOW)
 
 
 def test_verify_needs_integer_now(service: TokenService) -> None:
-    token = service.issue("politie-oost", [], now=NOW, jti=JTI)
+    token = service.issue("politie-oost", [], cert=CERT, now=NOW, jti=JTI)
     with pytest.raises(TypeError):
         service.verify(token, now=float(NOW))  # type: ignore[arg-type]
 
@@ -201,7 +206,7 @@ def test_verify_needs_integer_now(service: TokenService) -> None:
 # --- claims ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["iss", "aud", "sub", "jti", "iat", "exp", "roles"])
+@pytest.mark.parametrize("name", ["iss", "aud", "sub", "cert", "jti", "iat", "exp", "roles"])
 def test_missing_claim(service: TokenService, key: ec.EllipticCurvePrivateKey, name: str) -> None:
     claims = good_claims()
     del claims[name]
@@ -382,7 +387,7 @@ def _raw_ecdsa(
 
 
 def test_padded_base64(service: TokenService) -> None:
-    token = service.issue("politie-oost", [], now=NOW, jti=JTI)
+    token = service.issue("politie-oost", [], cert=CERT, now=NOW, jti=JTI)
     head, body, sig = segments(token)
     for variant in (
         f"{head}.{body}.{sig}==",
@@ -400,7 +405,7 @@ def _with_trailing_bits(segment: str) -> str:
 
 
 def test_non_canonical_trailing_bits(service: TokenService) -> None:
-    token = service.issue("politie-oost", [], now=NOW, jti=JTI)
+    token = service.issue("politie-oost", [], cert=CERT, now=NOW, jti=JTI)
     head, body, sig = segments(token)
     assert len(sig) == 86  # 64 bytes: the last character carries 4 zero bits
     bent = _with_trailing_bits(sig)
@@ -444,7 +449,7 @@ def test_non_canonical_trailing_bits_in_payload(
     ],
 )
 def test_whitespace(service: TokenService, mangle: Any) -> None:
-    token = service.issue("politie-oost", [], now=NOW, jti=JTI)
+    token = service.issue("politie-oost", [], cert=CERT, now=NOW, jti=JTI)
     with pytest.raises(InvalidToken):
         service.verify(mangle(token), now=NOW)
 
@@ -462,13 +467,13 @@ def test_whitespace(service: TokenService, mangle: Any) -> None:
     ],
 )
 def test_wrong_number_of_segments(service: TokenService, mangle: Any) -> None:
-    token = service.issue("politie-oost", [], now=NOW, jti=JTI)
+    token = service.issue("politie-oost", [], cert=CERT, now=NOW, jti=JTI)
     with pytest.raises(InvalidToken):
         service.verify(mangle(token), now=NOW)
 
 
 def test_huge_token(service: TokenService, key: ec.EllipticCurvePrivateKey) -> None:
-    token = service.issue("politie-oost", [], now=NOW, jti=JTI)
+    token = service.issue("politie-oost", [], cert=CERT, now=NOW, jti=JTI)
     with pytest.raises(InvalidToken):
         service.verify(token + "A" * 5000, now=NOW)
     with pytest.raises(InvalidToken):
@@ -482,7 +487,7 @@ def test_huge_token(service: TokenService, key: ec.EllipticCurvePrivateKey) -> N
 
 @pytest.mark.parametrize("char", ["é", "\u0660", "\uff21", "\x00", "\ud800", "+", "/"])
 def test_foreign_characters(service: TokenService, char: str) -> None:
-    token = service.issue("politie-oost", [], now=NOW, jti=JTI)
+    token = service.issue("politie-oost", [], cert=CERT, now=NOW, jti=JTI)
     for position in (0, 40, len(token) - 1):
         with pytest.raises(InvalidToken):
             service.verify(token[:position] + char + token[position + 1 :], now=NOW)
@@ -495,7 +500,7 @@ def test_not_a_string(service: TokenService, value: Any) -> None:
 
 
 def test_signature_of_wrong_length(service: TokenService, key: ec.EllipticCurvePrivateKey) -> None:
-    token = service.issue("politie-oost", [], now=NOW, jti=JTI)
+    token = service.issue("politie-oost", [], cert=CERT, now=NOW, jti=JTI)
     head, body, sig = segments(token)
     raw = b64d(sig)
     der = key.sign(f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA256()))
@@ -505,7 +510,7 @@ def test_signature_of_wrong_length(service: TokenService, key: ec.EllipticCurveP
 
 
 def test_tampered_payload(service: TokenService) -> None:
-    token = service.issue("politie-oost", ["member"], now=NOW, jti=JTI)
+    token = service.issue("politie-oost", ["member"], cert=CERT, now=NOW, jti=JTI)
     head, _, sig = segments(token)
     body = b64e(canonical_json(good_claims(roles=["coordinator", "member"])))
     with pytest.raises(InvalidToken):
@@ -513,7 +518,7 @@ def test_tampered_payload(service: TokenService) -> None:
 
 
 def test_every_failure_reads_the_same(service: TokenService) -> None:
-    token = service.issue("politie-oost", [], now=NOW, jti=JTI)
+    token = service.issue("politie-oost", [], cert=CERT, now=NOW, jti=JTI)
     failures = []
     for bad, now in (("", NOW), (token + ".", NOW), (token[:-2] + "AA", NOW), (token, NOW + 10**4)):
         with pytest.raises(InvalidToken) as caught:
@@ -594,11 +599,19 @@ def test_refuses_bad_settings(pem: bytes, kwargs: dict[str, Any]) -> None:
         {"now": -1},
         {"jti": "short"},
         {"jti": "no spaces allowed in here!"},
+        {"cert": "not-a-fingerprint"},
+        {"cert": CERT + "A"},
     ],
     ids=repr,
 )
 def test_issue_refuses_bad_input(service: TokenService, args: dict[str, Any]) -> None:
-    call: dict[str, Any] = {"org": "politie-oost", "roles": ["member"], "now": NOW, "jti": JTI}
+    call: dict[str, Any] = {
+        "org": "politie-oost",
+        "roles": ["member"],
+        "cert": CERT,
+        "now": NOW,
+        "jti": JTI,
+    }
     call.update(args)
     with pytest.raises(ValueError):
         service.issue(call.pop("org"), call.pop("roles"), **call)
@@ -635,7 +648,7 @@ def test_public_key_from_jwk_refuses(service: TokenService, changes: dict[str, A
 
 
 def test_verify_jws_needs_a_p256_key(service: TokenService) -> None:
-    token = service.issue("politie-oost", [], now=NOW, jti=JTI)
+    token = service.issue("politie-oost", [], cert=CERT, now=NOW, jti=JTI)
     with pytest.raises(ValueError):
         verify_jws_es256(token, ec.generate_private_key(ec.SECP384R1()).public_key())
 

@@ -85,6 +85,9 @@ async def test_a_newer_certificate_replaces_the_cached_one(hub: HubHarness) -> N
     hub.clock.advance(10)
     newer = hub.authority.certify("police", police.key, now=hub.clock())
     assert (await hub.upload_certificate(newer)).status == 201
+    # The token names the replaced certificate too: refused at once, cache or not.
+    await hub.problem(await hub.send(police, hub.envelope(police, [ggd])), 401, "unauthorized")
+    await hub.login(police)
     stale = hub.envelope(police, [ggd])  # still names the cached, replaced certificate
     await hub.problem(await hub.send(police, stale), 422, "invalid-envelope")
     renewed = replace(police, cert=newer)
