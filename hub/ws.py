@@ -19,8 +19,8 @@ from aiohttp import WSMsgType, web
 
 from hub import audit
 from hub.api import audited, authenticate, services
-from hub.auth import Caller
-from hub.errors import Malformed
+from hub.auth import Caller, verify_access
+from hub.errors import Malformed, Unauthorized
 from hub.notify import Notice, Subscription
 from hub.problems import REQUEST_ID, REQUEST_ID_HEADER
 
@@ -54,6 +54,23 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     return socket
 
 
+async def _still_authorised(request: web.Request) -> bool:
+    """The socket's token and certificate as every request checks them, at this moment."""
+    s = services(request)
+    try:
+        await verify_access(
+            s.store,
+            s.clock,
+            s.config,
+            tokens=s.tokens,
+            cache=s.trust_cache,
+            authorization=request.headers.get("Authorization"),
+        )
+    except Unauthorized:
+        return False
+    return True
+
+
 async def _pump(
     socket: web.WebSocketResponse, subscription: Subscription, caller: Caller, request: web.Request
 ) -> None:
@@ -72,6 +89,10 @@ async def _pump(
                 return
             if s.clock() >= caller.expires_at:
                 await socket.close(code=CLOSE_POLICY, message=b"token expired")
+                return
+            if not await _still_authorised(request):
+                # Revoked, or enrolled anew, since the socket opened: nothing more flows.
+                await socket.close(code=CLOSE_POLICY, message=b"credentials no longer valid")
                 return
             if notices not in done:
                 await socket.send_str(_PING)

@@ -10,6 +10,8 @@ import aiohttp
 import pytest
 
 from hub.api import SERVICES
+from hub.notify import Notice
+from protocol.types import MessageId
 
 if TYPE_CHECKING:
     from conftest import HubHarness, Party
@@ -75,3 +77,16 @@ async def test_a_socket_without_a_token_is_refused_and_audited(hub: HubHarness) 
     assert refused.value.status == 401
     last = (await hub.audit())[-1]
     assert (last.action, last.outcome, last.reason) == ("read", "denied", "unauthorized")
+
+
+async def test_the_socket_closes_when_its_organisation_is_revoked(hub: HubHarness) -> None:
+    _, ggd, _ = await _parties(hub)
+    async with hub.client.ws_connect("/v1/ws", headers=ggd.headers()) as ws:
+        assert (await hub.put_crl(hub.authority.crl([ggd.cert]))).status == 200
+        # Wake the socket as a new message would (the relay itself now refuses ggd): it
+        # checks its credentials again before sending anything, and closes instead.
+        notifier = hub.client.server.app[SERVICES].notifier  # type: ignore[union-attr]
+        await notifier.publish("ggd", Notice(99, MessageId("A" * 22)))
+        closing = await _next(ws)
+        assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 1008
+        assert closing.extra == "credentials no longer valid"
