@@ -8,7 +8,7 @@
   the per-organisation and per-address rate limits raised through
   ``SCHAKEL_HUB_LIMIT_*`` so that the benchmark measures the hub, not its
   throttle. Every other limit keeps its default.
-* ``access_token``: challenge-response as in docs/parts/50-http-api.md.
+* ``access_token``: challenge-response as in docs/protocol.md.
 * ``seal_bodies``: signed, encrypted envelopes with a 4 KB payload, sealed
   before the load starts, each with its own message id, ready to POST.
 
@@ -156,7 +156,7 @@ async def _post_json(
 
 
 async def access_token(session: aiohttp.ClientSession, base_url: str, keys: OrgKeys) -> str:
-    """An access token for ``keys.org`` by challenge-response (docs/parts/50-http-api.md)."""
+    """An access token for ``keys.org`` by challenge-response (docs/protocol.md)."""
     async with session.get(base_url + "/v1/hub") as response:
         audience = str((await response.json())["audience"])
     answer = await _post_json(session, base_url + "/v1/auth/challenge", {"org": keys.org})
