@@ -41,6 +41,8 @@ from keys.passphrase import get_passphrase
 from protocol.certificate import (
     MAX_CERT_BYTES,
     MAX_CRL_BYTES,
+    ORG_TYPE_OTHER,
+    ORG_TYPES,
     ROLES,
     Certificate,
     RevocationList,
@@ -233,6 +235,7 @@ def _issue(
         "org": cert.org,
         "serial": cert.serial,
         "roles": sorted(cert.roles),
+        "type": cert.org_type,
         "not_after": cert.not_after,
         "key_fingerprint": key_fingerprint(cert.public_key),
         "certificate_fingerprint": cert.fingerprint,
@@ -242,7 +245,8 @@ def _issue(
         cfg,
         fields,
         [
-            f"issued certificate {cert.serial} to {cert.org}: roles {', '.join(fields['roles'])}",
+            f"issued certificate {cert.serial} to {cert.org} ({cert.org_type}): "
+            f"roles {', '.join(fields['roles'])}",
             f"certificate: {out or issued}",
             f"key fingerprint: {fields['key_fingerprint']} (must match the requester's)",
             f"certificate fingerprint: {cert.fingerprint}",
@@ -272,14 +276,32 @@ def _parse_roles(ctx: click.Context, param: click.Parameter, value: str) -> list
     callback=_parse_roles,
     help="Comma-separated: member, coordinator, privacy_officer, network_privacy_officer.",
 )
+@click.option(
+    "--type",
+    "org_type",
+    type=click.Choice(ORG_TYPES),
+    default=ORG_TYPE_OTHER,
+    show_default=True,
+    help="What kind of organisation it is; referrals go to shelter, care and legal_aid.",
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write here.")
 @click.option("--days", default=365, show_default=True, type=click.IntRange(1, 3650))
 @pass_cfg
 def enrol(
-    cfg: AuthorityCliConfig, request: Path, roles: list[str], out: Path | None, days: int
+    cfg: AuthorityCliConfig,
+    request: Path,
+    roles: list[str],
+    org_type: str,
+    out: Path | None,
+    days: int,
 ) -> None:
     """Issue an organisation certificate for REQUEST.pem (the organisation's request.pem)."""
-    _issue(cfg, request, out, lambda auth, der: auth.enrol(der, roles, now=_now(), days=days))
+    _issue(
+        cfg,
+        request,
+        out,
+        lambda auth, der: auth.enrol(der, roles, now=_now(), days=days, org_type=org_type),
+    )
 
 
 @authority.command("certify-hub")

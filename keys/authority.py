@@ -45,6 +45,8 @@ from keys.keyfile import (
 )
 from protocol.certificate import (
     MAX_CERT_BYTES,
+    ORG_TYPE_OTHER,
+    ORG_TYPES,
     ROLE_HUB,
     ROLES,
     Certificate,
@@ -288,10 +290,21 @@ class Authority:
     # -- certificates ----------------------------------------------------------------------
 
     def enrol(
-        self, request_der: bytes, roles: Collection[str], *, now: int, days: int = 365
+        self,
+        request_der: bytes,
+        roles: Collection[str],
+        *,
+        now: int,
+        days: int = 365,
+        org_type: str = ORG_TYPE_OTHER,
     ) -> Certificate:
-        """Issue an organisation certificate with ``roles`` for a signed enrolment request."""
+        """Issue an organisation certificate with ``roles`` and ``org_type`` (one of
+        ``ORG_TYPES``: police, shelter, ...) for a signed enrolment request."""
         roles = frozenset(roles)
+        if org_type not in ORG_TYPES:
+            raise AuthorityError(
+                f"unknown organisation type {org_type[:32]!r}: use one of {', '.join(ORG_TYPES)}"
+            )
         unknown = roles - set(ROLES)
         if unknown:
             raise AuthorityError(f"unknown role(s): {', '.join(sorted(unknown))}")
@@ -299,14 +312,21 @@ class Authority:
             raise AuthorityError("an organisation certificate needs at least one role")
         if ROLE_HUB in roles:
             raise AuthorityError("the hub role is only given by certify-hub")
-        return self._issue(request_der, roles, KIND_ORG, now=now, days=days)
+        return self._issue(request_der, roles, KIND_ORG, now=now, days=days, org_type=org_type)
 
     def certify_hub(self, request_der: bytes, *, now: int, days: int = 365) -> Certificate:
         """Issue the hub's log-signing certificate (organisation id ``hub``, role ``hub``)."""
         return self._issue(request_der, frozenset({ROLE_HUB}), KIND_HUB, now=now, days=days)
 
     def _issue(
-        self, request_der: bytes, roles: frozenset[str], kind: str, *, now: int, days: int
+        self,
+        request_der: bytes,
+        roles: frozenset[str],
+        kind: str,
+        *,
+        now: int,
+        days: int,
+        org_type: str = ORG_TYPE_OTHER,
     ) -> Certificate:
         request = load_enrolment_request(request_der)
         if request.network != self.network:
@@ -323,7 +343,14 @@ class Authority:
         self._check_one_key(request.org, key)
         serial = self._state.next_serial
         cert = issue_certificate(
-            self._root_key, self._root_at(now), request, roles, now=now, days=days, serial=serial
+            self._root_key,
+            self._root_at(now),
+            request,
+            roles,
+            now=now,
+            days=days,
+            serial=serial,
+            org_type=org_type,
         )
         record = IssuedCertificate(
             serial, request.org, roles, cert.fingerprint, key, cert.not_after, kind

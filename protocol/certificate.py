@@ -4,8 +4,10 @@ Every key is Ed25519. The network root certificate is self-signed (CA, path
 length 0). An organisation certificate carries the organisation id as the
 subject commonName, the network id as the subject organizationName, the same
 as a SAN URI ``urn:schakel:<network>:org:<org>``, and its roles as
-ExtendedKeyUsage OIDs under ``ROLE_OID_ARC``. The hub certificate is an
-organisation-style certificate with the single role ``hub``.
+ExtendedKeyUsage OIDs under ``ROLE_OID_ARC``, and the kind of organisation
+(one of ``ORG_TYPES``) as the subject businessCategory; a certificate without
+one is of type ``other``. The hub certificate is an organisation-style
+certificate with the single role ``hub``.
 
 Certificates travel as DER (base64url in JSON), and lie on disk as PEM.
 Times are integer Unix seconds. Verification raises, never returns a bool.
@@ -54,6 +56,12 @@ ROLES: tuple[str, ...] = (
     ROLE_NETWORK_PRIVACY_OFFICER,
     ROLE_HUB,
 )
+# The kind of organisation, as the authority certifies it (subject businessCategory).
+ORG_TYPES: tuple[str, ...] = (
+    "police", "municipality", "ggd", "school", "shelter", "care", "legal_aid",
+    "coordination", "other",
+)  # fmt: skip
+ORG_TYPE_OTHER = "other"
 MAX_CERT_BYTES = 4096
 MAX_CRL_BYTES = 256 * 1024
 
@@ -107,6 +115,7 @@ class Certificate:
     der: bytes
     not_before: int
     not_after: int
+    org_type: str = ORG_TYPE_OTHER  # one of ORG_TYPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,13 +153,14 @@ def _seconds(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-def _subject(network: str, common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, network),
-        ]
-    )
+def _subject(network: str, common_name: str, org_type: str | None = None) -> x509.Name:
+    attributes = [
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, network),
+    ]
+    if org_type is not None:
+        attributes.append(x509.NameAttribute(NameOID.BUSINESS_CATEGORY, org_type))
+    return x509.Name(attributes)
 
 
 def _root_subject(network: str) -> x509.Name:
@@ -163,15 +173,38 @@ def _org_uri(network: str, org: str) -> str:
 
 def _names(name: x509.Name, error: type[Exception]) -> tuple[str, str]:
     """(commonName, organizationName) of a subject holding exactly those two, once each."""
-    attributes = [attr for rdn in name.rdns for attr in rdn]
-    if len(name.rdns) != 2 or len(attributes) != 2:
-        raise error("subject must hold exactly a commonName and an organizationName")
-    values = {attr.oid: attr.value for attr in attributes}
-    common_name = values.get(NameOID.COMMON_NAME)
-    organization = values.get(NameOID.ORGANIZATION_NAME)
-    if not isinstance(common_name, str) or not isinstance(organization, str):
+    common_name, organization, category = _subject_parts(name, error)
+    if category is not None:
         raise error("subject must hold exactly a commonName and an organizationName")
     return common_name, organization
+
+
+def _subject_parts(name: x509.Name, error: type[Exception]) -> tuple[str, str, str | None]:
+    """commonName, organizationName and, if present, businessCategory, each at most once."""
+    attributes = [attr for rdn in name.rdns for attr in rdn]
+    allowed = {NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME, NameOID.BUSINESS_CATEGORY}
+    values = {attr.oid: attr.value for attr in attributes}
+    if (
+        len(name.rdns) != len(attributes)
+        or len(values) != len(attributes)
+        or not set(values) <= allowed
+    ):
+        raise error("subject must hold a commonName, an organizationName and a businessCategory")
+    common_name = values.get(NameOID.COMMON_NAME)
+    organization = values.get(NameOID.ORGANIZATION_NAME)
+    category = values.get(NameOID.BUSINESS_CATEGORY)
+    if not isinstance(common_name, str) or not isinstance(organization, str):
+        raise error("subject must hold exactly a commonName and an organizationName")
+    if category is not None and not isinstance(category, str):
+        raise error("subject businessCategory must be a string")
+    return common_name, organization, category
+
+
+def check_org_type(value: object) -> str:
+    """An organisation type: one of ``ORG_TYPES`` (ValidationError otherwise)."""
+    if not isinstance(value, str) or value not in ORG_TYPES:
+        raise ValidationError(f"organisation type must be one of {', '.join(ORG_TYPES)}")
+    return value
 
 
 def _check_key_matches(key: Ed25519PrivateKey, root: RootCertificate) -> None:
@@ -408,14 +441,16 @@ def issue_certificate(
     now: int,
     days: int,
     serial: int,
+    org_type: str = ORG_TYPE_OTHER,
 ) -> Certificate:
-    """Certify the requested key with ``roles``, from ``now`` for ``days`` days.
+    """Certify the requested key with ``roles`` and ``org_type``, from ``now`` for ``days`` days.
 
     The validity is cut at the root's own expiry. ``request`` must come from
     ``load_enrolment_request`` (or ``create_enrolment_request``).
     """
     _check_key_matches(root_key, root)
     chosen = _check_roles(roles)
+    check_org_type(org_type)
     if request.network != root.network:
         raise ValidationError("enrolment request is for another network than this root")
     not_before, not_after = _validity(now, days)
@@ -424,7 +459,7 @@ def issue_certificate(
         raise ValidationError("the root certificate is not valid for this period")
     builder = (
         x509.CertificateBuilder()
-        .subject_name(_subject(request.network, request.org))
+        .subject_name(_subject(request.network, request.org, org_type))
         .issuer_name(_root_subject(root.network))
         .public_key(request.public_key)
         .serial_number(_check_range(serial, 1, MAX_SERIAL, "serial"))
@@ -466,10 +501,11 @@ def verify_certificate(
     not_before, not_after = _check_times(cert, now)
     extensions = _extensions(cert)
     _check_leaf_usage(extensions)
-    org_text, network_text = _names(cert.subject, VerificationError)
+    org_text, network_text, category = _subject_parts(cert.subject, VerificationError)
     if network_text != root.network:
         raise VerificationError("certificate is for another network than the root")
     org = _parse_org(org_text)
+    org_type = ORG_TYPE_OTHER if category is None else _parse_org_type(category)
     if _extension(extensions, x509.SubjectAlternativeName) != _san(root.network, org):
         raise VerificationError("certificate alternative name does not match its subject")
     roles = _roles_from(_extension(extensions, x509.ExtendedKeyUsage))
@@ -487,7 +523,15 @@ def verify_certificate(
         der=der,
         not_before=not_before,
         not_after=not_after,
+        org_type=org_type,
     )
+
+
+def _parse_org_type(text: str) -> str:
+    try:
+        return check_org_type(text)
+    except ValidationError as exc:
+        raise VerificationError("certificate businessCategory is not an organisation type") from exc
 
 
 def _check_leaf_usage(extensions: x509.Extensions) -> None:

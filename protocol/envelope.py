@@ -40,11 +40,13 @@ from protocol.errors import EncodingError, OpenError, ValidationError, Verificat
 from protocol.keybundle import KeyBundle
 from protocol.pseudonym import parse_pseudonym
 from protocol.types import (
+    CaseRef,
     Fingerprint,
     MessageId,
     NetworkId,
     OrgId,
     Pseudonym,
+    parse_case_ref,
     parse_fingerprint,
     parse_message_id,
     parse_network_id,
@@ -75,12 +77,12 @@ LABEL_SIGNATURE = "schakel/envelope/v1"
 LABEL_BODY = "schakel/envelope-body/v1"
 LABEL_KEY = "schakel/envelope-key/v1"
 
-_REF_KINDS = ("status", "reply")
+_REF_KINDS = ("status", "reply")  # a ref is required; a referral may carry one too
 _HEADER_REQUIRED = frozenset(
     {"v", "id", "network", "sender", "recipients", "kind", "pseudonyms", "created"}
     | {"sender_cert", "recipient_keys"}
 )
-_HEADER_OPTIONAL = frozenset({"status", "ref"})
+_HEADER_OPTIONAL = frozenset({"status", "ref", "case"})
 _ENVELOPE_KEYS = frozenset({"header", "body", "keys", "sig"})
 
 
@@ -143,11 +145,12 @@ class Header:
     kind: str
     pseudonyms: tuple[Pseudonym, ...]  # sorted, unique, 0..MAX_PSEUDONYMS
     status: str | None  # required for kind "status", absent otherwise
-    ref: MessageId | None  # the message a status/reply is about; required for those kinds
+    ref: MessageId | None  # status/reply: the message it is about; referral: the one it replaces
     created: int
     sender_cert: Fingerprint
     recipient_keys: Mapping[OrgId, Fingerprint]  # exactly the recipients
     v: int = VERSION
+    case: CaseRef | None = None  # referral only: the case it is about (a coordinator's)
 
     def __post_init__(self) -> None:
         """Validate every rule of the header; ``ValidationError`` names the broken one."""
@@ -157,8 +160,8 @@ class Header:
         parse_network_id(self.network)
         parse_org_id(self.sender)
         self._check_recipients()
-        self._check_kind()
         self._check_pseudonyms()
+        self._check_kind()
         _check_int(self.created, 0, MAX_CREATED, "created")
         parse_fingerprint(self.sender_cert)
         self._check_recipient_keys()
@@ -181,12 +184,24 @@ class Header:
                 raise ValidationError(f"status must be one of {', '.join(STATUS_CODES)}")
         elif self.status is not None:
             raise ValidationError("only a status envelope carries a status")
-        if self.kind in _REF_KINDS:
-            if self.ref is None:
-                raise ValidationError(f"a {self.kind} envelope needs a ref")
+        if self.kind in _REF_KINDS and self.ref is None:
+            raise ValidationError(f"a {self.kind} envelope needs a ref")
+        if self.ref is not None:
+            if self.kind not in (*_REF_KINDS, "referral"):
+                raise ValidationError("only status, reply and referral envelopes carry a ref")
             parse_message_id(self.ref)
-        elif self.ref is not None:
-            raise ValidationError("only status and reply envelopes carry a ref")
+        if self.kind == "referral":
+            self._check_referral()
+        elif self.case is not None:
+            raise ValidationError("only a referral envelope names a case")
+
+    def _check_referral(self) -> None:
+        if len(self.recipients) != 1:
+            raise ValidationError("a referral goes to exactly one organisation")
+        if self.case is not None:
+            parse_case_ref(self.case)
+        elif not self.pseudonyms:
+            raise ValidationError("a referral names a case or carries pseudonyms")
 
     def _check_pseudonyms(self) -> None:
         pseudonyms = _as_tuple(self.pseudonyms, "pseudonyms")
@@ -224,6 +239,8 @@ class Header:
             wire["status"] = self.status
         if self.ref is not None:
             wire["ref"] = self.ref
+        if self.case is not None:
+            wire["case"] = self.case
         return wire
 
     @classmethod
@@ -245,6 +262,7 @@ class Header:
             pseudonyms=_as_tuple(obj["pseudonyms"], "pseudonyms"),  # type: ignore[arg-type]
             status=obj.get("status"),  # type: ignore[arg-type]
             ref=obj.get("ref"),  # type: ignore[arg-type]
+            case=obj.get("case"),  # type: ignore[arg-type]
             created=_check_int(obj["created"], 0, MAX_CREATED, "created"),
             sender_cert=parse_fingerprint(obj["sender_cert"]),
             recipient_keys=_as_object(obj["recipient_keys"], "recipient_keys"),  # type: ignore[arg-type]
@@ -368,6 +386,7 @@ def seal(
     pseudonyms: tuple[Pseudonym, ...] = (),
     status: str | None = None,
     ref: MessageId | None = None,
+    case: CaseRef | None = None,
     created: int,
     rng: Rng,
 ) -> Envelope:
@@ -388,6 +407,7 @@ def seal(
         pseudonyms=pseudonyms,
         status=status,
         ref=ref,
+        case=case,
         created=created,
         sender_cert=sender.fingerprint,
         recipient_keys={org: bundle.fingerprint for org, bundle in recipients.items()},

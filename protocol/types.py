@@ -7,6 +7,7 @@ organisation id can not be passed where a message id is expected. The
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import NewType
 
@@ -19,10 +20,14 @@ CaseRef = NewType("CaseRef", str)
 Pseudonym = NewType("Pseudonym", str)
 Fingerprint = NewType("Fingerprint", str)
 
+CASE_REF_BYTES = 10
+
 # Lower-case letters, digits and inner hyphens; 2 to 32 characters.
 _SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])")
 # 16 random bytes as unpadded base64url: exactly 22 characters.
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{22}")
+# 10 random bytes as lower-case base32 without padding: exactly 16 characters.
+_CASE_REF = re.compile(r"[a-z2-7]{16}")
 # SHA-256 as unpadded base64url: exactly 43 characters.
 _FINGERPRINT = re.compile(r"[A-Za-z0-9_-]{43}")
 
@@ -58,3 +63,17 @@ def parse_fingerprint(value: object) -> Fingerprint:
     if value[-1] not in "AEIMQUYcgkosw048":
         raise ValidationError("fingerprint is not canonical base64url")
     return Fingerprint(value)
+
+
+def parse_case_ref(value: object) -> CaseRef:
+    """A case reference: 10 random bytes as 16 characters of lower-case base32."""
+    if not isinstance(value, str) or not _CASE_REF.fullmatch(value):
+        raise ValidationError("case reference must be 16 characters of a-z and 2-7")
+    return CaseRef(value)
+
+
+def case_ref_from(random_bytes: bytes) -> CaseRef:
+    """The case reference of 10 random bytes (the caller draws them)."""
+    if len(random_bytes) != CASE_REF_BYTES:
+        raise ValueError(f"a case reference takes exactly {CASE_REF_BYTES} random bytes")
+    return CaseRef(base64.b32encode(random_bytes).decode("ascii").lower())

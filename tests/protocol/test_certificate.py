@@ -16,6 +16,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from protocol.certificate import (
     MAX_CERT_BYTES,
     MAX_CRL_BYTES,
+    ORG_TYPES,
     ROLE_COORDINATOR,
     ROLE_HUB,
     ROLE_MEMBER,
@@ -100,12 +101,13 @@ def _forge_leaf(
     ca: bool = False,
     san: str | None = None,
     extra: x509.ExtensionType | None = None,
+    subject: x509.Name | None = None,
 ) -> bytes:
     """A leaf signed by ``root_key`` that deviates from the profile in one chosen way."""
     key = public_key or Ed25519PrivateKey.generate().public_key()
     builder = (
         x509.CertificateBuilder()
-        .subject_name(_org_name(network, org))
+        .subject_name(subject or _org_name(network, org))
         .issuer_name(_root_name(network))
         .public_key(key)  # type: ignore[arg-type]
         .serial_number(99)
@@ -394,7 +396,8 @@ def test_issue_round_trip(
 
 def test_issued_profile(root: RootCertificate, cert: Certificate) -> None:
     parsed = x509.load_der_x509_certificate(cert.der)
-    assert parsed.subject == _org_name(NET, ORG)
+    category = x509.NameAttribute(NameOID.BUSINESS_CATEGORY, "other")
+    assert parsed.subject == x509.Name([*_org_name(NET, ORG), category])
     assert parsed.issuer == _root_name(NET)
     ext = parsed.extensions
     constraints = ext.get_extension_for_class(x509.BasicConstraints)
@@ -791,3 +794,61 @@ def test_pem_decode_accepts_minimal() -> None:
 def test_pem_bad_label() -> None:
     with pytest.raises(ValueError, match="label"):
         pem_encode(b"x", "certificate")
+
+
+# --- organisation types ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("org_type", ORG_TYPES)
+def test_org_type_round_trips(
+    root_key: Ed25519PrivateKey, root: RootCertificate, org_type: str
+) -> None:
+    request_ = create_enrolment_request(Ed25519PrivateKey.generate(), NET, ORG)
+    cert = issue_certificate(
+        root_key, root, request_, [ROLE_MEMBER], now=NOW, days=30, serial=3, org_type=org_type
+    )
+    assert cert.org_type == org_type
+    assert verify_certificate(cert.der, root, now=NOW, crl=None).org_type == org_type
+
+
+def test_unknown_org_type_is_not_issued(root_key: Ed25519PrivateKey, root: RootCertificate) -> None:
+    request_ = create_enrolment_request(Ed25519PrivateKey.generate(), NET, ORG)
+    with pytest.raises(ValidationError, match="organisation type"):
+        issue_certificate(
+            root_key, root, request_, [ROLE_MEMBER], now=NOW, days=30, serial=3, org_type="bank"
+        )
+
+
+def test_certificate_without_type_is_other(
+    root_key: Ed25519PrivateKey, root: RootCertificate
+) -> None:
+    cert = verify_certificate(_forge_leaf(root_key), root, now=NOW, crl=None)
+    assert cert.org_type == "other"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [x509.NameAttribute(NameOID.BUSINESS_CATEGORY, "bank")],
+        [x509.NameAttribute(NameOID.BUSINESS_CATEGORY, "Police")],
+        [
+            x509.NameAttribute(NameOID.BUSINESS_CATEGORY, "police"),
+            x509.NameAttribute(NameOID.BUSINESS_CATEGORY, "shelter"),
+        ],
+        [x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "police")],
+    ],
+    ids=["unknown", "case", "twice", "other-attribute"],
+)
+def test_bad_org_type_is_refused(
+    root_key: Ed25519PrivateKey, root: RootCertificate, extra: list[x509.NameAttribute]
+) -> None:
+    subject = x509.Name([*_org_name(NET, ORG), *extra])
+    with pytest.raises(VerificationError):
+        verify_certificate(_forge_leaf(root_key, subject=subject), root, now=NOW, crl=None)
+
+
+def test_request_with_a_type_is_refused(org_key: Ed25519PrivateKey) -> None:
+    category = x509.NameAttribute(NameOID.BUSINESS_CATEGORY, "police")
+    der = _csr(org_key, x509.Name([*_org_name(NET, ORG), category]), None)
+    with pytest.raises(ValidationError):
+        load_enrolment_request(der)

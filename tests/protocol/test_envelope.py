@@ -33,7 +33,7 @@ from protocol.envelope import (
 )
 from protocol.errors import EncodingError, OpenError, ValidationError, VerificationError
 from protocol.keybundle import SUITE, KeyBundle, kem_private_key, kem_public_bytes, verify_bundle
-from protocol.types import Fingerprint, MessageId, NetworkId, OrgId
+from protocol.types import CaseRef, Fingerprint, MessageId, NetworkId, OrgId
 
 VECTOR_DIR = Path(__file__).resolve().parents[1] / "vectors"
 VECTOR_FILE = VECTOR_DIR / "envelope.json"
@@ -300,7 +300,7 @@ HEADER_CHANGES: dict[str, Callable[[Envelope, dict[str, Any]], Envelope]] = {
         recipients=(OrgId("org-1"),),
         recipient_keys={"org-1": e.header.recipient_keys[OrgId("org-1")]},
     ),
-    "kind": lambda e, p: _with_header(e, kind="referral"),
+    "kind": lambda e, p: _with_header(e, kind="reply", ref=MessageId("BBBBBBBBBBBBBBBBBBBBBA")),
     "pseudonyms-dropped": lambda e, p: _with_header(e, pseudonyms=e.header.pseudonyms[:1]),
     "pseudonyms-added": lambda e, p: _with_header(
         e, pseudonyms=tuple(sorted((*e.header.pseudonyms, gen.pseudonym_for("doc", "z"))))
@@ -472,6 +472,7 @@ def _drop(path: str) -> Callable[[dict[str, Any]], None]:
 
 
 P1, P2 = sorted((gen.pseudonym_for("bsn", "x"), gen.pseudonym_for("tel", "y")))
+CASE = CaseRef("abcdefghijklmnop")
 # name -> (mutation of the signal's wire form, error type, message fragment)
 SIGNAL_REJECTIONS: dict[str, tuple[Callable[[dict[str, Any]], None], type[Exception], str]] = {
     "extra-envelope-key": (_set("extra", 1), EncodingError, "unknown field(s) extra"),
@@ -486,7 +487,9 @@ SIGNAL_REJECTIONS: dict[str, tuple[Callable[[dict[str, Any]], None], type[Except
         ValidationError,
         "only a status envelope",
     ),
-    "ref-on-signal": (_set("header.ref", OTHER_ID), ValidationError, "only status and reply"),
+    "ref-on-signal": (_set("header.ref", OTHER_ID), ValidationError, "only status, reply and"),
+    "case-on-signal": (_set("header.case", CASE), ValidationError, "only a referral"),
+    "null-case": (_set("header.case", None), EncodingError, "case must be omitted, not null"),
     "unknown-kind": (_set("header.kind", "gossip"), ValidationError, "kind must be one of"),
     "version-2": (_set("header.v", 2), ValidationError, "header version must be 1"),
     "version-true": (_set("header.v", True), ValidationError, "header version must be 1"),
@@ -671,13 +674,42 @@ def test_seal_rejects_bad_header_arguments(parties: dict[str, Any]) -> None:
         ({"kind": "status", "ref": OTHER_ID}, "status must be one of"),
         ({"kind": "status", "status": "accepted"}, "a status envelope needs a ref"),
         ({"kind": "reply"}, "a reply envelope needs a ref"),
-        ({"ref": OTHER_ID}, "only status and reply"),
+        ({"ref": OTHER_ID}, "only status, reply and referral"),
+        ({"case": CASE}, "only a referral envelope names a case"),
+        ({"kind": "referral", "pseudonyms": ()}, "a referral names a case or carries pseudonyms"),
+        ({"kind": "referral", "case": "NOT-A-CASE"}, "case reference"),
+        (
+            {"kind": "status", "status": "accepted", "ref": OTHER_ID, "case": CASE},
+            "only a referral",
+        ),
         ({"pseudonyms": (P2, P1)}, "sorted and unique"),
         ({"created": -1}, "created must be"),
     ]
     for kwargs, fragment in cases:
         with pytest.raises(ValidationError, match=fragment):
             _seal(parties, ["r1"], **kwargs)
+
+
+def test_referral_goes_to_exactly_one_organisation(parties: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match="exactly one organisation"):
+        _seal(parties, ["r1", "r2"], kind="referral", case=CASE)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"case": CASE, "pseudonyms": ()},
+        {"pseudonyms": (P1, P2)},
+        {"case": CASE, "pseudonyms": (P1,), "ref": OTHER_ID},
+    ],
+    ids=["case", "pseudonyms", "case-pseudonyms-ref"],
+)
+def test_referral_round_trips(parties: dict[str, Any], kwargs: dict[str, Any]) -> None:
+    envelope = _seal(parties, ["r1"], kind="referral", **kwargs)
+    again = Envelope.from_wire(json.loads(json.dumps(envelope.to_wire())))
+    assert again == envelope
+    assert again.header.case == kwargs.get("case")
+    assert ("case" in envelope.to_wire()["header"]) == ("case" in kwargs)
 
 
 def test_seal_rejects_oversized_payload(parties: dict[str, Any]) -> None:

@@ -284,7 +284,7 @@ def _open_stage_mutations(parties: dict[str, Party], other: Sealed) -> dict[str,
     return {
         "header-id-changed": lambda w: w["header"].update(id=other_id),
         "header-network-changed": lambda w: w["header"].update(network="other-net"),
-        "header-kind-changed": lambda w: w["header"].update(kind="referral"),
+        "header-kind-changed": lambda w: w["header"].update(kind="reply", ref="B" * 21 + "A"),
         "header-created-changed": lambda w: w["header"].update(created=CREATED + 1),
         "header-pseudonym-dropped": lambda w: w["header"]["pseudonyms"].pop(),
         "header-sender-cert-changed": lambda w: w["header"].update(sender_cert=reissued_fp),
