@@ -15,7 +15,7 @@ import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -29,6 +29,9 @@ from hub.ratelimit import TokenBucket
 from hub.store import InboxItem, Store
 from hub.tokens import TokenService
 from hub.treeheads import HeadSigner
+
+if TYPE_CHECKING:
+    from hub.escalation import Escalator
 from protocol.auditlog import MAX_PURPOSE_TEXT_CHARS, PURPOSES, check_purpose_text, check_user
 from protocol.encoding import b64e
 from protocol.errors import ValidationError
@@ -60,6 +63,7 @@ class Services:
     hub_certificate_der: bytes | None
     openapi: bytes | None
     heads: HeadSigner | None = None  # None: the hub has no log-signing key
+    escalator: Escalator | None = None
 
 
 SERVICES = web.AppKey("schakel_services", Services)
@@ -259,6 +263,7 @@ async def get_orgs(request: web.Request) -> web.Response:
                 {
                     "org": item.summary.org,
                     "roles": sorted(item.summary.roles),
+                    "type": item.summary.org_type,
                     "certificate": item.summary.fingerprint,
                     "bundle": item.summary.bundle,
                     "revoked": item.revoked,
@@ -363,6 +368,7 @@ async def post_message(request: web.Request) -> web.Response:
             notifier=s.notifier,
             cache=s.trust_cache,
             body=body,
+            rng=s.rng,
         )
     return render(
         {"id": accepted.id, "accepted": accepted.accepted},
@@ -405,7 +411,12 @@ async def post_ack(request: web.Request) -> web.Response:
     async with audited(request, "acknowledge", "message") as scope:
         caller = await authenticate(request, scope)
         await relay.acknowledge(
-            s.store, s.clock, scope, caller=caller.org, message_id=request.match_info["id"]
+            s.store,
+            s.clock,
+            scope,
+            caller=caller.org,
+            message_id=request.match_info["id"],
+            notifier=s.notifier,
         )
     return web.Response(status=204, headers={"Cache-Control": "no-store"})
 

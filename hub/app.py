@@ -22,8 +22,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hub.api import SERVICES, Services, add_routes
 from hub.auditapi import add_audit_routes
+from hub.caseapi import add_case_routes
 from hub.config import Clock, HubConfig, Rng, system_clock
 from hub.directory import TrustCache
+from hub.escalation import Escalator
 from hub.logs import access_log_middleware
 from hub.notify import LocalNotifier, Notifier
 from hub.problems import problem_middleware
@@ -62,13 +64,16 @@ def make_app(
     notifier: Notifier | None = None,
     migrate: bool = True,
     sign_heads: bool = True,
+    escalate: bool = True,
 ) -> web.Application:
     """The hub application; the database is migrated (if ``migrate``) on startup.
 
     With ``log_signing_key`` (the key ``hub_certificate_der`` certifies, role ``hub``)
     the hub signs tree heads of its access log, every ``tree_head_interval`` seconds in
     a background task unless ``sign_heads`` is false (tests tick it by hand), and on
-    request; without it the routes that need a head answer 503.
+    request; without it the routes that need a head answer 503. Overdue referrals are
+    escalated every ``escalation_interval`` seconds unless ``escalate`` is false (tests
+    call ``Services.escalator`` by hand).
     """
     now = clock or system_clock
     load_root(config.root_der, now=now())  # refuse to start with a bad or expired root
@@ -90,6 +95,15 @@ def make_app(
             interval=limits.tree_head_interval,
             logger=logging.getLogger("hub.treeheads"),
         )
+    notifier = notifier or LocalNotifier()
+    escalator = Escalator(
+        store,
+        now,
+        notifier,
+        limits=config.escalation,
+        interval=limits.escalation_interval,
+        logger=logging.getLogger("hub.escalation"),
+    )
     services = Services(
         config=config,
         clock=now,
@@ -102,7 +116,7 @@ def make_app(
             audience=config.audience,
             lifetime=limits.token_lifetime,
         ),
-        notifier=notifier or LocalNotifier(),
+        notifier=notifier,
         org_limits=TokenBucket(limits.rate_per_sec, limits.burst, clock=limiter_clock),
         address_limits=TokenBucket(
             limits.address_rate_per_sec, limits.address_burst, clock=limiter_clock
@@ -110,6 +124,7 @@ def make_app(
         hub_certificate_der=hub_certificate_der,
         openapi=_openapi(),
         heads=heads,
+        escalator=escalator,
     )
     app = web.Application(
         middlewares=[
@@ -127,7 +142,10 @@ def make_app(
         await store.start()
         if heads is not None and sign_heads:
             heads.start()
+        if escalate:
+            escalator.start()
         yield
+        await escalator.stop()
         if heads is not None:
             await heads.stop()
         await store.close()
@@ -135,6 +153,7 @@ def make_app(
     app.cleanup_ctx.append(lifecycle)
     add_routes(app, websocket=websocket)
     add_audit_routes(app)
+    add_case_routes(app)
     return app
 
 

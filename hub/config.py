@@ -10,17 +10,31 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
 from typing import Any
 
+from hub.deadlines import Deadline
 from protocol.auditlog import MAX_OBJECT_IDS
 from protocol.certificate import MAX_CERT_BYTES
 from protocol.errors import ValidationError
+from protocol.referral import OPEN_STEPS
 from protocol.types import NetworkId, parse_network_id
 
 Clock = Callable[[], int]
 """Returns the current time as integer Unix seconds."""
 
 Rng = Callable[[int], bytes]
+
+EscalationLimits = Mapping[str, Deadline]
+# How long a referral may wait at each open step before it is escalated.
+DEFAULT_ESCALATION: EscalationLimits = MappingProxyType(
+    {
+        "sent": Deadline(1, "wd"),  # not yet received by the recipient's client
+        "delivered": Deadline(2, "wd"),  # neither accepted nor declined
+        "accepted": Deadline(5, "wd"),  # care has not started
+        "declined": Deadline(2, "wd"),  # the referrer has not referred again or closed
+    }
+)
 
 KIB = 1024
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/hub.db"
@@ -60,6 +74,9 @@ class Limits:
     write_batch: int = 256  # work items per commit at most
     shutdown_timeout: int = 10
     tree_head_interval: int = 60  # seconds between signed tree heads, when the log grew
+    escalation_interval: int = 60  # seconds between looks for overdue referrals
+    max_case_page: int = 200  # cases, referrals or events in one answer
+    max_timeline: int = 1000  # entries in one case's timeline
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -88,6 +105,7 @@ class HubConfig:
     host: str = "127.0.0.1"
     port: int = 8443
     limits: Limits = field(default_factory=Limits)
+    escalation: EscalationLimits = field(default_factory=lambda: DEFAULT_ESCALATION)
 
     def __post_init__(self) -> None:
         try:
@@ -106,13 +124,19 @@ class HubConfig:
             raise ConfigError("port must be an integer in 0..65535")
         if not self.host:
             raise ConfigError("host must not be empty")
+        if not set(self.escalation) <= set(OPEN_STEPS) or not all(
+            isinstance(d, Deadline) for d in self.escalation.values()
+        ):
+            raise ConfigError("escalation limits are per open step: " + ", ".join(OPEN_STEPS))
+        object.__setattr__(self, "escalation", MappingProxyType(dict(self.escalation)))
 
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str], *, network: NetworkId, root_der: bytes
     ) -> HubConfig:
         """Build from ``SCHAKEL_HUB_*`` variables (``DATABASE_URL``, ``HOST``, ``PORT``,
-        ``ISSUER``, ``AUDIENCE``, and ``LIMIT_<NAME>`` for each limit)."""
+        ``ISSUER``, ``AUDIENCE``, ``LIMIT_<NAME>`` for each limit, and
+        ``ESCALATE_<STEP>`` for each open referral step: ``2wd``, ``36h`` or ``off``)."""
         values: dict[str, Any] = {}
         for name in ("database_url", "host", "issuer", "audience"):
             if (text := environ.get(ENV_PREFIX + name.upper())) is not None:
@@ -124,6 +148,7 @@ class HubConfig:
             key = "LIMIT_" + item.name.upper()
             if (text := environ.get(ENV_PREFIX + key)) is not None:
                 limits[item.name] = _env_int(key, text)
+        values["escalation"] = _escalation_from_env(environ)
         return cls(network=network, root_der=root_der, limits=Limits(**limits), **values)
 
     @classmethod
@@ -142,6 +167,23 @@ def check_database_url(url: str) -> None:
     """Raise ConfigError unless ``url`` names a database driver the hub supports."""
     if not isinstance(url, str) or not url.startswith(_DATABASE_SCHEMES):
         raise ConfigError("database_url must start with " + " or ".join(_DATABASE_SCHEMES))
+
+
+def _escalation_from_env(environ: Mapping[str, str]) -> EscalationLimits:
+    limits = dict(DEFAULT_ESCALATION)
+    for step in OPEN_STEPS:
+        key = f"{ENV_PREFIX}ESCALATE_{step.upper()}"
+        if (text := environ.get(key)) is None:
+            continue
+        try:
+            deadline = Deadline.parse(text)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+        if deadline is None:
+            limits.pop(step, None)
+        else:
+            limits[step] = deadline
+    return limits
 
 
 def _env_int(name: str, text: str) -> int:

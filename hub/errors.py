@@ -8,11 +8,15 @@
     ├── ForbiddenSender      403 forbidden-sender
     ├── NotFound             404 not-found       also "exists but not yours"
     ├── Conflict             409 conflict
+    │   └── IllegalTransition    409 illegal-transition  a referral step that can not follow
     ├── TooLarge             413 too-large
     ├── UnsupportedMedia     415 unsupported-media-type
     ├── InvalidEnvelope      422 invalid-envelope
     ├── InvalidCredential    422 invalid-credential  certificate, bundle, CRL or linking key
     ├── UnknownRecipient     422 unknown-recipient
+    ├── InvalidReferral      422 invalid-referral    wrong kind of recipient, wrong parties
+    ├── UnknownCase          422 unknown-case        no case this organisation may name
+    ├── UnknownReferral      422 unknown-referral    no referral this organisation is party to
     ├── RateLimited          429 rate-limited    carries retry_after seconds
     └── Unavailable          503 unavailable
 
@@ -85,6 +89,22 @@ class InvalidCredential(HubError):
 
 class UnknownRecipient(HubError):
     status, slug, title = 422, "unknown-recipient", "Unknown or revoked recipient"
+
+
+class IllegalTransition(Conflict):
+    status, slug, title = 409, "illegal-transition", "Referral step not allowed"
+
+
+class InvalidReferral(HubError):
+    status, slug, title = 422, "invalid-referral", "Referral rejected"
+
+
+class UnknownCase(HubError):
+    status, slug, title = 422, "unknown-case", "Unknown case"
+
+
+class UnknownReferral(HubError):
+    status, slug, title = 422, "unknown-referral", "Unknown referral"
 
 
 class RateLimited(HubError):

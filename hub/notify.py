@@ -4,10 +4,12 @@
 process. A PostgreSQL implementation (``LISTEN``/``NOTIFY`` so that notices
 cross replicas) can replace it without touching the relay or the WebSocket.
 
-A notice only says "look at your inbox": it carries the cursor and message
-id, never content. A subscriber that falls behind by more than its queue is
-closed (it reconnects and catches up through the inbox), so a slow client
-can not make the hub hold notices without bound.
+A notice only says "look at your inbox" (``type`` message: the cursor and
+message id) or "look at your events" (``type`` event: the event feed's cursor and
+the event's kind), never content, a case reference or a pseudonym. A
+subscriber that falls behind by more than its queue is closed (it reconnects
+and catches up through the inbox and the events), so a slow client can not make
+the hub hold notices without bound.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ DEFAULT_QUEUE = 256
 @dataclass(frozen=True, slots=True)
 class Notice:
     cursor: int
-    id: MessageId
+    id: MessageId | None  # None for an event
+    type: str = "message"  # message or event
+    kind: str | None = None  # an event's kind
+
+
+def event_notice(event_id: int, kind: str) -> Notice:
+    """The notice of event ``event_id`` in the addressee's feed."""
+    return Notice(event_id, None, "event", kind)
 
 
 class Subscription(Protocol):

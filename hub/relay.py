@@ -13,10 +13,15 @@ nothing stored):
    revoked), and ``recipient_keys[r]`` names a bundle the hub holds for that
    recipient whose validity covers now (422 ``unknown-recipient``).
 
-Then, in one work item with its audit entry: a new id is stored (201); the
-same id with the same envelope fingerprint from the same sender returns the
-first acceptance (200); any other reuse of an id is 409. Recipients'
-subscribers are notified after the commit.
+A ``referral`` must go to an organisation certified as shelter, care or legal aid
+(422 ``invalid-referral``).
+
+Then, in one work item with its audit entry: a new id is stored (201) and placed in
+its case, or moves its referral (:mod:`hub.casework`: 422 ``unknown-case``,
+``unknown-referral``, ``invalid-referral``, 409 ``illegal-transition``, and nothing
+stored); the same id with the same envelope fingerprint from the same sender returns
+the first acceptance (200); any other reuse of an id is 409. Recipients' subscribers,
+and those of the events it raised, are notified after the commit.
 """
 
 from __future__ import annotations
@@ -24,9 +29,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from hub import audit
+from hub import audit, casework
 from hub.audit import Outcome, Scope
-from hub.config import Clock, HubConfig
+from hub.config import Clock, HubConfig, Rng
 from hub.directory import Trust, TrustCache, trust_at
 from hub.errors import (
     Conflict,
@@ -38,9 +43,17 @@ from hub.errors import (
 )
 from hub.notify import Notice, Notifier
 from hub.store import InboxItem, MessageView, Snapshot, Store, Tx
+from protocol.certificate import Certificate
 from protocol.envelope import Envelope, Header, verify_signature
 from protocol.errors import EncodingError, ValidationError, VerificationError
-from protocol.types import MessageId, OrgId, parse_message_id
+from protocol.types import (
+    CASE_REF_BYTES,
+    CaseRef,
+    MessageId,
+    OrgId,
+    case_ref_from,
+    parse_message_id,
+)
 
 _CURSOR = re.compile(r"[0-9]{1,18}")
 
@@ -51,6 +64,7 @@ class Accepted:
     accepted: int  # when the hub first accepted it
     cursor: int
     created: bool  # False when this was a repeat of an accepted message
+    notices: tuple[tuple[OrgId, Notice], ...] = ()  # events it raised, for after the commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +90,7 @@ async def send_message(
     notifier: Notifier,
     cache: TrustCache,
     body: object,
+    rng: Rng,
 ) -> Accepted:
     envelope = parse_envelope(body)
     header = envelope.header
@@ -92,21 +107,27 @@ async def send_message(
         orgs=(header.sender, *header.recipients),
         bundles=dict(header.recipient_keys),
     )
-    _check_sender(trust, seen, envelope)
+    sender = _check_sender(trust, seen, envelope)
     _check_recipients(trust, seen, header)
+    casework.check_referral_recipient(
+        header, trust.certificate(seen.organisations.get(header.recipients[0]))
+    )
     scope.pseudonyms = header.pseudonyms  # recorded once the envelope passed the checks
+    fresh = case_ref_from(rng(CASE_REF_BYTES))
 
     def accept(tx: Tx) -> Outcome[Accepted]:
-        return _accept(tx, envelope, now)
+        return _accept(tx, envelope, now, sender=sender, fresh=fresh)
 
     result = await audit.act(store, scope, now=now, work=accept)
     if result.created:
         for recipient in header.recipients:
             await notifier.publish(recipient, Notice(result.cursor, header.id))
+        for org, notice in result.notices:
+            await notifier.publish(org, notice)
     return result
 
 
-def _check_sender(trust: Trust, seen: Snapshot, envelope: Envelope) -> None:
+def _check_sender(trust: Trust, seen: Snapshot, envelope: Envelope) -> Certificate:
     cert = trust.certificate(seen.organisations.get(envelope.header.sender))
     if cert is None or cert.fingerprint != envelope.header.sender_cert:
         raise InvalidEnvelope(
@@ -117,6 +138,7 @@ def _check_sender(trust: Trust, seen: Snapshot, envelope: Envelope) -> None:
         verify_signature(envelope, cert.public_key)
     except VerificationError:
         raise InvalidEnvelope("the envelope signature does not verify") from None
+    return cert
 
 
 def _check_recipients(trust: Trust, seen: Snapshot, header: Header) -> None:
@@ -133,11 +155,14 @@ def _check_recipients(trust: Trust, seen: Snapshot, header: Header) -> None:
             )
 
 
-def _accept(tx: Tx, envelope: Envelope, now: int) -> Outcome[Accepted]:
+def _accept(
+    tx: Tx, envelope: Envelope, now: int, *, sender: Certificate, fresh: CaseRef
+) -> Outcome[Accepted]:
     header = envelope.header
     cursor = tx.insert_message(envelope, accepted_at=now)
     if cursor is not None:
-        return Outcome(Accepted(header.id, now, cursor, created=True))
+        notices = casework.place(tx, header, cursor, sender=sender, now=now, fresh=fresh)
+        return Outcome(Accepted(header.id, now, cursor, created=True, notices=tuple(notices)))
     held = tx.find_message(header.id)  # the id is taken: a repeat, or a conflict
     if (
         held is not None
@@ -149,7 +174,7 @@ def _accept(tx: Tx, envelope: Envelope, now: int) -> Outcome[Accepted]:
     raise Conflict("another envelope was accepted under this message id")
 
 
-def _bounded_int(text: str | None, default: int, name: str, low: int, high: int) -> int:
+def bounded_int(text: str | None, default: int, name: str, low: int, high: int) -> int:
     if text is None:
         return default
     if not _CURSOR.fullmatch(text) or not low <= int(text) <= high:
@@ -168,8 +193,8 @@ async def read_inbox(
     limit: str | None,
 ) -> Page:
     limits = config.limits
-    start = _bounded_int(after, 0, "after", 0, 2**62)
-    count = _bounded_int(limit, limits.default_inbox_limit, "limit", 1, limits.max_inbox_limit)
+    start = bounded_int(after, 0, "after", 0, 2**62)
+    count = bounded_int(limit, limits.default_inbox_limit, "limit", 1, limits.max_inbox_limit)
     items = await store.inbox(caller, after=start, limit=count)
     scope.touch(item.envelope["header"]["id"] for item in items)  # the messages it returns
     await audit.access(store, scope, now=clock())
@@ -197,16 +222,26 @@ async def fetch_message(
 
 
 async def acknowledge(
-    store: Store, clock: Clock, scope: Scope, *, caller: OrgId, message_id: str
+    store: Store,
+    clock: Clock,
+    scope: Scope,
+    *,
+    caller: OrgId,
+    message_id: str,
+    notifier: Notifier,
 ) -> None:
-    """Mark the caller's delivery read; idempotent; 404 unless the caller is a recipient."""
+    """Mark the caller's delivery read; idempotent; 404 unless the caller is a recipient.
+
+    The recipient's first acknowledgement of a referral is its delivery.
+    """
     mid = _path_message_id(message_id)
     scope.touch([mid])
     now = clock()
 
-    def ack(tx: Tx) -> Outcome[None]:
+    def ack(tx: Tx) -> Outcome[list[tuple[OrgId, Notice]]]:
         if not tx.acknowledge(mid, caller, now=now):
             raise NotFound()
-        return Outcome(None)
+        return Outcome(casework.acknowledged(tx, mid, caller, now=now))
 
-    await audit.act(store, scope, now=now, work=ack)
+    for org, notice in await audit.act(store, scope, now=now, work=ack):
+        await notifier.publish(org, notice)

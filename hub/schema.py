@@ -1,8 +1,9 @@
 """The hub's tables (SQLAlchemy Core). Only :mod:`hub.store` queries them.
 
 Times are integer Unix seconds. Wire objects are kept as their canonical JSON
-text, certificates and CRLs as DER. The migrations (``0001_initial``, then
-``0002_merkle_log``) create exactly these tables; a test compares the two.
+text, certificates and CRLs as DER. The migrations (``0001_initial``,
+``0002_merkle_log``, then ``0003_cases``) create exactly these tables; a test
+compares the two.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ organisations = sa.Table(
     sa.Column("roles", sa.String(200), nullable=False),  # sorted, comma separated
     sa.Column("not_before", Time, nullable=False),
     sa.Column("not_after", Time, nullable=False),
+    sa.Column("org_type", sa.String(16), nullable=False, server_default="other"),
 )
 
 bundles = sa.Table(
@@ -170,4 +172,132 @@ tree_heads = sa.Table(
     sa.Column("time", Time, nullable=False),
     sa.Column("hub_cert", Fp, nullable=False),
     sa.Column("sig", sa.LargeBinary(64), nullable=False),
+)
+
+
+# --- cases and referrals (docs/protocol.md, "Cases") --------------------------------------
+Case = sa.String(16)
+MessageIdText = sa.String(22)
+
+# A case cluster, known by an opaque random reference. A merged case redirects to the
+# case that absorbed it (``merged_into``, always a live case: redirects are flattened).
+cases = sa.Table(
+    "cases",
+    metadata,
+    sa.Column("ref", Case, primary_key=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("merged_into", Case, nullable=True, index=True),
+    sa.Column("merged_at", Time, nullable=True),
+)
+
+# The signals and referrals of each live case (status envelopes follow their referral).
+case_members = sa.Table(
+    "case_members",
+    metadata,
+    sa.Column(
+        "cursor",
+        sa.BigInteger,
+        sa.ForeignKey("messages.cursor", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("case", Case, nullable=False, index=True),
+)
+
+# The union of the pseudonyms of each live case's members: what a new signal is matched on.
+# A pseudonym can belong to two cases only when the coordinator kept them apart (a split).
+case_pseudonyms = sa.Table(
+    "case_pseudonyms",
+    metadata,
+    sa.Column("pseudonym", sa.String(80), primary_key=True),
+    sa.Column("case", Case, primary_key=True, index=True),
+)
+
+# Pairs of live cases the coordinator keeps apart (a < b); no signal joins them.
+case_separations = sa.Table(
+    "case_separations",
+    metadata,
+    sa.Column("a", Case, primary_key=True),
+    sa.Column("b", Case, primary_key=True, index=True),
+    sa.Column("at", Time, nullable=False),
+)
+
+# Every merge and split, automatic or by a coordinator, with the messages it moved.
+case_changes = sa.Table(
+    "case_changes",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("case", Case, nullable=False, index=True),  # the case that stayed
+    sa.Column("other", Case, nullable=False, index=True),  # absorbed, or split off
+    sa.Column("action", sa.String(16), nullable=False),  # merge, split
+    sa.Column("automatic", sa.Boolean, nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("org", Org, nullable=True),
+    sa.Column("messages", sa.Text, nullable=False),  # canonical JSON list of message ids
+    sqlite_autoincrement=True,
+)
+
+# One row per referral envelope: its case, its parties and when it entered each step.
+referrals = sa.Table(
+    "referrals",
+    metadata,
+    sa.Column(
+        "cursor",
+        sa.BigInteger,
+        sa.ForeignKey("messages.cursor", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("id", MessageIdText, nullable=False, unique=True),
+    sa.Column("case", Case, nullable=False, index=True),
+    sa.Column("referrer", Org, nullable=False),
+    sa.Column("recipient", Org, nullable=False, index=True),
+    sa.Column("step", sa.String(16), nullable=False, index=True),
+    sa.Column("step_at", Time, nullable=False),
+    sa.Column("sent_at", Time, nullable=False),
+    sa.Column("delivered_at", Time, nullable=True),
+    sa.Column("accepted_at", Time, nullable=True),
+    sa.Column("declined_at", Time, nullable=True),
+    sa.Column("care_started_at", Time, nullable=True),
+    sa.Column("closed_at", Time, nullable=True),
+    sa.Column("replaced_by", MessageIdText, nullable=True),  # the re-referral after a decline
+)
+
+# Every status envelope about a referral, and the code it carried.
+referral_updates = sa.Table(
+    "referral_updates",
+    metadata,
+    sa.Column(
+        "cursor",
+        sa.BigInteger,
+        sa.ForeignKey("messages.cursor", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("referral", sa.BigInteger, nullable=False, index=True),
+    sa.Column("code", sa.String(16), nullable=False),
+    sa.Column("at", Time, nullable=False),
+)
+
+# An escalation fired for a referral that waited too long at a step: at most one per step.
+escalations = sa.Table(
+    "escalations",
+    metadata,
+    sa.Column("referral", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("step", sa.String(16), primary_key=True),
+    sa.Column("due", Time, nullable=False),
+    sa.Column("at", Time, nullable=False),
+)
+
+# Notices kept for one organisation: match and escalation events for coordinators,
+# reminders for the holder of a referral's next step. Read through GET /v1/events.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("org", Org, nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("case", Case, nullable=True),  # only in events for a coordinator
+    sa.Column("message", MessageIdText, nullable=True),
+    sa.Column("step", sa.String(16), nullable=True),
+    sa.Column("detail", sa.Text, nullable=False),  # canonical JSON object, no content
+    sqlite_autoincrement=True,
 )

@@ -3,7 +3,8 @@
 Authenticated like every other route (bearer token in ``Authorization``) and
 audited as a ``read`` of the ``inbox``. The hub then sends text frames
 ``{"type":"message","cursor":N,"id":"..."}`` for each new message addressed
-to the caller, and ``{"type":"ping"}`` after each heartbeat interval without
+to the caller, ``{"type":"event","cursor":N,"kind":"..."}`` for each new event in its
+feed (``GET /v1/events``), and ``{"type":"ping"}`` after each heartbeat interval without
 one. The client sends nothing: any data frame closes the socket with 1008.
 The socket is closed (1008) when the token expires, and (1013, try again)
 when the client fell too far behind; clients then reconnect and read the inbox.
@@ -31,6 +32,8 @@ _PING = json.dumps({"type": "ping"})
 
 
 def _notice_frame(notice: Notice) -> str:
+    if notice.type == "event":
+        return json.dumps({"type": "event", "cursor": notice.cursor, "kind": notice.kind})
     return json.dumps({"type": "message", "cursor": notice.cursor, "id": notice.id})
 
 

@@ -41,6 +41,7 @@ from keys.hub import HubKeys
 from keys.keyfile import KdfParams
 from keys.organisation import OrgKeys
 from protocol.certificate import (
+    ORG_TYPE_OTHER,
     ROLE_COORDINATOR,
     ROLE_MEMBER,
     ROLE_NETWORK_PRIVACY_OFFICER,
@@ -57,12 +58,22 @@ DEMO_PURPOSE = "case-coordination"
 ORGS: Mapping[str, tuple[str, ...]] = {
     "police": (ROLE_MEMBER, ROLE_PRIVACY_OFFICER),
     "ggd": (ROLE_MEMBER, ROLE_PRIVACY_OFFICER),
+    "school": (ROLE_MEMBER, ROLE_PRIVACY_OFFICER),
     "municipality": (ROLE_MEMBER, ROLE_PRIVACY_OFFICER),
     "shelter": (ROLE_MEMBER, ROLE_PRIVACY_OFFICER),
     "coordinator": (ROLE_MEMBER, ROLE_COORDINATOR, ROLE_PRIVACY_OFFICER),
     "privacy": (ROLE_MEMBER, ROLE_NETWORK_PRIVACY_OFFICER),
 }
 MARKER = "provisioned.json"
+# What kind of organisation each demo organisation is (its certificate says so).
+TYPES: Mapping[str, str] = {
+    "police": "police",
+    "ggd": "ggd",
+    "school": "school",
+    "municipality": "municipality",
+    "shelter": "shelter",
+    "coordinator": "coordination",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +131,9 @@ def provision(
             allow_weak=True,
         )
         keys.pin_root(authority.root.der, now=now)
-        keys.import_certificate(authority.enrol(keys.request_der, roles, now=now).der, now=now)
+        org_type = TYPES.get(org, ORG_TYPE_OTHER)
+        cert = authority.enrol(keys.request_der, roles, now=now, org_type=org_type)
+        keys.import_certificate(cert.der, now=now)
     authority.new_linking_key()
     return DemoNetwork(directory, network, tuple(OrgId(o) for o in orgs), passphrase)
 

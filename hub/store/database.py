@@ -152,6 +152,7 @@ _ORGANISATION_LIST = (
         t.organisations.c.roles,
         t.organisations.c.fingerprint,
         t.organisations.c.serial,
+        t.organisations.c.org_type,
         t.bundles.c.fingerprint.label("bundle"),
     )
     .select_from(
@@ -395,6 +396,7 @@ class Store:
                 fingerprint=Fingerprint(row.fingerprint),
                 serial=int(row.serial),
                 bundle=None if row.bundle is None else Fingerprint(row.bundle),
+                org_type=row.org_type,
             )
             for row in await self._rows(_ORGANISATION_LIST)
         ]

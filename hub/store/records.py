@@ -35,6 +35,7 @@ class OrgSummary:
     fingerprint: Fingerprint
     serial: int
     bundle: Fingerprint | None  # the current key bundle
+    org_type: str = "other"
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub import schema as t
+from hub.store.cases import CaseTx
 from hub.store.records import StoredMessage
 from hub.store.tree import Frontier, frontier_nodes
 from protocol.auditlog import AuditEntry, Node, TreeHead
@@ -127,6 +128,11 @@ class Tx:
         self._tree = tree
 
     @property
+    def cases(self) -> CaseTx:
+        """Case clusters, referrals and event feeds (:mod:`hub.store.cases`)."""
+        return CaseTx(self._conn)
+
+    @property
     def tree(self) -> AuditTree:
         """The audit tree as this item's own appends left it."""
         return self._tree
@@ -174,6 +180,7 @@ class Tx:
             "fingerprint": cert.fingerprint,
             "serial": str(cert.serial),
             "roles": _roles_text(cert.roles),
+            "org_type": cert.org_type,
             "not_before": cert.not_before,
             "not_after": cert.not_after,
         }

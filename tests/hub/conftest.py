@@ -28,6 +28,7 @@ from hub.api import SERVICES
 from hub.app import make_app
 from hub.auth import auth_message
 from hub.config import HubConfig
+from hub.escalation import Escalator
 from hub.store import AuditQuery, Store
 from hub.tokens import generate_signing_key
 from hub.treeheads import HeadSigner
@@ -111,16 +112,31 @@ class Authority:
         roles: Iterable[str] = ("member",),
         *,
         now: int = T0,
+        org_type: str = "other",
     ) -> Certificate:
         self._serial += 1
         request = create_enrolment_request(key, self.network, OrgId(org))
         return issue_certificate(
-            self.key, self.root, request, list(roles), now=now, days=365, serial=self._serial
+            self.key,
+            self.root,
+            request,
+            list(roles),
+            now=now,
+            days=365,
+            serial=self._serial,
+            org_type=org_type,
         )
 
-    def enrol(self, org: str, roles: Iterable[str] = ("member",), *, now: int = T0) -> Party:
+    def enrol(
+        self,
+        org: str,
+        roles: Iterable[str] = ("member",),
+        *,
+        now: int = T0,
+        org_type: str = "other",
+    ) -> Party:
         key = Ed25519PrivateKey.generate()
-        cert = self.certify(org, key, roles, now=now)
+        cert = self.certify(org, key, roles, now=now, org_type=org_type)
         seed = os.urandom(96)
         bundle = sign_bundle(
             key, cert, kem_public_bytes(seed), not_before=now - 60, not_after=now + 30 * DAY
@@ -148,7 +164,9 @@ def make_envelope(
     payload: bytes = b"a possible victim, seen at the port",
     pseudonyms: tuple[Pseudonym, ...] = (),
     kind: str = "signal",
+    **header: Any,
 ) -> Envelope:
+    """A sealed envelope; ``header`` adds ``status``, ``ref`` or ``case``."""
     return seal(
         message_id=message_id or new_message_id(os.urandom),
         network=NETWORK,
@@ -160,6 +178,7 @@ def make_envelope(
         pseudonyms=pseudonyms,
         created=now,
         rng=os.urandom,
+        **header,
     )
 
 
@@ -180,6 +199,12 @@ class HubHarness:
     @property
     def store(self) -> Store:
         return self.client.server.app[SERVICES].store  # type: ignore[union-attr]
+
+    @property
+    def escalator(self) -> Escalator:
+        escalator = self.client.server.app[SERVICES].escalator  # type: ignore[union-attr]
+        assert escalator is not None
+        return escalator
 
     @property
     def heads(self) -> HeadSigner:
@@ -218,8 +243,12 @@ class HubHarness:
         assert response.status == 200, await response.text()
         return party
 
-    async def enrol(self, org: str, roles: Iterable[str] = ("member",)) -> Party:
-        return await self.register(self.authority.enrol(org, roles, now=self.clock()))
+    async def enrol(
+        self, org: str, roles: Iterable[str] = ("member",), *, org_type: str = "other"
+    ) -> Party:
+        return await self.register(
+            self.authority.enrol(org, roles, now=self.clock(), org_type=org_type)
+        )
 
     async def put_crl(self, crl: RevocationList) -> ClientResponse:
         return await self.client.put("/v1/directory/crl", json={"crl": b64e(crl.der)})
@@ -287,6 +316,7 @@ async def start_hub(
         log_signing_key=hub_key if signing else None,
         clock=clock,
         sign_heads=False,  # tests tick the signer with their clock
+        escalate=False,  # and the escalator
     )
     answered: set[tuple[str, str, int]] = set()
     app.middlewares.insert(0, _recorder(answered))

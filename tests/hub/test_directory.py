@@ -47,6 +47,7 @@ async def test_certificates_upload_once_and_list(hub: HubHarness) -> None:
             {
                 "org": "police-west",
                 "roles": ["coordinator", "member"],
+                "type": "other",
                 "certificate": party.cert.fingerprint,
                 "bundle": None,
                 "revoked": False,

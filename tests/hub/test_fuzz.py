@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import sqlalchemy as sa
 from fuzz_cases import (
     PARSER_CASES,
     PROBLEM_PREFIX,
@@ -167,10 +168,55 @@ class World:
     head_size: int
     linking_key: dict[str, Any]
 
+    async def signal(self) -> str:
+        """A new signal from ``sender`` about a new person: a new case; its message id."""
+        hub = self.hub
+        pseudonyms = hub.pseudonyms(f"+316{random.randrange(10**8):08d}")
+        envelope = hub.envelope(self.sender, [self.actor], pseudonyms=pseudonyms)
+        assert (await hub.send(self.sender, envelope)).status == 201
+        return envelope.header.id
+
+    async def case_of(self, message_id: str) -> str:
+        query = sa.text(
+            'SELECT "case" FROM case_members JOIN messages USING (cursor) WHERE id = :id'
+        )
+        return str(
+            await self.hub.store.run_read(
+                lambda c: c.execute(query, {"id": message_id}).scalar_one()
+            )
+        )
+
+    async def case_request(self, key: str) -> tuple[str, Any]:
+        """A case reference and body the case operation ``key`` accepts now (fresh cases)."""
+        first = await self.signal()
+        if key == "POST /v1/cases/{ref}/split":
+            case = await self.case_of(first)
+            second = self.hub.envelope(self.sender, [self.actor], pseudonyms=await self._of(first))
+            assert (await self.hub.send(self.sender, second)).status == 201
+            return case, {"messages": [second.header.id]}
+        one, two = await self.case_of(first), await self.case_of(await self.signal())
+        if key == "POST /v1/cases/{ref}/unmerge":
+            merged = await self.hub.client.post(
+                f"/v1/cases/{one}/merge", json={"case": two}, headers=self.actor.headers()
+            )
+            assert merged.status == 200, await merged.text()
+        if key in ("POST /v1/cases/{ref}/merge", "POST /v1/cases/{ref}/unmerge"):
+            return one, {"case": two}
+        return one, None
+
+    async def _of(self, message_id: str) -> Any:
+        query = sa.text(
+            "SELECT pseudonym FROM message_pseudonyms JOIN messages USING (cursor) WHERE id = :id"
+        )
+        rows = await self.hub.store.run_read(
+            lambda c: c.execute(query, {"id": message_id}).scalars().all()
+        )
+        return tuple(sorted(rows))
+
 
 async def build_world(hub: HubHarness) -> World:
     sender = await hub.enrol("org-a")
-    actor = await hub.enrol("org-b", ["member", "network_privacy_officer"])
+    actor = await hub.enrol("org-b", ["member", "network_privacy_officer", "coordinator"])
     other = await hub.enrol("org-c")
     envelope = hub.envelope(sender, [actor], pseudonyms=hub.pseudonyms("+31600000000"))
     assert (await hub.send(sender, envelope)).status == 201
@@ -223,7 +269,9 @@ async def valid_body(world: World, op: Operation) -> Any:
 
 async def valid_request(world: World, op: Operation) -> Valid:
     hub = world.hub
+    case, case_body = await world.case_request(op.key) if "{ref}" in op.template else ("", None)
     path = {
+        "ref": case.encode(),
         "org": world.actor.org.encode(),
         "fingerprint": world.actor.bundle.fingerprint.encode(),
         "id": world.message_id.encode(),
@@ -248,7 +296,7 @@ async def valid_request(world: World, op: Operation) -> Valid:
         path={name: path[name] for name in op.path_params},
         query=query,
         headers=headers,
-        body=await valid_body(world, op),
+        body=case_body if case_body is not None else await valid_body(world, op),
         body_limit=limits.max_body_bytes if large else limits.max_json_bytes,
         other_token=f"Bearer {world.other.token}".encode(),
     )

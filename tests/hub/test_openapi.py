@@ -146,6 +146,13 @@ def test_v1_operations_take_the_schakel_headers(doc: dict[str, Any]) -> None:
         ("GET", "/v1/audit/entries"),
         ("GET", "/v1/audit/entries/{index}/proof"),
         ("GET", "/v1/audit/export"),
+        ("GET", "/v1/cases"),
+        ("GET", "/v1/cases/{ref}"),
+        ("POST", "/v1/cases/{ref}/split"),
+        ("POST", "/v1/cases/{ref}/merge"),
+        ("POST", "/v1/cases/{ref}/unmerge"),
+        ("GET", "/v1/referrals"),
+        ("GET", "/v1/events"),
     }
     for method, path, operation in operations(doc):
         refs = {p.get("$ref", "").rpartition("/")[2] for p in operation.get("parameters", [])}

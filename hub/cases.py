@@ -1,0 +1,304 @@
+"""The coordinator's use-cases: cases, one case, split and merge, open referrals, events.
+
+Every case route is for organisations with the coordinator role; for any other caller
+it is 404, the same answer as for a case that does not exist, so nobody can learn from
+the hub whether a case or pseudonym is known. Each call is audited (object type
+``case``): a read of one case records the case reference, its messages and (up to the
+entry's bound) its pseudonyms, so a privacy officer's subject report finds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
+
+from hub import audit
+from hub.audit import Outcome, Scope
+from hub.auth import Caller
+from hub.config import Clock, HubConfig, Rng
+from hub.deadlines import Deadline
+from hub.errors import Conflict, Malformed, NotFound
+from hub.relay import bounded_int
+from hub.store import Store, Tx
+from hub.store import casereads as reads
+from hub.store.casereads import CaseDetail, CaseSummary, EventRecord, ReferralRecord
+from protocol import referral as machine
+from protocol.auditlog import MAX_OBJECT_IDS, MAX_PSEUDONYMS
+from protocol.certificate import ORG_TYPES, ROLE_COORDINATOR
+from protocol.errors import ValidationError
+from protocol.types import (
+    CASE_REF_BYTES,
+    CaseRef,
+    MessageId,
+    case_ref_from,
+    parse_case_ref,
+    parse_message_id,
+)
+
+T = TypeVar("T")
+STATES = ("new", "referred", "in_care", "declined", "closed")
+SORTS: Mapping[str, Callable[[CaseSummary], tuple[int, str]]] = {
+    "last": lambda c: (c.last_signal or 0, c.ref),
+    "first": lambda c: (c.first_signal or 0, c.ref),
+    "signals": lambda c: (c.signals, c.ref),
+    "open": lambda c: (c.open_referrals, c.ref),
+}
+
+
+def require_coordinator(caller: Caller) -> None:
+    if ROLE_COORDINATOR not in caller.roles:
+        raise NotFound()
+
+
+def _case_path(text: str) -> CaseRef:
+    try:
+        return parse_case_ref(text)
+    except ValidationError:
+        raise NotFound() from None
+
+
+async def _live(store: Store, text: str) -> CaseRef:
+    live = await store.run_read(partial(reads.live_ref, ref=_case_path(text)))
+    if live is None:
+        raise NotFound()
+    return live
+
+
+@dataclass(frozen=True, slots=True)
+class CaseQuery:
+    state: str | None = None
+    org_type: str | None = None
+    since: int = 0
+    sort: str = "last"
+    descending: bool = True
+    offset: int = 0
+    limit: int = 50
+
+    @classmethod
+    def parse(cls, query: Mapping[str, str], *, max_limit: int) -> CaseQuery:
+        state, org_type = query.get("state"), query.get("type")
+        if state is not None and state not in STATES:
+            raise Malformed("state must be one of " + ", ".join(STATES))
+        if org_type is not None and org_type not in ORG_TYPES:
+            raise Malformed("type must be one of " + ", ".join(ORG_TYPES))
+        sort = query.get("sort", "last")
+        if sort not in SORTS:
+            raise Malformed("sort must be one of " + ", ".join(SORTS))
+        order = query.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise Malformed("order must be asc or desc")
+        return cls(
+            state=state,
+            org_type=org_type,
+            since=bounded_int(query.get("since"), 0, "since", 0, 2**40),
+            sort=sort,
+            descending=order == "desc",
+            offset=bounded_int(query.get("offset"), 0, "offset", 0, 10**7),
+            limit=bounded_int(query.get("limit"), 50, "limit", 1, max_limit),
+        )
+
+    def select(self, cases: list[CaseSummary]) -> tuple[list[CaseSummary], int]:
+        """The page of matching cases and how many matched in all."""
+        chosen = [
+            c
+            for c in cases
+            if (self.state is None or c.state == self.state)
+            and (self.org_type is None or any(o.org_type == self.org_type for o in c.orgs))
+            and (c.last_signal or c.created_at) >= self.since
+        ]
+        chosen.sort(key=SORTS[self.sort], reverse=self.descending)
+        return chosen[self.offset : self.offset + self.limit], len(chosen)
+
+
+async def list_cases(
+    store: Store, clock: Clock, scope: Scope, *, caller: Caller, query: CaseQuery
+) -> tuple[list[CaseSummary], int]:
+    require_coordinator(caller)
+    page, total = query.select(await store.run_read(reads.summaries))
+    scope.touch(c.ref for c in page)
+    await audit.access(store, scope, now=clock())
+    return page, total
+
+
+async def read_case(
+    store: Store, clock: Clock, config: HubConfig, scope: Scope, *, caller: Caller, ref: str
+) -> tuple[CaseDetail, CaseRef]:
+    """The live case ``ref`` names, and the reference asked for (it may redirect)."""
+    require_coordinator(caller)
+    asked = _case_path(ref)
+    scope.touch([asked])
+    live = await _live(store, asked)
+    found = await store.run_read(partial(reads.detail, ref=live, limit=config.limits.max_timeline))
+    if found is None:
+        raise NotFound()
+    scope.touch([asked, live, *found.members][:MAX_OBJECT_IDS])
+    scope.pseudonyms = found.pseudonyms[:MAX_PSEUDONYMS]
+    await audit.access(store, scope, now=clock())
+    return found, asked
+
+
+def _message_ids(body: object) -> list[MessageId]:
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not 1 <= len(messages) <= MAX_OBJECT_IDS - 2:
+        raise Malformed(f"messages must be a list of 1 to {MAX_OBJECT_IDS - 2} message ids")
+    try:
+        return sorted({parse_message_id(m) for m in messages})
+    except ValidationError as exc:
+        raise Malformed(f"messages: {exc}") from None
+
+
+def _other_case(body: object) -> str:
+    if not isinstance(body, dict) or set(body) != {"case"} or not isinstance(body["case"], str):
+        raise Malformed('the body must be {"case": "<case reference>"}')
+    return body["case"]
+
+
+async def split_case(
+    store: Store, clock: Clock, scope: Scope, *, caller: Caller, ref: str, body: object, rng: Rng
+) -> CaseRef:
+    """Split the given messages off ``ref`` into a new case, kept apart from it."""
+    require_coordinator(caller)
+    scope.touch([_case_path(ref)])
+    if not isinstance(body, dict) or set(body) != {"messages"}:
+        raise Malformed('the body must be {"messages": [<message id>, ...]}')
+    moved = _message_ids(body)
+    live = await _live(store, ref)
+    new = case_ref_from(rng(CASE_REF_BYTES))
+    scope.touch([live, new, *moved])
+    now = clock()
+
+    def split(tx: Tx) -> Outcome[CaseRef]:
+        _check_split(tx, live, moved)
+        tx.cases.split(live, moved, into=new, revive=False, now=now, org=caller.org)
+        return Outcome(new)
+
+    return await audit.act(store, scope, now=now, work=split)
+
+
+def _check_split(tx: Tx, case: CaseRef, moved: list[MessageId]) -> None:
+    members = tx.cases.members(case)
+    if tx.cases.live(case) != case:
+        raise Conflict("the case changed meanwhile; read it again")
+    if not set(moved) <= set(members):
+        raise Conflict("every message to split off must be a signal or referral of the case")
+    if len(moved) == len(members):
+        raise Conflict("a split leaves at least one message in the case")
+
+
+async def merge_case(
+    store: Store, clock: Clock, scope: Scope, *, caller: Caller, ref: str, body: object
+) -> CaseRef:
+    """Merge the case named in the body into ``ref``; returns the absorbed (live) case."""
+    require_coordinator(caller)
+    scope.touch([_case_path(ref)])
+    other_text = _other_case(body)
+    survivor, absorbed = await _live(store, ref), await _live(store, other_text)
+    scope.touch([survivor, absorbed])
+    if survivor == absorbed:
+        raise Conflict("the two references name the same case")
+    now = clock()
+
+    def merge(tx: Tx) -> Outcome[CaseRef]:
+        if tx.cases.live(survivor) != survivor or tx.cases.live(absorbed) != absorbed:
+            raise Conflict("the case changed meanwhile; read it again")
+        moved = tx.cases.merge(survivor, absorbed, now=now, org=caller.org, automatic=False)
+        scope.touch([survivor, absorbed, *moved][:MAX_OBJECT_IDS])
+        return Outcome(absorbed)
+
+    return await audit.act(store, scope, now=now, work=merge)
+
+
+async def unmerge_case(
+    store: Store, clock: Clock, scope: Scope, *, caller: Caller, ref: str, body: object
+) -> CaseRef:
+    """Undo the merge of the case named in the body into ``ref``: it lives again, apart."""
+    require_coordinator(caller)
+    scope.touch([_case_path(ref)])
+    absorbed = _case_path(_other_case(body))
+    survivor = await _live(store, ref)
+    scope.touch([survivor, absorbed])
+    now = clock()
+
+    def unmerge(tx: Tx) -> Outcome[CaseRef]:
+        if not tx.cases.exists(absorbed) or tx.cases.live(absorbed) != survivor:
+            raise Conflict("that case is not merged into this one")
+        members = tx.cases.members(survivor)
+        moved = [m for m in tx.cases.last_merge(survivor, absorbed) or () if m in members]
+        if not moved or len(moved) == len(members):
+            raise Conflict("the messages that merge brought are no longer apart in this case")
+        tx.cases.split(survivor, moved, into=absorbed, revive=True, now=now, org=caller.org)
+        scope.touch([survivor, absorbed, *moved][:MAX_OBJECT_IDS])
+        return Outcome(absorbed)
+
+    return await audit.act(store, scope, now=now, work=unmerge)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenReferral:
+    record: ReferralRecord
+    holder: str  # organisation id
+    due: int | None
+    overdue: bool
+
+
+def open_view(
+    records: list[ReferralRecord], limits: Mapping[str, Deadline], now: int
+) -> list[OpenReferral]:
+    """Open referrals with who holds the next step and when it is due; overdue first."""
+    views = []
+    for record in records:
+        if record.replaced_by is not None:
+            continue
+        deadline = limits.get(record.step)
+        due = None if deadline is None else deadline.due(record.step_at)
+        holder = (
+            record.recipient
+            if machine.HOLDER[record.step] == machine.RECIPIENT
+            else record.referrer
+        )
+        views.append(OpenReferral(record, holder, due, due is not None and due <= now))
+    views.sort(key=lambda v: (not v.overdue, v.due if v.overdue else 0, v.record.step_at))
+    return views
+
+
+async def open_referrals(
+    store: Store,
+    clock: Clock,
+    config: HubConfig,
+    scope: Scope,
+    *,
+    caller: Caller,
+    limit: str | None,
+) -> list[OpenReferral]:
+    require_coordinator(caller)
+    count = bounded_int(limit, config.limits.max_case_page, "limit", 1, config.limits.max_case_page)
+    now = clock()
+    records = await store.run_read(partial(reads.referral_records, open_only=True))
+    views = open_view(records, config.escalation, now)[:count]
+    scope.touch(v.record.id for v in views)
+    await audit.access(store, scope, now=now)
+    return views
+
+
+async def read_events(
+    store: Store,
+    clock: Clock,
+    config: HubConfig,
+    scope: Scope,
+    *,
+    caller: Caller,
+    after: str | None,
+    limit: str | None,
+) -> tuple[list[EventRecord], int]:
+    """The caller's own event feed after ``after`` (match, referral, escalation, reminder),
+    and the cursor to read on from."""
+    page = config.limits.max_case_page
+    start = bounded_int(after, 0, "after", 0, 2**62)
+    count = bounded_int(limit, page, "limit", 1, page)
+    found = await store.run_read(partial(reads.events, org=caller.org, after=start, limit=count))
+    objects = {str(e.case or e.message) for e in found if e.case or e.message}
+    scope.touch(sorted(objects)[:MAX_OBJECT_IDS])
+    await audit.access(store, scope, now=clock())
+    return found, found[-1].id if found else start

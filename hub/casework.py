@@ -1,0 +1,176 @@
+"""What an accepted envelope does to cases and referrals, inside its work item.
+
+The relay calls :func:`place` for each newly accepted envelope, in the same work item
+(so the same transaction) as the message and its audit entry; a refusal here rolls all
+of it back. ``docs/protocol.md`` ("Cases", "Referrals") specifies the rules:
+
+* a ``signal`` joins the case clusters its pseudonyms link (:meth:`CaseTx.attach`); when
+  it joins an existing case, every coordinator gets a ``match`` event;
+* a ``referral`` goes to one organisation of a referral type; it names a case (only a
+  coordinator may) or carries pseudonyms, and may replace a declined referral (``ref``);
+* a ``status`` moves its referral (``ref``) by the state machine of
+  :mod:`protocol.referral`, from a party of that referral, to the other party;
+* the recipient's acknowledgement of a referral is its delivery (:func:`acknowledged`).
+
+Each returns the notices to publish after the commit. Events for coordinators carry the
+case reference; events for any other organisation never do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from hub.errors import IllegalTransition, InvalidReferral, UnknownCase, UnknownReferral
+from hub.notify import Notice, event_notice
+from hub.store import Tx
+from hub.store.cases import Attached, Referral
+from protocol import referral as machine
+from protocol.certificate import ROLE_COORDINATOR, Certificate
+from protocol.envelope import Header
+from protocol.types import CaseRef, MessageId, OrgId
+
+REFERRAL_TYPES: tuple[str, ...] = ("shelter", "care", "legal_aid")
+Notices = list[tuple[OrgId, Notice]]
+
+
+def check_referral_recipient(header: Header, recipient: Certificate | None) -> None:
+    """A referral goes to an organisation certified as shelter, care or legal aid."""
+    if header.kind == "referral" and (
+        recipient is None or recipient.org_type not in REFERRAL_TYPES
+    ):
+        raise InvalidReferral(
+            "a referral goes to an organisation of type " + ", ".join(REFERRAL_TYPES)
+        )
+
+
+def place(
+    tx: Tx, header: Header, cursor: int, *, sender: Certificate, now: int, fresh: CaseRef
+) -> Notices:
+    """Cluster, track or advance for a new envelope; the notices to publish after commit."""
+    if header.kind == "signal":
+        attached = tx.cases.attach(cursor, header.pseudonyms, now=now, fresh=fresh)
+        return _matched(tx, header, attached, sender, now=now)
+    if header.kind == "referral":
+        return _refer(tx, header, cursor, sender=sender, now=now, fresh=fresh)
+    if header.kind == "status":
+        return _advance(tx, header, cursor, now=now)
+    return []
+
+
+def _matched(
+    tx: Tx, header: Header, attached: Attached, sender: Certificate, *, now: int
+) -> Notices:
+    if not attached.joined:
+        return []
+    detail = {
+        "kind": header.kind,
+        "sender": header.sender,
+        "sender_type": sender.org_type,
+        "merged": list(attached.merged),
+        "kept_apart": list(attached.kept_apart),
+    }
+    return events(tx, "match", audience(tx, attached.case), now, header.id, None, detail)
+
+
+def _refer(
+    tx: Tx, header: Header, cursor: int, *, sender: Certificate, now: int, fresh: CaseRef
+) -> Notices:
+    target = None
+    if header.case is not None:
+        target = tx.cases.live(header.case) if ROLE_COORDINATOR in sender.roles else None
+        if target is None:
+            raise UnknownCase("the referral names no case this organisation may refer in")
+    replaced = _declined_referral(tx, header, target) if header.ref is not None else None
+    if replaced is not None:
+        target = replaced.case
+    attached = tx.cases.attach(cursor, header.pseudonyms, now=now, fresh=fresh, target=target)
+    recipient = header.recipients[0]
+    tx.cases.add_referral(
+        cursor, header.id, case=attached.case, referrer=header.sender, recipient=recipient, now=now
+    )
+    if replaced is not None:
+        tx.cases.enter(replaced, (machine.CLOSED,), now=now)
+        tx.cases.replace(replaced, header.id)
+    notices = _matched(tx, header, attached, sender, now=now) if target is None else []
+    heard = audience(tx, attached.case)
+    heard.pop(header.sender, None)
+    detail = {"referrer": header.sender, "recipient": recipient}
+    return notices + events(tx, "referral", heard, now, header.id, machine.SENT, detail)
+
+
+def _declined_referral(tx: Tx, header: Header, target: CaseRef | None) -> Referral:
+    assert header.ref is not None
+    old = tx.cases.referral(header.ref)
+    if old is None or old.referrer != header.sender or (target and old.case != target):
+        raise UnknownReferral("the referral replaces no referral of this organisation")
+    if old.step != machine.DECLINED:
+        raise IllegalTransition("only a declined referral can be referred again")
+    return old
+
+
+def _advance(tx: Tx, header: Header, cursor: int, *, now: int) -> Notices:
+    assert header.ref is not None and header.status is not None
+    referral = tx.cases.referral(header.ref)
+    party = _party(referral, header.sender)
+    if referral is None or party is None:
+        raise UnknownReferral("the status refers to no referral this organisation is party to")
+    other = referral.referrer if party == machine.RECIPIENT else referral.recipient
+    if other not in header.recipients:
+        raise InvalidReferral("a status goes to the other party of its referral")
+    try:
+        steps = machine.advance(referral.step, header.status, party)
+    except machine.IllegalTransition as exc:
+        raise IllegalTransition(str(exc)) from None
+    tx.cases.enter(referral, steps, now=now)
+    tx.cases.add_update(cursor, referral, header.status, now=now)
+    return _stepped(tx, referral, steps[-1], now=now, actor=header.sender)
+
+
+def acknowledged(tx: Tx, message_id: MessageId, org: OrgId, *, now: int) -> Notices:
+    """The recipient's acknowledgement of a referral it had not yet received: delivered."""
+    referral = tx.cases.referral(message_id)
+    if referral is None or referral.recipient != org or referral.step != machine.SENT:
+        return []
+    tx.cases.enter(referral, (machine.DELIVERED,), now=now)
+    return _stepped(tx, referral, machine.DELIVERED, now=now, actor=org)
+
+
+def _party(referral: Referral | None, org: OrgId) -> machine.Party | None:
+    if referral is None:
+        return None
+    if org == referral.recipient:
+        return machine.RECIPIENT
+    return machine.REFERRER if org == referral.referrer else None
+
+
+def _stepped(tx: Tx, referral: Referral, step: str, *, now: int, actor: OrgId) -> Notices:
+    heard = audience(tx, referral.case, also=[referral.referrer])
+    heard.pop(actor, None)  # the organisation that took the step knows
+    detail = {"referrer": referral.referrer, "recipient": referral.recipient}
+    return events(tx, "referral", heard, now, referral.id, step, detail)
+
+
+def audience(tx: Tx, case: CaseRef, *, also: Iterable[OrgId] = ()) -> dict[OrgId, CaseRef | None]:
+    """Who hears of it: every coordinator (with the case), and ``also`` (without)."""
+    heard: dict[OrgId, CaseRef | None] = dict.fromkeys(also)
+    heard.update(dict.fromkeys(tx.cases.coordinators(), case))
+    return heard
+
+
+def events(
+    tx: Tx,
+    kind: str,
+    heard: dict[OrgId, CaseRef | None],
+    now: int,
+    message: MessageId,
+    step: str | None,
+    detail: dict[str, Any],
+) -> Notices:
+    notices: Notices = []
+    for org, case in sorted(heard.items()):
+        event_id = tx.cases.add_event(
+            org, kind, now=now, case=case, message=message, step=step, detail=detail
+        )
+        notices.append((org, event_notice(event_id, kind)))
+    return notices

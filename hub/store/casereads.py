@@ -1,0 +1,309 @@
+"""Reads for the coordinator's views: cases, one case's timeline, referrals, event feeds.
+
+Plain functions of a SQLAlchemy connection, run through :meth:`Store.run_read`; they
+return the records below, never rows. Nothing here reads content: the hub has none.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub import schema as t
+from protocol import referral as machine
+from protocol.types import CaseRef, MessageId, OrgId
+
+_c, _cm, _m, _r = t.cases.c, t.case_members.c, t.messages.c, t.referrals.c
+_o, _e, _ru = t.organisations.c, t.events.c, t.referral_updates.c
+_OPEN_NOT_IN_CARE = (machine.SENT, machine.DELIVERED, machine.ACCEPTED)
+
+
+@dataclass(frozen=True, slots=True)
+class OrgSignals:
+    """One organisation's signals in a case."""
+
+    org: OrgId
+    org_type: str
+    count: int
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
+class CaseSummary:
+    ref: CaseRef
+    created_at: int
+    signals: int
+    orgs: tuple[OrgSignals, ...]
+    first_signal: int | None
+    last_signal: int | None
+    referrals: dict[str, int]  # step -> how many
+    state: str
+
+    @property
+    def open_referrals(self) -> int:
+        return sum(n for step, n in self.referrals.items() if step in machine.OPEN_STEPS)
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralRecord:
+    id: MessageId
+    case: CaseRef
+    referrer: OrgId
+    recipient: OrgId
+    recipient_type: str
+    step: str
+    step_at: int
+    steps: dict[str, int]  # step -> when it was entered
+    replaced_by: MessageId | None
+    cursor: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineItem:
+    at: int
+    type: str  # signal, referral, status, delivered, merge, split
+    message: MessageId | None = None
+    sender: OrgId | None = None
+    sender_type: str | None = None
+    recipients: tuple[OrgId, ...] = ()
+    code: str | None = None  # a status code
+    referral: MessageId | None = None  # what a status or delivery is about
+    other: CaseRef | None = None  # the case merged in or split off
+    automatic: bool | None = None
+    messages: tuple[MessageId, ...] = ()  # what a merge or split moved
+    seq: float = 0  # order among items of the same second: acceptance order, changes last
+
+
+@dataclass(frozen=True, slots=True)
+class CaseDetail:
+    summary: CaseSummary
+    referrals: tuple[ReferralRecord, ...]
+    timeline: tuple[TimelineItem, ...]
+    truncated: bool
+    members: tuple[MessageId, ...] = field(default=())
+    pseudonyms: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    id: int
+    kind: str
+    at: int
+    case: CaseRef | None
+    message: MessageId | None
+    step: str | None
+    detail: dict[str, Any]
+
+
+def state_of(steps: dict[str, int]) -> str:
+    """A case's state from how many of its referrals are at each step."""
+    if steps.get(machine.CARE_STARTED):
+        return "in_care"
+    if any(steps.get(step) for step in _OPEN_NOT_IN_CARE):
+        return "referred"
+    if steps.get(machine.DECLINED):
+        return "declined"
+    return "closed" if steps.get(machine.CLOSED) else "new"
+
+
+def live_ref(conn: sa.Connection, ref: str) -> CaseRef | None:
+    row = conn.execute(sa.select(_c.ref, _c.merged_into).where(_c.ref == ref)).one_or_none()
+    return None if row is None else CaseRef(row.merged_into or row.ref)
+
+
+def summaries(conn: sa.Connection, refs: Sequence[str] | None = None) -> list[CaseSummary]:
+    """Every live case with members (or those of ``refs``), in no particular order."""
+    members = (
+        sa.select(
+            _cm.case, _m.sender, _o.org_type, _m.kind,
+            sa.func.count(), sa.func.min(_m.accepted_at), sa.func.max(_m.accepted_at),
+        )
+        .select_from(t.case_members.join(t.messages, _m.cursor == _cm.cursor)
+                     .outerjoin(t.organisations, _o.org == _m.sender))
+        .group_by(_cm.case, _m.sender, _o.org_type, _m.kind)
+    )  # fmt: skip
+    steps = sa.select(_r.case, _r.step, sa.func.count()).group_by(_r.case, _r.step)
+    cases = sa.select(_c.ref, _c.created_at).where(_c.merged_into.is_(None))
+    if refs is not None:
+        members = members.where(_cm.case.in_(refs))
+        steps = steps.where(_r.case.in_(refs))
+        cases = cases.where(_c.ref.in_(refs))
+    by_case: dict[str, list[Any]] = defaultdict(list)
+    for row in conn.execute(members):
+        by_case[row[0]].append(row)
+    referral_steps: dict[str, dict[str, int]] = defaultdict(dict)
+    for case, step, count in conn.execute(steps):
+        referral_steps[case][step] = int(count)
+    return [
+        _summary(CaseRef(ref), int(created), by_case[ref], referral_steps[ref])
+        for ref, created in conn.execute(cases)
+        if ref in by_case
+    ]
+
+
+def _summary(ref: CaseRef, created: int, rows: list[Any], steps: dict[str, int]) -> CaseSummary:
+    signals = [row for row in rows if row.kind == "signal"]
+    orgs = tuple(
+        sorted(
+            (OrgSignals(OrgId(r.sender), r.org_type or "other", int(r[4]), int(r[5]), int(r[6]))
+             for r in signals),
+            key=lambda o: (o.first, o.org),
+        )
+    )  # fmt: skip
+    return CaseSummary(
+        ref=ref,
+        created_at=created,
+        signals=sum(o.count for o in orgs),
+        orgs=orgs,
+        first_signal=min((o.first for o in orgs), default=None),
+        last_signal=max((o.last for o in orgs), default=None),
+        referrals=dict(steps),
+        state=state_of(steps),
+    )
+
+
+def referral_records(
+    conn: sa.Connection, *, case: str | None = None, open_only: bool = False
+) -> list[ReferralRecord]:
+    query = sa.select(t.referrals, _o.org_type).outerjoin(t.organisations, _o.org == _r.recipient)
+    if case is not None:
+        query = query.where(_r.case == case)
+    if open_only:
+        query = query.where(_r.step.in_(machine.OPEN_STEPS))
+    return [_referral_record(row) for row in conn.execute(query.order_by(_r.cursor))]
+
+
+def _referral_record(row: Any) -> ReferralRecord:
+    steps = {step: row._mapping[f"{step}_at"] for step in machine.STEPS}
+    return ReferralRecord(
+        id=MessageId(row.id),
+        case=CaseRef(row.case),
+        referrer=OrgId(row.referrer),
+        recipient=OrgId(row.recipient),
+        recipient_type=row.org_type or "other",
+        step=row.step,
+        step_at=int(row.step_at),
+        steps={step: int(at) for step, at in steps.items() if at is not None},
+        replaced_by=None if row.replaced_by is None else MessageId(row.replaced_by),
+        cursor=int(row.cursor),
+    )
+
+
+def detail(conn: sa.Connection, ref: CaseRef, *, limit: int) -> CaseDetail | None:
+    """One live case: its summary, referrals and timeline (newest ``limit`` items)."""
+    found = summaries(conn, [ref])
+    if not found:
+        return None
+    referrals = referral_records(conn, case=ref)
+    items = _member_items(conn, ref) + _status_items(conn, ref) + _change_items(conn, ref)
+    items += [
+        TimelineItem(at=r.steps[machine.DELIVERED], type="delivered", sender=r.recipient,
+                     referral=r.id, seq=r.cursor + 0.5)
+        for r in referrals if machine.DELIVERED in r.steps
+    ]  # fmt: skip
+    items.sort(key=lambda item: (item.at, item.seq))
+    members = tuple(sorted(item.message for item in items if item.type in ("signal", "referral")
+                           and item.message is not None))  # fmt: skip
+    mp = t.message_pseudonyms.c
+    pseudonyms = conn.execute(
+        sa.select(mp.pseudonym).distinct().join(t.case_members, _cm.cursor == mp.cursor)
+        .where(_cm.case == ref).order_by(mp.pseudonym)
+    ).scalars().all()  # fmt: skip
+    return CaseDetail(
+        summary=found[0],
+        referrals=tuple(referrals),
+        timeline=tuple(items[-limit:]),
+        truncated=len(items) > limit,
+        members=members,
+        pseudonyms=tuple(pseudonyms),
+    )
+
+
+def _recipients(conn: sa.Connection, cursors: list[int]) -> dict[int, tuple[OrgId, ...]]:
+    d = t.deliveries.c
+    found: dict[int, list[OrgId]] = defaultdict(list)
+    for cursor, recipient in conn.execute(
+        sa.select(d.cursor, d.recipient).where(d.cursor.in_(cursors)).order_by(d.recipient)
+    ):
+        found[cursor].append(OrgId(recipient))
+    return {cursor: tuple(orgs) for cursor, orgs in found.items()}
+
+
+def _member_items(conn: sa.Connection, ref: CaseRef) -> list[TimelineItem]:
+    rows = conn.execute(
+        sa.select(_m.cursor, _m.id, _m.kind, _m.sender, _o.org_type, _m.accepted_at)
+        .select_from(t.case_members.join(t.messages, _m.cursor == _cm.cursor)
+                     .outerjoin(t.organisations, _o.org == _m.sender))
+        .where(_cm.case == ref)
+    ).all()  # fmt: skip
+    recipients = _recipients(conn, [row.cursor for row in rows])
+    return [
+        TimelineItem(at=int(row.accepted_at), type=row.kind, message=MessageId(row.id),
+                     sender=OrgId(row.sender), sender_type=row.org_type or "other",
+                     recipients=recipients.get(row.cursor, ()), seq=row.cursor)
+        for row in rows
+    ]  # fmt: skip
+
+
+def _status_items(conn: sa.Connection, ref: CaseRef) -> list[TimelineItem]:
+    referral = t.referrals.alias("referral")
+    rows = conn.execute(
+        sa.select(_m.cursor, _m.id, _m.sender, _o.org_type, _ru.code, _ru.at,
+                  referral.c.id.label("referral"))
+        .select_from(t.referral_updates.join(referral, referral.c.cursor == _ru.referral)
+                     .join(t.messages, _m.cursor == _ru.cursor)
+                     .outerjoin(t.organisations, _o.org == _m.sender))
+        .where(referral.c.case == ref)
+    ).all()  # fmt: skip
+    recipients = _recipients(conn, [row.cursor for row in rows])
+    return [
+        TimelineItem(at=int(row.at), type="status", message=MessageId(row.id),
+                     sender=OrgId(row.sender), sender_type=row.org_type or "other",
+                     recipients=recipients.get(row.cursor, ()), code=row.code,
+                     referral=MessageId(row.referral), seq=row.cursor)
+        for row in rows
+    ]  # fmt: skip
+
+
+def _change_items(conn: sa.Connection, ref: CaseRef) -> list[TimelineItem]:
+    cc = t.case_changes.c
+    rows = conn.execute(
+        sa.select(cc.case, cc.other, cc.action, cc.automatic, cc.at, cc.messages).where(
+            sa.or_(cc.case == ref, cc.other == ref)
+        )
+    ).all()
+    return [
+        TimelineItem(at=int(row.at), type=row.action,
+                     other=CaseRef(row.other if row.case == ref else row.case),
+                     automatic=bool(row.automatic),
+                     messages=tuple(MessageId(m) for m in json.loads(row.messages)),
+                     seq=float("inf"))
+        for row in rows
+    ]  # fmt: skip
+
+
+def events(conn: sa.Connection, org: OrgId, *, after: int, limit: int) -> list[EventRecord]:
+    rows = conn.execute(
+        sa.select(_e.id, _e.kind, _e.at, _e.case, _e.message, _e.step, _e.detail)
+        .where(_e.org == org, _e.id > after)
+        .order_by(_e.id)
+        .limit(limit)
+    ).all()
+    return [
+        EventRecord(
+            id=int(row.id),
+            kind=row.kind,
+            at=int(row.at),
+            case=None if row.case is None else CaseRef(row.case),
+            message=None if row.message is None else MessageId(row.message),
+            step=row.step,
+            detail=json.loads(row.detail),
+        )
+        for row in rows
+    ]

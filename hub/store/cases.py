@@ -1,0 +1,390 @@
+"""Writes for case clusters and referrals, inside a work item of the single writer.
+
+:class:`CaseTx` is reached as ``tx.cases``. Clustering (``docs/protocol.md``, "Cases"):
+a signal or referral joins every live case that holds one of its pseudonyms; those cases
+are merged into one (the one sharing most pseudonyms with it, then the oldest, keeps its
+reference; the others redirect to it), except cases the coordinator keeps apart (a
+split): the message joins the chosen case only and the cases kept apart are reported,
+so the coordinator can look. Each merge and split is recorded with the messages it moved,
+so it can be reversed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from hub import schema as t
+from protocol.encoding import canonical_json
+from protocol.types import CaseRef, MessageId, OrgId
+
+_c, _cm, _cp, _sep = t.cases.c, t.case_members.c, t.case_pseudonyms.c, t.case_separations.c
+_m, _r = t.messages.c, t.referrals.c
+_DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}
+
+
+@dataclass(frozen=True, slots=True)
+class Attached:
+    """Where a message was placed: its case, and what that did to other cases."""
+
+    case: CaseRef
+    joined: bool  # the case held other messages before
+    merged: tuple[CaseRef, ...]  # cases merged into it because the message linked them
+    kept_apart: tuple[CaseRef, ...]  # cases it also matched, kept apart by a coordinator
+
+
+@dataclass(frozen=True, slots=True)
+class Referral:
+    cursor: int
+    id: MessageId
+    case: CaseRef
+    referrer: OrgId
+    recipient: OrgId
+    step: str
+    step_at: int
+
+
+class CaseTx:
+    """Case and referral writes on the writer's connection (see the module docstring)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+
+    def _insert_ignore(self, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            dialect = _DIALECTS[self._conn.dialect.name]
+            self._conn.execute(dialect.insert(table).on_conflict_do_nothing(), list(rows))
+
+    # -- cases ---------------------------------------------------------------------------
+
+    def live(self, ref: str) -> CaseRef | None:
+        """The live case ``ref`` names (itself, or the case it was merged into), if any."""
+        row = self._conn.execute(
+            sa.select(_c.ref, _c.merged_into).where(_c.ref == ref)
+        ).one_or_none()
+        if row is None:
+            return None
+        return CaseRef(row.merged_into or row.ref)
+
+    def exists(self, ref: str) -> bool:
+        return self._conn.execute(sa.select(_c.ref).where(_c.ref == ref)).first() is not None
+
+    def _holding(self, pseudonyms: Iterable[str]) -> dict[CaseRef, tuple[int, int]]:
+        """Live cases holding any of ``pseudonyms``: case -> (shared count, created_at)."""
+        wanted = sorted(set(pseudonyms))
+        if not wanted:
+            return {}
+        rows = self._conn.execute(
+            sa.select(_cp.case, sa.func.count(), _c.created_at)
+            .join(t.cases, _c.ref == _cp.case)
+            .where(_cp.pseudonym.in_(wanted))
+            .group_by(_cp.case, _c.created_at)
+        ).all()
+        return {CaseRef(row[0]): (int(row[1]), int(row[2])) for row in rows}
+
+    def attach(
+        self,
+        cursor: int,
+        pseudonyms: Sequence[str],
+        *,
+        now: int,
+        fresh: CaseRef,
+        target: CaseRef | None = None,
+    ) -> Attached:
+        """Place message ``cursor`` in a case (``target``, else by its pseudonyms).
+
+        ``fresh`` is the reference a new case gets; ``target`` must be live.
+        """
+        holding = self._holding(pseudonyms)
+        if target is None and not holding:
+            self._conn.execute(sa.insert(t.cases).values(ref=fresh, created_at=now))
+            self._add_member(fresh, cursor, pseudonyms)
+            return Attached(fresh, False, (), ())
+        if target is None:
+            target = min(holding, key=lambda ref: (-holding[ref][0], holding[ref][1], ref))
+        merged: list[CaseRef] = []
+        apart: list[CaseRef] = []
+        for other in sorted(set(holding) - {target}, key=lambda ref: (holding[ref][1], ref)):
+            if self._separated(target, other):
+                apart.append(other)
+            else:
+                self.merge(target, other, now=now, org=None, automatic=True)
+                merged.append(other)
+        joined = self._has_members(target)
+        self._add_member(target, cursor, pseudonyms)
+        return Attached(target, joined, tuple(merged), tuple(apart))
+
+    def _has_members(self, case: CaseRef) -> bool:
+        return self._conn.execute(sa.select(_cm.cursor).where(_cm.case == case)).first() is not None
+
+    def _add_member(self, case: CaseRef, cursor: int, pseudonyms: Sequence[str]) -> None:
+        self._conn.execute(sa.insert(t.case_members).values(cursor=cursor, case=case))
+        self._insert_ignore(
+            t.case_pseudonyms, [{"pseudonym": p, "case": case} for p in sorted(set(pseudonyms))]
+        )
+
+    def _separated(self, a: str, b: str) -> bool:
+        low, high = sorted((a, b))
+        row = self._conn.execute(sa.select(_sep.a).where(_sep.a == low, _sep.b == high)).first()
+        return row is not None
+
+    def members(self, case: CaseRef) -> dict[MessageId, int]:
+        """The case's signals and referrals: message id -> cursor."""
+        rows = self._conn.execute(
+            sa.select(_m.id, _m.cursor).join(t.messages, _m.cursor == _cm.cursor)
+            .where(_cm.case == case)
+        ).all()  # fmt: skip
+        return {MessageId(row.id): int(row.cursor) for row in rows}
+
+    def merge(
+        self, survivor: CaseRef, absorbed: CaseRef, *, now: int, org: str | None, automatic: bool
+    ) -> tuple[MessageId, ...]:
+        """Move ``absorbed`` into ``survivor``; ``absorbed`` redirects there from now on.
+
+        Separations of ``absorbed`` carry over to ``survivor``; one between the two ends.
+        """
+        moved = tuple(sorted(self.members(absorbed)))
+        held = self._conn.execute(sa.select(_cp.pseudonym).where(_cp.case == absorbed)).all()
+        self._conn.execute(sa.delete(t.case_pseudonyms).where(_cp.case == absorbed))
+        self._insert_ignore(
+            t.case_pseudonyms, [{"pseudonym": row[0], "case": survivor} for row in held]
+        )
+        self._conn.execute(
+            sa.update(t.case_members).where(_cm.case == absorbed).values(case=survivor)
+        )
+        self._conn.execute(
+            sa.update(t.cases)
+            .where(sa.or_(_c.ref == absorbed, _c.merged_into == absorbed))
+            .values(merged_into=survivor, merged_at=now)
+        )
+        self._move_separations(absorbed, survivor, now=now)
+        self._conn.execute(sa.update(t.referrals).where(_r.case == absorbed).values(case=survivor))
+        self._record(survivor, absorbed, "merge", moved, now=now, org=org, automatic=automatic)
+        return moved
+
+    def _move_separations(self, old: CaseRef, new: CaseRef, *, now: int) -> None:
+        rows = self._conn.execute(
+            sa.select(_sep.a, _sep.b).where(sa.or_(_sep.a == old, _sep.b == old))
+        ).all()
+        involved = sa.or_(_sep.a == old, _sep.b == old)
+        self._conn.execute(sa.delete(t.case_separations).where(involved))
+        partners = {row.b if row.a == old else row.a for row in rows} - {new}
+        self._insert_ignore(
+            t.case_separations,
+            [dict(zip(("a", "b"), sorted((new, p)), strict=True), at=now) for p in partners],
+        )
+
+    def split(
+        self,
+        case: CaseRef,
+        moved: Sequence[MessageId],
+        *,
+        into: CaseRef,
+        revive: bool,
+        now: int,
+        org: str | None,
+    ) -> None:
+        """Move ``moved`` (members of ``case``, not all of them) to ``into`` and keep the two
+        apart. ``into`` is a new reference, or (``revive``) one merged into ``case`` before."""
+        members = self.members(case)
+        cursors = [members[m] for m in moved]
+        if revive:
+            self._conn.execute(
+                sa.update(t.cases).where(_c.ref == into).values(merged_into=None, merged_at=None)
+            )
+        else:
+            self._conn.execute(sa.insert(t.cases).values(ref=into, created_at=now))
+        self._conn.execute(
+            sa.update(t.case_members).where(_cm.cursor.in_(cursors)).values(case=into)
+        )
+        self._conn.execute(sa.update(t.referrals).where(_r.cursor.in_(cursors)).values(case=into))
+        for ref in (case, into):
+            self._recompute_pseudonyms(ref)
+        low, high = sorted((case, into))
+        self._insert_ignore(t.case_separations, [{"a": low, "b": high, "at": now}])
+        self._record(case, into, "split", tuple(sorted(moved)), now=now, org=org, automatic=False)
+
+    def _recompute_pseudonyms(self, case: CaseRef) -> None:
+        mp = t.message_pseudonyms.c
+        rows = self._conn.execute(
+            sa.select(mp.pseudonym).distinct().join(t.case_members, _cm.cursor == mp.cursor)
+            .where(_cm.case == case)
+        ).all()  # fmt: skip
+        self._conn.execute(sa.delete(t.case_pseudonyms).where(_cp.case == case))
+        self._insert_ignore(
+            t.case_pseudonyms, [{"pseudonym": row[0], "case": case} for row in rows]
+        )
+
+    def _record(
+        self,
+        case: CaseRef,
+        other: CaseRef,
+        action: str,
+        moved: Sequence[str],
+        *,
+        now: int,
+        org: str | None,
+        automatic: bool,
+    ) -> None:
+        self._conn.execute(
+            sa.insert(t.case_changes).values(
+                case=case,
+                other=other,
+                action=action,
+                automatic=automatic,
+                at=now,
+                org=org,
+                messages=canonical_json(list(moved)).decode("utf-8"),
+            )
+        )
+
+    def last_merge(self, survivor: CaseRef, absorbed: CaseRef) -> tuple[MessageId, ...] | None:
+        """The messages the newest merge of ``absorbed`` into ``survivor`` moved, if any."""
+        cc = t.case_changes.c
+        row = self._conn.execute(
+            sa.select(cc.messages)
+            .where(cc.case == survivor, cc.other == absorbed, cc.action == "merge")
+            .order_by(cc.id.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        return tuple(MessageId(m) for m in json.loads(row[0]))
+
+    # -- events ----------------------------------------------------------------------------
+
+    def coordinators(self) -> list[OrgId]:
+        """The organisations whose certificate gives them the coordinator role."""
+        roles = t.organisations.c.roles
+        rows = self._conn.execute(
+            sa.select(t.organisations.c.org).where(
+                sa.or_(
+                    roles == "coordinator",
+                    roles.like("coordinator,%"),
+                    roles.like("%,coordinator"),
+                    roles.like("%,coordinator,%"),
+                )
+            )
+        ).all()
+        return sorted(OrgId(row[0]) for row in rows)
+
+    def add_event(
+        self,
+        org: OrgId,
+        kind: str,
+        *,
+        now: int,
+        case: CaseRef | None = None,
+        message: MessageId | None = None,
+        step: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> int:
+        """Keep an event for ``org``; returns its id (the feed's cursor)."""
+        result = self._conn.execute(
+            sa.insert(t.events)
+            .values(
+                org=org,
+                kind=kind,
+                at=now,
+                case=case,
+                message=message,
+                step=step,
+                detail=canonical_json(detail or {}).decode("utf-8"),
+            )
+            .returning(t.events.c.id)
+        )
+        return int(result.scalar_one())
+
+    # -- referrals -------------------------------------------------------------------------
+
+    def add_referral(
+        self,
+        cursor: int,
+        message_id: MessageId,
+        *,
+        case: CaseRef,
+        referrer: OrgId,
+        recipient: OrgId,
+        now: int,
+    ) -> None:
+        self._conn.execute(
+            sa.insert(t.referrals).values(
+                cursor=cursor,
+                id=message_id,
+                case=case,
+                referrer=referrer,
+                recipient=recipient,
+                step="sent",
+                step_at=now,
+                sent_at=now,
+            )
+        )
+
+    def referral(self, message_id: str) -> Referral | None:
+        row = self._conn.execute(
+            sa.select(_r.cursor, _r.id, _r.case, _r.referrer, _r.recipient, _r.step, _r.step_at)
+            .where(_r.id == message_id)
+        ).one_or_none()  # fmt: skip
+        return None if row is None else _referral(row)
+
+    def enter(self, referral: Referral, steps: Sequence[str], *, now: int) -> None:
+        """Record that ``referral`` entered ``steps`` (in order) at ``now``."""
+        values: dict[str, Any] = {f"{step}_at": now for step in steps}
+        self._conn.execute(
+            sa.update(t.referrals)
+            .where(_r.cursor == referral.cursor, _r.step == referral.step)
+            .values(step=steps[-1], step_at=now, **values)
+        )
+
+    def add_update(self, cursor: int, referral: Referral, code: str, *, now: int) -> None:
+        self._conn.execute(
+            sa.insert(t.referral_updates).values(
+                cursor=cursor, referral=referral.cursor, code=code, at=now
+            )
+        )
+
+    def waiting(self, step: str, *, entered_before: int, limit: int) -> list[Referral]:
+        """Referrals at ``step`` since before ``entered_before``, not yet escalated there."""
+        e = t.escalations.c
+        escalated = sa.exists().where(e.referral == _r.cursor, e.step == step)
+        rows = self._conn.execute(
+            sa.select(_r.cursor, _r.id, _r.case, _r.referrer, _r.recipient, _r.step, _r.step_at)
+            .where(_r.step == step, _r.step_at <= entered_before, ~escalated)
+            .order_by(_r.step_at, _r.cursor)
+            .limit(limit)
+        ).all()
+        return [_referral(row) for row in rows]
+
+    def add_escalation(self, referral: Referral, *, due: int, now: int) -> bool:
+        """Record the escalation of ``referral`` at its step; False if it was recorded before."""
+        dialect = _DIALECTS[self._conn.dialect.name]
+        result = self._conn.execute(
+            dialect.insert(t.escalations)
+            .values(referral=referral.cursor, step=referral.step, due=due, at=now)
+            .on_conflict_do_nothing()
+        )
+        return result.rowcount == 1
+
+    def replace(self, declined: Referral, by: MessageId) -> None:
+        self._conn.execute(
+            sa.update(t.referrals).where(_r.cursor == declined.cursor).values(replaced_by=by)
+        )
+
+
+def _referral(row: Any) -> Referral:
+    return Referral(
+        int(row.cursor),
+        MessageId(row.id),
+        CaseRef(row.case),
+        OrgId(row.referrer),
+        OrgId(row.recipient),
+        row.step,
+        int(row.step_at),
+    )
