@@ -4,6 +4,11 @@ A payload is validated before it is sealed and after it is opened, so that
 neither side ever handles a document of the wrong shape. Schemas live in
 ``clients/schemas/<kind>.json`` (JSON Schema 2020-12, format checks on).
 
+A schema may point into another kind's schema by that schema's ``$id`` (the
+referral reuses the signal's ``person``, ``exploitation`` and ``reporter``
+definitions that way, so that the two cannot drift apart); every schema of
+:data:`KNOWN_KINDS` is in the registry that resolves those references.
+
 Error messages name the JSON path and the rule, never the offending value:
 a payload holds the most sensitive data there is.
 """
@@ -18,6 +23,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaError
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 from clients.errors import PayloadInvalid
 from protocol.encoding import canonical_json, loads_strict
@@ -25,8 +32,12 @@ from protocol.envelope import MAX_BODY_BYTES
 from protocol.errors import EncodingError
 from protocol.pseudonym import Identity
 
-KNOWN_KINDS: tuple[str, ...] = ("signal",)
-SCHEMA_IDS = {"signal": "schakel.signal/1"}
+KNOWN_KINDS: tuple[str, ...] = ("signal", "referral", "status")
+SCHEMA_IDS = {
+    "signal": "schakel.signal/1",
+    "referral": "schakel.referral/1",
+    "status": "schakel.status/1",
+}
 _IDENTITY_FIELDS = (
     "bsn",
     "given_names",
@@ -39,15 +50,35 @@ _IDENTITY_FIELDS = (
 
 
 @cache
-def _validator(kind: str) -> Draft202012Validator:
+def _schema_file(kind: str) -> dict[str, Any]:
     source = resources.files("clients").joinpath("schemas").joinpath(f"{kind}.json")
-    schema = json.loads(source.read_text("utf-8"))
+    schema: dict[str, Any] = json.loads(source.read_text("utf-8"))
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return schema
+
+
+@cache
+def _registry() -> Registry[Any]:
+    """Every known kind's schema, by its ``$id``, for ``$ref`` between schema files."""
+    found = [Resource.from_contents(_schema_file(k), DRAFT202012) for k in KNOWN_KINDS]
+    return Registry().with_resources((resource.id() or "", resource) for resource in found)
+
+
+@cache
+def _validator(kind: str) -> Draft202012Validator:
+    return Draft202012Validator(
+        _schema_file(kind),
+        registry=_registry(),
+        format_checker=Draft202012Validator.FORMAT_CHECKER,
+    )
 
 
 def schema_of(kind: str) -> dict[str, Any]:
-    """The JSON Schema of ``kind`` (a copy); PayloadInvalid for an unknown kind."""
+    """The JSON Schema of ``kind`` (a copy); PayloadInvalid for an unknown kind.
+
+    A ``$ref`` into another kind's schema is left as it is: resolve it by the ``$id``
+    before the ``#`` (``urn:schakel:schema:signal:1`` is ``schema_of("signal")``).
+    """
     _check_kind(kind)
     schema: dict[str, Any] = json.loads(json.dumps(_validator(kind).schema))
     return schema
@@ -86,6 +117,11 @@ def _describe(error: SchemaError) -> tuple[str, str]:
         allowed = set(error.schema.get("properties", {}))
         extra = sorted(str(name) for name in instance if name not in allowed)
         return _child(path, extra[0]), "is not an allowed property"
+    if keyword == "not" and isinstance(rule, dict) and isinstance(instance, dict):
+        present = [name for name in rule.get("required", ()) if name in instance]
+        if present:  # {"not": {"required": [name]}}: a field forbidden in this case
+            why = rule.get("description")
+            return _child(path, present[0]), "is not allowed here" + (f" ({why})" if why else "")
     return path, _MESSAGES.get(str(keyword), _fallback)(rule)
 
 
@@ -133,7 +169,12 @@ def decode_payload(kind: str, data: bytes) -> dict[str, Any]:
 
 
 def identity_of(payload: dict[str, Any]) -> Identity:
-    """The identity attributes of a (validated) payload's ``person``, for pseudonyms."""
+    """The identity attributes of a (validated) payload's ``person``, for pseudonyms.
+
+    Works for every kind with a ``person``: a signal's, or a referral's optional one.
+    A payload without a person (a referral may leave it out, a status never has
+    one) gives an empty Identity, from which no pseudonym can be derived.
+    """
     person = payload.get("person") or {}
     return Identity(**{name: person[name] for name in _IDENTITY_FIELDS if name in person})
 
