@@ -10,6 +10,8 @@
 2. Client side. ``seal`` (1 and 5 recipients) and ``open_envelope`` against
    the bare primitives they are made of (``bench.seal``), after the servers
    have stopped.
+3. The access log (``bench.auditlog``) and case clustering and the cases view
+   (``bench.cases``): in-process, against the hub's own store.
 
 Every figure is shown against its baseline from the same run, because the
 machine is shared and noisy. The report goes to stdout and replaces the
@@ -51,6 +53,8 @@ from bench.auditlog import (
     time_proofs,
     verify_rate,
 )
+from bench.cases import SIZES as CASE_SIZES
+from bench.cases import VIEW_CASES, CaseFigures, measure_cases, percentile
 from bench.hub_server import (
     MESSAGES_PATH,
     RECIPIENT,
@@ -106,11 +110,19 @@ class Options:
     log_samples: int = 200  # proofs timed per size
     verify_entries: int = 50_000  # entries in the full-verification timing
     append_entries: int = 20_000  # entries appended through the hub's writer
+    case_sizes: tuple[int, ...] = CASE_SIZES  # pseudonyms held by cases before clustering
+    case_signals: int = 2000  # signals per clustering run
+    case_rounds: int = 3  # alternating clustered/floor runs per size
+    view_cases: int = VIEW_CASES  # cases the coordinator's list is timed with
+    view_repeats: int = 30  # timings of each view read
 
     def __post_init__(self) -> None:
-        for name in ("requests", "concurrency", "rounds", "senders", "iterations", "repeats"):
+        counts = ("requests", "concurrency", "rounds", "senders", "iterations", "repeats")
+        for name in (*counts, "case_rounds", "view_cases", "view_repeats"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.case_signals < 2 or not self.case_sizes or min(self.case_sizes) < 5:
+            raise ValueError("case_signals must be at least 2 and every case size at least 5")
         if self.warmup < 0 or not 1 <= self.senders <= len(SENDERS):
             raise ValueError(f"warmup must be >= 0 and senders 1..{len(SENDERS)}")
         if self.sealed > MAX_SEALED:
@@ -131,6 +143,11 @@ QUICK = Options(
     log_samples=20,
     verify_entries=2_000,
     append_entries=1_000,
+    case_sizes=(1_000, 10_000),
+    case_signals=200,
+    case_rounds=1,
+    view_cases=1_000,
+    view_repeats=5,
 )
 
 
@@ -226,6 +243,7 @@ class BenchResult:
     servers: ServerFigures
     seal: SealFigures
     log: LogFigures
+    cases: CaseFigures
 
 
 # --- the machine --------------------------------------------------------------------------
@@ -416,6 +434,14 @@ def run_bench(options: Options) -> BenchResult:
         servers = measure_servers(options, demo, workdir)
         parties = seal_parties(demo, now=_now())
         log = measure_log(options, workdir)
+        cases = measure_cases(
+            workdir,
+            sizes=options.case_sizes,
+            signals=options.case_signals,
+            rounds=options.case_rounds,
+            view_cases=options.view_cases,
+            view_repeats=options.view_repeats,
+        )
     seal = measure_seal(parties, iterations=options.iterations, repeats=options.repeats)
     return BenchResult(
         options=options,
@@ -425,6 +451,7 @@ def run_bench(options: Options) -> BenchResult:
         servers=servers,
         seal=seal,
         log=log,
+        cases=cases,
     )
 
 
@@ -530,6 +557,60 @@ def _log_lines(result: BenchResult) -> list[str]:
     return lines
 
 
+def _cluster_lines(figures: CaseFigures) -> list[str]:
+    first = figures.clustering[0]
+    lines = [
+        "### Case clustering: new signals through the hub's writer, with and without `place`",
+        "",
+        "| pseudonyms held by cases | cases | messages | fill s | clustered signals/s "
+        "| floor signals/s | **clustered / floor** |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {c.filled.pseudonyms:,} | {c.filled.cases:,} | {c.filled.messages:,} "
+        f"| {c.filled.seconds:.1f} | {c.clustered_rate:,.0f} | {c.floor_rate:,.0f} "
+        f"| **{c.ratio:.2f}x** |"
+        for c in figures.clustering
+    ]
+    rounds = "; ".join(
+        f"{c.filled.pseudonyms:,}: " + ", ".join(f"{r:.2f}" for r in c.ratios)
+        for c in figures.clustering
+    )
+    return [
+        *lines,
+        "",
+        f"{first.signals:,} signals per run from {first.concurrency} tasks (group commit), "
+        f"half joining a pre-filled case (with a match event), half starting one; the floor is "
+        f"the same work item (`Tx.insert_message` of a 7.6 KB envelope) without "
+        f"`casework.place`; medians over {len(first.ratios)} alternating rounds. "
+        f"clustered/floor per round: {rounds}.",
+    ]
+
+
+def _view_lines(figures: CaseFigures) -> list[str]:
+    v = figures.view
+    f = v.filled
+
+    def row(name: str, values: tuple[float, ...]) -> str:
+        return f"| {name} | {_ms(percentile(values, 50))} | {_ms(percentile(values, 99))} |"
+
+    return [
+        f"### Cases view: a coordinator with {f.cases:,} cases",
+        "",
+        "| read | p50 ms | p99 ms |",
+        "| --- | ---: | ---: |",
+        row(f"`GET /v1/cases` work: `summaries` + `CaseQuery.select` ({v.total:,} cases, "
+            f"a page of {v.page})", v.listed),
+        row(f"floor: `SELECT count(*)` over `case_members` ({f.messages:,} rows)", v.floor),
+        row("one case: `casereads.detail` of a random case", v.detail),
+        f"| **list / floor** (p50) | **{v.ratio:.1f}x** | |",
+        "",
+        f"{len(v.listed)} timings of each, interleaved, through `Store.run_read`. The database: "
+        f"{f.cases:,} cases, {f.messages:,} messages with real envelopes ({f.referrals:,} "
+        f"referrals, at every step), filled in {f.seconds:.1f} s.",
+    ]  # fmt: skip
+
+
 def _reading(result: BenchResult) -> list[str]:
     s, f = result.servers, result.seal
     return [
@@ -538,6 +619,21 @@ def _reading(result: BenchResult) -> list[str]:
         f"accepted bare 4 KB rows, at {s.hub.p99 / s.floor.p99:.2f} times its p99; sealing to "
         f"one recipient took {f.ratio(SEAL_1):.2f} times, and opening "
         f"{f.ratio(OPEN):.2f} times, the cost of the bare primitives.",
+        *_cases_reading(result.cases),
+    ]
+
+
+def _cases_reading(figures: CaseFigures) -> list[str]:
+    small, large = figures.clustering[0], figures.clustering[-1]
+    listed = percentile(figures.view.listed, 50)
+    return [
+        "",
+        f"Clustering took signals from {small.floor_rate:,.0f}/s to {small.clustered_rate:,.0f}/s "
+        f"({small.ratio:.2f}x) with {small.filled.pseudonyms:,} pseudonyms held, and to "
+        f"{large.clustered_rate:,.0f}/s ({large.ratio:.2f}x) with "
+        f"{large.filled.pseudonyms:,}; the cases list of {figures.view.filled.cases:,} cases "
+        f"took {_ms(listed)} ms at p50"
+        + (" (over 100 ms: see the reading above)." if listed > 0.1 else "."),
     ]
 
 
@@ -545,6 +641,7 @@ def render(result: BenchResult) -> str:
     """The "latest run" section: markdown, printed and written alike."""
     lines = ["## Latest run", "", *_machine_lines(result), ""]
     lines += [*_server_lines(result), "", *_seal_lines(result), "", *_log_lines(result)]
+    lines += ["", *_cluster_lines(result.cases), "", *_view_lines(result.cases)]
     lines += ["", *_reading(result)]
     return "\n".join(lines) + "\n"
 

@@ -9,7 +9,7 @@ entry's bound) its pseudonyms, so a privacy officer's subject report finds it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
@@ -39,12 +39,7 @@ from protocol.types import (
 
 T = TypeVar("T")
 STATES = ("new", "referred", "in_care", "declined", "closed")
-SORTS: Mapping[str, Callable[[CaseSummary], tuple[int, str]]] = {
-    "last": lambda c: (c.last_signal or 0, c.ref),
-    "first": lambda c: (c.first_signal or 0, c.ref),
-    "signals": lambda c: (c.signals, c.ref),
-    "open": lambda c: (c.open_referrals, c.ref),
-}
+SORTS = ("last", "first", "signals", "open")
 
 
 def require_coordinator(caller: Caller) -> None:
@@ -99,24 +94,23 @@ class CaseQuery:
             limit=bounded_int(query.get("limit"), 50, "limit", 1, max_limit),
         )
 
-    def select(self, cases: list[CaseSummary]) -> tuple[list[CaseSummary], int]:
-        """The page of matching cases and how many matched in all."""
-        chosen = [
-            c
-            for c in cases
-            if (self.state is None or c.state == self.state)
-            and (self.org_type is None or any(o.org_type == self.org_type for o in c.orgs))
-            and (c.last_signal or c.created_at) >= self.since
-        ]
-        chosen.sort(key=SORTS[self.sort], reverse=self.descending)
-        return chosen[self.offset : self.offset + self.limit], len(chosen)
-
 
 async def list_cases(
     store: Store, clock: Clock, scope: Scope, *, caller: Caller, query: CaseQuery
 ) -> tuple[list[CaseSummary], int]:
     require_coordinator(caller)
-    page, total = query.select(await store.run_read(reads.summaries))
+    page, total = await store.run_read(
+        partial(
+            reads.page,
+            state=query.state,
+            org_type=query.org_type,
+            since=query.since,
+            sort=query.sort,
+            descending=query.descending,
+            offset=query.offset,
+            limit=query.limit,
+        )
+    )
     scope.touch(c.ref for c in page)
     await audit.access(store, scope, now=clock())
     return page, total

@@ -188,6 +188,13 @@ cases = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("merged_into", Case, nullable=True, index=True),
     sa.Column("merged_at", Time, nullable=True),
+    # A summary kept up to date by every change to the case, for the cases view:
+    sa.Column("signals", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("first_signal", Time, nullable=True),
+    sa.Column("last_signal", Time, nullable=True),
+    sa.Column("org_types", sa.String(200), nullable=False, server_default=""),  # ",a,b,"
+    sa.Column("state", sa.String(16), nullable=False, server_default="new"),
+    sa.Column("open_referrals", sa.Integer, nullable=False, server_default="0"),
 )
 
 # The signals and referrals of each live case (status envelopes follow their referral).

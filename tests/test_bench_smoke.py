@@ -7,8 +7,11 @@ afterwards, and the report is written only where and when it should be.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import math
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -31,8 +34,19 @@ from bench.__main__ import (  # noqa: E402 - needs the sys.path line above
     run_bench,
     write_section,
 )
+from bench.cases import (  # noqa: E402
+    WorkloadError,
+    bench_pseudonym,
+    cluster_rounds,
+    clustering_shape,
+    fill,
+    make_template,
+    new_database,
+    percentile,
+)
 from bench.loadgen import ServerFailed, free_port, server_process  # noqa: E402
 from bench.seal import OPEN, PRIMITIVES, SEAL_1, SEAL_5  # noqa: E402
+from protocol.pseudonym import parse_pseudonym  # noqa: E402
 
 TINY = Options(
     requests=20,
@@ -45,6 +59,11 @@ TINY = Options(
     log_samples=5,
     verify_entries=200,
     append_entries=100,
+    case_sizes=(30, 300),  # multiples of 15: exactly that many pseudonyms (cases of 3, 5, 7)
+    case_signals=10,
+    case_rounds=2,
+    view_cases=60,
+    view_repeats=3,
 )
 
 
@@ -100,6 +119,79 @@ def test_access_log_figures_cover_every_size(result: BenchResult) -> None:
     assert appends.entries == 100 and appends.hub_per_s > 0 and appends.floor_per_s > 0
 
 
+def test_clustering_figures_cover_every_size(result: BenchResult) -> None:
+    figures = result.cases.clustering
+    assert [c.filled.pseudonyms for c in figures] == [30, 300]
+    assert [(c.filled.cases, c.filled.messages) for c in figures] == [(6, 12), (60, 120)]
+    for rate in figures:
+        assert rate.signals == 10 and len(rate.clustered) == len(rate.floor) == 2
+        assert all(r > 0 and math.isfinite(r) for r in (*rate.clustered, *rate.floor))
+        assert rate.ratios[0] == rate.clustered[0] / rate.floor[0]
+        assert min(rate.ratios) <= rate.ratio <= max(rate.ratios)
+
+
+def test_cases_view_figures_list_every_case(result: BenchResult) -> None:
+    view = result.cases.view
+    filled = view.filled
+    # Cases of 1..5 signals (3 on average), a referral in every third case.
+    assert (filled.cases, filled.messages, filled.referrals) == (60, 200, 20)
+    assert (view.total, view.page) == (60, 50)
+    for timings in (view.listed, view.floor, view.detail):
+        assert len(timings) == 3 and list(timings) == sorted(timings) and timings[0] > 0
+    assert percentile(view.listed, 50) == view.listed[1] and view.ratio > 0
+
+
+def test_bench_pseudonyms_are_well_formed_and_distinct() -> None:
+    made = [bench_pseudonym(number) for number in range(2_000)]
+    assert len(set(made)) == len(made)
+    assert all(parse_pseudonym(p) == p for p in made)
+    assert {p.split(".")[0] for p in made} == {"bsn", "ndob", "doc", "tel"}
+
+
+def test_fill_keeps_the_schema_and_links_each_case(tmp_path: Path) -> None:
+    path = tmp_path / "hub.db"
+    new_database(path)
+    schema = "SELECT type, name, sql FROM sqlite_master ORDER BY name"
+    db = sqlite3.connect(path)
+    before = db.execute(schema).fetchall()
+    db.close()  # the fill needs the file to itself
+    filled = fill(path, 3, clustering_shape)
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute(schema).fetchall() == before  # the dropped indexes are back
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        # The signals of a case share one pseudonym: cases of 1, 2 and 3 signals.
+        shared = db.execute(
+            "SELECT count(*) FROM (SELECT pseudonym FROM message_pseudonyms "
+            "GROUP BY pseudonym HAVING count(*) > 1)"
+        ).fetchone()
+        assert shared == (2,)  # one in the case of 2 signals, one in the case of 3
+    finally:
+        db.close()
+    assert (filled.cases, filled.messages, filled.pseudonyms) == (3, 6, 15)
+
+
+def test_clustering_refuses_a_workload_that_did_not_match(tmp_path: Path) -> None:
+    """Claiming pseudonyms the database does not hold: the joining half starts new cases,
+    and the run says so instead of reporting a rate."""
+    path = tmp_path / "hub.db"
+    new_database(path)
+    filled = fill(path, 6, clustering_shape)
+    lie = dataclasses.replace(filled, pseudonyms=10**9)
+    with pytest.raises(WorkloadError, match=r"expected \d+ new cases and \d+ joined"):
+        asyncio.run(cluster_rounds(path, lie, make_template(), 20, 1, 2))
+
+
+def test_options_refuse_bad_case_settings() -> None:
+    with pytest.raises(ValueError, match="case_signals"):
+        Options(case_signals=1)
+    with pytest.raises(ValueError, match="case size"):
+        Options(case_sizes=(4,))
+    with pytest.raises(ValueError, match="view_repeats"):
+        Options(view_repeats=0)
+
+
 def test_report_names_the_machine_and_both_tables(result: BenchResult) -> None:
     text = render(result)
     assert text.startswith("## Latest run\n")
@@ -110,6 +202,10 @@ def test_report_names_the_machine_and_both_tables(result: BenchResult) -> None:
         "| **hub / floor** |",
         "`seal, 5",
         "### Access log",
+        "### Case clustering",
+        "| **clustered / floor** |",
+        "### Cases view: a coordinator with 60 cases",
+        "| **list / floor** (p50) |",
     ):
         assert needle in text
     assert "rate_per_sec 1,000,000" in text  # the raised limit is stated

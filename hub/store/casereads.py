@@ -117,6 +117,41 @@ def live_ref(conn: sa.Connection, ref: str) -> CaseRef | None:
     return None if row is None else CaseRef(row.merged_into or row.ref)
 
 
+_SORT_COLUMNS = {
+    "last": _c.last_signal,
+    "first": _c.first_signal,
+    "signals": _c.signals,
+    "open": _c.open_referrals,
+}
+
+
+def page(
+    conn: sa.Connection,
+    *,
+    state: str | None,
+    org_type: str | None,
+    since: int,
+    sort: str,
+    descending: bool,
+    offset: int,
+    limit: int,
+) -> tuple[list[CaseSummary], int]:
+    """One page of live cases, filtered and sorted on the kept summary, and the total."""
+    where = [_c.merged_into.is_(None), sa.func.coalesce(_c.last_signal, _c.created_at) >= since]
+    if state is not None:
+        where.append(_c.state == state)
+    if org_type is not None:
+        where.append(_c.org_types.contains(f",{org_type},", autoescape=True))
+    column = _SORT_COLUMNS[sort]
+    order = (column.desc(), _c.ref.desc()) if descending else (column.asc(), _c.ref.asc())
+    total = conn.execute(sa.select(sa.func.count()).select_from(t.cases).where(*where))
+    refs = conn.execute(
+        sa.select(_c.ref).where(*where).order_by(*order).offset(offset).limit(limit)
+    ).scalars().all()  # fmt: skip
+    found = {case.ref: case for case in summaries(conn, refs)}
+    return [found[ref] for ref in refs if ref in found], int(total.scalar_one())
+
+
 def summaries(conn: sa.Connection, refs: Sequence[str] | None = None) -> list[CaseSummary]:
     """Every live case with members (or those of ``refs``), in no particular order."""
     members = (

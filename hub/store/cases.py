@@ -20,6 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub import schema as t
+from hub.store.casereads import state_of
+from protocol import referral as machine
 from protocol.encoding import canonical_json
 from protocol.types import CaseRef, MessageId, OrgId
 
@@ -106,6 +108,7 @@ class CaseTx:
         if target is None and not holding:
             self._conn.execute(sa.insert(t.cases).values(ref=fresh, created_at=now))
             self._add_member(fresh, cursor, pseudonyms)
+            self.refresh(fresh)
             return Attached(fresh, False, (), ())
         if target is None:
             target = min(holding, key=lambda ref: (-holding[ref][0], holding[ref][1], ref))
@@ -119,6 +122,7 @@ class CaseTx:
                 merged.append(other)
         joined = self._has_members(target)
         self._add_member(target, cursor, pseudonyms)
+        self.refresh(target)
         return Attached(target, joined, tuple(merged), tuple(apart))
 
     def _has_members(self, case: CaseRef) -> bool:
@@ -167,6 +171,7 @@ class CaseTx:
         self._move_separations(absorbed, survivor, now=now)
         self._conn.execute(sa.update(t.referrals).where(_r.case == absorbed).values(case=survivor))
         self._record(survivor, absorbed, "merge", moved, now=now, org=org, automatic=automatic)
+        self.refresh(survivor)
         return moved
 
     def _move_separations(self, old: CaseRef, new: CaseRef, *, now: int) -> None:
@@ -210,6 +215,37 @@ class CaseTx:
         low, high = sorted((case, into))
         self._insert_ignore(t.case_separations, [{"a": low, "b": high, "at": now}])
         self._record(case, into, "split", tuple(sorted(moved)), now=now, org=org, automatic=False)
+        self.refresh(case)
+        self.refresh(into)
+
+    def refresh(self, case: CaseRef) -> None:
+        """Bring the case's summary columns (the cases view) up to date with its members."""
+        o = t.organisations.c
+        rows = self._conn.execute(
+            sa.select(_m.accepted_at, o.org_type)
+            .select_from(t.case_members.join(t.messages, _m.cursor == _cm.cursor)
+                         .outerjoin(t.organisations, o.org == _m.sender))
+            .where(_cm.case == case, _m.kind == "signal")
+        ).all()  # fmt: skip
+        steps = {
+            step: int(count)
+            for step, count in self._conn.execute(
+                sa.select(_r.step, sa.func.count()).where(_r.case == case).group_by(_r.step)
+            )
+        }
+        types = sorted({row.org_type or "other" for row in rows})
+        self._conn.execute(
+            sa.update(t.cases)
+            .where(_c.ref == case)
+            .values(
+                signals=len(rows),
+                first_signal=min((row.accepted_at for row in rows), default=None),
+                last_signal=max((row.accepted_at for row in rows), default=None),
+                org_types="".join(f",{name}" for name in types) + ("," if types else ""),
+                state=state_of(steps),
+                open_referrals=sum(n for step, n in steps.items() if step in machine.OPEN_STEPS),
+            )
+        )
 
     def _recompute_pseudonyms(self, case: CaseRef) -> None:
         mp = t.message_pseudonyms.c
@@ -326,6 +362,7 @@ class CaseTx:
                 sent_at=now,
             )
         )
+        self.refresh(case)
 
     def referral(self, message_id: str) -> Referral | None:
         row = self._conn.execute(
@@ -342,6 +379,7 @@ class CaseTx:
             .where(_r.cursor == referral.cursor, _r.step == referral.step)
             .values(step=steps[-1], step_at=now, **values)
         )
+        self.refresh(referral.case)
 
     def add_update(self, cursor: int, referral: Referral, code: str, *, now: int) -> None:
         self._conn.execute(

@@ -46,6 +46,12 @@ def _create_tables() -> None:
         sa.Column("created_at", _TIME, nullable=False),
         sa.Column("merged_into", _CASE, nullable=True),
         sa.Column("merged_at", _TIME, nullable=True),
+        sa.Column("signals", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("first_signal", _TIME, nullable=True),
+        sa.Column("last_signal", _TIME, nullable=True),
+        sa.Column("org_types", sa.String(200), nullable=False, server_default=""),
+        sa.Column("state", sa.String(16), nullable=False, server_default="new"),
+        sa.Column("open_referrals", sa.Integer, nullable=False, server_default="0"),
         sa.PrimaryKeyConstraint("ref", name="pk_cases"),
     )
     op.create_index("ix_cases_merged_into", "cases", ["merged_into"])
@@ -212,7 +218,7 @@ def _cluster_existing(bind: sa.Connection) -> None:
     m = sa.table("messages", sa.column("cursor"), sa.column("kind"), sa.column("accepted_at"))
     mp = sa.table("message_pseudonyms", sa.column("cursor"), sa.column("pseudonym"))
     rows = bind.execute(
-        sa.select(m.c.cursor, m.c.accepted_at, mp.c.pseudonym)
+        sa.select(m.c.cursor, m.c.accepted_at, m.c.kind, mp.c.pseudonym)
         .select_from(m.outerjoin(mp, mp.c.cursor == m.c.cursor))
         .where(m.c.kind.in_(("signal", "referral")))
         .order_by(m.c.cursor)
@@ -220,36 +226,53 @@ def _cluster_existing(bind: sa.Connection) -> None:
     components = _Components()
     first_holder: dict[str, int] = {}
     accepted: dict[int, int] = {}
+    signals: set[int] = set()
     pseudonyms: dict[int, set[str]] = defaultdict(set)
-    for cursor, accepted_at, pseudonym in rows:
+    for cursor, accepted_at, kind, pseudonym in rows:
         accepted[cursor] = accepted_at
+        if kind == "signal":
+            signals.add(cursor)
         components.find(cursor)
         if pseudonym is not None:
             pseudonyms[cursor].add(pseudonym)
             components.union(cursor, first_holder.setdefault(pseudonym, cursor))
-    _store_clusters(bind, components, accepted, pseudonyms)
+    _store_clusters(bind, components, accepted, signals, pseudonyms)
 
 
 def _store_clusters(
     bind: sa.Connection,
     components: _Components,
     accepted: dict[int, int],
+    signals: set[int],
     pseudonyms: dict[int, set[str]],
 ) -> None:
     refs: dict[int, str] = {}
     members: list[dict[str, object]] = []
     cases: list[dict[str, object]] = []
     case_pseudonyms: set[tuple[str, str]] = set()
+    summary: dict[int, dict[str, object]] = {}
     for cursor in sorted(accepted):
         root = components.find(cursor)
         if root not in refs:
             refs[root] = base64.b32encode(os.urandom(10)).decode("ascii").lower()
-            cases.append({"ref": refs[root], "created_at": accepted[root]})
+            summary[root] = {"ref": refs[root], "created_at": accepted[root], "signals": 0}
+            cases.append(summary[root])
+        if cursor in signals:  # in cursor order: the first seen is the first signal
+            row = summary[root]
+            row["signals"] = int(row["signals"]) + 1  # type: ignore[call-overload]
+            row.setdefault("first_signal", accepted[cursor])
+            row["last_signal"] = accepted[cursor]
+            row["org_types"] = ",other,"  # no certificate named a type before this revision
         members.append({"cursor": cursor, "case": refs[root]})
         case_pseudonyms.update((p, refs[root]) for p in pseudonyms[cursor])
+    columns = ("ref", "created_at", "signals", "first_signal", "last_signal", "org_types")
+    for row in cases:
+        row.setdefault("first_signal", None)
+        row.setdefault("last_signal", None)
+        row.setdefault("org_types", "")
     table = sa.table
     for rows, target in (
-        (cases, table("cases", sa.column("ref"), sa.column("created_at"))),
+        (cases, table("cases", *(sa.column(name) for name in columns))),
         (members, table("case_members", sa.column("cursor"), sa.column("case"))),
         (
             [{"pseudonym": p, "case": c} for p, c in sorted(case_pseudonyms)],
