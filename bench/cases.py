@@ -580,19 +580,7 @@ async def _timed(call: Callable[[], Any]) -> tuple[float, Any]:
 
 async def _list_cases(store: Store) -> tuple[list[reads.CaseSummary], int]:
     """The work of GET /v1/cases without its audit entry: one page on the kept summaries."""
-    query = CaseQuery()
-    return await store.run_read(
-        partial(
-            reads.page,
-            state=query.state,
-            org_type=query.org_type,
-            since=query.since,
-            sort=query.sort,
-            descending=query.descending,
-            offset=query.offset,
-            limit=query.limit,
-        )
-    )
+    return await store.run_read(CaseQuery().read)
 
 
 async def _summarise(store: Store) -> None:

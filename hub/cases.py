@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
+import sqlalchemy as sa
+
 from hub import audit
 from hub.audit import Outcome, Scope
 from hub.auth import Caller
@@ -94,23 +96,25 @@ class CaseQuery:
             limit=bounded_int(query.get("limit"), 50, "limit", 1, max_limit),
         )
 
+    def read(self, conn: sa.Connection) -> tuple[list[CaseSummary], int]:
+        """The page of live cases this query asks for, and how many match in all."""
+        return reads.page(
+            conn,
+            state=self.state,
+            org_type=self.org_type,
+            since=self.since,
+            sort=self.sort,
+            descending=self.descending,
+            offset=self.offset,
+            limit=self.limit,
+        )
+
 
 async def list_cases(
     store: Store, clock: Clock, scope: Scope, *, caller: Caller, query: CaseQuery
 ) -> tuple[list[CaseSummary], int]:
     require_coordinator(caller)
-    page, total = await store.run_read(
-        partial(
-            reads.page,
-            state=query.state,
-            org_type=query.org_type,
-            since=query.since,
-            sort=query.sort,
-            descending=query.descending,
-            offset=query.offset,
-            limit=query.limit,
-        )
-    )
+    page, total = await store.run_read(query.read)
     scope.touch(c.ref for c in page)
     await audit.access(store, scope, now=clock())
     return page, total

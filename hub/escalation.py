@@ -16,24 +16,17 @@ holder of the next step. Notices are published after the commit.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from hub import casework
 from hub.config import Clock, EscalationLimits
 from hub.notify import Notice, Notifier
+from hub.periodic import Periodic
 from hub.store import Store, Tx
 from hub.store.cases import Referral
 from protocol import referral as machine
 
-TICK_SECONDS = 1.0
 MAX_PER_TICK = 500
-
-
-def due_at(limits: EscalationLimits, step: str, since: int) -> int | None:
-    deadline = limits.get(step)
-    return None if deadline is None else deadline.due(since)
 
 
 def escalate_in(tx: Tx, limits: EscalationLimits, *, now: int) -> list[tuple[str, Notice]]:
@@ -60,7 +53,10 @@ def _escalated(tx: Tx, referral: Referral, due: int, *, now: int) -> list[tuple[
     return list(notices)
 
 
-class Escalator:
+class Escalator(Periodic):
+    task_name = "hub-escalation"
+    failure = "escalating overdue referrals failed"
+
     """Runs :func:`escalate_in` every ``interval`` seconds of the injected clock."""
 
     def __init__(
@@ -80,7 +76,6 @@ class Escalator:
         self._interval = interval
         self._log = logger or logging.getLogger("hub.escalation")
         self._last: int | None = None
-        self._task: asyncio.Task[None] | None = None
 
     async def escalate_now(self) -> int:
         """Escalate what is overdue now; returns how many notices went out."""
@@ -100,26 +95,3 @@ class Escalator:
             return 0
         self._last = now
         return await self.escalate_now()
-
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the next tick tries again
-                self._log.error("escalating overdue referrals failed: %s", type(exc).__name__)
-            await asyncio.sleep(TICK_SECONDS)
-
-    def start(self) -> None:
-        if self._task is not None:
-            raise RuntimeError("the escalator already runs")
-        self._task = asyncio.get_running_loop().create_task(self.run(), name="hub-escalation")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -14,21 +14,21 @@ signed or tried to, and the tree grew. Tests call :meth:`tick` with their own cl
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hub.config import Clock
+from hub.periodic import Periodic
 from hub.store import Store, Tx
 from protocol.auditlog import TreeHead, sign_tree_head
 from protocol.certificate import ROLE_HUB, Certificate
 
-TICK_SECONDS = 1.0
 
+class HeadSigner(Periodic):
+    task_name = "hub-tree-heads"
+    failure = "signing a tree head failed"
 
-class HeadSigner:
     """Signs tree heads with the hub's certified log-signing key; see the module docstring."""
 
     def __init__(
@@ -50,7 +50,6 @@ class HeadSigner:
         self._interval = interval
         self._log = logger or logging.getLogger("hub.treeheads")
         self._last_tick: int | None = None
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def certificate(self) -> Certificate:
@@ -84,28 +83,3 @@ class HeadSigner:
             return None
         self._last_tick = now
         return await self.sign_now()
-
-    async def run(self) -> None:
-        """Tick once a second until cancelled; a failed tick is logged and retried next time."""
-        while True:
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the next tick tries again
-                self._log.error("signing a tree head failed: %s", type(exc).__name__)
-            await asyncio.sleep(TICK_SECONDS)
-
-    def start(self) -> None:
-        if self._task is not None:
-            raise RuntimeError("the tree head signer already runs")
-        self._task = asyncio.get_running_loop().create_task(self.run(), name="hub-tree-heads")
-
-    async def stop(self) -> None:
-        """Cancel the background task and wait for it to end."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
