@@ -4,8 +4,10 @@
 
     ClientError                root of everything raised by :mod:`clients`
     ├── HubProblem             the hub answered with an RFC 9457 problem document
+    │   └── CaseNotFound       404 on a case route: no such case, or not a coordinator
     ├── HubUnreachable         no answer from the hub (connection, timeout, retries spent)
     ├── VerificationFailed     a certificate, key bundle, CRL or envelope did not verify
+    │   └── MalformedAnswer    a hub answer breaks its documented form (names the field)
     ├── PayloadInvalid         a payload breaks its kind's schema (names the JSON path)
     ├── UnknownOrganisation    the hub's directory has no such organisation
     ├── NotReady               a local step is missing (says which command to run)
@@ -59,6 +61,21 @@ class HubProblem(ClientError):
         )
 
 
+class CaseNotFound(HubProblem):
+    """404 from a case route: the case does not exist, or this organisation may not see it.
+
+    The hub answers both the same way on purpose (nobody can probe for cases), so the
+    client can not tell them apart either: check the reference, and that this
+    organisation's certificate carries the coordinator role.
+    """
+
+    MESSAGE = "no such case, or this organisation is not a coordinator"
+
+    def __init__(self, what: str = "case") -> None:
+        super().__init__(404, PROBLEM_PREFIX + "not-found", "Not Found", self.MESSAGE)
+        self.args = (f"{what}: {self.MESSAGE} (only coordinators see cases and referrals)",)
+
+
 class HubUnreachable(ClientError):
     """The hub could not be reached, or kept failing after the retries."""
 
@@ -75,6 +92,19 @@ class VerificationFailed(ClientError):
         super().__init__(message)
         self.what = what
         self.org = org
+
+
+class MalformedAnswer(VerificationFailed):
+    """A hub answer that breaks its documented form: never show or use any of it.
+
+    ``where`` names the field (``cases[3].orgs[0].org_type``) and ``rule`` what is
+    wrong with it; neither ever holds the value.
+    """
+
+    def __init__(self, what: str, where: str, rule: str) -> None:
+        super().__init__(f"hub's {what}", reason=f"{where}: {rule}")
+        self.where = where
+        self.rule = rule
 
 
 class PayloadInvalid(ClientError):

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from clients import casework
 from clients.audit import CHECK_SECONDS, LogWatch
 from clients.errors import (
     HubProblem,
@@ -34,7 +35,7 @@ from clients.errors import (
 )
 from clients.hub_client import HubClient, InboxItem
 from clients.payloads import decode_payload, encode_payload, identity_of, validate_payload
-from clients.state import LocalState
+from clients.state import LocalState, PayloadBox, SentPayload
 from keys.errors import KeysError
 from keys.organisation import OrgKeys
 from protocol.certificate import (
@@ -49,7 +50,14 @@ from protocol.envelope import Envelope, new_message_id, open_envelope, seal
 from protocol.errors import OpenError, ProtocolError, RevokedError
 from protocol.keybundle import KeyBundle, verify_bundle
 from protocol.pseudonym import Identity, derive_pseudonyms
-from protocol.types import MessageId, OrgId, Pseudonym, parse_message_id, parse_org_id
+from protocol.types import (
+    CaseRef,
+    MessageId,
+    OrgId,
+    Pseudonym,
+    parse_message_id,
+    parse_org_id,
+)
 
 CACHE_SECONDS = 300  # how long a directory entry or CRL is used without asking the hub again
 INBOX_PAGE = 50
@@ -70,6 +78,10 @@ class ReceivedMessage:
     created: int
     pseudonyms: tuple[Pseudonym, ...]
     payload: dict[str, Any]
+    recipients: tuple[OrgId, ...] = ()
+    case: CaseRef | None = None  # a referral's case, from the header
+    ref: MessageId | None = None  # what a status (the referral) or referral (replaced) is about
+    status: str | None = None  # a status envelope's code, from the header
 
     def __repr__(self) -> str:
         return f"ReceivedMessage(id={self.id!r}, sender={self.sender!r}, kind={self.kind!r})"
@@ -118,6 +130,7 @@ class Organisation:
         self._crl: tuple[int, RevocationList] | None = None
         self._log_interval = log_interval
         self._log: LogWatch | None = None
+        self._box: PayloadBox | None = None
 
     def now(self) -> int:
         return int(self._clock())
@@ -268,42 +281,121 @@ class Organisation:
     async def send_signal(self, payload: dict[str, Any], recipients: Iterable[str]) -> MessageId:
         """Validate, seal to every recipient's verified bundle, send (retries reuse the id)."""
         validate_payload("signal", payload)
-        # Trust anchors first: the revocation list needs no login, the log's head does.
+        await self.trust_anchors()
+        orgs = self.recipients_of("signal", recipients)
+        return await self.send_sealed(
+            "signal", payload, orgs, pseudonyms=self.pseudonyms_of(payload)
+        )
+
+    async def trust_anchors(self) -> None:
+        """Our certificate, then the trust anchors: the revocation list needs no login, the
+        log's head does."""
+        self.certificate()
         await self._current_crl(self.now())
         await self.log.check_if_due()
+
+    def recipients_of(self, kind: str, recipients: Iterable[str]) -> list[OrgId]:
+        """The recipients, checked and sorted; never empty, never this organisation."""
+        orgs = sorted({OrgId(_org(org)) for org in recipients})
+        if not orgs:
+            raise PayloadInvalid(f"a {kind} needs at least one recipient", "recipients")
+        if self.org in orgs:
+            raise PayloadInvalid(f"an organisation can not send a {kind} to itself", "recipients")
+        return orgs
+
+    def pseudonyms_of(self, payload: dict[str, Any]) -> tuple[Pseudonym, ...]:
+        """The pseudonyms of the payload's ``person`` (none when it names nobody)."""
+        identity = identity_of(payload)
+        return self.derive_pseudonyms(identity) if _has_fields(identity) else ()
+
+    async def send_sealed(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        orgs: list[OrgId],
+        *,
+        pseudonyms: tuple[Pseudonym, ...] = (),
+        status: str | None = None,
+        ref: MessageId | None = None,
+        case: CaseRef | None = None,
+    ) -> MessageId:
+        """Seal a validated payload to ``orgs`` (bundles verified fresh), send it, and keep
+        the id and (encrypted) the payload, so that this organisation can read what it sent."""
         data = encode_payload(payload)
         cert = self.certificate()
-        orgs = sorted({_org(org) for org in recipients})
-        if not orgs:
-            raise PayloadInvalid("a signal needs at least one recipient", "recipients")
-        if self.org in orgs:
-            raise PayloadInvalid("an organisation can not send a signal to itself", "recipients")
-        identity = identity_of(payload)
-        pseudonyms = self.derive_pseudonyms(identity) if _has_fields(identity) else ()
-        bundles = {OrgId(org): (await self.recipient(org))[1] for org in orgs}
+        bundles = {org: (await self.recipient(org))[1] for org in orgs}
         created = self.now()
-        envelope = seal(
-            message_id=new_message_id(self._rng),
-            network=self.keys.network,
-            sender=cert,
-            sender_key=self.keys.signing_key,
-            recipients=bundles,
-            kind="signal",
-            payload=data,
-            pseudonyms=pseudonyms,
-            created=created,
-            rng=self._rng,
-        )
+        try:
+            envelope = seal(
+                message_id=new_message_id(self._rng),
+                network=self.keys.network,
+                sender=cert,
+                sender_key=self.keys.signing_key,
+                recipients=bundles,
+                kind=kind,
+                payload=data,
+                pseudonyms=pseudonyms,
+                status=status,
+                ref=ref,
+                case=case,
+                created=created,
+                rng=self._rng,
+            )
+        except ProtocolError as exc:
+            raise PayloadInvalid(str(exc)[:200], "header") from exc
         message_id, accepted, _ = await self.hub.send(envelope)
         self.state.record_sent(
-            message_id,
-            kind="signal",
-            recipients=tuple(orgs),
-            created=created,
-            now=self.now(),
+            message_id, kind=kind, recipients=tuple(orgs), created=created, now=self.now(),
             accepted=accepted,
+        )  # fmt: skip
+        sealed = self.payload_box.seal(message_id, kind, payload, self._rng)
+        self.state.keep_sent_payload(
+            SentPayload(message_id, kind, ref, case, status, created, sealed)
         )
         return message_id
+
+    @property
+    def payload_box(self) -> PayloadBox:
+        """The key that keeps sent payloads encrypted at rest (see :class:`PayloadBox`)."""
+        if self._box is None:
+            self._box = PayloadBox.for_signing_key(self.keys.signing_key, self.org)
+        return self._box
+
+    def sent_payload(self, message_id: str) -> dict[str, Any] | None:
+        """What this organisation wrote in a message it sent; None if it kept nothing."""
+        kept = self.state.sent_payload(message_id)
+        if kept is None:
+            return None
+        payload = self.payload_box.open(kept.id, kept.kind, kept.sealed)
+        if not isinstance(payload, dict):
+            raise VerificationFailed("stored sent payload", reason="not an object")
+        return payload
+
+    # -- case work (clients.casework) --------------------------------------------------
+
+    async def send_referral(
+        self,
+        payload: dict[str, Any],
+        to: str,
+        case: str | None = None,
+        replaces: str | None = None,
+    ) -> MessageId:
+        """Refer a person to one shelter, care or legal-aid organisation (see casework)."""
+        return await casework.send_referral(self, payload, to, case=case, replaces=replaces)
+
+    async def send_status(self, referral_id: str, code: str, payload: dict[str, Any]) -> MessageId:
+        """Move a referral on: a status to the referral's other party (see casework)."""
+        return await casework.send_status(self, referral_id, code, payload)
+
+    async def case_view(self, ref: str) -> casework.CaseView:
+        """The coordinator's case, with what it may read of each message inline."""
+        return await casework.case_view(self, ref)
+
+    async def comensha(
+        self, out_registrations: str | os.PathLike[str], out_statistics: str | os.PathLike[str]
+    ) -> tuple[int, int]:
+        """Write the CoMensha CSVs for every case; (registration rows, statistics rows)."""
+        return await casework.write_comensha(self, out_registrations, out_statistics)
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -400,6 +492,10 @@ class Organisation:
             created=header.created,
             pseudonyms=header.pseudonyms,
             payload=payload,
+            recipients=header.recipients,
+            case=header.case,
+            ref=header.ref,
+            status=header.status,
         )
 
     def show(self, message_id: str) -> ReceivedMessage:
@@ -416,6 +512,26 @@ class Organisation:
             return self._decrypt(envelope, cert, stored.cursor)
         except (_Rejected, VerificationFailed) as exc:
             raise VerificationFailed("stored message", stored.sender) from exc
+
+    async def read_message(self, message_id: str) -> ReceivedMessage:
+        """A message addressed to us: from local state, else fetched from the hub.
+
+        A fetched envelope (``GET /v1/messages/{id}``) is verified exactly as on receipt
+        (network, recipient, sender certificate, signature, payload schema) and must be
+        the message asked for; it is neither stored nor acknowledged here (the inbox does
+        that). VerificationFailed when it does not verify.
+        """
+        if self.state.message(message_id) is not None:
+            return self.show(message_id)
+        cursor, wire = await self.hub.get_message(message_id)
+        try:
+            envelope = _parse_envelope(wire)
+            if envelope.header.id != message_id:
+                raise _Rejected(REASON_ENVELOPE)
+            await self._current_crl(self.now())
+            return await self._open(envelope, cursor or 0)
+        except _Rejected as exc:
+            raise VerificationFailed("message", reason=exc.reason) from None
 
     async def watch(self) -> AsyncIterator[ReceivedMessage | RejectedMessage]:
         """Everything waiting, then each new message as the hub announces it.

@@ -15,6 +15,10 @@ What it keeps, and nothing more:
 * ``certificates`` every sender certificate a stored message was verified with,
                  by fingerprint, so that ``show`` can open the envelope again later;
 * ``sent``       the ids of messages this organisation sent, with recipients;
+* ``sent_payloads`` what this organisation wrote in the signals, referrals and statuses
+                 it sent (it can not open its own envelopes: they are sealed to the
+                 recipients), encrypted at rest by :class:`PayloadBox`, with the
+                 cleartext header fields ``ref``, ``case`` and ``status`` beside it;
 * ``meta``       also the highest CRL number seen, so a hub can not serve an older list,
                  and the last verified signed tree head of the hub's access log
                  (``tree_head``, its wire JSON), which only ever grows;
@@ -22,7 +26,8 @@ What it keeps, and nothing more:
                  verified against the pinned root (role ``hub``), so that heads and
                  exports can be checked offline.
 
-No plaintext is stored: envelopes are decrypted again when shown. The file is
+No plaintext is stored: envelopes are decrypted again when shown, and sent payloads
+are kept only as :class:`PayloadBox` ciphertext. The file is
 created 0600 (SQLite gives its WAL and shared-memory files the same mode),
 runs in WAL mode with ``synchronous=FULL`` and ``secure_delete``.
 Time is passed in by the caller, as integer Unix seconds.
@@ -34,12 +39,21 @@ import json
 import os
 import sqlite3
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clients.errors import ClientError
+import nacl.exceptions
+import nacl.secret
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from clients.errors import ClientError, VerificationFailed
 from protocol.auditlog import TreeHead
+from protocol.encoding import canonical_json, loads_strict
+from protocol.envelope import MAX_BODY_BYTES
 from protocol.errors import ProtocolError
 
 SCHEMA_VERSION = 1
@@ -61,6 +75,9 @@ CREATE TABLE IF NOT EXISTS sent (
     created INTEGER NOT NULL, sent_at INTEGER NOT NULL, accepted INTEGER);
 CREATE TABLE IF NOT EXISTS hub_certificates (
     fingerprint TEXT PRIMARY KEY, root TEXT NOT NULL, der BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS sent_payloads (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, ref TEXT, case_ref TEXT, status TEXT,
+    created INTEGER NOT NULL, sealed BLOB NOT NULL);
 """
 
 
@@ -97,6 +114,76 @@ class SentMessage:
     created: int
     sent_at: int
     accepted: int | None
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class SentPayload:
+    """A payload this organisation sent, still sealed by :class:`PayloadBox`."""
+
+    id: str
+    kind: str
+    ref: str | None
+    case: str | None
+    status: str | None
+    created: int
+    sealed: bytes
+
+    def __repr__(self) -> str:
+        return f"SentPayload(id={self.id!r}, kind={self.kind!r}, status={self.status!r})"
+
+
+SENT_PAYLOAD_LABEL = b"schakel/client-sent-payloads/v1"
+
+
+class PayloadBox:
+    """Keeps the payloads this organisation sent encrypted at rest.
+
+    The key is HKDF-SHA256 (RFC 5869) with input key material the 32-byte Ed25519
+    seed of the organisation's signing key, salt ``schakel/client-sent-payloads/v1``
+    and info the organisation id, 32 bytes long. Each payload is sealed with pynacl's
+    ``SecretBox`` (XSalsa20-Poly1305) under a fresh random 24-byte nonce. What is sealed
+    is the canonical JSON ``{"id", "kind", "payload"}``, and opening checks the id and
+    kind, so a row copied under another message id does not open as that message.
+    Whoever holds the key directory (and its passphrase) can open them; the state file
+    alone can not.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != nacl.secret.SecretBox.KEY_SIZE:
+            raise ValueError("a PayloadBox key is 32 bytes")
+        self._box = nacl.secret.SecretBox(key)
+
+    def __repr__(self) -> str:
+        return "PayloadBox(...)"
+
+    @classmethod
+    def for_signing_key(cls, key: Ed25519PrivateKey, org: str) -> PayloadBox:
+        seed = key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        derived = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=SENT_PAYLOAD_LABEL, info=org.encode()
+        ).derive(seed)
+        return cls(derived)
+
+    def seal(
+        self, message_id: str, kind: str, payload: Any, rng: Callable[[int], bytes] = os.urandom
+    ) -> bytes:
+        plaintext = canonical_json({"id": message_id, "kind": kind, "payload": payload})
+        nonce = rng(nacl.secret.SecretBox.NONCE_SIZE)
+        return bytes(self._box.encrypt(plaintext, nonce))
+
+    def open(self, message_id: str, kind: str, sealed: bytes) -> Any:
+        """The payload; VerificationFailed if it was altered, moved or sealed by another key."""
+        try:
+            doc = loads_strict(self._box.decrypt(sealed), max_bytes=2 * MAX_BODY_BYTES)
+        except (nacl.exceptions.CryptoError, ProtocolError, TypeError, ValueError):
+            raise VerificationFailed("stored sent payload") from None
+        if not isinstance(doc, dict) or (doc.get("id"), doc.get("kind")) != (message_id, kind):
+            raise VerificationFailed("stored sent payload", reason="kept under another id")
+        return doc.get("payload")
 
 
 def _create_private(path: Path) -> None:
@@ -366,6 +453,68 @@ class LocalState:
             SentMessage(str(r[0]), str(r[1]), tuple(r[2].split(",")), int(r[3]), int(r[4]), r[5])
             for r in rows
         ]
+
+    def sent_message(self, message_id: str) -> SentMessage | None:
+        row = self._db.execute(
+            "SELECT id, kind, recipients, created, sent_at, accepted FROM sent WHERE id = ?",
+            (message_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return SentMessage(
+            str(row[0]), str(row[1]), tuple(row[2].split(",")), int(row[3]), int(row[4]), row[5]
+        )
+
+    def keep_sent_payload(self, payload: SentPayload) -> None:
+        """Keep what was sent (already sealed); the first copy of an id stays."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO sent_payloads (id, kind, ref, case_ref, status, created, "
+            "sealed) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                payload.id,
+                payload.kind,
+                payload.ref,
+                payload.case,
+                payload.status,
+                payload.created,
+                payload.sealed,
+            ),
+        )
+
+    def sent_payload(self, message_id: str) -> SentPayload | None:
+        row = self._db.execute(_SENT_PAYLOAD + " WHERE id = ?", (message_id,)).fetchone()
+        return None if row is None else _sent_payload(row)
+
+    def sent_about(self, ref: str) -> list[SentPayload]:
+        """The statuses (and replacing referrals) this organisation sent about ``ref``."""
+        rows = self._db.execute(
+            _SENT_PAYLOAD + " WHERE ref = ? ORDER BY created, id", (ref,)
+        ).fetchall()
+        return [_sent_payload(row) for row in rows]
+
+    def received_about(self, ref: str) -> list[StoredMessage]:
+        """Received messages whose header names ``ref`` (statuses about a referral)."""
+        return [m for m in self.messages() if _header(m.envelope).get("ref") == ref]
+
+
+_SENT_PAYLOAD = "SELECT id, kind, ref, case_ref, status, created, sealed FROM sent_payloads"
+
+
+def _sent_payload(row: tuple[Any, ...]) -> SentPayload:
+    return SentPayload(
+        str(row[0]),
+        str(row[1]),
+        None if row[2] is None else str(row[2]),
+        None if row[3] is None else str(row[3]),
+        None if row[4] is None else str(row[4]),
+        int(row[5]),
+        bytes(row[6]),
+    )
+
+
+def _header(envelope: Any) -> dict[str, Any]:
+    header = envelope.get("header") if isinstance(envelope, dict) else None
+    return header if isinstance(header, dict) else {}
 
 
 def _stored(row: tuple[Any, ...]) -> StoredMessage:
