@@ -1,4 +1,4 @@
-"""A real hub on loopback over a real, migrated SQLite file, with real keys and envelopes.
+"""A real hub on loopback over a real, migrated database, with real keys and envelopes.
 
 ``hub`` gives a :class:`HubHarness`: an aiohttp ``TestClient`` for a hub made
 by ``make_app`` (the Alembic migration runs at startup), an injected clock
@@ -8,21 +8,32 @@ certificates, key bundles and CRLs with the protocol functions.
 Test modules reach every helper through the fixtures (``hub``, ``store``,
 ``clock``); they import names from here only for type annotations, so a
 ``conftest`` elsewhere in the tree can never shadow these.
+
+Every test that uses ``hub``, ``hub_with``, ``store``, ``database_url`` or
+``databases`` runs twice: on SQLite and on PostgreSQL (``database_kind``;
+the PostgreSQL half carries the ``postgres`` marker), each time on a database
+of its own (:mod:`fresh_databases`). The PostgreSQL server is the one named by
+``SCHAKEL_TEST_PG_URL``; when it can not be reached that half is skipped,
+except in CI (``CI=true``), where it fails. A test that is about SQLite
+itself runs on SQLite only with ``@pytest.mark.parametrize("database_kind",
+["sqlite"])`` and says why in its docstring.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fresh_databases import PG_URL_VARIABLE, Databases, PgServer, PgUnavailable, pg_url
 
 from hub.api import SERVICES
 from hub.app import make_app
@@ -193,12 +204,20 @@ class HubHarness:
     clock: Clock
     authority: Authority
     config: HubConfig
-    db_path: Path
     hub_cert: Certificate | None = None
 
     @property
     def store(self) -> Store:
         return self.client.server.app[SERVICES].store  # type: ignore[union-attr]
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``: the database this hub runs on."""
+        return sa.make_url(self.config.database_url).get_backend_name()
+
+    async def execute(self, sql: str, **params: Any) -> None:
+        """Run one SQL statement on the hub's database, in a transaction of its own."""
+        await self.store._engines.write(lambda conn: conn.execute(sa.text(sql), params))
 
     @property
     def escalator(self) -> Escalator:
@@ -296,15 +315,14 @@ async def all_entries(store: Store) -> list[AuditEntry]:
 
 
 async def start_hub(
-    tmp_path: Path, *, signing: bool = True, **limits: Any
+    database_url: str, *, signing: bool = True, **limits: Any
 ) -> AsyncIterator[HubHarness]:
     clock = Clock()
     authority = Authority()
-    db_path = tmp_path / "hub.db"
     config = HubConfig.for_tests(
         network=NETWORK,
         root_der=authority.root.der,
-        database_url=f"sqlite+aiosqlite:///{db_path}",
+        database_url=database_url,
         limits={"burst": 10_000, "address_burst": 10_000, **limits},
     )
     hub_key = Ed25519PrivateKey.generate()
@@ -321,7 +339,7 @@ async def start_hub(
     answered: set[tuple[str, str, int]] = set()
     app.middlewares.insert(0, _recorder(answered))
     async with TestClient(TestServer(app)) as client:
-        yield HubHarness(client, clock, authority, config, db_path, hub_cert)
+        yield HubHarness(client, clock, authority, config, hub_cert)
     _check_documented(answered)
 
 
@@ -351,31 +369,78 @@ def _check_documented(answered: set[tuple[str, str, int]]) -> None:
     assert not missing, f"answers the OpenAPI document does not list: {missing}"
 
 
+# -- databases: every test that needs one runs on SQLite and on PostgreSQL -----------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """The PostgreSQL server of the session; skipped (failed in CI) when out of reach."""
+    server = PgServer(pg_url())
+    try:
+        server.start()
+    except PgUnavailable as exc:
+        message = (
+            f"PostgreSQL at {server.url.render_as_string()} is out of reach ({exc}); "
+            f"start it, or point {PG_URL_VARIABLE}=postgresql+asyncpg://USER@HOST:PORT/DB "
+            "at a server where USER may create databases"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must run the PostgreSQL tests: " + message)
+        pytest.skip(message)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-async def hub(tmp_path: Path) -> AsyncIterator[HubHarness]:
-    async for harness in start_hub(tmp_path):
+def databases(
+    database_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Databases]:
+    """Makes fresh databases of this test's kind (``await databases.new()``); drops them after."""
+    server = request.getfixturevalue("pg_server") if database_kind == "postgresql" else None
+    made = Databases(database_kind, tmp_path, server)
+    try:
+        yield made
+    finally:
+        made.drop_all()
+
+
+@pytest.fixture
+async def database_url(databases: Databases) -> str:
+    """The URL of this test's own database (it may already hold the newest schema)."""
+    return await databases.new()
+
+
+@pytest.fixture
+async def hub(database_url: str) -> AsyncIterator[HubHarness]:
+    async for harness in start_hub(database_url):
         yield harness
 
 
 @pytest.fixture
-def hub_with(tmp_path: Path) -> Callable[..., AsyncIterator[HubHarness]]:
-    """``async for hub in hub_with(burst=3): ...``: a hub with other limits.
+def hub_with(databases: Databases) -> Callable[..., AsyncIterator[HubHarness]]:
+    """``async for hub in hub_with(burst=3): ...``: a hub with other limits, on a new database.
 
     ``signing=False`` starts it without a log-signing key.
     """
 
-    def start(**limits: Any) -> AsyncIterator[HubHarness]:
-        directory = tmp_path / "custom"
-        directory.mkdir(exist_ok=True)
-        return start_hub(directory, **limits)
+    async def start(**limits: Any) -> AsyncIterator[HubHarness]:
+        async for harness in start_hub(await databases.new(), **limits):
+            yield harness
 
     return start
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    """A migrated store with its writer running, on a fresh SQLite file."""
-    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """A migrated store with its writer running, on this test's own database."""
+    store = Store(database_url)
     await store.migrate()
     await store.start()
     yield store

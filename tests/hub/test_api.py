@@ -16,6 +16,7 @@ from protocol.encoding import b64d, b64e
 
 if TYPE_CHECKING:
     from conftest import HubHarness
+    from fresh_databases import Databases
 
 
 async def test_health_readiness_and_openapi(hub: HubHarness) -> None:
@@ -29,11 +30,11 @@ async def test_health_readiness_and_openapi(hub: HubHarness) -> None:
     assert await document.json() == on_disk
 
 
-async def test_readyz_is_503_before_the_migration(tmp_path: Path, hub: HubHarness) -> None:
+async def test_readyz_is_503_before_the_migration(databases: Databases, hub: HubHarness) -> None:
     config = HubConfig.for_tests(
         network="testnet",
         root_der=hub.config.root_der,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}",
+        database_url=await databases.new(empty=True),
     )
     app = make_app(config, token_key_pem=generate_signing_key(), clock=hub.clock, migrate=False)
     async with TestClient(TestServer(app)) as client:
@@ -51,14 +52,14 @@ async def test_hub_info(hub: HubHarness) -> None:
     }
 
 
-async def test_hub_info_serves_the_hub_certificate(tmp_path: Path, hub: HubHarness) -> None:
+async def test_hub_info_serves_the_hub_certificate(databases: Databases, hub: HubHarness) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     cert = hub.authority.certify("hub", Ed25519PrivateKey.generate(), ["hub"])
     config = HubConfig.for_tests(
         network="testnet",
         root_der=hub.config.root_der,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'other.db'}",
+        database_url=await databases.new(),
     )
     app = make_app(
         config, token_key_pem=generate_signing_key(), hub_certificate_der=cert.der, clock=hub.clock

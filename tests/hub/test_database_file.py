@@ -1,4 +1,8 @@
-"""The hub's SQLite files are private: created 0600, and a shared one is refused."""
+"""The hub's SQLite files are private: created 0600, and a shared one is refused.
+
+SQLite only: these are about the database file the hub itself creates. On
+PostgreSQL the server owns its files and their modes, so there is nothing to test.
+"""
 
 from __future__ import annotations
 

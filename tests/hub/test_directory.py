@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -202,8 +201,7 @@ async def test_a_crl_altered_in_the_database_stops_trust_decisions(hub: HubHarne
     party = await hub.enrol("school")
     assert (await hub.put_crl(hub.authority.crl([]))).status == 200
     forged = hub.foreign_authority().crl([])  # verifies against another root only
-    with sqlite3.connect(hub.db_path) as db:
-        db.execute("UPDATE crl SET der = ?", (forged.der,))
+    await hub.execute("UPDATE crl SET der = :der", der=forged.der)
     response = await hub.client.get("/v1/directory/orgs", headers=party.headers())
     problem = await hub.problem(response, 503, "unavailable")
     assert problem["detail"] == "the revocation list the hub holds does not verify"

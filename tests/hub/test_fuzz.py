@@ -30,7 +30,6 @@ import contextlib
 import json
 import os
 import random
-import sqlite3
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -306,17 +305,16 @@ async def valid_request(world: World, op: Operation) -> Valid:
 
 
 class Tables:
-    """Row counts of the data tables, read straight from the hub's SQLite file."""
+    """Row counts of the data tables, read from the hub's database in one transaction."""
+
+    QUERY = sa.text("SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in DATA_TABLES))
 
     def __init__(self, hub: HubHarness) -> None:
-        self._db = sqlite3.connect(hub.db_path, isolation_level=None)
-        self._query = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in DATA_TABLES)
+        self._store = hub.store
 
-    def counts(self) -> dict[str, int]:
-        return dict(zip(DATA_TABLES, self._db.execute(self._query).fetchone(), strict=True))
-
-    def close(self) -> None:
-        self._db.close()
+    async def counts(self) -> dict[str, int]:
+        row = await self._store.run_read(lambda conn: conn.execute(self.QUERY).one())
+        return dict(zip(DATA_TABLES, row, strict=True))
 
 
 def problems_of(op: Operation, case: Case, reply: Reply | str) -> list[str]:
@@ -394,11 +392,11 @@ class Run:
             return type(exc).__name__
 
     async def check(self, case: Case) -> Reply | str:
-        before = self.tables.counts()
+        before = await self.tables.counts()
         reply = await self.send(case)
         found = problems_of(self.op, case, reply)
         if isinstance(reply, Reply) and not 200 <= reply.status < 300 and reply.status != 101:
-            after = self.tables.counts()
+            after = await self.tables.counts()
             grew = sorted(t for t in DATA_TABLES if after[t] > before[t])
             if grew:
                 found.append(f"rejected request left rows in {', '.join(grew)}")
@@ -447,17 +445,13 @@ async def test_fuzz_operation(hub: HubHarness, key: str) -> None:
     valid = await valid_request(world, op)
     hostile = cases(op, valid, random.Random(seed_of(op)))
     assert 40 <= len(hostile) <= 400, len(hostile)
-    tables = Tables(hub)
-    run = Run(world, op, tables, [])
-    try:
-        await run.check_baseline()
-        for i, case in enumerate(hostile, 1):
-            await run.check(case)
-            if i % BASELINE_EVERY == 0:
-                await run.check_baseline()
-        await run.check_baseline()
-    finally:
-        tables.close()
+    run = Run(world, op, Tables(hub), [])
+    await run.check_baseline()
+    for i, case in enumerate(hostile, 1):
+        await run.check(case)
+        if i % BASELINE_EVERY == 0:
+            await run.check_baseline()
+    await run.check_baseline()
     print(f"{key}: {run.sent} requests, {len(run.violations)} violations")
     assert not run.violations, "\n".join(run.violations)
 
@@ -561,13 +555,9 @@ async def _check_one(hub: HubHarness, key: str, mutate: Callable[[Operation, Val
     op = OPERATIONS[key]
     world = await build_world(hub)
     case = mutate(op, await valid_request(world, op))
-    tables = Tables(hub)
-    run = Run(world, op, tables, [])
-    try:
-        await run.check(case)
-        await run.check_baseline()
-    finally:
-        tables.close()
+    run = Run(world, op, Tables(hub), [])
+    await run.check(case)
+    await run.check_baseline()
     assert not run.violations, "\n".join(run.violations)
 
 
@@ -618,13 +608,10 @@ async def test_the_table_counts_see_what_the_hub_stores(hub: HubHarness) -> None
     """The storage check reads committed rows as soon as the answer is in."""
     world = await build_world(hub)
     tables = Tables(hub)
-    try:
-        before = tables.counts()
-        sent = await hub.send(world.actor, hub.envelope(world.actor, [world.sender, world.other]))
-        assert sent.status == 201
-        after = tables.counts()
-    finally:
-        tables.close()
+    before = await tables.counts()
+    sent = await hub.send(world.actor, hub.envelope(world.actor, [world.sender, world.other]))
+    assert sent.status == 201
+    after = await tables.counts()
     assert (after["messages"], after["deliveries"]) == (
         before["messages"] + 1,
         before["deliveries"] + 2,

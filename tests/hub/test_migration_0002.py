@@ -1,9 +1,11 @@
-"""Migration 0002: the hash-chained audit log of 0001 becomes the leaves of a Merkle tree."""
+"""Migration 0002: the hash-chained audit log of 0001 becomes the leaves of a Merkle tree.
+
+Each test runs on SQLite and on PostgreSQL, from an empty database.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
@@ -12,6 +14,9 @@ from alembic import command
 from hub.store import AuditQuery, Store, alembic_config, head_revision
 from protocol import merkle
 from protocol.auditlog import nodes_to_store
+
+if TYPE_CHECKING:
+    from fresh_databases import Databases
 
 PSEUDONYM = "tel.1." + "a" * 52
 MESSAGE = "A" * 22
@@ -70,8 +75,8 @@ def _fill_0001(connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
     connection.execute(sa.text(f"INSERT INTO audit_log ({columns}) VALUES ({values})"), rows)
 
 
-async def test_upgrading_carries_every_entry_into_the_tree(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+async def test_upgrading_carries_every_entry_into_the_tree(databases: Databases) -> None:
+    url = await databases.new(empty=True)
     store = await _at_0001(url)
     try:
         await store._engines.write(lambda c: _fill_0001(c, OLD_ROWS))
@@ -123,8 +128,10 @@ async def test_upgrading_carries_every_entry_into_the_tree(tmp_path: Path) -> No
         await store.close()
 
 
-async def test_an_entry_that_can_not_be_translated_stops_the_upgrade(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'odd.db'}"
+async def test_an_entry_that_can_not_be_translated_stops_the_upgrade(
+    databases: Databases,
+) -> None:
+    url = await databases.new(empty=True)
     store = await _at_0001(url)
     try:
         await store._engines.write(lambda c: _fill_0001(c, [_old(1, "something.else")]))

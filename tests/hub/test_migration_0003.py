@@ -1,13 +1,19 @@
-"""Migration 0003: organisation types, and the signals already held clustered into cases."""
+"""Migration 0003: organisation types, and the signals already held clustered into cases.
+
+Each test runs on SQLite and on PostgreSQL, from an empty database.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from alembic import command
 
 from hub.store import Store, alembic_config
+
+if TYPE_CHECKING:
+    from fresh_databases import Databases
 
 P = {name: f"tel.1.{name * 52}" for name in "abcdefg"}
 
@@ -42,8 +48,9 @@ def _fill_0002(connection: sa.Connection) -> None:
     connection.execute(
         sa.text(
             "INSERT INTO organisations (org, network, certificate, fingerprint, serial, roles, "
-            "not_before, not_after) VALUES ('police', 'net', x'00', 'fp', '1', 'member', 0, 9)"
-        )
+            "not_before, not_after) VALUES ('police', 'net', :der, 'fp', '1', 'member', 0, 9)"
+        ),
+        {"der": b"\x00"},
     )
     for cursor, (kind, names) in MESSAGES.items():
         connection.execute(
@@ -61,8 +68,8 @@ def _fill_0002(connection: sa.Connection) -> None:
             )
 
 
-async def test_upgrade_clusters_the_signals_held(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+async def test_upgrade_clusters_the_signals_held(databases: Databases) -> None:
+    url = await databases.new(empty=True)
     store = await _at(url, "0002")
     try:
         await store._engines.write(_fill_0002)
@@ -96,8 +103,8 @@ async def test_upgrade_clusters_the_signals_held(tmp_path: Path) -> None:
     assert all(len(ref) == 16 and ref.isalnum() and ref.islower() for ref, _, _ in cases)
 
 
-async def test_downgrade_and_upgrade_again(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'both.db'}"
+async def test_downgrade_and_upgrade_again(databases: Databases) -> None:
+    url = await databases.new(empty=True)
     store = await _at(url, "head")
     try:
         await store._engines.write(

@@ -7,7 +7,6 @@ and exactly one ``denied`` audit entry is appended; the audit chain verifies.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -272,13 +271,25 @@ async def test_concurrent_sends_are_all_committed(hub: HubHarness) -> None:
     assert cursors == sorted(cursors) and len(set(cursors)) == 40
 
 
+# A trigger that refuses every new audit entry, in each database's own dialect.
+REFUSE_AUDIT = {
+    "sqlite": [
+        "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log "
+        "BEGIN SELECT RAISE(ABORT, 'audit refused'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION no_audit() RETURNS trigger LANGUAGE plpgsql "
+        "AS $$ BEGIN RAISE EXCEPTION 'audit refused'; END $$",
+        "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log "
+        "FOR EACH ROW EXECUTE FUNCTION no_audit()",
+    ],
+}
+
+
 async def test_the_action_fails_when_its_audit_entry_can_not_be_written(hub: HubHarness) -> None:
     police, ggd, _ = await _parties(hub)
-    with sqlite3.connect(hub.db_path) as db:
-        db.execute(
-            "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log "
-            "BEGIN SELECT RAISE(ABORT, 'audit refused'); END"
-        )
+    for statement in REFUSE_AUDIT[hub.backend]:
+        await hub.execute(statement)
     response = await hub.send(police, hub.envelope(police, [ggd]))
     await hub.problem(response, 500, "internal")
     counts = await hub.counts()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -26,10 +24,11 @@ from protocol.types import MessageId, OrgId
 
 if TYPE_CHECKING:
     from conftest import HubHarness
+    from fresh_databases import Databases
 
 
-async def test_the_migration_builds_exactly_the_schema(tmp_path: Path) -> None:
-    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}")
+async def test_the_migration_builds_exactly_the_schema(databases: Databases) -> None:
+    store = Store(await databases.new(empty=True))
     try:
         assert await store.revision() is None
         assert not await store.ready()
@@ -47,10 +46,14 @@ async def test_the_migration_builds_exactly_the_schema(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_sqlite_runs_in_wal_mode_with_foreign_keys(store: Store, tmp_path: Path) -> None:
-    with sqlite3.connect(tmp_path / "store.db") as db:
-        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+@pytest.mark.parametrize("database_kind", ["sqlite"])
+async def test_sqlite_runs_in_wal_mode(store: Store) -> None:
+    """SQLite only: WAL is how the hub sets up SQLite; PostgreSQL has no journal modes."""
+    mode = await store.run_read(lambda c: c.exec_driver_sql("PRAGMA journal_mode").scalar())
+    assert mode == "wal"
 
+
+async def test_foreign_keys_are_enforced(store: Store) -> None:
     def orphan(tx: Tx) -> None:
         tx._conn.execute(  # a delivery for a message that does not exist
             sa.text("INSERT INTO deliveries (recipient, cursor) VALUES ('ggd', 42)")
@@ -172,9 +175,7 @@ def _event(n: int) -> Event:
     )
 
 
-async def test_entries_are_leaves_and_every_perfect_subtree_is_stored(
-    store: Store, tmp_path: Path
-) -> None:
+async def test_entries_are_leaves_and_every_perfect_subtree_is_stored(store: Store) -> None:
     for n in range(11):
 
         def append(tx: Tx, n: int = n) -> None:
@@ -185,9 +186,18 @@ async def test_entries_are_leaves_and_every_perfect_subtree_is_stored(
     assert [e.index for e in entries] == list(range(11))
     assert entries[3].object_ids == ("0000000000000000000003",)
     leaves = [e.leaf() for e in entries]
-    with sqlite3.connect(tmp_path / "store.db") as db:
-        stored = {(lv, i): h for lv, i, h in db.execute("SELECT level, idx, hash FROM audit_nodes")}
-        held = [bytes(h) for (h,) in db.execute('SELECT leaf_hash FROM audit_log ORDER BY "index"')]
+    stored = {
+        (lv, i): bytes(h)
+        for lv, i, h in await store.run_read(
+            lambda c: c.execute(sa.text("SELECT level, idx, hash FROM audit_nodes")).all()
+        )
+    }
+    held = [
+        bytes(h)
+        for (h,) in await store.run_read(
+            lambda c: c.execute(sa.text('SELECT leaf_hash FROM audit_log ORDER BY "index"')).all()
+        )
+    ]
     expected = {node for n in range(11) for node in nodes_to_store(n)}
     assert set(stored) == expected  # every perfect subtree, nothing else
     for level, idx in expected:

@@ -9,12 +9,12 @@ replica, another writer, a failed batch) and checks the very next decision.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import sqlalchemy as sa
 from aiohttp.test_utils import TestClient, TestServer
 
 from hub import audit, directory
@@ -264,16 +264,21 @@ class InsertResults:
 
 
 async def test_the_chain_stays_intact_after_a_failed_batch(
-    store: Store, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inserts = InsertResults(monkeypatch)
     await store.write(_append(1))
-    with sqlite3.connect(tmp_path / "store.db") as db:  # a check SQLite makes only at COMMIT
-        db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
-        db.execute(
-            "CREATE TABLE child (parent INTEGER REFERENCES parent (id) "
-            "DEFERRABLE INITIALLY DEFERRED)"
+
+    def deferred_check(conn: sa.Connection) -> None:  # a check made only at COMMIT
+        conn.execute(sa.text("CREATE TABLE parent (id INTEGER PRIMARY KEY)"))
+        conn.execute(
+            sa.text(
+                "CREATE TABLE child (parent INTEGER REFERENCES parent (id) "
+                "DEFERRABLE INITIALLY DEFERRED)"
+            )
         )
+
+    await store._engines.write(deferred_check)
 
     def dangling(tx: Tx) -> None:
         tx._conn.exec_driver_sql("INSERT INTO child (parent) VALUES (42)")
@@ -316,11 +321,11 @@ async def test_the_chain_stays_intact_after_a_failed_item(
 
 
 async def test_an_entry_appended_by_another_writer_is_linked_to(
-    store: Store, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inserts = InsertResults(monkeypatch)
     await store.write(_append(1))  # this writer now holds a tree of size 1 in memory
-    other = Store(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    other = Store(database_url)
     await other.start()
     try:
         await other.write(_append(2))
