@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fresh_databases import PG_URL_VARIABLE, Databases, PgServer, PgUnavailable, pg_url
+from fresh_databases import Databases
 
 from hub.api import SERVICES
 from hub.app import make_app
@@ -367,48 +367,6 @@ def _check_documented(answered: set[tuple[str, str, int]]) -> None:
         if str(status) not in OPENAPI["paths"].get(path, {}).get(method, {}).get("responses", {})
     )
     assert not missing, f"answers the OpenAPI document does not list: {missing}"
-
-
-# -- databases: every test that needs one runs on SQLite and on PostgreSQL -----------------
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    """The PostgreSQL server of the session; skipped (failed in CI) when out of reach."""
-    server = PgServer(pg_url())
-    try:
-        server.start()
-    except PgUnavailable as exc:
-        message = (
-            f"PostgreSQL at {server.url.render_as_string()} is out of reach ({exc}); "
-            f"start it, or point {PG_URL_VARIABLE}=postgresql+asyncpg://USER@HOST:PORT/DB "
-            "at a server where USER may create databases"
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI must run the PostgreSQL tests: " + message)
-        pytest.skip(message)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def databases(
-    database_kind: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Databases]:
-    """Makes fresh databases of this test's kind (``await databases.new()``); drops them after."""
-    server = request.getfixturevalue("pg_server") if database_kind == "postgresql" else None
-    made = Databases(database_kind, tmp_path, server)
-    try:
-        yield made
-    finally:
-        made.drop_all()
 
 
 @pytest.fixture
