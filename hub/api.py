@@ -365,7 +365,6 @@ async def post_message(request: web.Request) -> web.Response:
             s.config,
             scope,
             caller=caller.org,
-            notifier=s.notifier,
             cache=s.trust_cache,
             body=body,
             rng=s.rng,
@@ -416,7 +415,6 @@ async def post_ack(request: web.Request) -> web.Response:
             scope,
             caller=caller.org,
             message_id=request.match_info["id"],
-            notifier=s.notifier,
         )
     return web.Response(status=204, headers={"Cache-Control": "no-store"})
 

@@ -27,7 +27,7 @@ from hub.config import Clock, HubConfig, Rng, system_clock
 from hub.directory import TrustCache
 from hub.escalation import Escalator
 from hub.logs import access_log_middleware
-from hub.notify import LocalNotifier, Notifier
+from hub.notify import Notifier, notifier_for
 from hub.problems import problem_middleware
 from hub.ratelimit import TokenBucket
 from hub.store import Store
@@ -79,11 +79,13 @@ def make_app(
     load_root(config.root_der, now=now())  # refuse to start with a bad or expired root
     limits = config.limits
     limiter_clock = clock or time.monotonic
+    notifier = notifier or notifier_for(config.database_url)
     store = Store(
         config.database_url,
         max_queue=limits.write_queue,
         max_batch=limits.write_batch,
         logger=logging.getLogger("hub.writer"),
+        notices=notifier,
     )
     heads = None
     if log_signing_key is not None:
@@ -95,11 +97,9 @@ def make_app(
             interval=limits.tree_head_interval,
             logger=logging.getLogger("hub.treeheads"),
         )
-    notifier = notifier or LocalNotifier()
     escalator = Escalator(
         store,
         now,
-        notifier,
         limits=config.escalation,
         interval=limits.escalation_interval,
         logger=logging.getLogger("hub.escalation"),
@@ -139,6 +139,7 @@ def make_app(
         store = app[SERVICES].store
         if migrate:
             await store.migrate()
+        await notifier.start()
         await store.start()
         if heads is not None and sign_heads:
             heads.start()
@@ -149,6 +150,7 @@ def make_app(
         if heads is not None:
             await heads.stop()
         await store.close()
+        await notifier.stop()
 
     app.cleanup_ctx.append(lifecycle)
     add_routes(app, websocket=websocket)

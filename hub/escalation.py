@@ -11,7 +11,7 @@ An :class:`Escalator` ticks like the tree-head signer: each tick (at most every
 referrals past their step's deadline that were not escalated for that step yet, records
 one escalation per (referral, step) (a primary key, so one replica fires each), and keeps
 an ``escalation`` event for every coordinator and the referrer and a ``reminder`` for the
-holder of the next step. Notices are published after the commit.
+holder of the next step. Their notices go out with the commit.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 
 from hub import casework
+from hub.casework import Notices
 from hub.config import Clock, EscalationLimits
-from hub.notify import Notice, Notifier
 from hub.periodic import Periodic
 from hub.store import Store, Tx
 from hub.store.cases import Referral
@@ -29,9 +29,10 @@ from protocol import referral as machine
 MAX_PER_TICK = 500
 
 
-def escalate_in(tx: Tx, limits: EscalationLimits, *, now: int) -> list[tuple[str, Notice]]:
-    """Inside a work item: escalate every referral past its step's deadline, once a step."""
-    notices: list[tuple[str, Notice]] = []
+def escalate_in(tx: Tx, limits: EscalationLimits, *, now: int) -> int:
+    """Inside a work item: escalate every referral past its step's deadline, once a step;
+    how many notices that raised."""
+    notices: Notices = []
     for step, deadline in sorted(limits.items()):
         for referral in tx.cases.waiting(
             step, entered_before=now - deadline.at_least, limit=MAX_PER_TICK
@@ -39,10 +40,12 @@ def escalate_in(tx: Tx, limits: EscalationLimits, *, now: int) -> list[tuple[str
             due = deadline.due(referral.step_at)
             if due <= now and tx.cases.add_escalation(referral, due=due, now=now):
                 notices += _escalated(tx, referral, due, now=now)
-    return notices
+    for org, notice in notices:
+        tx.notify(org, notice)
+    return len(notices)
 
 
-def _escalated(tx: Tx, referral: Referral, due: int, *, now: int) -> list[tuple[str, Notice]]:
+def _escalated(tx: Tx, referral: Referral, due: int, *, now: int) -> Notices:
     detail = {"referrer": referral.referrer, "recipient": referral.recipient, "due": due}
     audience = casework.audience(tx, referral.case, also=[referral.referrer])
     recipient_holds = machine.HOLDER[referral.step] == machine.RECIPIENT
@@ -63,7 +66,6 @@ class Escalator(Periodic):
         self,
         store: Store,
         clock: Clock,
-        notifier: Notifier,
         *,
         limits: EscalationLimits,
         interval: int,
@@ -71,7 +73,6 @@ class Escalator(Periodic):
     ) -> None:
         self._store = store
         self._clock = clock
-        self._notifier = notifier
         self._limits = dict(limits)
         self._interval = interval
         self._log = logger or logging.getLogger("hub.escalation")
@@ -81,13 +82,10 @@ class Escalator(Periodic):
         """Escalate what is overdue now; returns how many notices went out."""
         now = self._clock()
 
-        def work(tx: Tx) -> list[tuple[str, Notice]]:
+        def work(tx: Tx) -> int:
             return escalate_in(tx, self._limits, now=now)
 
-        notices = await self._store.write(work)
-        for org, notice in notices:
-            await self._notifier.publish(org, notice)  # type: ignore[arg-type]
-        return len(notices)
+        return await self._store.write(work)
 
     async def tick(self) -> int:
         now = self._clock()

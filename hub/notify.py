@@ -1,27 +1,53 @@
-"""New-message notices for live delivery, published after the commit.
+"""Notices for live delivery: published when, and only when, their change is committed.
 
-:class:`Notifier` is the interface; :class:`LocalNotifier` serves one
-process. A PostgreSQL implementation (``LISTEN``/``NOTIFY`` so that notices
-cross replicas) can replace it without touching the relay or the WebSocket.
+A work item asks for a notice with ``Tx.notify(org, notice)``; the store hands the notices
+of every committed item to the :class:`Notifier` after the commit (:meth:`Notifier.deliver`),
+and the WebSocket route (:mod:`hub.ws`) takes them from a :class:`Subscription`.
 
-A notice only says "look at your inbox" (``type`` message: the cursor and
-message id) or "look at your events" (``type`` event: the event feed's cursor and
-the event's kind), never content, a case reference or a pseudonym. A
-subscriber that falls behind by more than its queue is closed (it reconnects
-and catches up through the inbox and the events), so a slow client can not make
-the hub hold notices without bound.
+* :class:`LocalNotifier` serves one process (SQLite: one hub).
+* :class:`PgNotifier` (PostgreSQL) also reaches the WebSocket clients of every other
+  replica: the store issues ``pg_notify`` for the batch's notices inside the batch's own
+  transaction, so PostgreSQL sends them to every listening replica at the commit and never
+  for a batch that rolled back; each replica ``LISTEN``s on one connection of its own and
+  hands what others committed to its local subscribers. Its own notices it delivers
+  locally at once and skips when they come back (each payload names its origin).
+
+A notice only says "look at your inbox" (``type`` message: the cursor and message id) or
+"look at your events" (``type`` event: the event feed's cursor and the event's kind),
+never content, a case reference or a pseudonym. A subscriber that falls behind by more
+than its queue is closed; so is every subscriber of a replica whose ``LISTEN`` connection
+was lost, when it is lost and again when it is back (notices may have gone by
+unheard). A closed client reconnects and catches up through the inbox and the events, so
+nothing is lost, only announced late, and no slow client makes the hub hold notices
+without bound.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from protocol.types import MessageId, OrgId
+from protocol.errors import ProtocolError
+from protocol.types import MessageId, OrgId, parse_message_id, parse_org_id
 
 DEFAULT_QUEUE = 256
+CHANNEL = "schakel_notices"
+MAX_PAYLOAD = 512  # characters of one notice on the wire; PostgreSQL allows 8000 bytes
+MAX_CURSOR = 2**63 - 1
+MAX_KIND = 32
+RECONNECT_MIN, RECONNECT_MAX = 0.5, 10.0  # seconds between attempts to LISTEN again
+CONNECT_TIMEOUT = 10.0
+HEALTH_INTERVAL = 5.0  # seconds between checks that the listening connection lives
+APPLICATION_NAME = "schakel-hub-listen"  # how the listening connection shows in pg_stat_activity
+
+
+Notices = Sequence[tuple[OrgId, "Notice"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +75,82 @@ class Subscription(Protocol):
 
 
 class Notifier(Protocol):
-    async def publish(self, org: OrgId, notice: Notice) -> None: ...
-    def subscribe(self, org: OrgId) -> Subscription: ...
+    """Where committed notices go, and where the WebSocket route subscribes."""
 
+    @property
+    def origin(self) -> str:
+        """This process's tag on the notices it sends to other replicas."""
+        ...
+
+    @property
+    def listening(self) -> bool:
+        """True while notices committed by other replicas reach this one (or none exist)."""
+        ...
+
+    def deliver(self, notices: Notices) -> None: ...
+    def subscribe(self, org: OrgId) -> Subscription: ...
+    def subscriber_total(self) -> int: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+# -- the wire form between replicas ---------------------------------------------------
+
+
+def encode(origin: str, org: OrgId, notice: Notice) -> str:
+    """One notice as ``pg_notify`` carries it: compact JSON, no content."""
+    return json.dumps(
+        {
+            "from": origin,
+            "org": org,
+            "type": notice.type,
+            "cursor": notice.cursor,
+            "id": notice.id,
+            "kind": notice.kind,
+        },
+        separators=(",", ":"),
+    )
+
+
+class BadPayload(ValueError):
+    """A payload on the channel that no replica of this hub sent."""
+
+
+def decode(payload: str) -> tuple[str, OrgId, Notice]:
+    """(origin, organisation, notice) from :func:`encode`'s form; BadPayload otherwise.
+
+    Anyone who may connect to the database can ``NOTIFY`` on the channel, so a payload is
+    checked like any input before a subscriber sees it.
+    """
+    if len(payload) > MAX_PAYLOAD:
+        raise BadPayload("too long")
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        raise BadPayload("not JSON") from None
+    if not isinstance(doc, dict) or set(doc) != {"from", "org", "type", "cursor", "id", "kind"}:
+        raise BadPayload("not a notice")
+    origin, kind, cursor = doc["from"], doc["kind"], doc["cursor"]
+    if not isinstance(origin, str) or not 0 < len(origin) <= 64:
+        raise BadPayload("origin")
+    if type(cursor) is not int or not 0 < cursor <= MAX_CURSOR:
+        raise BadPayload("cursor")
+    try:
+        org = parse_org_id(doc["org"])
+        if doc["type"] == "message" and kind is None:
+            return origin, org, Notice(cursor, parse_message_id(doc["id"]))
+    except ProtocolError:
+        raise BadPayload("organisation or message id") from None
+    if doc["type"] == "event" and doc["id"] is None and _is_kind(kind):
+        return origin, org, event_notice(cursor, kind)
+    raise BadPayload("type")
+
+
+def _is_kind(kind: object) -> bool:
+    return isinstance(kind, str) and 0 < len(kind) <= MAX_KIND and kind.isascii() and kind.isalpha()
+
+
+# -- one process ------------------------------------------------------------------------
 
 _CLOSED = object()
 
@@ -101,10 +200,20 @@ class LocalNotifier:
     def __init__(self, *, queue_size: int = DEFAULT_QUEUE) -> None:
         self._queue_size = queue_size
         self._subscribers: dict[OrgId, set[LocalSubscription]] = {}
+        self.origin = secrets.token_hex(8)
+
+    @property
+    def listening(self) -> bool:
+        return True  # one process: there is nobody else to hear
+
+    def deliver(self, notices: Notices) -> None:
+        for org, notice in notices:
+            for subscription in list(self._subscribers.get(org, ())):
+                subscription.offer(notice)
 
     async def publish(self, org: OrgId, notice: Notice) -> None:
-        for subscription in list(self._subscribers.get(org, ())):
-            subscription.offer(notice)
+        """Deliver one notice here (tests; the hub's notices come from committed work)."""
+        self.deliver([(org, notice)])
 
     def subscribe(self, org: OrgId) -> LocalSubscription:
         subscription = LocalSubscription(self, org, self._queue_size)
@@ -118,5 +227,153 @@ class LocalNotifier:
             if not subscribers:
                 del self._subscribers[org]
 
+    def close_all(self) -> int:
+        """Close every subscription (their clients reconnect and catch up); how many."""
+        closing = [s for subscribers in self._subscribers.values() for s in subscribers]
+        for subscription in closing:
+            subscription.close()
+        return len(closing)
+
     def subscriber_count(self, org: OrgId) -> int:
         return len(self._subscribers.get(org, ()))
+
+    def subscriber_total(self) -> int:
+        return sum(len(subscribers) for subscribers in self._subscribers.values())
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        self.close_all()
+
+
+# -- several replicas on PostgreSQL -----------------------------------------------------
+
+Connect = Callable[[], Any]  # an awaitable asyncpg connection
+
+
+class PgNotifier(LocalNotifier):
+    """:class:`LocalNotifier`, plus what other replicas commit, heard through ``LISTEN``.
+
+    One task keeps one asyncpg connection listening on :data:`CHANNEL`, and reconnects
+    (backing off up to :data:`RECONNECT_MAX` seconds) when it is lost. While it is not
+    listening, :attr:`listening` is false and no subscriber stays open for long: every
+    subscriber is closed when the connection is lost and again once it is back.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        queue_size: int = DEFAULT_QUEUE,
+        logger: logging.Logger | None = None,
+        connect: Connect | None = None,
+    ) -> None:
+        super().__init__(queue_size=queue_size)
+        self._dsn = dsn
+        self._connect = connect or self._asyncpg_connect
+        self._log = logger or logging.getLogger("hub.notify")
+        self._task: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+        self.received = 0  # notices from other replicas, for metrics and tests
+        self.refused = 0  # payloads on the channel that were not a notice
+        self.backend_pid: int | None = None  # the listening connection's server process
+
+    @property
+    def listening(self) -> bool:
+        return self._listening.is_set()
+
+    async def _asyncpg_connect(self) -> Any:
+        import asyncpg  # the postgres extra; only a PostgreSQL hub gets here
+
+        return await asyncpg.connect(
+            self._dsn,
+            timeout=CONNECT_TIMEOUT,
+            server_settings={"application_name": APPLICATION_NAME},
+        )
+
+    async def start(self) -> None:
+        """Start listening; returns once the first ``LISTEN`` is in place (or failed)."""
+        if self._task is not None:
+            raise RuntimeError("the notifier already runs")
+        first = asyncio.get_running_loop().create_future()
+        self._task = asyncio.get_running_loop().create_task(self._run(first), name="hub-listen")
+        await first
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.close_all()
+
+    async def _run(self, first: asyncio.Future[None]) -> None:
+        delay = RECONNECT_MIN
+        while True:
+            try:
+                conn = await self._connect()
+            except Exception as exc:  # unreachable, refused, timed out: try again later
+                self._log.warning("could not listen for notices: %s", type(exc).__name__)
+            else:
+                try:
+                    await self._listen(conn, first)
+                except Exception as exc:  # a lost connection, of whatever kind
+                    self._log.warning("listening for notices failed: %s", type(exc).__name__)
+                finally:
+                    if self._listening.is_set():
+                        delay = RECONNECT_MIN  # it worked for a while: retry soon
+                    self._listening.clear()
+                    await _close(conn)
+                if self.close_all():
+                    self._log.info("closed live subscriptions: notices may have been missed")
+            if not first.done():
+                first.set_result(None)  # the hub starts deaf; /readyz and metrics show it
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX)
+
+    async def _listen(self, conn: Any, first: asyncio.Future[None]) -> None:
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: lost.set())
+        await conn.add_listener(CHANNEL, self._heard)
+        self.backend_pid = conn.get_server_pid()
+        self._listening.set()
+        self.close_all()  # subscribed while deaf: they may have missed notices
+        if not first.done():
+            first.set_result(None)
+        self._log.info("listening for notices of other replicas")
+        while not lost.is_set():
+            # asyncpg notices a dead socket only when it uses it: ask it now and then.
+            try:
+                await asyncio.wait_for(lost.wait(), timeout=HEALTH_INTERVAL)
+            except TimeoutError:
+                await conn.execute("SELECT 1", timeout=HEALTH_INTERVAL)
+        raise ConnectionError("listening connection closed")
+
+    def _heard(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            origin, org, notice = decode(payload)
+        except BadPayload:
+            self.refused += 1
+            return
+        if origin == self.origin:
+            return  # delivered here at the commit already
+        self.received += 1
+        self.deliver([(org, notice)])
+
+
+async def _close(conn: Any) -> None:
+    try:
+        await asyncio.wait_for(conn.close(), timeout=1.0)
+    except Exception:  # closing a broken connection: drop it
+        conn.terminate()
+
+
+def notifier_for(database_url: str, *, logger: logging.Logger | None = None) -> Notifier:
+    """The notifier a hub on this database needs: PostgreSQL's reaches other replicas."""
+    if database_url.startswith("postgresql"):
+        import sqlalchemy as sa
+
+        url = sa.make_url(database_url).set(drivername="postgresql")
+        return PgNotifier(url.render_as_string(hide_password=False), logger=logger)
+    return LocalNotifier()

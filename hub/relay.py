@@ -41,7 +41,7 @@ from hub.errors import (
     NotFound,
     UnknownRecipient,
 )
-from hub.notify import Notice, Notifier
+from hub.notify import Notice
 from hub.store import InboxItem, MessageView, Snapshot, Store, Tx
 from protocol.certificate import Certificate
 from protocol.envelope import Envelope, Header, verify_signature
@@ -64,7 +64,6 @@ class Accepted:
     accepted: int  # when the hub first accepted it
     cursor: int
     created: bool  # False when this was a repeat of an accepted message
-    notices: tuple[tuple[OrgId, Notice], ...] = ()  # events it raised, for after the commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +86,6 @@ async def send_message(
     scope: Scope,
     *,
     caller: OrgId,
-    notifier: Notifier,
     cache: TrustCache,
     body: object,
     rng: Rng,
@@ -118,13 +116,7 @@ async def send_message(
     def accept(tx: Tx) -> Outcome[Accepted]:
         return _accept(tx, envelope, now, sender=sender, fresh=fresh)
 
-    result = await audit.act(store, scope, now=now, work=accept)
-    if result.created:
-        for recipient in header.recipients:
-            await notifier.publish(recipient, Notice(result.cursor, header.id))
-        for org, notice in result.notices:
-            await notifier.publish(org, notice)
-    return result
+    return await audit.act(store, scope, now=now, work=accept)
 
 
 def _check_sender(trust: Trust, seen: Snapshot, envelope: Envelope) -> Certificate:
@@ -161,8 +153,11 @@ def _accept(
     header = envelope.header
     cursor = tx.insert_message(envelope, accepted_at=now)
     if cursor is not None:
-        notices = casework.place(tx, header, cursor, sender=sender, now=now, fresh=fresh)
-        return Outcome(Accepted(header.id, now, cursor, created=True, notices=tuple(notices)))
+        for recipient in header.recipients:
+            tx.notify(recipient, Notice(cursor, header.id))
+        for org, notice in casework.place(tx, header, cursor, sender=sender, now=now, fresh=fresh):
+            tx.notify(org, notice)
+        return Outcome(Accepted(header.id, now, cursor, created=True))
     held = tx.find_message(header.id)  # the id is taken: a repeat, or a conflict
     if (
         held is not None
@@ -228,7 +223,6 @@ async def acknowledge(
     *,
     caller: OrgId,
     message_id: str,
-    notifier: Notifier,
 ) -> None:
     """Mark the caller's delivery read; idempotent; 404 unless the caller is a recipient.
 
@@ -238,10 +232,11 @@ async def acknowledge(
     scope.touch([mid])
     now = clock()
 
-    def ack(tx: Tx) -> Outcome[list[tuple[OrgId, Notice]]]:
+    def ack(tx: Tx) -> Outcome[None]:
         if not tx.acknowledge(mid, caller, now=now):
             raise NotFound()
-        return Outcome(casework.acknowledged(tx, mid, caller, now=now))
+        for org, notice in casework.acknowledged(tx, mid, caller, now=now):
+            tx.notify(org, notice)
+        return Outcome(None)
 
-    for org, notice in await audit.act(store, scope, now=now, work=ack):
-        await notifier.publish(org, notice)
+    await audit.act(store, scope, now=now, work=ack)

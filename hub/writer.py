@@ -85,6 +85,11 @@ class Writer(Generic[TxT]):
         await self._task
         self._task = None
 
+    @property
+    def depth(self) -> int:
+        """Work items waiting in the queue now."""
+        return self._queue.qsize()
+
     async def submit(self, work: Work[TxT, T]) -> T:
         """Run ``work`` in the next batch; return its result once the batch is committed."""
         if not self._accepting:

@@ -21,8 +21,11 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy.dialects import postgresql
 
+from hub import notify
 from hub import schema as t
+from hub.notify import LocalNotifier, Notice, Notifier
 from hub.store.engines import Engines, engines_for
 from hub.store.records import (
     AuditQuery,
@@ -191,14 +194,27 @@ def _snapshot(orgs: list[OrgId], named: dict[OrgId, Fingerprint], conn: sa.Conne
     )
 
 
+# The notices of a batch, sent to every listening replica when (and if) it commits.
+_NOTIFY = sa.text(
+    "SELECT count(pg_notify(:channel, payload)) FROM unnest(:payloads) AS payload"
+).bindparams(
+    sa.bindparam("channel", notify.CHANNEL),
+    sa.bindparam("payloads", type_=postgresql.ARRAY(sa.Text)),
+)
+
+
 def _run_items(
-    works: Sequence[Callable[[Tx], Any]], tree: AuditTree, conn: sa.Connection
-) -> tuple[list[ItemOutcome], AuditTree]:
-    if conn.dialect.name == "postgresql":
+    works: Sequence[Callable[[Tx], Any]], tree: AuditTree, origin: str, conn: sa.Connection
+) -> tuple[list[ItemOutcome], AuditTree, list[tuple[OrgId, Notice]]]:
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
         conn.execute(_TAKE_SEQUENCER_LOCK)
     batch = Batch(conn, tree)
     outcomes = [batch.run(work) for work in works]
-    return outcomes, batch.tree
+    if postgres and batch.notices:
+        payloads = [notify.encode(origin, org, notice) for org, notice in batch.notices]
+        conn.execute(_NOTIFY, {"payloads": payloads})
+    return outcomes, batch.tree, batch.notices
 
 
 # -- the access log: reads -------------------------------------------------------------
@@ -294,8 +310,10 @@ class Store:
         max_queue: int = 4096,
         max_batch: int = 256,
         logger: logging.Logger | None = None,
+        notices: Notifier | None = None,
     ) -> None:
         self._url = database_url
+        self._notices = notices or LocalNotifier()
         self._engines: Engines = engines_for(database_url)
         self._audit_tree: AuditTree = UNKNOWN  # only the writer's batches use it
         self._writer: Writer[Tx] = Writer(
@@ -355,8 +373,10 @@ class Store:
         so a failed batch, or a new process, starts from the database.
         """
         tree, self._audit_tree = self._audit_tree, UNKNOWN
-        outcomes, tree = await self._engines.write(partial(_run_items, works, tree))
+        run = partial(_run_items, works, tree, self._notices.origin)
+        outcomes, tree, notices = await self._engines.write(run)
         self._audit_tree = tree
+        self._notices.deliver(notices)  # committed: tell this replica's subscribers
         return outcomes
 
     async def write(self, work: Callable[[Tx], T]) -> T:
@@ -366,6 +386,11 @@ class Store:
     @property
     def batches_committed(self) -> int:
         return self._writer.batches
+
+    @property
+    def queue_depth(self) -> int:
+        """Work items waiting for the writer (for metrics)."""
+        return self._writer.depth
 
     # -- reads --------------------------------------------------------------------------
 

@@ -18,6 +18,11 @@ that failed leaves the tree unknown, to be read again. Even a wrong tree can not
 a gap or take an index twice: :meth:`Tx.insert_audit` stores an entry only if its
 index directly follows the newest stored entry, checked in the same statement, and
 answers False otherwise.
+
+Notices for live delivery (:mod:`hub.notify`) are asked for inside the item
+(:meth:`Tx.notify`), so they exist exactly when the item's change does: the batch
+keeps those of the items that did not roll back, and the store publishes them with
+the commit.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub import schema as t
+from hub.notify import Notice
 from hub.store.cases import CaseTx
 from hub.store.records import StoredMessage
 from hub.store.tree import Frontier, frontier_nodes
@@ -121,11 +127,16 @@ def _roles_text(roles: frozenset[str]) -> str:
 class Tx:
     """The write operations of the hub, on the writer's connection."""
 
-    __slots__ = ("_conn", "_tree")
+    __slots__ = ("_conn", "_tree", "notices")
 
     def __init__(self, conn: sa.Connection, tree: AuditTree = UNKNOWN) -> None:
         self._conn = conn
         self._tree = tree
+        self.notices: list[tuple[OrgId, Notice]] = []
+
+    def notify(self, org: OrgId, notice: Notice) -> None:
+        """Announce ``notice`` to ``org``'s live subscribers once this item is committed."""
+        self.notices.append((org, notice))
 
     @property
     def cases(self) -> CaseTx:
@@ -371,11 +382,12 @@ class Batch:
     transaction (:data:`UNKNOWN` when it must be read again).
     """
 
-    __slots__ = ("_conn", "tree")
+    __slots__ = ("_conn", "notices", "tree")
 
     def __init__(self, conn: sa.Connection, tree: AuditTree = UNKNOWN) -> None:
         self._conn = conn
         self.tree = tree
+        self.notices: list[tuple[OrgId, Notice]] = []  # of the items that did not roll back
 
     def run(self, work: Callable[[Tx], Any]) -> ItemOutcome:
         """Run ``work`` in a SAVEPOINT: its value, or the exception that rolled it back."""
@@ -389,4 +401,5 @@ class Batch:
             self.tree = UNKNOWN
             return False, exc
         self.tree = tx.tree
+        self.notices += tx.notices
         return True, value

@@ -21,6 +21,7 @@ itself runs on SQLite only with ``@pytest.mark.parametrize("database_kind",
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -205,6 +206,24 @@ class HubHarness:
     authority: Authority
     config: HubConfig
     hub_cert: Certificate | None = None
+    token_key: bytes = b""
+    hub_key: Ed25519PrivateKey | None = None
+
+    @contextlib.asynccontextmanager
+    async def replica(self) -> AsyncIterator[TestClient[Any, Any]]:
+        """A second hub on the same database, keys and clock, as a second replica runs."""
+        app = make_app(
+            self.config,
+            token_key_pem=self.token_key,
+            hub_certificate_der=None if self.hub_cert is None else self.hub_cert.der,
+            log_signing_key=self.hub_key,
+            clock=self.clock,
+            migrate=False,
+            sign_heads=False,
+            escalate=False,
+        )
+        async with TestClient(TestServer(app)) as client:
+            yield client
 
     @property
     def store(self) -> Store:
@@ -327,9 +346,10 @@ async def start_hub(
     )
     hub_key = Ed25519PrivateKey.generate()
     hub_cert = authority.certify("hub", hub_key, ["hub"]) if signing else None
+    token_key = generate_signing_key()
     app = make_app(
         config,
-        token_key_pem=generate_signing_key(),
+        token_key_pem=token_key,
         hub_certificate_der=None if hub_cert is None else hub_cert.der,
         log_signing_key=hub_key if signing else None,
         clock=clock,
@@ -339,7 +359,9 @@ async def start_hub(
     answered: set[tuple[str, str, int]] = set()
     app.middlewares.insert(0, _recorder(answered))
     async with TestClient(TestServer(app)) as client:
-        yield HubHarness(client, clock, authority, config, hub_cert)
+        yield HubHarness(
+            client, clock, authority, config, hub_cert, token_key, hub_key if signing else None
+        )
     _check_documented(answered)
 
 
