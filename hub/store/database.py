@@ -83,6 +83,8 @@ def _loads(text: str) -> Any:
 # their in-memory tree is then stale, which the checked insert notices).
 SEQUENCER_LOCK = 0x5348_414B_454C_0001  # "SHAKEL" + 1: a constant of this application
 _TAKE_SEQUENCER_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=SEQUENCER_LOCK)
+MIGRATION_LOCK = SEQUENCER_LOCK + 1
+_TAKE_MIGRATION_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=MIGRATION_LOCK)
 
 
 def _audit_entry(row: Any) -> AuditEntry:
@@ -336,6 +338,10 @@ class Store:
         config = alembic_config(self._url)
 
         def upgrade(connection: sa.Connection) -> None:
+            if connection.dialect.name == "postgresql":
+                # Replicas that start together, or two operators: one migrates, the
+                # others wait here and then find the schema at its newest revision.
+                connection.execute(_TAKE_MIGRATION_LOCK)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 

@@ -165,15 +165,29 @@ class ThreadedSqlite:
 # -- PostgreSQL -------------------------------------------------------------------------
 
 
+# Every connection: the server finds a replica that vanished (power, network) within
+# about 25 s by TCP keepalive instead of the kernel's two hours, and ends a transaction
+# left idle for 15 s, so that a hung or lost writer can not hold the sequencer's lock
+# (see hub.store.database) for longer than that; the surviving replicas then take it.
+PG_SESSION = {
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+    "idle_in_transaction_session_timeout": "15000",
+}
+
+
 def _async_engine(url: str, *, writer: bool) -> AsyncEngine:
-    options: dict[str, Any] = {
-        "pool_size": 1 if writer else READ_POOL_SIZE,
-        "max_overflow": 0,
-        "pool_pre_ping": True,
-    }
+    settings = dict(PG_SESSION, application_name="schakel-hub-" + ("write" if writer else "read"))
     if not writer:
-        options["connect_args"] = {"server_settings": {"default_transaction_read_only": "on"}}
-    return create_async_engine(url, **options)
+        settings["default_transaction_read_only"] = "on"
+    return create_async_engine(
+        url,
+        pool_size=1 if writer else READ_POOL_SIZE,
+        max_overflow=0,
+        pool_pre_ping=True,
+        connect_args={"server_settings": settings},
+    )
 
 
 class AsyncEngines:
