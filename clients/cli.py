@@ -1059,9 +1059,11 @@ def events(settings: Settings, after: int, follow: bool) -> None:
         async with _Session(settings) as organisation:
             cursor = await _print_events(settings, organisation, after)
             while follow:
-                try:
-                    async for notice in organisation.hub.live():
-                        if isinstance(notice, EventNotice) and notice.cursor > cursor:
+                try:  # once the socket is open, and on each new event: print what is new
+                    async for notice in organisation.hub.live(opened=True):
+                        if notice is None or (
+                            isinstance(notice, EventNotice) and notice.cursor > cursor
+                        ):
                             cursor = await _print_events(settings, organisation, cursor)
                 except HubUnreachable as exc:
                     click.echo(f"warning: {exc}; retrying in 10 s", err=True)

@@ -609,21 +609,28 @@ class HubClient:
     async def ack(self, message_id: str) -> None:
         await self._call("POST", f"/v1/messages/{_message_id(message_id)}/ack")
 
-    async def notifications(self) -> AsyncIterator[Notice]:
-        """Message notices from the hub's WebSocket until it closes (events are skipped)."""
-        async for notice in self._frames(events=False):
-            if isinstance(notice, Notice):
+    async def notifications(self, *, opened: bool = False) -> AsyncIterator[Notice | None]:
+        """Message notices from the hub's WebSocket until it closes (events are skipped).
+
+        With ``opened``, first ``None`` as soon as the socket is open: what arrives from
+        then on is announced, so the caller reads what waits *now* and misses nothing.
+        """
+        async for notice in self._frames(events=False, opened=opened):
+            if notice is None or isinstance(notice, Notice):
                 yield notice
 
-    async def live(self) -> AsyncIterator[Notice | EventNotice]:
+    async def live(self, *, opened: bool = False) -> AsyncIterator[Notice | EventNotice | None]:
         """Message notices and event notices, each as its own type, until the socket closes.
 
-        Reconnecting is the caller's; a frame that is not well formed is skipped.
+        ``opened`` as for :meth:`notifications`. Reconnecting is the caller's; a frame that
+        is not well formed is skipped.
         """
-        async for notice in self._frames(events=True):
+        async for notice in self._frames(events=True, opened=opened):
             yield notice
 
-    async def _frames(self, *, events: bool) -> AsyncIterator[Notice | EventNotice]:
+    async def _frames(
+        self, *, events: bool, opened: bool
+    ) -> AsyncIterator[Notice | EventNotice | None]:
         if self._session is None:
             raise ClientError("HubClient is not open: use 'async with HubClient(...)'")
         for refreshed in (False, True):
@@ -649,6 +656,8 @@ class HubClient:
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
                 raise HubUnreachable(f"hub {self.base_url} unreachable: {_cause(exc)}") from exc
             async with socket:
+                if opened:
+                    yield None
                 async for message in socket:
                     if message.type != aiohttp.WSMsgType.TEXT:
                         break

@@ -536,12 +536,12 @@ class Organisation:
     async def watch(self) -> AsyncIterator[ReceivedMessage | RejectedMessage]:
         """Everything waiting, then each new message as the hub announces it.
 
-        Ends when the hub closes the WebSocket; reconnecting is the caller's choice.
+        What waits is read once the WebSocket is open, so nothing that arrives in between
+        goes unannounced. Ends when the hub closes the WebSocket; reconnecting (and so
+        reading what waits again) is the caller's choice.
         """
-        for item in _items(await self.receive()):
-            yield item
-        async for notice in self.hub.notifications():
-            if notice.cursor <= self.state.cursor:
+        async for notice in self.hub.notifications(opened=True):
+            if notice is not None and notice.cursor <= self.state.cursor:
                 continue
             for item in _items(await self.receive()):
                 yield item

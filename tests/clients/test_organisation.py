@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,7 @@ class MemoryClient:
     hub: MemoryHub
     org: str
     notices: list[Notice] = field(default_factory=list)
+    on_open: Callable[[], Awaitable[None]] | None = None  # runs as the socket opens
 
     async def publish_certificate(self, der: bytes) -> dict[str, Any]:
         self.hub.certificates[self.org] = der
@@ -107,7 +108,11 @@ class MemoryClient:
     async def ack(self, message_id: str) -> None:
         self.hub.acked.add((self.org, message_id))
 
-    async def notifications(self) -> AsyncIterator[Notice]:
+    async def notifications(self, *, opened: bool = False) -> AsyncIterator[Notice | None]:
+        if self.on_open is not None:
+            await self.on_open()
+        if opened:
+            yield None
         for notice in self.notices:
             yield notice
 
@@ -391,3 +396,17 @@ async def test_watch_yields_what_waits_then_what_is_announced(net: Network) -> N
             second = await police.send_signal(second_payload, ["ggd"])
             client.notices.extend([Notice(1, first), Notice(2, second)])
     assert seen == [first, second]
+
+
+async def test_watch_misses_nothing_that_arrives_while_the_socket_opens(net: Network) -> None:
+    police, ggd = await ready(net, "politie"), await ready(net, "ggd")
+    client = ggd.hub
+    assert isinstance(client, MemoryClient)
+    sent: list[str] = []
+
+    async def send_unannounced() -> None:  # accepted before the hub knew of the socket
+        sent.append(await police.send_signal(signal(), ["ggd"]))
+
+    client.on_open = send_unannounced
+    seen = [item.id async for item in ggd.watch()]
+    assert seen == sent and len(sent) == 1
