@@ -9,10 +9,11 @@ its use-case committed with the action.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from aiohttp import web
 
 from hub import audit, auth, directory, relay
 from hub.audit import Scope
-from hub.config import Clock, HubConfig, Rng
+from hub.config import Clock, HubConfig, IPAddress, Networks, Rng, unmapped
 from hub.errors import Malformed, NotFound, Unauthorized, Unavailable
 from hub.notify import Notifier
 from hub.problems import ORG, REQUEST_ID, read_json
@@ -40,6 +41,9 @@ JSON = "application/json"
 USER_HEADER = "Schakel-User"
 PURPOSE_HEADER = "Schakel-Purpose"
 PURPOSE_TEXT_HEADER = "Schakel-Purpose-Text"
+FORWARDED_FOR_HEADER = "X-Forwarded-For"
+MAX_FORWARDED_CHARS = 1024  # of X-Forwarded-For read, from its end
+MAX_FORWARDED_HOPS = 20  # entries walked at most
 # Percent-encoded UTF-8: at most 4 bytes a character, 3 header characters a byte.
 MAX_PURPOSE_TEXT_HEADER = MAX_PURPOSE_TEXT_CHARS * 4 * 3
 _PERCENT_ENCODED = frozenset(
@@ -73,8 +77,55 @@ def services(request: web.Request) -> Services:
     return request.app[SERVICES]
 
 
-def client_address(request: web.Request) -> str:
-    return (request.remote or "-")[:64]
+def client_address(request: web.Request) -> str | None:
+    """The client's IP address text: the TCP peer, or behind a trusted proxy the address
+    it forwarded (:func:`forwarded_client`). None when the peer is not an IP address."""
+    forwarded = request.headers.getall(FORWARDED_FOR_HEADER, [])
+    address = forwarded_client(request.remote, forwarded, services(request).config.trusted_proxies)
+    return None if address is None else str(address)
+
+
+def forwarded_client(
+    peer: str | None, forwarded_for: Sequence[str], trusted: Networks
+) -> IPAddress | None:
+    """The client address of a request from ``peer`` carrying ``X-Forwarded-For``.
+
+    Only a trusted peer's header is read. It is walked from right to left (the nearest
+    hop first) past the trusted proxies; the first address that is not trusted is the
+    client. The walk stops at a malformed entry, and after the rightmost
+    ``MAX_FORWARDED_HOPS`` entries within the last ``MAX_FORWARDED_CHARS`` characters;
+    where it stops, the last trusted hop is the client. (Entries further left were
+    written by the client: a long or broken prefix can not hide the address the
+    trusted proxies saw.)
+    """
+    try:
+        hop = unmapped(ipaddress.ip_address(peer or ""))
+    except ValueError:
+        return None
+    if hop not in trusted:
+        return hop
+    for entry in _rightmost_entries(",".join(forwarded_for)):
+        try:
+            address = ipaddress.ip_address(entry.strip(" \t"))
+        except ValueError:
+            return hop
+        if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+            return hop
+        hop = unmapped(address)
+        if hop not in trusted:
+            return hop
+    return hop
+
+
+def _rightmost_entries(header: str) -> list[str]:
+    """Up to ``MAX_FORWARDED_HOPS`` whole entries from the end of ``header``, nearest first."""
+    if not header:
+        return []
+    tail = header[-MAX_FORWARDED_CHARS:]
+    entries = tail.split(",")
+    if len(tail) < len(header):
+        entries = entries[1:]  # cut in the middle, perhaps: never read a partial address
+    return entries[::-1][:MAX_FORWARDED_HOPS]
 
 
 def parse_user(header: str | None) -> str:
@@ -138,7 +189,7 @@ async def audited(request: web.Request, action: str, object_type: str) -> AsyncI
         action=action,
         object_type=object_type,
         request_id=request[REQUEST_ID],
-        source=audit.address_text(request.remote),
+        source=client_address(request),
     )
     async with audit.audited(s.store, s.clock, scope):
         yield scope
@@ -161,7 +212,7 @@ async def authenticate(request: web.Request, scope: Scope, *, purpose: bool = Fa
             authorization=request.headers.get("Authorization"),
         )
     except Unauthorized:
-        s.address_limits.check(client_address(request))  # failures count per address
+        s.address_limits.check(client_address(request) or "-")  # failures count per address
         raise
     s.org_limits.check(caller.org)
     request[ORG] = caller.org
@@ -174,7 +225,7 @@ async def authenticate(request: web.Request, scope: Scope, *, purpose: bool = Fa
 
 
 def limit_address(request: web.Request) -> None:
-    services(request).address_limits.check(client_address(request))
+    services(request).address_limits.check(client_address(request) or "-")
 
 
 async def body_of(request: web.Request, *, large: bool = False) -> object:

@@ -2,7 +2,7 @@
 
 ``make_app`` wires one :class:`~hub.api.Services` together: store (migrated
 and its writer started on startup, drained and closed on cleanup), token
-service, notifier and rate limits, behind the access-log and problem
+service, notifier and rate limits, behind the access-log, metrics and problem
 middlewares. ``serve`` runs it with explicit HTTP parser bounds and a
 graceful shutdown.
 """
@@ -27,6 +27,7 @@ from hub.config import Clock, HubConfig, Rng, system_clock
 from hub.directory import TrustCache
 from hub.escalation import Escalator
 from hub.logs import access_log_middleware
+from hub.metrics import Metrics, add_metrics_route, metrics_middleware
 from hub.notify import Notifier, notifier_for
 from hub.problems import problem_middleware
 from hub.ratelimit import TokenBucket
@@ -126,9 +127,11 @@ def make_app(
         heads=heads,
         escalator=escalator,
     )
+    metrics = Metrics()
     app = web.Application(
         middlewares=[
             access_log_middleware(logging.getLogger("hub.access")),
+            metrics_middleware(metrics),
             problem_middleware(logging.getLogger("hub.errors")),
         ],
         client_max_size=limits.client_max_size,
@@ -156,6 +159,7 @@ def make_app(
     add_routes(app, websocket=websocket)
     add_audit_routes(app)
     add_case_routes(app)
+    add_metrics_route(app, metrics)
     return app
 
 
@@ -166,13 +170,18 @@ async def serve(
     hub_certificate_der: bytes | None = None,
     log_signing_key: Ed25519PrivateKey | None = None,
     stop: asyncio.Event | None = None,
+    migrate: bool = True,
 ) -> None:
-    """Run the hub on ``config.host:config.port`` until SIGINT/SIGTERM (or ``stop`` is set)."""
+    """Run the hub on ``config.host:config.port`` until SIGINT/SIGTERM (or ``stop`` is set).
+
+    ``migrate=False`` leaves the schema alone (replicas behind ``schakel hub migrate``).
+    """
     app = make_app(
         config,
         token_key_pem=token_key_pem,
         hub_certificate_der=hub_certificate_der,
         log_signing_key=log_signing_key,
+        migrate=migrate,
     )
     limits = config.limits
     runner = web.AppRunner(

@@ -14,7 +14,6 @@ pseudonyms only for the ``create`` of a message (its header pseudonyms).
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -33,14 +32,6 @@ DENIED = "denied"
 
 class AuditLogError(Exception):
     """The access log moved while an entry was being appended (it was not stored)."""
-
-
-def address_text(remote: str | None) -> str | None:
-    """The client address as an entry holds it: an IP address text, else None."""
-    try:
-        return str(ipaddress.ip_address(remote or ""))
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +77,9 @@ class Event:
 class Scope:
     """The audit entry of one request, filled in as the request is understood.
 
-    ``object_ids`` are set once known (a message id only after the envelope parsed).
+    ``source`` is the client address (:func:`hub.api.client_address`: the TCP peer, or
+    behind a trusted proxy the address it forwarded). ``object_ids`` are set once known
+    (a message id only after the envelope parsed).
     ``recorded`` becomes true once an entry for this request committed. A denied
     ``login`` is recorded as ``login-failed``.
     """

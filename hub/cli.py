@@ -6,6 +6,7 @@
     schakel hub import-cert cert.pem --root root.pem --dir hubkeys
     schakel hub migrate --database-url sqlite+aiosqlite:///var/hub.db
     schakel hub serve --dir hubkeys --host 127.0.0.1 --port 8443
+    schakel hub serve --no-migrate ...   # replicas: `schakel hub migrate` ran before
 
 The passphrase of the key directory comes from ``--passphrase-fd N``, else
 the environment variable named by ``--passphrase-env`` (default
@@ -32,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hub.config import DEFAULT_DATABASE_URL, ConfigError, HubConfig, check_database_url
 from hub.logs import configure_logging
-from hub.store import Store
+from hub.store import Store, head_revision
 from keys.errors import KeysError
 from keys.hub import HubKeys
 from keys.keyfile import kdf_params_from_env, read_bounded
@@ -203,6 +204,15 @@ def _ensure_sqlite_dir(url: str) -> None:
 @_database_option
 @_passphrase_options
 @click.option("--log-level", default="INFO", show_default=True, help="Logging level.")
+@click.option(
+    "--migrate/--no-migrate",
+    default=True,
+    envvar="SCHAKEL_HUB_MIGRATE",
+    show_default=True,
+    help="Migrate the database at startup (env SCHAKEL_HUB_MIGRATE=0 for --no-migrate). "
+    "Replicas take --no-migrate, so that they never race to migrate: they then refuse to "
+    "start unless the database is at the newest revision.",
+)
 def serve(
     directory: Path,
     host: str | None,
@@ -211,8 +221,9 @@ def serve(
     passphrase_env: str,
     passphrase_fd: int | None,
     log_level: str,
+    migrate: bool,
 ) -> None:
-    """Migrate the database and run the hub until SIGINT or SIGTERM."""
+    """Migrate the database (unless --no-migrate) and run the hub until SIGINT or SIGTERM."""
     from hub.app import serve as run  # aiohttp is needed only here
 
     keys = HubKeys.open(directory, _passphrase(passphrase_env, passphrase_fd))
@@ -220,7 +231,10 @@ def serve(
     config = HubConfig.from_env(os.environ, network=keys.network, root_der=keys.root.der)
     overrides: dict[str, Any] = {"host": host, "port": port, "database_url": database_url}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
-    _ensure_sqlite_dir(config.database_url)
+    if migrate:
+        _ensure_sqlite_dir(config.database_url)
+    else:
+        asyncio.run(_require_newest_revision(config.database_url))
     configure_logging(log_level.upper(), stream=sys.stderr)
     click.echo(
         json.dumps({"listening": f"{config.host}:{config.port}", "network": config.network}),
@@ -232,5 +246,18 @@ def serve(
             token_key_pem=keys.token_key_pem,
             hub_certificate_der=None if cert is None else cert.der,
             log_signing_key=None if cert is None else keys.signing_key,
+            migrate=migrate,
         )
     )
+
+
+async def _require_newest_revision(url: str) -> None:
+    """Fail unless the database is at the newest revision this code knows."""
+    store = Store(url)
+    try:
+        revision = await store.revision()
+    finally:
+        await store.close()
+    if revision != head_revision():
+        at = "has no schema" if revision is None else f"is at revision {revision}"
+        _fail(f"the database {at}, not {head_revision()}: run `schakel hub migrate` first")

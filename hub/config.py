@@ -7,8 +7,9 @@ Nothing else in the hub reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any
@@ -25,6 +26,9 @@ Clock = Callable[[], int]
 
 Rng = Callable[[int], bytes]
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 EscalationLimits = Mapping[str, Deadline]
 # How long a referral may wait at each open step before it is escalated.
 DEFAULT_ESCALATION: EscalationLimits = MappingProxyType(
@@ -40,6 +44,8 @@ KIB = 1024
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/hub.db"
 _DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 ENV_PREFIX = "SCHAKEL_HUB_"
+MAX_NETWORKS = 32  # in one list of networks (trusted proxies, metrics scrapers)
+LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 
 def system_clock() -> int:
@@ -106,6 +112,10 @@ class HubConfig:
     port: int = 8443
     limits: Limits = field(default_factory=Limits)
     escalation: EscalationLimits = field(default_factory=lambda: DEFAULT_ESCALATION)
+    # Reverse proxies whose X-Forwarded-For the hub believes (hub.api.client_address).
+    trusted_proxies: Networks = field(default_factory=lambda: Networks(()))
+    # Peers that may read GET /metrics; everyone else gets 404.
+    metrics_from: Networks = field(default_factory=lambda: parse_networks("metrics_from", LOOPBACK))
 
     def __post_init__(self) -> None:
         try:
@@ -129,14 +139,20 @@ class HubConfig:
         ):
             raise ConfigError("escalation limits are per open step: " + ", ".join(OPEN_STEPS))
         object.__setattr__(self, "escalation", MappingProxyType(dict(self.escalation)))
+        for name in ("trusted_proxies", "metrics_from"):
+            value = getattr(self, name)
+            if not isinstance(value, Networks):
+                object.__setattr__(self, name, parse_networks(name, value))
+        _refuse_everyone("trusted_proxies", self.trusted_proxies)
 
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str], *, network: NetworkId, root_der: bytes
     ) -> HubConfig:
         """Build from ``SCHAKEL_HUB_*`` variables (``DATABASE_URL``, ``HOST``, ``PORT``,
-        ``ISSUER``, ``AUDIENCE``, ``LIMIT_<NAME>`` for each limit, and
-        ``ESCALATE_<STEP>`` for each open referral step: ``2wd``, ``36h`` or ``off``)."""
+        ``ISSUER``, ``AUDIENCE``, ``LIMIT_<NAME>`` for each limit,
+        ``ESCALATE_<STEP>`` for each open referral step: ``2wd``, ``36h`` or ``off``, and
+        ``TRUSTED_PROXIES`` and ``METRICS_FROM``: comma-separated networks)."""
         values: dict[str, Any] = {}
         for name in ("database_url", "host", "issuer", "audience"):
             if (text := environ.get(ENV_PREFIX + name.upper())) is not None:
@@ -149,6 +165,11 @@ class HubConfig:
             if (text := environ.get(ENV_PREFIX + key)) is not None:
                 limits[item.name] = _env_int(key, text)
         values["escalation"] = _escalation_from_env(environ)
+        for name in ("trusted_proxies", "metrics_from"):
+            key = ENV_PREFIX + name.upper()
+            if (text := environ.get(key)) is not None:
+                values[name] = parse_networks(key, text.split(","))
+        _refuse_everyone(ENV_PREFIX + "TRUSTED_PROXIES", values.get("trusted_proxies"))
         return cls(network=network, root_der=root_der, limits=Limits(**limits), **values)
 
     @classmethod
@@ -161,6 +182,75 @@ class HubConfig:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+@dataclass(frozen=True, slots=True)
+class Networks:
+    """A short list of IP networks, and whether an address lies in one of them.
+
+    An IPv4 address mapped into IPv6 (``::ffff:192.0.2.1``, as a dual-stack socket
+    reports IPv4 peers) counts as the IPv4 address.
+    """
+
+    networks: tuple[IPNetwork, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "networks", tuple(self.networks))
+        if not all(
+            isinstance(n, ipaddress.IPv4Network | ipaddress.IPv6Network) for n in self.networks
+        ):
+            raise TypeError("Networks holds ipaddress networks; parse texts with parse_networks")
+
+    def __contains__(self, address: object) -> bool:
+        if not isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            return False
+        plain = unmapped(address)
+        return any(plain in network for network in self.networks)
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+
+def unmapped(address: IPAddress) -> IPAddress:
+    """``address``, or the IPv4 address it maps if it is ``::ffff:a.b.c.d``."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def parse_networks(name: str, items: str | Iterable[object]) -> Networks:
+    """Networks from CIDR texts (``10.0.0.0/8``, ``::1/128``; a bare address is a /32 or
+    /128), blank texts skipped. ConfigError naming ``name`` on a bad one or too many."""
+    if isinstance(items, str):
+        items = items.split(",")
+    found = [
+        _network(name, item) for item in items if not (isinstance(item, str) and not item.strip())
+    ]
+    if len(found) > MAX_NETWORKS:
+        raise ConfigError(f"{name}: at most {MAX_NETWORKS} networks")
+    return Networks(tuple(found))
+
+
+def _refuse_everyone(name: str, networks: Networks | None) -> None:
+    """A trusted /0 would let every peer choose its client address."""
+    if networks is not None and any(net.prefixlen == 0 for net in networks.networks):
+        raise ConfigError(f"{name}: a /0 network would trust every address")
+
+
+def _network(name: str, item: object) -> IPNetwork:
+    if isinstance(item, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return item
+    if not isinstance(item, str):
+        raise ConfigError(f"{name}: networks are given as CIDR texts")
+    text = item.strip()
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        shown = repr(text[:60]) if text.isprintable() else "a non-printable value"
+        raise ConfigError(
+            f"{name}: {shown} is not a network in CIDR notation (such as 10.0.0.0/8 or "
+            "::1/128, with no host bits set)"
+        ) from None
 
 
 def check_database_url(url: str) -> None:

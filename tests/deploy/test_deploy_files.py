@@ -10,24 +10,30 @@ programs are on PATH, and skip with the reason otherwise.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import click
+import click.testing
 import pytest
+import sqlalchemy
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from fresh_databases import Databases
 from sqlalchemy.engine import make_url
 
+from hub import app as hub_app
 from hub import cli as hub_cli
 from hub.config import (
     DEFAULT_ESCALATION,
@@ -37,8 +43,10 @@ from hub.config import (
     Limits,
     check_database_url,
 )
+from hub.store import Store, head_revision
 from protocol.referral import OPEN_STEPS
 from protocol.types import NetworkId, parse_network_id
+from schakel import demo as demo_network
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -431,6 +439,13 @@ class TestEnvExample:
             name = f"{ENV_PREFIX}LIMIT_{item.name.upper()}"
             assert shown[name] == str(item.default), f"{name} shows a wrong default"
         assert shown[f"{ENV_PREFIX}PORT"] == str(HubConfig.__dataclass_fields__["port"].default)
+        defaults = HubConfig(_network(), b"\x30")
+        shown_from = HubConfig.from_env(
+            {f"{ENV_PREFIX}METRICS_FROM": shown[f"{ENV_PREFIX}METRICS_FROM"]},
+            network=_network(),
+            root_der=b"\x30",
+        )
+        assert shown_from.metrics_from == defaults.metrics_from
         for step in OPEN_STEPS:
             name = f"{ENV_PREFIX}ESCALATE_{step.upper()}"
             default = DEFAULT_ESCALATION.get(step)
@@ -519,6 +534,109 @@ def test_hub_unit_runs_one_replica_per_port_after_migration() -> None:
     assert service["LoadCredentialEncrypted"] == ["passphrase:/etc/schakel/hub-passphrase.cred"]
     stop = int(service["TimeoutStopSec"][0].rstrip("s"))
     assert stop > Limits().shutdown_timeout
+
+
+def test_hub_unit_leaves_migration_to_the_migrate_unit() -> None:
+    (command,) = read_unit(HUB_UNIT)["Service"]["ExecStart"]
+    assert " --no-migrate" in command
+    options = {opt for p in hub_cli.serve.params if isinstance(p, click.Option) for opt in p.opts}
+    assert "--port" in options
+    assert "--no-migrate" in {o for p in hub_cli.serve.params for o in p.secondary_opts}
+
+
+# -- `schakel hub serve --no-migrate`: replicas check the schema, never migrate it ----------
+
+
+@pytest.fixture
+def hub_dir(tmp_path: Path) -> tuple[Path, str]:
+    """The key directory of a provisioned hub, and its passphrase."""
+    demo = demo_network.provision(tmp_path / "demo", now=int(time.time()), orgs={})
+    return demo.hub_dir, demo.passphrase.decode()
+
+
+class _Served:
+    """Stands in for hub.app.serve: records how it was called, returns at once."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    async def __call__(self, config: HubConfig, **options: Any) -> None:
+        self.calls.append({"database_url": config.database_url, **options})
+
+
+def _serve(hub_dir: tuple[Path, str], url: str, *args: str, **env: str) -> click.testing.Result:
+    directory, passphrase = hub_dir
+    command = ["serve", "--dir", str(directory), "--database-url", url, "--port", "0", *args]
+    runner = click.testing.CliRunner()
+    return runner.invoke(hub_cli.hub, command, env={"SCHAKEL_PASSPHRASE": passphrase, **env})
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> _Served:
+    fake = _Served()
+    monkeypatch.setattr(hub_app, "serve", fake)
+    monkeypatch.setattr(hub_cli, "configure_logging", lambda *args, **kwargs: None)
+    return fake
+
+
+def _stamp(url: str, revision: str) -> None:
+    """Set the database's recorded revision (its tables stay as they are)."""
+
+    async def stamp() -> None:
+        store = Store(url)
+        try:
+            await store._engines.write(
+                lambda conn: conn.execute(
+                    sqlalchemy.text("UPDATE alembic_version SET version_num = :r"), {"r": revision}
+                )
+            )
+        finally:
+            await store.close()
+
+    asyncio.run(stamp())
+
+
+@pytest.mark.parametrize("how", [("--no-migrate",), ("--migrate", "--no-migrate")])
+def test_no_migrate_refuses_a_database_without_schema(
+    databases: Databases, hub_dir: tuple[Path, str], served: _Served, how: tuple[str, ...]
+) -> None:
+    url = asyncio.run(databases.new(empty=True))
+    result = _serve(hub_dir, url, *how)
+    assert result.exit_code == 1, result.output
+    assert result.output == (
+        f"Error: the database has no schema, not {head_revision()}: "
+        "run `schakel hub migrate` first\n"
+    )
+    assert served.calls == []
+
+
+def test_no_migrate_from_the_environment(
+    databases: Databases, hub_dir: tuple[Path, str], served: _Served
+) -> None:
+    url = asyncio.run(databases.new(empty=True))
+    result = _serve(hub_dir, url, SCHAKEL_HUB_MIGRATE="0")
+    assert result.exit_code == 1 and "run `schakel hub migrate` first" in result.output
+    assert _serve(hub_dir, url, SCHAKEL_HUB_MIGRATE="1").exit_code == 0
+    assert [call["migrate"] for call in served.calls] == [True]
+
+
+def test_no_migrate_refuses_an_older_revision_and_accepts_the_newest(
+    databases: Databases, hub_dir: tuple[Path, str], served: _Served
+) -> None:
+    url = asyncio.run(databases.new(empty=True))
+    migrated = click.testing.CliRunner().invoke(hub_cli.hub, ["migrate", "--database-url", url])
+    assert migrated.exit_code == 0, migrated.output
+    assert head_revision() != "0002"
+    _stamp(url, "0002")
+    result = _serve(hub_dir, url, "--no-migrate")
+    assert result.exit_code == 1
+    assert f"the database is at revision 0002, not {head_revision()}" in result.output
+    assert served.calls == []
+    _stamp(url, head_revision())
+    result = _serve(hub_dir, url, "--no-migrate")
+    assert result.exit_code == 0, result.output
+    ((call),) = served.calls
+    assert (call["database_url"], call["migrate"]) == (url, False)
 
 
 def test_migrate_unit_is_a_oneshot_migration() -> None:
@@ -625,8 +743,25 @@ class TestNginxConfig:
 
     def test_forwarded_headers(self) -> None:
         headers = _directive(self.text, "proxy_set_header")
-        assert "X-Forwarded-For $remote_addr" in headers  # set, never appended
+        # Appended: the hub walks it from the right past SCHAKEL_HUB_TRUSTED_PROXIES.
+        assert "X-Forwarded-For $proxy_add_x_forwarded_for" in headers
+        assert not any(h.startswith("X-Forwarded-For $remote_addr") for h in headers)
         assert "X-Request-Id $request_id" in headers
+
+    def test_metrics_are_not_served_to_the_outside(self) -> None:
+        found = re.search(r"location = /metrics \{\n(.*?)\n    \}\n", self.text, re.S)
+        assert found is not None, "no `location = /metrics`"
+        block = found[1]  # its JSON body holds braces: read up to the block's own
+        assert "proxy_pass" not in block
+        (answer,) = _directive(block, "return")
+        status, body = answer.split(" ", 1)
+        assert status == "404"
+        assert json.loads(body.strip("'")) == {
+            "type": "urn:schakel:problem:not-found",
+            "title": "Not found",
+            "status": 404,
+            "detail": "Not found",
+        }
 
     def test_access_log_has_no_query_or_client_address(self) -> None:
         log_format = self.text[self.text.index("log_format") :]

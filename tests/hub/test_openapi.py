@@ -116,6 +116,7 @@ def test_security_matches_the_contract(doc: dict[str, Any]) -> None:
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/v1/openapi.json"),
+        ("GET", "/metrics"),  # no token: the peer's network decides (hub.metrics)
     }
     assert doc["components"]["securitySchemes"]["bearerAuth"] == {
         **doc["components"]["securitySchemes"]["bearerAuth"],

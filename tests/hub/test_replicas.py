@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
+from hub.api import SERVICES
 from hub.store import Store, head_revision
 from hub.store.database import SEQUENCER_LOCK
 from hub.store.engines import PG_SESSION
@@ -96,3 +97,20 @@ async def test_the_sequencer_moves_when_the_replica_holding_it_dies(hub: HubHarn
     assert [e.index for e in after] == list(range(len(after)))  # gap-free
     assert after[: len(before)] == before
     assert after[-1].action == "create" and after[-1].object_ids == (envelope.header.id,)
+
+
+async def test_two_replicas_escalating_at_once_raise_each_escalation_once(
+    hub: HubHarness,
+) -> None:
+    from test_referrals import Chain  # the referral scenario of tests/hub/test_referrals.py
+
+    chain = await Chain(hub).start()
+    await chain.refer()
+    hub.clock.advance(14 * 86400)  # far past every step's limit
+    async with hub.replica() as other:
+        theirs = other.server.app[SERVICES].escalator  # type: ignore[union-attr]
+        counts = await asyncio.gather(hub.escalator.escalate_now(), theirs.escalate_now())
+    assert min(counts) == 0 and max(counts) > 0  # one replica raised it, the other found it done
+    await chain.relogin()
+    events = (await chain.get("/v1/events"))["events"]
+    assert len([e for e in events if e["kind"] == "escalation"]) == 1
