@@ -33,7 +33,7 @@ from protocol.envelope import (
 )
 from protocol.errors import EncodingError, OpenError, ValidationError, VerificationError
 from protocol.keybundle import SUITE, KeyBundle, kem_private_key, kem_public_bytes, verify_bundle
-from protocol.types import CaseRef, Fingerprint, MessageId, NetworkId, OrgId
+from protocol.types import CaseRef, Fingerprint, MessageId, NetworkId, OrgId, parse_message_id
 
 VECTOR_DIR = Path(__file__).resolve().parents[1] / "vectors"
 VECTOR_FILE = VECTOR_DIR / "envelope.json"
@@ -280,6 +280,15 @@ def test_new_message_id(parties: dict[str, Any]) -> None:
     assert new_message_id(rng) != first
     with pytest.raises(ValueError, match="exactly 16 bytes"):
         new_message_id(lambda n: b"\x00" * (n - 1))
+
+
+@pytest.mark.parametrize("first", [0xF8, 0xF9, 0xFA, 0xFB])  # the six bits of "-"
+def test_a_new_message_id_never_starts_with_a_dash(first: int) -> None:
+    raw = bytes([first]) + bytes(range(15))
+    made = new_message_id(lambda n: raw)
+    assert made[0] == "e" and b64d(made)[1:] == raw[1:]  # one bit flipped, nothing else
+    assert parse_message_id("-" + made[1:]) == "-" + made[1:]  # others' ids stay valid
+    assert new_message_id(lambda n: b"\xf4" + raw[1:])[0] == "9"  # other values untouched
 
 
 # --- tampering: every variant fails to open with the one message -------------------------
