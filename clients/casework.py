@@ -31,6 +31,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from clients.caseanswers import (
+    MAX_PAGE,
+    STATUS_CODES,
+    CaseDetail,
+    CaseSummary,
+    TimelineEntry,
+)
 from clients.comensha import (
     REGISTRATION_COLUMNS,
     STATISTICS_COLUMNS,
@@ -40,13 +47,6 @@ from clients.comensha import (
     write_csv,
 )
 from clients.errors import ClientError, HubProblem, NotReady, PayloadInvalid, VerificationFailed
-from clients.hub_client import (
-    MAX_PAGE,
-    STATUS_CODES,
-    CaseDetail,
-    CaseSummary,
-    TimelineEntry,
-)
 from clients.payloads import validate_payload
 from protocol import referral as machine
 from protocol.errors import ProtocolError

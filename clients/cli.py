@@ -8,7 +8,8 @@ Everything lives under ``--home`` (``SCHAKEL_HOME``)::
 Exit codes: 0 done, 1 refused or failed, 2 usage, 3 hub unreachable,
 4 something did not verify, 5 the hub's access log does not match what this
 client saw before (or an entry does not match a signed tree head). Errors are
-one line on stderr, ``error: ...``.
+one line on stderr, ``error: ...``. The coordinator's case commands live in
+:mod:`clients.cli_casework`, imported at the end of this module.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from typing import Any, TypeVar
 
 import click
 
-from clients import casework
 from clients.errors import (
     AuditLogInconsistent,
     ClientError,
@@ -34,17 +34,8 @@ from clients.errors import (
     VerificationFailed,
 )
 from clients.hub_client import (
-    CASE_SORTS,
-    CASE_STATES,
-    MAX_PAGE,
-    STATUS_CODES,
-    CaseSummary,
-    Event,
-    EventNotice,
     HubClient,
-    OpenReferral,
     Purpose,
-    TimelineEntry,
 )
 from clients.organisation import Organisation, ReceivedMessage, RejectedMessage
 from clients.payloads import identity_of, summary_of, validate_payload
@@ -54,7 +45,7 @@ from keys.keyfile import kdf_params_from_env, write_public_file
 from keys.organisation import OrgKeys
 from keys.passphrase import get_passphrase
 from protocol.auditlog import PURPOSES
-from protocol.certificate import MAX_CERT_BYTES, ORG_TYPES
+from protocol.certificate import MAX_CERT_BYTES
 from protocol.encoding import canonical_json, loads_strict
 from protocol.errors import ProtocolError, ValidationError
 from protocol.pseudonym import Identity, normalise_date
@@ -62,9 +53,6 @@ from protocol.types import parse_network_id, parse_org_id
 
 EXIT_FAILED, EXIT_UNREACHABLE, EXIT_UNVERIFIED, EXIT_LOG_INCONSISTENT = 1, 3, 4, 5
 MAX_SIGNAL_FILE = 64 * 1024
-DECLINE_REASONS = (
-    "no_capacity", "not_eligible", "person_unreachable", "person_declined", "safety", "other",
-)  # fmt: skip
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -677,80 +665,6 @@ def _cert_json(cert: Any) -> dict[str, Any]:
     }
 
 
-@org.command()
-@click.argument("referral_id", required=False)
-@click.argument("code", required=False, type=click.Choice(STATUS_CODES), metavar="[CODE]")
-@click.option(
-    "--file",
-    "status_file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="The whole status payload (schakel.status/1) as JSON.",
-)
-@click.option("--note", help="The explanation: builds the minimal status payload.")
-@click.option(
-    "--reason",
-    type=click.Choice(DECLINE_REASONS),
-    help="Why it was declined (with --note and code declined).",
-)
-@click.option("--started-on", help="The day care started, YYYY-MM-DD (with care_started).")
-@pass_settings
-@_guarded
-def status(
-    settings: Settings,
-    referral_id: str | None,
-    code: str | None,
-    status_file: Path | None,
-    note: str | None,
-    reason: str | None,
-    started_on: str | None,
-) -> None:
-    """Without arguments: this organisation's local status. With REFERRAL_ID CODE: move a
-    referral on (accepted, declined, care_started, closed) with --file or --note.
-
-    \b
-      schakel org status                      keys, linking keys, inbox (local only)
-      schakel org status ID accepted --note "we have a place from Monday"
-      schakel org status ID declined --note "full" --reason no_capacity
-    """
-    if referral_id is None:
-        if status_file or note or reason or started_on:
-            raise click.UsageError("--file, --note, --reason, --started-on need REFERRAL_ID CODE")
-        _local_status(settings)
-        return
-    if code is None:
-        raise click.UsageError("give the status CODE after the REFERRAL_ID")
-    payload = _status_payload(code, status_file, note, reason, started_on)
-    validate_payload("status", payload)
-
-    async def go() -> str:
-        async with _Session(settings) as organisation:
-            return await organisation.send_status(referral_id, code, payload)
-
-    message_id = _run(go())
-    _emit(
-        settings,
-        {"id": message_id, "referral": referral_id, "status": code},
-        f"sent status {code} about referral {referral_id}: {message_id}",
-    )
-
-
-def _status_payload(
-    code: str, path: Path | None, note: str | None, reason: str | None, started: str | None
-) -> dict[str, Any]:
-    if (path is None) == (note is None):
-        raise click.UsageError("give exactly one of --file or --note")
-    if path is not None:
-        if reason or started:
-            raise click.UsageError("--reason and --started-on go with --note, not --file")
-        return _load_json(path)
-    payload: dict[str, Any] = {"schema": "schakel.status/1", "status": code, "explanation": note}
-    if reason is not None:
-        payload["reason_code"] = reason
-    if started is not None:
-        payload["care_started_on"] = started
-    return payload
-
-
 def _local_status(settings: Settings) -> None:
     """Organisation, network, certificate, key bundles, linking keys and inbox (local only)."""
     keys = _open_keys(settings)
@@ -787,344 +701,6 @@ def _local_status(settings: Settings) -> None:
     )
 
 
-# -- case work: referrals, statuses and the coordinator's views ---------------------------
-
-
-def _time(seconds: int | None) -> str:
-    return "-" if seconds is None else time.strftime("%Y-%m-%d %H:%MZ", time.gmtime(seconds))
-
-
-def _plain(value: Any) -> Any:
-    """Dataclasses, mappings and tuples as plain JSON values."""
-    if hasattr(value, "__dataclass_fields__") and not isinstance(value, type):
-        return {name: _plain(getattr(value, name)) for name in value.__dataclass_fields__}
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
-
-
-@org.command()
-@click.option("--to", "recipient", required=True, help="The shelter, care or legal-aid org.")
-@click.option("--case", "case_ref", help="The case reference (coordinators only).")
-@click.option("--replaces", help="The declined referral this one replaces (its message id).")
-@click.option(
-    "--file",
-    "referral_file",
-    required=True,
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="The referral payload (schakel.referral/1) as JSON.",
-)
-@pass_settings
-@_guarded
-def refer(
-    settings: Settings,
-    recipient: str,
-    case_ref: str | None,
-    replaces: str | None,
-    referral_file: Path,
-) -> None:
-    """Refer a person to a shelter, care or legal-aid organisation."""
-    payload = _load_json(referral_file)
-    validate_payload("referral", payload)
-
-    async def go() -> str:
-        async with _Session(settings) as organisation:
-            return await organisation.send_referral(
-                payload, recipient, case=case_ref, replaces=replaces
-            )
-
-    message_id = _run(go())
-    _emit(
-        settings,
-        {"id": message_id, "to": recipient, "case": case_ref, "replaces": replaces},
-        f"sent referral {message_id} to {recipient}",
-    )
-
-
-@org.command()
-@click.option("--state", type=click.Choice(CASE_STATES), help="Only cases in this state.")
-@click.option("--type", "org_type", type=click.Choice(ORG_TYPES), help="With a signal from...")
-@click.option("--sort", type=click.Choice(CASE_SORTS), default="last", show_default=True)
-@click.option("--order", type=click.Choice(("desc", "asc")), default="desc", show_default=True)
-@click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=50, show_default=True)
-@click.option("--offset", type=click.IntRange(0), default=0)
-@pass_settings
-@_guarded
-def cases(
-    settings: Settings,
-    state: str | None,
-    org_type: str | None,
-    sort: str,
-    order: str,
-    limit: int,
-    offset: int,
-) -> None:
-    """The coordinator's cases: state, signals, organisation types, open referrals."""
-
-    async def go() -> Any:
-        async with _Session(settings) as organisation:
-            return await organisation.hub.cases(
-                state=state, type=org_type, sort=sort, order=order, limit=limit, offset=offset
-            )
-
-    page = _run(go())
-    head = f"{'case':<16}  {'state':<8} {'signals':>7}  {'first':<17}  {'last':<17}  open  types"
-    rows = [_case_row(c) for c in page.cases]
-    footer = f"{len(page.cases)} of {page.total} cases"
-    _emit(settings, _plain(page), "\n".join([head, *rows, footer]))
-
-
-def _case_row(case: CaseSummary) -> str:
-    types = ",".join(sorted({o.org_type for o in case.orgs})) or "-"
-    return (
-        f"{case.case:<16}  {case.state:<8} {case.signals:>7}  {_time(case.first_signal):<17}  "
-        f"{_time(case.last_signal):<17}  {case.open_referrals:>4}  {types}"
-    )
-
-
-@org.command()
-@click.argument("ref")
-@pass_settings
-@_guarded
-def case(settings: Settings, ref: str) -> None:
-    """One case: referrals with their step and due time, and the timeline with what
-    this organisation can read of each message shown inline."""
-
-    async def go() -> tuple[casework.CaseView, dict[str, OpenReferral]]:
-        async with _Session(settings) as organisation:
-            view = await organisation.case_view(ref)
-            open_now = await organisation.hub.referrals()
-            return view, {o.referral.id: o for o in open_now}
-
-    view, open_now = _run(go())
-    data = _plain(view.case) | {
-        "contents": {key: _plain(inline) for key, inline in view.contents.items()},
-        "due": {key: _plain(item) for key, item in open_now.items() if key in _ids(view)},
-    }
-    _emit(settings, data, _case_text(view, open_now))
-
-
-def _ids(view: casework.CaseView) -> set[str]:
-    return {r.id for r in view.case.referrals}
-
-
-def _case_text(view: casework.CaseView, open_now: Mapping[str, OpenReferral]) -> str:
-    summary = view.case.summary
-    lines = [f"case {summary.case}  state {summary.state}"]
-    if view.case.merged_from:
-        lines[0] += f"  (asked for {view.case.merged_from}, merged into this case)"
-    lines.append(
-        f"signals {summary.signals}, first {_time(summary.first_signal)}, last "
-        f"{_time(summary.last_signal)}, from "
-        + (", ".join(f"{o.org} ({o.org_type}) x{o.count}" for o in summary.orgs) or "-")
-    )
-    lines.append("referrals:" if view.case.referrals else "referrals: none")
-    for referral in view.case.referrals:
-        due = open_now.get(referral.id)
-        late = " OVERDUE" if due and due.overdue else ""
-        lines.append(
-            f"  {referral.id}  {referral.referrer} -> {referral.recipient} "
-            f"({referral.recipient_type})  {referral.step} since {_time(referral.step_at)}"
-            + (f", due {_time(due.due)}{late}" if due and due.due else "")
-        )
-    lines.append("timeline:" + (" (older entries left out)" if view.case.truncated else ""))
-    for entry in view.case.timeline:
-        lines.append("  " + _entry_text(entry))
-        inline = view.contents.get(entry.message) if entry.message else None
-        if inline is not None:
-            lines.extend(_inline_text(inline))
-    return "\n".join(lines)
-
-
-def _entry_text(entry: TimelineEntry) -> str:
-    at = _time(entry.at)
-    if entry.type in ("merge", "split"):
-        how = "automatic " if entry.automatic else ""
-        return f"{at}  {how}{entry.type} with {entry.other} ({len(entry.messages)} messages)"
-    if entry.type == "delivered":
-        return f"{at}  delivered to {entry.sender}: referral {entry.referral}"
-    to = ",".join(entry.recipients) or "-"
-    text = f"{at}  {entry.type:<8} {entry.message}  {entry.sender} ({entry.sender_type}) -> {to}"
-    return text + (f"  {entry.code} about {entry.referral}" if entry.type == "status" else "")
-
-
-def _inline_text(inline: casework.Inline) -> list[str]:
-    if inline.payload is None:
-        return [f"      [{inline.state}]"]
-    label = "      [written by this organisation]" if inline.state == casework.SENT else None
-    text = json.dumps(dict(inline.payload), indent=2, ensure_ascii=False, sort_keys=True)
-    body = ["      " + line for line in text.splitlines()]
-    return [label, *body] if label else body
-
-
-@org.command()
-@click.option("--limit", type=click.IntRange(1, MAX_PAGE), help="At most this many.")
-@pass_settings
-@_guarded
-def referrals(settings: Settings, limit: int | None) -> None:
-    """Open referrals: overdue first, with their age, step, who holds it and when due."""
-
-    async def go() -> tuple[OpenReferral, ...]:
-        async with _Session(settings) as organisation:
-            return await organisation.hub.referrals(limit)
-
-    found = sorted(_run(go()), key=_urgency)
-    head = f"{'referral':<22}  {'case':<16}  {'step':<12} {'holder':<16} {'age':>6}  due"
-    _emit(
-        settings,
-        {"referrals": _plain(found)},
-        "\n".join([head, *(_referral_row(item) for item in found)]) if found else "none open",
-    )
-
-
-def _urgency(item: OpenReferral) -> tuple[bool, int, int]:
-    """Overdue first (earliest due first), then the longest waiting."""
-    return (not item.overdue, item.due if item.overdue and item.due else 0, -item.waiting)
-
-
-def _referral_row(item: OpenReferral) -> str:
-    info = item.referral
-    late = "  OVERDUE" if item.overdue else ""
-    return (
-        f"{info.id:<22}  {info.case:<16}  {info.step:<12} {item.holder:<16} "
-        f"{_age(item.age):>6}  {_time(item.due)}{late}"
-    )
-
-
-def _age(seconds: int) -> str:
-    if seconds >= 86400:
-        return f"{seconds // 86400}d"
-    return f"{seconds // 3600}h" if seconds >= 3600 else f"{seconds // 60}m"
-
-
-@org.command()
-@click.argument("ref")
-@click.argument("message_ids", nargs=-1, required=True)
-@pass_settings
-@_guarded
-def split(settings: Settings, ref: str, message_ids: tuple[str, ...]) -> None:
-    """Split these signals or referrals off a case into a new case, kept apart."""
-
-    async def go() -> tuple[str, str]:
-        async with _Session(settings) as organisation:
-            return await organisation.hub.split(ref, message_ids)
-
-    new, old = _run(go())
-    _emit(settings, {"case": new, "from": old}, f"split {len(set(message_ids))} off {old}: {new}")
-
-
-@org.command()
-@click.argument("ref")
-@click.argument("other")
-@pass_settings
-@_guarded
-def merge(settings: Settings, ref: str, other: str) -> None:
-    """Merge case OTHER into case REF (OTHER then redirects to REF)."""
-
-    async def go() -> tuple[str, str]:
-        async with _Session(settings) as organisation:
-            return await organisation.hub.merge(ref, other)
-
-    kept, absorbed = _run(go())
-    _emit(settings, {"case": kept, "absorbed": absorbed}, f"merged {absorbed} into {kept}")
-
-
-@org.command()
-@click.argument("ref")
-@click.argument("other")
-@pass_settings
-@_guarded
-def unmerge(settings: Settings, ref: str, other: str) -> None:
-    """Undo the newest merge of case OTHER into case REF."""
-
-    async def go() -> tuple[str, str]:
-        async with _Session(settings) as organisation:
-            return await organisation.hub.unmerge(ref, other)
-
-    revived, old = _run(go())
-    _emit(settings, {"case": revived, "from": old}, f"{revived} lives again, apart from {old}")
-
-
-@org.command()
-@click.option("--after", type=click.IntRange(0), default=0, help="Only events after this id.")
-@click.option("--follow", is_flag=True, help="Keep listening for new events.")
-@pass_settings
-@_guarded
-def events(settings: Settings, after: int, follow: bool) -> None:
-    """This organisation's event feed: matches, referral steps, escalations, reminders."""
-
-    async def go() -> None:
-        async with _Session(settings) as organisation:
-            cursor = await _print_events(settings, organisation, after)
-            while follow:
-                try:  # once the socket is open, and on each new event: print what is new
-                    async for notice in organisation.hub.live(opened=True):
-                        if notice is None or (
-                            isinstance(notice, EventNotice) and notice.cursor > cursor
-                        ):
-                            cursor = await _print_events(settings, organisation, cursor)
-                except HubUnreachable as exc:
-                    click.echo(f"warning: {exc}; retrying in 10 s", err=True)
-                await asyncio.sleep(10)
-
-    _run(go())
-
-
-async def _print_events(settings: Settings, organisation: Organisation, after: int) -> int:
-    """Print every event after ``after``; the id of the last one printed."""
-    while True:
-        page = await organisation.hub.events(after=after)
-        for event in page.events:
-            data = _plain(event)
-            click.echo(json.dumps(data, sort_keys=True) if settings.as_json else _event_text(event))
-        if not page.events:
-            return after
-        after = page.next
-
-
-def _event_text(event: Event) -> str:
-    detail = event.detail
-    about = f" case {event.case}" if event.case else ""
-    about += f" message {event.message}" if event.message else ""
-    if event.kind == "match":
-        more = f" {detail['kind']} from {detail['sender']} ({detail['sender_type']})"
-        more += f", merged {','.join(detail['merged'])}" if detail["merged"] else ""
-        more += f", kept apart {','.join(detail['kept_apart'])}" if detail["kept_apart"] else ""
-    else:
-        more = f" {detail['referrer']} -> {detail['recipient']}"
-        more += f" step {event.step}" if event.step else ""
-        more += f", due {_time(detail['due'])}" if "due" in detail else ""
-    return f"{event.id:>6}  {_time(event.at)}  {event.kind:<10}{about}{more}"
-
-
-@org.command()
-@click.option(
-    "--registrations",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="CSV of cases with consent to registration (holds names: keep it safe).",
-)
-@click.option(
-    "--statistics",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="CSV of anonymised rows for cases without that consent.",
-)
-@pass_settings
-@_guarded
-def comensha(settings: Settings, registrations: Path, statistics: Path) -> None:
-    """Write the CoMensha files from every case (made here; the hub never sees them)."""
-
-    async def go() -> tuple[int, int]:
-        async with _Session(settings) as organisation:
-            return await organisation.comensha(registrations, statistics)
-
-    registered, anonymous = _run(go())
-    _emit(
-        settings,
-        {"registrations": registered, "statistics": anonymous},
-        f"wrote {registered} registration rows to {registrations} and {anonymous} "
-        f"statistics rows to {statistics}",
-    )
+# The coordinator's case commands register themselves on ``org``; imported last, since
+# they import from this module.
+from clients import cli_casework  # noqa: E402, F401

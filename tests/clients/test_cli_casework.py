@@ -21,8 +21,7 @@ from test_cli_org import env as env  # the fixture, reused
 
 import clients.cli as cli
 from clients import casework
-from clients.errors import CaseNotFound, MalformedAnswer
-from clients.hub_client import (
+from clients.caseanswers import (
     CaseDetail,
     CasePage,
     CaseSummary,
@@ -33,6 +32,7 @@ from clients.hub_client import (
     ReferralInfo,
     TimelineEntry,
 )
+from clients.errors import CaseNotFound, MalformedAnswer
 from clients.organisation import ReceivedMessage
 from keys.authority import Authority
 from keys.organisation import OrgKeys

@@ -19,8 +19,8 @@ import pytest
 from test_organisation import MARKER, NETWORK, NOW, PASS, Clock, MemoryClient, MemoryHub
 
 from clients import casework
+from clients.caseanswers import CaseDetail, CasePage, CaseSummary, OrgSignals, TimelineEntry
 from clients.errors import ClientError, HubProblem, NotReady, PayloadInvalid, VerificationFailed
-from clients.hub_client import CaseDetail, CasePage, CaseSummary, OrgSignals, TimelineEntry
 from clients.organisation import Organisation
 from clients.state import LocalState
 from keys.authority import Authority
