@@ -1,17 +1,45 @@
-"""Root of the ``schakel`` command line."""
+"""Root of the ``schakel`` command line.
+
+Each role's command group is imported when it is used, not before: ``schakel hub serve``
+(started once per replica, and again after every restart) loads neither the client
+side nor the demo.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import click
 
-from clients.cli import org
-from clients.cli_audit import audit
-from clients.cli_authority import authority
-from hub.cli import hub
-from schakel.demo import demo
+# command -> "module:attribute" of its click group
+GROUPS = {
+    "authority": "clients.cli_authority:authority",
+    "org": "clients.cli:org",
+    "audit": "clients.cli_audit:audit",
+    "hub": "hub.cli:hub",
+    "demo": "schakel.demo:demo",
+}
+
+
+class _LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use (click's documented pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(GROUPS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = GROUPS.get(cmd_name)
+        if target is None:
+            return None
+        module, name = target.split(":")
+        command: Any = getattr(importlib.import_module(module), name)
+        assert isinstance(command, click.Command), target
+        return command
 
 
 @click.group(
+    cls=_LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(package_name="schakel")
@@ -26,13 +54,6 @@ def cli() -> None:
       hub         the hub operator: keys, database, serve
       demo        a local demo network for trying Schakel on one machine
     """
-
-
-cli.add_command(authority)
-cli.add_command(org)
-cli.add_command(audit)
-cli.add_command(hub)
-cli.add_command(demo)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from ssl import SSLContext
 
 import click
 
@@ -172,8 +173,14 @@ def open_organisation(
     clock: Callable[[], float] = time.time,
     user: str = DEMO_USER,
     purpose: str = DEMO_PURPOSE,
+    ssl: SSLContext | None = None,
+    attempts: int = 3,
 ) -> Organisation:
-    """An ``Organisation`` acting for one demo organisation (the caller closes it)."""
+    """An ``Organisation`` acting for one demo organisation (the caller closes it).
+
+    ``ssl`` trusts another CA than the system's (a hub behind a test proxy); ``attempts``
+    is how often the client tries a request that failed in transit.
+    """
     keys = OrgKeys.open(demo.home(org) / "keys", demo.passphrase)
     hub = HubClient(
         base_url,
@@ -182,6 +189,8 @@ def open_organisation(
         signing_key=keys.signing_key,
         user=user,
         purpose=Purpose(purpose),
+        ssl=ssl,
+        attempts=attempts,
     )
     return Organisation(keys, LocalState(demo.home(org) / "state.sqlite"), hub, clock=clock)
 
