@@ -12,6 +12,11 @@
    have stopped.
 3. The access log (``bench.auditlog``) and case clustering and the cases view
    (``bench.cases``): in-process, against the hub's own store.
+4. PostgreSQL (``bench.replicas``, after the SQLite servers have stopped): the
+   hub with one and two replicas on one fresh database against a floor on
+   PostgreSQL, and the delay of live notices across replicas. Skipped, with the
+   reason in the report, when the server is out of reach (``--no-postgres``
+   leaves it out).
 
 Every figure is shown against its baseline from the same run, because the
 machine is shared and noisy. The report goes to stdout and replaces the
@@ -73,11 +78,16 @@ from bench.loadgen import (
     LOOPBACK,
     LoadResult,
     ServerFailed,
+    Summary,
+    check_accepted,
     free_port,
     post_request,
     run_load,
     server_process,
+    summarise,
 )
+from bench.replicas import NotAccepted, ReplicaFigures, Settings, Skipped, measure_replicas
+from bench.replicas import render_lines as replica_lines
 from bench.seal import OPEN, PRIMITIVES, RECIPE, SEAL_1, SEAL_5, SealFigures, measure_seal
 from protocol.keybundle import KeyBundle
 from protocol.types import OrgId
@@ -90,7 +100,7 @@ END = "<!-- latest-run:end -->"
 MAX_SEALED = 50_000  # envelopes sealed before the load starts, at most
 MAX_RUN_SECONDS = 120.0  # one load run against one server, at most
 FLOOR_HEADERS = {"Content-Type": "application/octet-stream"}
-LIBRARIES = ("aiohttp", "cryptography", "PyNaCl", "SQLAlchemy", "aiosqlite")
+LIBRARIES = ("aiohttp", "cryptography", "PyNaCl", "SQLAlchemy", "aiosqlite", "asyncpg")
 
 
 class BenchError(click.ClickException):
@@ -115,9 +125,21 @@ class Options:
     case_rounds: int = 3  # alternating clustered/floor runs per size
     view_cases: int = VIEW_CASES  # cases the coordinator's list is timed with
     view_repeats: int = 30  # timings of each view read
+    postgres: bool = True  # the PostgreSQL section (bench.replicas)
+    replica_requests: int = 1000  # per PostgreSQL target per round (the hub is slower there)
+    notices: int = 40  # notices timed through each replica
 
     def __post_init__(self) -> None:
-        counts = ("requests", "concurrency", "rounds", "senders", "iterations", "repeats")
+        counts = (
+            "requests",
+            "concurrency",
+            "rounds",
+            "senders",
+            "iterations",
+            "repeats",
+            "replica_requests",
+            "notices",
+        )
         for name in (*counts, "case_rounds", "view_cases", "view_repeats"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -127,10 +149,25 @@ class Options:
             raise ValueError(f"warmup must be >= 0 and senders 1..{len(SENDERS)}")
         if self.sealed > MAX_SEALED:
             raise ValueError(f"warmup + rounds x requests must be at most {MAX_SEALED}")
+        if self.postgres and self.replicas.sealed > MAX_SEALED:
+            raise ValueError(
+                f"2 x (warmup + rounds x replica_requests + notices) must be at most {MAX_SEALED}"
+            )
 
     @property
     def sealed(self) -> int:
         return self.warmup + self.rounds * self.requests
+
+    @property
+    def replicas(self) -> Settings:
+        return Settings(
+            requests=self.replica_requests,
+            concurrency=self.concurrency,
+            rounds=self.rounds,
+            warmup=self.warmup,
+            senders=self.senders,
+            notices=self.notices,
+        )
 
 
 QUICK = Options(
@@ -148,6 +185,8 @@ QUICK = Options(
     case_rounds=1,
     view_cases=1_000,
     view_repeats=5,
+    replica_requests=100,
+    notices=10,
 )
 
 
@@ -176,28 +215,6 @@ class Round:
     @property
     def ratio(self) -> float:
         return self.hub.rate / self.floor.rate
-
-
-@dataclass(frozen=True, slots=True)
-class Summary:
-    """Medians over the rounds for one server."""
-
-    rate: float
-    p50: float  # seconds
-    p99: float
-    errors: int
-    cpu: float | None  # server CPU seconds per accepted request
-
-
-def summarise(results: Sequence[LoadResult]) -> Summary:
-    cpu = [r.cpu_per_request for r in results]
-    return Summary(
-        rate=statistics.median(r.rate for r in results),
-        p50=statistics.median(r.percentile(50) for r in results),
-        p99=statistics.median(r.percentile(99) for r in results),
-        errors=sum(r.errors for r in results),
-        cpu=None if None in cpu else statistics.median(c for c in cpu if c is not None),
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +261,7 @@ class BenchResult:
     seal: SealFigures
     log: LogFigures
     cases: CaseFigures
+    replicas: ReplicaFigures | Skipped | None = None  # None: left out (--no-postgres)
 
 
 # --- the machine --------------------------------------------------------------------------
@@ -383,18 +401,11 @@ async def drive(
 
 
 def _check(results: Sequence[LoadResult], logs: Sequence[Path]) -> None:
-    failed = [r for r in results if r.errors]
-    if not failed:
-        return
-    lines = [
-        f"{r.name}: {r.errors} of {r.requests} not accepted, statuses {r.statuses}; "
-        f"first: {r.first_error}"
-        for r in failed
-    ]
-    for log in logs:
-        tail = log.read_text(encoding="utf-8", errors="replace")[-1500:].strip()
-        lines.append(f"--- {log.name} (tail) ---\n{tail or '(empty)'}")
-    raise BenchError("the servers did not accept every request:\n" + "\n".join(lines))
+    check_accepted(
+        results,
+        logs,
+        lambda lines: BenchError("the servers did not accept every request:\n" + lines),
+    )
 
 
 def measure_servers(options: Options, demo: DemoNetwork, workdir: Path) -> ServerFigures:
@@ -442,6 +453,7 @@ def run_bench(options: Options) -> BenchResult:
             view_cases=options.view_cases,
             view_repeats=options.view_repeats,
         )
+        replicas = measure_replicas(options.replicas, workdir) if options.postgres else None
     seal = measure_seal(parties, iterations=options.iterations, repeats=options.repeats)
     return BenchResult(
         options=options,
@@ -452,6 +464,7 @@ def run_bench(options: Options) -> BenchResult:
         seal=seal,
         log=log,
         cases=cases,
+        replicas=replicas,
     )
 
 
@@ -642,6 +655,8 @@ def render(result: BenchResult) -> str:
     lines = ["## Latest run", "", *_machine_lines(result), ""]
     lines += [*_server_lines(result), "", *_seal_lines(result), "", *_log_lines(result)]
     lines += ["", *_cluster_lines(result.cases), "", *_view_lines(result.cases)]
+    if result.replicas is not None:
+        lines += ["", *replica_lines(result.replicas)]
     lines += ["", *_reading(result)]
     return "\n".join(lines) + "\n"
 
@@ -694,6 +709,11 @@ def _count(low: int, high: int) -> click.IntRange:
 @click.option("--warmup", type=_count(0, 5_000), help="Warm-up requests per server [200].")
 @click.option("--iterations", type=_count(1, 100_000), help="Calls per client timing [200].")
 @click.option("--repeats", type=_count(1, 100), help="Client timings per operation [7].")
+@click.option(
+    "--replica-requests", type=_count(1, 20_000), help="Requests per PostgreSQL target [1000]."
+)
+@click.option("--notices", type=_count(1, 1_000), help="Notices timed per replica [40].")
+@click.option("--no-postgres", is_flag=True, help="Leave out the PostgreSQL section.")
 @click.option("--quick", is_flag=True, help="Small counts for a quick look; never written.")
 @click.option("--no-write", is_flag=True, help="Print only; leave docs/performance.md alone.")
 @click.option(
@@ -703,9 +723,13 @@ def _count(low: int, high: int) -> click.IntRange:
     show_default=True,
     help="The document whose latest-run section is rewritten.",
 )
-def main(quick: bool, no_write: bool, output: Path, **counts: int | None) -> None:
+def main(
+    quick: bool, no_write: bool, no_postgres: bool, output: Path, **counts: int | None
+) -> None:
     """Benchmark the hub against a floor measured in the same run (what `make bench` runs)."""
     given: dict[str, Any] = {name: value for name, value in counts.items() if value is not None}
+    if no_postgres:
+        given["postgres"] = False
     try:
         options = replace(QUICK if quick else Options(), **given)
     except ValueError as exc:
@@ -714,7 +738,7 @@ def main(quick: bool, no_write: bool, output: Path, **counts: int | None) -> Non
     try:
         with _terminate_cleanly():
             result = run_bench(options)
-    except ServerFailed as exc:
+    except (ServerFailed, NotAccepted) as exc:
         raise BenchError(str(exc)) from exc
     click.echo(render(result))
     if quick or no_write:

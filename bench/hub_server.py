@@ -98,8 +98,14 @@ def running_hub(
     cwd: Path,
     limits: Limits = RAISED_LIMITS,
     ready_timeout: float = 60.0,
+    database_url: str | None = None,
+    name: str = "hub",
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run ``schakel hub serve`` for the ``with`` block; yields its base URL and process."""
+    """Run ``schakel hub serve`` for the ``with`` block; yields its base URL and process.
+
+    On the network's SQLite database unless ``database_url`` names another (several
+    replicas share one PostgreSQL database: migrate it first, see ``migrate``).
+    """
     argv = [
         sys.executable,
         "-m",
@@ -113,15 +119,35 @@ def running_hub(
         "--port",
         str(port),
         "--database-url",
-        demo.database_url,
+        database_url or demo.database_url,
         "--log-level",
         "WARNING",
     ]
     env = _hub_env(demo, limits)
     with server_process(
-        "hub", argv, port=port, log=log, env=env, cwd=cwd, ready_timeout=ready_timeout
+        name, argv, port=port, log=log, env=env, cwd=cwd, ready_timeout=ready_timeout
     ) as process:
         yield f"http://{LOOPBACK}:{port}", process
+
+
+def migrate(demo: DemoNetwork, database_url: str, *, cwd: Path, timeout: float = 120.0) -> str:
+    """``schakel hub migrate`` on ``database_url``, once, before any replica starts.
+
+    Returns what it printed; raises ``RuntimeError`` with its output when it failed.
+    """
+    argv = [sys.executable, "-m", "schakel", "hub", "migrate", "--database-url", database_url]
+    done = subprocess.run(
+        argv,
+        env=_hub_env(demo, RAISED_LIMITS),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"schakel hub migrate failed: {(done.stdout + done.stderr)[-1500:]}")
+    return done.stdout.strip()
 
 
 def open_keys(demo: DemoNetwork, org: str) -> OrgKeys:

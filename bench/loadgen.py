@@ -4,6 +4,8 @@
 ``total`` have been sent; latency is measured per request from send to full
 response. A request answers the HTTP status it got (0 when there was no
 answer at all), so a result tells exactly which statuses came back.
+``spread_request`` sends them round robin to several servers (replicas of one
+hub), directly: no proxy in between.
 
 ``server_process``: a server under test as a child process on a loopback
 port, waited for until it accepts connections and always stopped on the way
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import statistics
 import subprocess
 import time
 from collections import Counter
@@ -76,6 +79,28 @@ class LoadResult:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Medians over the rounds for one server (or one set of replicas)."""
+
+    rate: float
+    p50: float  # seconds
+    p99: float
+    errors: int
+    cpu: float | None  # server CPU seconds per accepted request
+
+
+def summarise(results: Sequence[LoadResult]) -> Summary:
+    cpu = [r.cpu_per_request for r in results]
+    return Summary(
+        rate=statistics.median(r.rate for r in results),
+        p50=statistics.median(r.percentile(50) for r in results),
+        p99=statistics.median(r.percentile(99) for r in results),
+        errors=sum(r.errors for r in results),
+        cpu=None if None in cpu else statistics.median(c for c in cpu if c is not None),
+    )
+
+
 # One request: given a session and the request's sequence number (0..total-1),
 # send it and return the HTTP status and body of the answer.
 Request = Callable[[aiohttp.ClientSession, int], Awaitable[tuple[int, bytes]]]
@@ -94,6 +119,23 @@ def post_request(
     return send
 
 
+def spread_request(
+    urls: Sequence[str], bodies: Sequence[tuple[Mapping[str, str], bytes]], *, offset: int = 0
+) -> Request:
+    """POSTs ``bodies[offset + number]`` to ``urls[number % len(urls)]``: round robin.
+
+    In a closed loop this keeps about as many requests in flight at each server.
+    """
+    if not urls:
+        raise ValueError("at least one URL")
+    sends = [post_request(url, bodies, offset=offset) for url in urls]
+
+    async def send(session: aiohttp.ClientSession, number: int) -> tuple[int, bytes]:
+        return await sends[number % len(sends)](session, number)
+
+    return send
+
+
 async def run_load(
     name: str,
     request: Request,
@@ -103,14 +145,15 @@ async def run_load(
     timeout: float = 30.0,
     max_seconds: float = 300.0,
     expected: int = 201,
-    server_pid: int | None = None,
+    server_pid: int | Sequence[int] | None = None,
 ) -> LoadResult:
     """Send ``total`` requests from ``concurrency`` workers over one connection pool.
 
     Each request may take ``timeout`` seconds, the whole run ``max_seconds``
     (``TimeoutError`` past that). A request that fails on the way counts as
     status ``NO_ANSWER``; anything else a request raises ends the run. With
-    ``server_pid``, the CPU time that process used during the run is recorded.
+    ``server_pid`` (one or several), the CPU time those processes used during the
+    run is recorded.
     """
     if total < 1 or concurrency < 1:
         raise ValueError("total and concurrency must be at least 1")
@@ -134,12 +177,12 @@ async def run_load(
     connector = aiohttp.TCPConnector(limit=concurrency)
     client_timeout = aiohttp.ClientTimeout(total=timeout)
     async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
-        cpu_before = process_cpu_seconds(server_pid)
+        cpu_before = _cpu_seconds(server_pid)
         start = time.perf_counter()
         workers = (worker(session) for _ in range(min(concurrency, total)))
         await asyncio.wait_for(asyncio.gather(*workers), max_seconds)
         seconds = time.perf_counter() - start
-        cpu_after = process_cpu_seconds(server_pid)
+        cpu_after = _cpu_seconds(server_pid)
     return LoadResult(
         name=name,
         requests=total,
@@ -150,6 +193,14 @@ async def run_load(
         first_error=errors[0] if errors else "",
         server_cpu=None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
     )
+
+
+def _cpu_seconds(pids: int | Sequence[int] | None) -> float | None:
+    """The summed CPU seconds of ``pids`` (None if any is unknown)."""
+    if pids is None or isinstance(pids, int):
+        return process_cpu_seconds(pids)
+    seconds = [process_cpu_seconds(pid) for pid in pids]
+    return None if not seconds or None in seconds else sum(s for s in seconds if s is not None)
 
 
 def process_cpu_seconds(pid: int | None) -> float | None:
@@ -248,3 +299,22 @@ def server_process(
             yield process
         finally:
             stop_process(process)
+
+
+def check_accepted(
+    results: Sequence[LoadResult], logs: Sequence[Path], error: Callable[[str], Exception]
+) -> None:
+    """Raise ``error(message)`` naming every load that had a request not accepted, with
+    the tail of each server log."""
+    failed = [r for r in results if r.errors]
+    if not failed:
+        return
+    lines = [
+        f"{r.name}: {r.errors} of {r.requests} not accepted, statuses {r.statuses}; "
+        f"first: {r.first_error}"
+        for r in failed
+    ]
+    for log in logs:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-1500:].strip()
+        lines.append(f"--- {log.name} (tail) ---\n{tail or '(empty)'}")
+    raise error("\n".join(lines))

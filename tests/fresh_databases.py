@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 
+from bench.replicas import pg_dsn, process_running, quoted_name
 from hub.store import Store
 
 PG_URL_VARIABLE = "SCHAKEL_TEST_PG_URL"
@@ -47,21 +48,6 @@ def pg_url() -> str:
     return os.environ.get(PG_URL_VARIABLE) or DEFAULT_PG_URL
 
 
-def _quoted(name: str) -> str:
-    assert name.replace("_", "").isalnum(), name  # names are made here, never from input
-    return f'"{name}"'
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class PgServer:
     """The test session's PostgreSQL server: a migrated template, spare copies, drops.
 
@@ -71,7 +57,7 @@ class PgServer:
 
     def __init__(self, url: str) -> None:
         self.url = sa.make_url(url)
-        self.dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.dsn = pg_dsn(self.url)
         self._prefix = f"{PREFIX}{os.getpid()}_{secrets.token_hex(3)}_"
         self.template = self._prefix + "template"
         self._numbers = itertools.count(1)
@@ -112,7 +98,7 @@ class PgServer:
         name = self.new_name()
         conn = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT)
         try:
-            await conn.execute(f"CREATE DATABASE {_quoted(name)} TEMPLATE template0")
+            await conn.execute(f"CREATE DATABASE {quoted_name(name)} TEMPLATE template0")
         finally:
             await conn.close()
         return name
@@ -166,11 +152,11 @@ class PgServer:
         names = [name for (name,) in await conn.fetch("SELECT datname FROM pg_database")]
         for name in names:
             pid = name.removeprefix(PREFIX).split("_")[0]
-            if name.startswith(PREFIX) and pid.isdigit() and not _running(int(pid)):
+            if name.startswith(PREFIX) and pid.isdigit() and not process_running(int(pid)):
                 await conn.execute(self._drop(name))
 
     async def _make_template(self, conn: Any) -> None:
-        await conn.execute(f"CREATE DATABASE {_quoted(self.template)} TEMPLATE template0")
+        await conn.execute(f"CREATE DATABASE {quoted_name(self.template)} TEMPLATE template0")
         store = Store(self.url_of(self.template))
         try:
             await store.migrate()
@@ -183,7 +169,9 @@ class PgServer:
             while not self._drop_pending(loop, conn, wait=self._spares.qsize() >= SPARES):
                 if self._spares.qsize() < SPARES and not self._errors:
                     name = self.new_name()
-                    create = f"CREATE DATABASE {_quoted(name)} TEMPLATE {_quoted(self.template)}"
+                    create = (
+                        f"CREATE DATABASE {quoted_name(name)} TEMPLATE {quoted_name(self.template)}"
+                    )
                     if self._run(loop, conn, create):
                         self._spares.put(name)
         finally:
@@ -206,7 +194,7 @@ class PgServer:
 
     @staticmethod
     def _drop(name: str) -> str:
-        return f"DROP DATABASE IF EXISTS {_quoted(name)} WITH (FORCE)"
+        return f"DROP DATABASE IF EXISTS {quoted_name(name)} WITH (FORCE)"
 
     def _run(self, loop: asyncio.AbstractEventLoop, conn: Any, sql: str) -> bool:
         """Run one statement; on failure keep the error for :meth:`stop` and return False."""

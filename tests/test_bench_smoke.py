@@ -2,18 +2,23 @@
 
 No performance figure is asserted: only that both servers answered every
 request 201, the results have the right shape, the child processes are gone
-afterwards, and the report is written only where and when it should be.
+afterwards, and the report is written only where and when it should be. The
+PostgreSQL section (``bench.replicas``) runs on its own, like the PostgreSQL
+tests: skipped with a message where the server is out of reach, failed under
+``CI=true`` (the ``pg_server`` fixture).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import math
 import os
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -44,7 +49,21 @@ from bench.cases import (  # noqa: E402
     new_database,
     percentile,
 )
-from bench.loadgen import ServerFailed, free_port, server_process  # noqa: E402
+from bench.loadgen import (  # noqa: E402
+    ServerFailed,
+    free_port,
+    server_process,
+    spread_request,
+)
+from bench.replicas import (  # noqa: E402
+    GIVE_UP_AFTER,
+    PREFIX,
+    ReplicaFigures,
+    Settings,
+    Skipped,
+    measure_replicas,
+    render_lines,
+)
 from bench.seal import OPEN, PRIMITIVES, SEAL_1, SEAL_5  # noqa: E402
 from protocol.pseudonym import parse_pseudonym  # noqa: E402
 
@@ -64,7 +83,9 @@ TINY = Options(
     case_rounds=2,
     view_cases=60,
     view_repeats=3,
+    postgres=False,  # the PostgreSQL section has tests of its own, below
 )
+TINY_REPLICAS = Settings(requests=8, concurrency=2, rounds=2, warmup=2, senders=2, notices=3)
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +211,13 @@ def test_options_refuse_bad_case_settings() -> None:
         Options(case_sizes=(4,))
     with pytest.raises(ValueError, match="view_repeats"):
         Options(view_repeats=0)
+    with pytest.raises(ValueError, match="notices"):
+        Options(notices=0)
+    with pytest.raises(ValueError, match="replica_requests"):
+        Options(replica_requests=0)
+    with pytest.raises(ValueError, match=r"2 x \(warmup \+ rounds x replica_requests"):
+        Options(replica_requests=10_000)
+    assert Options(replica_requests=10_000, postgres=False).replicas.requests == 10_000
 
 
 def test_report_names_the_machine_and_both_tables(result: BenchResult) -> None:
@@ -230,10 +258,11 @@ def test_write_section_appends_when_markers_are_missing(tmp_path: Path) -> None:
 
 def test_command_quick_prints_and_does_not_write(tmp_path: Path) -> None:
     doc = tmp_path / "performance.md"
-    args = ["--quick", "--requests", "10", "--concurrency", "2", "--warmup", "0"]
+    args = ["--quick", "--requests", "10", "--concurrency", "2", "--warmup", "0", "--no-postgres"]
     outcome = CliRunner().invoke(main, [*args, "--iterations", "1", "--output", str(doc)])
     assert outcome.exit_code == 0, outcome.output
     assert "| **hub / floor** |" in outcome.output and "not written" in outcome.output
+    assert "### PostgreSQL" not in outcome.output  # left out, not skipped
     assert not doc.exists()
 
 
@@ -270,3 +299,123 @@ def test_a_server_that_never_listens_is_stopped(tmp_path: Path) -> None:
     ):
         pytest.fail("the block must not run")
     assert _gone(int(pid_file.read_text()))
+
+
+# -- the PostgreSQL section -----------------------------------------------------------------
+
+
+async def _bench_databases(dsn: str) -> list[str]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn, timeout=5)
+    try:
+        rows = await conn.fetch("SELECT datname FROM pg_database")
+    finally:
+        await conn.close()
+    return [name for (name,) in rows if name.startswith(f"{PREFIX}{os.getpid()}_")]
+
+
+@pytest.fixture(scope="module")
+def replicas(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> ReplicaFigures:
+    url = pg_server.url.render_as_string(hide_password=False)
+    figures = measure_replicas(TINY_REPLICAS, tmp_path_factory.mktemp("replicas"), url=url)
+    assert isinstance(figures, ReplicaFigures), figures  # the server was reached just now
+    return figures
+
+
+def test_replicas_accepted_every_request(replicas: ReplicaFigures) -> None:
+    names = ["floor warm-up", "1 replica warm-up", "2 replicas warm-up"]
+    assert [w.name for w in replicas.warmups] == names
+    assert len(replicas.rounds) == 2
+    for load in [*replicas.warmups, *(r for x in replicas.rounds for r in (x.floor, x.one, x.two))]:
+        expected = 2 if "warm-up" in load.name else 8
+        assert load.statuses == ((201, expected),), load.first_error
+        assert len(load.latencies) == expected and load.rate > 0
+        assert load.server_cpu is not None and load.server_cpu >= 0
+    assert [r.two.name for r in replicas.rounds] == ["2 replicas", "2 replicas"]
+    for name in ("one", "two", "scaling"):
+        assert len(replicas.ratios(name)) == 2 and replicas.ratio(name) > 0
+    assert replicas.body_bytes > 4096 and replicas.server[:2].isdigit()
+
+
+def test_replicas_notices_are_timed_on_both_replicas(replicas: ReplicaFigures) -> None:
+    notices = replicas.notices
+    same, cross = notices.of(False), notices.of(True)
+    assert len(same) == 3 and len(notices.delays(False)) == 3  # the baseline always arrives
+    assert all(n.answered > 0 and n.framed is not None and n.framed > 0 for n in same)
+    delivered = notices.delays(True)
+    # Either every notice crossed, or the series ended after GIVE_UP_AFTER misses in a row.
+    assert (len(cross), len(delivered)) in ((3, 3), (GIVE_UP_AFTER, 0))
+    assert list(delivered) == sorted(delivered) and all(d > 0 for d in delivered)
+    assert (notices.ratio(50) is None) == (not delivered)
+
+
+def test_replicas_stop_their_servers_and_drop_their_databases(
+    replicas: ReplicaFigures, pg_server: Any
+) -> None:
+    assert len(replicas.pids) == 3 and all(_gone(pid) for pid in replicas.pids)
+    assert asyncio.run(_bench_databases(pg_server.dsn)) == []
+
+
+def test_replicas_report(replicas: ReplicaFigures) -> None:
+    text = "\n".join(render_lines(replicas))
+    for needle in (
+        "### PostgreSQL: one and two replicas",
+        "| floor: aiohttp + asyncpg, one INSERT per request (pool 10) |",
+        "| hub, 1 replica |",
+        "| hub, 2 replicas (one database) |",
+        "**2 replicas / 1 replica: ",
+        "| A (same replica: the baseline) | 3 of 3 |",
+        "| **B / A** |",
+    ):
+        assert needle in text
+    # Every table row has as many cells as its header.
+    for table in text.split("\n\n"):
+        rows = [line for line in table.splitlines() if line.startswith("|")]
+        assert len({row.count("|") for row in rows}) <= 1, rows
+
+
+def test_replicas_skip_when_postgresql_is_out_of_reach(tmp_path: Path) -> None:
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/test"
+    figures = measure_replicas(TINY_REPLICAS, tmp_path, url=url)
+    assert isinstance(figures, Skipped)
+    assert figures.url == url and figures.reason
+    text = "\n".join(render_lines(figures))
+    assert f"Skipped: PostgreSQL at {url} is out of reach" in text
+    assert "SCHAKEL_BENCH_PG_URL" in text
+    assert not (tmp_path / "pg-network").exists()  # nothing was provisioned
+
+
+class _Recorder:
+    """A stand-in for an aiohttp session that records where each POST went."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    @contextlib.asynccontextmanager
+    async def post(self, url: str, *, data: bytes, headers: object) -> Any:
+        self.sent.append((url, data))
+        yield _Answer()
+
+
+class _Answer:
+    status = 201
+
+    async def read(self) -> bytes:
+        return b"{}"
+
+
+def test_spread_request_sends_round_robin_from_the_offset() -> None:
+    bodies = [({}, bytes([n])) for n in range(10)]
+    send = spread_request(["http://a", "http://b"], bodies, offset=3)
+    session = _Recorder()
+    for number in range(4):
+        assert asyncio.run(send(session, number)) == (201, b"{}")  # type: ignore[arg-type]
+    assert session.sent == [
+        ("http://a", b"\x03"),
+        ("http://b", b"\x04"),
+        ("http://a", b"\x05"),
+        ("http://b", b"\x06"),
+    ]
+    with pytest.raises(ValueError, match="at least one URL"):
+        spread_request([], bodies)
