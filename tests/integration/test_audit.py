@@ -1,17 +1,20 @@
 """The access log end to end: a real hub on loopback, real clients, and a hub database
-tampered with by hand. Every kind of tampering must be caught and named by the client."""
+(SQLite or PostgreSQL: each test runs on both) tampered with by hand. Every kind of
+tampering must be caught and named by the client."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+import sqlalchemy as sa
 from aiohttp.test_utils import TestServer
 
 from clients.errors import AuditLogInconsistent
@@ -24,6 +27,9 @@ from protocol import merkle
 from protocol.auditlog import AuditEntry, sign_tree_head
 from protocol.pseudonym import Identity
 from schakel import demo as demo_network
+
+if TYPE_CHECKING:
+    from conftest import HubDatabase
 
 ORGS = {
     "police": ("member", "privacy_officer"),
@@ -38,14 +44,17 @@ BRAM = {"bsn": "123456782", "given_names": "Bram", "family_name": "Bakker"}
 @dataclass
 class Hub:
     demo: demo_network.DemoNetwork
-    db: Path
+    database: HubDatabase
     base_url: str = ""
     server: TestServer | None = None
 
     async def start(self, port: int = 0) -> None:
         hub_keys = HubKeys.open(self.demo.hub_dir, self.demo.passphrase)
         assert hub_keys.certificate is not None
-        config = demo_network.hub_config(self.demo, host="127.0.0.1", port=port)
+        config = dataclasses.replace(
+            demo_network.hub_config(self.demo, host="127.0.0.1", port=port),
+            database_url=self.database.url,
+        )
         app = make_app(
             config,
             token_key_pem=hub_keys.token_key_pem,
@@ -65,16 +74,16 @@ class Hub:
     def open(self, org: str) -> Organisation:
         return demo_network.open_organisation(self.demo, org, self.base_url)
 
-    def sql(self, statement: str, *args: object) -> None:
-        with sqlite3.connect(self.db) as db:
-            db.execute(statement, args)
+    async def sql(self, statement: str, **params: object) -> int:
+        """Run one statement on the hub's database behind its back; the rows it changed."""
+        return await self.database.sql(statement, **params)
 
 
 @pytest.fixture
-async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
+async def hub(tmp_path: Path, hub_database: HubDatabase) -> AsyncIterator[Hub]:
     now = int(time.time())
     demo = demo_network.provision(tmp_path / "demo", now=now, orgs=ORGS)
-    running = Hub(demo, tmp_path / "demo" / "hub.db")
+    running = Hub(demo, hub_database)
     await running.start()
     try:
         await demo_network.bootstrap(demo, running.base_url, now=now)
@@ -126,6 +135,12 @@ async def traffic(hub: Hub) -> tuple[str, str]:
     return anna, bram
 
 
+# Tests that do not touch the hub's database themselves run on SQLite only (tests/hub
+# runs the hub's store on both kinds), which keeps tests/integration fast.
+ON_SQLITE_ONLY = pytest.mark.parametrize("database_kind", ["sqlite"])
+
+
+@ON_SQLITE_ONLY
 async def test_an_honest_log_verifies_sampled_and_whole(hub: Hub) -> None:
     await traffic(hub)
     sampled = await officer_run(hub, "privacy", "verify_sample", 1000)
@@ -139,7 +154,7 @@ async def test_an_honest_log_verifies_sampled_and_whole(hub: Hub) -> None:
 async def test_an_updated_entry_is_named(hub: Hub) -> None:
     await traffic(hub)
     await officer_run(hub, "privacy", "verify_full")
-    hub.sql('UPDATE audit_log SET "user" = ? WHERE "index" = 3', "mallory")
+    assert await hub.sql('UPDATE audit_log SET "user" = :user WHERE "index" = 3', user="mallory")
     for what, args in (("verify_sample", (1000,)), ("verify_full", ())):
         with pytest.raises(AuditLogInconsistent) as caught:
             await officer_run(hub, "privacy", what, *args)
@@ -148,7 +163,7 @@ async def test_an_updated_entry_is_named(hub: Hub) -> None:
 
 async def test_a_deleted_entry_is_named(hub: Hub) -> None:
     await traffic(hub)
-    hub.sql('DELETE FROM audit_log WHERE "index" = 5')
+    assert await hub.sql('DELETE FROM audit_log WHERE "index" = 5') == 1
     for what, args in (("verify_sample", (1000,)), ("verify_full", ())):
         with pytest.raises(AuditLogInconsistent) as caught:
             await officer_run(hub, "privacy", what, *args)
@@ -160,11 +175,11 @@ async def test_truncated_entries_are_named(hub: Hub) -> None:
     head = (await officer_run(hub, "privacy", "verify_full")).head  # type: ignore[attr-defined]
     cut = head.size - 3
     await hub.restart()
-    hub.sql('DELETE FROM audit_log WHERE "index" >= ?', cut)
+    assert await hub.sql('DELETE FROM audit_log WHERE "index" >= :cut', cut=cut) >= 3
     for table in ("audit_objects", "audit_pseudonyms"):
-        hub.sql(f'DELETE FROM {table} WHERE "index" >= ?', cut)
-    hub.sql("DELETE FROM audit_nodes WHERE (idx + 1) * (1 << level) > ?", cut)
-    hub.sql("DELETE FROM tree_heads WHERE size > ?", cut)
+        await hub.sql(f'DELETE FROM {table} WHERE "index" >= :cut', cut=cut)
+    await hub.sql("DELETE FROM audit_nodes WHERE (idx + 1) * (1 << level) > :cut", cut=cut)
+    await hub.sql("DELETE FROM tree_heads WHERE size > :cut", cut=cut)
     await hub.restart()
     with pytest.raises(AuditLogInconsistent) as caught:
         await officer_run(hub, "privacy", "verify_full")
@@ -175,18 +190,17 @@ async def test_truncated_entries_are_named(hub: Hub) -> None:
     assert caught.value.index is not None and cut <= caught.value.index < head.size, message
 
 
-def _rewrite(hub: Hub) -> None:
+async def _rewrite(hub: Hub) -> None:
     """Rewrite every entry's user, recompute every leaf and node, sign a new head with
     the hub's own key: a log that is perfectly consistent in itself."""
     hub_keys = HubKeys.open(hub.demo.hub_dir, hub.demo.passphrase)
     cert = hub_keys.certificate
     assert cert is not None
-    with sqlite3.connect(hub.db) as db:
-        names = [c[1] for c in db.execute("PRAGMA table_info(audit_log)")]
-        rows = [
-            dict(zip(names, r, strict=True))
-            for r in db.execute('SELECT * FROM audit_log ORDER BY "index"')
-        ]
+    async with hub.database.transaction() as db:
+        result = await db.execute(sa.text('SELECT * FROM audit_log ORDER BY "index"'))
+        names = list(result.keys())
+        rows = [dict(row) for row in result.mappings()]
+        assert rows and "leaf_hash" in names
         leaves = []
         for row in rows:
             row["user"] = "rewritten"
@@ -196,20 +210,23 @@ def _rewrite(hub: Hub) -> None:
             wire["v"] = 1
             leaf = AuditEntry.from_wire(wire).leaf()
             leaves.append(leaf)
-            db.execute(
-                'UPDATE audit_log SET "user" = ?, leaf_hash = ? WHERE "index" = ?',
-                ("rewritten", leaf, row["index"]),
+            await db.execute(
+                sa.text(
+                    'UPDATE audit_log SET "user" = :user, leaf_hash = :leaf WHERE "index" = :i'
+                ),
+                {"user": "rewritten", "leaf": leaf, "i": row["index"]},
             )
-        db.execute("DELETE FROM audit_nodes")
+        await db.execute(sa.text("DELETE FROM audit_nodes"))
         level, nodes = 0, leaves
         while nodes:
             for i, h in enumerate(nodes):
-                db.execute(
-                    "INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)", (level, i, h)
+                await db.execute(
+                    sa.text("INSERT INTO audit_nodes (level, idx, hash) VALUES (:l, :i, :h)"),
+                    {"l": level, "i": i, "h": h},
                 )
             nodes = [merkle.node_hash(nodes[i], nodes[i + 1]) for i in range(0, len(nodes) - 1, 2)]
             level += 1
-        db.execute("DELETE FROM tree_heads")
+        await db.execute(sa.text("DELETE FROM tree_heads"))
         head = sign_tree_head(
             hub_keys.signing_key,
             cert,
@@ -217,9 +234,18 @@ def _rewrite(hub: Hub) -> None:
             root=merkle.root_hash(leaves),
             time=int(time.time()),
         )
-        db.execute(
-            "INSERT INTO tree_heads (size, root, time, hub_cert, sig) VALUES (?, ?, ?, ?, ?)",
-            (head.size, head.root, head.time, head.hub_cert, head.sig),
+        await db.execute(
+            sa.text(
+                "INSERT INTO tree_heads (size, root, time, hub_cert, sig) "
+                "VALUES (:size, :root, :time, :hub_cert, :sig)"
+            ),
+            {
+                "size": head.size,
+                "root": head.root,
+                "time": head.time,
+                "hub_cert": head.hub_cert,
+                "sig": head.sig,
+            },
         )
 
 
@@ -228,7 +254,7 @@ async def test_a_rewritten_log_is_caught_by_the_kept_head(hub: Hub) -> None:
     await officer_run(hub, "privacy", "verify_full")
     await send(hub, "police", ANNA)  # the police client keeps a head too
     await hub.restart()
-    _rewrite(hub)
+    await _rewrite(hub)
     await hub.restart()
     with pytest.raises(AuditLogInconsistent, match="does not match what this client saw") as caught:
         await officer_run(hub, "privacy", "verify_sample", 10)
@@ -250,14 +276,15 @@ async def test_a_forked_head_is_caught(hub: Hub) -> None:
         time=head.time + 1,
     )
     await hub.restart()
-    hub.sql(f"DELETE FROM tree_heads WHERE size >= {head.size}")
-    hub.sql(
-        "INSERT INTO tree_heads (size, root, time, hub_cert, sig) VALUES (?, ?, ?, ?, ?)",
-        other.size,
-        other.root,
-        other.time,
-        other.hub_cert,
-        other.sig,
+    assert await hub.sql("DELETE FROM tree_heads WHERE size >= :size", size=head.size) >= 1
+    await hub.sql(
+        "INSERT INTO tree_heads (size, root, time, hub_cert, sig) "
+        "VALUES (:size, :root, :time, :hub_cert, :sig)",
+        size=other.size,
+        root=other.root,
+        time=other.time,
+        hub_cert=other.hub_cert,
+        sig=other.sig,
     )
     org = hub.open("privacy")
     try:
@@ -268,6 +295,7 @@ async def test_a_forked_head_is_caught(hub: Hub) -> None:
         org.state.close()
 
 
+@ON_SQLITE_ONLY
 async def test_a_subject_report_lists_exactly_the_accesses_to_their_messages(hub: Hub) -> None:
     anna, bram = await traffic(hub)
     _, rows = await officer_run(hub, "privacy", "subject_report", Identity(**ANNA))  # type: ignore[misc]

@@ -1,14 +1,15 @@
 """The coordinator's work end to end: one case from three signals, referrals that move on.
 
-A real hub on loopback (its clock injected, so escalation needs no waiting) and real
-clients. The police, the GGD and a school each signal about one person, written three
-ways (BSN + name, name written otherwise + phone, phone written otherwise): no two
-signals share every identifier, but the overlaps chain them into ONE case. The
+A real hub on loopback (its clock injected, so escalation needs no waiting), over
+SQLite and over PostgreSQL, and real clients. The police, the GGD and a school each
+signal about one person, written three ways (BSN + name, name written otherwise +
+phone, phone written otherwise): no two signals share every identifier, but the
+overlaps chain them into ONE case. The
 coordinator refers the person to the shelter, which receives, accepts and (after an
 escalation for waiting too long) starts care; the coordinator closes. A second person
 is declined by the shelter and referred again to a legal-aid organisation. Then the
-CoMensha files, and the canaries: no identity and no plaintext anywhere in the hub's
-database files or logs.
+CoMensha files, and the canaries: no identity, no plaintext and no private key anywhere
+in the hub's database or logs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -45,6 +46,9 @@ from keys.keyfile import KdfParams
 from keys.organisation import OrgKeys
 from protocol.types import OrgId
 from schakel import demo as demo_network
+
+if TYPE_CHECKING:
+    from conftest import HubDatabase
 
 TEXT = "CANARY-casework-7f3a9c1e"  # in every free-text field
 DOB = "1999-03-14"
@@ -75,7 +79,7 @@ class HubClock:
 class CaseNet:
     demo: demo_network.DemoNetwork
     base_url: str
-    db_path: Path
+    database: HubDatabase
     log: io.StringIO
     linking_key: bytes
     clock: HubClock
@@ -112,7 +116,7 @@ def _provision(directory: Path, now: int) -> demo_network.DemoNetwork:
 
 
 @pytest.fixture
-async def net(tmp_path: Path) -> AsyncIterator[CaseNet]:
+async def net(tmp_path: Path, hub_database: HubDatabase) -> AsyncIterator[CaseNet]:
     now = int(time.time())
     demo = _provision(tmp_path / "demo", now)
     hub_keys = HubKeys.open(demo.hub_dir, demo.passphrase)
@@ -123,6 +127,7 @@ async def net(tmp_path: Path) -> AsyncIterator[CaseNet]:
     config = dataclasses.replace(
         demo_network.hub_config(demo, host="127.0.0.1", port=0),
         escalation={"accepted": Deadline(WAIT_ACCEPTED // 3600, "h")},
+        database_url=hub_database.url,
     )
     clock = HubClock()
     app = make_app(
@@ -139,7 +144,7 @@ async def net(tmp_path: Path) -> AsyncIterator[CaseNet]:
         base_url = str(server.make_url("")).rstrip("/")
         await demo_network.bootstrap(demo, base_url, now=now)
         key = Authority.open(demo.authority_dir, demo.passphrase).current_linking_key().key
-        yield CaseNet(demo, base_url, tmp_path / "demo" / "hub.db", log, key, clock, app)
+        yield CaseNet(demo, base_url, hub_database, log, key, clock, app)
     finally:
         await server.close()
         root_logger.handlers[:], level = saved
@@ -381,7 +386,7 @@ async def test_three_signals_one_case_a_referral_through_care_and_no_identity_on
     assert again.exit_code == 1 and "already exists" in again.output
     assert not (tmp_path / "new.csv").exists()
 
-    _assert_no_identity_on_the_hub(net, signals[0])
+    await _assert_no_identity_on_the_hub(net, signals[0])
 
 
 async def _declined_and_referred_again(net: CaseNet) -> str:
@@ -417,10 +422,10 @@ async def _declined_and_referred_again(net: CaseNet) -> str:
     return other_ref
 
 
-def _assert_no_identity_on_the_hub(net: CaseNet, some_message: str) -> None:
-    stored = _hub_bytes(net)  # type: ignore[arg-type]
+async def _assert_no_identity_on_the_hub(net: CaseNet, some_message: str) -> None:
+    stored = await _hub_bytes(net)  # type: ignore[arg-type]
     logged = net.log.getvalue().encode()
-    assert logged and some_message.encode() in stored  # the checks read the real files
+    assert logged and some_message.encode() in stored  # the checks read the real database
     canaries = _canaries(net)  # type: ignore[arg-type]
     canaries |= {
         "text": TEXT.encode(),

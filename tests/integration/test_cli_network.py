@@ -3,7 +3,8 @@
 The authority, the hub operator and two organisations each run their own commands
 (as separate processes); files travel between them as they would on a USB stick. Then
 the police signal the coordinator, and after the authority revokes the police, the hub
-refuses them.
+refuses them. ``hub migrate`` is run as an operator would, on an empty SQLite and an
+empty PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -17,9 +18,17 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from hub.store import head_revision
+
+if TYPE_CHECKING:
+    from fresh_databases import Databases
 
 NETWORK = "region-west"
 PASSPHRASE = "a passphrase only these tests use"
@@ -168,3 +177,54 @@ def test_publish_refuses_what_the_root_did_not_sign(parties: Parties, tmp_path: 
     assert result.returncode == 1
     assert result.stderr.startswith("Error: ") and "Traceback" not in result.stderr
     assert "the hub refused it" in result.stderr and "revocation list" in result.stderr
+
+
+# -- hub migrate, on both kinds of database -------------------------------------------------
+
+
+def _migrate(directory: Path, url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "schakel", "hub", "migrate", "--database-url", url],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def _tables(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as conn:
+        return set(await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names()))
+
+
+async def test_hub_migrate_makes_the_newest_schema_then_changes_nothing(
+    databases: Databases, tmp_path: Path
+) -> None:
+    url = await databases.new(empty=True)
+    engine = create_async_engine(url, poolclass=NullPool)
+    challenge = {"challenge": "c" * 43, "org": "police", "expires": 1_700_000_000}
+    try:
+        if databases.kind == "sqlite":  # not even made yet (the hub insists on making it 0600)
+            assert not Path(engine.url.database or "").exists()
+        else:
+            assert await _tables(engine) == set()
+
+        first = _migrate(tmp_path, url)
+        assert first.returncode == 0, first.stderr
+        assert first.stdout == f"database is at revision {head_revision()}\n"
+        tables = await _tables(engine)
+        assert {"alembic_version", "messages", "deliveries", "audit_log", "cases"} <= tables
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text("INSERT INTO challenges (challenge, org, expires) VALUES (:c, :o, :e)"),
+                {"c": challenge["challenge"], "o": challenge["org"], "e": challenge["expires"]},
+            )
+
+        again = _migrate(tmp_path, url)  # at the newest revision already: a no-op
+        assert (again.returncode, again.stdout) == (0, first.stdout), again.stderr
+        assert await _tables(engine) == tables
+        async with engine.connect() as conn:
+            kept = await conn.execute(sa.text("SELECT challenge, org, expires FROM challenges"))
+            assert [row._asdict() for row in kept] == [challenge]
+    finally:
+        await engine.dispose()

@@ -2,9 +2,10 @@
 
 Police and the GGD each send a signal about the same person, written differently;
 the coordinator is pushed a notice over the WebSocket for each, receives both over
-HTTP, opens them, and finds the same pseudonym on both. Afterwards the raw bytes of
-the hub's database files and everything the hub logged contain none of the
-plaintext, the identity, nor the linking key (canary strings).
+HTTP, opens them, and finds the same pseudonym on both. Afterwards the hub's
+database (the raw bytes of its SQLite files; every row of every table on
+PostgreSQL) and everything the hub logged contain none of the plaintext, the
+identity, the linking key nor any private key of the network (canaries).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from clients.errors import UnknownOrganisation
+from keys.errors import KeyFileError
+from keys.keyfile import KINDS, read_key_file
 from schakel import demo as demo_network
 
 if TYPE_CHECKING:
-    from conftest import Network
+    from conftest import HubDatabase, Network
 
 # Canaries: none of these may ever reach the hub's database or logs.
 TEXT_CANARY = "CANARY-plaintext-d41d8cd98f00"
@@ -70,28 +73,93 @@ async def _collect_notices(network: Network, count: int, ready: asyncio.Event) -
     return notices
 
 
-def _hub_bytes(network: Network) -> bytes:
-    files = sorted(network.db_path.parent.glob("hub.db*"))
-    assert network.db_path in files
-    return b"".join(path.read_bytes() for path in files)
+async def _hub_bytes(network: Network) -> bytes:
+    """Everything the hub's database holds, as bytes.
+
+    SQLite: the raw bytes of the database file and its ``-wal`` and ``-shm`` files.
+    PostgreSQL: every row of every table of the public schema in its text form,
+    and the raw bytes of every ``bytea`` value (the text form shows those as hex).
+    """
+    database = network.database
+    if database.path is not None:
+        files = sorted(database.path.parent.glob(database.path.name + "*"))
+        assert database.path in files
+        return b"".join(path.read_bytes() for path in files)
+    return await _postgres_bytes(database)
+
+
+async def _postgres_bytes(database: HubDatabase) -> bytes:
+    tables = [
+        name
+        for (name,) in await database.rows(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+        )
+    ]
+    assert "messages" in tables and "audit_log" in tables, tables
+    binary = [
+        (table, column)
+        for table, column in await database.rows(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND data_type = 'bytea'"
+        )
+    ]
+    assert ("organisations", "certificate") in binary, binary
+    parts: list[bytes] = []
+    for table in tables:
+        assert table.replace("_", "").isalnum(), table  # a name from the catalogue, quoted
+        rows = await database.rows(f'SELECT t::text FROM "{table}" t')
+        parts.extend(text.encode() for (text,) in rows)
+    for table, column in binary:
+        assert f"{table}{column}".replace("_", "").isalnum(), (table, column)
+        values = await database.rows(f'SELECT "{column}" FROM "{table}"')
+        parts.extend(bytes(value) for (value,) in values if value is not None)
+    return b"\n".join(parts)
+
+
+def _secrets(demo: demo_network.DemoNetwork) -> dict[str, bytes]:
+    """Every private key of the network, from its key files: authority, hub, organisations."""
+    found: dict[str, bytes] = {}
+    for path in sorted(demo.directory.rglob("*.key")):
+        for kind in KINDS:
+            try:
+                secret = read_key_file(path, demo.passphrase, kind=kind)
+            except KeyFileError:
+                continue
+            found[str(path.relative_to(demo.directory))] = secret
+            break
+        else:
+            raise AssertionError(f"{path} could not be read as any kind of key")
+    return found
+
+
+def _encodings(name: str, secret: bytes) -> dict[str, bytes]:
+    """A secret as raw bytes and in the text forms it could be written in."""
+    return {
+        f"{name} (raw)": secret,
+        f"{name} (hex)": secret.hex().encode(),
+        f"{name} (base64url)": base64.urlsafe_b64encode(secret).rstrip(b"="),
+        f"{name} (base64)": base64.b64encode(secret).rstrip(b"="),
+    }
 
 
 def _canaries(network: Network) -> dict[str, bytes]:
-    key = network.linking_key
     values = {
         "text": TEXT_CANARY,
         "given name": GIVEN,
+        "given name (lower)": GIVEN.lower(),
         "family name": "Oosterwijk",
         "normalised family name": "oosterwyk",
         "BSN": BSN,
         "phone": "612345678",
-        "linking key (hex)": key.hex(),
-        "linking key (base64url)": base64.urlsafe_b64encode(key).decode().rstrip("="),
-        "linking key (base64)": base64.b64encode(key).decode().rstrip("="),
     }
     encoded = {name: value.encode() for name, value in values.items()}
-    encoded["linking key (raw)"] = key
-    encoded["given name (lower)"] = GIVEN.lower().encode()
+    encoded.update(_encodings("linking key", network.linking_key))
+    secrets = _secrets(network.demo)
+    assert any("linking-key" in name for name in secrets), sorted(secrets)
+    assert sum(name.endswith("signing.key") for name in secrets) > len(network.demo.orgs)
+    for name, secret in secrets.items():
+        encoded.update(_encodings(f"private key {name}", secret))
     return encoded
 
 
@@ -146,10 +214,15 @@ async def test_two_signals_reach_the_coordinator_and_the_hub_sees_no_plaintext(
     assert len(shared) == 1 and next(iter(shared)).startswith("ndob.1.")
 
     # the hub holds neither plaintext, identity nor linking key: database and logs
-    stored = _hub_bytes(network)
+    stored = await _hub_bytes(network)
     logged = network.log.getvalue().encode()
     assert logged, "the hub logged nothing: the log check would prove nothing"
     assert police_id.encode() in stored  # the check reads the real database
+    police = network.open("police")
+    try:
+        assert police.certificate().der in stored  # binary columns as raw bytes too
+    finally:
+        police.state.close()
     for name, canary in _canaries(network).items():
         assert canary not in stored, f"{name} found in the hub's database"
         assert canary not in logged, f"{name} found in the hub's log"
@@ -158,6 +231,12 @@ async def test_two_signals_reach_the_coordinator_and_the_hub_sees_no_plaintext(
         assert pseudonym.encode() not in logged, "a pseudonym was logged"
 
 
+# The tests below read nothing from the hub's database themselves: they run on SQLite
+# only (tests/hub runs the hub's store on both kinds), which keeps tests/integration fast.
+ON_SQLITE_ONLY = pytest.mark.parametrize("database_kind", ["sqlite"])
+
+
+@ON_SQLITE_ONLY
 async def test_a_second_receive_is_idempotent(network: Network) -> None:
     message_id = await _send(network, "police", {"bsn": BSN}, f"{TEXT_CANARY} once only")
     coordinator = demo_network.open_organisation(network.demo, "coordinator", network.base_url)
@@ -173,6 +252,7 @@ async def test_a_second_receive_is_idempotent(network: Network) -> None:
     assert shown.payload["text"] == f"{TEXT_CANARY} once only"
 
 
+@ON_SQLITE_ONLY
 async def test_an_unknown_recipient_is_named_and_nothing_is_sent(network: Network) -> None:
     police = network.open("police")
     try:

@@ -1,10 +1,11 @@
-"""A hostile hub: a real hub on loopback whose SQLite file the test rewrites behind its back.
+"""A hostile hub: a real hub on loopback whose database the test rewrites behind its back.
 
 The hub is the party the clients must not trust: it holds every envelope, the
 directory (certificates, key bundles) and the revocation list. Each test lets
 real clients talk to a real hub (``make_app`` on a ``TestServer``), then edits
-the hub's database with ``sqlite3`` the way a compromised hub would, and checks
-that the client notices:
+the hub's database (SQLite or PostgreSQL: each test runs on both, the cases of a
+matrix partly, see ``on_both_databases``) the way a compromised hub would, and
+checks that the client notices:
 
 * an altered envelope is rejected with its reason category, not acknowledged,
   not stored, and does not stop the good message next to it;
@@ -23,11 +24,12 @@ import dataclasses
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clients.errors import HubProblem, NotReady, VerificationFailed
@@ -97,98 +99,90 @@ async def send(
         return await organisation.send_signal(_signal(text, bsn), recipients)
 
 
-@contextlib.contextmanager
-def hub_db(network: Network) -> Iterator[sqlite3.Connection]:
-    """The hub's own SQLite file, opened behind the hub's back, in one transaction."""
-    conn = sqlite3.connect(network.db_path, timeout=5, isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-
-
-def stored_envelope(network: Network, message_id: str) -> dict[str, Any]:
-    with hub_db(network) as db:
-        (text,) = db.execute("SELECT envelope FROM messages WHERE id = ?", (message_id,)).fetchone()
+async def stored_envelope(network: Network, message_id: str) -> dict[str, Any]:
+    ((text,),) = await network.database.rows(
+        "SELECT envelope FROM messages WHERE id = :id", id=message_id
+    )
     envelope: dict[str, Any] = json.loads(text)
     return envelope
 
 
-def rewrite_envelope(network: Network, message_id: str, envelope: dict[str, Any]) -> None:
+async def rewrite_envelope(network: Network, message_id: str, envelope: dict[str, Any]) -> None:
     text = json.dumps(envelope, sort_keys=True, separators=(",", ":"))
-    with hub_db(network) as db:
-        changed = db.execute(
-            "UPDATE messages SET envelope = ? WHERE id = ?", (text, message_id)
-        ).rowcount
+    changed = await network.database.sql(
+        "UPDATE messages SET envelope = :text WHERE id = :id", text=text, id=message_id
+    )
     assert changed == 1
 
 
-def message_count(network: Network) -> int:
-    with hub_db(network) as db:
-        (count,) = db.execute("SELECT count(*) FROM messages").fetchone()
+async def message_count(network: Network) -> int:
+    ((count,),) = await network.database.rows("SELECT count(*) FROM messages")
     return int(count)
 
 
-def acked_at(network: Network, message_id: str, recipient: str = COORDINATOR) -> int | None:
-    with hub_db(network) as db:
-        (when,) = db.execute(
-            "SELECT d.acked_at FROM deliveries d JOIN messages m ON m.cursor = d.cursor "
-            "WHERE m.id = ? AND d.recipient = ?",
-            (message_id, recipient),
-        ).fetchone()
+async def acked_at(network: Network, message_id: str, recipient: str = COORDINATOR) -> int | None:
+    ((when,),) = await network.database.rows(
+        "SELECT d.acked_at FROM deliveries d JOIN messages m ON m.cursor = d.cursor "
+        "WHERE m.id = :id AND d.recipient = :recipient",
+        id=message_id,
+        recipient=recipient,
+    )
     return None if when is None else int(when)
 
 
-def cursor_of(network: Network, message_id: str) -> int:
-    with hub_db(network) as db:
-        (cursor,) = db.execute("SELECT cursor FROM messages WHERE id = ?", (message_id,)).fetchone()
+async def cursor_of(network: Network, message_id: str) -> int:
+    ((cursor,),) = await network.database.rows(
+        "SELECT cursor FROM messages WHERE id = :id", id=message_id
+    )
     return int(cursor)
 
 
-def held_certificate(network: Network, org: str) -> tuple[bytes, str]:
-    with hub_db(network) as db:
-        der, fp = db.execute(
-            "SELECT certificate, fingerprint FROM organisations WHERE org = ?", (org,)
-        ).fetchone()
+async def held_certificate(network: Network, org: str) -> tuple[bytes, str]:
+    ((der, fp),) = await network.database.rows(
+        "SELECT certificate, fingerprint FROM organisations WHERE org = :org", org=org
+    )
     return bytes(der), str(fp)
 
 
-def current_bundle(network: Network, org: str) -> KeyBundle:
-    with hub_db(network) as db:
-        (wire,) = db.execute(
-            "SELECT wire FROM bundles WHERE org = ? AND current", (org,)
-        ).fetchone()
+async def current_bundle(network: Network, org: str) -> KeyBundle:
+    ((wire,),) = await network.database.rows(
+        'SELECT wire FROM bundles WHERE org = :org AND "current"', org=org
+    )
     return KeyBundle.from_wire(json.loads(wire))
 
 
-def serve_bundle(network: Network, org: str, bundle: KeyBundle, *, refingerprint: bool) -> None:
+async def serve_bundle(
+    network: Network, org: str, bundle: KeyBundle, *, refingerprint: bool
+) -> None:
     """Make the hub serve ``bundle`` as ``org``'s current one (and accept envelopes to it)."""
     wire = json.dumps(bundle.to_wire(), sort_keys=True, separators=(",", ":"))
-    with hub_db(network) as db:
-        if refingerprint:  # so that the hub would relay an envelope sealed to it
-            db.execute(
-                "UPDATE bundles SET wire = ?, fingerprint = ? WHERE org = ? AND current",
-                (wire, bundle.fingerprint, org),
-            )
-        else:
-            db.execute("UPDATE bundles SET wire = ? WHERE org = ? AND current", (wire, org))
+    if refingerprint:  # so that the hub would relay an envelope sealed to it
+        changed = await network.database.sql(
+            'UPDATE bundles SET wire = :wire, fingerprint = :fp WHERE org = :org AND "current"',
+            wire=wire,
+            fp=bundle.fingerprint,
+            org=org,
+        )
+    else:
+        changed = await network.database.sql(
+            'UPDATE bundles SET wire = :wire WHERE org = :org AND "current"', wire=wire, org=org
+        )
+    assert changed == 1
 
 
-def serve_certificate(network: Network, org: str, der: bytes, fp: str | None) -> None:
-    with hub_db(network) as db:
-        if fp is None:  # the fingerprint column is unique: keep it when the DER is another org's
-            db.execute("UPDATE organisations SET certificate = ? WHERE org = ?", (der, org))
-        else:
-            db.execute(
-                "UPDATE organisations SET certificate = ?, fingerprint = ? WHERE org = ?",
-                (der, fp, org),
-            )
+async def serve_certificate(network: Network, org: str, der: bytes, fp: str | None) -> None:
+    if fp is None:  # the fingerprint column is unique: keep it when the DER is another org's
+        changed = await network.database.sql(
+            "UPDATE organisations SET certificate = :der WHERE org = :org", der=der, org=org
+        )
+    else:
+        changed = await network.database.sql(
+            "UPDATE organisations SET certificate = :der, fingerprint = :fp WHERE org = :org",
+            der=der,
+            fp=fp,
+            org=org,
+        )
+    assert changed == 1
 
 
 def org_keys(network: Network, org: str) -> OrgKeys:
@@ -202,6 +196,26 @@ def forge_bundle(template: KeyBundle, key: Ed25519PrivateKey, **changes: Any) ->
     return dataclasses.replace(unsigned, sig=key.sign(unsigned.signed_bytes()))
 
 
+def on_both_databases(cases: list[Any], *, postgres: set[str]) -> list[Any]:
+    """Each case on SQLite, and those named in ``postgres`` on PostgreSQL too.
+
+    The cases of one matrix differ in what the test changes in memory, not in the SQL
+    it runs on the hub's database: a few of them (together running every statement of
+    the helpers above) cover PostgreSQL, and keep the suite fast. Overrides the
+    ``database_kind`` fixture; the PostgreSQL cases skip or fail as the fixture's do.
+    """
+    assert postgres <= {case.id for case in cases}, postgres
+    both = []
+    for case in cases:
+        both.append(pytest.param("sqlite", *case.values, id=f"sqlite-{case.id}", marks=case.marks))
+        if case.id in postgres:
+            marks = [*case.marks, pytest.mark.postgres]
+            both.append(
+                pytest.param("postgresql", *case.values, id=f"postgresql-{case.id}", marks=marks)
+            )
+    return both
+
+
 def _flip(text: str, index: int) -> str:
     data = bytearray(b64d(text))
     data[index] ^= 0x01
@@ -210,49 +224,51 @@ def _flip(text: str, index: int) -> str:
 
 # -- 1. altered envelopes ---------------------------------------------------------------
 
-Tamper = Callable[[dict[str, Any], dict[str, Any], "Network"], None]
+Tamper = Callable[[dict[str, Any], dict[str, Any], "Network"], Awaitable[None]]
 
 
-def _body_byte(env: dict[str, Any], good: dict[str, Any], network: Network) -> None:
+async def _body_byte(env: dict[str, Any], good: dict[str, Any], network: Network) -> None:
     env["body"] = _flip(env["body"], 30)  # in the ciphertext, past the 24-byte nonce
 
 
-def _pseudonyms(env: dict[str, Any], good: dict[str, Any], network: Network) -> None:
+async def _pseudonyms(env: dict[str, Any], good: dict[str, Any], network: Network) -> None:
     assert env["header"]["pseudonyms"] != good["header"]["pseudonyms"]
     env["header"]["pseudonyms"] = good["header"]["pseudonyms"]  # link it to another person
 
 
-def _kind(env: dict[str, Any], good: dict[str, Any], network: Network) -> None:
+async def _kind(env: dict[str, Any], good: dict[str, Any], network: Network) -> None:
     env["header"]["kind"] = "referral"
 
 
-def _sender(env: dict[str, Any], good: dict[str, Any], network: Network) -> None:
+async def _sender(env: dict[str, Any], good: dict[str, Any], network: Network) -> None:
     env["header"]["sender"] = "ggd"  # attributed to another, genuine and valid, sender
-    env["header"]["sender_cert"] = held_certificate(network, "ggd")[1]
+    env["header"]["sender_cert"] = (await held_certificate(network, "ggd"))[1]
 
 
-def _sender_cert(env: dict[str, Any], good: dict[str, Any], network: Network) -> None:
+async def _sender_cert(env: dict[str, Any], good: dict[str, Any], network: Network) -> None:
     env["header"]["sender_cert"] = fingerprint(b"no such certificate")
 
 
-def _wrapped_key(env: dict[str, Any], good: dict[str, Any], network: Network) -> None:
+async def _wrapped_key(env: dict[str, Any], good: dict[str, Any], network: Network) -> None:
     env["keys"][COORDINATOR] = _flip(env["keys"][COORDINATOR], 1130)
 
 
-def _other_recipients_key(env: dict[str, Any], good: dict[str, Any], network: Network) -> None:
+async def _other_recipients_key(
+    env: dict[str, Any], good: dict[str, Any], network: Network
+) -> None:
     # Our own key and the body still decrypt: only the signature can tell.
     env["keys"]["ggd"] = _flip(env["keys"]["ggd"], 1130)
 
 
-def _signature(env: dict[str, Any], good: dict[str, Any], network: Network) -> None:
+async def _signature(env: dict[str, Any], good: dict[str, Any], network: Network) -> None:
     env["sig"] = _flip(env["sig"], 0)
 
 
-def _swap_body(env: dict[str, Any], good: dict[str, Any], network: Network) -> None:
+async def _swap_body(env: dict[str, Any], good: dict[str, Any], network: Network) -> None:
     env["body"] = good["body"]
 
 
-def _unparsable(env: dict[str, Any], good: dict[str, Any], network: Network) -> None:
+async def _unparsable(env: dict[str, Any], good: dict[str, Any], network: Network) -> None:
     env["body"] = "not base64url!"
 
 
@@ -270,17 +286,20 @@ TAMPERS: list[Any] = [
 ]
 
 
-@pytest.mark.parametrize(("tamper", "reason", "named_sender", "to_ggd_too"), TAMPERS)
+@pytest.mark.parametrize(
+    ("database_kind", "tamper", "reason", "named_sender", "to_ggd_too"),
+    on_both_databases(TAMPERS, postgres={"body-byte", "header-sender", "unparsable"}),
+)
 async def test_an_altered_envelope_is_rejected_kept_unacknowledged_and_the_next_one_received(
     network: Network, tamper: Tamper, reason: str, named_sender: str, to_ggd_too: bool
 ) -> None:
     recipients = (COORDINATOR, "ggd") if to_ggd_too else (COORDINATOR,)
     bad_id = await send(network, "police", "altered", bsn="111222333", recipients=recipients)
     good_id = await send(network, "police", "intact", bsn="123456782")
-    envelope = stored_envelope(network, bad_id)
-    tamper(envelope, stored_envelope(network, good_id), network)
-    assert envelope != stored_envelope(network, bad_id)  # the hub really changed something
-    rewrite_envelope(network, bad_id, envelope)
+    envelope = await stored_envelope(network, bad_id)
+    await tamper(envelope, await stored_envelope(network, good_id), network)
+    assert envelope != await stored_envelope(network, bad_id)  # the hub really changed something
+    await rewrite_envelope(network, bad_id, envelope)
 
     async with acting_as(network, COORDINATOR) as coordinator:
         result = await coordinator.receive()
@@ -292,18 +311,18 @@ async def test_an_altered_envelope_is_rejected_kept_unacknowledged_and_the_next_
             coordinator.show(bad_id)
         shown = coordinator.show(good_id)
 
-    bad_cursor = cursor_of(network, bad_id)
+    bad_cursor = await cursor_of(network, bad_id)
     # rejected, with the category of what failed, and the good message next to it received
     assert result.rejected == (RejectedMessage(bad_id, bad_cursor, named_sender, reason),)
     assert [m.id for m in result.messages] == [good_id]
     assert result.messages[0].payload["text"] == "intact"
     assert shown.payload["text"] == "intact"
     # not acknowledged: the hub keeps it for an investigation (both in its table and its API)
-    assert acked_at(network, bad_id) is None
-    assert acked_at(network, good_id) is not None
+    assert await acked_at(network, bad_id) is None
+    assert await acked_at(network, good_id) is not None
     assert {item.cursor: item.acknowledged for item in page.messages} == {
         bad_cursor: False,
-        cursor_of(network, good_id): True,
+        await cursor_of(network, good_id): True,
     }
     # not stored as received; recorded as rejected
     assert stored_bad is None
@@ -314,59 +333,63 @@ async def test_an_altered_envelope_is_rejected_kept_unacknowledged_and_the_next_
 async def test_a_message_for_someone_else_put_in_our_inbox_is_rejected(network: Network) -> None:
     """The hub delivers police's message to the GGD into the coordinator's inbox too."""
     other_id = await send(network, "police", "for the GGD only", recipients=("ggd",))
-    cursor = cursor_of(network, other_id)
-    with hub_db(network) as db:
-        db.execute(
-            "INSERT INTO deliveries (recipient, cursor) VALUES (?, ?)", (COORDINATOR, cursor)
-        )
+    cursor = await cursor_of(network, other_id)
+    await network.database.sql(
+        "INSERT INTO deliveries (recipient, cursor) VALUES (:org, :cursor)",
+        org=COORDINATOR,
+        cursor=cursor,
+    )
     async with acting_as(network, COORDINATOR) as coordinator:
         result = await coordinator.receive()
         stored = coordinator.state.message(other_id)
     assert result.messages == ()
     assert result.rejected == (RejectedMessage(other_id, cursor, "police", REASON_ENVELOPE),)
     assert stored is None
-    assert acked_at(network, other_id) is None
+    assert await acked_at(network, other_id) is None
 
 
 # -- 2. and 3. substituted key bundles and certificates ---------------------------------
 
 
-def _bundle_fresh_key(network: Network, genuine: KeyBundle) -> tuple[KeyBundle, bool]:
+async def _bundle_fresh_key(network: Network, genuine: KeyBundle) -> tuple[KeyBundle, bool]:
     return forge_bundle(genuine, Ed25519PrivateKey.generate()), True
 
 
-def _bundle_ggd_key(network: Network, genuine: KeyBundle) -> tuple[KeyBundle, bool]:
+async def _bundle_ggd_key(network: Network, genuine: KeyBundle) -> tuple[KeyBundle, bool]:
     # names the coordinator's genuine certificate, signed by the GGD's genuine key
     return forge_bundle(genuine, org_keys(network, "ggd").signing_key), True
 
 
-def _bundle_ggd_certificate(network: Network, genuine: KeyBundle) -> tuple[KeyBundle, bool]:
+async def _bundle_ggd_certificate(network: Network, genuine: KeyBundle) -> tuple[KeyBundle, bool]:
     # names the GGD's genuine certificate and is signed by its key: valid, but not the
     # coordinator's
-    ggd_fp = held_certificate(network, "ggd")[1]
+    ggd_fp = (await held_certificate(network, "ggd"))[1]
     return forge_bundle(genuine, org_keys(network, "ggd").signing_key, cert=ggd_fp), True
 
 
-def _bundle_of_ggd(network: Network, genuine: KeyBundle) -> tuple[KeyBundle, bool]:
-    return current_bundle(network, "ggd"), False  # the GGD's own, untouched
+async def _bundle_of_ggd(network: Network, genuine: KeyBundle) -> tuple[KeyBundle, bool]:
+    return await current_bundle(network, "ggd"), False  # the GGD's own, untouched
 
 
 @pytest.mark.parametrize(
-    "forge",
-    [
-        pytest.param(_bundle_fresh_key, id="fresh-key"),
-        pytest.param(_bundle_ggd_key, id="signed-by-ggd-key"),
-        pytest.param(_bundle_ggd_certificate, id="signed-by-ggd-certificate"),
-        pytest.param(_bundle_of_ggd, id="ggd-genuine-bundle"),
-    ],
+    ("database_kind", "forge"),
+    on_both_databases(
+        [
+            pytest.param(_bundle_fresh_key, id="fresh-key"),
+            pytest.param(_bundle_ggd_key, id="signed-by-ggd-key"),
+            pytest.param(_bundle_ggd_certificate, id="signed-by-ggd-certificate"),
+            pytest.param(_bundle_of_ggd, id="ggd-genuine-bundle"),
+        ],
+        postgres={"fresh-key", "ggd-genuine-bundle"},
+    ),
 )
 async def test_a_substituted_key_bundle_is_refused_and_nothing_is_sent(
-    network: Network, forge: Callable[[Network, KeyBundle], tuple[KeyBundle, bool]]
+    network: Network, forge: Callable[[Network, KeyBundle], Awaitable[tuple[KeyBundle, bool]]]
 ) -> None:
-    genuine = current_bundle(network, COORDINATOR)
-    forged, refingerprint = forge(network, genuine)
+    genuine = await current_bundle(network, COORDINATOR)
+    forged, refingerprint = await forge(network, genuine)
     assert forged.fingerprint != genuine.fingerprint
-    serve_bundle(network, COORDINATOR, forged, refingerprint=refingerprint)
+    await serve_bundle(network, COORDINATOR, forged, refingerprint=refingerprint)
 
     async with acting_as(network, "police") as police:
         with pytest.raises(VerificationFailed) as caught:
@@ -375,12 +398,12 @@ async def test_a_substituted_key_bundle_is_refused_and_nothing_is_sent(
         cached = police.state.cached_directory(COORDINATOR, root=police.keys.root.fingerprint)
 
     assert (caught.value.what, caught.value.org) == ("key bundle", COORDINATOR)
-    assert message_count(network) == 0
+    assert await message_count(network) == 0
     assert sent == []
     assert cached is None or cached.bundle is None  # the forged bundle is not cached
 
 
-def _rogue_root_certificate(network: Network) -> tuple[bytes, str | None, Ed25519PrivateKey]:
+async def _rogue_root_certificate(network: Network) -> tuple[bytes, str | None, Ed25519PrivateKey]:
     """A coordinator certificate from another root for the same network name."""
     root_key, key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     now = network.started
@@ -391,12 +414,12 @@ def _rogue_root_certificate(network: Network) -> tuple[bytes, str | None, Ed2551
     return cert.der, cert.fingerprint, key
 
 
-def _ggd_certificate(network: Network) -> tuple[bytes, str | None, Ed25519PrivateKey]:
+async def _ggd_certificate(network: Network) -> tuple[bytes, str | None, Ed25519PrivateKey]:
     """The GGD's genuine certificate, served as the coordinator's (the GGD colludes)."""
-    return held_certificate(network, "ggd")[0], None, org_keys(network, "ggd").signing_key
+    return (await held_certificate(network, "ggd"))[0], None, org_keys(network, "ggd").signing_key
 
 
-def _hub_certificate(network: Network) -> tuple[bytes, str | None, Ed25519PrivateKey]:
+async def _hub_certificate(network: Network) -> tuple[bytes, str | None, Ed25519PrivateKey]:
     """The hub's own genuine, root-issued certificate, whose key the hub holds."""
     keys = HubKeys.open(network.demo.hub_dir, network.demo.passphrase)
     assert keys.certificate is not None
@@ -404,23 +427,26 @@ def _hub_certificate(network: Network) -> tuple[bytes, str | None, Ed25519Privat
 
 
 @pytest.mark.parametrize(
-    "substitute",
-    [
-        pytest.param(_rogue_root_certificate, id="another-root"),
-        pytest.param(_ggd_certificate, id="ggd-certificate"),
-        pytest.param(_hub_certificate, id="hub-certificate"),
-    ],
+    ("database_kind", "substitute"),
+    on_both_databases(
+        [
+            pytest.param(_rogue_root_certificate, id="another-root"),
+            pytest.param(_ggd_certificate, id="ggd-certificate"),
+            pytest.param(_hub_certificate, id="hub-certificate"),
+        ],
+        postgres={"another-root", "ggd-certificate"},
+    ),
 )
 async def test_a_substituted_certificate_is_refused_and_nothing_is_sent(
     network: Network,
-    substitute: Callable[[Network], tuple[bytes, str | None, Ed25519PrivateKey]],
+    substitute: Callable[[Network], Awaitable[tuple[bytes, str | None, Ed25519PrivateKey]]],
 ) -> None:
-    der, fp, key = substitute(network)
+    der, fp, key = await substitute(network)
     # A consistent forgery: the bundle names the substituted certificate and is signed by
     # its key, so only the certificate's own checks can catch it.
-    bundle = forge_bundle(current_bundle(network, COORDINATOR), key, cert=fingerprint(der))
-    serve_certificate(network, COORDINATOR, der, fp)
-    serve_bundle(network, COORDINATOR, bundle, refingerprint=True)
+    bundle = forge_bundle(await current_bundle(network, COORDINATOR), key, cert=fingerprint(der))
+    await serve_certificate(network, COORDINATOR, der, fp)
+    await serve_bundle(network, COORDINATOR, bundle, refingerprint=True)
 
     async with acting_as(network, "police") as police:
         with pytest.raises(VerificationFailed) as caught:
@@ -428,7 +454,7 @@ async def test_a_substituted_certificate_is_refused_and_nothing_is_sent(
         sent = police.state.sent()
 
     assert (caught.value.what, caught.value.org) == ("certificate", COORDINATOR)
-    assert message_count(network) == 0
+    assert await message_count(network) == 0
     assert sent == []
 
 
@@ -467,7 +493,7 @@ async def test_a_revoked_recipient_is_refused_by_the_client_and_by_the_hub(
 ) -> None:
     early = await _sealed_to_shelter(network)
     from_shelter = await send(network, "shelter", "sent before revocation")
-    before = message_count(network)
+    before = await message_count(network)
     await _revoke(network, "shelter")
 
     async with acting_as(network, "police") as police:
@@ -480,16 +506,16 @@ async def test_a_revoked_recipient_is_refused_by_the_client_and_by_the_hub(
     assert (caught.value.what, caught.value.org) == ("certificate", "shelter")
     assert "revoked" in str(caught.value)
     assert (refused.value.status, refused.value.slug) == (422, "unknown-recipient")
-    assert message_count(network) == before
+    assert await message_count(network) == before
     assert sent == []
 
     # ... and the shelter's signature is no longer accepted either
     async with acting_as(network, COORDINATOR) as coordinator:
         result = await coordinator.receive()
-    cursor = cursor_of(network, from_shelter)
+    cursor = await cursor_of(network, from_shelter)
     assert result.messages == ()
     assert result.rejected == (RejectedMessage(from_shelter, cursor, "shelter", REASON_SENDER),)
-    assert acked_at(network, from_shelter) is None
+    assert await acked_at(network, from_shelter) is None
 
 
 @pytest.mark.parametrize("withheld", ["newest", "all"])
@@ -503,24 +529,25 @@ async def test_a_hub_that_rolls_back_or_withholds_the_crl_is_caught(
             await police.send_signal(_signal("never sealed", "111222333"), ["shelter"])
         assert police.state.crl_number == number
 
-    with hub_db(network) as db:  # the hub forgets the revocation
-        if withheld == "newest":
-            db.execute("DELETE FROM crl WHERE number = ?", (number,))
-        else:
-            db.execute("DELETE FROM crl")
+    # the hub forgets the revocation
+    if withheld == "newest":
+        forgotten = await network.database.sql("DELETE FROM crl WHERE number = :n", n=number)
+        assert forgotten == 1
+    else:
+        assert await network.database.sql("DELETE FROM crl") >= 1
 
     async with acting_as(network, "police") as police:
         with pytest.raises(VerificationFailed) as caught:
             await police.send_signal(_signal("never sealed", "111222333"), ["shelter"])
         sent = police.state.sent()
     assert caught.value.what == "revocation list"
-    assert message_count(network) == 0
+    assert await message_count(network) == 0
     assert sent == []
 
     # the hub itself relays to the shelter again: only the client stood in the way
     async with acting_as(network, "police") as police:
         _, _, created = await police.hub.send(early)
-    assert created and message_count(network) == 1
+    assert created and await message_count(network) == 1
 
 
 async def test_a_crl_signed_by_another_root_is_refused(network: Network) -> None:
@@ -530,8 +557,10 @@ async def test_a_crl_signed_by_another_root_is_refused(network: Network) -> None
     rogue_root = create_root(rogue_key, network.demo.network, now=now, days=30, serial=1)
     # a newer-numbered list that revokes nobody, from a root of the same network name
     forged = create_crl(rogue_key, rogue_root, {}, number=number + 10, now=now, days=30)
-    with hub_db(network) as db:
-        db.execute("UPDATE crl SET der = ? WHERE number = ?", (forged.der, number))
+    replaced = await network.database.sql(
+        "UPDATE crl SET der = :der WHERE number = :n", der=forged.der, n=number
+    )
+    assert replaced == 1
 
     async with acting_as(network, "police") as police:
         assert police.state.crl_number == 0  # nothing seen before: the signature alone decides
@@ -539,7 +568,7 @@ async def test_a_crl_signed_by_another_root_is_refused(network: Network) -> None
             await police.send_signal(_signal("never sealed", "111222333"), ["shelter"])
         sent = police.state.sent()
     assert caught.value.what == "revocation list"
-    assert message_count(network) == 0
+    assert await message_count(network) == 0
     assert sent == []
 
 
@@ -547,8 +576,7 @@ async def test_a_client_that_never_saw_a_crl_does_not_accept_a_hub_without_one(
     network: Network,
 ) -> None:
     await _revoke(network, "shelter")
-    with hub_db(network) as db:
-        db.execute("DELETE FROM crl")
+    assert await network.database.sql("DELETE FROM crl") >= 1
     async with acting_as(network, "police") as police:
         assert police.state.crl_number == 0  # police never looked before
         with pytest.raises(VerificationFailed):
@@ -558,33 +586,33 @@ async def test_a_client_that_never_saw_a_crl_does_not_accept_a_hub_without_one(
 # -- 5. replays -------------------------------------------------------------------------
 
 
-def _duplicate_delivery(network: Network, message_id: str) -> int:
+async def _duplicate_delivery(network: Network, message_id: str) -> int:
     """Copy the message under a new hub-side row and deliver it again; the new cursor."""
-    with hub_db(network) as db:
-        row = db.execute(
-            "SELECT sender, kind, created, accepted_at, envelope_fingerprint, envelope, size "
-            "FROM messages WHERE id = ?",
-            (message_id,),
-        ).fetchone()
-        cursor = db.execute(
-            "INSERT INTO messages (id, sender, kind, created, accepted_at, "
-            "envelope_fingerprint, envelope, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (b64e(os.urandom(16)), *row),
-        ).lastrowid
-        db.execute(
-            "INSERT INTO deliveries (recipient, cursor) VALUES (?, ?)", (COORDINATOR, cursor)
+    columns = "sender, kind, created, accepted_at, envelope_fingerprint, envelope, size"
+    async with network.database.transaction() as db:
+        copied = await db.execute(
+            sa.text(
+                f"INSERT INTO messages (id, {columns}) "
+                f"SELECT :new_id, {columns} FROM messages WHERE id = :id RETURNING cursor"
+            ),
+            {"new_id": b64e(os.urandom(16)), "id": message_id},
         )
-    assert cursor is not None
-    return cursor
+        (cursor,) = copied.one()
+        await db.execute(
+            sa.text("INSERT INTO deliveries (recipient, cursor) VALUES (:org, :cursor)"),
+            {"org": COORDINATOR, "cursor": cursor},
+        )
+    return int(cursor)
 
 
-def _forget_ack_and_reset_cursor(network: Network, message_id: str) -> None:
-    cursor = cursor_of(network, message_id)
-    with hub_db(network) as db:
-        db.execute(
-            "UPDATE deliveries SET acked_at = NULL WHERE recipient = ? AND cursor = ?",
-            (COORDINATOR, cursor),
-        )
+async def _forget_ack_and_reset_cursor(network: Network, message_id: str) -> None:
+    cursor = await cursor_of(network, message_id)
+    forgotten = await network.database.sql(
+        "UPDATE deliveries SET acked_at = NULL WHERE recipient = :org AND cursor = :cursor",
+        org=COORDINATOR,
+        cursor=cursor,
+    )
+    assert forgotten == 1
     state = sqlite3.connect(network.demo.home(COORDINATOR) / "state.sqlite", isolation_level=None)
     try:
         state.execute("UPDATE meta SET value = '0' WHERE key = 'inbox_cursor'")
@@ -596,13 +624,13 @@ def _forget_ack_and_reset_cursor(network: Network, message_id: str) -> None:
 async def test_a_replayed_message_is_received_once(network: Network, replay: str) -> None:
     message_id = await send(network, "police", "once only")
     if replay == "duplicate-same-page":
-        _duplicate_delivery(network, message_id)
+        await _duplicate_delivery(network, message_id)
     async with acting_as(network, COORDINATOR) as coordinator:
         first = await coordinator.receive()
     if replay == "cursor-reset":
-        _forget_ack_and_reset_cursor(network, message_id)
+        await _forget_ack_and_reset_cursor(network, message_id)
     elif replay == "duplicate-later":
-        _duplicate_delivery(network, message_id)
+        await _duplicate_delivery(network, message_id)
     async with acting_as(network, COORDINATOR) as coordinator:
         assert replay != "cursor-reset" or coordinator.state.cursor == 0
         again = await coordinator.receive()
@@ -615,7 +643,7 @@ async def test_a_replayed_message_is_received_once(network: Network, replay: str
     assert again.rejected == ()
     assert [m.id for m in stored] == [message_id]
     assert rejected == []
-    assert acked_at(network, message_id) is not None
+    assert await acked_at(network, message_id) is not None
 
 
 # -- 6. a non-recipient learns nothing --------------------------------------------------
@@ -668,7 +696,7 @@ async def test_a_non_recipient_cannot_tell_a_message_exists(network: Network) ->
     assert outcomes["real raw"] == outcomes["unknown raw"]
     assert message_id not in json.dumps(outcomes)  # the detail does not echo the id either
     assert inbox.messages == ()
-    assert acked_at(network, message_id) is None  # the GGD's ack touched nothing
+    assert await acked_at(network, message_id) is None  # the GGD's ack touched nothing
 
     # the same request from the sender and from the recipient finds it: the id is real
     for org in ("police", COORDINATOR):
