@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## the hub on SQLite at 127.0.0.1:8443 with a demo network in ./var/demo
 	$(BIN)/schakel demo run
 
-test: $(STAMP)  ## the whole suite
-	$(BIN)/python -m pytest -q
+test: $(STAMP)  ## the whole suite, one worker per core (pytest-xdist)
+	$(BIN)/python -m pytest -q -n auto
 
 check: $(STAMP)  ## lint, format and types
 	$(BIN)/ruff check .

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import fcntl
 import getpass
 import ipaddress
 import json
@@ -35,6 +36,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -77,10 +79,20 @@ class NginxMissing(RuntimeError):
 
 
 def ensure_nginx() -> str:
-    """The path of the nginx binary, installing Debian's package first if need be."""
+    """The path of the nginx binary, installing Debian's package first if need be.
+
+    Test processes running side by side (pytest-xdist) take turns: apt-get allows one.
+    """
     found = _which_nginx()
     if found is not None:
         return found
+    lock = Path(tempfile.gettempdir()) / "schakel-tests-nginx-install.lock"
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        return _which_nginx() or _install_nginx()
+
+
+def _install_nginx() -> str:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise NginxMissing("nginx is not installed (and installing needs root with apt-get)")
     errors = []
