@@ -114,3 +114,33 @@ async def test_two_replicas_escalating_at_once_raise_each_escalation_once(
     await chain.relogin()
     events = (await chain.get("/v1/events"))["events"]
     assert len([e for e in events if e["kind"] == "escalation"]) == 1
+
+
+async def test_a_read_sees_one_snapshot(hub: HubHarness) -> None:
+    def isolation(conn: sa.Connection) -> tuple[str, str]:
+        return (
+            conn.execute(sa.text("SHOW transaction_isolation")).scalar_one(),
+            conn.execute(sa.text("SHOW transaction_read_only")).scalar_one(),
+        )
+
+    assert await hub.store.run_read(isolation) == ("repeatable read", "on")
+
+
+async def test_connections_the_server_closed_are_replaced_without_a_failed_request(
+    hub: HubHarness,
+) -> None:
+    police, ggd = await hub.enrol("police"), await hub.enrol("ggd")
+    admin: Any = await asyncpg.connect(_dsn(hub.config.database_url))
+    try:  # a database restart, as the hub's pooled connections see it
+        ended = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name LIKE 'schakel-hub-%'"
+        )
+    finally:
+        await admin.close()
+    assert ended >= 2  # at least the writer and a reader
+    for _ in range(50):  # asyncpg marks them closed once the event loop reads the end
+        await asyncio.sleep(0.02)
+    assert (await hub.send(police, hub.envelope(police, [ggd]))).status == 201
+    inbox = await hub.client.get("/v1/inbox", headers=ggd.headers())
+    assert inbox.status == 200 and len((await inbox.json())["messages"]) == 1
