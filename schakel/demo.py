@@ -62,6 +62,7 @@ ORGS: Mapping[str, tuple[str, ...]] = {
     "school": (ROLE_MEMBER, ROLE_PRIVACY_OFFICER),
     "municipality": (ROLE_MEMBER, ROLE_PRIVACY_OFFICER),
     "shelter": (ROLE_MEMBER, ROLE_PRIVACY_OFFICER),
+    "legal-aid": (ROLE_MEMBER, ROLE_PRIVACY_OFFICER),
     "coordinator": (ROLE_MEMBER, ROLE_COORDINATOR, ROLE_PRIVACY_OFFICER),
     "privacy": (ROLE_MEMBER, ROLE_NETWORK_PRIVACY_OFFICER),
 }
@@ -73,6 +74,7 @@ TYPES: Mapping[str, str] = {
     "school": "school",
     "municipality": "municipality",
     "shelter": "shelter",
+    "legal-aid": "legal_aid",
     "coordinator": "coordination",
 }
 
