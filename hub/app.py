@@ -27,7 +27,7 @@ from hub.config import Clock, HubConfig, Rng, system_clock
 from hub.directory import TrustCache
 from hub.escalation import Escalator
 from hub.logs import access_log_middleware
-from hub.metrics import Metrics, add_metrics_route, metrics_middleware
+from hub.metrics import Metrics, add_metrics_route
 from hub.notify import Notifier, notifier_for
 from hub.problems import problem_middleware
 from hub.ratelimit import TokenBucket
@@ -130,8 +130,7 @@ def make_app(
     metrics = Metrics()
     app = web.Application(
         middlewares=[
-            access_log_middleware(logging.getLogger("hub.access")),
-            metrics_middleware(metrics),
+            access_log_middleware(logging.getLogger("hub.access"), observe=metrics.observe),
             problem_middleware(logging.getLogger("hub.errors")),
         ],
         client_max_size=limits.client_max_size,

@@ -131,12 +131,16 @@ def configure_logging(level: int | str, *, stream: IO[str]) -> None:
 
 
 def access_log_middleware(
-    logger: logging.Logger, *, clock: Callable[[], float] = time.perf_counter
+    logger: logging.Logger,
+    *,
+    clock: Callable[[], float] = time.perf_counter,
+    observe: Callable[[web.Request, int, float], None] | None = None,
 ) -> Callable[..., Awaitable[web.StreamResponse]]:
     """One log line per request: method, route pattern, status, duration, org.
 
     Put it before ``problem_middleware`` in the middleware list, so that it
-    sees the status of the problem responses as well.
+    sees the status of the problem responses as well. ``observe(request, status,
+    seconds)`` is told of each request too (the metrics, :mod:`hub.metrics`).
     """
 
     @web.middleware
@@ -151,6 +155,9 @@ def access_log_middleware(
             status = exc.status
             raise
         finally:
+            seconds = clock() - started
+            if observe is not None:
+                observe(request, status, seconds)
             org = request.get(ORG, request.get("org"))
             logger.info(
                 "request",
@@ -159,7 +166,7 @@ def access_log_middleware(
                     "method": request.method,
                     "route": route_pattern(request),
                     "status": status,
-                    "duration_ms": round((clock() - started) * 1000, 3),
+                    "duration_ms": round(seconds * 1000, 3),
                     "org": org if isinstance(org, str) else None,
                 },
             )

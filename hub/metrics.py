@@ -1,8 +1,9 @@
 """Prometheus metrics at ``GET /metrics``, for the operator's monitoring.
 
 Every app has its own :class:`Metrics` (its own ``CollectorRegistry``, so that tests
-can build many apps). ``metrics_middleware`` counts and times each request by route
-template (``/v1/messages/{id}``, or ``unmatched``), method and status. A scrape reads
+can build many apps). The access log (:func:`hub.logs.access_log_middleware`) hands it
+each request, counted and timed by route template (``/v1/messages/{id}``, or
+``unmatched``), method and status. A scrape reads
 the rest at that moment: the writer's queue, the WebSocket subscriptions and whether
 notices of other replicas arrive (this process), and from the database the size of the
 access log, how far the signed tree heads lag behind it, the escalations so far and
@@ -18,7 +19,6 @@ method. It holds no data, so it is not audited; the access log logs it like any 
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -30,8 +30,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from hub import schema as t
 from hub.api import services
-from hub.errors import HubError, NotFound
-from hub.problems import MethodNotAllowed
+from hub.errors import NotFound
+from hub.problems import NO_ROUTE, MethodNotAllowed, route_pattern
 from protocol.referral import OPEN_STEPS
 
 PREFIX = "schakel_"
@@ -141,8 +141,8 @@ class Metrics:
 
     def observe(self, request: web.Request, status: int, seconds: float) -> None:
         """Count one answered request."""
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else UNMATCHED
+        route = route_pattern(request)
+        route = UNMATCHED if route == NO_ROUTE else route
         method = request.method if request.method in METHODS else OTHER_METHOD
         labels = (route, method, str(status))
         self._requests.labels(*labels).inc()
@@ -158,28 +158,6 @@ class Metrics:
 
 
 METRICS = web.AppKey("schakel_metrics", Metrics)
-
-
-def metrics_middleware(
-    metrics: Metrics, *, clock: Callable[[], float] = time.perf_counter
-) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Count and time every request; put it before ``problem_middleware``, like the log."""
-
-    @web.middleware
-    async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = clock()
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except (HubError, web.HTTPException) as exc:
-            status = exc.status
-            raise
-        finally:
-            metrics.observe(request, status, clock() - started)
-
-    return measure
 
 
 # -- the route ---------------------------------------------------------------------------

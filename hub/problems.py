@@ -175,10 +175,13 @@ def _log_internal(
     )
 
 
+NO_ROUTE = "-"  # the pattern of a request that matched no route
+
+
 def route_pattern(request: web.Request) -> str:
     """The matched route's pattern (``/v1/messages/{id}``), never the raw path."""
     resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else "-"
+    return resource.canonical if resource is not None else NO_ROUTE
 
 
 async def read_json(request: web.Request, *, max_bytes: int) -> object:
