@@ -19,7 +19,7 @@ import functools
 import json
 import os
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -107,6 +107,16 @@ def _guarded(func: Callable[..., None]) -> Callable[..., None]:
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
+
+
+def _acting(settings: Settings, act: Callable[[Organisation], Awaitable[T]]) -> T:
+    """Open a session (:class:`_Session`), ``act`` as its organisation, close it."""
+
+    async def go() -> T:
+        async with _Session(settings) as organisation:
+            return await act(organisation)
+
+    return _run(go())
 
 
 def _emit(settings: Settings, data: Any, text: str) -> None:
@@ -346,11 +356,7 @@ def import_cert(settings: Settings, cert_file: Path) -> None:
 def publish(settings: Settings) -> None:
     """Publish the certificate and the current encryption key bundle to the hub."""
 
-    async def go() -> tuple[str, str]:
-        async with _Session(settings) as organisation:
-            return await organisation.publish()
-
-    cert_fp, bundle_fp = _run(go())
+    cert_fp, bundle_fp = _acting(settings, lambda organisation: organisation.publish())
     _emit(
         settings,
         {"certificate": cert_fp, "bundle": bundle_fp},
@@ -390,11 +396,7 @@ def linking_key() -> None:
 def linking_key_fetch(settings: Settings) -> None:
     """Fetch, verify and store the linking keys sealed to this organisation."""
 
-    async def go() -> list[int]:
-        async with _Session(settings) as organisation:
-            return await organisation.fetch_linking_keys()
-
-    versions = _run(go())
+    versions = _acting(settings, lambda organisation: organisation.fetch_linking_keys())
     if not versions:
         raise ClientError("the hub holds no linking key for this organisation yet")
     _emit(settings, {"versions": versions}, f"linking key versions held: {versions}")

@@ -95,11 +95,9 @@ def status(
     payload = _status_payload(code, status_file, note, reason, started_on)
     validate_payload("status", payload)
 
-    async def go() -> str:
-        async with cli._Session(settings) as organisation:
-            return await organisation.send_status(referral_id, code, payload)
-
-    message_id = _run(go())
+    message_id = cli._acting(
+        settings, lambda organisation: organisation.send_status(referral_id, code, payload)
+    )
     _emit(
         settings,
         {"id": message_id, "referral": referral_id, "status": code},
@@ -163,13 +161,12 @@ def refer(
     payload = _load_json(referral_file)
     validate_payload("referral", payload)
 
-    async def go() -> str:
-        async with cli._Session(settings) as organisation:
-            return await organisation.send_referral(
-                payload, recipient, case=case_ref, replaces=replaces
-            )
-
-    message_id = _run(go())
+    message_id = cli._acting(
+        settings,
+        lambda organisation: organisation.send_referral(
+            payload, recipient, case=case_ref, replaces=replaces
+        ),
+    )
     _emit(
         settings,
         {"id": message_id, "to": recipient, "case": case_ref, "replaces": replaces},
@@ -197,13 +194,12 @@ def cases(
 ) -> None:
     """The coordinator's cases: state, signals, organisation types, open referrals."""
 
-    async def go() -> Any:
-        async with cli._Session(settings) as organisation:
-            return await organisation.hub.cases(
-                state=state, type=org_type, sort=sort, order=order, limit=limit, offset=offset
-            )
-
-    page = _run(go())
+    page = cli._acting(
+        settings,
+        lambda organisation: organisation.hub.cases(
+            state=state, type=org_type, sort=sort, order=order, limit=limit, offset=offset
+        ),
+    )
     head = f"{'case':<16}  {'state':<8} {'signals':>7}  {'first':<17}  {'last':<17}  open  types"
     rows = [_case_row(c) for c in page.cases]
     footer = f"{len(page.cases)} of {page.total} cases"
@@ -300,11 +296,9 @@ def _inline_text(inline: casework.Inline) -> list[str]:
 def referrals(settings: Settings, limit: int | None) -> None:
     """Open referrals: overdue first, with their age, step, who holds it and when due."""
 
-    async def go() -> tuple[OpenReferral, ...]:
-        async with cli._Session(settings) as organisation:
-            return await organisation.hub.referrals(limit)
-
-    found = sorted(_run(go()), key=_urgency)
+    found = sorted(
+        cli._acting(settings, lambda organisation: organisation.hub.referrals(limit)), key=_urgency
+    )
     head = f"{'referral':<22}  {'case':<16}  {'step':<12} {'holder':<16} {'age':>6}  due"
     _emit(
         settings,
@@ -341,11 +335,7 @@ def _age(seconds: int) -> str:
 def split(settings: Settings, ref: str, message_ids: tuple[str, ...]) -> None:
     """Split these signals or referrals off a case into a new case, kept apart."""
 
-    async def go() -> tuple[str, str]:
-        async with cli._Session(settings) as organisation:
-            return await organisation.hub.split(ref, message_ids)
-
-    new, old = _run(go())
+    new, old = cli._acting(settings, lambda organisation: organisation.hub.split(ref, message_ids))
     _emit(settings, {"case": new, "from": old}, f"split {len(set(message_ids))} off {old}: {new}")
 
 
@@ -357,11 +347,7 @@ def split(settings: Settings, ref: str, message_ids: tuple[str, ...]) -> None:
 def merge(settings: Settings, ref: str, other: str) -> None:
     """Merge case OTHER into case REF (OTHER then redirects to REF)."""
 
-    async def go() -> tuple[str, str]:
-        async with cli._Session(settings) as organisation:
-            return await organisation.hub.merge(ref, other)
-
-    kept, absorbed = _run(go())
+    kept, absorbed = cli._acting(settings, lambda organisation: organisation.hub.merge(ref, other))
     _emit(settings, {"case": kept, "absorbed": absorbed}, f"merged {absorbed} into {kept}")
 
 
@@ -373,11 +359,7 @@ def merge(settings: Settings, ref: str, other: str) -> None:
 def unmerge(settings: Settings, ref: str, other: str) -> None:
     """Undo the newest merge of case OTHER into case REF."""
 
-    async def go() -> tuple[str, str]:
-        async with cli._Session(settings) as organisation:
-            return await organisation.hub.unmerge(ref, other)
-
-    revived, old = _run(go())
+    revived, old = cli._acting(settings, lambda organisation: organisation.hub.unmerge(ref, other))
     _emit(settings, {"case": revived, "from": old}, f"{revived} lives again, apart from {old}")
 
 
@@ -451,11 +433,9 @@ def _event_text(event: Event) -> str:
 def comensha(settings: Settings, registrations: Path, statistics: Path) -> None:
     """Write the CoMensha files from every case (made here; the hub never sees them)."""
 
-    async def go() -> tuple[int, int]:
-        async with cli._Session(settings) as organisation:
-            return await organisation.comensha(registrations, statistics)
-
-    registered, anonymous = _run(go())
+    registered, anonymous = cli._acting(
+        settings, lambda organisation: organisation.comensha(registrations, statistics)
+    )
     _emit(
         settings,
         {"registrations": registered, "statistics": anonymous},
