@@ -211,10 +211,6 @@ class LocalNotifier:
             for subscription in list(self._subscribers.get(org, ())):
                 subscription.offer(notice)
 
-    async def publish(self, org: OrgId, notice: Notice) -> None:
-        """Deliver one notice here (tests; the hub's notices come from committed work)."""
-        self.deliver([(org, notice)])
-
     def subscribe(self, org: OrgId) -> LocalSubscription:
         subscription = LocalSubscription(self, org, self._queue_size)
         self._subscribers.setdefault(org, set()).add(subscription)

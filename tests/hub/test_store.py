@@ -227,11 +227,11 @@ async def test_notices_reach_every_subscriber_of_the_org() -> None:
     first, second = notifier.subscribe(OrgId("ggd")), notifier.subscribe(OrgId("ggd"))
     other = notifier.subscribe(OrgId("police"))
     notice = Notice(1, MessageId("A" * 22))
-    await notifier.publish(OrgId("ggd"), notice)
+    notifier.deliver([(OrgId("ggd"), notice)])
     assert await first.next() == notice and await second.next() == notice
     assert other._queue.empty()
     for n in range(3):  # one more than the queue holds: the subscription closes
-        await notifier.publish(OrgId("ggd"), Notice(n, MessageId("A" * 22)))
+        notifier.deliver([(OrgId("ggd"), Notice(n, MessageId("A" * 22)))])
     assert [await first.next() for _ in range(3)] == [
         Notice(0, MessageId("A" * 22)),
         Notice(1, MessageId("A" * 22)),

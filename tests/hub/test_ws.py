@@ -86,7 +86,7 @@ async def test_the_socket_closes_when_its_organisation_is_revoked(hub: HubHarnes
         # Wake the socket as a new message would (the relay itself now refuses ggd): it
         # checks its credentials again before sending anything, and closes instead.
         notifier = hub.client.server.app[SERVICES].notifier  # type: ignore[union-attr]
-        await notifier.publish("ggd", Notice(99, MessageId("A" * 22)))
+        notifier.deliver([("ggd", Notice(99, MessageId("A" * 22)))])
         closing = await _next(ws)
         assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 1008
         assert closing.extra == "credentials no longer valid"
