@@ -271,7 +271,7 @@ class PgNotifier(LocalNotifier):
         self._log = logger or logging.getLogger("hub.notify")
         self._task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
-        self.received = 0  # notices from other replicas, for metrics and tests
+        self.received = 0  # notices from other replicas (the tests read these counts)
         self.refused = 0  # payloads on the channel that were not a notice
         self.backend_pid: int | None = None  # the listening connection's server process
 
