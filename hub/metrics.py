@@ -21,17 +21,15 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 
-import sqlalchemy as sa
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from hub import schema as t
 from hub.api import services
 from hub.errors import NotFound
 from hub.problems import NO_ROUTE, MethodNotAllowed, route_pattern
+from hub.store import casereads
 from protocol.referral import OPEN_STEPS
 
 PREFIX = "schakel_"
@@ -194,7 +192,7 @@ async def read_metrics(request: web.Request) -> Reading:
     store, notifier = s.store, s.notifier
     audit_size = await store.audit_size()
     head = await store.tree_head(s.config.network)
-    escalations, open_referrals = await store.run_read(_case_counts)
+    escalations, open_referrals = await store.run_read(casereads.step_counts)
     return Reading(
         queue_depth=store.queue_depth,
         subscriptions=notifier.subscriber_total(),
@@ -204,23 +202,6 @@ async def read_metrics(request: web.Request) -> Reading:
         head_age=None if head is None else max(0, s.clock() - head.time),
         escalations=escalations,
         open_referrals=open_referrals,
-    )
-
-
-def _case_counts(conn: sa.Connection) -> tuple[Mapping[str, int], Mapping[str, int]]:
-    """Escalations and open referrals per step: two grouped counts in one transaction."""
-    e, r = t.escalations.c, t.referrals.c
-    fired = conn.execute(
-        sa.select(e.step, sa.func.count()).where(e.step.in_(ESCALATION_STEPS)).group_by(e.step)
-    ).all()
-    waiting = conn.execute(
-        sa.select(r.step, sa.func.count())
-        .where(r.step.in_(OPEN_STEPS), r.replaced_by.is_(None))  # re-referred: not open
-        .group_by(r.step)
-    ).all()
-    return (
-        MappingProxyType({str(step): int(n) for step, n in fired}),
-        MappingProxyType({str(step): int(n) for step, n in waiting}),
     )
 
 

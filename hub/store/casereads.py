@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import sqlalchemy as sa
@@ -342,3 +343,20 @@ def events(conn: sa.Connection, org: OrgId, *, after: int, limit: int) -> list[E
         )
         for row in rows
     ]
+
+
+def step_counts(conn: sa.Connection) -> tuple[Mapping[str, int], Mapping[str, int]]:
+    """(escalations so far, open referrals now), each counted by step (for the metrics)."""
+    e, r = t.escalations.c, t.referrals.c
+    fired = conn.execute(
+        sa.select(e.step, sa.func.count()).where(e.step.in_(machine.OPEN_STEPS)).group_by(e.step)
+    ).all()
+    waiting = conn.execute(
+        sa.select(r.step, sa.func.count())
+        .where(r.step.in_(machine.OPEN_STEPS), r.replaced_by.is_(None))  # re-referred: not open
+        .group_by(r.step)
+    ).all()
+    return (
+        MappingProxyType({str(step): int(n) for step, n in fired}),
+        MappingProxyType({str(step): int(n) for step, n in waiting}),
+    )
