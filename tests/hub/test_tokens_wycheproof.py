@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hub.tokens import InvalidToken, public_key_from_jwk, verify_jws_es256
 
 VECTORS = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
+    Path(__file__).resolve().parents[1]
     / "vectors"
+    / "third_party"
     / "wycheproof"
     / "json_web_signature_test.json"
 )

@@ -22,7 +22,7 @@ from protocol.merkle import (
     verify_inclusion,
 )
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "third_party"
 MERKLE_VECTORS = VECTORS / "transparency-dev-merkle"
 MAX_SIZE = 64
 
@@ -296,7 +296,7 @@ def _vector_files(kind: str) -> list[Path]:
     if not folder.is_dir():
         pytest.fail(
             f"third-party Merkle vectors missing: expected {folder} "
-            "(the shared vectors folder beside the repository, ../shared/vectors)"
+            "(tests/vectors/third_party, see its README.md)"
         )
     files = sorted(folder.rglob("*.json"))
     if not files:
