@@ -1,7 +1,10 @@
 """Pseudonyms: keyed hashes of normalised identifiers, the only link the hub sees.
 
 ``pseudonym = type "." version "." base32(HMAC-SHA256(linking_key, type || 0x00 || value))``,
-base32 lower-case without padding (52 characters). Types: ``bsn``, ``ndob``
+base32 lower-case without padding (52 characters); or, on a network whose pseudonyms
+come from the two pseudonymisation services, the first 32 bytes of the RFC 9497 output
+under the split key for the same ``type || 0x00 || value`` (:func:`oprf_pseudonym`, see
+``protocol.oprf``), in the same text form with that key set's version. Types: ``bsn``, ``ndob``
 (name + date of birth), ``doc`` (travel document + issuing country),
 ``tel`` (E.164 phone number).
 
@@ -29,6 +32,7 @@ from protocol.types import Pseudonym
 
 TYPES: tuple[str, ...] = ("bsn", "ndob", "doc", "tel")
 LINKING_KEY_BYTES = 32
+PSEUDONYM_DIGEST_BYTES = 32
 MAX_INPUT_CHARS = 200
 MAX_KEY_VERSION = 2**31 - 1
 MIN_YEAR, MAX_YEAR = 1900, 2100
@@ -286,21 +290,44 @@ def _document_country(value: str) -> str:
 # --- pseudonyms ---------------------------------------------------------------------------
 
 
-def pseudonym(kind: str, normalised: str, key: LinkingKey) -> Pseudonym:
-    """``kind.version.base32(HMAC-SHA256(key, kind || 0x00 || normalised))``."""
+def identifier_input(kind: str, normalised: str) -> bytes:
+    """``ASCII(kind) || 0x00 || UTF-8(normalised)``: what is keyed, by HMAC or by the OPRF."""
     if kind not in TYPES:
         raise ValidationError(f"pseudonym type must be one of {', '.join(TYPES)}")
     if not isinstance(normalised, str) or not normalised:
         raise ValidationError("normalised value must be a non-empty string")
-    if not isinstance(key, LinkingKey):
-        raise ValidationError("key must be a LinkingKey")
     try:
-        message = kind.encode("ascii") + b"\x00" + normalised.encode("utf-8")
+        return kind.encode("ascii") + b"\x00" + normalised.encode("utf-8")
     except UnicodeEncodeError:
         raise ValidationError("normalised value is not valid Unicode") from None
+
+
+def encode_pseudonym(kind: str, version: int, digest: bytes) -> Pseudonym:
+    """``kind.version.base32(digest)`` for a 32-byte keyed digest."""
+    if kind not in TYPES:
+        raise ValidationError(f"pseudonym type must be one of {', '.join(TYPES)}")
+    if not _is_int(version) or not 1 <= version <= MAX_KEY_VERSION:
+        raise ValidationError(f"pseudonym version must be 1..{MAX_KEY_VERSION}")
+    if not isinstance(digest, bytes) or len(digest) != PSEUDONYM_DIGEST_BYTES:
+        raise ValidationError(f"a pseudonym carries {PSEUDONYM_DIGEST_BYTES} bytes")
+    encoded = base64.b32encode(digest).decode("ascii").rstrip("=").lower()
+    return Pseudonym(f"{kind}.{version}.{encoded}")
+
+
+def pseudonym(kind: str, normalised: str, key: LinkingKey) -> Pseudonym:
+    """``kind.version.base32(HMAC-SHA256(key, kind || 0x00 || normalised))``."""
+    message = identifier_input(kind, normalised)
+    if not isinstance(key, LinkingKey):
+        raise ValidationError("key must be a LinkingKey")
     mac = hmac.new(key.key, message, hashlib.sha256).digest()
-    encoded = base64.b32encode(mac).decode("ascii").rstrip("=").lower()
-    return Pseudonym(f"{kind}.{key.version}.{encoded}")
+    return encode_pseudonym(kind, key.version, mac)
+
+
+def oprf_pseudonym(kind: str, version: int, output: bytes) -> Pseudonym:
+    """``kind.version.base32(first 32 bytes of the OPRF output)`` (``protocol.oprf``)."""
+    if not isinstance(output, bytes) or len(output) != 64:
+        raise ValidationError("an OPRF output is 64 bytes")
+    return encode_pseudonym(kind, version, output[:PSEUDONYM_DIGEST_BYTES])
 
 
 def derive_pseudonyms(identity: Identity, key: LinkingKey) -> tuple[Pseudonym, ...]:

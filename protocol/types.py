@@ -19,6 +19,7 @@ MessageId = NewType("MessageId", str)
 CaseRef = NewType("CaseRef", str)
 Pseudonym = NewType("Pseudonym", str)
 Fingerprint = NewType("Fingerprint", str)
+ServiceName = NewType("ServiceName", str)
 
 CASE_REF_BYTES = 10
 
@@ -44,6 +45,13 @@ def parse_network_id(value: object) -> NetworkId:
     if not isinstance(value, str) or not _SLUG.fullmatch(value):
         raise ValidationError("network id must be 2-32 characters of a-z, 0-9 and '-'")
     return NetworkId(value)
+
+
+def parse_service_name(value: object) -> ServiceName:
+    """A pseudonymisation service's name: same alphabet as an organisation id."""
+    if not isinstance(value, str) or not _SLUG.fullmatch(value):
+        raise ValidationError("service name must be 2-32 characters of a-z, 0-9 and '-'")
+    return ServiceName(value)
 
 
 def parse_message_id(value: object) -> MessageId:
