@@ -4,9 +4,11 @@ The authority works offline over one directory (mode 0700)::
 
     root.key                  the root Ed25519 seed, encrypted (kind ed25519)
     root.pem                  the self-signed root certificate
-    state.json                serials, issued certificates, revocations, CRL number and
-                              linking-key versions; authenticated with a key derived from
-                              the root seed, so an offline edit (a dropped revocation) is caught
+    state.json                serials, issued certificates, revocations, CRL number,
+                              linking-key versions and the pseudonymisation services' key
+                              shares certified per version; authenticated with a key derived
+                              from the root seed, so an offline edit (a dropped revocation)
+                              is caught
     crl.pem                   the latest revocation list
     issued/<serial>.pem       every certificate issued
     linking-key-v<N>.key      linking key version N, encrypted (kind linking-key)
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +63,21 @@ from protocol.certificate import (
     pem_encode,
     verify_certificate,
 )
-from protocol.encoding import fingerprint
+from protocol.encoding import b64e, fingerprint
 from protocol.errors import ValidationError
 from protocol.keybundle import KeyBundle, verify_bundle
 from protocol.linkingkey import SealedLinkingKey, seal_linking_key
+from protocol.oprfkeys import OprfKeyRequest, OprfKeyStatement, sign_key_statement
 from protocol.pseudonym import LINKING_KEY_BYTES, LinkingKey
-from protocol.types import Fingerprint, NetworkId, OrgId, parse_fingerprint, parse_org_id
+from protocol.types import (
+    Fingerprint,
+    NetworkId,
+    OrgId,
+    ServiceName,
+    parse_fingerprint,
+    parse_org_id,
+    parse_service_name,
+)
 
 STATE_FORMAT = "schakel-authority"
 KIND_ORG = "org"
@@ -119,6 +130,24 @@ class IssuedCertificate:
 
 
 @dataclass(frozen=True, slots=True)
+class OprfShareRecord:
+    """What the authority remembers of a pseudonymisation service's certified key share."""
+
+    service: ServiceName
+    public_key: str  # base64url of the 32-byte element
+    not_after: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"not_after": self.not_after, "public_key": self.public_key, "service": self.service}
+
+    @classmethod
+    def from_json(cls, data: Any) -> OprfShareRecord:
+        return cls(
+            parse_service_name(data["service"]), str(data["public_key"]), int(data["not_after"])
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class _State:
     network: NetworkId
     root: Fingerprint
@@ -128,6 +157,8 @@ class _State:
     revoked: Mapping[int, int]
     crl_number: int
     linking_keys: tuple[int, ...]
+    # pseudonym version -> share (1, 2) -> the certified service and public key
+    oprf_keys: Mapping[int, Mapping[int, OprfShareRecord]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -141,6 +172,10 @@ class _State:
             "revoked": {str(s): t for s, t in sorted(self.revoked.items())},
             "crl_number": self.crl_number,
             "linking_keys": list(self.linking_keys),
+            "oprf_keys": {
+                str(version): {str(share): rec.to_json() for share, rec in sorted(shares.items())}
+                for version, shares in sorted(self.oprf_keys.items())
+            },
         }
 
     @classmethod
@@ -156,6 +191,10 @@ class _State:
             revoked={int(s): int(t) for s, t in data["revoked"].items()},
             crl_number=int(data["crl_number"]),
             linking_keys=tuple(int(v) for v in data["linking_keys"]),
+            oprf_keys={
+                int(version): {int(sh): OprfShareRecord.from_json(r) for sh, r in shares.items()}
+                for version, shares in data.get("oprf_keys", {}).items()
+            },
         )
 
 
@@ -402,7 +441,7 @@ class Authority:
 
     def new_linking_key(self, rng: Rng = os.urandom) -> LinkingKey:
         """Generate the next linking-key version and store it encrypted."""
-        version = max(self._state.linking_keys, default=0) + 1
+        version = self._next_pseudonym_version()
         key = LinkingKey(version, rng(LINKING_KEY_BYTES))
         write_key_file(
             self._linking_path(version),
@@ -458,6 +497,82 @@ class Authority:
             self.current_linking_key(), bundle, root_key=self._root_key, network=self.network
         )
 
+    # -- the pseudonymisation services' keys ------------------------------------------------
+
+    @property
+    def oprf_keys(self) -> Mapping[int, Mapping[int, OprfShareRecord]]:
+        """Pseudonym version -> share -> the service key certified for it."""
+        return {version: dict(shares) for version, shares in self._state.oprf_keys.items()}
+
+    def certify_oprf_key(
+        self,
+        request: OprfKeyRequest,
+        *,
+        now: int,
+        days: int = 365,
+        version: int | None = None,
+    ) -> OprfKeyStatement:
+        """Check a service's key request (proof of possession) and sign its key statement.
+
+        ``version`` defaults to the version this key already holds this share of (a
+        renewal), else the newest OPRF version still missing this share, else the next
+        version no linking key or OPRF key set has. Share 1 and share 2 of a
+        version must come from two services; a share keeps one public key (a statement
+        for the same key again, to extend it, is allowed).
+        """
+        if request.network != self.network:
+            raise AuthorityError(
+                f"the key request is for network {request.network!r}, not {self.network!r}"
+            )
+        version = self._oprf_version(request, version)
+        public = b64e(request.public_key)
+        shares = self._state.oprf_keys.get(version, {})
+        held = shares.get(request.share)
+        if held is not None and held.public_key != public:
+            raise AuthorityError(
+                f"share {request.share} of pseudonym version {version} is already certified "
+                "for another key"
+            )
+        other = shares.get(3 - request.share)
+        if other is not None and (other.service == request.service or other.public_key == public):
+            raise AuthorityError(
+                f"the other share of version {version} is held by the same service or key: "
+                "the two shares must be held by two different parties"
+            )
+        statement = sign_key_statement(
+            self._root_key,
+            self._root_at(now),
+            request,
+            version=version,
+            not_before=now,
+            not_after=now + _check_days(days) * DAY,
+        )
+        record = OprfShareRecord(request.service, public, statement.not_after)
+        oprf_keys = {**self._state.oprf_keys, version: {**shares, request.share: record}}
+        self._commit(replace(self._state, oprf_keys=oprf_keys))
+        return statement
+
+    def _oprf_version(self, request: OprfKeyRequest, version: int | None) -> int:
+        if version is None:
+            public = b64e(request.public_key)
+            for held, shares in sorted(self._state.oprf_keys.items(), reverse=True):
+                record = shares.get(request.share)
+                if record is not None and record.public_key == public:
+                    return held  # the same key again: a renewal of its statement
+            open_versions = [
+                v for v, shares in self._state.oprf_keys.items() if request.share not in shares
+            ]
+            return max(open_versions, default=self._next_pseudonym_version())
+        if version in self._state.linking_keys:
+            raise AuthorityError(f"pseudonym version {version} is a linking key's version")
+        if version not in self._state.oprf_keys and version < self._next_pseudonym_version():
+            raise AuthorityError(f"pseudonym version {version} was passed over; use a new one")
+        return version
+
+    def _next_pseudonym_version(self) -> int:
+        """One more than every linking-key and OPRF version: the two share a number space."""
+        return max([*self._state.linking_keys, *self._state.oprf_keys], default=0) + 1
+
     # -- helpers ---------------------------------------------------------------------------
 
     def _root_at(self, now: int) -> RootCertificate:
@@ -470,6 +585,12 @@ class Authority:
     def _commit(self, state: _State) -> None:
         write_state(self._dir / "state.json", state.to_json(), self._mac_key)
         self._state = state
+
+
+def _check_days(days: int) -> int:
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
+        raise AuthorityError("days must be 1 to 3650")
+    return days
 
 
 def _raw(key: Ed25519PublicKey) -> bytes:

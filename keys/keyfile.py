@@ -54,12 +54,14 @@ KIND_ED25519 = "ed25519"
 KIND_KEM_SEED = "kem-seed"
 KIND_LINKING_KEY = "linking-key"
 KIND_TOKEN_ES256 = "token-es256"  # noqa: S105 (a kind name, not a secret)
+KIND_OPRF_KEY = "oprf-key"  # a pseudonymisation service's key share: a ristretto255 scalar
 # Known kinds and the exact length of their secret (None: any length up to the bound).
 KINDS: dict[str, int | None] = {
     KIND_ED25519: 32,
     KIND_KEM_SEED: 96,
     KIND_LINKING_KEY: 32,
     KIND_TOKEN_ES256: None,
+    KIND_OPRF_KEY: 32,
 }
 
 Rng = Callable[[int], bytes]
