@@ -18,6 +18,7 @@ GROUPS = {
     "org": "clients.cli:org",
     "audit": "clients.cli_audit:audit",
     "hub": "hub.cli:hub",
+    "pseudonymiser": "pseudonymiser.cli:pseudonymiser",
     "demo": "schakel.demo:demo",
 }
 
@@ -52,6 +53,7 @@ def cli() -> None:
       org         an organisation: keys, enrolment, signals, inbox
       audit       a privacy officer: verify, export and report on the access log
       hub         the hub operator: keys, database, serve
+      pseudonymiser  a pseudonymisation service: one share of the split OPRF key
       demo        a local demo network for trying Schakel on one machine
     """
 

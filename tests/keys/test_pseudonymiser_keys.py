@@ -26,7 +26,9 @@ PASS = b"service passphrase"
 
 @pytest.fixture
 def authority(tmp_path: Path) -> Authority:
-    return Authority.create(tmp_path / "authority", NET, b"root pass", WEAK, now=NOW, allow_weak=True)
+    return Authority.create(
+        tmp_path / "authority", NET, b"root pass", WEAK, now=NOW, allow_weak=True
+    )
 
 
 def _service(tmp_path: Path, name: str, share: int, network: NetworkId = NET) -> ServiceKeys:
