@@ -187,7 +187,7 @@ def test_a_proof_for_another_key_is_refused(batch: Any) -> None:
 
 
 def test_a_wrong_evaluation_is_refused_even_with_an_honest_looking_proof(batch: Any) -> None:
-    key, public, blinded, evaluated, proof = batch
+    _key, public, blinded, evaluated, proof = batch
     wrong = [evaluated[0], group.times(_scalar(b"x"), blinded[1]), evaluated[2]]
     with pytest.raises(VerificationError):
         oprf.verify_proof(oprf.GENERATOR, public, blinded, wrong, proof, mode=1)

@@ -35,7 +35,7 @@ from protocol.certificate import (
     create_root,
     issue_certificate,
 )
-from protocol.encoding import b64e, canonical_json
+from protocol.encoding import canonical_json
 from protocol.evaluation import BlindedBatch, EvaluationRequest, blind_batch, sign_request
 from protocol.oprfkeys import (
     OprfKeySet,
