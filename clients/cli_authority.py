@@ -51,10 +51,11 @@ from protocol.certificate import (
     pem_encode,
     verify_certificate,
 )
-from protocol.encoding import canonical_json, loads_strict
+from protocol.encoding import b64e, canonical_json, loads_strict
 from protocol.errors import ProtocolError
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
+from protocol.oprfkeys import OprfKeyRequest
 from protocol.types import NetworkId, parse_network_id
 
 DEFAULT_DIR = "authority"
@@ -436,6 +437,49 @@ def linking_key_seal(
             f"sealed linking key version {sealed.version} to {sealed.org}: {out}",
             f"bundle fingerprint: {bundle.fingerprint}",
             f"certificate fingerprint: {cert.fingerprint}",
+            *_root_lines(auth),
+        ],
+    )
+
+
+@authority.command("oprf-certify")
+@click.argument("request", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--version", type=click.IntRange(1, 2**31 - 1), help="Pseudonym version (default: chosen)."
+)
+@click.option("--days", default=365, show_default=True, type=click.IntRange(1, 3650))
+@pass_cfg
+def oprf_certify(
+    cfg: AuthorityCliConfig, request: Path, out: Path, version: int | None, days: int
+) -> None:
+    """Certify a pseudonymisation service's key share (its request.json).
+
+    Compare the public key printed here with the one the service's operator read out.
+    """
+    if out.exists():  # checked before the authority's state changes
+        _fail(f"refusing to overwrite {out}")
+    parsed = OprfKeyRequest.from_wire(loads_strict(read_bounded(request, 16 * 1024)))
+    auth = cfg.open()
+    statement = auth.certify_oprf_key(parsed, now=_now(), days=days, version=version)
+    write_public_file(out, canonical_json(statement.to_wire()) + b"\n", overwrite=False)
+    public = b64e(statement.public_key)
+    fields = {
+        **_root_fields(auth),
+        "service": statement.service,
+        "share": statement.share,
+        "version": statement.version,
+        "public_key": public,
+        "not_after": statement.not_after,
+        "statement": str(out),
+    }
+    _report(
+        cfg,
+        fields,
+        [
+            f"certified share {statement.share} of pseudonym version {statement.version} "
+            f"for service {statement.service}: {out}",
+            f"public key: {public} (must match the service's)",
             *_root_lines(auth),
         ],
     )
