@@ -106,7 +106,7 @@ def test_importing_the_group_leaves_no_copy_of_libsodium_behind(tmp_path: Path) 
     import subprocess
     import sys
 
-    script = "import glob, protocol.ristretto; print(len(glob.glob('%s/tmp*')))" % tmp_path
+    script = f"import glob, protocol.ristretto; print(len(glob.glob('{tmp_path}/tmp*')))"
     out = subprocess.run(
         [sys.executable, "-c", script],
         env={"TMPDIR": str(tmp_path), "PATH": "/usr/bin:/bin"},

@@ -251,3 +251,61 @@ def test_opposite_shares_are_refused() -> None:
     first, second = oprf.blind_evaluate_oprf(k1, blinded), oprf.blind_evaluate_oprf(k2, blinded)
     with pytest.raises(VerificationError):
         oprf.finalize_shares([b"x"], [_scalar(b"b")], [first], [second])
+
+
+# -- the project's own split-key vectors (tests/vectors/oprf_split.json) -------------------
+
+SPLIT = json.loads((THIRD_PARTY.parent / "oprf_split.json").read_text())
+
+
+def test_the_split_key_vectors_replay() -> None:
+    assert SPLIT["suite"] == oprf.SUITE
+    pks = []
+    for name in ("share1", "share2"):
+        share = SPLIT[name]
+        key, public = oprf.derive_key_pair(
+            bytes.fromhex(share["seed"]), bytes.fromhex(share["info"]), oprf.MODE_VOPRF
+        )
+        assert (key.hex(), public.hex()) == (share["sk"], share["pk"])
+        pks.append(public)
+    assert oprf.combine_public_keys(*pks).hex() == SPLIT["combined_pk"]
+    batch = SPLIT["batch"]
+    inputs = [bytes.fromhex(case["input"]) for case in batch]
+    blinds = [group.decode_scalar(bytes.fromhex(case["blind"])) for case in batch]
+    blinded = [oprf.blind(d, b) for d, b in zip(inputs, blinds, strict=True)]
+    assert [e.hex() for e in blinded] == [case["blinded"] for case in batch]
+    answers = []
+    for index, public in ((1, pks[0]), (2, pks[1])):
+        elements = [group.decode_element(bytes.fromhex(c[f"evaluated{index}"])) for c in batch]
+        proof = oprf.Proof.from_bytes(bytes.fromhex(SPLIT[f"proof{index}"]["proof"]))
+        oprf.verify_proof(oprf.GENERATOR, public, blinded, elements, proof, mode=1)
+        answers.append(elements)
+    outputs = oprf.finalize_shares(inputs, blinds, *answers)
+    assert [o.hex() for o in outputs] == [case["output"] for case in batch]
+    assert [case["output_whole_key"] for case in batch] == [case["output"] for case in batch]
+    from protocol.pseudonym import oprf_pseudonym
+
+    assert [
+        oprf_pseudonym(c["kind"], SPLIT["version"], o) for c, o in zip(batch, outputs, strict=True)
+    ] == [case["pseudonym"] for case in batch]
+
+
+@pytest.mark.parametrize("case", SPLIT["invalid"], ids=lambda c: c["description"][:40])
+def test_the_split_key_invalid_vectors_are_refused(case: dict[str, Any]) -> None:
+    public = group.decode_element(bytes.fromhex(SPLIT[f"share{case['share']}"]["pk"]))
+    blinded = [group.decode_element(bytes.fromhex(c["blinded"])) for c in SPLIT["batch"]]
+    elements = [group.decode_element(bytes.fromhex(e)) for e in case["elements"]]
+    proof = oprf.Proof.from_bytes(bytes.fromhex(case["proof"]))
+    with pytest.raises(VerificationError):
+        oprf.verify_proof(oprf.GENERATOR, public, blinded, elements, proof, mode=1)
+
+
+def test_the_committed_split_key_vectors_are_what_the_generator_makes() -> None:
+    import sys
+
+    sys.path.insert(0, str(THIRD_PARTY.parent))
+    try:
+        from gen_oprf_split import generate
+    finally:
+        sys.path.remove(str(THIRD_PARTY.parent))
+    assert json.loads(json.dumps(generate())) == SPLIT
