@@ -41,9 +41,7 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 metadata = sa.MetaData()
 _id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
 
-schema_table = sa.Table(
-    "oprf_schema", metadata, sa.Column("version", sa.Integer, nullable=False)
-)
+schema_table = sa.Table("oprf_schema", metadata, sa.Column("version", sa.Integer, nullable=False))
 nonces = sa.Table(
     "oprf_nonces",
     metadata,
