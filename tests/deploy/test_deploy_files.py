@@ -652,7 +652,8 @@ def units_for_analysis(tmp_path: Path) -> list[Path]:
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not on PATH: the units were not checked by systemd")
     copies = []
-    for source, name in ((HUB_UNIT, "schakel-hub@8001.service"), (MIGRATE_UNIT, None)):
+    units = ((HUB_UNIT, "schakel-hub@8001.service"), (MIGRATE_UNIT, None), (OPRF_UNIT, None))
+    for source, name in units:
         target = tmp_path / (name or source.name)
         target.write_text(source.read_text().replace(INSTALLED_SCHAKEL, "/bin/true"))
         copies.append(target)
@@ -831,3 +832,92 @@ def test_nginx_accepts_the_config(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "[warn]" not in done.stderr and "[emerg]" not in done.stderr, done.stderr
+
+
+# -- the pseudonymisation service: unit, env example, compose file ---------------------
+
+OPRF_UNIT = DEPLOY / "systemd" / "schakel-pseudonymiser.service"
+OPRF_ENV = DEPLOY / "pseudonymiser.env.example"
+OPRF_COMPOSE = DEPLOY / "compose.pseudonymiser.yaml"
+
+
+def pseudonymiser_reads() -> set[str]:
+    """Every SCHAKEL_PSEUDONYMISER_* name the service reads: its config and CLI options."""
+    from pseudonymiser import cli as oprf_cli
+    from pseudonymiser.config import ENV_PREFIX as OPRF_PREFIX
+    from pseudonymiser.config import ServiceConfig
+
+    recording = _Recording()
+    ServiceConfig.from_env(
+        recording,
+        network=_network(),
+        service="oprf-a",
+        root_der=b"\x30",  # type: ignore[arg-type]
+    )
+    names = set(recording.asked)
+    for command in oprf_cli.pseudonymiser.commands.values():
+        for param in command.params:
+            if isinstance(param, click.Option) and isinstance(param.envvar, str):
+                names.add(param.envvar)
+    return {name for name in names if name.startswith(OPRF_PREFIX)}
+
+
+class TestPseudonymiserDeploy:
+    def test_the_unit_is_hardened_and_runs_the_service(self) -> None:
+        service = read_unit(OPRF_UNIT)["Service"]
+        for key, value in HARDENING.items():
+            expected = {
+                "EnvironmentFile": "/etc/schakel/pseudonymiser.env",
+                "ReadWritePaths": "/var/lib/schakel-pseudonymiser",
+            }.get(key, value)
+            assert service.get(key) == [expected], f"{key}={expected} missing"
+        (command,) = service["ExecStart"]
+        assert f"{INSTALLED_SCHAKEL} pseudonymiser serve" in command
+        assert "--passphrase-fd 3 3<%d/passphrase" in command
+        assert service["LoadCredentialEncrypted"] == [
+            "passphrase:/etc/schakel/pseudonymiser-passphrase.cred"
+        ]
+        from pseudonymiser.config import Limits as OprfLimits
+
+        assert int(service["TimeoutStopSec"][0].rstrip("s")) > OprfLimits().shutdown_timeout
+        assert all("SCHAKEL_PASSPHRASE" not in v for vs in service.values() for v in vs)
+
+    def test_the_env_example_names_exactly_what_the_service_reads(self) -> None:
+        from pseudonymiser.config import Limits as OprfLimits
+        from pseudonymiser.config import ServiceConfig
+
+        lines = []
+        for line in OPRF_ENV.read_text().splitlines():
+            if match := _ENV_LINE.match(line.strip()):
+                lines.append((match[1] is None, match[2], match[3]))
+        assert {name for _, name, _ in lines} == pseudonymiser_reads()
+        every = {name: value for _, name, value in lines}
+        for url in [v for _, n, v in lines if n.endswith("DATABASE_URL")]:
+            assert make_url(url).password is None
+        config = ServiceConfig.from_env(
+            {k: v for k, v in every.items() if not k.endswith(("DATABASE_URL", "MIGRATE"))},
+            network=_network(), service="oprf-a", root_der=b"\x30",  # type: ignore[arg-type]
+        )  # fmt: skip
+        assert config.limits == OprfLimits()  # the commented values are the defaults
+
+    def test_the_compose_file_runs_one_service_alone(self) -> None:
+        text = OPRF_COMPOSE.read_text()
+        parsed = parse_block_yaml(text)
+        (name,) = parsed["services"]
+        service = parsed["services"][name]
+        assert "pseudonymiser serve --passphrase-fd 3" in service["command"][-1]
+        assert "COPY pseudonymiser ./pseudonymiser" in service["build"]["dockerfile_inline"]
+        assert service["ports"] == ["127.0.0.1:8444:8444"]
+        assert "8444/readyz" in service["healthcheck"]["test"][-1]
+        assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
+        unknown = set(service["environment"]) - pseudonymiser_reads()
+        assert not unknown, unknown
+        for volume in service["volumes"]:
+            if volume.startswith("./"):
+                assert volume.startswith("./secrets/") and volume.endswith(":ro")
+        assert all(s["file"].startswith("./secrets/") for s in parsed["secrets"].values())
+        try:
+            import yaml
+        except ImportError:
+            return
+        assert yaml.safe_load(text) == parsed
