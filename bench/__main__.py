@@ -12,7 +12,11 @@
    have stopped.
 3. The access log (``bench.auditlog``) and case clustering and the cases view
    (``bench.cases``): in-process, against the hub's own store.
-4. PostgreSQL (``bench.replicas``, after the SQLite servers have stopped): the
+4. The pseudonymisation services (``bench.oprf``): a service's evaluations per core
+   against bare scalar multiplications, the client's cost of a signal's pseudonyms
+   against the old HMAC derivation and against the primitives it calls, and the
+   end-to-end latency over loopback with two services in child processes.
+5. PostgreSQL (``bench.replicas``, after the SQLite servers have stopped): the
    hub with one and two replicas on one fresh database against a floor on
    PostgreSQL, and the delay of live notices across replicas. Skipped, with the
    reason in the report, when the server is out of reach (``--no-postgres``
@@ -86,6 +90,8 @@ from bench.loadgen import (
     server_process,
     summarise,
 )
+from bench.oprf import OprfFigures, measure_oprf
+from bench.oprf import render_lines as oprf_lines
 from bench.replicas import NotAccepted, ReplicaFigures, Settings, Skipped, measure_replicas
 from bench.replicas import render_lines as replica_lines
 from bench.seal import OPEN, PRIMITIVES, RECIPE, SEAL_1, SEAL_5, SealFigures, measure_seal
@@ -128,6 +134,7 @@ class Options:
     postgres: bool = True  # the PostgreSQL section (bench.replicas)
     replica_requests: int = 1000  # per PostgreSQL target per round (the hub is slower there)
     notices: int = 40  # notices timed through each replica
+    oprf_signals: int = 50  # signals pseudonymised over loopback, one after another
 
     def __post_init__(self) -> None:
         counts = (
@@ -139,6 +146,7 @@ class Options:
             "repeats",
             "replica_requests",
             "notices",
+            "oprf_signals",
         )
         for name in (*counts, "case_rounds", "view_cases", "view_repeats"):
             if getattr(self, name) < 1:
@@ -187,6 +195,7 @@ QUICK = Options(
     view_repeats=5,
     replica_requests=100,
     notices=10,
+    oprf_signals=10,
 )
 
 
@@ -262,6 +271,7 @@ class BenchResult:
     log: LogFigures
     cases: CaseFigures
     replicas: ReplicaFigures | Skipped | None = None  # None: left out (--no-postgres)
+    oprf: OprfFigures | None = None
 
 
 # --- the machine --------------------------------------------------------------------------
@@ -454,6 +464,12 @@ def run_bench(options: Options) -> BenchResult:
             view_repeats=options.view_repeats,
         )
         replicas = measure_replicas(options.replicas, workdir) if options.postgres else None
+        oprf = measure_oprf(
+            workdir,
+            iterations=options.iterations,
+            repeats=options.repeats,
+            signals=options.oprf_signals,
+        )
     seal = measure_seal(parties, iterations=options.iterations, repeats=options.repeats)
     return BenchResult(
         options=options,
@@ -465,6 +481,7 @@ def run_bench(options: Options) -> BenchResult:
         log=log,
         cases=cases,
         replicas=replicas,
+        oprf=oprf,
     )
 
 
@@ -655,6 +672,8 @@ def render(result: BenchResult) -> str:
     lines = ["## Latest run", "", *_machine_lines(result), ""]
     lines += [*_server_lines(result), "", *_seal_lines(result), "", *_log_lines(result)]
     lines += ["", *_cluster_lines(result.cases), "", *_view_lines(result.cases)]
+    if result.oprf is not None:
+        lines += ["", *oprf_lines(result.oprf)]
     if result.replicas is not None:
         lines += ["", *replica_lines(result.replicas)]
     lines += ["", *_reading(result)]
@@ -713,6 +732,9 @@ def _count(low: int, high: int) -> click.IntRange:
     "--replica-requests", type=_count(1, 20_000), help="Requests per PostgreSQL target [1000]."
 )
 @click.option("--notices", type=_count(1, 1_000), help="Notices timed per replica [40].")
+@click.option(
+    "--oprf-signals", type=_count(1, 10_000), help="Signals pseudonymised over loopback [50]."
+)
 @click.option("--no-postgres", is_flag=True, help="Leave out the PostgreSQL section.")
 @click.option("--quick", is_flag=True, help="Small counts for a quick look; never written.")
 @click.option("--no-write", is_flag=True, help="Print only; leave docs/performance.md alone.")

@@ -180,9 +180,14 @@ class EvaluationResponse:
         )
 
 
-def evaluate_request(key: Scalar, request: EvaluationRequest, *, r: Scalar) -> EvaluationResponse:
-    """The service's answer: every element times ``key``, with one batched proof."""
-    evaluated, proof = oprf.blind_evaluate(key, request.elements, r=r)
+def evaluate_request(
+    key: Scalar, request: EvaluationRequest, *, r: Scalar, public: Element | None = None
+) -> EvaluationResponse:
+    """The service's answer: every element times ``key``, with one batched proof.
+
+    ``public`` is the key's public key, if the caller holds it (saves one multiplication).
+    """
+    evaluated, proof = oprf.blind_evaluate(key, request.elements, r=r, public=public)
     return EvaluationResponse(request.version, tuple(evaluated), proof)
 
 

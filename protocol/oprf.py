@@ -185,7 +185,7 @@ def generate_proof(
     """``GenerateProof`` with ``ComputeCompositesFast``: ``key*A == B`` and ``key*C[i] == D[i]``."""
     m = _element(group.linear_combination(_composite_scalars(b, c, d, mode), c))
     z = group.times(key, m)
-    t2 = group.times(r, a)
+    t2 = _times(r, a)
     t3 = group.times(r, m)
     challenge = _challenge(b, m, z, t2, t3, mode)
     return Proof(challenge, group.scalar_sub(r, group.scalar_mul(challenge, key)))
@@ -204,10 +204,15 @@ def verify_proof(
     scalars = _composite_scalars(b, c, d, mode)
     m = _element(group.linear_combination(scalars, c))
     z = _element(group.linear_combination(scalars, d))
-    t2 = group.add(group.times(proof.s, a), group.times(proof.c, b))
+    t2 = group.add(_times(proof.s, a), group.times(proof.c, b))
     t3 = group.add(group.times(proof.s, m), group.times(proof.c, z))
     if _challenge(b, m, z, t2, t3, mode) != proof.c:
         raise VerificationError("the evaluation proof does not verify")
+
+
+def _times(scalar: Scalar, element: Element) -> Element:
+    """``scalar * element``, through libsodium's table for the generator when it is ``G``."""
+    return group.generator_times(scalar) if element == GENERATOR else group.times(scalar, element)
 
 
 def _element(data: bytes) -> Element:
@@ -232,11 +237,20 @@ def blind(data: bytes, blind_scalar: Scalar, *, mode: int = MODE_VOPRF) -> Eleme
 
 
 def blind_evaluate(
-    key: Scalar, blinded: Sequence[Element], *, r: Scalar, mode: int = MODE_VOPRF
+    key: Scalar,
+    blinded: Sequence[Element],
+    *,
+    r: Scalar,
+    mode: int = MODE_VOPRF,
+    public: Element | None = None,
 ) -> tuple[list[Element], Proof]:
-    """``BlindEvaluate`` of a batch, with one batched DLEQ proof made with random ``r``."""
+    """``BlindEvaluate`` of a batch, with one batched DLEQ proof made with random ``r``.
+
+    ``public`` is ``public_key(key)``, if the caller holds it already.
+    """
     evaluated = [group.times(key, element) for element in blinded]
-    proof = generate_proof(key, GENERATOR, public_key(key), blinded, evaluated, r=r, mode=mode)
+    pk = public if public is not None else public_key(key)
+    proof = generate_proof(key, GENERATOR, pk, blinded, evaluated, r=r, mode=mode)
     return evaluated, proof
 
 
@@ -277,10 +291,30 @@ def finalize_shares(
     if not len(inputs) == len(blinds) == len(first) == len(second):
         raise ValueError("one blind and two evaluations per input")
     outputs = []
-    for data, blind_scalar, one, two in zip(inputs, blinds, first, second, strict=True):
-        combined = _element(group.add(one, two))
-        outputs.append(finalize(data, blind_scalar, combined))
+    for data, inverse, one, two in zip(inputs, _inverses(blinds), first, second, strict=True):
+        _check_input(data)
+        unblinded = group.times(inverse, _element(group.add(one, two)))
+        outputs.append(_finalize_hash(data, unblinded))
     return outputs
+
+
+def _inverses(scalars: Sequence[Scalar]) -> list[Scalar]:
+    """Every scalar's inverse with one inversion (Montgomery's trick): the running
+    products, one inverse of the last, then back through the products."""
+    prefix = []
+    running: Scalar | None = None
+    for scalar in scalars:
+        running = scalar if running is None else group.scalar_mul(running, scalar)
+        prefix.append(running)
+    if running is None:
+        return []
+    inverse = group.invert(running)
+    result: list[Scalar] = [inverse] * len(scalars)
+    for index in range(len(scalars) - 1, 0, -1):
+        result[index] = group.scalar_mul(inverse, prefix[index - 1])
+        inverse = group.scalar_mul(inverse, scalars[index])
+    result[0] = inverse
+    return result
 
 
 def combine_public_keys(first: Element, second: Element) -> Element:

@@ -140,15 +140,15 @@ async def evaluate(ctx: Context, body: object) -> tuple[Certificate, EvaluationR
         hourly=limits.hourly,
         daily=limits.daily,
     )
-    key = ctx.shares[request.version].key
+    share = ctx.shares[request.version]
     r = oprf.random_scalar(ctx.rng(64))
     loop = asyncio.get_running_loop()
-    response = await loop.run_in_executor(ctx.executor, _evaluate, key, request, r)
+    response = await loop.run_in_executor(ctx.executor, _evaluate, share, request, r)
     return cert, response
 
 
-def _evaluate(key: Scalar, request: EvaluationRequest, r: Scalar) -> EvaluationResponse:
-    return evaluate_request(key, request, r=r)
+def _evaluate(share: KeyShare, request: EvaluationRequest, r: Scalar) -> EvaluationResponse:
+    return evaluate_request(share.key, request, r=r, public=share.statement.public_key)
 
 
 async def accept_crl(ctx: Context, body: object) -> int:

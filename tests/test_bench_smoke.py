@@ -84,6 +84,7 @@ TINY = Options(
     view_cases=60,
     view_repeats=3,
     postgres=False,  # the PostgreSQL section has tests of its own, below
+    oprf_signals=3,
 )
 TINY_REPLICAS = Settings(requests=8, concurrency=2, rounds=2, warmup=2, senders=2, notices=3)
 
@@ -128,6 +129,25 @@ def test_client_side_figures_cover_every_operation(result: BenchResult) -> None:
         assert figures.ratio(operation) > 0
     # Five recipients are five HPKE encryptions in the bare sum, against one.
     assert figures.bare_sum(SEAL_5) > figures.bare_sum(SEAL_1)
+
+
+def test_pseudonymisation_figures_count_the_client_path_and_time_both_services(
+    result: BenchResult,
+) -> None:
+    from bench.oprf import ADD, BASE_MULT, FROM_HASH, INVERT, MULT, PRIMITIVES
+
+    figures = result.oprf
+    assert figures is not None and len(figures.latencies) == 3
+    assert all(0 < seconds < 60 for seconds in figures.latencies)
+    # Five identifiers: five one-way maps, five blinds, five unblinds with one inversion
+    # (batched), and for each of the two services' proofs 2 x 5 + 3 multiplications and
+    # one of the generator.
+    assert figures.counts[FROM_HASH] == 5 and figures.counts[INVERT] == 1
+    assert figures.counts[MULT] == 5 + 2 * (2 * 5 + 3) + 5 and figures.counts[BASE_MULT] == 2
+    assert figures.counts[ADD] > 0
+    assert set(figures.primitive_micros) == set(PRIMITIVES)
+    assert figures.client_ratio > 0 and figures.service_evals_per_second > 0
+    assert "Pseudonymisation services" in render(result)
 
 
 def test_access_log_figures_cover_every_size(result: BenchResult) -> None:
