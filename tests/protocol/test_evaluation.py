@@ -22,6 +22,7 @@ from protocol.encoding import b64e
 from protocol.errors import EncodingError, ValidationError, VerificationError
 from protocol.evaluation import (
     MAX_BATCH,
+    BlindedBatch,
     EvaluationRequest,
     EvaluationResponse,
     blind_batch,
@@ -68,17 +69,23 @@ def network() -> tuple[RootCertificate, Certificate, Ed25519PrivateKey, OprfKeyS
     return root, cert, org_key, key_set(statements, root, now=NOW, version=9)
 
 
+def _sign(network: tuple, batch: BlindedBatch, nonce: bytes = bytes(16)) -> EvaluationRequest:
+    """The organisation's request to service ``svc-1`` for ``batch``."""
+    _root, cert, org_key, _keys = network
+    return sign_request(
+        org_key, cert, service=ServiceName("svc-1"), version=9, elements=batch.elements,
+        time=NOW, nonce=nonce,
+    )  # fmt: skip
+
+
 def _randomness(n: int) -> list[bytes]:
     return [hashlib.sha512(bytes([i])).digest() for i in range(n)]
 
 
 def test_two_honest_services_give_the_pseudonyms_of_the_summed_key(network: tuple) -> None:
-    _root, cert, org_key, keys = network
+    _root, _cert, _org_key, keys = network
     batch = blind_batch(VALUES, _randomness(3))
-    request = sign_request(
-        org_key, cert, service=ServiceName("svc-1"), version=9, elements=batch.elements,
-        time=NOW, nonce=bytes(16),
-    )  # fmt: skip
+    request = _sign(network, batch)
     one = evaluate_request(K1, request, r=_scalar(b"r1"))
     two = evaluate_request(K2, request, r=_scalar(b"r2"))
     pseudonyms = pseudonyms_from(batch, keys, one, two)
@@ -99,12 +106,9 @@ def test_two_honest_services_give_the_pseudonyms_of_the_summed_key(network: tupl
 
 
 def test_answers_that_do_not_fit_are_refused(network: tuple) -> None:
-    _root, cert, org_key, keys = network
+    _root, _cert, _org_key, keys = network
     batch = blind_batch(VALUES, _randomness(3))
-    request = sign_request(
-        org_key, cert, service=ServiceName("svc-1"), version=9, elements=batch.elements,
-        time=NOW, nonce=bytes(16),
-    )  # fmt: skip
+    request = _sign(network, batch)
     one = evaluate_request(K1, request, r=_scalar(b"r1"))
     two = evaluate_request(K2, request, r=_scalar(b"r2"))
     wrong_element = dataclasses.replace(
@@ -122,12 +126,9 @@ def test_answers_that_do_not_fit_are_refused(network: tuple) -> None:
 
 
 def test_a_request_round_trips_and_is_bound_to_every_field(network: tuple) -> None:
-    _root, cert, org_key, _keys = network
+    _root, cert, _org_key, _keys = network
     batch = blind_batch(VALUES[:1], _randomness(1))
-    request = sign_request(
-        org_key, cert, service=ServiceName("svc-1"), version=9, elements=batch.elements,
-        time=NOW, nonce=b"n" * 16,
-    )  # fmt: skip
+    request = _sign(network, batch, nonce=b"n" * 16)
     parsed = EvaluationRequest.from_wire(request.to_wire())
     assert parsed == request
     verify_request(parsed, cert)
@@ -139,12 +140,9 @@ def test_a_request_round_trips_and_is_bound_to_every_field(network: tuple) -> No
 
 
 def test_the_request_wire_form_is_bounded_and_strict(network: tuple) -> None:
-    _root, cert, org_key, _keys = network
+    _root, _cert, _org_key, _keys = network
     batch = blind_batch(VALUES[:1], _randomness(1))
-    wire = sign_request(
-        org_key, cert, service=ServiceName("svc-1"), version=9, elements=batch.elements,
-        time=NOW, nonce=b"n" * 16,
-    ).to_wire()  # fmt: skip
+    wire = _sign(network, batch, nonce=b"n" * 16).to_wire()
     element = wire["elements"][0]
     for broken in (
         {**wire, "elements": []},
@@ -162,12 +160,9 @@ def test_the_request_wire_form_is_bounded_and_strict(network: tuple) -> None:
 
 
 def test_the_response_wire_form_round_trips_and_is_strict(network: tuple) -> None:
-    _root, cert, org_key, _keys = network
+    _root, _cert, _org_key, _keys = network
     batch = blind_batch(VALUES, _randomness(3))
-    request = sign_request(
-        org_key, cert, service=ServiceName("svc-1"), version=9, elements=batch.elements,
-        time=NOW, nonce=bytes(16),
-    )  # fmt: skip
+    request = _sign(network, batch)
     response = evaluate_request(K1, request, r=_scalar(b"r1"))
     assert EvaluationResponse.from_wire(response.to_wire()) == response
     wire = response.to_wire()
