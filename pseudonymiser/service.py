@@ -136,7 +136,9 @@ async def evaluate(ctx: Context, body: object) -> tuple[Certificate, EvaluationR
         b64e(request.nonce),
         count=len(request.elements),
         now=now,
-        freshness=limits.freshness,
+        # Kept as long as the request could pass the freshness check: a request dated
+        # ahead of our clock stays fresh until its own time plus the window.
+        expires=max(now, request.time) + limits.freshness,
         hourly=limits.hourly,
         daily=limits.daily,
     )

@@ -138,12 +138,13 @@ class Store:
     # -- evaluations ---------------------------------------------------------------------
 
     async def admit(
-        self, org: str, nonce: str, *, count: int, now: int, freshness: int, hourly: int, daily: int
+        self, org: str, nonce: str, *, count: int, now: int, expires: int, hourly: int, daily: int
     ) -> None:
-        """Record the nonce, then count ``count`` evaluations in both windows and audit it.
+        """Record the nonce until ``expires``, count ``count`` evaluations in both windows
+        and audit it.
 
         Raises :class:`Replayed` (nothing written) for a nonce this organisation used
-        within ``freshness`` seconds, and :class:`RateLimited` when a window would pass
+        before and that is still kept, and :class:`RateLimited` when a window would pass
         its limit: the nonce and an audit row ``rate-limited`` are then written, the
         counters left alone.
         """
@@ -151,7 +152,7 @@ class Store:
 
         def admit(conn: sa.Connection) -> None:
             conn.execute(nonces.delete().where(nonces.c.expires < now))
-            if not _insert_nonce(conn, org, nonce, now + freshness):
+            if not _insert_nonce(conn, org, nonce, expires):
                 raise Replayed("this organisation sent this nonce before")
             limit = _count(conn, org, count, windows(now, hourly=hourly, daily=daily), now)
             outcome = EVALUATED if limit is None else REFUSED

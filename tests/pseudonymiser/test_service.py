@@ -60,6 +60,18 @@ async def test_a_replayed_request_is_refused(services: Services) -> None:
     assert (await services.first.post(again.to_wire())).status == 200
 
 
+async def test_a_request_dated_ahead_can_not_be_replayed_while_it_is_fresh(
+    services: Services,
+) -> None:
+    org = services.network.org("politie")
+    _batch, request = services.request(org, time=services.clock() + 299)
+    assert (await services.first.post(request.to_wire())).status == 200
+    services.clock.advance(301)  # past then + freshness, within its own time + freshness
+    await _problem(await services.first.post(request.to_wire()), 409, "replayed")
+    services.clock.advance(299)  # now stale: refused as such
+    await _problem(await services.first.post(request.to_wire()), 401, "unauthorized")
+
+
 @pytest.mark.parametrize("skew", [-301, 301])
 async def test_a_request_outside_the_freshness_window_is_refused(
     services: Services, skew: int
