@@ -254,3 +254,21 @@ async def test_a_member_of_any_role_but_the_hub_may_ask(services: Services) -> N
         org = services.network.org("org-" + roles[0].replace("_", "-"), roles=roles)
         _b, request = services.request(org)
         assert (await services.first.post(request.to_wire())).status == 200
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_a_408() -> None:
+    """The time to read the body is bounded (timeout 0: the first wait for data ends it)."""
+    from pseudonymiser.errors import Timeout
+    from pseudonymiser.web import read_json
+
+    class Stalled:
+        content_type, content_length = "application/json", 10
+
+        class content:
+            @staticmethod
+            async def read(_size: int) -> bytes:
+                await asyncio.Event().wait()  # the client never sends
+                return b""
+
+    with pytest.raises(Timeout, match="within 0 seconds"):
+        await read_json(Stalled(), max_bytes=100, timeout=0)  # type: ignore[arg-type]
