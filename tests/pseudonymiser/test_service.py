@@ -272,3 +272,38 @@ async def test_a_body_that_does_not_arrive_in_time_is_a_408() -> None:
 
     with pytest.raises(Timeout, match="within 0 seconds"):
         await read_json(Stalled(), max_bytes=100, timeout=0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"])  # the storage of a CRL: tests above
+async def test_the_crl_is_fetched_from_the_hubs_public_route(services: Services) -> None:
+    import aiohttp
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from pseudonymiser.web import CONTEXT, fetch_crl
+
+    served: dict[str, object] = {"crl": None}
+
+    async def crl_route(_request: web.Request) -> web.Response:
+        return web.json_response(served)
+
+    hub = web.Application()
+    hub.router.add_get("/v1/directory/crl", crl_route)
+    server = TestServer(hub)
+    await server.start_server()
+    ctx = services.first.app[CONTEXT]
+    url = str(server.make_url("/v1/directory/crl"))
+    org = services.network.org("politie")
+    try:
+        async with aiohttp.ClientSession() as session:
+            assert await fetch_crl(ctx, session, url) is None  # the hub holds none yet
+            crl = services.network.crl({org[1].serial: services.clock()}, number=4)
+            served["crl"] = b64e(crl.der)
+            assert await fetch_crl(ctx, session, url) == 4
+            assert await fetch_crl(ctx, session, url) is None  # nothing newer
+            served["crl"] = b64e(b"not a crl")
+            assert await fetch_crl(ctx, session, url) is None  # refused, kept the old one
+    finally:
+        await server.close()
+    _b, request = services.request(org)
+    await _problem(await services.first.post(request.to_wire()), 401, "unauthorized")
