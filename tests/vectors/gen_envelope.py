@@ -13,6 +13,10 @@ The random stream (``counter_rng``): block ``i`` is
 consumed in order. ``seal`` draws, from one stream per envelope: the message id
 (16 bytes, via ``new_message_id``), then the content key (32), then the nonce (24).
 
+Each sealed envelope also gives, per recipient, the HPKE ``info`` of its wrapped key
+(``key_info``): the header's text values (message id, recipient, bundle fingerprint,
+sender) as ASCII in a frame, never their decoded bytes.
+
 Each entry of ``cases`` names an envelope wire form, the party that tries to
 open it, the party whose certificate is used as the sender's, and the
 expected outcome: ``open`` (with the payload) or ``reject`` at ``stage``
