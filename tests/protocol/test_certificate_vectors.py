@@ -1,4 +1,4 @@
-"""The certificate conformance vectors (tests/vectors/certificates.json) against protocol.certificate.
+"""The certificate conformance vectors (tests/vectors/certificates.json) against the code.
 
 The committed file must be exactly what the committed generator makes (``make vectors``),
 and every case must come out as it says: a valid certificate verifies with the fields
