@@ -45,6 +45,7 @@ from protocol.certificate import (
     ROLE_OID_ARC,
     ROLES,
     RootCertificate,
+    _key_usage,
     create_crl,
     create_enrolment_request,
     create_root,
@@ -110,20 +111,6 @@ def _role_oid(number: int) -> x509.ObjectIdentifier:
     return x509.ObjectIdentifier(f"{ROLE_OID_ARC}.{number}")
 
 
-def _usage(*, cert_sign: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=not cert_sign,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=cert_sign,
-        crl_sign=cert_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
 def _der(cert: x509.Certificate | x509.CertificateSigningRequest) -> bytes:
     return cert.public_bytes(Encoding.DER)
 
@@ -158,7 +145,7 @@ def _forge(
         .not_valid_before(_utc(not_before))
         .not_valid_after(_utc(not_after))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
-        .add_extension(_usage(cert_sign=ca), critical=True)
+        .add_extension(_key_usage(cert_sign=ca), critical=True)
         .add_extension(x509.ExtendedKeyUsage(roles or [_role_oid(1)]), critical=False)
         .add_extension(
             x509.SubjectAlternativeName([x509.UniformResourceIdentifier(san)]), critical=False
@@ -208,6 +195,23 @@ def _issued(
     )
 
 
+def _forged_valid(
+    name: str, der: bytes, fields: tuple[int, str, list[str]], rule: str
+) -> dict[str, Any]:
+    """A valid certificate built by hand for ``ORG``: (serial, org type, roles)."""
+    serial, org_type, roles = fields
+    return _valid(
+        name,
+        der,
+        org=ORG,
+        org_type=org_type,
+        roles=roles,
+        serial=serial,
+        fingerprint=fingerprint(der),
+        rule=rule,
+    )
+
+
 def _valid_certificates(root_key: Ed25519PrivateKey, root: RootCertificate) -> list[dict[str, Any]]:
     forged_without_type = _forge(
         root_key, "no-type", subject=_name(_cn(ORG), _o(NETWORK)), serial=20
@@ -227,25 +231,17 @@ def _valid_certificates(root_key: Ed25519PrivateKey, root: RootCertificate) -> l
             3,
         ),
         _issued(root_key, root, "hub", "hub", ["hub"], "other", 4),
-        _valid(
+        _forged_valid(
             "subject-without-business-category",
             forged_without_type,
-            org=ORG,
-            serial=20,
-            org_type="other",
-            roles=["member"],
-            fingerprint=fingerprint(forged_without_type),
-            rule="7 subject: businessCategory is optional",
+            (20, "other", ["member"]),
+            "7 subject: businessCategory is optional",
         ),
-        _valid(
+        _forged_valid(
             "role-oids-outside-the-arc-are-ignored",
             foreign_usage,
-            org=ORG,
-            serial=21,
-            org_type="ggd",
-            roles=["coordinator"],
-            fingerprint=fingerprint(foreign_usage),
-            rule="9 roles",
+            (21, "ggd", ["coordinator"]),
+            "9 roles",
         ),
     ]
 
@@ -280,29 +276,13 @@ def _subject_cases(forge: Callable[..., bytes]) -> list[dict[str, Any]]:
     cases = [
         _invalid(name, forge(name, subject=subject), rule) for name, subject in subjects.items()
     ]
-    bad_org = "GGD-West"
-    cases.append(
-        _invalid(
-            "subject-cn-not-an-org-id",
-            forge(
-                "cn-not-an-org-id",
-                subject=_name(_cn(bad_org), _o(NETWORK), _category("ggd")),
-                san=f"urn:schakel:{NETWORK}:org:{bad_org}",
-            ),
-            rule,
-        )
-    )
-    cases.append(
-        _invalid(
-            "subject-o-other-network",
-            forge(
-                "o-other-network",
-                subject=_name(_cn(ORG), _o(OTHER_NETWORK), _category("ggd")),
-                san=f"urn:schakel:{OTHER_NETWORK}:org:{ORG}",
-            ),
-            rule,
-        )
-    )
+    for name, org, network in (
+        ("subject-cn-not-an-org-id", "GGD-West", NETWORK),
+        ("subject-o-other-network", ORG, OTHER_NETWORK),
+    ):
+        subject = _name(_cn(org), _o(network), _category("ggd"))
+        der = forge(name, subject=subject, san=f"urn:schakel:{network}:org:{org}")
+        cases.append(_invalid(name, der, rule))
     return cases
 
 
@@ -380,7 +360,7 @@ def _root(label: str, name: x509.Name) -> bytes:
         .not_valid_before(_utc(NOW))
         .not_valid_after(_utc(NOW + ROOT_DAYS * DAY))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_usage(cert_sign=True), critical=True)
+        .add_extension(_key_usage(cert_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
     )
     return _der(builder.sign(key, None))
