@@ -3,8 +3,8 @@
 A token is a compact JWS (RFC 7515) signed with ES256 (ECDSA P-256, SHA-256,
 raw 64-byte ``r || s`` signature), whose header is exactly
 ``{"alg":"ES256","typ":"JWT"}`` and whose payload is the canonical JSON of
-exactly seven claims: ``iss``, ``aud``, ``sub``, ``jti``, ``iat``, ``exp`` and
-``roles``. ``docs/protocol.md`` specifies it byte for byte.
+exactly the claims of ``CLAIM_NAMES``: ``iss``, ``aud``, ``sub``, ``cert``, ``jti``,
+``iat``, ``exp`` and ``roles``. ``docs/protocol.md`` specifies it byte for byte.
 
 python-jose is contained here and distrusted: every token is first checked
 strictly by this module (size, three segments of canonical unpadded

@@ -40,6 +40,7 @@ from protocol.pseudonym import parse_pseudonym
 from protocol.types import (
     Fingerprint,
     NetworkId,
+    parse_case_ref,
     parse_fingerprint,
     parse_message_id,
     parse_network_id,
@@ -195,7 +196,8 @@ def _check_source(value: object, name: str) -> None:
 
 
 def _check_object_id(value: object) -> None:
-    for parse in (parse_message_id, parse_org_id):
+    # A case reference also has the form of an org id; it is named for the reader.
+    for parse in (parse_message_id, parse_case_ref, parse_org_id):
         try:
             parse(value)
             return

@@ -9,6 +9,11 @@ ExtendedKeyUsage OIDs under ``ROLE_OID_ARC``, and the kind of organisation
 one is of type ``other``. The hub certificate is an organisation-style
 certificate with the single role ``hub``.
 
+Names are exact (docs/protocol.md, "Names"): one attribute per RDN, every value a
+UTF8String, in the order commonName, organizationName and (organisation certificates
+only, optional) businessCategory; an issuer is the root's subject byte for byte. A name
+is compared by its DER, because ``x509.Name`` equality ignores the string types.
+
 Certificates travel as DER (base64url in JSON), and lie on disk as PEM.
 Times are integer Unix seconds. Verification raises, never returns a bool.
 
@@ -75,6 +80,8 @@ _PEM_LABEL = re.compile(r"[A-Z0-9]+(?: [A-Z0-9]+)*")
 _PEM_LINE = re.compile(r"[A-Za-z0-9+/]{1,64}={0,2}")
 # Critical extensions this profile understands; any other critical one is refused.
 _KNOWN_CRITICAL = frozenset({ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE})
+# The subject's attributes, in this order; businessCategory only on organisation certificates.
+_SUBJECT_OIDS = (NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME, NameOID.BUSINESS_CATEGORY)
 _ROLE_BY_INDEX = {str(index + 1): role for index, role in enumerate(ROLES)}
 _DER = Encoding.DER
 _E = TypeVar("_E", bound=x509.ExtensionType)
@@ -167,37 +174,43 @@ def _root_subject(network: str) -> x509.Name:
     return _subject(network, ROOT_CN_PREFIX + network)
 
 
+def _is_root_name(name: x509.Name, root: RootCertificate) -> bool:
+    """``name`` is the root's subject byte for byte (``==`` on names ignores string types)."""
+    return name.public_bytes() == _root_subject(root.network).public_bytes()
+
+
 def _org_uri(network: str, org: str) -> str:
     return f"urn:schakel:{network}:org:{org}"
 
 
-def _names(name: x509.Name, error: type[Exception]) -> tuple[str, str]:
-    """(commonName, organizationName) of a subject holding exactly those two, once each."""
-    common_name, organization, category = _subject_parts(name, error)
-    if category is not None:
-        raise error("subject must hold exactly a commonName and an organizationName")
-    return common_name, organization
+def _subject_parts(
+    name: x509.Name, error: type[Exception], *, category: bool
+) -> tuple[str, str, str | None]:
+    """commonName, organizationName and businessCategory (None when absent) of a subject.
+
+    The profile allows exactly: one attribute per RDN, in this order, commonName,
+    organizationName and (only where ``category`` is allowed) businessCategory.
+    The values still have to be checked, and then the encoding (``_check_encoded``).
+    """
+    rule = "subject must be commonName, organizationName"
+    rule += ", optionally businessCategory," if category else ""
+    rule += " in this order, one attribute per RDN"
+    rdns = name.rdns
+    if not 2 <= len(rdns) <= (3 if category else 2) or any(len(rdn) != 1 for rdn in rdns):
+        raise error(rule)
+    attributes = [next(iter(rdn)) for rdn in rdns]
+    if [attr.oid for attr in attributes] != list(_SUBJECT_OIDS[: len(attributes)]):
+        raise error(rule)
+    values = [attr.value for attr in attributes]
+    if not all(isinstance(value, str) for value in values):
+        raise error(rule)
+    return str(values[0]), str(values[1]), str(values[2]) if len(values) == 3 else None
 
 
-def _subject_parts(name: x509.Name, error: type[Exception]) -> tuple[str, str, str | None]:
-    """commonName, organizationName and, if present, businessCategory, each at most once."""
-    attributes = [attr for rdn in name.rdns for attr in rdn]
-    allowed = {NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME, NameOID.BUSINESS_CATEGORY}
-    values = {attr.oid: attr.value for attr in attributes}
-    if (
-        len(name.rdns) != len(attributes)
-        or len(values) != len(attributes)
-        or not set(values) <= allowed
-    ):
-        raise error("subject must hold a commonName, an organizationName and a businessCategory")
-    common_name = values.get(NameOID.COMMON_NAME)
-    organization = values.get(NameOID.ORGANIZATION_NAME)
-    category = values.get(NameOID.BUSINESS_CATEGORY)
-    if not isinstance(common_name, str) or not isinstance(organization, str):
-        raise error("subject must hold exactly a commonName and an organizationName")
-    if category is not None and not isinstance(category, str):
-        raise error("subject businessCategory must be a string")
-    return common_name, organization, category
+def _check_encoded(name: x509.Name, expected: x509.Name, error: type[Exception]) -> None:
+    """``name`` is byte for byte ``expected`` (so every value is a UTF8String, as written)."""
+    if name.public_bytes() != expected.public_bytes():
+        raise error("subject values must be UTF8String")
 
 
 def check_org_type(value: object) -> str:
@@ -335,15 +348,16 @@ def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
 def load_root(der: bytes, *, now: int) -> RootCertificate:
     """Parse and check a pinned root: self-signed, Ed25519, a CA, valid at ``now``."""
     cert = _load_cert_der(der)
-    if cert.version != x509.Version.v3 or cert.issuer != cert.subject:
+    if cert.version != x509.Version.v3 or cert.issuer.public_bytes() != cert.subject.public_bytes():
         raise VerificationError("root certificate is not a self-signed X.509 v3 certificate")
     key = _ed25519_key(cert)
     _check_signed_by(cert, key)
     not_before, not_after = _check_times(cert, now)
-    common_name, network_text = _names(cert.subject, VerificationError)
+    common_name, network_text, _ = _subject_parts(cert.subject, VerificationError, category=False)
     network = parse_network_id(network_text)
     if common_name != ROOT_CN_PREFIX + network:
         raise VerificationError("root certificate commonName does not name its network")
+    _check_encoded(cert.subject, _root_subject(network), VerificationError)
     extensions = _extensions(cert)
     constraints = _extension(extensions, x509.BasicConstraints)
     if not constraints.ca or not _extension(extensions, x509.KeyUsage).key_cert_sign:
@@ -390,8 +404,9 @@ def load_enrolment_request(der: bytes) -> EnrolmentRequest:
         raise VerificationError("enrolment request signature does not verify")
     if extra:
         raise ValidationError("enrolment request may carry no attributes or extensions")
-    org_text, network_text = _names(csr.subject, ValidationError)
+    org_text, network_text, _ = _subject_parts(csr.subject, ValidationError, category=False)
     org, network = parse_org_id(org_text), parse_network_id(network_text)
+    _check_encoded(csr.subject, _subject(network, org), ValidationError)
     return EnrolmentRequest(network=network, org=org, public_key=key, der=der)
 
 
@@ -494,18 +509,21 @@ def verify_certificate(
     for any other failure, ``EncodingError`` when it does not parse.
     """
     cert = _load_cert_der(der)
-    if cert.version != x509.Version.v3 or cert.issuer != _root_subject(root.network):
+    if cert.version != x509.Version.v3 or not _is_root_name(cert.issuer, root):
         raise VerificationError("certificate was not issued by this network root")
     _check_signed_by(cert, root.public_key)
     key = _ed25519_key(cert)
     not_before, not_after = _check_times(cert, now)
     extensions = _extensions(cert)
     _check_leaf_usage(extensions)
-    org_text, network_text, category = _subject_parts(cert.subject, VerificationError)
+    org_text, network_text, category = _subject_parts(
+        cert.subject, VerificationError, category=True
+    )
     if network_text != root.network:
         raise VerificationError("certificate is for another network than the root")
     org = _parse_org(org_text)
     org_type = ORG_TYPE_OTHER if category is None else _parse_org_type(category)
+    _check_encoded(cert.subject, _subject(root.network, org, category), VerificationError)
     if _extension(extensions, x509.SubjectAlternativeName) != _san(root.network, org):
         raise VerificationError("certificate alternative name does not match its subject")
     roles = _roles_from(_extension(extensions, x509.ExtendedKeyUsage))
@@ -603,7 +621,7 @@ def load_crl(der: bytes, root: RootCertificate, *, now: int) -> RevocationList:
         raise EncodingError("revocation list is not valid DER") from exc
     if crl.signature_algorithm_oid != SignatureAlgorithmOID.ED25519:
         raise VerificationError("revocation list is not signed with Ed25519")
-    if crl.issuer != _root_subject(root.network) or not crl.is_signature_valid(root.public_key):
+    if not _is_root_name(crl.issuer, root) or not crl.is_signature_valid(root.public_key):
         raise VerificationError("revocation list was not signed by this network root")
     next_update = crl.next_update_utc
     if next_update is None or not now < _seconds(next_update):

@@ -15,6 +15,7 @@ from keys.hub import HubKeys
 from keys.keyfile import KdfParams
 from keys.organisation import OrgKeys
 from protocol.certificate import create_enrolment_request, pem_encode
+from protocol.encoding import canonical_json, fingerprint
 from protocol.errors import VerificationError
 from protocol.keybundle import kem_public_bytes, verify_bundle
 from protocol.linkingkey import SealedLinkingKey
@@ -227,6 +228,19 @@ def test_current_bundle_is_reused_then_renewed(tmp_path: Path, authority: Author
     reopened = OrgKeys.open(tmp_path / "police", PASS)
     kem = reopened.kem_keys
     assert set(kem) == {first.fingerprint, later.fingerprint, last.fingerprint}
+
+
+def test_bundle_file_is_canonical_json_and_one_newline(
+    tmp_path: Path, authority: Authority
+) -> None:
+    """docs/protocol.md, "JSON files": the file is canonical JSON and one LF; the
+    fingerprint covers the canonical JSON of the bundle only, never the newline."""
+    keys = _enrolled(tmp_path, authority)
+    first = keys.current_bundle(now=NOW)
+    later = keys.current_bundle(now=NOW + 90 * DAY)
+    data = (tmp_path / "police" / "bundle-1.json").read_bytes()
+    assert data == canonical_json([first.to_wire(), later.to_wire()]) + b"\n"
+    assert first.fingerprint == fingerprint(canonical_json(first.to_wire()))
 
 
 def test_rotate_kem_keeps_older_keys(tmp_path: Path, authority: Authority) -> None:

@@ -335,6 +335,7 @@ def test_every_action_is_accepted(code: str) -> None:
         ("request_id", "-"),
         ("object_ids", ("ggd-utrecht",)),
         ("object_ids", (MSG_A, "ggd-utrecht")),
+        ("object_ids", (MSG_A, "abcdefghijklmnop")),  # a case reference (16 of a-z 2-7)
         ("object_ids", tuple(sorted(b64e(i.to_bytes(16, "big")) for i in range(200)))),
         ("index", 0),
         ("index", MAX_SIZE - 1),

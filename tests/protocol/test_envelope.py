@@ -767,8 +767,11 @@ def _check_sealed(vector: dict[str, Any], parties: dict[str, Any]) -> None:
     key, nonce = stream(32), stream(24)
     payload, aad = b64d(vector["payload"]), frame(LABEL_BODY, canonical)
     assert env.body == nonce + crypto_aead_xchacha20poly1305_ietf_encrypt(payload, aad, nonce, key)
+    assert set(vector["key_info"]) == set(env.header.recipients)
     for name in vector["recipients"]:
-        assert _unwrap(env, parties[name].org, parties[name].kem_seed) == key
+        org = parties[name].org
+        assert b64d(vector["key_info"][org]) == _key_info(env, org)
+        assert _unwrap(env, org, parties[name].kem_seed) == key
 
 
 def _check_case(case: dict[str, Any], parties: dict[str, Any]) -> None:

@@ -393,3 +393,33 @@ def test_happy_path_vectors_match_generated_proofs() -> None:
         expected = [_b64(p) for p in case["proof"] or []]
         assert consistency_proof(size1, leaves[:size2]) == expected
         assert root_hash(leaves[:size1]) == _b64(case["root1"])
+
+
+# --- the proof lengths as docs/protocol.md defines them -----------------------------------
+
+
+def _doc_inner(i: int, n: int) -> int:
+    return (i ^ (n - 1)).bit_length()
+
+
+def _doc_border(i: int, n: int) -> int:
+    return (i >> _doc_inner(i, n)).bit_count()
+
+
+def _doc_tz(m: int) -> int:
+    return (m & -m).bit_length() - 1
+
+
+def test_proof_lengths_follow_the_documented_formulas() -> None:
+    """docs/protocol.md gives the lengths with inner, border and tz; the proofs agree."""
+    leaves = [leaf_hash(bytes([k])) for k in range(33)]
+    for n in range(1, len(leaves) + 1):
+        for i in range(n):
+            expected = _doc_inner(i, n) + _doc_border(i, n)
+            assert len(inclusion_proof(i, leaves[:n])) == expected
+        for m in range(1, n + 1):
+            expected = 0
+            if m < n:
+                expected = _doc_inner(m - 1, n) + _doc_border(m - 1, n) - _doc_tz(m)
+                expected += 0 if m & (m - 1) == 0 else 1
+            assert len(consistency_proof(m, leaves[:n])) == expected

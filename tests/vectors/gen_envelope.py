@@ -13,6 +13,10 @@ The random stream (``counter_rng``): block ``i`` is
 consumed in order. ``seal`` draws, from one stream per envelope: the message id
 (16 bytes, via ``new_message_id``), then the content key (32), then the nonce (24).
 
+Each sealed envelope also gives, per recipient, the HPKE ``info`` of its wrapped key
+(``key_info``): the header's text values (message id, recipient, bundle fingerprint,
+sender) as ASCII in a frame, never their decoded bytes.
+
 Each entry of ``cases`` names an envelope wire form, the party that tries to
 open it, the party whose certificate is used as the sender's, and the
 expected outcome: ``open`` (with the payload) or ``reject`` at ``stage``
@@ -40,8 +44,8 @@ from protocol.certificate import (
     create_root,
     issue_certificate,
 )
-from protocol.encoding import b64d, b64e
-from protocol.envelope import Envelope, Rng, new_message_id, seal
+from protocol.encoding import b64d, b64e, frame
+from protocol.envelope import LABEL_KEY, Envelope, Rng, new_message_id, seal
 from protocol.keybundle import (
     KeyBundle,
     kem_private_key,
@@ -181,8 +185,16 @@ class Sealed:
             "envelope": env.to_wire(),
             "header_canonical": b64e(env.header.canonical()),
             "signed_digest": b64e(env.signed_digest()),
+            "key_info": {org: b64e(key_info(env, org)) for org in env.header.recipients},
             "fingerprint": env.fingerprint,
         }
+
+
+def key_info(env: Envelope, org: str) -> bytes:
+    """The HPKE ``info`` of ``org``'s wrapped key: the header's text values, as ASCII."""
+    header = env.header
+    parts = (header.id, org, header.recipient_keys[OrgId(org)], header.sender)
+    return frame(LABEL_KEY, *(part.encode("ascii") for part in parts))
 
 
 def seal_with(

@@ -19,6 +19,7 @@ GENERATORS = {
     "pseudonyms": "gen_pseudonyms",
     "envelope": "gen_envelope",
     "oprf_split": "gen_oprf_split",
+    "certificates": "gen_certificates",
 }
 
 
