@@ -155,12 +155,11 @@ def test_not_an_authority_directory(tmp_path: Path) -> None:
 
 
 def test_full_flow(adir: Path, tmp_path: Path) -> None:
-    now = int(time.time())
     root = _ok(adir, "init", "--network", NET)
     police, ggd = _org(tmp_path, "police"), _org(tmp_path, "ggd")
     hub = HubKeys.create(tmp_path / "hub", NET, b"hub pass", KdfParams.for_tests(), allow_weak=True)
     for keys in (police, ggd, hub):
-        keys.pin_root((adir / "root.pem").read_bytes(), now=now)
+        keys.pin_root((adir / "root.pem").read_bytes(), now=int(time.time()))
 
     out = tmp_path / "police-cert.pem"
     issued = _ok(
@@ -176,21 +175,21 @@ def test_full_flow(adir: Path, tmp_path: Path) -> None:
     assert issued["roles"] == ["coordinator", "member"]
     assert issued["key_fingerprint"] == police.key_fingerprint
     assert issued["root_fingerprint"] == root["root_fingerprint"]
-    cert = police.import_certificate(out.read_bytes(), now=now)
+    cert = police.import_certificate(out.read_bytes(), now=int(time.time()))
     assert cert.fingerprint == issued["certificate_fingerprint"]
 
     text = _run(adir, "enrol", str(tmp_path / "ggd" / "request.pem"), "--roles", "member")
     assert text.exit_code == 0, text.stderr
     assert f"key fingerprint: {ggd.key_fingerprint}" in text.stdout
     assert f"root fingerprint: {root['root_fingerprint']}" in text.stdout
-    ggd.import_certificate((adir / "issued" / "2.pem").read_bytes(), now=now)
+    ggd.import_certificate((adir / "issued" / "2.pem").read_bytes(), now=int(time.time()))
 
     hub_out = tmp_path / "hub-cert.pem"
     hub_cert = _ok(
         adir, "certify-hub", str(tmp_path / "hub" / "request.pem"), "--out", str(hub_out)
     )
     assert hub_cert["roles"] == ["hub"] and hub_cert["org"] == "hub"
-    hub.import_certificate(hub_out.read_bytes(), now=now)
+    hub.import_certificate(hub_out.read_bytes(), now=int(time.time()))
 
     listing = _ok(adir, "list")
     assert [(c["serial"], c["org"], c["kind"]) for c in listing["certificates"]] == [
@@ -201,7 +200,7 @@ def test_full_flow(adir: Path, tmp_path: Path) -> None:
 
     assert _ok(adir, "linking-key", "new")["version"] == 1
     bundle_path = tmp_path / "bundle.json"
-    bundle = police.current_bundle(now=now)
+    bundle = police.current_bundle(now=int(time.time()))
     bundle_path.write_bytes(canonical_json(bundle.to_wire()))
     sealed_path = tmp_path / "sealed.json"
     sealed_info = _ok(
@@ -218,7 +217,7 @@ def test_full_flow(adir: Path, tmp_path: Path) -> None:
     assert sealed_info["bundle_fingerprint"] == bundle.fingerprint
     assert (sealed_info["org"], sealed_info["version"]) == ("police", 1)
     sealed = SealedLinkingKey.from_wire(loads_strict(sealed_path.read_bytes()))
-    assert police.store_linking_key(sealed, now=now).version == 1
+    assert police.store_linking_key(sealed, now=int(time.time())).version == 1
 
     revoked = _ok(adir, "revoke", "2")
     assert revoked["crl_number"] == 1 and list(revoked["revoked"]) == ["2"]
@@ -246,7 +245,7 @@ def test_full_flow(adir: Path, tmp_path: Path) -> None:
         )
     )
     ggd_bundle = tmp_path / "ggd-bundle.json"
-    ggd_bundle.write_bytes(canonical_json(ggd.current_bundle(now=now).to_wire()))
+    ggd_bundle.write_bytes(canonical_json(ggd.current_bundle(now=int(time.time())).to_wire()))
     assert "is revoked" in _error(
         _run(
             adir,
@@ -323,10 +322,9 @@ def test_seal_with_a_malformed_bundle(adir: Path, tmp_path: Path) -> None:
 
 
 def test_seal_without_a_linking_key(adir: Path, tmp_path: Path) -> None:
-    now = int(time.time())
     _ok(adir, "init", "--network", NET)
     police = _org(tmp_path)
-    police.pin_root((adir / "root.pem").read_bytes(), now=now)
+    police.pin_root((adir / "root.pem").read_bytes(), now=int(time.time()))
     cert_path = tmp_path / "cert.pem"
     _ok(
         adir,
@@ -337,9 +335,9 @@ def test_seal_without_a_linking_key(adir: Path, tmp_path: Path) -> None:
         "--out",
         str(cert_path),
     )
-    police.import_certificate(cert_path.read_bytes(), now=now)
+    police.import_certificate(cert_path.read_bytes(), now=int(time.time()))
     bundle = tmp_path / "b.json"
-    bundle.write_bytes(canonical_json(police.current_bundle(now=now).to_wire()))
+    bundle.write_bytes(canonical_json(police.current_bundle(now=int(time.time())).to_wire()))
     message = _error(
         _run(
             adir,
