@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-
 from clients.audit import ExportChecker, parse_export_head, parse_export_record
 from clients.audit_format import (
     ENTRY_COLUMNS,
@@ -25,6 +24,14 @@ from clients.audit_format import (
     report_csv,
     report_html,
 )
+from clients.privacy import (
+    DEFAULT_MAX_OBJECTS_PER_DAY,
+    DEFAULT_SAMPLE,
+    PrivacyOfficer,
+    Verified,
+    verify_export_file,
+)
+
 from clients.cli import (
     Settings,
     _emit,
@@ -39,13 +46,6 @@ from clients.cli import (
 from clients.errors import AuditLogInconsistent, ClientError
 from clients.hub_client import HubClient
 from clients.organisation import Organisation
-from clients.privacy import (
-    DEFAULT_MAX_OBJECTS_PER_DAY,
-    DEFAULT_SAMPLE,
-    PrivacyOfficer,
-    Verified,
-    verify_export_file,
-)
 from clients.state import LocalState
 from protocol.auditlog import ACTIONS, AuditEntry, TreeHead
 from protocol.encoding import b64e
