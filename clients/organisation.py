@@ -21,6 +21,7 @@ reason. A refusal (the hub's, or a recipient that does not verify) is raised.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -30,7 +31,14 @@ from typing import Any, NamedTuple
 from clients import caseview, referrals
 from clients.comensha import write_comensha
 from clients.directory import Directory
-from clients.errors import ClientError, NotReady, PayloadInvalid, VerificationFailed
+from clients.errors import (
+    ClientError,
+    HubProblem,
+    HubUnreachable,
+    NotReady,
+    PayloadInvalid,
+    VerificationFailed,
+)
 from clients.hub_client import HubClient
 from clients.inbox import Inbox, ReceivedMessage, ReceiveResult, RejectedMessage
 from clients.localbox import PayloadBox
@@ -78,11 +86,18 @@ class Published(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Rotation:
-    """A key rotation: the new current bundle, and the older keys still kept."""
+    """A key rotation: the new current bundle, and the older keys still kept.
+
+    ``published`` is False when the hub could not take the new bundle (``problem`` says
+    why): the new key is current here all the same, and :meth:`Organisation.publish`
+    publishes it later.
+    """
 
     key: int  # the new KEM key's number
     bundle: KeyBundle
     retired: tuple[int, ...]
+    published: bool = True
+    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,13 +217,17 @@ class Organisation:
     async def rotate_keys(self) -> Rotation:
         """A new KEM key pair and bundle, published; older keys are kept (see retired_keys).
 
-        The key is rotated locally first: if publishing fails, the new key is current all
-        the same and :meth:`publish` publishes it later.
+        The key is rotated locally first: if the hub can not take the bundle now, the new
+        key is current all the same (``published`` False) and :meth:`publish` publishes
+        it later.
         """
         self.certificate()
         bundle = self._keys.rotate_kem(now=self.now(), rng=self._rng)
         rotation = Rotation(self._keys.kem_current, bundle, self._retired_ids())
-        await self.publish()
+        try:
+            await self.publish()
+        except (HubUnreachable, HubProblem) as exc:
+            return dataclasses.replace(rotation, published=False, problem=str(exc)[:300])
         return rotation
 
     def _retired_ids(self) -> tuple[int, ...]:
