@@ -43,11 +43,14 @@ class DirectoryHub(Protocol):
 
 
 class Directory:
-    """Verified certificates, bundles and revocation list of one network (one pinned root)."""
+    """Verified certificates, bundles and revocation list of one network (one pinned root).
+
+    ``root_der`` gives the pinned root certificate (DER) when it is first needed.
+    """
 
     def __init__(
         self,
-        root_der: bytes,
+        root_der: Callable[[], bytes],
         state: LocalState,
         hub: DirectoryHub,
         *,
@@ -64,7 +67,7 @@ class Directory:
 
     @property
     def root_fingerprint(self) -> str:
-        return load_root(self._root_der, now=self.now()).fingerprint
+        return load_root(self._root_der(), now=self.now()).fingerprint
 
     # -- the revocation list -------------------------------------------------------------
 
@@ -88,7 +91,7 @@ class Directory:
 
     def _load_crl(self, der: bytes, now: int) -> RevocationList:
         try:
-            crl = load_crl(der, load_root(self._root_der, now=now), now=now)
+            crl = load_crl(der, load_root(self._root_der(), now=now), now=now)
         except ProtocolError as exc:
             raise VerificationFailed("revocation list", reason=str(exc)[:120]) from exc
         if crl.number < self.state.crl_number:
@@ -102,7 +105,7 @@ class Directory:
     ) -> Certificate:
         """``der`` as ``org``'s certificate at ``now`` (against ``crl`` when given)."""
         try:
-            cert = verify_certificate(der, load_root(self._root_der, now=now), now=now, crl=crl)
+            cert = verify_certificate(der, load_root(self._root_der(), now=now), now=now, crl=crl)
         except RevokedError as exc:
             raise VerificationFailed("certificate", org, "revoked") from exc
         except ProtocolError as exc:

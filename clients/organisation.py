@@ -60,7 +60,7 @@ from protocol.certificate import Certificate
 from protocol.envelope import Envelope, new_message_id, seal
 from protocol.errors import ProtocolError
 from protocol.keybundle import KeyBundle
-from protocol.pseudonym import Identity, derive_pseudonyms
+from protocol.pseudonym import Identity, derive_pseudonyms, normalised_values
 from protocol.types import CaseRef, Fingerprint, MessageId, OrgId, Pseudonym, parse_org_id
 
 # The facade's records, importable from here (some are defined beside their logic).
@@ -145,7 +145,7 @@ class Organisation:
         self._log_interval = log_interval
         self._log: LogWatch | None = None
         self.payload_box = PayloadBox.for_signing_key(keys.signing_key, keys.org)
-        self.directory = Directory(keys.root.der, state, hub, clock=clock)
+        self.directory = Directory(lambda: keys.root.der, state, hub, clock=clock)
         self.outbox = Outbox(state, self.payload_box, clock=clock)
         self.inbox = Inbox(
             keys,
@@ -291,9 +291,14 @@ class Organisation:
             raise PayloadInvalid(str(exc), "$.person") from exc
 
     def pseudonyms_of(self, payload: dict[str, Any]) -> tuple[Pseudonym, ...]:
-        """The pseudonyms of the payload's ``person`` (none when it names nobody)."""
+        """The pseudonyms of the payload's ``person``: none when no identifier links (then
+        no linking key is needed, but every field given is still checked)."""
         identity = identity_of(payload)
-        return self.derive_pseudonyms(identity) if _has_fields(identity) else ()
+        try:
+            linkable = normalised_values(identity)
+        except ProtocolError as exc:
+            raise PayloadInvalid(str(exc), "$.person") from exc
+        return self.derive_pseudonyms(identity) if linkable else ()
 
     # -- trust -------------------------------------------------------------------------
 
@@ -334,6 +339,7 @@ class Organisation:
         """
         validate_payload("signal", payload)
         check_dates(payload, today=day_of(self.now()))
+        self.certificate()
         orgs = self.recipients_of("signal", recipients)
         problem = link_problem(identity_of(payload))
         if problem is not None and not unlinked:
@@ -496,7 +502,3 @@ def _org(value: str) -> str:
         return parse_org_id(value)
     except ProtocolError as exc:
         raise PayloadInvalid(str(exc), "recipients") from exc
-
-
-def _has_fields(identity: Identity) -> bool:
-    return any(getattr(identity, name) is not None for name in Identity.__dataclass_fields__)

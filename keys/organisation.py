@@ -384,8 +384,8 @@ class OrgKeys(PartyKeys):
             # Valid a little before now, so a hub or a peer whose clock runs behind ours
             # accepts it at once (never before the certificate itself), and later than
             # every bundle signed before (peers refuse a bundle older than one they saw).
-            not_before=min(
-                now, max(now - BUNDLE_CLOCK_SKEW, cert.not_before, self._newest_start() + 1)
+            not_before=max(
+                now - BUNDLE_CLOCK_SKEW, cert.not_before, min(now, self._newest_start() + 1)
             ),
             not_after=not_after,
         )

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from clients import cli_authority
-from clients.cli_authority import authority
+from clients.cli import authority as cli_authority
+from clients.cli.authority import authority
 from keys.errors import KeysError
 from keys.hub import HubKeys
 from keys.keyfile import KdfParams
@@ -176,21 +176,21 @@ def test_full_flow(adir: Path, tmp_path: Path) -> None:
     assert issued["roles"] == ["coordinator", "member"]
     assert issued["key_fingerprint"] == police.key_fingerprint
     assert issued["root_fingerprint"] == root["root_fingerprint"]
-    cert = police.import_certificate(out.read_bytes(), now=now)
+    cert = police.import_certificate(out.read_bytes(), now=int(time.time()))
     assert cert.fingerprint == issued["certificate_fingerprint"]
 
     text = _run(adir, "enrol", str(tmp_path / "ggd" / "request.pem"), "--roles", "member")
     assert text.exit_code == 0, text.stderr
     assert f"key fingerprint: {ggd.key_fingerprint}" in text.stdout
     assert f"root fingerprint: {root['root_fingerprint']}" in text.stdout
-    ggd.import_certificate((adir / "issued" / "2.pem").read_bytes(), now=now)
+    ggd.import_certificate((adir / "issued" / "2.pem").read_bytes(), now=int(time.time()))
 
     hub_out = tmp_path / "hub-cert.pem"
     hub_cert = _ok(
         adir, "certify-hub", str(tmp_path / "hub" / "request.pem"), "--out", str(hub_out)
     )
     assert hub_cert["roles"] == ["hub"] and hub_cert["org"] == "hub"
-    hub.import_certificate(hub_out.read_bytes(), now=now)
+    hub.import_certificate(hub_out.read_bytes(), now=int(time.time()))
 
     listing = _ok(adir, "list")
     assert [(c["serial"], c["org"], c["kind"]) for c in listing["certificates"]] == [
@@ -337,7 +337,7 @@ def test_seal_without_a_linking_key(adir: Path, tmp_path: Path) -> None:
         "--out",
         str(cert_path),
     )
-    police.import_certificate(cert_path.read_bytes(), now=now)
+    police.import_certificate(cert_path.read_bytes(), now=int(time.time()))
     bundle = tmp_path / "b.json"
     bundle.write_bytes(canonical_json(police.current_bundle(now=now).to_wire()))
     message = _error(
