@@ -140,8 +140,9 @@ class Hub:
         """Enrol ``name`` (roles besides member), publish it, relay its linking key."""
         now = self.clock.seconds()
         keys = OrgKeys.create(
-            self.tmp / name, NETWORK, OrgId(name), PASS, KdfParams.for_tests(), allow_weak=True
-        )
+            self.home(name) / "keys", NETWORK, OrgId(name), PASS, KdfParams.for_tests(),
+            allow_weak=True,
+        )  # fmt: skip
         keys.pin_root(self.authority.root.der, now=now)
         cert = self.authority.enrol(
             keys.request_der, ["member", *roles], now=now, org_type=org_type
@@ -170,7 +171,7 @@ class Hub:
             sleep=no_sleep,
             transport=tap,
         )
-        state = LocalState(self.tmp / f"{name}.sqlite")
+        state = LocalState(self.home(name) / "state.sqlite")
         organisation = Organisation(keys, state, client, clock=self.clock)
         self.orgs[name] = organisation
         return organisation
@@ -180,9 +181,25 @@ class Hub:
         old = self.orgs.pop(name)
         await old.hub.close()
         old.state.close()
-        organisation = self.open(name, OrgKeys.open(self.tmp / name, PASS))
+        organisation = self.open(name, OrgKeys.open(self.home(name) / "keys", PASS))
         await organisation.hub.__aenter__()
         return organisation
+
+    def home(self, name: str) -> Path:
+        """An organisation's SCHAKEL_HOME: ``keys/`` and ``state.sqlite``, as the CLI keeps them."""
+        return self.tmp / "orgs" / name
+
+    def env(self, name: str, **extra: str) -> dict[str, str]:
+        """The environment of ``schakel org`` acting as ``name`` on this hub."""
+        return {
+            "SCHAKEL_HOME": str(self.home(name)),
+            "SCHAKEL_HUB_URL": self.url,
+            "SCHAKEL_PASSPHRASE": PASS.decode(),
+            "SCHAKEL_WEAK_KDF": "1",
+            "SCHAKEL_USER": USER,
+            "SCHAKEL_PURPOSE": "case-coordination",
+            **extra,
+        }
 
     def sql(self, statement: str, *params: Any) -> int:
         """Run one statement on the hub's database behind its back; rows changed."""

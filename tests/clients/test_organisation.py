@@ -87,7 +87,7 @@ async def test_two_organisations_exchange_a_signal(hub: Hub) -> None:
     # Nothing in the hub, nor in either organisation's local state, holds the plaintext.
     assert MARKER.encode() not in hub_bytes(hub)
     for name in ("politie", "ggd"):
-        files = hub.tmp.glob(f"{name}.sqlite*")
+        files = hub.home(name).glob("state.sqlite*")
         assert all(MARKER.encode() not in f.read_bytes() for f in files)
     assert (await ggd.receive()).messages == ()
     shown = ggd.show(sent.id)
@@ -260,8 +260,9 @@ async def test_not_ready_steps_name_the_command(hub: Hub) -> None:
     with pytest.raises(NotReady, match="inbox"):
         unlinked.show("AAAAAAAAAAAAAAAAAAAAAA")
     keys = OrgKeys.create(
-        hub.tmp / "opvang", NETWORK, OrgId("opvang"), PASS, KdfParams.for_tests(), allow_weak=True
-    )
+        hub.home("opvang") / "keys", NETWORK, OrgId("opvang"), PASS, KdfParams.for_tests(),
+        allow_weak=True,
+    )  # fmt: skip
     keys.pin_root(hub.authority.root.der, now=hub.clock.seconds())
     uncertified = hub.open("opvang", keys)
     await uncertified.hub.__aenter__()
