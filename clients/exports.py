@@ -230,17 +230,23 @@ def new_private_file(path: Path) -> IO[str]:
     return os.fdopen(fd, "w", encoding="utf-8", newline="")
 
 
+def check_new_files(targets: Sequence[Path]) -> None:
+    """ClientError unless every target is a different file that does not exist yet (check
+    before doing the work that fills them; :func:`write_new_files` checks again)."""
+    if len({target.resolve() for target in targets}) != len(targets):
+        raise ClientError("each file must be a different file")
+    for target in targets:
+        if target.exists() or target.is_symlink():
+            raise ClientError(f"{target} already exists: choose another name, or remove it")
+
+
 def write_new_files(targets: Sequence[Path], texts: Sequence[bytes]) -> None:
     """Write every file, or none: each to a private temporary name, then linked into place.
 
     ``os.link`` refuses an existing target, so nothing is overwritten; if any step
     fails, every file written so far (temporary or linked) is removed again.
     """
-    if len({target.resolve() for target in targets}) != len(targets):
-        raise ClientError("each file must be a different file")
-    for target in targets:
-        if target.exists() or target.is_symlink():
-            raise ClientError(f"{target} already exists: choose another name, or remove it")
+    check_new_files(targets)
     made: list[Path] = []
     try:
         temps = [

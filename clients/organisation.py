@@ -26,6 +26,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from clients import caseview, referrals
@@ -39,6 +40,7 @@ from clients.errors import (
     PayloadInvalid,
     VerificationFailed,
 )
+from clients.exports import check_new_files
 from clients.hub_client import HubClient
 from clients.inbox import Inbox, ReceivedMessage, ReceiveResult, RejectedMessage
 from clients.localbox import PayloadBox
@@ -470,6 +472,7 @@ class Organisation:
         self, out_registrations: str | os.PathLike[str], out_statistics: str | os.PathLike[str]
     ) -> ComenshaFiles:
         """Write the CoMensha CSVs for every case (new files, 0600, both or neither)."""
+        check_new_files((Path(out_registrations), Path(out_statistics)))
         materials = await caseview.materials(self)
         registrations, statistics = write_comensha(materials, out_registrations, out_statistics)
         disagreements = tuple(

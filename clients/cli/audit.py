@@ -16,15 +16,14 @@ from typing import Any
 import click
 
 from clients.cli.common import (
-    Session,
     Settings,
+    acting,
     emit,
     guarded,
     offline,
     open_keys,
     pass_settings,
     repeat_on_commands,
-    run,
     session_options,
     session_repeats,
 )
@@ -47,6 +46,7 @@ from clients.logproofs import (
     parse_export_head,
     parse_export_record,
 )
+from clients.organisation import Organisation
 from clients.privacy_officer import (
     DEFAULT_MAX_OBJECTS_PER_DAY,
     PrivacyOfficer,
@@ -153,18 +153,17 @@ def verify(
             _verified(settings, verify_export_file(organisation, export_file, full=full))
         return
 
-    async def go() -> Verified:
-        async with Session(settings) as organisation:
-            officer = PrivacyOfficer(organisation)
-            if full:
-                return await officer.verify_full()
-            if every:
-                return await officer.verify_visible()
-            if sample is not None:
-                return await officer.verify_sample(sample)
-            return await officer.verify()
+    async def go(organisation: Organisation) -> Verified:
+        officer = PrivacyOfficer(organisation)
+        if full:
+            return await officer.verify_full()
+        if every:
+            return await officer.verify_visible()
+        if sample is not None:
+            return await officer.verify_sample(sample)
+        return await officer.verify()
 
-    _verified(settings, run(go()))
+    _verified(settings, acting(settings, go))
 
 
 def _filter_options(func: Any) -> Any:
@@ -211,14 +210,13 @@ def export(
         "until": until,
     }
 
-    async def go() -> tuple[TreeHead, int, AuditLogInconsistent | None]:
-        async with Session(settings) as organisation:
-            officer = PrivacyOfficer(organisation)
-            head = await officer.fresh_head()
-            lines = organisation.hub.audit_export(size=head.size, filters=filters)
-            return await _write_export(lines, head, out, fmt)
+    async def go(organisation: Organisation) -> tuple[TreeHead, int, AuditLogInconsistent | None]:
+        officer = PrivacyOfficer(organisation)
+        head = await officer.fresh_head()
+        lines = organisation.hub.audit_export(size=head.size, filters=filters)
+        return await _write_export(lines, head, out, fmt)
 
-    head, count, problem = run(go())
+    head, count, problem = acting(settings, go)
     if problem is not None:
         raise AuditLogInconsistent(f"{problem} (the export was written to {out} all the same)")
     emit(
@@ -304,15 +302,14 @@ def report(
     if not subject and person:
         raise click.UsageError("--employee reports one user's accesses: leave out the person")
 
-    async def go() -> tuple[TreeHead, list[ReportRow]]:
-        async with Session(settings) as organisation:
-            officer = PrivacyOfficer(organisation)
-            if subject:
-                return await officer.subject_report(Identity(**person))
-            assert employee is not None
-            return await officer.user_report(employee, employee_org)
+    async def go(organisation: Organisation) -> tuple[TreeHead, list[ReportRow]]:
+        officer = PrivacyOfficer(organisation)
+        if subject:
+            return await officer.subject_report(Identity(**person))
+        assert employee is not None
+        return await officer.user_report(employee, employee_org)
 
-    head, rows = run(go())
+    head, rows = acting(settings, go)
     title = "Access to a data subject's messages" if subject else f"Accesses by user {employee}"
     summary = [
         f"Schakel access log, {len(rows)} entries, each proven against the signed tree head "
@@ -355,11 +352,10 @@ def anomalies(settings: Settings, max_objects_per_day: int) -> None:
     """Flag unusual volumes per user and day, and denied reads of messages (an organisation
     asking for a message it neither sent nor received)."""
 
-    async def go() -> Any:
-        async with Session(settings) as organisation:
-            return await PrivacyOfficer(organisation).anomalies(max_objects_per_day)
+    async def go(organisation: Organisation) -> Any:
+        return await PrivacyOfficer(organisation).anomalies(max_objects_per_day)
 
-    head, found = run(go())
+    head, found = acting(settings, go)
     emit(
         settings,
         {

@@ -27,7 +27,6 @@ from clients.caseanswers import (
 )
 from clients.caseview import SENT, CaseView, Inline
 from clients.cli.common import (
-    Session,
     Settings,
     acting,
     emit,
@@ -36,7 +35,6 @@ from clients.cli.common import (
     pass_settings,
     plain,
     report_sent,
-    run,
     warn,
     when,
 )
@@ -163,13 +161,12 @@ def case(settings: Settings, ref: str) -> None:
     """One case: referrals with their step and due time, and the timeline with what
     this organisation can read of each message shown inline."""
 
-    async def go() -> tuple[CaseView, dict[str, OpenReferral]]:
-        async with Session(settings) as organisation:
-            view = await organisation.case_view(ref)
-            open_now = await organisation.hub.referrals()
-            return view, {o.referral.id: o for o in open_now}
+    async def look(organisation: Organisation) -> tuple[CaseView, dict[str, OpenReferral]]:
+        view = await organisation.case_view(ref)
+        open_now = await organisation.hub.referrals()
+        return view, {o.referral.id: o for o in open_now}
 
-    view, open_now = run(go())
+    view, open_now = acting(settings, look)
     data = plain(view.case) | {
         "contents": {key: plain(inline) for key, inline in view.contents.items()},
         "due": {key: plain(item) for key, item in open_now.items() if key in _ids(view)},
@@ -312,21 +309,20 @@ def unmerge(settings: Settings, ref: str, other: str) -> None:
 def events(settings: Settings, after: int, follow: bool) -> None:
     """This organisation's event feed: matches, referral steps, escalations, reminders."""
 
-    async def go() -> None:
-        async with Session(settings) as organisation:
-            cursor = await _print_events(settings, organisation, after)
-            while follow:
-                try:  # once the socket is open, and on each new event: print what is new
-                    async for notice in organisation.hub.live(opened=True):
-                        if notice is None or (
-                            isinstance(notice, EventNotice) and notice.cursor > cursor
-                        ):
-                            cursor = await _print_events(settings, organisation, cursor)
-                except HubUnreachable as exc:
-                    warn(f"{exc}; retrying in 10 s")
-                await asyncio.sleep(10)
+    async def follow_events(organisation: Organisation) -> None:
+        cursor = await _print_events(settings, organisation, after)
+        while follow:
+            try:  # once the socket is open, and on each new event: print what is new
+                async for notice in organisation.hub.live(opened=True):
+                    if notice is None or (
+                        isinstance(notice, EventNotice) and notice.cursor > cursor
+                    ):
+                        cursor = await _print_events(settings, organisation, cursor)
+            except HubUnreachable as exc:
+                warn(f"{exc}; retrying in 10 s")
+            await asyncio.sleep(10)
 
-    run(go())
+    acting(settings, follow_events)
 
 
 async def _print_events(settings: Settings, organisation: Organisation, after: int) -> int:

@@ -18,7 +18,6 @@ from typing import Any
 import click
 
 from clients.cli.common import (
-    Session,
     Settings,
     acting,
     emit,
@@ -31,7 +30,6 @@ from clients.cli.common import (
     plain,
     report_outbox,
     report_sent,
-    run,
     warn,
     when,
 )
@@ -208,22 +206,21 @@ def _rejected_line(item: RejectedMessage) -> dict[str, Any]:
 def inbox(settings: Settings, watch: bool) -> None:
     """Receive new messages, verify and acknowledge them, then list the inbox."""
 
-    async def go() -> None:
-        async with Session(settings) as organisation:
-            result = await organisation.receive()
-            lines = [message_line(organisation.show(m.id)) for m in organisation.state.messages()]
-            rejected = [_rejected_line(r) for r in result.rejected]
-            if settings.as_json:
-                click.echo(json.dumps({"messages": lines, "rejected": rejected}, indent=2))
-            else:
-                for line in lines:
-                    click.echo(_text_line(line))
-                for item in rejected:
-                    click.echo(f"{item['cursor']:>6}  {item['id']}  REJECTED ({item['rejected']})")
-            if watch:
-                await _watch(settings, organisation)
+    async def read(organisation: Organisation) -> None:
+        result = await organisation.receive()
+        lines = [message_line(organisation.show(m.id)) for m in organisation.state.messages()]
+        rejected = [_rejected_line(r) for r in result.rejected]
+        if settings.as_json:
+            click.echo(json.dumps({"messages": lines, "rejected": rejected}, indent=2))
+        else:
+            for line in lines:
+                click.echo(_text_line(line))
+            for item in rejected:
+                click.echo(f"{item['cursor']:>6}  {item['id']}  REJECTED ({item['rejected']})")
+        if watch:
+            await _watch(settings, organisation)
 
-    run(go())
+    acting(settings, read)
 
 
 async def _watch(settings: Settings, organisation: Organisation) -> None:

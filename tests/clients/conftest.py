@@ -126,6 +126,7 @@ class Hub:
     clock: Clock
     authority: Authority
     database: Path
+    hub_keys: HubKeys
     orgs: dict[str, Organisation] = field(default_factory=dict)
     taps: dict[str, Tap] = field(default_factory=dict)
 
@@ -259,7 +260,8 @@ async def hub(tmp_path: Path, template_dir: Path) -> AsyncIterator[Hub]:
     )
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    running = Hub(tmp_path, str(server.make_url("")).rstrip("/"), clock, authority, database)
+    url = str(server.make_url("")).rstrip("/")
+    running = Hub(tmp_path, url, clock, authority, database, hub_keys)
     try:
         async with HubClient(running.url, network=NETWORK) as anonymous:
             await anonymous.put_crl(authority.crl(now=now).der)
