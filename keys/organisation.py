@@ -382,11 +382,9 @@ class OrgKeys(PartyKeys):
             cert,
             kem_public_bytes(self._kem_seed(index)),
             # Valid a little before now, so a hub or a peer whose clock runs behind ours
-            # accepts it at once (never before the certificate itself), and later than
-            # every bundle signed before (peers refuse a bundle older than one they saw).
-            not_before=max(
-                now - BUNDLE_CLOCK_SKEW, cert.not_before, min(now, self._newest_start() + 1)
-            ),
+            # accepts it at once, and later than every bundle signed before, so that
+            # peers can refuse an older one (a hub rolling a rotation back).
+            not_before=min(now, max(now - BUNDLE_CLOCK_SKEW, self._newest_start() + 1)),
             not_after=not_after,
         )
         data = canonical_json([b.to_wire() for b in [*bundles, bundle]]) + b"\n"

@@ -22,8 +22,6 @@ from test_cli_org import authority as authority  # the fixture, reused
 from test_cli_org import env as env  # the fixture, reused
 
 from clients import caseview
-from clients.cli import common
-from clients.cli.messages import message_line
 from clients.caseanswers import (
     CaseDetail,
     CasePage,
@@ -35,6 +33,8 @@ from clients.caseanswers import (
     ReferralInfo,
     TimelineEntry,
 )
+from clients.cli import common
+from clients.cli.messages import message_line
 from clients.errors import CaseNotFound, MalformedAnswer
 from clients.organisation import ReceivedMessage
 from keys.authority import Authority
