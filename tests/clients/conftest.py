@@ -76,14 +76,17 @@ Answer = Callable[[Request, Response], Response | None]
 class Tap:
     """A transport to the real hub that a test can take down or make lie.
 
-    ``down``: every request fails as a refused connection would. ``answer``: called with
-    each request and the hub's response; what it returns (if not None) is what the
-    client gets instead. ``requests`` records every request.
+    ``down``: every request fails as a refused connection would; ``lost``: the requests it
+    says yes to fail so, before they reach the hub. ``answer``: called with each request
+    and the hub's response; what it returns (if not None) is what the client gets
+    instead, and what it raises (TransportFailed: an answer lost on the way back) the
+    client gets instead of it. ``requests`` records every request.
     """
 
     def __init__(self) -> None:
         self._real = AiohttpTransport(timeout=10.0)
         self.down = False
+        self.lost: Callable[[Request], bool] | None = None
         self.answer: Answer | None = None
         self.requests: list[Request] = []
 
@@ -95,7 +98,7 @@ class Tap:
 
     def _check(self, request: Request) -> None:
         self.requests.append(request)
-        if self.down:
+        if self.down or (self.lost is not None and self.lost(request)):
             raise TransportFailed("ClientConnectorError", retry=True)
 
     async def request(self, request: Request, *, max_bytes: int) -> Response:
@@ -185,6 +188,14 @@ class Hub:
         organisation = self.open(name, OrgKeys.open(self.home(name) / "keys", PASS))
         await organisation.hub.__aenter__()
         return organisation
+
+    async def advance(self, seconds: int) -> None:
+        """Move every party's clock on, with a fresh revocation list (the old one expires)."""
+        self.clock.advance(seconds)
+        async with HubClient(self.url, network=NETWORK, clock=self.clock) as anonymous:
+            await anonymous.put_crl(self.authority.crl(now=self.clock.seconds()).der)
+        for organisation in self.orgs.values():
+            organisation.directory.forget_crl()
 
     def home(self, name: str) -> Path:
         """An organisation's SCHAKEL_HOME: ``keys/`` and ``state.sqlite``, as the CLI keeps them."""
