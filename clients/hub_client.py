@@ -65,6 +65,7 @@ from clients.errors import (
 )
 from clients.transport import (
     AiohttpTransport,
+    AnswerTooLarge,
     Request,
     Transport,
     TransportFailed,
@@ -298,6 +299,8 @@ class HubClient:
         request = self._request(method, path, token, purpose, body)
         try:
             response = await self._transport.request(request, max_bytes=self._max_bytes)
+        except AnswerTooLarge as exc:
+            raise ClientError("hub response is too large") from exc
         except TransportFailed as exc:
             if not exc.retry:
                 raise HubUnreachable(f"hub {self.base_url} unusable: {exc}") from exc
@@ -729,6 +732,8 @@ class HubClient:
                         yield line
                     return
             except TransportFailed as exc:
+                if not exc.retry:  # the stream itself is wrong (a line too long)
+                    raise ClientError(f"hub export unusable: {exc}") from exc
                 raise HubUnreachable(f"hub {self.base_url} unreachable: {exc}") from exc
 
 

@@ -76,6 +76,13 @@ class TransportFailed(Exception):
         self.retry = retry
 
 
+class AnswerTooLarge(TransportFailed):
+    """The hub's answer is larger than the caller allows (never retried)."""
+
+    def __init__(self) -> None:
+        super().__init__("the hub's answer is too large", retry=False)
+
+
 class WebSocketRefused(Exception):
     """The hub answered a WebSocket handshake with ``status`` instead of switching."""
 
@@ -166,7 +173,7 @@ class AiohttpTransport:
                     _lines(response.content.iter_chunked(65536), max_line),
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransportFailed(type(exc).__name__, retry=False) from exc
+            raise TransportFailed(type(exc).__name__, retry=True) from exc
 
     @contextlib.asynccontextmanager
     async def websocket(self, request: Request) -> AsyncIterator[AsyncIterator[str]]:
@@ -202,12 +209,12 @@ def _lower(headers: Mapping[str, str]) -> dict[str, str]:
 async def _read(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
     length = response.content_length
     if length is not None and length > max_bytes:
-        raise TransportFailed("the hub's answer is too large", retry=False)
+        raise AnswerTooLarge()
     data = bytearray()
     async for chunk in response.content.iter_chunked(65536):
         data += chunk
         if len(data) > max_bytes:
-            raise TransportFailed("the hub's answer is too large", retry=False)
+            raise AnswerTooLarge()
     return bytes(data)
 
 
@@ -257,7 +264,7 @@ class MockTransport:
     async def request(self, request: Request, *, max_bytes: int) -> Response:
         response = await self._answer(request)
         if len(response.body) > max_bytes:
-            raise TransportFailed("the hub's answer is too large", retry=False)
+            raise AnswerTooLarge()
         return response
 
     @contextlib.asynccontextmanager
