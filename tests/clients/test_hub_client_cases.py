@@ -124,6 +124,7 @@ class CaseHub(Scripted):
             if request.method == method and re.fullmatch(pattern, path_qs.split("?")[0]):
                 body = None if request.body is None else json.loads(request.body)
                 self.asked.append((name, path_qs, body))
+                self.seen.append(request)
                 if self.raw is not None:
                     return Response(200, {"content-type": "application/json"}, self.raw)
                 status, answer = self.answers.get(name, (404, None))
