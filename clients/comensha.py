@@ -349,7 +349,7 @@ def _band(age: int) -> str:
 def write_csv(rows: Iterable[Mapping[str, object]], columns: Sequence[str], handle: TextIO) -> None:
     """Write ``rows`` as CSV under the fixed header ``columns`` (RFC 4180 line ends).
 
-    Every cell is neutralised as in the audit exports (:func:`clients.audit_format.
+    Every cell is neutralised as in the audit exports (:func:`clients.exports.
     neutral_cell`): control and bidi characters are shown as ``\\uXXXX`` and a cell
     starting with ``= + - @``, tab or CR gets a leading ``'``. A column missing from a
     row is left empty; a row key the header does not name raises ValueError before

@@ -20,7 +20,8 @@ The client:
   without a purpose.
 
 Nothing the hub returns is trusted: certificates, bundles and envelopes come
-back parsed but unverified, and :mod:`clients.organisation` verifies them. The
+back parsed but unverified; :mod:`clients.directory` and :mod:`clients.inbox` verify
+them, and :mod:`clients.logwatch` the access log's heads. The
 coordinator's case answers are parsed, every field checked, by :mod:`clients.caseanswers`.
 """
 
@@ -421,6 +422,8 @@ class HubClient:
         return result
 
     async def list_orgs(self) -> list[dict[str, Any]]:
+        """The directory's listing (``org``, ``roles``, ...) as the hub serves it: unverified,
+        to offer recipients; each recipient is verified when a message is sealed to it."""
         _, body = await self._call("GET", "/v1/directory/orgs")
         return list(_field(body, "orgs", list))
 
@@ -654,6 +657,7 @@ class HubClient:
         return _tree_head(_object(body).get("head"))
 
     async def audit_head_at(self, size: int, *, purpose: Purpose | None = None) -> TreeHead:
+        """The head the hub signed for ``size`` (parsed, not verified: LogWatch.check does)."""
         _, body = await self._call(
             "GET", f"/v1/audit/heads/{int(size)}", purpose=self._purpose(purpose)
         )
