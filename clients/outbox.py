@@ -240,7 +240,7 @@ class Outbox:
                     continue
                 draft = self._open(row)
                 try:
-                    sent.append(await self._send_one(courier, draft))
+                    sent.append(await self._send_one(courier, draft, row.sealed))
                 except AuditLogInconsistent:
                     raise
                 except ClientError as exc:
@@ -257,16 +257,8 @@ class Outbox:
             waiting = tuple(e for e in self.entries() if e.state == WAITING)
             return OutboxReport(tuple(sent), waiting, tuple(refused), MappingProxyType(errors))
 
-    async def _send_one(self, courier: Courier, draft: Draft) -> Sent:
-        if draft.envelope is None:
-            envelope = await courier.seal(draft)
-            draft = dataclasses.replace(draft, envelope=envelope.to_wire())
-            self.state.keep_sealed(draft.id, self._seal(draft))
-        else:
-            try:
-                envelope = Envelope.from_wire(draft.envelope)
-            except ProtocolError as exc:
-                raise VerificationFailed("stored outbox entry", reason="not an envelope") from exc
+    async def _send_one(self, courier: Courier, draft: Draft, kept: bytes) -> Sent:
+        draft, envelope = await self._sealed(courier, draft, kept)
         accepted = await courier.post(envelope)
         now = self._now()
         self.state.delivered(
@@ -284,6 +276,21 @@ class Outbox:
         return Sent(
             draft.id, draft.kind, draft.recipients, draft.pseudonyms, draft.created, accepted
         )
+
+    async def _sealed(self, courier: Courier, draft: Draft, kept: bytes) -> tuple[Draft, Envelope]:
+        """The entry's envelope: the one kept, or a new one, kept before it is posted."""
+        if draft.envelope is None:
+            envelope = await courier.seal(draft)
+            sealed = dataclasses.replace(draft, envelope=envelope.to_wire())
+            if self.state.keep_sealed(draft.id, was=kept, sealed=self._seal(sealed)):
+                return sealed, envelope
+            draft = self._open(self._row(draft.id))  # another process sealed it first
+        if draft.envelope is None:
+            raise VerificationFailed("stored outbox entry", reason="changed while it was sealed")
+        try:
+            return draft, Envelope.from_wire(draft.envelope)
+        except ProtocolError as exc:
+            raise VerificationFailed("stored outbox entry", reason="not an envelope") from exc
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -528,9 +528,13 @@ class LocalState:
             (state, now, problem, sealed, message_id),
         )
 
-    def keep_sealed(self, message_id: str, sealed: bytes) -> None:
-        """Replace an entry's contents (once its envelope is sealed, before it is posted)."""
-        self._db.execute("UPDATE outbox SET sealed = ? WHERE id = ?", (sealed, message_id))
+    def keep_sealed(self, message_id: str, *, was: bytes, sealed: bytes) -> bool:
+        """Replace an entry's contents (its envelope sealed, before it is posted), unless
+        another process changed them since they read ``was``: False then."""
+        changed = self._db.execute(
+            "UPDATE outbox SET sealed = ? WHERE id = ? AND sealed = ?", (sealed, message_id, was)
+        )
+        return changed.rowcount == 1
 
     def drop_from_outbox(self, message_id: str) -> bool:
         """Remove an entry; False if there was none."""

@@ -6,15 +6,20 @@ overloaded or to refuse through the organisation's ``Tap``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 import pytest
-from conftest import MARKER, Hub
+from conftest import MARKER, PASS, Hub
 
 from clients.errors import HubProblem, NotReady
-from clients.outbox import REFUSED, WAITING
+from clients.organisation import Organisation
+from clients.outbox import REFUSED, WAITING, Draft
+from clients.state import LocalState
 from clients.transport import Request, Response, TransportFailed
+from keys.organisation import OrgKeys
+from protocol.envelope import Envelope
 
 PERSON = {"bsn": "111222333", "given_names": "Anna", "family_name": "Zwaan"}
 
@@ -170,3 +175,37 @@ async def test_the_next_send_takes_what_waits_along_first(hub: Hub) -> None:
     assert not second.waiting and police.outbox.entries() == ()
     received = [m.id for m in (await ggd.receive()).messages]
     assert received == [first.id, second.id]
+
+
+async def test_an_entry_sealed_by_another_process_meanwhile_goes_out_with_that_envelope(
+    hub: Hub,
+) -> None:
+    police, ggd = await hub.join("politie"), await hub.join("ggd")
+    hub.taps["politie"].down = True
+    sent = await police.send_signal(signal(), ["ggd"])
+    hub.taps["politie"].down = False
+    # a second process on the same local state (the same hub connection will do)
+    keys = OrgKeys.open(hub.home("politie") / "keys", PASS)
+    other = Organisation(keys, LocalState(hub.home("politie") / "state.sqlite"), police.hub,
+                         clock=hub.clock)  # fmt: skip
+    theirs: list[Envelope] = []
+    seal = other.seal
+
+    async def racing(draft: Draft) -> Envelope:
+        envelope = await seal(draft)
+        # meanwhile the first process seals this entry too, and keeps its envelope first
+        row = police.state.outbox_entry(draft.id)
+        assert row is not None
+        first = await police.seal(draft)
+        theirs.append(first)
+        kept = dataclasses.replace(draft, envelope=first.to_wire())
+        assert police.state.keep_sealed(draft.id, was=row.sealed, sealed=police.outbox._seal(kept))
+        return envelope
+
+    other.seal = racing  # type: ignore[method-assign]
+    report = await other.send_outbox()
+    assert [s.id for s in report.sent] == [sent.id]
+    [(stored,)] = hub.rows("SELECT envelope FROM messages WHERE id = ?", sent.id)
+    assert json.loads(stored) == theirs[0].to_wire()  # one envelope under one id
+    assert [m.id for m in (await ggd.receive()).messages] == [sent.id]
+    other.state.close()
