@@ -87,9 +87,11 @@ def check_new_passphrase(passphrase: bytes) -> bytes:
         )
     folded = text.casefold()
     letters = "".join(c for c in folded if c.isalpha())
+    digits = "".join(c for c in folded if c.isdigit())
     if (
         len(set(folded)) < MIN_DISTINCT_CHARS
-        or any(folded in sequence for sequence in _SEQUENCES)
+        or _in_sequence(folded)
+        or (_in_sequence(letters) and _in_sequence(digits))  # "qwertyuiop12"
         or letters in _COMMON
         or _repeats(folded)
     ):
@@ -98,6 +100,11 @@ def check_new_passphrase(passphrase: bytes) -> bytes:
             "or a common password): use a few unrelated words"
         )
     return passphrase
+
+
+def _in_sequence(text: str) -> bool:
+    """True when ``text`` is a run of the digits, the alphabet or a keyboard row (or empty)."""
+    return any(text in sequence for sequence in _SEQUENCES)
 
 
 def _repeats(text: str) -> bool:

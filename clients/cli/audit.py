@@ -21,7 +21,6 @@ from clients.cli.common import (
     emit,
     guarded,
     offline,
-    open_keys,
     pass_settings,
     repeat_on_commands,
     session_options,
@@ -53,7 +52,6 @@ from clients.privacy_officer import (
     Verified,
     verify_export_file,
 )
-from clients.state import LocalState
 from protocol.auditlog import ACTIONS, AuditEntry, TreeHead
 from protocol.encoding import b64e
 from protocol.pseudonym import Identity
@@ -65,17 +63,7 @@ from protocol.pseudonym import Identity
     purpose_help="Why you read the log (e.g. data-subject-request for a subject report).",
 )
 @click.pass_context
-def audit(
-    ctx: click.Context,
-    home: Path | None,
-    hub_url: str,
-    passphrase_env: str,
-    passphrase_fd: int | None,
-    user: str | None,
-    purpose: str,
-    purpose_text: str | None,
-    as_json: bool,
-) -> None:
+def audit(ctx: click.Context, /, **options: Any) -> None:
     """A privacy officer: verify, export and report on the hub's access log.
 
     \b
@@ -88,9 +76,7 @@ def audit(
 
     --json, --user, --purpose and --purpose-text may also follow the command.
     """
-    ctx.obj = Settings(
-        home, hub_url, passphrase_env, passphrase_fd, user, as_json, purpose, purpose_text
-    )
+    ctx.obj = Settings.of(**options)
 
 
 def _head_json(head: TreeHead) -> dict[str, Any]:
@@ -147,9 +133,7 @@ def verify(
     if export_file is not None:
         if sample is not None or every:
             raise click.UsageError("--export checks a file: --sample and --all ask the hub")
-        keys = open_keys(settings)
-        with LocalState(settings.state_path) as state:
-            organisation = offline(settings, keys, state)
+        with offline(settings) as organisation:
             _verified(settings, verify_export_file(organisation, export_file, full=full))
         return
 

@@ -20,7 +20,7 @@ import dataclasses
 import functools
 import json
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -71,6 +71,11 @@ class Settings:
     as_json: bool
     purpose: str | None = None
     purpose_text: str | None = None
+
+    @classmethod
+    def of(cls, home: Path | None, as_json: bool, **options: Any) -> Settings:
+        """From the options of a group made by :func:`session_options`."""
+        return cls(home_option=home, as_json=as_json, **options)
 
     @property
     def home(self) -> Path:
@@ -201,9 +206,12 @@ def open_keys(settings: Settings) -> OrgKeys:
     return OrgKeys.open(settings.key_dir, passphrase(settings))
 
 
-def offline(settings: Settings, keys: OrgKeys, state: LocalState) -> Organisation:
-    """An organisation for commands that never reach the hub (nothing is sent)."""
-    return Organisation(keys, state, HubClient(settings.hub_url, network=keys.network))
+@contextlib.contextmanager
+def offline(settings: Settings) -> Iterator[Organisation]:
+    """The organisation, for a command that never reaches the hub (its state closed after)."""
+    keys = open_keys(settings)
+    with LocalState(settings.state_path) as state:
+        yield Organisation(keys, state, HubClient(settings.hub_url, network=keys.network))
 
 
 class Session:

@@ -25,7 +25,6 @@ from clients.cli.common import (
     guarded,
     load_json,
     offline,
-    open_keys,
     pass_settings,
     plain,
     report_outbox,
@@ -39,7 +38,6 @@ from clients.inbox import ReceivedMessage, RejectedMessage
 from clients.organisation import Organisation
 from clients.outbox import OutboxEntry, Sent
 from clients.payloads import Unlinked, summary_of
-from clients.state import LocalState
 from protocol.pseudonym import Identity
 
 WATCH_RETRY_SECONDS = 10
@@ -62,9 +60,8 @@ def pseudonyms(settings: Settings, **values: Any) -> None:
     person = read_person(click.get_current_context(), values, now=int(time.time()))
     if not person:
         raise click.UsageError("give at least one identifying detail (--person, --ask, ...)")
-    keys = open_keys(settings)
-    with LocalState(settings.state_path) as state:
-        derived = offline(settings, keys, state).derive_pseudonyms(Identity(**person))
+    with offline(settings) as organisation:
+        derived = organisation.derive_pseudonyms(Identity(**person))
     emit(settings, {"pseudonyms": list(derived)}, "\n".join(derived) or "(none)")
 
 
@@ -245,9 +242,8 @@ async def _watch(settings: Settings, organisation: Organisation) -> None:
 @guarded
 def show(settings: Settings, message_id: str) -> None:
     """Decrypt and show one received message in full."""
-    keys = open_keys(settings)
-    with LocalState(settings.state_path) as state:
-        message = offline(settings, keys, state).show(message_id)
+    with offline(settings) as organisation:
+        message = organisation.show(message_id)
     data = {
         **message_line(message),
         "pseudonyms": list(message.pseudonyms),
@@ -285,9 +281,8 @@ def outbox(ctx: click.Context, settings: Settings) -> None:
 
 
 def _list_outbox(settings: Settings) -> None:
-    keys = open_keys(settings)
-    with LocalState(settings.state_path) as state:
-        entries = offline(settings, keys, state).outbox.entries()
+    with offline(settings) as organisation:
+        entries = organisation.outbox.entries()
     emit(
         settings,
         {"outbox": plain(entries)},
@@ -333,7 +328,6 @@ def outbox_send(settings: Settings) -> None:
 @guarded
 def outbox_drop(settings: Settings, message_id: str) -> None:
     """Remove a waiting or refused message from the outbox: it will not be sent."""
-    keys = open_keys(settings)
-    with LocalState(settings.state_path) as state:
-        offline(settings, keys, state).outbox.drop(message_id)
+    with offline(settings) as organisation:
+        organisation.outbox.drop(message_id)
     emit(settings, {"dropped": message_id}, f"dropped {message_id} from the outbox")

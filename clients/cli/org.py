@@ -59,17 +59,7 @@ def _now() -> int:
     "inbox). Env: SCHAKEL_PURPOSE.",
 )
 @click.pass_context
-def org(
-    ctx: click.Context,
-    home: Path | None,
-    hub_url: str,
-    passphrase_env: str,
-    passphrase_fd: int | None,
-    user: str | None,
-    purpose: str | None,
-    purpose_text: str | None,
-    as_json: bool,
-) -> None:
+def org(ctx: click.Context, /, **options: Any) -> None:
     """An organisation: keys, enrolment, signals, the inbox and the outbox.
 
     \b
@@ -82,9 +72,7 @@ def org(
 
     --json, --user, --purpose and --purpose-text may also follow the command.
     """
-    ctx.obj = Settings(
-        home, hub_url, passphrase_env, passphrase_fd, user, as_json, purpose, purpose_text
-    )
+    ctx.obj = Settings.of(**options)
 
 
 @org.command()
@@ -103,15 +91,10 @@ def init(settings: Settings, org_id: str, network: str, root_file: Path) -> None
     """Create the keys, pin the network root and write the enrolment request."""
     params = kdf_params_from_env(os.environ)
     root_pem = read_bounded(root_file, 2 * MAX_CERT_BYTES)
+    ids = parse_network_id(network), parse_org_id(org_id)
+    secret = passphrase(settings, confirm=True)  # refused before anything is made
     settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    keys = OrgKeys.create(
-        settings.key_dir,
-        parse_network_id(network),
-        parse_org_id(org_id),
-        passphrase(settings, confirm=True),
-        params,
-        allow_weak=params.weak,
-    )
+    keys = OrgKeys.create(settings.key_dir, *ids, secret, params, allow_weak=params.weak)
     root = keys.pin_root(root_pem, now=_now())
     LocalState(settings.state_path).close()
     request = settings.key_dir / "request.pem"
@@ -234,9 +217,8 @@ def rotate_keys(settings: Settings) -> None:
 @guarded
 def old_keys(settings: Settings) -> None:
     """List the older encryption keys still kept, and when they may be deleted."""
-    keys = open_keys(settings)
-    with LocalState(settings.state_path) as state:
-        retired = offline(settings, keys, state).retired_keys()
+    with offline(settings) as organisation:
+        retired = organisation.retired_keys()
     now = _now()
     emit(
         settings,

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import Hub, no_sleep
+from conftest import USER, Hub, no_sleep
 
 from clients.cli import common
+from clients.cli.audit import audit as audit_group
 from clients.cli.org import org
 from clients.hub_client import HubClient
 
@@ -138,3 +139,44 @@ async def test_a_rotation_that_can_not_be_published_says_what_to_do(hub: Hub) ->
     assert "run 'schakel org publish' when the hub is back" in result.stderr
     published = await cli(hub, "ggd", "publish")
     assert published.exit_code == 0, published.output
+
+
+async def test_the_privacy_officer_s_commands(hub: Hub, tmp_path: Any) -> None:
+    police = await hub.join("politie")
+    await hub.join("ggd")
+    await hub.join("privacy", "network_privacy_officer")
+    await police.send_signal({"schema": "schakel.signal/1", "person": {"bsn": "111222333"},
+                              "exploitation": "labour", "urgency": "high",
+                              "consent_to_share": True}, ["ggd"])  # fmt: skip
+    audit = functools.partial(audit_cli, hub, "privacy")
+    verified = await audit("verify")
+    assert verified.exit_code == 0, verified.output
+    assert verified.stdout.startswith("verified all ") and "no entry was changed" in verified.stdout
+    sample = await audit("verify", "--sample", "3", "--json")
+    assert json.loads(sample.stdout)["mode"] == "sample"
+    assert "NOT that no other entry was changed" in json.loads(sample.stdout)["proves"]
+    both = await audit("verify", "--sample", "3", "--full")
+    assert both.exit_code == 2 and "exclude each other" in both.output
+    garbage = tmp_path / "garbage.ndjson"
+    garbage.write_text("this is not an export\n")
+    unreadable = await audit("verify", "--export", str(garbage))
+    assert unreadable.exit_code == 6
+    assert unreadable.output == (
+        f"error: {garbage} is not a Schakel access-log export (its first line is not strict "
+        "JSON); nothing was verified\n"
+    )
+    report = await audit("--purpose", "data-subject-request", "report", "--subject",
+                         "--person", "-", "--out-csv", str(tmp_path / "anna.csv"),
+                         input='{"bsn": "111222333"}')  # fmt: skip
+    assert report.exit_code == 0 and report.stderr == "", report.output
+    employee = await audit("report", "--employee", USER, "--out-csv", str(tmp_path / "u.csv"))
+    assert employee.exit_code == 0, employee.output
+    mixed = await audit("report", "--employee", USER, "--person", "-", "--out-csv",
+                        str(tmp_path / "x.csv"), input='{"bsn": "111222333"}')  # fmt: skip
+    assert mixed.exit_code == 2 and "leave out the person" in mixed.output
+
+
+async def audit_cli(hub: Hub, name: str, *args: str, input: str | None = None) -> Result:
+    runner = CliRunner()
+    env = hub.env(name, SCHAKEL_PURPOSE="audit")
+    return await asyncio.to_thread(runner.invoke, audit_group, list(args), env=env, input=input)

@@ -124,6 +124,17 @@ def test_init_prints_request_and_fingerprint(
     assert again.exit_code == 1 and again.output.startswith("error: ")
 
 
+def test_init_refuses_a_weak_passphrase_and_makes_nothing(
+    authority: Authority, env: dict[str, str], tmp_path: Path
+) -> None:
+    weak = {**env, "SCHAKEL_PASSPHRASE": "qwertyuiop12"}
+    result = run(weak, "init", "--org", "politie", "--network", str(NETWORK),
+                 "--root", str(root_pem(authority, tmp_path)))  # fmt: skip
+    assert result.exit_code == 1 and "too easy to guess" in result.output
+    assert "qwertyuiop12" not in result.output
+    assert not Path(env["SCHAKEL_HOME"]).exists()
+
+
 def test_status_before_and_after_linking(
     enrolled: OrgKeys, authority: Authority, env: dict[str, str]
 ) -> None:

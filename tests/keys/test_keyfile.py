@@ -468,6 +468,8 @@ def test_weak_kdf_only_when_the_environment_asks_for_it_exactly() -> None:
         ("123456789012", "too easy to guess"),
         ("abcdefghijklmnop", "too easy to guess"),
         ("QWERTYUIOPASDF", "too easy to guess"),
+        ("qwertyuiop12", "too easy to guess"),
+        ("abcdefgh-1234", "too easy to guess"),
         ("Password123456", "too easy to guess"),
         ("wachtwoord2026!", "too easy to guess"),
     ],
