@@ -284,10 +284,10 @@ def report_sent(settings: Settings, sent: Sent, what: str) -> None:
     }
     if sent.waiting:
         warn(
-            f"{what} waits in the outbox ({sent.problem}); it goes out with the next command "
-            "that reaches the hub, or with 'schakel org outbox send'"
+            f"{what} {sent.id} waits in the outbox ({sent.problem}); it goes out with the next "
+            "command that reaches the hub, or with 'schakel org outbox send'"
         )
-    head = f"waiting {sent.id}" if sent.waiting else f"sent {sent.id}"
+    head = f"{'waiting' if sent.waiting else 'sent'} {what}: {sent.id}"
     emit(settings, data, head + "".join(f"\n  {p}" for p in sent.pseudonyms))
 
 

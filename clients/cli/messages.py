@@ -148,7 +148,7 @@ def send_signal(
     sent = acting(settings, send)
     if unlinked and not sent.pseudonyms:
         warn("no identifier links this signal to any other: it becomes a case of its own")
-    report_sent(settings, sent, f"signal {sent.id}")
+    report_sent(settings, sent, "signal")
 
 
 # -- the inbox ---------------------------------------------------------------------------
