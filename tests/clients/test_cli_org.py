@@ -372,3 +372,8 @@ def test_options_of_the_group_may_follow_the_command(
     assert json.loads(result.stdout) == {"outbox": []}
     result = run(env, "linking-key", "fetch", "--user", "has space")
     assert result.exit_code == 1 and "user id must be" in result.output
+
+
+def test_show_of_an_unknown_message_exits_1(enrolled: OrgKeys, env: dict[str, str]) -> None:
+    result = run(env, "show", "AAAAAAAAAAAAAAAAAAAAAA")
+    assert result.exit_code == 1 and "schakel org inbox" in result.output
