@@ -10,9 +10,10 @@ has decrypted, two CSV files; the hub never sees either:
 * an anonymised **statistics** row per case without that consent
   (:func:`statistics_rows`): coded fields and the year only.
 
-Everything here is a pure function over values. A :class:`CaseMaterial` checks its
-payloads against their schemas when it is built, so that no free text can reach a
-statistics row through a field that should hold a code.
+The rows are pure functions over values; :func:`write_comensha` writes both files (new,
+0600, both or neither). A :class:`CaseMaterial` checks its payloads against their
+schemas when it is built, so that no free text can reach a statistics row through a
+field that should hold a code.
 
 Rules, so that two runs over the same material give the same file:
 
@@ -21,23 +22,33 @@ Rules, so that two runs over the same material give the same file:
   ``recorded_on`` counts as older than any dated one; among equally new ones, a
   "no" wins. So a withdrawn consent counts, and doubt means no registration.
 * **Personal fields** (names, date of birth, sex, nationality, age estimate) come from
-  the signals' ``person``; a referral's person is not used. Where signals disagree,
-  the value most signals give wins; a tie goes to the value whose newest signal has
-  the latest ``observed_at`` (a signal without one counts as oldest), and a tie after
-  that to the value of the signal listed last. Names are compared with their spaces
-  collapsed, nationalities in upper case; sex ``unknown`` counts as not given.
+  the signals' ``person``; a referral's person is not used. The best-identified
+  signals that give a field win: a signal with a BSN before one with a travel document
+  and its country, before one with name and date of birth, before one with a phone
+  number, before one with none of these (:func:`identification`). Among equally well
+  identified signals the value most of them give wins; a tie goes to the value whose
+  newest signal has the latest ``observed_at`` (a signal without one counts as oldest),
+  and a tie after that to the value of the signal listed last. Values are compared
+  with their spaces collapsed and case folded (nationalities are written in upper
+  case); sex ``unknown`` counts as not given.
+* **Disagreement** is flagged, not hidden: the registration column ``disagreements``
+  names every personal field (:data:`PERSONAL_FIELDS`) to which two signals of the case
+  give different values, so that whoever sends the file checks those first.
 * A field nobody gave is empty (names, date of birth) or ``unknown`` (coded fields).
 """
 
 from __future__ import annotations
 
+import io
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
-from clients.audit_format import csv_text
 from clients.errors import PayloadInvalid
+from clients.exports import csv_text, write_new_files
 from clients.payloads import validate_payload
 from protocol.certificate import MAX_TIME, ORG_TYPES
 
@@ -54,6 +65,15 @@ REGISTRATION_COLUMNS: tuple[str, ...] = (
     "exploitation_forms",
     "reporting_org_types",
     "signal_count",
+    "disagreements",
+)
+# The registration's personal fields, each taken from the signals' ``person``.
+PERSONAL_FIELDS: tuple[str, ...] = (
+    "family_name",
+    "given_names",
+    "date_of_birth",
+    "sex",
+    "nationality",
 )
 STATISTICS_COLUMNS: tuple[str, ...] = (
     "year",
@@ -199,6 +219,7 @@ def _registration_row(material: CaseMaterial) -> dict[str, Any]:
         "exploitation_forms": _exploitation_forms(material),
         "reporting_org_types": _joined(material.reporting_types),
         "signal_count": len(signals),
+        "disagreements": ";".join(f for f in PERSONAL_FIELDS if _disagree(signals, f)),
     }
 
 
@@ -239,16 +260,49 @@ def _exploitation_forms(material: CaseMaterial) -> str:
 # --- personal fields ----------------------------------------------------------------------
 
 
+def identification(signal: Mapping[str, Any]) -> int:
+    """How well a signal identifies its person: 4 BSN, 3 travel document with its country,
+    2 name with date of birth, 1 phone number, 0 none of these."""
+    person = signal.get("person") or {}
+    if person.get("bsn"):
+        return 4
+    if person.get("document_number") and person.get("document_country"):
+        return 3
+    if all(person.get(f) for f in ("given_names", "family_name", "date_of_birth")):
+        return 2
+    return 1 if person.get("phone") else 0
+
+
 def _consensus(signals: Sequence[Mapping[str, Any]], name: str) -> str | int | None:
-    """The value of ``person[name]`` most signals give (ties: see the module docstring)."""
-    tally: dict[str | int, tuple[int, str, int]] = {}  # count, newest observed_at, last position
-    for position, signal in enumerate(signals):
-        value = _person_value(signal, name)
-        if value is not None:
-            count, newest, _ = tally.get(value, (0, "", -1))
+    """The value of ``person[name]`` that the best-identified signals give (ties: see the
+    module docstring)."""
+    given = [
+        (identification(signal), position, signal, value)
+        for position, signal in enumerate(signals)
+        if (value := _person_value(signal, name)) is not None
+    ]
+    if not given:
+        return None
+    best = max(rank for rank, *_ in given)
+    # count, newest observed_at, last position, and the spelling of that last signal
+    tally: dict[str | int, tuple[int, str, int, str | int]] = {}
+    for rank, position, signal, value in given:
+        if rank == best:
+            key = _compared(value)
+            count, newest, _, _ = tally.get(key, (0, "", -1, value))
             observed = str(signal.get("observed_at", ""))
-            tally[value] = (count + 1, max(newest, observed), position)
-    return max(tally, key=lambda value: tally[value]) if tally else None
+            tally[key] = (count + 1, max(newest, observed), position, value)
+    return tally[max(tally, key=lambda key: tally[key][:3])][3]
+
+
+def _disagree(signals: Sequence[Mapping[str, Any]], name: str) -> bool:
+    """True when two signals give different values to ``person[name]``."""
+    values = {_compared(v) for s in signals if (v := _person_value(s, name)) is not None}
+    return len(values) > 1
+
+
+def _compared(value: str | int) -> str | int:
+    return value.casefold() if isinstance(value, str) else value
 
 
 def _person_value(signal: Mapping[str, Any], name: str) -> str | int | None:
@@ -295,7 +349,7 @@ def _band(age: int) -> str:
 def write_csv(rows: Iterable[Mapping[str, object]], columns: Sequence[str], handle: TextIO) -> None:
     """Write ``rows`` as CSV under the fixed header ``columns`` (RFC 4180 line ends).
 
-    Every cell is neutralised as in the audit exports (:func:`clients.audit_format.
+    Every cell is neutralised as in the audit exports (:func:`clients.exports.
     neutral_cell`): control and bidi characters are shown as ``\\uXXXX`` and a cell
     starting with ``= + - @``, tab or CR gets a leading ``'``. A column missing from a
     row is left empty; a row key the header does not name raises ValueError before
@@ -310,3 +364,22 @@ def _cells(index: int, row: Mapping[str, object], columns: Sequence[str]) -> lis
     if extra:
         raise ValueError(f"row {index} has columns the header does not name: {sorted(extra)}")
     return [row.get(column, "") for column in columns]
+
+
+def write_comensha(
+    materials: Iterable[CaseMaterial],
+    out_registrations: str | os.PathLike[str],
+    out_statistics: str | os.PathLike[str],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Write both CSVs (new files, 0600, both or neither); the rows written."""
+    cases = list(materials)
+    registrations, statistics = registration_rows(cases), statistics_rows(cases)
+    texts = (_csv(registrations, REGISTRATION_COLUMNS), _csv(statistics, STATISTICS_COLUMNS))
+    write_new_files((Path(out_registrations), Path(out_statistics)), texts)
+    return registrations, statistics
+
+
+def _csv(rows: Sequence[Mapping[str, object]], columns: Sequence[str]) -> bytes:
+    buffer = io.StringIO(newline="")
+    write_csv(rows, columns, buffer)
+    return buffer.getvalue().encode("utf-8")

@@ -1,7 +1,8 @@
 """The hub's HTTP API (docs/protocol.md) as async methods.
 
-One ``aiohttp.ClientSession`` per ``HubClient`` (use ``async with``), with
-explicit timeouts. The client:
+Open it with ``async with``; it reaches the hub through a transport
+(:mod:`clients.transport`: aiohttp with explicit timeouts, or one a test swaps in).
+The client:
 
 * authenticates by challenge-response with the organisation's signing key,
   caches the access token until 60 s before it expires, and fetches a new one
@@ -19,7 +20,8 @@ explicit timeouts. The client:
   without a purpose.
 
 Nothing the hub returns is trusted: certificates, bundles and envelopes come
-back parsed but unverified, and :mod:`clients.organisation` verifies them. The
+back parsed but unverified; :mod:`clients.directory` and :mod:`clients.inbox` verify
+them, and :mod:`clients.logwatch` the access log's heads. The
 coordinator's case answers are parsed, every field checked, by :mod:`clients.caseanswers`.
 """
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import re
 import time
 import urllib.parse
@@ -34,7 +37,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clients.caseanswers import (
@@ -61,6 +63,14 @@ from clients.errors import (
     HubUnreachable,
     MalformedAnswer,
     VerificationFailed,
+)
+from clients.transport import (
+    AiohttpTransport,
+    AnswerTooLarge,
+    Request,
+    Transport,
+    TransportFailed,
+    WebSocketRefused,
 )
 from protocol.auditlog import PURPOSES, AuditEntry, TreeHead, check_purpose_text
 from protocol.certificate import MAX_CERT_BYTES, MAX_CRL_BYTES, MAX_TIME
@@ -201,7 +211,9 @@ class HubClient:
         sleep: Sleep = asyncio.sleep,
         attempts: int = 3,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        transport: Transport | None = None,
     ) -> None:
+        """``transport`` replaces the aiohttp one (then ``timeout`` and ``ssl`` are its own)."""
         if user is not None and not _USER.fullmatch(user):
             raise ClientError("user id must be 1-64 printable ASCII characters without spaces")
         if attempts < 1:
@@ -212,15 +224,12 @@ class HubClient:
         self._key = signing_key
         self._user = user
         self.purpose = purpose
-        self._timeout = aiohttp.ClientTimeout(
-            total=timeout, connect=min(timeout, 10.0), sock_read=timeout
-        )
+        self._transport = transport or AiohttpTransport(timeout=timeout, ssl=ssl)
         self._clock = clock
-        self._ssl = ssl
         self._sleep = sleep
         self._attempts = attempts
         self._max_bytes = max_response_bytes
-        self._session: aiohttp.ClientSession | None = None
+        self._open = False
         self._token: tuple[str, float] | None = None
         self._info: HubInfo | None = None
 
@@ -228,16 +237,17 @@ class HubClient:
         return f"HubClient({self.base_url!r}, network={self.network!r}, org={self.org!r})"
 
     async def __aenter__(self) -> HubClient:
-        self._session = aiohttp.ClientSession(timeout=self._timeout, raise_for_status=False)
+        await self._transport.open()
+        self._open = True
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._open:
+            self._open = False
+            await self._transport.close()
 
     # -- transport ---------------------------------------------------------------------
 
@@ -271,40 +281,37 @@ class HubClient:
             )
         return chosen
 
-    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
-        length = response.content_length
-        if length is not None and length > self._max_bytes:
-            raise ClientError("hub response is too large")
-        data = bytearray()
-        async for chunk in response.content.iter_chunked(65536):
-            data += chunk
-            if len(data) > self._max_bytes:
-                raise ClientError("hub response is too large")
-        return bytes(data)
+    def _request(
+        self, method: str, path: str, token: str | None, purpose: Purpose | None, body: Any = None
+    ) -> Request:
+        if not self._open:
+            raise ClientError("HubClient is not open: use 'async with HubClient(...)'")
+        headers = self._headers(token, purpose)
+        data = None
+        if body is not None:
+            data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+            headers["Content-Type"] = "application/json"
+        return Request(method, self.base_url + path, headers, data)
 
     async def _exchange(
         self, method: str, path: str, body: Any, token: str | None, purpose: Purpose | None = None
     ) -> tuple[int, Any, dict[str, str]]:
         """One HTTP request; (status, parsed JSON or None, headers)."""
-        if self._session is None:
-            raise ClientError("HubClient is not open: use 'async with HubClient(...)'")
+        request = self._request(method, path, token, purpose, body)
         try:
-            async with self._session.request(
-                method,
-                self.base_url + path,
-                json=body,
-                headers=self._headers(token, purpose),
-                ssl=self._ssl if self._ssl is not None else True,
-                allow_redirects=False,
-            ) as response:
-                data = await self._read(response)
-                headers = {k.lower(): v for k, v in response.headers.items()}
-                status = response.status
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
-            raise _Retry(HubUnreachable(f"hub {self.base_url} unreachable: {_cause(exc)}")) from exc
-        except aiohttp.ClientError as exc:
-            raise HubUnreachable(f"hub {self.base_url} unusable: {_cause(exc)}") from exc
-        return status, self._parse(data, strict=200 <= status < 300), headers
+            response = await self._transport.request(request, max_bytes=self._max_bytes)
+        except AnswerTooLarge as exc:
+            raise ClientError("hub response is too large") from exc
+        except TransportFailed as exc:
+            if not exc.retry:
+                raise HubUnreachable(f"hub {self.base_url} unusable: {exc}") from exc
+            raise _Retry(HubUnreachable(f"hub {self.base_url} unreachable: {exc}")) from exc
+        status = response.status
+        return (
+            status,
+            self._parse(response.body, strict=200 <= status < 300),
+            dict(response.headers),
+        )
 
     def _parse(self, data: bytes, *, strict: bool) -> Any:
         """Parse a body; an error page that is not JSON (a proxy's 502) is just None."""
@@ -415,6 +422,8 @@ class HubClient:
         return result
 
     async def list_orgs(self) -> list[dict[str, Any]]:
+        """The directory's listing (``org``, ``roles``, ...) as the hub serves it: unverified,
+        to offer recipients; each recipient is verified when a message is sealed to it."""
         _, body = await self._call("GET", "/v1/directory/orgs")
         return list(_field(body, "orgs", list))
 
@@ -531,40 +540,27 @@ class HubClient:
     async def _frames(
         self, *, events: bool, opened: bool
     ) -> AsyncIterator[Notice | EventNotice | None]:
-        if self._session is None:
-            raise ClientError("HubClient is not open: use 'async with HubClient(...)'")
         for refreshed in (False, True):
             token = await self._ensure_token()
+            request = self._request("GET", "/v1/ws", token, None)
             try:
-                socket = await self._session.ws_connect(
-                    self.base_url + "/v1/ws",
-                    headers=self._headers(token),
-                    ssl=self._ssl if self._ssl is not None else True,
-                    max_msg_size=4096,
-                    heartbeat=60.0,
-                )
-            except aiohttp.WSServerHandshakeError as exc:
+                async with self._transport.websocket(request) as frames:
+                    if opened:
+                        yield None
+                    async for frame_text in frames:
+                        notice = _notice(frame_text)
+                        if notice is not None and (events or isinstance(notice, Notice)):
+                            yield notice
+                return
+            except WebSocketRefused as exc:
                 if exc.status == 401 and not refreshed:
                     self._token = None
                     continue
                 raise HubProblem(
-                    exc.status,
-                    "urn:schakel:problem:websocket",
-                    "WebSocket refused",
-                    exc.message[:200],
+                    exc.status, "urn:schakel:problem:websocket", "WebSocket refused", str(exc)
                 ) from exc
-            except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-                raise HubUnreachable(f"hub {self.base_url} unreachable: {_cause(exc)}") from exc
-            async with socket:
-                if opened:
-                    yield None
-                async for message in socket:
-                    if message.type != aiohttp.WSMsgType.TEXT:
-                        break
-                    notice = _notice(message.data)
-                    if notice is not None and (events or isinstance(notice, Notice)):
-                        yield notice
-            return
+            except TransportFailed as exc:
+                raise HubUnreachable(f"hub {self.base_url} unreachable: {exc}") from exc
 
     # -- public API: cases, referrals and events (coordinators) ------------------------
 
@@ -661,6 +657,7 @@ class HubClient:
         return _tree_head(_object(body).get("head"))
 
     async def audit_head_at(self, size: int, *, purpose: Purpose | None = None) -> TreeHead:
+        """The head the hub signed for ``size`` (parsed, not verified: LogWatch.check does)."""
         _, body = await self._call(
             "GET", f"/v1/audit/heads/{int(size)}", purpose=self._purpose(purpose)
         )
@@ -722,31 +719,26 @@ class HubClient:
         purpose = self._purpose(purpose)
         proof_flag = None if proofs else "false"
         query = _audit_query({"size": size, "proofs": proof_flag, **(filters or {})})
-        if self._session is None:
-            raise ClientError("HubClient is not open: use 'async with HubClient(...)'")
         for refreshed in (False, True):
             token = await self._ensure_token()
+            request = self._request("GET", f"/v1/audit/export{query}", token, purpose)
             try:
-                async with self._session.get(
-                    f"{self.base_url}/v1/audit/export{query}",
-                    headers=self._headers(token, purpose),
-                    ssl=self._ssl if self._ssl is not None else True,
-                    allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=None, sock_read=self._timeout.sock_read),
-                ) as response:
-                    if response.status == 401 and not refreshed:
+                async with self._transport.stream(request, max_line=MAX_EXPORT_LINE) as answer:
+                    if answer.status == 401 and not refreshed:
                         self._token = None
                         continue
-                    if response.status != 200:
-                        data = await self._read(response)
+                    if answer.status != 200:
+                        data = b"".join([line async for line in answer.lines])[: self._max_bytes]
                         raise HubProblem.from_document(
-                            response.status, self._parse(data, strict=False)
+                            answer.status, self._parse(data, strict=False)
                         )
-                    async for line in _lines(response.content, MAX_EXPORT_LINE):
+                    async for line in answer.lines:
                         yield line
                     return
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise HubUnreachable(f"hub {self.base_url} unreachable: {_cause(exc)}") from exc
+            except TransportFailed as exc:
+                if not exc.retry:  # the stream itself is wrong (a line too long)
+                    raise ClientError(f"hub export unusable: {exc}") from exc
+                raise HubUnreachable(f"hub {self.base_url} unreachable: {exc}") from exc
 
 
 # -- parsing helpers -------------------------------------------------------------------
@@ -787,10 +779,6 @@ def _message_id(value: object) -> MessageId:
 
 def _case_ref(value: object) -> CaseRef:
     return CaseRef(_checked(parse_case_ref, value))
-
-
-def _cause(exc: BaseException) -> str:
-    return type(exc).__name__
 
 
 def _backoff(attempt: int) -> float:
@@ -898,17 +886,3 @@ def _entry(wire: Any) -> AuditEntry:
         return AuditEntry.from_wire(wire)
     except ProtocolError as exc:
         raise VerificationFailed("audit entry", reason=str(exc)[:120]) from exc
-
-
-async def _lines(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
-    """Split a stream into lines (without the newline), refusing any longer than ``limit``."""
-    buffer = bytearray()
-    async for chunk in content.iter_chunked(65536):
-        buffer += chunk
-        while (end := buffer.find(b"\n")) >= 0:
-            yield bytes(buffer[:end])
-            del buffer[: end + 1]
-        if len(buffer) > limit:
-            raise ClientError("hub export holds a line that is too long")
-    if buffer:
-        yield bytes(buffer)

@@ -1,112 +1,129 @@
-"""What an organisation does with the hub: publish, send signals, receive and verify.
+"""One organisation's keys, local state and hub connection, working together.
 
-Every object the hub serves is verified here before it is used:
+:class:`Organisation` is the client library's facade: the command line and the desk
+use it and nothing below it. Its methods return frozen records and raise the errors
+of :mod:`clients.errors`; none prints, prompts or exits. What it is made of:
 
-* a recipient's certificate against the pinned network root and the current
-  revocation list (itself verified against the root, and never older than
-  the newest one seen before), then its key bundle against that certificate;
-* a sender's certificate in the same way, and it must be the one named in
-  the envelope header; then ``open_envelope`` checks the signature, that we
-  are a recipient, and decrypts; the payload is parsed strictly and checked
-  against its kind's schema.
+* :class:`~clients.directory.Directory`: everything the hub serves about other
+  organisations (certificates, key bundles, the revocation list), verified before use;
+* :class:`~clients.logwatch.LogWatch`: the hub's access log, checked at every contact;
+* :class:`~clients.outbox.Outbox`: every message written goes through it, so nothing
+  is lost while the hub can not be reached;
+* :class:`~clients.inbox.Inbox`: receiving, verifying and opening messages;
+* :mod:`clients.referrals` and :mod:`clients.caseview`: referrals, statuses and the
+  coordinator's case view, which use an organisation through narrow interfaces.
 
-A received envelope that fails any check is recorded as rejected with a
-reason category and is *not* acknowledged, so that the hub keeps it for an
-investigation. Nothing is decrypted into local state: envelopes are kept
-encrypted and opened again by :meth:`Organisation.show`.
+Sending validates the payload, derives pseudonyms locally, writes the message to the
+outbox and sends what waits there (:meth:`Organisation.send_outbox`). The result is a
+:class:`~clients.outbox.Sent`: accepted by the hub, or waiting in the outbox with the
+reason. A refusal (the hub's, or a recipient that does not verify) is raised.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
-from clients import casework
-from clients.audit import CHECK_SECONDS, LogWatch
+from clients import caseview, referrals
+from clients.comensha import write_comensha
+from clients.directory import Directory
 from clients.errors import (
+    ClientError,
     HubProblem,
+    HubUnreachable,
     NotReady,
     PayloadInvalid,
-    UnknownOrganisation,
     VerificationFailed,
 )
-from clients.hub_client import HubClient, InboxItem
-from clients.payloads import decode_payload, encode_payload, identity_of, validate_payload
-from clients.state import LocalState, PayloadBox, SentPayload
+from clients.exports import check_new_files
+from clients.hub_client import HubClient
+from clients.inbox import Inbox, ReceivedMessage, ReceiveResult, RejectedMessage
+from clients.localbox import PayloadBox
+from clients.logwatch import CHECK_SECONDS, LogWatch
+from clients.outbox import Draft, Outbox, OutboxReport, Sent
+from clients.payloads import (
+    Unlinked,
+    check_dates,
+    day_of,
+    encode_payload,
+    identity_of,
+    link_problem,
+    validate_payload,
+)
+from clients.state import LocalState
 from keys.errors import KeysError
 from keys.organisation import OrgKeys
-from protocol.certificate import (
-    ROLE_HUB,
-    Certificate,
-    RevocationList,
-    load_crl,
-    load_root,
-    verify_certificate,
-)
-from protocol.envelope import Envelope, new_message_id, open_envelope, seal
-from protocol.errors import OpenError, ProtocolError, RevokedError
-from protocol.keybundle import KeyBundle, verify_bundle
-from protocol.pseudonym import Identity, derive_pseudonyms
-from protocol.types import (
-    CaseRef,
-    MessageId,
-    OrgId,
-    Pseudonym,
-    parse_message_id,
-    parse_org_id,
-)
+from protocol.certificate import Certificate
+from protocol.envelope import Envelope, new_message_id, seal
+from protocol.errors import ProtocolError
+from protocol.keybundle import KeyBundle
+from protocol.pseudonym import Identity, derive_pseudonyms, normalised_values
+from protocol.types import CaseRef, Fingerprint, MessageId, OrgId, Pseudonym, parse_org_id
 
-CACHE_SECONDS = 300  # how long a directory entry or CRL is used without asking the hub again
-INBOX_PAGE = 50
+# The facade's records, importable from here (some are defined beside their logic).
+__all__ = [
+    "ComenshaFiles",
+    "Organisation",
+    "Published",
+    "ReceiveResult",
+    "ReceivedMessage",
+    "RejectedMessage",
+    "RetiredKey",
+    "Rotation",
+    "Sent",
+]
 
-# Reason categories of a rejected message: what failed, never why in detail.
-REASON_MALFORMED = "malformed"
-REASON_SENDER = "sender-certificate"
-REASON_ENVELOPE = "envelope"
-REASON_PAYLOAD = "payload"
+
+class Published(NamedTuple):
+    """What :meth:`Organisation.publish` put on the hub: two fingerprints."""
+
+    certificate: Fingerprint
+    bundle: Fingerprint
 
 
 @dataclass(frozen=True, slots=True)
-class ReceivedMessage:
-    id: MessageId
-    cursor: int
-    sender: OrgId
-    kind: str
-    created: int
-    pseudonyms: tuple[Pseudonym, ...]
-    payload: dict[str, Any]
-    recipients: tuple[OrgId, ...] = ()
-    case: CaseRef | None = None  # a referral's case, from the header
-    ref: MessageId | None = None  # what a status (the referral) or referral (replaced) is about
-    status: str | None = None  # a status envelope's code, from the header
+class Rotation:
+    """A key rotation: the new current bundle, and the older keys still kept.
 
-    def __repr__(self) -> str:
-        return f"ReceivedMessage(id={self.id!r}, sender={self.sender!r}, kind={self.kind!r})"
+    ``published`` is False when the hub could not take the new bundle (``problem`` says
+    why): the new key is current here all the same, and :meth:`Organisation.publish`
+    publishes it later.
+    """
+
+    key: int  # the new KEM key's number
+    bundle: KeyBundle
+    retired: tuple[int, ...]
+    published: bool = True
+    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class RejectedMessage:
-    """A message that failed verification; kept on the hub (not acknowledged)."""
+class RetiredKey:
+    """An older KEM key, kept so that messages sealed to it still open.
 
-    id: str
-    cursor: int
-    sender: str | None
-    reason: str
+    ``valid_until`` is when its last bundle stops being valid: until then a sender may
+    still seal to it. ``messages`` counts the stored messages sealed to it.
+    """
+
+    key: int
+    bundles: tuple[Fingerprint, ...]
+    valid_until: int
+    messages: int
 
 
 @dataclass(frozen=True, slots=True)
-class ReceiveResult:
-    messages: tuple[ReceivedMessage, ...]
-    rejected: tuple[RejectedMessage, ...]
+class ComenshaFiles:
+    """The CoMensha files written: rows in each, and the registrations (by case) in which
+    signals disagree about a personal field (see :mod:`clients.comensha`)."""
 
-
-class _Rejected(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    registrations: int
+    statistics: int
+    disagreements: tuple[tuple[str, str], ...]  # (case reference, fields)
 
 
 class Organisation:
@@ -122,44 +139,67 @@ class Organisation:
         rng: Callable[[int], bytes] = os.urandom,
         log_interval: float = CHECK_SECONDS,
     ) -> None:
-        self.keys = keys
-        self.state = state
-        self.hub = hub
+        self._keys = keys
+        self._state = state
+        self._hub = hub
         self._clock = clock
         self._rng = rng
-        self._crl: tuple[int, RevocationList] | None = None
         self._log_interval = log_interval
         self._log: LogWatch | None = None
-        self._box: PayloadBox | None = None
+        self.payload_box = PayloadBox.for_signing_key(keys.signing_key, keys.org)
+        self.directory = Directory(lambda: keys.root.der, state, hub, clock=clock)
+        self.outbox = Outbox(state, self.payload_box, clock=clock)
+        self.inbox = Inbox(
+            keys,
+            state,
+            hub,
+            self.directory,
+            self.payload_box,
+            before_contact=self._before_receiving,
+            clock=clock,
+        )
+
+    def __repr__(self) -> str:
+        return f"Organisation({self.org!r})"
+
+    # -- who we are ------------------------------------------------------------------
+
+    @property
+    def keys(self) -> OrgKeys:
+        return self._keys
+
+    @property
+    def state(self) -> LocalState:
+        return self._state
+
+    @property
+    def hub(self) -> HubClient:
+        return self._hub
+
+    @property
+    def org(self) -> OrgId:
+        return self._keys.org
 
     def now(self) -> int:
         return int(self._clock())
 
-    @property
-    def org(self) -> OrgId:
-        return self.keys.org
-
     def certificate(self) -> Certificate:
         """Our own certificate; NotReady until it has been imported."""
-        cert = self.keys.certificate
+        cert = self._keys.certificate
         if cert is None:
             raise NotReady("no certificate imported yet: run 'schakel org import-cert CERT.pem'")
         return cert
-
-    @property
-    def _root_fp(self) -> str:
-        return self.keys.root.fingerprint
 
     @property
     def log(self) -> LogWatch:
         """This client's memory of the hub's access log (the last verified tree head)."""
         if self._log is None:
             self._log = LogWatch(
-                self.state,
-                self.hub,
-                root_der=self.keys.root.der,
-                network=self.keys.network,
-                crl=self._current_crl,
+                self._state,
+                self._hub,
+                root_der=self._keys.root.der,
+                network=self._keys.network,
+                crl=self.directory.crl,
                 clock=self._clock,
                 interval=self._log_interval,
             )
@@ -167,21 +207,75 @@ class Organisation:
 
     # -- publishing and keys -----------------------------------------------------------
 
-    async def publish(self) -> tuple[str, str]:
+    async def publish(self) -> Published:
         """Publish our certificate, then our current key bundle; their fingerprints."""
         cert = self.certificate()
-        await self.hub.publish_certificate(cert.der)
+        await self._hub.publish_certificate(cert.der)
         await self.log.check_if_due()  # the first request that can authenticate
-        bundle = self.keys.current_bundle(now=self.now())
-        await self.hub.publish_bundle(bundle)
-        return cert.fingerprint, bundle.fingerprint
+        bundle = self._keys.current_bundle(now=self.now())
+        await self._hub.publish_bundle(bundle)
+        return Published(cert.fingerprint, bundle.fingerprint)
+
+    async def rotate_keys(self) -> Rotation:
+        """A new KEM key pair and bundle, published; older keys are kept (see retired_keys).
+
+        The key is rotated locally first: if the hub can not take the bundle now, the new
+        key is current all the same (``published`` False) and :meth:`publish` publishes
+        it later.
+        """
+        self.certificate()
+        bundle = self._keys.rotate_kem(now=self.now(), rng=self._rng)
+        rotation = Rotation(self._keys.kem_current, bundle, self._retired_ids())
+        try:
+            await self.publish()
+        except (HubUnreachable, HubProblem) as exc:
+            return dataclasses.replace(rotation, published=False, problem=str(exc)[:300])
+        return rotation
+
+    def _retired_ids(self) -> tuple[int, ...]:
+        return tuple(i for i in self._keys.kem_ids if i != self._keys.kem_current)
+
+    def retired_keys(self) -> tuple[RetiredKey, ...]:
+        """The older KEM keys still kept, with how long a sender may still seal to them."""
+        sealed_to: dict[str, int] = {}
+        for stored in self._state.messages():
+            key = stored.envelope.get("header", {}).get("recipient_keys", {}).get(self.org)
+            if key is not None and self._state.kept_payload(stored.id) is None:
+                sealed_to[key] = sealed_to.get(key, 0) + 1
+        found = []
+        for index in self._retired_ids():
+            bundles = self._keys.bundles(index)
+            prints = tuple(b.fingerprint for b in bundles)
+            until = max((b.not_after for b in bundles), default=0)
+            found.append(RetiredKey(index, prints, until, sum(sealed_to.get(p, 0) for p in prints)))
+        return tuple(found)
+
+    async def delete_retired_keys(self, *, before_expiry: bool = False) -> tuple[int, ...]:
+        """Delete the older KEM keys; the numbers of the keys deleted.
+
+        First the inbox is read (:meth:`receive`), so every message sealed to an older key
+        that waits on the hub is received and acknowledged; the payload of each stored
+        message sealed to a key is then kept sealed locally, so :meth:`show` still reads
+        it. A key whose bundle may still be sealed to (``valid_until`` in the future) is
+        kept unless ``before_expiry``: a message sealed to it later could not be opened.
+        """
+        await self.receive()
+        now = self.now()
+        deleted = []
+        for retired in self.retired_keys():
+            if retired.valid_until > now and not before_expiry:
+                continue
+            self.inbox.keep_payloads(set(retired.bundles))
+            self._keys.delete_kem(retired.key)
+            deleted.append(retired.key)
+        return tuple(deleted)
 
     async def fetch_linking_keys(self) -> list[int]:
         """Fetch, verify (root signature) and store the linking keys sealed to us."""
         versions = []
-        for sealed in await self.hub.get_linking_keys():
+        for sealed in await self._hub.get_linking_keys():
             try:
-                key = self.keys.store_linking_key(sealed, now=self.now())
+                key = self._keys.store_linking_key(sealed, now=self.now())
             except (KeysError, ProtocolError) as exc:
                 raise VerificationFailed("sealed linking key", self.org, str(exc)[:120]) from exc
             versions.append(key.version)
@@ -190,7 +284,7 @@ class Organisation:
     def derive_pseudonyms(self, identity: Identity) -> tuple[Pseudonym, ...]:
         """Pseudonyms of ``identity`` with the current linking key (derived locally)."""
         try:
-            key = self.keys.current_linking_key
+            key = self._keys.current_linking_key
         except KeysError as exc:
             raise NotReady("no linking key yet: run 'schakel org linking-key fetch'") from exc
         try:
@@ -198,101 +292,32 @@ class Organisation:
         except ProtocolError as exc:
             raise PayloadInvalid(str(exc), "$.person") from exc
 
-    # -- the directory -----------------------------------------------------------------
-
-    async def _current_crl(self, now: int) -> RevocationList:
-        if self._crl is not None and now - self._crl[0] < CACHE_SECONDS:
-            return self._crl[1]
-        der = await self.hub.get_crl()
-        if der is None:
-            # Fail closed: a hub that withholds the list could hide every revocation.
-            # The network authority publishes one when it sets the network up.
-            raise VerificationFailed("revocation list", reason="the hub serves none")
-        crl = self._load_crl(der, now)
-        self.state.note_crl_number(crl.number)
-        self._crl = (now, crl)
-        return crl
-
-    def _load_crl(self, der: bytes, now: int) -> RevocationList:
+    def pseudonyms_of(self, payload: dict[str, Any]) -> tuple[Pseudonym, ...]:
+        """The pseudonyms of the payload's ``person``: none when no identifier links (then
+        no linking key is needed, but every field given is still checked)."""
+        identity = identity_of(payload)
         try:
-            crl = load_crl(der, load_root(self.keys.root.der, now=now), now=now)
+            linkable = normalised_values(identity)
         except ProtocolError as exc:
-            raise VerificationFailed("revocation list", reason=str(exc)[:120]) from exc
-        if crl.number < self.state.crl_number:
-            raise VerificationFailed("revocation list", reason="older than one seen before")
-        return crl
+            raise PayloadInvalid(str(exc), "$.person") from exc
+        return self.derive_pseudonyms(identity) if linkable else ()
 
-    def _verify_cert(
-        self, org: str, der: bytes, now: int, crl: RevocationList | None
-    ) -> Certificate:
-        try:
-            cert = verify_certificate(der, load_root(self.keys.root.der, now=now), now=now, crl=crl)
-        except RevokedError as exc:
-            raise VerificationFailed("certificate", org, "revoked") from exc
-        except ProtocolError as exc:
-            raise VerificationFailed("certificate", org, str(exc)[:120]) from exc
-        if cert.org != org or ROLE_HUB in cert.roles:
-            raise VerificationFailed("certificate", org, "issued to another party")
-        return cert
-
-    async def _directory(self, org: str, *, fresh: bool) -> tuple[Certificate, KeyBundle | None]:
-        """Verified certificate and (unverified) bundle of ``org``, from cache or the hub."""
-        now = self.now()
-        crl = await self._current_crl(now)
-        cached = None if fresh else self.state.cached_directory(org, root=self._root_fp)
-        if cached is not None and now - cached.verified_at < CACHE_SECONDS:
-            der, wire = cached.certificate, cached.bundle
-            bundle = None if wire is None else KeyBundle.from_wire(wire)
-        else:
-            try:
-                der, bundle = await self.hub.get_org(org)
-            except HubProblem as exc:
-                if exc.status != 404:
-                    raise
-                raise UnknownOrganisation(org) from None
-        cert = self._verify_cert(org, der, now, crl)
-        if cached is None or cached.certificate != der or fresh:
-            # The bundle is cached only once recipient() has verified it.
-            self.state.cache_directory(
-                org, root=self._root_fp, certificate=der, bundle=None, now=now
-            )
-        self.state.remember_certificate(cert.fingerprint, org=org, root=self._root_fp, der=der)
-        return cert, bundle
-
-    async def recipient(self, org: str) -> tuple[Certificate, KeyBundle]:
-        """A recipient's certificate and key bundle, both verified (fetched fresh)."""
-        org = _org(org)
-        cert, bundle = await self._directory(org, fresh=True)
-        if bundle is None:
-            raise NotReady(f"organisation {org!r} has not published a key bundle yet")
-        now = self.now()
-        try:
-            verify_bundle(bundle, cert, now=now)
-        except ProtocolError as exc:
-            self.state.forget_directory(org)
-            raise VerificationFailed("key bundle", org, str(exc)[:120]) from exc
-        self.state.cache_directory(
-            org, root=self._root_fp, certificate=cert.der, bundle=bundle.to_wire(), now=now
-        )
-        return cert, bundle
-
-    # -- sending -----------------------------------------------------------------------
-
-    async def send_signal(self, payload: dict[str, Any], recipients: Iterable[str]) -> MessageId:
-        """Validate, seal to every recipient's verified bundle, send (retries reuse the id)."""
-        validate_payload("signal", payload)
-        await self.trust_anchors()
-        orgs = self.recipients_of("signal", recipients)
-        return await self.send_sealed(
-            "signal", payload, orgs, pseudonyms=self.pseudonyms_of(payload)
-        )
+    # -- trust -------------------------------------------------------------------------
 
     async def trust_anchors(self) -> None:
         """Our certificate, then the trust anchors: the revocation list needs no login, the
         log's head does."""
         self.certificate()
-        await self._current_crl(self.now())
+        await self.directory.crl(self.now())
         await self.log.check_if_due()
+
+    async def _before_receiving(self) -> None:
+        await self.directory.crl(self.now())
+        await self.log.check_if_due()
+
+    async def recipient(self, org: str) -> tuple[Certificate, KeyBundle]:
+        """A recipient's certificate and key bundle, both verified (fetched fresh)."""
+        return await self.directory.recipient(_org(org))
 
     def recipients_of(self, kind: str, recipients: Iterable[str]) -> list[OrgId]:
         """The recipients, checked and sorted; never empty, never this organisation."""
@@ -303,12 +328,45 @@ class Organisation:
             raise PayloadInvalid(f"an organisation can not send a {kind} to itself", "recipients")
         return orgs
 
-    def pseudonyms_of(self, payload: dict[str, Any]) -> tuple[Pseudonym, ...]:
-        """The pseudonyms of the payload's ``person`` (none when it names nobody)."""
-        identity = identity_of(payload)
-        return self.derive_pseudonyms(identity) if _has_fields(identity) else ()
+    # -- sending -----------------------------------------------------------------------
 
-    async def send_sealed(
+    async def send_signal(
+        self, payload: dict[str, Any], recipients: Iterable[str], *, unlinked: bool = False
+    ) -> Sent:
+        """Validate a signal and send it (through the outbox) to every recipient.
+
+        A signal whose person can not be linked to any other (no BSN, phone, travel
+        document with country, or name with date of birth) raises
+        :class:`~clients.payloads.Unlinked` unless ``unlinked`` confirms it is meant so.
+        """
+        validate_payload("signal", payload)
+        check_dates(payload, today=day_of(self.now()))
+        self.certificate()
+        orgs = self.recipients_of("signal", recipients)
+        problem = link_problem(identity_of(payload))
+        if problem is not None and not unlinked:
+            raise Unlinked(
+                f"no identifier can link this signal to another one ({problem}); it becomes "
+                "a case of its own: confirm that this is what you mean",
+                "$.person",
+            )
+        return await self.dispatch("signal", payload, orgs, pseudonyms=self.pseudonyms_of(payload))
+
+    async def send_referral(
+        self,
+        payload: dict[str, Any],
+        to: str,
+        case: str | None = None,
+        replaces: str | None = None,
+    ) -> Sent:
+        """Refer a person to one shelter, care or legal-aid organisation (see referrals)."""
+        return await referrals.send_referral(self, payload, to, case=case, replaces=replaces)
+
+    async def send_status(self, referral_id: str, code: str, payload: dict[str, Any]) -> Sent:
+        """Move a referral on: a status to the referral's other party (see referrals)."""
+        return await referrals.send_status(self, referral_id, code, payload)
+
+    async def dispatch(
         self,
         kind: str,
         payload: dict[str, Any],
@@ -318,244 +376,128 @@ class Organisation:
         status: str | None = None,
         ref: MessageId | None = None,
         case: CaseRef | None = None,
-    ) -> MessageId:
-        """Seal a validated payload to ``orgs`` (bundles verified fresh), send it, and keep
-        the id and (encrypted) the payload, so that this organisation can read what it sent."""
-        data = encode_payload(payload)
-        cert = self.certificate()
-        bundles = {org: (await self.recipient(org))[1] for org in orgs}
-        created = self.now()
+    ) -> Sent:
+        """Put a validated payload in the outbox under a new message id, then send what
+        waits; what became of it. A refusal of this message is raised."""
+        self.certificate()
+        encode_payload(payload)  # refuse what has no canonical form before keeping it
+        draft = Draft(
+            id=new_message_id(self._rng),
+            kind=kind,
+            payload=payload,
+            recipients=tuple(orgs),
+            created=self.now(),
+            pseudonyms=pseudonyms,
+            ref=ref,
+            case=case,
+            status=status,
+        )
+        self.outbox.put(draft)
+        report = await self.send_outbox()
+        return _outcome(draft, report)
+
+    async def send_outbox(self) -> OutboxReport:
+        """Send what waits in the outbox, oldest first (see :mod:`clients.outbox`)."""
+        return await self.outbox.send(self)
+
+    def waiting_about(self, ref: str) -> list[Draft]:
+        return self.outbox.waiting_about(ref)
+
+    async def seal(self, draft: Draft) -> Envelope:
+        """Seal a draft to its recipients' bundles (verified fresh): for the outbox."""
+        await self.trust_anchors()
+        bundles = {org: (await self.recipient(org))[1] for org in draft.recipients}
         try:
-            envelope = seal(
-                message_id=new_message_id(self._rng),
-                network=self.keys.network,
-                sender=cert,
-                sender_key=self.keys.signing_key,
+            return seal(
+                message_id=draft.id,
+                network=self._keys.network,
+                sender=self.certificate(),
+                sender_key=self._keys.signing_key,
                 recipients=bundles,
-                kind=kind,
-                payload=data,
-                pseudonyms=pseudonyms,
-                status=status,
-                ref=ref,
-                case=case,
-                created=created,
+                kind=draft.kind,
+                payload=encode_payload(dict(draft.payload)),
+                pseudonyms=draft.pseudonyms,
+                status=draft.status,
+                ref=draft.ref,
+                case=draft.case,
+                created=draft.created,
                 rng=self._rng,
             )
         except ProtocolError as exc:
             raise PayloadInvalid(str(exc)[:200], "header") from exc
-        message_id, accepted, _ = await self.hub.send(envelope)
-        self.state.record_sent(
-            message_id, kind=kind, recipients=tuple(orgs), created=created, now=self.now(),
-            accepted=accepted,
-        )  # fmt: skip
-        sealed = self.payload_box.seal(message_id, kind, payload, self._rng)
-        self.state.keep_sent_payload(
-            SentPayload(message_id, kind, ref, case, status, created, sealed)
-        )
-        return message_id
 
-    @property
-    def payload_box(self) -> PayloadBox:
-        """The key that keeps sent payloads encrypted at rest (see :class:`PayloadBox`)."""
-        if self._box is None:
-            self._box = PayloadBox.for_signing_key(self.keys.signing_key, self.org)
-        return self._box
+    async def post(self, envelope: Envelope) -> int:
+        """Post a sealed envelope (retries post the same bytes); when the hub accepted it."""
+        await self.log.check_if_due()
+        _, accepted, _ = await self._hub.send(envelope)
+        return accepted
 
     def sent_payload(self, message_id: str) -> dict[str, Any] | None:
         """What this organisation wrote in a message it sent; None if it kept nothing."""
-        kept = self.state.sent_payload(message_id)
+        written = self.written(message_id)
+        return None if written is None else written[1]
+
+    def written(self, message_id: str) -> tuple[str, dict[str, Any]] | None:
+        """(kind, payload) of a message this organisation sent; None if it kept nothing."""
+        kept = self._state.sent_payload(message_id)
         if kept is None:
             return None
-        payload = self.payload_box.open(kept.id, kept.kind, kept.sealed)
-        if not isinstance(payload, dict):
-            raise VerificationFailed("stored sent payload", reason="not an object")
-        return payload
-
-    # -- case work (clients.casework) --------------------------------------------------
-
-    async def send_referral(
-        self,
-        payload: dict[str, Any],
-        to: str,
-        case: str | None = None,
-        replaces: str | None = None,
-    ) -> MessageId:
-        """Refer a person to one shelter, care or legal-aid organisation (see casework)."""
-        return await casework.send_referral(self, payload, to, case=case, replaces=replaces)
-
-    async def send_status(self, referral_id: str, code: str, payload: dict[str, Any]) -> MessageId:
-        """Move a referral on: a status to the referral's other party (see casework)."""
-        return await casework.send_status(self, referral_id, code, payload)
-
-    async def case_view(self, ref: str) -> casework.CaseView:
-        """The coordinator's case, with what it may read of each message inline."""
-        return await casework.case_view(self, ref)
-
-    async def comensha(
-        self, out_registrations: str | os.PathLike[str], out_statistics: str | os.PathLike[str]
-    ) -> tuple[int, int]:
-        """Write the CoMensha CSVs for every case; (registration rows, statistics rows)."""
-        return await casework.write_comensha(self, out_registrations, out_statistics)
+        return kept.kind, self.payload_box.open_object(kept.id, kept.kind, kept.sealed)
 
     # -- receiving ---------------------------------------------------------------------
 
     async def receive(self) -> ReceiveResult:
-        """Page through the inbox from the stored cursor; verify, store and ack each message."""
-        received: list[ReceivedMessage] = []
-        rejected: list[RejectedMessage] = []
-        await self._current_crl(self.now())
-        await self.log.check_if_due()
-        while True:
-            after = self.state.cursor
-            page = await self.hub.inbox(after=after, limit=INBOX_PAGE)
-            for item in page.messages:
-                if item.cursor <= self.state.cursor:
-                    continue  # a hub that repeats itself: nothing to do twice
-                outcome = await self._process(item)
-                if isinstance(outcome, ReceivedMessage):
-                    received.append(outcome)
-                elif isinstance(outcome, RejectedMessage):
-                    rejected.append(outcome)
-                self.state.advance_cursor(item.cursor)
-            if not page.messages or self.state.cursor <= after:
-                return ReceiveResult(tuple(received), tuple(rejected))
-
-    async def _process(self, item: InboxItem) -> ReceivedMessage | RejectedMessage | None:
-        header = _object(item.envelope).get("header")
-        # Only well-formed ids and org names from a rejected envelope reach state or a terminal.
-        label = _valid(parse_message_id, _object(header).get("id")) or f"cursor-{item.cursor}"
-        sender = _valid(parse_org_id, _object(header).get("sender"))
-        try:
-            envelope = _parse_envelope(item.envelope)
-            if self.state.message(envelope.header.id) is not None:
-                await self._ack(envelope.header.id)
-                return None
-            message = await self._open(envelope, item.cursor)
-        except _Rejected as rejection:
-            self.state.record_rejected(
-                label, cursor=item.cursor, reason=rejection.reason, now=self.now()
-            )
-            return RejectedMessage(label, item.cursor, sender, rejection.reason)
-        self.state.store_message(
-            message_id=message.id,
-            cursor=item.cursor,
-            sender=message.sender,
-            kind=message.kind,
-            created=message.created,
-            envelope=envelope.to_wire(),
-            now=self.now(),
-        )
-        await self._ack(message.id)
-        return message
-
-    async def _ack(self, message_id: MessageId) -> None:
-        await self.hub.ack(message_id)
-        self.state.mark_acked(message_id, now=self.now())
-
-    async def _open(self, envelope: Envelope, cursor: int) -> ReceivedMessage:
-        header = envelope.header
-        if header.network != self.keys.network or self.org not in header.recipients:
-            raise _Rejected(REASON_ENVELOPE)
-        cert = await self._sender_certificate(header.sender, header.sender_cert)
-        return self._decrypt(envelope, cert, cursor)
-
-    async def _sender_certificate(self, org: str, fingerprint: str) -> Certificate:
-        try:
-            cert, _ = await self._directory(org, fresh=False)
-            if cert.fingerprint != fingerprint:
-                cert, _ = await self._directory(org, fresh=True)
-        except VerificationFailed as exc:
-            raise _Rejected(REASON_SENDER) from exc
-        except UnknownOrganisation as exc:
-            raise _Rejected(REASON_SENDER) from exc
-        if cert.fingerprint != fingerprint:
-            raise _Rejected(REASON_SENDER)
-        return cert
-
-    def _decrypt(self, envelope: Envelope, cert: Certificate, cursor: int) -> ReceivedMessage:
-        header = envelope.header
-        try:
-            plaintext = open_envelope(
-                envelope, recipient=self.org, kem_keys=self.keys.kem_keys, sender=cert
-            )
-        except OpenError as exc:
-            raise _Rejected(REASON_ENVELOPE) from exc
-        try:
-            payload = decode_payload(header.kind, plaintext)
-        except PayloadInvalid as exc:
-            raise _Rejected(REASON_PAYLOAD) from exc
-        return ReceivedMessage(
-            id=header.id,
-            cursor=cursor,
-            sender=header.sender,
-            kind=header.kind,
-            created=header.created,
-            pseudonyms=header.pseudonyms,
-            payload=payload,
-            recipients=header.recipients,
-            case=header.case,
-            ref=header.ref,
-            status=header.status,
-        )
+        """Read the inbox: verify, store and acknowledge each new message."""
+        return await self.inbox.receive()
 
     def show(self, message_id: str) -> ReceivedMessage:
-        """Open a stored message again (its sender certificate as verified on receipt)."""
-        stored = self.state.message(message_id)
-        if stored is None:
-            raise NotReady(f"no message {message_id[:32]!r} here: run 'schakel org inbox' first")
-        try:
-            envelope = _parse_envelope(stored.envelope)
-            der = self.state.certificate(envelope.header.sender_cert, root=self._root_fp)
-            if der is None:
-                raise _Rejected(REASON_SENDER)
-            cert = self._verify_cert(stored.sender, der, stored.received_at, None)
-            return self._decrypt(envelope, cert, stored.cursor)
-        except (_Rejected, VerificationFailed) as exc:
-            raise VerificationFailed("stored message", stored.sender) from exc
+        """Open a stored message again."""
+        return self.inbox.show(message_id)
 
     async def read_message(self, message_id: str) -> ReceivedMessage:
-        """A message addressed to us: from local state, else fetched from the hub.
+        """A message addressed to us: from local state, else fetched and verified."""
+        return await self.inbox.read_message(message_id)
 
-        A fetched envelope (``GET /v1/messages/{id}``) is verified exactly as on receipt
-        (network, recipient, sender certificate, signature, payload schema) and must be
-        the message asked for; it is neither stored nor acknowledged here (the inbox does
-        that). VerificationFailed when it does not verify.
-        """
-        if self.state.message(message_id) is not None:
-            return self.show(message_id)
-        cursor, wire = await self.hub.get_message(message_id)
-        try:
-            envelope = _parse_envelope(wire)
-            if envelope.header.id != message_id:
-                raise _Rejected(REASON_ENVELOPE)
-            await self._current_crl(self.now())
-            return await self._open(envelope, cursor or 0)
-        except _Rejected as exc:
-            raise VerificationFailed("message", reason=exc.reason) from None
+    def watch(self) -> AsyncIterator[ReceivedMessage | RejectedMessage]:
+        """Everything waiting, then each new message as the hub announces it."""
+        return self.inbox.watch()
 
-    async def watch(self) -> AsyncIterator[ReceivedMessage | RejectedMessage]:
-        """Everything waiting, then each new message as the hub announces it.
+    # -- the coordinator ---------------------------------------------------------------
 
-        What waits is read once the WebSocket is open, so nothing that arrives in between
-        goes unannounced. Ends when the hub closes the WebSocket; reconnecting (and so
-        reading what waits again) is the caller's choice.
-        """
-        async for notice in self.hub.notifications(opened=True):
-            if notice is not None and notice.cursor <= self.state.cursor:
-                continue
-            for item in _items(await self.receive()):
-                yield item
+    async def case_view(self, ref: str) -> caseview.CaseView:
+        """The coordinator's case, with what it may read of each message inline."""
+        return await caseview.case_view(self, ref)
+
+    async def comensha(
+        self, out_registrations: str | os.PathLike[str], out_statistics: str | os.PathLike[str]
+    ) -> ComenshaFiles:
+        """Write the CoMensha CSVs for every case (new files, 0600, both or neither)."""
+        check_new_files((Path(out_registrations), Path(out_statistics)))
+        materials = await caseview.materials(self)
+        registrations, statistics = write_comensha(materials, out_registrations, out_statistics)
+        disagreements = tuple(
+            (str(row["case_ref"]), str(row["disagreements"]))
+            for row in registrations
+            if row["disagreements"]
+        )
+        return ComenshaFiles(len(registrations), len(statistics), disagreements)
 
 
-def _items(result: ReceiveResult) -> list[ReceivedMessage | RejectedMessage]:
-    return [*result.messages, *result.rejected]
-
-
-def _valid(parse: Callable[[object], str], value: object) -> str | None:
-    try:
-        return parse(value)
-    except ProtocolError:
-        return None
+def _outcome(draft: Draft, report: OutboxReport) -> Sent:
+    """What became of ``draft`` in one pass of the outbox; its refusal is raised."""
+    for sent in report.sent:
+        if sent.id == draft.id:
+            return sent
+    error = report.errors.get(draft.id)
+    if error is not None:
+        raise error
+    waiting = next((entry for entry in report.waiting if entry.id == draft.id), None)
+    if waiting is None:
+        raise ClientError(f"message {draft.id} left the outbox unsent")
+    problem = waiting.problem or "messages written before it wait in the outbox"
+    return Sent(
+        draft.id, draft.kind, draft.recipients, draft.pseudonyms, draft.created, None, problem
+    )
 
 
 def _org(value: str) -> str:
@@ -563,18 +505,3 @@ def _org(value: str) -> str:
         return parse_org_id(value)
     except ProtocolError as exc:
         raise PayloadInvalid(str(exc), "recipients") from exc
-
-
-def _object(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _has_fields(identity: Identity) -> bool:
-    return any(getattr(identity, name) is not None for name in Identity.__dataclass_fields__)
-
-
-def _parse_envelope(wire: Any) -> Envelope:
-    try:
-        return Envelope.from_wire(wire)
-    except ProtocolError as exc:
-        raise _Rejected(REASON_MALFORMED) from exc

@@ -11,15 +11,22 @@ definitions that way, so that the two cannot drift apart); every schema of
 
 Error messages name the JSON path and the rule, never the offending value:
 a payload holds the most sensitive data there is.
+
+Beyond its schema, a payload's dates of past events (date of birth, when the person
+was seen, when consent was recorded, when care started) may not lie after today in the
+Netherlands (:func:`check_dates`), and :func:`link_problem` says why a person's details
+can not link a signal to any other.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaError
@@ -38,6 +45,14 @@ SCHEMA_IDS = {
     "referral": "schakel.referral/1",
     "status": "schakel.status/1",
 }
+DUTCH_TIME = ZoneInfo("Europe/Amsterdam")
+# Dates of past events, by their JSON path: none may lie after today.
+PAST_DATES: tuple[tuple[str, ...], ...] = (
+    ("person", "date_of_birth"),
+    ("observed_at",),
+    ("consent", "recorded_on"),
+    ("care_started_on",),
+)
 _IDENTITY_FIELDS = (
     "bsn",
     "given_names",
@@ -188,3 +203,55 @@ def summary_of(kind: str, payload: dict[str, Any]) -> str:
             f"{payload.get('urgency', '?')}, {count} indicator{'s' if count != 1 else ''}"
         )
     return kind
+
+
+def day_of(seconds: int) -> datetime.date:
+    """The calendar day in the Netherlands at Unix time ``seconds``."""
+    return datetime.datetime.fromtimestamp(seconds, DUTCH_TIME).date()
+
+
+def check_dates(payload: dict[str, Any], *, today: datetime.date) -> None:
+    """PayloadInvalid (naming the field) for a date of a past event after ``today``.
+
+    ``payload`` has been validated, so every date present is an ISO date.
+    """
+    for path in PAST_DATES:
+        value: Any = payload
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str) and datetime.date.fromisoformat(value) > today:
+            raise PayloadInvalid(
+                f"is after today ({today.isoformat()}): a date that has not come yet",
+                "$." + ".".join(path),
+            )
+
+
+class Unlinked(PayloadInvalid):
+    """A signal whose person can not be linked to any other signal (it would become a case
+    of its own); sent only when the sender confirms that this is what they mean."""
+
+
+def link_problem(identity: Identity) -> str | None:
+    """None when ``identity`` gives a pseudonym; else why it can not link to anything.
+
+    A pseudonym comes from a BSN, a phone number, a travel-document number with its
+    issuing country, or given names with family name and date of birth.
+    """
+    if identity.bsn or identity.phone:
+        return None
+    if identity.document_number and identity.document_country:
+        return None
+    names = (identity.given_names, identity.family_name, identity.date_of_birth)
+    if all(names):
+        return None
+    parts = []
+    if any(names):
+        parts.append("a name links only as given names, family name and date of birth together")
+    if identity.document_number or identity.document_country:
+        parts.append("a travel-document number links only together with its issuing country")
+    if not parts:
+        parts.append(
+            "it names no BSN, phone number, travel document with its country, or name "
+            "with date of birth"
+        )
+    return "; ".join(parts)

@@ -9,16 +9,24 @@ What it keeps, and nothing more:
                  twice is stored once;
 * ``rejected``   messages that failed verification: id, cursor, reason category;
 * ``directory``  the verified directory cache: organisation -> certificate DER,
-                 key bundle wire JSON, when verified, and the fingerprint of the
-                 root it was verified against (an entry for another root is
-                 never returned);
+                 when verified, and the fingerprint of the root it was verified
+                 against (an entry for another root is never returned). Its ``bundle``
+                 column is no longer written: a bundle is fetched fresh for each send;
+* ``bundle_floors`` per organisation (and root), the validity start and fingerprint
+                 of the newest key bundle this client verified for it; it only
+                 moves forward, so a hub can not roll a rotated bundle back;
 * ``certificates`` every sender certificate a stored message was verified with,
                  by fingerprint, so that ``show`` can open the envelope again later;
 * ``sent``       the ids of messages this organisation sent, with recipients;
 * ``sent_payloads`` what this organisation wrote in the signals, referrals and statuses
                  it sent (it can not open its own envelopes: they are sealed to the
-                 recipients), encrypted at rest by :class:`PayloadBox`, with the
-                 cleartext header fields ``ref``, ``case`` and ``status`` beside it;
+                 recipients), encrypted at rest by :class:`~clients.localbox.PayloadBox`,
+                 with the cleartext header fields ``ref``, ``case`` and ``status`` beside it;
+* ``outbox``     what was written but has not reached the hub yet (:mod:`clients.outbox`):
+                 id, kind, recipients, times, state and the last problem in clear, the
+                 payload and (once sealed) the envelope sealed by the PayloadBox;
+* ``kept_payloads`` the payloads of received messages whose KEM key was deleted after
+                 a key rotation, sealed by the PayloadBox, so that ``show`` still reads them;
 * ``meta``       also the highest CRL number seen, so a hub can not serve an older list,
                  and the last verified signed tree head of the hub's access log
                  (``tree_head``, its wire JSON), which only ever grows;
@@ -26,8 +34,8 @@ What it keeps, and nothing more:
                  verified against the pinned root (role ``hub``), so that heads and
                  exports can be checked offline.
 
-No plaintext is stored: envelopes are decrypted again when shown, and sent payloads
-are kept only as :class:`PayloadBox` ciphertext. The file is
+No plaintext is stored: envelopes are decrypted again when shown, and every payload
+kept is PayloadBox ciphertext. The file is
 created 0600 (SQLite gives its WAL and shared-memory files the same mode),
 runs in WAL mode with ``synchronous=FULL`` and ``secure_delete``.
 Time is passed in by the caller, as integer Unix seconds.
@@ -39,21 +47,12 @@ import json
 import os
 import sqlite3
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nacl.exceptions
-import nacl.secret
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-from clients.errors import ClientError, VerificationFailed
+from clients.errors import ClientError
 from protocol.auditlog import TreeHead
-from protocol.encoding import canonical_json, loads_strict
-from protocol.envelope import MAX_BODY_BYTES
 from protocol.errors import ProtocolError
 
 SCHEMA_VERSION = 1
@@ -78,6 +77,14 @@ CREATE TABLE IF NOT EXISTS hub_certificates (
 CREATE TABLE IF NOT EXISTS sent_payloads (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, ref TEXT, case_ref TEXT, status TEXT,
     created INTEGER NOT NULL, sealed BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS bundle_floors (
+    org TEXT NOT NULL, root TEXT NOT NULL, not_before INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL, PRIMARY KEY (org, root));
+CREATE TABLE IF NOT EXISTS outbox (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, recipients TEXT NOT NULL,
+    created INTEGER NOT NULL, queued_at INTEGER NOT NULL, state TEXT NOT NULL,
+    attempts INTEGER NOT NULL, tried_at INTEGER, problem TEXT, sealed BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS kept_payloads (id TEXT PRIMARY KEY, sealed BLOB NOT NULL);
 """
 
 
@@ -97,13 +104,39 @@ class StoredMessage:
 
 @dataclass(frozen=True, slots=True)
 class DirectoryEntry:
-    """A cached, verified directory entry."""
+    """A cached, verified certificate of one organisation."""
 
     org: str
     root: str
     certificate: bytes
-    bundle: dict[str, Any] | None
     verified_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class BundleFloor:
+    """The newest key bundle verified for an organisation: older ones are refused."""
+
+    not_before: int
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class OutboxRow:
+    """One outbox entry as kept; ``sealed`` is PayloadBox ciphertext (see clients.outbox)."""
+
+    id: str
+    kind: str
+    recipients: tuple[str, ...]
+    created: int
+    queued_at: int
+    state: str
+    attempts: int
+    tried_at: int | None
+    problem: str | None
+    sealed: bytes
+
+    def __repr__(self) -> str:
+        return f"OutboxRow(id={self.id!r}, kind={self.kind!r}, state={self.state!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,60 +163,6 @@ class SentPayload:
 
     def __repr__(self) -> str:
         return f"SentPayload(id={self.id!r}, kind={self.kind!r}, status={self.status!r})"
-
-
-SENT_PAYLOAD_LABEL = b"schakel/client-sent-payloads/v1"
-
-
-class PayloadBox:
-    """Keeps the payloads this organisation sent encrypted at rest.
-
-    The key is HKDF-SHA256 (RFC 5869) with input key material the 32-byte Ed25519
-    seed of the organisation's signing key, salt ``schakel/client-sent-payloads/v1``
-    and info the organisation id, 32 bytes long. Each payload is sealed with pynacl's
-    ``SecretBox`` (XSalsa20-Poly1305) under a fresh random 24-byte nonce. What is sealed
-    is the canonical JSON ``{"id", "kind", "payload"}``, and opening checks the id and
-    kind, so a row copied under another message id does not open as that message.
-    Whoever holds the key directory (and its passphrase) can open them; the state file
-    alone can not.
-    """
-
-    def __init__(self, key: bytes) -> None:
-        if len(key) != nacl.secret.SecretBox.KEY_SIZE:
-            raise ValueError("a PayloadBox key is 32 bytes")
-        self._box = nacl.secret.SecretBox(key)
-
-    def __repr__(self) -> str:
-        return "PayloadBox(...)"
-
-    @classmethod
-    def for_signing_key(cls, key: Ed25519PrivateKey, org: str) -> PayloadBox:
-        seed = key.private_bytes(
-            serialization.Encoding.Raw,
-            serialization.PrivateFormat.Raw,
-            serialization.NoEncryption(),
-        )
-        derived = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=SENT_PAYLOAD_LABEL, info=org.encode()
-        ).derive(seed)
-        return cls(derived)
-
-    def seal(
-        self, message_id: str, kind: str, payload: Any, rng: Callable[[int], bytes] = os.urandom
-    ) -> bytes:
-        plaintext = canonical_json({"id": message_id, "kind": kind, "payload": payload})
-        nonce = rng(nacl.secret.SecretBox.NONCE_SIZE)
-        return bytes(self._box.encrypt(plaintext, nonce))
-
-    def open(self, message_id: str, kind: str, sealed: bytes) -> Any:
-        """The payload; VerificationFailed if it was altered, moved or sealed by another key."""
-        try:
-            doc = loads_strict(self._box.decrypt(sealed), max_bytes=2 * MAX_BODY_BYTES)
-        except (nacl.exceptions.CryptoError, ProtocolError, TypeError, ValueError):
-            raise VerificationFailed("stored sent payload") from None
-        if not isinstance(doc, dict) or (doc.get("id"), doc.get("kind")) != (message_id, kind):
-            raise VerificationFailed("stored sent payload", reason="kept under another id")
-        return doc.get("payload")
 
 
 def _create_private(path: Path) -> None:
@@ -334,38 +313,45 @@ class LocalState:
 
     # -- directory cache ---------------------------------------------------------------
 
-    def cache_directory(
-        self,
-        org: str,
-        *,
-        root: str,
-        certificate: bytes,
-        bundle: dict[str, Any] | None,
-        now: int,
-    ) -> None:
-        """Remember a verified certificate (and bundle) of ``org``, verified against ``root``."""
-        text = None if bundle is None else json.dumps(bundle, sort_keys=True, separators=(",", ":"))
+    def cache_directory(self, org: str, *, root: str, certificate: bytes, now: int) -> None:
+        """Remember a certificate of ``org``, verified against ``root`` at ``now``."""
         self._db.execute(
             "INSERT INTO directory (org, root, certificate, bundle, verified_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (org) DO UPDATE SET root = excluded.root, "
-            "certificate = excluded.certificate, bundle = excluded.bundle, "
+            "VALUES (?, ?, ?, NULL, ?) ON CONFLICT (org) DO UPDATE SET root = excluded.root, "
+            "certificate = excluded.certificate, bundle = NULL, "
             "verified_at = excluded.verified_at",
-            (org, root, certificate, text, now),
+            (org, root, certificate, now),
         )
 
     def cached_directory(self, org: str, *, root: str) -> DirectoryEntry | None:
         """The cached entry of ``org``, or None if absent or verified against another root."""
         row = self._db.execute(
-            "SELECT org, root, certificate, bundle, verified_at FROM directory WHERE org = ?",
+            "SELECT org, root, certificate, verified_at FROM directory WHERE org = ?",
             (org,),
         ).fetchone()
         if row is None or row[1] != root:
             return None
-        bundle = None if row[3] is None else json.loads(row[3])
-        return DirectoryEntry(str(row[0]), str(row[1]), bytes(row[2]), bundle, int(row[4]))
+        return DirectoryEntry(str(row[0]), str(row[1]), bytes(row[2]), int(row[3]))
 
     def forget_directory(self, org: str) -> None:
         self._db.execute("DELETE FROM directory WHERE org = ?", (org,))
+
+    def bundle_floor(self, org: str, *, root: str) -> BundleFloor | None:
+        """The newest bundle verified for ``org`` under ``root``, or None before the first."""
+        row = self._db.execute(
+            "SELECT not_before, fingerprint FROM bundle_floors WHERE org = ? AND root = ?",
+            (org, root),
+        ).fetchone()
+        return None if row is None else BundleFloor(int(row[0]), str(row[1]))
+
+    def raise_bundle_floor(self, org: str, *, root: str, not_before: int, fingerprint: str) -> None:
+        """Record a verified bundle of ``org``; the floor only ever moves to a newer one."""
+        self._db.execute(
+            "INSERT INTO bundle_floors (org, root, not_before, fingerprint) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (org, root) DO UPDATE SET not_before = excluded.not_before, "
+            "fingerprint = excluded.fingerprint WHERE excluded.not_before > not_before",
+            (org, root, not_before, fingerprint),
+        )
 
     def remember_certificate(self, fingerprint: str, *, org: str, root: str, der: bytes) -> None:
         self._db.execute(
@@ -496,8 +482,100 @@ class LocalState:
         """Received messages whose header names ``ref`` (statuses about a referral)."""
         return [m for m in self.messages() if _header(m.envelope).get("ref") == ref]
 
+    # -- the outbox --------------------------------------------------------------------
+
+    def queue(self, row: OutboxRow) -> None:
+        """Keep a new outbox entry (durable before anything is sent)."""
+        self._db.execute(
+            "INSERT INTO outbox (id, kind, recipients, created, queued_at, state, attempts, "
+            "tried_at, problem, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.id,
+                row.kind,
+                ",".join(row.recipients),
+                row.created,
+                row.queued_at,
+                row.state,
+                row.attempts,
+                row.tried_at,
+                row.problem,
+                row.sealed,
+            ),
+        )
+
+    def outbox(self) -> list[OutboxRow]:
+        """Every outbox entry, oldest first (the order they go out in)."""
+        rows = self._db.execute(_OUTBOX + " ORDER BY queued_at, rowid").fetchall()
+        return [_outbox_row(row) for row in rows]
+
+    def outbox_entry(self, message_id: str) -> OutboxRow | None:
+        row = self._db.execute(_OUTBOX + " WHERE id = ?", (message_id,)).fetchone()
+        return None if row is None else _outbox_row(row)
+
+    def note_attempt(
+        self,
+        message_id: str,
+        *,
+        state: str,
+        now: int,
+        problem: str | None,
+        sealed: bytes | None = None,
+    ) -> None:
+        """An attempt to send an outbox entry: its new state, problem and (sealed) contents."""
+        self._db.execute(
+            "UPDATE outbox SET state = ?, attempts = attempts + 1, tried_at = ?, problem = ?, "
+            "sealed = coalesce(?, sealed) WHERE id = ?",
+            (state, now, problem, sealed, message_id),
+        )
+
+    def keep_sealed(self, message_id: str, *, was: bytes, sealed: bytes) -> bool:
+        """Replace an entry's contents (its envelope sealed, before it is posted), unless
+        another process changed them since they read ``was``: False then."""
+        changed = self._db.execute(
+            "UPDATE outbox SET sealed = ? WHERE id = ? AND sealed = ?", (sealed, message_id, was)
+        )
+        return changed.rowcount == 1
+
+    def drop_from_outbox(self, message_id: str) -> bool:
+        """Remove an entry; False if there was none."""
+        return self._db.execute("DELETE FROM outbox WHERE id = ?", (message_id,)).rowcount == 1
+
+    def delivered(self, sent: SentMessage, payload: SentPayload) -> None:
+        """An outbox entry reached the hub: record it as sent and leave the outbox, at once."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self.record_sent(
+                sent.id,
+                kind=sent.kind,
+                recipients=sent.recipients,
+                created=sent.created,
+                now=sent.sent_at,
+                accepted=sent.accepted,
+            )
+            self.keep_sent_payload(payload)
+            self._db.execute("DELETE FROM outbox WHERE id = ?", (sent.id,))
+
+    # -- payloads of received messages whose key was deleted ---------------------------
+
+    def keep_received_payload(self, message_id: str, sealed: bytes) -> None:
+        self._db.execute(
+            "INSERT INTO kept_payloads (id, sealed) VALUES (?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed",
+            (message_id, sealed),
+        )
+
+    def kept_payload(self, message_id: str) -> bytes | None:
+        row = self._db.execute(
+            "SELECT sealed FROM kept_payloads WHERE id = ?", (message_id,)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
 
 _SENT_PAYLOAD = "SELECT id, kind, ref, case_ref, status, created, sealed FROM sent_payloads"
+_OUTBOX = (
+    "SELECT id, kind, recipients, created, queued_at, state, attempts, tried_at, problem, "
+    "sealed FROM outbox"
+)
 
 
 def _sent_payload(row: tuple[Any, ...]) -> SentPayload:
@@ -509,6 +587,21 @@ def _sent_payload(row: tuple[Any, ...]) -> SentPayload:
         None if row[4] is None else str(row[4]),
         int(row[5]),
         bytes(row[6]),
+    )
+
+
+def _outbox_row(row: tuple[Any, ...]) -> OutboxRow:
+    return OutboxRow(
+        id=str(row[0]),
+        kind=str(row[1]),
+        recipients=tuple(str(row[2]).split(",")),
+        created=int(row[3]),
+        queued_at=int(row[4]),
+        state=str(row[5]),
+        attempts=int(row[6]),
+        tried_at=None if row[7] is None else int(row[7]),
+        problem=None if row[8] is None else str(row[8]),
+        sealed=bytes(row[9]),
     )
 
 

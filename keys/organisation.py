@@ -13,8 +13,11 @@ One directory (mode 0700) per organisation::
                               KEM seed ids and the current one, linking-key versions;
                               authenticated with a key derived from the signing seed
 
-Older KEM seeds are kept so that messages sealed to an older bundle still
-open. ``PartyKeys`` holds what the hub's directory shares (signing key,
+Older KEM seeds are kept after a rotation (:meth:`OrgKeys.rotate_kem`) so that
+messages sealed to an older bundle still open, until :meth:`OrgKeys.delete_kem`
+removes one. Every new bundle starts later than every bundle signed before it, so
+that a client can refuse an older one (a hub rolling a rotation back).
+``PartyKeys`` holds what the hub's directory shares (signing key,
 request, pinned root, certificate); see :mod:`keys.hub`.
 """
 
@@ -379,13 +382,19 @@ class OrgKeys(PartyKeys):
             cert,
             kem_public_bytes(self._kem_seed(index)),
             # Valid a little before now, so a hub or a peer whose clock runs behind ours
-            # accepts it at once (never before the certificate itself).
-            not_before=max(now - BUNDLE_CLOCK_SKEW, cert.not_before),
+            # accepts it at once, and later than every bundle signed before, so that
+            # peers can refuse an older one (a hub rolling a rotation back).
+            not_before=min(now, max(now - BUNDLE_CLOCK_SKEW, self._newest_start() + 1)),
             not_after=not_after,
         )
         data = canonical_json([b.to_wire() for b in [*bundles, bundle]]) + b"\n"
         write_public_file(self._dir / f"bundle-{index}.json", data)
         return bundle
+
+    def _newest_start(self) -> int:
+        """The latest ``not_before`` of any bundle signed here (-1 before the first)."""
+        starts = [b.not_before for i in self._state["kem_ids"] for b in self._bundles(i)]
+        return max(starts, default=-1)
 
     def rotate_kem(self, *, now: int, rng: Rng = os.urandom, days: int = 90) -> KeyBundle:
         """Make a new KEM seed current and sign its first bundle; older seeds are kept."""
@@ -394,6 +403,38 @@ class OrgKeys(PartyKeys):
         self._write_secret(f"kem-{index}.key", KIND_KEM_SEED, rng(KEM_SEED_BYTES), rng)
         self._update(kem_current=index, kem_ids=[*self._state["kem_ids"], index])
         return self.current_bundle(now=now, days=days)
+
+    @property
+    def kem_current(self) -> int:
+        """The number of the KEM key new bundles are signed for."""
+        return int(self._state["kem_current"])
+
+    @property
+    def kem_ids(self) -> tuple[int, ...]:
+        """The numbers of every KEM key kept (the current one and older ones)."""
+        return tuple(int(i) for i in self._state["kem_ids"])
+
+    def bundles(self, index: int) -> tuple[KeyBundle, ...]:
+        """Every bundle signed for KEM key ``index``, oldest first."""
+        if index not in self.kem_ids:
+            raise KeyStoreError(f"no KEM key {index} is kept")
+        return tuple(self._bundles(index))
+
+    def delete_kem(self, index: int) -> None:
+        """Delete an older KEM key for good: messages sealed to it no longer open.
+
+        The current key is never deleted. The state forgets the key first, then its
+        key file and bundle file are removed, so a failure in between leaves at most
+        an unused file behind.
+        """
+        if index == self.kem_current:
+            raise KeyStoreError("the current KEM key can not be deleted: rotate first")
+        if index not in self.kem_ids:
+            raise KeyStoreError(f"no KEM key {index} is kept")
+        self._update(kem_ids=[i for i in self._state["kem_ids"] if i != index])
+        self._cache.get("kem", {}).pop(index, None)
+        for name in (f"kem-{index}.key", f"bundle-{index}.json"):
+            (self._dir / name).unlink(missing_ok=True)
 
     # -- linking keys ------------------------------------------------------------------
 

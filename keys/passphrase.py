@@ -9,6 +9,12 @@ machine (``ps``) and end up in shell history. The order is:
 3. an interactive prompt on the terminal (asked twice when ``confirm``).
 
 With none of these, :class:`PassphraseError` says how to supply one.
+
+A *new* passphrase (``confirm``: a key is being created) must also be strong enough
+(:func:`check_new_passphrase`): at least :data:`MIN_NEW_CHARS` characters, not a run of
+a few characters, a keyboard or alphabet sequence, or a common password with digits.
+A key file is only as strong as its passphrase: Argon2id slows guessing down, it does
+not make "short" hard to guess.
 """
 
 from __future__ import annotations
@@ -20,15 +26,35 @@ import sys
 from keys.errors import PassphraseError
 from keys.keyfile import MAX_PASSPHRASE_BYTES
 
+MIN_NEW_CHARS = 12
+MIN_DISTINCT_CHARS = 5
+_SEQUENCES = (
+    "01234567890123456789",
+    "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz",
+    "qwertyuiopasdfghjklzxcvbnm",
+    "azertyuiopqsdfghjklmwxcvbn",
+)
+_COMMON = frozenset(
+    {
+        "password", "passwort", "passphrase", "wachtwoord", "geheim", "welkom", "welcome",
+        "schakel", "qwerty", "azerty", "letmein", "admin", "secret", "iloveyou", "monkey",
+        "dragon", "changeme", "trustno",
+    }
+)  # fmt: skip
+
 
 def get_passphrase(
     *, env_var: str | None, fd: int | None, prompt: str, confirm: bool = False
 ) -> bytes:
-    """The passphrase as UTF-8 bytes, from ``fd``, then ``env_var``, then the terminal."""
+    """The passphrase as UTF-8 bytes, from ``fd``, then ``env_var``, then the terminal.
+
+    With ``confirm`` (a new key), the passphrase must pass :func:`check_new_passphrase`.
+    """
     if fd is not None:
-        return _checked(_read_line(fd), f"file descriptor {fd}")
+        return _new(_checked(_read_line(fd), f"file descriptor {fd}"), confirm)
     if env_var is not None and env_var in os.environ:
-        return _checked(os.environ[env_var].encode("utf-8"), f"environment variable {env_var}")
+        source = f"environment variable {env_var}"
+        return _new(_checked(os.environ[env_var].encode("utf-8"), source), confirm)
     if not _interactive():
         via = f"the environment variable {env_var}" if env_var else "an environment variable"
         raise PassphraseError(
@@ -43,9 +69,56 @@ def _interactive() -> bool:
     return stdin is not None and stdin.isatty()
 
 
+def _new(passphrase: bytes, confirm: bool) -> bytes:
+    return check_new_passphrase(passphrase) if confirm else passphrase
+
+
+def check_new_passphrase(passphrase: bytes) -> bytes:
+    """``passphrase``, if it is strong enough to protect a new key; else PassphraseError
+    saying what is wrong (never echoing it)."""
+    try:
+        text = passphrase.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PassphraseError("the new passphrase is not valid UTF-8") from None
+    if len(text) < MIN_NEW_CHARS:
+        raise PassphraseError(
+            f"the new passphrase is too short: use at least {MIN_NEW_CHARS} characters "
+            "(a few unrelated words make a good passphrase)"
+        )
+    folded = text.casefold()
+    letters = "".join(c for c in folded if c.isalpha())
+    digits = "".join(c for c in folded if c.isdigit())
+    if (
+        len(set(folded)) < MIN_DISTINCT_CHARS
+        or _in_sequence(folded)
+        or (_in_sequence(letters) and _in_sequence(digits))  # "qwertyuiop12"
+        or letters in _COMMON
+        or _repeats(folded)
+    ):
+        raise PassphraseError(
+            "the new passphrase is too easy to guess (a repeated or well-known sequence, "
+            "or a common password): use a few unrelated words"
+        )
+    return passphrase
+
+
+def _in_sequence(text: str) -> bool:
+    """True when ``text`` is a run of the digits, the alphabet or a keyboard row (or empty)."""
+    return any(text in sequence for sequence in _SEQUENCES)
+
+
+def _repeats(text: str) -> bool:
+    """True when ``text`` is one short piece written again and again ("abcabcabcabc")."""
+    return any(
+        len(text) % size == 0 and text == text[:size] * (len(text) // size)
+        for size in range(1, len(text) // 2 + 1)
+    )
+
+
 def _prompt(prompt: str, confirm: bool) -> bytes:
     first = _checked(getpass.getpass(prompt).encode("utf-8"), "the terminal")
     if confirm:
+        check_new_passphrase(first)
         again = getpass.getpass("Repeat the passphrase: ").encode("utf-8")
         if again != first:
             raise PassphraseError("the two passphrases differ")

@@ -14,9 +14,9 @@ import click
 
 # command -> "module:attribute" of its click group
 GROUPS = {
-    "authority": "clients.cli_authority:authority",
-    "org": "clients.cli:org",
-    "audit": "clients.cli_audit:audit",
+    "authority": "clients.cli.authority:authority",
+    "org": "clients.cli.org:org",
+    "audit": "clients.cli.audit:audit",
     "hub": "hub.cli:hub",
     "pseudonymiser": "pseudonymiser.cli:pseudonymiser",
     "demo": "schakel.demo:demo",

@@ -1,4 +1,5 @@
-"""The dependency rule of DESIGN section 4, and the python-jose containment rule."""
+"""The dependency rule of DESIGN section 4, no import circles inside a package, and the
+python-jose containment rule."""
 
 from __future__ import annotations
 
@@ -55,6 +56,86 @@ def _imports(path: Path) -> frozenset[str]:
 
 def _sources(package: str) -> list[Path]:
     return sorted((ROOT / package).rglob("*.py"))
+
+
+# Packages whose modules import each other in one direction only (one line a package).
+NO_CYCLES = (
+    "clients",
+)  # fmt: skip
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _internal_imports(path: Path, package: str, modules: set[str]) -> set[str]:
+    """The modules of ``package`` that ``path`` imports (absolute or relative, anywhere in
+    the file, under TYPE_CHECKING too: a circle for the type checker is a circle)."""
+    name = _module_name(path)
+    here = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = here.split(".")[: len(here.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target.split(".")[0] == package and target != name:
+                found.add(target)
+    # importing a package runs its __init__ only: a child never needs its parent edge
+    return {t for t in found if not name.startswith(t + ".")}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected set of two or more modules (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in sorted(graph[node]):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            members = []
+            while True:
+                member = stack.pop()
+                members.append(member)
+                if member == node:
+                    break
+            if len(members) > 1:
+                found.append(sorted(members))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def import_graph(package: str) -> dict[str, set[str]]:
+    sources = _sources(package)
+    modules = {_module_name(path) for path in sources}
+    return {_module_name(p): _internal_imports(p, package, modules) for p in sources}
+
+
+@pytest.mark.parametrize("package", NO_CYCLES)
+def test_no_circles_inside_the_package(package: str) -> None:
+    assert _cycles(import_graph(package)) == []
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
@@ -122,3 +203,13 @@ def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import asyncio\nfrom hub.store import Store\nfrom . import sibling\n")
     assert _imports(bad) == {"asyncio", "hub"}
+
+
+def test_the_circle_check_sees_a_circle_and_relative_imports(tmp_path: Path) -> None:
+    graph = {"p.a": {"p.b"}, "p.b": {"p.c"}, "p.c": {"p.a"}, "p.d": {"p.a"}}
+    assert _cycles(graph) == [["p.a", "p.b", "p.c"]]
+    assert _cycles({"p.a": {"p.b"}, "p.b": set()}) == []
+    package = ROOT / "clients"
+    modules = {_module_name(path) for path in _sources("clients")}
+    cli = package / "cli" / "org.py"
+    assert {"clients.cli.cases", "clients.cli.common"} <= _internal_imports(cli, "clients", modules)

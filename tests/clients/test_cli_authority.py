@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from clients import cli_authority
-from clients.cli_authority import authority
+from clients.cli import authority as cli_authority
+from clients.cli.authority import authority
 from keys.errors import KeysError
 from keys.hub import HubKeys
 from keys.keyfile import KdfParams
@@ -352,3 +352,20 @@ def test_seal_without_a_linking_key(adir: Path, tmp_path: Path) -> None:
         )
     )
     assert "no linking key yet" in message
+
+
+@pytest.mark.parametrize(
+    ("passphrase", "says"),
+    [("short", "too short: use at least 12 characters"), ("aaaaaaaaaaaaaaa", "too easy to guess")],
+)
+def test_init_refuses_a_weak_passphrase(adir: Path, passphrase: str, says: str) -> None:
+    env = {"SCHAKEL_WEAK_KDF": "1", "SCHAKEL_PASSPHRASE": passphrase}
+    message = _error(_run(adir, "init", "--network", NET, env=env))
+    assert says in message and passphrase not in message.replace("too short", "")
+    assert not (adir / "root.pem").exists()  # nothing made with it
+
+
+def test_json_may_follow_the_command(adir: Path) -> None:
+    _ok(adir, "init", "--network", NET)
+    after = _run(adir, "fingerprint", "--json")
+    assert after.exit_code == 0 and json.loads(after.stdout) == _ok(adir, "fingerprint")

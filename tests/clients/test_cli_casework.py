@@ -2,8 +2,10 @@
 
 Bad input is refused with a plain one-line message (exit 1) or a usage error (exit 2)
 before the hub is asked; the hub here is unreachable (exit 3 when it is reached for).
-The output of the views is checked with a fake session whose hub answers with parsed
-objects, as HubClient would return them.
+The output of the views is checked with a stand-in for the library's facade (an
+``Organisation`` whose hub answers with parsed records): it tests how the command line
+prints what the library returns, not the hub, which the library's own tests and
+``test_cli_hub`` reach for real.
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ from test_cli_org import NOW, PASS, root_pem, run
 from test_cli_org import authority as authority  # the fixture, reused
 from test_cli_org import env as env  # the fixture, reused
 
-import clients.cli as cli
-from clients import casework
+from clients import caseview
 from clients.caseanswers import (
     CaseDetail,
     CasePage,
@@ -32,6 +33,8 @@ from clients.caseanswers import (
     ReferralInfo,
     TimelineEntry,
 )
+from clients.cli import common
+from clients.cli.messages import message_line
 from clients.errors import CaseNotFound, MalformedAnswer
 from clients.organisation import ReceivedMessage
 from keys.authority import Authority
@@ -92,6 +95,8 @@ def _bad_input(tmp: Path) -> list[tuple[list[str], int, str]]:
           _file(tmp, "c.json", referral(person={"sex": NAME}))], 1,
          "payload invalid at $.person.sex: must be one of"),
         (["refer", "--to", "opvang", "--file", good], 1, "names a case, or a person"),
+        (["status", MSG, "care_started", "--note", "x", "--started-on", "2999-01-01"], 1,
+         "$.care_started_on: is after today"),
         (["refer", "--to", "opvang", "--case", "NOPE", "--file", good], 1, "at case"),
         (["refer", "--to", "opvang", "--case", REF, "--replaces", "x", "--file", good], 1,
          "at replaces"),
@@ -118,7 +123,7 @@ def _bad_input(tmp: Path) -> list[tuple[list[str], int, str]]:
         (["referrals", "--limit", "201"], 2, "Invalid value for '--limit'"),
         (["comensha", "--registrations", str(tmp / "r.csv")], 2, "Missing option"),
         (["comensha", "--registrations", str(tmp / "r.csv"), "--statistics",
-          str(tmp / "r.csv")], 1, "two different files"),
+          str(tmp / "r.csv")], 1, "each file must be a different file"),
     ]  # fmt: skip
 
 
@@ -221,7 +226,7 @@ class FakeOrganisation:
     def __init__(self, hub: FakeHub) -> None:
         self.hub = hub
 
-    async def case_view(self, ref: str) -> casework.CaseView:
+    async def case_view(self, ref: str) -> caseview.CaseView:
         self.hub._check("case", ref)
         timeline = (
             TimelineEntry(1_700_000_000, "signal", MSG_2, OrgId("police"), "police",
@@ -235,12 +240,12 @@ class FakeOrganisation:
                           messages=(MSG_2,)),
         )  # fmt: skip
         contents = {
-            MSG_2: casework.Inline(casework.OPENED, MappingProxyType({"text": NAME})),
-            timeline[1].message: casework.Inline(casework.NOT_ADDRESSED),
-            MSG: casework.Inline(casework.SENT, MappingProxyType({"reason": "place"})),
+            MSG_2: caseview.Inline(caseview.OPENED, MappingProxyType({"text": NAME})),
+            timeline[1].message: caseview.Inline(caseview.NOT_ADDRESSED),
+            MSG: caseview.Inline(caseview.SENT, MappingProxyType({"reason": "place"})),
         }
         detail = CaseDetail(_summary(), OTHER, (_referral(),), timeline, True)
-        return casework.CaseView(detail, MappingProxyType(contents))  # type: ignore[arg-type]
+        return caseview.CaseView(detail, MappingProxyType(contents))  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -248,7 +253,7 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
     hub = FakeHub()
 
     class Session:
-        def __init__(self, settings: Any) -> None:
+        def __init__(self, settings: Any, **options: Any) -> None:
             pass
 
         async def __aenter__(self) -> FakeOrganisation:
@@ -257,7 +262,7 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
         async def __aexit__(self, *exc: object) -> None:
             return None
 
-    monkeypatch.setattr(cli, "_Session", Session)
+    monkeypatch.setattr(common, "Session", Session)
     yield hub
 
 
@@ -341,11 +346,11 @@ def _received(kind: str, payload: dict[str, Any], **header: Any) -> ReceivedMess
 
 
 def test_inbox_lines_say_what_a_referral_or_status_is_without_free_text() -> None:
-    line = cli._line(_received("referral", referral(reason=NAME), case=REF))
+    line = message_line(_received("referral", referral(reason=NAME), case=REF))
     assert line["summary"] == f"referral for shelter, urgency urgent, case {REF}"
     assert line["case"] == REF and "ref" not in line
     status = {"schema": "schakel.status/1", "status": "declined", "explanation": NAME,
               "reason_code": "no_capacity"}  # fmt: skip
-    line = cli._line(_received("status", status, ref=MSG_2, status="declined"))
+    line = message_line(_received("status", status, ref=MSG_2, status="declined"))
     assert line["summary"] == f"status declined about referral {MSG_2} (no_capacity)"
     assert line["status"] == "declined" and NAME not in json.dumps(line)

@@ -1,31 +1,28 @@
-"""``schakel org`` through click's CliRunner: flows, output and exit codes."""
+"""``schakel org`` through click's CliRunner: set-up, local commands, output and exit codes.
+
+These need no hub (or one that can not be reached). The commands that talk to the real
+hub are in ``test_cli_hub.py``.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
-import os
-import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-import clients.cli as cli
-from clients.hub_client import HubClient, InboxItem, InboxPage
-from clients.organisation import Organisation
-from clients.state import LocalState
+from clients.cli import common
+from clients.cli.org import org
+from clients.hub_client import HubClient
 from keys.authority import Authority
 from keys.keyfile import KdfParams
 from keys.organisation import OrgKeys
 from protocol.certificate import pem_encode
-from protocol.encoding import b64d, b64e
-from protocol.envelope import new_message_id, seal
-from protocol.types import NetworkId, OrgId
+from protocol.types import NetworkId
 
 NETWORK = NetworkId("test-net")
 PASS = "a passphrase for tests"
@@ -51,7 +48,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     async def no_sleep(delay: float) -> None:
         return None
 
-    monkeypatch.setattr(cli, "HubClient", functools.partial(HubClient, sleep=no_sleep))
+    monkeypatch.setattr(common, "HubClient", functools.partial(HubClient, sleep=no_sleep))
     return {
         "SCHAKEL_HOME": str(tmp_path / "home"),
         "SCHAKEL_PASSPHRASE": PASS,
@@ -62,8 +59,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     }
 
 
-def run(env: dict[str, str], *args: str) -> Any:
-    return CliRunner().invoke(cli.org, list(args), env=env)
+def run(env: dict[str, str], *args: str, input: str | None = None) -> Any:
+    return CliRunner().invoke(org, list(args), env=env, input=input)
 
 
 def root_pem(authority: Authority, tmp_path: Path) -> Path:
@@ -127,6 +124,17 @@ def test_init_prints_request_and_fingerprint(
     assert again.exit_code == 1 and again.output.startswith("error: ")
 
 
+def test_init_refuses_a_weak_passphrase_and_makes_nothing(
+    authority: Authority, env: dict[str, str], tmp_path: Path
+) -> None:
+    weak = {**env, "SCHAKEL_PASSPHRASE": "qwertyuiop12"}
+    result = run(weak, "init", "--org", "politie", "--network", str(NETWORK),
+                 "--root", str(root_pem(authority, tmp_path)))  # fmt: skip
+    assert result.exit_code == 1 and "too easy to guess" in result.output
+    assert "qwertyuiop12" not in result.output
+    assert not Path(env["SCHAKEL_HOME"]).exists()
+
+
 def test_status_before_and_after_linking(
     enrolled: OrgKeys, authority: Authority, env: dict[str, str]
 ) -> None:
@@ -145,34 +153,96 @@ def test_status_before_and_after_linking(
     assert len(data["bundles"]) == 1 and data["messages"] == 0
 
 
-def test_pseudonyms_are_derived_locally(
-    enrolled: OrgKeys, authority: Authority, env: dict[str, str]
-) -> None:
-    result = run(env, "pseudonyms", "--bsn", "111222333")
-    assert result.exit_code == 1 and "linking-key fetch" in result.output
-    sealed = authority.seal_linking_key(
-        enrolled.current_bundle(now=NOW),
-        enrolled.certificate,
-        now=NOW,  # type: ignore[arg-type]
-    )
+def _link(enrolled: OrgKeys, authority: Authority) -> None:
+    cert = enrolled.certificate
+    assert cert is not None
+    sealed = authority.seal_linking_key(enrolled.current_bundle(now=NOW), cert, now=NOW)
     enrolled.store_linking_key(sealed, now=NOW)
-    result = run(env, "--json", "pseudonyms", "--bsn", "111222333", "--phone", "0612345678")
+
+
+def test_pseudonyms_are_derived_locally(
+    enrolled: OrgKeys, authority: Authority, env: dict[str, str], tmp_path: Path
+) -> None:
+    anna = json.dumps({"bsn": "111222333", "phone": "0612345678"})
+    result = run(env, "pseudonyms", "--person", "-", input=anna)
+    assert result.exit_code == 1 and "linking-key fetch" in result.output
+    _link(enrolled, authority)
+    result = run(env, "--json", "pseudonyms", "--person", "-", input=anna)
     assert result.exit_code == 0, result.output
-    derived = json.loads(result.output)["pseudonyms"]
+    derived = json.loads(result.stdout)["pseudonyms"]
     assert [p.split(".")[0] for p in derived] == ["bsn", "tel"]
-    bad = run(env, "pseudonyms", "--bsn", "123456789")
+    assert result.stderr == ""  # nothing typed in the command line, nothing to warn of
+    person_file = tmp_path / "anna.json"
+    person_file.write_text(anna)
+    from_file = run(env, "--json", "pseudonyms", "--person", str(person_file))
+    asked = run(env, "--json", "pseudonyms", "--ask", input="111 222 333\n\n\n\n06-12345678\n\n\n")
+    assert json.loads(from_file.stdout) == json.loads(asked.stdout) == {"pseudonyms": derived}
+    assert "BSN: " in asked.stderr and "Phone number: " in asked.stderr
+    assert "111 222 333" not in asked.stdout
+    bad = run(env, "pseudonyms", "--person", "-", input='{"bsn": "123456789"}')
     assert bad.exit_code == 1 and bad.output.startswith("error: payload invalid at $.person")
     assert "123456789" not in bad.output
     assert run(env, "pseudonyms").exit_code == 2
     # A date written as Dutch forms write it meets the ISO spelling of the same date.
-    person = ("--given-names", "Anna", "--family-name", "de Vries")
-    iso = run(env, "--json", "pseudonyms", *person, "--dob", "1999-03-14")
-    dutch = run(env, "--json", "pseudonyms", *person, "--dob", "14-03-1999")
+    person = {"given_names": "Anna", "family_name": "de Vries"}
+    iso = run(
+        env,
+        "--json",
+        "pseudonyms",
+        "--person",
+        "-",
+        input=json.dumps(person | {"date_of_birth": "1999-03-14"}),
+    )
+    dutch = run(env, "--json", "pseudonyms", "--person", "-",
+                input=json.dumps(person | {"date_of_birth": "14-03-1999"}))  # fmt: skip
     assert iso.exit_code == dutch.exit_code == 0, iso.output + dutch.output
-    assert json.loads(iso.output) == json.loads(dutch.output)
-    impossible = run(env, "pseudonyms", *person, "--dob", "31-02-1999")
-    assert impossible.exit_code == 1 and impossible.output.startswith("error: --dob:")
-    assert "31-02-1999" not in impossible.output
+    assert json.loads(iso.stdout) == json.loads(dutch.stdout)
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "code", "says"),
+    [
+        (["--person", "-"], '{"bsn": "1", "bsn": "2"}', 1, "not strict JSON (duplicate key"),
+        (["--person", "-"], '["111222333"]', 1, "must be a JSON object"),
+        (["--person", "-"], '{"name": "Anna"}', 1, "at $.person.name: is not an identifying"),
+        (["--person", "-"], '{"bsn": 111222333}', 1, "at $.person.bsn: must be a string"),
+        (["--person", "-"], '{"phone": "' + "0" * 5000 + '"}', 1, "larger than 4096 bytes"),
+        (["--person", "-"], '{"given_names": "A", "family_name": "B", "date_of_birth": '
+         '"31-02-1999"}', 1, "at $.person.date_of_birth"),
+        (["--person", "-"], '{"phone": "0612345678", "date_of_birth": "2099-01-01"}', 1,
+         "at $.person.date_of_birth: is after today"),
+        (["--person", "-", "--bsn", "111222333"], "{}", 2, "one way: --person, --ask"),
+        (["--ask", "--phone", "0612345678"], "", 2, "one way"),
+        (["--person", "no-such-file.json"], "", 1, "no-such-file.json"),
+    ],
+)  # fmt: skip
+def test_bad_identifying_details_are_refused_without_repeating_them(
+    enrolled: OrgKeys,
+    authority: Authority,
+    env: dict[str, str],
+    args: list[str],
+    stdin: str,
+    code: int,
+    says: str,
+) -> None:
+    _link(enrolled, authority)
+    result = run(env, "pseudonyms", *args, input=stdin)
+    assert result.exit_code == code, result.output
+    assert says in result.output and "Traceback" not in result.output
+    for value in ("111222333", "31-02-1999", "2099-01-01", "Anna"):
+        assert value not in result.output.replace(f"'{value}'", "")
+
+
+def test_identifying_flags_work_for_scripts_but_warn(
+    enrolled: OrgKeys, authority: Authority, env: dict[str, str]
+) -> None:
+    _link(enrolled, authority)
+    result = run(env, "--json", "pseudonyms", "--bsn", "111222333", "--phone", "0612345678")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["pseudonyms"]) == 2
+    assert result.stderr.startswith("warning: --bsn, --phone: identifying details typed as")
+    assert "shell history" in result.stderr and "--person" in result.stderr
+    assert "111222333" not in result.stderr
 
 
 def test_usage_errors_exit_2(env: dict[str, str]) -> None:
@@ -240,7 +310,7 @@ def test_send_signal_validates_before_touching_the_hub(
         json.dumps(
             {
                 "schema": "schakel.signal/1",
-                "person": {},
+                "person": {"sex": "female"},
                 "urgency": "low",
                 "exploitation": "unknown",
                 "consent_to_share": False,
@@ -248,98 +318,60 @@ def test_send_signal_validates_before_touching_the_hub(
         )
     )
     result = run(env, "send-signal", "--to", "politie", "--file", str(good))
-    assert result.exit_code == 3  # valid: it got as far as the (absent) hub
-
-
-class _Inbox:
-    """Just enough of a hub for Organisation.receive: one envelope, then nothing."""
-
-    def __init__(self, wire: dict[str, Any], sender_der: bytes, crl_der: bytes) -> None:
-        self.wire, self.sender_der, self.crl_der = wire, sender_der, crl_der
-        self.acked: list[str] = []
-
-    async def inbox(self, after: int = 0, limit: int = 50) -> InboxPage:
-        items = (InboxItem(1, self.wire, False),) if after < 1 else ()
-        return InboxPage(items, 1 if items else after)
-
-    async def get_crl(self) -> bytes:
-        return self.crl_der
-
-    async def get_org(self, org: str) -> tuple[bytes, None]:
-        return self.sender_der, None
-
-    async def ack(self, message_id: str) -> None:
-        self.acked.append(message_id)
-
-    async def audit_head(self) -> None:
-        return None  # a hub that has signed no tree head yet
-
-
-@pytest.fixture
-def received(
-    enrolled: OrgKeys, authority: Authority, env: dict[str, str], tmp_path: Path
-) -> Iterator[str]:
-    sender = OrgKeys.create(
-        tmp_path / "politie",
-        NETWORK,
-        OrgId("politie"),
-        PASS.encode(),
-        KdfParams.for_tests(),
-        allow_weak=True,
-    )
-    sender.pin_root(authority.root.der, now=NOW)
-    sender_cert = authority.enrol(sender.request_der, ["member"], now=NOW)
-    sender.import_certificate(sender_cert.der, now=NOW)
-    payload = {
-        "schema": "schakel.signal/1",
-        "person": {"sex": "male"},
-        "urgency": "high",
-        "exploitation": "criminal",
-        "consent_to_share": True,
-        "text": "Zwaantje",
-    }
-    envelope = seal(
-        message_id=new_message_id(os.urandom),
-        network=NETWORK,
-        sender=sender_cert,
-        sender_key=sender.signing_key,
-        recipients={OrgId("ggd"): enrolled.current_bundle(now=NOW)},
-        kind="signal",
-        payload=json.dumps(payload).encode(),
-        created=NOW,
-        rng=os.urandom,
-    )
-    state_path = Path(env["SCHAKEL_HOME"]) / "state.sqlite"
-    with LocalState(state_path) as state:
-        fake = _Inbox(envelope.to_wire(), sender_cert.der, authority.crl(now=NOW).der)
-        org = Organisation(enrolled, state, fake, clock=lambda: float(NOW))  # type: ignore[arg-type]
-        result = asyncio.run(org.receive())
-        assert len(result.messages) == 1 and fake.acked == [envelope.header.id]
-    yield envelope.header.id
-
-
-def test_show_decrypts_from_local_state(received: str, env: dict[str, str]) -> None:
-    result = run(env, "show", received)
+    assert result.exit_code == 1 and "no identifier can link this signal" in result.output
+    assert result.output.rstrip().endswith("--unlinked")
+    # valid and confirmed: it gets as far as the (absent) hub, and waits in the outbox
+    result = run(env, "--json", "send-signal", "--to", "politie", "--file", str(good), "--unlinked")
     assert result.exit_code == 0, result.output
-    assert "sender: politie" in result.output and '"text": "Zwaantje"' in result.output
-    data = json.loads(run(env, "--json", "show", received).output)
-    assert data["payload"]["exploitation"] == "criminal" and data["id"] == received
+    sent = json.loads(result.stdout)
+    assert sent["state"] == "waiting" and sent["accepted"] is None
+    assert "waits in the outbox (hub http://127.0.0.1:9 unreachable" in result.stderr
+    listed = run(env, "outbox", "--json")
+    assert [e["id"] for e in json.loads(listed.stdout)["outbox"]] == [sent["id"]]
 
 
-def test_show_of_a_tampered_stored_envelope_exits_4(received: str, env: dict[str, str]) -> None:
-    path = Path(env["SCHAKEL_HOME"]) / "state.sqlite"
-    db = sqlite3.connect(path)
-    [(text,)] = db.execute("SELECT envelope FROM messages").fetchall()
-    wire = json.loads(text)
-    body = bytearray(b64d(wire["body"]))
-    body[30] ^= 1
-    wire["body"] = b64e(bytes(body))
-    db.execute("UPDATE messages SET envelope = ?", (json.dumps(wire),))
-    db.commit()
-    db.close()
-    result = run(env, "show", received)
-    assert result.exit_code == 4
-    assert result.output == "error: stored message of organisation 'politie' did not verify\n"
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--bsn", "111222333"],
+        ["--person", "-"],
+        ["--ask"],
+        ["--exploitation", "labour"],
+        ["--indicator", "work.no_payment"],
+        ["--text", "x"],
+        ["--urgency", "high"],
+        ["--consent"],
+        ["--no-consent"],
+    ],
+)
+def test_a_signal_file_leaves_no_room_for_options_that_would_be_ignored(
+    enrolled: OrgKeys, env: dict[str, str], tmp_path: Path, extra: list[str]
+) -> None:
+    payload = tmp_path / "signal.json"
+    payload.write_text("{}")
+    result = run(env, "send-signal", "--to", "politie", "--file", str(payload), *extra, input="{}")
+    assert result.exit_code == 2, result.output
+    assert "--file holds the whole signal: leave out --" in result.output
+    assert extra[0].removeprefix("--no-") in result.output
+    assert not (Path(env["SCHAKEL_HOME"]) / "state.sqlite").read_bytes().count(b"politie")
+
+
+def test_options_of_the_group_may_follow_the_command(
+    enrolled: OrgKeys, env: dict[str, str]
+) -> None:
+    before = run(env, "--json", "status")
+    after = run(env, "status", "--json")
+    assert before.exit_code == after.exit_code == 0, after.output
+    assert json.loads(before.stdout) == json.loads(after.stdout)
+    no_user = {k: v for k, v in env.items() if k not in ("SCHAKEL_USER", "SCHAKEL_PURPOSE")}
+    result = run(no_user, "inbox", "--user", "j.jansen", "--purpose", "signal-intake")
+    assert result.exit_code == 3, result.output  # past the user and purpose checks, to the hub
+    result = run(no_user, "inbox", "--purpose", "curiosity")
+    assert result.exit_code == 2 and "curiosity" in result.output
+    result = run(env, "outbox", "--json")
+    assert json.loads(result.stdout) == {"outbox": []}
+    result = run(env, "linking-key", "fetch", "--user", "has space")
+    assert result.exit_code == 1 and "user id must be" in result.output
 
 
 def test_show_of_an_unknown_message_exits_1(enrolled: OrgKeys, env: dict[str, str]) -> None:

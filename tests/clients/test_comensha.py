@@ -155,6 +155,7 @@ def test_registration_row_holds_every_field() -> None:
             "exploitation_forms": "labour;sexual",
             "reporting_org_types": "ggd;police;school",
             "signal_count": 2,
+            "disagreements": "",
         }
     ]
     assert statistics_rows([material]) == []
@@ -173,6 +174,7 @@ def test_registration_row_of_a_case_with_nothing_known() -> None:
         "exploitation_forms": "unknown",
         "reporting_org_types": "unknown",
         "signal_count": 0,
+        "disagreements": "",
     }
 
 
@@ -226,6 +228,36 @@ def test_disagreeing_dates_of_birth_pick_one_consistent_value() -> None:
         signal(observed_at="2025-03-01", date_of_birth="2001-03-02"),
     )
     assert registration_rows([case(signals, (YES,))])[0]["date_of_birth"] == "2001-03-02"
+
+
+def test_the_best_identified_signal_names_the_person_and_disagreement_is_flagged() -> None:
+    # The finding: a misspelled name from two signals outvoted the BSN-backed one.
+    signals = (
+        signal(observed_at="2025-01-01", bsn="111222333", given_names="Anna",
+               family_name="de Vries", date_of_birth="1999-03-14"),
+        signal(observed_at="2025-06-01", given_names="Ana", family_name="de Vris",
+               phone="0612345678"),
+        signal(observed_at="2025-07-01", given_names="Ana", family_name="de Vris"),
+    )  # fmt: skip
+    row = registration_rows([case(signals, (YES,))])[0]
+    assert (row["given_names"], row["family_name"]) == ("Anna", "de Vries")
+    assert row["date_of_birth"] == "1999-03-14"
+    assert row["disagreements"] == "family_name;given_names"
+    # Without the BSN signal, the phone-backed one wins over the unidentified one.
+    row = registration_rows([case(signals[1:], (YES,))])[0]
+    assert row["family_name"] == "de Vris" and row["disagreements"] == ""
+
+
+def test_ranks_of_identification_and_what_is_not_a_disagreement() -> None:
+    by_document = signal(given_names="Marta", document_number="XN1234567", document_country="PL")
+    by_name = signal(given_names="Martha", family_name="Nowak", date_of_birth="2001-02-03")
+    by_phone = signal(given_names="Marte", phone="0612345678")
+    assert _given((by_phone, by_name, by_document)) == "Marta"
+    assert _given((by_phone, by_name)) == "Martha"
+    # case and spaces are not a disagreement, and the best signal's spelling is kept
+    same = (signal(bsn="111222333", family_name="De  Vries"), signal(family_name="DE VRIES"))
+    row = registration_rows([case(same, (YES,))])[0]
+    assert (row["family_name"], row["disagreements"]) == ("De Vries", "")
 
 
 @pytest.mark.parametrize(

@@ -1,25 +1,27 @@
-"""HubClient's case routes against a fake hub: good answers, lies, refusals, event frames.
+"""HubClient's case routes against scripted answers: good ones, lies, refusals, event frames.
 
-The fake answers what a test puts in ``answers`` (route -> (status, JSON)); a malformed
-answer must give a :class:`MalformedAnswer` that names the field and never the value.
+The answers come from a :class:`~clients.transport.MockTransport` that serves what a
+test puts in ``answers`` (route -> (status, JSON)), as a lying hub would; it holds no
+hub logic. A malformed answer must give a :class:`MalformedAnswer` that names the field
+and never the value. (The real hub's case routes are read in test_organisation_casework.)
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
+from client_harness import NETWORK
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from test_hub_client import MSG_ID, NETWORK, ORG, Clock, FakeHub, Sleeps, problem
+from test_hub_client import MSG_ID, ORG, Scripted, Sleeps, ok, problem
 
 from clients.errors import CaseNotFound, ClientError, HubProblem, MalformedAnswer
 from clients.hub_client import EventNotice, HubClient, Notice, Purpose
+from clients.transport import MockTransport, Request, Response
 
 REF = "abcdefghijklmnop"
 OTHER = "qrstuvwxyz234567"
@@ -95,51 +97,39 @@ def events() -> dict[str, Any]:
     }  # fmt: skip
 
 
-@dataclass
-class CaseHub(FakeHub):
-    """FakeHub with the case routes; ``answers`` maps a route name to (status, body)."""
+ROUTES = (
+    ("GET", r"/v1/cases", "cases"),
+    ("GET", r"/v1/cases/[^/]+", "case"),
+    ("POST", r"/v1/cases/[^/]+/split", "split"),
+    ("POST", r"/v1/cases/[^/]+/merge", "merge"),
+    ("POST", r"/v1/cases/[^/]+/unmerge", "unmerge"),
+    ("GET", r"/v1/referrals", "referrals"),
+    ("GET", r"/v1/events", "events"),
+)
 
-    answers: dict[str, tuple[int, Any]] = field(default_factory=dict)
-    asked: list[tuple[str, str, Any]] = field(default_factory=list)
-    frames: list[str] = field(default_factory=list)
 
-    def app(self) -> web.Application:
-        app = super().app()
-        for method, path, name in (
-            ("GET", "/v1/cases", "cases"),
-            ("GET", "/v1/cases/{ref}", "case"),
-            ("POST", "/v1/cases/{ref}/split", "split"),
-            ("POST", "/v1/cases/{ref}/merge", "merge"),
-            ("POST", "/v1/cases/{ref}/unmerge", "unmerge"),
-            ("GET", "/v1/referrals", "referrals"),
-            ("GET", "/v1/events", "events"),
-            ("GET", "/v1/ws2", "ws2"),
-        ):
-            app.router.add_route(method, path, self.route(name))
-        return app
+class CaseHub(Scripted):
+    """The case routes answer what ``answers`` holds (404 when nothing); ``asked`` records
+    (route, path and query, body) of each case request that reached it."""
 
-    def route(self, name: str) -> Callable[[web.Request], Any]:
-        async def handle(request: web.Request) -> web.StreamResponse:
-            if not self.authorised(request):
-                return problem(401, "unauthorized")
-            body = await request.json() if request.can_read_body else None
-            self.asked.append((name, request.path_qs, body))
-            status, answer = self.answers.get(name, (404, None))
-            if status == 404:
-                return problem(404, "not-found")
-            return web.json_response(answer, status=status)
+    def __init__(self) -> None:
+        super().__init__()
+        self.answers: dict[str, tuple[int, Any]] = {}
+        self.asked: list[tuple[str, str, Any]] = []
+        self.raw: bytes | None = None  # an answer that is not a JSON document at all
 
-        return handle
-
-    async def ws(self, request: web.Request) -> web.WebSocketResponse:
-        if not self.authorised(request):
-            raise web.HTTPUnauthorized()
-        socket = web.WebSocketResponse()
-        await socket.prepare(request)
-        for frame in self.frames:
-            await socket.send_str(frame)
-        await socket.close()
-        return socket
+    def __call__(self, request: Request) -> Response:
+        path_qs = "/v1" + request.url.split("/v1", 1)[1]
+        for method, pattern, name in ROUTES:
+            if request.method == method and re.fullmatch(pattern, path_qs.split("?")[0]):
+                body = None if request.body is None else json.loads(request.body)
+                self.asked.append((name, path_qs, body))
+                self.seen.append(request)
+                if self.raw is not None:
+                    return Response(200, {"content-type": "application/json"}, self.raw)
+                status, answer = self.answers.get(name, (404, None))
+                return problem(404, "not-found") if status == 404 else ok(answer, status)
+        return super().__call__(request)
 
 
 @pytest.fixture
@@ -148,26 +138,25 @@ def key() -> Ed25519PrivateKey:
 
 
 @pytest.fixture
-def fake(key: Ed25519PrivateKey) -> CaseHub:
-    return CaseHub(key.public_key())
+def fake() -> CaseHub:
+    return CaseHub()
 
 
 @pytest.fixture
-async def server(fake: CaseHub) -> AsyncIterator[TestServer]:
-    async with TestServer(fake.app()) as srv:
-        yield srv
+def server(fake: CaseHub) -> MockTransport:
+    return fake.transport()
 
 
-def client(server: TestServer, key: Ed25519PrivateKey, **kwargs: Any) -> HubClient:
+def client(server: MockTransport, key: Ed25519PrivateKey, **kwargs: Any) -> HubClient:
     kwargs.setdefault("purpose", Purpose("case-coordination"))
     return HubClient(
-        str(server.make_url("")),
+        "https://hub.example",
         network=NETWORK,
         org=ORG,
         signing_key=key,
         user="coordinator-1",
-        clock=Clock(),
         sleep=Sleeps(),
+        transport=server,
         **kwargs,
     )
 
@@ -176,7 +165,7 @@ def client(server: TestServer, key: Ed25519PrivateKey, **kwargs: Any) -> HubClie
 
 
 async def test_cases_are_parsed_and_filters_travel_in_the_query(
-    server: TestServer, fake: CaseHub, key: Ed25519PrivateKey
+    server: MockTransport, fake: CaseHub, key: Ed25519PrivateKey
 ) -> None:
     fake.answers["cases"] = (200, {"cases": [summary()], "total": 7})
     async with client(server, key) as hub:
@@ -188,11 +177,13 @@ async def test_cases_are_parsed_and_filters_travel_in_the_query(
     assert fake.asked == [
         ("cases", "/v1/cases?state=referred&type=school&sort=open&limit=10&offset=2", None)
     ]
-    assert fake.purposes == [("case-coordination", None)]
+    [request] = fake.calls("/v1/cases")
+    assert request.headers["Schakel-Purpose"] == "case-coordination"
+    assert "Schakel-Purpose-Text" not in request.headers
 
 
 async def test_one_case_with_its_timeline_and_referrals(
-    server: TestServer, fake: CaseHub, key: Ed25519PrivateKey
+    server: MockTransport, fake: CaseHub, key: Ed25519PrivateKey
 ) -> None:
     fake.answers["case"] = (200, case())
     async with client(server, key) as hub:
@@ -205,7 +196,7 @@ async def test_one_case_with_its_timeline_and_referrals(
 
 
 async def test_a_merged_reference_answers_with_the_live_case(
-    server: TestServer, fake: CaseHub, key: Ed25519PrivateKey
+    server: MockTransport, fake: CaseHub, key: Ed25519PrivateKey
 ) -> None:
     fake.answers["case"] = (200, case() | {"merged_from": OTHER})
     async with client(server, key) as hub:
@@ -217,7 +208,7 @@ async def test_a_merged_reference_answers_with_the_live_case(
 
 
 async def test_split_merge_unmerge_send_and_check_their_answers(
-    server: TestServer, fake: CaseHub, key: Ed25519PrivateKey
+    server: MockTransport, fake: CaseHub, key: Ed25519PrivateKey
 ) -> None:
     fake.answers["split"] = (201, {"case": OTHER, "from": REF})
     fake.answers["merge"] = (200, {"case": REF, "absorbed": OTHER})
@@ -237,7 +228,7 @@ async def test_split_merge_unmerge_send_and_check_their_answers(
 
 
 async def test_open_referrals_and_events(
-    server: TestServer, fake: CaseHub, key: Ed25519PrivateKey
+    server: MockTransport, fake: CaseHub, key: Ed25519PrivateKey
 ) -> None:
     fake.answers["referrals"] = (200, {"referrals": [open_referral()]})
     fake.answers["events"] = (200, events())
@@ -255,7 +246,7 @@ async def test_open_referrals_and_events(
 
 
 async def test_404_means_no_case_or_not_a_coordinator(
-    server: TestServer, fake: CaseHub, key: Ed25519PrivateKey
+    server: MockTransport, fake: CaseHub, key: Ed25519PrivateKey
 ) -> None:
     async with client(server, key) as hub:
         for call in (
@@ -273,7 +264,7 @@ async def test_404_means_no_case_or_not_a_coordinator(
 
 
 async def test_other_problems_pass_through(
-    server: TestServer, fake: CaseHub, key: Ed25519PrivateKey
+    server: MockTransport, fake: CaseHub, key: Ed25519PrivateKey
 ) -> None:
     fake.answers["merge"] = (409, {"type": "urn:schakel:problem:conflict"})
     async with client(server, key) as hub:
@@ -304,7 +295,7 @@ async def test_other_problems_pass_through(
     ],
 )
 async def test_bad_arguments_never_reach_the_hub(
-    server: TestServer, fake: CaseHub, key: Ed25519PrivateKey, call: Any, match: str
+    server: MockTransport, fake: CaseHub, key: Ed25519PrivateKey, call: Any, match: str
 ) -> None:
     async with client(server, key) as hub:
         with pytest.raises(ClientError, match=match):
@@ -313,7 +304,7 @@ async def test_bad_arguments_never_reach_the_hub(
 
 
 async def test_case_routes_need_a_purpose(
-    server: TestServer, fake: CaseHub, key: Ed25519PrivateKey
+    server: MockTransport, fake: CaseHub, key: Ed25519PrivateKey
 ) -> None:
     async with client(server, key, purpose=None) as hub:
         for call in (hub.cases(), hub.case(REF), hub.referrals(), hub.events()):
@@ -384,7 +375,7 @@ CASE_LIES = [
 
 @pytest.mark.parametrize("lie, where", CASE_LIES)
 async def test_a_malformed_case_is_refused_naming_the_field_not_the_value(
-    server: TestServer, fake: CaseHub, key: Ed25519PrivateKey, lie: Any, where: str
+    server: MockTransport, fake: CaseHub, key: Ed25519PrivateKey, lie: Any, where: str
 ) -> None:
     body = case()
     lie(body)
@@ -425,7 +416,7 @@ async def test_a_malformed_case_is_refused_naming_the_field_not_the_value(
     ],
 )
 async def test_malformed_lists_are_refused(
-    server: TestServer, fake: CaseHub, key: Ed25519PrivateKey, route: str, body: Any, where: str
+    server: MockTransport, fake: CaseHub, key: Ed25519PrivateKey, route: str, body: Any, where: str
 ) -> None:
     fake.answers[route] = (200, body)
     async with client(server, key) as hub:
@@ -455,7 +446,7 @@ async def test_malformed_lists_are_refused(
     ],
 )  # fmt: skip
 async def test_malformed_events_are_refused(
-    server: TestServer,
+    server: MockTransport,
     fake: CaseHub,
     key: Ed25519PrivateKey,
     index: int,
@@ -473,14 +464,10 @@ async def test_malformed_events_are_refused(
 
 @pytest.mark.parametrize("text", ['{"cases": [], "total": 1.5}', '{"total": 1, "total": 1}'])
 async def test_an_answer_that_is_not_strict_json_is_refused(
-    server: TestServer, fake: CaseHub, key: Ed25519PrivateKey, text: str
+    server: MockTransport, fake: CaseHub, key: Ed25519PrivateKey, text: str
 ) -> None:
-    async def raw(request: web.Request) -> web.Response:
-        return web.Response(text=text, content_type="application/json")
-
-    fake.answers["cases"] = (200, None)
-    fake.route = lambda name: raw  # type: ignore[method-assign]
-    async with TestServer(fake.app()) as other, client(other, key) as hub:
+    fake.raw = text.encode()
+    async with client(server, key) as hub:
         with pytest.raises(ClientError, match="malformed JSON"):
             await hub.cases()
 
@@ -489,7 +476,7 @@ async def test_an_answer_that_is_not_strict_json_is_refused(
 
 
 async def test_event_frames_come_apart_from_message_notices(
-    server: TestServer, fake: CaseHub, key: Ed25519PrivateKey
+    server: MockTransport, fake: CaseHub, key: Ed25519PrivateKey
 ) -> None:
     fake.frames = [
         '{"type": "ping"}',

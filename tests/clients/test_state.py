@@ -100,10 +100,10 @@ def test_rejected_messages_are_seen_and_cleared_when_stored(tmp_path: Path) -> N
 
 def test_directory_cache_is_pinned_to_the_root(tmp_path: Path) -> None:
     with LocalState(tmp_path / "s.sqlite") as state:
-        state.cache_directory("ggd", root=ROOT_A, certificate=b"\x30\x01", bundle={"v": 1}, now=7)
+        state.cache_directory("ggd", root=ROOT_A, certificate=b"\x30\x01", now=7)
         entry = state.cached_directory("ggd", root=ROOT_A)
         assert entry is not None
-        assert entry.certificate == b"\x30\x01" and entry.bundle == {"v": 1}
+        assert entry.certificate == b"\x30\x01"
         assert entry.verified_at == 7
         assert state.cached_directory("ggd", root=ROOT_B) is None
         assert state.cached_directory("other", root=ROOT_A) is None
@@ -130,3 +130,17 @@ def test_unsupported_schema_version_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(ClientError, match="unsupported version 99"):
         LocalState(path)
+
+
+def test_a_bundle_floor_only_moves_to_a_newer_bundle(tmp_path: Path) -> None:
+    with LocalState(tmp_path / "s.sqlite") as state:
+        assert state.bundle_floor("ggd", root=ROOT_A) is None
+        state.raise_bundle_floor("ggd", root=ROOT_A, not_before=100, fingerprint="new")
+        state.raise_bundle_floor("ggd", root=ROOT_A, not_before=50, fingerprint="old")
+        state.raise_bundle_floor("ggd", root=ROOT_A, not_before=100, fingerprint="same-time")
+        floor = state.bundle_floor("ggd", root=ROOT_A)
+        assert floor is not None and (floor.not_before, floor.fingerprint) == (100, "new")
+        assert state.bundle_floor("ggd", root=ROOT_B) is None
+        # forgetting the directory entry (a bundle that did not verify) keeps the floor
+        state.forget_directory("ggd")
+        assert state.bundle_floor("ggd", root=ROOT_A) == floor

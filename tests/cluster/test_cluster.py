@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 from harness import SERVER_NAME, acting, listening
 
-from clients import casework
+from clients import caseview
 
 if TYPE_CHECKING:
     from conftest import Cluster
@@ -82,13 +82,13 @@ async def test_signal_and_referral_through_nginx_push_across_replicas(cluster: C
 
         # a signal accepted by replica B is pushed to the coordinator's socket on A
         async with acting(demo, "police", b.url) as police:
-            first = await police.send_signal(_signal(PERSON), ["coordinator"])
+            first = (await police.send_signal(_signal(PERSON), ["coordinator"])).id
         await coordinator_on_a.wait_for(first)
         await coordinator_via_proxy.wait_for(first)
 
         # a second signal about the same person, through nginx, wherever it lands
         async with acting(demo, "ggd", proxy, ssl_context=tls) as ggd:
-            second = await ggd.send_signal(_signal(SAME_PERSON), ["coordinator"])
+            second = (await ggd.send_signal(_signal(SAME_PERSON), ["coordinator"])).id
         await coordinator_on_a.wait_for(second)
         await coordinator_via_proxy.wait_for(second)
 
@@ -103,7 +103,7 @@ async def test_signal_and_referral_through_nginx_push_across_replicas(cluster: C
 
         # the referral, accepted by replica A, is pushed to the shelter's socket on B
         async with acting(demo, "coordinator", a.url) as coordinator:
-            referral = await coordinator.send_referral(REFERRAL, "shelter", case=case.case)
+            referral = (await coordinator.send_referral(REFERRAL, "shelter", case=case.case)).id
         await shelter_on_b.wait_for(referral)
         assert first not in shelter_on_b.ids  # a notice goes to the addressee only
 
@@ -111,7 +111,7 @@ async def test_signal_and_referral_through_nginx_push_across_replicas(cluster: C
             got = await shelter.receive()
             assert [(m.id, m.kind) for m in got.messages] == [(referral, "referral")]
             assert got.messages[0].payload["reason"] == REFERRAL["reason"]
-            accepted = await shelter.send_status(referral, "accepted", ACCEPTED)
+            accepted = (await shelter.send_status(referral, "accepted", ACCEPTED)).id
         await coordinator_on_a.wait_for(accepted)
         await coordinator_via_proxy.wait_for(accepted)
 
@@ -121,7 +121,7 @@ async def test_signal_and_referral_through_nginx_push_across_replicas(cluster: C
             view = await coordinator.case_view(case.case)
         [tracked] = view.case.referrals
         assert tracked.id == referral and tracked.step == "accepted"
-        assert view.contents[first].state == casework.OPENED
+        assert view.contents[first].state == caseview.OPENED
 
     _assert_nginx_used_both_replicas(cluster)
     await _assert_nginx_refuses_other_names_plain_http_and_oversized_bodies(cluster)

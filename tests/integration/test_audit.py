@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestServer
 from clients.errors import AuditLogInconsistent
 from clients.hub_client import Purpose
 from clients.organisation import Organisation
-from clients.privacy import PrivacyOfficer
+from clients.privacy_officer import PrivacyOfficer
 from hub.app import make_app
 from keys.hub import HubKeys
 from protocol import merkle
@@ -104,7 +104,7 @@ async def send(hub: Hub, sender: str, person: dict[str, str], to: str = "coordin
                 "urgency": "high",
                 "consent_to_share": True,
             }
-            return await org.send_signal(payload, [to])
+            return (await org.send_signal(payload, [to])).id
     finally:
         org.state.close()
 

@@ -31,8 +31,8 @@ from aiohttp.test_utils import TestServer
 from click.testing import CliRunner
 from test_exchange import BSN, GIVEN, _canaries, _hub_bytes
 
-import clients.cli as cli
-from clients import casework
+from clients import caseview, referrals
+from clients.cli.org import org as org_command
 from clients.errors import CaseNotFound, ClientError
 from clients.hub_client import EventNotice, Notice
 from clients.organisation import Organisation
@@ -209,7 +209,7 @@ OTHER_PERSON = {"bsn": OTHER_BSN, "family_name": OTHER_FAMILY, "sex": "male", "a
 
 async def _signal_from(net: CaseNet, org: str, person: dict[str, Any], **kw: str) -> str:
     async with net.acting(org) as organisation:
-        return await organisation.send_signal(_signal(person, **kw), ["coordinator"])
+        return (await organisation.send_signal(_signal(person, **kw), ["coordinator"])).id
 
 
 async def _receive(net: CaseNet, org: str) -> dict[str, Any]:
@@ -247,7 +247,12 @@ def _cli(net: CaseNet, org: str, *args: str) -> Any:
         "SCHAKEL_USER": "c.oordinator",
         "SCHAKEL_PURPOSE": "case-coordination",
     }
-    return CliRunner().invoke(cli.org, list(args), env=env)
+    return CliRunner().invoke(org_command, list(args), env=env)
+
+
+def _today(net: CaseNet) -> str:
+    """Today as the clients see it (their clock is the real one; the hub's runs ahead)."""
+    return referrals.day_of(int(time.time())).isoformat()
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -294,11 +299,13 @@ async def test_three_signals_one_case_a_referral_through_care_and_no_identity_on
 
     # the coordinator refers the person to the shelter, in that case
     async with net.acting("coordinator") as coordinator:
-        referral = await coordinator.send_referral(_referral(consent=True), "shelter", case=ref)
+        referral = (
+            await coordinator.send_referral(_referral(consent=True), "shelter", case=ref)
+        ).id
         assert coordinator.sent_payload(referral) == _referral(consent=True)
         # not received yet: the view fetches each signal, verifies and opens it (not stored)
         early = await coordinator.case_view(ref)
-        assert [early.contents[m].state for m in signals] == [casework.OPENED] * 3
+        assert [early.contents[m].state for m in signals] == [caseview.OPENED] * 3
         assert coordinator.state.message(signals[0]) is None
         assert early.case.referrals[0].step == "sent"
 
@@ -307,7 +314,7 @@ async def test_three_signals_one_case_a_referral_through_care_and_no_identity_on
     assert received[referral].kind == "referral" and received[referral].case == ref
     assert received[referral].payload["reason"] == f"{TEXT} needs a safe place tonight"
     async with net.acting("shelter") as shelter:
-        assert casework.known_step(shelter, referral, "recipient") == "delivered"
+        assert referrals.known_step(shelter, referral, "recipient") == "delivered"
         with pytest.raises(ClientError, match="can send: accepted, declined"):
             await shelter.send_status(referral, "care_started", _status("care_started"))
         await shelter.send_status(referral, "accepted", _status("accepted"))
@@ -328,7 +335,7 @@ async def test_three_signals_one_case_a_referral_through_care_and_no_identity_on
 
     async with net.acting("shelter") as shelter:
         await shelter.send_status(
-            referral, "care_started", _status("care_started", care_started_on="2025-01-13")
+            referral, "care_started", _status("care_started", care_started_on=_today(net))
         )
 
     # the coordinator sees the steps, then closes the chain
@@ -338,7 +345,7 @@ async def test_three_signals_one_case_a_referral_through_care_and_no_identity_on
         "care_started",
     ]
     async with net.acting("coordinator") as coordinator:
-        closed = await coordinator.send_status(referral, "closed", _status("closed"))
+        closed = (await coordinator.send_status(referral, "closed", _status("closed"))).id
         view = await coordinator.case_view(ref)
 
     summary = view.case.summary
@@ -348,11 +355,11 @@ async def test_three_signals_one_case_a_referral_through_care_and_no_identity_on
     assert list(tracked.steps) == ["sent", "delivered", "accepted", "care_started", "closed"]
     # the signals decrypted inline, the coordinator's own referral and close as written
     opened = {m: view.contents[m] for m in signals}
-    assert {i.state for i in opened.values()} == {casework.OPENED}
+    assert {i.state for i in opened.values()} == {caseview.OPENED}
     assert opened[signals[0]].payload["person"]["family_name"] == "van Oosterwijk"  # type: ignore[index]
     assert opened[signals[2]].payload["person"]["phone"] == "+31 6 1234 5678"  # type: ignore[index]
-    assert view.contents[referral].state == casework.SENT
-    assert view.contents[closed].state == casework.SENT
+    assert view.contents[referral].state == caseview.SENT
+    assert view.contents[closed].state == caseview.SENT
     codes = [e.code for e in view.case.timeline if e.type == "status"]
     assert codes == ["accepted", "care_started", "closed"]
     assert [e.type for e in view.case.timeline].count("delivered") == 1
@@ -368,7 +375,8 @@ async def test_three_signals_one_case_a_referral_through_care_and_no_identity_on
     # CoMensha: one registration (consent) and one statistics row (no consent)
     registrations, statistics = tmp_path / "reg.csv", tmp_path / "stats.csv"
     async with net.acting("coordinator") as coordinator:
-        assert await coordinator.comensha(registrations, statistics) == (1, 1)
+        files = await coordinator.comensha(registrations, statistics)
+    assert (files.registrations, files.statistics) == (1, 1)
     [registered] = _rows(registrations)
     assert registered["case_ref"] == ref and registered["signal_count"] == "3"
     assert registered["date_of_birth"] == DOB and GIVEN.lower() in registered["given_names"].lower()
@@ -395,7 +403,9 @@ async def _declined_and_referred_again(net: CaseNet) -> str:
         cases = {c.case: c for c in (await coordinator.hub.cases()).cases}
         assert len(cases) == 2
         [other_ref] = [c for c, s in cases.items() if s.orgs[0].org == "police" and s.signals == 1]
-        first = await coordinator.send_referral(_referral(consent=False), "shelter", case=other_ref)
+        first = (
+            await coordinator.send_referral(_referral(consent=False), "shelter", case=other_ref)
+        ).id
     await _receive(net, "shelter")
     async with net.acting("shelter") as shelter:
         await shelter.send_status(first, "declined", _status("declined", reason_code="no_capacity"))
@@ -406,10 +416,10 @@ async def _declined_and_referred_again(net: CaseNet) -> str:
     async with net.acting("coordinator") as coordinator:
         with pytest.raises(ClientError, match="legal_aid"):  # the police are no care provider
             await coordinator.send_referral(_referral(consent=False), "police", case=other_ref)
-        second = await coordinator.send_referral(
+        second = (await coordinator.send_referral(
             _referral(consent=False, service="legal_aid"), LEGAL_AID, case=other_ref,
             replaces=first,
-        )  # fmt: skip
+        )).id  # fmt: skip
     received = await _receive(net, LEGAL_AID)
     assert received[second].ref == first and received[second].case == other_ref
     async with net.acting(LEGAL_AID) as legal_aid:

@@ -54,7 +54,9 @@ class Parties:
             "SCHAKEL_HUB_DIR": str(root / "hub"),
         }
 
-    def run(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, ok: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "schakel", *args],
             env=self.env,
@@ -62,6 +64,7 @@ class Parties:
             capture_output=True,
             text=True,
             timeout=60,
+            input=input,
         )
         if ok:
             assert result.returncode == 0, f"{args}: {result.stdout}{result.stderr}"
@@ -70,8 +73,10 @@ class Parties:
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args).stdout)
 
-    def org(self, name: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.run("org", "--home", str(self.root / name), *args, ok=ok)
+    def org(
+        self, name: str, *args: str, ok: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run("org", "--home", str(self.root / name), *args, ok=ok, input=input)
 
 
 @pytest.fixture
@@ -123,6 +128,10 @@ def _enrol(parties: Parties, name: str, roles: str) -> int:
 
 
 def test_a_network_set_up_by_hand(parties: Parties) -> None:
+    # The authority publishes a revocation list when it sets the network up: a client
+    # refuses a hub without one as soon as it has a signed head to check.
+    parties.run("authority", "crl", "--out", "crl-0.pem")
+    parties.run("authority", "publish", "--network", NETWORK, "crl-0.pem")
     police = _enrol(parties, "police", "member")
     _enrol(parties, "coordinator", "member,coordinator")
 
@@ -141,11 +150,13 @@ def test_a_network_set_up_by_hand(parties: Parties) -> None:
     for name in ("police", "coordinator"):
         parties.org(name, "linking-key", "fetch")
 
+    person = json.dumps({"bsn": "111222333"})  # on standard input: not in the process list
     sent = parties.org(
-        "police", "--json", "send-signal", "--to", "coordinator", "--bsn", "111222333",
+        "police", "--json", "send-signal", "--to", "coordinator", "--person", "-",
         "--exploitation", "labour", "--urgency", "normal", "--consent",
-        "--text", "twelve people living above a shop",
+        "--text", "twelve people living above a shop", input=person,
     )  # fmt: skip
+    assert sent.stderr == ""
     message_id = json.loads(sent.stdout)["id"]
     inbox = json.loads(parties.org("coordinator", "--json", "inbox").stdout)
     assert [m["id"] for m in inbox["messages"]] == [message_id]
@@ -153,7 +164,9 @@ def test_a_network_set_up_by_hand(parties: Parties) -> None:
     shown = json.loads(parties.org("coordinator", "--json", "show", message_id).stdout)
     assert shown["payload"]["text"] == "twelve people living above a shop"
     expected = json.loads(
-        parties.org("coordinator", "--json", "pseudonyms", "--bsn", "111 222 333").stdout
+        parties.org(
+            "coordinator", "pseudonyms", "--json", "--person", "-", input='{"bsn": "111 222 333"}'
+        ).stdout
     )
     assert shown["pseudonyms"] == expected["pseudonyms"]
 
@@ -162,8 +175,8 @@ def test_a_network_set_up_by_hand(parties: Parties) -> None:
     parties.run("authority", "revoke", str(police), "--out", "crl-2.pem")
     parties.run("authority", "publish", "--network", NETWORK, "crl-2.pem")
     refused = parties.org(
-        "police", "send-signal", "--to", "coordinator", "--bsn", "111222333",
-        "--exploitation", "labour", "--urgency", "normal", "--consent", ok=False,
+        "police", "send-signal", "--to", "coordinator", "--person", "-",
+        "--exploitation", "labour", "--urgency", "normal", "--consent", ok=False, input=person,
     )  # fmt: skip
     assert refused.returncode != 0
     assert refused.stderr.startswith("error: ") and "Traceback" not in refused.stderr

@@ -49,7 +49,7 @@ async def _send(network: Network, org: str, person: dict[str, str], text: str) -
     organisation = demo_network.open_organisation(network.demo, org, network.base_url)
     try:
         async with organisation.hub:
-            message_id = await organisation.send_signal(_signal(text, person), ["coordinator"])
+            message_id = (await organisation.send_signal(_signal(text, person), ["coordinator"])).id
     finally:
         organisation.state.close()
     return message_id

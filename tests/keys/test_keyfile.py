@@ -431,7 +431,7 @@ def test_no_source_and_no_terminal_says_how(monkeypatch) -> None:
 
 def test_prompt_confirms_when_creating(monkeypatch) -> None:
     monkeypatch.setattr("sys.stdin", _Stdin(True))
-    answers = iter(["one", "two"])
+    answers = iter(["one long passphrase", "another long passphrase"])
     prompts: list[str] = []
 
     def fake_getpass(prompt: str) -> str:
@@ -442,8 +442,8 @@ def test_prompt_confirms_when_creating(monkeypatch) -> None:
     with pytest.raises(PassphraseError, match="differ"):
         get_passphrase(env_var=None, fd=None, prompt="New passphrase: ", confirm=True)
     assert prompts == ["New passphrase: ", "Repeat the passphrase: "]
-    answers = iter(["same", "same"])
-    assert get_passphrase(env_var=None, fd=None, prompt="p", confirm=True) == b"same"
+    answers = iter(["same words twice", "same words twice"])
+    assert get_passphrase(env_var=None, fd=None, prompt="p", confirm=True) == b"same words twice"
     answers = iter(["once"])
     assert get_passphrase(env_var=None, fd=None, prompt="p") == b"once"
 
@@ -455,3 +455,40 @@ def test_weak_kdf_only_when_the_environment_asks_for_it_exactly() -> None:
     weak = kdf_params_from_env({"SCHAKEL_WEAK_KDF": "1"})
     assert weak == KdfParams.for_tests() and weak.weak
     assert not KdfParams.production().weak
+
+
+@pytest.mark.parametrize(
+    ("passphrase", "says"),
+    [
+        ("s3cr3t", "too short: use at least 12 characters"),
+        ("elevenchars", "too short"),
+        ("aaaaaaaaaaaaaaaa", "too easy to guess"),
+        ("abababababababab", "too easy to guess"),
+        ("abcabcabcabcabc", "too easy to guess"),
+        ("123456789012", "too easy to guess"),
+        ("abcdefghijklmnop", "too easy to guess"),
+        ("QWERTYUIOPASDF", "too easy to guess"),
+        ("qwertyuiop12", "too easy to guess"),
+        ("abcdefgh-1234", "too easy to guess"),
+        ("Password123456", "too easy to guess"),
+        ("wachtwoord2026!", "too easy to guess"),
+    ],
+)
+def test_a_new_passphrase_must_be_strong_enough(
+    monkeypatch: pytest.MonkeyPatch, passphrase: str, says: str
+) -> None:
+    monkeypatch.setenv("TEST_PASS", passphrase)
+    with pytest.raises(PassphraseError, match=says) as caught:
+        get_passphrase(env_var="TEST_PASS", fd=None, prompt="?", confirm=True)
+    assert passphrase not in str(caught.value)
+    # Opening an existing key never judges the passphrase it was made with.
+    assert get_passphrase(env_var="TEST_PASS", fd=None, prompt="?") == passphrase.encode()
+
+
+@pytest.mark.parametrize(
+    "passphrase", ["correct horse battery staple", "twaalf tekens", "demo-only-passphrase"]
+)
+def test_a_strong_new_passphrase_is_taken(monkeypatch: pytest.MonkeyPatch, passphrase: str) -> None:
+    monkeypatch.setenv("TEST_PASS", passphrase)
+    got = get_passphrase(env_var="TEST_PASS", fd=None, prompt="?", confirm=True)
+    assert got == passphrase.encode()

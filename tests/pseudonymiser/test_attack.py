@@ -16,7 +16,7 @@ import hmac
 from pathlib import Path
 
 import pytest
-from conftest import T0, VERSION, Services
+from oprf_harness import T0, VERSION, Services
 
 from keys.authority import Authority
 from keys.keyfile import KIND_ED25519, KIND_KEM_SEED, KIND_LINKING_KEY, KdfParams, read_key_file

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from clients.cli_authority import authority
+from clients.cli.authority import authority
 from protocol.oprfkeys import OprfKeyStatement
 from pseudonymiser.cli import pseudonymiser
 

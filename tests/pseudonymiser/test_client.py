@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from conftest import VALUES, VERSION, Services, scalar
+from oprf_harness import VALUES, VERSION, Services, scalar
 
 from clients.pseudonymise import (
     ServiceMisbehaved,

@@ -9,7 +9,7 @@ import logging
 
 import pytest
 import sqlalchemy as sa
-from conftest import VERSION, Services, start_service
+from oprf_harness import VERSION, Services, start_service
 
 from protocol.certificate import ROLE_HUB, ROLE_MEMBER
 from protocol.encoding import b64e

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from clients.audit_format import (
+from clients.exports import (
     ENTRY_COLUMNS,
     ReportRow,
     csv_text,

@@ -2,51 +2,56 @@
 
 Every command first has the hub sign a fresh tree head and checks it (signed by the
 certified hub key, consistent with the head this client kept), then checks what the
-hub serves against it. Exit codes as ``schakel org``; 5 means the log does not hold
-together (the message names sizes, roots and the first bad index).
+hub serves against it. Exit codes as ``schakel org`` (:mod:`clients.cli`); 5 means the
+log does not hold together (the message names sizes, roots and the first bad index),
+6 that a file given to ``verify --export`` is not an export at all.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from clients.audit import ExportChecker, parse_export_head, parse_export_record
-from clients.audit_format import (
+from clients.cli.common import (
+    Settings,
+    acting,
+    emit,
+    guarded,
+    offline,
+    pass_settings,
+    repeat_on_commands,
+    session_options,
+    session_repeats,
+)
+from clients.cli.person import person_options, read_person
+from clients.errors import AuditLogInconsistent
+from clients.exports import (
     ENTRY_COLUMNS,
     ReportRow,
     csv_text,
     entry_row,
     ndjson_line,
+    new_private_file,
     report_csv,
     report_html,
 )
-from clients.cli import (
-    Settings,
-    _emit,
-    _guarded,
-    _identity_options,
-    _open_keys,
-    _person,
-    _run,
-    _Session,
-    session_options,
+from clients.logproofs import (
+    ExportChecker,
+    ExportUnreadable,
+    from_hub,
+    parse_export_head,
+    parse_export_record,
 )
-from clients.errors import AuditLogInconsistent, ClientError
-from clients.hub_client import HubClient
 from clients.organisation import Organisation
-from clients.privacy import (
+from clients.privacy_officer import (
     DEFAULT_MAX_OBJECTS_PER_DAY,
-    DEFAULT_SAMPLE,
     PrivacyOfficer,
     Verified,
     verify_export_file,
 )
-from clients.state import LocalState
 from protocol.auditlog import ACTIONS, AuditEntry, TreeHead
 from protocol.encoding import b64e
 from protocol.pseudonym import Identity
@@ -58,33 +63,20 @@ from protocol.pseudonym import Identity
     purpose_help="Why you read the log (e.g. data-subject-request for a subject report).",
 )
 @click.pass_context
-def audit(
-    ctx: click.Context,
-    home: Path,
-    hub_url: str,
-    passphrase_env: str,
-    passphrase_fd: int | None,
-    user: str | None,
-    purpose: str,
-    purpose_text: str | None,
-    as_json: bool,
-) -> None:
+def audit(ctx: click.Context, /, **options: Any) -> None:
     """A privacy officer: verify, export and report on the hub's access log.
 
     \b
-      schakel audit verify                  20 random entries with inclusion proofs
+      schakel audit verify                  the strongest check that is cheap (see --help)
       schakel audit verify --full           the whole log (network privacy officer)
       schakel audit verify --export FILE    offline, an export file
       schakel audit export --format csv --out log.csv
-      schakel audit report --subject --bsn ... --out-html report.html
+      schakel audit report --subject --person - --out-html report.html
       schakel audit anomalies
+
+    --json, --user, --purpose and --purpose-text may also follow the command.
     """
-    ctx.obj = Settings(
-        home, hub_url, passphrase_env, passphrase_fd, user, as_json, purpose, purpose_text
-    )
-
-
-pass_settings = click.make_pass_decorator(Settings)
+    ctx.obj = Settings.of(**options)
 
 
 def _head_json(head: TreeHead) -> dict[str, Any]:
@@ -92,15 +84,30 @@ def _head_json(head: TreeHead) -> dict[str, Any]:
 
 
 def _verified(settings: Settings, result: Verified) -> None:
-    _emit(
+    emit(
         settings,
-        {"verified": result.checked, "mode": result.mode, "head": _head_json(result.head)},
+        {
+            "verified": result.checked,
+            "mode": result.mode,
+            "visible": result.visible,
+            "head": _head_json(result.head),
+            "proves": result.text(),
+        },
         result.text(),
     )
 
 
 @audit.command()
-@click.option("--sample", "sample", type=click.IntRange(1, 100_000), default=None, metavar="N")
+@click.option(
+    "--sample",
+    "sample",
+    type=click.IntRange(1, 100_000),
+    default=None,
+    metavar="N",
+    help="Prove N random visible entries only: shows that those are in the signed log, "
+    "not that no other entry was changed.",
+)
+@click.option("--all", "every", is_flag=True, help="Prove every entry this organisation sees.")
 @click.option("--full", is_flag=True, help="Rebuild the whole tree (network privacy officer).")
 @click.option(
     "--export",
@@ -109,28 +116,38 @@ def _verified(settings: Settings, result: Verified) -> None:
     help="Verify an export file offline (no hub contact).",
 )
 @pass_settings
-@_guarded
-def verify(settings: Settings, sample: int | None, full: bool, export_file: Path | None) -> None:
-    """Check the log against signed tree heads; name the first bad index (exit 5)."""
-    if sample is not None and full:
-        raise click.UsageError("--sample and --full exclude each other")
+@guarded
+def verify(
+    settings: Settings, sample: int | None, every: bool, full: bool, export_file: Path | None
+) -> None:
+    """Check the log against signed tree heads; name the first bad index (exit 5).
+
+    Without an option, the strongest check that is cheap: the network privacy officer
+    rebuilds the whole log (up to 100,000 entries); an organisation's officer proves
+    every entry it sees (up to 1,000); beyond that a sample of 20, and the output says
+    what a sample does not prove. A file given to --export that is not an export at all
+    exits 6.
+    """
+    if sum([sample is not None, every, full]) > 1:
+        raise click.UsageError("--sample, --all and --full exclude each other")
     if export_file is not None:
-        keys = _open_keys(settings)
-        with LocalState(settings.state_path) as state:
-            organisation = Organisation(
-                keys, state, HubClient(settings.hub_url, network=keys.network)
-            )
+        if sample is not None or every:
+            raise click.UsageError("--export checks a file: --sample and --all ask the hub")
+        with offline(settings) as organisation:
             _verified(settings, verify_export_file(organisation, export_file, full=full))
         return
 
-    async def go() -> Verified:
-        async with _Session(settings) as organisation:
-            officer = PrivacyOfficer(organisation)
-            if full:
-                return await officer.verify_full()
-            return await officer.verify_sample(sample or DEFAULT_SAMPLE)
+    async def go(organisation: Organisation) -> Verified:
+        officer = PrivacyOfficer(organisation)
+        if full:
+            return await officer.verify_full()
+        if every:
+            return await officer.verify_visible()
+        if sample is not None:
+            return await officer.verify_sample(sample)
+        return await officer.verify()
 
-    _verified(settings, _run(go()))
+    _verified(settings, acting(settings, go))
 
 
 def _filter_options(func: Any) -> Any:
@@ -148,22 +165,12 @@ def _filter_options(func: Any) -> Any:
     return func
 
 
-def _private_writer(path: Path) -> Any:
-    """A new file, 0600, never through a symlink, never over an existing file."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        raise ClientError(f"{path} exists already: choose another file") from None
-    return os.fdopen(fd, "w", encoding="utf-8", newline="")
-
-
 @audit.command()
 @click.option("--format", "fmt", type=click.Choice(["ndjson", "csv"]), default="ndjson")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @_filter_options
 @pass_settings
-@_guarded
+@guarded
 def export(
     settings: Settings,
     fmt: str,
@@ -187,17 +194,16 @@ def export(
         "until": until,
     }
 
-    async def go() -> tuple[TreeHead, int, AuditLogInconsistent | None]:
-        async with _Session(settings) as organisation:
-            officer = PrivacyOfficer(organisation)
-            head = await officer.fresh_head()
-            lines = organisation.hub.audit_export(size=head.size, filters=filters)
-            return await _write_export(lines, head, out, fmt)
+    async def go(organisation: Organisation) -> tuple[TreeHead, int, AuditLogInconsistent | None]:
+        officer = PrivacyOfficer(organisation)
+        head = await officer.fresh_head()
+        lines = organisation.hub.audit_export(size=head.size, filters=filters)
+        return await _write_export(lines, head, out, fmt)
 
-    head, count, problem = _run(go())
+    head, count, problem = acting(settings, go)
     if problem is not None:
         raise AuditLogInconsistent(f"{problem} (the export was written to {out} all the same)")
-    _emit(
+    emit(
         settings,
         {"entries": count, "file": str(out), "format": fmt, "head": _head_json(head)},
         f"exported {count} entries to {out} ({fmt}), proven against head of size {head.size}",
@@ -207,43 +213,58 @@ def export(
 async def _write_export(
     lines: Any, head: TreeHead, out: Path, fmt: str
 ) -> tuple[TreeHead, int, AuditLogInconsistent | None]:
+    """Write the hub's export to ``out`` while checking it; a stream that breaks off or
+    does not parse leaves no file behind."""
     first = await anext(lines, None)
-    served = None if first is None else parse_export_head(first)
+    try:
+        served = None if first is None else parse_export_head(first)
+    except ExportUnreadable as exc:
+        raise from_hub(exc) from exc
     if served is None or (served.size, served.root) != (head.size, head.root):
         raise AuditLogInconsistent("the export is for another head than the verified one")
     checker = ExportChecker(head, full=False)
     problem: AuditLogInconsistent | None = None
     entries: list[AuditEntry] = []
-    with _private_writer(out) as handle:
-        if fmt == "ndjson":
-            handle.write(ndjson_line({"head": head.to_wire()}))
-        position = 1
-        async for line in lines:
-            position += 1
-            record = parse_export_record(line, position)
-            try:
-                checker.feed(record)
-            except AuditLogInconsistent as exc:
-                problem = problem or exc
+    handle = new_private_file(out)  # refuses an existing file: only ours is removed below
+    try:
+        with handle:
             if fmt == "ndjson":
-                proof = None if record.proof is None else [b64e(h) for h in record.proof]
-                handle.write(ndjson_line({"entry": record.entry.to_wire(), "proof": proof}))
-            else:
-                entries.append(record.entry)
-        if fmt == "csv":
-            handle.write(csv_text(ENTRY_COLUMNS, (entry_row(e) for e in entries)))
+                handle.write(ndjson_line({"head": head.to_wire()}))
+            position = 1
+            async for line in lines:
+                position += 1
+                record = parse_export_record(line, position)
+                try:
+                    checker.feed(record)
+                except AuditLogInconsistent as exc:
+                    problem = problem or exc
+                if fmt == "ndjson":
+                    proof = None if record.proof is None else [b64e(h) for h in record.proof]
+                    handle.write(ndjson_line({"entry": record.entry.to_wire(), "proof": proof}))
+                else:
+                    entries.append(record.entry)
+            if fmt == "csv":
+                handle.write(csv_text(ENTRY_COLUMNS, (entry_row(e) for e in entries)))
+    except ExportUnreadable as exc:
+        out.unlink(missing_ok=True)
+        raise from_hub(exc) from exc
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
     return head, checker.count, problem
 
 
 @audit.command()
-@click.option("--subject", is_flag=True, help="A data subject, named by the identity flags.")
-@_identity_options
-@click.option("--user", "employee", metavar="ID", help="One employee's accesses instead.")
-@click.option("--org", "employee_org", help="With --user: the employee's organisation.")
+@click.option(
+    "--subject", is_flag=True, help="A data subject, named by --person, --ask or the flags."
+)
+@person_options
+@click.option("--employee", metavar="ID", help="One employee's accesses instead (a user id).")
+@click.option("--org", "employee_org", help="With --employee: the employee's organisation.")
 @click.option("--out-csv", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out-html", type=click.Path(dir_okay=False, path_type=Path))
 @pass_settings
-@_guarded
+@guarded
 def report(
     settings: Settings,
     subject: bool,
@@ -251,27 +272,28 @@ def report(
     employee_org: str | None,
     out_csv: Path | None,
     out_html: Path | None,
-    **fields: str | None,
+    **values: Any,
 ) -> None:
     """The chronological NEN 7513 overview: who accessed a subject's data, or one user's
     accesses (time, organisation, user, role, action, purpose, outcome)."""
     if subject == (employee is not None):
-        raise click.UsageError("give either --subject with identity flags, or --user ID")
+        raise click.UsageError("give either --subject with the person's details, or --employee ID")
     if out_csv is None and out_html is None:
         raise click.UsageError("give --out-csv FILE and/or --out-html FILE")
-    person = _person(**fields)
+    person = read_person(click.get_current_context(), values, now=int(time.time()))
     if subject and not person:
-        raise click.UsageError("--subject needs at least one identifier (--bsn, --phone, ...)")
+        raise click.UsageError("--subject needs the person's details (--person, --ask, ...)")
+    if not subject and person:
+        raise click.UsageError("--employee reports one user's accesses: leave out the person")
 
-    async def go() -> tuple[TreeHead, list[ReportRow]]:
-        async with _Session(settings) as organisation:
-            officer = PrivacyOfficer(organisation)
-            if subject:
-                return await officer.subject_report(Identity(**person))
-            assert employee is not None
-            return await officer.user_report(employee, employee_org)
+    async def go(organisation: Organisation) -> tuple[TreeHead, list[ReportRow]]:
+        officer = PrivacyOfficer(organisation)
+        if subject:
+            return await officer.subject_report(Identity(**person))
+        assert employee is not None
+        return await officer.user_report(employee, employee_org)
 
-    head, rows = _run(go())
+    head, rows = acting(settings, go)
     title = "Access to a data subject's messages" if subject else f"Accesses by user {employee}"
     summary = [
         f"Schakel access log, {len(rows)} entries, each proven against the signed tree head "
@@ -279,12 +301,12 @@ def report(
         f"Made {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime())}.",
     ]
     if out_csv is not None:
-        with _private_writer(out_csv) as handle:
+        with new_private_file(out_csv) as handle:
             handle.write(report_csv(rows))
     if out_html is not None:
-        with _private_writer(out_html) as handle:
+        with new_private_file(out_html) as handle:
             handle.write(report_html(title, summary, rows))
-    _emit(
+    emit(
         settings,
         {
             "entries": len(rows),
@@ -309,17 +331,16 @@ def _str(path: Path | None) -> str | None:
     help="Flag a user who touched more distinct messages in one UTC day.",
 )
 @pass_settings
-@_guarded
+@guarded
 def anomalies(settings: Settings, max_objects_per_day: int) -> None:
     """Flag unusual volumes per user and day, and denied reads of messages (an organisation
     asking for a message it neither sent nor received)."""
 
-    async def go() -> Any:
-        async with _Session(settings) as organisation:
-            return await PrivacyOfficer(organisation).anomalies(max_objects_per_day)
+    async def go(organisation: Organisation) -> Any:
+        return await PrivacyOfficer(organisation).anomalies(max_objects_per_day)
 
-    head, found = _run(go())
-    _emit(
+    head, found = acting(settings, go)
+    emit(
         settings,
         {
             "head": _head_json(head),
@@ -337,3 +358,6 @@ def anomalies(settings: Settings, max_objects_per_day: int) -> None:
         },
         "\n".join(a.text() for a in found) or f"no anomalies in {head.size} entries",
     )
+
+
+repeat_on_commands(audit, session_repeats())

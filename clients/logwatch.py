@@ -1,28 +1,24 @@
-"""Checking the hub's access log: tree heads at every contact, entries against a head.
+"""The hub's access log, watched at every contact: each signed tree head extends the last.
 
 :class:`LogWatch` keeps the last signed tree head this client verified (in local
 state) and checks each new one: signed by the hub's certified key (role ``hub``,
 chained to the pinned root, not revoked), and consistent with the kept head by the
 hub's consistency proof. A hub that rewrites, truncates or forks its log, or stops
 serving heads after one was seen, raises :class:`~clients.errors.AuditLogInconsistent`.
-
-:class:`ExportChecker` checks entries against a verified head, line by line, as the
-export streams or from a file: every inclusion proof, the order of the indexes, and
-(for the whole log) that the leaves rebuild the head's root. Failures name the first
-bad index. Nothing here trusts the hub: every proof is recomputed locally.
+Nothing here trusts the hub: every proof is recomputed locally. Entries are checked
+against a head by :mod:`clients.logproofs`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from clients.errors import AuditLogInconsistent, ClientError, HubProblem, VerificationFailed
+from clients.errors import AuditLogInconsistent, HubProblem, VerificationFailed
 from clients.state import LocalState
 from protocol import merkle
-from protocol.auditlog import AuditEntry, TreeHead, check_consistent, verify_tree_head
+from protocol.auditlog import TreeHead, check_consistent, verify_tree_head
 from protocol.certificate import (
     ROLE_HUB,
     Certificate,
@@ -30,11 +26,10 @@ from protocol.certificate import (
     load_root,
     verify_certificate,
 )
-from protocol.encoding import b64d, b64e, loads_strict
+from protocol.encoding import b64e
 from protocol.errors import ProtocolError, RevokedError
 
 CHECK_SECONDS = 60  # an Organisation checks the head at most this often
-MAX_LINE = 256 * 1024
 
 
 class LogHub(Protocol):
@@ -196,138 +191,3 @@ def verify_hub_certificate(
     if ROLE_HUB not in cert.roles or cert.network != network:
         raise VerificationFailed("hub certificate", reason="not a hub certificate of this network")
     return cert
-
-
-# -- entries against a head -------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ExportRecord:
-    entry: AuditEntry
-    proof: tuple[bytes, ...] | None
-
-
-def parse_export_head(line: bytes) -> TreeHead:
-    """The first line of an export: ``{"head": <tree head>}``."""
-    doc = _line_object(line, "head line")
-    try:
-        return TreeHead.from_wire(doc.get("head"))
-    except ProtocolError as exc:
-        raise AuditLogInconsistent("the export's first line is not a tree head") from exc
-
-
-def parse_export_record(line: bytes, position: int) -> ExportRecord:
-    """An entry line: ``{"entry": <entry>, "proof": [b64url...]}`` (proof absent or null)."""
-    doc = _line_object(line, f"line {position}")
-    try:
-        entry = AuditEntry.from_wire(doc.get("entry"))
-    except ProtocolError as exc:
-        raise AuditLogInconsistent(
-            f"line {position} of the export is not a valid entry ({str(exc)[:100]})"
-        ) from exc
-    proof = doc.get("proof")
-    if proof is None:
-        return ExportRecord(entry, None)
-    if not isinstance(proof, list):
-        raise AuditLogInconsistent("an inclusion proof is not a list", index=entry.index)
-    try:
-        hashes = tuple(b64d(h, max_len=32) for h in proof)
-    except ProtocolError as exc:
-        raise AuditLogInconsistent("an inclusion proof is malformed", index=entry.index) from exc
-    return ExportRecord(entry, hashes)
-
-
-def _line_object(line: bytes, what: str) -> dict[str, Any]:
-    try:
-        doc = loads_strict(line, max_bytes=MAX_LINE)
-    except ProtocolError as exc:
-        raise AuditLogInconsistent(f"the export's {what} is not strict JSON") from exc
-    if not isinstance(doc, dict):
-        raise AuditLogInconsistent(f"the export's {what} is not a JSON object")
-    return doc
-
-
-def check_inclusion(entry: AuditEntry, proof: Sequence[bytes], head: TreeHead) -> None:
-    """AuditLogInconsistent (naming the index) unless ``entry`` is in the tree of ``head``."""
-    try:
-        merkle.verify_inclusion(entry.leaf(), entry.index, head.size, list(proof), head.root)
-    except ProtocolError as exc:
-        raise AuditLogInconsistent(
-            f"entry {entry.index} does not match the signed head of size {head.size}",
-            index=entry.index,
-        ) from exc
-
-
-class ExportChecker:
-    """Entries of one export, fed in order, checked against a verified head.
-
-    ``full``: the export must hold every entry ``0 .. size-1`` (a network privacy
-    officer's); a missing index is reported, and the leaves must rebuild the root.
-    """
-
-    def __init__(self, head: TreeHead, *, full: bool) -> None:
-        self.head = head
-        self.full = full
-        self.count = 0
-        self.proven = 0
-        self.leaves: list[bytes] = []
-        self._last = -1
-
-    def feed(self, record: ExportRecord) -> None:
-        entry = record.entry
-        index = entry.index
-        if index <= self._last or index >= self.head.size:
-            raise AuditLogInconsistent(
-                f"entry {index} is out of order or beyond the head of size {self.head.size}",
-                index=index,
-            )
-        if self.full and index != self._last + 1:
-            raise AuditLogInconsistent(f"entry {self._last + 1} is missing", index=self._last + 1)
-        if record.proof is not None:
-            check_inclusion(entry, record.proof, self.head)
-            self.proven += 1
-        elif not self.full:
-            raise AuditLogInconsistent("an entry carries no inclusion proof", index=index)
-        if self.full:
-            self.leaves.append(entry.leaf())
-        self._last = index
-        self.count += 1
-
-    def finish(self) -> bool:
-        """True if everything held; False when the full leaves do not rebuild the root."""
-        if self.full:
-            if self.count != self.head.size:
-                missing = self.count
-                raise AuditLogInconsistent(
-                    f"the export ends after {self.count} of {self.head.size} entries "
-                    "(entries truncated)",
-                    index=missing,
-                )
-            return merkle.root_hash(self.leaves) == self.head.root
-        return True
-
-
-async def locate_first_bad(
-    leaves: Sequence[bytes],
-    head: TreeHead,
-    consistency: Callable[[int, int], Awaitable[list[bytes]]],
-) -> int:
-    """The first leaf that breaks the root, by binary search over consistency proofs.
-
-    A prefix of ``m`` leaves is good when the hub's consistency proof from ``m`` to the
-    head verifies against the prefix's locally computed root; good prefixes are exactly
-    the ones before the first bad leaf.
-    """
-    good, bad = 0, len(leaves)
-    while bad - good > 1:
-        middle = (good + bad) // 2
-        try:
-            proof = await consistency(middle, head.size)
-            merkle.verify_consistency(
-                middle, head.size, merkle.root_hash(leaves[:middle]), head.root, proof
-            )
-        except (ProtocolError, ClientError):
-            bad = middle
-        else:
-            good = middle
-    return bad - 1

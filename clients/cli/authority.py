@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 import click
 
-from clients.cli import hub_url_option
+from clients.cli.common import Repeated, hub_url_option, repeat_on_commands
 from clients.errors import ClientError, HubProblem
 from clients.hub_client import HubClient
 from keys.authority import (
@@ -590,3 +590,14 @@ def publish(cfg: AuthorityCliConfig, files: tuple[Path, ...], hub_url: str, netw
     except ClientError as exc:
         _fail(str(exc))
     _report(cfg, {"published": [str(path) for path, _, _ in items]}, lines)
+
+
+repeat_on_commands(
+    authority,
+    [
+        Repeated(
+            "json",
+            lambda name: click.Option(["--json", name], is_flag=True, help="One JSON object."),
+        )
+    ],
+)

@@ -1,14 +1,20 @@
 """What a privacy officer does with the hub's access log, without trusting the hub.
 
-Every operation starts from a fresh tree head that :class:`~clients.audit.LogWatch`
+Every operation starts from a fresh tree head that :class:`~clients.logwatch.LogWatch`
 has verified (signed by the certified hub key, consistent with the head this client
 kept), and checks what the hub serves against it:
 
-* :meth:`PrivacyOfficer.verify_sample`: inclusion proofs for random visible entries;
-  for a network privacy officer also that no index is missing;
+* :meth:`PrivacyOfficer.verify`: the strongest check that is cheap here: the whole log
+  for a network privacy officer (up to :data:`FULL_BY_DEFAULT` entries), every visible
+  entry for an organisation's officer (up to :data:`ALL_BY_DEFAULT`), else a sample;
 * :meth:`PrivacyOfficer.verify_full`: the whole log from an export, rebuilt to the
-  head's root; a mismatch is located by binary search over consistency proofs;
-* :func:`verify_export_file`: the same, offline, on an export file;
+  head's root; a mismatch is located by binary search over consistency proofs. This
+  shows that no entry was changed, removed or reordered;
+* :meth:`PrivacyOfficer.verify_visible` and :meth:`PrivacyOfficer.verify_sample`:
+  inclusion proofs for every visible entry, or for random ones (for a network privacy
+  officer also that no index is missing). A sample shows only that the entries drawn
+  are in the signed log; it says nothing about the entries not drawn;
+* :func:`verify_export_file`: as the whole log, offline, on an export file;
 * :meth:`PrivacyOfficer.subject_report`: every access to the messages that carry a
   data subject's pseudonyms (derived locally with the linking key), each entry proven;
 * :meth:`PrivacyOfficer.anomalies`: unusual volumes and denied reads.
@@ -23,17 +29,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from clients.audit import (
+from clients.errors import AuditLogInconsistent, ClientError, NotReady
+from clients.exports import ReportRow, iso_time
+from clients.hub_client import EntryPage
+from clients.logproofs import (
+    MAX_LINE,
     ExportChecker,
+    ExportUnreadable,
     check_inclusion,
-    inconsistent,
+    from_hub,
     locate_first_bad,
     parse_export_head,
     parse_export_record,
 )
-from clients.audit_format import ReportRow, iso_time
-from clients.errors import AuditLogInconsistent, ClientError, NotReady
-from clients.hub_client import EntryPage
+from clients.logwatch import inconsistent
 from clients.organisation import Organisation
 from protocol.auditlog import AuditEntry, TreeHead, verify_tree_head
 from protocol.certificate import ROLE_NETWORK_PRIVACY_OFFICER, ROLE_PRIVACY_OFFICER
@@ -43,16 +52,48 @@ from protocol.types import Pseudonym
 
 DEFAULT_SAMPLE = 20
 DEFAULT_MAX_OBJECTS_PER_DAY = 50
+FULL_BY_DEFAULT = 100_000  # entries a network privacy officer rebuilds by default
+ALL_BY_DEFAULT = 1_000  # visible entries an organisation's officer proves by default
+
+# What a verification proved.
+FULL = "full"  # every entry: the leaves rebuild the signed root
+ALL = "all"  # every entry visible to this organisation, each with its inclusion proof
+SAMPLE = "sample"  # some visible entries, drawn at random, each with its inclusion proof
+EXPORT = "export"  # an export file, offline
 
 
 @dataclass(frozen=True, slots=True)
 class Verified:
     head: TreeHead
     checked: int  # entries whose inclusion (or place in the rebuilt tree) was checked
-    mode: str  # "sample", "full" or "export"
+    mode: str  # FULL, ALL, SAMPLE or EXPORT
+    visible: int | None = None  # entries this organisation may see (ALL and SAMPLE)
 
     def text(self) -> str:
-        return f"verified {self.checked} entries against head of size {self.head.size}"
+        """What was proven, and what was not, in words."""
+        size = self.head.size
+        if self.mode == FULL:
+            return (
+                f"verified all {self.checked} entries: they rebuild the root of the signed "
+                f"tree head of size {size}, so no entry was changed, removed or reordered"
+            )
+        if self.mode == EXPORT:
+            return (
+                f"verified {self.checked} entries of the export against its signed tree head "
+                f"of size {size}"
+            )
+        if self.mode == ALL:
+            return (
+                f"proved all {self.checked} entries visible to this organisation against the "
+                f"signed tree head of size {size}; entries of other organisations are checked "
+                "by the network privacy officer (--full)"
+            )
+        return (
+            f"proved {self.checked} randomly drawn of {self.visible} visible entries against "
+            f"the signed tree head of size {size}. A sample shows that these entries are in "
+            "the signed log, NOT that no other entry was changed or removed: use --all, or "
+            "--full as the network privacy officer"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +184,35 @@ class PrivacyOfficer:
 
     # -- verify ----------------------------------------------------------------------------
 
-    async def verify_sample(self, n: int = DEFAULT_SAMPLE) -> Verified:
+    async def verify(self) -> Verified:
+        """The strongest check that is cheap: see the module docstring."""
         head = await self.fresh_head()
+        if self.network_officer:
+            if head.size <= FULL_BY_DEFAULT:
+                return await self._verify_full(head)
+            return await self._sample(head, await self._visible(head), DEFAULT_SAMPLE)
+        visible = await self._visible(head)
+        if len(visible) <= ALL_BY_DEFAULT:
+            return Verified(head, await self.prove(visible, head), ALL, len(visible))
+        return await self._sample(head, visible, DEFAULT_SAMPLE)
+
+    async def verify_visible(self) -> Verified:
+        """Every visible entry, each with its inclusion proof."""
+        head = await self.fresh_head()
+        visible = await self._visible(head)
+        return Verified(head, await self.prove(visible, head), ALL, len(visible))
+
+    async def verify_sample(self, n: int = DEFAULT_SAMPLE) -> Verified:
+        """``n`` random visible entries, each with its inclusion proof."""
+        head = await self.fresh_head()
+        return await self._sample(head, await self._visible(head), n)
+
+    async def _sample(self, head: TreeHead, visible: list[AuditEntry], n: int) -> Verified:
+        chosen = sorted(self._rng.sample(visible, min(n, len(visible))), key=lambda e: e.index)
+        return Verified(head, await self.prove(chosen, head), SAMPLE, len(visible))
+
+    async def _visible(self, head: TreeHead) -> list[AuditEntry]:
+        """The visible entries; for a network officer, also that none is missing."""
         visible = await self.entries(head)
         if self.network_officer:
             for expected, entry in enumerate(visible):
@@ -155,32 +223,37 @@ class PrivacyOfficer:
                     f"the log lists {len(visible)} of {head.size} entries (truncated)",
                     index=len(visible),
                 )
-        chosen = sorted(self._rng.sample(visible, min(n, len(visible))), key=lambda e: e.index)
-        return Verified(head, await self.prove(chosen, head), "sample")
+        return visible
 
     async def verify_full(self) -> Verified:
+        """The whole log, rebuilt to the signed root (network privacy officer)."""
         if not self.network_officer:
             raise NotReady("--full needs the network privacy officer role (all entries)")
-        head = await self.fresh_head()
+        return await self._verify_full(await self.fresh_head())
+
+    async def _verify_full(self, head: TreeHead) -> Verified:
         lines = self.hub.audit_export(size=head.size, proofs=False)
         first = await anext(lines, None)
         if first is None:
             raise AuditLogInconsistent("the hub's export is empty")
-        served = parse_export_head(first)
-        if (served.size, served.root) != (head.size, head.root):
-            raise AuditLogInconsistent("the export is for another head than the verified one")
         checker = ExportChecker(head, full=True)
-        position = 1
-        async for line in lines:
-            position += 1
-            checker.feed(parse_export_record(line, position))
+        try:
+            served = parse_export_head(first)
+            if (served.size, served.root) != (head.size, head.root):
+                raise AuditLogInconsistent("the export is for another head than the verified one")
+            position = 1
+            async for line in lines:
+                position += 1
+                checker.feed(parse_export_record(line, position))
+        except ExportUnreadable as exc:
+            raise from_hub(exc) from exc
         if not checker.finish():
             index = await locate_first_bad(checker.leaves, head, self.hub.audit_consistency)
             raise AuditLogInconsistent(
                 f"the entries do not rebuild the root of the head of size {head.size}",
                 index=index,
             )
-        return Verified(head, checker.count, "full")
+        return Verified(head, checker.count, FULL)
 
     # -- reports ---------------------------------------------------------------------------
 
@@ -260,9 +333,9 @@ def find_anomalies(entries: Iterable[AuditEntry], max_objects: int) -> list[Anom
 
 
 def _file_lines(handle: IO[bytes]) -> Iterator[bytes]:
-    for line in handle:
-        if len(line) > 256 * 1024:
-            raise AuditLogInconsistent("the export file holds a line that is too long")
+    for position, line in enumerate(handle, start=1):
+        if len(line) > MAX_LINE:
+            raise ExportUnreadable(f"line {position} is longer than {MAX_LINE} bytes")
         stripped = line.rstrip(b"\r\n")
         if stripped:
             yield stripped
@@ -271,23 +344,33 @@ def _file_lines(handle: IO[bytes]) -> Iterator[bytes]:
 def verify_export_file(organisation: Organisation, path: Path, *, full: bool) -> Verified:
     """Offline: the file's head verifies with a hub certificate kept in state, does not
     fork from the kept head, and every entry is proven (``full``: the leaves rebuild the
-    root, no index missing). No request goes to the hub."""
-    with path.open("rb") as handle:
-        lines = _file_lines(handle)
-        first = next(lines, None)
-        if first is None:
-            raise AuditLogInconsistent(f"{path} is empty")
-        head = parse_export_head(first)
-        _check_offline_head(organisation, head)
-        checker = ExportChecker(head, full=full)
-        for position, line in enumerate(lines, start=2):
-            checker.feed(parse_export_record(line, position))
+    root, no index missing). No request goes to the hub.
+
+    A file that does not parse raises :class:`~clients.logproofs.ExportUnreadable` (a file
+    error, nothing verified); one that parses but does not hold together raises
+    AuditLogInconsistent.
+    """
+    try:
+        with path.open("rb") as handle:
+            lines = _file_lines(handle)
+            first = next(lines, None)
+            if first is None:
+                raise ExportUnreadable("it is empty")
+            head = parse_export_head(first)
+            _check_offline_head(organisation, head)
+            checker = ExportChecker(head, full=full)
+            for position, line in enumerate(lines, start=2):
+                checker.feed(parse_export_record(line, position))
+    except ExportUnreadable as exc:
+        raise ExportUnreadable(
+            f"{path} is not a Schakel access-log export ({exc}); nothing was verified"
+        ) from exc
     if not checker.finish():
         raise AuditLogInconsistent(
             f"the entries do not rebuild the root of the head of size {head.size} "
             "(the first bad index needs the hub's proofs: run online, or export with proofs)"
         )
-    return Verified(head, checker.count, "export")
+    return Verified(head, checker.count, EXPORT)
 
 
 def _check_offline_head(organisation: Organisation, head: TreeHead) -> None:

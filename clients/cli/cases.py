@@ -1,48 +1,46 @@
-"""``schakel org``: the coordinator's case work, registered on the ``org`` group.
+"""``schakel org``: referrals, statuses and the coordinator's case work.
 
 Referrals and their statuses, the coordinator's views of cases, referrals and events,
 splits and merges, and the CoMensha files. Options, output and exit codes as the rest
-of ``schakel org`` (:mod:`clients.cli`, which imports this module so that every command
-is there). The organisation session is looked up on :mod:`clients.cli` when a command
-runs, so that one replacement of it reaches every command.
+of ``schakel org`` (:mod:`clients.cli.common`); :mod:`clients.cli.org` registers these
+commands on its group, and sends a status through :func:`move_referral`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import click
 
-from clients import casework, cli
 from clients.caseanswers import (
     CASE_SORTS,
     CASE_STATES,
     MAX_PAGE,
-    STATUS_CODES,
     CaseSummary,
     Event,
     OpenReferral,
     TimelineEntry,
 )
-from clients.cli import (
+from clients.caseview import SENT, CaseView, Inline
+from clients.cli.common import (
     Settings,
-    _emit,
-    _guarded,
-    _load_json,
-    _local_status,
-    _run,
-    org,
+    acting,
+    emit,
+    guarded,
+    load_json,
     pass_settings,
+    plain,
+    report_sent,
+    warn,
+    when,
 )
 from clients.errors import HubUnreachable
 from clients.hub_client import EventNotice
 from clients.organisation import Organisation
-from clients.payloads import validate_payload
 from protocol.certificate import ORG_TYPES
 
 DECLINE_REASONS = (
@@ -50,59 +48,21 @@ DECLINE_REASONS = (
 )  # fmt: skip
 
 
-@org.command()
-@click.argument("referral_id", required=False)
-@click.argument("code", required=False, type=click.Choice(STATUS_CODES), metavar="[CODE]")
-@click.option(
-    "--file",
-    "status_file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="The whole status payload (schakel.status/1) as JSON.",
-)
-@click.option("--note", help="The explanation: builds the minimal status payload.")
-@click.option(
-    "--reason",
-    type=click.Choice(DECLINE_REASONS),
-    help="Why it was declined (with --note and code declined).",
-)
-@click.option("--started-on", help="The day care started, YYYY-MM-DD (with care_started).")
-@pass_settings
-@_guarded
-def status(
+def move_referral(
     settings: Settings,
-    referral_id: str | None,
-    code: str | None,
+    referral_id: str,
+    code: str,
     status_file: Path | None,
     note: str | None,
     reason: str | None,
     started_on: str | None,
 ) -> None:
-    """Without arguments: this organisation's local status. With REFERRAL_ID CODE: move a
-    referral on (accepted, declined, care_started, closed) with --file or --note.
-
-    \b
-      schakel org status                      keys, linking keys, inbox (local only)
-      schakel org status ID accepted --note "we have a place from Monday"
-      schakel org status ID declined --note "full" --reason no_capacity
-    """
-    if referral_id is None:
-        if status_file or note or reason or started_on:
-            raise click.UsageError("--file, --note, --reason, --started-on need REFERRAL_ID CODE")
-        _local_status(settings)
-        return
-    if code is None:
-        raise click.UsageError("give the status CODE after the REFERRAL_ID")
+    """``schakel org status REFERRAL_ID CODE ...``: send a status about a referral."""
     payload = _status_payload(code, status_file, note, reason, started_on)
-    validate_payload("status", payload)
-
-    message_id = cli._acting(
+    sent = acting(
         settings, lambda organisation: organisation.send_status(referral_id, code, payload)
     )
-    _emit(
-        settings,
-        {"id": message_id, "referral": referral_id, "status": code},
-        f"sent status {code} about referral {referral_id}: {message_id}",
-    )
+    report_sent(settings, sent, f"status {code} about referral {referral_id}")
 
 
 def _status_payload(
@@ -113,7 +73,7 @@ def _status_payload(
     if path is not None:
         if reason or started:
             raise click.UsageError("--reason and --started-on go with --note, not --file")
-        return _load_json(path)
+        return load_json(path)
     payload: dict[str, Any] = {"schema": "schakel.status/1", "status": code, "explanation": note}
     if reason is not None:
         payload["reason_code"] = reason
@@ -122,22 +82,7 @@ def _status_payload(
     return payload
 
 
-def _time(seconds: int | None) -> str:
-    return "-" if seconds is None else time.strftime("%Y-%m-%d %H:%MZ", time.gmtime(seconds))
-
-
-def _plain(value: Any) -> Any:
-    """Dataclasses, mappings and tuples as plain JSON values."""
-    if hasattr(value, "__dataclass_fields__") and not isinstance(value, type):
-        return {name: _plain(getattr(value, name)) for name in value.__dataclass_fields__}
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
-
-
-@org.command()
+@click.command()
 @click.option("--to", "recipient", required=True, help="The shelter, care or legal-aid org.")
 @click.option("--case", "case_ref", help="The case reference (coordinators only).")
 @click.option("--replaces", help="The declined referral this one replaces (its message id).")
@@ -149,7 +94,7 @@ def _plain(value: Any) -> Any:
     help="The referral payload (schakel.referral/1) as JSON.",
 )
 @pass_settings
-@_guarded
+@guarded
 def refer(
     settings: Settings,
     recipient: str,
@@ -158,23 +103,17 @@ def refer(
     referral_file: Path,
 ) -> None:
     """Refer a person to a shelter, care or legal-aid organisation."""
-    payload = _load_json(referral_file)
-    validate_payload("referral", payload)
-
-    message_id = cli._acting(
+    payload = load_json(referral_file)
+    sent = acting(
         settings,
         lambda organisation: organisation.send_referral(
             payload, recipient, case=case_ref, replaces=replaces
         ),
     )
-    _emit(
-        settings,
-        {"id": message_id, "to": recipient, "case": case_ref, "replaces": replaces},
-        f"sent referral {message_id} to {recipient}",
-    )
+    report_sent(settings, sent, f"referral to {recipient}")
 
 
-@org.command()
+@click.command()
 @click.option("--state", type=click.Choice(CASE_STATES), help="Only cases in this state.")
 @click.option("--type", "org_type", type=click.Choice(ORG_TYPES), help="With a signal from...")
 @click.option("--sort", type=click.Choice(CASE_SORTS), default="last", show_default=True)
@@ -182,7 +121,7 @@ def refer(
 @click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=50, show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0)
 @pass_settings
-@_guarded
+@guarded
 def cases(
     settings: Settings,
     state: str | None,
@@ -194,7 +133,7 @@ def cases(
 ) -> None:
     """The coordinator's cases: state, signals, organisation types, open referrals."""
 
-    page = cli._acting(
+    page = acting(
         settings,
         lambda organisation: organisation.hub.cases(
             state=state, type=org_type, sort=sort, order=order, limit=limit, offset=offset
@@ -203,51 +142,50 @@ def cases(
     head = f"{'case':<16}  {'state':<8} {'signals':>7}  {'first':<17}  {'last':<17}  open  types"
     rows = [_case_row(c) for c in page.cases]
     footer = f"{len(page.cases)} of {page.total} cases"
-    _emit(settings, _plain(page), "\n".join([head, *rows, footer]))
+    emit(settings, plain(page), "\n".join([head, *rows, footer]))
 
 
 def _case_row(case: CaseSummary) -> str:
     types = ",".join(sorted({o.org_type for o in case.orgs})) or "-"
     return (
-        f"{case.case:<16}  {case.state:<8} {case.signals:>7}  {_time(case.first_signal):<17}  "
-        f"{_time(case.last_signal):<17}  {case.open_referrals:>4}  {types}"
+        f"{case.case:<16}  {case.state:<8} {case.signals:>7}  {when(case.first_signal):<17}  "
+        f"{when(case.last_signal):<17}  {case.open_referrals:>4}  {types}"
     )
 
 
-@org.command()
+@click.command()
 @click.argument("ref")
 @pass_settings
-@_guarded
+@guarded
 def case(settings: Settings, ref: str) -> None:
     """One case: referrals with their step and due time, and the timeline with what
     this organisation can read of each message shown inline."""
 
-    async def go() -> tuple[casework.CaseView, dict[str, OpenReferral]]:
-        async with cli._Session(settings) as organisation:
-            view = await organisation.case_view(ref)
-            open_now = await organisation.hub.referrals()
-            return view, {o.referral.id: o for o in open_now}
+    async def look(organisation: Organisation) -> tuple[CaseView, dict[str, OpenReferral]]:
+        view = await organisation.case_view(ref)
+        open_now = await organisation.hub.referrals()
+        return view, {o.referral.id: o for o in open_now}
 
-    view, open_now = _run(go())
-    data = _plain(view.case) | {
-        "contents": {key: _plain(inline) for key, inline in view.contents.items()},
-        "due": {key: _plain(item) for key, item in open_now.items() if key in _ids(view)},
+    view, open_now = acting(settings, look)
+    data = plain(view.case) | {
+        "contents": {key: plain(inline) for key, inline in view.contents.items()},
+        "due": {key: plain(item) for key, item in open_now.items() if key in _ids(view)},
     }
-    _emit(settings, data, _case_text(view, open_now))
+    emit(settings, data, _case_text(view, open_now))
 
 
-def _ids(view: casework.CaseView) -> set[str]:
+def _ids(view: CaseView) -> set[str]:
     return {r.id for r in view.case.referrals}
 
 
-def _case_text(view: casework.CaseView, open_now: Mapping[str, OpenReferral]) -> str:
+def _case_text(view: CaseView, open_now: Mapping[str, OpenReferral]) -> str:
     summary = view.case.summary
     lines = [f"case {summary.case}  state {summary.state}"]
     if view.case.merged_from:
         lines[0] += f"  (asked for {view.case.merged_from}, merged into this case)"
     lines.append(
-        f"signals {summary.signals}, first {_time(summary.first_signal)}, last "
-        f"{_time(summary.last_signal)}, from "
+        f"signals {summary.signals}, first {when(summary.first_signal)}, last "
+        f"{when(summary.last_signal)}, from "
         + (", ".join(f"{o.org} ({o.org_type}) x{o.count}" for o in summary.orgs) or "-")
     )
     lines.append("referrals:" if view.case.referrals else "referrals: none")
@@ -256,8 +194,8 @@ def _case_text(view: casework.CaseView, open_now: Mapping[str, OpenReferral]) ->
         late = " OVERDUE" if due and due.overdue else ""
         lines.append(
             f"  {referral.id}  {referral.referrer} -> {referral.recipient} "
-            f"({referral.recipient_type})  {referral.step} since {_time(referral.step_at)}"
-            + (f", due {_time(due.due)}{late}" if due and due.due else "")
+            f"({referral.recipient_type})  {referral.step} since {when(referral.step_at)}"
+            + (f", due {when(due.due)}{late}" if due and due.due else "")
         )
     lines.append("timeline:" + (" (older entries left out)" if view.case.truncated else ""))
     for entry in view.case.timeline:
@@ -269,7 +207,7 @@ def _case_text(view: casework.CaseView, open_now: Mapping[str, OpenReferral]) ->
 
 
 def _entry_text(entry: TimelineEntry) -> str:
-    at = _time(entry.at)
+    at = when(entry.at)
     if entry.type in ("merge", "split"):
         how = "automatic " if entry.automatic else ""
         return f"{at}  {how}{entry.type} with {entry.other} ({len(entry.messages)} messages)"
@@ -280,29 +218,29 @@ def _entry_text(entry: TimelineEntry) -> str:
     return text + (f"  {entry.code} about {entry.referral}" if entry.type == "status" else "")
 
 
-def _inline_text(inline: casework.Inline) -> list[str]:
+def _inline_text(inline: Inline) -> list[str]:
     if inline.payload is None:
         return [f"      [{inline.state}]"]
-    label = "      [written by this organisation]" if inline.state == casework.SENT else None
+    label = "      [written by this organisation]" if inline.state == SENT else None
     text = json.dumps(dict(inline.payload), indent=2, ensure_ascii=False, sort_keys=True)
     body = ["      " + line for line in text.splitlines()]
     return [label, *body] if label else body
 
 
-@org.command()
+@click.command()
 @click.option("--limit", type=click.IntRange(1, MAX_PAGE), help="At most this many.")
 @pass_settings
-@_guarded
+@guarded
 def referrals(settings: Settings, limit: int | None) -> None:
     """Open referrals: overdue first, with their age, step, who holds it and when due."""
 
     found = sorted(
-        cli._acting(settings, lambda organisation: organisation.hub.referrals(limit)), key=_urgency
+        acting(settings, lambda organisation: organisation.hub.referrals(limit)), key=_urgency
     )
     head = f"{'referral':<22}  {'case':<16}  {'step':<12} {'holder':<16} {'age':>6}  due"
-    _emit(
+    emit(
         settings,
-        {"referrals": _plain(found)},
+        {"referrals": plain(found)},
         "\n".join([head, *(_referral_row(item) for item in found)]) if found else "none open",
     )
 
@@ -317,7 +255,7 @@ def _referral_row(item: OpenReferral) -> str:
     late = "  OVERDUE" if item.overdue else ""
     return (
         f"{info.id:<22}  {info.case:<16}  {info.step:<12} {item.holder:<16} "
-        f"{_age(item.age):>6}  {_time(item.due)}{late}"
+        f"{_age(item.age):>6}  {when(item.due)}{late}"
     )
 
 
@@ -327,65 +265,64 @@ def _age(seconds: int) -> str:
     return f"{seconds // 3600}h" if seconds >= 3600 else f"{seconds // 60}m"
 
 
-@org.command()
+@click.command()
 @click.argument("ref")
 @click.argument("message_ids", nargs=-1, required=True)
 @pass_settings
-@_guarded
+@guarded
 def split(settings: Settings, ref: str, message_ids: tuple[str, ...]) -> None:
     """Split these signals or referrals off a case into a new case, kept apart."""
 
-    new, old = cli._acting(settings, lambda organisation: organisation.hub.split(ref, message_ids))
-    _emit(settings, {"case": new, "from": old}, f"split {len(set(message_ids))} off {old}: {new}")
+    new, old = acting(settings, lambda organisation: organisation.hub.split(ref, message_ids))
+    emit(settings, {"case": new, "from": old}, f"split {len(set(message_ids))} off {old}: {new}")
 
 
-@org.command()
+@click.command()
 @click.argument("ref")
 @click.argument("other")
 @pass_settings
-@_guarded
+@guarded
 def merge(settings: Settings, ref: str, other: str) -> None:
     """Merge case OTHER into case REF (OTHER then redirects to REF)."""
 
-    kept, absorbed = cli._acting(settings, lambda organisation: organisation.hub.merge(ref, other))
-    _emit(settings, {"case": kept, "absorbed": absorbed}, f"merged {absorbed} into {kept}")
+    kept, absorbed = acting(settings, lambda organisation: organisation.hub.merge(ref, other))
+    emit(settings, {"case": kept, "absorbed": absorbed}, f"merged {absorbed} into {kept}")
 
 
-@org.command()
+@click.command()
 @click.argument("ref")
 @click.argument("other")
 @pass_settings
-@_guarded
+@guarded
 def unmerge(settings: Settings, ref: str, other: str) -> None:
     """Undo the newest merge of case OTHER into case REF."""
 
-    revived, old = cli._acting(settings, lambda organisation: organisation.hub.unmerge(ref, other))
-    _emit(settings, {"case": revived, "from": old}, f"{revived} lives again, apart from {old}")
+    revived, old = acting(settings, lambda organisation: organisation.hub.unmerge(ref, other))
+    emit(settings, {"case": revived, "from": old}, f"{revived} lives again, apart from {old}")
 
 
-@org.command()
+@click.command()
 @click.option("--after", type=click.IntRange(0), default=0, help="Only events after this id.")
 @click.option("--follow", is_flag=True, help="Keep listening for new events.")
 @pass_settings
-@_guarded
+@guarded
 def events(settings: Settings, after: int, follow: bool) -> None:
     """This organisation's event feed: matches, referral steps, escalations, reminders."""
 
-    async def go() -> None:
-        async with cli._Session(settings) as organisation:
-            cursor = await _print_events(settings, organisation, after)
-            while follow:
-                try:  # once the socket is open, and on each new event: print what is new
-                    async for notice in organisation.hub.live(opened=True):
-                        if notice is None or (
-                            isinstance(notice, EventNotice) and notice.cursor > cursor
-                        ):
-                            cursor = await _print_events(settings, organisation, cursor)
-                except HubUnreachable as exc:
-                    click.echo(f"warning: {exc}; retrying in 10 s", err=True)
-                await asyncio.sleep(10)
+    async def follow_events(organisation: Organisation) -> None:
+        cursor = await _print_events(settings, organisation, after)
+        while follow:
+            try:  # once the socket is open, and on each new event: print what is new
+                async for notice in organisation.hub.live(opened=True):
+                    if notice is None or (
+                        isinstance(notice, EventNotice) and notice.cursor > cursor
+                    ):
+                        cursor = await _print_events(settings, organisation, cursor)
+            except HubUnreachable as exc:
+                warn(f"{exc}; retrying in 10 s")
+            await asyncio.sleep(10)
 
-    _run(go())
+    acting(settings, follow_events)
 
 
 async def _print_events(settings: Settings, organisation: Organisation, after: int) -> int:
@@ -393,7 +330,7 @@ async def _print_events(settings: Settings, organisation: Organisation, after: i
     while True:
         page = await organisation.hub.events(after=after)
         for event in page.events:
-            data = _plain(event)
+            data = plain(event)
             click.echo(json.dumps(data, sort_keys=True) if settings.as_json else _event_text(event))
         if not page.events:
             return after
@@ -411,11 +348,11 @@ def _event_text(event: Event) -> str:
     else:
         more = f" {detail['referrer']} -> {detail['recipient']}"
         more += f" step {event.step}" if event.step else ""
-        more += f", due {_time(detail['due'])}" if "due" in detail else ""
-    return f"{event.id:>6}  {_time(event.at)}  {event.kind:<10}{about}{more}"
+        more += f", due {when(detail['due'])}" if "due" in detail else ""
+    return f"{event.id:>6}  {when(event.at)}  {event.kind:<10}{about}{more}"
 
 
-@org.command()
+@click.command()
 @click.option(
     "--registrations",
     required=True,
@@ -429,16 +366,23 @@ def _event_text(event: Event) -> str:
     help="CSV of anonymised rows for cases without that consent.",
 )
 @pass_settings
-@_guarded
+@guarded
 def comensha(settings: Settings, registrations: Path, statistics: Path) -> None:
     """Write the CoMensha files from every case (made here; the hub never sees them)."""
 
-    registered, anonymous = cli._acting(
-        settings, lambda organisation: organisation.comensha(registrations, statistics)
-    )
-    _emit(
+    files = acting(settings, lambda organisation: organisation.comensha(registrations, statistics))
+    for case_ref, fields in files.disagreements:
+        warn(
+            f"case {case_ref}: signals disagree on {fields.replace(';', ', ')}; the registration "
+            "takes the best-identified signal's value (column disagreements): check it"
+        )
+    emit(
         settings,
-        {"registrations": registered, "statistics": anonymous},
-        f"wrote {registered} registration rows to {registrations} and {anonymous} "
-        f"statistics rows to {statistics}",
+        {
+            "registrations": files.registrations,
+            "statistics": files.statistics,
+            "disagreements": [{"case": c, "fields": f.split(";")} for c, f in files.disagreements],
+        },
+        f"wrote {files.registrations} registration rows to {registrations} and "
+        f"{files.statistics} statistics rows to {statistics}",
     )

@@ -1,7 +1,8 @@
-"""Writing audit entries out harmlessly: NDJSON, CSV and an HTML page.
+"""What the client writes out for people: harmless to open, readable by its owner only.
 
-Entries hold strings that organisations typed (user ids, purpose text) and that
-the hub merely bounded; an export must not let them act on whoever opens it.
+Audit entries, reports and the CoMensha files hold strings that organisations typed
+(user ids, purpose text, names) and that the hub merely bounded; a file must not let
+them act on whoever opens it.
 
 * NDJSON: ``json.dumps(..., ensure_ascii=True)``; every non-ASCII or control
   character travels as a ``\\uXXXX`` escape and ``json.loads`` gives the exact
@@ -13,6 +14,10 @@ the hub merely bounded; an export must not let them act on whoever opens it.
   ``= + - @``, tab or carriage return gets a leading ``'`` so that no
   spreadsheet takes it for a formula.
 * HTML: :func:`neutral_text` (the same ``\\uXXXX`` display) then ``html.escape``.
+
+Every file is new and private (:func:`new_private_file`, :func:`write_new_files`):
+mode 0600, never written through a symlink, never over an existing file; several files
+that belong together are written all or none.
 """
 
 from __future__ import annotations
@@ -21,12 +26,16 @@ import csv
 import html
 import io
 import json
+import os
+import secrets
 import time
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
+from clients.errors import ClientError
 from protocol.auditlog import AuditEntry
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -204,3 +213,63 @@ def report_html(title: str, summary: Sequence[str], rows: Sequence[ReportRow]) -
         f"<h1>{safe_title}</h1>{lines}\n<table><thead><tr>{head}</tr></thead><tbody>\n"
         f"{body}\n</tbody></table></body></html>\n"
     )
+
+
+# -- private files ---------------------------------------------------------------------
+
+
+_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
+def new_private_file(path: Path) -> IO[str]:
+    """A new text file, 0600, never through a symlink, never over an existing file."""
+    try:
+        fd = os.open(path, _NEW, 0o600)
+    except FileExistsError:
+        raise ClientError(f"{path} exists already: choose another file") from None
+    return os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+
+def check_new_files(targets: Sequence[Path]) -> None:
+    """ClientError unless every target is a different file that does not exist yet (check
+    before doing the work that fills them; :func:`write_new_files` checks again)."""
+    if len({target.resolve() for target in targets}) != len(targets):
+        raise ClientError("each file must be a different file")
+    for target in targets:
+        if target.exists() or target.is_symlink():
+            raise ClientError(f"{target} already exists: choose another name, or remove it")
+
+
+def write_new_files(targets: Sequence[Path], texts: Sequence[bytes]) -> None:
+    """Write every file, or none: each to a private temporary name, then linked into place.
+
+    ``os.link`` refuses an existing target, so nothing is overwritten; if any step
+    fails, every file written so far (temporary or linked) is removed again.
+    """
+    check_new_files(targets)
+    made: list[Path] = []
+    try:
+        temps = [
+            _write_private(target, text, made) for target, text in zip(targets, texts, strict=True)
+        ]
+        for temp, target in zip(temps, targets, strict=True):
+            os.link(temp, target)
+            made.append(target)
+        for temp in temps:
+            temp.unlink()
+            made.remove(temp)
+    except BaseException:
+        for path in made:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _write_private(target: Path, data: bytes, made: list[Path]) -> Path:
+    temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(temp, _NEW, 0o600)
+    made.append(temp)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return temp

@@ -1,0 +1,352 @@
+"""Receiving: every message is verified before it is stored, acknowledged or shown.
+
+For each inbox entry after the stored cursor, in order: the envelope parses; a
+message stored before is acknowledged again and skipped; its network is ours and we
+are a recipient; the sender's certificate (:class:`~clients.directory.Directory`)
+verifies and is the one the header names; ``open_envelope`` checks the signature and
+decrypts; the payload parses strictly and fits its kind's schema. Then it is stored
+(still encrypted), acknowledged, and the cursor moves on.
+
+A message that fails any check is recorded as rejected with a reason category and is
+*not* acknowledged, so that the hub keeps it for an investigation. Nothing is
+decrypted into local state: :meth:`Inbox.show` opens the stored envelope again (or,
+for a message whose KEM key was deleted after a rotation, the payload kept sealed
+then, :meth:`Inbox.keep_payloads`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from clients.directory import Directory
+from clients.errors import NotReady, PayloadInvalid, UnknownOrganisation, VerificationFailed
+from clients.hub_client import InboxPage, Notice
+from clients.localbox import PayloadBox
+from clients.payloads import decode_payload
+from clients.state import LocalState, StoredMessage
+from keys.organisation import OrgKeys
+from protocol.certificate import Certificate
+from protocol.envelope import Envelope, open_envelope, verify_signature
+from protocol.errors import OpenError, ProtocolError
+from protocol.types import (
+    CaseRef,
+    Fingerprint,
+    MessageId,
+    OrgId,
+    Pseudonym,
+    parse_message_id,
+    parse_org_id,
+)
+
+INBOX_PAGE = 50
+
+# Reason categories of a rejected message: what failed, never why in detail.
+REASON_MALFORMED = "malformed"
+REASON_SENDER = "sender-certificate"
+REASON_ENVELOPE = "envelope"
+REASON_PAYLOAD = "payload"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    id: MessageId
+    cursor: int
+    sender: OrgId
+    kind: str
+    created: int
+    pseudonyms: tuple[Pseudonym, ...]
+    payload: dict[str, Any]
+    recipients: tuple[OrgId, ...] = ()
+    case: CaseRef | None = None  # a referral's case, from the header
+    ref: MessageId | None = None  # what a status (the referral) or referral (replaced) is about
+    status: str | None = None  # a status envelope's code, from the header
+
+    def __repr__(self) -> str:
+        return f"ReceivedMessage(id={self.id!r}, sender={self.sender!r}, kind={self.kind!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedMessage:
+    """A message that failed verification; kept on the hub (not acknowledged)."""
+
+    id: str
+    cursor: int
+    sender: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveResult:
+    messages: tuple[ReceivedMessage, ...]
+    rejected: tuple[RejectedMessage, ...]
+
+
+class InboxHub(Protocol):
+    """What receiving needs of a :class:`~clients.hub_client.HubClient`."""
+
+    async def inbox(self, after: int = 0, limit: int = 50) -> InboxPage: ...
+
+    async def ack(self, message_id: str) -> None: ...
+
+    async def get_message(self, message_id: str) -> tuple[int | None, Any]: ...
+
+    def notifications(self, *, opened: bool = False) -> AsyncIterator[Notice | None]: ...
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Inbox:
+    """Receiving for one organisation: verify, store and acknowledge; open again on demand."""
+
+    def __init__(
+        self,
+        keys: OrgKeys,
+        state: LocalState,
+        hub: InboxHub,
+        directory: Directory,
+        box: PayloadBox,
+        *,
+        before_contact: Callable[[], Awaitable[None]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.keys = keys
+        self.state = state
+        self.hub = hub
+        self.directory = directory
+        self._box = box
+        self._before_contact = before_contact  # the trust anchors, checked before a pass
+        self._clock = clock
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    @property
+    def org(self) -> OrgId:
+        return self.keys.org
+
+    async def receive(self) -> ReceiveResult:
+        """Page through the inbox from the stored cursor; verify, store and ack each message."""
+        received: list[ReceivedMessage] = []
+        rejected: list[RejectedMessage] = []
+        await self._before_contact()
+        while True:
+            after = self.state.cursor
+            page = await self.hub.inbox(after=after, limit=INBOX_PAGE)
+            for item in page.messages:
+                if item.cursor <= self.state.cursor:
+                    continue  # a hub that repeats itself: nothing to do twice
+                outcome = await self._process(item.cursor, item.envelope)
+                if isinstance(outcome, ReceivedMessage):
+                    received.append(outcome)
+                elif isinstance(outcome, RejectedMessage):
+                    rejected.append(outcome)
+                self.state.advance_cursor(item.cursor)
+            if not page.messages or self.state.cursor <= after:
+                return ReceiveResult(tuple(received), tuple(rejected))
+
+    async def _process(self, cursor: int, wire: Any) -> ReceivedMessage | RejectedMessage | None:
+        header = _object(wire).get("header")
+        # Only well-formed ids and org names from a rejected envelope reach state or a terminal.
+        label = _valid(parse_message_id, _object(header).get("id")) or f"cursor-{cursor}"
+        sender = _valid(parse_org_id, _object(header).get("sender"))
+        try:
+            envelope = _parse_envelope(wire)
+            if self.state.message(envelope.header.id) is not None:
+                await self._ack(envelope.header.id)
+                return None
+            message = await self._open(envelope, cursor)
+        except _Rejected as rejection:
+            self.state.record_rejected(
+                label, cursor=cursor, reason=rejection.reason, now=self._now()
+            )
+            return RejectedMessage(label, cursor, sender, rejection.reason)
+        self.state.store_message(
+            message_id=message.id,
+            cursor=cursor,
+            sender=message.sender,
+            kind=message.kind,
+            created=message.created,
+            envelope=envelope.to_wire(),
+            now=self._now(),
+        )
+        await self._ack(message.id)
+        return message
+
+    async def _ack(self, message_id: MessageId) -> None:
+        await self.hub.ack(message_id)
+        self.state.mark_acked(message_id, now=self._now())
+
+    async def _open(self, envelope: Envelope, cursor: int) -> ReceivedMessage:
+        header = envelope.header
+        if header.network != self.keys.network or self.org not in header.recipients:
+            raise _Rejected(REASON_ENVELOPE)
+        cert = await self._sender_certificate(header.sender, header.sender_cert)
+        return self._decrypt(envelope, cert, cursor)
+
+    async def _sender_certificate(self, org: str, fingerprint: str) -> Certificate:
+        try:
+            cert = await self.directory.certificate(org, fresh=False)
+            if cert.fingerprint != fingerprint:
+                cert = await self.directory.certificate(org, fresh=True)
+        except (VerificationFailed, UnknownOrganisation) as exc:
+            raise _Rejected(REASON_SENDER) from exc
+        if cert.fingerprint != fingerprint:
+            raise _Rejected(REASON_SENDER)
+        return cert
+
+    def _decrypt(self, envelope: Envelope, cert: Certificate, cursor: int) -> ReceivedMessage:
+        header = envelope.header
+        try:
+            plaintext = open_envelope(
+                envelope, recipient=self.org, kem_keys=self.keys.kem_keys, sender=cert
+            )
+        except OpenError as exc:
+            raise _Rejected(REASON_ENVELOPE) from exc
+        return _message(envelope, cursor, _payload(header.kind, plaintext))
+
+    # -- reading again ------------------------------------------------------------------
+
+    def show(self, message_id: str) -> ReceivedMessage:
+        """Open a stored message again (its sender certificate as verified on receipt)."""
+        stored = self.state.message(message_id)
+        if stored is None:
+            raise NotReady(f"no message {message_id[:32]!r} here: run 'schakel org inbox' first")
+        try:
+            envelope = _parse_envelope(stored.envelope)
+            cert = self._stored_sender(stored, envelope)
+            if self.keys.kem_keys.get(envelope.header.recipient_keys[self.org]) is None:
+                return self._kept(envelope, cert, stored)
+            return self._decrypt(envelope, cert, stored.cursor)
+        except (_Rejected, VerificationFailed, KeyError) as exc:
+            raise VerificationFailed("stored message", stored.sender) from exc
+
+    def _stored_sender(self, stored: StoredMessage, envelope: Envelope) -> Certificate:
+        der = self.state.certificate(
+            envelope.header.sender_cert, root=self.directory.root_fingerprint
+        )
+        if der is None:
+            raise _Rejected(REASON_SENDER)
+        return self.directory.verify_certificate(stored.sender, der, stored.received_at, None)
+
+    def _kept(
+        self, envelope: Envelope, cert: Certificate, stored: StoredMessage
+    ) -> ReceivedMessage:
+        """A message whose KEM key was deleted: the signature still verifies, the payload
+        comes from what was kept sealed locally when the key was deleted."""
+        header = envelope.header
+        if (header.sender, header.sender_cert) != (cert.org, cert.fingerprint):
+            raise _Rejected(REASON_SENDER)
+        try:
+            verify_signature(envelope, cert.public_key)
+        except ProtocolError as exc:
+            raise _Rejected(REASON_ENVELOPE) from exc
+        sealed = self.state.kept_payload(stored.id)
+        if sealed is None:
+            raise _Rejected(REASON_ENVELOPE)
+        payload = self._box.open_object(stored.id, f"received/{header.kind}", sealed)
+        return _message(envelope, stored.cursor, payload)
+
+    def keep_payloads(self, fingerprints: Collection[Fingerprint]) -> int:
+        """Before the KEM key of these bundle fingerprints is deleted: keep the payload of
+        every stored message sealed to it (sealed by the PayloadBox); how many were kept."""
+        kept = 0
+        for stored in self.state.messages():
+            envelope = _parse_envelope_or_none(stored.envelope)
+            if envelope is None or envelope.header.recipient_keys.get(self.org) not in fingerprints:
+                continue
+            message = self.show(stored.id)
+            sealed = self._box.seal(stored.id, f"received/{message.kind}", message.payload)
+            self.state.keep_received_payload(stored.id, sealed)
+            kept += 1
+        return kept
+
+    async def read_message(self, message_id: str) -> ReceivedMessage:
+        """A message addressed to us: from local state, else fetched from the hub.
+
+        A fetched envelope (``GET /v1/messages/{id}``) is verified exactly as on receipt
+        (network, recipient, sender certificate, signature, payload schema) and must be
+        the message asked for; it is neither stored nor acknowledged here (the inbox does
+        that). VerificationFailed when it does not verify.
+        """
+        if self.state.message(message_id) is not None:
+            return self.show(message_id)
+        cursor, wire = await self.hub.get_message(message_id)
+        try:
+            envelope = _parse_envelope(wire)
+            if envelope.header.id != message_id:
+                raise _Rejected(REASON_ENVELOPE)
+            await self.directory.crl(self._now())
+            return await self._open(envelope, cursor or 0)
+        except _Rejected as exc:
+            raise VerificationFailed("message", reason=exc.reason) from None
+
+    async def watch(self) -> AsyncIterator[ReceivedMessage | RejectedMessage]:
+        """Everything waiting, then each new message as the hub announces it.
+
+        What waits is read once the WebSocket is open, so nothing that arrives in between
+        goes unannounced. Ends when the hub closes the WebSocket; reconnecting (and so
+        reading what waits again) is the caller's choice.
+        """
+        async for notice in self.hub.notifications(opened=True):
+            if notice is not None and notice.cursor <= self.state.cursor:
+                continue
+            result = await self.receive()
+            items: list[ReceivedMessage | RejectedMessage] = [*result.messages, *result.rejected]
+            for item in items:
+                yield item
+
+
+def _message(envelope: Envelope, cursor: int, payload: dict[str, Any]) -> ReceivedMessage:
+    header = envelope.header
+    return ReceivedMessage(
+        id=header.id,
+        cursor=cursor,
+        sender=header.sender,
+        kind=header.kind,
+        created=header.created,
+        pseudonyms=header.pseudonyms,
+        payload=payload,
+        recipients=header.recipients,
+        case=header.case,
+        ref=header.ref,
+        status=header.status,
+    )
+
+
+def _payload(kind: str, plaintext: bytes) -> dict[str, Any]:
+    try:
+        return decode_payload(kind, plaintext)
+    except PayloadInvalid as exc:
+        raise _Rejected(REASON_PAYLOAD) from exc
+
+
+def _valid(parse: Callable[[object], str], value: object) -> str | None:
+    try:
+        return parse(value)
+    except ProtocolError:
+        return None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _parse_envelope(wire: Any) -> Envelope:
+    try:
+        return Envelope.from_wire(wire)
+    except ProtocolError as exc:
+        raise _Rejected(REASON_MALFORMED) from exc
+
+
+def _parse_envelope_or_none(wire: Any) -> Envelope | None:
+    try:
+        return Envelope.from_wire(wire)
+    except ProtocolError:
+        return None

@@ -1,0 +1,173 @@
+"""Entries of the hub's access log checked against a verified signed tree head.
+
+:class:`ExportChecker` checks entries against a head, line by line, as the export
+streams or from a file: every inclusion proof, the order of the indexes, and (for the
+whole log) that the leaves rebuild the head's root. Failures name the first bad index
+(:class:`~clients.errors.AuditLogInconsistent`). :func:`locate_first_bad` finds the
+first leaf that breaks a root by binary search over the hub's consistency proofs.
+
+An export *file* that does not parse (not strict JSON, not a head or an entry) is not
+evidence about the log at all: reading one raises :class:`ExportUnreadable`, a file
+error, never an inconsistency. From the hub's own stream the same faults are the hub's,
+and :func:`from_hub` turns them into an inconsistency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from clients.errors import AuditLogInconsistent, ClientError
+from protocol import merkle
+from protocol.auditlog import AuditEntry, TreeHead
+from protocol.encoding import b64d, loads_strict
+from protocol.errors import ProtocolError
+
+MAX_LINE = 256 * 1024
+
+
+class ExportUnreadable(ClientError):
+    """A file that is not a Schakel access-log export (nothing in it was verified).
+
+    Raised for a line that is not strict JSON, a first line that is not a tree head, an
+    entry line that is not an entry with a well-formed proof. It says nothing about the
+    hub's log: check that the right file was given.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRecord:
+    entry: AuditEntry
+    proof: tuple[bytes, ...] | None
+
+
+def parse_export_head(line: bytes) -> TreeHead:
+    """The first line of an export: ``{"head": <tree head>}``."""
+    doc = _line_object(line, "first line")
+    try:
+        return TreeHead.from_wire(doc.get("head"))
+    except ProtocolError as exc:
+        raise ExportUnreadable("its first line is not a signed tree head") from exc
+
+
+def parse_export_record(line: bytes, position: int) -> ExportRecord:
+    """An entry line: ``{"entry": <entry>, "proof": [b64url...]}`` (proof absent or null)."""
+    doc = _line_object(line, f"line {position}")
+    try:
+        entry = AuditEntry.from_wire(doc.get("entry"))
+    except ProtocolError as exc:
+        raise ExportUnreadable(
+            f"line {position} is not an access-log entry ({str(exc)[:100]})"
+        ) from exc
+    proof = doc.get("proof")
+    if proof is None:
+        return ExportRecord(entry, None)
+    if not isinstance(proof, list):
+        raise ExportUnreadable(f"line {position}: the inclusion proof is not a list")
+    try:
+        hashes = tuple(b64d(h, max_len=32) for h in proof)
+    except ProtocolError as exc:
+        raise ExportUnreadable(f"line {position}: the inclusion proof is malformed") from exc
+    return ExportRecord(entry, hashes)
+
+
+def _line_object(line: bytes, what: str) -> dict[str, Any]:
+    try:
+        doc = loads_strict(line, max_bytes=MAX_LINE)
+    except ProtocolError as exc:
+        raise ExportUnreadable(f"its {what} is not strict JSON") from exc
+    if not isinstance(doc, dict):
+        raise ExportUnreadable(f"its {what} is not a JSON object")
+    return doc
+
+
+def from_hub(error: ExportUnreadable) -> AuditLogInconsistent:
+    """A hub's export stream that does not parse: the hub serves something else as its log."""
+    return AuditLogInconsistent(f"the hub's export does not parse: {error}")
+
+
+def check_inclusion(entry: AuditEntry, proof: Sequence[bytes], head: TreeHead) -> None:
+    """AuditLogInconsistent (naming the index) unless ``entry`` is in the tree of ``head``."""
+    try:
+        merkle.verify_inclusion(entry.leaf(), entry.index, head.size, list(proof), head.root)
+    except ProtocolError as exc:
+        raise AuditLogInconsistent(
+            f"entry {entry.index} does not match the signed head of size {head.size}",
+            index=entry.index,
+        ) from exc
+
+
+class ExportChecker:
+    """Entries of one export, fed in order, checked against a verified head.
+
+    ``full``: the export must hold every entry ``0 .. size-1`` (a network privacy
+    officer's); a missing index is reported, and the leaves must rebuild the root.
+    """
+
+    def __init__(self, head: TreeHead, *, full: bool) -> None:
+        self.head = head
+        self.full = full
+        self.count = 0
+        self.proven = 0
+        self.leaves: list[bytes] = []
+        self._last = -1
+
+    def feed(self, record: ExportRecord) -> None:
+        entry = record.entry
+        index = entry.index
+        if index <= self._last or index >= self.head.size:
+            raise AuditLogInconsistent(
+                f"entry {index} is out of order or beyond the head of size {self.head.size}",
+                index=index,
+            )
+        if self.full and index != self._last + 1:
+            raise AuditLogInconsistent(f"entry {self._last + 1} is missing", index=self._last + 1)
+        if record.proof is not None:
+            check_inclusion(entry, record.proof, self.head)
+            self.proven += 1
+        elif not self.full:
+            raise AuditLogInconsistent("an entry carries no inclusion proof", index=index)
+        if self.full:
+            self.leaves.append(entry.leaf())
+        self._last = index
+        self.count += 1
+
+    def finish(self) -> bool:
+        """True if everything held; False when the full leaves do not rebuild the root."""
+        if self.full:
+            if self.count != self.head.size:
+                missing = self.count
+                raise AuditLogInconsistent(
+                    f"the export ends after {self.count} of {self.head.size} entries "
+                    "(entries truncated)",
+                    index=missing,
+                )
+            return merkle.root_hash(self.leaves) == self.head.root
+        return True
+
+
+async def locate_first_bad(
+    leaves: Sequence[bytes],
+    head: TreeHead,
+    consistency: Callable[[int, int], Awaitable[list[bytes]]],
+) -> int:
+    """The first leaf that breaks the root, by binary search over consistency proofs.
+
+    A prefix of ``m`` leaves is good when the hub's consistency proof from ``m`` to the
+    head verifies against the prefix's locally computed root; good prefixes are exactly
+    the ones before the first bad leaf.
+    """
+    good, bad = 0, len(leaves)
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        try:
+            proof = await consistency(middle, head.size)
+            merkle.verify_consistency(
+                middle, head.size, merkle.root_hash(leaves[:middle]), head.root, proof
+            )
+        except (ProtocolError, ClientError):
+            bad = middle
+        else:
+            good = middle
+    return bad - 1
