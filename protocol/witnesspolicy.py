@@ -37,6 +37,7 @@ from protocol.errors import (
     ProtocolError,
     QuorumNotMet,
     ValidationError,
+    VerificationError,
 )
 from protocol.note import ED25519_SIGNATURE_BYTES, NoteSignature
 from protocol.types import NetworkId, OrgId, parse_network_id
@@ -146,7 +147,7 @@ def create_policy(
 def verify_policy(policy: WitnessPolicy, root: RootCertificate) -> WitnessPolicy:
     """VerificationError unless ``root`` signed the policy and every certificate in it."""
     if policy.network != root.network:
-        raise ValidationError("the witness policy is for another network than the root")
+        raise VerificationError("the witness policy is for another network than the root")
     check_signature(root.public_key, policy.sig, policy.signed_bytes(), "witness policy")
     for witness in policy.witnesses:
         check_witness_signature(witness, root)

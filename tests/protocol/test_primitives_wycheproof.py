@@ -40,7 +40,9 @@ VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "third_party" / "wyc
 def _load(name: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     path = VECTORS / name
     if not path.is_file():
-        pytest.fail(f"Wycheproof vectors not found at {path} (tests/vectors/third_party, see its README.md)")
+        pytest.fail(
+            f"Wycheproof vectors not found at {path} (tests/vectors/third_party, see its README.md)"
+        )
     data = json.loads(path.read_text(encoding="utf-8"))
     cases = [(group, test) for group in data["testGroups"] for test in group["tests"]]
     assert len(cases) == data["numberOfTests"], f"{name}: case count does not match its header"
