@@ -18,6 +18,7 @@ GROUPS = {
     "org": "clients.cli:org",
     "audit": "clients.cli_audit:audit",
     "hub": "hub.cli:hub",
+    "witness": "witness.cli:witness",
     "demo": "schakel.demo:demo",
 }
 
@@ -52,6 +53,7 @@ def cli() -> None:
       org         an organisation: keys, enrolment, signals, inbox
       audit       a privacy officer: verify, export and report on the access log
       hub         the hub operator: keys, database, serve
+      witness     an always-on witness: cosigns the hub's checkpoints it has checked
       demo        a local demo network for trying Schakel on one machine
     """
 
