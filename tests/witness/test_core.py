@@ -22,7 +22,6 @@ from protocol.witnesspolicy import check_quorum
 from witness.core import trusted_log
 from witness.errors import Conflict, Forbidden, Malformed, UnknownLog, Unprocessable
 
-
 # The use-case's decisions are the same on both databases: the tests of statuses run on
 # SQLite only; what the store must guarantee (kept, no rollback, compare-and-set, evidence
 # kept) runs on both.
