@@ -36,6 +36,7 @@ from clients.cli import (
     _Session,
     session_options,
 )
+from clients.cli_evidence import evidence
 from clients.errors import AuditLogInconsistent, ClientError
 from clients.hub_client import HubClient
 from clients.organisation import Organisation
@@ -78,6 +79,7 @@ def audit(
       schakel audit export --format csv --out log.csv
       schakel audit report --subject --bsn ... --out-html report.html
       schakel audit anomalies
+      schakel audit evidence verify FILE    does an evidence file prove a split view?
     """
     ctx.obj = Settings(
         home, hub_url, passphrase_env, passphrase_fd, user, as_json, purpose, purpose_text
@@ -85,6 +87,7 @@ def audit(
 
 
 pass_settings = click.make_pass_decorator(Settings)
+audit.add_command(evidence)
 
 
 def _head_json(head: TreeHead) -> dict[str, Any]:
