@@ -344,7 +344,7 @@ def parse_vkey(text: object) -> Vkey:
     """Parse a vkey strictly: valid name, eight lower-case hex digits, canonical base64."""
     if not isinstance(text, str) or len(text) > 2 * MAX_SIGNATURE_BYTES:
         raise EncodingError("a vkey must be a string of bounded length")
-    parts = text.split("+")
+    parts = text.split("+", 2)  # the base64 key may hold "+" itself
     if len(parts) != 3:
         raise EncodingError("a vkey is <name>+<hex key id>+<base64 key>")
     name, hex_id, blob = parts

@@ -15,7 +15,11 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-GENERATORS = {"pseudonyms": "gen_pseudonyms", "envelope": "gen_envelope"}
+GENERATORS = {
+    "pseudonyms": "gen_pseudonyms",
+    "envelope": "gen_envelope",
+    "witness": "gen_witness",
+}
 
 
 def main() -> None:
