@@ -180,7 +180,7 @@ def import_(
     envvar="SCHAKEL_WITNESS_HUB_CERT",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="The hub's certificate (PEM or DER); repeat it while the hub changes keys "
-    "(env SCHAKEL_WITNESS_HUB_CERT, paths separated by spaces).",
+    "(env SCHAKEL_WITNESS_HUB_CERT, paths separated by ':').",
 )
 @click.option(
     "--crl",
