@@ -17,6 +17,9 @@
    PostgreSQL, and the delay of live notices across replicas. Skipped, with the
    reason in the report, when the server is out of reach (``--no-postgres``
    leaves it out).
+5. Witnessing (``bench.witness``): cosignatures checked per second against bare Ed25519
+   verification, and the always-on witness's add-checkpoint rate against a committed
+   row update, in-process.
 
 Every figure is shown against its baseline from the same run, because the
 machine is shared and noisy. The report goes to stdout and replaces the
@@ -89,6 +92,7 @@ from bench.loadgen import (
 from bench.replicas import NotAccepted, ReplicaFigures, Settings, Skipped, measure_replicas
 from bench.replicas import render_lines as replica_lines
 from bench.seal import OPEN, PRIMITIVES, RECIPE, SEAL_1, SEAL_5, SealFigures, measure_seal
+from bench.witness import WitnessFigures, measure_witness, witness_lines
 from protocol.keybundle import KeyBundle
 from protocol.types import OrgId
 from schakel.demo import DemoNetwork, bootstrap
@@ -128,6 +132,8 @@ class Options:
     postgres: bool = True  # the PostgreSQL section (bench.replicas)
     replica_requests: int = 1000  # per PostgreSQL target per round (the hub is slower there)
     notices: int = 40  # notices timed through each replica
+    cosignatures: int = 2000  # cosignatures checked per timing (bench.witness)
+    witness_requests: int = 500  # add-checkpoint requests to the in-process witness
 
     def __post_init__(self) -> None:
         counts = (
@@ -139,6 +145,8 @@ class Options:
             "repeats",
             "replica_requests",
             "notices",
+            "cosignatures",
+            "witness_requests",
         )
         for name in (*counts, "case_rounds", "view_cases", "view_repeats"):
             if getattr(self, name) < 1:
@@ -187,6 +195,8 @@ QUICK = Options(
     view_repeats=5,
     replica_requests=100,
     notices=10,
+    cosignatures=200,
+    witness_requests=50,
 )
 
 
@@ -262,6 +272,7 @@ class BenchResult:
     log: LogFigures
     cases: CaseFigures
     replicas: ReplicaFigures | Skipped | None = None  # None: left out (--no-postgres)
+    witness: WitnessFigures | None = None
 
 
 # --- the machine --------------------------------------------------------------------------
@@ -445,6 +456,10 @@ def run_bench(options: Options) -> BenchResult:
         servers = measure_servers(options, demo, workdir)
         parties = seal_parties(demo, now=_now())
         log = measure_log(options, workdir)
+        witness = measure_witness(
+            workdir, iterations=options.cosignatures, requests=options.witness_requests,
+            now=_now(),
+        )  # fmt: skip
         cases = measure_cases(
             workdir,
             sizes=options.case_sizes,
@@ -465,6 +480,7 @@ def run_bench(options: Options) -> BenchResult:
         log=log,
         cases=cases,
         replicas=replicas,
+        witness=witness,
     )
 
 
@@ -655,6 +671,8 @@ def render(result: BenchResult) -> str:
     lines = ["## Latest run", "", *_machine_lines(result), ""]
     lines += [*_server_lines(result), "", *_seal_lines(result), "", *_log_lines(result)]
     lines += ["", *_cluster_lines(result.cases), "", *_view_lines(result.cases)]
+    if result.witness is not None:
+        lines += ["", *witness_lines(result.witness)]
     if result.replicas is not None:
         lines += ["", *replica_lines(result.replicas)]
     lines += ["", *_reading(result)]

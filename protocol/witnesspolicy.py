@@ -199,7 +199,8 @@ def tally_cosignatures(
     ``policy`` must come from :func:`verify_policy` with the same ``root`` (the
     certificates' signatures are not checked again here).
     """
-    by_pair = {(w.name, w.verifier().key_id): w for w in policy.witnesses}
+    verifiers = {w.serial: w.verifier() for w in policy.witnesses}
+    by_pair = {(w.name, verifiers[w.serial].key_id): w for w in policy.witnesses}
     text = checkpoint.text().encode("utf-8")
     counted: dict[int, Counted] = {}
     for signature in signatures:
@@ -213,7 +214,7 @@ def tally_cosignatures(
             timestamp = cosignature_time(signature)
             if timestamp > now + max_skew:
                 continue
-            witness.verifier().verify(text, signature.signature)
+            verifiers[witness.serial].verify(text, signature.signature)
         except ProtocolError:
             continue
         counted[witness.serial] = Counted(witness.org, witness.name, witness.serial, timestamp)
