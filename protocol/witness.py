@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -106,13 +106,33 @@ def _check_sig(sig: object) -> None:
         raise ValidationError(f"a signature is {ED25519_SIGNATURE_BYTES} bytes")
 
 
+class SignedObject:
+    """What the authority's and the witnesses' small signed objects share: a domain label,
+    the fields but ``sig`` (``_unsigned``) and the signature over their frame."""
+
+    __slots__ = ()
+    LABEL: ClassVar[str]
+    sig: bytes
+
+    def _unsigned(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def signed_bytes(self) -> bytes:
+        """``frame(LABEL, canonical_json(every field but "sig"))``."""
+        return frame(self.LABEL, canonical_json(self._unsigned()))
+
+    def to_wire(self) -> dict[str, Any]:
+        return {**self._unsigned(), "sig": b64e(self.sig)}
+
+
 # --- the request --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class WitnessRequest:
+class WitnessRequest(SignedObject):
     """A witness key, its organisation and name, signed by the witness key itself."""
 
+    LABEL: ClassVar[str] = REQUEST_LABEL
     network: NetworkId
     org: OrgId
     name: str
@@ -134,12 +154,6 @@ class WitnessRequest:
             "name": self.name,
             "key": b64e(self.key),
         }
-
-    def signed_bytes(self) -> bytes:
-        return frame(REQUEST_LABEL, canonical_json(self._unsigned()))
-
-    def to_wire(self) -> dict[str, Any]:
-        return {**self._unsigned(), "sig": b64e(self.sig)}
 
     @classmethod
     def from_wire(cls, data: object) -> WitnessRequest:
@@ -181,9 +195,10 @@ def verify_witness_request(request: WitnessRequest) -> WitnessRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class WitnessCertificate:
+class WitnessCertificate(SignedObject):
     """The authority's statement: this key is ``org``'s witness, under ``name``."""
 
+    LABEL: ClassVar[str] = CERTIFICATE_LABEL
     network: NetworkId
     org: OrgId
     name: str
@@ -214,12 +229,6 @@ class WitnessCertificate:
             "not_before": self.not_before,
             "not_after": self.not_after,
         }
-
-    def signed_bytes(self) -> bytes:
-        return frame(CERTIFICATE_LABEL, canonical_json(self._unsigned()))
-
-    def to_wire(self) -> dict[str, Any]:
-        return {**self._unsigned(), "sig": b64e(self.sig)}
 
     @classmethod
     def from_wire(cls, data: object) -> WitnessCertificate:

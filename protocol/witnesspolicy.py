@@ -25,13 +25,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
-from typing import Any
+from typing import Any, ClassVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.certificate import MAX_TIME, RevocationList, RootCertificate, check_not_revoked
 from protocol.checkpoint import Checkpoint, cosignature_time
-from protocol.encoding import b64d, b64e, canonical_json, frame
+from protocol.encoding import b64d
 from protocol.errors import (
     EncodingError,
     ProtocolError,
@@ -43,6 +43,7 @@ from protocol.note import ED25519_SIGNATURE_BYTES, NoteSignature
 from protocol.types import NetworkId, OrgId, parse_network_id
 from protocol.witness import (
     WITNESS_VERSION,
+    SignedObject,
     WitnessCertificate,
     check_int,
     check_signature,
@@ -58,7 +59,10 @@ _POLICY_KEYS = frozenset({"v", "network", "number", "issued", "quorum", "witness
 
 
 @dataclass(frozen=True, slots=True)
-class WitnessPolicy:
+class WitnessPolicy(SignedObject):
+    """The authority's witness policy (see the module docstring)."""
+
+    LABEL: ClassVar[str] = POLICY_LABEL
     network: NetworkId
     number: int
     issued: int
@@ -95,12 +99,6 @@ class WitnessPolicy:
             "quorum": self.quorum,
             "witnesses": [w.to_wire() for w in self.witnesses],
         }
-
-    def signed_bytes(self) -> bytes:
-        return frame(POLICY_LABEL, canonical_json(self._unsigned()))
-
-    def to_wire(self) -> dict[str, Any]:
-        return {**self._unsigned(), "sig": b64e(self.sig)}
 
     @classmethod
     def from_wire(cls, data: object) -> WitnessPolicy:

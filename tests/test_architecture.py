@@ -33,9 +33,16 @@ FORBIDDEN = {
         "click",
     },
     "keys": {
-        "aiohttp", "sqlalchemy", "aiosqlite", "asyncpg", "hub", "clients", "witness", "schakel",
+        "aiohttp",
+        "sqlalchemy",
+        "aiosqlite",
+        "asyncpg",
+        "hub",
+        "clients",
+        "witness",
+        "schakel",
         "jose",
-    },  # fmt: skip
+    },
     "hub": {"clients", "witness", "schakel"},
     "clients": {"hub", "witness", "schakel", "jose"},
     "witness": {"hub", "clients", "schakel", "jose"},

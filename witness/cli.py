@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from keys.errors import KeysError
 from keys.keyfile import kdf_params_from_env, read_bounded
-from keys.passphrase import get_passphrase
+from keys.passphrase import get_passphrase, passphrase_options
 from keys.witness import WitnessKeys
 from protocol.certificate import MAX_CERT_BYTES, MAX_CRL_BYTES, load_crl, pem_decode
 from protocol.checkpoint import log_origin
@@ -77,22 +77,6 @@ def _dir_option(func: F) -> F:
     )(func)
 
 
-def _passphrase_options(func: F) -> F:
-    func = click.option(
-        "--passphrase-fd",
-        type=click.IntRange(min=0),
-        metavar="N",
-        help="Read the passphrase as one line from file descriptor N (wins over the env).",
-    )(func)
-    return click.option(
-        "--passphrase-env",
-        default="SCHAKEL_PASSPHRASE",
-        show_default=True,
-        metavar="NAME",
-        help="Environment variable that holds the passphrase.",
-    )(func)
-
-
 def _passphrase(env: str, fd: int | None, *, confirm: bool = False) -> bytes:
     return get_passphrase(env_var=env, fd=fd, prompt="Witness key passphrase: ", confirm=confirm)
 
@@ -134,7 +118,7 @@ def witness() -> None:
     help="The organisation that runs this witness (cosignatures count per organisation).",
 )
 @click.option("--name", help="Key name (default schakel.invalid/<network>/witness/<org>).")
-@_passphrase_options
+@passphrase_options
 def init(
     directory: Path, network: str, org: str, name: str | None, passphrase_env: str,
     passphrase_fd: int | None,
@@ -155,7 +139,7 @@ def init(
 @_dir_option
 @click.option("--root", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--cert", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@_passphrase_options
+@passphrase_options
 def import_(
     directory: Path, root: Path, cert: Path, passphrase_env: str, passphrase_fd: int | None
 ) -> None:
@@ -198,7 +182,7 @@ def import_(
     type=click.Path(file_okay=False, path_type=Path),
     help="Where evidence files go (env SCHAKEL_WITNESS_EVIDENCE_DIR).",
 )
-@_passphrase_options
+@passphrase_options
 @click.option("--log-level", default="INFO", show_default=True, help="Logging level.")
 def serve(
     directory: Path, hub_certs: tuple[Path, ...], crl: Path | None, host: str | None,

@@ -19,14 +19,14 @@ answer is sent only after the commit.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from keys.keyfile import create_private_file
 
 SCHEMA_VERSION = "1"
 SCHEMA_LOCK = 6001118295012147202  # PostgreSQL advisory lock for creating the schema
@@ -101,19 +101,8 @@ class SchemaMismatch(Exception):
 def private_sqlite_file(url: str) -> None:
     """Create a SQLite database file 0600 in a 0700 directory; refuse one others can read."""
     path = url.removeprefix("sqlite+aiosqlite:///")
-    if not url.startswith("sqlite") or path in ("", ":memory:") or path.startswith("file:"):
-        return
-    file = Path(path)
-    file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        os.close(os.open(file, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
-    except FileExistsError:
-        mode = file.stat().st_mode & 0o777
-        if mode & 0o077:
-            raise PermissionError(
-                f"{file} is readable by other users (mode {mode:o}); "
-                f"check who copied it, then chmod 600 {file}"
-            ) from None
+    if url.startswith("sqlite") and path not in ("", ":memory:") and not path.startswith("file:"):
+        create_private_file(path)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
