@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from fresh_databases import Databases
-from witness_network import T0, WitnessNet, leaves, seeded_key
+from witness_network import T0, WitnessNet
 from witness_network import Witness as Cosigning
 
 from protocol import merkle
@@ -89,6 +89,3 @@ async def rig(databases: Databases, tmp_path: Path) -> AsyncIterator[Rig]:
         yield rig
     finally:
         await rig.store.close()
-
-
-__all__ = ["Clock", "Rig", "leaves", "seeded_key"]
