@@ -155,8 +155,8 @@ def test_not_an_authority_directory(tmp_path: Path) -> None:
 
 
 def test_full_flow(adir: Path, tmp_path: Path) -> None:
-    now = int(time.time())
     root = _ok(adir, "init", "--network", NET)
+    now = int(time.time())  # after the root was made: on a loaded machine seconds pass
     police, ggd = _org(tmp_path, "police"), _org(tmp_path, "ggd")
     hub = HubKeys.create(tmp_path / "hub", NET, b"hub pass", KdfParams.for_tests(), allow_weak=True)
     for keys in (police, ggd, hub):
@@ -176,21 +176,22 @@ def test_full_flow(adir: Path, tmp_path: Path) -> None:
     assert issued["roles"] == ["coordinator", "member"]
     assert issued["key_fingerprint"] == police.key_fingerprint
     assert issued["root_fingerprint"] == root["root_fingerprint"]
-    cert = police.import_certificate(out.read_bytes(), now=now)
+    cert = police.import_certificate(out.read_bytes(), now=int(time.time()))
     assert cert.fingerprint == issued["certificate_fingerprint"]
 
     text = _run(adir, "enrol", str(tmp_path / "ggd" / "request.pem"), "--roles", "member")
     assert text.exit_code == 0, text.stderr
     assert f"key fingerprint: {ggd.key_fingerprint}" in text.stdout
     assert f"root fingerprint: {root['root_fingerprint']}" in text.stdout
-    ggd.import_certificate((adir / "issued" / "2.pem").read_bytes(), now=now)
+    ggd.import_certificate((adir / "issued" / "2.pem").read_bytes(), now=int(time.time()))
 
     hub_out = tmp_path / "hub-cert.pem"
     hub_cert = _ok(
         adir, "certify-hub", str(tmp_path / "hub" / "request.pem"), "--out", str(hub_out)
     )
     assert hub_cert["roles"] == ["hub"] and hub_cert["org"] == "hub"
-    hub.import_certificate(hub_out.read_bytes(), now=now)
+    hub.import_certificate(hub_out.read_bytes(), now=int(time.time()))
+    now = int(time.time())  # every certificate above is valid from before this
 
     listing = _ok(adir, "list")
     assert [(c["serial"], c["org"], c["kind"]) for c in listing["certificates"]] == [
@@ -323,10 +324,9 @@ def test_seal_with_a_malformed_bundle(adir: Path, tmp_path: Path) -> None:
 
 
 def test_seal_without_a_linking_key(adir: Path, tmp_path: Path) -> None:
-    now = int(time.time())
     _ok(adir, "init", "--network", NET)
     police = _org(tmp_path)
-    police.pin_root((adir / "root.pem").read_bytes(), now=now)
+    police.pin_root((adir / "root.pem").read_bytes(), now=int(time.time()))
     cert_path = tmp_path / "cert.pem"
     _ok(
         adir,
@@ -337,6 +337,7 @@ def test_seal_without_a_linking_key(adir: Path, tmp_path: Path) -> None:
         "--out",
         str(cert_path),
     )
+    now = int(time.time())  # after the enrolment: the certificate is valid from before
     police.import_certificate(cert_path.read_bytes(), now=now)
     bundle = tmp_path / "b.json"
     bundle.write_bytes(canonical_json(police.current_bundle(now=now).to_wire()))
