@@ -337,7 +337,10 @@ class Vkey:
             raise EncodingError("the vkey is not of an Ed25519 signature type")
         if len(self.public_key) != ED25519_KEY_BYTES:
             raise EncodingError("an Ed25519 vkey carries a 32-byte key")
-        return Ed25519PublicKey.from_public_bytes(self.public_key)
+        try:
+            return Ed25519PublicKey.from_public_bytes(self.public_key)
+        except ValueError as exc:
+            raise EncodingError("the vkey's key is not an Ed25519 public key") from exc
 
 
 def parse_vkey(text: object) -> Vkey:

@@ -90,7 +90,10 @@ def exact_object(data: object, keys: frozenset[str], what: str) -> dict[str, Any
 def _public_key(raw: bytes) -> Ed25519PublicKey:
     if not isinstance(raw, bytes) or len(raw) != ED25519_KEY_BYTES:
         raise ValidationError(f"a witness key is {ED25519_KEY_BYTES} bytes")
-    return Ed25519PublicKey.from_public_bytes(raw)
+    try:
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError as exc:
+        raise ValidationError("a witness key is not an Ed25519 public key") from exc
 
 
 def check_signature(key: Ed25519PublicKey, sig: bytes, message: bytes, what: str) -> None:
