@@ -23,7 +23,7 @@ test: $(STAMP)  ## the whole suite, one worker per core (pytest-xdist)
 check: $(STAMP)  ## lint, format and types
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy protocol keys hub clients pseudonymiser schakel bench
+	$(BIN)/mypy protocol keys hub clients pseudonymiser witness schakel bench
 
 bench: $(STAMP)  ## benchmarks; figures as ratios against a floor measured in the same run
 	$(BIN)/python -m bench

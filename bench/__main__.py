@@ -21,6 +21,9 @@
    PostgreSQL, and the delay of live notices across replicas. Skipped, with the
    reason in the report, when the server is out of reach (``--no-postgres``
    leaves it out).
+5. Witnessing (``bench.witness``): cosignatures checked per second against bare Ed25519
+   verification, and the always-on witness's add-checkpoint rate against a committed
+   row update, in-process.
 
 Every figure is shown against its baseline from the same run, because the
 machine is shared and noisy. The report goes to stdout and replaces the
@@ -95,6 +98,7 @@ from bench.oprf import render_lines as oprf_lines
 from bench.replicas import NotAccepted, ReplicaFigures, Settings, Skipped, measure_replicas
 from bench.replicas import render_lines as replica_lines
 from bench.seal import OPEN, PRIMITIVES, RECIPE, SEAL_1, SEAL_5, SealFigures, measure_seal
+from bench.witness import WitnessFigures, measure_witness, witness_lines
 from protocol.keybundle import KeyBundle
 from protocol.types import OrgId
 from schakel.demo import DemoNetwork, bootstrap
@@ -135,6 +139,8 @@ class Options:
     replica_requests: int = 1000  # per PostgreSQL target per round (the hub is slower there)
     notices: int = 40  # notices timed through each replica
     oprf_signals: int = 50  # signals pseudonymised over loopback, one after another
+    cosignatures: int = 2000  # cosignatures checked per timing (bench.witness)
+    witness_requests: int = 500  # add-checkpoint requests to the in-process witness
 
     def __post_init__(self) -> None:
         counts = (
@@ -147,6 +153,8 @@ class Options:
             "replica_requests",
             "notices",
             "oprf_signals",
+            "cosignatures",
+            "witness_requests",
         )
         for name in (*counts, "case_rounds", "view_cases", "view_repeats"):
             if getattr(self, name) < 1:
@@ -196,6 +204,8 @@ QUICK = Options(
     replica_requests=100,
     notices=10,
     oprf_signals=10,
+    cosignatures=200,
+    witness_requests=50,
 )
 
 
@@ -272,6 +282,7 @@ class BenchResult:
     cases: CaseFigures
     replicas: ReplicaFigures | Skipped | None = None  # None: left out (--no-postgres)
     oprf: OprfFigures | None = None
+    witness: WitnessFigures | None = None
 
 
 # --- the machine --------------------------------------------------------------------------
@@ -455,6 +466,10 @@ def run_bench(options: Options) -> BenchResult:
         servers = measure_servers(options, demo, workdir)
         parties = seal_parties(demo, now=_now())
         log = measure_log(options, workdir)
+        witness = measure_witness(
+            workdir, iterations=options.cosignatures, requests=options.witness_requests,
+            now=_now(),
+        )  # fmt: skip
         cases = measure_cases(
             workdir,
             sizes=options.case_sizes,
@@ -482,6 +497,7 @@ def run_bench(options: Options) -> BenchResult:
         cases=cases,
         replicas=replicas,
         oprf=oprf,
+        witness=witness,
     )
 
 
@@ -674,6 +690,8 @@ def render(result: BenchResult) -> str:
     lines += ["", *_cluster_lines(result.cases), "", *_view_lines(result.cases)]
     if result.oprf is not None:
         lines += ["", *oprf_lines(result.oprf)]
+    if result.witness is not None:
+        lines += ["", *witness_lines(result.witness)]
     if result.replicas is not None:
         lines += ["", *replica_lines(result.replicas)]
     lines += ["", *_reading(result)]

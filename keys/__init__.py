@@ -9,6 +9,7 @@
 * :mod:`keys.organisation`: an organisation's keys (signing, KEM, bundles,
   certificate, linking keys).
 * :mod:`keys.hub`: the hub's log-signing and token keys.
+* :mod:`keys.witness`: an always-on witness's key, pinned root and witness certificate.
 
 ``keys`` imports only :mod:`protocol`, cryptography, PyNaCl and the standard
 library. The formats are in ``docs/protocol.md``; the errors in

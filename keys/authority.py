@@ -11,6 +11,8 @@ The authority works offline over one directory (mode 0700)::
                               is caught
     crl.pem                   the latest revocation list
     issued/<serial>.pem       every certificate issued
+    issued/<serial>.json      every witness certificate issued (protocol.witness)
+    witness-policy-<N>.json   witness policy number N (protocol.witnesspolicy)
     linking-key-v<N>.key      linking key version N, encrypted (kind linking-key)
 
 Every change writes the new file(s) first and ``state.json`` last, atomically:
@@ -63,7 +65,8 @@ from protocol.certificate import (
     pem_encode,
     verify_certificate,
 )
-from protocol.encoding import b64e, fingerprint
+from protocol.checkpoint import public_key_fingerprint
+from protocol.encoding import b64e, canonical_json, loads_strict
 from protocol.errors import ValidationError
 from protocol.keybundle import KeyBundle, verify_bundle
 from protocol.linkingkey import SealedLinkingKey, seal_linking_key
@@ -78,10 +81,18 @@ from protocol.types import (
     parse_org_id,
     parse_service_name,
 )
+from protocol.witness import (
+    MAX_WITNESS_BYTES,
+    WitnessCertificate,
+    WitnessRequest,
+    issue_witness_certificate,
+)
+from protocol.witnesspolicy import MAX_WITNESSES, WitnessPolicy, create_policy
 
 STATE_FORMAT = "schakel-authority"
 KIND_ORG = "org"
 KIND_HUB = "hub"
+KIND_WITNESS = "witness"
 HUB_ORG = OrgId("hub")
 DAY = 86400
 PEM_CERTIFICATE = "CERTIFICATE"
@@ -91,7 +102,7 @@ PEM_CRL = "X509 CRL"
 
 def key_fingerprint(public_key: Ed25519PublicKey) -> Fingerprint:
     """SHA-256 of the raw 32-byte Ed25519 public key, base64url: for out-of-band checks."""
-    return Fingerprint(fingerprint(public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)))
+    return public_key_fingerprint(public_key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +115,7 @@ class IssuedCertificate:
     fingerprint: Fingerprint  # of the certificate DER
     key: Fingerprint  # of the subject's raw public key
     not_after: int
-    kind: str  # "org" or "hub"
+    kind: str  # "org", "hub" or "witness"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -159,6 +170,7 @@ class _State:
     linking_keys: tuple[int, ...]
     # pseudonym version -> share (1, 2) -> the certified service and public key
     oprf_keys: Mapping[int, Mapping[int, OprfShareRecord]] = field(default_factory=dict)
+    witness_policy: int = 0  # the number of the newest witness policy (0: none yet)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -176,6 +188,7 @@ class _State:
                 str(version): {str(share): rec.to_json() for share, rec in sorted(shares.items())}
                 for version, shares in sorted(self.oprf_keys.items())
             },
+            "witness_policy": self.witness_policy,
         }
 
     @classmethod
@@ -195,6 +208,7 @@ class _State:
                 int(version): {int(sh): OprfShareRecord.from_json(r) for sh, r in shares.items()}
                 for version, shares in data.get("oprf_keys", {}).items()
             },
+            witness_policy=int(data.get("witness_policy", 0)),
         )
 
 
@@ -407,11 +421,97 @@ class Authority:
 
     def _check_one_key(self, org: OrgId, key: Fingerprint) -> None:
         for record in self._state.issued.values():
+            if record.kind == KIND_WITNESS:
+                if record.key == key:
+                    raise AuthorityError(
+                        f"this key is certificate {record.serial}'s witness key; "
+                        "an organisation or hub key must be a key of its own"
+                    )
+                continue
             if record.org == org and record.key != key and record.serial not in self._state.revoked:
                 raise AuthorityError(
                     f"organisation {org!r} already holds certificate {record.serial} for "
                     "another key; revoke it first"
                 )
+
+    # -- witnesses --------------------------------------------------------------------------
+
+    def certify_witness(
+        self, request: WitnessRequest, *, now: int, days: int = 365
+    ) -> WitnessCertificate:
+        """Certify a witness key (its request's proof of possession is checked).
+
+        A witness key is never a key this authority certified for anything else, and
+        never another organisation's or another name's witness key: Ed25519
+        cosignatures do not commit to the name, so one key under two names would count
+        twice.
+        """
+        if request.network != self.network:
+            raise AuthorityError(
+                f"the request is for network {request.network!r}, not {self.network!r}"
+            )
+        key = key_fingerprint(request.public_key)
+        for record in self._state.issued.values():
+            if record.key != key:
+                continue
+            same = record.kind == KIND_WITNESS and record.org == request.org
+            if not (same and self._witness(record.serial).name == request.name):
+                raise AuthorityError(
+                    f"this key is already certified (serial {record.serial}, {record.org}); "
+                    "a witness needs a key of its own"
+                )
+        serial = self._state.next_serial
+        cert = issue_witness_certificate(
+            self._root_key, self._root_at(now), request, serial=serial, now=now, days=days
+        )
+        record = IssuedCertificate(
+            serial, request.org, frozenset(), cert.fingerprint, key, cert.not_after, KIND_WITNESS
+        )
+        (self._dir / "issued").mkdir(mode=0o700, exist_ok=True)
+        write_public_file(self._witness_path(serial), canonical_json(cert.to_wire()) + b"\n")
+        self._commit(
+            replace(
+                self._state, next_serial=serial + 1, issued={**self._state.issued, serial: record}
+            )
+        )
+        return cert
+
+    def witness_policy(
+        self, serials: Collection[int], *, quorum: int, now: int
+    ) -> tuple[WitnessPolicy, Path]:
+        """Sign the next witness policy over the witness certificates ``serials``.
+
+        Each must be a witness certificate issued here, unrevoked and valid at ``now``.
+        The policy is written to ``witness-policy-<number>.json``.
+        """
+        if not 1 <= len(set(serials)) <= MAX_WITNESSES:
+            raise AuthorityError(f"a witness policy lists 1 to {MAX_WITNESSES} witnesses")
+        witnesses = []
+        for serial in sorted(set(serials)):
+            record = self._state.issued.get(serial)
+            if record is None or record.kind != KIND_WITNESS:
+                raise AuthorityError(f"serial {serial} is not a witness certificate issued here")
+            if serial in self._state.revoked:
+                raise AuthorityError(f"witness certificate {serial} is revoked")
+            cert = self._witness(serial)
+            if not cert.not_before <= now <= cert.not_after:
+                raise AuthorityError(f"witness certificate {serial} is not valid now")
+            witnesses.append(cert)
+        number = self._state.witness_policy + 1
+        policy = create_policy(
+            self._root_key, self._root_at(now), witnesses, quorum=quorum, number=number, issued=now
+        )
+        path = self._dir / f"witness-policy-{number}.json"
+        write_public_file(path, canonical_json(policy.to_wire()) + b"\n", overwrite=True)
+        self._commit(replace(self._state, witness_policy=number))
+        return policy, path
+
+    def _witness_path(self, serial: int) -> Path:
+        return self._dir / "issued" / f"{serial}.json"
+
+    def _witness(self, serial: int) -> WitnessCertificate:
+        data = read_bounded(self._witness_path(serial), MAX_WITNESS_BYTES)
+        return WitnessCertificate.from_wire(loads_strict(data, max_bytes=MAX_WITNESS_BYTES))
 
     # -- revocation -------------------------------------------------------------------------
 

@@ -368,6 +368,26 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def create_private_file(path: Path | str) -> None:
+    """Create ``path`` empty with mode 0600 (its directory 0700) unless it exists; refuse an
+    existing one that other users can read or write (a database file, for instance).
+
+    A file that others could read is refused rather than repaired: its contents may
+    already have been copied, which the operator must know.
+    """
+    file = Path(path)
+    file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(file, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
+    except FileExistsError:
+        mode = file.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise PermissionError(
+                f"{file} is readable by other users (mode {mode:o}); "
+                f"check who copied it, then chmod 600 {file}"
+            ) from None
+
+
 def make_private_dir(directory: Path | str, *, must_be_empty: bool) -> Path:
     """Create ``directory`` (or take an existing one) with mode 0700."""
     path = Path(directory)

@@ -138,8 +138,6 @@ class PartyKeys:
         write_key_file(
             path / "signing.key", KIND_ED25519, seed, passphrase, params, allow_weak=True, rng=rng
         )
-        request = create_enrolment_request(Ed25519PrivateKey.from_private_bytes(seed), network, org)
-        write_public_file(path / "request.pem", pem_encode(request.der, PEM_REQUEST))
         state = {
             "format": cls.STATE_FORMAT,
             "v": 1,
@@ -152,8 +150,14 @@ class PartyKeys:
             **extra,
         }
         keys = cls(path, seed, state, passphrase=passphrase, params=params)
+        keys._write_request()
         keys._save()
         return keys
+
+    def _write_request(self) -> None:
+        """Write what the authority needs to certify this directory's key (a PKCS#10 request)."""
+        request = create_enrolment_request(self._signing_key, self.network, self.org)
+        write_public_file(self._dir / "request.pem", pem_encode(request.der, PEM_REQUEST))
 
     @classmethod
     def open(cls: type[P], directory: Path | str, passphrase: bytes) -> P:

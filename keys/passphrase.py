@@ -22,6 +22,10 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
 
 from keys.errors import PassphraseError
 from keys.keyfile import MAX_PASSPHRASE_BYTES
@@ -41,6 +45,24 @@ _COMMON = frozenset(
         "dragon", "changeme", "trustno",
     }
 )  # fmt: skip
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def passphrase_options(func: F) -> F:
+    """``--passphrase-fd N`` and ``--passphrase-env NAME``, for a command that opens keys."""
+    func = click.option(
+        "--passphrase-fd",
+        type=click.IntRange(min=0),
+        metavar="N",
+        help="Read the passphrase as one line from file descriptor N (wins over the env).",
+    )(func)
+    return click.option(
+        "--passphrase-env",
+        default="SCHAKEL_PASSPHRASE",
+        show_default=True,
+        metavar="NAME",
+        help="Environment variable that holds the passphrase.",
+    )(func)
 
 
 def get_passphrase(

@@ -530,7 +530,7 @@ def verify_certificate(
     serial = cert.serial_number
     if not 1 <= serial <= MAX_SERIAL:
         raise VerificationError("certificate serial number is out of range")
-    _check_not_revoked(serial, root, crl)
+    check_not_revoked(serial, root, crl)
     return Certificate(
         network=root.network,
         org=org,
@@ -567,7 +567,8 @@ def _parse_org(text: str) -> OrgId:
         raise VerificationError("certificate commonName is not an organisation id") from exc
 
 
-def _check_not_revoked(serial: int, root: RootCertificate, crl: RevocationList | None) -> None:
+def check_not_revoked(serial: int, root: RootCertificate, crl: RevocationList | None) -> None:
+    """RevokedError when ``crl`` (which must be of ``root``'s network) lists ``serial``."""
     if crl is None:
         return
     if crl.network != root.network:

@@ -6,7 +6,8 @@
     ├── EncodingError              bytes or JSON that are not in canonical, bounded form
     ├── ValidationError            a well-formed value that breaks a rule (bad id, bad size, ...)
     ├── VerificationError          a signature, chain, proof or MAC that does not verify
-    │   └── RevokedError           the certificate is on the network's revocation list
+    │   ├── RevokedError           the certificate is on the network's revocation list
+    │   └── QuorumNotMet           too few organisations cosigned a checkpoint
     └── OpenError                  an envelope could not be opened; deliberately says no more
 
 Verification raises, it never returns a bool. ``OpenError`` carries one
@@ -34,6 +35,10 @@ class VerificationError(ProtocolError):
 
 class RevokedError(VerificationError):
     """The certificate has been revoked by the network authority."""
+
+
+class QuorumNotMet(VerificationError):
+    """A checkpoint does not carry the cosignatures the witness policy asks for."""
 
 
 class OpenError(ProtocolError):

@@ -119,6 +119,33 @@ def verify_consistency(
         raise VerificationError("consistency proof does not match the root hashes")
 
 
+def committed_prefix_root(
+    old_size: int, new_size: int, new_root: bytes, proof: Sequence[bytes]
+) -> bytes:
+    """The root of the first ``old_size`` leaves that ``proof`` binds the tree
+    ``(new_size, new_root)`` to.
+
+    RFC 9162 2.1.4.2 recomputes both roots from the proof. When the recomputed new root is
+    ``new_root``, the proof's hashes are, short of a SHA-256 collision, the real subtree
+    hashes of that tree, so the recomputed old root is the real root of its first
+    ``old_size`` leaves: a signed checkpoint of size ``old_size`` with another root cannot
+    be consistent with it. When ``old_size`` is a power of two the proof leaves that
+    subtree out (the verifier supplies it), so nothing is bound: ``VerificationError``,
+    as for a proof that does not reproduce ``new_root``.
+    """
+    _check_hashes("consistency", new_root, *proof)
+    if not _is_int(old_size) or not _is_int(new_size) or not 1 <= old_size < new_size:
+        raise VerificationError("consistency proof: need 1 <= old size < new size")
+    if old_size & (old_size - 1) == 0:
+        raise VerificationError("a proof from a power-of-two size binds no old root")
+    if len(proof) != _consistency_length(old_size, new_size):
+        raise VerificationError("consistency proof has the wrong length")
+    fr, sr, sn = _consistency_roots(old_size, new_size, bytes(HASH_BYTES), proof)
+    if sn != 0 or not hmac.compare_digest(sr, new_root):
+        raise VerificationError("consistency proof does not reproduce the new root")
+    return fr
+
+
 def _consistency_roots(
     old_size: int, new_size: int, old_root: bytes, proof: Sequence[bytes]
 ) -> tuple[bytes, bytes, int]:

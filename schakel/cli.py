@@ -19,6 +19,7 @@ GROUPS = {
     "audit": "clients.cli.audit:audit",
     "hub": "hub.cli:hub",
     "pseudonymiser": "pseudonymiser.cli:pseudonymiser",
+    "witness": "witness.cli:witness",
     "demo": "schakel.demo:demo",
 }
 
@@ -49,12 +50,13 @@ def cli() -> None:
 
     \b
     Roles and their command groups:
-      authority   the network authority: root, certificates, revocation, linking key
-      org         an organisation: keys, enrolment, signals, inbox
-      audit       a privacy officer: verify, export and report on the access log
-      hub         the hub operator: keys, database, serve
+      authority      the network authority: root, certificates, revocation, linking key
+      org            an organisation: keys, enrolment, signals, inbox
+      audit          a privacy officer: verify, export and report on the access log
+      hub            the hub operator: keys, database, serve
       pseudonymiser  a pseudonymisation service: one share of the split OPRF key
-      demo        a local demo network for trying Schakel on one machine
+      witness        an always-on witness: cosigns the hub's checkpoints it has checked
+      demo           a local demo network for trying Schakel on one machine
     """
 
 

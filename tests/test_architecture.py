@@ -29,16 +29,29 @@ FORBIDDEN = {
         "keys",
         "hub",
         "clients",
+        "witness",
         "schakel",
         "jose",
         "click",
     },
-    "keys": {"aiohttp", "sqlalchemy", "aiosqlite", "asyncpg", "hub", "clients", "schakel", "jose"},
-    "hub": {"clients", "schakel", "pseudonymiser"},
-    "clients": {"hub", "schakel", "jose", "pseudonymiser"},
-    # A pseudonymisation service is run by another party than the hub's operator: it shares
-    # protocol and keys with the others, and nothing else.
-    "pseudonymiser": {"hub", "clients", "schakel", "jose"},
+    "keys": {
+        "aiohttp",
+        "sqlalchemy",
+        "aiosqlite",
+        "asyncpg",
+        "hub",
+        "clients",
+        "pseudonymiser",
+        "witness",
+        "schakel",
+        "jose",
+    },
+    "hub": {"clients", "schakel", "pseudonymiser", "witness"},
+    "clients": {"hub", "schakel", "jose", "pseudonymiser", "witness"},
+    # A pseudonymisation service and a witness are run by other parties than the hub's
+    # operator: they share protocol and keys with the others, and nothing else.
+    "pseudonymiser": {"hub", "clients", "witness", "schakel", "jose"},
+    "witness": {"hub", "clients", "pseudonymiser", "schakel", "jose"},
 }
 
 
@@ -151,7 +164,7 @@ def test_package_respects_the_dependency_rule(package: str) -> None:
 def test_only_hub_tokens_imports_python_jose() -> None:
     users = [
         str(path.relative_to(ROOT))
-        for package in ("protocol", "keys", "hub", "clients", "pseudonymiser", "schakel")
+        for package in ("protocol", "keys", "hub", "clients", "pseudonymiser", "witness", "schakel")
         for path in _sources(package)
         if "jose" in _imports(path)
     ]
@@ -213,3 +226,21 @@ def test_the_circle_check_sees_a_circle_and_relative_imports(tmp_path: Path) -> 
     modules = {_module_name(path) for path in _sources("clients")}
     cli = package / "cli" / "org.py"
     assert {"clients.cli.cases", "clients.cli.common"} <= _internal_imports(cli, "clients", modules)
+
+
+def test_test_modules_have_names_of_their_own() -> None:
+    """Test folders are not packages: pytest imports each test module by its file name, so
+    two ``test_x.py`` in two folders collide, and ``from conftest import`` takes whichever
+    folder's conftest was imported first (helpers live in a module with a name of its own)."""
+    tests = ROOT / "tests"
+    names = [path.name for path in tests.rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
+    importing = sorted(
+        str(path.relative_to(ROOT))
+        for path in tests.rglob("*.py")
+        if any(
+            isinstance(node, ast.ImportFrom) and node.module == "conftest" and node.col_offset == 0
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        )
+    )
+    assert importing == []

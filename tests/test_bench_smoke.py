@@ -85,6 +85,8 @@ TINY = Options(
     view_repeats=3,
     postgres=False,  # the PostgreSQL section has tests of its own, below
     oprf_signals=3,
+    cosignatures=16,
+    witness_requests=10,
 )
 TINY_REPLICAS = Settings(requests=8, concurrency=2, rounds=2, warmup=2, senders=2, notices=3)
 
@@ -158,6 +160,18 @@ def test_access_log_figures_cover_every_size(result: BenchResult) -> None:
     assert result.log.verify.entries == 200 and result.log.verify.ratio > 0
     appends = result.log.appends
     assert appends.entries == 100 and appends.hub_per_s > 0 and appends.floor_per_s > 0
+
+
+def test_witness_figures(result: BenchResult) -> None:
+    figures = result.witness
+    assert figures is not None
+    rates = figures.cosignatures
+    assert rates.witnesses == 8
+    assert all(r > 0 and math.isfinite(r) for r in (rates.bare_per_s, rates.line_per_s,
+                                                    rates.tally_per_s))  # fmt: skip
+    checkpoints = figures.add_checkpoint
+    assert checkpoints.requests == 10 and checkpoints.ratio > 0
+    assert "add-checkpoint requests/s" in render(result)
 
 
 def test_clustering_figures_cover_every_size(result: BenchResult) -> None:

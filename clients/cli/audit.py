@@ -26,6 +26,7 @@ from clients.cli.common import (
     session_options,
     session_repeats,
 )
+from clients.cli.evidence import evidence
 from clients.cli.person import person_options, read_person
 from clients.errors import AuditLogInconsistent
 from clients.exports import (
@@ -73,10 +74,14 @@ def audit(ctx: click.Context, /, **options: Any) -> None:
       schakel audit export --format csv --out log.csv
       schakel audit report --subject --person - --out-html report.html
       schakel audit anomalies
+      schakel audit evidence verify FILE    does an evidence file prove a split view?
 
     --json, --user, --purpose and --purpose-text may also follow the command.
     """
     ctx.obj = Settings.of(**options)
+
+
+audit.add_command(evidence)
 
 
 def _head_json(head: TreeHead) -> dict[str, Any]:

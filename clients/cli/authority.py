@@ -57,6 +57,7 @@ from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
 from protocol.oprfkeys import OprfKeyRequest
 from protocol.types import NetworkId, parse_network_id
+from protocol.witness import MAX_WITNESS_BYTES, WitnessRequest
 
 DEFAULT_DIR = "authority"
 MAX_BUNDLE_BYTES = 16 * 1024
@@ -313,6 +314,82 @@ def enrol(
 def certify_hub(cfg: AuthorityCliConfig, request: Path, out: Path | None, days: int) -> None:
     """Issue the hub's log-signing certificate for the hub's REQUEST.pem."""
     _issue(cfg, request, out, lambda auth, der: auth.certify_hub(der, now=_now(), days=days))
+
+
+@authority.command("certify-witness")
+@click.argument("request", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write here.")
+@click.option("--days", default=365, show_default=True, type=click.IntRange(1, 3650))
+@pass_cfg
+def certify_witness(cfg: AuthorityCliConfig, request: Path, out: Path | None, days: int) -> None:
+    """Certify a witness key for REQUEST.json (a witness's request.json).
+
+    Compare the key fingerprint printed here with the witness's operator.
+    """
+    data = loads_strict(read_bounded(request, MAX_WITNESS_BYTES), max_bytes=MAX_WITNESS_BYTES)
+    if out is not None and out.exists():
+        _fail(f"refusing to overwrite {out}")
+    auth = cfg.open()
+    cert = auth.certify_witness(WitnessRequest.from_wire(data), now=_now(), days=days)
+    wire = canonical_json(cert.to_wire()) + b"\n"
+    if out is not None:
+        write_public_file(out, wire, overwrite=False)
+    path = out or auth.directory / "issued" / f"{cert.serial}.json"
+    fields = {
+        **_root_fields(auth),
+        "org": cert.org,
+        "name": cert.name,
+        "serial": cert.serial,
+        "not_after": cert.not_after,
+        "key_fingerprint": key_fingerprint(cert.public_key),
+        "vkey": cert.verifier().vkey().text(),
+        "certificate": str(path),
+    }
+    _report(
+        cfg,
+        fields,
+        [
+            f"certified witness {cert.name} of {cert.org} as serial {cert.serial}",
+            f"witness certificate: {path}",
+            f"key fingerprint: {fields['key_fingerprint']} (must match the witness's)",
+            f"vkey: {fields['vkey']}",
+            *_root_lines(auth),
+        ],
+    )
+
+
+@authority.command("witness-policy")
+@click.argument("serials", nargs=-1, required=True, type=click.IntRange(min=1))
+@click.option(
+    "--quorum",
+    required=True,
+    type=click.IntRange(min=1),
+    help="How many distinct organisations must cosign a head.",
+)
+@pass_cfg
+def witness_policy(cfg: AuthorityCliConfig, serials: tuple[int, ...], quorum: int) -> None:
+    """Sign the next witness policy: the witness certificates SERIAL... and the quorum."""
+    auth = cfg.open()
+    policy, path = auth.witness_policy(serials, quorum=quorum, now=_now())
+    orgs = sorted(policy.organisations)
+    fields = {
+        **_root_fields(auth),
+        "number": policy.number,
+        "quorum": policy.quorum,
+        "witnesses": [w.serial for w in policy.witnesses],
+        "organisations": orgs,
+        "policy": str(path),
+    }
+    _report(
+        cfg,
+        fields,
+        [
+            f"witness policy {policy.number}: {path}",
+            f"{len(policy.witnesses)} witnesses of {len(orgs)} organisations "
+            f"({', '.join(orgs)}); a head needs {quorum}",
+            *_root_lines(auth),
+        ],
+    )
 
 
 def _report_crl(

@@ -369,3 +369,49 @@ def test_json_may_follow_the_command(adir: Path) -> None:
     _ok(adir, "init", "--network", NET)
     after = _run(adir, "fingerprint", "--json")
     assert after.exit_code == 0 and json.loads(after.stdout) == _ok(adir, "fingerprint")
+
+
+# -- witnesses ------------------------------------------------------------------------------
+
+
+def test_certify_witness_and_sign_a_policy(adir: Path, tmp_path: Path) -> None:
+    from keys.witness import WitnessKeys
+    from protocol.witness import WitnessCertificate
+    from protocol.witnesspolicy import WitnessPolicy
+
+    _ok(adir, "init", "--network", NET)
+    serials = []
+    for org in ("police", "coordinator"):
+        keys = WitnessKeys.create(
+            tmp_path / f"w-{org}", NET, OrgId(org), b"p", KdfParams.for_tests(), allow_weak=True
+        )
+        out = tmp_path / f"{org}-witness.json"
+        shown = _ok(
+            adir, "certify-witness", str(keys.directory / "request.json"), "--out", str(out)
+        )
+        cert = WitnessCertificate.from_wire(loads_strict(out.read_bytes()))
+        assert shown["serial"] == cert.serial and shown["org"] == org
+        assert shown["vkey"].startswith(f"{cert.name}+")
+        assert shown["key_fingerprint"] == fingerprint(
+            keys.signing_key.public_key().public_bytes_raw()
+        )
+        serials.append(str(cert.serial))
+    result = _run(adir, "certify-witness", str(tmp_path / "w-police" / "request.json"),
+                  "--out", str(tmp_path / "police-witness.json"))  # fmt: skip
+    assert "refusing to overwrite" in _error(result)
+    assert len(_ok(adir, "list")["certificates"]) == 2  # nothing was issued
+    policy = _ok(adir, "witness-policy", "--quorum", "2", *serials)
+    assert (policy["number"], policy["quorum"]) == (1, 2)
+    assert policy["organisations"] == ["coordinator", "police"]
+    stored = WitnessPolicy.from_wire(loads_strict((adir / "witness-policy-1.json").read_bytes()))
+    assert [str(w.serial) for w in stored.witnesses] == serials
+    assert "quorum" in _error(_run(adir, "witness-policy", "--quorum", "3", *serials))
+    assert "not a witness" in _error(_run(adir, "witness-policy", "--quorum", "1", "99"))
+    assert _run(adir, "witness-policy", *serials).exit_code == 2  # --quorum is required
+
+
+def test_certify_witness_with_a_malformed_request(adir: Path, tmp_path: Path) -> None:
+    _ok(adir, "init", "--network", NET)
+    bad = tmp_path / "request.json"
+    bad.write_text('{"v": 1}')
+    assert "witness request" in _error(_run(adir, "certify-witness", str(bad)))

@@ -47,6 +47,9 @@ from hub.store import Store, head_revision
 from protocol.referral import OPEN_STEPS
 from protocol.types import NetworkId, parse_network_id
 from schakel import demo as demo_network
+from witness import cli as witness_cli
+from witness.config import ENV_PREFIX as WITNESS_PREFIX
+from witness.config import WitnessConfig
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -55,6 +58,8 @@ ENV_EXAMPLE = DEPLOY / "hub.env.example"
 COMPOSE = DEPLOY / "compose.yaml"
 HUB_UNIT = DEPLOY / "systemd" / "schakel-hub@.service"
 MIGRATE_UNIT = DEPLOY / "systemd" / "schakel-migrate.service"
+WITNESS_UNIT = DEPLOY / "systemd" / "schakel-witness.service"
+WITNESS_ENV_EXAMPLE = DEPLOY / "witness.env.example"
 HUB_SERVICES = ("hub-1", "hub-2")
 INSTALLED_SCHAKEL = "/opt/schakel/venv/bin/schakel"
 
@@ -309,11 +314,11 @@ def _upstream_ports() -> list[int]:
 
 class TestCompose:
     def test_has_the_services(self, compose: dict[str, Any]) -> None:
-        assert set(compose["services"]) == {"db", "migrate", "nginx", *HUB_SERVICES}
+        assert set(compose["services"]) == {"db", "migrate", "nginx", "witness", *HUB_SERVICES}
         assert compose["services"]["db"]["image"] == "postgres:15"
 
     def test_long_running_services_have_healthchecks(self, compose: dict[str, Any]) -> None:
-        for name in ("db", "nginx", *HUB_SERVICES):
+        for name in ("db", "nginx", "witness", *HUB_SERVICES):
             check = compose["services"][name].get("healthcheck")
             assert check and check["test"][0] == "CMD", f"{name} has no exec healthcheck"
 
@@ -652,7 +657,12 @@ def units_for_analysis(tmp_path: Path) -> list[Path]:
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not on PATH: the units were not checked by systemd")
     copies = []
-    units = ((HUB_UNIT, "schakel-hub@8001.service"), (MIGRATE_UNIT, None), (OPRF_UNIT, None))
+    units = (
+        (HUB_UNIT, "schakel-hub@8001.service"),
+        (MIGRATE_UNIT, None),
+        (OPRF_UNIT, None),
+        (WITNESS_UNIT, None),
+    )
     for source, name in units:
         target = tmp_path / (name or source.name)
         target.write_text(source.read_text().replace(INSTALLED_SCHAKEL, "/bin/true"))
@@ -921,3 +931,80 @@ class TestPseudonymiserDeploy:
         except ImportError:
             return
         assert yaml.safe_load(text) == parsed
+
+
+# -- the always-on witness: unit, environment, compose ----------------------------------
+
+
+def witness_reads() -> set[str]:
+    """Every SCHAKEL_WITNESS_* name the witness reads: WitnessConfig.from_env and its CLI."""
+    recording = _Recording()
+    WitnessConfig.from_env(recording)
+    names = {name for name in recording.asked if name.startswith(WITNESS_PREFIX)}
+    for command in witness_cli.witness.commands.values():
+        for param in command.params:
+            if isinstance(param, click.Option) and isinstance(param.envvar, str):
+                names.add(param.envvar)
+    return {name for name in names if name.startswith(WITNESS_PREFIX)}
+
+
+def witness_env_example() -> list[tuple[bool, str, str]]:
+    found = []
+    for line in WITNESS_ENV_EXAMPLE.read_text().splitlines():
+        if match := _ENV_LINE.match(line.strip()):
+            found.append((match[1] is None, match[2], match[3]))
+    return found
+
+
+class TestWitness:
+    def test_env_example_names_exactly_what_the_witness_reads(self) -> None:
+        named = {name for _, name, _ in witness_env_example()}
+        assert named == witness_reads()
+        assert {"SCHAKEL_WITNESS_DIR", "SCHAKEL_WITNESS_HUB_CERT", "SCHAKEL_WITNESS_CRL"} <= named
+
+    def test_env_example_values_are_accepted(self) -> None:
+        every = {name: value for _, name, value in witness_env_example()}
+        config = WitnessConfig.from_env(every)
+        assert config.port == 8480 and str(config.evidence_dir).startswith("/var/lib/schakel")
+        shown = {name: value for on, name, value in witness_env_example() if not on}
+        defaults = WitnessConfig()
+        assert (
+            WitnessConfig.from_env(
+                {"SCHAKEL_WITNESS_METRICS_FROM": shown["SCHAKEL_WITNESS_METRICS_FROM"]}
+            ).metrics_from
+            == defaults.metrics_from
+        )
+        assert not {name for _, name, _ in witness_env_example()} & {"SCHAKEL_PASSPHRASE"}
+
+    def test_unit_is_hardened_and_reads_the_passphrase_from_a_credential(self) -> None:
+        service = read_unit(WITNESS_UNIT)["Service"]
+        expected = {
+            **HARDENING,
+            "EnvironmentFile": "/etc/schakel/witness.env",
+            "ReadWritePaths": "/var/lib/schakel-witness",
+        }
+        for key, value in expected.items():
+            assert service.get(key) == [value], f"{key}={value} missing"
+        (command,) = service["ExecStart"]
+        assert f"{INSTALLED_SCHAKEL} witness serve --passphrase-fd 3 3<%d/passphrase" in command
+        assert service["LoadCredentialEncrypted"] == [
+            "passphrase:/etc/schakel/witness-passphrase.cred"
+        ]
+        assert service["StateDirectory"] == ["schakel-witness"]
+        assert int(service["TimeoutStopSec"][0].rstrip("s")) > WitnessConfig().shutdown_timeout
+
+    def test_compose_service(self, compose: dict[str, Any]) -> None:
+        service = compose["services"]["witness"]
+        env = {key: str(value) for key, value in service["environment"].items()}
+        assert set(env) <= witness_reads()
+        config = WitnessConfig.from_env(env)
+        readyz = service["healthcheck"]["test"][-1]
+        assert f"127.0.0.1:{config.port}/readyz" in readyz
+        assert "witness serve --passphrase-fd 3" in service["command"][-1]
+        assert "witnessdata" in compose["volumes"]
+        assert config.database_url.startswith("sqlite+aiosqlite:////var/lib/schakel/witness/")
+        assert "COPY witness ./witness" in service["build"]["dockerfile_inline"]
+        for name in ("migrate", *HUB_SERVICES):
+            assert (
+                "COPY witness ./witness" in compose["services"][name]["build"]["dockerfile_inline"]
+            )

@@ -20,6 +20,7 @@ GENERATORS = {
     "envelope": "gen_envelope",
     "oprf_split": "gen_oprf_split",
     "certificates": "gen_certificates",
+    "witness": "gen_witness",
 }
 
 
