@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	  || { tail -n 30 $(VENV)/install.log; echo "installing into $(VENV) failed"; exit 1; }
 	@touch $(STAMP)
 
-run: $(STAMP)  ## the hub on SQLite at 127.0.0.1:8443 with a demo network in ./var/demo
+run: $(STAMP)  ## the hub on SQLite at 127.0.0.1:8443 and a desk per organisation from :8501, demo network in ./var/demo
 	$(BIN)/schakel demo run
 
 test: $(STAMP)  ## the whole suite, one worker per core (pytest-xdist)
@@ -23,7 +23,7 @@ test: $(STAMP)  ## the whole suite, one worker per core (pytest-xdist)
 check: $(STAMP)  ## lint, format and types
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy protocol keys hub clients pseudonymiser witness schakel bench
+	$(BIN)/mypy protocol keys hub clients desk pseudonymiser witness schakel bench
 
 bench: $(STAMP)  ## benchmarks; figures as ratios against a floor measured in the same run
 	$(BIN)/python -m bench

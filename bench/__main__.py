@@ -16,6 +16,9 @@
    against bare scalar multiplications, the client's cost of a signal's pseudonyms
    against the old HMAC derivation and against the primitives it calls, and the
    end-to-end latency over loopback with two services in child processes.
+5. The desk (``bench.desk``): its inbox page with 1,000 messages held against a bare
+   Jinja2 render of the same rows, and opening one message against the library call it
+   wraps, in-process with a hub on loopback.
 5. PostgreSQL (``bench.replicas``, after the SQLite servers have stopped): the
    hub with one and two replicas on one fresh database against a floor on
    PostgreSQL, and the delay of live notices across replicas. Skipped, with the
@@ -67,6 +70,7 @@ from bench.auditlog import (
 )
 from bench.cases import SIZES as CASE_SIZES
 from bench.cases import VIEW_CASES, CaseFigures, measure_cases, percentile
+from bench.desk import DeskFigures, desk_lines, measure_desk
 from bench.hub_server import (
     MESSAGES_PATH,
     RECIPIENT,
@@ -141,6 +145,8 @@ class Options:
     oprf_signals: int = 50  # signals pseudonymised over loopback, one after another
     cosignatures: int = 2000  # cosignatures checked per timing (bench.witness)
     witness_requests: int = 500  # add-checkpoint requests to the in-process witness
+    desk_messages: int = 1000  # messages held when the desk's inbox page is timed
+    desk_repeats: int = 200  # timings of each desk page and its floor
 
     def __post_init__(self) -> None:
         counts = (
@@ -156,7 +162,14 @@ class Options:
             "cosignatures",
             "witness_requests",
         )
-        for name in (*counts, "case_rounds", "view_cases", "view_repeats"):
+        for name in (
+            *counts,
+            "case_rounds",
+            "view_cases",
+            "view_repeats",
+            "desk_messages",
+            "desk_repeats",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.case_signals < 2 or not self.case_sizes or min(self.case_sizes) < 5:
@@ -206,6 +219,7 @@ QUICK = Options(
     oprf_signals=10,
     cosignatures=200,
     witness_requests=50,
+    desk_repeats=20,
 )
 
 
@@ -280,6 +294,7 @@ class BenchResult:
     seal: SealFigures
     log: LogFigures
     cases: CaseFigures
+    desk: DeskFigures
     replicas: ReplicaFigures | Skipped | None = None  # None: left out (--no-postgres)
     oprf: OprfFigures | None = None
     witness: WitnessFigures | None = None
@@ -478,6 +493,9 @@ def run_bench(options: Options) -> BenchResult:
             view_cases=options.view_cases,
             view_repeats=options.view_repeats,
         )
+        desk = measure_desk(
+            workdir / "desk", messages=options.desk_messages, repeats=options.desk_repeats
+        )
         replicas = measure_replicas(options.replicas, workdir) if options.postgres else None
         oprf = measure_oprf(
             workdir,
@@ -495,6 +513,7 @@ def run_bench(options: Options) -> BenchResult:
         seal=seal,
         log=log,
         cases=cases,
+        desk=desk,
         replicas=replicas,
         oprf=oprf,
         witness=witness,
@@ -692,6 +711,7 @@ def render(result: BenchResult) -> str:
         lines += ["", *oprf_lines(result.oprf)]
     if result.witness is not None:
         lines += ["", *witness_lines(result.witness)]
+    lines += ["", *desk_lines(result.desk)]
     if result.replicas is not None:
         lines += ["", *replica_lines(result.replicas)]
     lines += ["", *_reading(result)]

@@ -17,7 +17,9 @@ The client:
   id, required by the hub on every authenticated request) and, where set,
   ``Schakel-Purpose`` with ``Schakel-Purpose-Text`` (percent-encoded UTF-8). Requests
   that read case data (the inbox, a message, the access log) refuse to go out
-  without a purpose.
+  without a purpose. A service acting for several people (the desk) names the
+  person per task with :meth:`HubClient.acting_for`, which overrides both for every
+  request made inside it, in that task only (a ``contextvars`` variable);
 
 Nothing the hub returns is trusted: certificates, bundles and envelopes come
 back parsed but unverified; :mod:`clients.directory` and :mod:`clients.inbox` verify
@@ -28,14 +30,16 @@ coordinator's case answers are parsed, every field checked, by :mod:`clients.cas
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import ipaddress
 import json
 import re
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -99,6 +103,12 @@ _USER = re.compile(r"[\x21-\x7e]{1,64}")
 AUDIT_FILTERS = ("org", "user", "action", "object", "pseudonym", "since", "until")
 
 Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
+
+# (client, user, purpose): the person a service acts for in the current task; acting_for.
+_ACTING: contextvars.ContextVar[tuple[HubClient, str, Purpose | None] | None] = (
+    contextvars.ContextVar("schakel_hub_client_acting", default=None)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,19 +263,43 @@ class HubClient:
 
     @property
     def user(self) -> str | None:
-        return self._user
+        acting = self._acting()
+        return self._user if acting is None else acting[0]
+
+    def _acting(self) -> tuple[str, Purpose | None] | None:
+        acting = _ACTING.get()
+        return None if acting is None or acting[0] is not self else (acting[1], acting[2])
+
+    @contextlib.contextmanager
+    def acting_for(self, user: str, purpose: Purpose | None) -> Iterator[None]:
+        """Every request made inside, in this task, carries ``user`` and ``purpose``.
+
+        For a service that acts for several people over one connection and token (the
+        desk): the hub's access log then names the person, not the service.
+        """
+        if not _USER.fullmatch(user):
+            raise ClientError("user id must be 1-64 printable ASCII characters without spaces")
+        reset = _ACTING.set((self, user, purpose))
+        try:
+            yield
+        finally:
+            _ACTING.reset(reset)
 
     def _headers(self, token: str | None, purpose: Purpose | None = None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
+        user = self.user
+        acting = self._acting()
+        if acting is not None and purpose is None:
+            purpose = acting[1]
         if token is not None:
-            if self._user is None:
+            if user is None:
                 raise ClientError(
                     "requests to the hub need your user id (--user or SCHAKEL_USER): "
                     "the hub records it in its access log"
                 )
             headers["Authorization"] = f"Bearer {token}"
-        if self._user is not None:
-            headers["Schakel-User"] = self._user
+        if user is not None:
+            headers["Schakel-User"] = user
         purpose = purpose or self.purpose
         if purpose is not None:
             headers.update(purpose.headers())
@@ -273,7 +307,8 @@ class HubClient:
 
     def _purpose(self, purpose: Purpose | None) -> Purpose:
         """The purpose of a request that reads case data; refuse to send one without."""
-        chosen = purpose or self.purpose
+        acting = self._acting()
+        chosen = purpose or (acting[1] if acting is not None else None) or self.purpose
         if chosen is None:
             raise ClientError(
                 "this request reads case data and needs a purpose of use "
@@ -346,6 +381,19 @@ class HubClient:
                     attempt -= 1
                     continue
                 return self._check(status, parsed, headers)
+            except _Retry as retry:
+                if attempt >= self._attempts:
+                    raise retry.cause from retry
+                delay = retry.delay if retry.delay is not None else _backoff(attempt)
+                await self._sleep(delay)
+
+    async def _retried(self, step: Callable[[], Awaitable[T]]) -> T:
+        """``step`` with the bounded retries of :meth:`_call` (a ``_Retry`` never escapes)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await step()
             except _Retry as retry:
                 if attempt >= self._attempts:
                     raise retry.cause from retry
@@ -541,7 +589,7 @@ class HubClient:
         self, *, events: bool, opened: bool
     ) -> AsyncIterator[Notice | EventNotice | None]:
         for refreshed in (False, True):
-            token = await self._ensure_token()
+            token = await self._retried(self._ensure_token)
             request = self._request("GET", "/v1/ws", token, None)
             try:
                 async with self._transport.websocket(request) as frames:

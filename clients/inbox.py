@@ -267,21 +267,30 @@ class Inbox:
             kept += 1
         return kept
 
-    async def read_message(self, message_id: str) -> ReceivedMessage:
+    async def read_message(self, message_id: str, *, from_hub: bool = False) -> ReceivedMessage:
         """A message addressed to us: from local state, else fetched from the hub.
 
         A fetched envelope (``GET /v1/messages/{id}``) is verified exactly as on receipt
         (network, recipient, sender certificate, signature, payload schema) and must be
         the message asked for; it is neither stored nor acknowledged here (the inbox does
         that). VerificationFailed when it does not verify.
+
+        With ``from_hub`` the message is fetched even when it is kept here, so that the
+        hub's access log records who read it (the desk opens every message so); the hub
+        must then serve exactly the envelope kept, else VerificationFailed.
         """
-        if self.state.message(message_id) is not None:
+        stored = self.state.message(message_id)
+        if stored is not None and not from_hub:
             return self.show(message_id)
         cursor, wire = await self.hub.get_message(message_id)
         try:
             envelope = _parse_envelope(wire)
             if envelope.header.id != message_id:
                 raise _Rejected(REASON_ENVELOPE)
+            if stored is not None:
+                if envelope.to_wire() != stored.envelope:
+                    raise _Rejected(REASON_ENVELOPE)
+                return self.show(message_id)
             await self.directory.crl(self._now())
             return await self._open(envelope, cursor or 0)
         except _Rejected as exc:

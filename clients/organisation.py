@@ -58,7 +58,7 @@ from clients.payloads import (
 from clients.state import LocalState
 from keys.errors import KeysError
 from keys.organisation import OrgKeys
-from protocol.certificate import Certificate
+from protocol.certificate import Certificate, RevocationList
 from protocol.envelope import Envelope, new_message_id, seal
 from protocol.errors import ProtocolError
 from protocol.keybundle import KeyBundle
@@ -304,6 +304,10 @@ class Organisation:
 
     # -- trust -------------------------------------------------------------------------
 
+    async def revocation_list(self) -> RevocationList:
+        """The current revocation list, verified against the root (cached for a while)."""
+        return await self.directory.crl(self.now())
+
     async def trust_anchors(self) -> None:
         """Our certificate, then the trust anchors: the revocation list needs no login, the
         log's head does."""
@@ -454,9 +458,10 @@ class Organisation:
         """Open a stored message again."""
         return self.inbox.show(message_id)
 
-    async def read_message(self, message_id: str) -> ReceivedMessage:
-        """A message addressed to us: from local state, else fetched and verified."""
-        return await self.inbox.read_message(message_id)
+    async def read_message(self, message_id: str, *, from_hub: bool = False) -> ReceivedMessage:
+        """A message addressed to us: from local state, else fetched and verified; with
+        ``from_hub`` always fetched, so that the hub's access log names who read it."""
+        return await self.inbox.read_message(message_id, from_hub=from_hub)
 
     def watch(self) -> AsyncIterator[ReceivedMessage | RejectedMessage]:
         """Everything waiting, then each new message as the hub announces it."""

@@ -19,14 +19,14 @@ organisation they need.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from clients.caseanswers import STATUS_CODES
 from clients.errors import ClientError, NotReady, PayloadInvalid
 from clients.outbox import Draft, Sent
 from clients.payloads import check_dates, day_of, validate_payload
-from clients.state import LocalState
+from clients.state import LocalState, StoredMessage
 from protocol import referral as machine
 from protocol.certificate import Certificate
 from protocol.errors import ProtocolError
@@ -154,20 +154,30 @@ def referral_party(org: Sender, referral_id: str) -> tuple[OrgId, machine.Party,
     )
 
 
-def known_step(org: Sender, referral_id: str, party: machine.Party) -> str | None:
+def known_step(
+    org: Sender,
+    referral_id: str,
+    party: machine.Party,
+    *,
+    received: Sequence[StoredMessage] | None = None,
+) -> str | None:
     """The referral's step as far as local state tells, or None when it can not tell.
 
     The recipient knows it acknowledged the referral (``delivered``); both parties know
     the statuses they sent (or that wait in the outbox) and received. The hub may know
     more (a status not yet received), so a None or a stale step only means the hub
-    decides.
+    decides. ``received``: the received messages about the referral when the caller
+    already has them (a listing that groups every stored message once), else they are
+    read from local state.
     """
-    received = org.state.message(referral_id)
-    step = machine.DELIVERED if received is not None and received.acked_at else machine.SENT
+    referral = org.state.message(referral_id)
+    step = machine.DELIVERED if referral is not None and referral.acked_at else machine.SENT
     other: machine.Party = machine.REFERRER if party == machine.RECIPIENT else machine.RECIPIENT
     moves = [(p.created, p.status, party) for p in org.state.sent_about(referral_id)]
     moves += [(d.created, d.status, party) for d in org.waiting_about(referral_id)]
-    for message in org.state.received_about(referral_id):
+    if received is None:
+        received = org.state.received_about(referral_id)
+    for message in received:
         moves.append((message.created, message.envelope["header"].get("status"), other))
     try:
         for _, code, by in sorted(moves, key=lambda move: move[0]):

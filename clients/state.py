@@ -46,12 +46,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clients.errors import ClientError
+from keys.errors import KeyFileError
+from keys.keyfile import ensure_private_file
 from protocol.auditlog import TreeHead
 from protocol.errors import ProtocolError
 
@@ -167,19 +168,12 @@ class SentPayload:
 
 def _create_private(path: Path) -> None:
     """Create ``path`` 0600 if missing (never through a symlink); tighten it if present."""
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags, 0o600)
+        ensure_private_file(path)
     except OSError as exc:
         raise ClientError(f"cannot open local state {path}: {exc.strerror}") from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ClientError(f"local state {path} is not a regular file")
-        if info.st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
+    except KeyFileError as exc:
+        raise ClientError(f"local state {path} is not a regular file") from exc
 
 
 class LocalState:
@@ -294,6 +288,27 @@ class LocalState:
         rows = self._db.execute(
             "SELECT id, cursor, sender, kind, created, envelope, received_at, acked_at "
             "FROM messages ORDER BY cursor, id"
+        ).fetchall()
+        return [_stored(row) for row in rows]
+
+    def message_page(self, offset: int, limit: int) -> list[StoredMessage]:
+        """One page of stored messages, newest (highest cursor) first."""
+        rows = self._db.execute(
+            "SELECT id, cursor, sender, kind, created, envelope, received_at, acked_at "
+            "FROM messages ORDER BY cursor DESC, id DESC LIMIT ? OFFSET ?",
+            (max(0, limit), max(0, offset)),
+        ).fetchall()
+        return [_stored(row) for row in rows]
+
+    def message_count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+    def messages_of_kind(self, kind: str) -> list[StoredMessage]:
+        """Every stored message of ``kind`` (``status``: to follow referrals), by cursor."""
+        rows = self._db.execute(
+            "SELECT id, cursor, sender, kind, created, envelope, received_at, acked_at "
+            "FROM messages WHERE kind = ? ORDER BY cursor, id",
+            (kind,),
         ).fetchall()
         return [_stored(row) for row in rows]
 

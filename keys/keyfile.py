@@ -315,6 +315,22 @@ def write_key_file(
     atomic_write(path, data, mode=0o600, overwrite=overwrite)
 
 
+def ensure_private_file(path: Path | str) -> None:
+    """Create ``path`` empty and 0600 if missing, never through a symlink; tighten it to
+    0600 if it exists. OSError when it can not be opened, KeyFileError when it is not a
+    regular file. (Local databases: SQLite then opens the file it finds.)"""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise KeyFileError(f"{path} is not a regular file")
+        if info.st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 def write_public_file(
     path: Path | str, data: bytes, mode: int = 0o644, *, overwrite: bool = True
 ) -> None:

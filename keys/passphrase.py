@@ -1,12 +1,16 @@
-"""Where a passphrase comes from: a file descriptor, the environment, or a terminal.
+"""Where a passphrase comes from: a file descriptor, a systemd credential, the environment,
+or a terminal.
 
 Never from a command-line argument: those are visible to every user of the
 machine (``ps``) and end up in shell history. The order is:
 
 1. ``fd``: one line read from that open file descriptor (``--passphrase-fd 3``
    with ``3<file`` or a pipe), without the trailing newline;
-2. the environment variable ``env_var``, when it is set;
-3. an interactive prompt on the terminal (asked twice when ``confirm``).
+2. ``credential``: the first line of the systemd credential of that name
+   (``LoadCredential=`` / ``LoadCredentialEncrypted=``), read from the directory
+   that systemd names in ``$CREDENTIALS_DIRECTORY``;
+3. the environment variable ``env_var``, when it is set;
+4. an interactive prompt on the terminal (asked twice when ``confirm``).
 
 With none of these, :class:`PassphraseError` says how to supply one.
 
@@ -66,14 +70,23 @@ def passphrase_options(func: F) -> F:
 
 
 def get_passphrase(
-    *, env_var: str | None, fd: int | None, prompt: str, confirm: bool = False
+    *,
+    env_var: str | None,
+    fd: int | None,
+    prompt: str,
+    confirm: bool = False,
+    credential: str | None = None,
 ) -> bytes:
-    """The passphrase as UTF-8 bytes, from ``fd``, then ``env_var``, then the terminal.
+    """The passphrase as UTF-8 bytes, from ``fd``, ``credential`` (a systemd credential),
+    ``env_var``, then the terminal.
 
     With ``confirm`` (a new key), the passphrase must pass :func:`check_new_passphrase`.
     """
     if fd is not None:
         return _new(_checked(_read_line(fd), f"file descriptor {fd}"), confirm)
+    if credential is not None:
+        source = f"systemd credential {credential}"
+        return _new(_checked(_read_credential(credential), source), confirm)
     if env_var is not None and env_var in os.environ:
         source = f"environment variable {env_var}"
         return _new(_checked(os.environ[env_var].encode("utf-8"), source), confirm)
@@ -161,6 +174,26 @@ def _read_line(fd: int) -> bytes:
     if line.endswith(b"\r"):
         del line[-1]
     return bytes(line)
+
+
+def _read_credential(name: str) -> bytes:
+    """The first line of ``$CREDENTIALS_DIRECTORY/name`` (systemd's credentials)."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        raise PassphraseError(
+            f"no systemd credential {name!r}: CREDENTIALS_DIRECTORY is not set "
+            "(LoadCredential= in the unit sets it)"
+        )
+    if not name or "/" in name or name in (".", ".."):
+        raise PassphraseError("a credential name is a file name, without '/'")
+    try:
+        fd = os.open(os.path.join(directory, name), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise PassphraseError(f"can not read the systemd credential {name!r}") from exc
+    try:
+        return _read_line(fd)
+    finally:
+        os.close(fd)
 
 
 def _checked(passphrase: bytes, source: str) -> bytes:

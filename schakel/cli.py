@@ -18,6 +18,7 @@ GROUPS = {
     "org": "clients.cli.org:org",
     "audit": "clients.cli.audit:audit",
     "hub": "hub.cli:hub",
+    "desk": "desk.cli:desk",
     "pseudonymiser": "pseudonymiser.cli:pseudonymiser",
     "witness": "witness.cli:witness",
     "demo": "schakel.demo:demo",
@@ -54,6 +55,7 @@ def cli() -> None:
       org            an organisation: keys, enrolment, signals, inbox
       audit          a privacy officer: verify, export and report on the access log
       hub            the hub operator: keys, database, serve
+      desk           an organisation's web application for its people (Dutch)
       pseudonymiser  a pseudonymisation service: one share of the split OPRF key
       witness        an always-on witness: cosigns the hub's checkpoints it has checked
       demo           a local demo network for trying Schakel on one machine

@@ -11,8 +11,10 @@ network in ``./var/demo``::
       env.sh                the environment to act as an organisation
 
 then starts the hub on 127.0.0.1:8443, publishes every organisation's
-certificate and key bundle, relays a linking key sealed to each of them, and
-prints how to act as each organisation from another terminal.
+certificate and key bundle, relays a linking key sealed to each of them, starts a
+desk (the organisation's web application) for each organisation on the ports after
+``--desk-port`` (8501 by default), and prints each desk's address, how to log in to
+it, and how to act as each organisation from another terminal.
 
 The demo protects its keys with one published passphrase and the cheapest
 key-derivation settings. It is for trying Schakel, never for real data.
@@ -21,11 +23,12 @@ key-derivation settings. It is for trying Schakel, never for real data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from ssl import SSLContext
@@ -35,8 +38,9 @@ import click
 from clients.hub_client import HubClient, Purpose
 from clients.organisation import Organisation
 from clients.state import LocalState
+from desk.demo import DEMO_PASSWORD
 from hub.app import serve
-from hub.config import HubConfig
+from hub.config import HubConfig, Limits
 from keys.authority import Authority
 from keys.hub import HubKeys
 from keys.keyfile import KdfParams
@@ -67,6 +71,7 @@ ORGS: Mapping[str, tuple[str, ...]] = {
     "privacy": (ROLE_MEMBER, ROLE_NETWORK_PRIVACY_OFFICER),
 }
 MARKER = "provisioned.json"
+DESK_ORGS = tuple(org for org in ORGS if org != "privacy")  # each gets a desk in `demo run`
 # What kind of organisation each demo organisation is (its certificate says so).
 TYPES: Mapping[str, str] = {
     "police": "police",
@@ -225,6 +230,9 @@ def hub_config(demo: DemoNetwork, *, host: str, port: int) -> HubConfig:
         database_url=demo.database_url,
         host=host,
         port=port,
+        # Every organisation of the demo, desks included, reaches the hub from this one
+        # address: the per-address limit before login is raised to fit eight of them.
+        limits=Limits(address_rate_per_sec=40, address_burst=400),
     )
 
 
@@ -259,8 +267,8 @@ never put real data into it. Stop the hub with Ctrl-C; `make run` again reuses i
 """
 
 
-async def run(directory: Path, *, host: str, port: int) -> None:
-    """Provision on first use, start the hub, bootstrap, print the banner, serve."""
+async def run(directory: Path, *, host: str, port: int, desk_port: int | None = None) -> None:
+    """Provision on first use, start the hub, bootstrap, start the desks, print, serve."""
     demo = load(directory)
     fresh = demo is None
     if demo is None:
@@ -283,8 +291,54 @@ async def run(directory: Path, *, host: str, port: int) -> None:
         await bootstrap(demo, base_url, now=int(time.time()))
         (directory / "env.sh").write_text(env_script(demo, base_url))
         mark_ready(demo)
-    click.echo(banner(demo, base_url))
-    await hub
+    if desk_port is None:
+        click.echo(banner(demo, base_url))
+        await hub
+        return
+    async with contextlib.AsyncExitStack() as desks:
+        lines = []
+        for index, org in enumerate(DESK_ORGS):
+            desk_url, person = await desks.enter_async_context(
+                _demo_desk(demo, org, base_url, host=host, port=desk_port + index)
+            )
+            lines.append(f"  {org:<13} {desk_url:<24} user {person}")
+        click.echo(banner(demo, base_url) + desk_banner(lines))
+        await hub
+
+
+def desk_banner(lines: list[str]) -> str:
+    return (
+        "\nDesks (the organisations' web applications, in Dutch), one per organisation:\n"
+        + "\n".join(lines)
+        + f'\nLog in with the password "{DEMO_PASSWORD}"; the second step shows the current '
+        'code in a box\nmarked "alleen demo" (demo only). Open them in a browser on this '
+        "machine.\n"
+    )
+
+
+@contextlib.asynccontextmanager
+async def _demo_desk(
+    demo: DemoNetwork, org: str, base_url: str, *, host: str, port: int
+) -> AsyncIterator[tuple[str, str]]:
+    """One organisation's desk in this process, with its demo person."""
+    from desk.app import running_desk
+    from desk.config import DeskConfig, PasswordCost
+    from desk.demo import ensure_demo_person
+
+    url = f"http://localhost:{port}"
+    config = DeskConfig(
+        home=demo.home(org),
+        hub_url=base_url,
+        origin=url,
+        host=host,
+        port=port,
+        demo=True,
+        password_cost=PasswordCost.for_tests(),
+        allow_weak=True,
+    )
+    async with running_desk(config, demo.passphrase) as services:
+        person = ensure_demo_person(services)
+        yield url, person.id
 
 
 async def wait_until_listening(host: str, port: int, server: asyncio.Task[None]) -> None:
@@ -329,14 +383,22 @@ def demo() -> None:
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8443, show_default=True, type=click.IntRange(1, 65535))
-def run_command(directory: Path, host: str, port: int) -> None:
-    """Provision the demo network on first use and run its hub (what `make run` does)."""
+@click.option(
+    "--desk-port",
+    default=8501,
+    show_default=True,
+    type=click.IntRange(0, 65000),
+    help="Port of the first organisation's desk; the others follow. 0: no desks.",
+)
+def run_command(directory: Path, host: str, port: int, desk_port: int) -> None:
+    """Provision the demo network on first use and run its hub and desks (`make run`)."""
     os.environ.setdefault("SCHAKEL_WEAK_KDF", "1")
     try:
-        asyncio.run(run(directory, host=host, port=port))
+        asyncio.run(run(directory, host=host, port=port, desk_port=desk_port or None))
     except KeyboardInterrupt:
         click.echo("hub stopped")
     except OSError as exc:
         raise click.ClickException(
-            f"cannot start the hub on {host}:{port}: {exc.strerror}"
+            f"cannot start the demo on {host} (hub port {port}, desks from {desk_port}): "
+            f"{exc.strerror}"
         ) from None

@@ -1,5 +1,10 @@
 """The dependency rule of DESIGN section 4, no import circles inside a package, and the
-python-jose containment rule."""
+python-jose containment rule.
+
+The desk (``desk/``, each organisation's web application) is a client: it imports
+``protocol``, ``keys`` and the client library (and that only in ``desk/adapter.py``, so
+that the library's changes meet the desk in one place); nothing imports the desk.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ FORBIDDEN = {
         "schakel",
         "jose",
         "click",
+        "desk",
     },
     "keys": {
         "aiohttp",
@@ -41,17 +47,19 @@ FORBIDDEN = {
         "asyncpg",
         "hub",
         "clients",
+        "desk",
         "pseudonymiser",
         "witness",
         "schakel",
         "jose",
     },
-    "hub": {"clients", "schakel", "pseudonymiser", "witness"},
-    "clients": {"hub", "schakel", "jose", "pseudonymiser", "witness"},
+    "hub": {"clients", "desk", "schakel", "pseudonymiser", "witness"},
+    "clients": {"hub", "desk", "schakel", "jose", "pseudonymiser", "witness"},
+    "desk": {"hub", "schakel", "jose", "sqlalchemy", "asyncpg", "pseudonymiser", "witness"},
     # A pseudonymisation service and a witness are run by other parties than the hub's
     # operator: they share protocol and keys with the others, and nothing else.
-    "pseudonymiser": {"hub", "clients", "witness", "schakel", "jose"},
-    "witness": {"hub", "clients", "pseudonymiser", "schakel", "jose"},
+    "pseudonymiser": {"hub", "clients", "desk", "witness", "schakel", "jose"},
+    "witness": {"hub", "clients", "desk", "pseudonymiser", "schakel", "jose"},
 }
 
 
@@ -164,7 +172,16 @@ def test_package_respects_the_dependency_rule(package: str) -> None:
 def test_only_hub_tokens_imports_python_jose() -> None:
     users = [
         str(path.relative_to(ROOT))
-        for package in ("protocol", "keys", "hub", "clients", "pseudonymiser", "witness", "schakel")
+        for package in (
+            "protocol",
+            "keys",
+            "hub",
+            "clients",
+            "desk",
+            "pseudonymiser",
+            "witness",
+            "schakel",
+        )
         for path in _sources(package)
         if "jose" in _imports(path)
     ]
@@ -210,6 +227,11 @@ def test_importing_the_group_leaves_no_copy_of_libsodium_behind(tmp_path: Path) 
         check=True,
     )
     assert out.stdout.strip() == "0"
+
+
+def test_only_the_desk_adapter_calls_the_client_library() -> None:
+    users = [str(p.relative_to(ROOT)) for p in _sources("desk") if "clients" in _imports(p)]
+    assert users == ["desk/adapter.py"]
 
 
 def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:

@@ -160,6 +160,33 @@ async def test_who_and_why_travel_with_every_request(hub: Hub) -> None:
     del police
 
 
+async def test_acting_for_names_the_person_in_this_task_only(hub: Hub) -> None:
+    desk = await hub.join("ggd")
+    desk.hub._user = "desk"
+    desk.hub.purpose = Purpose("signal-intake")
+
+    async def as_person(person: str) -> None:
+        with desk.hub.acting_for(person, Purpose("referral", "casus 7")):
+            await asyncio.sleep(0)  # another task runs in between
+            await desk.hub.inbox()
+
+    await asyncio.gather(as_person("a.jansen"), desk.hub.inbox(), as_person("b.visser"))
+    await desk.hub.inbox()  # after the block: the service again
+    with pytest.raises(ClientError, match="user id"), desk.hub.acting_for("with space", None):
+        pass
+    rows = hub.rows(
+        'SELECT "user", purpose, purpose_text FROM audit_log WHERE org = ? AND action = ? '
+        'ORDER BY "index"', "ggd", "list",
+    )  # fmt: skip
+    assert sorted(rows[-4:]) == [
+        ("a.jansen", "referral", "casus 7"),
+        ("b.visser", "referral", "casus 7"),
+        ("desk", "signal-intake", None),
+        ("desk", "signal-intake", None),
+    ]
+    assert rows[-1] == ("desk", "signal-intake", None)
+
+
 async def test_notifications_announce_what_arrives(hub: Hub) -> None:
     police, ggd = await hub.join(ORG), await hub.join("ggd")
     payload = {"schema": "schakel.signal/1", "person": {"bsn": "111222333"},

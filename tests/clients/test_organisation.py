@@ -95,6 +95,26 @@ async def test_two_organisations_exchange_a_signal(hub: Hub) -> None:
     assert MARKER not in repr(shown)
 
 
+async def test_reading_from_the_hub_records_the_read_and_refuses_a_substitute(hub: Hub) -> None:
+    police, ggd = await hub.join("politie"), await hub.join("ggd")
+    sent = await police.send_signal(signal(), ["ggd"])
+    await ggd.receive()
+    entries = "SELECT count(*) FROM audit_log WHERE org = ? AND action = 'read' AND object_ids = ?"
+    read_by_ggd = ("ggd", canonical_json([sent.id]).decode())
+
+    assert (await ggd.read_message(sent.id)).payload == signal()
+    assert hub.rows(entries, *read_by_ggd) == [(0,)]  # kept here: the hub saw no read
+    assert (await ggd.read_message(sent.id, from_hub=True)).payload == signal()
+    assert hub.rows(entries, *read_by_ggd) == [(1,)]  # the hub's access log has the read
+
+    def another_envelope(doc: Any) -> None:
+        doc["envelope"]["header"]["created"] += 1  # the hub serves another envelope
+
+    hub.taps["ggd"].answer = rewrite(f"/messages/{sent.id}", another_envelope)
+    with pytest.raises(VerificationFailed):
+        await ggd.read_message(sent.id, from_hub=True)
+
+
 async def test_a_message_the_hub_hands_out_twice_is_stored_once(hub: Hub) -> None:
     police, ggd = await hub.join("politie"), await hub.join("ggd")
     await police.send_signal(signal(), ["ggd"])

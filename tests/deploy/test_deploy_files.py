@@ -808,22 +808,21 @@ def _self_signed(directory: Path) -> None:
     )
 
 
-def test_nginx_accepts_the_config(tmp_path: Path) -> None:
-    nginx = shutil.which("nginx")
+def nginx_test(tmp_path: Path, conf: Path, replacements: Mapping[str, str]) -> None:
+    """``nginx -t`` on ``conf`` inside a minimal nginx.conf, paths replaced; skips without
+    nginx. Asserts that nginx accepts it without a warning."""
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
     if nginx is None:
         # Not installed in CI yet (issue 5 adds it with the cluster test).
-        pytest.skip("nginx is not on PATH: `nginx -t` was not run on deploy/nginx/schakel.conf")
-    _self_signed(tmp_path)
-    text = NGINX_CONF.read_text()
-    for path in ("/etc/schakel/tls/", "/var/log/nginx/"):
-        assert path in text
-    text = text.replace("/etc/schakel/tls/", f"{tmp_path}/").replace(
-        "/var/log/nginx/", f"{tmp_path}/"
-    )
-    (tmp_path / "schakel.conf").write_text(text)
+        pytest.skip(f"nginx is not on PATH: `nginx -t` was not run on {conf.name}")
+    text = conf.read_text()
+    for old, new in replacements.items():
+        assert old in text
+        text = text.replace(old, new)
+    (tmp_path / conf.name).write_text(text)
     (tmp_path / "nginx.conf").write_text(
         f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
-        f"http {{ include {tmp_path}/schakel.conf; }}\n"
+        f"http {{ include {tmp_path}/{conf.name}; }}\n"
     )
     done = subprocess.run(
         [
@@ -1008,3 +1007,12 @@ class TestWitness:
             assert (
                 "COPY witness ./witness" in compose["services"][name]["build"]["dockerfile_inline"]
             )
+
+
+def test_nginx_accepts_the_config(tmp_path: Path) -> None:
+    _self_signed(tmp_path)
+    nginx_test(
+        tmp_path,
+        NGINX_CONF,
+        {"/etc/schakel/tls/": f"{tmp_path}/", "/var/log/nginx/": f"{tmp_path}/"},
+    )

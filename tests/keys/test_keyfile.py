@@ -492,3 +492,19 @@ def test_a_strong_new_passphrase_is_taken(monkeypatch: pytest.MonkeyPatch, passp
     monkeypatch.setenv("TEST_PASS", passphrase)
     got = get_passphrase(env_var="TEST_PASS", fd=None, prompt="?", confirm=True)
     assert got == passphrase.encode()
+
+
+def test_passphrase_from_a_systemd_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "passphrase").write_bytes(b"from the credential\nignored\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    monkeypatch.setenv("SOME_PASSPHRASE", "from the environment")
+    got = get_passphrase(env_var="SOME_PASSPHRASE", fd=None, prompt="", credential="passphrase")
+    assert got == b"from the credential"  # before the environment
+    for name, match in (("../passphrase", "file name"), ("absent", "can not read")):
+        with pytest.raises(PassphraseError, match=match):
+            get_passphrase(env_var=None, fd=None, prompt="", credential=name)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+    with pytest.raises(PassphraseError, match="CREDENTIALS_DIRECTORY is not set"):
+        get_passphrase(env_var=None, fd=None, prompt="", credential="passphrase")

@@ -1,0 +1,479 @@
+"""The desk's one door to the client library: every call into ``clients`` is here.
+
+The desk holds one :class:`clients.organisation.Organisation` (keys unlocked once, at
+start) and acts for one person at a time per request: :meth:`Library.acting` names that
+person and the purpose (doelbinding) they chose on every hub request made inside it,
+so the hub's access log records the person, not the desk. Opening a message re-reads
+it from the hub as that person (``read_message(from_hub=True)``), so that every read
+leaves an entry that names who read it.
+
+What leaves this module is plain records (:class:`InboxRow`, :class:`MessageView`, ...)
+made of header fields and decrypted payloads; the pages never touch the library's own
+objects. The library's errors become :class:`LibraryError` with a category the pages
+turn into a sentence in the person's language (never the library's English text).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from ssl import SSLContext
+from typing import Any
+
+from clients import referrals
+from clients.errors import (
+    AuditLogInconsistent,
+    ClientError,
+    HubProblem,
+    HubUnreachable,
+    NotReady,
+    PayloadInvalid,
+    UnknownOrganisation,
+    VerificationFailed,
+)
+from clients.hub_client import HubClient, Purpose
+from clients.organisation import Organisation, ReceivedMessage, RejectedMessage
+from clients.payloads import validate_payload
+from clients.state import LocalState, StoredMessage
+from keys.organisation import OrgKeys
+from protocol import referral as machine
+from protocol.certificate import ROLE_COORDINATOR
+
+log = logging.getLogger("schakel.desk")
+
+KINDS = ("signal", "referral", "status")
+_RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class LibraryError(Exception):
+    """A library call failed; ``category`` says how, for a sentence the person reads.
+
+    Categories: ``unreachable`` (the hub can not be reached now), ``refused`` (the hub
+    refused: ``status`` holds its HTTP status), ``invalid`` (the payload does not fit its
+    schema: ``field`` holds its JSON path), ``verification`` (something did not verify),
+    ``not-found``, ``not-ready`` (keys or linking key missing), ``log`` (the hub's access
+    log is not consistent with the head kept).
+    """
+
+    def __init__(self, category: str, *, status: int | None = None, field: str = "") -> None:
+        super().__init__(category)
+        self.category = category
+        self.status = status
+        self.field = field
+
+
+def problem_status(exc: LibraryError) -> int:
+    """The HTTP status of a page that failed with ``exc``."""
+    return {"not-found": 404, "unreachable": 503, "verification": 502, "log": 502}.get(
+        exc.category, 500
+    )
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except HubUnreachable as exc:
+        raise LibraryError("unreachable") from exc
+    except HubProblem as exc:
+        category = "not-found" if exc.status == 404 else "refused"
+        raise LibraryError(category, status=exc.status) from exc
+    except PayloadInvalid as exc:
+        raise LibraryError("invalid", field=exc.path or "") from exc
+    except AuditLogInconsistent as exc:
+        raise LibraryError("log") from exc
+    except VerificationFailed as exc:
+        raise LibraryError("verification") from exc
+    except UnknownOrganisation as exc:
+        raise LibraryError("not-found") from exc
+    except NotReady as exc:
+        raise LibraryError("not-ready") from exc
+    except ClientError as exc:
+        raise LibraryError("refused") from exc
+
+
+# -- records the pages show ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A referral's step as far as this organisation knows, and who holds the next one."""
+
+    step: str | None  # None: local state can not tell (the hub decides)
+    party: str  # "referrer" or "recipient": this organisation's part
+    holder: str | None  # "referrer", "recipient", or None when closed or unknown
+    allowed: tuple[str, ...]  # the status codes this organisation may send now
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRow:
+    id: str
+    kind: str
+    sender: str
+    created: int
+    received: int
+    status: str | None  # a status message's code
+    step: Step | None  # a referral's step
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    id: str
+    kind: str
+    sender: str
+    recipients: tuple[str, ...]
+    created: int
+    payload: dict[str, Any]
+    status: str | None
+    ref: str | None
+    step: Step | None
+    sent_by_us: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SentRow:
+    id: str
+    kind: str
+    recipients: tuple[str, ...]
+    created: int
+    accepted: int | None
+    status: str | None
+    step: Step | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrgStatus:
+    org: str
+    network: str
+    roles: tuple[str, ...]
+    certificate_not_after: int | None
+    bundle_not_after: int | None
+    crl_number: int | None
+    crl_this_update: int | None
+    crl_next_update: int | None
+    log_size: int | None
+    log_time: int | None
+    log_consistent: bool | None  # None: could not be checked now (hub out of reach)
+    linking_key: bool
+    messages: int
+    hub_reachable: bool
+
+
+# -- the library -----------------------------------------------------------------------
+
+
+class Library:
+    """One organisation's keys, state and hub connection, as the desk uses them."""
+
+    def __init__(self, organisation: Organisation) -> None:
+        self._org = organisation
+        self._recipients: tuple[float, tuple[str, ...]] | None = None
+
+    @classmethod
+    def open(
+        cls,
+        home: Path,
+        hub_url: str,
+        passphrase: bytes,
+        *,
+        service_user: str,
+        ssl: SSLContext | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> Library:
+        """Unlock the key files in ``home/keys`` and open ``home/state.sqlite``."""
+        with _translated():
+            try:
+                keys = OrgKeys.open(home / "keys", passphrase)
+            except Exception as exc:  # keys.errors.KeysError and its kin: say which file
+                raise LibraryError("not-ready") from exc
+            state = LocalState(home / "state.sqlite")
+            hub = HubClient(
+                hub_url,
+                network=keys.network,
+                org=keys.org,
+                signing_key=keys.signing_key,
+                user=service_user,
+                purpose=Purpose("signal-intake"),
+                ssl=ssl,
+                clock=clock,
+            )
+            return cls(Organisation(keys, state, hub, clock=clock))
+
+    async def __aenter__(self) -> Library:
+        await self._org.hub.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._org.hub.close()
+        self._org.state.close()
+
+    @property
+    def org(self) -> str:
+        return self._org.org
+
+    @property
+    def roles(self) -> frozenset[str]:
+        cert = self._org.keys.certificate
+        return frozenset() if cert is None else cert.roles
+
+    @property
+    def keys(self) -> OrgKeys:
+        """The organisation's unlocked keys (the desk derives its own sealing key from them)."""
+        return self._org.keys
+
+    @contextlib.contextmanager
+    def acting(self, person: str, purpose: str) -> Iterator[None]:
+        """Every hub request inside names ``person`` and ``purpose`` (this task only)."""
+        with _translated(), self._org.hub.acting_for(person, Purpose(purpose)):
+            yield
+
+    # -- the inbox -------------------------------------------------------------------
+
+    def inbox(self, offset: int, limit: int) -> tuple[list[InboxRow], int]:
+        """One page of received messages, newest first, and how many there are."""
+        state = self._org.state
+        page = state.message_page(offset, limit)
+        about = _statuses_by_ref(state.messages_of_kind("status")) if page else {}
+        return [self._row(m, about) for m in page], state.message_count()
+
+    def _row(self, message: StoredMessage, about: dict[str, list[StoredMessage]]) -> InboxRow:
+        header = _header(message)
+        step = None
+        if message.kind == "referral":
+            step = self._step(message.id, machine.RECIPIENT, about.get(message.id, []))
+        return InboxRow(
+            id=message.id,
+            kind=message.kind,
+            sender=message.sender,
+            created=message.created,
+            received=message.received_at,
+            status=_str(header.get("status")),
+            step=step,
+        )
+
+    def _step(self, ref: str, party: machine.Party, received: list[StoredMessage]) -> Step:
+        step = referrals.known_step(self._org, ref, party, received=received)
+        if step is None:
+            return Step(None, party, None, ())
+        holder = machine.HOLDER.get(step)
+        return Step(step, party, holder, tuple(machine.allowed_codes(step, party)))
+
+    async def open_message(self, message_id: str) -> MessageView:
+        """A received message, re-read from the hub as the acting person, and decrypted."""
+        with _translated():
+            message = await self._org.read_message(message_id, from_hub=True)
+        return self._view(message)
+
+    def _view(self, message: ReceivedMessage) -> MessageView:
+        step = None
+        if message.kind == "referral":
+            received = self._org.state.received_about(message.id)
+            step = self._step(message.id, machine.RECIPIENT, received)
+        return MessageView(
+            id=message.id,
+            kind=message.kind,
+            sender=message.sender,
+            recipients=message.recipients,
+            created=message.created,
+            payload=message.payload,
+            status=message.status,
+            ref=message.ref,
+            step=step,
+        )
+
+    async def receive_forever(
+        self,
+        announce: Callable[[int], Awaitable[None]],
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """Keep the hub's WebSocket (``Organisation.watch``), receive, and announce.
+
+        ``announce(n)`` is called after each message received (``n`` = 1) or rejected
+        (``n`` = 0); the hub being away is waited out with growing pauses.
+        """
+        failures = 0
+        while True:
+            try:
+                async for item in self._org.watch():
+                    failures = 0
+                    await announce(0 if isinstance(item, RejectedMessage) else 1)
+            except (ClientError, OSError) as exc:
+                status = getattr(exc, "status", None)  # a hub problem's HTTP status, no more
+                log.warning("desk receiving: %s %s; trying again", type(exc).__name__, status or "")
+            except Exception as exc:  # never end the receiving loop silently
+                log.error("desk receiving failed unexpectedly: %s; trying again",
+                          type(exc).__name__)  # fmt: skip
+            pause = _RETRY_SECONDS[min(failures, len(_RETRY_SECONDS) - 1)]
+            failures += 1
+            await sleep(pause)
+
+    # -- sending ---------------------------------------------------------------------
+
+    def check_signal(self, payload: dict[str, Any]) -> None:
+        """LibraryError ``invalid`` unless the payload fits the signal schema."""
+        with _translated():
+            validate_payload("signal", payload)
+
+    async def signal_recipients(self) -> tuple[str, ...]:
+        """The organisations a signal goes to: the coordinators in the directory."""
+        now = time.monotonic()
+        if self._recipients is not None and now - self._recipients[0] < 300:
+            return self._recipients[1]
+        with _translated():
+            orgs = await self._org.hub.list_orgs()
+        found = tuple(
+            sorted(
+                str(o.get("org"))
+                for o in orgs
+                if isinstance(o, dict)
+                and ROLE_COORDINATOR in (o.get("roles") or ())
+                and not o.get("revoked")
+                and o.get("org") != self.org
+            )
+        )
+        self._recipients = (now, found)
+        return found
+
+    async def send_signal(
+        self, payload: dict[str, Any], recipients: list[str], *, unlinked: bool
+    ) -> str:
+        """Send (or leave waiting in the outbox); ``unlinked``: the person confirmed that
+        the signal carries nothing that can link it."""
+        with _translated():
+            return (await self._org.send_signal(payload, recipients, unlinked=unlinked)).id
+
+    async def answer_referral(self, referral_id: str, code: str, payload: dict[str, Any]) -> str:
+        with _translated():
+            return (await self._org.send_status(referral_id, code, payload)).id
+
+    # -- what we sent ----------------------------------------------------------------
+
+    def sent(self, offset: int, limit: int) -> tuple[list[SentRow], int]:
+        """One page of what this organisation sent, newest first, with each referral's step."""
+        state = self._org.state
+        everything = state.sent()
+        total = len(everything)
+        rows = []
+        for sent in sorted(everything, key=lambda s: (s.sent_at, s.id), reverse=True)[
+            offset : offset + limit
+        ]:
+            kept = state.sent_payload(sent.id)
+            step = None
+            if sent.kind == "referral":
+                step = self._step(sent.id, machine.REFERRER, state.received_about(sent.id))
+            rows.append(
+                SentRow(
+                    sent.id,
+                    sent.kind,
+                    sent.recipients,
+                    sent.created,
+                    sent.accepted,
+                    None if kept is None else kept.status,
+                    step,
+                )
+            )
+        return rows, total
+
+    async def open_sent(self, message_id: str) -> MessageView:
+        """What this organisation sent; the hub records the acting person's read."""
+        state = self._org.state
+        sent = state.sent_message(message_id)
+        if sent is None:
+            raise LibraryError("not-found")
+        with _translated():
+            await self._org.hub.get_message(message_id)  # the access log's entry
+            payload = self._org.sent_payload(message_id)
+        if payload is None:
+            raise LibraryError("not-found")
+        kept = state.sent_payload(message_id)
+        step = None
+        if sent.kind == "referral":
+            step = self._step(message_id, machine.REFERRER, state.received_about(message_id))
+        return MessageView(
+            id=sent.id,
+            kind=sent.kind,
+            sender=self.org,
+            recipients=sent.recipients,
+            created=sent.created,
+            payload=payload,
+            status=None if kept is None else kept.status,
+            ref=None if kept is None else kept.ref,
+            step=step,
+            sent_by_us=True,
+        )
+
+    def is_ours(self, message_id: str) -> bool:
+        """True when a message of this id was received or sent here."""
+        state = self._org.state
+        return state.message(message_id) is not None or state.sent_message(message_id) is not None
+
+    # -- the organisation's status ---------------------------------------------------
+
+    async def status(self) -> OrgStatus:
+        """Certificate, key bundle, revocation list and the access log's head, checked now."""
+        org = self._org
+        keys = org.keys
+        cert = keys.certificate
+        now = org.now()
+        bundle_until = None
+        with contextlib.suppress(Exception):
+            bundle_until = keys.current_bundle(now=now).not_after if cert is not None else None
+        crl = None
+        head = None
+        consistent: bool | None = None
+        reachable = True
+        try:
+            crl = await org.revocation_list()
+            head = await org.log.check()
+            consistent = True
+        except AuditLogInconsistent:
+            consistent = False
+        except (HubUnreachable, HubProblem):
+            reachable = False
+        except ClientError:
+            consistent = None
+        kept = org.state.tree_head if head is None else head
+        try:
+            linking = bool(keys.linking_keys)
+        except Exception:  # a damaged linking-key file shows as "none"
+            linking = False
+        return OrgStatus(
+            org=org.org,
+            network=keys.network,
+            roles=tuple(sorted(self.roles)),
+            certificate_not_after=None if cert is None else cert.not_after,
+            bundle_not_after=bundle_until,
+            crl_number=None if crl is None else crl.number,
+            crl_this_update=None if crl is None else crl.this_update,
+            crl_next_update=None if crl is None else crl.next_update,
+            log_size=None if kept is None else kept.size,
+            log_time=None if kept is None else kept.time,
+            log_consistent=consistent,
+            linking_key=linking,
+            messages=org.state.message_count(),
+            hub_reachable=reachable,
+        )
+
+
+def _statuses_by_ref(stored: list[StoredMessage]) -> dict[str, list[StoredMessage]]:
+    about: dict[str, list[StoredMessage]] = {}
+    for message in stored:
+        ref = _header(message).get("ref")
+        if isinstance(ref, str):
+            about.setdefault(ref, []).append(message)
+    return about
+
+
+def _header(message: StoredMessage) -> dict[str, Any]:
+    header = message.envelope.get("header")
+    return header if isinstance(header, dict) else {}
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None

@@ -1,0 +1,107 @@
+"""Every sentence the pages show for an error or a notice, by a short code.
+
+Handlers and checks return codes; the templates look the code up here and translate
+the sentence (``desk/locale``). No sentence is built by concatenation.
+"""
+
+from __future__ import annotations
+
+from desk.i18n import N_
+
+LOGIN_ERRORS = {
+    "credentials": N_("The user name or the password is not right."),
+    "wait": N_("Too many failed attempts. Wait a minute and try again."),
+    "locked": N_(
+        "Too many failed attempts: logging in is blocked for a while. "
+        "Try again later, or ask your desk administrator."
+    ),
+    "code": N_("This code is not right, or it was used before. Enter the newest code."),
+    "key": N_("The security key could not be checked. Try again, or use a code."),
+    "purpose": N_("Choose what you are working on."),
+    "purpose-text": N_("The explanation is at most 200 characters, without special characters."),
+}
+
+LIBRARY_ERRORS = {
+    "unreachable": N_(
+        "The hub cannot be reached right now. Nothing was sent; try again in a moment."
+    ),
+    "refused": N_("The hub refused this. Nothing was changed."),
+    "verification": N_(
+        "This message did not pass the security checks, so it is not shown. "
+        "Tell your administrator."
+    ),
+    "not-found": N_("This message is not here."),
+    "not-ready": N_("The desk is not ready: the organisation's keys are not complete."),
+    "log": N_(
+        "The hub's access log is not consistent with the one seen before. "
+        "Nothing is shown or sent; tell your privacy officer."
+    ),
+    "invalid": N_("Something in this form does not fit; check the fields and try again."),
+}
+
+ANSWER_ERRORS = {
+    "code": N_("Choose what you want to do with this referral."),
+    "explanation": N_("Explain your answer, in at most 4000 characters."),
+    "reason": N_("Choose why you decline."),
+    "date": N_("Enter the date care started, such as 22-11-2026."),
+    "date-early": N_("Care cannot have started before the referral was sent."),
+    "date-future": N_("This date lies in the future."),
+    "invisible": N_("This contains invisible or control characters; remove them."),
+}
+
+NOTICES = {
+    "sent": N_("Your signal has been sent."),
+    "answered": N_("Your answer has been sent."),
+    "no-link": N_("Confirm that you want to send a signal without any identifier: tick the box."),
+}
+
+ADMIN_ERRORS = {
+    "person": N_("A user name is 1 to 64 letters, digits or signs, without spaces."),
+    "exists": N_("There is already a person with this user name."),
+    "name": N_("Enter the person's name."),
+    "roles": N_("Choose at least one role."),
+    "too-short": N_("A password has at least 12 characters."),
+    "too-long": N_("This password is too long."),
+    "self": N_("You cannot disable your own account."),
+    "unknown": N_("This person is not known at this desk."),
+}
+
+ADMIN_NOTICES = {
+    "added": N_("The person has been added. They set up their second factor at first login."),
+    "disabled": N_("The account has been disabled; its sessions have ended."),
+    "enabled": N_("The account has been enabled again."),
+    "reset-2fa": N_("The second factor has been reset; the person sets up a new one at login."),
+    "password": N_("The password has been changed."),
+}
+
+FORM_ERRORS = {
+    "too-long": N_("This is too long."),
+    "invisible": N_("This contains invisible or control characters; remove them."),
+    "bsn": N_("This BSN is not valid: it must be 9 digits and pass the eleven-test."),
+    "date": N_("Enter a date such as 14-03-1999."),
+    "date-future": N_("This date lies in the future."),
+    "phone": N_("Enter a phone number such as 06 12345678 or +31 6 12345678."),
+    "document_number": N_("A document number is 5 to 20 letters and digits."),
+    "document_pair": N_("Give both the document number and the country that issued it."),
+    "country": N_("Choose a country from the list."),
+    "age": N_("Enter an age in years, from 0 to 120."),
+    "choose": N_("Choose one of the options."),
+    "exploitation": N_("Choose the form of exploitation, or 'Not known yet'."),
+    "urgency": N_("Choose how urgent this is."),
+    "indicators": N_("Choose indicators from the list only."),
+    "email": N_("Enter an email address such as name@example.nl."),
+    "name_pair": N_("A given name needs a family name, and the other way round."),
+    "recipients": N_("Choose who receives this signal."),
+    "consent": N_("Say whether the person agreed to sharing this signal."),
+}
+
+# name in the templates -> table
+TABLES = {
+    "errors": LOGIN_ERRORS,
+    "library_errors": LIBRARY_ERRORS,
+    "answer_errors": ANSWER_ERRORS,
+    "notices": NOTICES,
+    "admin_errors": ADMIN_ERRORS,
+    "admin_notices": ADMIN_NOTICES,
+    "messages": FORM_ERRORS,
+}

@@ -1,0 +1,176 @@
+"""Sent messages, the organisation's status, and the desk administrator's page."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from desk.accounts import ROLE_ADMIN, ROLES, check_name, check_person_id, check_roles
+from desk.adapter import LibraryError
+from desk.errors import AccountError
+from desk.factors import hash_password, password_problem
+from desk.inbox import PAGE, _message_id, _page_number, _status
+from desk.messages import ADMIN_NOTICES
+from desk.sessions import FULL
+from desk.web import (
+    FORM,
+    acting,
+    client_address,
+    form_value,
+    person_of,
+    render,
+    require,
+    see_other,
+    services,
+)
+
+log = logging.getLogger("schakel.desk")
+
+
+# -- sent ----------------------------------------------------------------------------------
+
+
+@require(FULL)
+async def sent(request: web.Request) -> web.StreamResponse:
+    s = services(request)
+    page = _page_number(request)
+    rows, total = s.library.sent((page - 1) * PAGE, PAGE)
+    pages = max(1, -(-total // PAGE))
+    return render(request, "sent.html", rows=rows, page=min(page, pages), pages=pages, total=total)
+
+
+@require(FULL)
+async def sent_message(request: web.Request) -> web.StreamResponse:
+    s = services(request)
+    message_id = _message_id(request)
+    try:
+        with acting(request, "signal-intake"):
+            view = await s.library.open_sent(message_id)
+    except LibraryError as exc:
+        return render(request, "problem.html", status=_status(exc), problem=exc.category)
+    return render(request, "message.html", message=view, actions=())
+
+
+# -- the organisation's status -------------------------------------------------------------
+
+
+@require(FULL)
+async def organisation(request: web.Request) -> web.StreamResponse:
+    s = services(request)
+    with acting(request, "audit"):
+        status = await s.library.status()
+    return render(request, "organisation.html", state=status)
+
+
+# -- the desk administrator ----------------------------------------------------------------
+
+
+def _admin_page(request: web.Request, status: int = 200, **extra: object) -> web.Response:
+    s = services(request)
+    record: dict[str, object] = {
+        "people": s.accounts.people(),
+        "log_rows": s.accounts.log_rows(50),
+        "roles": ROLES,
+        "errors": {},
+        "values": {"person": "", "name": "", "roles": ["caseworker"]},
+        "notice": None,
+    }
+    record.update(extra)
+    return render(request, "admin.html", status=status, **record)
+
+
+@require(FULL, role=ROLE_ADMIN)
+async def admin(request: web.Request) -> web.StreamResponse:
+    notice = request.query.get("gedaan")
+    return _admin_page(request, notice=notice if notice in ADMIN_NOTICES else None)
+
+
+@require(FULL, role=ROLE_ADMIN)
+async def add_person(request: web.Request) -> web.StreamResponse:
+    s = services(request)
+    person_id = form_value(request, "gebruiker", 64).strip()
+    name = form_value(request, "naam", 200).strip()
+    roles = [r for r in request[FORM].getall("rollen", []) if isinstance(r, str)]
+    values = {"person": person_id, "name": name, "roles": roles}
+    password = form_value(request, "wachtwoord", 1024)
+    errors = {}
+    for field, check in (
+        ("gebruiker", lambda: check_person_id(person_id)),
+        ("naam", lambda: check_name(name)),
+        ("rollen", lambda: check_roles(roles)),
+    ):
+        try:
+            check()
+        except AccountError:
+            errors[field] = {"gebruiker": "person", "naam": "name", "rollen": "roles"}[field]
+    problem = password_problem(password)
+    if problem:
+        errors["wachtwoord"] = problem
+    if not errors:
+        try:
+            s.accounts.add(
+                person_id,
+                name,
+                roles,
+                hash_password(password, s.config.password_cost),
+                now=s.now(),
+            )
+        except AccountError:
+            errors["gebruiker"] = "exists"
+    if errors:
+        return _admin_page(request, status=400, errors=errors, values=values)
+    _logged(request, "account-added", person_id)
+    raise see_other("/beheer?gedaan=added")
+
+
+def _logged(request: web.Request, event: str, person: str) -> None:
+    s = services(request)
+    actor = person_of(request).id
+    s.accounts.log(event, now=s.now(), person=person, actor=actor, address=client_address(request))
+    log.info("desk %s: %s by %s", event, person, actor)
+
+
+@require(FULL, role=ROLE_ADMIN)
+async def change_person(request: web.Request) -> web.StreamResponse:
+    s = services(request)
+    target = form_value(request, "gebruiker", 64)
+    action = form_value(request, "actie", 20)
+    person = s.accounts.person(target)
+    if person is None or action not in ("disable", "enable", "reset-2fa", "password"):
+        return _admin_page(request, status=400, errors={"wijzigen": "unknown"})
+    if action == "disable":
+        if person.id == person_of(request).id:
+            return _admin_page(request, status=400, errors={"wijzigen": "self"})
+        s.accounts.set_disabled(person.id, True)
+        s.sessions.end_person(person.id)
+        _logged(request, "account-disabled", person.id)
+        raise see_other("/beheer?gedaan=disabled")
+    if action == "enable":
+        s.accounts.set_disabled(person.id, False)
+        _logged(request, "account-enabled", person.id)
+        raise see_other("/beheer?gedaan=enabled")
+    if action == "reset-2fa":
+        s.accounts.reset_second_factor(person.id)
+        s.sessions.end_person(person.id)
+        _logged(request, "second-factor-reset", person.id)
+        raise see_other("/beheer?gedaan=reset-2fa")
+    password = form_value(request, "wachtwoord", 1024)
+    problem = password_problem(password)
+    if problem:
+        return _admin_page(request, status=400, errors={"wijzigen": problem})
+    s.accounts.set_password(person.id, hash_password(password, s.config.password_cost))
+    s.sessions.end_person(person.id)
+    _logged(request, "password-changed", person.id)
+    raise see_other("/beheer?gedaan=password")
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/verzonden", sent),
+        web.get("/verzonden/{id}", sent_message),
+        web.get("/organisatie", organisation),
+        web.get("/beheer", admin),
+        web.post("/beheer/toevoegen", add_person),
+        web.post("/beheer/wijzigen", change_person),
+    ]

@@ -1,0 +1,496 @@
+"""The desk in real Chromium, against ``schakel demo run`` (hub and desks) in a child process.
+
+One demo network and one browser for one test whose steps follow the README's browser
+tour in order: log in with password and TOTP, send the tour's two signals from
+the police and the GGD desks while the coordinator's inbox receives them live, a shelter
+answers a referral, a person sets up and uses a security key (Chromium's virtual
+authenticator), a keyboard-only walk through the signal form, axe-core's WCAG 2.1 A/AA
+rules on every page, and, last, the canary: no name, BSN, free-text marker or pseudonym
+in the desk's or the hub's logs, and no name, BSN or marker in the hub's database.
+
+Pages are driven by label, role and visible text, as a person (or a screen reader) finds
+them, never by CSS class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from deskbrowser import (
+    at,
+    axe_violations,
+    button,
+    choose,
+    describe,
+    field,
+    heading,
+    link,
+    press,
+)
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.common.virtual_authenticator import Protocol, VirtualAuthenticatorOptions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from desk.demo import DEMO_PASSWORD
+from protocol.pseudonym import Identity
+from schakel.demo import load, open_organisation
+
+MARKER = "Kanarie-7Q4 bij de bushalte"
+GGD_MARKER = "Kanarie-9Z1 onbehandelde wond"
+HOSTILE = '<script>alert("x")</script>\u202eevil\u202c'
+WAIT = 25
+
+
+def wait_for(chrome: Any, condition: Any, timeout: float = WAIT) -> Any:
+    return WebDriverWait(chrome, timeout, poll_frequency=0.2).until(lambda _: condition())
+
+
+def checked_axe(chrome: Any, seen: dict[str, int]) -> None:
+    """axe-core on the current page: 0 violations; remembers which page was checked."""
+    violations = axe_violations(chrome)
+    assert violations == [], f"{chrome.current_url}:\n{describe(violations)}"
+    seen[heading(chrome)] = seen.get(heading(chrome), 0) + 1
+
+
+def log_in(chrome: Any, url: str, person: str, seen: dict[str, int] | None = None) -> None:
+    """Log in with password and the demo TOTP code (waiting out a code already used)."""
+    chrome.get(url + "/postvak")
+    if heading(chrome) == "Postvak":
+        return
+    assert at(chrome, "Inloggen op de desk") == "Inloggen op de desk"
+    if seen is not None:
+        checked_axe(chrome, seen)
+    field(chrome, "Gebruikersnaam").send_keys(person)
+    field(chrome, "Wachtwoord").send_keys(DEMO_PASSWORD)
+    press(chrome, button(chrome, "Inloggen"))
+    assert at(chrome, "Bevestig dat u het bent") == "Bevestig dat u het bent"
+    if seen is not None:
+        checked_axe(chrome, seen)
+    for _ in range(3):
+        box = chrome.find_element(By.ID, "demo-code")
+        assert "Alleen demo" in box.find_element(By.XPATH, "..").text
+        field(chrome, "Code").send_keys(box.text)
+        press(chrome, button(chrome, "Bevestigen"))
+        if at(chrome, "Waar werkt u aan?", timeout=5) != "Bevestig dat u het bent":
+            break
+        time.sleep(5)  # the code of this 30 s step was used: the next one comes
+        chrome.refresh()
+    assert at(chrome, "Waar werkt u aan?") == "Waar werkt u aan?"
+    if seen is not None:
+        checked_axe(chrome, seen)
+    press(chrome, button(chrome, "Doorgaan"))
+    assert at(chrome, "Postvak") == "Postvak"
+
+
+def text(chrome: Any) -> str:
+    """What the page reads, as a person sees it."""
+    found = chrome.execute_script("return document.body ? document.body.innerText : '';")
+    return str(found or "")
+
+
+def shows(chrome: Any, phrase: str, timeout: float = 15.0) -> bool:
+    """True once the page reads ``phrase`` (the page after a form may still be coming)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if phrase in text(chrome):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def inbox_rows(chrome: Any) -> list[str]:
+    return [row.text for row in chrome.find_elements(By.CSS_SELECTOR, "#postvak tbody tr")]
+
+
+def fill_signal(chrome: Any, values: dict[str, str], choices: list[tuple[str, str]]) -> None:
+    for label, value in values.items():
+        control = field(chrome, label)
+        if control.tag_name == "select":
+            from selenium.webdriver.support.select import Select
+
+            Select(control).select_by_visible_text(value)
+        else:
+            control.clear()
+            control.send_keys(value)
+    for group, option in choices:
+        choose(chrome, group, option)
+
+
+def step_police_logs_in_with_password_and_totp(
+    chrome: Any, demo_desks: Any, checked_pages: dict[str, int]
+) -> None:
+    url = demo_desks.urls["police"]
+    chrome.get(url + "/inloggen")
+    field(chrome, "Gebruikersnaam").send_keys("demo.police")
+    field(chrome, "Wachtwoord").send_keys("wrong password")
+    press(chrome, button(chrome, "Inloggen"))
+    assert shows(chrome, "De gebruikersnaam of het wachtwoord klopt niet."), text(chrome)[:1500]
+    assert field(chrome, "Gebruikersnaam").get_attribute("value") == "demo.police"
+    checked_axe(chrome, checked_pages)
+    log_in(chrome, url, "demo.police", checked_pages)
+    assert shows(chrome, "Doelbinding: Signalen ontvangen en beoordelen"), text(chrome)[:1500]
+    cookies = {c["name"]: c for c in chrome.get_cookies()}
+    cookie = cookies["__Host-schakel-desk-police"]
+    assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    checked_axe(chrome, checked_pages)
+    assert {
+        "Inloggen op de desk",
+        "Bevestig dat u het bent",
+        "Waar werkt u aan?",
+        "Postvak",
+    } <= set(checked_pages)
+
+
+def step_signal_form_errors_and_every_page_pass_axe(
+    chrome: Any, demo_desks: Any, checked_pages: dict[str, int]
+) -> None:
+    url = demo_desks.urls["police"]
+    log_in(chrome, url, "demo.police")
+    chrome.get(url + "/signaal/nieuw")
+    checked_axe(chrome, checked_pages)
+    fill_signal(
+        chrome,
+        {
+            "BSN (burgerservicenummer)": "123456789",
+            "Voornamen": HOSTILE,
+            "Geboortedatum": "31-02-1999",
+        },
+        [],
+    )
+    press(chrome, button(chrome, "Signaal controleren"))
+    summary = chrome.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    assert "Dit BSN klopt niet" in summary
+    assert "Vul bij een voornaam ook de achternaam in" in summary
+    assert "Vul een datum in zoals 14-03-1999." in summary
+    assert "Kies de vorm van uitbuiting" in summary
+    # input kept, shown inert (escaped, the bidi override replaced)
+    assert field(chrome, "BSN (burgerservicenummer)").get_attribute("value") == "123456789"
+    assert field(chrome, "Voornamen").get_attribute("value") == HOSTILE.replace(
+        "\u202e", "\ufffd"
+    ).replace("\u202c", "\ufffd")
+    assert not chrome.find_elements(By.XPATH, "//script[contains(., 'alert')]")
+    checked_axe(chrome, checked_pages)
+    for path in ("/verzonden", "/organisatie", "/beheer", "/doelbinding", "/bestaat-niet"):
+        chrome.get(url + path)
+        checked_axe(chrome, checked_pages)
+    assert {
+        "Nieuw signaal",
+        "Verzonden",
+        "Uw organisatie in het netwerk",
+        "Accounts van deze desk",
+        "Pagina niet gevonden",
+    } <= set(checked_pages)
+
+
+def send_signal(
+    chrome: Any,
+    url: str,
+    values: dict[str, str],
+    choices: list[tuple[str, str]],
+    seen: dict[str, int] | None = None,
+) -> None:
+    chrome.get(url + "/signaal/nieuw")
+    fill_signal(chrome, values, choices)
+    press(chrome, button(chrome, "Signaal controleren"))
+    assert at(chrome, "Controleer het signaal voordat u het verstuurt") == (
+        "Controleer het signaal voordat u het verstuurt"
+    ), text(chrome)[:3000]
+    if seen is not None:
+        checked_axe(chrome, seen)
+    press(chrome, button(chrome, "Signaal versturen"))
+    assert at(chrome, "Verzonden") == "Verzonden"
+    assert shows(chrome, "Uw signaal is verstuurd."), text(chrome)[:1500]
+
+
+def step_tour_signals_reach_the_coordinator_live(
+    chrome: Any, demo_desks: Any, checked_pages: dict[str, int]
+) -> None:
+    coordinator = demo_desks.urls["coordinator"]
+    log_in(chrome, coordinator, "demo.coordinator")
+    coordinator_tab = chrome.current_window_handle
+    before = len(inbox_rows(chrome))
+    checked_axe(chrome, checked_pages)
+
+    chrome.switch_to.new_window("tab")
+    police = demo_desks.urls["police"]
+    log_in(chrome, police, "demo.police")
+    send_signal(
+        chrome,
+        police,
+        {
+            "BSN (burgerservicenummer)": "111 222 333",
+            "Voornamen": "Anna Maria",
+            "Achternaam": "de Vries",
+            "Geboortedatum": "14-03-1999",
+            "Wat er gebeurde (in uw eigen woorden)": MARKER,
+        },
+        [
+            ("Vorm van uitbuiting", "Seksuele uitbuiting"),
+            ("Controle en dwang", "Identiteitspapieren zijn in handen van een ander"),
+            ("Hoe dringend is het?", "Hoog"),
+            ("Heeft de persoon toestemming gegeven om dit signaal te delen?", "Ja"),
+        ],
+        checked_pages,
+    )
+    checked_axe(chrome, checked_pages)
+    press(chrome, link(chrome, "Signaal"))
+    assert shows(chrome, MARKER), text(chrome)[:1500]
+    checked_axe(chrome, checked_pages)
+
+    chrome.switch_to.window(coordinator_tab)  # not reloaded: the row arrives by itself
+    wait_for(chrome, lambda: len(inbox_rows(chrome)) == before + 1)
+    assert "police" in inbox_rows(chrome)[0] and "Nieuw" in inbox_rows(chrome)[0]
+
+    chrome.switch_to.new_window("tab")
+    ggd = demo_desks.urls["ggd"]
+    log_in(chrome, ggd, "demo.ggd")
+    send_signal(
+        chrome,
+        ggd,
+        {
+            "Voornamen": "ANNA",
+            "Achternaam": "De  Vries",
+            "Geboortedatum": "14-03-1999",
+            "Telefoonnummer van de persoon": "06-12345678",
+            "Wat er gebeurde (in uw eigen woorden)": GGD_MARKER,
+        },
+        [
+            ("Vorm van uitbuiting", "Seksuele uitbuiting"),
+            ("Gezondheid", "Onbehandelde verwondingen"),
+            ("Hoe dringend is het?", "Normaal"),
+            ("Heeft de persoon toestemming gegeven om dit signaal te delen?", "Ja"),
+        ],
+    )
+    chrome.close()
+    chrome.switch_to.window(coordinator_tab)
+    wait_for(chrome, lambda: len(inbox_rows(chrome)) == before + 2)
+    press(chrome, link(chrome, "Signaal"))  # the newest: the GGD's
+    assert shows(chrome, GGD_MARKER), text(chrome)[:1500]
+    assert shows(chrome, "Onbehandelde verwondingen"), text(chrome)[:1500]
+    checked_axe(chrome, checked_pages)
+    expected = {"Postvak", "Controleer het signaal voordat u het verstuurt", "Signaal"}
+    assert expected <= set(checked_pages)
+    assert {"Postvak", "Controleer het signaal voordat u het verstuurt", "Signaal"} <= set(
+        checked_pages
+    )
+
+
+def _refer_to_shelter(demo_desks: Any) -> str:
+    """The coordinator refers Anna to the shelter (through the library: part 2's page)."""
+    demo = load(demo_desks.directory)
+    assert demo is not None
+    payload = {
+        "schema": "schakel.referral/1",
+        "service": "shelter",
+        "urgency": "urgent",
+        "reason": "Drie signalen; ze is niet veilig waar ze nu woont",
+        "shared_with_person": "Dat een opvang in de regio haar vannacht kan opnemen",
+        "consent": {"share_with_recipient": True, "comensha_registration": True},
+        "person": {"bsn": "111222333", "given_names": "Anna", "family_name": "de Vries"},
+    }
+
+    async def go() -> str:
+        organisation = open_organisation(
+            demo, "coordinator", demo_desks.hub_url, user="demo.coordinator"
+        )
+        try:
+            async with organisation.hub:
+                return str(await organisation.send_referral(payload, "shelter"))
+        finally:
+            organisation.state.close()
+
+    return asyncio.run(go())
+
+
+def step_shelter_answers_a_referral(
+    chrome: Any, demo_desks: Any, checked_pages: dict[str, int]
+) -> None:
+    shelter = demo_desks.urls["shelter"]
+    chrome.switch_to.new_window("tab")
+    log_in(chrome, shelter, "demo.shelter")
+    _refer_to_shelter(demo_desks)
+    wait_for(chrome, lambda: any("Verwijzing" in row for row in inbox_rows(chrome)))
+    assert "Uw organisatie" in inbox_rows(chrome)[0]  # the shelter holds the next step
+    press(chrome, link(chrome, "Verwijzing"))
+    assert shows(chrome, "Drie signalen"), text(chrome)[:1500]
+    checked_axe(chrome, checked_pages)
+    press(chrome, link(chrome, "De verwijzing accepteren"))
+    checked_axe(chrome, checked_pages)
+    press(chrome, button(chrome, "Antwoord versturen"))  # no explanation: an error
+    assert shows(chrome, "Licht uw antwoord toe"), text(chrome)[:1500]
+    checked_axe(chrome, checked_pages)
+    field(chrome, "Toelichting").send_keys("We nemen haar vannacht op")
+    press(chrome, button(chrome, "Antwoord versturen"))
+    assert shows(chrome, "Uw antwoord is verstuurd."), text(chrome)[:1500]
+    press(chrome, link(chrome, "De zorg is gestart"))
+    field(chrome, "Als de zorg is gestart: op welke dag?").send_keys("01-01-2001")
+    field(chrome, "Toelichting").send_keys("Intake gedaan")
+    press(chrome, button(chrome, "Antwoord versturen"))
+    assert shows(chrome, "De zorg kan niet gestart zijn vóór de verwijzing is verstuurd."), text(
+        chrome
+    )[:1500]
+    today = time.strftime("%d-%m-%Y")
+    started = field(chrome, "Als de zorg is gestart: op welke dag?")
+    started.clear()
+    started.send_keys(today)
+    press(chrome, button(chrome, "Antwoord versturen"))
+    assert shows(chrome, "Uw antwoord is verstuurd."), text(chrome)[:1500]
+    chrome.get(shelter + "/verzonden")
+    assert len(chrome.find_elements(By.CSS_SELECTOR, "tbody tr")) == 2
+    checked_axe(chrome, checked_pages)
+    assert {"Verwijzing", "De verwijzing beantwoorden", "Verzonden"} <= set(checked_pages)
+
+
+def step_security_key_set_up_and_used(
+    chrome: Any, demo_desks: Any, checked_pages: dict[str, int]
+) -> None:
+    school = demo_desks.urls["school"]
+    chrome.switch_to.new_window("tab")
+    log_in(chrome, school, "demo.school")
+    chrome.get(school + "/beheer")
+    field(chrome, "Gebruikersnaam").send_keys("k.wit")
+    field(chrome, "Naam").send_keys("Karin Wit")
+    field(chrome, "Eerste wachtwoord").send_keys("een lang eerste wachtwoord")
+    press(chrome, button(chrome, "Medewerker toevoegen"))
+    assert shows(chrome, "De medewerker is toegevoegd"), text(chrome)[:1500]
+    checked_axe(chrome, checked_pages)
+    press(chrome, button(chrome, "Uitloggen"))
+    assert shows(chrome, "U bent uitgelogd."), text(chrome)[:1500]
+
+    options = VirtualAuthenticatorOptions()
+    options.protocol = Protocol.CTAP2
+    options.is_user_verified = True
+    options.has_user_verification = True
+    chrome.add_virtual_authenticator(options)
+    try:
+        for expected in ("Stel uw tweede stap in", "Bevestig dat u het bent"):
+            chrome.get(school + "/inloggen")
+            field(chrome, "Gebruikersnaam").send_keys("k.wit")
+            field(chrome, "Wachtwoord").send_keys("een lang eerste wachtwoord")
+            press(chrome, button(chrome, "Inloggen"))
+            assert at(chrome, expected) == expected, text(chrome)[:1500]
+            checked_axe(chrome, checked_pages)
+            name = (
+                "Beveiligingssleutel instellen"
+                if expected.startswith("Stel")
+                else ("Mijn beveiligingssleutel gebruiken")
+            )
+            press(chrome, button(chrome, name))
+            wait_for(chrome, lambda: heading(chrome) == "Waar werkt u aan?")
+            press(chrome, button(chrome, "Doorgaan"))
+            assert at(chrome, "Postvak") == "Postvak"
+            press(chrome, button(chrome, "Uitloggen"))
+        assert len(chrome.get_credentials()) == 1
+    finally:
+        chrome.remove_virtual_authenticator()
+    assert {"Accounts van deze desk", "Stel uw tweede stap in", "Bevestig dat u het bent"} <= set(
+        checked_pages
+    )
+
+
+def step_signal_form_by_keyboard_only(
+    chrome: Any, demo_desks: Any, checked_pages: dict[str, int]
+) -> None:
+    municipality = demo_desks.urls["municipality"]
+    chrome.switch_to.new_window("tab")
+    log_in(chrome, municipality, "demo.municipality")
+    chrome.get(municipality + "/signaal/nieuw")
+    body = chrome.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)  # the first stop is the skip link
+    active = chrome.switch_to.active_element
+    assert active.text == "Naar de inhoud"
+    active.send_keys(Keys.ENTER)
+
+    def tab_to(label: str) -> Any:
+        target = field(chrome, label)
+        for _ in range(80):
+            chrome.switch_to.active_element.send_keys(Keys.TAB)
+            if chrome.switch_to.active_element == target:
+                return target
+        raise AssertionError(f"Tab never reached {label!r}")
+
+    tab_to("BSN (burgerservicenummer)").send_keys("111222333")
+    tab_to("Voornamen").send_keys("Anna")
+    tab_to("Achternaam").send_keys("de Vries")
+    radio = tab_to("Seksuele uitbuiting")
+    radio.send_keys(Keys.SPACE)
+    assert radio.is_selected()
+    tab_to("Laag").send_keys(Keys.ARROW_DOWN, Keys.ARROW_DOWN)  # within a radio group: arrows
+    assert field(chrome, "Hoog").is_selected()
+    tab_to("Ja").send_keys(Keys.SPACE)
+    text = tab_to("Wat er gebeurde (in uw eigen woorden)")
+    text.send_keys("Met het toetsenbord ingevuld")
+    for _ in range(60):  # on to the button, and press it with Enter
+        chrome.switch_to.active_element.send_keys(Keys.TAB)
+        if chrome.switch_to.active_element.text == "Signaal controleren":
+            break
+    chrome.switch_to.active_element.send_keys(Keys.ENTER)
+    assert (
+        at(chrome, "Controleer het signaal voordat u het verstuurt")
+        == "Controleer het signaal voordat u het verstuurt"
+    )
+    assert shows(chrome, "Met het toetsenbord ingevuld"), text(chrome)[:1500]
+
+
+def step_canary_nothing_personal_in_logs_or_the_hub(
+    chrome: Any, demo_desks: Any, checked_pages: dict[str, int]
+) -> None:
+    demo = load(demo_desks.directory)
+    assert demo is not None
+
+    async def pseudonyms() -> tuple[str, ...]:
+        organisation = open_organisation(demo, "police", demo_desks.hub_url)
+        try:
+            identity = Identity(
+                bsn="111222333",
+                given_names="Anna Maria",
+                family_name="de Vries",
+                date_of_birth="1999-03-14",
+            )
+            return tuple(organisation.derive_pseudonyms(identity))
+        finally:
+            organisation.state.close()
+
+    derived = asyncio.run(pseudonyms())
+    assert derived
+    secrets_ = [
+        "Vries",
+        "VRIES",
+        "111222333",
+        "111 222 333",
+        "Anna Maria",
+        MARKER,
+        GGD_MARKER,
+        "We nemen haar",
+        "Drie signalen",
+        "een lang eerste wachtwoord",
+    ]
+    log = demo_desks.log_text()
+    for value in [*secrets_, *derived, *[p.split(".")[-1] for p in derived]]:
+        assert value not in log, f"{value[:12]}... in the demo's log"
+    assert "__Host-schakel-desk-" not in log
+    for path in demo_desks.directory.glob("hub.db*"):
+        data = path.read_bytes()
+        for value in secrets_:
+            assert value.encode() not in data, f"{value[:12]}... in {path.name}"
+
+
+STEPS = (
+    step_police_logs_in_with_password_and_totp,
+    step_signal_form_errors_and_every_page_pass_axe,
+    step_tour_signals_reach_the_coordinator_live,
+    step_shelter_answers_a_referral,
+    step_security_key_set_up_and_used,
+    step_signal_form_by_keyboard_only,
+    step_canary_nothing_personal_in_logs_or_the_hub,
+)
+
+
+def test_the_browser_tour(chrome: Any, demo_desks: Any) -> None:
+    """The steps in order, in one test: one demo network and one browser, on one worker
+    whatever the test runner's distribution (each step asserts the pages it ran axe on)."""
+    for step in STEPS:
+        step(chrome, demo_desks, {})
