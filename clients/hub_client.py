@@ -80,7 +80,8 @@ from protocol.cases import (
     OpenReferral,
 )
 from protocol.certificate import MAX_CERT_BYTES, MAX_CRL_BYTES, MAX_TIME
-from protocol.encoding import b64d, b64e, frame, loads_strict
+from protocol.challenge import auth_message
+from protocol.encoding import b64d, b64e, loads_strict
 from protocol.envelope import Envelope
 from protocol.errors import ProtocolError
 from protocol.keybundle import KeyBundle
@@ -94,7 +95,6 @@ from protocol.types import (
     parse_org_id,
 )
 
-AUTH_LABEL = "schakel/auth/v1"
 TOKEN_MARGIN = 60  # seconds before expiry at which a cached token is replaced
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
@@ -423,13 +423,7 @@ class HubClient:
         )
         _, body = self._check(status, body, headers)
         challenge = b64d(_field(body, "challenge", str), max_len=64)
-        signed = frame(
-            AUTH_LABEL,
-            self.network.encode(),
-            self.org.encode(),
-            challenge,
-            info.audience.encode(),
-        )
+        signed = auth_message(self.network, self.org, challenge, info.audience)
         request = {
             "org": self.org,
             "challenge": b64e(challenge),

@@ -26,11 +26,11 @@ from hub.notify import Notice, event_notice
 from hub.store import Tx
 from hub.store.cases import Attached, Referral
 from protocol import referral as machine
+from protocol.cases import REFERRAL_TYPES
 from protocol.certificate import ROLE_COORDINATOR, Certificate
 from protocol.envelope import Header
 from protocol.types import CaseRef, MessageId, OrgId
 
-REFERRAL_TYPES: tuple[str, ...] = ("shelter", "care", "legal_aid")
 Notices = list[tuple[OrgId, Notice]]
 
 

@@ -26,7 +26,7 @@ pseudonyms.
 
 from __future__ import annotations
 
-PROBLEM_PREFIX = "urn:schakel:problem:"
+from protocol.problem import PROBLEM_PREFIX
 
 
 class HubError(Exception):

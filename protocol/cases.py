@@ -132,21 +132,29 @@ def place(
 ) -> Placement:
     """What a message's pseudonyms mean for the live cases that hold them.
 
-    ``holding`` are those cases; ``kept_apart`` the pairs of cases a coordinator keeps
+    ``holding`` are those cases; ``kept_apart`` the pairs of them a coordinator keeps
     apart. The message joins ``target`` when given (a referral or status follows its
     case), else the case sharing most pseudonyms with it, then the oldest, then the
-    smallest reference; every other holding case merges into that one, oldest first,
-    unless the pair is kept apart. No holding case and no target: a new case.
+    smallest reference. Every other holding case, oldest first, merges into that one
+    unless the two are kept apart; a merged case's separations become the target's, so
+    a case kept apart from one merged in stays apart too. No holding case and no
+    target: a new case.
     """
     if target is None and not holding:
         return Placement(None)
     if target is None:
         target = min(holding, key=lambda ref: (-holding[ref].shared, holding[ref].created_at, ref))
+    pairs = set(kept_apart)
     merge: list[CaseRef] = []
     apart: list[CaseRef] = []
-    others = sorted(set(holding) - {target}, key=lambda ref: (holding[ref].created_at, ref))
-    for other in others:
-        (apart if frozenset((target, other)) in kept_apart else merge).append(other)
+    for other in sorted(set(holding) - {target}, key=lambda ref: (holding[ref].created_at, ref)):
+        if frozenset((target, other)) in pairs:
+            apart.append(other)
+            continue
+        merge.append(other)
+        pairs = {frozenset(target if end == other else end for end in pair) for pair in pairs} - {
+            frozenset((target,))
+        }
     return Placement(target, tuple(merge), tuple(apart))
 
 

@@ -38,7 +38,6 @@ from fresh_databases import Databases
 
 from hub.api import SERVICES
 from hub.app import make_app
-from hub.auth import auth_message
 from hub.config import HubConfig
 from hub.escalation import Escalator
 from hub.store import AuditQuery, Store
@@ -55,6 +54,7 @@ from protocol.certificate import (
     create_root,
     issue_certificate,
 )
+from protocol.challenge import auth_message
 from protocol.encoding import b64d, b64e
 from protocol.envelope import Envelope, new_message_id, seal
 from protocol.keybundle import KeyBundle, kem_public_bytes, sign_bundle
