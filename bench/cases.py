@@ -581,7 +581,7 @@ async def _timed(call: Callable[[], Any]) -> tuple[float, Any]:
 
 async def _list_cases(store: Store) -> tuple[list[CaseSummary], int]:
     """The work of GET /v1/cases without its audit entry: one page on the kept summaries."""
-    return await store.run_read(CaseQuery().read)
+    return await CaseQuery().read(store)
 
 
 async def _summarise(store: Store) -> None:

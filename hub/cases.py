@@ -11,10 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
 from typing import TypeVar
-
-import sqlalchemy as sa
 
 from hub import audit
 from hub.audit import Outcome, Scope
@@ -24,7 +21,6 @@ from hub.deadlines import Deadline
 from hub.errors import Conflict, Malformed, NotFound
 from hub.relay import bounded_int
 from hub.store import Store, Tx
-from hub.store import casereads as reads
 from hub.store.casereads import CaseDetail
 from protocol.auditlog import MAX_OBJECT_IDS, MAX_PSEUDONYMS
 from protocol.cases import CASE_SORTS, CASE_STATES, CaseSummary, Event, OpenReferral, Referral
@@ -55,7 +51,7 @@ def _case_path(text: str) -> CaseRef:
 
 
 async def _live(store: Store, text: str) -> CaseRef:
-    live = await store.run_read(partial(reads.live_ref, ref=_case_path(text)))
+    live = await store.live_case(_case_path(text))
     if live is None:
         raise NotFound()
     return live
@@ -94,10 +90,9 @@ class CaseQuery:
             limit=bounded_int(query.get("limit"), 50, "limit", 1, max_limit),
         )
 
-    def read(self, conn: sa.Connection) -> tuple[list[CaseSummary], int]:
+    async def read(self, store: Store) -> tuple[list[CaseSummary], int]:
         """The page of live cases this query asks for, and how many match in all."""
-        return reads.page(
-            conn,
+        return await store.case_page(
             state=self.state,
             org_type=self.org_type,
             since=self.since,
@@ -112,7 +107,7 @@ async def list_cases(
     store: Store, clock: Clock, scope: Scope, *, caller: Caller, query: CaseQuery
 ) -> tuple[list[CaseSummary], int]:
     require_coordinator(caller)
-    page, total = await store.run_read(query.read)
+    page, total = await query.read(store)
     scope.touch(c.case for c in page)
     await audit.access(store, scope, now=clock())
     return page, total
@@ -126,7 +121,7 @@ async def read_case(
     asked = _case_path(ref)
     scope.touch([asked])
     live = await _live(store, asked)
-    found = await store.run_read(partial(reads.detail, ref=live, limit=config.limits.max_timeline))
+    found = await store.case_detail(live, limit=config.limits.max_timeline)
     if found is None:
         raise NotFound()
     scope.touch([asked, live, *found.members][:MAX_OBJECT_IDS])
@@ -260,7 +255,7 @@ async def open_referrals(
     require_coordinator(caller)
     count = bounded_int(limit, config.limits.max_case_page, "limit", 1, config.limits.max_case_page)
     now = clock()
-    records = await store.run_read(partial(reads.referral_records, open_only=True))
+    records = await store.referrals(open_only=True)
     views = open_view([r.referral for r in records], config.escalation, now)[:count]
     scope.touch(v.referral.id for v in views)
     await audit.access(store, scope, now=now)
@@ -282,7 +277,7 @@ async def read_events(
     page = config.limits.max_case_page
     start = bounded_int(after, 0, "after", 0, 2**62)
     count = bounded_int(limit, page, "limit", 1, page)
-    found = await store.run_read(partial(reads.events, org=caller.org, after=start, limit=count))
+    found = await store.events(caller.org, after=start, limit=count)
     objects = {str(e.case or e.message) for e in found if e.case or e.message}
     scope.touch(sorted(objects)[:MAX_OBJECT_IDS])
     await audit.access(store, scope, now=clock())

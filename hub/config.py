@@ -179,10 +179,6 @@ class HubConfig:
         base = cls(network=NetworkId(network), root_der=root_der, port=0)
         return replace(base, limits=replace(base.limits, **limit_changes), **changes)
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
 
 @dataclass(frozen=True, slots=True)
 class Networks:

@@ -29,7 +29,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from hub.api import services
 from hub.errors import NotFound
 from hub.problems import NO_ROUTE, MethodNotAllowed, route_pattern
-from hub.store import casereads
 from protocol.referral import OPEN_STEPS
 
 PREFIX = "schakel_"
@@ -192,7 +191,7 @@ async def read_metrics(request: web.Request) -> Reading:
     store, notifier = s.store, s.notifier
     audit_size = await store.audit_size()
     head = await store.tree_head(s.config.network)
-    escalations, open_referrals = await store.run_read(casereads.step_counts)
+    escalations, open_referrals = await store.step_counts()
     return Reading(
         queue_depth=store.queue_depth,
         subscriptions=notifier.subscriber_total(),

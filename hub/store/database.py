@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql
 from hub import notify
 from hub import schema as t
 from hub.notify import LocalNotifier, Notice, Notifier
+from hub.store import casereads
 from hub.store.engines import Engines, engines_for
 from hub.store.records import (
     AuditQuery,
@@ -48,9 +49,10 @@ from protocol.auditlog import (
     needed_for_consistency,
     needed_for_inclusion,
 )
+from protocol.cases import CaseSummary, Event
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
-from protocol.types import Fingerprint, MessageId, NetworkId, OrgId
+from protocol.types import CaseRef, Fingerprint, MessageId, NetworkId, OrgId
 
 T = TypeVar("T")
 
@@ -366,7 +368,8 @@ class Store:
             return False
 
     async def run_read(self, fn: Callable[[sa.Connection], T]) -> T:
-        """Run ``fn`` in a read transaction (for tests and tools that inspect the schema)."""
+        """Run ``fn`` in a read transaction: for tests, benchmarks and tools that inspect
+        the schema; the hub itself reads through the typed methods."""
         return await self._engines.read(fn)
 
     # -- writes -------------------------------------------------------------------------
@@ -524,6 +527,54 @@ class Store:
     ) -> list[tuple[AuditEntry, list[bytes] | None]]:
         """One page of an export: entries and their proofs against ``size``, one transaction."""
         return await self._engines.read(partial(_export_page, query, size, proofs))
+
+    # -- reads: the coordinator's views (hub/store/casereads.py) ------------------------
+
+    async def live_case(self, ref: CaseRef) -> CaseRef | None:
+        """The live case ``ref`` names (itself, or the case it was merged into), if any."""
+        return await self._engines.read(partial(casereads.live_ref, ref=ref))
+
+    async def case_page(
+        self,
+        *,
+        state: str | None,
+        org_type: str | None,
+        since: int,
+        sort: str,
+        descending: bool,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[CaseSummary], int]:
+        """One page of live cases, filtered and sorted on the kept summary, and the total."""
+        read = partial(
+            casereads.page,
+            state=state,
+            org_type=org_type,
+            since=since,
+            sort=sort,
+            descending=descending,
+            offset=offset,
+            limit=limit,
+        )
+        return await self._engines.read(read)
+
+    async def case_detail(self, ref: CaseRef, *, limit: int) -> casereads.CaseDetail | None:
+        """One live case: summary, referrals and the newest ``limit`` timeline entries."""
+        return await self._engines.read(partial(casereads.detail, ref=ref, limit=limit))
+
+    async def referrals(self, *, open_only: bool = False) -> list[casereads.ReferralRecord]:
+        """Every referral (or the open ones), in the order they were accepted."""
+        return await self._engines.read(partial(casereads.referral_records, open_only=open_only))
+
+    async def events(self, org: OrgId, *, after: int, limit: int) -> list[Event]:
+        """``org``'s events with an id above ``after``, ascending, at most ``limit``."""
+        return await self._engines.read(
+            partial(casereads.events, org=org, after=after, limit=limit)
+        )
+
+    async def step_counts(self) -> tuple[Mapping[str, int], Mapping[str, int]]:
+        """(escalations so far, open referrals now), each counted by step."""
+        return await self._engines.read(casereads.step_counts)
 
     async def counts(self) -> dict[str, int]:
         """Rows per table (for metrics and tests; no content)."""
