@@ -2,9 +2,10 @@
 
 ``serve`` opens the organisation's keys (the passphrase was read at the edge), the
 desk's database and the local state, starts one task that keeps the hub's WebSocket and
-receives what arrives (announcing it to open inboxes), and serves the pages. Nothing
-here renders or decides: the pages live in :mod:`desk.login`, :mod:`desk.inbox`,
-:mod:`desk.signals` and :mod:`desk.pages`.
+receives what arrives (announcing it to open inboxes) and one that sends what waits in
+the outbox (written while the hub was away) every ``outbox_retry`` seconds, and serves
+the pages. Nothing here renders or decides: the pages live in :mod:`desk.login`,
+:mod:`desk.inbox`, :mod:`desk.signals` and :mod:`desk.pages`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from desk.web import (
 
 log = logging.getLogger("schakel.desk")
 RECEIVER: web.AppKey[asyncio.Task[None]] = web.AppKey("receiver", asyncio.Task)
+OUTBOX_SENDER: web.AppKey[asyncio.Task[None]] = web.AppKey("outbox_sender", asyncio.Task)
 
 
 def package_dir(name: str) -> Path:
@@ -99,6 +101,7 @@ def make_app(services: Services, *, receive: bool = True) -> web.Application:
     app.router.add_static("/static/", package_dir("static"), follow_symlinks=False)
     if receive:
         app.cleanup_ctx.append(_receiver)
+        app.cleanup_ctx.append(_outbox_sender)
     return app
 
 
@@ -111,6 +114,23 @@ async def _receiver(app: web.Application) -> AsyncIterator[None]:
 
     task = asyncio.create_task(services.library.receive_forever(announce))
     app[RECEIVER] = task
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _outbox_sender(app: web.Application) -> AsyncIterator[None]:
+    """What waits in the outbox (the hub was away) goes out by itself when the hub is back."""
+    services = app[SERVICES]
+
+    async def announce(count: int) -> None:
+        services.broadcast.publish("changed")
+
+    task = asyncio.create_task(
+        services.library.send_outbox_forever(announce, every=services.config.outbox_retry)
+    )
+    app[OUTBOX_SENDER] = task
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

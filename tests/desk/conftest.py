@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from deskharness import ORIGIN, ROOT, Clock, DeskUnderTest
+from deskharness import ORIGIN, ROOT, Clock, DeskUnderTest, no_sleep
 
 from desk.adapter import Library
 from desk.app import make_app, make_services
@@ -57,7 +57,7 @@ async def desk_app(provisioned: Path, tmp_path: Path) -> AsyncIterator[DeskUnder
         limits=LoginLimits(),
     )
     library = Library.open(
-        home, config.hub_url, PASSPHRASE.encode(), service_user="desk", clock=clock
+        home, config.hub_url, PASSPHRASE.encode(), service_user="desk", clock=clock, sleep=no_sleep
     )
     async with library:
         services = make_services(config, library, clock=clock)

@@ -16,6 +16,10 @@ ORIGIN = "http://localhost:8080"
 PASSWORD = "correct horse battery staple"
 
 
+async def no_sleep(seconds: float) -> None:
+    """What the hub client waits with between attempts in tests: not at all."""
+
+
 class Clock:
     """A clock the test moves by hand."""
 
