@@ -36,8 +36,7 @@ from clients.errors import (
     UnknownOrganisation,
     VerificationFailed,
 )
-from clients.hub_client import HubClient, Purpose
-from clients.hub_client import Sleep
+from clients.hub_client import HubClient, Purpose, Sleep
 from clients.organisation import Organisation, ReceivedMessage, RejectedMessage
 from clients.outbox import REFUSED, OutboxEntry, Sent
 from clients.payloads import validate_payload

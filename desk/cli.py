@@ -257,7 +257,7 @@ def reset_2fa(home: Path | None, person: str) -> None:
 @user.command("reset-password")
 @_home_option
 @click.argument("person")
-@click.option("--password-env", default=None, help="Read the new first password from this variable.")
+@click.option("--password-env", default=None, help="Read the first password from this variable.")
 @click.option("--password-fd", type=int, default=None)
 def reset_password(
     home: Path | None, person: str, password_env: str | None, password_fd: int | None

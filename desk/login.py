@@ -21,7 +21,7 @@ from desk.i18n import LOCALES
 from desk.sessions import FULL, SECOND_FACTOR, Session
 from desk.vocabulary import PURPOSES
 from desk.web import (
-    PASSWORD,
+    PASSWORD_PAGE,
     PERSON,
     SESSION_ENDED,
     SESSION_ID,
@@ -467,8 +467,8 @@ def routes() -> list[web.RouteDef]:
         web.get("/inloggen/instellen", setup_page),
         web.post("/inloggen/instellen/code", setup_code),
         web.post("/inloggen/instellen/sleutel", setup_key),
-        web.get(PASSWORD, password_page),
-        web.post(PASSWORD, change_password),
+        web.get(PASSWORD_PAGE, password_page),
+        web.post(PASSWORD_PAGE, change_password),
         web.get("/doelbinding", purpose_page),
         web.post("/doelbinding", choose_purpose),
         web.post("/uitloggen", logout),

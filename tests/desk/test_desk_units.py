@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import re
@@ -321,19 +322,57 @@ def test_desk_user_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         ["user", "add", *home, "with space", "--name", "x", "--password-env", "FIRST_PASSWORD"],
     )
     assert bad.exit_code == 2 and "without spaces" in bad.output
+    with Accounts(tmp_path / "desk.sqlite") as accounts:
+        assert accounts.require("a.admin").must_change  # a first password
+        accounts.set_password(
+            "a.admin", hash_password("mijn eigen wachtwoord", PasswordCost.for_tests())
+        )
+        assert not accounts.require("a.admin").must_change
     assert runner.invoke(desk, ["user", "disable", *home, "a.admin"]).exit_code == 0
     assert runner.invoke(desk, ["user", "reset-2fa", *home, "a.admin"]).exit_code == 0
     assert runner.invoke(desk, ["user", "disable", *home, "nobody"]).exit_code == 2
+    monkeypatch.setenv("NEW_PASSWORD", "een nieuw eerste wachtwoord")
+    reset = ["user", "reset-password", *home, "a.admin", "--password-env", "NEW_PASSWORD"]
+    done = runner.invoke(desk, reset)
+    assert done.exit_code == 0 and "sessions ended" in done.output
+    monkeypatch.setenv("NEW_PASSWORD", "te kort")
+    short = runner.invoke(desk, reset)
+    assert short.exit_code == 2 and "too short" in short.output
+    nobody = ["user", "reset-password", *home, "nobody", "--password-env", "FIRST_PASSWORD"]
+    assert runner.invoke(desk, nobody).exit_code == 2
     listing = runner.invoke(desk, ["user", "list", *home])
     assert "a.admin" in listing.output and "disabled" in listing.output
     with Accounts(tmp_path / "desk.sqlite") as accounts:
         events = [row.event for row in accounts.log_rows()]
         person = accounts.require("a.admin")
-    assert events == ["second-factor-reset", "account-disabled", "account-added"]
-    assert person.disabled and person.generation == 3
-    assert "een goed eerste wachtwoord" not in (tmp_path / "desk.sqlite").read_bytes().decode(
-        "latin-1"
-    )
+    assert events == ["password-reset", "second-factor-reset", "account-disabled",
+                      "account-added"]  # fmt: skip
+    assert person.disabled and person.must_change and person.generation == 5
+    assert check_password("een nieuw eerste wachtwoord", person.password_hash)
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("desk.sqlite*")).decode("latin-1")
+    assert "een goed eerste wachtwoord" not in stored and "een nieuw eerste" not in stored
+
+
+def test_an_older_desk_database_gets_the_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "desk.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "CREATE TABLE people (id TEXT PRIMARY KEY, name TEXT NOT NULL, roles TEXT NOT NULL, "
+            "password TEXT NOT NULL, disabled INTEGER NOT NULL DEFAULT 0, generation INTEGER "
+            "NOT NULL DEFAULT 1, locale TEXT NOT NULL DEFAULT 'nl', totp_secret BLOB, "
+            "totp_last_step INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0, "
+            "last_failure INTEGER NOT NULL DEFAULT 0, locked_until INTEGER NOT NULL DEFAULT 0, "
+            "created INTEGER NOT NULL)"
+        )
+        db.execute("INSERT INTO people (id, name, roles, password, created) VALUES "
+                   "('a.jansen', 'A. Jansen', 'caseworker', 'x', 1)")  # fmt: skip
+        db.commit()
+    with Accounts(path) as accounts:
+        assert accounts.require("a.jansen").must_change is False
+        accounts.reset_password("a.jansen", "y")
+        assert accounts.require("a.jansen").must_change is True
 
 
 def test_local_state_pages_messages_newest_first(tmp_path: Path) -> None:
