@@ -38,6 +38,7 @@ FIELD_OF_PATH = {
     "$.person.nationality": "nationality",
     "$.reporter.phone": "reporter_phone",
     "$.reporter.email": "reporter_email",
+    "$.observed_place": "observed_place",
     "$.text": "text",
 }
 

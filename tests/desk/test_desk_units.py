@@ -7,6 +7,7 @@ import datetime
 import hashlib
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -50,6 +51,7 @@ def test_a_complete_signal_becomes_a_schema_payload() -> None:
             "exploitation": "sexual",
             "urgency": "high",
             "observed_at": "2026-11-20",
+            "observed_place": "Bushalte Vredenburg, Utrecht",
             "text": "Gezien\r\nbij de halte",
             "reporter_name": "J. Agent",
             "reporter_role": "wijkagent",
@@ -70,6 +72,8 @@ def test_a_complete_signal_becomes_a_schema_payload() -> None:
     assert payload["person"]["nationality"] == "NL"
     assert payload["text"] == "Gezien\nbij de halte"
     assert payload["reporter"]["role"] == "wijkagent"
+    assert payload["observed_at"] == "2026-11-20"
+    assert payload["observed_place"] == "Bushalte Vredenburg, Utrecht"
     from clients.payloads import validate_payload
 
     validate_payload("signal", payload)
@@ -92,6 +96,8 @@ def test_a_complete_signal_becomes_a_schema_payload() -> None:
         ({"reporter_email": "nobody"}, "reporter_email", "email"),
         ({"given_names": "An\u202ena", "family_name": "x"}, "given_names", "invisible"),
         ({"text": "x" * 4001}, "text", "too-long"),
+        ({"observed_place": "x" * 201}, "observed_place", "too-long"),
+        ({"observed_place": "Halte\u202e"}, "observed_place", "invisible"),
     ],
 )
 def test_every_wrong_field_gets_its_own_message(
@@ -124,8 +130,52 @@ def test_a_signal_without_identifiers_is_not_linkable() -> None:
 
 
 def test_error_summary_follows_the_page() -> None:
-    result = form(bsn="1", consent="", text="\x00")
-    assert [name for name, _ in result.summary()] == ["bsn", "text", "consent"]
+    result = form(bsn="1", consent="", text="\x00", observed_place="\x00", urgency="")
+    assert [name for name, _ in result.summary()] == [
+        "bsn",
+        "observed_place",
+        "urgency",
+        "text",
+        "consent",
+    ]
+
+
+def _form_names(schema: dict[str, Any], prefix: str = "") -> set[str]:
+    """The form field each property of the signal schema is typed into."""
+    renamed = {"consent_to_share": "consent", "reporter.": "reporter_"}
+    names = set()
+    for key, rule in schema["properties"].items():
+        if key == "schema":
+            continue
+        if rule.get("type") == "object":
+            names |= _form_names(rule, "" if key == "person" else renamed[key + "."])
+        else:
+            names.add(prefix + renamed.get(key, key))
+    return names
+
+
+async def test_every_field_of_the_signal_schema_is_on_the_form(desk_app: Any) -> None:
+    from deskharness import Browser
+
+    wanted = _form_names(schema_of("signal"))
+    assert {"observed_at", "observed_place", "reporter_email", "consent", "indicators"} <= wanted
+    assert wanted <= {*signalform.TEXT_FIELDS, "indicators"}
+    desk_app.add_person("a.jansen")
+    browser = Browser(desk_app)
+    await browser.log_in("a.jansen")
+    _, page, _ = await browser.get("/signaal/nieuw")
+    for name in wanted:  # each with a label of its own, or a group with a legend
+        assert f'name="{name}"' in page, name
+        assert f'<label class="utrecht-form-label" for="{name}">' in page or (
+            f'name="{name}" value=' in page and "<legend" in page
+        ), name
+    # an error comes back next to its field, in Dutch, with what was typed kept
+    typed = {"observed_place": "Halte \u202e", "observed_at": "gisteren", "urgency": "high"}
+    status, page, _ = await browser.post("/signaal/nieuw", typed)
+    assert status == 400
+    assert 'id="observed_place-fout"' in page and 'id="observed_at-fout"' in page
+    assert "Vul een datum in zoals 14-03-1999." in page
+    assert 'value="gisteren"' in page and 'value="Halte \ufffd"' in page
 
 
 def test_answers_check_dates_reasons_and_steps() -> None:
