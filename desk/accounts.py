@@ -294,6 +294,11 @@ class Accounts:
         ).fetchall()
         return [Credential(bytes(r[0]), str(r[1]), bytes(r[2]), int(r[3])) for r in rows]
 
+    def with_security_keys(self) -> set[str]:
+        """The people who have at least one security key."""
+        rows = self._db.execute("SELECT DISTINCT person FROM webauthn").fetchall()
+        return {str(r[0]) for r in rows}
+
     def update_sign_count(self, credential_id: bytes, count: int) -> None:
         self._db.execute(
             "UPDATE webauthn SET sign_count = ? WHERE credential_id = ?", (count, credential_id)

@@ -114,6 +114,7 @@ def _admin_page(request: web.Request, status: int = 200, **extra: object) -> web
     s = services(request)
     record: dict[str, object] = {
         "people": s.accounts.people(),
+        "with_keys": s.accounts.with_security_keys(),
         "log_rows": s.accounts.log_rows(50),
         "roles": ROLES,
         "errors": {},

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from deskharness import PASSWORD, SAME, Browser, DeskUnderTest
 
-from desk.accounts import Accounts
+from desk.accounts import Accounts, Credential
 from desk.sessions import cookie_name
 from desk.signalform import TEXT_FIELDS
 
@@ -199,6 +199,19 @@ async def test_an_administrator_resets_a_second_factor_and_enables_an_account(
         assert desk_app.services.accounts.require("a.jansen").disabled is state
     events = [r.event for r in desk_app.services.accounts.log_rows() if r.actor == "b.admin"]
     assert events == ["account-enabled", "account-disabled", "second-factor-reset"]
+    accounts = desk_app.services.accounts
+    accounts.add("c.sleutel", "C. Sleutel", ["caseworker"], "x", now=1, first_password=True)
+    accounts.add_credential(Credential(b"key-1", "c.sleutel", b"public", 0), now=1)
+    _, page, _ = await admin.get("/beheer")
+    cell = '<td class="utrecht-table__cell">'
+    row = {
+        who: page.split(f"{cell}{who}</td>", 1)[1].split("</tr>")[0]
+        for who in ("a.jansen", "c.sleutel")
+    }
+    assert "nog geen tweede stap" in row["a.jansen"]  # its code was reset
+    assert "nog geen tweede stap" not in row["c.sleutel"]  # a security key is one
+    assert "eerste wachtwoord nog niet gewijzigd" in row["c.sleutel"]
+    assert "eerste wachtwoord nog niet gewijzigd" not in row["a.jansen"]
     status, _, _ = await admin.post(
         "/beheer/wijzigen", {"gebruiker": "b.admin", "actie": "disable"}, from_path="/beheer"
     )
