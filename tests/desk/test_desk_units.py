@@ -457,3 +457,11 @@ def test_every_account_event_has_a_label() -> None:
         used |= set(pattern.findall((ROOT / "desk" / name).read_text()))
     assert len(used) >= 15
     assert used <= set(vocabulary.EVENTS), sorted(used - set(vocabulary.EVENTS))
+
+
+def test_the_qr_code_scales_whole() -> None:
+    from desk.factors import qr_svg
+
+    svg = qr_svg("otpauth://totp/Schakel:a.jansen?secret=JBSWY3DPEHPK3PXP", "QR-code")
+    assert re.match(r'<svg viewBox="0 0 (\d+) \1"', svg), svg[:80]
+    assert " width=" not in svg.split(">", 1)[0] and "<title>QR-code</title>" in svg
