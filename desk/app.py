@@ -41,6 +41,7 @@ from desk.web import (
 
 log = logging.getLogger("schakel.desk")
 RECEIVER: web.AppKey[asyncio.Task[None]] = web.AppKey("receiver", asyncio.Task)
+SHUTDOWN_SECONDS = 2.0
 OUTBOX_SENDER: web.AppKey[asyncio.Task[None]] = web.AppKey("outbox_sender", asyncio.Task)
 
 
@@ -157,7 +158,11 @@ async def running_desk(
     async with library:
         services = make_services(config, library, clock=clock)
         try:
-            runner = web.AppRunner(make_app(services), access_log=None)
+            # Open live pages (server-sent events) never end by themselves: at stop they
+            # get a moment, not aiohttp's minute, so the desk stops when asked to.
+            runner = web.AppRunner(
+                make_app(services), access_log=None, shutdown_timeout=SHUTDOWN_SECONDS
+            )
             await runner.setup()
             try:
                 await web.TCPSite(runner, config.host, config.port).start()
