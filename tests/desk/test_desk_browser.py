@@ -18,6 +18,7 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
 from deskbrowser import (
     at,
     axe_violations,
@@ -34,6 +35,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.common.virtual_authenticator import Protocol, VirtualAuthenticatorOptions
 from selenium.webdriver.support.ui import WebDriverWait
 
+from clients.errors import ClientError
 from desk.demo import DEMO_PASSWORD
 from protocol.pseudonym import Identity
 from schakel.demo import load, open_organisation
@@ -453,6 +455,46 @@ def step_signal_form_by_keyboard_only(
     assert shows(chrome, "Met het toetsenbord ingevuld"), text(chrome)[:1500]
 
 
+def step_a_refused_message_waits_in_the_queue_until_removed(
+    chrome: Any, demo_desks: Any, checked_pages: dict[str, int]
+) -> None:
+    """A signal to an organisation the hub does not know is refused and kept in the
+    police desk's outbox (written here through the library, on the desk's own state):
+    the Verzonden page shows it with its reason, and a person removes it."""
+    demo = load(demo_desks.directory)
+    assert demo is not None
+
+    async def refused() -> str:
+        organisation = open_organisation(demo, "police", demo_desks.hub_url)
+        payload = {
+            "schema": "schakel.signal/1",
+            "person": {"phone": "0612345678"},
+            "exploitation": "unknown",
+            "urgency": "low",
+            "consent_to_share": False,
+        }
+        try:
+            async with organisation.hub:
+                with pytest.raises(ClientError):
+                    await organisation.send_signal(payload, ["spook"])
+            [entry] = organisation.outbox.entries()
+            assert entry.state == "refused"
+            return str(entry.id)
+        finally:
+            organisation.state.close()
+
+    asyncio.run(refused())
+    police = demo_desks.urls["police"]
+    chrome.get(police + "/verzonden")
+    assert shows(chrome, "Wachtrij: nog niet verstuurd"), text(chrome)[:1500]
+    assert "Geweigerd door de hub of de ontvanger" in text(chrome)
+    assert "Nu versturen" not in text(chrome)  # nothing waits: a refused one is not retried
+    checked_axe(chrome, checked_pages)
+    press(chrome, button(chrome, "Uit de wachtrij halen"))
+    assert shows(chrome, "Het geweigerde bericht is uit de wachtrij gehaald."), text(chrome)[:1500]
+    assert "Wachtrij: nog niet verstuurd" not in text(chrome)
+
+
 def step_canary_nothing_personal_in_logs_or_the_hub(
     chrome: Any, demo_desks: Any, checked_pages: dict[str, int]
 ) -> None:
@@ -504,6 +546,7 @@ STEPS = (
     step_shelter_answers_a_referral,
     step_security_key_set_up_and_used,
     step_signal_form_by_keyboard_only,
+    step_a_refused_message_waits_in_the_queue_until_removed,
     step_canary_nothing_personal_in_logs_or_the_hub,
 )
 
