@@ -74,9 +74,12 @@ async def desk_app(provisioned: Path, tmp_path: Path) -> AsyncIterator[DeskUnder
 
 
 def _free_run(count: int) -> int:
-    """The first of ``count`` consecutive loopback ports that are free now."""
+    """The first of ``count`` consecutive loopback ports that are free now, below the
+    kernel's ephemeral range: test servers on port 0 (other tests, other workers) take
+    ports from that range, and one could take a desk's port while the demo starts."""
+    low = _ephemeral_low()
     for _ in range(50):
-        first = random.randrange(20000, 60000 - count)
+        first = random.randrange(min(20000, low // 2), low - count)
         sockets = []
         try:
             for port in range(first, first + count):
@@ -90,6 +93,14 @@ def _free_run(count: int) -> int:
             for probe in sockets:
                 probe.close()
     raise RuntimeError("no run of free ports")
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux; 32768 when unknown)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 @dataclass
