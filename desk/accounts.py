@@ -4,7 +4,8 @@ One SQLite file (``desk.sqlite`` beside the organisation's state), created 0600,
 ``synchronous=FULL``, ``secure_delete``. It holds, per person:
 
 * ``people``     id (what the hub's access log records as the user), name, roles, the
-                 Argon2id hash of the password, whether the account is disabled, a
+                 Argon2id hash of the password, whether it is a first password that
+                 must be changed at the next login, whether the account is disabled, a
                  ``generation`` that every change of the account's credentials or state
                  raises (a session made under an older generation ends at once, in every
                  process: ``schakel desk user disable`` from a terminal included), the
@@ -46,7 +47,8 @@ CREATE TABLE IF NOT EXISTS people (
     disabled INTEGER NOT NULL DEFAULT 0, generation INTEGER NOT NULL DEFAULT 1,
     locale TEXT NOT NULL DEFAULT 'nl', totp_secret BLOB, totp_last_step INTEGER NOT NULL
     DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0, last_failure INTEGER NOT NULL DEFAULT 0,
-    locked_until INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);
+    locked_until INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,
+    must_change INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS webauthn (
     credential_id BLOB PRIMARY KEY, person TEXT NOT NULL REFERENCES people (id),
     public_key BLOB NOT NULL, sign_count INTEGER NOT NULL, created INTEGER NOT NULL);
@@ -59,7 +61,7 @@ CREATE TABLE IF NOT EXISTS account_log (
 """
 _PERSON = (
     "SELECT id, name, roles, password, disabled, generation, locale, totp_secret, "
-    "totp_last_step, failures, last_failure, locked_until FROM people"
+    "totp_last_step, failures, last_failure, locked_until, must_change FROM people"
 )
 
 
@@ -77,6 +79,7 @@ class Person:
     failures: int
     last_failure: int
     locked_until: int
+    must_change: bool = False  # a first password (set by an administrator): change it now
 
     def __repr__(self) -> str:
         return f"Person(id={self.id!r}, roles={sorted(self.roles)!r})"
@@ -139,6 +142,7 @@ class Accounts:
             self._db.execute("PRAGMA secure_delete=ON")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
+            _add_missing_columns(self._db)
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise DeskError(f"desk database {path} is not usable") from exc
@@ -155,14 +159,25 @@ class Accounts:
     # -- people ----------------------------------------------------------------------
 
     def add(
-        self, person_id: str, name: str, roles: Iterable[str], password_hash: str, *, now: int
+        self,
+        person_id: str,
+        name: str,
+        roles: Iterable[str],
+        password_hash: str,
+        *,
+        now: int,
+        first_password: bool = False,
     ) -> Person:
+        """Add a person; ``first_password``: the password was chosen for them (by an
+        administrator) and must be changed at their first login."""
         person_id, name, chosen = check_person_id(person_id), check_name(name), check_roles(roles)
         try:
             self._db.execute(
-                "INSERT INTO people (id, name, roles, password, created) VALUES (?, ?, ?, ?, ?)",
-                (person_id, name, ",".join(sorted(chosen)), password_hash, now),
-            )
+                "INSERT INTO people (id, name, roles, password, created, must_change) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (person_id, name, ",".join(sorted(chosen)), password_hash, now,
+                 int(first_password)),
+            )  # fmt: skip
         except sqlite3.IntegrityError:
             raise AccountError(f"there is already a person {person_id!r}") from None
         return self.require(person_id)
@@ -195,7 +210,20 @@ class Accounts:
         self._change(person_id, "disabled = ?, failures = 0, locked_until = 0", (int(disabled),))
 
     def set_password(self, person_id: str, password_hash: str) -> None:
-        self._change(person_id, "password = ?, failures = 0, locked_until = 0", (password_hash,))
+        """The password the person chose themselves (it need not be changed)."""
+        self._change(
+            person_id,
+            "password = ?, must_change = 0, failures = 0, locked_until = 0",
+            (password_hash,),
+        )
+
+    def reset_password(self, person_id: str, password_hash: str) -> None:
+        """A new first password, set by an administrator: changed at the next login."""
+        self._change(
+            person_id,
+            "password = ?, must_change = 1, failures = 0, locked_until = 0",
+            (password_hash,),
+        )
 
     def set_roles(self, person_id: str, roles: Iterable[str]) -> None:
         self._change(person_id, "roles = ?", (",".join(sorted(check_roles(roles))),))
@@ -266,6 +294,11 @@ class Accounts:
         ).fetchall()
         return [Credential(bytes(r[0]), str(r[1]), bytes(r[2]), int(r[3])) for r in rows]
 
+    def with_security_keys(self) -> set[str]:
+        """The people who have at least one security key."""
+        rows = self._db.execute("SELECT DISTINCT person FROM webauthn").fetchall()
+        return {str(r[0]) for r in rows}
+
     def update_sign_count(self, credential_id: bytes, count: int) -> None:
         self._db.execute(
             "UPDATE webauthn SET sign_count = ? WHERE credential_id = ?", (count, credential_id)
@@ -328,7 +361,15 @@ def _person(row: tuple[object, ...]) -> Person:
         failures=int(row[9]),  # type: ignore[call-overload]
         last_failure=int(row[10]),  # type: ignore[call-overload]
         locked_until=int(row[11]),  # type: ignore[call-overload]
+        must_change=bool(row[12]),
     )
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """A desk database made by an earlier version gets the columns added since."""
+    have = {str(row[1]) for row in db.execute("PRAGMA table_info(people)").fetchall()}
+    if "must_change" not in have:
+        db.execute("ALTER TABLE people ADD COLUMN must_change INTEGER NOT NULL DEFAULT 0")
 
 
 def _create_private(path: Path) -> None:

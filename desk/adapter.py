@@ -36,8 +36,9 @@ from clients.errors import (
     UnknownOrganisation,
     VerificationFailed,
 )
-from clients.hub_client import HubClient, Purpose
+from clients.hub_client import HubClient, Purpose, Sleep
 from clients.organisation import Organisation, ReceivedMessage, RejectedMessage
+from clients.outbox import REFUSED, OutboxEntry, Sent
 from clients.payloads import validate_payload
 from clients.state import LocalState, StoredMessage
 from keys.organisation import OrgKeys
@@ -147,6 +148,49 @@ class SentRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Sending:
+    """What became of a signal or answer handed to the hub: sent, or waiting in the outbox."""
+
+    id: str
+    waiting: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRow:
+    """One entry of the outbox (no content): what it is, to whom, and why it still waits.
+
+    ``reason`` is a code for a sentence (:data:`desk.messages.OUTBOX_REASONS`): ``queued``
+    (not tried yet), ``unreachable`` (no answer from the hub), ``busy`` (the hub answered
+    that it can not take it now), ``behind`` (an earlier entry waits), ``refused`` (the hub
+    or a recipient refused it: it is not sent again).
+    """
+
+    id: str
+    kind: str
+    recipients: tuple[str, ...]
+    created: int
+    refused: bool
+    reason: str
+    attempts: int
+    tried_at: int | None
+    status: str | None
+
+
+def outbox_reason(entry: OutboxEntry) -> str:
+    """The reason code of an outbox entry, from its state and the library's last problem."""
+    if entry.state == REFUSED:
+        return "refused"
+    problem = entry.problem or ""
+    if not problem:
+        return "queued"
+    if problem.startswith("hub answered"):
+        return "busy"
+    if problem.startswith("messages written before it"):
+        return "behind"
+    return "unreachable"
+
+
+@dataclass(frozen=True, slots=True)
 class OrgStatus:
     org: str
     network: str
@@ -184,8 +228,10 @@ class Library:
         service_user: str,
         ssl: SSLContext | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Sleep = asyncio.sleep,
     ) -> Library:
-        """Unlock the key files in ``home/keys`` and open ``home/state.sqlite``."""
+        """Unlock the key files in ``home/keys`` and open ``home/state.sqlite``; ``sleep``
+        is what the hub client waits with between attempts (tests: no wait)."""
         with _translated():
             try:
                 keys = OrgKeys.open(home / "keys", passphrase)
@@ -201,6 +247,7 @@ class Library:
                 purpose=Purpose("signal-intake"),
                 ssl=ssl,
                 clock=clock,
+                sleep=sleep,
             )
             return cls(Organisation(keys, state, hub, clock=clock))
 
@@ -325,8 +372,13 @@ class Library:
         now = time.monotonic()
         if self._recipients is not None and now - self._recipients[0] < 300:
             return self._recipients[1]
-        with _translated():
-            orgs = await self._org.hub.list_orgs()
+        try:
+            with _translated():
+                orgs = await self._org.hub.list_orgs()
+        except LibraryError as exc:  # the hub away: the last list known, so a signal can wait
+            if exc.category == "unreachable" and self._recipients is not None:
+                return self._recipients[1]
+            raise
         found = tuple(
             sorted(
                 str(o.get("org"))
@@ -342,15 +394,104 @@ class Library:
 
     async def send_signal(
         self, payload: dict[str, Any], recipients: list[str], *, unlinked: bool
-    ) -> str:
-        """Send (or leave waiting in the outbox); ``unlinked``: the person confirmed that
-        the signal carries nothing that can link it."""
+    ) -> Sending:
+        """Send, or leave waiting in the outbox when the hub can not take it now;
+        ``unlinked``: the person confirmed that the signal carries nothing that can link it."""
         with _translated():
-            return (await self._org.send_signal(payload, recipients, unlinked=unlinked)).id
+            return _sending(await self._org.send_signal(payload, recipients, unlinked=unlinked))
 
-    async def answer_referral(self, referral_id: str, code: str, payload: dict[str, Any]) -> str:
+    async def answer_referral(
+        self, referral_id: str, code: str, payload: dict[str, Any]
+    ) -> Sending:
+        """Send a status about a referral (or leave it waiting in the outbox)."""
         with _translated():
-            return (await self._org.send_status(referral_id, code, payload)).id
+            return _sending(await self._org.send_status(referral_id, code, payload))
+
+    def local_referral(self, message_id: str) -> MessageView | None:
+        """A referral received here, from local state only (no content, no hub request):
+        enough to check and send an answer while the hub can not be reached."""
+        stored = self._org.state.message(message_id)
+        if stored is None or stored.kind != "referral":
+            return None
+        step = self._step(message_id, machine.RECIPIENT, self._org.state.received_about(message_id))
+        return MessageView(
+            id=stored.id,
+            kind=stored.kind,
+            sender=stored.sender,
+            recipients=(),
+            created=stored.created,
+            payload={},
+            status=None,
+            ref=None,
+            step=step,
+        )
+
+    # -- the outbox ------------------------------------------------------------------
+
+    def outbox(self) -> list[QueuedRow]:
+        """Every outbox entry, oldest first, with the reason it still waits."""
+        with _translated():
+            entries = self._org.outbox.entries()
+        return [
+            QueuedRow(
+                id=e.id,
+                kind=e.kind,
+                recipients=e.recipients,
+                created=e.created,
+                refused=e.state == REFUSED,
+                reason=outbox_reason(e),
+                attempts=e.attempts,
+                tried_at=e.tried_at,
+                status=e.status,
+            )
+            for e in entries
+        ]
+
+    def waiting(self) -> int:
+        """How many outbox entries wait to be sent (refused ones not counted)."""
+        return sum(1 for row in self._org.state.outbox() if row.state != REFUSED)
+
+    async def send_outbox(self) -> int:
+        """Send what waits in the outbox now (oldest first); how many went out."""
+        with _translated():
+            return len((await self._org.send_outbox()).sent)
+
+    def drop_refused(self, message_id: str) -> None:
+        """Remove a refused entry from the outbox (a waiting one stays: it will be sent)."""
+        row = self._org.state.outbox_entry(message_id)
+        if row is None or row.state != REFUSED:
+            raise LibraryError("not-found")
+        with _translated():
+            self._org.outbox.drop(message_id)
+
+    async def send_outbox_forever(
+        self,
+        announce: Callable[[int], Awaitable[None]],
+        *,
+        every: float,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """Every ``every`` seconds, send what waits in the outbox; ``announce(n)`` after a
+        pass that sent ``n`` > 0. Never ends by itself (a failure is logged, then waited out)."""
+        while True:
+            await sleep(every)
+            await self.send_outbox_once(announce)
+
+    async def send_outbox_once(self, announce: Callable[[int], Awaitable[None]]) -> None:
+        """One pass of the background sender: nothing to do when nothing waits."""
+        if not self.waiting():
+            return
+        try:
+            sent = await self.send_outbox()
+        except LibraryError as exc:
+            log.warning("desk outbox: still waiting (%s)", exc.category)
+            return
+        except Exception as exc:  # never end the sending loop silently
+            log.error("desk outbox failed unexpectedly: %s", type(exc).__name__)
+            return
+        if sent:
+            log.info("desk outbox: %d sent", sent)
+            await announce(sent)
 
     # -- what we sent ----------------------------------------------------------------
 
@@ -459,6 +600,10 @@ class Library:
             messages=org.state.message_count(),
             hub_reachable=reachable,
         )
+
+
+def _sending(sent: Sent) -> Sending:
+    return Sending(sent.id, sent.waiting)
 
 
 def _statuses_by_ref(stored: list[StoredMessage]) -> dict[str, list[StoredMessage]]:

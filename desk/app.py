@@ -2,9 +2,10 @@
 
 ``serve`` opens the organisation's keys (the passphrase was read at the edge), the
 desk's database and the local state, starts one task that keeps the hub's WebSocket and
-receives what arrives (announcing it to open inboxes), and serves the pages. Nothing
-here renders or decides: the pages live in :mod:`desk.login`, :mod:`desk.inbox`,
-:mod:`desk.signals` and :mod:`desk.pages`.
+receives what arrives (announcing it to open inboxes) and one that sends what waits in
+the outbox (written while the hub was away) every ``outbox_retry`` seconds, and serves
+the pages. Nothing here renders or decides: the pages live in :mod:`desk.login`,
+:mod:`desk.inbox`, :mod:`desk.signals` and :mod:`desk.pages`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from desk.web import (
 
 log = logging.getLogger("schakel.desk")
 RECEIVER: web.AppKey[asyncio.Task[None]] = web.AppKey("receiver", asyncio.Task)
+SHUTDOWN_SECONDS = 2.0
+OUTBOX_SENDER: web.AppKey[asyncio.Task[None]] = web.AppKey("outbox_sender", asyncio.Task)
 
 
 def package_dir(name: str) -> Path:
@@ -99,6 +102,7 @@ def make_app(services: Services, *, receive: bool = True) -> web.Application:
     app.router.add_static("/static/", package_dir("static"), follow_symlinks=False)
     if receive:
         app.cleanup_ctx.append(_receiver)
+        app.cleanup_ctx.append(_outbox_sender)
     return app
 
 
@@ -111,6 +115,23 @@ async def _receiver(app: web.Application) -> AsyncIterator[None]:
 
     task = asyncio.create_task(services.library.receive_forever(announce))
     app[RECEIVER] = task
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _outbox_sender(app: web.Application) -> AsyncIterator[None]:
+    """What waits in the outbox (the hub was away) goes out by itself when the hub is back."""
+    services = app[SERVICES]
+
+    async def announce(count: int) -> None:
+        services.broadcast.publish("changed")
+
+    task = asyncio.create_task(
+        services.library.send_outbox_forever(announce, every=services.config.outbox_retry)
+    )
+    app[OUTBOX_SENDER] = task
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -137,7 +158,11 @@ async def running_desk(
     async with library:
         services = make_services(config, library, clock=clock)
         try:
-            runner = web.AppRunner(make_app(services), access_log=None)
+            # Open live pages (server-sent events) never end by themselves: at stop they
+            # get a moment, not aiohttp's minute, so the desk stops when asked to.
+            runner = web.AppRunner(
+                make_app(services), access_log=None, shutdown_timeout=SHUTDOWN_SECONDS
+            )
             await runner.setup()
             try:
                 await web.TCPSite(runner, config.host, config.port).start()

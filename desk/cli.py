@@ -2,9 +2,10 @@
 
 ``serve`` unlocks the organisation's key files at start (the passphrase from a file
 descriptor, a systemd credential, an environment variable, or typed) and serves the
-desk's pages. ``user add/disable/enable/reset-2fa/list`` work on the desk's database
-directly, for the first administrator (and when nobody can log in); everyone else is
-managed on the administrator's page.
+desk's pages. ``user add/disable/enable/reset-2fa/reset-password/list`` work on the desk's
+database directly, for the first administrator (and when nobody can log in); everyone
+else is managed on the administrator's page. A password given here is a first password:
+the person chooses their own at their next login.
 """
 
 from __future__ import annotations
@@ -178,27 +179,38 @@ def add(
     password_fd: int | None,
 ) -> None:
     """Add PERSON (their user id, as the hub's access log will name them)."""
+    password = _first_password(person, password_env, password_fd)
+    with _accounts(home) as accounts:
+        try:
+            accounts.add(
+                person,
+                name,
+                roles,
+                hash_password(password, _cost()),
+                now=int(time.time()),
+                first_password=True,
+            )
+        except DeskError as exc:
+            _fail(str(exc))
+        accounts.log("account-added", now=int(time.time()), person=person, actor="command-line")
+    click.echo(
+        f"added {person} ({', '.join(sorted(roles))}); at first login they choose their own "
+        "password and set up a second factor"
+    )
+
+
+def _first_password(person: str, env: str | None, fd: int | None) -> str:
+    """A first password for ``person``, read without echo (or from ``env`` / ``fd``)."""
     try:
         password = get_passphrase(
-            env_var=password_env,
-            fd=password_fd,
-            confirm=True,
-            prompt=f"First password of {person}: ",
+            env_var=env, fd=fd, confirm=True, prompt=f"First password of {person}: "
         ).decode()
     except PassphraseError as exc:
         _fail(str(exc).replace("passphrase", "password"))
     problem = password_problem(password)
     if problem:
         _fail(f"the password is {problem.replace('-', ' ')} (at least 12 characters)")
-    with _accounts(home) as accounts:
-        try:
-            accounts.add(
-                person, name, roles, hash_password(password, _cost()), now=int(time.time())
-            )
-        except DeskError as exc:
-            _fail(str(exc))
-        accounts.log("account-added", now=int(time.time()), person=person, actor="command-line")
-    click.echo(f"added {person} ({', '.join(sorted(roles))}); a second factor is set up at login")
+    return password
 
 
 def _change(home: Path | None, person: str, event: str, action: str) -> None:
@@ -240,6 +252,26 @@ def reset_2fa(home: Path | None, person: str) -> None:
     """Forget PERSON's second factors; they set up a new one at their next login."""
     _change(home, person, "second-factor-reset", "reset-2fa")
     click.echo(f"second factor of {person} reset; sessions ended")
+
+
+@user.command("reset-password")
+@_home_option
+@click.argument("person")
+@click.option("--password-env", default=None, help="Read the first password from this variable.")
+@click.option("--password-fd", type=int, default=None)
+def reset_password(
+    home: Path | None, person: str, password_env: str | None, password_fd: int | None
+) -> None:
+    """Give PERSON a new first password; their sessions end, and at their next login they
+    choose their own."""
+    password = _first_password(person, password_env, password_fd)
+    with _accounts(home) as accounts:
+        try:
+            accounts.reset_password(person, hash_password(password, _cost()))
+        except DeskError as exc:
+            _fail(str(exc))
+        accounts.log("password-reset", now=int(time.time()), person=person, actor="command-line")
+    click.echo(f"new first password of {person} set; sessions ended")
 
 
 @user.command("list")

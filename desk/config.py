@@ -9,6 +9,7 @@ from pathlib import Path
 from desk.errors import DeskError
 
 IDLE_TIMEOUT = 15 * 60
+OUTBOX_RETRY_SECONDS = 30  # how often the desk tries again what waits in the outbox
 ABSOLUTE_TIMEOUT = 8 * 3600
 SERVICE_USER = "desk"  # the Schakel-User of the desk's own requests (receiving the inbox)
 
@@ -63,6 +64,7 @@ class DeskConfig:
     limits: LoginLimits = field(default_factory=LoginLimits)
     trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For is believed
     allow_weak: bool = False  # tests and the demo only
+    outbox_retry: int = OUTBOX_RETRY_SECONDS
 
     def __post_init__(self) -> None:
         url = urllib.parse.urlsplit(self.origin)
@@ -75,6 +77,8 @@ class DeskConfig:
             )
         if self.password_cost.weak and not self.allow_weak:
             raise DeskError("refusing weak password hashing outside tests and the demo")
+        if not 1 <= self.outbox_retry <= 3600:
+            raise DeskError("the outbox is tried again every 1 s to 1 h")
         if not 60 <= self.idle_timeout <= self.absolute_timeout <= 24 * 3600:
             raise DeskError("timeouts: 60 s <= idle <= absolute <= 24 h")
 

@@ -144,7 +144,13 @@ class TotpSecret:
 
 
 def qr_svg(text: str, title: str) -> str:
-    """An inline SVG QR code (no script, no external reference), with a title."""
+    """An inline SVG QR code (no script, no external reference), with a title.
+
+    It has a ``viewBox`` and no fixed size, so the style sheet scales all of it (with a
+    fixed width and height, a page that sets its size crops the quiet zone and the last
+    modules, and a phone may not read it)."""
     qr = segno.make(text, error="m")
-    svg: str = qr.svg_inline(scale=5, title=title, dark="#000", light="#fff", border=4)
+    svg: str = qr.svg_inline(
+        scale=5, title=title, dark="#000", light="#fff", border=4, omitsize=True
+    )
     return svg

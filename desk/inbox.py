@@ -179,8 +179,12 @@ async def _referral(request: web.Request) -> MessageView:
 
 @require(FULL)
 async def answer(request: web.Request) -> web.StreamResponse:
+    """Check and send an answer. Only local state is needed (the referral's sender, date
+    and step), so that an answer written while the hub is away waits in the outbox."""
     s = services(request)
-    view = await _referral(request)
+    view = s.library.local_referral(_message_id(request))
+    if view is None:
+        raise web.HTTPNotFound()
     actions = _actions(view.step)
     values = {
         "code": form_value(request, "stap", 20),
@@ -201,7 +205,7 @@ async def answer(request: web.Request) -> web.StreamResponse:
         )
     try:
         with acting(request, "referral"):
-            await s.library.answer_referral(view.id, values["code"], payload)
+            outcome = await s.library.answer_referral(view.id, values["code"], payload)
     except LibraryError as exc:
         log.warning("desk could not answer a referral: %s", exc.category)
         errors["form"] = exc.category
@@ -214,8 +218,8 @@ async def answer(request: web.Request) -> web.StreamResponse:
             values=values,
             errors=errors,
         )
-    session_of(request).flash = "answered"
-    raise see_other(f"/bericht/{view.id}")
+    session_of(request).flash = "answer-queued" if outcome.waiting else "answered"
+    raise see_other(f"/bericht/{view.id}" if not outcome.waiting else "/verzonden")
 
 
 def _today(now: float) -> datetime.date:

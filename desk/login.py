@@ -16,11 +16,12 @@ from aiohttp import web
 
 from desk import webauthn
 from desk.accounts import Person
-from desk.factors import TotpSecret, check_password, qr_svg
+from desk.factors import TotpSecret, check_password, hash_password, password_problem, qr_svg
 from desk.i18n import LOCALES
 from desk.sessions import FULL, SECOND_FACTOR, Session
 from desk.vocabulary import PURPOSES
 from desk.web import (
+    PASSWORD_PAGE,
     PERSON,
     SESSION_ENDED,
     SESSION_ID,
@@ -339,6 +340,50 @@ async def setup_key(request: web.Request) -> web.StreamResponse:
     return _logged_in(request, s.accounts.require(person.id), "login-key")
 
 
+# -- a first password, changed --------------------------------------------------------------
+
+
+@require(FULL)
+async def password_page(request: web.Request) -> web.StreamResponse:
+    if not person_of(request).must_change:
+        raise see_other("/postvak")
+    return render(request, "password.html", problems={})
+
+
+@require(FULL)
+async def change_password(request: web.Request) -> web.StreamResponse:
+    """The person replaces the first password an administrator gave them with their own."""
+    s = services(request)
+    person = person_of(request)
+    if not person.must_change:
+        raise see_other("/postvak")
+    new = form_value(request, "nieuw", 1024)
+    again = form_value(request, "herhaal", 1024)
+    errors = {}
+    problem = password_problem(new)
+    if problem:
+        errors["nieuw"] = problem
+    elif check_password(new, person.password_hash):
+        errors["nieuw"] = "same"
+    elif new != again:
+        errors["herhaal"] = "mismatch"
+    if errors:
+        return render(request, "password.html", status=400, problems=errors)
+    s.accounts.set_password(person.id, hash_password(new, s.config.password_cost))
+    fresh = s.accounts.require(person.id)
+    _advance(request, session_of(request), fresh, FULL)  # its other sessions end
+    request[PERSON] = fresh
+    s.accounts.log(
+        "password-changed",
+        now=s.now(),
+        person=person.id,
+        actor=person.id,
+        address=client_address(request),
+    )
+    log.info("desk password changed: %s", person.id)
+    raise see_other("/doelbinding")
+
+
 # -- purpose, language, logout -------------------------------------------------------------
 
 
@@ -422,6 +467,8 @@ def routes() -> list[web.RouteDef]:
         web.get("/inloggen/instellen", setup_page),
         web.post("/inloggen/instellen/code", setup_code),
         web.post("/inloggen/instellen/sleutel", setup_key),
+        web.get(PASSWORD_PAGE, password_page),
+        web.post(PASSWORD_PAGE, change_password),
         web.get("/doelbinding", purpose_page),
         web.post("/doelbinding", choose_purpose),
         web.post("/uitloggen", logout),

@@ -51,7 +51,18 @@ ANSWER_ERRORS = {
 
 NOTICES = {
     "sent": N_("Your signal has been sent."),
+    "queued": N_(
+        "The hub cannot be reached right now. Your signal is kept in the queue below and "
+        "is sent by itself as soon as the hub is back."
+    ),
     "answered": N_("Your answer has been sent."),
+    "answer-queued": N_(
+        "The hub cannot be reached right now. Your answer is kept in the queue below and "
+        "is sent by itself as soon as the hub is back."
+    ),
+    "outbox-sent": N_("Everything in the queue has been sent."),
+    "outbox-waiting": N_("Not everything could be sent yet; the queue below says why."),
+    "outbox-dropped": N_("The refused message has been removed from the queue."),
     "no-link": N_("Confirm that you want to send a signal without any identifier: tick the box."),
 }
 
@@ -66,12 +77,25 @@ ADMIN_ERRORS = {
     "unknown": N_("This person is not known at this desk."),
 }
 
+PASSWORD_ERRORS = {
+    "too-short": N_("A password has at least 12 characters."),
+    "too-long": N_("This password is too long."),
+    "same": N_("Choose a password of your own, not the one you were given."),
+    "mismatch": N_("The two passwords are not the same."),
+}
+
 ADMIN_NOTICES = {
-    "added": N_("The person has been added. They set up their second factor at first login."),
+    "added": N_(
+        "The person has been added. At first login they choose their own password and set "
+        "up their second factor."
+    ),
     "disabled": N_("The account has been disabled; its sessions have ended."),
     "enabled": N_("The account has been enabled again."),
     "reset-2fa": N_("The second factor has been reset; the person sets up a new one at login."),
-    "password": N_("The password has been changed."),
+    "password": N_(
+        "A new first password has been set and the person's sessions have ended. "
+        "They choose a password of their own at their next login."
+    ),
 }
 
 FORM_ERRORS = {
@@ -95,6 +119,15 @@ FORM_ERRORS = {
     "consent": N_("Say whether the person agreed to sharing this signal."),
 }
 
+# Why an entry of the outbox has not gone out (desk.adapter.outbox_reason).
+OUTBOX_REASONS = {
+    "queued": N_("Not tried yet."),
+    "unreachable": N_("The hub could not be reached."),
+    "busy": N_("The hub could not take it just now (busy or a fault)."),
+    "behind": N_("Waits for an earlier message in the queue."),
+    "refused": N_("Refused by the hub or the recipient: it will not be sent again."),
+}
+
 # name in the templates -> table
 TABLES = {
     "errors": LOGIN_ERRORS,
@@ -104,4 +137,6 @@ TABLES = {
     "admin_errors": ADMIN_ERRORS,
     "admin_notices": ADMIN_NOTICES,
     "messages": FORM_ERRORS,
+    "outbox_reasons": OUTBOX_REASONS,
+    "password_errors": PASSWORD_ERRORS,
 }

@@ -23,6 +23,7 @@ from desk.web import (
     require,
     see_other,
     services,
+    session_of,
 )
 
 log = logging.getLogger("schakel.desk")
@@ -33,11 +34,54 @@ log = logging.getLogger("schakel.desk")
 
 @require(FULL)
 async def sent(request: web.Request) -> web.StreamResponse:
+    return _sent_page(request)
+
+
+def _sent_page(request: web.Request, status: int = 200, problem: str | None = None) -> web.Response:
+    """What was sent, and above it the outbox: what waits for the hub, and why."""
     s = services(request)
     page = _page_number(request)
     rows, total = s.library.sent((page - 1) * PAGE, PAGE)
     pages = max(1, -(-total // PAGE))
-    return render(request, "sent.html", rows=rows, page=min(page, pages), pages=pages, total=total)
+    return render(
+        request,
+        "sent.html",
+        status=status,
+        rows=rows,
+        queued=s.library.outbox(),
+        problem=problem,
+        page=min(page, pages),
+        pages=pages,
+        total=total,
+    )
+
+
+@require(FULL)
+async def send_now(request: web.Request) -> web.StreamResponse:
+    """'Nu versturen': send what waits in the outbox now, as the person pressing it."""
+    s = services(request)
+    try:
+        with acting(request, "signal-intake"):
+            sent_count = await s.library.send_outbox()
+    except LibraryError as exc:
+        log.warning("desk outbox: could not send now (%s)", exc.category)
+        return _sent_page(request, status=_status(exc), problem=exc.category)
+    session_of(request).flash = "outbox-sent" if s.library.waiting() == 0 else "outbox-waiting"
+    log.info("desk outbox: %d sent on request", sent_count)
+    raise see_other("/verzonden")
+
+
+@require(FULL)
+async def drop_refused(request: web.Request) -> web.StreamResponse:
+    """Remove a refused entry from the outbox (it would never be sent)."""
+    s = services(request)
+    try:
+        s.library.drop_refused(form_value(request, "bericht", 40))
+    except LibraryError:
+        return _sent_page(request, status=404, problem="not-found")
+    session_of(request).flash = "outbox-dropped"
+    _logged(request, "outbox-entry-dropped", person_of(request).id)
+    raise see_other("/verzonden")
 
 
 @require(FULL)
@@ -70,11 +114,13 @@ def _admin_page(request: web.Request, status: int = 200, **extra: object) -> web
     s = services(request)
     record: dict[str, object] = {
         "people": s.accounts.people(),
+        "with_keys": s.accounts.with_security_keys(),
         "log_rows": s.accounts.log_rows(50),
         "roles": ROLES,
         "errors": {},
         "values": {"person": "", "name": "", "roles": ["caseworker"]},
         "notice": None,
+        "reset_for": "",
     }
     record.update(extra)
     return render(request, "admin.html", status=status, **record)
@@ -115,6 +161,7 @@ async def add_person(request: web.Request) -> web.StreamResponse:
                 roles,
                 hash_password(password, s.config.password_cost),
                 now=s.now(),
+                first_password=True,
             )
         except AccountError:
             errors["gebruiker"] = "exists"
@@ -158,16 +205,20 @@ async def change_person(request: web.Request) -> web.StreamResponse:
     password = form_value(request, "wachtwoord", 1024)
     problem = password_problem(password)
     if problem:
-        return _admin_page(request, status=400, errors={"wijzigen": problem})
-    s.accounts.set_password(person.id, hash_password(password, s.config.password_cost))
+        return _admin_page(
+            request, status=400, errors={"nieuw-wachtwoord": problem}, reset_for=person.id
+        )
+    s.accounts.reset_password(person.id, hash_password(password, s.config.password_cost))
     s.sessions.end_person(person.id)
-    _logged(request, "password-changed", person.id)
+    _logged(request, "password-reset", person.id)
     raise see_other("/beheer?gedaan=password")
 
 
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/verzonden", sent),
+        web.post("/verzonden/nu-versturen", send_now),
+        web.post("/verzonden/weggooien", drop_refused),
         web.get("/verzonden/{id}", sent_message),
         web.get("/organisatie", organisation),
         web.get("/beheer", admin),

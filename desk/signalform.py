@@ -42,6 +42,7 @@ TEXT_FIELDS = (
     "exploitation",
     "urgency",
     "observed_at",
+    "observed_place",
     "text",
     "reporter_name",
     "reporter_role",
@@ -60,6 +61,7 @@ LIMITS = {
     "nationality": 3,
     "age_estimate": 3,
     "observed_at": 10,
+    "observed_place": 200,
     "text": 4000,
     "reporter_name": 200,
     "reporter_role": 100,
@@ -67,7 +69,15 @@ LIMITS = {
     "reporter_email": 254,
 }
 # The order errors are summarised in: the order of the page.
-ORDER = (*TEXT_FIELDS[:14], "indicators", *TEXT_FIELDS[14:], "recipients")
+ORDER = (
+    *TEXT_FIELDS[: TEXT_FIELDS.index("exploitation") + 1],
+    "indicators",
+    "observed_at",
+    "observed_place",
+    "urgency",
+    *TEXT_FIELDS[TEXT_FIELDS.index("text") :],
+    "recipients",
+)
 
 
 _IDENTITY_FIELDS = tuple(f.name for f in dataclasses.fields(Identity))
@@ -135,6 +145,8 @@ def read(
         payload["reporter"] = reporter
     if observed:
         payload["observed_at"] = observed
+    if values["observed_place"]:
+        payload["observed_place"] = values["observed_place"]
     result.payload = payload
     identity = Identity(**{k: person[k] for k in _IDENTITY_FIELDS if k in person})
     result.linkable = bool(normalised_values(identity))

@@ -38,6 +38,7 @@ FIELD_OF_PATH = {
     "$.person.nationality": "nationality",
     "$.reporter.phone": "reporter_phone",
     "$.reporter.email": "reporter_email",
+    "$.observed_place": "observed_place",
     "$.text": "text",
 }
 
@@ -141,7 +142,9 @@ async def send(request: web.Request) -> web.StreamResponse:
         )
     try:
         with acting(request, "signal-intake"):
-            await s.library.send_signal(payload, form.recipients, unlinked=not form.linkable)
+            outcome = await s.library.send_signal(
+                payload, form.recipients, unlinked=not form.linkable
+            )
     except LibraryError as exc:
         log.warning("desk could not send a signal: %s", exc.category)
         return render(
@@ -154,7 +157,7 @@ async def send(request: web.Request) -> web.StreamResponse:
             notice=None,
         )
     session.scratch.pop(DRAFT, None)
-    session.flash = "sent"
+    session.flash = "queued" if outcome.waiting else "sent"
     raise see_other("/verzonden")
 
 

@@ -58,6 +58,8 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
 }
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# where a person with a first password must choose their own
+PASSWORD_PAGE = "/wachtwoord"  # noqa: S105 - a path, not a password
 
 
 @dataclass(slots=True)
@@ -343,7 +345,10 @@ def require(stage: str = FULL, role: str | None = None) -> Callable[[Handler], H
                     target = urllib.parse.quote(request.path_qs, safe="/?=&")
                     raise see_other(f"/inloggen?terug={target}")
                 raise see_other("/inloggen/tweede-stap")
-            if stage == FULL and session.purpose is None and request.path != "/doelbinding":
+            if stage == FULL and person_of(request).must_change and request.path != PASSWORD_PAGE:
+                raise see_other(PASSWORD_PAGE)  # a first password: nothing else until it is changed
+            choosing = request.path in ("/doelbinding", PASSWORD_PAGE)
+            if stage == FULL and session.purpose is None and not choosing:
                 raise see_other("/doelbinding")
             if role is not None and role not in person_of(request).roles:
                 raise web.HTTPNotFound()

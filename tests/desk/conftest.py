@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from deskharness import ORIGIN, ROOT, Clock, DeskUnderTest
+from deskharness import ORIGIN, ROOT, Clock, DeskUnderTest, no_sleep
 
 from desk.adapter import Library
 from desk.app import make_app, make_services
@@ -57,7 +57,7 @@ async def desk_app(provisioned: Path, tmp_path: Path) -> AsyncIterator[DeskUnder
         limits=LoginLimits(),
     )
     library = Library.open(
-        home, config.hub_url, PASSPHRASE.encode(), service_user="desk", clock=clock
+        home, config.hub_url, PASSPHRASE.encode(), service_user="desk", clock=clock, sleep=no_sleep
     )
     async with library:
         services = make_services(config, library, clock=clock)
@@ -74,9 +74,12 @@ async def desk_app(provisioned: Path, tmp_path: Path) -> AsyncIterator[DeskUnder
 
 
 def _free_run(count: int) -> int:
-    """The first of ``count`` consecutive loopback ports that are free now."""
+    """The first of ``count`` consecutive loopback ports that are free now, below the
+    kernel's ephemeral range: test servers on port 0 (other tests, other workers) take
+    ports from that range, and one could take a desk's port while the demo starts."""
+    low = _ephemeral_low()
     for _ in range(50):
-        first = random.randrange(20000, 60000 - count)
+        first = random.randrange(min(20000, low // 2), low - count)
         sockets = []
         try:
             for port in range(first, first + count):
@@ -90,6 +93,14 @@ def _free_run(count: int) -> int:
             for probe in sockets:
                 probe.close()
     raise RuntimeError("no run of free ports")
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux; 32768 when unknown)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 @dataclass
@@ -143,9 +154,12 @@ def demo_desks() -> Iterator[DemoDesks]:
             urls = _wait_for_banner(log, process)
             yield DemoDesks(root / "demo", log, f"http://127.0.0.1:{hub_port}", urls, process)
         finally:
+            # The hub's own stop waits ~20 s for the desks' WebSockets to it (schakel demo
+            # run stops the hub before the desks); nothing is checked after the tour, so
+            # a few seconds, then the process is killed.
             process.send_signal(signal.SIGINT)
             try:
-                process.wait(timeout=15)
+                process.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()

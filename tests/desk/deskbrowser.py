@@ -129,11 +129,27 @@ def describe(violations: list[dict[str, Any]]) -> str:
 # -- finding things as a person (and a screen reader) does ---------------------------------
 
 
+_TEXT = "(e) => (e.innerText || e.textContent || '').replace(/\\s+/g, ' ').trim()"
+
+
+def _one(chrome: webdriver.Chrome, script: str, *args: Any) -> WebElement | None:
+    """The element a script finds, in one run (no element read one round trip at a time,
+    none that a page being replaced could make stale halfway)."""
+    found = chrome.execute_script(f"const text = {_TEXT};" + script, *args)
+    return found if isinstance(found, WebElement) else None
+
+
 def field(chrome: webdriver.Chrome, label: str) -> WebElement:
     """The form control whose <label> reads exactly ``label``."""
-    labels = [e for e in chrome.find_elements(By.TAG_NAME, "label") if e.text.strip() == label]
-    assert labels, f"no field labelled {label!r}"
-    return chrome.find_element(By.ID, labels[0].get_attribute("for") or "")
+    found = _one(
+        chrome,
+        "const l = Array.from(document.querySelectorAll('label'))"
+        ".find(l => text(l) === arguments[0]);"
+        "return l ? document.getElementById(l.htmlFor) : null;",
+        label,
+    )
+    assert found is not None, f"no field labelled {label!r}"
+    return found
 
 
 def press(chrome: webdriver.Chrome, element: WebElement) -> None:
@@ -169,33 +185,45 @@ def press(chrome: webdriver.Chrome, element: WebElement) -> None:
 
 def button(chrome: webdriver.Chrome, name: str) -> WebElement:
     """The button whose text reads exactly ``name``."""
-    found = [
-        e
-        for e in chrome.find_elements(By.CSS_SELECTOR, "button, [role=button]")
-        if e.text.strip() == name
-    ]
-    assert found, f"no button {name!r}"
-    return found[0]
+    found = _one(
+        chrome,
+        "return Array.from(document.querySelectorAll('button, [role=button]'))"
+        ".find(b => text(b) === arguments[0]) || null;",
+        name,
+    )
+    assert found is not None, f"no button {name!r}"
+    return found
 
 
 def link(chrome: webdriver.Chrome, name: str) -> WebElement:
-    found = [e for e in chrome.find_elements(By.TAG_NAME, "a") if e.text.strip() == name]
-    assert found, f"no link {name!r}"
-    return found[0]
+    found = _one(
+        chrome,
+        "return Array.from(document.querySelectorAll('a'))"
+        ".find(a => text(a) === arguments[0]) || null;",
+        name,
+    )
+    assert found is not None, f"no link {name!r}"
+    return found
 
 
 def choose(chrome: webdriver.Chrome, group: str, option: str) -> None:
     """Tick the radio button or checkbox ``option`` inside the fieldset ``group``."""
-    for fieldset in chrome.find_elements(By.TAG_NAME, "fieldset"):
-        legend = fieldset.find_elements(By.TAG_NAME, "legend")
-        if legend and legend[0].text.strip() == group:
-            for label in fieldset.find_elements(By.TAG_NAME, "label"):
-                if label.text.strip() == option:
-                    control = chrome.find_element(By.ID, label.get_attribute("for") or "")
-                    if not control.is_selected():
-                        press(chrome, label)
-                    return
-    raise AssertionError(f"no option {option!r} in {group!r}")
+    label = _one(
+        chrome,
+        "for (const f of document.querySelectorAll('fieldset')) {"
+        "  const legend = f.querySelector('legend');"
+        "  if (!legend || text(legend) !== arguments[0]) continue;"
+        "  const l = Array.from(f.querySelectorAll('label')).find(l => text(l) === arguments[1]);"
+        "  if (l) return l;"
+        "}"
+        "return null;",
+        group,
+        option,
+    )
+    assert label is not None, f"no option {option!r} in {group!r}"
+    control = chrome.find_element(By.ID, label.get_attribute("for") or "")
+    if not control.is_selected():
+        press(chrome, label)
 
 
 def heading(chrome: webdriver.Chrome) -> str:

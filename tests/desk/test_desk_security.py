@@ -8,93 +8,13 @@ TOTP replay, and hostile text shown inert.
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from deskharness import PASSWORD, SAME, Browser, DeskUnderTest
 
-from deskharness import ORIGIN, PASSWORD, DeskUnderTest
-from multidict import CIMultiDictProxy
-
-from desk.accounts import Accounts
+from desk.accounts import Accounts, Credential
 from desk.sessions import cookie_name
 from desk.signalform import TEXT_FIELDS
 
 COOKIE = cookie_name("police")
-SAME = {"Origin": ORIGIN, "Sec-Fetch-Site": "same-origin"}
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found, html[:500]
-    return found.group(1)
-
-
-def session_cookie(headers: CIMultiDictProxy[str]) -> str | None:
-    for value in headers.getall("Set-Cookie", []):
-        if value.startswith(COOKIE + "="):
-            return value.split(";")[0].split("=", 1)[1]
-    return None
-
-
-class Browser:
-    """A client that keeps the desk's session cookie by hand (it is Secure, on http)."""
-
-    def __init__(self, desk: DeskUnderTest) -> None:
-        self.desk = desk
-        self.cookie: str | None = None
-
-    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        headers = dict(extra or {})
-        if self.cookie:
-            headers["Cookie"] = f"{COOKIE}={self.cookie}"
-        return headers
-
-    def _keep(self, response: Any) -> None:
-        found = session_cookie(response.headers)
-        if found is not None:
-            self.cookie = found
-
-    async def get(self, path: str) -> tuple[int, str, Any]:
-        response = await self.desk.client.get(path, headers=self._headers(), allow_redirects=False)
-        self._keep(response)
-        return response.status, await response.text(), response
-
-    async def post(
-        self,
-        path: str,
-        data: dict[str, str],
-        headers: dict[str, str] | None = None,
-        *,
-        token: bool = True,
-        from_path: str | None = None,
-    ) -> tuple[int, str, Any]:
-        if token:
-            _, page, _ = await self.get(from_path or path)
-            data = {"csrf": csrf_of(page), **data}
-        response = await self.desk.client.post(
-            path,
-            data=data,
-            headers=self._headers(SAME if headers is None else headers),
-            allow_redirects=False,
-        )
-        self._keep(response)
-        return response.status, await response.text(), response
-
-    async def log_in(self, person: str, *, code: str | None = None) -> None:
-        status, _, response = await self.post(
-            "/inloggen", {"gebruiker": person, "wachtwoord": PASSWORD}
-        )
-        assert status == 303, status
-        assert response.headers["Location"] == "/inloggen/tweede-stap"
-        secret = self.desk.totp[person]
-        code = code or secret.code(self.desk.clock())
-        status, _, response = await self.post(
-            "/inloggen/code", {"code": code}, from_path="/inloggen/tweede-stap"
-        )
-        assert status == 303, status
-        status, _, _ = await self.post(
-            "/doelbinding", {"doel": "signal-intake", "terug": "/postvak"}
-        )
-        assert status == 303
 
 
 async def test_login_sets_a_host_cookie_and_a_new_id_at_every_step(desk_app: DeskUnderTest) -> None:
@@ -204,6 +124,98 @@ async def test_disabling_an_account_ends_its_sessions_at_once(desk_app: DeskUnde
         "/inloggen", {"gebruiker": "a.jansen", "wachtwoord": PASSWORD}
     )
     assert status == 200 and "klopt niet" in page
+
+
+async def test_an_administrator_resets_a_password_and_the_person_chooses_their_own(
+    desk_app: DeskUnderTest,
+) -> None:
+    desk_app.add_person("a.jansen")
+    desk_app.add_person("b.admin", ("caseworker", "admin"))
+    worker, admin = Browser(desk_app), Browser(desk_app)
+    await worker.log_in("a.jansen")
+    await admin.log_in("b.admin")
+    reset = {"gebruiker": "a.jansen", "actie": "password", "wachtwoord": "te kort"}
+    status, page, _ = await admin.post("/beheer/wijzigen", reset, from_path="/beheer")
+    assert status == 400 and 'id="wachtwoord-nieuw-fout"' in page
+    assert "Een wachtwoord heeft minstens 12 tekens." in page
+    assert '<option value="a.jansen" selected>' in page  # the person chosen is kept
+    first = "een nieuw eerste wachtwoord"
+    status, _, response = await admin.post(
+        "/beheer/wijzigen", {**reset, "wachtwoord": first}, from_path="/beheer"
+    )
+    assert status == 303 and response.headers["Location"] == "/beheer?gedaan=password"
+    assert (await worker.get("/postvak"))[0] == 303  # its session ended at once
+
+    desk_app.clock.advance(30)  # a new TOTP step
+    status, _, _ = await worker.post("/inloggen", {"gebruiker": "a.jansen", "wachtwoord": first})
+    assert status == 303
+    code = desk_app.totp["a.jansen"].code(desk_app.clock())
+    await worker.post("/inloggen/code", {"code": code}, from_path="/inloggen/tweede-stap")
+    for path in ("/postvak", "/doelbinding", "/verzonden"):  # nothing before a new password
+        status, _, response = await worker.get(path)
+        assert status == 303 and response.headers["Location"] == "/wachtwoord", path
+    for new, again, field, message in (
+        (first, first, "nieuw", "Kies een eigen wachtwoord"),
+        ("kort", "kort", "nieuw", "minstens 12 tekens"),
+        ("mijn eigen wachtwoord", "mijn eigen wachtwoord!", "herhaal", "niet gelijk"),
+    ):
+        status, page, _ = await worker.post("/wachtwoord", {"nieuw": new, "herhaal": again})
+        assert status == 400 and message in page and f'id="{field}-fout"' in page, message
+        assert new not in page  # a password is never shown again
+    own = {"nieuw": "mijn eigen wachtwoord", "herhaal": "mijn eigen wachtwoord"}
+    status, _, response = await worker.post("/wachtwoord", own)
+    assert status == 303 and response.headers["Location"] == "/doelbinding"
+    await worker.post("/doelbinding", {"doel": "signal-intake", "terug": "/postvak"})
+    assert (await worker.get("/postvak"))[0] == 200
+    assert (await worker.get("/wachtwoord"))[2].headers["Location"] == "/postvak"
+
+    rows = [(r.event, r.person, r.actor) for r in desk_app.services.accounts.log_rows()]
+    assert ("password-reset", "a.jansen", "b.admin") in rows
+    assert ("password-changed", "a.jansen", "a.jansen") in rows
+    stored = b"".join(p.read_bytes() for p in desk_app.services.accounts.path.parent.glob("*"))
+    for secret in (first, "mijn eigen wachtwoord"):
+        assert secret.encode() not in stored
+
+
+async def test_an_administrator_resets_a_second_factor_and_enables_an_account(
+    desk_app: DeskUnderTest,
+) -> None:
+    desk_app.add_person("a.jansen")
+    desk_app.add_person("b.admin", ("caseworker", "admin"))
+    worker, admin = Browser(desk_app), Browser(desk_app)
+    await worker.log_in("a.jansen")
+    await admin.log_in("b.admin")
+    change = {"gebruiker": "a.jansen", "actie": "reset-2fa"}
+    status, _, _ = await admin.post("/beheer/wijzigen", change, from_path="/beheer")
+    assert status == 303
+    assert (await worker.get("/postvak"))[0] == 303  # its session ended at once
+    status, _, _ = await worker.post("/inloggen", {"gebruiker": "a.jansen", "wachtwoord": PASSWORD})
+    assert status == 303
+    assert (await worker.get("/inloggen/tweede-stap"))[2].headers["Location"] == (
+        "/inloggen/instellen"
+    )  # a new second factor is set up before anything else
+    for action, state in (("disable", True), ("enable", False)):
+        await admin.post("/beheer/wijzigen", {**change, "actie": action}, from_path="/beheer")
+        assert desk_app.services.accounts.require("a.jansen").disabled is state
+    events = [r.event for r in desk_app.services.accounts.log_rows() if r.actor == "b.admin"]
+    assert events == ["account-enabled", "account-disabled", "second-factor-reset"]
+    accounts = desk_app.services.accounts
+    accounts.add("c.sleutel", "C. Sleutel", ["caseworker"], "x", now=1, first_password=True)
+    accounts.add_credential(Credential(b"key-1", "c.sleutel", b"public", 0), now=1)
+    _, page, _ = await admin.get("/beheer")
+    cell = '<td class="utrecht-table__cell">'
+    row = {
+        who: page.split(f"{cell}{who}</td>", 1)[1].split("</tr>")[0]
+        for who in ("a.jansen", "c.sleutel")
+    }
+    assert "nog geen tweede stap" in row["a.jansen"]  # its code was reset
+    assert "nog geen tweede stap" not in row["c.sleutel"]  # a security key is one
+    assert "eerste wachtwoord nog niet gewijzigd" in row["c.sleutel"]
+    assert "eerste wachtwoord nog niet gewijzigd" not in row["a.jansen"]
+    status, _, _ = await admin.post(
+        "/beheer/wijzigen", {"gebruiker": "b.admin", "actie": "disable"}, from_path="/beheer"
+    )
+    assert status == 400  # not one's own account
 
 
 async def test_disabling_from_the_command_line_ends_sessions(desk_app: DeskUnderTest) -> None:

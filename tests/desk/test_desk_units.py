@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -49,6 +51,7 @@ def test_a_complete_signal_becomes_a_schema_payload() -> None:
             "exploitation": "sexual",
             "urgency": "high",
             "observed_at": "2026-11-20",
+            "observed_place": "Bushalte Vredenburg, Utrecht",
             "text": "Gezien\r\nbij de halte",
             "reporter_name": "J. Agent",
             "reporter_role": "wijkagent",
@@ -69,6 +72,8 @@ def test_a_complete_signal_becomes_a_schema_payload() -> None:
     assert payload["person"]["nationality"] == "NL"
     assert payload["text"] == "Gezien\nbij de halte"
     assert payload["reporter"]["role"] == "wijkagent"
+    assert payload["observed_at"] == "2026-11-20"
+    assert payload["observed_place"] == "Bushalte Vredenburg, Utrecht"
     from clients.payloads import validate_payload
 
     validate_payload("signal", payload)
@@ -91,6 +96,8 @@ def test_a_complete_signal_becomes_a_schema_payload() -> None:
         ({"reporter_email": "nobody"}, "reporter_email", "email"),
         ({"given_names": "An\u202ena", "family_name": "x"}, "given_names", "invisible"),
         ({"text": "x" * 4001}, "text", "too-long"),
+        ({"observed_place": "x" * 201}, "observed_place", "too-long"),
+        ({"observed_place": "Halte\u202e"}, "observed_place", "invisible"),
     ],
 )
 def test_every_wrong_field_gets_its_own_message(
@@ -123,8 +130,52 @@ def test_a_signal_without_identifiers_is_not_linkable() -> None:
 
 
 def test_error_summary_follows_the_page() -> None:
-    result = form(bsn="1", consent="", text="\x00")
-    assert [name for name, _ in result.summary()] == ["bsn", "text", "consent"]
+    result = form(bsn="1", consent="", text="\x00", observed_place="\x00", urgency="")
+    assert [name for name, _ in result.summary()] == [
+        "bsn",
+        "observed_place",
+        "urgency",
+        "text",
+        "consent",
+    ]
+
+
+def _form_names(schema: dict[str, Any], prefix: str = "") -> set[str]:
+    """The form field each property of the signal schema is typed into."""
+    renamed = {"consent_to_share": "consent", "reporter.": "reporter_"}
+    names = set()
+    for key, rule in schema["properties"].items():
+        if key == "schema":
+            continue
+        if rule.get("type") == "object":
+            names |= _form_names(rule, "" if key == "person" else renamed[key + "."])
+        else:
+            names.add(prefix + renamed.get(key, key))
+    return names
+
+
+async def test_every_field_of_the_signal_schema_is_on_the_form(desk_app: Any) -> None:
+    from deskharness import Browser
+
+    wanted = _form_names(schema_of("signal"))
+    assert {"observed_at", "observed_place", "reporter_email", "consent", "indicators"} <= wanted
+    assert wanted <= {*signalform.TEXT_FIELDS, "indicators"}
+    desk_app.add_person("a.jansen")
+    browser = Browser(desk_app)
+    await browser.log_in("a.jansen")
+    _, page, _ = await browser.get("/signaal/nieuw")
+    for name in wanted:  # each with a label of its own, or a group with a legend
+        assert f'name="{name}"' in page, name
+        assert f'<label class="utrecht-form-label" for="{name}">' in page or (
+            f'name="{name}" value=' in page and "<legend" in page
+        ), name
+    # an error comes back next to its field, in Dutch, with what was typed kept
+    typed = {"observed_place": "Halte \u202e", "observed_at": "gisteren", "urgency": "high"}
+    status, page, _ = await browser.post("/signaal/nieuw", typed)
+    assert status == 400
+    assert 'id="observed_place-fout"' in page and 'id="observed_at-fout"' in page
+    assert "Vul een datum in zoals 14-03-1999." in page
+    assert 'value="gisteren"' in page and 'value="Halte \ufffd"' in page
 
 
 def test_answers_check_dates_reasons_and_steps() -> None:
@@ -321,19 +372,57 @@ def test_desk_user_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         ["user", "add", *home, "with space", "--name", "x", "--password-env", "FIRST_PASSWORD"],
     )
     assert bad.exit_code == 2 and "without spaces" in bad.output
+    with Accounts(tmp_path / "desk.sqlite") as accounts:
+        assert accounts.require("a.admin").must_change  # a first password
+        accounts.set_password(
+            "a.admin", hash_password("mijn eigen wachtwoord", PasswordCost.for_tests())
+        )
+        assert not accounts.require("a.admin").must_change
     assert runner.invoke(desk, ["user", "disable", *home, "a.admin"]).exit_code == 0
     assert runner.invoke(desk, ["user", "reset-2fa", *home, "a.admin"]).exit_code == 0
     assert runner.invoke(desk, ["user", "disable", *home, "nobody"]).exit_code == 2
+    monkeypatch.setenv("NEW_PASSWORD", "een nieuw eerste wachtwoord")
+    reset = ["user", "reset-password", *home, "a.admin", "--password-env", "NEW_PASSWORD"]
+    done = runner.invoke(desk, reset)
+    assert done.exit_code == 0 and "sessions ended" in done.output
+    monkeypatch.setenv("NEW_PASSWORD", "te kort")
+    short = runner.invoke(desk, reset)
+    assert short.exit_code == 2 and "too short" in short.output
+    nobody = ["user", "reset-password", *home, "nobody", "--password-env", "FIRST_PASSWORD"]
+    assert runner.invoke(desk, nobody).exit_code == 2
     listing = runner.invoke(desk, ["user", "list", *home])
     assert "a.admin" in listing.output and "disabled" in listing.output
     with Accounts(tmp_path / "desk.sqlite") as accounts:
         events = [row.event for row in accounts.log_rows()]
         person = accounts.require("a.admin")
-    assert events == ["second-factor-reset", "account-disabled", "account-added"]
-    assert person.disabled and person.generation == 3
-    assert "een goed eerste wachtwoord" not in (tmp_path / "desk.sqlite").read_bytes().decode(
-        "latin-1"
-    )
+    assert events == ["password-reset", "second-factor-reset", "account-disabled",
+                      "account-added"]  # fmt: skip
+    assert person.disabled and person.must_change and person.generation == 5
+    assert check_password("een nieuw eerste wachtwoord", person.password_hash)
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("desk.sqlite*")).decode("latin-1")
+    assert "een goed eerste wachtwoord" not in stored and "een nieuw eerste" not in stored
+
+
+def test_an_older_desk_database_gets_the_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "desk.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "CREATE TABLE people (id TEXT PRIMARY KEY, name TEXT NOT NULL, roles TEXT NOT NULL, "
+            "password TEXT NOT NULL, disabled INTEGER NOT NULL DEFAULT 0, generation INTEGER "
+            "NOT NULL DEFAULT 1, locale TEXT NOT NULL DEFAULT 'nl', totp_secret BLOB, "
+            "totp_last_step INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0, "
+            "last_failure INTEGER NOT NULL DEFAULT 0, locked_until INTEGER NOT NULL DEFAULT 0, "
+            "created INTEGER NOT NULL)"
+        )
+        db.execute("INSERT INTO people (id, name, roles, password, created) VALUES "
+                   "('a.jansen', 'A. Jansen', 'caseworker', 'x', 1)")  # fmt: skip
+        db.commit()
+    with Accounts(path) as accounts:
+        assert accounts.require("a.jansen").must_change is False
+        accounts.reset_password("a.jansen", "y")
+        assert accounts.require("a.jansen").must_change is True
 
 
 def test_local_state_pages_messages_newest_first(tmp_path: Path) -> None:
@@ -368,3 +457,11 @@ def test_every_account_event_has_a_label() -> None:
         used |= set(pattern.findall((ROOT / "desk" / name).read_text()))
     assert len(used) >= 15
     assert used <= set(vocabulary.EVENTS), sorted(used - set(vocabulary.EVENTS))
+
+
+def test_the_qr_code_scales_whole() -> None:
+    from desk.factors import qr_svg
+
+    svg = qr_svg("otpauth://totp/Schakel:a.jansen?secret=JBSWY3DPEHPK3PXP", "QR-code")
+    assert re.match(r'<svg viewBox="0 0 (\d+) \1"', svg), svg[:80]
+    assert " width=" not in svg.split(">", 1)[0] and "<title>QR-code</title>" in svg
