@@ -162,6 +162,7 @@ def make_network(now: int) -> Network:
             root,
             make_key_request(k, NETWORK, ServiceName(f"oprf-{i}"), i, r=_scalar("pop")),
             version=VERSION,
+            url=f"http://127.0.0.1/oprf-{i}",
             not_before=now - 60,
             not_after=now + 86400,
         )

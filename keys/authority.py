@@ -608,11 +608,13 @@ class Authority:
         self,
         request: OprfKeyRequest,
         *,
+        url: str,
         now: int,
         days: int = 365,
         version: int | None = None,
     ) -> OprfKeyStatement:
-        """Check a service's key request (proof of possession) and sign its key statement.
+        """Check a service's key request (proof of possession) and sign its key statement,
+        which names ``url``, where the service answers.
 
         ``version`` defaults to the version this key already holds this share of (a
         renewal), else the newest OPRF version still missing this share, else the next
@@ -644,6 +646,7 @@ class Authority:
             self._root_at(now),
             request,
             version=version,
+            url=url,
             not_before=now,
             not_after=now + _check_days(days) * DAY,
         )

@@ -523,12 +523,15 @@ def linking_key_seal(
 @click.argument("request", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
+    "--url", required=True, help="Where the service answers, e.g. https://oprf-1.example.nl."
+)
+@click.option(
     "--version", type=click.IntRange(1, 2**31 - 1), help="Pseudonym version (default: chosen)."
 )
 @click.option("--days", default=365, show_default=True, type=click.IntRange(1, 3650))
 @pass_cfg
 def oprf_certify(
-    cfg: AuthorityCliConfig, request: Path, out: Path, version: int | None, days: int
+    cfg: AuthorityCliConfig, request: Path, out: Path, url: str, version: int | None, days: int
 ) -> None:
     """Certify a pseudonymisation service's key share (its request.json).
 
@@ -538,7 +541,7 @@ def oprf_certify(
         _fail(f"refusing to overwrite {out}")
     parsed = OprfKeyRequest.from_wire(loads_strict(read_bounded(request, 16 * 1024)))
     auth = cfg.open()
-    statement = auth.certify_oprf_key(parsed, now=_now(), days=days, version=version)
+    statement = auth.certify_oprf_key(parsed, url=url, now=_now(), days=days, version=version)
     write_public_file(out, canonical_json(statement.to_wire()) + b"\n", overwrite=False)
     public = b64e(statement.public_key)
     fields = {
@@ -547,6 +550,7 @@ def oprf_certify(
         "share": statement.share,
         "version": statement.version,
         "public_key": public,
+        "url": statement.url,
         "not_after": statement.not_after,
         "statement": str(out),
     }
