@@ -50,6 +50,7 @@ from protocol.auditlog import (
 )
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
+from protocol.oprfkeys import OprfKeyStatement
 from protocol.types import Fingerprint, MessageId, NetworkId, OrgId
 
 T = TypeVar("T")
@@ -453,6 +454,12 @@ class Store:
         query = sa.select(c.wire).where(c.org == org).order_by(c.version)
         rows = await self._rows(query)
         return [SealedLinkingKey.from_wire(_loads(row.wire)) for row in rows]
+
+    async def oprf_keys(self) -> list[OprfKeyStatement]:
+        """Every key statement held, by version and share."""
+        c = t.oprf_keys.c
+        rows = await self._rows(sa.select(c.wire).order_by(c.version, c.share))
+        return [OprfKeyStatement.from_wire(_loads(row.wire)) for row in rows]
 
     async def inbox(self, recipient: OrgId, *, after: int, limit: int) -> list[InboxItem]:
         d, m = t.deliveries.c, t.messages.c
