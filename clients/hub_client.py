@@ -83,6 +83,7 @@ from protocol.envelope import Envelope
 from protocol.errors import ProtocolError
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
+from protocol.oprfkeys import OprfKeyStatement
 from protocol.types import (
     CaseRef,
     MessageId,
@@ -99,6 +100,7 @@ MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 MAX_RETRY_AFTER = 30.0
 MAX_BACKOFF = 8.0
 MAX_EXPORT_LINE = 256 * 1024
+MAX_OPRF_STATEMENTS = 64  # key statements a hub may serve: two per pseudonym version
 _USER = re.compile(r"[\x21-\x7e]{1,64}")
 AUDIT_FILTERS = ("org", "user", "action", "object", "pseudonym", "since", "until")
 
@@ -520,6 +522,24 @@ class HubClient:
             return [SealedLinkingKey.from_wire(w) for w in _field(body, "linking_keys", list)]
         except ProtocolError as exc:
             raise VerificationFailed("sealed linking key", self.org, "malformed") from exc
+
+    async def put_oprf_key(self, statement: OprfKeyStatement) -> bool:
+        """Relay a pseudonymisation service's key statement; True if the hub took it as new."""
+        status, _ = await self._call(
+            "POST", "/v1/directory/oprf-keys", statement.to_wire(), auth=False
+        )
+        return status == 201
+
+    async def get_oprf_keys(self) -> list[OprfKeyStatement]:
+        """The key statements the hub serves, parsed (not yet verified: see key_set)."""
+        _, body = await self._call("GET", "/v1/directory/oprf-keys", auth=False)
+        items = _field(body, "oprf_keys", list)
+        if len(items) > MAX_OPRF_STATEMENTS:
+            raise VerificationFailed("OPRF key statements", None, "too many")
+        try:
+            return [OprfKeyStatement.from_wire(item) for item in items]
+        except ProtocolError as exc:
+            raise VerificationFailed("OPRF key statement", None, "malformed") from exc
 
     # -- public API: relay -------------------------------------------------------------
 
