@@ -5,9 +5,9 @@ network authority a **key request**: its public key ``pk_i = k_i * G`` with a DL
 that it knows ``k_i``, bound to the network, its name and its share index. The
 authority answers with a **key statement** signed by the root key: network, service,
 share (1 or 2), the pseudonym version the two shares make together, the public key, the
-URL where the service answers, and a validity period. A client takes the two statements of one version
-(:func:`key_set`), checks both against the pinned root and uses their public keys to
-verify each service's evaluation proofs. Wire forms in ``docs/protocol.md``.
+URL where the service answers, and a validity period. A client takes the two statements
+of one version (:func:`key_set`), checks both against the pinned root and uses their
+public keys to verify each service's evaluation proofs. Wire forms in ``docs/protocol.md``.
 
 Errors: ``EncodingError`` for a wrong shape, ``ValidationError`` for a field that breaks
 a rule, ``VerificationError`` for a signature, proof or period that does not hold.

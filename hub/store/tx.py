@@ -263,7 +263,9 @@ class Tx:
         wire = canonical_json(statement.to_wire()).decode("utf-8")
         public = b64e(statement.public_key)
         where = sa.and_(c.version == statement.version, c.share == statement.share)
-        held = self._conn.execute(sa.select(c.public_key, c.not_before, c.wire).where(where)).first()
+        held = self._conn.execute(
+            sa.select(c.public_key, c.not_before, c.wire).where(where)
+        ).first()
         if held is None:
             self._conn.execute(
                 sa.insert(t.oprf_keys).values(
