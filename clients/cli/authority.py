@@ -55,7 +55,7 @@ from protocol.encoding import b64e, canonical_json, loads_strict
 from protocol.errors import ProtocolError
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
-from protocol.oprfkeys import OprfKeyRequest
+from protocol.oprfkeys import OprfKeyRequest, OprfKeyStatement
 from protocol.types import NetworkId, parse_network_id
 from protocol.witness import MAX_WITNESS_BYTES, WitnessRequest
 
@@ -627,11 +627,15 @@ def _date(seconds: int) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(seconds))
 
 
-def _publishable(path: Path) -> tuple[str, bytes | SealedLinkingKey]:
-    """A revocation list (PEM or DER) or a sealed linking key (JSON), by its content."""
+def _publishable(path: Path) -> tuple[str, bytes | SealedLinkingKey | OprfKeyStatement]:
+    """A revocation list (PEM or DER), a sealed linking key or a pseudonymisation service's
+    key statement (JSON), by its content."""
     data = read_bounded(path, MAX_CRL_BYTES)
     if data.lstrip().startswith(b"{"):
-        return "linking-key", SealedLinkingKey.from_wire(loads_strict(data))
+        document = loads_strict(data)
+        if isinstance(document, dict) and "suite" in document:
+            return "oprf-key", OprfKeyStatement.from_wire(document)
+        return "linking-key", SealedLinkingKey.from_wire(document)
     if data.lstrip().startswith(b"-----BEGIN"):
         return "crl", pem_decode(data, PEM_CRL)
     return "crl", data
@@ -644,6 +648,13 @@ async def _publish(hub_url: str, network: str, items: list[tuple[Path, str, Any]
             if kind == "crl":
                 await hub.put_crl(item)
                 lines.append(f"{path}: revocation list published")
+            elif kind == "oprf-key":
+                created = await hub.put_oprf_key(item)
+                state = "published" if created else "already held"
+                lines.append(
+                    f"{path}: key statement of {item.service} (share {item.share} of pseudonym "
+                    f"version {item.version}, {item.url}) {state}"
+                )
             else:
                 created = await hub.put_linking_key(item)
                 state = "published" if created else "already held"
@@ -657,7 +668,8 @@ async def _publish(hub_url: str, network: str, items: list[tuple[Path, str, Any]
 @click.option("--network", required=True, callback=_network_option, help="The network id.")
 @pass_cfg
 def publish(cfg: AuthorityCliConfig, files: tuple[Path, ...], hub_url: str, network: str) -> None:
-    """Relay revocation lists and sealed linking keys through the hub.
+    """Relay revocation lists, sealed linking keys and the pseudonymisation services' key
+    statements (from oprf-certify) through the hub.
 
     Run it on a machine that reaches the hub, with files carried from the offline
     authority; no passphrase is needed. The hub checks the root's signature on each, and

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 from client_harness import MARKER, PASS, Hub
-from oprf_network_harness import OprfServices, start_services
+from oprf_network_harness import OprfServices, scalar, start_services
 
+from clients.cli.authority import _publish, _publishable
 from clients.errors import PseudonymsUnavailable, VerificationFailed
 from clients.organisation import Organisation
 from clients.outbox import REFUSED, WAITING
@@ -23,6 +24,8 @@ from clients.privacy_officer import PrivacyOfficer
 from keys.keyfile import KIND_ED25519, KIND_KEM_SEED, KIND_LINKING_KEY, read_key_file
 from protocol import oprf
 from protocol import ristretto as group
+from protocol.encoding import canonical_json
+from protocol.oprfkeys import make_key_request
 from protocol.pseudonym import (
     Identity,
     encode_pseudonym,
@@ -30,6 +33,7 @@ from protocol.pseudonym import (
     oprf_pseudonym,
     pseudonym,
 )
+from protocol.types import ServiceName
 
 BSN = "111222333"
 ANNA = {"bsn": BSN, "given_names": "Anna", "family_name": "de Vries", "date_of_birth": "1999-03-14"}
@@ -258,3 +262,28 @@ async def test_the_attack_works_on_a_linking_key_network_and_fails_on_an_oprf_on
     assert target not in tried
     # Only both shares (two parties) compute it without asking a service.
     assert target in _computed(group.scalar_add(*services.shares), services.version)
+
+
+async def test_the_authority_relays_a_statement_file_through_the_hub(
+    hub: Hub, services: OprfServices, tmp_path: Path
+) -> None:
+    """`schakel authority publish STATEMENT.json`: a renewed statement reaches the hub,
+    replaces the held one, and organisations take it into their key set."""
+    hub.clock.advance(1)
+    request = make_key_request(
+        services.shares[1], hub.authority.network, ServiceName("oprf-2"), 2, r=scalar(b"pop")
+    )
+    renewed = hub.authority.certify_oprf_key(
+        request, url=services.urls[1] + "/", now=hub.clock.seconds()
+    )
+    assert renewed != services.statements[1] and renewed.url == services.urls[1]
+    path = tmp_path / "statement.json"
+    path.write_bytes(canonical_json(renewed.to_wire()))
+    lines = await _publish(hub.url, hub.authority.network, [(path, *_publishable(path))])
+    assert lines == [
+        f"{path}: key statement of oprf-2 (share 2 of pseudonym version {services.version}, "
+        f"{services.urls[1]}) published"
+    ]
+    (police,) = await join(hub, "police")
+    keys = await police.linking.key_set()
+    assert keys is not None and keys.second == renewed
