@@ -84,6 +84,7 @@ from protocol.errors import ProtocolError
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
 from protocol.oprfkeys import OprfKeyStatement
+from protocol.retirement import Retirement
 from protocol.types import (
     CaseRef,
     MessageId,
@@ -540,6 +541,24 @@ class HubClient:
             return [OprfKeyStatement.from_wire(item) for item in items]
         except ProtocolError as exc:
             raise VerificationFailed("OPRF key statement", None, "malformed") from exc
+
+    async def put_retirement(self, retirement: Retirement) -> bool:
+        """Relay the retirement of a linking-key version; True if the hub took it as new."""
+        status, _ = await self._call(
+            "POST", "/v1/directory/retired-linking-keys", retirement.to_wire(), auth=False
+        )
+        return status == 201
+
+    async def get_retirements(self) -> list[Retirement]:
+        """The retirements the hub serves, parsed (each verified by the caller)."""
+        _, body = await self._call("GET", "/v1/directory/retired-linking-keys", auth=False)
+        items = _field(body, "retired_linking_keys", list)
+        if len(items) > MAX_OPRF_STATEMENTS:
+            raise VerificationFailed("linking-key retirements", None, "too many")
+        try:
+            return [Retirement.from_wire(item) for item in items]
+        except ProtocolError as exc:
+            raise VerificationFailed("linking-key retirement", None, "malformed") from exc
 
     # -- public API: relay -------------------------------------------------------------
 

@@ -8,6 +8,13 @@ to both services per signal, carrying all of the person's identifiers, each answ
 proof checked against its statement. The organisation holds nothing that computes a
 pseudonym by itself.
 
+**The transition window.** An organisation that still holds a linking key adds its
+pseudonyms to the services' ones (a signal carries both), so that the hub clusters old
+signals with new ones, until the authority's retirement of that version
+(``protocol.retirement``, served at ``GET /v1/directory/retired-linking-keys``) says the
+window has ended; then the organisation destroys its copy (``schakel org
+destroy-linking-key``).
+
 Once this client has used a key set, local state remembers its version
 (:attr:`~clients.state.LocalState.oprf_version`): a hub that later serves no key set, or
 only an older one, is refused (:class:`~clients.errors.VerificationFailed`), never
@@ -37,6 +44,7 @@ from clients.state import LocalState
 from protocol.certificate import load_root
 from protocol.errors import ProtocolError
 from protocol.oprfkeys import OprfKeySet, OprfKeyStatement, key_set
+from protocol.retirement import Retirement, verify_retirement
 from protocol.types import Pseudonym
 
 CACHE_SECONDS = 300  # how long the hub's key statements are used without asking again
@@ -61,6 +69,8 @@ class OprfKeysHub(Protocol):
 
     async def get_oprf_keys(self) -> list[OprfKeyStatement]: ...
 
+    async def get_retirements(self) -> list[Retirement]: ...
+
 
 class Linking:
     """The network's pseudonymisation key set as this organisation may use it."""
@@ -82,10 +92,12 @@ class Linking:
         self._rng = rng
         self._timeout = timeout
         self._cached: tuple[int, OprfKeySet | None] | None = None
+        self._retired: tuple[int, dict[int, Retirement]] | None = None
 
     def forget(self) -> None:
         """Ask the hub again at the next use."""
         self._cached = None
+        self._retired = None
 
     async def key_set(self) -> OprfKeySet | None:
         """The newest verified key set the hub serves (asked again after CACHE_SECONDS);
@@ -106,6 +118,30 @@ class Linking:
             )
         self._cached = (now, keys)
         return keys
+
+    async def retirements(self) -> dict[int, Retirement]:
+        """The linking-key retirements the hub serves, each verified against the root, by
+        version (asked again after CACHE_SECONDS)."""
+        now = int(self._clock())
+        if self._retired is not None and now - self._retired[0] < CACHE_SECONDS:
+            return self._retired[1]
+        root = load_root(self._root_der(), now=now)
+        found: dict[int, Retirement] = {}
+        for retirement in await self._hub.get_retirements():
+            try:
+                verify_retirement(retirement, root)
+            except ProtocolError as exc:
+                raise VerificationFailed("linking-key retirement", reason=str(exc)) from None
+            held = found.get(retirement.version)
+            if held is None or retirement.until < held.until:
+                found[retirement.version] = retirement
+        self._retired = (now, found)
+        return found
+
+    async def in_window(self, version: int) -> bool:
+        """True while pseudonyms of linking-key ``version`` are still to be carried."""
+        retirement = (await self.retirements()).get(version)
+        return retirement is None or not retirement.retired_at(int(self._clock()))
 
     async def on_oprf(self) -> bool:
         """True on an OPRF network; while the hub is out of reach, what this client saw."""

@@ -276,6 +276,35 @@ class Organisation:
             deleted.append(retired.key)
         return tuple(deleted)
 
+    async def destroy_linking_keys(self) -> tuple[int, ...]:
+        """Destroy every linking key held whose transition window has ended; their versions.
+
+        Only on an OPRF network (the services carry the links from now on), and only for a
+        version the authority retired (root-signed, served by the hub) whose ``until`` has
+        passed: before that, signals must still carry its pseudonyms. NotReady otherwise,
+        saying what is missing.
+        """
+        held = sorted(self._keys.linking_keys)
+        if not held:
+            raise NotReady("this organisation holds no linking key")
+        if await self.linking.key_set() is None:
+            raise NotReady(
+                "the network is not on the pseudonymisation services yet: the linking key is "
+                "still the only way to link signals"
+            )
+        retirements = await self.linking.retirements()
+        now = self.now()
+        open_ = [v for v in held if v not in retirements or not retirements[v].retired_at(now)]
+        if open_:
+            raise NotReady(
+                f"the transition window of linking key version(s) {open_} has not ended: the "
+                "authority retires a version ('schakel authority retire-linking-key') and the "
+                "window ends at its date"
+            )
+        for version in held:
+            self._keys.destroy_linking_key(version)
+        return tuple(held)
+
     async def fetch_linking_keys(self) -> list[int]:
         """Fetch, verify (root signature) and store the linking keys sealed to us."""
         versions = []
@@ -295,8 +324,21 @@ class Organisation:
         except ProtocolError as exc:
             raise PayloadInvalid(str(exc), "$.person") from exc
         if values and await self.linking.on_oprf():
-            return await self.linking.pseudonyms(self.signer(), sorted(values.items()))
+            return await self._oprf_pseudonyms(identity, sorted(values.items()))
         return self.linking_key_pseudonyms(identity)
+
+    async def _oprf_pseudonyms(
+        self, identity: Identity, values: list[tuple[str, str]]
+    ) -> tuple[Pseudonym, ...]:
+        """The services' pseudonyms and, during the transition window (a linking key still
+        held, its version not retired), the linking key's too: a message carries both."""
+        made = await self.linking.pseudonyms(self.signer(), values)
+        if not self._keys.linking_keys:
+            return made
+        key = self._keys.current_linking_key
+        if not await self.linking.in_window(key.version):
+            return made
+        return tuple(sorted({*made, *derive_pseudonyms(identity, key)}))
 
     def signer(self) -> Signer:
         """Our certified signing key, as the pseudonymisation services authenticate us."""
@@ -456,8 +498,9 @@ class Organisation:
         await self.trust_anchors()
         pseudonyms = draft.pseudonyms
         if draft.pseudonymise:
-            values = normalised_values(identity_of(dict(draft.payload)))
-            pseudonyms = await self.linking.pseudonyms(self.signer(), sorted(values.items()))
+            identity = identity_of(dict(draft.payload))
+            values = normalised_values(identity)
+            pseudonyms = await self._oprf_pseudonyms(identity, sorted(values.items()))
         bundles = {org: (await self.recipient(org))[1] for org in draft.recipients}
         try:
             return seal(

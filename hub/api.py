@@ -421,6 +421,25 @@ async def get_oprf_keys(request: web.Request) -> web.Response:
     return render({"oprf_keys": [statement.to_wire() for statement in statements]})
 
 
+async def post_retirement(request: web.Request) -> web.Response:
+    s = services(request)
+    limit_address(request)
+    async with audited(request, "create", "directory") as scope:
+        body = await body_of(request)
+        created = await directory.upload_retirement(
+            s.store, s.clock, s.config, scope, body, cache=s.trust_cache
+        )
+    return render({}, status=201 if created else 200)
+
+
+async def get_retirements(request: web.Request) -> web.Response:
+    s = services(request)
+    limit_address(request)
+    async with audited(request, "read", "directory") as scope:
+        retirements = await directory.list_retirements(s.store, s.clock, scope)
+    return render({"retired_linking_keys": [r.to_wire() for r in retirements]})
+
+
 # -- relay ------------------------------------------------------------------------------
 
 
@@ -528,6 +547,8 @@ def add_routes(app: web.Application, *, websocket: Handler) -> None:
         web.get("/v1/directory/linking-keys", get_linking_keys, allow_head=False),
         web.post("/v1/directory/oprf-keys", post_oprf_key),
         web.get("/v1/directory/oprf-keys", get_oprf_keys, allow_head=False),
+        web.post("/v1/directory/retired-linking-keys", post_retirement),
+        web.get("/v1/directory/retired-linking-keys", get_retirements, allow_head=False),
         web.post("/v1/messages", post_message),
         web.get("/v1/inbox", get_inbox, allow_head=False),
         web.get("/v1/messages/{id}", get_message, allow_head=False),

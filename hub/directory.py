@@ -49,6 +49,7 @@ from protocol.errors import (
 from protocol.keybundle import KeyBundle, verify_bundle
 from protocol.linkingkey import SealedLinkingKey, verify_sealed_linking_key
 from protocol.oprfkeys import OprfKeyStatement, verify_key_statement
+from protocol.retirement import Retirement, verify_retirement
 from protocol.types import Fingerprint, OrgId, parse_fingerprint, parse_org_id
 
 K = TypeVar("K")
@@ -482,3 +483,39 @@ async def list_oprf_keys(store: Store, clock: Clock, scope: Scope) -> list[OprfK
     statements = await store.oprf_keys()
     await audit.access(store, scope, now=clock())
     return statements
+
+
+# -- retired linking keys -------------------------------------------------------------------
+
+
+async def upload_retirement(
+    store: Store, clock: Clock, config: HubConfig, scope: Scope, body: object, *, cache: TrustCache
+) -> bool:
+    """Hold a root-signed retirement of a linking-key version; True when new. After its
+    ``until`` the relay refuses envelopes carrying pseudonyms of that version."""
+    try:
+        retirement = Retirement.from_wire(body)
+    except (EncodingError, ValidationError) as exc:
+        raise Malformed(f"retirement: {exc}") from None
+    now = clock()
+    if retirement.network != config.network:
+        raise InvalidCredential("the retirement is for another network")
+    try:
+        verify_retirement(retirement, cache.root(now))
+    except VerificationError:
+        raise InvalidCredential("the retirement is not signed by the network root") from None
+
+    def hold(tx: Tx) -> Outcome[bool]:
+        placed = tx.put_retirement(retirement)
+        if placed == "conflict":
+            raise Conflict("another retirement of this linking-key version is held")
+        return Outcome(placed == "new", reason=None if placed == "new" else "already-held")
+
+    return await audit.act(store, scope, now=now, work=hold)
+
+
+async def list_retirements(store: Store, clock: Clock, scope: Scope) -> list[Retirement]:
+    """The retirements held, by version (public: each is root-signed)."""
+    retirements = await store.retirements()
+    await audit.access(store, scope, now=clock())
+    return retirements

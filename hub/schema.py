@@ -80,6 +80,16 @@ oprf_keys = sa.Table(
     sa.Column("wire", sa.Text, nullable=False),
 )
 
+# Root-signed retirements of linking-key versions (``protocol.retirement``): after
+# ``until`` the hub refuses envelopes carrying pseudonyms of that version.
+retired_linking_keys = sa.Table(
+    "retired_linking_keys",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("until", Time, nullable=False),
+    sa.Column("wire", sa.Text, nullable=False),
+)
+
 challenges = sa.Table(
     "challenges",
     metadata,

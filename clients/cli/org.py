@@ -174,6 +174,28 @@ def linking_key_fetch(settings: Settings) -> None:
     emit(settings, {"versions": versions}, f"linking key versions held: {versions}")
 
 
+@org.command("destroy-linking-key")
+@pass_settings
+@guarded
+def destroy_linking_key(settings: Settings) -> None:
+    """Destroy this organisation's linking key once the authority retired it.
+
+    Only after the transition window: the network is on the pseudonymisation services
+    and the hub no longer accepts the old version's pseudonyms. Never taken again after.
+    """
+    destroyed = acting(settings, lambda organisation: organisation.destroy_linking_keys())
+    files = [f"linking-key-v{v}.key" for v in destroyed]
+    emit(
+        settings,
+        {"destroyed": list(destroyed), "files": files},
+        f"destroyed linking key version(s) {', '.join(map(str, destroyed))}: removed "
+        f"{', '.join(files)} from {settings.key_dir}\n"
+        "To check: 'schakel org status' shows 'linking keys: none'; "
+        f"'ls {settings.key_dir}' lists no linking-key-v*.key; and every backup or copy of "
+        "this key directory made before today still holds the key: destroy those too.",
+    )
+
+
 # -- key rotation ----------------------------------------------------------------------
 
 

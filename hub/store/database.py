@@ -51,6 +51,7 @@ from protocol.auditlog import (
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
 from protocol.oprfkeys import OprfKeyStatement
+from protocol.retirement import Retirement
 from protocol.types import Fingerprint, MessageId, NetworkId, OrgId
 
 T = TypeVar("T")
@@ -460,6 +461,12 @@ class Store:
         c = t.oprf_keys.c
         rows = await self._rows(sa.select(c.wire).order_by(c.version, c.share))
         return [OprfKeyStatement.from_wire(_loads(row.wire)) for row in rows]
+
+    async def retirements(self) -> list[Retirement]:
+        """Every linking-key retirement held, by version."""
+        c = t.retired_linking_keys.c
+        rows = await self._rows(sa.select(c.wire).order_by(c.version))
+        return [Retirement.from_wire(_loads(row.wire)) for row in rows]
 
     async def inbox(self, recipient: OrgId, *, after: int, limit: int) -> list[InboxItem]:
         d, m = t.deliveries.c, t.messages.c

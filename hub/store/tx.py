@@ -45,6 +45,7 @@ from protocol.envelope import Envelope
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
 from protocol.oprfkeys import OprfKeyStatement
+from protocol.retirement import Retirement
 from protocol.types import Fingerprint, MessageId, OrgId
 
 Placed = Literal["new", "held", "older", "conflict"]
@@ -285,6 +286,21 @@ class Tx:
             return "older"
         self._conn.execute(
             sa.update(t.oprf_keys).where(where).values(not_before=statement.not_before, wire=wire)
+        )
+        return "new"
+
+    def put_retirement(self, retirement: Retirement) -> Placed:
+        """Store a retirement: "new", "held" (identical) or "conflict" (another one held
+        for this version)."""
+        c = t.retired_linking_keys.c
+        wire = canonical_json(retirement.to_wire()).decode("utf-8")
+        held = self._scalar(sa.select(c.wire).where(c.version == retirement.version))
+        if held is not None:
+            return "held" if held == wire else "conflict"
+        self._conn.execute(
+            sa.insert(t.retired_linking_keys).values(
+                version=retirement.version, until=retirement.until, wire=wire
+            )
         )
         return "new"
 

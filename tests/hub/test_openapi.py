@@ -115,6 +115,8 @@ def test_security_matches_the_contract(doc: dict[str, Any]) -> None:
         ("POST", "/v1/directory/linking-keys"),
         ("POST", "/v1/directory/oprf-keys"),
         ("GET", "/v1/directory/oprf-keys"),
+        ("POST", "/v1/directory/retired-linking-keys"),
+        ("GET", "/v1/directory/retired-linking-keys"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/v1/openapi.json"),

@@ -4,8 +4,10 @@ Revision ID: 0004d
 Revises: 0003
 Create Date: 2026-12-04
 
-New table ``oprf_keys``: one root-signed key statement per pseudonym version and share
-(``docs/protocol.md``, "Directory"). The hub stores and serves them; it never uses them.
+New tables ``oprf_keys``: one root-signed key statement per pseudonym version and share
+(``docs/protocol.md``, "Directory"), which the hub stores and serves and never uses; and
+``retired_linking_keys``: the root-signed end of each linking-key version's transition
+window, after which the hub refuses pseudonyms of that version.
 
 Written out in full (not from ``hub.schema``), so that later changes need their own
 migration. Works on SQLite and PostgreSQL.
@@ -32,7 +34,15 @@ def upgrade() -> None:
         sa.Column("wire", sa.Text, nullable=False),
         sa.PrimaryKeyConstraint("version", "share", name="pk_oprf_keys"),
     )
+    op.create_table(
+        "retired_linking_keys",
+        sa.Column("version", sa.Integer, nullable=False, autoincrement=False),
+        sa.Column("until", sa.BigInteger, nullable=False),
+        sa.Column("wire", sa.Text, nullable=False),
+        sa.PrimaryKeyConstraint("version", name="pk_retired_linking_keys"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("retired_linking_keys")
     op.drop_table("oprf_keys")
