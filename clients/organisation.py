@@ -309,6 +309,8 @@ class Organisation:
         """Fetch, verify (root signature) and store the linking keys sealed to us."""
         versions = []
         for sealed in await self._hub.get_linking_keys():
+            if sealed.version in self._keys.destroyed_linking_keys:
+                continue  # retired and destroyed here: never taken again
             try:
                 key = self._keys.store_linking_key(sealed, now=self.now())
             except (KeysError, ProtocolError) as exc:

@@ -62,6 +62,12 @@ class OprfServices:
     def version(self) -> int:
         return self.statements[0].version
 
+    async def publish(self, hub: Hub) -> None:
+        """Relay both statements through the hub: the network is on the OPRF from now."""
+        async with HubClient(hub.url, network=hub.authority.network) as anonymous:
+            for statement in self.statements:
+                await anonymous.put_oprf_key(statement)
+
     async def push_crl(self, der: bytes) -> None:
         """Hand both services a new revocation list (as the authority does)."""
         async with aiohttp.ClientSession() as session:
@@ -88,8 +94,11 @@ def _switched(switch: Switch) -> Callable[[web.Request, Handler], Awaitable[web.
 
 
 @contextlib.asynccontextmanager
-async def start_services(hub: Hub, tmp: Path) -> AsyncIterator[OprfServices]:
-    """Both services running, certified by the hub's authority, their statements on the hub."""
+async def start_services(
+    hub: Hub, tmp: Path, *, publish: bool = True
+) -> AsyncIterator[OprfServices]:
+    """Both services running, certified by the hub's authority; with ``publish`` their
+    statements on the hub."""
     now = hub.clock.seconds()
     sockets = []
     for _ in range(2):
@@ -128,9 +137,8 @@ async def start_services(hub: Hub, tmp: Path) -> AsyncIterator[OprfServices]:
             await runner.setup()
             services.runners.append(runner)
             await web.SockSite(runner, sockets[index]).start()
-        async with HubClient(hub.url, network=hub.authority.network) as anonymous:
-            for statement in statements:
-                assert await anonymous.put_oprf_key(statement)
+        if publish:
+            await services.publish(hub)
         yield services
     finally:
         for runner in services.runners:

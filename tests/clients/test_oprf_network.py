@@ -17,7 +17,8 @@ from client_harness import MARKER, PASS, Hub
 from oprf_network_harness import OprfServices, scalar, start_services
 
 from clients.cli.authority import _publish, _publishable
-from clients.errors import PseudonymsUnavailable, VerificationFailed
+from clients.errors import HubProblem, NotReady, PseudonymsUnavailable, VerificationFailed
+from clients.hub_client import HubClient
 from clients.organisation import Organisation
 from clients.outbox import REFUSED, WAITING
 from clients.privacy_officer import PrivacyOfficer
@@ -33,7 +34,7 @@ from protocol.pseudonym import (
     oprf_pseudonym,
     pseudonym,
 )
-from protocol.types import ServiceName
+from protocol.types import OrgId, ServiceName
 
 BSN = "111222333"
 ANNA = {"bsn": BSN, "given_names": "Anna", "family_name": "de Vries", "date_of_birth": "1999-03-14"}
@@ -287,3 +288,52 @@ async def test_the_authority_relays_a_statement_file_through_the_hub(
     (police,) = await join(hub, "police")
     keys = await police.linking.key_set()
     assert keys is not None and keys.second == renewed
+
+
+# -- the move of a linking-key network ----------------------------------------------------------
+
+
+async def test_a_linking_key_network_moves_to_the_oprf_without_losing_a_link(
+    hub: Hub, tmp_path: Path
+) -> None:
+    async with start_services(hub, tmp_path / "oprf", publish=False) as services:
+        school = await hub.join("school")  # holds linking key version 1
+        regie = await hub.join("regie", "coordinator", org_type="coordination")
+        person = {"bsn": BSN}
+        old_bsn = pseudonym("bsn", BSN, hub.authority.linking_key(1))
+        new_bsn = expected(services, "bsn", BSN)
+        before = await school.send_signal(signal(person), ["regie"])
+        assert before.pseudonyms == (old_bsn,)
+        # The authority certifies the services and relays their statements: the window.
+        await services.publish(hub)
+        school.linking.forget()
+        during = await school.send_signal(signal(person), ["regie"])
+        assert set(during.pseudonyms) == {old_bsn, new_bsn}  # both
+        (police,) = await join(hub, "police")  # a new member: no linking key at all
+        after = await police.send_signal(signal(person), ["regie"])
+        assert after.pseudonyms == (new_bsn,)
+        # The hub's clustering joins across versions: one case, all three signals.
+        page = await regie.hub.cases()
+        assert len(page.cases) == 1
+        timeline = (await regie.hub.case(page.cases[0].case)).timeline
+        assert {e.message for e in timeline if e.message} >= {before.id, during.id, after.id}
+        # Destroying the key before the window has ended is refused.
+        with pytest.raises(NotReady, match="window"):
+            await school.destroy_linking_keys()
+        # The authority ends the window in a day; then the hub refuses version 1 ...
+        retirement = hub.authority.retire_linking_key(1, now=hub.clock.seconds(), days=1)
+        async with HubClient(hub.url, network=hub.authority.network) as anonymous:
+            assert await anonymous.put_retirement(retirement)
+        await hub.advance(86400 + 1)
+        school.linking.forget()
+        late = await school.send_signal(signal(person), ["regie"])
+        assert late.pseudonyms == (new_bsn,)  # ... and clients stop making it
+        with pytest.raises(HubProblem) as caught:
+            await school.dispatch("signal", signal(person), [OrgId("regie")], pseudonyms=(old_bsn,))
+        assert caught.value.status == 422 and "retired" in caught.value.detail
+        # Every organisation destroys its copy, for good.
+        assert await school.destroy_linking_keys() == (1,)
+        assert school.keys.linking_keys == {}
+        assert not (school.keys.directory / "linking-key-v1.key").exists()
+        assert await school.fetch_linking_keys() == []  # the hub's sealed copy is not taken
+        assert (await school.send_signal(signal(person), ["regie"])).pseudonyms == (new_bsn,)

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol import oprf
 from protocol.oprfkeys import OprfKeyStatement, make_key_request, sign_key_statement
+from protocol.retirement import sign_retirement
 from protocol.types import ServiceName
 
 if TYPE_CHECKING:
@@ -92,3 +93,20 @@ async def test_a_statement_not_signed_by_the_root_or_not_valid_now_is_refused(
     for broken in ({**wire, "extra": 1}, {**wire, "url": "ftp://x"}, {**wire, "share": 3}, []):
         await hub.problem(await hub.post(ROUTE, broken), 400, "malformed")
     assert await _served(hub) == []
+
+
+RETIRED = "/v1/directory/retired-linking-keys"
+
+
+async def test_a_retirement_is_held_once_and_served_without_a_token(hub: HubHarness) -> None:
+    root_key, root = hub.authority.key, hub.authority.root
+    retirement = sign_retirement(root_key, root, version=1, until=hub.clock() + DAY)
+    assert (await hub.post(RETIRED, retirement.to_wire())).status == 201
+    assert (await hub.post(RETIRED, retirement.to_wire())).status == 200
+    other = sign_retirement(root_key, root, version=1, until=hub.clock() + 2 * DAY)
+    await hub.problem(await hub.post(RETIRED, other.to_wire()), 409, "conflict")
+    forged = dataclasses.replace(other, sig=Ed25519PrivateKey.generate().sign(other.signed_bytes()))
+    await hub.problem(await hub.post(RETIRED, forged.to_wire()), 422, "invalid-credential")
+    await hub.problem(await hub.post(RETIRED, {**other.to_wire(), "until": -1}), 400, "malformed")
+    response = await hub.client.get(RETIRED)
+    assert (await response.json()) == {"retired_linking_keys": [retirement.to_wire()]}
