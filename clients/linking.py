@@ -31,7 +31,7 @@ from typing import NamedTuple, Protocol
 
 import aiohttp
 
-from clients.errors import HubUnreachable, PseudonymsUnavailable, VerificationFailed
+from clients.errors import HubProblem, HubUnreachable, PseudonymsUnavailable, VerificationFailed
 from clients.pseudonymise import (
     DEFAULT_TIMEOUT,
     PseudonymisationError,
@@ -49,7 +49,7 @@ from protocol.types import Pseudonym
 
 CACHE_SECONDS = 300  # how long the hub's key statements are used without asking again
 WAITING_STATUSES = frozenset({408, 409, 429})  # a service refusal that waiting may heal
-WAITS = "the message waits in the outbox and goes out once both services answer"
+WAITS = "a message waits in the outbox until both services answer"
 
 
 class Linked(NamedTuple):
@@ -109,7 +109,13 @@ class Linking:
         now = int(self._clock())
         if self._cached is not None and now - self._cached[0] < CACHE_SECONDS:
             return self._cached[1]
-        keys = self._newest(await self._hub.get_oprf_keys(), now)
+        try:
+            statements = await self._hub.get_oprf_keys()
+        except HubProblem as exc:
+            if exc.status != 404:  # a hub from before the services serves no such route
+                raise
+            statements = []
+        keys = self._newest(statements, now)
         used = self._state.oprf_version
         if used and (keys is None or keys.version < used):
             raise VerificationFailed(
@@ -126,8 +132,14 @@ class Linking:
         if self._retired is not None and now - self._retired[0] < CACHE_SECONDS:
             return self._retired[1]
         root = load_root(self._root_der(), now=now)
+        try:
+            served = await self._hub.get_retirements()
+        except HubProblem as exc:
+            if exc.status != 404:
+                raise
+            served = []
         found: dict[int, Retirement] = {}
-        for retirement in await self._hub.get_retirements():
+        for retirement in served:
             try:
                 verify_retirement(retirement, root)
             except ProtocolError as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from clients.hub_client import HubClient
 from clients.organisation import Organisation
 from clients.outbox import REFUSED, WAITING
 from clients.privacy_officer import PrivacyOfficer
+from clients.transport import Request, Response
 from keys.keyfile import KIND_ED25519, KIND_KEM_SEED, KIND_LINKING_KEY, read_key_file
 from protocol import oprf
 from protocol import ristretto as group
@@ -337,3 +339,21 @@ async def test_a_linking_key_network_moves_to_the_oprf_without_losing_a_link(
         assert not (school.keys.directory / "linking-key-v1.key").exists()
         assert await school.fetch_linking_keys() == []  # the hub's sealed copy is not taken
         assert (await school.send_signal(signal(person), ["regie"])).pseudonyms == (new_bsn,)
+
+
+async def test_a_hub_from_before_the_services_is_a_linking_key_network(hub: Hub) -> None:
+    """A hub without the key-statement route (404) leaves the network on its linking key."""
+    school = await hub.join("school")
+    await hub.join("regie", "coordinator", org_type="coordination")
+    problem = {"type": "urn:schakel:problem:not-found", "title": "Not Found", "status": 404}
+
+    def gone(request: Request, response: Response) -> Response | None:
+        if "/v1/directory/oprf-keys" not in request.url:
+            return None
+        return Response(
+            404, {"content-type": "application/problem+json"}, json.dumps(problem).encode()
+        )
+
+    hub.taps["school"].answer = gone
+    sent = await school.send_signal(signal({"bsn": BSN}), ["regie"])
+    assert sent.pseudonyms == (pseudonym("bsn", BSN, hub.authority.linking_key(1)),)
