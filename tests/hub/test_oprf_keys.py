@@ -110,3 +110,26 @@ async def test_a_retirement_is_held_once_and_served_without_a_token(hub: HubHarn
     await hub.problem(await hub.post(RETIRED, {**other.to_wire(), "until": -1}), 400, "malformed")
     response = await hub.client.get(RETIRED)
     assert (await response.json()) == {"retired_linking_keys": [retirement.to_wire()]}
+
+
+async def test_after_its_retirement_the_relay_refuses_a_linking_key_version(
+    hub: HubHarness,
+) -> None:
+    """Until ``until`` a signal with version-1 pseudonyms is accepted (the window); after
+    it, refused, while other versions and signals without pseudonyms still pass."""
+    police, ggd = await hub.enrol("police"), await hub.enrol("ggd")
+    old = hub.pseudonyms("+31612345678")  # version 1
+    assert old[0].startswith("tel.1.")
+    retirement = sign_retirement(
+        hub.authority.key, hub.authority.root, version=1, until=hub.clock()
+    )
+    assert (await hub.post(RETIRED, retirement.to_wire())).status == 201
+    within = hub.envelope(police, [ggd], pseudonyms=old)
+    assert (await hub.send(police, within)).status == 201  # the last second of the window
+    hub.clock.advance(1)
+    late = hub.envelope(police, [ggd], pseudonyms=old)
+    problem = await hub.problem(await hub.send(police, late), 422, "invalid-envelope")
+    assert "version 1" in problem["detail"] and "retired" in problem["detail"]
+    newer = tuple(p.replace("tel.1.", "tel.2.", 1) for p in old)
+    assert (await hub.send(police, hub.envelope(police, [ggd], pseudonyms=newer))).status == 201
+    assert (await hub.send(police, hub.envelope(police, [ggd]))).status == 201
