@@ -11,6 +11,7 @@
     ├── PayloadInvalid         a payload breaks its kind's schema (names the JSON path)
     ├── UnknownOrganisation    the hub's directory has no such organisation
     ├── NotReady               a local step is missing (says which command to run)
+    ├── PseudonymsUnavailable  the pseudonymisation services made no pseudonyms now
     └── AuditLogInconsistent   the hub's access log does not match what this client saw
                                before, or an entry does not match the signed tree head
 
@@ -125,6 +126,22 @@ class UnknownOrganisation(ClientError):
 
 class NotReady(ClientError):
     """A local set-up step has not been done yet; the message names the command to run."""
+
+
+class PseudonymsUnavailable(ClientError):
+    """The two pseudonymisation services did not make a signal's pseudonyms.
+
+    ``transient`` when waiting may help (a service down, slow, over its limit, or answering
+    with an evaluation whose proof does not verify): the message waits in the outbox and
+    goes out once both services answer. Otherwise (the service refuses this organisation,
+    for example because its certificate was revoked) the message is refused. The message
+    names the service and the cause, never an identifier or element.
+    """
+
+    def __init__(self, message: str, *, transient: bool, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.retry_after = retry_after
 
 
 class AuditLogInconsistent(ClientError):

@@ -86,6 +86,8 @@ from protocol.envelope import Envelope
 from protocol.errors import ProtocolError
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
+from protocol.oprfkeys import OprfKeyStatement
+from protocol.retirement import Retirement
 from protocol.types import (
     CaseRef,
     MessageId,
@@ -101,6 +103,7 @@ MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 MAX_RETRY_AFTER = 30.0
 MAX_BACKOFF = 8.0
 MAX_EXPORT_LINE = 256 * 1024
+MAX_OPRF_STATEMENTS = 64  # key statements a hub may serve: two per pseudonym version
 _USER = re.compile(r"[\x21-\x7e]{1,64}")
 AUDIT_FILTERS = ("org", "user", "action", "object", "pseudonym", "since", "until")
 
@@ -516,6 +519,42 @@ class HubClient:
             return [SealedLinkingKey.from_wire(w) for w in _field(body, "linking_keys", list)]
         except ProtocolError as exc:
             raise VerificationFailed("sealed linking key", self.org, "malformed") from exc
+
+    async def put_oprf_key(self, statement: OprfKeyStatement) -> bool:
+        """Relay a pseudonymisation service's key statement; True if the hub took it as new."""
+        status, _ = await self._call(
+            "POST", "/v1/directory/oprf-keys", statement.to_wire(), auth=False
+        )
+        return status == 201
+
+    async def get_oprf_keys(self) -> list[OprfKeyStatement]:
+        """The key statements the hub serves, parsed (not yet verified: see key_set)."""
+        _, body = await self._call("GET", "/v1/directory/oprf-keys", auth=False)
+        items = _field(body, "oprf_keys", list)
+        if len(items) > MAX_OPRF_STATEMENTS:
+            raise VerificationFailed("OPRF key statements", None, "too many")
+        try:
+            return [OprfKeyStatement.from_wire(item) for item in items]
+        except ProtocolError as exc:
+            raise VerificationFailed("OPRF key statement", None, "malformed") from exc
+
+    async def put_retirement(self, retirement: Retirement) -> bool:
+        """Relay the retirement of a linking-key version; True if the hub took it as new."""
+        status, _ = await self._call(
+            "POST", "/v1/directory/retired-linking-keys", retirement.to_wire(), auth=False
+        )
+        return status == 201
+
+    async def get_retirements(self) -> list[Retirement]:
+        """The retirements the hub serves, parsed (each verified by the caller)."""
+        _, body = await self._call("GET", "/v1/directory/retired-linking-keys", auth=False)
+        items = _field(body, "retired_linking_keys", list)
+        if len(items) > MAX_OPRF_STATEMENTS:
+            raise VerificationFailed("linking-key retirements", None, "too many")
+        try:
+            return [Retirement.from_wire(item) for item in items]
+        except ProtocolError as exc:
+            raise VerificationFailed("linking-key retirement", None, "malformed") from exc
 
     # -- public API: relay -------------------------------------------------------------
 

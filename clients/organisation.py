@@ -13,8 +13,11 @@ of :mod:`clients.errors`; none prints, prompts or exits. What it is made of:
 * :mod:`clients.referrals` and :mod:`clients.caseview`: referrals, statuses and the
   coordinator's case view, which use an organisation through narrow interfaces.
 
-Sending validates the payload, derives pseudonyms locally, writes the message to the
-outbox and sends what waits there (:meth:`Organisation.send_outbox`). The result is a
+Sending validates the payload, writes the message to the outbox and sends what waits
+there (:meth:`Organisation.send_outbox`). Pseudonyms come from the two pseudonymisation
+services on an OPRF network (:mod:`clients.linking`: made when the message is sealed, so
+that it waits in the outbox while a service can not answer), else from the linking key
+(derived locally before the message is kept). The result is a
 :class:`~clients.outbox.Sent`: accepted by the hub, or waiting in the outbox with the
 reason. A refusal (the hub's, or a recipient that does not verify) is raised.
 """
@@ -43,6 +46,7 @@ from clients.errors import (
 from clients.exports import check_new_files
 from clients.hub_client import HubClient
 from clients.inbox import Inbox, ReceivedMessage, ReceiveResult, RejectedMessage
+from clients.linking import Linked, Linking
 from clients.localbox import PayloadBox
 from clients.logwatch import CHECK_SECONDS, LogWatch
 from clients.outbox import Draft, Outbox, OutboxReport, Sent
@@ -55,6 +59,7 @@ from clients.payloads import (
     link_problem,
     validate_payload,
 )
+from clients.pseudonymise import Signer
 from clients.state import LocalState
 from keys.errors import KeysError
 from keys.organisation import OrgKeys
@@ -148,6 +153,7 @@ class Organisation:
         self._log: LogWatch | None = None
         self.payload_box = PayloadBox.for_signing_key(keys.signing_key, keys.org)
         self.directory = Directory(lambda: keys.root.der, state, hub, clock=clock)
+        self.linking = Linking(lambda: keys.root.der, state, hub, clock=clock, rng=rng)
         self.outbox = Outbox(state, self.payload_box, clock=clock)
         self.inbox = Inbox(
             keys,
@@ -270,10 +276,41 @@ class Organisation:
             deleted.append(retired.key)
         return tuple(deleted)
 
+    async def destroy_linking_keys(self) -> tuple[int, ...]:
+        """Destroy every linking key held whose transition window has ended; their versions.
+
+        Only on an OPRF network (the services carry the links from now on), and only for a
+        version the authority retired (root-signed, served by the hub) whose ``until`` has
+        passed: before that, signals must still carry its pseudonyms. NotReady otherwise,
+        saying what is missing.
+        """
+        held = sorted(self._keys.linking_keys)
+        if not held:
+            raise NotReady("this organisation holds no linking key")
+        if await self.linking.key_set() is None:
+            raise NotReady(
+                "the network is not on the pseudonymisation services yet: the linking key is "
+                "still the only way to link signals"
+            )
+        retirements = await self.linking.retirements()
+        now = self.now()
+        open_ = [v for v in held if v not in retirements or not retirements[v].retired_at(now)]
+        if open_:
+            raise NotReady(
+                f"the transition window of linking key version(s) {open_} has not ended: the "
+                "authority retires a version ('schakel authority retire-linking-key') and the "
+                "window ends at its date"
+            )
+        for version in held:
+            self._keys.destroy_linking_key(version)
+        return tuple(held)
+
     async def fetch_linking_keys(self) -> list[int]:
         """Fetch, verify (root signature) and store the linking keys sealed to us."""
         versions = []
         for sealed in await self._hub.get_linking_keys():
+            if sealed.version in self._keys.destroyed_linking_keys:
+                continue  # retired and destroyed here: never taken again
             try:
                 key = self._keys.store_linking_key(sealed, now=self.now())
             except (KeysError, ProtocolError) as exc:
@@ -281,7 +318,35 @@ class Organisation:
             versions.append(key.version)
         return sorted(set(versions))
 
-    def derive_pseudonyms(self, identity: Identity) -> tuple[Pseudonym, ...]:
+    async def derive_pseudonyms(self, identity: Identity) -> tuple[Pseudonym, ...]:
+        """Every pseudonym of ``identity``, sorted: on an OPRF network from both
+        pseudonymisation services (one round trip), else with the current linking key."""
+        try:
+            values = normalised_values(identity)
+        except ProtocolError as exc:
+            raise PayloadInvalid(str(exc), "$.person") from exc
+        if values and await self.linking.on_oprf():
+            return await self._oprf_pseudonyms(identity, sorted(values.items()))
+        return self.linking_key_pseudonyms(identity)
+
+    async def _oprf_pseudonyms(
+        self, identity: Identity, values: list[tuple[str, str]]
+    ) -> tuple[Pseudonym, ...]:
+        """The services' pseudonyms and, during the transition window (a linking key still
+        held, its version not retired), the linking key's too: a message carries both."""
+        made = await self.linking.pseudonyms(self.signer(), values)
+        if not self._keys.linking_keys:
+            return made
+        key = self._keys.current_linking_key
+        if not await self.linking.in_window(key.version):
+            return made
+        return tuple(sorted({*made, *derive_pseudonyms(identity, key)}))
+
+    def signer(self) -> Signer:
+        """Our certified signing key, as the pseudonymisation services authenticate us."""
+        return Signer(self._keys.signing_key, self.certificate())
+
+    def linking_key_pseudonyms(self, identity: Identity) -> tuple[Pseudonym, ...]:
         """Pseudonyms of ``identity`` with the current linking key (derived locally)."""
         try:
             key = self._keys.current_linking_key
@@ -293,14 +358,29 @@ class Organisation:
             raise PayloadInvalid(str(exc), "$.person") from exc
 
     def pseudonyms_of(self, payload: dict[str, Any]) -> tuple[Pseudonym, ...]:
-        """The pseudonyms of the payload's ``person``: none when no identifier links (then
-        no linking key is needed, but every field given is still checked)."""
+        """The linking-key pseudonyms of the payload's ``person``: none when no identifier
+        links (then no linking key is needed, but every field given is still checked)."""
         identity = identity_of(payload)
         try:
             linkable = normalised_values(identity)
         except ProtocolError as exc:
             raise PayloadInvalid(str(exc), "$.person") from exc
-        return self.derive_pseudonyms(identity) if linkable else ()
+        return self.linking_key_pseudonyms(identity) if linkable else ()
+
+    async def link(self, payload: dict[str, Any]) -> Linked:
+        """How the payload's ``person`` is linked (every field given is checked first): on
+        an OPRF network by pseudonyms the services make when the message is sealed, else
+        by linking-key pseudonyms made now; nothing when no identifier links."""
+        identity = identity_of(payload)
+        try:
+            linkable = normalised_values(identity)
+        except ProtocolError as exc:
+            raise PayloadInvalid(str(exc), "$.person") from exc
+        if not linkable:
+            return Linked()
+        if await self.linking.on_oprf():
+            return Linked(later=True)
+        return Linked(self.linking_key_pseudonyms(identity))
 
     # -- trust -------------------------------------------------------------------------
 
@@ -354,7 +434,10 @@ class Organisation:
                 "a case of its own: confirm that this is what you mean",
                 "$.person",
             )
-        return await self.dispatch("signal", payload, orgs, pseudonyms=self.pseudonyms_of(payload))
+        linked = await self.link(payload)
+        return await self.dispatch(
+            "signal", payload, orgs, pseudonyms=linked.pseudonyms, pseudonymise=linked.later
+        )
 
     async def send_referral(
         self,
@@ -377,12 +460,15 @@ class Organisation:
         orgs: list[OrgId],
         *,
         pseudonyms: tuple[Pseudonym, ...] = (),
+        pseudonymise: bool = False,
         status: str | None = None,
         ref: MessageId | None = None,
         case: CaseRef | None = None,
     ) -> Sent:
         """Put a validated payload in the outbox under a new message id, then send what
-        waits; what became of it. A refusal of this message is raised."""
+        waits; what became of it. A refusal of this message is raised. With
+        ``pseudonymise`` the person's pseudonyms are made by the pseudonymisation services
+        when the message is sealed."""
         self.certificate()
         encode_payload(payload)  # refuse what has no canonical form before keeping it
         draft = Draft(
@@ -395,6 +481,7 @@ class Organisation:
             ref=ref,
             case=case,
             status=status,
+            pseudonymise=pseudonymise,
         )
         self.outbox.put(draft)
         report = await self.send_outbox()
@@ -408,8 +495,14 @@ class Organisation:
         return self.outbox.waiting_about(ref)
 
     async def seal(self, draft: Draft) -> Envelope:
-        """Seal a draft to its recipients' bundles (verified fresh): for the outbox."""
+        """Seal a draft to its recipients' bundles (verified fresh): for the outbox. A draft
+        whose pseudonyms are still to be made gets them from the services first."""
         await self.trust_anchors()
+        pseudonyms = draft.pseudonyms
+        if draft.pseudonymise:
+            identity = identity_of(dict(draft.payload))
+            values = normalised_values(identity)
+            pseudonyms = await self._oprf_pseudonyms(identity, sorted(values.items()))
         bundles = {org: (await self.recipient(org))[1] for org in draft.recipients}
         try:
             return seal(
@@ -420,7 +513,7 @@ class Organisation:
                 recipients=bundles,
                 kind=draft.kind,
                 payload=encode_payload(dict(draft.payload)),
-                pseudonyms=draft.pseudonyms,
+                pseudonyms=pseudonyms,
                 status=draft.status,
                 ref=draft.ref,
                 case=draft.case,

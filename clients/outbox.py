@@ -6,12 +6,15 @@ with a message id chosen there and then, and leaves it only when the hub accepte
 (or when a person drops it). :meth:`Outbox.send` then sends what waits, oldest first:
 
 * an entry not sealed yet is sealed (recipients' certificates and bundles verified
-  fresh), and its envelope is kept *before* it is posted, so that every later attempt
-  posts the very same envelope: the hub takes a repeat of an accepted envelope as the
-  same message (200), never as a second one;
-* a hub that can not be reached, or answers 408, 429 or 5xx, leaves the entry
-  **waiting** and stops the pass: later entries wait behind it, so that statuses
-  about one referral reach the hub in the order they were written;
+  fresh; on an OPRF network the person's pseudonyms are made first, by the two
+  pseudonymisation services), and its envelope is kept *before* it is posted, so that
+  every later attempt posts the very same envelope: the hub takes a repeat of an
+  accepted envelope as the same message (200), never as a second one;
+* a hub that can not be reached, or answers 408, 429 or 5xx, or a pseudonymisation
+  service that can not make the pseudonyms now (down, over its limit, or answering
+  with a proof that does not verify), leaves the entry **waiting** and stops the pass:
+  later entries wait behind it, so that statuses about one referral reach the hub in
+  the order they were written;
 * any other failure (a 4xx refusal, a recipient that does not verify or is unknown)
   makes the entry **refused**: it is not sent again, and is shown with the reason until
   it is dropped;
@@ -41,6 +44,7 @@ from clients.errors import (
     HubProblem,
     HubUnreachable,
     NotReady,
+    PseudonymsUnavailable,
     VerificationFailed,
 )
 from clients.localbox import PayloadBox
@@ -68,6 +72,9 @@ class Draft:
     case: CaseRef | None = None
     status: str | None = None
     envelope: Mapping[str, Any] | None = None  # wire form, once sealed
+    # The person's pseudonyms are still to be made by the pseudonymisation services (an
+    # OPRF network): when the draft is sealed, so that it waits while a service can not.
+    pseudonymise: bool = False
 
     def __repr__(self) -> str:
         return f"Draft(id={self.id!r}, kind={self.kind!r}, sealed={self.envelope is not None})"
@@ -82,6 +89,7 @@ class Draft:
             "case": self.case,
             "status": self.status,
             "envelope": None if self.envelope is None else dict(self.envelope),
+            "pseudonymise": self.pseudonymise,
         }
 
     @classmethod
@@ -99,6 +107,7 @@ class Draft:
             case=doc["case"],
             status=doc["status"],
             envelope=doc["envelope"],
+            pseudonymise=doc.get("pseudonymise", False) is True,
         )
 
 
@@ -160,9 +169,12 @@ class Courier(Protocol):
 
 
 def transient(error: ClientError) -> bool:
-    """True when trying again later may succeed: no answer, 408, 429 or 5xx."""
+    """True when trying again later may succeed: no answer, 408, 429 or 5xx; or the
+    pseudonymisation services could not make the pseudonyms now."""
     if isinstance(error, HubUnreachable):
         return True
+    if isinstance(error, PseudonymsUnavailable):
+        return error.transient
     return isinstance(error, HubProblem) and (
         error.status in TRANSIENT_STATUSES or error.status >= 500
     )
@@ -281,7 +293,12 @@ class Outbox:
         """The entry's envelope: the one kept, or a new one, kept before it is posted."""
         if draft.envelope is None:
             envelope = await courier.seal(draft)
-            sealed = dataclasses.replace(draft, envelope=envelope.to_wire())
+            sealed = dataclasses.replace(
+                draft,
+                envelope=envelope.to_wire(),
+                pseudonyms=envelope.header.pseudonyms,
+                pseudonymise=False,
+            )
             if self.state.keep_sealed(draft.id, was=kept, sealed=self._seal(sealed)):
                 return sealed, envelope
             draft = self._open(self._row(draft.id))  # another process sealed it first

@@ -47,7 +47,7 @@ from clients.organisation import Organisation
 from protocol.auditlog import AuditEntry, TreeHead, verify_tree_head
 from protocol.certificate import ROLE_NETWORK_PRIVACY_OFFICER, ROLE_PRIVACY_OFFICER
 from protocol.errors import ProtocolError
-from protocol.pseudonym import Identity, derive_pseudonyms
+from protocol.pseudonym import Identity, derive_pseudonyms, normalised_values
 from protocol.types import Pseudonym
 
 DEFAULT_SAMPLE = 20
@@ -257,20 +257,29 @@ class PrivacyOfficer:
 
     # -- reports ---------------------------------------------------------------------------
 
-    def subject_pseudonyms(self, identity: Identity) -> set[Pseudonym]:
-        """The subject's pseudonyms under every linking-key version held (derived locally)."""
+    async def subject_pseudonyms(self, identity: Identity) -> set[Pseudonym]:
+        """The subject's pseudonyms: under every linking-key version held (derived locally)
+        and, on an OPRF network, from the two pseudonymisation services (one round trip),
+        so that messages from before and after a move to the OPRF are all found."""
         keys = self.org.keys.linking_keys
-        if not keys:
-            raise NotReady("no linking key yet: run 'schakel org linking-key fetch'")
         try:
-            return {p for key in keys.values() for p in derive_pseudonyms(identity, key)}
+            found = {p for key in keys.values() for p in derive_pseudonyms(identity, key)}
+            values = normalised_values(identity)
         except ProtocolError as exc:
             raise ClientError(f"subject: {exc}") from exc
+        oprf = bool(values) and await self.org.linking.on_oprf()
+        if oprf:
+            found |= set(
+                await self.org.linking.pseudonyms(self.org.signer(), sorted(values.items()))
+            )
+        if not keys and not oprf:
+            raise NotReady("no linking key yet: run 'schakel org linking-key fetch'")
+        return found
 
     async def subject_report(self, identity: Identity) -> tuple[TreeHead, list[ReportRow]]:
         """Every access to the messages carrying the subject's pseudonyms, proven, by time."""
         head = await self.fresh_head()
-        subject = _Subject(self.subject_pseudonyms(identity))
+        subject = _Subject(await self.subject_pseudonyms(identity))
         touched: dict[int, AuditEntry] = {}
         for pseudonym in sorted(subject.pseudonyms):
             for entry in await self.entries(head, pseudonym=pseudonym, action="create"):

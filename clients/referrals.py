@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from clients.errors import ClientError, NotReady, PayloadInvalid
+from clients.linking import Linked
 from clients.outbox import Draft, Sent
 from clients.payloads import check_dates, day_of, validate_payload
 from clients.state import LocalState, StoredMessage
@@ -52,7 +53,7 @@ class Sender(Protocol):
 
     def recipients_of(self, kind: str, recipients: Iterable[str]) -> list[OrgId]: ...
 
-    def pseudonyms_of(self, payload: dict[str, Any]) -> tuple[Pseudonym, ...]: ...
+    async def link(self, payload: dict[str, Any]) -> Linked: ...
 
     def waiting_about(self, ref: str) -> list[Draft]: ...
 
@@ -67,6 +68,7 @@ class Sender(Protocol):
         orgs: list[OrgId],
         *,
         pseudonyms: tuple[Pseudonym, ...] = (),
+        pseudonymise: bool = False,
         status: str | None = None,
         ref: MessageId | None = None,
         case: CaseRef | None = None,
@@ -87,8 +89,8 @@ async def send_referral(
     case_ref = None if case is None else CaseRef(_parsed(parse_case_ref, case, "case"))
     replaced = None if replaces is None else _message_id(replaces, "replaces")
     recipients = org.recipients_of("referral", [to])
-    pseudonyms = org.pseudonyms_of(payload)
-    if case_ref is None and not pseudonyms:
+    linked = await org.link(payload)
+    if case_ref is None and not linked:
         raise PayloadInvalid(
             "a referral names a case, or a person by an identifier (BSN, phone, name with "
             "date of birth, or travel document)",
@@ -102,7 +104,13 @@ async def send_referral(
             f"an organisation of type {', '.join(REFERRAL_TYPES)}"
         )
     return await org.dispatch(
-        "referral", payload, recipients, pseudonyms=pseudonyms, ref=replaced, case=case_ref
+        "referral",
+        payload,
+        recipients,
+        pseudonyms=linked.pseudonyms,
+        pseudonymise=linked.later,
+        ref=replaced,
+        case=case_ref,
     )
 
 

@@ -391,6 +391,18 @@ class LocalState:
         if number > self.crl_number:
             self._set_meta("crl_number", str(number))
 
+    @property
+    def oprf_version(self) -> int:
+        """The highest pseudonym version of the pseudonymisation services this client used
+        (0 when none): the network is on the OPRF, and a hub that stops serving that key
+        set is refused, never answered by falling back to a linking key."""
+        value = self._get_meta("oprf_version")
+        return 0 if value is None else int(value)
+
+    def note_oprf_version(self, version: int) -> None:
+        if version > self.oprf_version:
+            self._set_meta("oprf_version", str(version))
+
     # -- the hub's access log ----------------------------------------------------------
 
     @property

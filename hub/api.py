@@ -402,6 +402,44 @@ async def get_linking_keys(request: web.Request) -> web.Response:
     return render({"linking_keys": [key.to_wire() for key in keys]})
 
 
+async def post_oprf_key(request: web.Request) -> web.Response:
+    s = services(request)
+    limit_address(request)
+    async with audited(request, "create", "directory") as scope:
+        body = await body_of(request)
+        created = await directory.upload_oprf_key(
+            s.store, s.clock, s.config, scope, body, cache=s.trust_cache
+        )
+    return render({}, status=201 if created else 200)
+
+
+async def get_oprf_keys(request: web.Request) -> web.Response:
+    s = services(request)
+    limit_address(request)
+    async with audited(request, "read", "directory") as scope:
+        statements = await directory.list_oprf_keys(s.store, s.clock, scope)
+    return render({"oprf_keys": [statement.to_wire() for statement in statements]})
+
+
+async def post_retirement(request: web.Request) -> web.Response:
+    s = services(request)
+    limit_address(request)
+    async with audited(request, "create", "directory") as scope:
+        body = await body_of(request)
+        created = await directory.upload_retirement(
+            s.store, s.clock, s.config, scope, body, cache=s.trust_cache
+        )
+    return render({}, status=201 if created else 200)
+
+
+async def get_retirements(request: web.Request) -> web.Response:
+    s = services(request)
+    limit_address(request)
+    async with audited(request, "read", "directory") as scope:
+        retirements = await directory.list_retirements(s.store, s.clock, scope)
+    return render({"retired_linking_keys": [r.to_wire() for r in retirements]})
+
+
 # -- relay ------------------------------------------------------------------------------
 
 
@@ -507,6 +545,10 @@ def add_routes(app: web.Application, *, websocket: Handler) -> None:
         web.put("/v1/directory/crl", put_crl),
         web.post("/v1/directory/linking-keys", post_linking_key),
         web.get("/v1/directory/linking-keys", get_linking_keys, allow_head=False),
+        web.post("/v1/directory/oprf-keys", post_oprf_key),
+        web.get("/v1/directory/oprf-keys", get_oprf_keys, allow_head=False),
+        web.post("/v1/directory/retired-linking-keys", post_retirement),
+        web.get("/v1/directory/retired-linking-keys", get_retirements, allow_head=False),
         web.post("/v1/messages", post_message),
         web.get("/v1/inbox", get_inbox, allow_head=False),
         web.get("/v1/messages/{id}", get_message, allow_head=False),

@@ -1,4 +1,5 @@
-"""The directory: certificates, key bundles, the CRL and sealed linking keys.
+"""The directory: certificates, key bundles, the CRL, sealed linking keys and the
+pseudonymisation services' key statements.
 
 Use-cases are plain async functions of a store, a clock and the config (plus
 the request's audit :class:`~hub.audit.Scope`); they raise
@@ -47,6 +48,8 @@ from protocol.errors import (
 )
 from protocol.keybundle import KeyBundle, verify_bundle
 from protocol.linkingkey import SealedLinkingKey, verify_sealed_linking_key
+from protocol.oprfkeys import OprfKeyStatement, verify_key_statement
+from protocol.retirement import Retirement, verify_retirement
 from protocol.types import Fingerprint, OrgId, parse_fingerprint, parse_org_id
 
 K = TypeVar("K")
@@ -437,3 +440,82 @@ async def list_linking_keys(
     keys = await store.linking_keys(caller)
     await audit.access(store, scope, now=clock())
     return keys
+
+
+# -- the pseudonymisation services' key statements -----------------------------------------
+
+
+async def upload_oprf_key(
+    store: Store, clock: Clock, config: HubConfig, scope: Scope, body: object, *, cache: TrustCache
+) -> bool:
+    """Hold a root-signed key statement; True when new (or a later one for the same key).
+
+    The hub keeps one statement per version and share and serves them (``list_oprf_keys``);
+    it never uses them: the key shares, and so the pseudonyms, are the services'.
+    """
+    try:
+        statement = OprfKeyStatement.from_wire(body)
+    except (EncodingError, ValidationError) as exc:
+        raise Malformed(f"key statement: {exc}") from None
+    now = clock()
+    if statement.network != config.network:
+        raise InvalidCredential("the key statement is for another network")
+    try:
+        verify_key_statement(statement, cache.root(now), now=now)
+    except VerificationError:
+        raise InvalidCredential(
+            "the key statement is not signed by the network root, or not valid now"
+        ) from None
+
+    def hold(tx: Tx) -> Outcome[bool]:
+        placed = tx.put_oprf_key(statement)
+        if placed == "conflict":
+            raise Conflict("another key is held for this share of this pseudonym version")
+        if placed == "older":
+            raise Conflict("a later statement for this key is held")
+        return Outcome(placed == "new", reason=None if placed == "new" else "already-held")
+
+    return await audit.act(store, scope, now=now, work=hold)
+
+
+async def list_oprf_keys(store: Store, clock: Clock, scope: Scope) -> list[OprfKeyStatement]:
+    """The key statements held, by version and share (public: each is root-signed)."""
+    statements = await store.oprf_keys()
+    await audit.access(store, scope, now=clock())
+    return statements
+
+
+# -- retired linking keys -------------------------------------------------------------------
+
+
+async def upload_retirement(
+    store: Store, clock: Clock, config: HubConfig, scope: Scope, body: object, *, cache: TrustCache
+) -> bool:
+    """Hold a root-signed retirement of a linking-key version; True when new. After its
+    ``until`` the relay refuses envelopes carrying pseudonyms of that version."""
+    try:
+        retirement = Retirement.from_wire(body)
+    except (EncodingError, ValidationError) as exc:
+        raise Malformed(f"retirement: {exc}") from None
+    now = clock()
+    if retirement.network != config.network:
+        raise InvalidCredential("the retirement is for another network")
+    try:
+        verify_retirement(retirement, cache.root(now))
+    except VerificationError:
+        raise InvalidCredential("the retirement is not signed by the network root") from None
+
+    def hold(tx: Tx) -> Outcome[bool]:
+        placed = tx.put_retirement(retirement)
+        if placed == "conflict":
+            raise Conflict("another retirement of this linking-key version is held")
+        return Outcome(placed == "new", reason=None if placed == "new" else "already-held")
+
+    return await audit.act(store, scope, now=now, work=hold)
+
+
+async def list_retirements(store: Store, clock: Clock, scope: Scope) -> list[Retirement]:
+    """The retirements held, by version (public: each is root-signed)."""
+    retirements = await store.retirements()
+    await audit.access(store, scope, now=clock())
+    return retirements

@@ -27,6 +27,7 @@ and those of the events it raised, are notified after the commit.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hub import audit, casework
@@ -46,6 +47,7 @@ from hub.store import InboxItem, MessageView, Snapshot, Store, Tx
 from protocol.certificate import Certificate
 from protocol.envelope import Envelope, Header, verify_signature
 from protocol.errors import EncodingError, ValidationError, VerificationError
+from protocol.retirement import pseudonym_version
 from protocol.types import (
     CASE_REF_BYTES,
     CaseRef,
@@ -98,6 +100,7 @@ async def send_message(
     if header.network != config.network:
         raise InvalidEnvelope("the envelope is for another network")
     now = clock()
+    await _check_pseudonym_versions(store, header.pseudonyms, now)
     trust, seen = await trust_at(
         store,
         cache,
@@ -117,6 +120,19 @@ async def send_message(
         return _accept(tx, envelope, now, sender=sender, fresh=fresh)
 
     return await audit.act(store, scope, now=now, work=accept)
+
+
+async def _check_pseudonym_versions(store: Store, pseudonyms: Sequence[str], now: int) -> None:
+    """InvalidEnvelope when a pseudonym is of a linking-key version retired before ``now``."""
+    if not pseudonyms:
+        return
+    versions = {pseudonym_version(p) for p in pseudonyms}
+    for retirement in await store.retirements():
+        if retirement.version in versions and retirement.retired_at(now):
+            raise InvalidEnvelope(
+                f"pseudonyms of linking-key version {retirement.version} are no longer "
+                "accepted: that key was retired"
+            )
 
 
 def _check_sender(trust: Trust, seen: Snapshot, envelope: Envelope) -> Certificate:

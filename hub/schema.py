@@ -2,8 +2,8 @@
 
 Times are integer Unix seconds. Wire objects are kept as their canonical JSON
 text, certificates and CRLs as DER. The migrations (``0001_initial``,
-``0002_merkle_log``, then ``0003_cases``) create exactly these tables; a test
-compares the two.
+``0002_merkle_log``, ``0003_cases``, then ``0004d_oprf_keys``) create exactly these
+tables; a test compares the two.
 """
 
 from __future__ import annotations
@@ -65,6 +65,28 @@ linking_keys = sa.Table(
     sa.Column("org", Org, primary_key=True),
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("bundle", Fp, nullable=False),
+    sa.Column("wire", sa.Text, nullable=False),
+)
+
+# The pseudonymisation services' root-signed key statements (``protocol.oprfkeys``),
+# one per pseudonym version and share: held and served, never used by the hub.
+oprf_keys = sa.Table(
+    "oprf_keys",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("share", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("public_key", sa.String(43), nullable=False),
+    sa.Column("not_before", Time, nullable=False),
+    sa.Column("wire", sa.Text, nullable=False),
+)
+
+# Root-signed retirements of linking-key versions (``protocol.retirement``): after
+# ``until`` the hub refuses envelopes carrying pseudonyms of that version.
+retired_linking_keys = sa.Table(
+    "retired_linking_keys",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("until", Time, nullable=False),
     sa.Column("wire", sa.Text, nullable=False),
 )
 

@@ -72,6 +72,7 @@ from protocol.keybundle import KeyBundle, verify_bundle
 from protocol.linkingkey import SealedLinkingKey, seal_linking_key
 from protocol.oprfkeys import OprfKeyRequest, OprfKeyStatement, sign_key_statement
 from protocol.pseudonym import LINKING_KEY_BYTES, LinkingKey
+from protocol.retirement import Retirement, sign_retirement
 from protocol.types import (
     Fingerprint,
     NetworkId,
@@ -567,6 +568,27 @@ class Authority:
             raise AuthorityError("there is no linking key yet: make one first (linking-key new)")
         return self.linking_key(max(self._state.linking_keys))
 
+    def retire_linking_key(self, version: int, *, now: int, days: int) -> Retirement:
+        """End the transition window of linking-key ``version`` ``days`` from ``now``: the
+        hub accepts its pseudonyms until then, and never after.
+
+        Only once the network has a pseudonymisation key set (both shares of one version)
+        to carry its links on; the authority keeps its own copy of the key (``linking-key``
+        files), so that a retirement can be issued again.
+        """
+        if version not in self._state.linking_keys:
+            raise AuthorityError(f"there is no linking key version {version}")
+        if not any(len(shares) == 2 for shares in self._state.oprf_keys.values()):
+            raise AuthorityError(
+                "the network has no pseudonymisation key set yet: certify both services' "
+                "shares (oprf-certify) before retiring the linking key"
+            )
+        if not 0 <= days <= 3650:
+            raise AuthorityError("the window must end within 0..3650 days")
+        return sign_retirement(
+            self._root_key, self._root_at(now), version=version, until=now + days * DAY
+        )
+
     def issued_certificate(self, fingerprint: Fingerprint, *, now: int) -> Certificate:
         """The certificate this authority issued with that fingerprint, verified at ``now``."""
         for serial, record in self._state.issued.items():
@@ -608,11 +630,13 @@ class Authority:
         self,
         request: OprfKeyRequest,
         *,
+        url: str,
         now: int,
         days: int = 365,
         version: int | None = None,
     ) -> OprfKeyStatement:
-        """Check a service's key request (proof of possession) and sign its key statement.
+        """Check a service's key request (proof of possession) and sign its key statement,
+        which names ``url``, where the service answers.
 
         ``version`` defaults to the version this key already holds this share of (a
         renewal), else the newest OPRF version still missing this share, else the next
@@ -644,6 +668,7 @@ class Authority:
             self._root_at(now),
             request,
             version=version,
+            url=url,
             not_before=now,
             not_after=now + _check_days(days) * DAY,
         )

@@ -448,6 +448,11 @@ class OrgKeys(PartyKeys):
             raise KeyStoreError(
                 f"the linking key is sealed to {sealed.org!r} in {sealed.network!r}, not to us"
             )
+        if sealed.version in self.destroyed_linking_keys:
+            raise KeyStoreError(
+                f"linking key version {sealed.version} was retired and destroyed here: "
+                "it is not taken again"
+            )
         key = open_linking_key(sealed, self._root_at(now), self.kem_keys)
         held = self.linking_keys.get(key.version)
         if held is not None:
@@ -469,6 +474,29 @@ class OrgKeys(PartyKeys):
                 secret = self._read_secret(f"linking-key-v{version}.key", KIND_LINKING_KEY)
                 cache[version] = LinkingKey(version, secret)
         return dict(cache)
+
+    @property
+    def destroyed_linking_keys(self) -> tuple[int, ...]:
+        """The linking-key versions destroyed here (never stored again)."""
+        return tuple(self._state.get("destroyed_linking_keys", ()))
+
+    def destroy_linking_key(self, version: int) -> Path:
+        """Forget linking-key ``version`` for good; the path of the file removed.
+
+        The state records the version as destroyed first (so it is never stored again,
+        and is no longer read), then the key file is removed: a failure in between
+        leaves at most an unused encrypted file, which the command names.
+        """
+        if version not in self._state["linking_keys"]:
+            raise KeyStoreError(f"no linking key version {version} is held")
+        self._update(
+            linking_keys=[v for v in self._state["linking_keys"] if v != version],
+            destroyed_linking_keys=sorted({*self.destroyed_linking_keys, version}),
+        )
+        self._cache.get("linking", {}).pop(version, None)
+        path = self._dir / f"linking-key-v{version}.key"
+        path.unlink(missing_ok=True)
+        return path
 
     @property
     def current_linking_key(self) -> LinkingKey:

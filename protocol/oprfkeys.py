@@ -4,10 +4,10 @@ Each of the two services generates its own key share ``k_i`` (no dealer). It sen
 network authority a **key request**: its public key ``pk_i = k_i * G`` with a DLEQ proof
 that it knows ``k_i``, bound to the network, its name and its share index. The
 authority answers with a **key statement** signed by the root key: network, service,
-share (1 or 2), the pseudonym version the two shares make together, the public key and
-a validity period. A client takes the two statements of one version
-(:func:`key_set`), checks both against the pinned root and uses their public keys to
-verify each service's evaluation proofs. Wire forms in ``docs/protocol.md``.
+share (1 or 2), the pseudonym version the two shares make together, the public key, the
+URL where the service answers, and a validity period. A client takes the two statements
+of one version (:func:`key_set`), checks both against the pinned root and uses their
+public keys to verify each service's evaluation proofs. Wire forms in ``docs/protocol.md``.
 
 Errors: ``EncodingError`` for a wrong shape, ``ValidationError`` for a field that breaks
 a rule, ``VerificationError`` for a signature, proof or period that does not hold.
@@ -15,6 +15,7 @@ a rule, ``VerificationError`` for a signature, proof or period that does not hol
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -40,9 +41,12 @@ _REQUEST_KEYS = frozenset(
     {"v", "network", "service", "share", "suite", "public_key", "element", "proof"}
 )
 _STATEMENT_KEYS = frozenset(
-    {"v", "network", "service", "share", "suite", "version", "public_key", "not_before",
-     "not_after", "sig"}
+    {"v", "network", "service", "share", "suite", "version", "public_key", "url",
+     "not_before", "not_after", "sig"}
 )  # fmt: skip
+MAX_URL_CHARS = 200
+# http(s)://host[:port][/path], no user info, query or fragment; lower-case scheme.
+_URL = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~\-/]*)?")
 
 
 def _int(value: object, low: int, high: int, what: str) -> int:
@@ -56,6 +60,16 @@ def _check_share(value: object) -> int:
         raise ValidationError("share must be 1 or 2")
     assert isinstance(value, int)
     return value
+
+
+def parse_service_url(value: object) -> str:
+    """A service's base URL: ``http(s)://host[:port][/path]``, without trailing ``/``."""
+    if not isinstance(value, str) or len(value) > MAX_URL_CHARS or not _URL.fullmatch(value):
+        raise ValidationError(
+            f"service url must be http(s)://host[:port][/path], at most {MAX_URL_CHARS} "
+            "characters, without user, query or fragment"
+        )
+    return value.rstrip("/")
 
 
 def _exact(data: object, keys: frozenset[str], what: str) -> dict[str, Any]:
@@ -156,6 +170,7 @@ class OprfKeyStatement:
     share: int
     version: int
     public_key: Element
+    url: str  # where the service answers (its base URL)
     not_before: int
     not_after: int
     sig: bytes
@@ -163,6 +178,8 @@ class OprfKeyStatement:
     def __post_init__(self) -> None:
         parse_network_id(self.network)
         parse_service_name(self.service)
+        if parse_service_url(self.url) != self.url:
+            raise ValidationError("service url must not end in '/'")
         _check_share(self.share)
         _int(self.version, 1, MAX_KEY_VERSION, "version")
         _int(self.not_before, 0, MAX_TIME, "not_before")
@@ -179,6 +196,7 @@ class OprfKeyStatement:
             "suite": oprf.SUITE,
             "version": self.version,
             "public_key": b64e(self.public_key),
+            "url": self.url,
             "not_before": self.not_before,
             "not_after": self.not_after,
         }
@@ -201,6 +219,7 @@ class OprfKeyStatement:
             share=_check_share(fields["share"]),
             version=fields["version"],
             public_key=_element(fields["public_key"]),
+            url=fields["url"],
             not_before=fields["not_before"],
             not_after=fields["not_after"],
             sig=b64d(fields["sig"], max_len=SIGNATURE_BYTES),
@@ -213,10 +232,12 @@ def sign_key_statement(
     request: OprfKeyRequest,
     *,
     version: int,
+    url: str,
     not_before: int,
     not_after: int,
 ) -> OprfKeyStatement:
-    """Certify ``request`` (its proof checked here) as share of ``version``, cut at the root."""
+    """Certify ``request`` (its proof checked here) as share of ``version``, answering at
+    ``url``; the validity is cut at the root's."""
     if root_key.public_key() != root.public_key:
         raise ValidationError("signing key is not the key of this root certificate")
     if request.network != root.network:
@@ -228,6 +249,7 @@ def sign_key_statement(
         share=request.share,
         version=version,
         public_key=request.public_key,
+        url=parse_service_url(url),
         not_before=not_before,
         not_after=min(not_after, root.not_after),
         sig=bytes(SIGNATURE_BYTES),
@@ -262,6 +284,10 @@ class OprfKeySet:
     @property
     def statements(self) -> tuple[OprfKeyStatement, OprfKeyStatement]:
         return (self.first, self.second)
+
+    @property
+    def urls(self) -> tuple[str, str]:
+        return (self.first.url, self.second.url)
 
 
 def key_set(

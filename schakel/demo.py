@@ -7,14 +7,21 @@ network in ``./var/demo``::
       authority/            the network authority (root key and certificate)
       hub/                  the hub's keys: log-signing key + certificate, token key
       hub.db                the hub's SQLite database
+      oprf/oprf-1, oprf-2/  the two pseudonymisation services' key shares
+      oprf-1.db, oprf-2.db  their SQLite databases (counts and audit, never what)
       orgs/<org>/           one SCHAKEL_HOME per organisation: keys/ and state.sqlite
       env.sh                the environment to act as an organisation
 
-then starts the hub on 127.0.0.1:8443, publishes every organisation's
-certificate and key bundle, relays a linking key sealed to each of them, starts a
-desk (the organisation's web application) for each organisation on the ports after
-``--desk-port`` (8501 by default), and prints each desk's address, how to log in to
-it, and how to act as each organisation from another terminal.
+then starts the hub on 127.0.0.1:8443 and both pseudonymisation services (in this
+process, on free ports: their key statements are renewed for those addresses at each
+start and relayed through the hub), publishes every organisation's certificate and
+key bundle, starts a desk (the organisation's web application) for each organisation
+on the ports after ``--desk-port`` (8501 by default), and prints each desk's address,
+how to log in to it, and how to act as each organisation from another terminal.
+
+The demo network starts on the OPRF, as new networks do: no organisation holds a
+linking key, and every pseudonym is made by the two services. (A demo directory
+provisioned before the services existed keeps its linking key and runs without them.)
 
 The demo protects its keys with one published passphrase and the cheapest
 key-derivation settings. It is for trying Schakel, never for real data.
@@ -27,6 +34,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -34,6 +42,7 @@ from pathlib import Path
 from ssl import SSLContext
 
 import click
+from aiohttp import web
 
 from clients.hub_client import HubClient, Purpose
 from clients.organisation import Organisation
@@ -45,6 +54,7 @@ from keys.authority import Authority
 from keys.hub import HubKeys
 from keys.keyfile import KdfParams
 from keys.organisation import OrgKeys
+from keys.pseudonymiser import ServiceKeys
 from protocol.certificate import (
     ORG_TYPE_OTHER,
     ROLE_COORDINATOR,
@@ -52,7 +62,10 @@ from protocol.certificate import (
     ROLE_NETWORK_PRIVACY_OFFICER,
     ROLE_PRIVACY_OFFICER,
 )
-from protocol.types import NetworkId, OrgId
+from protocol.types import NetworkId, OrgId, ServiceName
+from pseudonymiser.config import ServiceConfig
+from pseudonymiser.service import KeyShare
+from pseudonymiser.web import make_app as make_service_app
 
 NETWORK = NetworkId("demo")
 PASSPHRASE = "demo-only-passphrase"  # noqa: S105 - published on purpose, demo only
@@ -71,6 +84,7 @@ ORGS: Mapping[str, tuple[str, ...]] = {
     "privacy": (ROLE_MEMBER, ROLE_NETWORK_PRIVACY_OFFICER),
 }
 MARKER = "provisioned.json"
+SERVICES = ("oprf-1", "oprf-2")  # share 1 and share 2 (two parties outside the demo)
 DESK_ORGS = tuple(org for org in ORGS if org != "privacy")  # each gets a desk in `demo run`
 # What kind of organisation each demo organisation is (its certificate says so).
 TYPES: Mapping[str, str] = {
@@ -108,6 +122,15 @@ class DemoNetwork:
     def home(self, org: str) -> Path:
         return self.directory / "orgs" / org
 
+    @property
+    def oprf_dir(self) -> Path:
+        return self.directory / "oprf"
+
+    @property
+    def on_oprf(self) -> bool:
+        """Provisioned with the two pseudonymisation services (else: a linking key)."""
+        return self.oprf_dir.is_dir()
+
     def root_der(self) -> bytes:
         return Authority.open(self.authority_dir, self.passphrase).root.der
 
@@ -119,8 +142,10 @@ def provision(
     orgs: Mapping[str, tuple[str, ...]] = ORGS,
     passphrase: bytes = PASSPHRASE.encode(),
     network: NetworkId = NETWORK,
+    oprf: bool = False,
 ) -> DemoNetwork:
-    """The offline steps: authority, hub keys, organisation keys and certificates."""
+    """The offline steps: authority, hub keys, organisation keys and certificates; with
+    ``oprf`` the two pseudonymisation services' key shares, else a linking key."""
     directory.mkdir(parents=True, exist_ok=True)
     params = KdfParams.for_tests()
     authority = Authority.create(
@@ -142,7 +167,19 @@ def provision(
         org_type = TYPES.get(org, ORG_TYPE_OTHER)
         cert = authority.enrol(keys.request_der, roles, now=now, org_type=org_type)
         keys.import_certificate(cert.der, now=now)
-    authority.new_linking_key()
+    if oprf:
+        for share, name in enumerate(SERVICES, start=1):
+            ServiceKeys.create(
+                directory / "oprf" / name,
+                network,
+                ServiceName(name),
+                share,
+                passphrase,
+                params,
+                allow_weak=True,
+            )
+    else:
+        authority.new_linking_key()
     return DemoNetwork(directory, network, tuple(OrgId(o) for o in orgs), passphrase)
 
 
@@ -154,11 +191,12 @@ def mark_ready(demo: DemoNetwork) -> None:
 
 def reset(directory: Path) -> None:
     """Remove what an interrupted first run left behind (demo directories only)."""
-    for name in ("authority", "hub", "orgs"):
+    for name in ("authority", "hub", "orgs", "oprf"):
         if (directory / name).is_dir():
             shutil.rmtree(directory / name)
-    for path in directory.glob("hub.db*"):
-        path.unlink()
+    for pattern in ("hub.db*", "oprf-*.db*"):
+        for path in directory.glob(pattern):
+            path.unlink()
 
 
 def load(directory: Path, *, passphrase: bytes = PASSPHRASE.encode()) -> DemoNetwork | None:
@@ -203,8 +241,10 @@ def open_organisation(
 
 
 async def bootstrap(demo: DemoNetwork, base_url: str, *, now: int) -> None:
-    """The online steps: publish certificates and bundles, CRL, relay the linking key."""
+    """The online steps: publish certificates and bundles, CRL, and (on a linking-key
+    network) relay the linking key sealed to each organisation."""
     authority = Authority.open(demo.authority_dir, demo.passphrase)
+    linking = bool(authority.linking_key_versions)
     async with HubClient(base_url, network=demo.network) as anonymous:
         await anonymous.put_crl(authority.crl(now=now).der)
         for org in demo.orgs:
@@ -212,6 +252,8 @@ async def bootstrap(demo: DemoNetwork, base_url: str, *, now: int) -> None:
             try:
                 async with organisation.hub:
                     _, published = await organisation.publish()
+                    if not linking:
+                        continue
                     bundle = await organisation.hub.get_bundle(published)
                     cert = organisation.certificate()
                     sealed = authority.seal_linking_key(bundle, cert, now=now)
@@ -219,6 +261,48 @@ async def bootstrap(demo: DemoNetwork, base_url: str, *, now: int) -> None:
                     await organisation.fetch_linking_keys()
             finally:
                 organisation.state.close()
+
+
+@contextlib.asynccontextmanager
+async def pseudonymisation_services(
+    demo: DemoNetwork, base_url: str, *, host: str, now: int
+) -> AsyncIterator[tuple[str, ...]]:
+    """Both pseudonymisation services, in this process on free ports of ``host``; their
+    key statements renewed for those addresses and relayed through the hub. Their URLs."""
+    authority = Authority.open(demo.authority_dir, demo.passphrase)
+    runners: list[web.AppRunner] = []
+    try:
+        statements = []
+        for name in SERVICES:
+            keys = ServiceKeys.open(demo.oprf_dir / name, demo.passphrase)
+            sock = socket.socket()
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+            statement = authority.certify_oprf_key(
+                keys.request, url=f"http://{host}:{port}", now=now
+            )
+            config = ServiceConfig(
+                network=demo.network,
+                service=ServiceName(name),
+                root_der=authority.root.der,
+                database_url=f"sqlite+aiosqlite:///{demo.directory / f'{name}.db'}",
+                host=host,
+                port=port,
+                crl_url=f"{base_url}/v1/directory/crl",
+            )
+            app = make_service_app(config, {statement.version: KeyShare(keys.key, statement)})
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            runners.append(runner)
+            await web.SockSite(runner, sock).start()
+            statements.append(statement)
+        async with HubClient(base_url, network=demo.network) as anonymous:
+            for statement in statements:
+                await anonymous.put_oprf_key(statement)
+        yield tuple(statement.url for statement in statements)
+    finally:
+        for runner in runners:
+            await runner.cleanup()
 
 
 def hub_config(demo: DemoNetwork, *, host: str, port: int) -> HubConfig:
@@ -273,7 +357,7 @@ async def run(directory: Path, *, host: str, port: int, desk_port: int | None = 
     fresh = demo is None
     if demo is None:
         reset(directory)
-        demo = provision(directory, now=int(time.time()))
+        demo = provision(directory, now=int(time.time()), oprf=True)
     base_url = f"http://{host}:{port}"
     hub_keys = HubKeys.open(demo.hub_dir, demo.passphrase)
     config = hub_config(demo, host=host, port=port)
@@ -287,23 +371,37 @@ async def run(directory: Path, *, host: str, port: int, desk_port: int | None = 
         )
     )
     await wait_until_listening(host, port, hub)
-    if fresh:
-        await bootstrap(demo, base_url, now=int(time.time()))
-        (directory / "env.sh").write_text(env_script(demo, base_url))
-        mark_ready(demo)
-    if desk_port is None:
-        click.echo(banner(demo, base_url))
-        await hub
-        return
     async with contextlib.AsyncExitStack() as desks:
+        services = ""
+        if demo.on_oprf:
+            urls = await desks.enter_async_context(
+                pseudonymisation_services(demo, base_url, host=host, now=int(time.time()))
+            )
+            services = services_banner(urls)
+        if fresh:
+            await bootstrap(demo, base_url, now=int(time.time()))
+            (directory / "env.sh").write_text(env_script(demo, base_url))
+            mark_ready(demo)
+        if desk_port is None:
+            click.echo(banner(demo, base_url) + services)
+            await hub
+            return
         lines = []
         for index, org in enumerate(DESK_ORGS):
             desk_url, person = await desks.enter_async_context(
                 _demo_desk(demo, org, base_url, host=host, port=desk_port + index)
             )
             lines.append(f"  {org:<13} {desk_url:<24} user {person}")
-        click.echo(banner(demo, base_url) + desk_banner(lines))
+        click.echo(banner(demo, base_url) + services + desk_banner(lines))
         await hub
+
+
+def services_banner(urls: tuple[str, ...]) -> str:
+    return (
+        "\nPseudonymisation services (every pseudonym is made by both; neither can alone):\n"
+        + "\n".join(f"  {name:<13} {url}" for name, url in zip(SERVICES, urls, strict=True))
+        + "\n"
+    )
 
 
 def desk_banner(lines: list[str]) -> str:

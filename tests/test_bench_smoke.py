@@ -143,6 +143,8 @@ def test_pseudonymisation_figures_count_the_client_path_and_time_both_services(
     figures = result.oprf
     assert figures is not None and len(figures.latencies) == 3
     assert all(0 < seconds < 60 for seconds in figures.latencies)
+    assert len(figures.library_latencies) == 3  # the client library's path, as a send
+    assert all(0 < seconds < 60 for seconds in figures.library_latencies)
     # Five identifiers: five one-way maps, five blinds, five unblinds with one inversion
     # (batched), and for each of the two services' proofs 2 x 5 + 3 multiplications and
     # one of the generator.

@@ -55,7 +55,8 @@ from protocol.encoding import b64e, canonical_json, loads_strict
 from protocol.errors import ProtocolError
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
-from protocol.oprfkeys import OprfKeyRequest
+from protocol.oprfkeys import OprfKeyRequest, OprfKeyStatement
+from protocol.retirement import Retirement
 from protocol.types import NetworkId, parse_network_id
 from protocol.witness import MAX_WITNESS_BYTES, WitnessRequest
 
@@ -465,6 +466,42 @@ def linking_key_new(cfg: AuthorityCliConfig) -> None:
     )
 
 
+@authority.command("retire-linking-key")
+@click.option("--version", "version", required=True, type=click.IntRange(1, 2**31 - 1))
+@click.option(
+    "--days",
+    default=30,
+    show_default=True,
+    type=click.IntRange(0, 3650),
+    help="The transition window left: the hub accepts this version's pseudonyms until then.",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@pass_cfg
+def retire_linking_key(cfg: AuthorityCliConfig, version: int, days: int, out: Path) -> None:
+    """End the move to the pseudonymisation services: retire a linking-key version.
+
+    Until the window ends, signals carry both the old and the new pseudonyms, so that the
+    hub links old signals to new ones; after it, the hub refuses the old version's
+    pseudonyms and clients stop making them. Relay the file with 'publish'; then every
+    organisation runs 'schakel org destroy-linking-key'.
+    """
+    if out.exists():
+        _fail(f"refusing to overwrite {out}")
+    auth = cfg.open()
+    retirement = auth.retire_linking_key(version, now=_now(), days=days)
+    write_public_file(out, canonical_json(retirement.to_wire()) + b"\n", overwrite=False)
+    _report(
+        cfg,
+        {**_root_fields(auth), "version": version, "until": retirement.until, "file": str(out)},
+        [
+            f"retired linking key version {version}: the hub accepts its pseudonyms until "
+            f"{_date(retirement.until)} ({retirement.until}); relay {out} with 'publish', then "
+            "have every organisation run 'schakel org destroy-linking-key' after that day",
+            *_root_lines(auth),
+        ],
+    )
+
+
 def _load_bundle(path: Path) -> KeyBundle:
     return KeyBundle.from_wire(loads_strict(read_bounded(path, MAX_BUNDLE_BYTES)))
 
@@ -523,12 +560,15 @@ def linking_key_seal(
 @click.argument("request", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
+    "--url", required=True, help="Where the service answers, e.g. https://oprf-1.example.nl."
+)
+@click.option(
     "--version", type=click.IntRange(1, 2**31 - 1), help="Pseudonym version (default: chosen)."
 )
 @click.option("--days", default=365, show_default=True, type=click.IntRange(1, 3650))
 @pass_cfg
 def oprf_certify(
-    cfg: AuthorityCliConfig, request: Path, out: Path, version: int | None, days: int
+    cfg: AuthorityCliConfig, request: Path, out: Path, url: str, version: int | None, days: int
 ) -> None:
     """Certify a pseudonymisation service's key share (its request.json).
 
@@ -538,7 +578,7 @@ def oprf_certify(
         _fail(f"refusing to overwrite {out}")
     parsed = OprfKeyRequest.from_wire(loads_strict(read_bounded(request, 16 * 1024)))
     auth = cfg.open()
-    statement = auth.certify_oprf_key(parsed, now=_now(), days=days, version=version)
+    statement = auth.certify_oprf_key(parsed, url=url, now=_now(), days=days, version=version)
     write_public_file(out, canonical_json(statement.to_wire()) + b"\n", overwrite=False)
     public = b64e(statement.public_key)
     fields = {
@@ -547,6 +587,7 @@ def oprf_certify(
         "share": statement.share,
         "version": statement.version,
         "public_key": public,
+        "url": statement.url,
         "not_after": statement.not_after,
         "statement": str(out),
     }
@@ -623,11 +664,19 @@ def _date(seconds: int) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(seconds))
 
 
-def _publishable(path: Path) -> tuple[str, bytes | SealedLinkingKey]:
-    """A revocation list (PEM or DER) or a sealed linking key (JSON), by its content."""
+def _publishable(
+    path: Path,
+) -> tuple[str, bytes | SealedLinkingKey | OprfKeyStatement | Retirement]:
+    """A revocation list (PEM or DER), a sealed linking key, a pseudonymisation service's
+    key statement or a linking key's retirement (JSON), by its content."""
     data = read_bounded(path, MAX_CRL_BYTES)
     if data.lstrip().startswith(b"{"):
-        return "linking-key", SealedLinkingKey.from_wire(loads_strict(data))
+        document = loads_strict(data)
+        if isinstance(document, dict) and "suite" in document:
+            return "oprf-key", OprfKeyStatement.from_wire(document)
+        if isinstance(document, dict) and "until" in document:
+            return "retirement", Retirement.from_wire(document)
+        return "linking-key", SealedLinkingKey.from_wire(document)
     if data.lstrip().startswith(b"-----BEGIN"):
         return "crl", pem_decode(data, PEM_CRL)
     return "crl", data
@@ -640,6 +689,20 @@ async def _publish(hub_url: str, network: str, items: list[tuple[Path, str, Any]
             if kind == "crl":
                 await hub.put_crl(item)
                 lines.append(f"{path}: revocation list published")
+            elif kind == "retirement":
+                created = await hub.put_retirement(item)
+                state = "published" if created else "already held"
+                lines.append(
+                    f"{path}: retirement of linking key v{item.version} "
+                    f"(until {item.until}) {state}"
+                )
+            elif kind == "oprf-key":
+                created = await hub.put_oprf_key(item)
+                state = "published" if created else "already held"
+                lines.append(
+                    f"{path}: key statement of {item.service} (share {item.share} of pseudonym "
+                    f"version {item.version}, {item.url}) {state}"
+                )
             else:
                 created = await hub.put_linking_key(item)
                 state = "published" if created else "already held"
@@ -653,7 +716,8 @@ async def _publish(hub_url: str, network: str, items: list[tuple[Path, str, Any]
 @click.option("--network", required=True, callback=_network_option, help="The network id.")
 @pass_cfg
 def publish(cfg: AuthorityCliConfig, files: tuple[Path, ...], hub_url: str, network: str) -> None:
-    """Relay revocation lists and sealed linking keys through the hub.
+    """Relay revocation lists, sealed linking keys and the pseudonymisation services' key
+    statements (from oprf-certify) through the hub.
 
     Run it on a machine that reaches the hub, with files carried from the offline
     authority; no passphrase is needed. The hub checks the root's signature on each, and

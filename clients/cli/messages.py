@@ -56,12 +56,18 @@ SIGNAL_OPTIONS = {
 @pass_settings
 @guarded
 def pseudonyms(settings: Settings, **values: Any) -> None:
-    """Derive the pseudonyms of a person locally (nothing is sent)."""
+    """Derive the pseudonyms of a person (no message is sent).
+
+    On an OPRF network the two pseudonymisation services make them (they see only blinded
+    values); else they are derived locally with the linking key.
+    """
     person = read_person(click.get_current_context(), values, now=int(time.time()))
     if not person:
         raise click.UsageError("give at least one identifying detail (--person, --ask, ...)")
-    with offline(settings) as organisation:
-        derived = organisation.derive_pseudonyms(Identity(**person))
+    identity = Identity(**person)
+    derived = acting(
+        settings, lambda organisation: organisation.derive_pseudonyms(identity), send_outbox=False
+    )
     emit(settings, {"pseudonyms": list(derived)}, "\n".join(derived) or "(none)")
 
 
@@ -319,7 +325,9 @@ def outbox_send(settings: Settings) -> None:
         f"{len(report.waiting)} still waiting",
     )
     if report.waiting and not report.sent and not report.refused:
-        warn(f"the hub is still out of reach: {report.waiting[0].problem}")
+        problem = report.waiting[0].problem or ""
+        services = problem.startswith("pseudonymisation service")
+        warn(f"{'still waiting' if services else 'the hub is still out of reach'}: {problem}")
 
 
 @outbox.command("drop")

@@ -174,6 +174,28 @@ def linking_key_fetch(settings: Settings) -> None:
     emit(settings, {"versions": versions}, f"linking key versions held: {versions}")
 
 
+@org.command("destroy-linking-key")
+@pass_settings
+@guarded
+def destroy_linking_key(settings: Settings) -> None:
+    """Destroy this organisation's linking key once the authority retired it.
+
+    Only after the transition window: the network is on the pseudonymisation services
+    and the hub no longer accepts the old version's pseudonyms. Never taken again after.
+    """
+    destroyed = acting(settings, lambda organisation: organisation.destroy_linking_keys())
+    files = [f"linking-key-v{v}.key" for v in destroyed]
+    emit(
+        settings,
+        {"destroyed": list(destroyed), "files": files},
+        f"destroyed linking key version(s) {', '.join(map(str, destroyed))}: removed "
+        f"{', '.join(files)} from {settings.key_dir}\n"
+        "To check: 'schakel org status' shows 'linking keys: none'; "
+        f"'ls {settings.key_dir}' lists no linking-key-v*.key; and every backup or copy of "
+        "this key directory made before today still holds the key: destroy those too.",
+    )
+
+
 # -- key rotation ----------------------------------------------------------------------
 
 
@@ -332,6 +354,21 @@ def _cert_json(cert: Certificate) -> dict[str, Any]:
     }
 
 
+def _pseudonyms_line(data: dict[str, Any]) -> str:
+    """Where this organisation's pseudonyms come from, as far as it knows."""
+    linking = f"linking keys: {data['linking_keys'] or 'none'}"
+    if data["oprf_version"]:
+        version = data["oprf_version"]
+        services = f"pseudonyms:   made by the two pseudonymisation services (version {version})"
+        return services + (f"\n{linking}" if data["linking_keys"] else "")
+    if data["linking_keys"]:
+        return linking
+    return (
+        "linking keys: none yet: run schakel org linking-key fetch (on a network whose "
+        "pseudonymisation services are running, the first signal uses them instead)"
+    )
+
+
 def _local_status(settings: Settings) -> None:
     """Organisation, network, certificate, keys, linking keys, inbox, outbox (local only)."""
     keys = open_keys(settings)
@@ -349,6 +386,7 @@ def _local_status(settings: Settings) -> None:
             "encryption_key": keys.kem_current,
             "old_keys": [i for i in keys.kem_ids if i != keys.kem_current],
             "linking_keys": sorted(keys.linking_keys),
+            "oprf_version": state.oprf_version or None,
             "inbox_cursor": state.cursor,
             "messages": len(state.messages()),
             "rejected": len(state.rejected()),
@@ -368,7 +406,7 @@ def _local_status(settings: Settings) -> None:
         f"organisation: {data['org']}\nnetwork:      {data['network']}\n"
         f"certificate:  {expiry}\n"
         f"key bundles:  {bundles or 'none yet: run schakel org publish'}{old}\n"
-        f"linking keys: {data['linking_keys'] or 'none yet: run schakel org linking-key fetch'}\n"
+        f"{_pseudonyms_line(data)}\n"
         f"inbox:        {data['messages']} messages, {data['rejected']} rejected, "
         f"cursor {data['inbox_cursor']}; {data['sent']} sent\n"
         f"outbox:       {data['outbox']['waiting']} waiting, "

@@ -52,6 +52,8 @@ from protocol.auditlog import (
 from protocol.cases import CaseSummary, Event
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
+from protocol.oprfkeys import OprfKeyStatement
+from protocol.retirement import Retirement
 from protocol.types import CaseRef, Fingerprint, MessageId, NetworkId, OrgId
 
 T = TypeVar("T")
@@ -456,6 +458,18 @@ class Store:
         query = sa.select(c.wire).where(c.org == org).order_by(c.version)
         rows = await self._rows(query)
         return [SealedLinkingKey.from_wire(_loads(row.wire)) for row in rows]
+
+    async def oprf_keys(self) -> list[OprfKeyStatement]:
+        """Every key statement held, by version and share."""
+        c = t.oprf_keys.c
+        rows = await self._rows(sa.select(c.wire).order_by(c.version, c.share))
+        return [OprfKeyStatement.from_wire(_loads(row.wire)) for row in rows]
+
+    async def retirements(self) -> list[Retirement]:
+        """Every linking-key retirement held, by version."""
+        c = t.retired_linking_keys.c
+        rows = await self._rows(sa.select(c.wire).order_by(c.version))
+        return [Retirement.from_wire(_loads(row.wire)) for row in rows]
 
     async def inbox(self, recipient: OrgId, *, after: int, limit: int) -> list[InboxItem]:
         d, m = t.deliveries.c, t.messages.c

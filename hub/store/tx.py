@@ -40,10 +40,12 @@ from hub.store.records import StoredMessage
 from hub.store.tree import Frontier, frontier_nodes
 from protocol.auditlog import AuditEntry, Node, TreeHead
 from protocol.certificate import Certificate, RevocationList
-from protocol.encoding import canonical_json
+from protocol.encoding import b64e, canonical_json
 from protocol.envelope import Envelope
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
+from protocol.oprfkeys import OprfKeyStatement
+from protocol.retirement import Retirement
 from protocol.types import Fingerprint, MessageId, OrgId
 
 Placed = Literal["new", "held", "older", "conflict"]
@@ -250,6 +252,54 @@ class Tx:
         self._conn.execute(
             sa.insert(t.linking_keys).values(
                 org=sealed.org, version=sealed.version, bundle=sealed.bundle, wire=wire
+            )
+        )
+        return "new"
+
+    def put_oprf_key(self, statement: OprfKeyStatement) -> Placed:
+        """Store a key statement: "new" (also a later statement for the same key, which
+        replaces it), "held" (identical), "older" (an earlier one for the same key) or
+        "conflict" (another key for this version and share)."""
+        c = t.oprf_keys.c
+        wire = canonical_json(statement.to_wire()).decode("utf-8")
+        public = b64e(statement.public_key)
+        where = sa.and_(c.version == statement.version, c.share == statement.share)
+        held = self._conn.execute(
+            sa.select(c.public_key, c.not_before, c.wire).where(where)
+        ).first()
+        if held is None:
+            self._conn.execute(
+                sa.insert(t.oprf_keys).values(
+                    version=statement.version,
+                    share=statement.share,
+                    public_key=public,
+                    not_before=statement.not_before,
+                    wire=wire,
+                )
+            )
+            return "new"
+        if held.wire == wire:
+            return "held"
+        if held.public_key != public:
+            return "conflict"
+        if statement.not_before <= held.not_before:
+            return "older"
+        self._conn.execute(
+            sa.update(t.oprf_keys).where(where).values(not_before=statement.not_before, wire=wire)
+        )
+        return "new"
+
+    def put_retirement(self, retirement: Retirement) -> Placed:
+        """Store a retirement: "new", "held" (identical) or "conflict" (another one held
+        for this version)."""
+        c = t.retired_linking_keys.c
+        wire = canonical_json(retirement.to_wire()).decode("utf-8")
+        held = self._scalar(sa.select(c.wire).where(c.version == retirement.version))
+        if held is not None:
+            return "held" if held == wire else "conflict"
+        self._conn.execute(
+            sa.insert(t.retired_linking_keys).values(
+                version=retirement.version, until=retirement.until, wire=wire
             )
         )
         return "new"

@@ -415,3 +415,40 @@ def test_certify_witness_with_a_malformed_request(adir: Path, tmp_path: Path) ->
     bad = tmp_path / "request.json"
     bad.write_text('{"v": 1}')
     assert "witness request" in _error(_run(adir, "certify-witness", str(bad)))
+
+
+# -- retiring the linking key -----------------------------------------------------------------
+
+
+def test_retire_linking_key_needs_an_oprf_key_set_and_writes_a_signed_retirement(
+    adir: Path, tmp_path: Path
+) -> None:
+    from keys.authority import Authority
+    from keys.pseudonymiser import ServiceKeys
+    from protocol.retirement import Retirement, verify_retirement
+    from protocol.types import ServiceName
+
+    _ok(adir, "init", "--network", NET)
+    _ok(adir, "linking-key", "new")
+    out = tmp_path / "retired.json"
+    error = _error(_run(adir, "retire-linking-key", "--version", "1", "--out", str(out)))
+    assert "no pseudonymisation key set" in error and not out.exists()
+    for share in (1, 2):
+        service = ServiceKeys.create(
+            tmp_path / f"oprf-{share}", NET, ServiceName(f"oprf-{share}"), share, b"s",
+            KdfParams.for_tests(), allow_weak=True,
+        )  # fmt: skip
+        statement = tmp_path / f"statement-{share}.json"
+        _ok(adir, "oprf-certify", str(service.directory / "request.json"), "--out",
+            str(statement), "--url", f"https://oprf-{share}.nl")  # fmt: skip
+    assert "no linking key version 7" in _error(
+        _run(adir, "retire-linking-key", "--version", "7", "--out", str(out))
+    )
+    fields = _ok(adir, "retire-linking-key", "--version", "1", "--days", "14", "--out", str(out))
+    retirement = Retirement.from_wire(loads_strict(out.read_bytes()))
+    assert (fields["version"], fields["until"]) == (1, retirement.until)
+    assert retirement.until - int(time.time()) in range(14 * 86400 - 60, 14 * 86400 + 1)
+    verify_retirement(retirement, Authority.open(adir, PASS.encode()).root)
+    assert "refusing to overwrite" in _error(
+        _run(adir, "retire-linking-key", "--version", "1", "--out", str(out))
+    )

@@ -78,7 +78,9 @@ async def test_two_organisations_exchange_a_signal(hub: Hub) -> None:
     assert (message.id, message.sender, message.kind) == (sent.id, "politie", "signal")
     assert message.payload == signal()
     # Both sides derive the same pseudonyms; the sender's result names them.
-    assert message.pseudonyms == sent.pseudonyms == ggd.derive_pseudonyms(identity_of(signal()))
+    assert (
+        message.pseudonyms == sent.pseudonyms == await ggd.derive_pseudonyms(identity_of(signal()))
+    )
     assert {p.split(".")[0] for p in message.pseudonyms} == {"bsn", "ndob"}
     assert hub.rows("SELECT acked_at IS NOT NULL FROM deliveries") == [(1,)]
     assert [s.id for s in police.state.sent()] == [sent.id]
@@ -273,7 +275,7 @@ async def test_an_unknown_recipient_is_named(hub: Hub) -> None:
 async def test_not_ready_steps_name_the_command(hub: Hub) -> None:
     unlinked = await hub.join("school", link=False)
     with pytest.raises(NotReady, match="linking-key fetch"):
-        unlinked.derive_pseudonyms(identity_of(signal()))
+        await unlinked.derive_pseudonyms(identity_of(signal()))
     with pytest.raises(NotReady, match="linking-key fetch"):
         await unlinked.send_signal(signal(), ["ggd"])
     assert unlinked.outbox.entries() == ()  # nothing kept of what was never valid

@@ -24,7 +24,6 @@ from typing import Any
 
 Headers = tuple[tuple[bytes, bytes], ...]
 Query = tuple[tuple[bytes, bytes | None], ...]  # None: a name without '='
-PROBLEM_PREFIX = "urn:schakel:problem:"
 
 
 @dataclass(frozen=True, slots=True)

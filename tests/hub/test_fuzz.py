@@ -40,7 +40,6 @@ import pytest
 import sqlalchemy as sa
 from fuzz_cases import (
     PARSER_CASES,
-    PROBLEM_PREFIX,
     PURPOSE_TEXT_ESCAPES,
     Case,
     Operation,
@@ -51,12 +50,16 @@ from fuzz_cases import (
     operations,
 )
 
+from protocol import oprf
 from protocol.challenge import auth_message
 from protocol.encoding import b64d, b64e
 from protocol.errors import ValidationError
 from protocol.linkingkey import seal_linking_key
+from protocol.oprfkeys import make_key_request, sign_key_statement
+from protocol.problem import PROBLEM_PREFIX
 from protocol.pseudonym import LinkingKey
-from protocol.types import parse_org_id
+from protocol.retirement import sign_retirement
+from protocol.types import ServiceName, parse_org_id
 
 if TYPE_CHECKING:
     from conftest import HubHarness, Party
@@ -250,6 +253,24 @@ async def _token_body(world: World) -> dict[str, str]:
     return {"org": party.org, "challenge": b64e(raw), "signature": b64e(sig)}
 
 
+def _oprf_statement(world: World) -> dict[str, Any]:
+    """Share 1 of pseudonym version 7, certified by the hub's root (the same each time)."""
+    hub = world.hub
+    key = oprf.random_scalar(bytes(range(64)))
+    request = make_key_request(
+        key, hub.config.network, ServiceName("oprf-1"), 1, r=oprf.random_scalar(bytes(64 * [7]))
+    )
+    return sign_key_statement(
+        hub.authority.key,
+        hub.authority.root,
+        request,
+        version=7,
+        url="https://oprf-1.example.nl",
+        not_before=hub.clock() - 60,
+        not_after=hub.clock() + 86_400,
+    ).to_wire()
+
+
 async def valid_body(world: World, op: Operation) -> Any:
     """A body the operation accepts now (fresh where a body can be used only once)."""
     hub, actor = world.hub, world.actor
@@ -259,6 +280,10 @@ async def valid_body(world: World, op: Operation) -> Any:
         "PUT /v1/directory/orgs/{org}/bundle": lambda: actor.bundle.to_wire(),
         "PUT /v1/directory/crl": lambda: {"crl": b64e(hub.authority.crl([], now=hub.clock()).der)},
         "POST /v1/directory/linking-keys": lambda: world.linking_key,
+        "POST /v1/directory/oprf-keys": lambda: _oprf_statement(world),
+        "POST /v1/directory/retired-linking-keys": lambda: sign_retirement(
+            hub.authority.key, hub.authority.root, version=1, until=hub.clock() + 86_400
+        ).to_wire(),
         "POST /v1/messages": lambda: hub.envelope(actor, [world.sender]).to_wire(),
     }
     if op.key == "POST /v1/auth/token":

@@ -21,6 +21,7 @@ from protocol.types import NetworkId, ServiceName
 WEAK = KdfParams.for_tests()
 NET = NetworkId("region-west")
 NOW = 1_750_000_000
+URL = "https://oprf.example.nl"
 PASS = b"service passphrase"
 
 
@@ -58,10 +59,10 @@ def test_the_authority_certifies_two_shares_of_one_version_and_the_service_impor
     tmp_path: Path, authority: Authority
 ) -> None:
     one, two = _service(tmp_path, "oprf-a", 1), _service(tmp_path, "oprf-b", 2)
-    first = authority.certify_oprf_key(one.request, now=NOW)
-    second = authority.certify_oprf_key(two.request, now=NOW)
+    first = authority.certify_oprf_key(one.request, url=URL, now=NOW)
+    second = authority.certify_oprf_key(two.request, url=URL, now=NOW)
     assert first.version == second.version == 1
-    assert authority.certify_oprf_key(one.request, now=NOW + 10).version == 1  # renewed
+    assert authority.certify_oprf_key(one.request, url=URL, now=NOW + 10).version == 1  # renewed
     one.import_statement(first, authority.root.der, now=NOW)
     reopened = ServiceKeys.open(tmp_path / "oprf-a", PASS)
     assert reopened.statement == first
@@ -71,35 +72,42 @@ def test_the_authority_certifies_two_shares_of_one_version_and_the_service_impor
     # Versions are one number space with the linking keys.
     assert authority.new_linking_key().version == 2
     three = _service(tmp_path, "oprf-c", 1)
-    assert authority.certify_oprf_key(three.request, now=NOW).version == 3
+    assert authority.certify_oprf_key(three.request, url=URL, now=NOW).version == 3
     with pytest.raises(AuthorityError):
-        authority.certify_oprf_key(_service(tmp_path, "x-1", 1).request, now=NOW, version=2)
+        authority.certify_oprf_key(
+            _service(tmp_path, "x-1", 1).request, url=URL, now=NOW, version=2
+        )
 
 
 def test_the_authority_refuses_a_second_key_for_a_share_or_one_service_for_both(
     tmp_path: Path, authority: Authority
 ) -> None:
     one = _service(tmp_path, "oprf-a", 1)
-    authority.certify_oprf_key(one.request, now=NOW)
+    authority.certify_oprf_key(one.request, url=URL, now=NOW)
     rival = _service(tmp_path, "oprf-z", 1)
     with pytest.raises(AuthorityError, match="another key"):
-        authority.certify_oprf_key(rival.request, now=NOW, version=1)
+        authority.certify_oprf_key(rival.request, url=URL, now=NOW, version=1)
     same_name = ServiceKeys.create(
         tmp_path / "same-name", NET, ServiceName("oprf-a"), 2, PASS, WEAK, allow_weak=True
     )
     with pytest.raises(AuthorityError, match="two different parties"):
-        authority.certify_oprf_key(same_name.request, now=NOW, version=1)
-    assert authority.certify_oprf_key(_service(tmp_path, "oprf-b", 2).request, now=NOW).version == 1
+        authority.certify_oprf_key(same_name.request, url=URL, now=NOW, version=1)
+    assert (
+        authority.certify_oprf_key(
+            _service(tmp_path, "oprf-b", 2).request, url=URL, now=NOW
+        ).version
+        == 1
+    )
     stranger = _service(tmp_path, "elsewhere", 2, network=NetworkId("other-net"))
     with pytest.raises(AuthorityError, match="network"):
-        authority.certify_oprf_key(stranger.request, now=NOW)
+        authority.certify_oprf_key(stranger.request, url=URL, now=NOW)
 
 
 def test_the_authority_state_keeps_the_certified_shares_across_opening(
     tmp_path: Path, authority: Authority
 ) -> None:
     one = _service(tmp_path, "oprf-a", 1)
-    authority.certify_oprf_key(one.request, now=NOW)
+    authority.certify_oprf_key(one.request, url=URL, now=NOW)
     reopened = Authority.open(tmp_path / "authority", b"root pass")
     assert reopened.oprf_keys[1][1].service == "oprf-a"
     state = json.loads((tmp_path / "authority" / "state.json").read_text())["state"]
@@ -110,6 +118,6 @@ def test_a_forged_request_is_refused(tmp_path: Path, authority: Authority) -> No
     one, two = _service(tmp_path, "oprf-a", 1), _service(tmp_path, "oprf-b", 1)
     forged = dataclasses.replace(one.request, public_key=two.public_key)
     with pytest.raises(VerificationError):
-        authority.certify_oprf_key(forged, now=NOW)
+        authority.certify_oprf_key(forged, url=URL, now=NOW)
     assert authority.oprf_keys == {}
     assert oprf.public_key(one.key) == one.public_key

@@ -61,6 +61,7 @@ def network() -> tuple[RootCertificate, Certificate, Ed25519PrivateKey, OprfKeyS
             root,
             make_key_request(k, NET, ServiceName(f"svc-{i}"), i, r=_scalar(b"r")),
             version=9,
+            url=f"https://svc-{i}.example.nl",
             not_before=NOW,
             not_after=NOW + 100,
         )

@@ -26,6 +26,7 @@ from protocol.types import NetworkId, ServiceName
 
 NOW = 1_700_000_000
 DAY = 86400
+URL = "https://oprf-1.example.nl"
 NET = NetworkId("net-utrecht")
 
 
@@ -54,7 +55,13 @@ def _statement(
     root_key: Ed25519PrivateKey, root: RootCertificate, request: OprfKeyRequest, version: int = 3
 ) -> OprfKeyStatement:
     return sign_key_statement(
-        root_key, root, request, version=version, not_before=NOW, not_after=NOW + 365 * DAY
+        root_key,
+        root,
+        request,
+        version=version,
+        url=URL,
+        not_before=NOW,
+        not_after=NOW + 365 * DAY,
     )
 
 
@@ -104,7 +111,13 @@ def test_a_statement_is_cut_at_the_roots_expiry(
 ) -> None:
     request = _request(1)
     statement = sign_key_statement(
-        root_key, root, request, version=3, not_before=NOW, not_after=root.not_after + DAY
+        root_key,
+        root,
+        request,
+        version=3,
+        url=URL,
+        not_before=NOW,
+        not_after=root.not_after + DAY,
     )
     assert statement.not_after == root.not_after
 
@@ -119,7 +132,13 @@ def test_the_authority_refuses_a_request_without_proof_of_possession(
 
 @pytest.mark.parametrize(
     "change",
-    [{"version": 4}, {"share": 2}, {"service": "other"}, {"not_after": NOW + 999 * DAY}],
+    [
+        {"version": 4},
+        {"share": 2},
+        {"service": "other"},
+        {"url": "https://elsewhere.example.nl"},
+        {"not_after": NOW + 999 * DAY},
+    ],
     ids=lambda c: next(iter(c)),
 )
 def test_a_statement_with_any_field_changed_does_not_verify(
@@ -128,6 +147,40 @@ def test_a_statement_with_any_field_changed_does_not_verify(
     statement = dataclasses.replace(_statement(root_key, root, _request(1)), **change)
     with pytest.raises(VerificationError):
         verify_key_statement(statement, root, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://oprf.example.nl",
+        "https://user@oprf.example.nl",
+        "https://oprf.example.nl/?q=1",
+        "https://oprf.example.nl/#x",
+        "https://oprf.example.nl/",  # signed as https://oprf.example.nl, one spelling
+        "https://oprf example.nl",
+        "https://" + "a" * 200 + ".nl",
+        "",
+        7,
+    ],
+)
+def test_a_statement_names_one_plain_base_url(
+    root_key: Ed25519PrivateKey, root: RootCertificate, url: object
+) -> None:
+    """The URL is signed with the key, so the hub can not send organisations elsewhere;
+    one spelling only (no trailing slash, no user, query or fragment)."""
+    wire = _statement(root_key, root, _request(1)).to_wire()
+    with pytest.raises(ValidationError):
+        OprfKeyStatement.from_wire({**wire, "url": url})
+    if url == "https://oprf.example.nl/":
+        signed = sign_key_statement(
+            root_key, root, _request(1), version=3, url=url, not_before=NOW, not_after=NOW + 9
+        )
+        assert signed.url == "https://oprf.example.nl"
+        return
+    with pytest.raises(ValidationError):
+        sign_key_statement(
+            root_key, root, _request(1), version=3, url=url, not_before=NOW, not_after=NOW + 9
+        )  # type: ignore[arg-type]
 
 
 def test_a_statement_outside_its_period_or_of_another_root_does_not_verify(

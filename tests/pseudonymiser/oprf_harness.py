@@ -114,6 +114,7 @@ def oprf_network() -> OprfNetwork:
             root,
             make_key_request(k, NET, ServiceName(f"oprf-{i}"), i, r=scalar(b"pop")),
             version=VERSION,
+            url=f"http://127.0.0.1/oprf-{i}",
             not_before=T0 - 100,
             not_after=T0 + 365 * 86400,
         )

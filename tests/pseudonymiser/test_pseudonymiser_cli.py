@@ -53,7 +53,7 @@ def certified(tmp_path: Path, database_kind: str) -> Path:
     out = tmp_path / "statement.json"
     result = _ok(
         authority, "--dir", str(adir), "--json", "oprf-certify", str(sdir / "request.json"),
-        "--out", str(out),
+        "--out", str(out), "--url", "https://oprf-a.example.nl",
     )  # fmt: skip
     fields = json.loads(result.stdout)
     assert (fields["service"], fields["share"], fields["version"]) == ("oprf-a", 1, 1)
@@ -74,7 +74,7 @@ def test_the_authority_certifies_and_the_service_imports(tmp_path: Path, certifi
     error = _error(
         _run(
             authority, "--dir", str(tmp_path / "authority"), "oprf-certify",
-            str(certified / "request.json"), "--out", str(out),
+            str(certified / "request.json"), "--out", str(out), "--url", "https://x.example.nl",
         )
     )  # fmt: skip
     assert "refusing to overwrite" in error
@@ -84,7 +84,7 @@ def test_errors_are_one_line(tmp_path: Path, certified: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"v": 1}')
     _error(_run(authority, "--dir", str(tmp_path / "authority"), "oprf-certify", str(bad),
-        "--out", str(tmp_path / "x.json")))  # fmt: skip
+        "--out", str(tmp_path / "x.json"), "--url", "https://x.example.nl"))  # fmt: skip
     _error(_run(pseudonymiser, "init", "--dir", str(certified), "--network", "region-west",
         "--service", "oprf-a", "--share", "1"))  # fmt: skip
     _error(_run(pseudonymiser, "serve", "--dir", str(tmp_path / "nowhere")))
