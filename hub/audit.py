@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from hub.config import Clock
-from hub.errors import HubError, RateLimited
+from hub.errors import AccessLogUnavailable, HubError, RateLimited
 from hub.store import Store, Tx
 from protocol.auditlog import AuditEntry
 
@@ -28,10 +28,6 @@ T = TypeVar("T")
 
 ALLOWED = "allowed"
 DENIED = "denied"
-
-
-class AuditLogError(Exception):
-    """The access log moved while an entry was being appended (it was not stored)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,14 +131,15 @@ def append(tx: Tx, event: Event, *, now: int) -> AuditEntry:
 
     The store may give the tree from memory; its insert stores the entry only if its
     index directly follows the newest stored one. If the tree was stale (an entry
-    appended by other means), it is read again and the entry placed anew, once.
+    appended by other means), it is read again and the entry placed anew, once; if that
+    fails too, or the stored log is broken, :class:`AccessLogUnavailable` (503).
     """
     for fresh in (False, True):
         tree = tx.audit_tree(fresh=fresh)
         entry = event.entry(tree.size, now=now)
         if tx.insert_audit(entry, tree):
             return entry
-    raise AuditLogError("the access log moved while an entry was being appended")
+    raise AccessLogUnavailable(cause="it moved twice while an entry was being appended")
 
 
 async def act(store: Store, scope: Scope, *, now: int, work: Callable[[Tx], Outcome[T]]) -> T:

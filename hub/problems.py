@@ -124,7 +124,7 @@ def problem_response(err: HubError, request_id: str) -> web.Response:
             REQUEST_ID_HEADER: request_id,
         },
     )
-    if isinstance(err, RateLimited):
+    if isinstance(err, RateLimited | Unavailable) and err.retry_after is not None:
         response.headers["Retry-After"] = str(max(1, int(err.retry_after)))
     if isinstance(err, Unauthorized):
         response.headers["WWW-Authenticate"] = "Bearer"
