@@ -231,7 +231,9 @@ def limit_address(request: web.Request) -> None:
 async def body_of(request: web.Request, *, large: bool = False) -> object:
     limits = services(request).config.limits
     return await read_json(
-        request, max_bytes=limits.max_body_bytes if large else limits.max_json_bytes
+        request,
+        max_bytes=limits.max_body_bytes if large else limits.max_json_bytes,
+        timeout=limits.body_timeout_ms / 1000,
     )
 
 

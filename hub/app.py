@@ -31,6 +31,7 @@ from hub.metrics import Metrics, add_metrics_route
 from hub.notify import Notifier, notifier_for
 from hub.problems import problem_middleware
 from hub.ratelimit import TokenBucket
+from hub.server import HubRunner, connection_cap, hub_server_kwargs
 from hub.store import Store
 from hub.tokens import TokenService
 from hub.treeheads import HeadSigner
@@ -182,15 +183,8 @@ async def serve(
         log_signing_key=log_signing_key,
         migrate=migrate,
     )
-    limits = config.limits
-    runner = web.AppRunner(
-        app,
-        access_log=None,  # hub.logs writes the access log, without raw paths
-        keepalive_timeout=limits.keepalive_timeout,
-        max_line_size=limits.max_line_size,
-        max_field_size=limits.max_field_size,
-        shutdown_timeout=limits.shutdown_timeout,
-        handle_signals=False,
+    runner = HubRunner(
+        app, cap=connection_cap(config), handle_signals=False, **hub_server_kwargs(config)
     )
     await runner.setup()
     stop = stop or asyncio.Event()

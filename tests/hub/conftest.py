@@ -41,6 +41,7 @@ from hub.app import make_app
 from hub.auth import auth_message
 from hub.config import HubConfig
 from hub.escalation import Escalator
+from hub.server import ConnectionCap, HubRunner, connection_cap, hub_server_kwargs
 from hub.store import AuditQuery, Store
 from hub.tokens import generate_signing_key
 from hub.treeheads import HeadSigner
@@ -197,6 +198,24 @@ def make_envelope(
 def pseudonyms_for(*values: str) -> tuple[Pseudonym, ...]:
     key = LinkingKey(1, b"k" * 32)
     return tuple(sorted(pseudonym("tel", value, key) for value in values))
+
+
+class HubTestServer(TestServer):
+    """aiohttp's test server running the hub's own server (:mod:`hub.server`), as
+    ``hub serve`` does: parser errors as problems, connections capped per address."""
+
+    def __init__(self, app: web.Application, config: HubConfig) -> None:
+        super().__init__(app)
+        self.config = config
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        kwargs = {**kwargs, **hub_server_kwargs(self.config)}
+        return HubRunner(self.app, cap=connection_cap(self.config), **kwargs)
+
+    @property
+    def cap(self) -> ConnectionCap:
+        assert isinstance(self.runner, HubRunner)
+        return self.runner.cap
 
 
 @dataclass
@@ -358,7 +377,7 @@ async def start_hub(
     )
     answered: set[tuple[str, str, int]] = set()
     app.middlewares.insert(0, _recorder(answered))
-    async with TestClient(TestServer(app)) as client:
+    async with TestClient(HubTestServer(app, config)) as client:
         yield HubHarness(
             client, clock, authority, config, hub_cert, token_key, hub_key if signing else None
         )
