@@ -24,6 +24,9 @@
 
 ``detail`` is shown to the caller: it must never hold content, keys, tokens or
 pseudonyms.
+
+:class:`StartError` stands apart: the hub process could not start at all (its port
+taken, a database file others can read); it is never an HTTP answer.
 """
 
 from __future__ import annotations
@@ -145,3 +148,10 @@ class AccessLogUnavailable(Unavailable):
             retry_after=self.RETRY_AFTER,
         )
         self.cause = cause  # for the operator's log: a fixed text, never data
+
+
+class StartError(Exception):
+    """The hub could not start; the message says where and why (never data).
+
+    ``schakel hub serve`` and ``schakel demo run`` both print it as it is.
+    """

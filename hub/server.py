@@ -29,7 +29,7 @@ import ipaddress
 import logging
 import uuid
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
@@ -92,7 +92,7 @@ class HubRequestHandler(RequestHandler):
         peer = transport.get_extra_info("peername")
         key = manager.cap.admit(peer[0] if isinstance(peer, tuple) and peer else None)
         if key is None:
-            transport.abort()  # over the cap: closed before anything is read
+            cast(asyncio.Transport, transport).abort()  # over the cap: closed before a read
             return
         self._cap_key = key
         super().connection_made(transport)
