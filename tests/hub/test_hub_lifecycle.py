@@ -80,7 +80,7 @@ def test_a_database_others_can_read_is_named_alike_by_hub_serve_and_demo_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     network = _shared_database(tmp_path)
-    port = str(_free_port())
+    port, url = str(_free_port()), network.database_url
     monkeypatch.setenv("SCHAKEL_WEAK_KDF", "1")
     monkeypatch.setenv("SCHAKEL_PASSPHRASE", demo.PASSPHRASE)
     root = logging.getLogger()
@@ -88,8 +88,7 @@ def test_a_database_others_can_read_is_named_alike_by_hub_serve_and_demo_run(
     try:
         served = CliRunner().invoke(
             hub_cli,
-            ["serve", "--dir", str(network.hub_dir), "--port", port]
-            + ["--database-url", network.database_url],
+            ["serve", "--dir", str(network.hub_dir), "--port", port, "--database-url", url],
         )
         ran = CliRunner().invoke(
             demo.demo, ["run", "--dir", str(tmp_path), "--port", port, "--desk-port", "0"]
