@@ -54,13 +54,13 @@ def one_of(*words: str) -> Param:
 
 def parse_query(query: MultiMapping[str], spec: Spec) -> dict[str, str]:
     """The query's parameters by name, each once and of its form; else 400 ``malformed``."""
-    names = list(query.keys())
-    if len(names) > MAX_PARAMETERS or not set(names) <= set(spec):
+    pairs = list(query.items())  # every pair, a repeated name as often as it came
+    if len(pairs) > MAX_PARAMETERS or not {name for name, _ in pairs} <= set(spec):
         takes = ", ".join(sorted(spec)) if spec else "no query parameters"
         raise Malformed(f"unknown query parameter; this route takes {takes}")
     found: dict[str, str] = {}
-    for name in names:
+    for name, value in pairs:
         if name in found:
             raise Malformed(f"query parameter {name} is given twice")
-        found[name] = spec[name].check(name, query[name])
+        found[name] = spec[name].check(name, value)
     return found
