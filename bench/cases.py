@@ -52,6 +52,7 @@ from hub.cases import CaseQuery
 from hub.store import Store, Tx
 from hub.store import casereads as reads
 from protocol import referral as machine
+from protocol.cases import CaseSummary
 from protocol.certificate import (
     Certificate,
     create_enrolment_request,
@@ -578,7 +579,7 @@ async def _timed(call: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, value
 
 
-async def _list_cases(store: Store) -> tuple[list[reads.CaseSummary], int]:
+async def _list_cases(store: Store) -> tuple[list[CaseSummary], int]:
     """The work of GET /v1/cases without its audit entry: one page on the kept summaries."""
     return await store.run_read(CaseQuery().read)
 
@@ -622,7 +623,7 @@ async def _view_rounds(path: Path, filled: Filled, repeats: int) -> ViewTiming:
 
 def _check_view(
     filled: Filled,
-    page: list[reads.CaseSummary],
+    page: list[CaseSummary],
     total: int,
     members: int,
     found: reads.CaseDetail | None,

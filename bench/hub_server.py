@@ -31,11 +31,11 @@ import aiohttp
 
 from bench.loadgen import LOOPBACK, server_process
 from bench.seal import Parties
-from clients.hub_client import AUTH_LABEL
 from hub.config import Limits
 from keys.organisation import OrgKeys
 from protocol.certificate import ROLE_MEMBER
-from protocol.encoding import b64d, b64e, canonical_json, frame
+from protocol.challenge import auth_message
+from protocol.encoding import b64d, b64e, canonical_json
 from protocol.envelope import new_message_id, seal
 from protocol.keybundle import KeyBundle, verify_bundle
 from protocol.pseudonym import Identity, derive_pseudonyms
@@ -188,9 +188,7 @@ async def access_token(session: aiohttp.ClientSession, base_url: str, keys: OrgK
         audience = str((await response.json())["audience"])
     answer = await _post_json(session, base_url + "/v1/auth/challenge", {"org": keys.org})
     challenge = b64d(answer["challenge"], max_len=64)
-    signed = frame(
-        AUTH_LABEL, keys.network.encode(), keys.org.encode(), challenge, audience.encode()
-    )
+    signed = auth_message(keys.network, keys.org, challenge, audience)
     request = {
         "org": keys.org,
         "challenge": b64e(challenge),

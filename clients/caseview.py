@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from clients.caseanswers import MAX_PAGE, CaseDetail, CasePage, CaseSummary, TimelineEntry
 from clients.comensha import CaseMaterial
 from clients.errors import ClientError, HubProblem, PayloadInvalid, VerificationFailed
 from clients.inbox import ReceivedMessage
+from protocol.cases import MAX_PAGE, CaseDetail, CasePage, CaseSummary, TimelineEntry
 from protocol.types import MessageId, OrgId
 
 MESSAGE_TYPES: tuple[str, ...] = ("signal", "referral", "status", "reply")

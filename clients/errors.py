@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-PROBLEM_PREFIX = "urn:schakel:problem:"
+from protocol.problem import PROBLEM_PREFIX
 
 
 class ClientError(Exception):

@@ -44,16 +44,9 @@ from typing import Any, TypeVar
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clients.caseanswers import (
-    EVENT_KINDS,
-    MAX_PAGE,
-    MAX_SPLIT,
-    Answer,
-    CaseDetail,
-    CasePage,
-    EventPage,
-    OpenReferral,
     case_detail,
     case_page,
+    case_pair,
     case_query,
     event_page,
     is_int,
@@ -77,8 +70,18 @@ from clients.transport import (
     WebSocketRefused,
 )
 from protocol.auditlog import PURPOSES, AuditEntry, TreeHead, check_purpose_text
+from protocol.cases import (
+    EVENT_KINDS,
+    MAX_PAGE,
+    MAX_SPLIT,
+    CaseDetail,
+    CasePage,
+    EventPage,
+    OpenReferral,
+)
 from protocol.certificate import MAX_CERT_BYTES, MAX_CRL_BYTES, MAX_TIME
-from protocol.encoding import b64d, b64e, frame, loads_strict
+from protocol.challenge import auth_message
+from protocol.encoding import b64d, b64e, loads_strict
 from protocol.envelope import Envelope
 from protocol.errors import ProtocolError
 from protocol.keybundle import KeyBundle
@@ -92,7 +95,6 @@ from protocol.types import (
     parse_org_id,
 )
 
-AUTH_LABEL = "schakel/auth/v1"
 TOKEN_MARGIN = 60  # seconds before expiry at which a cached token is replaced
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
@@ -421,13 +423,7 @@ class HubClient:
         )
         _, body = self._check(status, body, headers)
         challenge = b64d(_field(body, "challenge", str), max_len=64)
-        signed = frame(
-            AUTH_LABEL,
-            self.network.encode(),
-            self.org.encode(),
-            challenge,
-            info.audience.encode(),
-        )
+        signed = auth_message(self.network, self.org, challenge, info.audience)
         request = {
             "org": self.org,
             "challenge": b64e(challenge),
@@ -637,8 +633,7 @@ class HubClient:
         body = await self._case_call(
             "POST", f"/v1/cases/{ref}/split", f"case {ref}", {"messages": ids}
         )
-        answer = Answer("split", body, {"case", "from"})
-        new, old = answer.case_ref("case"), answer.case_ref("from")
+        new, old = case_pair("split", body, "case", "from")
         if old != ref or new == ref:
             raise MalformedAnswer("split", "from", "is not the case split")
         return new, old
@@ -649,8 +644,7 @@ class HubClient:
         body = await self._case_call(
             "POST", f"/v1/cases/{ref}/merge", f"case {ref}", {"case": other}
         )
-        answer = Answer("merge", body, {"case", "absorbed"})
-        if (answer.case_ref("case"), answer.case_ref("absorbed")) != (ref, other):
+        if case_pair("merge", body, "case", "absorbed") != (ref, other):
             raise MalformedAnswer("merge", "case", "is not the merge asked for")
         return CaseRef(ref), CaseRef(other)
 
@@ -660,8 +654,7 @@ class HubClient:
         body = await self._case_call(
             "POST", f"/v1/cases/{ref}/unmerge", f"case {ref}", {"case": other}
         )
-        answer = Answer("unmerge", body, {"case", "from"})
-        if (answer.case_ref("case"), answer.case_ref("from")) != (other, ref):
+        if case_pair("unmerge", body, "case", "from") != (other, ref):
             raise MalformedAnswer("unmerge", "case", "is not the unmerge asked for")
         return CaseRef(other), CaseRef(ref)
 

@@ -22,13 +22,14 @@ import datetime
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from clients.caseanswers import STATUS_CODES
 from clients.errors import ClientError, NotReady, PayloadInvalid
 from clients.outbox import Draft, Sent
 from clients.payloads import check_dates, day_of, validate_payload
 from clients.state import LocalState, StoredMessage
 from protocol import referral as machine
+from protocol.cases import REFERRAL_TYPES
 from protocol.certificate import Certificate
+from protocol.envelope import STATUS_CODES
 from protocol.errors import ProtocolError
 from protocol.keybundle import KeyBundle
 from protocol.types import (
@@ -39,8 +40,6 @@ from protocol.types import (
     parse_case_ref,
     parse_message_id,
 )
-
-REFERRAL_TYPES: tuple[str, ...] = ("shelter", "care", "legal_aid")
 
 
 class Sender(Protocol):

@@ -6,7 +6,7 @@
 2. ``POST /v1/auth/token`` (:func:`issue_token`): the challenge is consumed
    atomically (``UPDATE ... WHERE used_at IS NULL AND expires > now``, so a
    second use fails) in the same work item as the audit entry; the signature
-   over ``frame("schakel/auth/v1", network, org, challenge, audience)`` must
+   over :func:`protocol.challenge.auth_message` (network, org, challenge, audience) must
    verify with the organisation's held certificate, itself re-verified
    against the root and CRL now. Then a token is issued.
 3. Every other request (:func:`verify_access`): the bearer token must verify
@@ -29,11 +29,11 @@ from hub.directory import TrustCache, exact_object, trust_at
 from hub.errors import Malformed, Unauthorized
 from hub.store import Store, Tx
 from hub.tokens import InvalidToken, TokenService
-from protocol.encoding import b64d, b64e, frame
+from protocol.challenge import auth_message
+from protocol.encoding import b64d, b64e
 from protocol.errors import ProtocolError
 from protocol.types import OrgId, parse_org_id
 
-AUTH_LABEL = "schakel/auth/v1"
 CHALLENGE_BYTES = 32
 SIGNATURE_BYTES = 64
 JTI_BYTES = 16
@@ -63,11 +63,6 @@ class Caller:
     @property
     def role_text(self) -> str:
         return ",".join(sorted(self.roles))
-
-
-def auth_message(network: str, org: str, challenge: bytes, audience: str) -> bytes:
-    """The bytes an organisation signs to answer a challenge."""
-    return frame(AUTH_LABEL, network.encode(), org.encode(), challenge, audience.encode())
 
 
 def _parse_org(value: object) -> OrgId:

@@ -7,15 +7,12 @@ one use-case of :mod:`hub.cases` and renders its records.
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
-
 from aiohttp import web
 
 from hub import cases
 from hub.api import INBOX_QUERY, audited, authenticate, body_of, query_of, render, services
 from hub.query import INTEGER, TEXT, Spec
-from hub.store.casereads import CaseSummary, EventRecord, ReferralRecord, TimelineItem
+from protocol.cases import CasePage, EventPage
 
 CASES_QUERY: Spec = {
     "state": TEXT,
@@ -29,50 +26,6 @@ CASES_QUERY: Spec = {
 REFERRALS_QUERY: Spec = {"limit": INTEGER}
 
 
-def _summary(case: CaseSummary) -> dict[str, Any]:
-    return {
-        "case": case.ref,
-        "state": case.state,
-        "signals": case.signals,
-        "first_signal": case.first_signal,
-        "last_signal": case.last_signal,
-        "orgs": [asdict(org) for org in case.orgs],
-        "referrals": dict(sorted(case.referrals.items())),
-        "open_referrals": case.open_referrals,
-    }
-
-
-def _referral(record: ReferralRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "case": record.case,
-        "referrer": record.referrer,
-        "recipient": record.recipient,
-        "recipient_type": record.recipient_type,
-        "step": record.step,
-        "step_at": record.step_at,
-        "steps": record.steps,
-        "replaced_by": record.replaced_by,
-    }
-
-
-def _item(item: TimelineItem) -> dict[str, Any]:
-    wire = {
-        key: value
-        for key, value in asdict(item).items()
-        if value not in (None, ()) and key != "seq"
-    }
-    for key in ("recipients", "messages"):
-        if key in wire:
-            wire[key] = list(wire[key])
-    return wire
-
-
-def _event(event: EventRecord) -> dict[str, Any]:
-    wire = asdict(event)
-    return {key: value for key, value in wire.items() if value is not None}
-
-
 async def get_cases(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "list", "case") as scope:
@@ -80,7 +33,7 @@ async def get_cases(request: web.Request) -> web.Response:
         cases.require_coordinator(caller)
         query = cases.CaseQuery.parse(query_of(request), max_limit=s.config.limits.max_case_page)
         page, total = await cases.list_cases(s.store, s.clock, scope, caller=caller, query=query)
-    return render({"cases": [_summary(c) for c in page], "total": total})
+    return render(CasePage(tuple(page), total).to_wire())
 
 
 async def get_case(request: web.Request) -> web.Response:
@@ -90,13 +43,7 @@ async def get_case(request: web.Request) -> web.Response:
         found, asked = await cases.read_case(
             s.store, s.clock, s.config, scope, caller=caller, ref=request.match_info["ref"]
         )
-    body = _summary(found.summary)
-    if asked != found.summary.ref:
-        body["merged_from"] = asked
-    body["referral_list"] = [_referral(r) for r in found.referrals]
-    body["timeline"] = [_item(item) for item in found.timeline]
-    body["truncated"] = found.truncated
-    return render(body)
+    return render(found.record(None if asked == found.summary.case else asked).to_wire())
 
 
 async def post_split(request: web.Request) -> web.Response:
@@ -143,22 +90,7 @@ async def get_referrals(request: web.Request) -> web.Response:
         views = await cases.open_referrals(
             s.store, s.clock, s.config, scope, caller=caller, limit=query_of(request).get("limit")
         )
-    now = s.clock()
-    return render(
-        {
-            "referrals": [
-                {
-                    **_referral(view.record),
-                    "holder": view.holder,
-                    "age": now - view.record.steps["sent"],
-                    "waiting": now - view.record.step_at,
-                    "due": view.due,
-                    "overdue": view.overdue,
-                }
-                for view in views
-            ]
-        }
-    )
+    return render({"referrals": [view.to_wire() for view in views]})
 
 
 async def get_events(request: web.Request) -> web.Response:
@@ -174,7 +106,7 @@ async def get_events(request: web.Request) -> web.Response:
             after=query_of(request).get("after"),
             limit=query_of(request).get("limit"),
         )
-    return render({"events": [_event(e) for e in found], "next": following})
+    return render(EventPage(tuple(found), following).to_wire())
 
 
 def add_case_routes(app: web.Application) -> None:

@@ -25,9 +25,9 @@ from hub.errors import Conflict, Malformed, NotFound
 from hub.relay import bounded_int
 from hub.store import Store, Tx
 from hub.store import casereads as reads
-from hub.store.casereads import CaseDetail, CaseSummary, EventRecord, ReferralRecord
-from protocol import referral as machine
+from hub.store.casereads import CaseDetail
 from protocol.auditlog import MAX_OBJECT_IDS, MAX_PSEUDONYMS
+from protocol.cases import CASE_SORTS, CASE_STATES, CaseSummary, Event, OpenReferral, Referral
 from protocol.certificate import ORG_TYPES, ROLE_COORDINATOR
 from protocol.errors import ValidationError
 from protocol.types import (
@@ -40,8 +40,6 @@ from protocol.types import (
 )
 
 T = TypeVar("T")
-STATES = ("new", "referred", "in_care", "declined", "closed")
-SORTS = ("last", "first", "signals", "open")
 
 
 def require_coordinator(caller: Caller) -> None:
@@ -76,13 +74,13 @@ class CaseQuery:
     @classmethod
     def parse(cls, query: Mapping[str, str], *, max_limit: int) -> CaseQuery:
         state, org_type = query.get("state"), query.get("type")
-        if state is not None and state not in STATES:
-            raise Malformed("state must be one of " + ", ".join(STATES))
+        if state is not None and state not in CASE_STATES:
+            raise Malformed("state must be one of " + ", ".join(CASE_STATES))
         if org_type is not None and org_type not in ORG_TYPES:
             raise Malformed("type must be one of " + ", ".join(ORG_TYPES))
         sort = query.get("sort", "last")
-        if sort not in SORTS:
-            raise Malformed("sort must be one of " + ", ".join(SORTS))
+        if sort not in CASE_SORTS:
+            raise Malformed("sort must be one of " + ", ".join(CASE_SORTS))
         order = query.get("order", "desc")
         if order not in ("asc", "desc"):
             raise Malformed("order must be asc or desc")
@@ -115,7 +113,7 @@ async def list_cases(
 ) -> tuple[list[CaseSummary], int]:
     require_coordinator(caller)
     page, total = await store.run_read(query.read)
-    scope.touch(c.ref for c in page)
+    scope.touch(c.case for c in page)
     await audit.access(store, scope, now=clock())
     return page, total
 
@@ -233,31 +231,20 @@ async def unmerge_case(
     return await audit.act(store, scope, now=now, work=unmerge)
 
 
-@dataclass(frozen=True, slots=True)
-class OpenReferral:
-    record: ReferralRecord
-    holder: str  # organisation id
-    due: int | None
-    overdue: bool
-
-
 def open_view(
-    records: list[ReferralRecord], limits: Mapping[str, Deadline], now: int
+    referrals: list[Referral], limits: Mapping[str, Deadline], now: int
 ) -> list[OpenReferral]:
     """Open referrals with who holds the next step and when it is due; overdue first."""
     views = []
-    for record in records:
-        if record.replaced_by is not None:
+    for referral in referrals:
+        if referral.replaced_by is not None:
             continue
-        deadline = limits.get(record.step)
-        due = None if deadline is None else deadline.due(record.step_at)
-        holder = (
-            record.recipient
-            if machine.HOLDER[record.step] == machine.RECIPIENT
-            else record.referrer
+        deadline = limits.get(referral.step)
+        due = None if deadline is None else deadline.due(referral.step_at)
+        views.append(
+            OpenReferral.at(referral, now=now, due=due, overdue=due is not None and due <= now)
         )
-        views.append(OpenReferral(record, holder, due, due is not None and due <= now))
-    views.sort(key=lambda v: (not v.overdue, v.due if v.overdue else 0, v.record.step_at))
+    views.sort(key=lambda v: (not v.overdue, v.due if v.overdue else 0, v.referral.step_at))
     return views
 
 
@@ -274,8 +261,8 @@ async def open_referrals(
     count = bounded_int(limit, config.limits.max_case_page, "limit", 1, config.limits.max_case_page)
     now = clock()
     records = await store.run_read(partial(reads.referral_records, open_only=True))
-    views = open_view(records, config.escalation, now)[:count]
-    scope.touch(v.record.id for v in views)
+    views = open_view([r.referral for r in records], config.escalation, now)[:count]
+    scope.touch(v.referral.id for v in views)
     await audit.access(store, scope, now=now)
     return views
 
@@ -289,7 +276,7 @@ async def read_events(
     caller: Caller,
     after: str | None,
     limit: str | None,
-) -> tuple[list[EventRecord], int]:
+) -> tuple[list[Event], int]:
     """The caller's own event feed after ``after`` (match, referral, escalation, reminder),
     and the cursor to read on from."""
     page = config.limits.max_case_page

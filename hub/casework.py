@@ -27,11 +27,11 @@ from hub.store import Tx
 from hub.store.cases import Attached, Referral
 from protocol import referral as machine
 from protocol.auditlog import MAX_PSEUDONYMS
+from protocol.cases import REFERRAL_TYPES
 from protocol.certificate import ROLE_COORDINATOR, Certificate
 from protocol.envelope import Header
 from protocol.types import CaseRef, MessageId, OrgId
 
-REFERRAL_TYPES: tuple[str, ...] = ("shelter", "care", "legal_aid")
 Notices = list[tuple[OrgId, Notice]]
 
 

@@ -31,7 +31,7 @@ taken, a database file others can read); it is never an HTTP answer.
 
 from __future__ import annotations
 
-PROBLEM_PREFIX = "urn:schakel:problem:"
+from protocol.problem import PROBLEM_PREFIX
 
 
 class HubError(Exception):

@@ -5,6 +5,7 @@
     ProtocolError                  root of everything raised here
     ├── EncodingError              bytes or JSON that are not in canonical, bounded form
     ├── ValidationError            a well-formed value that breaks a rule (bad id, bad size, ...)
+    │   └── FieldError             a wire record's field breaks its form (names the field)
     ├── VerificationError          a signature, chain, proof or MAC that does not verify
     │   ├── RevokedError           the certificate is on the network's revocation list
     │   └── QuorumNotMet           too few organisations cosigned a checkpoint
@@ -27,6 +28,18 @@ class EncodingError(ProtocolError):
 
 class ValidationError(ProtocolError):
     """A value is well formed but breaks one of the protocol's rules."""
+
+
+class FieldError(ValidationError):
+    """A wire record breaks its documented form at one field.
+
+    ``what`` names the record (``case list``), ``where`` the field
+    (``cases[3].orgs[0].org_type``) and ``rule`` what is wrong; none holds the value.
+    """
+
+    def __init__(self, what: str, where: str, rule: str) -> None:
+        super().__init__(f"{what}: {where}: {rule}")
+        self.what, self.where, self.rule = what, where, rule
 
 
 class VerificationError(ProtocolError):

@@ -23,7 +23,7 @@ identifier, key or certificate.
 
 from __future__ import annotations
 
-PROBLEM_PREFIX = "urn:schakel:problem:"
+from protocol.problem import PROBLEM_PREFIX
 
 
 class ServiceError(Exception):

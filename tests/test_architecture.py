@@ -266,3 +266,25 @@ def test_test_modules_have_names_of_their_own() -> None:
         )
     )
     assert importing == []
+
+
+# Wire conventions that hub and clients both read or write: each is spelt out only in
+# protocol (a second copy elsewhere could drift from it).
+WIRE_LITERALS = {
+    '"urn:schakel:problem:"': "protocol/problem.py",
+    '"schakel/auth/v1"': "protocol/challenge.py",
+    '("shelter", "care", "legal_aid")': "protocol/cases.py",
+    '"new", "referred", "in_care"': "protocol/cases.py",
+    '"last", "first", "signals", "open"': "protocol/cases.py",
+}
+
+
+@pytest.mark.parametrize("literal", sorted(WIRE_LITERALS))
+def test_a_wire_convention_is_written_once_in_protocol(literal: str) -> None:
+    found = [
+        str(path.relative_to(ROOT))
+        for package in FORBIDDEN
+        for path in _sources(package)
+        if literal in path.read_text(encoding="utf-8")
+    ]
+    assert found == [WIRE_LITERALS[literal]]

@@ -16,15 +16,6 @@ from typing import Any
 
 import click
 
-from clients.caseanswers import (
-    CASE_SORTS,
-    CASE_STATES,
-    MAX_PAGE,
-    CaseSummary,
-    Event,
-    OpenReferral,
-    TimelineEntry,
-)
 from clients.caseview import SENT, CaseView, Inline
 from clients.cli.common import (
     Settings,
@@ -41,6 +32,15 @@ from clients.cli.common import (
 from clients.errors import HubUnreachable
 from clients.hub_client import EventNotice
 from clients.organisation import Organisation
+from protocol.cases import (
+    CASE_SORTS,
+    CASE_STATES,
+    MAX_PAGE,
+    CaseSummary,
+    Event,
+    OpenReferral,
+    TimelineEntry,
+)
 from protocol.certificate import ORG_TYPES
 
 DECLINE_REASONS = (

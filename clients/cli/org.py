@@ -20,7 +20,6 @@ from typing import Any
 
 import click
 
-from clients.caseanswers import STATUS_CODES
 from clients.cli import cases, messages
 from clients.cli.common import (
     Settings,
@@ -45,6 +44,7 @@ from keys.keyfile import kdf_params_from_env, write_public_file
 from keys.organisation import OrgKeys
 from protocol.certificate import MAX_CERT_BYTES, Certificate
 from protocol.encoding import canonical_json
+from protocol.envelope import STATUS_CODES
 from protocol.types import parse_network_id, parse_org_id
 
 

@@ -16,101 +16,47 @@ from typing import Any
 import sqlalchemy as sa
 
 from hub import schema as t
+from protocol import cases
 from protocol import referral as machine
+from protocol.cases import CaseSummary, Event, OrgSignals, Referral, TimelineEntry
 from protocol.types import CaseRef, MessageId, OrgId
 
 _c, _cm, _m, _r = t.cases.c, t.case_members.c, t.messages.c, t.referrals.c
 _o, _e, _ru = t.organisations.c, t.events.c, t.referral_updates.c
-_OPEN_NOT_IN_CARE = (machine.SENT, machine.DELIVERED, machine.ACCEPTED)
-
-
-@dataclass(frozen=True, slots=True)
-class OrgSignals:
-    """One organisation's signals in a case."""
-
-    org: OrgId
-    org_type: str
-    count: int
-    first: int
-    last: int
-
-
-@dataclass(frozen=True, slots=True)
-class CaseSummary:
-    ref: CaseRef
-    created_at: int
-    signals: int
-    orgs: tuple[OrgSignals, ...]
-    first_signal: int | None
-    last_signal: int | None
-    referrals: dict[str, int]  # step -> how many
-    state: str
-
-    @property
-    def open_referrals(self) -> int:
-        return sum(n for step, n in self.referrals.items() if step in machine.OPEN_STEPS)
 
 
 @dataclass(frozen=True, slots=True)
 class ReferralRecord:
-    id: MessageId
-    case: CaseRef
-    referrer: OrgId
-    recipient: OrgId
-    recipient_type: str
-    step: str
-    step_at: int
-    steps: dict[str, int]  # step -> when it was entered
-    replaced_by: MessageId | None
-    cursor: int = 0
+    """A referral as the store keeps it: the wire record and its place in the log."""
 
+    referral: Referral
+    cursor: int
 
-@dataclass(frozen=True, slots=True)
-class TimelineItem:
-    at: int
-    type: str  # signal, referral, status, delivered, merge, split
-    message: MessageId | None = None
-    sender: OrgId | None = None
-    sender_type: str | None = None
-    recipients: tuple[OrgId, ...] = ()
-    code: str | None = None  # a status code
-    referral: MessageId | None = None  # what a status or delivery is about
-    other: CaseRef | None = None  # the case merged in or split off
-    automatic: bool | None = None
-    messages: tuple[MessageId, ...] = ()  # what a merge or split moved
-    seq: float = 0  # order among items of the same second: acceptance order, changes last
+    @property
+    def id(self) -> MessageId:
+        return self.referral.id
+
+    @property
+    def steps(self) -> Mapping[str, int]:
+        return self.referral.steps
 
 
 @dataclass(frozen=True, slots=True)
 class CaseDetail:
+    """One live case as the coordinator reads it, with what the access log must name."""
+
     summary: CaseSummary
-    referrals: tuple[ReferralRecord, ...]
-    timeline: tuple[TimelineItem, ...]
+    referrals: tuple[Referral, ...]
+    timeline: tuple[TimelineEntry, ...]
     truncated: bool
     members: tuple[MessageId, ...] = field(default=())
     pseudonyms: tuple[str, ...] = field(default=())
 
-
-@dataclass(frozen=True, slots=True)
-class EventRecord:
-    id: int
-    kind: str
-    at: int
-    case: CaseRef | None
-    message: MessageId | None
-    step: str | None
-    detail: dict[str, Any]
-
-
-def state_of(steps: dict[str, int]) -> str:
-    """A case's state from how many of its referrals are at each step."""
-    if steps.get(machine.CARE_STARTED):
-        return "in_care"
-    if any(steps.get(step) for step in _OPEN_NOT_IN_CARE):
-        return "referred"
-    if steps.get(machine.DECLINED):
-        return "declined"
-    return "closed" if steps.get(machine.CLOSED) else "new"
+    def record(self, merged_from: CaseRef | None) -> cases.CaseDetail:
+        """The wire record; ``merged_from`` is the reference asked for, if it redirected."""
+        return cases.CaseDetail(
+            self.summary, merged_from, self.referrals, self.timeline, self.truncated
+        )
 
 
 def live_ref(conn: sa.Connection, ref: str) -> CaseRef | None:
@@ -149,7 +95,7 @@ def page(
     refs = conn.execute(
         sa.select(_c.ref).where(*where).order_by(*order).offset(offset).limit(limit)
     ).scalars().all()  # fmt: skip
-    found = {case.ref: case for case in summaries(conn, refs)}
+    found = {case.case: case for case in summaries(conn, refs)}
     return [found[ref] for ref in refs if ref in found], int(total.scalar_one())
 
 
@@ -165,11 +111,11 @@ def summaries(conn: sa.Connection, refs: Sequence[str] | None = None) -> list[Ca
         .group_by(_cm.case, _m.sender, _o.org_type, _m.kind)
     )  # fmt: skip
     steps = sa.select(_r.case, _r.step, sa.func.count()).group_by(_r.case, _r.step)
-    cases = sa.select(_c.ref, _c.created_at).where(_c.merged_into.is_(None))
+    live = sa.select(_c.ref).where(_c.merged_into.is_(None))
     if refs is not None:
         members = members.where(_cm.case.in_(refs))
         steps = steps.where(_r.case.in_(refs))
-        cases = cases.where(_c.ref.in_(refs))
+        live = live.where(_c.ref.in_(refs))
     by_case: dict[str, list[Any]] = defaultdict(list)
     for row in conn.execute(members):
         by_case[row[0]].append(row)
@@ -177,31 +123,20 @@ def summaries(conn: sa.Connection, refs: Sequence[str] | None = None) -> list[Ca
     for case, step, count in conn.execute(steps):
         referral_steps[case][step] = int(count)
     return [
-        _summary(CaseRef(ref), int(created), by_case[ref], referral_steps[ref])
-        for ref, created in conn.execute(cases)
+        _summary(CaseRef(ref), by_case[ref], referral_steps[ref])
+        for (ref,) in conn.execute(live)
         if ref in by_case
     ]
 
 
-def _summary(ref: CaseRef, created: int, rows: list[Any], steps: dict[str, int]) -> CaseSummary:
+def _summary(ref: CaseRef, rows: list[Any], steps: dict[str, int]) -> CaseSummary:
     signals = [row for row in rows if row.kind == "signal"]
-    orgs = tuple(
-        sorted(
-            (OrgSignals(OrgId(r.sender), r.org_type or "other", int(r[4]), int(r[5]), int(r[6]))
-             for r in signals),
-            key=lambda o: (o.first, o.org),
-        )
+    orgs = sorted(
+        (OrgSignals(OrgId(r.sender), r.org_type or "other", int(r[4]), int(r[5]), int(r[6]))
+         for r in signals),
+        key=lambda o: (o.first, o.org),
     )  # fmt: skip
-    return CaseSummary(
-        ref=ref,
-        created_at=created,
-        signals=sum(o.count for o in orgs),
-        orgs=orgs,
-        first_signal=min((o.first for o in orgs), default=None),
-        last_signal=max((o.last for o in orgs), default=None),
-        referrals=dict(steps),
-        state=state_of(steps),
-    )
+    return CaseSummary.of(ref, orgs, steps)
 
 
 def referral_records(
@@ -217,7 +152,7 @@ def referral_records(
 
 def _referral_record(row: Any) -> ReferralRecord:
     steps = {step: row._mapping[f"{step}_at"] for step in machine.STEPS}
-    return ReferralRecord(
+    referral = Referral(
         id=MessageId(row.id),
         case=CaseRef(row.case),
         referrer=OrgId(row.referrer),
@@ -225,10 +160,10 @@ def _referral_record(row: Any) -> ReferralRecord:
         recipient_type=row.org_type or "other",
         step=row.step,
         step_at=int(row.step_at),
-        steps={step: int(at) for step, at in steps.items() if at is not None},
+        steps=MappingProxyType({step: int(at) for step, at in steps.items() if at is not None}),
         replaced_by=None if row.replaced_by is None else MessageId(row.replaced_by),
-        cursor=int(row.cursor),
     )
+    return ReferralRecord(referral, int(row.cursor))
 
 
 def detail(conn: sa.Connection, ref: CaseRef, *, limit: int) -> CaseDetail | None:
@@ -237,13 +172,14 @@ def detail(conn: sa.Connection, ref: CaseRef, *, limit: int) -> CaseDetail | Non
     if not found:
         return None
     referrals = referral_records(conn, case=ref)
-    items = _member_items(conn, ref) + _status_items(conn, ref) + _change_items(conn, ref)
-    items += [
-        TimelineItem(at=r.steps[machine.DELIVERED], type="delivered", sender=r.recipient,
-                     referral=r.id, seq=r.cursor + 0.5)
+    placed = _member_items(conn, ref) + _status_items(conn, ref) + _change_items(conn, ref)
+    placed += [
+        (r.cursor + 0.5, TimelineEntry(at=r.steps[machine.DELIVERED], type="delivered",
+                                       sender=r.referral.recipient, referral=r.id))
         for r in referrals if machine.DELIVERED in r.steps
     ]  # fmt: skip
-    items.sort(key=lambda item: (item.at, item.seq))
+    placed.sort(key=lambda pair: (pair[1].at, pair[0]))  # same second: acceptance order
+    items = [item for _, item in placed]
     members = tuple(sorted(item.message for item in items if item.type in ("signal", "referral")
                            and item.message is not None))  # fmt: skip
     mp = t.message_pseudonyms.c
@@ -253,7 +189,7 @@ def detail(conn: sa.Connection, ref: CaseRef, *, limit: int) -> CaseDetail | Non
     ).scalars().all()  # fmt: skip
     return CaseDetail(
         summary=found[0],
-        referrals=tuple(referrals),
+        referrals=tuple(r.referral for r in referrals),
         timeline=tuple(items[-limit:]),
         truncated=len(items) > limit,
         members=members,
@@ -271,7 +207,10 @@ def _recipients(conn: sa.Connection, cursors: list[int]) -> dict[int, tuple[OrgI
     return {cursor: tuple(orgs) for cursor, orgs in found.items()}
 
 
-def _member_items(conn: sa.Connection, ref: CaseRef) -> list[TimelineItem]:
+Placed = tuple[float, TimelineEntry]  # (order among entries of the same second, entry)
+
+
+def _member_items(conn: sa.Connection, ref: CaseRef) -> list[Placed]:
     rows = conn.execute(
         sa.select(_m.cursor, _m.id, _m.kind, _m.sender, _o.org_type, _m.accepted_at)
         .select_from(t.case_members.join(t.messages, _m.cursor == _cm.cursor)
@@ -280,14 +219,15 @@ def _member_items(conn: sa.Connection, ref: CaseRef) -> list[TimelineItem]:
     ).all()  # fmt: skip
     recipients = _recipients(conn, [row.cursor for row in rows])
     return [
-        TimelineItem(at=int(row.accepted_at), type=row.kind, message=MessageId(row.id),
-                     sender=OrgId(row.sender), sender_type=row.org_type or "other",
-                     recipients=recipients.get(row.cursor, ()), seq=row.cursor)
+        (row.cursor, TimelineEntry(at=int(row.accepted_at), type=row.kind,
+                                   message=MessageId(row.id), sender=OrgId(row.sender),
+                                   sender_type=row.org_type or "other",
+                                   recipients=recipients.get(row.cursor, ())))
         for row in rows
     ]  # fmt: skip
 
 
-def _status_items(conn: sa.Connection, ref: CaseRef) -> list[TimelineItem]:
+def _status_items(conn: sa.Connection, ref: CaseRef) -> list[Placed]:
     referral = t.referrals.alias("referral")
     rows = conn.execute(
         sa.select(_m.cursor, _m.id, _m.sender, _o.org_type, _ru.code, _ru.at,
@@ -299,15 +239,15 @@ def _status_items(conn: sa.Connection, ref: CaseRef) -> list[TimelineItem]:
     ).all()  # fmt: skip
     recipients = _recipients(conn, [row.cursor for row in rows])
     return [
-        TimelineItem(at=int(row.at), type="status", message=MessageId(row.id),
-                     sender=OrgId(row.sender), sender_type=row.org_type or "other",
-                     recipients=recipients.get(row.cursor, ()), code=row.code,
-                     referral=MessageId(row.referral), seq=row.cursor)
+        (row.cursor, TimelineEntry(at=int(row.at), type="status", message=MessageId(row.id),
+                                   sender=OrgId(row.sender), sender_type=row.org_type or "other",
+                                   recipients=recipients.get(row.cursor, ()), code=row.code,
+                                   referral=MessageId(row.referral)))
         for row in rows
     ]  # fmt: skip
 
 
-def _change_items(conn: sa.Connection, ref: CaseRef) -> list[TimelineItem]:
+def _change_items(conn: sa.Connection, ref: CaseRef) -> list[Placed]:
     cc = t.case_changes.c
     rows = conn.execute(
         sa.select(cc.case, cc.other, cc.action, cc.automatic, cc.at, cc.messages).where(
@@ -315,16 +255,21 @@ def _change_items(conn: sa.Connection, ref: CaseRef) -> list[TimelineItem]:
         )
     ).all()
     return [
-        TimelineItem(at=int(row.at), type=row.action,
-                     other=CaseRef(row.other if row.case == ref else row.case),
-                     automatic=bool(row.automatic),
-                     messages=tuple(MessageId(m) for m in json.loads(row.messages)),
-                     seq=float("inf"))
+        (
+            float("inf"),  # after the messages of the same second
+            TimelineEntry(
+                at=int(row.at),
+                type=row.action,
+                other=CaseRef(row.other if row.case == ref else row.case),
+                automatic=bool(row.automatic),
+                messages=tuple(MessageId(m) for m in json.loads(row.messages)),
+            ),
+        )
         for row in rows
-    ]  # fmt: skip
+    ]
 
 
-def events(conn: sa.Connection, org: OrgId, *, after: int, limit: int) -> list[EventRecord]:
+def events(conn: sa.Connection, org: OrgId, *, after: int, limit: int) -> list[Event]:
     rows = conn.execute(
         sa.select(_e.id, _e.kind, _e.at, _e.case, _e.message, _e.step, _e.detail)
         .where(_e.org == org, _e.id > after)
@@ -332,14 +277,14 @@ def events(conn: sa.Connection, org: OrgId, *, after: int, limit: int) -> list[E
         .limit(limit)
     ).all()
     return [
-        EventRecord(
+        Event(
             id=int(row.id),
             kind=row.kind,
             at=int(row.at),
             case=None if row.case is None else CaseRef(row.case),
             message=None if row.message is None else MessageId(row.message),
             step=row.step,
-            detail=json.loads(row.detail),
+            detail=MappingProxyType(json.loads(row.detail)),
         )
         for row in rows
     ]

@@ -12,7 +12,7 @@ so it can be reversed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub import schema as t
-from hub.store.casereads import state_of
-from protocol import referral as machine
+from protocol.cases import Held, open_count, place, state_of
 from protocol.encoding import canonical_json
 from protocol.types import CaseRef, MessageId, OrgId
 
@@ -78,8 +77,8 @@ class CaseTx:
     def exists(self, ref: str) -> bool:
         return self._conn.execute(sa.select(_c.ref).where(_c.ref == ref)).first() is not None
 
-    def _holding(self, pseudonyms: Iterable[str]) -> dict[CaseRef, tuple[int, int]]:
-        """Live cases holding any of ``pseudonyms``: case -> (shared count, created_at)."""
+    def _holding(self, pseudonyms: Iterable[str]) -> dict[CaseRef, Held]:
+        """Live cases holding any of ``pseudonyms``, with how many each holds."""
         wanted = sorted(set(pseudonyms))
         if not wanted:
             return {}
@@ -89,7 +88,16 @@ class CaseTx:
             .where(_cp.pseudonym.in_(wanted))
             .group_by(_cp.case, _c.created_at)
         ).all()
-        return {CaseRef(row[0]): (int(row[1]), int(row[2])) for row in rows}
+        return {CaseRef(row[0]): Held(int(row[1]), int(row[2])) for row in rows}
+
+    def _kept_apart(self, cases: Collection[str]) -> set[frozenset[str]]:
+        """The pairs among ``cases`` that a coordinator keeps apart."""
+        if len(cases) < 2:
+            return set()
+        rows = self._conn.execute(
+            sa.select(_sep.a, _sep.b).where(_sep.a.in_(sorted(cases)), _sep.b.in_(sorted(cases)))
+        ).all()
+        return {frozenset((row.a, row.b)) for row in rows}
 
     def attach(
         self,
@@ -100,30 +108,24 @@ class CaseTx:
         fresh: CaseRef,
         target: CaseRef | None = None,
     ) -> Attached:
-        """Place message ``cursor`` in a case (``target``, else by its pseudonyms).
-
-        ``fresh`` is the reference a new case gets; ``target`` must be live.
-        """
+        """Place message ``cursor`` in a case (``target``, else by its pseudonyms), as
+        :func:`protocol.cases.place` decides. ``fresh`` is the reference a new case
+        gets; ``target`` must be live."""
         holding = self._holding(pseudonyms)
-        if target is None and not holding:
+        involved = set(holding) | ({target} if target is not None else set())
+        placement = place(holding, self._kept_apart(involved), target=target)
+        if placement.case is None:
             self._conn.execute(sa.insert(t.cases).values(ref=fresh, created_at=now))
             self._add_member(fresh, cursor, pseudonyms)
             self.refresh(fresh, referrals=False)  # a case made just now has none yet
             return Attached(fresh, False, (), ())
-        if target is None:
-            target = min(holding, key=lambda ref: (-holding[ref][0], holding[ref][1], ref))
-        merged: list[CaseRef] = []
-        apart: list[CaseRef] = []
-        for other in sorted(set(holding) - {target}, key=lambda ref: (holding[ref][1], ref)):
-            if self._separated(target, other):
-                apart.append(other)
-            else:
-                self.merge(target, other, now=now, org=None, automatic=True)
-                merged.append(other)
-        joined = self._has_members(target)
-        self._add_member(target, cursor, pseudonyms)
-        self.refresh(target)
-        return Attached(target, joined, tuple(merged), tuple(apart))
+        case = placement.case
+        for other in placement.merge:
+            self.merge(case, other, now=now, org=None, automatic=True)
+        joined = self._has_members(case)
+        self._add_member(case, cursor, pseudonyms)
+        self.refresh(case)
+        return Attached(case, joined, placement.merge, placement.apart)
 
     def _has_members(self, case: CaseRef) -> bool:
         return self._conn.execute(sa.select(_cm.cursor).where(_cm.case == case)).first() is not None
@@ -133,11 +135,6 @@ class CaseTx:
         self._insert_ignore(
             t.case_pseudonyms, [{"pseudonym": p, "case": case} for p in sorted(set(pseudonyms))]
         )
-
-    def _separated(self, a: str, b: str) -> bool:
-        low, high = sorted((a, b))
-        row = self._conn.execute(sa.select(_sep.a).where(_sep.a == low, _sep.b == high)).first()
-        return row is not None
 
     def members(self, case: CaseRef) -> dict[MessageId, int]:
         """The case's signals and referrals: message id -> cursor."""
@@ -251,7 +248,7 @@ class CaseTx:
                 last_signal=max((row.accepted_at for row in rows), default=None),
                 org_types="".join(f",{name}" for name in types) + ("," if types else ""),
                 state=state_of(steps),
-                open_referrals=sum(n for step, n in steps.items() if step in machine.OPEN_STEPS),
+                open_referrals=open_count(steps),
             )
         )
 

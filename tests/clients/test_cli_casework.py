@@ -22,7 +22,13 @@ from test_cli_org import authority as authority  # the fixture, reused
 from test_cli_org import env as env  # the fixture, reused
 
 from clients import caseview
-from clients.caseanswers import (
+from clients.cli import common
+from clients.cli.messages import message_line
+from clients.errors import CaseNotFound, MalformedAnswer
+from clients.organisation import ReceivedMessage
+from keys.authority import Authority
+from keys.organisation import OrgKeys
+from protocol.cases import (
     CaseDetail,
     CasePage,
     CaseSummary,
@@ -30,15 +36,9 @@ from clients.caseanswers import (
     EventPage,
     OpenReferral,
     OrgSignals,
-    ReferralInfo,
+    Referral,
     TimelineEntry,
 )
-from clients.cli import common
-from clients.cli.messages import message_line
-from clients.errors import CaseNotFound, MalformedAnswer
-from clients.organisation import ReceivedMessage
-from keys.authority import Authority
-from keys.organisation import OrgKeys
 from protocol.certificate import pem_encode
 from protocol.types import CaseRef, MessageId, OrgId
 
@@ -164,9 +164,9 @@ def _summary(ref: CaseRef = REF, state: str = "referred") -> CaseSummary:
                        MappingProxyType({"delivered": 1}), 1)  # fmt: skip
 
 
-def _referral(step: str = "delivered", id: MessageId = MSG) -> ReferralInfo:
+def _referral(step: str = "delivered", id: MessageId = MSG) -> Referral:
     steps = MappingProxyType({"sent": 1_700_190_000, step: 1_700_200_000})
-    return ReferralInfo(
+    return Referral(
         id, REF, OrgId("regie"), OrgId("opvang"), "shelter", step, 1_700_200_000, steps, None
     )
 

@@ -238,7 +238,7 @@ async def test_open_referrals_and_events(
     assert found.holder == "shelter" and found.overdue and found.due == 1000
     assert found.referral.step == "delivered"
     assert [e.id for e in page.events] == [4, 9] and page.next == 9
-    assert page.events[0].detail["merged"] == [OTHER] and page.events[1].detail["due"] == 150
+    assert page.events[0].detail["merged"] == (OTHER,) and page.events[1].detail["due"] == 150
     assert [a[1] for a in fake.asked] == ["/v1/referrals?limit=5", "/v1/events?after=3&limit=20"]
 
 

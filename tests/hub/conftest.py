@@ -37,7 +37,6 @@ from openapi_harness import OPENAPI, response_mismatches
 
 from hub.api import SERVICES
 from hub.app import make_app
-from hub.auth import auth_message
 from hub.config import HubConfig
 from hub.escalation import Escalator
 from hub.server import ConnectionCap, HubRunner, connection_cap, hub_server_kwargs
@@ -55,6 +54,7 @@ from protocol.certificate import (
     create_root,
     issue_certificate,
 )
+from protocol.challenge import auth_message
 from protocol.encoding import b64d, b64e
 from protocol.envelope import Envelope, new_message_id, seal
 from protocol.keybundle import KeyBundle, kem_public_bytes, sign_bundle

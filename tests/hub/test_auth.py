@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hub.auth import auth_message
+from protocol.challenge import auth_message
 from protocol.encoding import b64d, b64e
 
 if TYPE_CHECKING:

@@ -51,7 +51,7 @@ from fuzz_cases import (
     operations,
 )
 
-from hub.auth import auth_message
+from protocol.challenge import auth_message
 from protocol.encoding import b64d, b64e
 from protocol.errors import ValidationError
 from protocol.linkingkey import seal_linking_key
