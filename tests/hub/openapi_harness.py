@@ -4,6 +4,7 @@ strictly, as a client written from the document alone would read it."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,13 @@ def _resolve(item: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
+@functools.cache
+def _validator(method: str, path: str, status: str, media: str) -> Any:
+    """The schema of one documented answer, with the whole document around it for refs."""
+    content = _resolve(OPENAPI["paths"][path][method]["responses"][status])["content"]
+    return jsonschema.Draft202012Validator({**OPENAPI, **content[media]["schema"]})
+
+
 def response_mismatches(key: tuple[str, str, int], response: web.StreamResponse) -> list[str]:
     """How ``response`` differs from what hub/openapi.json says of ``key``: its media
     type, and its JSON body against the schema of its status, validated strictly."""
@@ -44,7 +52,6 @@ def response_mismatches(key: tuple[str, str, int], response: web.StreamResponse)
     if media not in JSON_TYPES or not isinstance(response, web.Response):
         return []  # NDJSON streams and the like: checked by their own tests
     assert isinstance(response.body, bytes)
-    schema = {**OPENAPI, **content[media]["schema"]}
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _validator(method, path, str(status), media)
     errors = sorted(validator.iter_errors(json.loads(response.body)), key=str)
     return [f"{label}: {error.message} at {list(error.absolute_path)}" for error in errors[:3]]
