@@ -58,6 +58,7 @@ RAISED_LIMITS = replace(
     burst=UNTHROTTLED,
     address_rate_per_sec=UNTHROTTLED,
     address_burst=UNTHROTTLED,
+    connections_per_address=UNTHROTTLED,  # every load task connects from one address
 )
 MESSAGES_PATH = "/v1/messages"
 

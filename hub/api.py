@@ -26,6 +26,7 @@ from hub.config import Clock, HubConfig, IPAddress, Networks, Rng, unmapped
 from hub.errors import Malformed, NotFound, Unauthorized, Unavailable
 from hub.notify import Notifier
 from hub.problems import ORG, REQUEST_ID, read_json
+from hub.query import INTEGER, NONE, Spec, parse_query
 from hub.ratelimit import TokenBucket
 from hub.store import InboxItem, Store
 from hub.tokens import TokenService
@@ -71,6 +72,17 @@ class Services:
 
 
 SERVICES = web.AppKey("schakel_services", Services)
+# The query parameters of an authenticated request, as hub.query.parse_query passed them.
+QUERY = web.RequestKey("schakel_query", dict)
+
+
+def query_of(request: web.Request) -> dict[str, str]:
+    """The query parameters :func:`authenticate` passed for this request."""
+    found: dict[str, str] = request[QUERY]
+    return found
+
+
+INBOX_QUERY: Spec = {"after": INTEGER, "limit": INTEGER}
 
 
 def services(request: web.Request) -> Services:
@@ -195,11 +207,15 @@ async def audited(request: web.Request, action: str, object_type: str) -> AsyncI
         yield scope
 
 
-async def authenticate(request: web.Request, scope: Scope, *, purpose: bool = False) -> auth.Caller:
+async def authenticate(
+    request: web.Request, scope: Scope, *, purpose: bool = False, query: Spec = NONE
+) -> auth.Caller:
     """The caller behind the bearer token; fills in the audit scope and rate-limits.
 
     ``Schakel-User`` is required; ``Schakel-Purpose`` too where ``purpose`` (routes that
-    read case data). Each value enters the scope only once it passed its check.
+    read case data). Each value enters the scope only once it passed its check. Then
+    the query string, by the route's ``query`` (none by default): the parameters that
+    passed are in ``request[QUERY]``.
     """
     s = services(request)
     try:
@@ -221,17 +237,22 @@ async def authenticate(request: web.Request, scope: Scope, *, purpose: bool = Fa
     scope.user = parse_user(headers.get(USER_HEADER))
     scope.purpose = parse_purpose(headers.get(PURPOSE_HEADER), required=purpose)
     scope.purpose_text = parse_purpose_text(headers.get(PURPOSE_TEXT_HEADER))
+    request[QUERY] = parse_query(request.query, query)
     return caller
 
 
 def limit_address(request: web.Request) -> None:
+    """What every route before login checks first: the rate per address, no query."""
     services(request).address_limits.check(client_address(request) or "-")
+    parse_query(request.query, NONE)
 
 
 async def body_of(request: web.Request, *, large: bool = False) -> object:
     limits = services(request).config.limits
     return await read_json(
-        request, max_bytes=limits.max_body_bytes if large else limits.max_json_bytes
+        request,
+        max_bytes=limits.max_body_bytes if large else limits.max_json_bytes,
+        timeout=limits.body_timeout_ms / 1000,
     )
 
 
@@ -471,15 +492,15 @@ def _inbox_item(item: InboxItem) -> dict[str, Any]:
 async def get_inbox(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "list", "inbox") as scope:
-        caller = await authenticate(request, scope, purpose=True)
+        caller = await authenticate(request, scope, purpose=True, query=INBOX_QUERY)
         page = await relay.read_inbox(
             s.store,
             s.clock,
             s.config,
             scope,
             caller=caller.org,
-            after=request.query.get("after"),
-            limit=request.query.get("limit"),
+            after=query_of(request).get("after"),
+            limit=query_of(request).get("limit"),
         )
     return render({"messages": [_inbox_item(item) for item in page.items], "next": page.next})
 
@@ -512,16 +533,19 @@ async def post_ack(request: web.Request) -> web.Response:
 
 
 async def get_healthz(request: web.Request) -> web.Response:
+    parse_query(request.query, NONE)
     return render({"status": "ok"})
 
 
 async def get_readyz(request: web.Request) -> web.Response:
+    parse_query(request.query, NONE)
     if not await services(request).store.ready():
         raise Unavailable("the database is not reachable or not migrated")
     return render({"status": "ok"})
 
 
 async def get_openapi(request: web.Request) -> web.Response:
+    limit_address(request)
     document = services(request).openapi
     if document is None:
         raise NotFound()

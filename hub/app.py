@@ -25,19 +25,29 @@ from hub.auditapi import add_audit_routes
 from hub.caseapi import add_case_routes
 from hub.config import Clock, HubConfig, Rng, system_clock
 from hub.directory import TrustCache
+from hub.errors import StartError
 from hub.escalation import Escalator
-from hub.logs import access_log_middleware
+from hub.logs import ACCESS_LOGGER, access_log_middleware
 from hub.metrics import Metrics, add_metrics_route
 from hub.notify import Notifier, notifier_for
 from hub.problems import problem_middleware
 from hub.ratelimit import TokenBucket
+from hub.server import HubRunner, connection_cap, hub_server_kwargs
 from hub.store import Store
 from hub.tokens import TokenService
 from hub.treeheads import HeadSigner
-from hub.ws import websocket
+from hub.ws import add_socket_registry, websocket
 from protocol.certificate import Certificate, load_root, verify_certificate
 
 log = logging.getLogger("hub")
+
+
+def start_failure(config: HubConfig, exc: OSError) -> StartError:
+    """``exc`` (a port in use, a database file others can read, ...) as a StartError."""
+    cause = exc.strerror or str(exc) or type(exc).__name__
+    if exc.strerror and exc.filename:
+        cause = f"{exc.filename}: {cause}"
+    return StartError(f"cannot start the hub on {config.host}:{config.port}: {cause}")
 
 
 def _openapi() -> bytes | None:
@@ -130,7 +140,7 @@ def make_app(
     metrics = Metrics()
     app = web.Application(
         middlewares=[
-            access_log_middleware(logging.getLogger("hub.access"), observe=metrics.observe),
+            access_log_middleware(logging.getLogger(ACCESS_LOGGER), observe=metrics.observe),
             problem_middleware(logging.getLogger("hub.errors")),
         ],
         client_max_size=limits.client_max_size,
@@ -155,6 +165,7 @@ def make_app(
         await notifier.stop()
 
     app.cleanup_ctx.append(lifecycle)
+    add_socket_registry(app)
     add_routes(app, websocket=websocket)
     add_audit_routes(app)
     add_case_routes(app)
@@ -170,27 +181,29 @@ async def serve(
     log_signing_key: Ed25519PrivateKey | None = None,
     stop: asyncio.Event | None = None,
     migrate: bool = True,
+    clock: Clock | None = None,
 ) -> None:
     """Run the hub on ``config.host:config.port`` until SIGINT/SIGTERM (or ``stop`` is set).
 
     ``migrate=False`` leaves the schema alone (replicas behind ``schakel hub migrate``).
+    A hub that can not start (its port taken, a database file others can read) raises
+    :class:`StartError`. On stopping, every WebSocket is closed with 1001 "hub stopped"
+    (:func:`hub.ws.close_sockets`), requests in flight may finish, and "hub stopped" is
+    logged.
     """
-    app = make_app(
-        config,
-        token_key_pem=token_key_pem,
-        hub_certificate_der=hub_certificate_der,
-        log_signing_key=log_signing_key,
-        migrate=migrate,
-    )
-    limits = config.limits
-    runner = web.AppRunner(
-        app,
-        access_log=None,  # hub.logs writes the access log, without raw paths
-        keepalive_timeout=limits.keepalive_timeout,
-        max_line_size=limits.max_line_size,
-        max_field_size=limits.max_field_size,
-        shutdown_timeout=limits.shutdown_timeout,
-        handle_signals=False,
+    try:
+        app = make_app(
+            config,
+            token_key_pem=token_key_pem,
+            hub_certificate_der=hub_certificate_der,
+            log_signing_key=log_signing_key,
+            migrate=migrate,
+            clock=clock,
+        )
+    except OSError as exc:
+        raise start_failure(config, exc) from None
+    runner = HubRunner(
+        app, cap=connection_cap(config), handle_signals=False, **hub_server_kwargs(config)
     )
     await runner.setup()
     stop = stop or asyncio.Event()
@@ -199,11 +212,15 @@ async def serve(
         loop.add_signal_handler(signum, stop.set)
     try:
         site = web.TCPSite(runner, config.host, config.port, backlog=1024)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise start_failure(config, exc) from None
         log.info("hub listening")
         await stop.wait()
         log.info("hub stopping")
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        await runner.cleanup()  # stops accepting, drains requests, then the writer
+        await runner.cleanup()  # stops accepting, closes sockets, drains, then the writer
+    log.info("hub stopped")

@@ -9,18 +9,19 @@ An allowed action appends its entry in the same work item, so in the same transa
 as its effect (:func:`act`): no effect without its entry, and a failing entry fails the
 action. A denied request appends its entry as a work item of its own (:func:`audited`);
 its rejected effects were never written. Entries never hold content, keys or tokens;
-pseudonyms only for the ``create`` of a message (its header pseudonyms).
+pseudonyms only for the ``create`` of a message (its header pseudonyms, and for a
+referral or status update those of its case).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from hub.config import Clock
-from hub.errors import HubError, RateLimited
+from hub.errors import AccessLogUnavailable, HubError, RateLimited
 from hub.store import Store, Tx
 from protocol.auditlog import AuditEntry
 
@@ -28,10 +29,6 @@ T = TypeVar("T")
 
 ALLOWED = "allowed"
 DENIED = "denied"
-
-
-class AuditLogError(Exception):
-    """The access log moved while an entry was being appended (it was not stored)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +120,16 @@ class Scope:
 
 @dataclass(frozen=True, slots=True)
 class Outcome(Generic[T]):
-    """What a work item returns to :func:`act`: its value and the verdict to record."""
+    """What a work item returns to :func:`act`: its value and the verdict to record.
+
+    ``pseudonyms``, when given, replace the scope's in the entry: what the work found
+    the request to be about (the case of a referral, :func:`hub.casework.logged_pseudonyms`).
+    """
 
     value: T
     allowed: bool = True
     reason: str | None = None
+    pseudonyms: tuple[str, ...] | None = None
 
 
 def append(tx: Tx, event: Event, *, now: int) -> AuditEntry:
@@ -135,14 +137,15 @@ def append(tx: Tx, event: Event, *, now: int) -> AuditEntry:
 
     The store may give the tree from memory; its insert stores the entry only if its
     index directly follows the newest stored one. If the tree was stale (an entry
-    appended by other means), it is read again and the entry placed anew, once.
+    appended by other means), it is read again and the entry placed anew, once; if that
+    fails too, or the stored log is broken, :class:`AccessLogUnavailable` (503).
     """
     for fresh in (False, True):
         tree = tx.audit_tree(fresh=fresh)
         entry = event.entry(tree.size, now=now)
         if tx.insert_audit(entry, tree):
             return entry
-    raise AuditLogError("the access log moved while an entry was being appended")
+    raise AccessLogUnavailable(cause="it moved twice while an entry was being appended")
 
 
 async def act(store: Store, scope: Scope, *, now: int, work: Callable[[Tx], Outcome[T]]) -> T:
@@ -155,7 +158,10 @@ async def act(store: Store, scope: Scope, *, now: int, work: Callable[[Tx], Outc
     def item(tx: Tx) -> Outcome[T]:
         outcome = work(tx)
         verdict = ALLOWED if outcome.allowed else DENIED
-        append(tx, scope.event(verdict, outcome.reason), now=now)
+        event = scope.event(verdict, outcome.reason)
+        if outcome.pseudonyms is not None:
+            event = replace(event, pseudonyms=outcome.pseudonyms)
+        append(tx, event, now=now)
         return outcome
 
     outcome = await store.write(item)

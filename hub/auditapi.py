@@ -13,12 +13,28 @@ from typing import Any
 from aiohttp import web
 
 from hub import auditlog
-from hub.api import audited, authenticate, render, services
+from hub.api import audited, authenticate, query_of, render, services
 from hub.problems import REQUEST_ID, REQUEST_ID_HEADER
+from hub.query import INTEGER, TEXT, Spec, one_of
 from protocol.auditlog import AuditEntry, TreeHead
 from protocol.encoding import b64e
 
 NDJSON = "application/x-ndjson"
+FILTERS: Spec = {
+    "start": INTEGER,
+    "end": INTEGER,
+    "org": TEXT,
+    "user": TEXT,
+    "action": TEXT,
+    "object": TEXT,
+    "pseudonym": TEXT,
+    "since": INTEGER,
+    "until": INTEGER,
+}
+CONSISTENCY_QUERY: Spec = {"from": INTEGER, "to": INTEGER}
+ENTRIES_QUERY: Spec = {**FILTERS, "limit": INTEGER}
+PROOF_QUERY: Spec = {"size": INTEGER}
+EXPORT_QUERY: Spec = {**FILTERS, "size": INTEGER, "proofs": one_of("true", "false")}
 
 
 def _head(head: TreeHead | None) -> dict[str, Any] | None:
@@ -60,23 +76,25 @@ async def get_head_of_size(request: web.Request) -> web.Response:
 async def get_consistency(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "read", "audit") as scope:
-        await authenticate(request, scope)
-        found = await auditlog.consistency(s.store, s.clock, scope, params=request.query)
+        await authenticate(request, scope, query=CONSISTENCY_QUERY)
+        found = await auditlog.consistency(s.store, s.clock, scope, params=query_of(request))
     return render({"from": found.old, "to": found.new, "proof": _proof(found.proof)})
 
 
 async def get_entries(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "read", "audit") as scope:
-        caller = await authenticate(request, scope, purpose=True)
-        page = await auditlog.entries(s.store, s.clock, scope, caller=caller, params=request.query)
+        caller = await authenticate(request, scope, purpose=True, query=ENTRIES_QUERY)
+        page = await auditlog.entries(
+            s.store, s.clock, scope, caller=caller, params=query_of(request)
+        )
     return render({"entries": [e.to_wire() for e in page.entries], "next": page.next})
 
 
 async def get_proof(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "read", "audit") as scope:
-        caller = await authenticate(request, scope, purpose=True)
+        caller = await authenticate(request, scope, purpose=True, query=PROOF_QUERY)
         found = await auditlog.inclusion(
             s.store,
             s.clock,
@@ -85,7 +103,7 @@ async def get_proof(request: web.Request) -> web.Response:
             caller=caller,
             signer=s.heads,
             index_text=request.match_info["index"],
-            params=request.query,
+            params=query_of(request),
         )
     return render(
         {
@@ -110,9 +128,15 @@ def _entry_line(entry: AuditEntry, proof: list[bytes] | None) -> bytes:
 async def get_export(request: web.Request) -> web.StreamResponse:
     s = services(request)
     async with audited(request, "export", "audit") as scope:
-        caller = await authenticate(request, scope, purpose=True)
+        caller = await authenticate(request, scope, purpose=True, query=EXPORT_QUERY)
         export = await auditlog.export(
-            s.store, s.clock, s.config, scope, caller=caller, signer=s.heads, params=request.query
+            s.store,
+            s.clock,
+            s.config,
+            scope,
+            caller=caller,
+            signer=s.heads,
+            params=query_of(request),
         )
     response = web.StreamResponse(
         headers={

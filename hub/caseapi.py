@@ -10,16 +10,28 @@ from __future__ import annotations
 from aiohttp import web
 
 from hub import cases
-from hub.api import audited, authenticate, body_of, render, services
+from hub.api import INBOX_QUERY, audited, authenticate, body_of, query_of, render, services
+from hub.query import INTEGER, TEXT, Spec
 from protocol.cases import CasePage, EventPage
+
+CASES_QUERY: Spec = {
+    "state": TEXT,
+    "type": TEXT,
+    "since": INTEGER,
+    "sort": TEXT,
+    "order": TEXT,
+    "offset": INTEGER,
+    "limit": INTEGER,
+}
+REFERRALS_QUERY: Spec = {"limit": INTEGER}
 
 
 async def get_cases(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "list", "case") as scope:
-        caller = await authenticate(request, scope, purpose=True)
+        caller = await authenticate(request, scope, purpose=True, query=CASES_QUERY)
         cases.require_coordinator(caller)
-        query = cases.CaseQuery.parse(request.query, max_limit=s.config.limits.max_case_page)
+        query = cases.CaseQuery.parse(query_of(request), max_limit=s.config.limits.max_case_page)
         page, total = await cases.list_cases(s.store, s.clock, scope, caller=caller, query=query)
     return render(CasePage(tuple(page), total).to_wire())
 
@@ -74,9 +86,9 @@ async def post_unmerge(request: web.Request) -> web.Response:
 async def get_referrals(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "list", "case") as scope:
-        caller = await authenticate(request, scope, purpose=True)
+        caller = await authenticate(request, scope, purpose=True, query=REFERRALS_QUERY)
         views = await cases.open_referrals(
-            s.store, s.clock, s.config, scope, caller=caller, limit=request.query.get("limit")
+            s.store, s.clock, s.config, scope, caller=caller, limit=query_of(request).get("limit")
         )
     return render({"referrals": [view.to_wire() for view in views]})
 
@@ -84,15 +96,15 @@ async def get_referrals(request: web.Request) -> web.Response:
 async def get_events(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "list", "inbox") as scope:
-        caller = await authenticate(request, scope, purpose=True)
+        caller = await authenticate(request, scope, purpose=True, query=INBOX_QUERY)
         found, following = await cases.read_events(
             s.store,
             s.clock,
             s.config,
             scope,
             caller=caller,
-            after=request.query.get("after"),
-            limit=request.query.get("limit"),
+            after=query_of(request).get("after"),
+            limit=query_of(request).get("limit"),
         )
     return render(EventPage(tuple(found), following).to_wire())
 

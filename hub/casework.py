@@ -26,6 +26,7 @@ from hub.notify import Notice, event_notice
 from hub.store import Tx
 from hub.store.cases import Attached, Referral
 from protocol import referral as machine
+from protocol.auditlog import MAX_PSEUDONYMS
 from protocol.cases import REFERRAL_TYPES
 from protocol.certificate import ROLE_COORDINATOR, Certificate
 from protocol.envelope import Header
@@ -125,6 +126,27 @@ def _advance(tx: Tx, header: Header, cursor: int, *, now: int) -> Notices:
     tx.cases.enter(referral, steps, now=now)
     tx.cases.add_update(cursor, referral, header.status, now=now)
     return _stepped(tx, referral, steps[-1], now=now, actor=header.sender)
+
+
+def logged_pseudonyms(tx: Tx, header: Header) -> tuple[str, ...]:
+    """The pseudonyms the access-log entry of a new envelope carries.
+
+    A signal's are its own. A referral or a status update may carry none (a coordinator
+    refers by naming the case; a status names its referral), yet it is about the people
+    of its case: its entry carries the case's pseudonyms too, so that a person's subject
+    report finds the referral, its status updates and every read of them. At most
+    ``MAX_PSEUDONYMS``: the envelope's own first, then the case's in sorted order.
+    """
+    own = tuple(sorted(set(header.pseudonyms)))
+    if header.kind not in ("referral", "status"):
+        return own
+    referral = tx.cases.referral(header.id if header.kind == "referral" else header.ref or "")
+    case = None if referral is None else tx.cases.live(referral.case)
+    if case is None:
+        return own
+    room = MAX_PSEUDONYMS - len(own)
+    others = [p for p in tx.cases.pseudonyms_of(case, limit=MAX_PSEUDONYMS) if p not in own]
+    return own + tuple(others[: max(room, 0)])
 
 
 def acknowledged(tx: Tx, message_id: MessageId, org: OrgId, *, now: int) -> Notices:

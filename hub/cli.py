@@ -32,6 +32,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub.config import DEFAULT_DATABASE_URL, ConfigError, HubConfig, check_database_url
+from hub.errors import StartError
 from hub.logs import configure_logging
 from hub.store import Store, head_revision
 from keys.errors import KeysError
@@ -52,7 +53,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (KeysError, ProtocolError, ConfigError) as exc:
+        except (KeysError, ProtocolError, ConfigError, StartError) as exc:
             _fail(str(exc))
         except OSError as exc:
             _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))

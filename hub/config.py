@@ -83,6 +83,8 @@ class Limits:
     escalation_interval: int = 60  # seconds between looks for overdue referrals
     max_case_page: int = 200  # cases, referrals or events in one answer
     max_timeline: int = 1000  # entries in one case's timeline
+    body_timeout_ms: int = 10_000  # to receive a whole request body, else 408
+    connections_per_address: int = 100  # open at once per TCP peer (trusted proxies: no cap)
 
     def __post_init__(self) -> None:
         for item in fields(self):

@@ -17,11 +17,16 @@
     ├── InvalidReferral      422 invalid-referral    wrong kind of recipient, wrong parties
     ├── UnknownCase          422 unknown-case        no case this organisation may name
     ├── UnknownReferral      422 unknown-referral    no referral this organisation is party to
+    ├── RequestTimeout       408 request-timeout the body did not arrive in time
     ├── RateLimited          429 rate-limited    carries retry_after seconds
-    └── Unavailable          503 unavailable
+    └── Unavailable          503 unavailable     may carry retry_after seconds
+        └── AccessLogUnavailable 503 access-log-unavailable  no entry can be appended
 
 ``detail`` is shown to the caller: it must never hold content, keys, tokens or
 pseudonyms.
+
+:class:`StartError` stands apart: the hub process could not start at all (its port
+taken, a database file others can read); it is never an HTTP answer.
 """
 
 from __future__ import annotations
@@ -115,5 +120,38 @@ class RateLimited(HubError):
         self.retry_after = retry_after
 
 
+class RequestTimeout(HubError):
+    status, slug, title = 408, "request-timeout", "The request body took too long"
+
+
 class Unavailable(HubError):
+    """503: the hub can not serve the request now; ``retry_after`` (seconds), when set,
+    becomes the ``Retry-After`` header."""
+
     status, slug, title = 503, "unavailable", "Service unavailable"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class AccessLogUnavailable(Unavailable):
+    """No entry can be appended to the access log (its rows were cut, or the write
+    failed), so nothing that must be audited is done: fail closed, retry later."""
+
+    status, slug, title = 503, "access-log-unavailable", "Access log unavailable"
+    RETRY_AFTER = 30
+
+    def __init__(self, *, cause: str) -> None:
+        super().__init__(
+            "the access log is unavailable, so the request was not carried out; try again later",
+            retry_after=self.RETRY_AFTER,
+        )
+        self.cause = cause  # for the operator's log: a fixed text, never data
+
+
+class StartError(Exception):
+    """The hub could not start; the message says where and why (never data).
+
+    ``schakel hub serve`` and ``schakel demo run`` both print it as it is.
+    """

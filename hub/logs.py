@@ -44,6 +44,7 @@ ALLOWED_FIELDS = frozenset(
 )
 DROPPED_LOGGERS = frozenset({"aiohttp.access"})
 REDACTED = "<redacted>"
+ACCESS_LOGGER = "hub.access"
 MAX_MESSAGE_CHARS = 1000
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
@@ -108,15 +109,46 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
 
 
+class LineFormatter(logging.Formatter):
+    """One short line per record, for a person watching a terminal (``schakel demo run``).
+
+    A request (``hub.access``) reads ``12:00:01 GET /v1/inbox 200 4 ms police``: method,
+    route pattern, status, duration and organisation, nothing else. Any other record
+    reads ``12:00:01 ERROR hub.accesslog: message (exception type)``. It shows what the
+    :class:`AllowListFilter` left, as :class:`JsonFormatter` does.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        clock = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")
+        if record.name == ACCESS_LOGGER and getattr(record, "route", None) is not None:
+            fields = (record.__dict__.get(name) for name in ("method", "route", "status"))
+            duration = getattr(record, "duration_ms", None)
+            took = f"{duration:.0f} ms" if isinstance(duration, int | float) else "- ms"
+            org = getattr(record, "org", None) or "-"
+            return " ".join([clock, *(str(field) for field in fields), took, str(org)])
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            message = record.msg
+        exc_type = getattr(record, "exc_type", None)
+        suffix = f" ({exc_type})" if exc_type else ""
+        line = f"{clock} {record.levelname} {record.name}: {message[:MAX_MESSAGE_CHARS]}{suffix}"
+        return line.replace("\n", " ")
+
+
 def _rfc3339(created: float) -> str:
     moment = datetime.fromtimestamp(created, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def configure_logging(level: int | str, *, stream: IO[str]) -> None:
+def configure_logging(
+    level: int | str, *, stream: IO[str], formatter: logging.Formatter | None = None
+) -> None:
     """Send every log record, filtered and as one JSON line, to ``stream``.
 
-    Replaces a handler an earlier call installed; leaves other handlers alone.
+    ``formatter`` replaces the JSON lines (:class:`LineFormatter` for the demo); the
+    filter is the same. Replaces a handler an earlier call installed; leaves other
+    handlers alone.
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -125,7 +157,7 @@ def configure_logging(level: int | str, *, stream: IO[str]) -> None:
     handler = logging.StreamHandler(stream)
     setattr(handler, _HANDLER_MARK, True)
     handler.addFilter(AllowListFilter())
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(formatter or JsonFormatter())
     root.addHandler(handler)
     root.setLevel(level)
 

@@ -29,6 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from hub.api import services
 from hub.errors import NotFound
 from hub.problems import NO_ROUTE, MethodNotAllowed, route_pattern
+from hub.query import NONE, parse_query
 from protocol.referral import OPEN_STEPS
 
 PREFIX = "schakel_"
@@ -172,6 +173,7 @@ def may_scrape(request: web.Request) -> bool:
 async def get_metrics(request: web.Request) -> web.Response:
     if not may_scrape(request):
         raise NotFound()
+    parse_query(request.query, NONE)
     reading = await read_metrics(request)
     body = request.app[METRICS].render(reading)
     return web.Response(

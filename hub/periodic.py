@@ -35,7 +35,11 @@ class Periodic:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the next tick tries again
-                self._log.error("%s: %s", self.failure, type(exc).__name__)
+                # The text is built here, not from %-arguments: hub.logs redacts those.
+                self._log.error(
+                    f"{self.failure}: {type(exc).__name__}; trying again",
+                    extra={"exc_type": f"{type(exc).__module__}.{type(exc).__qualname__}"},
+                )
             await asyncio.sleep(TICK_SECONDS)
 
     def start(self) -> None:

@@ -22,11 +22,13 @@ warns on a string key, and the test suite turns warnings into errors.
 (the authenticated organisation id), and the access log reads it.
 
 ``read_json`` is the one way a handler reads a JSON body: media type, size
-(declared and actual) and strict parsing, each failure its own problem.
+(declared and actual), the time it takes to arrive and strict parsing, each failure
+its own problem.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import traceback
@@ -41,6 +43,7 @@ from hub.errors import (
     Malformed,
     NotFound,
     RateLimited,
+    RequestTimeout,
     TooLarge,
     Unauthorized,
     Unavailable,
@@ -124,10 +127,12 @@ def problem_response(err: HubError, request_id: str) -> web.Response:
             REQUEST_ID_HEADER: request_id,
         },
     )
-    if isinstance(err, RateLimited):
+    if isinstance(err, RateLimited | Unavailable) and err.retry_after is not None:
         response.headers["Retry-After"] = str(max(1, int(err.retry_after)))
     if isinstance(err, Unauthorized):
         response.headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(err, RequestTimeout):
+        response.force_close()  # never wait for the rest of a body that trickles in
     if isinstance(err, MethodNotAllowed) and err.allowed:
         response.headers["Allow"] = ", ".join(sorted(err.allowed))
     return response
@@ -184,13 +189,14 @@ def route_pattern(request: web.Request) -> str:
     return resource.canonical if resource is not None else NO_ROUTE
 
 
-async def read_json(request: web.Request, *, max_bytes: int) -> object:
+async def read_json(request: web.Request, *, max_bytes: int, timeout: float) -> object:
     """The request body as strict JSON.
 
     415 unless the media type is ``application/json`` (charset, if given,
     ``utf-8``); 413 when ``Content-Length`` or the bytes actually sent pass
-    ``max_bytes``; 400 when the body is not strict JSON (see
-    ``protocol.encoding.loads_strict``).
+    ``max_bytes``; 408 when the whole body has not arrived within ``timeout``
+    seconds (a client trickling a body can not hold a connection open for longer);
+    400 when the body is not strict JSON (see ``protocol.encoding.loads_strict``).
     """
     if (
         request.content_type != "application/json"
@@ -199,7 +205,11 @@ async def read_json(request: web.Request, *, max_bytes: int) -> object:
         raise UnsupportedMedia("the body must be application/json")
     if request.content_length is not None and request.content_length > max_bytes:
         raise TooLarge(f"the body may hold at most {max_bytes} bytes")
-    body = await _read_at_most(request, max_bytes)
+    try:
+        async with asyncio.timeout(timeout):
+            body = await _read_at_most(request, max_bytes)
+    except TimeoutError:
+        raise RequestTimeout(f"the body must arrive within {timeout:g} seconds") from None
     try:
         return loads_strict(body, max_bytes=max_bytes)
     except EncodingError as exc:

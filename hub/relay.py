@@ -173,7 +173,8 @@ def _accept(
             tx.notify(recipient, Notice(cursor, header.id))
         for org, notice in casework.place(tx, header, cursor, sender=sender, now=now, fresh=fresh):
             tx.notify(org, notice)
-        return Outcome(Accepted(header.id, now, cursor, created=True))
+        accepted = Accepted(header.id, now, cursor, created=True)
+        return Outcome(accepted, pseudonyms=casework.logged_pseudonyms(tx, header))
     held = tx.find_message(header.id)  # the id is taken: a repeat, or a conflict
     if (
         held is not None

@@ -16,7 +16,9 @@ from a bounded queue and hands each batch of them to ``commit``, which:
 
 So a caller that got a result knows its change is durable, and the single
 writer gives the audit chain its order. A full queue answers
-:class:`~hub.errors.Unavailable` (503) at once instead of queueing without end.
+:class:`~hub.errors.Unavailable` (503) at once instead of queueing without end; a
+failed commit is a 503 too, with ``Retry-After``: nothing was done, not even the
+access-log entry, so the caller may simply try again.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from hub.errors import HubError, Unavailable
+from hub.errors import Unavailable
 
 T = TypeVar("T")
 TxT = TypeVar("TxT")
@@ -38,8 +40,13 @@ Outcome = tuple[bool, Any]  # (True, value) or (False, the exception the item ra
 CommitBatch = Callable[[Sequence[Callable[[Any], Any]]], Awaitable[list[Outcome]]]
 
 
-class CommitFailed(HubError):
+class CommitFailed(Unavailable):
     """The batch holding this work item could not be committed; nothing of it was stored."""
+
+    RETRY_AFTER = 5
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, retry_after=self.RETRY_AFTER)
 
 
 @dataclass(slots=True)

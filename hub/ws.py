@@ -6,8 +6,13 @@ audited as a ``read`` of the ``inbox``. The hub then sends text frames
 to the caller, ``{"type":"event","cursor":N,"kind":"..."}`` for each new event in its
 feed (``GET /v1/events``), and ``{"type":"ping"}`` after each heartbeat interval without
 one. The client sends nothing: any data frame closes the socket with 1008.
-The socket is closed (1008) when the token expires, and (1013, try again)
-when the client fell too far behind; clients then reconnect and read the inbox.
+The socket is closed (1008) when the token expires, (1013, try again)
+when the client fell too far behind, and (1001, going away) when the hub stops;
+clients then reconnect and read the inbox.
+
+Open sockets are held in the application (:data:`SOCKETS`), so that stopping the hub
+closes each of them at once (:func:`close_sockets`, an ``on_shutdown`` hook) instead
+of waiting out the shutdown timeout for handlers that would never end by themselves.
 """
 
 from __future__ import annotations
@@ -26,8 +31,20 @@ from hub.notify import Notice, Subscription
 from hub.problems import REQUEST_ID, REQUEST_ID_HEADER
 
 MAX_CLIENT_FRAME = 1024
+CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
+CLOSE_TIMEOUT = 1.0  # seconds to wait for the client's answer to our close frame
+
+
+class OpenSockets:
+    """The WebSockets of one application that are open now."""
+
+    def __init__(self) -> None:
+        self.open: set[web.WebSocketResponse] = set()
+
+
+SOCKETS = web.AppKey("schakel_websockets", OpenSockets)
 _PING = json.dumps({"type": "ping"})
 
 
@@ -39,7 +56,9 @@ def _notice_frame(notice: Notice) -> str:
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     s = services(request)
-    socket = web.WebSocketResponse(max_msg_size=MAX_CLIENT_FRAME, autoping=True)
+    socket = web.WebSocketResponse(
+        max_msg_size=MAX_CLIENT_FRAME, autoping=True, timeout=CLOSE_TIMEOUT
+    )
     async with audited(request, "read", "inbox") as scope:
         caller = await authenticate(request, scope)
         if not socket.can_prepare(request).ok:
@@ -47,14 +66,32 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         await audit.access(s.store, scope, now=s.clock())
     subscription = s.notifier.subscribe(caller.org)  # before the handshake: nothing is missed
     socket.headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
+    sockets = request.app[SOCKETS].open
     try:
         await socket.prepare(request)
+        sockets.add(socket)
         await _pump(socket, subscription, caller, request)
     finally:
+        sockets.discard(socket)
         subscription.close()
         if socket.prepared:
             await socket.close()
     return socket
+
+
+def add_socket_registry(app: web.Application) -> None:
+    """Hold the open sockets in ``app`` and close them when it shuts down."""
+    app[SOCKETS] = OpenSockets()
+    app.on_shutdown.append(close_sockets)
+
+
+async def close_sockets(app: web.Application) -> None:
+    """Close every open socket with 1001 "hub stopped", all at once."""
+    sockets = list(app[SOCKETS].open)
+    await asyncio.gather(
+        *(s.close(code=CLOSE_GOING_AWAY, message=b"hub stopped") for s in sockets),
+        return_exceptions=True,
+    )
 
 
 async def _still_authorised(request: web.Request) -> bool:

@@ -32,14 +32,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from ssl import SSLContext
+from typing import TextIO
 
 import click
 from aiohttp import web
@@ -50,6 +53,8 @@ from clients.state import LocalState
 from desk.demo import DEMO_PASSWORD
 from hub.app import serve
 from hub.config import HubConfig, Limits
+from hub.errors import StartError
+from hub.logs import LineFormatter, configure_logging
 from keys.authority import Authority
 from keys.hub import HubKeys
 from keys.keyfile import KdfParams
@@ -315,8 +320,9 @@ def hub_config(demo: DemoNetwork, *, host: str, port: int) -> HubConfig:
         host=host,
         port=port,
         # Every organisation of the demo, desks included, reaches the hub from this one
-        # address: the per-address limit before login is raised to fit eight of them.
-        limits=Limits(address_rate_per_sec=40, address_burst=400),
+        # address: the per-address limits (requests before login, open connections) are
+        # raised to fit eight of them.
+        limits=Limits(address_rate_per_sec=40, address_burst=400, connections_per_address=800),
     )
 
 
@@ -489,14 +495,26 @@ def demo() -> None:
     help="Port of the first organisation's desk; the others follow. 0: no desks.",
 )
 def run_command(directory: Path, host: str, port: int, desk_port: int) -> None:
-    """Provision the demo network on first use and run its hub and desks (`make run`)."""
+    """Provision the demo network on first use and run its hub and desks (`make run`).
+
+    Each request to the hub is shown as one line (method, route, status, time,
+    organisation; never query values, ids, pseudonyms or headers).
+    """
     os.environ.setdefault("SCHAKEL_WEAK_KDF", "1")
+    configure_demo_logging(sys.stderr)
     try:
         asyncio.run(run(directory, host=host, port=port, desk_port=desk_port or None))
     except KeyboardInterrupt:
         click.echo("hub stopped")
-    except OSError as exc:
+    except StartError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # a desk's port
         raise click.ClickException(
             f"cannot start the demo on {host} (hub port {port}, desks from {desk_port}): "
-            f"{exc.strerror}"
+            f"{exc.strerror or exc}"
         ) from None
+
+
+def configure_demo_logging(stream: TextIO) -> None:
+    """The hub's filtered logging, one short line per record (``hub.logs.LineFormatter``)."""
+    configure_logging(logging.INFO, stream=stream, formatter=LineFormatter())

@@ -369,6 +369,13 @@ class CaseTx:
         )
         self.refresh(case)
 
+    def pseudonyms_of(self, case: CaseRef, *, limit: int) -> tuple[str, ...]:
+        """Up to ``limit`` pseudonyms of the live case ``case`` (the first in sorted order)."""
+        rows = self._conn.execute(
+            sa.select(_cp.pseudonym).where(_cp.case == case).order_by(_cp.pseudonym).limit(limit)
+        ).all()
+        return tuple(row[0] for row in rows)
+
     def referral(self, message_id: str) -> Referral | None:
         row = self._conn.execute(
             sa.select(_r.cursor, _r.id, _r.case, _r.referrer, _r.recipient, _r.step, _r.step_at)

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql
 
 from hub import notify
 from hub import schema as t
+from hub.errors import AccessLogUnavailable
 from hub.notify import LocalNotifier, Notice, Notifier
 from hub.store import casereads
 from hub.store.engines import Engines, engines_for
@@ -39,6 +40,7 @@ from hub.store.records import (
     OrgSummary,
     Snapshot,
 )
+from hub.store.tree import Frontier
 from hub.store.tx import UNKNOWN, AuditTree, Batch, ItemOutcome, Tx, read_nodes, read_tree
 from hub.writer import Writer
 from protocol.auditlog import (
@@ -306,6 +308,30 @@ def _export_page(
     return [(entry, inclusion_from_nodes(entry.index, size, nodes)) for entry in entries]
 
 
+class AccessLogHealth:
+    """Says once, in one log line, that the access log can not be appended to.
+
+    Every audited request then answers 503 ``access-log-unavailable``; the line is
+    written again only after an append succeeded in between (the log was repaired).
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._log = logger
+        self._broken = False
+
+    def broken(self, cause: str) -> None:
+        if not self._broken:
+            self._broken = True
+            self._log.error(
+                "access log unavailable: " + cause + "; every audited request is refused "
+                "(503) until an operator restores the log from its backup and the hub's "
+                "signed heads"
+            )
+
+    def healthy(self) -> None:
+        self._broken = False
+
+
 class Store:
     """Every read and write of the hub's database. See the module docstring."""
 
@@ -322,6 +348,7 @@ class Store:
         self._notices = notices or LocalNotifier()
         self._engines: Engines = engines_for(database_url)
         self._audit_tree: AuditTree = UNKNOWN  # only the writer's batches use it
+        self._log_health = AccessLogHealth(logging.getLogger("hub.accesslog"))
         self._writer: Writer[Tx] = Writer(
             self._commit, max_queue=max_queue, max_batch=max_batch, logger=logger
         )
@@ -387,12 +414,18 @@ class Store:
         run = partial(_run_items, works, tree, self._notices.origin)
         outcomes, tree, notices = await self._engines.write(run)
         self._audit_tree = tree
+        if isinstance(tree, Frontier):  # the log was read or appended to without fault
+            self._log_health.healthy()
         self._notices.deliver(notices)  # committed: tell this replica's subscribers
         return outcomes
 
     async def write(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` in the writer's next batch; returns after that batch committed."""
-        return await self._writer.submit(work)
+        try:
+            return await self._writer.submit(work)
+        except AccessLogUnavailable as exc:
+            self._log_health.broken(exc.cause)
+            raise
 
     @property
     def batches_committed(self) -> int:

@@ -17,7 +17,9 @@ the previous batch *committed* (or reads it, after a failed batch and at start, 
 that failed leaves the tree unknown, to be read again. Even a wrong tree can not leave
 a gap or take an index twice: :meth:`Tx.insert_audit` stores an entry only if its
 index directly follows the newest stored entry, checked in the same statement, and
-answers False otherwise.
+answers False otherwise. A log whose stored rows no longer fit together (entries or
+nodes cut under a running hub) raises :class:`~hub.errors.AccessLogUnavailable`: the
+item, and with it whatever it was to record, rolls back.
 
 Notices for live delivery (:mod:`hub.notify`) are asked for inside the item
 (:meth:`Tx.notify`), so they exist exactly when the item's change does: the batch
@@ -34,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub import schema as t
+from hub.errors import AccessLogUnavailable
 from hub.notify import Notice
 from hub.store.cases import CaseTx
 from hub.store.records import StoredMessage
@@ -113,6 +116,9 @@ def read_nodes(conn: sa.Connection, wanted: list[Node]) -> dict[Node, bytes]:
     where = sa.or_(*(sa.and_(_n.c.level == lv, _n.c.idx.in_(ix)) for lv, ix in by_level.items()))
     rows = conn.execute(sa.select(_n.c.level, _n.c.idx, _n.c.hash).where(where)).all()
     return {(row.level, row.idx): bytes(row.hash) for row in rows}
+
+
+BROKEN_LOG = "its stored entries and nodes no longer fit together (rows were removed)"
 
 
 def read_tree(conn: sa.Connection) -> Frontier:
@@ -380,7 +386,10 @@ class Tx:
         or when ``fresh``, from the database.
         """
         if fresh or isinstance(self._tree, UnknownTree):
-            self._tree = read_tree(self._conn)
+            try:
+                self._tree = read_tree(self._conn)
+            except KeyError:  # a node of the frontier is missing
+                raise AccessLogUnavailable(cause=BROKEN_LOG) from None
         return self._tree
 
     def insert_audit(self, entry: AuditEntry, tree: Frontier) -> bool:
@@ -394,11 +403,25 @@ class Tx:
         if entry.index != tree.size:
             raise ValueError("an entry is appended at the index of the tree's size")
         row = entry_row(entry)
-        result = self._conn.execute(_APPEND, {"v_" + name: v for name, v in row.items()})
+        try:
+            result = self._conn.execute(_APPEND, {"v_" + name: v for name, v in row.items()})
+        except sa.exc.SQLAlchemyError as exc:
+            raise AccessLogUnavailable(
+                cause=f"an entry could not be written ({type(exc).__name__})"
+            ) from None
         if result.rowcount != 1:
             self._tree = UNKNOWN
             return False
         done = tree.append(row["leaf_hash"])
+        try:
+            self._write_entry_parts(entry, done)
+        except sa.exc.IntegrityError:  # a node of a leaf that was cut is still stored
+            raise AccessLogUnavailable(cause=BROKEN_LOG) from None
+        self._tree = tree.appended(done)
+        return True
+
+    def _write_entry_parts(self, entry: AuditEntry, done: list[tuple[Node, bytes]]) -> None:
+        """The nodes the entry completes, and its object ids and pseudonyms."""
         self._conn.execute(_NEW_NODES, [{"level": lv, "idx": i, "hash": h} for (lv, i), h in done])
         if entry.object_ids:
             self._conn.execute(
@@ -409,8 +432,6 @@ class Tx:
                 _NEW_AUDIT_PSEUDONYMS,
                 [{"index": entry.index, "pseudonym": p} for p in entry.pseudonyms],
             )
-        self._tree = tree.appended(done)
-        return True
 
     def latest_head_size(self) -> int | None:
         """The size of the newest signed tree head (None before the first)."""

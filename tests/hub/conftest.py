@@ -22,11 +22,9 @@ itself runs on SQLite only with ``@pytest.mark.parametrize("database_kind",
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,11 +33,13 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fresh_databases import Databases
+from openapi_harness import OPENAPI, response_mismatches
 
 from hub.api import SERVICES
 from hub.app import make_app
 from hub.config import HubConfig
 from hub.escalation import Escalator
+from hub.server import ConnectionCap, HubRunner, connection_cap, hub_server_kwargs
 from hub.store import AuditQuery, Store
 from hub.tokens import generate_signing_key
 from hub.treeheads import HeadSigner
@@ -197,6 +197,24 @@ def make_envelope(
 def pseudonyms_for(*values: str) -> tuple[Pseudonym, ...]:
     key = LinkingKey(1, b"k" * 32)
     return tuple(sorted(pseudonym("tel", value, key) for value in values))
+
+
+class HubTestServer(TestServer):
+    """aiohttp's test server running the hub's own server (:mod:`hub.server`), as
+    ``hub serve`` does: parser errors as problems, connections capped per address."""
+
+    def __init__(self, app: web.Application, config: HubConfig) -> None:
+        super().__init__(app)
+        self.config = config
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        kwargs = {**kwargs, **hub_server_kwargs(self.config)}
+        return HubRunner(self.app, cap=connection_cap(self.config), **kwargs)
+
+    @property
+    def cap(self) -> ConnectionCap:
+        assert isinstance(self.runner, HubRunner)
+        return self.runner.cap
 
 
 @dataclass
@@ -357,26 +375,30 @@ async def start_hub(
         escalate=False,  # and the escalator
     )
     answered: set[tuple[str, str, int]] = set()
-    app.middlewares.insert(0, _recorder(answered))
-    async with TestClient(TestServer(app)) as client:
+    mismatches: list[str] = []
+    app.middlewares.insert(0, _recorder(answered, mismatches))
+    async with TestClient(HubTestServer(app, config)) as client:
         yield HubHarness(
             client, clock, authority, config, hub_cert, token_key, hub_key if signing else None
         )
     _check_documented(answered)
+    assert not mismatches, "answers that do not match hub/openapi.json:\n" + "\n".join(
+        mismatches[:20]
+    )
 
 
 # -- every answer the hub gives in these tests must be in hub/openapi.json ----------------
 
-OPENAPI = json.loads((Path(__file__).resolve().parents[2] / "hub" / "openapi.json").read_text())
 
-
-def _recorder(answered: set[tuple[str, str, int]]) -> Any:
+def _recorder(answered: set[tuple[str, str, int]], mismatches: list[str]) -> Any:
     @web.middleware
     async def record(request: web.Request, handler: Any) -> web.StreamResponse:
         response = await handler(request)
         resource = request.match_info.route.resource
         if resource is not None and response.status != 101:
-            answered.add((request.method.lower(), resource.canonical, response.status))
+            key = (request.method.lower(), resource.canonical, response.status)
+            answered.add(key)
+            mismatches.extend(response_mismatches(key, response))
         return response
 
     return record

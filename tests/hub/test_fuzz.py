@@ -19,8 +19,8 @@ over a socket, so nothing normalises them on the way. Every answer must:
   purpose header on an authenticated route, a body that is not the route's strict JSON,
   a number out of range, a tampered envelope or credential): ``Case.reject``.
 
-Violations are collected and printed together. Known hub bugs are tested one case at
-a time in :func:`test_known_bug`, xfail(strict=True), asserting the right behaviour.
+Violations are collected and printed together. Bugs the sweep found are tested one
+case at a time in :func:`test_fixed_bug_stays_fixed`.
 """
 
 from __future__ import annotations
@@ -481,7 +481,7 @@ async def test_fuzz_operation(hub: HubHarness, key: str) -> None:
     assert not run.violations, "\n".join(run.violations)
 
 
-# -- known bugs: each asserts the right behaviour, and fails until the hub is fixed ---------
+# -- bugs this sweep found, each with what was wrong ----------------------------------------
 
 WS_NO_500 = (
     "hub/ws.py:49: a failed WebSocket handshake (HTTPBadRequest from socket.prepare) is "
@@ -489,10 +489,9 @@ WS_NO_500 = (
     "('Call .prepare() first') on an unprepared socket: 500 instead of 400"
 )
 PARSER = (
-    "aiohttp's HTTP parser refuses the request before any middleware runs and answers "
-    "a text/plain 400 (HTTP/1.0, no request id); hub/problems.py:136 problem_middleware "
-    "never sees it and hub/app.py:157 (serve) installs no handler that renders it as "
-    "a problem document"
+    "aiohttp's HTTP parser refused the request before any middleware ran and answered "
+    "a text/plain 400 quoting part of the request; hub/server.py now renders it as a "
+    "problem document that quotes nothing"
 )
 
 PURPOSE_TEXT_ESCAPE = (
@@ -544,10 +543,6 @@ REGRESSIONS: dict[str, tuple[str, Callable[[Operation, Valid], Case], str]] = {
         for name, mutate in PURPOSE_TEXT_ESCAPES.items()
         for key in ("GET /v1/inbox", "POST /v1/messages")
     },
-}
-
-# Bugs not fixed yet: each asserts the right behaviour and is expected to fail.
-KNOWN_BUGS: dict[str, tuple[str, Callable[[Operation, Valid], Case], str]] = {
     **{
         f"parser: {name} | {key}": (key, mutate, PARSER)
         for name, mutate in PARSER_CASES.items()
@@ -558,17 +553,6 @@ KNOWN_BUGS: dict[str, tuple[str, Callable[[Operation, Valid], Case], str]] = {
         )
     },
 }
-
-
-@pytest.mark.parametrize(
-    "bug",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason), id=name)
-        for name, (key, _, reason) in KNOWN_BUGS.items()
-    ],
-)
-async def test_known_bug(hub: HubHarness, bug: str) -> None:
-    await _check_one(hub, *KNOWN_BUGS[bug][:2])
 
 
 @pytest.mark.parametrize("bug", sorted(REGRESSIONS))
@@ -586,7 +570,7 @@ async def _check_one(hub: HubHarness, key: str, mutate: Callable[[Operation, Val
     assert not run.violations, "\n".join(run.violations)
 
 
-def test_the_sweep_leaves_out_only_the_known_bug_inputs() -> None:
+def test_the_sweep_leaves_out_only_the_regression_inputs() -> None:
     known = {case.label for case in _known_cases()}
     for op in OPERATIONS.values():
         valid = Valid(path={n: b"x" for n in op.path_params}, query=(), headers=(), body={"a": 1})
@@ -595,7 +579,7 @@ def test_the_sweep_leaves_out_only_the_known_bug_inputs() -> None:
 
 def _known_cases() -> list[Case]:
     found = []
-    for key, mutate, _ in [*KNOWN_BUGS.values(), *REGRESSIONS.values()]:
+    for key, mutate, _ in REGRESSIONS.values():
         op = OPERATIONS[key]
         valid = Valid(path={n: b"x" for n in op.path_params}, query=(), headers=WS_HANDSHAKE)
         found.append(mutate(op, valid))

@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from openapi_harness import response_mismatches
 
 from hub.errors import HubError, RateLimited
 from hub.problems import MethodNotAllowed, problem_response
@@ -259,3 +260,27 @@ async def test_app_serves_exactly_the_documented_routes(
         app = await app
     assert isinstance(app, web.Application)
     assert _app_routes(app) == document_routes(doc)
+
+
+def test_the_answer_validator_refuses_what_the_document_does_not_say() -> None:
+    """The check every hub test's server runs on each answer (openapi_harness) can fail."""
+    key = ("get", "/v1/directory/orgs", 200)
+    org = {
+        "org": "police",
+        "roles": ["member"],
+        "type": "police",
+        "certificate": "A" * 43,
+        "bundle": None,
+        "revoked": False,
+    }
+    assert response_mismatches(key, web.json_response({"orgs": [org]})) == []
+    extra = web.json_response({"orgs": [{**org, "secret": "x"}]})
+    assert "Additional properties are not allowed" in response_mismatches(key, extra)[0]
+    wrong = web.json_response({"orgs": [{**org, "type": "pirates"}]})
+    assert "'pirates' is not one of" in response_mismatches(key, wrong)[0]
+    text = web.Response(text="ok")
+    assert "media type 'text/plain'" in response_mismatches(key, text)[0]
+    problem = problem_response(HubError(), "0" * 32)
+    assert response_mismatches(("get", "/v1/directory/orgs", 500), problem) == []
+    broken = web.json_response({"type": "x"}, status=500, content_type="application/problem+json")
+    assert response_mismatches(("get", "/v1/directory/orgs", 500), broken)

@@ -72,7 +72,7 @@ async def client(recorder: RecordingHandler) -> AsyncIterator[TestClient[Any, An
         return web.json_response({"ok": True})
 
     async def echo(request: web.Request) -> web.Response:
-        return web.json_response({"value": await read_json(request, max_bytes=LIMIT)})
+        return web.json_response({"value": await read_json(request, max_bytes=LIMIT, timeout=5)})
 
     async def raise_hub(request: web.Request) -> web.Response:
         errors: dict[str, HubError] = {

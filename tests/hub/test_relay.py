@@ -291,6 +291,7 @@ async def test_the_action_fails_when_its_audit_entry_can_not_be_written(hub: Hub
     for statement in REFUSE_AUDIT[hub.backend]:
         await hub.execute(statement)
     response = await hub.send(police, hub.envelope(police, [ggd]))
-    await hub.problem(response, 500, "internal")
+    await hub.problem(response, 503, "access-log-unavailable")  # fail closed, try again later
+    assert int(response.headers["Retry-After"]) >= 1
     counts = await hub.counts()
     assert (counts["messages"], counts["deliveries"]) == (0, 0)
