@@ -1,0 +1,146 @@
+"""The sender's view: what the hub holds of the messages this organisation sent.
+
+The hub lists an organisation's sent messages with, per recipient, whether it still
+holds the delivery and whether the recipient acknowledged it (``GET /v1/sent``, no
+content). :func:`check_sent` compares that with the messages this client recorded as
+accepted (local state ``sent``) and reports, per message:
+
+* ``lost``: recipients the hub no longer holds a delivery for (all of them when the hub
+  no longer holds the message: a restored backup, or a withheld message);
+* ``unacknowledged``: recipients that have not acknowledged a message accepted at least
+  ``older_than`` seconds ago.
+
+A message the hub lost can be sent again unchanged from the envelope kept locally
+(:func:`resend`): same id, same bytes, so the hub takes it as new (201) if it lost it,
+as a repeat (200) if it holds it, and refuses it (409) if it holds another envelope under
+that id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from clients.errors import ClientError, NotReady, VerificationFailed
+from clients.hub_client import SentItem, SentPage
+from clients.state import LocalState, SentMessage
+from protocol.envelope import Envelope
+from protocol.errors import ProtocolError
+from protocol.types import MessageId, OrgId
+
+SENT_PAGE = 200
+MAX_SENT_PAGES = 10_000  # 2 million messages: far beyond any organisation's history
+
+
+@dataclass(frozen=True, slots=True)
+class SentCheck:
+    """A sent message that needs attention (no content): who lost it, who did not ack."""
+
+    id: MessageId
+    kind: str
+    recipients: tuple[OrgId, ...]
+    accepted: int | None  # when the hub accepted it (this client's record, else the hub's)
+    held: bool  # the hub still holds the message
+    lost: tuple[OrgId, ...]  # recipients the hub holds no delivery for
+    unacknowledged: tuple[OrgId, ...]  # recipients that did not acknowledge it in time
+    resendable: bool  # its envelope is kept here, so it can be sent again unchanged
+
+
+@dataclass(frozen=True, slots=True)
+class Resent:
+    id: MessageId
+    accepted: int
+    created: bool  # False: the hub held it already (a repeat)
+
+
+class SentHub(Protocol):
+    async def sent(self, after: int = 0, limit: int = 50) -> SentPage: ...
+
+    async def send(self, envelope: Envelope) -> tuple[MessageId, int, bool]: ...
+
+
+async def held_by_hub(hub: SentHub) -> dict[str, SentItem]:
+    """Every message the hub lists as sent by us, by id (paged, cursors ascending)."""
+    found: dict[str, SentItem] = {}
+    after = 0
+    for _ in range(MAX_SENT_PAGES):
+        page = await hub.sent(after=after, limit=SENT_PAGE)
+        if not page.messages:
+            return found
+        found.update((item.id, item) for item in page.messages)
+        after = page.next
+    raise ClientError(f"the hub lists more than {MAX_SENT_PAGES * SENT_PAGE} sent messages")
+
+
+async def check_sent(
+    state: LocalState, hub: SentHub, *, now: int, older_than: int
+) -> tuple[SentCheck, ...]:
+    """The sent messages that were lost, or not acknowledged after ``older_than`` seconds."""
+    held = await held_by_hub(hub)
+    local = {m.id: m for m in state.sent() if m.accepted is not None}
+    checks = [
+        _check(state, m.id, local.get(m.id), held.get(m.id), now=now, older_than=older_than)
+        for m in _union(local.values(), held.values())
+    ]
+    return tuple(check for check in checks if check is not None)
+
+
+def _union(local: Iterable[SentMessage], held: Iterable[SentItem]) -> list[SentMessage | SentItem]:
+    seen = {m.id for m in local}
+    return [*local, *(item for item in held if item.id not in seen)]
+
+
+def _check(
+    state: LocalState,
+    message_id: str,
+    mine: SentMessage | None,
+    item: SentItem | None,
+    *,
+    now: int,
+    older_than: int,
+) -> SentCheck | None:
+    delivered = {} if item is None else {d.org: d.acknowledged for d in item.deliveries}
+    if mine is not None:
+        recipients = tuple(OrgId(r) for r in mine.recipients)
+        accepted: int | None = mine.accepted
+        kind = mine.kind
+    else:
+        assert item is not None  # one of the two is always there
+        recipients, accepted, kind = tuple(delivered), item.accepted, item.kind
+    lost = tuple(r for r in recipients if r not in delivered)
+    due = accepted is not None and now - accepted >= older_than
+    unacknowledged = tuple(r for r in recipients if due and delivered.get(r) is False)
+    if not lost and not unacknowledged:
+        return None
+    return SentCheck(
+        id=MessageId(message_id),
+        kind=kind,
+        recipients=recipients,
+        accepted=accepted,
+        held=item is not None,
+        lost=lost,
+        unacknowledged=unacknowledged,
+        resendable=state.sent_envelope(message_id) is not None,
+    )
+
+
+async def resend(state: LocalState, hub: SentHub, message_id: str) -> Resent:
+    """Send a sent message again from the envelope kept here (same id, same bytes).
+
+    NotReady when no envelope of that id is kept here; a refusal of the hub (409: it holds
+    another envelope under this id; 422: a recipient's key bundle is no longer valid) is
+    raised as :class:`~clients.errors.HubProblem`.
+    """
+    wire = state.sent_envelope(message_id)
+    if wire is None:
+        raise NotReady(
+            f"no envelope of message {message_id[:32]!r} is kept here: only messages sent "
+            "from this organisation's directory can be sent again"
+        )
+    try:
+        envelope = Envelope.from_wire(wire)
+    except ProtocolError as exc:
+        raise VerificationFailed("stored sent envelope", reason="not an envelope") from exc
+    sent_id, accepted, created = await hub.send(envelope)
+    return Resent(sent_id, accepted, created)
