@@ -182,7 +182,9 @@ class Inbox:
             return  # from the start, or the entry there had no id to compare
         served = None if page.at is None else page.at.id
         if served != kept:
+            self.state.note_went_back(after)  # for those who look later (the desk)
             raise InboxWentBack(after, kept, served)
+        self.state.note_went_back(None)
 
     async def resync(self) -> ReceiveResult:
         """Read the whole inbox again from its start (after a restore of the hub was

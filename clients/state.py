@@ -4,7 +4,8 @@ What it keeps, and nothing more:
 
 * ``meta``       the inbox cursor (the highest cursor fully processed) and the id of
                  the message taken there (``inbox_cursor_id``), which the hub must still
-                 name at that cursor (a hub restored from a backup does not);
+                 name at that cursor (a hub restored from a backup does not), and the
+                 cursor at which it was last found not to (``inbox_went_back``);
 * ``messages``   every envelope received, as its canonical wire JSON (still
                  encrypted), with when it was received and acknowledged; the
                  primary key on the message id is the dedupe: a message seen
@@ -276,6 +277,19 @@ class LocalState:
             self._db.execute("BEGIN IMMEDIATE")
             self._set_meta("inbox_cursor", "0")
             self._set_meta("inbox_cursor_id", "")
+            self._set_meta("inbox_went_back", "")
+
+    @property
+    def went_back(self) -> int | None:
+        """The cursor at which the hub's inbox was last found to have gone back (None: it
+        was not, or the inbox was read since without finding it)."""
+        value = self._get_meta("inbox_went_back")
+        return int(value) if value else None
+
+    def note_went_back(self, cursor: int | None) -> None:
+        """Record (or with None, clear) that the hub's inbox went back at ``cursor``."""
+        if cursor is not None or self.went_back is not None:
+            self._set_meta("inbox_went_back", "" if cursor is None else str(cursor))
 
     # -- received messages -------------------------------------------------------------
 
