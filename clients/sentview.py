@@ -18,19 +18,18 @@ that id.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from clients.errors import ClientError, NotReady, VerificationFailed
 from clients.hub_client import SentItem, SentPage
-from clients.state import LocalState, SentMessage
+from clients.state import LocalState
 from protocol.envelope import Envelope
 from protocol.errors import ProtocolError
 from protocol.types import MessageId, OrgId
 
-SENT_PAGE = 200
-MAX_SENT_PAGES = 10_000  # 2 million messages: far beyond any organisation's history
+SENT_PAGE = 50  # the hub's default page; every hub allows at least that many (as the inbox)
+MAX_SENT_PAGES = 40_000  # 2 million messages: far beyond any organisation's history
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,55 +72,61 @@ async def held_by_hub(hub: SentHub) -> dict[str, SentItem]:
     raise ClientError(f"the hub lists more than {MAX_SENT_PAGES * SENT_PAGE} sent messages")
 
 
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """A sent message as this client recorded it, or else as the hub lists it."""
+
+    id: str
+    kind: str
+    recipients: tuple[OrgId, ...]
+    accepted: int | None
+
+
 async def check_sent(
     state: LocalState, hub: SentHub, *, now: int, older_than: int
 ) -> tuple[SentCheck, ...]:
-    """The sent messages that were lost, or not acknowledged after ``older_than`` seconds."""
+    """The sent messages that were lost, or not acknowledged after ``older_than`` seconds.
+
+    Every message recorded here as accepted is compared with what the hub holds; a
+    message the hub lists that this client did not record (sent from another directory)
+    is judged by the hub's own record.
+    """
     held = await held_by_hub(hub)
-    local = {m.id: m for m in state.sent() if m.accepted is not None}
-    checks = [
-        _check(state, m.id, local.get(m.id), held.get(m.id), now=now, older_than=older_than)
-        for m in _union(local.values(), held.values())
+    local = [m for m in state.sent() if m.accepted is not None]
+    mine = {m.id for m in local}
+    sent = [
+        *((_Sent(m.id, m.kind, tuple(OrgId(r) for r in m.recipients), m.accepted)) for m in local),
+        *(
+            _Sent(item.id, item.kind, tuple(d.org for d in item.deliveries), item.accepted)
+            for item in held.values()
+            if item.id not in mine
+        ),
     ]
+    checks = (
+        _check(state, message, held.get(message.id), now=now, older_than=older_than)
+        for message in sent
+    )
     return tuple(check for check in checks if check is not None)
 
 
-def _union(local: Iterable[SentMessage], held: Iterable[SentItem]) -> list[SentMessage | SentItem]:
-    seen = {m.id for m in local}
-    return [*local, *(item for item in held if item.id not in seen)]
-
-
 def _check(
-    state: LocalState,
-    message_id: str,
-    mine: SentMessage | None,
-    item: SentItem | None,
-    *,
-    now: int,
-    older_than: int,
+    state: LocalState, sent: _Sent, item: SentItem | None, *, now: int, older_than: int
 ) -> SentCheck | None:
     delivered = {} if item is None else {d.org: d.acknowledged for d in item.deliveries}
-    if mine is not None:
-        recipients = tuple(OrgId(r) for r in mine.recipients)
-        accepted: int | None = mine.accepted
-        kind = mine.kind
-    else:
-        assert item is not None  # one of the two is always there
-        recipients, accepted, kind = tuple(delivered), item.accepted, item.kind
-    lost = tuple(r for r in recipients if r not in delivered)
-    due = accepted is not None and now - accepted >= older_than
-    unacknowledged = tuple(r for r in recipients if due and delivered.get(r) is False)
+    lost = tuple(r for r in sent.recipients if r not in delivered)
+    due = sent.accepted is not None and now - sent.accepted >= older_than
+    unacknowledged = tuple(r for r in sent.recipients if due and delivered.get(r) is False)
     if not lost and not unacknowledged:
         return None
     return SentCheck(
-        id=MessageId(message_id),
-        kind=kind,
-        recipients=recipients,
-        accepted=accepted,
+        id=MessageId(sent.id),
+        kind=sent.kind,
+        recipients=sent.recipients,
+        accepted=sent.accepted,
         held=item is not None,
         lost=lost,
         unacknowledged=unacknowledged,
-        resendable=state.sent_envelope(message_id) is not None,
+        resendable=state.sent_envelope(sent.id) is not None,
     )
 
 
