@@ -503,15 +503,16 @@ class Store:
         ]
 
     async def inbox_at(self, recipient: OrgId, cursor: int) -> MessageId | None:
-        """The id of the message delivered to ``recipient`` at ``cursor``, or None."""
+        """The id (in its envelope's header, as the inbox serves it) of the message
+        delivered to ``recipient`` at ``cursor``, or None."""
         d, m = t.deliveries.c, t.messages.c
         query = (
-            sa.select(m.id)
+            sa.select(m.envelope)
             .join(t.deliveries, d.cursor == m.cursor)
             .where(d.recipient == recipient, d.cursor == cursor)
         )
         found = await self._engines.read(partial(_scalar, query, None))
-        return None if found is None else MessageId(found)
+        return None if found is None else MessageId(_loads(found)["header"]["id"])
 
     async def sent(self, sender: OrgId, *, after: int, limit: int) -> list[SentItem]:
         """Messages ``sender`` sent with cursor > ``after``, ascending, with the deliveries
