@@ -424,9 +424,10 @@ class Organisation:
                 status=draft.status,
                 ref=draft.ref,
                 case=draft.case,
-                prev={
+                prev={  # (another process may have sent this very draft meanwhile)
                     OrgId(org): MessageId(last)
                     for org, last in self._state.previous_to(draft.recipients).items()
+                    if last != draft.id
                 },
                 created=draft.created,
                 rng=self._rng,

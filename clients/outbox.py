@@ -247,6 +247,8 @@ class Outbox:
                 except AuditLogInconsistent:
                     raise
                 except ClientError as exc:
+                    if self.state.outbox_entry(draft.id) is None:
+                        continue  # another process sent (or dropped) it meanwhile
                     if transient(exc):
                         self.state.note_attempt(
                             draft.id, state=WAITING, now=self._now(), problem=_text(exc)

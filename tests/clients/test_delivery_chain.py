@@ -1,0 +1,84 @@
+"""The header ``prev`` as senders write it: first message, per recipient, two senders at once.
+
+The real hub (``client_harness``). Each envelope names, per recipient, the last message
+the hub accepted from this sender for it; the recipient finds nothing missing when
+nothing was withheld, whatever the order in which two processes of one sender sealed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from client_harness import NETWORK, PASS, USER, Hub, no_sleep
+
+from clients.hub_client import HubClient, Purpose
+from clients.organisation import Organisation
+from clients.state import LocalState
+from keys.organisation import OrgKeys
+
+
+def signal() -> dict[str, Any]:
+    return {
+        "schema": "schakel.signal/1",
+        "person": {"bsn": "111222333", "given_names": "Anna", "family_name": "Zwaan"},
+        "exploitation": "labour",
+        "urgency": "high",
+        "consent_to_share": True,
+    }
+
+
+def prev_of(organisation: Organisation, message_id: str) -> dict[str, str] | None:
+    stored = organisation.state.message(message_id)
+    assert stored is not None
+    prev: dict[str, str] | None = stored.envelope["header"].get("prev")
+    return prev
+
+
+def second_process(hub: Hub, name: str) -> Organisation:
+    """Another process of the same organisation: its own hub client, the same home."""
+    keys = OrgKeys.open(hub.home(name) / "keys", PASS)
+    client = HubClient(
+        hub.url, network=NETWORK, org=name, signing_key=keys.signing_key, user=USER,
+        purpose=Purpose("case-coordination"), clock=hub.clock, sleep=no_sleep,
+    )  # fmt: skip
+    state = LocalState(hub.home(name) / "state.sqlite")
+    return Organisation(keys, state, client, clock=hub.clock)
+
+
+async def test_each_envelope_names_the_last_one_per_recipient(hub: Hub) -> None:
+    police, ggd, shelter = (
+        await hub.join("politie"),
+        await hub.join("ggd"),
+        await hub.join("opvang"),
+    )
+    first = (await police.send_signal(signal(), ["ggd"])).id
+    both = (await police.send_signal(signal(), ["ggd", "opvang"])).id
+    third = (await police.send_signal(signal(), ["opvang"])).id
+    ggd_got = await ggd.receive()
+    shelter_got = await shelter.receive()
+    assert [m.id for m in ggd_got.messages] == [first, both]
+    assert [m.id for m in shelter_got.messages] == [both, third]
+    assert prev_of(ggd, first) is None  # the first message names nothing
+    assert prev_of(ggd, both) == {"ggd": first}  # opvang had nothing from politie yet
+    assert prev_of(shelter, third) == {"opvang": both}
+    assert ggd_got.missing == shelter_got.missing == ()
+
+
+async def test_two_processes_sending_at_once_raise_no_alarm(hub: Hub) -> None:
+    police, ggd = await hub.join("politie"), await hub.join("ggd")
+    start = (await police.send_signal(signal(), ["ggd"])).id
+    other = second_process(hub, "politie")
+    try:
+        async with other.hub:
+            sent = await asyncio.gather(
+                police.send_signal(signal(), ["ggd"]), other.send_signal(signal(), ["ggd"])
+            )
+    finally:
+        other.state.close()
+    got = await ggd.receive()
+    assert sorted(m.id for m in got.messages) == sorted([start, *(s.id for s in sent)])
+    assert got.missing == () and ggd.state.missing() == []
+    named = [prev_of(ggd, s.id) for s in sent]
+    assert {"ggd": start} in named  # at least one names the first; the other it or its twin
+    assert all(p is not None and p["ggd"] in {start, *(s.id for s in sent)} for p in named)
