@@ -159,9 +159,9 @@ class Inbox:
         missing: list[MissingMessage] = []
         await self._before_contact()
         while True:
-            after = self.state.cursor
+            after, kept = self.state.inbox_position()
             page = await self.hub.inbox(after=after, limit=INBOX_PAGE)
-            self._check_at(after, page)
+            self._check_at(after, kept, page)
             for item in page.messages:
                 if item.cursor <= self.state.cursor:
                     continue  # a hub that repeats itself: nothing to do twice
@@ -175,9 +175,9 @@ class Inbox:
             if not page.messages or self.state.cursor <= after:
                 return ReceiveResult(tuple(received), tuple(rejected), tuple(missing))
 
-    def _check_at(self, after: int, page: InboxPage) -> None:
-        """InboxWentBack unless the hub still holds, at ``after``, the message taken there."""
-        kept = self.state.cursor_id
+    def _check_at(self, after: int, kept: str | None, page: InboxPage) -> None:
+        """InboxWentBack unless the hub still holds, at ``after``, the message taken there
+        (``kept``)."""
         if after == 0 or kept is None:
             return  # from the start, or the entry there had no id to compare
         served = None if page.at is None else page.at.id

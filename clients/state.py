@@ -258,8 +258,17 @@ class LocalState:
     @property
     def cursor_id(self) -> str | None:
         """The id of the message taken at :attr:`cursor` (None when unknown)."""
-        value = self._get_meta("inbox_cursor_id")
-        return value or None
+        return self.inbox_position()[1]
+
+    def inbox_position(self) -> tuple[int, str | None]:
+        """(:attr:`cursor`, :attr:`cursor_id`), read together: another process that
+        moves the cursor meanwhile can not pair one's cursor with the other's id."""
+        rows = dict(
+            self._db.execute(
+                "SELECT key, value FROM meta WHERE key IN ('inbox_cursor', 'inbox_cursor_id')"
+            ).fetchall()
+        )
+        return int(rows.get("inbox_cursor") or 0), rows.get("inbox_cursor_id") or None
 
     def advance_cursor(self, cursor: int, message_id: str | None = None) -> None:
         """Move the cursor forward to ``cursor``, where the hub had ``message_id`` (None:
