@@ -909,9 +909,12 @@ def _inbox_at(body: Any, after: int) -> InboxAt | None:
         if at is not None:
             raise ClientError("hub answer has an 'at' for an inbox read from its start")
         return None
+    if not isinstance(at, dict):
+        # A hub that says nothing about the cursor asked from could hide that it went back.
+        raise MalformedAnswer("inbox", "at", "missing: the message at the cursor read from")
     if _field(at, "cursor", int) != after:
-        raise ClientError("hub answer names another cursor in 'at'")
-    found = _object(at).get("id")
+        raise MalformedAnswer("inbox", "at.cursor", "not the cursor read from")
+    found = at.get("id")
     return InboxAt(after, None if found is None else _message_id(found))
 
 

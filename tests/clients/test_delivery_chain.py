@@ -8,14 +8,20 @@ nothing was withheld, whatever the order in which two processes of one sender se
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from client_harness import NETWORK, PASS, USER, Hub, no_sleep
 
+from clients.errors import ClientError
 from clients.hub_client import HubClient, Purpose
 from clients.organisation import Organisation
 from clients.state import LocalState
+from clients.transport import Request, Response
 from keys.organisation import OrgKeys
+from protocol.encoding import loads_strict
 
 
 def signal() -> dict[str, Any]:
@@ -82,3 +88,54 @@ async def test_two_processes_sending_at_once_raise_no_alarm(hub: Hub) -> None:
     named = [prev_of(ggd, s.id) for s in sent]
     assert {"ggd": start} in named  # at least one names the first; the other it or its twin
     assert all(p is not None and p["ggd"] in {start, *(s.id for s in sent)} for p in named)
+
+
+# -- a hub that says nothing, or something else, about the cursor read from ---------------
+
+
+def _answer(change: Callable[[Any], None]) -> Callable[[Request, Response], Response]:
+    def answer(request: Request, response: Response) -> Response:
+        if "/v1/inbox" not in request.url or response.status != 200:
+            return response
+        doc = loads_strict(response.body)
+        change(doc)
+        return Response(response.status, response.headers, json.dumps(doc).encode())
+
+    return answer
+
+
+def _drop_at(doc: Any) -> None:
+    doc.pop("at", None)
+
+
+def _other_cursor(doc: Any) -> None:
+    if "at" in doc:
+        doc["at"]["cursor"] += 1
+
+
+def _at_from_the_start(doc: Any) -> None:
+    doc["at"] = {"cursor": 0, "id": None}
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (_drop_at, "hub's inbox did not verify (at: missing"),
+        (_other_cursor, "hub's inbox did not verify (at.cursor: not the cursor read from)"),
+        (_at_from_the_start, "hub answer has an 'at' for an inbox read from its start"),
+    ],
+)
+async def test_an_inbox_answer_that_hides_the_cursor_is_refused(
+    hub: Hub, change: Callable[[Any], None], error: str
+) -> None:
+    police, ggd = await hub.join("politie"), await hub.join("ggd")
+    await police.send_signal(signal(), ["ggd"])
+    if change is not _at_from_the_start:
+        await ggd.receive()  # the cursor is past 0 now
+    await police.send_signal(signal(), ["ggd"])
+    hub.taps["ggd"].answer = _answer(change)
+    with pytest.raises(ClientError) as info:
+        await ggd.receive()
+    assert error in str(info.value)
+    hub.taps["ggd"].answer = None
+    assert len((await ggd.receive()).messages) == 1 + (change is _at_from_the_start)
