@@ -8,14 +8,17 @@ nothing was withheld, whatever the order in which two processes of one sender se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Callable
-from typing import Any
+import sqlite3
+from collections.abc import AsyncGenerator, Callable
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from client_harness import NETWORK, PASS, USER, Hub, no_sleep
 
-from clients.errors import ClientError
+from clients.errors import ClientError, InboxWentBack
 from clients.hub_client import HubClient, Purpose
 from clients.organisation import Organisation
 from clients.state import LocalState
@@ -32,6 +35,15 @@ def signal() -> dict[str, Any]:
         "urgency": "high",
         "consent_to_share": True,
     }
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """SQLite's online backup: a consistent copy of a live database file."""
+    with (
+        contextlib.closing(sqlite3.connect(source)) as live,
+        contextlib.closing(sqlite3.connect(target)) as copy,
+    ):
+        live.backup(copy)
 
 
 def prev_of(organisation: Organisation, message_id: str) -> dict[str, str] | None:
@@ -139,3 +151,23 @@ async def test_an_inbox_answer_that_hides_the_cursor_is_refused(
     assert error in str(info.value)
     hub.taps["ggd"].answer = None
     assert len((await ggd.receive()).messages) == 1 + (change is _at_from_the_start)
+
+
+async def test_a_watching_recipient_stops_when_the_hub_went_back(hub: Hub, tmp_path: Path) -> None:
+    """The hub announces a new message at a cursor the recipient already passed (its
+    database restored): the watch reads the inbox anyway, and stops loudly."""
+    police, ggd = await hub.join("politie"), await hub.join("ggd")
+    backup = tmp_path / "backup.db"
+    copy_database(hub.database, backup)
+    m1 = (await police.send_signal(signal(), ["ggd"])).id
+    watching = cast(AsyncGenerator[Any, None], ggd.watch())  # closed below
+    try:
+        first = await asyncio.wait_for(anext(watching), 10)  # the socket is open now
+        assert first.id == m1
+        copy_database(backup, hub.database)
+        m2 = (await police.send_signal(signal(), ["ggd"])).id
+        with pytest.raises(InboxWentBack) as info:
+            await asyncio.wait_for(anext(watching), 10)
+        assert (info.value.kept, info.value.served) == (m1, m2)
+    finally:
+        await watching.aclose()
