@@ -140,8 +140,8 @@ async def resend(state: LocalState, hub: SentHub, message_id: str) -> Resent:
     wire = state.sent_envelope(message_id)
     if wire is None:
         raise NotReady(
-            f"no envelope of message {message_id[:32]!r} is kept here: only messages sent "
-            "from this organisation's directory can be sent again"
+            f"no envelope of message {message_id[:32]!r} is kept here: only a message this "
+            "directory sent (with a client that keeps envelopes) can be sent again"
         )
     try:
         envelope = Envelope.from_wire(wire)
