@@ -12,6 +12,8 @@
     ├── UnknownOrganisation    the hub's directory has no such organisation
     ├── NotReady               a local step is missing (says which command to run)
     ├── PseudonymsUnavailable  the pseudonymisation services made no pseudonyms now
+    ├── InboxWentBack          the hub no longer holds, at this client's inbox cursor, the
+    │                          message it took there (a restored backup?): nothing more is read
     └── AuditLogInconsistent   the hub's access log does not match what this client saw
                                before, or an entry does not match the signed tree head
 
@@ -142,6 +144,29 @@ class PseudonymsUnavailable(ClientError):
         super().__init__(message)
         self.transient = transient
         self.retry_after = retry_after
+
+
+class InboxWentBack(ClientError):
+    """The hub's inbox went backwards: at the cursor this client read up to, the hub holds
+    another message than the one taken there, or none.
+
+    A hub restored from a backup does this: it hands new messages cursors this client
+    already passed, and they would never be read. Nothing more is read or acknowledged.
+    Once the hub's operator confirms a restore, ``schakel org inbox --resync`` reads the
+    inbox from its start again (messages already held are not taken twice); otherwise
+    tell the network's privacy officer.
+    """
+
+    def __init__(self, cursor: int, kept: str | None, served: str | None) -> None:
+        super().__init__(
+            f"INBOX WENT BACKWARDS: at cursor {cursor} this client took message {kept}, "
+            f"but the hub now holds {served or 'no message of ours'} there (was the hub "
+            "restored from a backup?); nothing more was read. Ask the hub's operator; once "
+            "a restore is confirmed, run 'schakel org inbox --resync'"
+        )
+        self.cursor = cursor
+        self.kept = kept
+        self.served = served
 
 
 class AuditLogInconsistent(ClientError):

@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import contextvars
 import ipaddress
+import itertools
 import json
 import re
 import time
@@ -91,6 +92,7 @@ from protocol.retirement import Retirement
 from protocol.types import (
     CaseRef,
     MessageId,
+    OrgId,
     parse_case_ref,
     parse_fingerprint,
     parse_message_id,
@@ -135,8 +137,40 @@ class InboxItem:
 
 
 @dataclass(frozen=True, slots=True)
+class InboxAt:
+    """Which of our messages the hub holds at the cursor asked from (``id`` None: none)."""
+
+    cursor: int
+    id: MessageId | None
+
+
+@dataclass(frozen=True, slots=True)
 class InboxPage:
     messages: tuple[InboxItem, ...]
+    next: int
+    at: InboxAt | None = None  # present when asked from a cursor above 0
+
+
+@dataclass(frozen=True, slots=True)
+class SentDelivery:
+    org: OrgId
+    acknowledged: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SentItem:
+    """A message we sent as the hub holds it: the deliveries it keeps (no content)."""
+
+    cursor: int
+    id: MessageId
+    kind: str
+    accepted: int
+    deliveries: tuple[SentDelivery, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SentPage:
+    messages: tuple[SentItem, ...]
     next: int
 
 
@@ -584,7 +618,36 @@ class HubClient:
                     acknowledged=_field(entry, "acknowledged", bool),
                 )
             )
-        return InboxPage(tuple(items), _field(body, "next", int))
+        at = _inbox_at(body, int(after))
+        return InboxPage(tuple(items), _field(body, "next", int), at)
+
+    async def sent(self, after: int = 0, limit: int = 50) -> SentPage:
+        """One page of the messages we sent (``GET /v1/sent``), with their deliveries."""
+        _, body = await self._call("GET", f"/v1/sent?after={int(after)}&limit={int(limit)}")
+        items = []
+        for entry in _field(body, "messages", list):
+            deliveries = tuple(
+                SentDelivery(
+                    OrgId(_checked(parse_org_id, _field(d, "org", str))),
+                    _field(d, "acknowledged", bool),
+                )
+                for d in _field(entry, "deliveries", list)
+            )
+            items.append(
+                SentItem(
+                    cursor=_field(entry, "cursor", int),
+                    id=_message_id(_field(entry, "id", str)),
+                    kind=_field(entry, "kind", str),
+                    accepted=_field(entry, "accepted", int),
+                    deliveries=deliveries,
+                )
+            )
+        next_cursor = _field(body, "next", int)
+        if any(b.cursor <= a.cursor for a, b in itertools.pairwise(items)) or (
+            items and (items[0].cursor <= after or next_cursor != items[-1].cursor)
+        ):
+            raise ClientError("hub answered with sent messages out of order")
+        return SentPage(tuple(items), next_cursor)
 
     async def get_message(
         self, message_id: str, *, purpose: Purpose | None = None
@@ -869,6 +932,22 @@ def _retry_after(value: str | None) -> float | None:
     if value is None or not value.isdigit():
         return None
     return min(MAX_RETRY_AFTER, float(value))
+
+
+def _inbox_at(body: Any, after: int) -> InboxAt | None:
+    """The inbox answer's ``at``: required when asked from a cursor above 0, for it."""
+    at = _object(body).get("at")
+    if after == 0:
+        if at is not None:
+            raise ClientError("hub answer has an 'at' for an inbox read from its start")
+        return None
+    if not isinstance(at, dict):
+        # A hub that says nothing about the cursor asked from could hide that it went back.
+        raise MalformedAnswer("inbox", "at", "missing: the message at the cursor read from")
+    if _field(at, "cursor", int) != after:
+        raise MalformedAnswer("inbox", "at.cursor", "not the cursor read from")
+    found = at.get("id")
+    return InboxAt(after, None if found is None else _message_id(found))
 
 
 def _object(body: Any) -> dict[str, Any]:

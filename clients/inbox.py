@@ -5,7 +5,19 @@ message stored before is acknowledged again and skipped; its network is ours and
 are a recipient; the sender's certificate (:class:`~clients.directory.Directory`)
 verifies and is the one the header names; ``open_envelope`` checks the signature and
 decrypts; the payload parses strictly and fits its kind's schema. Then it is stored
-(still encrypted), acknowledged, and the cursor moves on.
+(still encrypted), acknowledged, and the cursor moves on, remembering the id of the
+message it passed.
+
+Two checks keep a hub from losing messages silently:
+
+* every inbox page read from a cursor above 0 names the message the hub holds for us at
+  that cursor (``at``); when it is not the one taken there, the hub's inbox went back (a
+  restored backup hands new messages cursors already passed) and
+  :class:`~clients.errors.InboxWentBack` stops the pass before anything is read;
+* a verified message's header may name the sender's previous message to us (``prev``):
+  unless it is held here (stored or rejected), it is fetched from the hub and taken like
+  an inbox entry (its own ``prev`` is not followed); when the hub does not serve it, it
+  is recorded as missing (:class:`~clients.state.MissingMessage`): withheld.
 
 A message that fails any check is recorded as rejected with a reason category and is
 *not* acknowledged, so that the hub keeps it for an investigation. Nothing is
@@ -22,11 +34,18 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from clients.directory import Directory
-from clients.errors import NotReady, PayloadInvalid, UnknownOrganisation, VerificationFailed
+from clients.errors import (
+    HubProblem,
+    InboxWentBack,
+    NotReady,
+    PayloadInvalid,
+    UnknownOrganisation,
+    VerificationFailed,
+)
 from clients.hub_client import InboxPage, Notice
 from clients.localbox import PayloadBox
 from clients.payloads import decode_payload
-from clients.state import LocalState, StoredMessage
+from clients.state import LocalState, MissingMessage, StoredMessage
 from keys.organisation import OrgKeys
 from protocol.certificate import Certificate
 from protocol.envelope import Envelope, open_envelope, verify_signature
@@ -63,6 +82,7 @@ class ReceivedMessage:
     case: CaseRef | None = None  # a referral's case, from the header
     ref: MessageId | None = None  # what a status (the referral) or referral (replaced) is about
     status: str | None = None  # a status envelope's code, from the header
+    prev: MessageId | None = None  # the sender's previous message to us, from the header
 
     def __repr__(self) -> str:
         return f"ReceivedMessage(id={self.id!r}, sender={self.sender!r}, kind={self.kind!r})"
@@ -82,6 +102,7 @@ class RejectedMessage:
 class ReceiveResult:
     messages: tuple[ReceivedMessage, ...]
     rejected: tuple[RejectedMessage, ...]
+    missing: tuple[MissingMessage, ...] = ()  # predecessors found missing in this pass
 
 
 class InboxHub(Protocol):
@@ -135,10 +156,12 @@ class Inbox:
         """Page through the inbox from the stored cursor; verify, store and ack each message."""
         received: list[ReceivedMessage] = []
         rejected: list[RejectedMessage] = []
+        missing: list[MissingMessage] = []
         await self._before_contact()
         while True:
-            after = self.state.cursor
+            after, kept = self.state.inbox_position()
             page = await self.hub.inbox(after=after, limit=INBOX_PAGE)
+            self._check_at(after, kept, page)
             for item in page.messages:
                 if item.cursor <= self.state.cursor:
                     continue  # a hub that repeats itself: nothing to do twice
@@ -147,9 +170,63 @@ class Inbox:
                     received.append(outcome)
                 elif isinstance(outcome, RejectedMessage):
                     rejected.append(outcome)
-                self.state.advance_cursor(item.cursor)
+                await self._predecessor(_id_of(item.envelope), received, rejected, missing)
+                self.state.advance_cursor(item.cursor, _id_of(item.envelope))
             if not page.messages or self.state.cursor <= after:
-                return ReceiveResult(tuple(received), tuple(rejected))
+                return ReceiveResult(tuple(received), tuple(rejected), tuple(missing))
+
+    def _check_at(self, after: int, kept: str | None, page: InboxPage) -> None:
+        """InboxWentBack unless the hub still holds, at ``after``, the message taken there
+        (``kept``)."""
+        if after == 0 or kept is None:
+            return  # from the start, or the entry there had no id to compare
+        served = None if page.at is None else page.at.id
+        if served != kept:
+            self.state.note_went_back(after)  # for those who look later (the desk)
+            raise InboxWentBack(after, kept, served)
+        self.state.note_went_back(None)
+
+    async def resync(self) -> ReceiveResult:
+        """Read the whole inbox again from its start (after a restore of the hub was
+        confirmed): messages held here are acknowledged again, not taken twice; the new
+        ones are received as usual."""
+        self.state.rewind_inbox()
+        return await self.receive()
+
+    async def _predecessor(
+        self,
+        message_id: MessageId | None,
+        received: list[ReceivedMessage],
+        rejected: list[RejectedMessage],
+        missing: list[MissingMessage],
+    ) -> None:
+        """Check that the message a stored (so verified) message's sender names as its
+        previous one to us is held; done again each time the entry is read, until the
+        cursor passes it, so that a failing fetch can not skip the check."""
+        stored = None if message_id is None else self.state.message(message_id)
+        if stored is None:
+            return
+        prev = _prev_of(stored.envelope, self.org)
+        if prev is None or self.state.seen(prev):
+            return
+        outcome: ReceivedMessage | RejectedMessage | None = None
+        try:
+            cursor, wire = await self.hub.get_message(prev)
+        except HubProblem as exc:
+            if exc.status != 404:
+                raise
+        else:
+            if _id_of(wire) == prev:
+                outcome = await self._process(cursor or 0, wire)
+        if isinstance(outcome, ReceivedMessage):
+            received.append(outcome)
+        elif isinstance(outcome, RejectedMessage):
+            rejected.append(outcome)
+        elif not self.state.seen(prev):
+            self.state.record_missing(
+                prev, sender=stored.sender, named_by=stored.id, now=self._now()
+            )
+            missing.append(MissingMessage(prev, stored.sender, stored.id, self._now()))
 
     async def _process(self, cursor: int, wire: Any) -> ReceivedMessage | RejectedMessage | None:
         header = _object(wire).get("header")
@@ -209,7 +286,7 @@ class Inbox:
             )
         except OpenError as exc:
             raise _Rejected(REASON_ENVELOPE) from exc
-        return _message(envelope, cursor, _payload(header.kind, plaintext))
+        return _message(envelope, cursor, _payload(header.kind, plaintext), self.org)
 
     # -- reading again ------------------------------------------------------------------
 
@@ -251,7 +328,7 @@ class Inbox:
         if sealed is None:
             raise _Rejected(REASON_ENVELOPE)
         payload = self._box.open_object(stored.id, f"received/{header.kind}", sealed)
-        return _message(envelope, stored.cursor, payload)
+        return _message(envelope, stored.cursor, payload, self.org)
 
     def keep_payloads(self, fingerprints: Collection[Fingerprint]) -> int:
         """Before the KEM key of these bundle fingerprints is deleted: keep the payload of
@@ -304,15 +381,19 @@ class Inbox:
         reading what waits again) is the caller's choice.
         """
         async for notice in self.hub.notifications(opened=True):
-            if notice is not None and notice.cursor <= self.state.cursor:
-                continue
+            if notice is not None and self.state.seen(notice.id):
+                continue  # announced again: nothing new
+            # A notice at a cursor already passed, of a message not held, is read too: the
+            # inbox check then finds a hub whose inbox went back (a restored backup).
             result = await self.receive()
             items: list[ReceivedMessage | RejectedMessage] = [*result.messages, *result.rejected]
             for item in items:
                 yield item
 
 
-def _message(envelope: Envelope, cursor: int, payload: dict[str, Any]) -> ReceivedMessage:
+def _message(
+    envelope: Envelope, cursor: int, payload: dict[str, Any], org: OrgId
+) -> ReceivedMessage:
     header = envelope.header
     return ReceivedMessage(
         id=header.id,
@@ -326,7 +407,21 @@ def _message(envelope: Envelope, cursor: int, payload: dict[str, Any]) -> Receiv
         case=header.case,
         ref=header.ref,
         status=header.status,
+        prev=None if header.prev is None else header.prev.get(org),
     )
+
+
+def _id_of(wire: Any) -> MessageId | None:
+    """The message id in an envelope's header, if there is a well-formed one."""
+    found = _valid(parse_message_id, _object(_object(wire).get("header")).get("id"))
+    return None if found is None else MessageId(found)
+
+
+def _prev_of(wire: Any, org: OrgId) -> MessageId | None:
+    """The ``prev`` a stored envelope (verified on receipt) names for ``org``."""
+    prev = _object(_object(wire).get("header")).get("prev")
+    found = _valid(parse_message_id, _object(prev).get(org))
+    return None if found is None else MessageId(found)
 
 
 def _payload(kind: str, plaintext: bytes) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from clients import caseview, referrals
+from clients import caseview, referrals, sentview
 from clients.comensha import write_comensha
 from clients.directory import Directory
 from clients.errors import (
@@ -517,11 +517,29 @@ class Organisation:
                 status=draft.status,
                 ref=draft.ref,
                 case=draft.case,
+                prev={  # (another process may have sent this very draft meanwhile)
+                    OrgId(org): MessageId(last)
+                    for org, last in self._state.previous_to(draft.recipients).items()
+                    if last != draft.id
+                },
                 created=draft.created,
                 rng=self._rng,
             )
         except ProtocolError as exc:
             raise PayloadInvalid(str(exc)[:200], "header") from exc
+
+    async def check_sent(self, *, older_than: int) -> tuple[sentview.SentCheck, ...]:
+        """Sent messages the hub lost (for some recipient), or that were not acknowledged
+        ``older_than`` seconds after the hub accepted them (see :mod:`clients.sentview`)."""
+        await self.log.check_if_due()
+        return await sentview.check_sent(
+            self._state, self._hub, now=self.now(), older_than=older_than
+        )
+
+    async def resend(self, message_id: str) -> sentview.Resent:
+        """Send a sent message again, unchanged, from the envelope kept locally."""
+        await self.log.check_if_due()
+        return await sentview.resend(self._state, self._hub, message_id)
 
     async def post(self, envelope: Envelope) -> int:
         """Post a sealed envelope (retries post the same bytes); when the hub accepted it."""
@@ -546,6 +564,11 @@ class Organisation:
     async def receive(self) -> ReceiveResult:
         """Read the inbox: verify, store and acknowledge each new message."""
         return await self.inbox.receive()
+
+    async def resync(self) -> ReceiveResult:
+        """Read the whole inbox again from its start, once a restore of the hub is
+        confirmed (after :class:`~clients.errors.InboxWentBack`); nothing is taken twice."""
+        return await self.inbox.resync()
 
     def show(self, message_id: str) -> ReceivedMessage:
         """Open a stored message again."""

@@ -18,8 +18,11 @@ with a message id chosen there and then, and leaves it only when the hub accepte
 * any other failure (a 4xx refusal, a recipient that does not verify or is unknown)
   makes the entry **refused**: it is not sent again, and is shown with the reason until
   it is dropped;
-* an accepted entry becomes a sent message (``sent`` and ``sent_payloads``) and leaves
-  the outbox in the same transaction.
+* an accepted entry becomes a sent message (``sent``, ``sent_payloads`` and its envelope
+  in ``sent_envelopes``), the last message to each of its recipients (``chains``: the
+  next envelope to them names it in its header ``prev``), and leaves the outbox, all in
+  the same transaction. An entry is sealed only when every entry before it went out or
+  was refused, so ``prev`` names a message the hub accepted.
 
 What an entry holds (payload, recipients, pseudonyms, header fields, the sealed
 envelope) is kept sealed by the :class:`~clients.localbox.PayloadBox`, like the
@@ -256,6 +259,8 @@ class Outbox:
                 except AuditLogInconsistent:
                     raise
                 except ClientError as exc:
+                    if self.state.outbox_entry(draft.id) is None:
+                        continue  # another process sent (or dropped) it meanwhile
                     if transient(exc):
                         self.state.note_attempt(
                             draft.id, state=WAITING, now=self._now(), problem=_text(exc)
@@ -284,6 +289,7 @@ class Outbox:
                 draft.created,
                 self._box.seal(draft.id, draft.kind, dict(draft.payload)),
             ),
+            envelope.to_wire(),
         )
         return Sent(
             draft.id, draft.kind, draft.recipients, draft.pseudonyms, draft.created, accepted

@@ -2,7 +2,10 @@
 
 What it keeps, and nothing more:
 
-* ``meta``       the inbox cursor (the highest cursor fully processed);
+* ``meta``       the inbox cursor (the highest cursor fully processed) and the id of
+                 the message taken there (``inbox_cursor_id``), which the hub must still
+                 name at that cursor (a hub restored from a backup does not), and the
+                 cursor at which it was last found not to (``inbox_went_back``);
 * ``messages``   every envelope received, as its canonical wire JSON (still
                  encrypted), with when it was received and acknowledged; the
                  primary key on the message id is the dedupe: a message seen
@@ -18,6 +21,12 @@ What it keeps, and nothing more:
 * ``certificates`` every sender certificate a stored message was verified with,
                  by fingerprint, so that ``show`` can open the envelope again later;
 * ``sent``       the ids of messages this organisation sent, with recipients;
+* ``sent_envelopes`` the envelope of each message sent (wire JSON, encrypted to its
+                 recipients), so that one the hub lost can be sent again unchanged;
+* ``chains``     per recipient, the id of the last message the hub accepted from this
+                 organisation for it: the next envelope to it names it (header ``prev``);
+* ``missing``    messages a sender named as a predecessor that neither this client nor
+                 the hub holds (withheld): id, sender, the message that named it, when;
 * ``sent_payloads`` what this organisation wrote in the signals, referrals and statuses
                  it sent (it can not open its own envelopes: they are sealed to the
                  recipients), encrypted at rest by :class:`~clients.localbox.PayloadBox`,
@@ -86,6 +95,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     created INTEGER NOT NULL, queued_at INTEGER NOT NULL, state TEXT NOT NULL,
     attempts INTEGER NOT NULL, tried_at INTEGER, problem TEXT, sealed BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS kept_payloads (id TEXT PRIMARY KEY, sealed BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS sent_envelopes (id TEXT PRIMARY KEY, envelope TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chains (recipient TEXT PRIMARY KEY, last_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS missing (
+    id TEXT PRIMARY KEY, sender TEXT NOT NULL, named_by TEXT NOT NULL, at INTEGER NOT NULL);
 """
 
 
@@ -148,6 +161,17 @@ class SentMessage:
     created: int
     sent_at: int
     accepted: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MissingMessage:
+    """A message its sender named as sent before another (``named_by``) that neither this
+    client nor the hub holds: withheld or lost on the way. No content, ever."""
+
+    id: str
+    sender: str
+    named_by: str
+    at: int
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -231,10 +255,50 @@ class LocalState:
         value = self._get_meta("inbox_cursor")
         return 0 if value is None else int(value)
 
-    def advance_cursor(self, cursor: int) -> None:
-        """Move the cursor forward to ``cursor``; it never moves back."""
+    @property
+    def cursor_id(self) -> str | None:
+        """The id of the message taken at :attr:`cursor` (None when unknown)."""
+        return self.inbox_position()[1]
+
+    def inbox_position(self) -> tuple[int, str | None]:
+        """(:attr:`cursor`, :attr:`cursor_id`), read together: another process that
+        moves the cursor meanwhile can not pair one's cursor with the other's id."""
+        rows = dict(
+            self._db.execute(
+                "SELECT key, value FROM meta WHERE key IN ('inbox_cursor', 'inbox_cursor_id')"
+            ).fetchall()
+        )
+        return int(rows.get("inbox_cursor") or 0), rows.get("inbox_cursor_id") or None
+
+    def advance_cursor(self, cursor: int, message_id: str | None = None) -> None:
+        """Move the cursor forward to ``cursor``, where the hub had ``message_id`` (None:
+        an entry whose id did not parse); it never moves back."""
         if cursor > self.cursor:
-            self._set_meta("inbox_cursor", str(cursor))
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._set_meta("inbox_cursor", str(cursor))
+                self._set_meta("inbox_cursor_id", message_id or "")
+
+    def rewind_inbox(self) -> None:
+        """Read the inbox from its start again (after a restore of the hub was confirmed):
+        the messages held stay, and are not taken twice."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._set_meta("inbox_cursor", "0")
+            self._set_meta("inbox_cursor_id", "")
+            self._set_meta("inbox_went_back", "")
+
+    @property
+    def went_back(self) -> int | None:
+        """The cursor at which the hub's inbox was last found to have gone back (None: it
+        was not, or the inbox was read since without finding it)."""
+        value = self._get_meta("inbox_went_back")
+        return int(value) if value else None
+
+    def note_went_back(self, cursor: int | None) -> None:
+        """Record (or with None, clear) that the hub's inbox went back at ``cursor``."""
+        if cursor is not None or self.went_back is not None:
+            self._set_meta("inbox_went_back", "" if cursor is None else str(cursor))
 
     # -- received messages -------------------------------------------------------------
 
@@ -268,6 +332,7 @@ class LocalState:
                 (message_id, cursor, sender, kind, created, text, now),
             )
             self._db.execute("DELETE FROM rejected WHERE id = ?", (message_id,))
+            self._db.execute("DELETE FROM missing WHERE id = ?", (message_id,))
         return done.rowcount == 1
 
     def mark_acked(self, message_id: str, *, now: int) -> None:
@@ -325,6 +390,20 @@ class LocalState:
             "SELECT id, cursor, reason FROM rejected ORDER BY cursor"
         ).fetchall()
         return [(str(r[0]), int(r[1]), str(r[2])) for r in rows]
+
+    def record_missing(self, message_id: str, *, sender: str, named_by: str, now: int) -> None:
+        """A predecessor that could not be found; kept until the message arrives."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO missing (id, sender, named_by, at) VALUES (?, ?, ?, ?)",
+            (message_id, sender, named_by, now),
+        )
+
+    def missing(self) -> list[MissingMessage]:
+        """Every predecessor still missing, oldest report first."""
+        rows = self._db.execute(
+            "SELECT id, sender, named_by, at FROM missing ORDER BY at, id"
+        ).fetchall()
+        return [MissingMessage(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
 
     # -- directory cache ---------------------------------------------------------------
 
@@ -478,6 +557,24 @@ class LocalState:
             str(row[0]), str(row[1]), tuple(row[2].split(",")), int(row[3]), int(row[4]), row[5]
         )
 
+    def sent_envelope(self, message_id: str) -> dict[str, Any] | None:
+        """The envelope of a message sent (its wire form), or None if none was kept."""
+        row = self._db.execute(
+            "SELECT envelope FROM sent_envelopes WHERE id = ?", (message_id,)
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def previous_to(self, recipients: tuple[str, ...]) -> dict[str, str]:
+        """Per recipient, the last message the hub accepted from us for it (if any)."""
+        found = {}
+        for recipient in recipients:
+            row = self._db.execute(
+                "SELECT last_id FROM chains WHERE recipient = ?", (recipient,)
+            ).fetchone()
+            if row is not None:
+                found[recipient] = str(row[0])
+        return found
+
     def keep_sent_payload(self, payload: SentPayload) -> None:
         """Keep what was sent (already sealed); the first copy of an id stays."""
         self._db.execute(
@@ -567,8 +664,11 @@ class LocalState:
         """Remove an entry; False if there was none."""
         return self._db.execute("DELETE FROM outbox WHERE id = ?", (message_id,)).rowcount == 1
 
-    def delivered(self, sent: SentMessage, payload: SentPayload) -> None:
-        """An outbox entry reached the hub: record it as sent and leave the outbox, at once."""
+    def delivered(
+        self, sent: SentMessage, payload: SentPayload, envelope: dict[str, Any] | None = None
+    ) -> None:
+        """An outbox entry reached the hub: record it as sent (its envelope too, and as the
+        last message to each recipient) and leave the outbox, at once."""
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self.record_sent(
@@ -580,6 +680,16 @@ class LocalState:
                 accepted=sent.accepted,
             )
             self.keep_sent_payload(payload)
+            if envelope is not None:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO sent_envelopes (id, envelope) VALUES (?, ?)",
+                    (sent.id, json.dumps(envelope, sort_keys=True, separators=(",", ":"))),
+                )
+            self._db.executemany(
+                "INSERT INTO chains (recipient, last_id) VALUES (?, ?) ON CONFLICT (recipient) "
+                "DO UPDATE SET last_id = excluded.last_id",
+                [(recipient, sent.id) for recipient in sent.recipients],
+            )
             self._db.execute("DELETE FROM outbox WHERE id = ?", (sent.id,))
 
     # -- payloads of received messages whose key was deleted ---------------------------

@@ -123,6 +123,19 @@ class InboxRow:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryAlerts:
+    """What the hub lost or withheld, as this organisation's client found it (no content):
+    the messages a sender named that never arrived (id, sender, the message that named it),
+    and the cursor at which the hub's inbox went back (None: it did not)."""
+
+    missing: tuple[tuple[str, str, str], ...]
+    went_back: int | None
+
+    def __bool__(self) -> bool:
+        return bool(self.missing) or self.went_back is not None
+
+
+@dataclass(frozen=True, slots=True)
 class MessageView:
     id: str
     kind: str
@@ -287,6 +300,12 @@ class Library:
         page = state.message_page(offset, limit)
         about = _statuses_by_ref(state.messages_of_kind("status")) if page else {}
         return [self._row(m, about) for m in page], state.message_count()
+
+    def delivery_alerts(self) -> DeliveryAlerts:
+        """Missing messages and a hub inbox that went back, from local state."""
+        state = self._org.state
+        missing = tuple((m.id, m.sender, m.named_by) for m in state.missing())
+        return DeliveryAlerts(missing, state.went_back)
 
     def _row(self, message: StoredMessage, about: dict[str, list[StoredMessage]]) -> InboxRow:
         header = _header(message)

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from desk.adapter import InboxRow, LibraryError, MessageView, Step, problem_status
+from desk.adapter import (
+    DeliveryAlerts,
+    InboxRow,
+    LibraryError,
+    MessageView,
+    Step,
+    problem_status,
+)
 from desk.i18n import ZONE
 from desk.sessions import FULL
 from desk.signalform import invisible
@@ -47,6 +54,7 @@ class InboxPage:
     page: int
     pages: int
     total: int
+    alerts: DeliveryAlerts
 
 
 def _page_number(request: web.Request) -> int:
@@ -60,7 +68,8 @@ def inbox_page(request: web.Request) -> InboxPage:
     rows, total = s.library.inbox((page - 1) * PAGE, PAGE)
     pages = max(1, -(-total // PAGE))
     unread = {r.id for r in rows} - s.accounts.read_by(person_of(request).id, (r.id for r in rows))
-    return InboxPage(rows, unread, min(page, pages), pages, total)
+    alerts = s.library.delivery_alerts()
+    return InboxPage(rows, unread, min(page, pages), pages, total, alerts)
 
 
 @require(FULL)

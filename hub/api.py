@@ -28,7 +28,7 @@ from hub.notify import Notifier
 from hub.problems import ORG, REQUEST_ID, read_json
 from hub.query import INTEGER, NONE, Spec, parse_query
 from hub.ratelimit import TokenBucket
-from hub.store import InboxItem, Store
+from hub.store import InboxItem, SentItem, Store
 from hub.tokens import TokenService
 from hub.treeheads import HeadSigner
 
@@ -502,7 +502,41 @@ async def get_inbox(request: web.Request) -> web.Response:
             after=query_of(request).get("after"),
             limit=query_of(request).get("limit"),
         )
-    return render({"messages": [_inbox_item(item) for item in page.items], "next": page.next})
+    body: dict[str, Any] = {
+        "messages": [_inbox_item(item) for item in page.items],
+        "next": page.next,
+    }
+    if page.after:
+        body["at"] = {"cursor": page.after, "id": page.at}
+    return render(body)
+
+
+def _sent_item(item: SentItem) -> dict[str, Any]:
+    return {
+        "cursor": item.cursor,
+        "id": item.id,
+        "kind": item.kind,
+        "accepted": item.accepted,
+        "deliveries": [
+            {"org": d.recipient, "acknowledged": d.acknowledged} for d in item.deliveries
+        ],
+    }
+
+
+async def get_sent(request: web.Request) -> web.Response:
+    s = services(request)
+    async with audited(request, "list", "message") as scope:
+        caller = await authenticate(request, scope)
+        page = await relay.read_sent(
+            s.store,
+            s.clock,
+            s.config,
+            scope,
+            caller=caller.org,
+            after=request.query.get("after"),
+            limit=request.query.get("limit"),
+        )
+    return render({"messages": [_sent_item(item) for item in page.items], "next": page.next})
 
 
 async def get_message(request: web.Request) -> web.Response:
@@ -575,6 +609,7 @@ def add_routes(app: web.Application, *, websocket: Handler) -> None:
         web.get("/v1/directory/retired-linking-keys", get_retirements, allow_head=False),
         web.post("/v1/messages", post_message),
         web.get("/v1/inbox", get_inbox, allow_head=False),
+        web.get("/v1/sent", get_sent, allow_head=False),
         web.get("/v1/messages/{id}", get_message, allow_head=False),
         web.post("/v1/messages/{id}/ack", post_ack),
         web.get("/v1/ws", websocket, allow_head=False),

@@ -43,7 +43,7 @@ from hub.errors import (
     UnknownRecipient,
 )
 from hub.notify import Notice
-from hub.store import InboxItem, MessageView, Snapshot, Store, Tx
+from hub.store import InboxItem, MessageView, SentItem, Snapshot, Store, Tx
 from protocol.certificate import Certificate
 from protocol.envelope import Envelope, Header, verify_signature
 from protocol.errors import EncodingError, ValidationError, VerificationError
@@ -70,7 +70,18 @@ class Accepted:
 
 @dataclass(frozen=True, slots=True)
 class Page:
+    """An inbox page; ``at`` is the id of the caller's message at cursor ``after`` (None
+    when the hub holds none there), so that a client notices an inbox that went back."""
+
     items: list[InboxItem]
+    next: int
+    after: int = 0
+    at: MessageId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SentPage:
+    items: list[SentItem]
     next: int
 
 
@@ -208,9 +219,31 @@ async def read_inbox(
     start = bounded_int(after, 0, "after", 0, 2**62)
     count = bounded_int(limit, limits.default_inbox_limit, "limit", 1, limits.max_inbox_limit)
     items = await store.inbox(caller, after=start, limit=count)
+    at = await store.inbox_at(caller, start) if start else None
     scope.touch(item.envelope["header"]["id"] for item in items)  # the messages it returns
     await audit.access(store, scope, now=clock())
-    return Page(items, items[-1].cursor if items else start)
+    return Page(items, items[-1].cursor if items else start, start, at)
+
+
+async def read_sent(
+    store: Store,
+    clock: Clock,
+    config: HubConfig,
+    scope: Scope,
+    *,
+    caller: OrgId,
+    after: str | None,
+    limit: str | None,
+) -> SentPage:
+    """The caller's sent messages after cursor ``after``, with the deliveries held for each:
+    which recipients the hub still holds it for, and which acknowledged it (no content)."""
+    limits = config.limits
+    start = bounded_int(after, 0, "after", 0, 2**62)
+    count = bounded_int(limit, limits.default_inbox_limit, "limit", 1, limits.max_inbox_limit)
+    items = await store.sent(caller, after=start, limit=count)
+    scope.touch(item.id for item in items)
+    await audit.access(store, scope, now=clock())
+    return SentPage(items, items[-1].cursor if items else start)
 
 
 def _path_message_id(text: str) -> MessageId:

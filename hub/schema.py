@@ -2,8 +2,8 @@
 
 Times are integer Unix seconds. Wire objects are kept as their canonical JSON
 text, certificates and CRLs as DER. The migrations (``0001_initial``,
-``0002_merkle_log``, ``0003_cases``, then ``0004d_oprf_keys``) create exactly these
-tables; a test compares the two.
+``0002_merkle_log``, ``0003_cases``, ``0004d_oprf_keys``, then ``0004b_sent_index``)
+create exactly these tables; a test compares the two.
 """
 
 from __future__ import annotations
@@ -113,6 +113,8 @@ messages = sa.Table(
     sa.Column("size", sa.Integer, nullable=False),
     sqlite_autoincrement=True,  # cursors are never reused, even after deletion
 )
+# One organisation's sent messages after a cursor (GET /v1/sent), from 0004b.
+sa.Index("ix_messages_sender_cursor", messages.c.sender, messages.c.cursor)
 
 deliveries = sa.Table(
     "deliveries",

@@ -82,7 +82,7 @@ _HEADER_REQUIRED = frozenset(
     {"v", "id", "network", "sender", "recipients", "kind", "pseudonyms", "created"}
     | {"sender_cert", "recipient_keys"}
 )
-_HEADER_OPTIONAL = frozenset({"status", "ref", "case"})
+_HEADER_OPTIONAL = frozenset({"status", "ref", "case", "prev"})
 _ENVELOPE_KEYS = frozenset({"header", "body", "keys", "sig"})
 
 
@@ -151,6 +151,9 @@ class Header:
     recipient_keys: Mapping[OrgId, Fingerprint]  # exactly the recipients
     v: int = VERSION
     case: CaseRef | None = None  # referral only: the case it is about (a coordinator's)
+    # Per recipient (some of them), the id of the sender's previous message to it that the
+    # hub accepted: the recipient checks that it holds it, so a withheld one is noticed.
+    prev: Mapping[OrgId, MessageId] | None = None
 
     def __post_init__(self) -> None:
         """Validate every rule of the header; ``ValidationError`` names the broken one."""
@@ -165,6 +168,7 @@ class Header:
         _check_int(self.created, 0, MAX_CREATED, "created")
         parse_fingerprint(self.sender_cert)
         self._check_recipient_keys()
+        self._check_prev()
 
     def _check_recipients(self) -> None:
         recipients = _as_tuple(self.recipients, "recipients")
@@ -218,6 +222,19 @@ class Header:
         frozen = {OrgId(r): parse_fingerprint(keys[r]) for r in self.recipients}
         object.__setattr__(self, "recipient_keys", types.MappingProxyType(frozen))
 
+    def _check_prev(self) -> None:
+        if self.prev is None:
+            return
+        prev = _as_object(self.prev, "prev")
+        if not prev:
+            raise ValidationError("prev must name at least one recipient, or be omitted")
+        if not set(prev) <= set(self.recipients):
+            raise ValidationError("prev may name only recipients")
+        frozen = {OrgId(r): parse_message_id(prev[r]) for r in sorted(prev)}
+        if self.id in frozen.values():
+            raise ValidationError("prev can not name the message itself")
+        object.__setattr__(self, "prev", types.MappingProxyType(frozen))
+
     def canonical(self) -> bytes:
         """The header's one byte form: what the body binds to and the signature covers."""
         return canonical_json(self.to_wire())
@@ -241,6 +258,8 @@ class Header:
             wire["ref"] = self.ref
         if self.case is not None:
             wire["case"] = self.case
+        if self.prev is not None:
+            wire["prev"] = dict(self.prev)
         return wire
 
     @classmethod
@@ -263,6 +282,7 @@ class Header:
             status=obj.get("status"),  # type: ignore[arg-type]
             ref=obj.get("ref"),  # type: ignore[arg-type]
             case=obj.get("case"),  # type: ignore[arg-type]
+            prev=obj.get("prev"),  # type: ignore[arg-type]
             created=_check_int(obj["created"], 0, MAX_CREATED, "created"),
             sender_cert=parse_fingerprint(obj["sender_cert"]),
             recipient_keys=_as_object(obj["recipient_keys"], "recipient_keys"),  # type: ignore[arg-type]
@@ -395,6 +415,7 @@ def seal(
     status: str | None = None,
     ref: MessageId | None = None,
     case: CaseRef | None = None,
+    prev: Mapping[OrgId, MessageId] | None = None,
     created: int,
     rng: Rng,
 ) -> Envelope:
@@ -416,6 +437,7 @@ def seal(
         status=status,
         ref=ref,
         case=case,
+        prev=prev or None,
         created=created,
         sender_cert=sender.fingerprint,
         recipient_keys={org: bundle.fingerprint for org, bundle in recipients.items()},

@@ -22,4 +22,6 @@ key stores) and print; the work is in the library. Errors are one line on stderr
     5  the hub's access log does not match what this client saw before, or an entry
        does not match a signed tree head
     6  a file given to 'schakel audit verify --export' is not an access-log export
+    7  the hub's inbox went backwards (a restored backup?): 'schakel org inbox --resync'
+       once the hub's operator confirms a restore
 """

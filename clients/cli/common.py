@@ -31,6 +31,7 @@ from clients.errors import (
     AuditLogInconsistent,
     ClientError,
     HubUnreachable,
+    InboxWentBack,
     PayloadInvalid,
     VerificationFailed,
 )
@@ -52,6 +53,7 @@ EXIT_UNREACHABLE = 3
 EXIT_UNVERIFIED = 4
 EXIT_LOG_INCONSISTENT = 5
 EXIT_FILE_UNREADABLE = 6
+EXIT_INBOX_WENT_BACK = 7
 EXIT_INTERRUPTED = 130
 MAX_PAYLOAD_FILE = 64 * 1024
 T = TypeVar("T")
@@ -120,6 +122,8 @@ def guarded(func: Callable[..., None]) -> Callable[..., None]:
             fail(str(exc), EXIT_LOG_INCONSISTENT)
         except ExportUnreadable as exc:
             fail(str(exc), EXIT_FILE_UNREADABLE)
+        except InboxWentBack as exc:
+            fail(str(exc), EXIT_INBOX_WENT_BACK)
         except HubUnreachable as exc:
             fail(str(exc), EXIT_UNREACHABLE)
         except VerificationFailed as exc:

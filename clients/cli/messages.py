@@ -2,8 +2,10 @@
 
 ``send-signal`` builds the payload from options (identifying details the safe way,
 :mod:`clients.cli.person`) or takes it whole from ``--file``; ``inbox`` receives,
-verifies and lists; ``show`` opens one message again; ``outbox`` shows what waits for
-the hub and sends it. Registered on the ``org`` group by :mod:`clients.cli.org`.
+verifies and lists (and says loudly which messages a sender named that never arrived);
+``show`` opens one message again; ``outbox`` shows what waits for the hub and sends it;
+``sent`` shows the sends the hub lost or that were not acknowledged, and sends one again.
+Registered on the ``org`` group by :mod:`clients.cli.org`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from clients.inbox import ReceivedMessage, RejectedMessage
 from clients.organisation import Organisation
 from clients.outbox import OutboxEntry, Sent
 from clients.payloads import Unlinked, summary_of
+from clients.sentview import SentCheck
+from clients.state import MissingMessage
 from protocol.pseudonym import Identity
 
 WATCH_RETRY_SECONDS = 10
@@ -202,24 +206,56 @@ def _rejected_line(item: RejectedMessage) -> dict[str, Any]:
     return {"cursor": item.cursor, "id": item.id, "sender": item.sender, "rejected": item.reason}
 
 
+def _missing_line(item: MissingMessage) -> dict[str, Any]:
+    return {"id": item.id, "sender": item.sender, "named_by": item.named_by, "since": item.at}
+
+
+def _missing_text(item: MissingMessage) -> str:
+    return (
+        f"MISSING {item.id} from {item.sender}: named as sent before {item.named_by}, but "
+        "neither held here nor served by the hub (withheld?)"
+    )
+
+
 @click.command()
 @click.option("--watch", is_flag=True, help="Keep listening for new messages.")
+@click.option(
+    "--resync",
+    is_flag=True,
+    help="Read the whole inbox again from its start: only once the hub's operator confirmed "
+    "that the hub was restored from a backup (after 'INBOX WENT BACKWARDS'). Messages held "
+    "here are kept and not taken twice.",
+)
 @pass_settings
 @guarded
-def inbox(settings: Settings, watch: bool) -> None:
-    """Receive new messages, verify and acknowledge them, then list the inbox."""
+def inbox(settings: Settings, watch: bool, resync: bool) -> None:
+    """Receive new messages, verify and acknowledge them, then list the inbox.
+
+    Messages that a sender named as sent before another one, but that never arrived, are
+    listed as MISSING (and warned about) until they arrive.
+    """
 
     async def read(organisation: Organisation) -> None:
-        result = await organisation.receive()
+        result = await (organisation.resync() if resync else organisation.receive())
         lines = [message_line(organisation.show(m.id)) for m in organisation.state.messages()]
         rejected = [_rejected_line(r) for r in result.rejected]
+        missing = organisation.state.missing()
+        for gone in missing:
+            warn(_missing_text(gone))
         if settings.as_json:
-            click.echo(json.dumps({"messages": lines, "rejected": rejected}, indent=2))
+            document = {
+                "messages": lines,
+                "rejected": rejected,
+                "missing": [_missing_line(m) for m in missing],
+            }
+            click.echo(json.dumps(document, indent=2))
         else:
             for line in lines:
                 click.echo(_text_line(line))
             for item in rejected:
                 click.echo(f"{item['cursor']:>6}  {item['id']}  REJECTED ({item['rejected']})")
+            for lost in missing:
+                click.echo(f"{'-':>6}  {lost.id}  {_missing_text(lost)}")
         if watch:
             await _watch(settings, organisation)
 
@@ -339,3 +375,72 @@ def outbox_drop(settings: Settings, message_id: str) -> None:
     with offline(settings) as organisation:
         organisation.outbox.drop(message_id)
     emit(settings, {"dropped": message_id}, f"dropped {message_id} from the outbox")
+
+
+# -- what was sent -----------------------------------------------------------------------
+
+DEFAULT_UNACKNOWLEDGED_HOURS = 24
+
+
+def _check_text(check: SentCheck) -> str:
+    parts = []
+    if not check.held:
+        parts.append("the hub no longer holds it")
+    elif check.lost:
+        parts.append(f"the hub holds no delivery to {','.join(check.lost)}")
+    if check.unacknowledged:
+        parts.append(f"not acknowledged by {','.join(check.unacknowledged)}")
+    again = "; send it again with --resend ID" if check.resendable and check.lost else ""
+    return (
+        f"{'LOST' if check.lost else 'UNACKED':<8} {check.id}  {check.kind} to "
+        f"{','.join(check.recipients)}, accepted {when(check.accepted)}: "
+        f"{'; '.join(parts)}{again}"
+    )
+
+
+@click.command()
+@click.option(
+    "--older-than",
+    "hours",
+    type=click.IntRange(0, 24 * 365),
+    default=DEFAULT_UNACKNOWLEDGED_HOURS,
+    show_default=True,
+    help="List a send as not acknowledged once this many hours passed since the hub took it.",
+)
+@click.option(
+    "--resend",
+    "resend_id",
+    metavar="ID",
+    help="Send message ID again, unchanged, from the copy kept here (same id: the hub takes "
+    "it once).",
+)
+@pass_settings
+@guarded
+def sent(settings: Settings, hours: int, resend_id: str | None) -> None:
+    """Sends the hub lost, or that recipients did not acknowledge in time.
+
+    Compares what this organisation sent with what the hub still holds (GET /v1/sent):
+    LOST when the hub holds no delivery to a recipient (the message, or one delivery,
+    is gone: a restored backup, or withheld), UNACKED when a recipient did not
+    acknowledge it within --older-than hours. Nothing is listed when all is well.
+    """
+    if resend_id is not None:
+        resent = acting(settings, lambda organisation: organisation.resend(resend_id))
+        text = (
+            f"sent again: {resent.id} (the hub took it anew)"
+            if resent.created
+            else f"the hub already holds {resent.id}: it took nothing new; a recipient it "
+            "holds no delivery for still lacks it (tell the privacy officer)"
+        )
+        emit(settings, {"id": resent.id, "created": resent.created}, text)
+        return
+    checks = acting(settings, lambda organisation: organisation.check_sent(older_than=hours * 3600))
+    for check in checks:
+        if check.lost:
+            warn(f"message {check.id} to {','.join(check.lost)} is lost on the hub")
+    emit(
+        settings,
+        {"sent": plain(checks)},
+        "\n".join(_check_text(c) for c in checks)
+        or f"every send is held by the hub and acknowledged (within {hours} h)",
+    )

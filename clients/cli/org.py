@@ -420,6 +420,7 @@ for _command in (
     messages.inbox,
     messages.show,
     messages.outbox,
+    messages.sent,
     cases.refer,
     cases.cases,
     cases.case,

@@ -15,6 +15,8 @@ from hub.store.records import (
     MessageView,
     OrgRecord,
     OrgSummary,
+    SentDelivery,
+    SentItem,
     Snapshot,
     StoredMessage,
 )
@@ -30,6 +32,8 @@ __all__ = [
     "OrgRecord",
     "OrgSummary",
     "Placed",
+    "SentDelivery",
+    "SentItem",
     "Snapshot",
     "Store",
     "StoredMessage",

@@ -38,6 +38,8 @@ from hub.store.records import (
     MessageView,
     OrgRecord,
     OrgSummary,
+    SentDelivery,
+    SentItem,
     Snapshot,
 )
 from hub.store.tree import Frontier
@@ -181,6 +183,34 @@ def _scalar(statement: Any, params: Mapping[str, Any] | None, conn: sa.Connectio
 
 def _rows(statement: Any, params: Mapping[str, Any] | None, conn: sa.Connection) -> list[Any]:
     return list(conn.execute(statement, params).all())
+
+
+def _sent(sender: OrgId, after: int, limit: int, conn: sa.Connection) -> list[SentItem]:
+    m, d = t.messages.c, t.deliveries.c
+    rows = conn.execute(
+        sa.select(m.cursor, m.id, m.kind, m.accepted_at)
+        .where(m.sender == sender, m.cursor > after)
+        .order_by(m.cursor)
+        .limit(limit)
+    ).all()
+    held: dict[int, list[SentDelivery]] = {row.cursor: [] for row in rows}
+    if held:
+        for row in conn.execute(
+            sa.select(d.cursor, d.recipient, d.acked_at)
+            .where(d.cursor.in_(list(held)))
+            .order_by(d.cursor, d.recipient)
+        ).all():
+            held[row.cursor].append(SentDelivery(OrgId(row.recipient), row.acked_at is not None))
+    return [
+        SentItem(
+            cursor=int(row.cursor),
+            id=MessageId(row.id),
+            kind=str(row.kind),
+            accepted=int(row.accepted_at),
+            deliveries=tuple(held[row.cursor]),
+        )
+        for row in rows
+    ]
 
 
 def _snapshot(orgs: list[OrgId], named: dict[OrgId, Fingerprint], conn: sa.Connection) -> Snapshot:
@@ -521,6 +551,23 @@ class Store:
             )
             for row in await self._rows(query)
         ]
+
+    async def inbox_at(self, recipient: OrgId, cursor: int) -> MessageId | None:
+        """The id (in its envelope's header, as the inbox serves it) of the message
+        delivered to ``recipient`` at ``cursor``, or None."""
+        d, m = t.deliveries.c, t.messages.c
+        query = (
+            sa.select(m.envelope)
+            .join(t.deliveries, d.cursor == m.cursor)
+            .where(d.recipient == recipient, d.cursor == cursor)
+        )
+        found = await self._engines.read(partial(_scalar, query, None))
+        return None if found is None else MessageId(_loads(found)["header"]["id"])
+
+    async def sent(self, sender: OrgId, *, after: int, limit: int) -> list[SentItem]:
+        """Messages ``sender`` sent with cursor > ``after``, ascending, with the deliveries
+        held for each (read in one transaction)."""
+        return await self._engines.read(partial(_sent, sender, after, limit))
 
     async def message_for(self, message_id: MessageId, org: OrgId) -> MessageView | None:
         """The message if ``org`` is its sender or a recipient, else None."""

@@ -89,6 +89,23 @@ class InboxItem:
 
 
 @dataclass(frozen=True, slots=True)
+class SentDelivery:
+    recipient: OrgId
+    acknowledged: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SentItem:
+    """A message the caller sent, with the deliveries the hub holds for it (no content)."""
+
+    cursor: int
+    id: MessageId
+    kind: str
+    accepted: int
+    deliveries: tuple[SentDelivery, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class MessageView:
     cursor: int | None  # the caller's inbox cursor; None for the sender
     envelope: dict[str, Any]

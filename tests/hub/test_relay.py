@@ -209,11 +209,57 @@ async def test_inbox_pages_by_cursor(hub: HubHarness) -> None:
     page = await _inbox(hub, ggd, "?limit=2")
     assert [m["envelope"] for m in page["messages"]] == [e.to_wire() for e in mine[:2]]
     assert page["next"] == page["messages"][-1]["cursor"]
+    assert "at" not in page  # read from the start
     rest = await _inbox(hub, ggd, f"?after={page['next']}")
     assert [m["envelope"] for m in rest["messages"]] == [mine[2].to_wire()]
+    assert rest["at"] == {"cursor": page["next"], "id": mine[1].header.id}
     empty = await _inbox(hub, ggd, f"?after={rest['next']}")
-    assert empty == {"messages": [], "next": rest["next"]}
+    at = {"cursor": rest["next"], "id": mine[2].header.id}
+    assert empty == {"messages": [], "next": rest["next"], "at": at}
     assert len((await _inbox(hub, ggd))["messages"]) == 3
+    # At a cursor that holds none of ggd's messages (shelter's, or none at all): null.
+    for cursor in (page["next"] - 1, rest["next"] + 100):
+        assert (await _inbox(hub, ggd, f"?after={cursor}"))["at"] == {"cursor": cursor, "id": None}
+
+
+async def _sent(hub: HubHarness, party: Party, query: str = "") -> dict[str, Any]:
+    response = await hub.client.get("/v1/sent" + query, headers=party.headers())
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+async def test_sent_lists_the_senders_messages_with_their_deliveries(hub: HubHarness) -> None:
+    police, ggd, shelter = await _parties(hub)
+    both = hub.envelope(police, [ggd, shelter])
+    other = hub.envelope(ggd, [police])
+    for party, envelope in ((police, both), (ggd, other), (police, hub.envelope(police, [ggd]))):
+        assert (await hub.send(party, envelope)).status == 201
+    path = f"/v1/messages/{both.header.id}/ack"
+    assert (await hub.client.post(path, headers=ggd.headers())).status == 204
+    await hub.execute("DELETE FROM deliveries WHERE recipient = 'shelter'")
+
+    first = await _sent(hub, police, "?limit=1")
+    (item,) = first["messages"]
+    assert item["id"] == both.header.id and item["kind"] == "signal"
+    assert item["deliveries"] == [{"org": "ggd", "acknowledged": True}]  # shelter's is gone
+    assert first["next"] == item["cursor"]
+    rest = await _sent(hub, police, f"?after={first['next']}")
+    assert [m["deliveries"] for m in rest["messages"]] == [[{"org": "ggd", "acknowledged": False}]]
+    assert [m["id"] for m in (await _sent(hub, ggd))["messages"]] == [other.header.id]
+    assert (await _sent(hub, shelter)) == {"messages": [], "next": 0}
+
+    lists = [e for e in await hub.audit() if (e.action, e.object_type) == ("list", "message")]
+    assert [(e.org, e.object_ids) for e in lists[:2]] == [
+        ("police", (both.header.id,)),
+        ("police", tuple(m["id"] for m in rest["messages"])),
+    ]
+
+
+@pytest.mark.parametrize("query", ["?limit=0", "?limit=201", "?after=-1", "?after=x"])
+async def test_sent_bounds_are_400(hub: HubHarness, query: str) -> None:
+    police = await hub.enrol("police")
+    response = await hub.client.get("/v1/sent" + query, headers=police.headers())
+    await hub.problem(response, 400, "malformed")
 
 
 @pytest.mark.parametrize(

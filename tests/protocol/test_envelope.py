@@ -824,3 +824,53 @@ def test_generated_cases_cover_every_outcome() -> None:
 def test_committed_vector_file() -> None:
     assert VECTOR_FILE.is_file(), "tests/vectors/envelope.json is missing: run make vectors"
     _check_vectors(loads_strict(VECTOR_FILE.read_bytes(), max_bytes=16 << 20))
+
+
+# --- predecessors (header "prev") ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chained(parties: dict[str, Any]) -> Envelope:
+    return _seal(parties, ["r1", "r2"], prev={parties["r1"].org: OTHER_ID})
+
+
+def test_prev_round_trips_and_is_signed(parties: dict[str, Any], chained: Envelope) -> None:
+    r1 = parties["r1"].org
+    assert _header(chained.to_wire())["prev"] == {r1: OTHER_ID}
+    again = Envelope.from_wire(loads_strict(canonical_json(chained.to_wire())))
+    assert again == chained and dict(again.header.prev or {}) == {r1: OTHER_ID}
+    assert _open(again, parties["r2"], parties["sender"]) == PAYLOAD
+    forged = copy.deepcopy(chained.to_wire())
+    _header(forged)["prev"] = {r1: "B" * 21 + "A"}  # the hub names another predecessor
+    _assert_open_fails(Envelope.from_wire(forged), parties["r1"], parties["sender"])
+
+
+def test_an_envelope_without_prev_omits_it(parties: dict[str, Any], signal: Envelope) -> None:
+    assert "prev" not in _header(signal.to_wire())
+    assert signal.header.prev is None
+    assert _seal(parties, ["r1"], prev={}).header.prev is None  # nothing to name: omitted
+
+
+PREV_REJECTIONS: dict[str, tuple[Callable[[dict[str, Any]], None], type[Exception], str]] = {
+    "null-prev": (_set("header.prev", None), EncodingError, "prev must be omitted, not null"),
+    "empty-prev": (_set("header.prev", {}), ValidationError, "prev must name at least one"),
+    "list-prev": (_set("header.prev", []), EncodingError, "prev must be an object"),
+    "prev-of-a-stranger": (
+        _set("header.prev", {"stranger": OTHER_ID}),
+        ValidationError,
+        "prev may name only recipients",
+    ),
+    "prev-bad-id": (_set("header.prev", {"org-1": "x"}), ValidationError, "message id"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PREV_REJECTIONS))
+def test_from_wire_rejects_prev(chained: Envelope, name: str) -> None:
+    _check_rejection(chained, PREV_REJECTIONS[name])
+
+
+def test_prev_can_not_name_the_message_itself(chained: Envelope) -> None:
+    wire = copy.deepcopy(chained.to_wire())
+    _header(wire)["prev"] = {recipient: chained.header.id for recipient in _header(wire)["prev"]}
+    with pytest.raises(ValidationError, match="prev can not name the message itself"):
+        Envelope.from_wire(wire)

@@ -239,7 +239,16 @@ def make_envelopes(parties: dict[str, Party]) -> list[Sealed]:
         status="accepted",
         ref=signal.envelope.header.id,
     )
-    return [signal, status]
+    reply = seal_with(
+        "reply-with-prev",
+        ggd,
+        (police,),
+        b'{"note":"a second answer, naming the first"}',
+        kind="reply",
+        ref=signal.envelope.header.id,
+        prev={police.org: status.envelope.header.id},
+    )
+    return [signal, status, reply]
 
 
 # --- cases --------------------------------------------------------------------------------
@@ -371,7 +380,12 @@ def make_cases(parties: dict[str, Party], sealed: list[Sealed]) -> list[dict[str
                 stage="open",
             )
         )
-    signal, status = sealed
+    signal, status, reply = sealed
+    renamed = reply.envelope.to_wire()
+    renamed["header"]["prev"] = {reply.recipients[0].org: signal.envelope.header.id}  # unsigned
+    cases.append(
+        _case(f"{reply.name}/prev-changed", renamed, "police", "ggd", "reject", stage="open")
+    )
     base = signal.envelope.to_wire()
     for name, (sender, stage) in {
         "wrong-sender-cert-same-org": ("police-reissued", "open"),
