@@ -526,15 +526,15 @@ def _sent_item(item: SentItem) -> dict[str, Any]:
 async def get_sent(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "list", "message") as scope:
-        caller = await authenticate(request, scope)
+        caller = await authenticate(request, scope, query=INBOX_QUERY)  # same paging
         page = await relay.read_sent(
             s.store,
             s.clock,
             s.config,
             scope,
             caller=caller.org,
-            after=request.query.get("after"),
-            limit=request.query.get("limit"),
+            after=query_of(request).get("after"),
+            limit=query_of(request).get("limit"),
         )
     return render({"messages": [_sent_item(item) for item in page.items], "next": page.next})
 
