@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hub.api import SERVICES, Services, add_routes
 from hub.auditapi import add_audit_routes
 from hub.caseapi import add_case_routes
+from hub.checkpoints import WitnessSubmitter, add_checkpoint_routes
 from hub.config import Clock, HubConfig, Rng, system_clock
 from hub.directory import TrustCache
 from hub.escalation import Escalator
@@ -98,6 +99,12 @@ def make_app(
             interval=limits.tree_head_interval,
             logger=logging.getLogger("hub.treeheads"),
         )
+    trust_cache = TrustCache(config.root_der)
+    witnesses = None
+    if heads is not None and config.witness_urls:
+        witnesses = WitnessSubmitter(
+            store, now, config, trust_cache, heads, logger=logging.getLogger("hub.witnesses")
+        )
     escalator = Escalator(
         store,
         now,
@@ -110,7 +117,7 @@ def make_app(
         clock=now,
         rng=rng or os.urandom,
         store=store,
-        trust_cache=TrustCache(config.root_der),
+        trust_cache=trust_cache,
         tokens=TokenService(
             token_key_pem,
             issuer=config.issuer,
@@ -126,6 +133,7 @@ def make_app(
         openapi=_openapi(),
         heads=heads,
         escalator=escalator,
+        witnesses=witnesses,
     )
     metrics = Metrics()
     app = web.Application(
@@ -147,7 +155,11 @@ def make_app(
             heads.start()
         if escalate:
             escalator.start()
+        if witnesses is not None and sign_heads:
+            witnesses.start()
         yield
+        if witnesses is not None:
+            await witnesses.stop()
         await escalator.stop()
         if heads is not None:
             await heads.stop()
@@ -158,6 +170,7 @@ def make_app(
     add_routes(app, websocket=websocket)
     add_audit_routes(app)
     add_case_routes(app)
+    add_checkpoint_routes(app)
     add_metrics_route(app, metrics)
     return app
 

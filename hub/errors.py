@@ -17,6 +17,7 @@
     ├── InvalidReferral      422 invalid-referral    wrong kind of recipient, wrong parties
     ├── UnknownCase          422 unknown-case        no case this organisation may name
     ├── UnknownReferral      422 unknown-referral    no referral this organisation is party to
+    ├── InvalidCosignature   422 invalid-cosignature forged, uncertified, revoked or expired
     ├── RateLimited          429 rate-limited    carries retry_after seconds
     └── Unavailable          503 unavailable
 
@@ -105,6 +106,10 @@ class UnknownCase(HubError):
 
 class UnknownReferral(HubError):
     status, slug, title = 422, "unknown-referral", "Unknown referral"
+
+
+class InvalidCosignature(HubError):
+    status, slug, title = 422, "invalid-cosignature", "Cosignature rejected"
 
 
 class RateLimited(HubError):
