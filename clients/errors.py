@@ -12,7 +12,9 @@
     ├── UnknownOrganisation    the hub's directory has no such organisation
     ├── NotReady               a local step is missing (says which command to run)
     └── AuditLogInconsistent   the hub's access log does not match what this client saw
-                               before, or an entry does not match the signed tree head
+        │                      before, or an entry does not match the signed tree head
+        └── SplitView          the hub's key signed two heads that can not both be true;
+                               an evidence file proves it
 
 Messages never hold content, keys, tokens or pseudonyms: they name the kind of
 object and the organisation involved, so that they can be shown and logged.
@@ -161,3 +163,22 @@ class AuditLogInconsistent(ClientError):
 
 def _head_text(head: tuple[int, str] | None) -> str:
     return "none" if head is None else f"size {head[0]}, root {head[1]}"
+
+
+class SplitView(AuditLogInconsistent):
+    """The hub showed two histories: its key signed two heads that can not both be true.
+
+    ``evidence`` is the evidence file written (``schakel audit evidence verify FILE``
+    checks it offline). Stop using the hub and tell the network's privacy officer.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        kept: tuple[int, str] | None = None,
+        served: tuple[int, str] | None = None,
+        evidence: str,
+    ) -> None:
+        super().__init__(f"{reason}; evidence: {evidence}", kept=kept, served=served)
+        self.evidence = evidence

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from clients.errors import AuditLogInconsistent, HubProblem, VerificationFailed
 from clients.state import LocalState
+from clients.witnessing import Witnessed, Witnessing
 from protocol import merkle
 from protocol.auditlog import TreeHead, check_consistent, verify_tree_head
 from protocol.certificate import (
@@ -63,6 +64,7 @@ class LogWatch:
         crl: Callable[[int], Awaitable[RevocationList]],
         clock: Callable[[], float] = time.time,
         interval: float = CHECK_SECONDS,
+        witnessing: Witnessing | None = None,
     ) -> None:
         self.state = state
         self.hub = hub
@@ -72,6 +74,8 @@ class LogWatch:
         self._clock = clock
         self._interval = interval
         self._checked_at: float | None = None
+        self._witnessing = witnessing
+        self.witnessed: Witnessed | None = None  # the last round's finding
 
     @property
     def _root_fp(self) -> str:
@@ -85,7 +89,12 @@ class LogWatch:
         return await self.check()
 
     async def check(self, served: TreeHead | None = None) -> TreeHead | None:
-        """Fetch (or take) the newest head, verify it, check it extends the kept one, keep it."""
+        """Fetch (or take) the newest head, verify it, check it extends the kept one, keep it.
+
+        With witnessing (:mod:`clients.witnessing`), a head is kept and returned only if it
+        meets the witness policy's quorum; otherwise the last kept head is returned (None
+        before the first) and ``witnessed`` says who cosigned the new one.
+        """
         kept = self.state.tree_head
         if served is None:
             served = await self.hub.audit_head()
@@ -94,13 +103,18 @@ class LogWatch:
                 raise inconsistent("the hub serves no signed tree head", kept, None)
             self._checked_at = self._clock()
             return None
-        await self._verify_signature(served, kept)
+        cert = await self._verify_signature(served, kept)
         await self._check_extends(kept, served)
+        if self._witnessing is not None:
+            self.witnessed = await self._witnessing.round(served, cert)
+            if not self.witnessed.met:  # reported, not relied on: keep the last that met it
+                self._checked_at = self._clock()
+                return kept
         self.state.keep_tree_head(served)
         self._checked_at = self._clock()
         return served
 
-    async def _verify_signature(self, head: TreeHead, kept: TreeHead | None) -> None:
+    async def _verify_signature(self, head: TreeHead, kept: TreeHead | None) -> Certificate:
         if head.network != self._network:
             raise inconsistent("the tree head is for another network", kept, head)
         cert = await self.hub_certificate(head.hub_cert)
@@ -110,6 +124,7 @@ class LogWatch:
             raise inconsistent(
                 "the tree head is not signed by the certified hub key", kept, head
             ) from exc
+        return cert
 
     async def _check_extends(self, kept: TreeHead | None, head: TreeHead) -> None:
         if kept is None:

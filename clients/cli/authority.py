@@ -58,6 +58,7 @@ from protocol.linkingkey import SealedLinkingKey
 from protocol.oprfkeys import OprfKeyRequest
 from protocol.types import NetworkId, parse_network_id
 from protocol.witness import MAX_WITNESS_BYTES, WitnessRequest
+from protocol.witnesspolicy import WitnessPolicy
 
 DEFAULT_DIR = "authority"
 MAX_BUNDLE_BYTES = 16 * 1024
@@ -623,11 +624,15 @@ def _date(seconds: int) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(seconds))
 
 
-def _publishable(path: Path) -> tuple[str, bytes | SealedLinkingKey]:
-    """A revocation list (PEM or DER) or a sealed linking key (JSON), by its content."""
+def _publishable(path: Path) -> tuple[str, bytes | SealedLinkingKey | WitnessPolicy]:
+    """A revocation list (PEM or DER), a sealed linking key or a witness policy (JSON), by
+    its content."""
     data = read_bounded(path, MAX_CRL_BYTES)
     if data.lstrip().startswith(b"{"):
-        return "linking-key", SealedLinkingKey.from_wire(loads_strict(data))
+        wire = loads_strict(data)
+        if isinstance(wire, dict) and "witnesses" in wire:
+            return "witness-policy", WitnessPolicy.from_wire(wire)
+        return "linking-key", SealedLinkingKey.from_wire(wire)
     if data.lstrip().startswith(b"-----BEGIN"):
         return "crl", pem_decode(data, PEM_CRL)
     return "crl", data
@@ -640,6 +645,9 @@ async def _publish(hub_url: str, network: str, items: list[tuple[Path, str, Any]
             if kind == "crl":
                 await hub.put_crl(item)
                 lines.append(f"{path}: revocation list published")
+            elif kind == "witness-policy":
+                number = await hub.put_witness_policy(item)
+                lines.append(f"{path}: witness policy {number} published")
             else:
                 created = await hub.put_linking_key(item)
                 state = "published" if created else "already held"
@@ -653,7 +661,7 @@ async def _publish(hub_url: str, network: str, items: list[tuple[Path, str, Any]
 @click.option("--network", required=True, callback=_network_option, help="The network id.")
 @pass_cfg
 def publish(cfg: AuthorityCliConfig, files: tuple[Path, ...], hub_url: str, network: str) -> None:
-    """Relay revocation lists and sealed linking keys through the hub.
+    """Relay revocation lists, sealed linking keys and witness policies through the hub.
 
     Run it on a machine that reaches the hub, with files carried from the offline
     authority; no passphrase is needed. The hub checks the root's signature on each, and
