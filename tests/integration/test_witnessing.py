@@ -1,0 +1,223 @@
+"""Organisations as witnesses, end to end on a real hub (both databases): each client
+cosigns the heads it checked, relies only on heads that meet the quorum, and a hub that
+shows one organisation a forked log is caught by the others' cosignatures within one
+witnessing round, with an evidence file that verifies offline."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from aiohttp.test_utils import TestServer
+from click.testing import CliRunner
+
+from clients.cli.audit import audit
+from clients.errors import HubProblem, SplitView
+from clients.hub_client import HubClient, Purpose
+from clients.organisation import Organisation
+from clients.state import LocalState
+from hub.api import SERVICES
+from hub.app import make_app
+from hub.treeheads import HeadSigner
+from keys.authority import Authority
+from keys.hub import HubKeys
+from keys.organisation import OrgKeys
+from keys.witness import WitnessKeys
+from protocol.auditlog import TreeHead, sign_tree_head
+from protocol.certificate import load_root
+from protocol.checkpoint import Checkpoint, cosign, log_origin, sign_checkpoint
+from protocol.encoding import canonical_json
+from protocol.evidence import parse_evidence, verify_evidence
+from schakel import demo as demo_network
+
+if TYPE_CHECKING:
+    from conftest import HubDatabase
+
+ORGS = {"police": ("member",), "ggd": ("member",), "shelter": ("member",)}
+
+
+@dataclasses.dataclass
+class Rig:
+    demo: demo_network.DemoNetwork
+    base_url: str
+    heads: HeadSigner
+    hub_keys: HubKeys
+    now: int
+
+    def org(self, name: str, hub: HubClient | None = None) -> Organisation:
+        """``name``'s client, relying on a head only once it met the quorum (no waiting)."""
+        keys = OrgKeys.open(self.demo.home(name) / "keys", self.demo.passphrase)
+        client = hub or HubClient(
+            self.base_url, network=self.demo.network, org=name, signing_key=keys.signing_key,
+            user="tester", purpose=Purpose("case-coordination"),
+        )  # fmt: skip
+        state = LocalState(self.demo.home(name) / "state.sqlite")
+        return Organisation(keys, state, client, quorum_wait=0)
+
+    async def new_head(self) -> TreeHead:
+        """Make the log grow by one read, then have the hub sign a head."""
+        async with self.org("ggd").hub as hub:
+            await hub.audit_head()
+        head = await self.heads.sign_now()
+        assert head is not None
+        return head
+
+    def fork_of(self, head: TreeHead) -> TreeHead:
+        """A head of the same size with another root, signed with the hub's key."""
+        cert = self.hub_keys.certificate
+        assert cert is not None
+        other = bytes(b ^ 0xFF for b in head.root)
+        return sign_tree_head(
+            self.hub_keys.signing_key, cert, size=head.size, root=other, time=self.now
+        )
+
+
+class ForkingHub(HubClient):
+    """A HubClient that receives what a forking hub shows this one organisation."""
+
+    fork: TreeHead | None = None
+    fork_checkpoints: bool = False
+    hub_keys: HubKeys | None = None
+    root_der: bytes = b""
+
+    async def audit_head(self) -> TreeHead | None:
+        return self.fork if self.fork is not None else await super().audit_head()
+
+    async def audit_checkpoint(self, size: int | None = None) -> bytes | None:
+        if not self.fork_checkpoints or self.fork is None:
+            return await super().audit_checkpoint(size)
+        assert self.hub_keys is not None and self.hub_keys.certificate is not None
+        root = load_root(self.root_der, now=self.fork.time)
+        signed = sign_checkpoint(
+            self.hub_keys.signing_key, self.hub_keys.certificate, root,
+            size=self.fork.size, root_hash=self.fork.root,
+        )  # fmt: skip
+        return signed.to_bytes()
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, hub_database: HubDatabase) -> AsyncIterator[Rig]:
+    """Three organisations, each with a certified witness key; a policy of quorum 2."""
+    now = int(time.time())
+    demo = demo_network.provision(tmp_path / "demo", now=now, orgs=ORGS)
+    hub_keys = HubKeys.open(demo.hub_dir, demo.passphrase)
+    config = dataclasses.replace(
+        demo_network.hub_config(demo, host="127.0.0.1", port=0), database_url=hub_database.url
+    )
+    assert hub_keys.certificate is not None
+    app = make_app(
+        config, token_key_pem=hub_keys.token_key_pem,
+        hub_certificate_der=hub_keys.certificate.der, log_signing_key=hub_keys.signing_key,
+        sign_heads=False, escalate=False,
+    )  # fmt: skip
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        base_url = str(server.make_url("")).rstrip("/")
+        await demo_network.bootstrap(demo, base_url, now=now)
+        authority = Authority.open(demo.authority_dir, demo.passphrase)
+        serials = []
+        for org in ORGS:
+            keys = OrgKeys.open(demo.home(org) / "keys", demo.passphrase)
+            witness = WitnessKeys.create_beside(keys, now=now)
+            cert = authority.certify_witness(witness.request, now=now, days=30)
+            witness.import_witness_certificate(canonical_json(cert.to_wire()), now=now)
+            serials.append(cert.serial)
+        policy, _ = authority.witness_policy(serials, quorum=2, now=now)
+        async with HubClient(base_url, network=demo.network) as anonymous:
+            assert await anonymous.put_witness_policy(policy) == policy.number
+        heads = app[SERVICES].heads
+        assert heads is not None
+        yield Rig(demo, base_url, heads, hub_keys, now)
+    finally:
+        await server.close()
+
+
+async def check(organisation: Organisation) -> TreeHead | None:
+    try:
+        async with organisation.hub:
+            return await organisation.log.check()
+    finally:
+        organisation.state.close()
+
+
+async def test_heads_are_relied_on_once_two_organisations_cosigned(rig: Rig) -> None:
+    head = await rig.new_head()
+    ggd = rig.org("ggd")
+    assert await check(ggd) is None  # only ggd cosigned: reported, not relied on
+    assert ggd.log.witnessed is not None and not ggd.log.witnessed.met
+    assert ggd.log.witnessed.cosigners == ("ggd",) and ggd.log.witnessed.cosigned
+    assert "does NOT meet" in ggd.log.witnessed.text()
+    shelter = rig.org("shelter")
+    assert await check(shelter) == head  # the second organisation: quorum met, kept
+    assert shelter.log.witnessed is not None
+    assert shelter.log.witnessed.cosigners == ("ggd", "shelter")
+    again = rig.org("ggd")
+    assert await check(again) == head  # now ggd relies on it too
+    with LocalState(rig.demo.home("ggd") / "state.sqlite") as state:
+        assert state.tree_head == head
+
+
+async def test_a_forked_head_shown_to_one_organisation_is_caught_by_the_others(
+    rig: Rig,
+) -> None:
+    head = await rig.new_head()
+    assert await check(rig.org("ggd")) is None
+    assert await check(rig.org("shelter")) == head  # the others cosigned the real head
+    keys = OrgKeys.open(rig.demo.home("police") / "keys", rig.demo.passphrase)
+    forking = ForkingHub(
+        rig.base_url, network=rig.demo.network, org="police", signing_key=keys.signing_key,
+        user="tester", purpose=Purpose("case-coordination"),
+    )  # fmt: skip
+    forking.fork = rig.fork_of(head)
+    police = rig.org("police", forking)
+    with pytest.raises(SplitView) as caught:
+        await check(police)
+    evidence = Path(caught.value.evidence)
+    proven = verify_evidence(parse_evidence(evidence.read_bytes()), keys.root)
+    assert proven.kind == "fork" and proven.first.size == proven.second.size == head.size
+    assert {proven.first.root, proven.second.root} == {head.root, forking.fork.root}
+    with LocalState(rig.demo.home("police") / "state.sqlite") as state:
+        assert state.tree_head is None  # the forked head was never relied on
+        [alert] = state.alerts()
+    assert alert["kind"] == "split-view" and alert["evidence"] == str(evidence)
+    shown = CliRunner().invoke(
+        audit,
+        ["--home", str(rig.demo.home("police")), "--json", "evidence", "verify", str(evidence)],
+    )
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["proves"] is True
+
+
+async def test_a_fork_kept_up_in_the_checkpoints_too_never_gets_a_quorum(rig: Rig) -> None:
+    head = await rig.new_head()
+    assert await check(rig.org("ggd")) is None
+    assert await check(rig.org("shelter")) == head
+    keys = OrgKeys.open(rig.demo.home("police") / "keys", rig.demo.passphrase)
+    forking = ForkingHub(
+        rig.base_url, network=rig.demo.network, org="police", signing_key=keys.signing_key,
+        user="tester", purpose=Purpose("case-coordination"),
+    )  # fmt: skip
+    forking.fork, forking.fork_checkpoints = rig.fork_of(head), True
+    forking.hub_keys, forking.root_der = rig.hub_keys, keys.root.der
+    police = rig.org("police", forking)
+    assert await check(police) is None  # nothing relied on
+    assert police.log.witnessed is not None and police.log.witnessed.cosigners == ()
+    # A cosignature of the fork by a witness the policy lists is refused by the hub too.
+    witness = WitnessKeys.open_beside(keys)
+    assert witness is not None
+    fork = Checkpoint(log_origin(keys.root), head.size, forking.fork.root)
+    line = cosign(witness.signing_key, witness.name, fork, timestamp=rig.now)
+    honest = rig.org("police")
+    try:
+        async with honest.hub as hub:
+            with pytest.raises(HubProblem) as refused:
+                await hub.post_cosignature(head.size, line)
+            assert (refused.value.status, refused.value.slug) == (422, "invalid-cosignature")
+    finally:
+        honest.state.close()
