@@ -23,10 +23,11 @@ reason. A refusal (the hub's, or a recipient that does not verify) is raised.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -143,6 +144,7 @@ class Organisation:
         rng: Callable[[int], bytes] = os.urandom,
         log_interval: float = CHECK_SECONDS,
         quorum_wait: float = QUORUM_WAIT,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self._keys = keys
         self._state = state
@@ -152,6 +154,7 @@ class Organisation:
         self._log_interval = log_interval
         self._log: LogWatch | None = None
         self._quorum_wait = quorum_wait
+        self._sleep = sleep
         self._witness: WitnessKeys | None = None
         self.payload_box = PayloadBox.for_signing_key(keys.signing_key, keys.org)
         self.directory = Directory(lambda: keys.root.der, state, hub, clock=clock)
@@ -219,6 +222,7 @@ class Organisation:
                     evidence_dir=self._state.path.parent / "evidence",
                     observer=f"client/{self.org}",
                     quorum_wait=self._quorum_wait,
+                    sleep=self._sleep,
                 ),
             )
         return self._log

@@ -53,6 +53,7 @@ from clients.privacy_officer import (
     Verified,
     verify_export_file,
 )
+from clients.witnessing import Witnessed
 from protocol.auditlog import ACTIONS, AuditEntry, TreeHead
 from protocol.encoding import b64e
 from protocol.pseudonym import Identity
@@ -88,18 +89,20 @@ def _head_json(head: TreeHead) -> dict[str, Any]:
     return {"size": head.size, "root": b64e(head.root), "time": head.time}
 
 
-def _verified(settings: Settings, result: Verified) -> None:
-    emit(
-        settings,
-        {
-            "verified": result.checked,
-            "mode": result.mode,
-            "visible": result.visible,
-            "head": _head_json(result.head),
-            "proves": result.text(),
-        },
-        result.text(),
-    )
+def _verified(settings: Settings, result: Verified, witnessed: Witnessed | None = None) -> None:
+    """The verdict; with ``witnessed``, who cosigned the newest head and the quorum."""
+    text = result.text()
+    data = {
+        "verified": result.checked,
+        "mode": result.mode,
+        "visible": result.visible,
+        "head": _head_json(result.head),
+        "proves": text,
+    }
+    if witnessed is not None:
+        data["witnessed"] = witnessed.to_json()
+        text = f"{text}\nwitnesses: {witnessed.text()}"
+    emit(settings, data, text)
 
 
 @audit.command()
@@ -142,17 +145,19 @@ def verify(
             _verified(settings, verify_export_file(organisation, export_file, full=full))
         return
 
-    async def go(organisation: Organisation) -> Verified:
+    async def go(organisation: Organisation) -> tuple[Verified, Witnessed | None]:
         officer = PrivacyOfficer(organisation)
         if full:
-            return await officer.verify_full()
-        if every:
-            return await officer.verify_visible()
-        if sample is not None:
-            return await officer.verify_sample(sample)
-        return await officer.verify()
+            result = await officer.verify_full()
+        elif every:
+            result = await officer.verify_visible()
+        elif sample is not None:
+            result = await officer.verify_sample(sample)
+        else:
+            result = await officer.verify()
+        return result, organisation.log.witnessed
 
-    _verified(settings, acting(settings, go))
+    _verified(settings, *acting(settings, go))
 
 
 def _filter_options(func: Any) -> Any:
