@@ -319,3 +319,23 @@ async def test_a_witness_that_answers_garbage_or_fails_keeps_nothing(
     assert await sending.submit("http://witness.invalid", head) == 0
     served = await checkpoint_at(hub, police, size)
     assert served.note.signatures == served.log
+
+
+async def test_two_cosignatures_of_one_organisation_count_once(
+    hub: Any, parties: dict[str, Any]
+) -> None:
+    police = parties["politie"]
+    first, second = witness_of(hub, "politie", 1001), witness_of(hub, "politie", 1004, "b")
+    other = witness_of(hub, "ggd", 1002)
+    policy = policy_of(hub, first, second, other, quorum=2)
+    assert (await put_policy(hub, policy)).status == 200
+    size = await signed_head(hub, police)
+    checkpoint = (await checkpoint_at(hub, police, size)).checkpoint
+    assert (await post_line(hub, police, size, first.line(checkpoint))).status == 201
+    assert (await post_line(hub, police, size, second.line(checkpoint))).status == 201
+    served = await checkpoint_at(hub, police, size)
+    assert len(served.note.signatures) == 3  # the log's line and both of politie's
+    tally = tally_cosignatures(
+        served.checkpoint, served.note.signatures, policy, hub.authority.root, crl=None, now=T0
+    )
+    assert len(tally.counted) == 2 and tally.organisations == ("politie",) and not tally.met
