@@ -7,14 +7,19 @@ network in ``./var/demo``::
       authority/            the network authority (root key and certificate)
       hub/                  the hub's keys: log-signing key + certificate, token key
       hub.db                the hub's SQLite database
-      orgs/<org>/           one SCHAKEL_HOME per organisation: keys/ and state.sqlite
+      orgs/<org>/           one SCHAKEL_HOME per organisation: keys/ (with witness/)
+                            and state.sqlite
+      witness/, witness.db  the always-on witness (schakel.demowitness)
+      witness-policy.json   the authority's witness policy (quorum 2)
       env.sh                the environment to act as an organisation
 
 then starts the hub on 127.0.0.1:8443, publishes every organisation's
 certificate and key bundle, relays a linking key sealed to each of them, starts a
 desk (the organisation's web application) for each organisation on the ports after
 ``--desk-port`` (8501 by default), and prints each desk's address, how to log in to
-it, and how to act as each organisation from another terminal.
+it, and how to act as each organisation from another terminal. One always-on witness
+runs beside the hub, which submits each new checkpoint to it; every organisation's
+client cosigns the heads it checked, and relies on a head once two organisations did.
 
 The demo protects its keys with one published passphrase and the cheapest
 key-derivation settings. It is for trying Schakel, never for real data.
@@ -35,6 +40,7 @@ from ssl import SSLContext
 
 import click
 
+from clients.errors import HubProblem
 from clients.hub_client import HubClient, Purpose
 from clients.organisation import Organisation
 from clients.state import LocalState
@@ -53,6 +59,12 @@ from protocol.certificate import (
     ROLE_PRIVACY_OFFICER,
 )
 from protocol.types import NetworkId, OrgId
+from schakel.demowitness import (
+    provision_witnesses,
+    publish_policy,
+    running_witness,
+    witness_dir,
+)
 
 NETWORK = NetworkId("demo")
 PASSPHRASE = "demo-only-passphrase"  # noqa: S105 - published on purpose, demo only
@@ -154,11 +166,12 @@ def mark_ready(demo: DemoNetwork) -> None:
 
 def reset(directory: Path) -> None:
     """Remove what an interrupted first run left behind (demo directories only)."""
-    for name in ("authority", "hub", "orgs"):
+    for name in ("authority", "hub", "orgs", "witness", "witness-evidence"):
         if (directory / name).is_dir():
             shutil.rmtree(directory / name)
-    for path in directory.glob("hub.db*"):
-        path.unlink()
+    for pattern in ("hub.db*", "witness.db*", "witness-policy.json"):
+        for path in directory.glob(pattern):
+            path.unlink()
 
 
 def load(directory: Path, *, passphrase: bytes = PASSPHRASE.encode()) -> DemoNetwork | None:
@@ -221,7 +234,9 @@ async def bootstrap(demo: DemoNetwork, base_url: str, *, now: int) -> None:
                 organisation.state.close()
 
 
-def hub_config(demo: DemoNetwork, *, host: str, port: int) -> HubConfig:
+def hub_config(
+    demo: DemoNetwork, *, host: str, port: int, witness_urls: tuple[str, ...] = ()
+) -> HubConfig:
     return HubConfig(
         network=demo.network,
         root_der=demo.root_der(),
@@ -233,6 +248,7 @@ def hub_config(demo: DemoNetwork, *, host: str, port: int) -> HubConfig:
         # Every organisation of the demo, desks included, reaches the hub from this one
         # address: the per-address limit before login is raised to fit eight of them.
         limits=Limits(address_rate_per_sec=40, address_burst=400),
+        witness_urls=witness_urls,
     )
 
 
@@ -267,16 +283,29 @@ never put real data into it. Stop the hub with Ctrl-C; `make run` again reuses i
 """
 
 
-async def run(directory: Path, *, host: str, port: int, desk_port: int | None = None) -> None:
-    """Provision on first use, start the hub, bootstrap, start the desks, print, serve."""
+async def run(
+    directory: Path, *, host: str, port: int, desk_port: int | None = None, witness_port: int = 0
+) -> None:
+    """Provision on first use, start the witness and the hub, bootstrap, start the desks,
+    print, serve."""
     demo = load(directory)
     fresh = demo is None
     if demo is None:
         reset(directory)
         demo = provision(directory, now=int(time.time()))
+    if not witness_dir(demo).is_dir():  # first run, or a demo made before witnesses
+        provision_witnesses(demo, now=int(time.time()))
+    async with running_witness(demo, host=host, port=witness_port) as witness_url:
+        await _run(demo, fresh, host=host, port=port, desk_port=desk_port, witness=witness_url)
+
+
+async def _run(
+    demo: DemoNetwork, fresh: bool, *, host: str, port: int, desk_port: int | None, witness: str
+) -> None:
+    directory = demo.directory
     base_url = f"http://{host}:{port}"
     hub_keys = HubKeys.open(demo.hub_dir, demo.passphrase)
-    config = hub_config(demo, host=host, port=port)
+    config = hub_config(demo, host=host, port=port, witness_urls=(witness,))
     hub_cert = _hub_cert(hub_keys)
     hub = asyncio.create_task(
         serve(
@@ -291,8 +320,10 @@ async def run(directory: Path, *, host: str, port: int, desk_port: int | None = 
         await bootstrap(demo, base_url, now=int(time.time()))
         (directory / "env.sh").write_text(env_script(demo, base_url))
         mark_ready(demo)
+    with contextlib.suppress(HubProblem):  # 409: the hub holds this policy already
+        await publish_policy(demo, base_url)
     if desk_port is None:
-        click.echo(banner(demo, base_url))
+        click.echo(banner(demo, base_url) + witness_banner(witness))
         await hub
         return
     async with contextlib.AsyncExitStack() as desks:
@@ -302,8 +333,16 @@ async def run(directory: Path, *, host: str, port: int, desk_port: int | None = 
                 _demo_desk(demo, org, base_url, host=host, port=desk_port + index)
             )
             lines.append(f"  {org:<13} {desk_url:<24} user {person}")
-        click.echo(banner(demo, base_url) + desk_banner(lines))
+        click.echo(banner(demo, base_url) + witness_banner(witness) + desk_banner(lines))
         await hub
+
+
+def witness_banner(url: str) -> str:
+    return (
+        f"\nAlways-on witness of the network authority on {url}: the hub submits each new\n"
+        "tree head to it, every organisation's client cosigns the heads it checked, and a\n"
+        "head is relied on once two organisations cosigned it (schakel audit verify says who).\n"
+    )
 
 
 def desk_banner(lines: list[str]) -> str:
@@ -390,11 +429,26 @@ def demo() -> None:
     type=click.IntRange(0, 65000),
     help="Port of the first organisation's desk; the others follow. 0: no desks.",
 )
-def run_command(directory: Path, host: str, port: int, desk_port: int) -> None:
-    """Provision the demo network on first use and run its hub and desks (`make run`)."""
+@click.option(
+    "--witness-port",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port of the always-on witness; 0: a free one.",
+)
+def run_command(directory: Path, host: str, port: int, desk_port: int, witness_port: int) -> None:
+    """Provision the demo network on first use and run its hub, witness and desks (`make run`)."""
     os.environ.setdefault("SCHAKEL_WEAK_KDF", "1")
     try:
-        asyncio.run(run(directory, host=host, port=port, desk_port=desk_port or None))
+        asyncio.run(
+            run(
+                directory,
+                host=host,
+                port=port,
+                desk_port=desk_port or None,
+                witness_port=witness_port,
+            )
+        )
     except KeyboardInterrupt:
         click.echo("hub stopped")
     except OSError as exc:
