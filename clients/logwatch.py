@@ -29,6 +29,7 @@ from protocol.certificate import (
 )
 from protocol.encoding import b64e
 from protocol.errors import ProtocolError, RevokedError
+from protocol.evidence import Head
 
 CHECK_SECONDS = 60  # an Organisation checks the head at most this often
 
@@ -143,7 +144,9 @@ class LogWatch:
         if head.size == kept.size:
             proof: list[bytes] = []
             if head.root != kept.root:
-                raise inconsistent("two signed heads of the same size differ (fork)", kept, head)
+                reason = "two signed heads of the same size differ (fork)"
+                await self._split_view(kept, head, [], reason)
+                raise inconsistent(reason, kept, head)
         else:
             try:
                 proof = await self.hub.audit_consistency(kept.size, head.size)
@@ -156,9 +159,28 @@ class LogWatch:
         try:
             check_consistent(kept, head, proof)
         except ProtocolError as exc:
-            raise inconsistent(
-                "the new head does not extend the kept one (history rewritten)", kept, head
-            ) from exc
+            reason = "the new head does not extend the kept one (history rewritten)"
+            await self._split_view(kept, head, proof, reason)
+            raise inconsistent(reason, kept, head) from exc
+
+    async def _split_view(
+        self, kept: TreeHead, head: TreeHead, proof: list[bytes], reason: str
+    ) -> None:
+        """With witnessing: keep evidence and raise SplitView when the two heads prove a
+        split view (one size, two roots; or a proof binding the kept size to another
+        root). A proof that merely fails proves nothing: then this returns."""
+        if self._witnessing is None:
+            return
+        now = int(self._clock())
+        certs = [
+            self.kept_hub_certificate(kept.hub_cert, at=kept.time),
+            await self.hub_certificate(head.hub_cert),
+        ]
+        self._witnessing.keep_split_view(
+            Head(tree_head=kept), Head(tree_head=head), certs, reason=f"SPLIT VIEW: {reason}",
+            served=head, root=load_root(self._root_der, now=now), now=now, proof=proof,
+            kept=kept,
+        )  # fmt: skip
 
     async def hub_certificate(self, fingerprint: str) -> Certificate:
         """The hub certificate of that fingerprint, kept or fetched, verified now (with CRL)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -196,22 +196,42 @@ class Witnessing:
     async def _split_view(
         self, head: TreeHead, note: bytes, hub_cert: Certificate, root: RootCertificate, now: int
     ) -> None:
-        evidence = make_evidence(
-            Head(tree_head=head), Head(checkpoint=note), [hub_cert], root,
-            observed=now, observer=self._observer,
+        reason = (
+            f"SPLIT VIEW: the hub's key signed two roots for size {head.size} "
+            "(a tree head, and the checkpoint the other organisations cosigned)"
+        )
+        self.keep_split_view(
+            Head(tree_head=head), Head(checkpoint=note), [hub_cert], reason=reason,
+            served=head, root=root, now=now,
         )  # fmt: skip
-        proven = verify_evidence(evidence, root)
+        raise AuditLogInconsistent(reason, served=(head.size, b64e(head.root)))
+
+    def keep_split_view(
+        self, first: Head, second: Head, certs: Sequence[Certificate], *, reason: str,
+        served: TreeHead, root: RootCertificate, now: int, proof: Sequence[bytes] = (),
+        kept: TreeHead | None = None,
+    ) -> None:  # fmt: skip
+        """If ``first`` and ``second`` prove a split view, write the evidence file, raise an
+        alert and raise SplitView; return (nothing kept) if they prove nothing."""
+        evidence = make_evidence(
+            first, second, certs, root, proof=proof, observed=now, observer=self._observer
+        )
+        try:
+            proven = verify_evidence(evidence, root)
+        except ProtocolError:
+            return
         data = evidence.to_bytes()
         name = f"{now}-{proven.kind}-{hashlib.sha256(data).hexdigest()[:16]}.json"
         path = self._evidence_dir / name
         self._evidence_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         atomic_write(path, data, mode=0o600, overwrite=True)
-        reason = (
-            f"SPLIT VIEW: the hub's key signed two roots for size {head.size} "
-            "(a tree head, and the checkpoint the other organisations cosigned)"
-        )
         self._state.raise_alert(
-            {"kind": "split-view", "at": now, "size": head.size, "reason": reason,
+            {"kind": "split-view", "at": now, "size": served.size, "reason": reason,
              "evidence": str(path)}
         )  # fmt: skip
-        raise SplitView(reason, served=(head.size, b64e(head.root)), evidence=str(path))
+        raise SplitView(
+            reason,
+            kept=None if kept is None else (kept.size, b64e(kept.root)),
+            served=(served.size, b64e(served.root)),
+            evidence=str(path),
+        )
