@@ -49,7 +49,7 @@ from hub.store import Store, Tx
 from hub.store.witnessing import cosignatures_of, newest_policy
 from hub.treeheads import HeadSigner
 from protocol.auditlog import TreeHead
-from protocol.checkpoint import SignedCheckpoint, cosignature_time
+from protocol.checkpoint import SignedCheckpoint, cosignature_key_id, cosignature_time
 from protocol.encoding import MAX_SAFE_INT
 from protocol.errors import EncodingError, ProtocolError, ValidationError, VerificationError
 from protocol.note import NoteSignature, parse_signature_line
@@ -128,8 +128,7 @@ def check_cosignature(
     more than ``DEFAULT_MAX_SKEW`` and a signature that verifies.
     """
     witness = next(
-        (w for w in policy.witnesses if (w.name, w.verifier().key_id) == (line.name, line.key_id)),
-        None,
+        (w for w in policy.witnesses if w.name == line.name and _key_id(w) == line.key_id), None
     )
     if witness is None:
         raise InvalidCosignature("the key is not a witness of the held witness policy")
@@ -144,6 +143,10 @@ def check_cosignature(
     except ProtocolError:
         raise InvalidCosignature("the cosignature does not verify for this head") from None
     return witness
+
+
+def _key_id(witness: WitnessCertificate) -> int:
+    return cosignature_key_id(witness.name, witness.public_key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,8 +233,13 @@ class WitnessSubmitter(Periodic):
             return 0
         kept = 0
         for url in self._config.witness_urls:
-            if self._cosigned.get(url, 0) < head.size:
+            if self._cosigned.get(url, 0) >= head.size:
+                continue
+            try:
                 kept += await self.submit(url, head)
+            except (aiohttp.ClientError, TimeoutError, EncodingError) as exc:
+                # One witness out of reach, or answering garbage, does not hold up the others.
+                self._log.warning("witness %d: %s", self._index(url), type(exc).__name__)
         return kept
 
     async def submit(self, url: str, head: TreeHead) -> int:

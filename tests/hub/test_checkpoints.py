@@ -339,3 +339,20 @@ async def test_two_cosignatures_of_one_organisation_count_once(
         served.checkpoint, served.note.signatures, policy, hub.authority.root, crl=None, now=T0
     )
     assert len(tally.counted) == 2 and tally.organisations == ("politie",) and not tally.met
+
+
+async def test_a_witness_out_of_reach_does_not_hold_up_the_others(
+    hub: Any, parties: dict[str, Any], always_on: Any
+) -> None:
+    start, _ = always_on
+    witness = await start()
+    policy = policy_of(hub, OrgWitness(None, witness.cert), quorum=1)  # type: ignore[arg-type]
+    assert (await put_policy(hub, policy)).status == 200
+    services = hub.client.server.app[SERVICES]
+    config = dataclasses.replace(hub.config, witness_urls=("http://127.0.0.1:9", witness.url))
+    sending = WitnessSubmitter(hub.store, hub.clock, config, services.trust_cache, hub.heads)
+    try:
+        await signed_head(hub, parties["politie"])
+        assert await sending.tick() == 1  # the first refuses connections; the second cosigns
+    finally:
+        await sending.stop()
