@@ -73,7 +73,10 @@ def make_app(
     With ``log_signing_key`` (the key ``hub_certificate_der`` certifies, role ``hub``)
     the hub signs tree heads of its access log, every ``tree_head_interval`` seconds in
     a background task unless ``sign_heads`` is false (tests tick it by hand), and on
-    request; without it the routes that need a head answer 503. Overdue referrals are
+    request; without it the routes that need a head answer 503. With a log key and
+    ``config.witness_urls``, each new head is submitted to those always-on witnesses
+    (:class:`hub.checkpoints.WitnessSubmitter`, started with the head signer; tests tick
+    ``Services.witnesses`` by hand). Overdue referrals are
     escalated every ``escalation_interval`` seconds unless ``escalate`` is false (tests
     call ``Services.escalator`` by hand).
     """

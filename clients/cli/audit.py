@@ -89,8 +89,14 @@ def _head_json(head: TreeHead) -> dict[str, Any]:
     return {"size": head.size, "root": b64e(head.root), "time": head.time}
 
 
-def _verified(settings: Settings, result: Verified, witnessed: Witnessed | None = None) -> None:
-    """The verdict; with ``witnessed``, who cosigned the newest head and the quorum."""
+def _verified(
+    settings: Settings,
+    result: Verified,
+    witnessed: Witnessed | None = None,
+    alerts: tuple[dict[str, Any], ...] = (),
+) -> None:
+    """The verdict; with ``witnessed``, who cosigned the newest head and the quorum; and
+    every alert this organisation's client raised (a split view, with its evidence)."""
     text = result.text()
     data = {
         "verified": result.checked,
@@ -102,6 +108,9 @@ def _verified(settings: Settings, result: Verified, witnessed: Witnessed | None 
     if witnessed is not None:
         data["witnessed"] = witnessed.to_json()
         text = f"{text}\nwitnesses: {witnessed.text()}"
+    if alerts:
+        data["alerts"] = list(alerts)
+        text += "".join(f"\nALERT: {a['reason']} (evidence: {a['evidence']})" for a in alerts)
     emit(settings, data, text)
 
 
@@ -145,7 +154,9 @@ def verify(
             _verified(settings, verify_export_file(organisation, export_file, full=full))
         return
 
-    async def go(organisation: Organisation) -> tuple[Verified, Witnessed | None]:
+    async def go(
+        organisation: Organisation,
+    ) -> tuple[Verified, Witnessed | None, tuple[dict[str, Any], ...]]:
         officer = PrivacyOfficer(organisation)
         if full:
             result = await officer.verify_full()
@@ -155,7 +166,7 @@ def verify(
             result = await officer.verify_sample(sample)
         else:
             result = await officer.verify()
-        return result, organisation.log.witnessed
+        return result, organisation.log.witnessed, organisation.alerts
 
     _verified(settings, *acting(settings, go))
 

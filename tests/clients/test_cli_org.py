@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from clients.cli import common
 from clients.cli.org import org
 from clients.hub_client import HubClient
+from clients.state import LocalState
 from keys.authority import Authority
 from keys.keyfile import KdfParams
 from keys.organisation import OrgKeys
@@ -413,3 +414,24 @@ def test_witness_key_is_made_certified_and_imported(
     cert_file.write_bytes(canonical_json(other.to_wire()))
     refused = run(env, "witness-key", "--import", str(cert_file))
     assert refused.exit_code != 0 and "another key" in refused.output
+
+
+def test_status_names_the_alerts_for_the_privacy_officer(
+    env: dict[str, str], enrolled: OrgKeys
+) -> None:
+    quiet = run(env, "--json", "status")
+    assert quiet.exit_code == 0, quiet.output
+    assert json.loads(quiet.output)["alerts"] == [] and "ALERT" not in run(env, "status").output
+    alert = {"kind": "split-view", "at": NOW, "size": 7, "evidence": "/x/e.json",
+             "reason": "SPLIT VIEW: the hub's key signed two roots for size 7"}  # fmt: skip
+    with LocalState(Path(env["SCHAKEL_HOME"]) / "state.sqlite") as state:
+        state.raise_alert(alert)
+        for size in range(200):
+            state.raise_alert({**alert, "size": size})
+        assert len(state.alerts()) == 100 and state.alerts()[-1]["size"] == 199  # bounded
+    shown = run(env, "status")
+    assert shown.exit_code == 0, shown.output
+    assert "ALERT:        SPLIT VIEW: the hub's key signed two roots for size 7 (/x/e.json)" in (
+        shown.output
+    )
+    assert len(json.loads(run(env, "--json", "status").output)["alerts"]) == 100
