@@ -107,7 +107,7 @@ class LogWatch:
         cert = await self._verify_signature(served, kept)
         await self._check_extends(kept, served)
         if self._witnessing is not None:
-            self.witnessed = await self._witnessing.round(served, cert)
+            self.witnessed = await self._witnessing.round(served, cert, self.current_certificate)
             if not self.witnessed.met:  # reported, not relied on: keep the last that met it
                 self._checked_at = self._clock()
                 return kept
@@ -198,6 +198,18 @@ class LogWatch:
             raise VerificationFailed(
                 "hub certificate", reason="the tree head names another certificate"
             )
+        self.state.remember_hub_certificate(cert.fingerprint, root=self._root_fp, der=cert.der)
+        return cert
+
+    async def current_certificate(self) -> Certificate:
+        """The certificate the hub serves now (``GET /v1/hub``), verified now (with CRL)."""
+        now = int(self._clock())
+        der = (await self.hub.hub_info()).certificate
+        if der is None:
+            raise VerificationFailed("hub certificate", reason="the hub serves none")
+        cert = verify_hub_certificate(
+            der, self._root_der, network=self._network, now=now, crl=await self._crl(now)
+        )
         self.state.remember_hub_certificate(cert.fingerprint, root=self._root_fp, der=cert.der)
         return cert
 

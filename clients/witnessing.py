@@ -31,7 +31,14 @@ from keys.keyfile import atomic_write
 from keys.witness import WitnessKeys
 from protocol.auditlog import TreeHead
 from protocol.certificate import Certificate, RevocationList, RootCertificate
-from protocol.checkpoint import Checkpoint, cosign, log_origin, log_verifier, open_checkpoint
+from protocol.checkpoint import (
+    Checkpoint,
+    SignedCheckpoint,
+    cosign,
+    log_origin,
+    log_verifier,
+    open_checkpoint,
+)
 from protocol.encoding import b64e
 from protocol.errors import ProtocolError
 from protocol.evidence import Head, make_evidence, verify_evidence
@@ -132,8 +139,15 @@ class Witnessing:
         kept = self._state.witness_policy()
         return None if kept is None else WitnessPolicy.from_wire(kept)
 
-    async def round(self, head: TreeHead, hub_cert: Certificate) -> Witnessed:
-        """Cosign ``head`` (checked by the caller), then count its cosignatures."""
+    async def round(
+        self,
+        head: TreeHead,
+        hub_cert: Certificate,
+        current: Callable[[], Awaitable[Certificate]] | None = None,
+    ) -> Witnessed:
+        """Cosign ``head`` (checked by the caller, signed by ``hub_cert``), then count its
+        cosignatures. The hub signs checkpoints with its current key: after a key change,
+        ``current`` gives the hub's current certificate (verified by the caller)."""
         now = int(self._clock())
         policy = await self.policy(now)
         if policy is None:
@@ -143,7 +157,7 @@ class Witnessing:
         cosigned = await self._cosign(checkpoint, policy, now)
         waited = 0.0
         while True:
-            signatures = await self._served(head, hub_cert, root, now)
+            signatures = await self._served(head, hub_cert, current, root, now)
             crl = await self._crl(now)
             tally = tally_cosignatures(checkpoint, signatures, policy, root, crl=crl, now=now)
             if tally.met or waited >= self._quorum_wait:
@@ -170,8 +184,9 @@ class Witnessing:
         return True
 
     async def _served(
-        self, head: TreeHead, hub_cert: Certificate, root: RootCertificate, now: int
-    ) -> tuple[NoteSignature, ...]:
+        self, head: TreeHead, hub_cert: Certificate,
+        current: Callable[[], Awaitable[Certificate]] | None, root: RootCertificate, now: int,
+    ) -> tuple[NoteSignature, ...]:  # fmt: skip
         """The signature lines of the checkpoint served for ``head``; SplitView on a fork."""
         note = await self._hub.audit_checkpoint(head.size)
         if note is None:
@@ -179,29 +194,34 @@ class Witnessing:
                 "the hub serves no checkpoint for a head it signed",
                 served=(head.size, b64e(head.root)),
             )
-        origin = log_origin(root)
+        certs = [hub_cert]
         try:
-            signed = open_checkpoint(note, [log_verifier(origin, hub_cert)], origin=origin)
+            signed = _opened(note, certs, root)
         except ProtocolError as exc:
-            raise AuditLogInconsistent(
-                f"the hub's checkpoint does not verify ({str(exc)[:120]})",
-                served=(head.size, b64e(head.root)),
-            ) from exc
+            newer = None if current is None else await current()
+            if newer is None or newer.fingerprint == hub_cert.fingerprint:
+                raise AuditLogInconsistent(
+                    f"the hub's checkpoint does not verify ({str(exc)[:120]})",
+                    served=(head.size, b64e(head.root)),
+                ) from exc
+            certs.append(newer)  # the hub's key changed since it signed the head
+            signed = _opened(note, certs, root)
         if signed.checkpoint.size != head.size:
             raise AuditLogInconsistent("the hub served a checkpoint of another size")
         if not hmac.compare_digest(signed.checkpoint.root, head.root):
-            await self._split_view(head, note, hub_cert, root, now)
+            await self._split_view(head, note, certs, root, now)
         return signed.note.signatures
 
     async def _split_view(
-        self, head: TreeHead, note: bytes, hub_cert: Certificate, root: RootCertificate, now: int
-    ) -> None:
+        self, head: TreeHead, note: bytes, certs: Sequence[Certificate], root: RootCertificate,
+        now: int,
+    ) -> None:  # fmt: skip
         reason = (
             f"SPLIT VIEW: the hub's key signed two roots for size {head.size} "
             "(a tree head, and the checkpoint the other organisations cosigned)"
         )
         self.keep_split_view(
-            Head(tree_head=head), Head(checkpoint=note), [hub_cert], reason=reason,
+            Head(tree_head=head), Head(checkpoint=note), certs, reason=reason,
             served=head, root=root, now=now,
         )  # fmt: skip
         raise AuditLogInconsistent(reason, served=(head.size, b64e(head.root)))
@@ -235,3 +255,10 @@ class Witnessing:
             served=(served.size, b64e(served.root)),
             evidence=str(path),
         )
+
+
+def _opened(note: bytes, certs: Sequence[Certificate], root: RootCertificate) -> SignedCheckpoint:
+    """The checkpoint ``note`` of the network's log, signed by the key of one of ``certs``."""
+    origin = log_origin(root)
+    verifiers = {v.key_id: v for v in (log_verifier(origin, cert) for cert in certs)}
+    return open_checkpoint(note, list(verifiers.values()), origin=origin)
