@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from alembic import command
 
-from hub.store import Store, alembic_config
+from hub.store import Store, alembic_config, head_revision
 
 if TYPE_CHECKING:
     from fresh_databases import Databases
@@ -112,7 +112,7 @@ async def test_downgrade_and_upgrade_again(databases: Databases) -> None:
         )
         assert await store.revision() == "0002"
         await store.migrate()
-        assert await store.revision() == "0003"
+        assert await store.revision() == head_revision()  # 0003 and every later revision
     finally:
         await store.close()
 
