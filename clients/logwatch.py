@@ -4,7 +4,11 @@
 state) and checks each new one: signed by the hub's certified key (role ``hub``,
 chained to the pinned root, not revoked), and consistent with the kept head by the
 hub's consistency proof. A hub that rewrites, truncates or forks its log, or stops
-serving heads after one was seen, raises :class:`~clients.errors.AuditLogInconsistent`.
+serving heads after one was seen, raises :class:`~clients.errors.AuditLogInconsistent`;
+when the two heads prove it (one size, two roots; or the hub's own proof binding the kept
+size to another root), the evidence is kept and :class:`~clients.errors.SplitView` raised
+(:mod:`clients.witnessing`). With witnessing, a new head is relied on only once it meets
+the witness policy's quorum.
 Nothing here trusts the hub: every proof is recomputed locally. Entries are checked
 against a head by :mod:`clients.logproofs`.
 """
@@ -172,10 +176,13 @@ class LogWatch:
         if self._witnessing is None:
             return
         now = int(self._clock())
-        certs = [
-            self.kept_hub_certificate(kept.hub_cert, at=kept.time),
-            await self.hub_certificate(head.hub_cert),
-        ]
+        try:
+            certs = [
+                self.kept_hub_certificate(kept.hub_cert, at=kept.time),
+                await self.hub_certificate(head.hub_cert),
+            ]
+        except VerificationFailed:
+            return  # a head whose certificate no longer verifies proves nothing
         self._witnessing.keep_split_view(
             Head(tree_head=kept), Head(tree_head=head), certs, reason=f"SPLIT VIEW: {reason}",
             served=head, root=load_root(self._root_der, now=now), now=now, proof=proof,
