@@ -98,7 +98,10 @@ class LogWatch:
 
         With witnessing (:mod:`clients.witnessing`), a head is kept and returned only if it
         meets the witness policy's quorum; otherwise the last kept head is returned (None
-        before the first) and ``witnessed`` says who cosigned the new one.
+        before the first), ``witnessed`` says who cosigned the new one, and the new one is
+        remembered as unwitnessed: every later head must extend it too, so a hub that
+        showed this client a branch of its own and later the others' is caught with
+        evidence.
         """
         kept = self.state.tree_head
         if served is None:
@@ -111,10 +114,15 @@ class LogWatch:
         cert = await self._verify_signature(served, kept)
         await self._check_extends(kept, served)
         if self._witnessing is not None:
+            pending = self.state.unwitnessed_head
+            if pending is not None and pending != served:
+                await self._check_extends(pending, served)  # what it showed us before, too
             self.witnessed = await self._witnessing.round(served, cert, self.current_certificate)
             if not self.witnessed.met:  # reported, not relied on: keep the last that met it
+                self.state.keep_unwitnessed_head(served)
                 self._checked_at = self._clock()
                 return kept
+            self.state.keep_unwitnessed_head(None)
         self.state.keep_tree_head(served)
         self._checked_at = self._clock()
         return served

@@ -432,6 +432,22 @@ class LocalState:
             self._set_meta("witness_policy", text)
             return True
 
+    @property
+    def unwitnessed_head(self) -> TreeHead | None:
+        """The newest head this client checked that did not meet the witness quorum, kept
+        until a head that meets it is shown to extend it (clients.logwatch)."""
+        value = self._get_meta("unwitnessed_head")
+        return None if value is None else TreeHead.from_wire(json.loads(value))
+
+    def keep_unwitnessed_head(self, head: TreeHead | None) -> None:
+        """Keep ``head`` (verified by the caller) as the unwitnessed head; None forgets it."""
+        if head is None:
+            self._db.execute("DELETE FROM meta WHERE key = 'unwitnessed_head'")
+            return
+        self._set_meta(
+            "unwitnessed_head", json.dumps(head.to_wire(), sort_keys=True, separators=(",", ":"))
+        )
+
     def alerts(self) -> list[dict[str, Any]]:
         """The alerts raised for the privacy officer, oldest first (at most MAX_ALERTS)."""
         value = self._get_meta("alerts")

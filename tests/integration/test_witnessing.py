@@ -203,9 +203,11 @@ async def test_heads_are_relied_on_only_once_a_quorum_of_organisations_cosigned(
     assert await check(shelter) == head
     assert shelter.log.witnessed is not None
     assert shelter.log.witnessed.cosigners == ("ggd", "shelter")
+    with LocalState(rig.demo.home("ggd") / "state.sqlite") as state:
+        assert state.unwitnessed_head == head and state.tree_head is None
     assert await check(rig.org("ggd")) == head  # now ggd relies on it too
     with LocalState(rig.demo.home("ggd") / "state.sqlite") as state:
-        assert state.tree_head == head
+        assert state.tree_head == head and state.unwitnessed_head is None
     # A fresh head waits briefly: meanwhile the hub submits it to the always-on witness.
     waits: list[float] = []
 
@@ -237,14 +239,14 @@ async def test_a_forked_head_shown_to_one_organisation_is_caught_by_the_others(
         rig.base_url, network=rig.demo.network, org="police", signing_key=keys.signing_key,
         user="tester", purpose=Purpose("case-coordination"),
     )  # fmt: skip
-    forking.fork = rig.fork_of(head)
+    forked = forking.fork = rig.fork_of(head)
     police = rig.org("police", forking)
     with pytest.raises(SplitView) as caught:
         await check(police)
     evidence = Path(caught.value.evidence)
     proven = verify_evidence(parse_evidence(evidence.read_bytes()), keys.root)
     assert proven.kind == "fork" and proven.first.size == proven.second.size == head.size
-    assert {proven.first.root, proven.second.root} == {head.root, forking.fork.root}
+    assert {proven.first.root, proven.second.root} == {head.root, forked.root}
     with LocalState(rig.demo.home("police") / "state.sqlite") as state:
         assert state.tree_head is None  # the forked head was never relied on
         [alert] = state.alerts()
@@ -260,10 +262,17 @@ async def test_a_forked_head_shown_to_one_organisation_is_caught_by_the_others(
     police = rig.org("police", forking)
     assert await check(police) is None  # nothing relied on
     assert police.log.witnessed is not None and police.log.witnessed.cosigners == ()
+    # When the hub later shows police the others' branch, the fork it showed is caught.
+    forking.fork = None
+    with pytest.raises(SplitView, match="same size differ") as again:
+        await check(rig.org("police", forking))
+    assert verify_evidence(
+        parse_evidence(Path(again.value.evidence).read_bytes()), keys.root
+    ).kind == "fork"  # fmt: skip
     # ... and the honest hub refuses a listed witness's cosignature of the fork.
     witness = WitnessKeys.open_beside(keys)
     assert witness is not None
-    fork = Checkpoint(log_origin(keys.root), head.size, forking.fork.root)
+    fork = Checkpoint(log_origin(keys.root), head.size, forked.root)
     line = cosign(witness.signing_key, witness.name, fork, timestamp=rig.now)
     honest = rig.org("police")
     try:
