@@ -15,7 +15,9 @@
     ├── InboxWentBack          the hub no longer holds, at this client's inbox cursor, the
     │                          message it took there (a restored backup?): nothing more is read
     └── AuditLogInconsistent   the hub's access log does not match what this client saw
-                               before, or an entry does not match the signed tree head
+        │                      before, or an entry does not match the signed tree head
+        └── SplitView          the hub's key signed two heads that can not both be true;
+                               an evidence file proves it
 
 Messages never hold content, keys, tokens or pseudonyms: they name the kind of
 object and the organisation involved, so that they can be shown and logged.
@@ -203,3 +205,22 @@ class AuditLogInconsistent(ClientError):
 
 def _head_text(head: tuple[int, str] | None) -> str:
     return "none" if head is None else f"size {head[0]}, root {head[1]}"
+
+
+class SplitView(AuditLogInconsistent):
+    """The hub showed two histories: its key signed two heads that can not both be true.
+
+    ``evidence`` is the evidence file written (``schakel audit evidence verify FILE``
+    checks it offline). Stop using the hub and tell the network's privacy officer.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        kept: tuple[int, str] | None = None,
+        served: tuple[int, str] | None = None,
+        evidence: str,
+    ) -> None:
+        super().__init__(f"{reason}; evidence: {evidence}", kept=kept, served=served)
+        self.evidence = evidence

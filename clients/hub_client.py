@@ -87,6 +87,7 @@ from protocol.envelope import Envelope
 from protocol.errors import ProtocolError
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
+from protocol.note import MAX_NOTE_BYTES, NoteSignature
 from protocol.oprfkeys import OprfKeyStatement
 from protocol.retirement import Retirement
 from protocol.types import (
@@ -98,6 +99,7 @@ from protocol.types import (
     parse_message_id,
     parse_org_id,
 )
+from protocol.witnesspolicy import WitnessPolicy
 
 TOKEN_MARGIN = 60  # seconds before expiry at which a cached token is replaced
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -814,6 +816,40 @@ class HubClient:
         if _field(body, "from", int) != old_size or _field(body, "to", int) != new_size:
             raise ClientError("hub answered a consistency proof for other sizes")
         return _hashes(_field(body, "proof", list))
+
+    async def audit_checkpoint(self, size: int | None = None) -> bytes | None:
+        """The checkpoint note of the head of ``size`` (newest: None) with the cosignatures
+        the hub holds, as served (unverified: clients.witnessing checks it)."""
+        path = "/v1/audit/checkpoint" if size is None else f"/v1/audit/checkpoints/{int(size)}"
+        _, body = await self._call("GET", path)
+        note = _object(body).get("checkpoint", _MISSING)
+        if note is None:
+            return None
+        if not isinstance(note, str) or len(note) > MAX_NOTE_BYTES:
+            raise ClientError("hub answer lacks a 'checkpoint'")
+        return note.encode("utf-8")
+
+    async def post_cosignature(self, size: int, line: NoteSignature) -> bool:
+        """Post our witness's cosignature of the head of ``size``; True if the hub kept it
+        now, False if it held it already."""
+        body = {"size": int(size), "cosignature": line.line()[:-1]}
+        status, _ = await self._call("POST", "/v1/audit/cosignatures", body)
+        return status == 201
+
+    async def witness_policy(self) -> dict[str, Any] | None:
+        """The witness policy the hub holds, as served (wire form, unverified), or None."""
+        _, body = await self._call("GET", "/v1/audit/witness-policy", auth=False)
+        policy = _object(body).get("policy", _MISSING)
+        if policy is not None and not isinstance(policy, dict):
+            raise ClientError("hub answer lacks a 'policy'")
+        return policy
+
+    async def put_witness_policy(self, policy: WitnessPolicy) -> int:
+        """Relay the authority's witness policy; its number."""
+        _, body = await self._call(
+            "PUT", "/v1/audit/witness-policy", {"policy": policy.to_wire()}, auth=False
+        )
+        return int(_field(body, "number", int))
 
     async def audit_entries(
         self,

@@ -6,7 +6,9 @@ of :mod:`clients.errors`; none prints, prompts or exits. What it is made of:
 
 * :class:`~clients.directory.Directory`: everything the hub serves about other
   organisations (certificates, key bundles, the revocation list), verified before use;
-* :class:`~clients.logwatch.LogWatch`: the hub's access log, checked at every contact;
+* :class:`~clients.logwatch.LogWatch`: the hub's access log, checked at every contact,
+  with a witnessing round (:mod:`clients.witnessing`) when the organisation has a witness
+  key: it cosigns the heads it checked and relies only on heads that meet the quorum;
 * :class:`~clients.outbox.Outbox`: every message written goes through it, so nothing
   is lost while the hub can not be reached;
 * :class:`~clients.inbox.Inbox`: receiving, verifying and opening messages;
@@ -24,10 +26,11 @@ reason. A refusal (the hub's, or a recipient that does not verify) is raised.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -61,9 +64,11 @@ from clients.payloads import (
 )
 from clients.pseudonymise import Signer
 from clients.state import LocalState
+from clients.witnessing import QUORUM_WAIT, Witnessing
 from keys.errors import KeysError
 from keys.organisation import OrgKeys
-from protocol.certificate import Certificate, RevocationList
+from keys.witness import WitnessKeys
+from protocol.certificate import Certificate, RevocationList, load_root
 from protocol.envelope import Envelope, new_message_id, seal
 from protocol.errors import ProtocolError
 from protocol.keybundle import KeyBundle
@@ -143,6 +148,8 @@ class Organisation:
         clock: Callable[[], float] = time.time,
         rng: Callable[[int], bytes] = os.urandom,
         log_interval: float = CHECK_SECONDS,
+        quorum_wait: float = QUORUM_WAIT,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self._keys = keys
         self._state = state
@@ -151,6 +158,9 @@ class Organisation:
         self._rng = rng
         self._log_interval = log_interval
         self._log: LogWatch | None = None
+        self._quorum_wait = quorum_wait
+        self._sleep = sleep
+        self._witness: WitnessKeys | None = None
         self.payload_box = PayloadBox.for_signing_key(keys.signing_key, keys.org)
         self.directory = Directory(lambda: keys.root.der, state, hub, clock=clock)
         self.linking = Linking(lambda: keys.root.der, state, hub, clock=clock, rng=rng)
@@ -208,8 +218,32 @@ class Organisation:
                 crl=self.directory.crl,
                 clock=self._clock,
                 interval=self._log_interval,
+                witnessing=Witnessing(
+                    self._state,
+                    self._hub,
+                    root=lambda now: load_root(self._keys.root.der, now=now),
+                    witness=self.witness_keys,
+                    crl=self.directory.crl,
+                    clock=self._clock,
+                    evidence_dir=self._state.path.parent / "evidence",
+                    observer=f"client/{self.org}",
+                    quorum_wait=self._quorum_wait,
+                    sleep=self._sleep,
+                ),
             )
         return self._log
+
+    def witness_keys(self) -> WitnessKeys | None:
+        """This organisation's witness key directory (``schakel org witness-key``), if any."""
+        if self._witness is None:
+            self._witness = WitnessKeys.open_beside(self._keys)
+        return self._witness
+
+    @property
+    def alerts(self) -> tuple[dict[str, Any], ...]:
+        """Alerts for the privacy officer, oldest first: each a small record without content
+        (``kind`` such as ``split-view``, ``at``, ``size``, ``reason``, ``evidence``)."""
+        return tuple(self._state.alerts())
 
     # -- publishing and keys -----------------------------------------------------------
 

@@ -145,8 +145,12 @@ class PrivacyOfficer:
         """Have the hub sign a head for its current size; verify it against the kept one."""
         self._require_officer()
         head = await self.org.log.check(await self.hub.sign_audit_head())
-        if head is None:  # pragma: no cover - check() returns what it was given
-            raise ClientError("the hub has no signed tree head")
+        if head is None:  # no head has met the witness quorum yet
+            witnessed = self.org.log.witnessed
+            raise ClientError(
+                "no tree head meets the witness quorum yet"
+                + ("" if witnessed is None else f": {witnessed.text()}")
+            )
         return head
 
     async def entries(self, head: TreeHead, **filters: str | int | None) -> list[AuditEntry]:

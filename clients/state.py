@@ -66,6 +66,7 @@ from protocol.auditlog import TreeHead
 from protocol.errors import ProtocolError
 
 SCHEMA_VERSION = 1
+MAX_ALERTS = 100
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
@@ -503,6 +504,53 @@ class LocalState:
             kept = self.tree_head
             if kept is None or head.size >= kept.size:
                 self._set_meta("tree_head", text)
+
+    # -- witnessing (clients.witnessing) ----------------------------------------------
+
+    def witness_policy(self) -> dict[str, Any] | None:
+        """The wire form of the highest-numbered witness policy this client verified."""
+        value = self._get_meta("witness_policy")
+        return None if value is None else dict(json.loads(value))
+
+    def keep_witness_policy(self, wire: dict[str, Any], number: int) -> bool:
+        """Keep a verified policy unless one with this or a higher number is kept."""
+        text = json.dumps(wire, sort_keys=True, separators=(",", ":"))
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            kept = self.witness_policy()
+            if kept is not None and int(kept["number"]) >= number:
+                return False
+            self._set_meta("witness_policy", text)
+            return True
+
+    @property
+    def unwitnessed_head(self) -> TreeHead | None:
+        """The newest head this client checked that did not meet the witness quorum, kept
+        until a head that meets it is shown to extend it (clients.logwatch)."""
+        value = self._get_meta("unwitnessed_head")
+        return None if value is None else TreeHead.from_wire(json.loads(value))
+
+    def keep_unwitnessed_head(self, head: TreeHead | None) -> None:
+        """Keep ``head`` (verified by the caller) as the unwitnessed head; None forgets it."""
+        if head is None:
+            self._db.execute("DELETE FROM meta WHERE key = 'unwitnessed_head'")
+            return
+        self._set_meta(
+            "unwitnessed_head", json.dumps(head.to_wire(), sort_keys=True, separators=(",", ":"))
+        )
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts raised for the privacy officer, oldest first (at most MAX_ALERTS)."""
+        value = self._get_meta("alerts")
+        return [] if value is None else list(json.loads(value))
+
+    def raise_alert(self, alert: dict[str, Any]) -> None:
+        """Keep an alert (a small JSON object without content); the oldest go beyond
+        MAX_ALERTS."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            kept = [*self.alerts(), alert][-MAX_ALERTS:]
+            self._set_meta("alerts", json.dumps(kept, sort_keys=True, separators=(",", ":")))
 
     def remember_hub_certificate(self, fingerprint: str, *, root: str, der: bytes) -> None:
         self._db.execute(

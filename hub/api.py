@@ -33,6 +33,7 @@ from hub.tokens import TokenService
 from hub.treeheads import HeadSigner
 
 if TYPE_CHECKING:
+    from hub.checkpoints import WitnessSubmitter
     from hub.escalation import Escalator
 from protocol.auditlog import MAX_PURPOSE_TEXT_CHARS, PURPOSES, check_purpose_text, check_user
 from protocol.encoding import b64e
@@ -69,6 +70,7 @@ class Services:
     openapi: bytes | None
     heads: HeadSigner | None = None  # None: the hub has no log-signing key
     escalator: Escalator | None = None
+    witnesses: WitnessSubmitter | None = None  # None: no log key, or no always-on witness
 
 
 SERVICES = web.AppKey("schakel_services", Services)

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hub.api import SERVICES, Services, add_routes
 from hub.auditapi import add_audit_routes
 from hub.caseapi import add_case_routes
+from hub.checkpoints import WitnessSubmitter, add_checkpoint_routes
 from hub.config import Clock, HubConfig, Rng, system_clock
 from hub.directory import TrustCache
 from hub.errors import StartError
@@ -82,7 +83,10 @@ def make_app(
     With ``log_signing_key`` (the key ``hub_certificate_der`` certifies, role ``hub``)
     the hub signs tree heads of its access log, every ``tree_head_interval`` seconds in
     a background task unless ``sign_heads`` is false (tests tick it by hand), and on
-    request; without it the routes that need a head answer 503. Overdue referrals are
+    request; without it the routes that need a head answer 503. With a log key and
+    ``config.witness_urls``, each new head is submitted to those always-on witnesses
+    (:class:`hub.checkpoints.WitnessSubmitter`, started with the head signer; tests tick
+    ``Services.witnesses`` by hand). Overdue referrals are
     escalated every ``escalation_interval`` seconds unless ``escalate`` is false (tests
     call ``Services.escalator`` by hand).
     """
@@ -108,6 +112,12 @@ def make_app(
             interval=limits.tree_head_interval,
             logger=logging.getLogger("hub.treeheads"),
         )
+    trust_cache = TrustCache(config.root_der)
+    witnesses = None
+    if heads is not None and config.witness_urls:
+        witnesses = WitnessSubmitter(
+            store, now, config, trust_cache, heads, logger=logging.getLogger("hub.witnesses")
+        )
     escalator = Escalator(
         store,
         now,
@@ -120,7 +130,7 @@ def make_app(
         clock=now,
         rng=rng or os.urandom,
         store=store,
-        trust_cache=TrustCache(config.root_der),
+        trust_cache=trust_cache,
         tokens=TokenService(
             token_key_pem,
             issuer=config.issuer,
@@ -136,6 +146,7 @@ def make_app(
         openapi=_openapi(),
         heads=heads,
         escalator=escalator,
+        witnesses=witnesses,
     )
     metrics = Metrics()
     app = web.Application(
@@ -157,7 +168,11 @@ def make_app(
             heads.start()
         if escalate:
             escalator.start()
+        if witnesses is not None and sign_heads:
+            witnesses.start()
         yield
+        if witnesses is not None:
+            await witnesses.stop()
         await escalator.stop()
         if heads is not None:
             await heads.stop()
@@ -169,6 +184,7 @@ def make_app(
     add_routes(app, websocket=websocket)
     add_audit_routes(app)
     add_case_routes(app)
+    add_checkpoint_routes(app)
     add_metrics_route(app, metrics)
     return app
 

@@ -48,6 +48,27 @@ MAX_NETWORKS = 32  # in one list of networks (trusted proxies, metrics scrapers)
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 
+MAX_WITNESS_URLS = 8
+MAX_URL_CHARS = 512
+
+
+def check_witness_urls(urls: Iterable[str]) -> tuple[str, ...]:
+    """At most ``MAX_WITNESS_URLS`` distinct http(s) base URLs, without a trailing slash."""
+    checked = tuple(urls)
+    if len(checked) > MAX_WITNESS_URLS or len(set(checked)) != len(checked):
+        raise ConfigError(f"witness_urls: at most {MAX_WITNESS_URLS} distinct URLs")
+    for url in checked:
+        if (
+            not isinstance(url, str)
+            or not url.startswith(("http://", "https://"))
+            or len(url) > MAX_URL_CHARS
+            or url.endswith("/")
+            or any(char.isspace() or ord(char) < 0x21 for char in url)
+        ):
+            raise ConfigError("witness_urls: each is an http(s) base URL without a trailing '/'")
+    return checked
+
+
 def system_clock() -> int:
     """The wall clock in integer Unix seconds."""
     return int(time.time())
@@ -118,6 +139,8 @@ class HubConfig:
     trusted_proxies: Networks = field(default_factory=lambda: Networks(()))
     # Peers that may read GET /metrics; everyone else gets 404.
     metrics_from: Networks = field(default_factory=lambda: parse_networks("metrics_from", LOOPBACK))
+    # Always-on witnesses (C2SP tlog-witness) the hub submits each new checkpoint to.
+    witness_urls: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         try:
@@ -146,6 +169,7 @@ class HubConfig:
             if not isinstance(value, Networks):
                 object.__setattr__(self, name, parse_networks(name, value))
         _refuse_everyone("trusted_proxies", self.trusted_proxies)
+        object.__setattr__(self, "witness_urls", check_witness_urls(self.witness_urls))
 
     @classmethod
     def from_env(
@@ -154,7 +178,8 @@ class HubConfig:
         """Build from ``SCHAKEL_HUB_*`` variables (``DATABASE_URL``, ``HOST``, ``PORT``,
         ``ISSUER``, ``AUDIENCE``, ``LIMIT_<NAME>`` for each limit,
         ``ESCALATE_<STEP>`` for each open referral step: ``2wd``, ``36h`` or ``off``, and
-        ``TRUSTED_PROXIES`` and ``METRICS_FROM``: comma-separated networks)."""
+        ``TRUSTED_PROXIES`` and ``METRICS_FROM``: comma-separated networks;
+        ``WITNESS_URLS``: comma-separated base URLs of always-on witnesses)."""
         values: dict[str, Any] = {}
         for name in ("database_url", "host", "issuer", "audience"):
             if (text := environ.get(ENV_PREFIX + name.upper())) is not None:
@@ -172,6 +197,8 @@ class HubConfig:
             if (text := environ.get(key)) is not None:
                 values[name] = parse_networks(key, text.split(","))
         _refuse_everyone(ENV_PREFIX + "TRUSTED_PROXIES", values.get("trusted_proxies"))
+        if (text := environ.get(ENV_PREFIX + "WITNESS_URLS")) is not None:
+            values["witness_urls"] = tuple(url.strip() for url in text.split(",") if url.strip())
         return cls(network=network, root_der=root_der, limits=Limits(**limits), **values)
 
     @classmethod

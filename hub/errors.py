@@ -18,6 +18,7 @@
     ├── UnknownCase          422 unknown-case        no case this organisation may name
     ├── UnknownReferral      422 unknown-referral    no referral this organisation is party to
     ├── RequestTimeout       408 request-timeout the body did not arrive in time
+    ├── InvalidCosignature   422 invalid-cosignature forged, uncertified, revoked or expired
     ├── RateLimited          429 rate-limited    carries retry_after seconds
     └── Unavailable          503 unavailable     may carry retry_after seconds
         └── AccessLogUnavailable 503 access-log-unavailable  no entry can be appended
@@ -110,6 +111,10 @@ class UnknownCase(HubError):
 
 class UnknownReferral(HubError):
     status, slug, title = 422, "unknown-referral", "Unknown referral"
+
+
+class InvalidCosignature(HubError):
+    status, slug, title = 422, "invalid-cosignature", "Cosignature rejected"
 
 
 class RateLimited(HubError):

@@ -2,8 +2,8 @@
 
 Times are integer Unix seconds. Wire objects are kept as their canonical JSON
 text, certificates and CRLs as DER. The migrations (``0001_initial``,
-``0002_merkle_log``, ``0003_cases``, ``0004d_oprf_keys``, then ``0004b_sent_index``)
-create exactly these tables; a test compares the two.
+``0002_merkle_log``, ``0003_cases``, ``0004d_oprf_keys``, ``0004b_sent_index``, then
+``0004c_witnesses``) create exactly these tables; a test compares the two.
 """
 
 from __future__ import annotations
@@ -331,4 +331,29 @@ events = sa.Table(
     sa.Column("step", sa.String(16), nullable=True),
     sa.Column("detail", sa.Text, nullable=False),  # canonical JSON object, no content
     sqlite_autoincrement=True,
+)
+
+
+# --- witnesses (docs/protocol.md, "Witnesses") --------------------------------------------
+
+# Every witness policy the authority uploaded, by number; the highest is in force.
+witness_policies = sa.Table(
+    "witness_policies",
+    metadata,
+    sa.Column("number", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("issued", Time, nullable=False),
+    sa.Column("wire", sa.Text, nullable=False),  # canonical JSON of the signed policy
+)
+
+# The verified cosignatures of each signed tree head, one per witness certificate.
+cosignatures = sa.Table(
+    "cosignatures",
+    metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("serial", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("org", Org, nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("key_id", sa.BigInteger, nullable=False),
+    sa.Column("signature", sa.LargeBinary(72), nullable=False),  # u64 time || Ed25519
+    sa.Column("received", Time, nullable=False),
 )

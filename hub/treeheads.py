@@ -22,7 +22,8 @@ from hub.config import Clock
 from hub.periodic import Periodic
 from hub.store import Store, Tx
 from protocol.auditlog import TreeHead, sign_tree_head
-from protocol.certificate import ROLE_HUB, Certificate
+from protocol.certificate import ROLE_HUB, Certificate, RootCertificate
+from protocol.checkpoint import SignedCheckpoint, sign_checkpoint
 
 
 class HeadSigner(Periodic):
@@ -66,6 +67,13 @@ class HeadSigner(Periodic):
         )
         tx.insert_head(head)
         return head
+
+    def checkpoint(self, head: TreeHead, root: RootCertificate) -> SignedCheckpoint:
+        """``head`` as a C2SP checkpoint signed with the log key (``docs/protocol.md``,
+        "Witnesses"). Ed25519 is deterministic: the same head gives the same note."""
+        return sign_checkpoint(
+            self._key, self._certificate, root, size=head.size, root_hash=head.root
+        )
 
     async def sign_now(self) -> TreeHead | None:
         """Sign a head of the current tree if it grew since the newest head (own work item)."""

@@ -11,6 +11,10 @@ One directory (mode 0700)::
                               certificate fingerprints; authenticated like the others
 
 The authority certifies the request with ``schakel authority certify-witness``.
+
+An organisation's client is a witness too: its witness directory is ``witness/`` inside
+the organisation's key directory (:meth:`WitnessKeys.create_beside`), under the same
+passphrase and KDF costs, pinned to the organisation's root.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from protocol.witness import (
     verify_witness_certificate,
     witness_name,
 )
+
+ORG_WITNESS_DIR = "witness"
 
 
 def read_witness_json(path: Path) -> object:
@@ -64,6 +70,33 @@ class WitnessKeys(PartyKeys):
         return cls._create(
             directory, network, org, passphrase, params, rng=rng, allow_weak=allow_weak, extra=extra
         )
+
+    @classmethod
+    def create_beside(cls, party: PartyKeys, *, now: int, rng: Rng = os.urandom) -> WitnessKeys:
+        """The witness directory of an organisation, in ``<its keys>/witness``, its root
+        pinned; the organisation's passphrase and KDF costs (accepted when it was made)."""
+        keys = cls.create(
+            party.directory / ORG_WITNESS_DIR, party.network, party.org, party._passphrase,
+            party._params, rng=rng, allow_weak=True,
+        )  # fmt: skip
+        keys.pin_root(party.root.der, now=now)
+        return keys
+
+    @classmethod
+    def open_beside(cls, party: PartyKeys) -> WitnessKeys | None:
+        """The organisation's witness directory, or None when it has none."""
+        directory = party.directory / ORG_WITNESS_DIR
+        if not (directory / "signing.key").exists():
+            return None
+        keys = cls.open(directory, party._passphrase)
+        if (keys.network, keys.org) != (party.network, party.org):
+            raise KeyStoreError(f"{directory} is the witness of another organisation")
+        return keys
+
+    @property
+    def certified(self) -> bool:
+        """Whether a witness certificate was imported."""
+        return self._state["witness_cert"] is not None
 
     def _write_request(self) -> None:
         request = create_witness_request(self.signing_key, self.network, self.org, self.name)

@@ -9,7 +9,10 @@ network in ``./var/demo``::
       hub.db                the hub's SQLite database
       oprf/oprf-1, oprf-2/  the two pseudonymisation services' key shares
       oprf-1.db, oprf-2.db  their SQLite databases (counts and audit, never what)
-      orgs/<org>/           one SCHAKEL_HOME per organisation: keys/ and state.sqlite
+      orgs/<org>/           one SCHAKEL_HOME per organisation: keys/ (with witness/)
+                            and state.sqlite
+      witness/, witness.db  the always-on witness (schakel.demowitness)
+      witness-policy.json   the authority's witness policy (quorum 2)
       env.sh                the environment to act as an organisation
 
 then starts the hub on 127.0.0.1:8443 and both pseudonymisation services (in this
@@ -17,7 +20,10 @@ process, on free ports: their key statements are renewed for those addresses at 
 start and relayed through the hub), publishes every organisation's certificate and
 key bundle, starts a desk (the organisation's web application) for each organisation
 on the ports after ``--desk-port`` (8501 by default), and prints each desk's address,
-how to log in to it, and how to act as each organisation from another terminal.
+how to log in to it, and how to act as each organisation from another terminal. One
+always-on witness runs beside the hub, which submits each new checkpoint to it; every
+organisation's client cosigns the heads it checked, and relies on a head once two
+organisations did.
 
 The demo network starts on the OPRF, as new networks do: no organisation holds a
 linking key, and every pseudonym is made by the two services. (A demo directory
@@ -47,6 +53,7 @@ from typing import TextIO
 import click
 from aiohttp import web
 
+from clients.errors import HubProblem
 from clients.hub_client import HubClient, Purpose
 from clients.organisation import Organisation
 from clients.state import LocalState
@@ -71,6 +78,12 @@ from protocol.types import NetworkId, OrgId, ServiceName
 from pseudonymiser.config import ServiceConfig
 from pseudonymiser.service import KeyShare
 from pseudonymiser.web import make_app as make_service_app
+from schakel.demowitness import (
+    provision_witnesses,
+    publish_policy,
+    running_witness,
+    witness_dir,
+)
 
 NETWORK = NetworkId("demo")
 PASSPHRASE = "demo-only-passphrase"  # noqa: S105 - published on purpose, demo only
@@ -196,10 +209,10 @@ def mark_ready(demo: DemoNetwork) -> None:
 
 def reset(directory: Path) -> None:
     """Remove what an interrupted first run left behind (demo directories only)."""
-    for name in ("authority", "hub", "orgs", "oprf"):
+    for name in ("authority", "hub", "orgs", "oprf", "witness", "witness-evidence"):
         if (directory / name).is_dir():
             shutil.rmtree(directory / name)
-    for pattern in ("hub.db*", "oprf-*.db*"):
+    for pattern in ("hub.db*", "oprf-*.db*", "witness.db*", "witness-policy.json"):
         for path in directory.glob(pattern):
             path.unlink()
 
@@ -310,7 +323,9 @@ async def pseudonymisation_services(
             await runner.cleanup()
 
 
-def hub_config(demo: DemoNetwork, *, host: str, port: int) -> HubConfig:
+def hub_config(
+    demo: DemoNetwork, *, host: str, port: int, witness_urls: tuple[str, ...] = ()
+) -> HubConfig:
     return HubConfig(
         network=demo.network,
         root_der=demo.root_der(),
@@ -323,6 +338,7 @@ def hub_config(demo: DemoNetwork, *, host: str, port: int) -> HubConfig:
         # address: the per-address limits (requests before login, open connections) are
         # raised to fit eight of them.
         limits=Limits(address_rate_per_sec=40, address_burst=400, connections_per_address=800),
+        witness_urls=witness_urls,
     )
 
 
@@ -357,16 +373,29 @@ never put real data into it. Stop the hub with Ctrl-C; `make run` again reuses i
 """
 
 
-async def run(directory: Path, *, host: str, port: int, desk_port: int | None = None) -> None:
-    """Provision on first use, start the hub, bootstrap, start the desks, print, serve."""
+async def run(
+    directory: Path, *, host: str, port: int, desk_port: int | None = None, witness_port: int = 0
+) -> None:
+    """Provision on first use, start the witness and the hub, bootstrap, start the desks,
+    print, serve."""
     demo = load(directory)
     fresh = demo is None
     if demo is None:
         reset(directory)
         demo = provision(directory, now=int(time.time()), oprf=True)
+    if not witness_dir(demo).is_dir():  # first run, or a demo made before witnesses
+        provision_witnesses(demo, now=int(time.time()))
+    async with running_witness(demo, host=host, port=witness_port) as witness_url:
+        await _run(demo, fresh, host=host, port=port, desk_port=desk_port, witness=witness_url)
+
+
+async def _run(
+    demo: DemoNetwork, fresh: bool, *, host: str, port: int, desk_port: int | None, witness: str
+) -> None:
+    directory = demo.directory
     base_url = f"http://{host}:{port}"
     hub_keys = HubKeys.open(demo.hub_dir, demo.passphrase)
-    config = hub_config(demo, host=host, port=port)
+    config = hub_config(demo, host=host, port=port, witness_urls=(witness,))
     hub_cert = _hub_cert(hub_keys)
     hub = asyncio.create_task(
         serve(
@@ -388,8 +417,10 @@ async def run(directory: Path, *, host: str, port: int, desk_port: int | None = 
             await bootstrap(demo, base_url, now=int(time.time()))
             (directory / "env.sh").write_text(env_script(demo, base_url))
             mark_ready(demo)
+        with contextlib.suppress(HubProblem):  # 409: the hub holds this policy already
+            await publish_policy(demo, base_url)
         if desk_port is None:
-            click.echo(banner(demo, base_url) + services)
+            click.echo(banner(demo, base_url) + services + witness_banner(witness))
             await hub
             return
         lines = []
@@ -398,7 +429,7 @@ async def run(directory: Path, *, host: str, port: int, desk_port: int | None = 
                 _demo_desk(demo, org, base_url, host=host, port=desk_port + index)
             )
             lines.append(f"  {org:<13} {desk_url:<24} user {person}")
-        click.echo(banner(demo, base_url) + services + desk_banner(lines))
+        click.echo(banner(demo, base_url) + services + witness_banner(witness) + desk_banner(lines))
         await hub
 
 
@@ -407,6 +438,14 @@ def services_banner(urls: tuple[str, ...]) -> str:
         "\nPseudonymisation services (every pseudonym is made by both; neither can alone):\n"
         + "\n".join(f"  {name:<13} {url}" for name, url in zip(SERVICES, urls, strict=True))
         + "\n"
+    )
+
+
+def witness_banner(url: str) -> str:
+    return (
+        f"\nAlways-on witness of the network authority on {url}: the hub submits each new\n"
+        "tree head to it, every organisation's client cosigns the heads it checked, and a\n"
+        "head is relied on once two organisations cosigned it (schakel audit verify says who).\n"
     )
 
 
@@ -494,8 +533,15 @@ def demo() -> None:
     type=click.IntRange(0, 65000),
     help="Port of the first organisation's desk; the others follow. 0: no desks.",
 )
-def run_command(directory: Path, host: str, port: int, desk_port: int) -> None:
-    """Provision the demo network on first use and run its hub and desks (`make run`).
+@click.option(
+    "--witness-port",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port of the always-on witness; 0: a free one.",
+)
+def run_command(directory: Path, host: str, port: int, desk_port: int, witness_port: int) -> None:
+    """Provision the demo network on first use and run its hub, witness and desks (`make run`).
 
     Each request to the hub is shown as one line (method, route, status, time,
     organisation; never query values, ids, pseudonyms or headers).
@@ -503,7 +549,15 @@ def run_command(directory: Path, host: str, port: int, desk_port: int) -> None:
     os.environ.setdefault("SCHAKEL_WEAK_KDF", "1")
     configure_demo_logging(sys.stderr)
     try:
-        asyncio.run(run(directory, host=host, port=port, desk_port=desk_port or None))
+        asyncio.run(
+            run(
+                directory,
+                host=host,
+                port=port,
+                desk_port=desk_port or None,
+                witness_port=witness_port,
+            )
+        )
     except KeyboardInterrupt:
         click.echo("hub stopped")
     except StartError as exc:

@@ -175,7 +175,11 @@ def test_witness_figures(result: BenchResult) -> None:
                                                     rates.tally_per_s))  # fmt: skip
     checkpoints = figures.add_checkpoint
     assert checkpoints.requests == 10 and checkpoints.ratio > 0
-    assert "add-checkpoint requests/s" in render(result)
+    quorum = figures.quorum
+    assert quorum.rounds == 3 and quorum.plain_ms > 0 and math.isfinite(quorum.witnessed_ms)
+    assert quorum.witnessed_ms > quorum.plain_ms  # the round adds work; it is not free
+    text = render(result)
+    assert "add-checkpoint requests/s" in text and "witnessing round to a quorum of two" in text
 
 
 def test_clustering_figures_cover_every_size(result: BenchResult) -> None:

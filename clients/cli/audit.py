@@ -53,6 +53,7 @@ from clients.privacy_officer import (
     Verified,
     verify_export_file,
 )
+from clients.witnessing import Witnessed
 from protocol.auditlog import ACTIONS, AuditEntry, TreeHead
 from protocol.encoding import b64e
 from protocol.pseudonym import Identity
@@ -88,18 +89,29 @@ def _head_json(head: TreeHead) -> dict[str, Any]:
     return {"size": head.size, "root": b64e(head.root), "time": head.time}
 
 
-def _verified(settings: Settings, result: Verified) -> None:
-    emit(
-        settings,
-        {
-            "verified": result.checked,
-            "mode": result.mode,
-            "visible": result.visible,
-            "head": _head_json(result.head),
-            "proves": result.text(),
-        },
-        result.text(),
-    )
+def _verified(
+    settings: Settings,
+    result: Verified,
+    witnessed: Witnessed | None = None,
+    alerts: tuple[dict[str, Any], ...] = (),
+) -> None:
+    """The verdict; with ``witnessed``, who cosigned the newest head and the quorum; and
+    every alert this organisation's client raised (a split view, with its evidence)."""
+    text = result.text()
+    data = {
+        "verified": result.checked,
+        "mode": result.mode,
+        "visible": result.visible,
+        "head": _head_json(result.head),
+        "proves": text,
+    }
+    if witnessed is not None:
+        data["witnessed"] = witnessed.to_json()
+        text = f"{text}\nwitnesses: {witnessed.text()}"
+    if alerts:
+        data["alerts"] = list(alerts)
+        text += "".join(f"\nALERT: {a['reason']} (evidence: {a['evidence']})" for a in alerts)
+    emit(settings, data, text)
 
 
 @audit.command()
@@ -142,17 +154,21 @@ def verify(
             _verified(settings, verify_export_file(organisation, export_file, full=full))
         return
 
-    async def go(organisation: Organisation) -> Verified:
+    async def go(
+        organisation: Organisation,
+    ) -> tuple[Verified, Witnessed | None, tuple[dict[str, Any], ...]]:
         officer = PrivacyOfficer(organisation)
         if full:
-            return await officer.verify_full()
-        if every:
-            return await officer.verify_visible()
-        if sample is not None:
-            return await officer.verify_sample(sample)
-        return await officer.verify()
+            result = await officer.verify_full()
+        elif every:
+            result = await officer.verify_visible()
+        elif sample is not None:
+            result = await officer.verify_sample(sample)
+        else:
+            result = await officer.verify()
+        return result, organisation.log.witnessed, organisation.alerts
 
-    _verified(settings, acting(settings, go))
+    _verified(settings, *acting(settings, go))
 
 
 def _filter_options(func: Any) -> Any:

@@ -59,6 +59,7 @@ from protocol.oprfkeys import OprfKeyRequest, OprfKeyStatement
 from protocol.retirement import Retirement
 from protocol.types import NetworkId, parse_network_id
 from protocol.witness import MAX_WITNESS_BYTES, WitnessRequest
+from protocol.witnesspolicy import WitnessPolicy
 
 DEFAULT_DIR = "authority"
 MAX_BUNDLE_BYTES = 16 * 1024
@@ -666,12 +667,14 @@ def _date(seconds: int) -> str:
 
 def _publishable(
     path: Path,
-) -> tuple[str, bytes | SealedLinkingKey | OprfKeyStatement | Retirement]:
+) -> tuple[str, bytes | SealedLinkingKey | OprfKeyStatement | Retirement | WitnessPolicy]:
     """A revocation list (PEM or DER), a sealed linking key, a pseudonymisation service's
-    key statement or a linking key's retirement (JSON), by its content."""
+    key statement, a linking key's retirement or a witness policy (JSON), by its content."""
     data = read_bounded(path, MAX_CRL_BYTES)
     if data.lstrip().startswith(b"{"):
         document = loads_strict(data)
+        if isinstance(document, dict) and "witnesses" in document:
+            return "witness-policy", WitnessPolicy.from_wire(document)
         if isinstance(document, dict) and "suite" in document:
             return "oprf-key", OprfKeyStatement.from_wire(document)
         if isinstance(document, dict) and "until" in document:
@@ -703,6 +706,9 @@ async def _publish(hub_url: str, network: str, items: list[tuple[Path, str, Any]
                     f"{path}: key statement of {item.service} (share {item.share} of pseudonym "
                     f"version {item.version}, {item.url}) {state}"
                 )
+            elif kind == "witness-policy":
+                number = await hub.put_witness_policy(item)
+                lines.append(f"{path}: witness policy {number} published")
             else:
                 created = await hub.put_linking_key(item)
                 state = "published" if created else "already held"
@@ -716,8 +722,9 @@ async def _publish(hub_url: str, network: str, items: list[tuple[Path, str, Any]
 @click.option("--network", required=True, callback=_network_option, help="The network id.")
 @pass_cfg
 def publish(cfg: AuthorityCliConfig, files: tuple[Path, ...], hub_url: str, network: str) -> None:
-    """Relay revocation lists, sealed linking keys and the pseudonymisation services' key
-    statements (from oprf-certify) through the hub.
+    """Relay revocation lists, sealed linking keys, the pseudonymisation services' key
+    statements (from oprf-certify), linking-key retirements and witness policies through
+    the hub.
 
     Run it on a machine that reaches the hub, with files carried from the offline
     authority; no passphrase is needed. The hub checks the root's signature on each, and

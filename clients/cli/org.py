@@ -42,10 +42,12 @@ from clients.organisation import RetiredKey
 from clients.state import LocalState
 from keys.keyfile import kdf_params_from_env, write_public_file
 from keys.organisation import OrgKeys
+from keys.witness import WitnessKeys
 from protocol.certificate import MAX_CERT_BYTES, Certificate
 from protocol.encoding import canonical_json
 from protocol.envelope import STATUS_CODES
 from protocol.types import parse_network_id, parse_org_id
+from protocol.witness import MAX_WITNESS_BYTES
 
 
 def _now() -> int:
@@ -122,6 +124,48 @@ def import_cert(settings: Settings, cert_file: Path) -> None:
     cert = keys.import_certificate(read_bounded(cert_file, 2 * MAX_CERT_BYTES), now=_now())
     data = _cert_json(cert)
     emit(settings, data, f"certificate {cert.fingerprint} for {cert.org}, roles {data['roles']}")
+
+
+@org.command("witness-key")
+@click.option(
+    "--import",
+    "cert_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Store the witness certificate the authority issued (CERT.json).",
+)
+@pass_settings
+@guarded
+def witness_key(settings: Settings, cert_file: Path | None) -> None:
+    """This organisation's witness key: its client cosigns the heads of the hub's log.
+
+    \b
+      schakel org witness-key                   create it; send witness/request.json
+      schakel authority certify-witness request.json --out witness-cert.json
+      schakel org witness-key --import witness-cert.json
+    """
+    keys = open_keys(settings)
+    witness = WitnessKeys.open_beside(keys)
+    if cert_file is None:
+        if witness is not None:
+            raise ClientError(f"a witness key exists already in {witness.directory}")
+        witness = WitnessKeys.create_beside(keys, now=_now())
+        request = witness.directory / "request.json"
+        text = (
+            f"witness request: {request} (send it to the network authority)\n"
+            f"witness name:    {witness.name}\nkey fingerprint: {witness.key_fingerprint}"
+        )
+        emit(settings, {"request": str(request), "name": witness.name}, text)
+        return
+    if witness is None:
+        raise ClientError("no witness key yet: run 'schakel org witness-key' first")
+    cert = witness.import_witness_certificate(
+        read_bounded(cert_file, MAX_WITNESS_BYTES), now=_now()
+    )
+    emit(
+        settings,
+        {"serial": cert.serial, "name": cert.name, "not_after": cert.not_after},
+        f"witness certificate {cert.serial} for {cert.name}, valid until {day(cert.not_after)}",
+    )
 
 
 @org.command()
@@ -392,6 +436,7 @@ def _local_status(settings: Settings) -> None:
             "rejected": len(state.rejected()),
             "sent": len(state.sent()),
             "outbox": {"waiting": waiting, "refused": len(outbox) - waiting},
+            "alerts": state.alerts(),
         }
     bundles = ", ".join(sorted(keys.kem_keys))
     expiry = (
@@ -410,7 +455,8 @@ def _local_status(settings: Settings) -> None:
         f"inbox:        {data['messages']} messages, {data['rejected']} rejected, "
         f"cursor {data['inbox_cursor']}; {data['sent']} sent\n"
         f"outbox:       {data['outbox']['waiting']} waiting, "
-        f"{data['outbox']['refused']} refused",
+        f"{data['outbox']['refused']} refused"
+        + "".join(f"\nALERT:        {a['reason']} ({a['evidence']})" for a in data["alerts"]),
     )
 
 

@@ -41,6 +41,7 @@ from hub.notify import Notice
 from hub.store.cases import CaseTx
 from hub.store.records import StoredMessage
 from hub.store.tree import Frontier, frontier_nodes
+from hub.store.witnessing import WitnessTx
 from protocol.auditlog import AuditEntry, Node, TreeHead
 from protocol.certificate import Certificate, RevocationList
 from protocol.encoding import b64e, canonical_json
@@ -150,6 +151,11 @@ class Tx:
     def cases(self) -> CaseTx:
         """Case clusters, referrals and event feeds (:mod:`hub.store.cases`)."""
         return CaseTx(self._conn)
+
+    @property
+    def witnessing(self) -> WitnessTx:
+        """Witness policies and cosignatures (:mod:`hub.store.witnessing`)."""
+        return WitnessTx(self._conn)
 
     @property
     def tree(self) -> AuditTree:

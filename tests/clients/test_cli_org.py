@@ -14,15 +14,20 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clients.cli import common
 from clients.cli.org import org
 from clients.hub_client import HubClient
+from clients.state import LocalState
 from keys.authority import Authority
 from keys.keyfile import KdfParams
 from keys.organisation import OrgKeys
+from keys.witness import WitnessKeys
 from protocol.certificate import pem_encode
-from protocol.types import NetworkId
+from protocol.encoding import canonical_json
+from protocol.types import NetworkId, OrgId
+from protocol.witness import WitnessRequest, create_witness_request
 
 NETWORK = NetworkId("test-net")
 PASS = "a passphrase for tests"
@@ -377,3 +382,56 @@ def test_options_of_the_group_may_follow_the_command(
 def test_show_of_an_unknown_message_exits_1(enrolled: OrgKeys, env: dict[str, str]) -> None:
     result = run(env, "show", "AAAAAAAAAAAAAAAAAAAAAA")
     assert result.exit_code == 1 and "schakel org inbox" in result.output
+
+
+def test_witness_key_is_made_certified_and_imported(
+    authority: Authority, env: dict[str, str], tmp_path: Path, enrolled: OrgKeys
+) -> None:
+    keys = enrolled
+    early = tmp_path / "early.json"
+    early.write_text("{}")
+    missing = run(env, "witness-key", "--import", str(early))
+    assert missing.exit_code != 0 and "run 'schakel org witness-key' first" in missing.output
+    made = run(env, "--json", "witness-key")
+    assert made.exit_code == 0, made.output
+    shown = json.loads(made.output)
+    assert shown["name"] == "schakel.invalid/test-net/witness/ggd"
+    again = run(env, "witness-key")
+    assert again.exit_code != 0 and "a witness key exists already" in again.output
+    request = WitnessRequest.from_wire(json.loads(Path(shown["request"]).read_text()))
+    cert = authority.certify_witness(request, now=NOW, days=30)
+    cert_file = tmp_path / "witness-cert.json"
+    cert_file.write_bytes(canonical_json(cert.to_wire()))
+    imported = run(env, "--json", "witness-key", "--import", str(cert_file))
+    assert imported.exit_code == 0, imported.output
+    assert json.loads(imported.output)["serial"] == cert.serial
+    witness = WitnessKeys.open_beside(keys)
+    assert witness is not None and witness.certified and witness.witness_certificate == cert
+    other = authority.certify_witness(
+        create_witness_request(Ed25519PrivateKey.generate(), NETWORK, OrgId("ggd"), "x.y/z"),
+        now=NOW,
+    )
+    cert_file.write_bytes(canonical_json(other.to_wire()))
+    refused = run(env, "witness-key", "--import", str(cert_file))
+    assert refused.exit_code != 0 and "another key" in refused.output
+
+
+def test_status_names_the_alerts_for_the_privacy_officer(
+    env: dict[str, str], enrolled: OrgKeys
+) -> None:
+    quiet = run(env, "--json", "status")
+    assert quiet.exit_code == 0, quiet.output
+    assert json.loads(quiet.output)["alerts"] == [] and "ALERT" not in run(env, "status").output
+    alert = {"kind": "split-view", "at": NOW, "size": 7, "evidence": "/x/e.json",
+             "reason": "SPLIT VIEW: the hub's key signed two roots for size 7"}  # fmt: skip
+    with LocalState(Path(env["SCHAKEL_HOME"]) / "state.sqlite") as state:
+        state.raise_alert(alert)
+        for size in range(200):
+            state.raise_alert({**alert, "size": size})
+        assert len(state.alerts()) == 100 and state.alerts()[-1]["size"] == 199  # bounded
+    shown = run(env, "status")
+    assert shown.exit_code == 0, shown.output
+    assert "ALERT:        SPLIT VIEW: the hub's key signed two roots for size 7 (/x/e.json)" in (
+        shown.output
+    )
+    assert len(json.loads(run(env, "--json", "status").output)["alerts"]) == 100

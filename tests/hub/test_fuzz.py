@@ -27,17 +27,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import random
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fuzz_cases import (
     PARSER_CASES,
     PURPOSE_TEXT_ESCAPES,
@@ -52,6 +54,7 @@ from fuzz_cases import (
 
 from protocol import oprf
 from protocol.challenge import auth_message
+from protocol.checkpoint import Checkpoint, cosign, log_origin
 from protocol.encoding import b64d, b64e
 from protocol.errors import ValidationError
 from protocol.linkingkey import seal_linking_key
@@ -60,6 +63,8 @@ from protocol.problem import PROBLEM_PREFIX
 from protocol.pseudonym import LinkingKey
 from protocol.retirement import sign_retirement
 from protocol.types import ServiceName, parse_org_id
+from protocol.witness import WitnessCertificate, create_witness_request, issue_witness_certificate
+from protocol.witnesspolicy import create_policy
 
 if TYPE_CHECKING:
     from conftest import HubHarness, Party
@@ -76,6 +81,8 @@ DATA_TABLES = (
     "linking_keys",
     "challenges",
     "tree_heads",
+    "witness_policies",
+    "cosignatures",
 )
 BASELINE_EVERY = 25  # a valid request after every this many hostile ones
 TIMEOUT = 10.0
@@ -169,6 +176,9 @@ class World:
     message_id: str
     head_size: int
     linking_key: dict[str, Any]
+    witness: WitnessCertificate  # the actor's, in the held witness policy
+    cosignature: dict[str, Any]  # the actor's witness's, of the head of head_size
+    policies: Iterator[int]  # the numbers of witness policies still to upload
 
     async def signal(self) -> str:
         """A new signal from ``sender`` about a new person: a new case; its message id."""
@@ -230,15 +240,48 @@ async def build_world(hub: HubHarness) -> World:
         root_key=hub.authority.key,
         network=hub.config.network,
     )
+    signed = (await head.json())["head"]
     return World(
         hub,
         sender,
         actor,
         other,
         envelope.header.id,
-        (await head.json())["head"]["size"],
+        signed["size"],
         sealed.to_wire(),
+        *await _witness_of(hub, actor, signed["size"], b64d(signed["root"])),
+        itertools.count(2),
     )
+
+
+async def _witness_of(
+    hub: HubHarness, actor: Party, size: int, root: bytes
+) -> tuple[WitnessCertificate, dict[str, Any]]:
+    """A witness of ``actor``'s in a held policy (number 1); its cosignature of that head."""
+    key = Ed25519PrivateKey.generate()
+    request = create_witness_request(key, hub.config.network, actor.org)
+    now = hub.clock()
+    cert = issue_witness_certificate(
+        hub.authority.key, hub.authority.root, request, serial=900, now=now - 60, days=30
+    )
+    policy = create_policy(
+        hub.authority.key, hub.authority.root, [cert], quorum=1, number=1, issued=now
+    )
+    put = await hub.client.put("/v1/audit/witness-policy", json={"policy": policy.to_wire()})
+    assert put.status == 200, await put.text()
+    checkpoint = Checkpoint(log_origin(hub.authority.root), size, root)
+    line = cosign(key, cert.name, checkpoint, timestamp=now)
+    return cert, {"size": size, "cosignature": line.line()[:-1]}
+
+
+def _policy(world: World) -> dict[str, Any]:
+    """A witness policy with a number not uploaded yet (each is taken once)."""
+    hub = world.hub
+    policy = create_policy(
+        hub.authority.key, hub.authority.root, [world.witness], quorum=1,
+        number=next(world.policies), issued=hub.clock(),
+    )  # fmt: skip
+    return {"policy": policy.to_wire()}
 
 
 def _auth_headers(party: Party) -> tuple[tuple[bytes, bytes], ...]:
@@ -285,6 +328,8 @@ async def valid_body(world: World, op: Operation) -> Any:
             hub.authority.key, hub.authority.root, version=1, until=hub.clock() + 86_400
         ).to_wire(),
         "POST /v1/messages": lambda: hub.envelope(actor, [world.sender]).to_wire(),
+        "POST /v1/audit/cosignatures": lambda: world.cosignature,
+        "PUT /v1/audit/witness-policy": lambda: _policy(world),
     }
     if op.key == "POST /v1/auth/token":
         return await _token_body(world)

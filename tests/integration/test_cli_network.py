@@ -150,6 +150,19 @@ def test_a_network_set_up_by_hand(parties: Parties) -> None:
     for name in ("police", "coordinator"):
         parties.org(name, "linking-key", "fetch")
 
+    # The coordinator's client becomes a witness: its key, certified, in a signed policy
+    # that the authority relays through the hub.
+    made = json.loads(parties.org("coordinator", "--json", "witness-key").stdout)
+    issued = parties.json(
+        "authority", "--json", "certify-witness", made["request"], "--out", "witness.json"
+    )
+    parties.org("coordinator", "witness-key", "--import", "witness.json")
+    parties.run("authority", "witness-policy", "--quorum", "1", str(issued["serial"]))
+    published = parties.run(
+        "authority", "publish", "--network", NETWORK, "authority/witness-policy-1.json"
+    )
+    assert "witness policy 1 published" in published.stdout
+
     person = json.dumps({"bsn": "111222333"})  # on standard input: not in the process list
     sent = parties.org(
         "police", "--json", "send-signal", "--to", "coordinator", "--person", "-",
