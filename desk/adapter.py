@@ -217,6 +217,7 @@ class OrgStatus:
     log_time: int | None
     log_consistent: bool | None  # None: could not be checked now (hub out of reach)
     linking_key: bool
+    pseudonym_services: bool  # pseudonyms come from the two services (an OPRF network)
     messages: int
     hub_reachable: bool
 
@@ -603,6 +604,9 @@ class Library:
             linking = bool(keys.linking_keys)
         except Exception:  # a damaged linking-key file shows as "none"
             linking = False
+        services = False
+        with contextlib.suppress(ClientError):  # the hub out of reach: what was seen last
+            services = await org.linking.on_oprf()
         return OrgStatus(
             org=org.org,
             network=keys.network,
@@ -616,6 +620,7 @@ class Library:
             log_time=None if kept is None else kept.time,
             log_consistent=consistent,
             linking_key=linking,
+            pseudonym_services=services,
             messages=org.state.message_count(),
             hub_reachable=reachable,
         )
