@@ -166,7 +166,7 @@ async def running_desk(
             await runner.setup()
             try:
                 await web.TCPSite(runner, config.host, config.port).start()
-                log.info("desk of %s listening on port %d", library.org, config.port)
+                log.info("desk listening on port %d", config.port)
                 yield services
             finally:
                 await runner.cleanup()

@@ -572,3 +572,6 @@ def run_command(directory: Path, host: str, port: int, desk_port: int, witness_p
 def configure_demo_logging(stream: TextIO) -> None:
     """The hub's filtered logging, one short line per record (``hub.logs.LineFormatter``)."""
     configure_logging(logging.INFO, stream=stream, formatter=LineFormatter())
+    # Schema migrations at start say nothing a newcomer can use (and their arguments are
+    # redacted): only their warnings and errors are shown.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

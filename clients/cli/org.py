@@ -408,8 +408,9 @@ def _pseudonyms_line(data: dict[str, Any]) -> str:
     if data["linking_keys"]:
         return linking
     return (
-        "linking keys: none yet: run schakel org linking-key fetch (on a network whose "
-        "pseudonymisation services are running, the first signal uses them instead)"
+        "pseudonyms:   none made here yet: on a network with pseudonymisation services "
+        "the first signal asks them (nothing to do); on an older network, run "
+        "schakel org linking-key fetch"
     )
 
 
