@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from ssl import SSLContext
@@ -220,6 +220,28 @@ class OrgStatus:
     pseudonym_services: bool  # pseudonyms come from the two services (an OPRF network)
     messages: int
     hub_reachable: bool
+    split_views: tuple[SplitViewAlert, ...] = ()  # newest first
+
+
+@dataclass(frozen=True, slots=True)
+class SplitViewAlert:
+    """The hub showed this organisation another log than the one others cosigned: when,
+    at which size, and the name of the evidence file kept beside the local state."""
+
+    at: int
+    size: int
+    evidence: str
+
+
+def _split_views(alerts: Sequence[Mapping[str, Any]]) -> tuple[SplitViewAlert, ...]:
+    found = [
+        SplitViewAlert(int(a["at"]), int(a["size"]), Path(str(a.get("evidence", ""))).name)
+        for a in alerts
+        if a.get("kind") == "split-view"
+        and isinstance(a.get("at"), int)
+        and isinstance(a.get("size"), int)
+    ]
+    return tuple(reversed(found))
 
 
 # -- the library -----------------------------------------------------------------------
@@ -623,6 +645,7 @@ class Library:
             pseudonym_services=services,
             messages=org.state.message_count(),
             hub_reachable=reachable,
+            split_views=_split_views(org.alerts),
         )
 
 

@@ -48,3 +48,37 @@ def test_the_alerts_come_from_local_state(tmp_path: Path) -> None:
         )  # fmt: skip
         state.rewind_inbox()
         assert not Library.delivery_alerts(library)  # type: ignore[arg-type]
+
+
+def _organisation_page(state: object) -> str:
+    from desk.web import Formats
+
+    env = environments(TEMPLATES)["nl"]
+    context = {"fmt": Formats("nl"), "now": 1_800_000_000, "org": "politie", "person": None,
+               "session": None, "csrf": "", "demo": False, "path": "/organisatie",
+               "flash": None, "locale": "nl", "state": state}  # fmt: skip
+    return env.get_template("organisation.html").render(context)
+
+
+def test_the_organisation_page_shows_a_split_view_and_its_evidence(tmp_path: Path) -> None:
+    from desk.adapter import _split_views
+
+    with LocalState(tmp_path / "state.sqlite") as state:
+        evidence = str(tmp_path / "e" / "x.json")
+        state.raise_alert(
+            {"kind": "split-view", "at": 1_799_990_000, "size": 41, "reason": "fork",
+             "evidence": evidence}
+        )  # fmt: skip
+        alerts = _split_views(state.alerts())
+    page = _organisation_page(
+        SimpleNamespace(
+            org="politie", network="demo", roles=(), certificate_not_after=None,
+            bundle_not_after=None, crl_number=None, crl_this_update=None, crl_next_update=None,
+            log_size=41, log_time=1_799_990_000, log_consistent=False, linking_key=False,
+            pseudonym_services=True, messages=0, hub_reachable=True, split_views=alerts,
+        )
+    )  # fmt: skip
+    assert 'role="alert"' in page
+    assert "(41 regels) dat de andere organisaties niet hebben medeondertekend" in page
+    assert "Het bewijs is bewaard in x.json" in page
+    assert str(tmp_path) not in page  # the file's name, never the directory it is in
