@@ -57,6 +57,18 @@ class HubAndDesk:
         with contextlib.closing(sqlite3.connect(path)) as db:
             return [str(r[0]) for r in db.execute("SELECT id FROM messages ORDER BY id")]
 
+    def hub_access(self, object_id: str) -> list[tuple[str, str, str, str]]:
+        """(action, outcome, user, purpose) of each access-log entry naming ``object_id``,
+        oldest first, read from the hub's database behind its back."""
+        path = self.demo.directory / "hub.db"
+        query = (
+            'SELECT l.action, l.outcome, l."user", l.purpose FROM audit_log l '
+            'JOIN audit_objects o ON o."index" = l."index" WHERE o.object_id = ? '
+            'ORDER BY l."index"'
+        )
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            return [tuple(str(v) for v in r) for r in db.execute(query, (object_id,))]  # type: ignore[misc]
+
 
 async def _hub_server(demo: demo_network.DemoNetwork, port: int) -> TestServer:
     hub_keys = HubKeys.open(demo.hub_dir, demo.passphrase)
