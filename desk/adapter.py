@@ -45,6 +45,7 @@ from keys.organisation import OrgKeys
 from protocol import referral as machine
 from protocol.cases import CaseSummary, OpenReferral, TimelineEntry
 from protocol.certificate import ROLE_COORDINATOR
+from protocol.types import OrgId
 
 log = logging.getLogger("schakel.desk")
 
@@ -699,7 +700,7 @@ class Library:
         """A case, its referrals and its timeline with each message this organisation may
         read decrypted inline (read as the acting person), and why signals were linked."""
         with _translated():
-            view = await self._org.case_view(ref)
+            view = await caseview.case_view(_ReadAsPerson(self._org), ref)
             open_rows = [r for r in await self.open_referrals() if r.case == view.case.summary.case]
         detail = view.case
         held = self._pseudonyms([e.message for e in detail.timeline if e.type == "signal"])
@@ -719,6 +720,23 @@ class Library:
             timeline=tuple(rows),
             truncated=detail.truncated,
         )
+
+    async def case_signals(self, ref: str) -> tuple[str, list[tuple[str, str | None]]]:
+        """(the live case, each of its signals with its urgency where it can be read here),
+        from local state where the signal is held: for the index, nothing is shown."""
+        with _translated():
+            view = await self._org.case_view(ref)
+        found: list[tuple[str, str | None]] = []
+        for entry in view.case.timeline:
+            if entry.type == "signal" and entry.message is not None:
+                inline = view.contents.get(entry.message)
+                urgency = (
+                    None
+                    if inline is None or inline.payload is None
+                    else inline.payload.get("urgency")
+                )
+                found.append((entry.message, _str(urgency)))
+        return str(view.case.summary.case), found
 
     def _pseudonyms(self, message_ids: list[str | None]) -> dict[str, set[str]]:
         """The pseudonyms in the signed header of each signal received here."""
@@ -824,6 +842,29 @@ class Library:
             messages=org.state.message_count(),
             hub_reachable=reachable,
         )
+
+
+class _ReadAsPerson:
+    """The organisation as the case page reads it: every message addressed to it is
+    fetched from the hub again, so that the access log names the acting person for each
+    signal shown, as opening a message does."""
+
+    def __init__(self, org: Organisation) -> None:
+        self._org = org
+
+    @property
+    def org(self) -> OrgId:
+        return self._org.org
+
+    @property
+    def hub(self) -> HubClient:
+        return self._org.hub
+
+    def written(self, message_id: str) -> tuple[str, dict[str, Any]] | None:
+        return self._org.written(message_id)
+
+    async def read_message(self, message_id: str) -> ReceivedMessage:
+        return await self._org.read_message(message_id, from_hub=True)
 
 
 def _referral_row(open_: OpenReferral) -> ReferralRow:

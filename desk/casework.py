@@ -195,7 +195,9 @@ async def _index_unknown(request: web.Request, rows: list[CaseRow]) -> None:
     """Open, once, each listed case the index holds no message of yet."""
     s = services(request)
     for ref in sorted({r.case for r in rows} - s.casebook.indexed(r.case for r in rows)):
-        _index(request, await s.library.case_file(ref))
+        live, signals = await s.library.case_signals(ref)
+        for message, urgency in signals:
+            s.casebook.index(message, live, urgency)
 
 
 def _index(request: web.Request, case: CaseFile) -> None:

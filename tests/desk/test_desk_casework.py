@@ -176,6 +176,9 @@ async def test_the_case_page_shows_signals_inline_and_why_they_were_linked(
     # the hub's access log names the person for what the page read
     by_desk = [e for e in network.net.hub_access(network.case) if e[2] != "demo.user"]
     assert by_desk and all(e[2] == "c.coord" for e in by_desk), by_desk
+    for signal in network.signals:  # each signal shown inline was read as the person
+        reads = [e for e in network.net.hub_access(signal) if e[0] == "read"]
+        assert ("read", "allowed", "c.coord", "signal-intake") in reads, reads
 
 
 async def test_label_refusals_are_shown_next_to_the_field(network: Network) -> None:
