@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from ssl import SSLContext
+from types import MappingProxyType
 from typing import Any
 
 from clients import caseview, referrals
@@ -696,11 +697,15 @@ class Library:
                 rows.append(_case_row(summary, shown.get(summary.case)))
         return rows
 
-    async def case_file(self, ref: str) -> CaseFile:
+    async def case_file(self, ref: str, *, contents: bool = True) -> CaseFile:
         """A case, its referrals and its timeline with each message this organisation may
-        read decrypted inline (read as the acting person), and why signals were linked."""
+        read decrypted inline (read as the acting person), and why signals were linked;
+        without ``contents`` the timeline's metadata only (nothing is read or decrypted)."""
         with _translated():
-            view = await caseview.case_view(_ReadAsPerson(self._org), ref)
+            if contents:
+                view = await caseview.case_view(_ReadAsPerson(self._org), ref)
+            else:
+                view = caseview.CaseView(await self._org.hub.case(ref), MappingProxyType({}))
             open_rows = [r for r in await self.open_referrals() if r.case == view.case.summary.case]
         detail = view.case
         held = self._pseudonyms([e.message for e in detail.timeline if e.type == "signal"])

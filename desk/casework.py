@@ -259,8 +259,8 @@ async def set_label(request: web.Request) -> web.StreamResponse:
         return await _case_page(
             request, ref, status=400, errors={"label": problem}, values={"label": label}
         )
-    with acting(request, PURPOSE):
-        live = (await s.library.case_file(ref)).row.case  # a case this coordinator holds
+    with acting(request, PURPOSE):  # a case this coordinator holds, by its live reference
+        live = (await s.library.case_file(ref, contents=False)).row.case
     s.casebook.set_label(live, label, person=person_of(request).id, now=s.now())
     log.info("desk case label set by %s", person_of(request).id)
     session_of(request).flash = "case-label"
@@ -283,7 +283,7 @@ async def change(request: web.Request) -> web.StreamResponse:
         )
     if form_value(request, "bevestigd", 1) != "1":
         with acting(request, PURPOSE):
-            case = await s.library.case_file(ref)
+            case = await s.library.case_file(ref, contents=False)
         return render(
             request,
             "case_confirm.html",
@@ -337,16 +337,18 @@ async def _apply(
     """Do the confirmed change; the case to show next. The index follows it."""
     s = services(request)
     if action == "splitsen":
-        new = await s.library.split(ref, messages)
-        _index(request, await s.library.case_file(new))
-        return new
-    if action == "samenvoegen":
+        target = await s.library.split(ref, messages)
+    elif action == "samenvoegen":
         await s.library.merge(ref, other)
         s.casebook.moved([other], ref)
         return ref
-    await s.library.unmerge(ref, other)
-    _index(request, await s.library.case_file(other))
-    return other
+    else:
+        await s.library.unmerge(ref, other)
+        target = other
+    live, signals = await s.library.case_signals(target)
+    for message, urgency in signals:
+        s.casebook.index(message, live, urgency)
+    return target
 
 
 # -- open referrals ------------------------------------------------------------------------
