@@ -18,6 +18,8 @@ from desk_hub_harness import HubAndDesk, desk_on_hub
 from deskharness import Browser, DeskUnderTest, csrf_of
 
 from clients.organisation import Organisation
+from desk.casebook import CaseBook, label_problem
+from desk.factors import Sealer
 from schakel import demo as demo_network
 
 MARK = "Zonder paspoort in de kas"
@@ -192,6 +194,11 @@ async def test_label_refusals_are_shown_next_to_the_field(network: Network) -> N
         assert status == 400
         assert sentence in _error_next_to(page, "label")
     assert network.desk.services.casebook.labels([network.case]) == {}
+    hostile = "<script>alert(1)</script>"
+    status, _, _ = await browser.post(f"{path}/label", {"label": hostile}, from_path=path)
+    assert status == 303
+    _, page, _ = await browser.get(path)
+    assert hostile not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
 async def test_split_asks_for_confirmation_then_moves_the_signal(network: Network) -> None:
@@ -306,3 +313,42 @@ async def test_a_desk_of_an_organisation_without_the_coordinator_role_has_no_cas
     for path in ("/casussen", "/verwijzingen"):
         status, _, _ = await browser.get(path)
         assert status == 404
+
+
+def test_the_casebook_keeps_labels_and_urgency_sealed_and_follows_merges(tmp_path: Path) -> None:
+    path = tmp_path / "desk.sqlite"
+    book = CaseBook(path, Sealer(b"k" * 32))
+    try:
+        book.index("m1", "case-a", "normal")
+        book.index("m2", "case-a", "high")
+        book.index("m3", "case-b", "immediate_danger")
+        book.index("m2", "case-a", None)  # seen again without its payload: urgency kept
+        book.index("m4", "case-c", "not-an-urgency")
+        assert book.urgency(["case-a", "case-b", "case-c"]) == {
+            "case-a": "high",
+            "case-b": "immediate_danger",
+        }
+        assert book.indexed(["case-a", "case-c", "case-d"]) == {"case-a", "case-c"}
+        book.moved(["case-b"], "case-a")  # a merge: b's signals count for a
+        assert book.urgency(["case-a", "case-b"]) == {"case-a": "immediate_danger"}
+
+        book.set_label("case-a", "Anna <script>", person="c.coord", now=1)
+        assert book.labels(["case-a", "case-b"]) == {"case-a": "Anna <script>"}
+        book.set_label("case-a", "", person="c.coord", now=2)
+        assert book.labels(["case-a"]) == {}
+        assert label_problem("x" * 80) is None and label_problem("x" * 81) == "label-long"
+        assert label_problem("a\u2066b") == "invisible" and label_problem("a\nb") == "invisible"
+        book.set_label("case-a", "Geheim label", person="c.coord", now=3)
+        # another desk's key opens nothing: a copy of the database alone reads no label
+        other = CaseBook(path, Sealer(b"o" * 32))
+        try:
+            assert other.labels(["case-a"]) == {} and other.urgency(["case-a"]) == {}
+        finally:
+            other.close()
+        assert book.event_cursor == 0
+        book.set_event_cursor(7)
+        book.set_event_cursor(5)  # never back
+        assert book.event_cursor == 7
+    finally:
+        book.close()
+    assert b"Geheim label" not in _files(path) and b"immediate_danger" not in _files(path)
