@@ -156,6 +156,17 @@ async def test_the_cases_page_lists_each_case_with_urgency_referral_and_label(
     _, page, _ = await browser.get("/casussen?te-laat=1")
     assert "Geen casussen gevonden" in page
 
+    # a new signal joins the lone case: the match event brings its urgency to the index
+    # (the case was indexed before, so it is not opened again)
+    async with network.shelter.hub, network.coordinator.hub:
+        await network.shelter.send_signal(
+            _signal({"bsn": "123456782"}, "immediate_danger", "Nu in gevaar"), ["coordinator"]
+        )
+        assert len((await network.coordinator.receive()).messages) == 1
+    _, page, _ = await browser.get("/casussen?sorteer=signals&volgorde=asc")
+    lone = page[page.index(f'href="/casussen/{network.lone}"') :].split("</tr>")[0]
+    assert "Direct gevaar" in lone and '<td class="utrecht-table__cell">2</td>' in lone
+
 
 async def test_bad_filters_are_shown_next_to_the_field(network: Network) -> None:
     browser = await coordinator_browser(network.desk)
