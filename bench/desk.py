@@ -119,7 +119,7 @@ async def _desk(
             return await measure(services, client, cookies)
         finally:
             await client.close()
-            services.accounts.close()
+            services.close()
 
 
 def _config(home: Path, hub_url: str) -> DeskConfig:

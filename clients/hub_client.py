@@ -311,6 +311,11 @@ class HubClient:
         acting = _ACTING.get()
         return None if acting is None or acting[0] is not self else (acting[1], acting[2])
 
+    @property
+    def acting(self) -> tuple[str, Purpose | None] | None:
+        """The person and purpose :meth:`acting_for` names in this task now, or None."""
+        return self._acting()
+
     @contextlib.contextmanager
     def acting_for(self, user: str, purpose: Purpose | None) -> Iterator[None]:
         """Every request made inside, in this task, carries ``user`` and ``purpose``.

@@ -27,6 +27,7 @@ reason. A refusal (the hub's, or a recipient that does not verify) is raised.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import time
@@ -47,7 +48,7 @@ from clients.errors import (
     VerificationFailed,
 )
 from clients.exports import check_new_files
-from clients.hub_client import HubClient
+from clients.hub_client import HubClient, Purpose
 from clients.inbox import Inbox, ReceivedMessage, ReceiveResult, RejectedMessage
 from clients.linking import Linked, Linking
 from clients.localbox import PayloadBox
@@ -505,6 +506,7 @@ class Organisation:
         when the message is sealed."""
         self.certificate()
         encode_payload(payload)  # refuse what has no canonical form before keeping it
+        author, purpose = self._hub.acting or (None, None)
         draft = Draft(
             id=new_message_id(self._rng),
             kind=kind,
@@ -516,6 +518,9 @@ class Organisation:
             case=case,
             status=status,
             pseudonymise=pseudonymise,
+            author=author,
+            purpose=None if purpose is None else purpose.code,
+            purpose_text=None if purpose is None else purpose.text,
         )
         self.outbox.put(draft)
         report = await self.send_outbox()
@@ -574,6 +579,15 @@ class Organisation:
         """Send a sent message again, unchanged, from the envelope kept locally."""
         await self.log.check_if_due()
         return await sentview.resend(self._state, self._hub, message_id)
+
+    def acting_as(self, draft: Draft) -> contextlib.AbstractContextManager[None]:
+        """Hub requests inside name the person who wrote ``draft`` and their purpose (a
+        draft written while a desk acted for a person), so that the access log names its
+        author whoever sends it (the desk's background sender); else they change nothing."""
+        if draft.author is None:
+            return contextlib.nullcontext()
+        purpose = None if draft.purpose is None else Purpose(draft.purpose, draft.purpose_text)
+        return self._hub.acting_for(draft.author, purpose)
 
     async def post(self, envelope: Envelope) -> int:
         """Post a sealed envelope (retries post the same bytes); when the hub accepted it."""

@@ -37,6 +37,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -78,6 +79,11 @@ class Draft:
     # The person's pseudonyms are still to be made by the pseudonymisation services (an
     # OPRF network): when the draft is sealed, so that it waits while a service can not.
     pseudonymise: bool = False
+    # The person who wrote it and the purpose they chose (a desk acting for a person):
+    # every attempt to send it names them in the hub's access log, whoever sends it.
+    author: str | None = None
+    purpose: str | None = None
+    purpose_text: str | None = None
 
     def __repr__(self) -> str:
         return f"Draft(id={self.id!r}, kind={self.kind!r}, sealed={self.envelope is not None})"
@@ -93,6 +99,9 @@ class Draft:
             "status": self.status,
             "envelope": None if self.envelope is None else dict(self.envelope),
             "pseudonymise": self.pseudonymise,
+            "author": self.author,
+            "purpose": self.purpose,
+            "purpose_text": self.purpose_text,
         }
 
     @classmethod
@@ -111,6 +120,9 @@ class Draft:
             status=doc["status"],
             envelope=doc["envelope"],
             pseudonymise=doc.get("pseudonymise", False) is True,
+            author=_optional_text(doc.get("author")),
+            purpose=_optional_text(doc.get("purpose")),
+            purpose_text=_optional_text(doc.get("purpose_text")),
         )
 
 
@@ -169,6 +181,10 @@ class Courier(Protocol):
     async def seal(self, draft: Draft) -> Envelope: ...
 
     async def post(self, envelope: Envelope) -> int: ...
+
+    def acting_as(self, draft: Draft) -> AbstractContextManager[None]:
+        """Hub requests inside name the draft's author and purpose (when it has one)."""
+        ...
 
 
 def transient(error: ClientError) -> bool:
@@ -275,8 +291,9 @@ class Outbox:
             return OutboxReport(tuple(sent), waiting, tuple(refused), MappingProxyType(errors))
 
     async def _send_one(self, courier: Courier, draft: Draft, kept: bytes) -> Sent:
-        draft, envelope = await self._sealed(courier, draft, kept)
-        accepted = await courier.post(envelope)
+        with courier.acting_as(draft):
+            draft, envelope = await self._sealed(courier, draft, kept)
+            accepted = await courier.post(envelope)
         now = self._now()
         self.state.delivered(
             SentMessage(draft.id, draft.kind, draft.recipients, draft.created, now, accepted),
@@ -349,6 +366,11 @@ class Outbox:
             case=draft.case,
             status=draft.status,
         )
+
+
+def _optional_text(value: object) -> str | None:
+    """A stored text field; None for an entry written before it existed."""
+    return value if isinstance(value, str) else None
 
 
 def _text(error: ClientError) -> str:

@@ -16,7 +16,8 @@ One SQLite file (``desk.sqlite`` beside the organisation's state), created 0600,
 * ``account_log`` logins, failures, locks and account changes: who, what, when, from
                  which address; never a password, code, secret or session id.
 
-No message content is kept here.
+No message content is kept here. The same file holds the coordinator's case labels and
+the message -> case index with each signal's urgency (:mod:`desk.casebook`), both sealed.
 """
 
 from __future__ import annotations

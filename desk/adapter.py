@@ -23,9 +23,10 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from ssl import SSLContext
+from types import MappingProxyType
 from typing import Any
 
-from clients import referrals
+from clients import caseview, referrals
 from clients.errors import (
     AuditLogInconsistent,
     ClientError,
@@ -43,7 +44,9 @@ from clients.payloads import validate_payload
 from clients.state import LocalState, StoredMessage
 from keys.organisation import OrgKeys
 from protocol import referral as machine
+from protocol.cases import CaseSummary, OpenReferral, TimelineEntry
 from protocol.certificate import ROLE_COORDINATOR
+from protocol.types import OrgId
 
 log = logging.getLogger("schakel.desk")
 
@@ -242,6 +245,84 @@ def _split_views(alerts: Sequence[Mapping[str, Any]]) -> tuple[SplitViewAlert, .
         and isinstance(a.get("size"), int)
     ]
     return tuple(reversed(found))
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralRow:
+    """An open referral as the coordinator's pages show it (times in seconds)."""
+
+    id: str
+    case: str
+    referrer: str
+    recipient: str
+    recipient_type: str
+    step: str
+    step_at: int
+    holder: str  # the organisation that holds the next step
+    age: int
+    waiting: int
+    due: int | None
+    overdue: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRow:
+    """One case as the cases page lists it (``orgs``: (organisation, its type))."""
+
+    case: str
+    state: str
+    signals: int
+    first_signal: int | None
+    last_activity: int | None
+    orgs: tuple[tuple[str, str], ...]
+    open_referrals: int
+    referral: ReferralRow | None  # the open referral shown: overdue first
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineRow:
+    """One entry of a case's timeline, with what this organisation can read of it.
+
+    ``readable`` is one of :mod:`clients.caseview`'s states (``opened``, ``sent``, ``not
+    addressed to you``, ...); ``payload`` is the decrypted content when it could be read;
+    ``linked_by`` names the kinds of identifier (pseudonym types, never values) that a
+    signal shares with another signal of the case."""
+
+    at: int
+    type: str
+    message: str | None
+    sender: str | None
+    sender_type: str | None
+    code: str | None
+    referral: str | None
+    other: str | None
+    automatic: bool | None
+    moved: int
+    readable: str | None
+    payload: dict[str, Any] | None
+    linked_by: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CaseFile:
+    """A case with its timeline decrypted inline where this organisation may read it."""
+
+    row: CaseRow
+    merged_from: str | None
+    referrals: tuple[ReferralRow, ...]
+    timeline: tuple[TimelineRow, ...]
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CaseEvent:
+    """A ``match`` event of the hub's feed: ``message`` joined ``case``, which absorbed
+    the cases ``merged``."""
+
+    id: int
+    case: str
+    message: str | None
+    merged: tuple[str, ...]
 
 
 # -- the library -----------------------------------------------------------------------
@@ -596,6 +677,148 @@ class Library:
         state = self._org.state
         return state.message(message_id) is not None or state.sent_message(message_id) is not None
 
+    # -- the coordinator -------------------------------------------------------------
+
+    @property
+    def is_coordinator(self) -> bool:
+        return ROLE_COORDINATOR in self.roles
+
+    async def open_referrals(self) -> list[ReferralRow]:
+        """Every open referral the hub tracks for this coordinator, overdue first."""
+        with _translated():
+            found = await self._org.hub.referrals()
+        return [_referral_row(r) for r in found]
+
+    async def cases(
+        self, *, state: str | None, org_type: str | None, sort: str, order: str, offset: int,
+        limit: int,
+    ) -> tuple[list[CaseRow], int]:  # fmt: skip
+        """One page of live cases (the hub filters and sorts), each with its open referral."""
+        with _translated():
+            page = await self._org.hub.cases(
+                state=state, type=org_type, sort=sort, order=order, offset=offset, limit=limit
+            )
+            shown = _first_by_case(await self.open_referrals()) if page.cases else {}
+        return [_case_row(c, shown.get(c.case)) for c in page.cases], page.total
+
+    async def cases_of(self, refs: list[str]) -> list[CaseRow]:
+        """The live cases of ``refs`` (one hub request each; a case gone is left out)."""
+        rows = []
+        shown = _first_by_case(await self.open_referrals())
+        seen = set()
+        for ref in refs:
+            try:
+                with _translated():
+                    summary = (await self._org.hub.case(ref)).summary
+            except LibraryError as exc:
+                if exc.category == "not-found":
+                    continue
+                raise
+            if summary.case not in seen:
+                seen.add(summary.case)
+                rows.append(_case_row(summary, shown.get(summary.case)))
+        return rows
+
+    async def case_file(self, ref: str, *, contents: bool = True) -> CaseFile:
+        """A case, its referrals and its timeline with each message this organisation may
+        read decrypted inline (read as the acting person), and why signals were linked;
+        without ``contents`` the timeline's metadata only (nothing is read or decrypted)."""
+        with _translated():
+            if contents:
+                view = await caseview.case_view(_ReadAsPerson(self._org), ref)
+            else:
+                view = caseview.CaseView(await self._org.hub.case(ref), MappingProxyType({}))
+            open_rows = [r for r in await self.open_referrals() if r.case == view.case.summary.case]
+        detail = view.case
+        held = self._pseudonyms([e.message for e in detail.timeline if e.type == "signal"])
+        rows = []
+        for entry in detail.timeline:
+            inline = view.contents.get(entry.message) if entry.message else None
+            linked: tuple[str, ...] = ()
+            if entry.type == "signal" and entry.message in held:
+                others = set().union(*(v for k, v in held.items() if k != entry.message))
+                linked = _pseudonym_types(held[entry.message] & others)
+            rows.append(_timeline_row(entry, inline, linked))
+        shown = _first_by_case(open_rows)
+        return CaseFile(
+            row=_case_row(detail.summary, shown.get(detail.summary.case)),
+            merged_from=detail.merged_from,
+            referrals=tuple(open_rows),
+            timeline=tuple(rows),
+            truncated=detail.truncated,
+        )
+
+    async def case_signals(self, ref: str) -> tuple[str, list[tuple[str, str | None]]]:
+        """(the live case, each of its signals with its urgency where it can be read here),
+        from local state where the signal is held: for the index, nothing is shown."""
+        with _translated():
+            view = await self._org.case_view(ref)
+        found: list[tuple[str, str | None]] = []
+        for entry in view.case.timeline:
+            if entry.type == "signal" and entry.message is not None:
+                inline = view.contents.get(entry.message)
+                urgency = (
+                    None
+                    if inline is None or inline.payload is None
+                    else inline.payload.get("urgency")
+                )
+                found.append((entry.message, _str(urgency)))
+        return str(view.case.summary.case), found
+
+    def _pseudonyms(self, message_ids: list[str | None]) -> dict[str, set[str]]:
+        """The pseudonyms in the signed header of each signal received here."""
+        found = {}
+        for message_id in message_ids:
+            stored = self._org.state.message(message_id) if message_id else None
+            if stored is not None:
+                pseudonyms = _header(stored).get("pseudonyms")
+                if isinstance(pseudonyms, list):
+                    found[stored.id] = {p for p in pseudonyms if isinstance(p, str)}
+        return found
+
+    async def split(self, ref: str, message_ids: list[str]) -> str:
+        """Move these messages of ``ref`` to a new case; the new case's reference."""
+        with _translated():
+            new, _ = await self._org.hub.split(ref, message_ids)
+        return new
+
+    async def merge(self, ref: str, other: str) -> None:
+        """Merge case ``other`` into ``ref``."""
+        with _translated():
+            await self._org.hub.merge(ref, other)
+
+    async def unmerge(self, ref: str, other: str) -> None:
+        """Undo the newest merge of ``other`` into ``ref``."""
+        with _translated():
+            await self._org.hub.unmerge(ref, other)
+
+    async def match_events(self, after: int) -> tuple[list[CaseEvent], int]:
+        """The ``match`` events after ``after`` (one page) and the id to read on from."""
+        with _translated():
+            page = await self._org.hub.events(after)
+        found = []
+        for event in page.events:
+            if event.kind == "match" and event.case is not None:
+                merged = event.detail.get("merged")
+                absorbed = (
+                    tuple(m for m in merged if isinstance(m, str))
+                    if isinstance(merged, list)
+                    else ()
+                )
+                found.append(CaseEvent(event.id, event.case, event.message, absorbed))
+        return found, page.next
+
+    def signal_urgency(self, message_id: str) -> str | None:
+        """A signal's urgency from local state (received here), or None."""
+        stored = self._org.state.message(message_id)
+        if stored is None or stored.kind != "signal":
+            return None
+        try:
+            payload = self._org.show(message_id).payload
+        except ClientError:
+            return None
+        return _str(payload.get("urgency"))
+
     # -- the organisation's status ---------------------------------------------------
 
     async def status(self) -> OrgStatus:
@@ -647,6 +870,94 @@ class Library:
             hub_reachable=reachable,
             split_views=_split_views(org.alerts),
         )
+
+
+class _ReadAsPerson:
+    """The organisation as the case page reads it: every message addressed to it is
+    fetched from the hub again, so that the access log names the acting person for each
+    signal shown, as opening a message does."""
+
+    def __init__(self, org: Organisation) -> None:
+        self._org = org
+
+    @property
+    def org(self) -> OrgId:
+        return self._org.org
+
+    @property
+    def hub(self) -> HubClient:
+        return self._org.hub
+
+    def written(self, message_id: str) -> tuple[str, dict[str, Any]] | None:
+        return self._org.written(message_id)
+
+    async def read_message(self, message_id: str) -> ReceivedMessage:
+        return await self._org.read_message(message_id, from_hub=True)
+
+
+def _referral_row(open_: OpenReferral) -> ReferralRow:
+    r = open_.referral
+    return ReferralRow(
+        id=r.id,
+        case=r.case,
+        referrer=r.referrer,
+        recipient=r.recipient,
+        recipient_type=r.recipient_type,
+        step=r.step,
+        step_at=r.step_at,
+        holder=open_.holder,
+        age=open_.age,
+        waiting=open_.waiting,
+        due=open_.due,
+        overdue=open_.overdue,
+    )
+
+
+def _case_row(summary: CaseSummary, referral: ReferralRow | None) -> CaseRow:
+    times = [t for t in (summary.last_signal, referral and referral.step_at) if t]
+    return CaseRow(
+        case=summary.case,
+        state=summary.state,
+        signals=summary.signals,
+        first_signal=summary.first_signal,
+        last_activity=max(times) if times else None,
+        orgs=tuple((o.org, o.org_type) for o in summary.orgs),
+        open_referrals=summary.open_referrals,
+        referral=referral,
+    )
+
+
+def _first_by_case(rows: list[ReferralRow]) -> dict[str, ReferralRow]:
+    """Each case's open referral to show: an overdue one first, then the one waiting longest."""
+    shown: dict[str, ReferralRow] = {}
+    for row in sorted(rows, key=lambda r: (not r.overdue, -r.waiting)):
+        shown.setdefault(row.case, row)
+    return shown
+
+
+def _timeline_row(
+    entry: TimelineEntry, inline: caseview.Inline | None, linked_by: tuple[str, ...]
+) -> TimelineRow:
+    return TimelineRow(
+        at=entry.at,
+        type=entry.type,
+        message=entry.message,
+        sender=entry.sender,
+        sender_type=entry.sender_type,
+        code=entry.code,
+        referral=entry.referral,
+        other=entry.other,
+        automatic=entry.automatic,
+        moved=len(entry.messages),
+        readable=None if inline is None else inline.state,
+        payload=None if inline is None or inline.payload is None else dict(inline.payload),
+        linked_by=linked_by,
+    )
+
+
+def _pseudonym_types(shared: set[str]) -> tuple[str, ...]:
+    """The kinds of identifier of ``shared`` pseudonyms (their type prefix only)."""
+    return tuple(sorted({p.split(".", 1)[0] for p in shared}))
 
 
 def _sending(sent: Sent) -> Sending:

@@ -20,9 +20,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from desk import inbox, login, pages, signals
+from desk import casework, inbox, login, pages, signals
 from desk.accounts import Accounts
 from desk.adapter import Library, LibraryError, problem_status
+from desk.casebook import CaseBook
 from desk.config import DeskConfig
 from desk.factors import Sealer, hash_password
 from desk.sessions import Sessions
@@ -63,6 +64,7 @@ def make_services(
         sessions=Sessions(idle=config.idle_timeout, absolute=config.absolute_timeout, clock=clock),
         library=library,
         sealer=sealer,
+        casebook=CaseBook(config.database_path, sealer),
         clock=clock,
         dummy_hash=hash_password("not a password of anyone", config.password_cost),
     )
@@ -98,7 +100,9 @@ def make_app(services: Services, *, receive: bool = True) -> web.Application:
     )
     app[SERVICES] = services
     app[TEMPLATES] = environments(package_dir("templates"))
-    app.add_routes(login.routes() + inbox.routes() + signals.routes() + pages.routes())
+    app.add_routes(
+        login.routes() + inbox.routes() + signals.routes() + pages.routes() + casework.routes()
+    )
     app.router.add_static("/static/", package_dir("static"), follow_symlinks=False)
     if receive:
         app.cleanup_ctx.append(_receiver)
@@ -171,7 +175,7 @@ async def running_desk(
             finally:
                 await runner.cleanup()
         finally:
-            services.accounts.close()
+            services.close()
 
 
 async def serve(config: DeskConfig, passphrase: bytes, *, hub_ssl: object = None) -> None:

@@ -64,6 +64,23 @@ NOTICES = {
     "outbox-waiting": N_("Not everything could be sent yet; the queue below says why."),
     "outbox-dropped": N_("The refused message has been removed from the queue."),
     "no-link": N_("Confirm that you want to send a signal without any identifier: tick the box."),
+    "case-label": N_("The label has been saved. Only your desk keeps it; the hub never sees it."),
+    "case-splitsen": N_("The signals have been moved to a new case, kept apart from this one."),
+    "case-samenvoegen": N_("The cases have been merged."),
+    "case-ontkoppelen": N_("The merge has been undone: the case is on its own again."),
+}
+
+CASE_ERRORS = {
+    "choose": N_("Choose one of the options."),
+    "label-long": N_("A label has at most 80 characters."),
+    "invisible": N_("This contains invisible or control characters; remove them."),
+    "case-none": N_("Choose at least one signal to move to a new case."),
+    "case-too-many": N_("A split moves at most 198 messages."),
+    "case-ref": N_("A case reference is 16 letters and digits, as shown on the cases page."),
+    "case-self": N_("Choose another case than this one."),
+    "case-refused": N_(
+        "The hub refused this: the case may have changed meanwhile. Nothing was changed."
+    ),
 }
 
 ADMIN_ERRORS = {
@@ -139,4 +156,5 @@ TABLES = {
     "messages": FORM_ERRORS,
     "outbox_reasons": OUTBOX_REASONS,
     "password_errors": PASSWORD_ERRORS,
+    "case_errors": CASE_ERRORS,
 }

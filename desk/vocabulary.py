@@ -193,6 +193,74 @@ HOLDERS = MappingProxyType(
     }
 )
 
+# Organisation types (protocol.certificate.ORG_TYPES), as the coordinator's pages name them.
+ORG_TYPES = MappingProxyType(
+    {
+        "police": N_("Police"),
+        "municipality": N_("Municipality"),
+        "ggd": N_("Public health service (GGD)"),
+        "school": N_("School"),
+        "shelter": N_("Shelter"),
+        "care": N_("Care"),
+        "legal_aid": N_("Legal aid"),
+        "coordination": N_("Care coordination"),
+        "other": N_("Other"),
+    }
+)
+
+# A case's state (protocol.cases.CASE_STATES).
+CASE_STATES = MappingProxyType(
+    {
+        "new": N_("New"),
+        "referred": N_("Referred"),
+        "in_care": N_("In care"),
+        "declined": N_("Declined"),
+        "closed": N_("Closed"),
+    }
+)
+
+# How the cases page sorts (protocol.cases.CASE_SORTS).
+CASE_SORTS = MappingProxyType(
+    {
+        "last": N_("Last activity"),
+        "first": N_("First signal"),
+        "signals": N_("Number of signals"),
+        "open": N_("Open referrals"),
+    }
+)
+
+# The kinds of identifier a pseudonym is made of (protocol.pseudonym.TYPES): why two
+# signals were linked, never the values.
+IDENTIFIER_KINDS = MappingProxyType(
+    {
+        "bsn": N_("BSN"),
+        "ndob": N_("name and date of birth"),
+        "doc": N_("travel document"),
+        "tel": N_("phone number"),
+    }
+)
+
+# What the coordinator's case page says about a message of the timeline it can not read.
+READABLE = MappingProxyType(
+    {
+        "not addressed to you": N_("Not addressed to your organisation: not shown."),
+        "did not verify": N_("Did not pass the security checks: not shown."),
+        "no longer available": N_("No longer available at the hub."),
+    }
+)
+
+TIMELINE = MappingProxyType(
+    {
+        "signal": N_("Signal"),
+        "referral": N_("Referral"),
+        "status": N_("Status update"),
+        "reply": N_("Reply"),
+        "delivered": N_("Referral received"),
+        "merge": N_("Cases merged"),
+        "split": N_("Case split"),
+    }
+)
+
 # The account log's events (desk.accounts), as the administrator's page shows them.
 EVENTS = MappingProxyType(
     {

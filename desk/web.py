@@ -31,6 +31,7 @@ from multidict import MultiDictProxy
 from desk import vocabulary
 from desk.accounts import Accounts, Person
 from desk.adapter import Library
+from desk.casebook import CaseBook
 from desk.config import DeskConfig
 from desk.factors import Sealer
 from desk.i18n import DEFAULT_LOCALE, LOCALES, Formats, gettext_for, translations
@@ -71,6 +72,7 @@ class Services:
     sessions: Sessions
     library: Library
     sealer: Sealer
+    casebook: CaseBook
     clock: Callable[[], float] = time.time
     broadcast: Broadcast = field(default_factory=Broadcast)
     dummy_hash: str = ""  # checked against when the person is unknown (same timing)
@@ -78,6 +80,11 @@ class Services:
 
     def now(self) -> int:
         return int(self.clock())
+
+    def close(self) -> None:
+        """Close the desk's database connections."""
+        self.casebook.close()
+        self.accounts.close()
 
     @property
     def cookie(self) -> str:
@@ -175,6 +182,7 @@ def render(request: web.Request, template: str, status: int = 200, **record: Any
         "session": session,
         "csrf": session.csrf if session is not None else "",
         "demo": s.config.demo,
+        "coordinator_desk": s.library.is_coordinator,
         "path": request.path,
         **record,
     }

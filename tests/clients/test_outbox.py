@@ -14,6 +14,7 @@ import pytest
 from client_harness import MARKER, PASS, Hub
 
 from clients.errors import HubProblem, NotReady
+from clients.hub_client import Purpose
 from clients.organisation import Organisation
 from clients.outbox import REFUSED, WAITING, Draft
 from clients.state import LocalState
@@ -66,6 +67,36 @@ async def test_a_signal_written_while_the_hub_is_down_waits_and_goes_out_with_it
     assert police.sent_payload(sent.id) == signal()
     [message] = (await ggd.receive()).messages
     assert message.id == sent.id and message.payload == signal()
+
+
+async def test_each_entry_is_sent_naming_the_person_who_wrote_it(hub: Hub) -> None:
+    """A desk acts for several people over one client: what each wrote while the hub was
+    away goes out later naming its author and purpose, whoever sends the outbox."""
+    police, ggd = await hub.join("politie"), await hub.join("ggd")
+    hub.taps["politie"].down = True
+    with police.hub.acting_for("a.agent", Purpose("signal-intake", "ronde Westland")):
+        first = await police.send_signal(signal(), ["ggd"])
+    with police.hub.acting_for("b.agent", Purpose("case-coordination")):
+        second = await police.send_signal(signal(text="tweede"), ["ggd"])
+    unnamed = await police.send_signal(signal(text="derde"), ["ggd"])  # the command line
+    assert police.outbox.draft(first.id).author == "a.agent"
+    assert police.outbox.draft(unnamed.id).author is None
+    hub.taps["politie"].down = False
+    hub.taps["politie"].requests.clear()
+    with police.hub.acting_for("c.other", Purpose("signal-intake")):
+        report = await police.send_outbox()
+    assert [s.id for s in report.sent] == [first.id, second.id, unnamed.id]
+    posted = [
+        (r.headers.get("Schakel-User"), r.headers.get("Schakel-Purpose"),
+         r.headers.get("Schakel-Purpose-Text"))
+        for r in hub.taps["politie"].requests if posting(r)
+    ]  # fmt: skip
+    assert posted == [
+        ("a.agent", "signal-intake", "ronde%20Westland"),
+        ("b.agent", "case-coordination", None),
+        ("c.other", "signal-intake", None),  # no author kept: the one sending is named
+    ]
+    assert len((await ggd.receive()).messages) == 3
 
 
 async def test_an_answer_lost_on_the_way_back_is_posted_again_byte_for_byte(hub: Hub) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 import pytest
 
+from desk import casework, inbox, login, pages, signals
 from desk import cli as desk_cli
-from desk import inbox, login, pages, signals
 
 from .test_deploy_files import (
     DEPLOY,
@@ -76,7 +76,7 @@ def test_every_desk_route_is_in_the_log_map() -> None:
     text = DESK_NGINX.read_text()
     routes = {
         route.path  # type: ignore[attr-defined]
-        for module in (login, inbox, signals, pages)
+        for module in (login, inbox, signals, pages, casework)
         for route in module.routes()
     }
     mapped = set(re.findall(r"^\s+(/\S*)\s", text, re.M))

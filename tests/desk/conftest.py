@@ -67,7 +67,7 @@ async def desk_app(provisioned: Path, tmp_path: Path) -> AsyncIterator[DeskUnder
             yield DeskUnderTest(client, services, clock)
         finally:
             await client.close()
-            services.accounts.close()
+            services.close()
 
 
 # -- the demo network with its desks, for the browser ------------------------------------

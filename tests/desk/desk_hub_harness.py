@@ -2,10 +2,10 @@
 
 :func:`desk_on_hub` provisions a small demo network (a shelter and a coordinator), runs
 the hub made by ``hub.app.make_app`` on an aiohttp ``TestServer`` at 127.0.0.1 over a
-SQLite file, bootstraps it, and serves the shelter's desk through aiohttp's test client
-(cheap password hashing, no waiting between the hub client's attempts). ``stop_hub`` and
-``start_hub`` take the hub away and bring it back on the same port and database, as a
-hub restart would: the desk keeps running throughout.
+SQLite file, bootstraps it, and serves the shelter's (or the coordinator's) desk through
+aiohttp's test client (cheap password hashing, no waiting between the hub client's
+attempts). ``stop_hub`` and ``start_hub`` take the hub away and bring it back on the
+same port and database, as a hub restart would: the desk keeps running throughout.
 """
 
 from __future__ import annotations
@@ -57,6 +57,18 @@ class HubAndDesk:
         with contextlib.closing(sqlite3.connect(path)) as db:
             return [str(r[0]) for r in db.execute("SELECT id FROM messages ORDER BY id")]
 
+    def hub_access(self, object_id: str) -> list[tuple[str, str, str, str]]:
+        """(action, outcome, user, purpose) of each access-log entry naming ``object_id``,
+        oldest first, read from the hub's database behind its back."""
+        path = self.demo.directory / "hub.db"
+        query = (
+            'SELECT l.action, l.outcome, l."user", l.purpose FROM audit_log l '
+            'JOIN audit_objects o ON o."index" = l."index" WHERE o.object_id = ? '
+            'ORDER BY l."index"'
+        )
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            return [tuple(str(v) for v in r) for r in db.execute(query, (object_id,))]  # type: ignore[misc]
+
 
 async def _hub_server(demo: demo_network.DemoNetwork, port: int) -> TestServer:
     hub_keys = HubKeys.open(demo.hub_dir, demo.passphrase)
@@ -72,7 +84,8 @@ async def _hub_server(demo: demo_network.DemoNetwork, port: int) -> TestServer:
 
 
 @contextlib.asynccontextmanager
-async def desk_on_hub(directory: Path) -> AsyncIterator[HubAndDesk]:
+async def desk_on_hub(directory: Path, desk_org: str = "shelter") -> AsyncIterator[HubAndDesk]:
+    """The hub, and the desk of ``desk_org`` (``shelter`` or ``coordinator``) on it."""
     now = int(time.time())
     demo = demo_network.provision(directory / "demo", now=now, orgs=ORGS)
     server = await _hub_server(demo, 0)
@@ -81,7 +94,7 @@ async def desk_on_hub(directory: Path) -> AsyncIterator[HubAndDesk]:
     try:
         await demo_network.bootstrap(demo, both.hub_url, now=now)
         clock = Clock(time.time())
-        home = demo.home("shelter")
+        home = demo.home(desk_org)
         config = DeskConfig(
             home=home,
             hub_url=both.hub_url,
@@ -102,7 +115,7 @@ async def desk_on_hub(directory: Path) -> AsyncIterator[HubAndDesk]:
                 yield both
             finally:
                 await client.close()
-                services.accounts.close()
+                services.close()
     finally:
         if both.server is not None:
             await both.server.close()

@@ -351,6 +351,54 @@ def step_shelter_answers_a_referral(
     assert {"Verwijzing", "De verwijzing beantwoorden", "Verzonden"} <= set(checked_pages)
 
 
+def step_coordinator_works_on_the_case(
+    chrome: Any, demo_desks: Any, checked_pages: dict[str, int]
+) -> None:
+    """The coordinator's pages: the cases, the case with its signals inline and why they
+    were linked, a label set, a split's confirmation (not confirmed), the referrals."""
+    coordinator = demo_desks.urls["coordinator"]
+    chrome.switch_to.new_window("tab")
+    log_in(chrome, coordinator, "demo.coordinator")
+    press(chrome, link(chrome, "Casussen"))
+    assert at(chrome, "Casussen") == "Casussen"
+    checked_axe(chrome, checked_pages)
+    case_link = chrome.find_element(By.CSS_SELECTOR, "tbody a[href^='/casussen/']")
+    ref = (case_link.get_attribute("href") or "").rsplit("/", 1)[1]
+    press(chrome, case_link)
+    assert at(chrome, f"Casus {ref}") == f"Casus {ref}", text(chrome)[:1500]
+    assert shows(chrome, "Anna"), text(chrome)[:3000]
+    # the police gave a BSN, the GGD a phone number: name and date of birth linked them
+    linked = "Gekoppeld aan andere signalen van deze casus via: naam en geboortedatum"
+    assert shows(chrome, linked), text(chrome)[:3000]
+    checked_axe(chrome, checked_pages)
+    field(chrome, "Uw label voor deze casus").send_keys("Anna, tour")
+    press(chrome, button(chrome, "Label bewaren"))
+    assert at(chrome, "Anna, tour") == "Anna, tour", text(chrome)[:1500]
+    assert shows(chrome, "Het label is bewaard.")
+    checked_axe(chrome, checked_pages)
+    press(
+        chrome, button(chrome, "Splitsen: de gekozen berichten naar een nieuwe casus verplaatsen")
+    )
+    assert at(chrome, "Anna, tour") == "Anna, tour"  # nothing chosen: the error on the page
+    assert shows(chrome, "Kies ten minste één signaal")
+    checked_axe(chrome, checked_pages)
+    first = chrome.find_element(By.CSS_SELECTOR, "input[name=bericht]")
+    press(chrome, chrome.find_element(By.CSS_SELECTOR, f"label[for='{first.get_attribute('id')}']"))
+    press(
+        chrome, button(chrome, "Splitsen: de gekozen berichten naar een nieuwe casus verplaatsen")
+    )
+    assert at(chrome, "Deze casus splitsen?") == "Deze casus splitsen?"
+    checked_axe(chrome, checked_pages)
+    press(chrome, link(chrome, "Nee, ga terug"))
+    assert at(chrome, "Anna, tour") == "Anna, tour"
+    press(chrome, link(chrome, "Verwijzingen"))
+    assert at(chrome, "Open verwijzingen") == "Open verwijzingen"
+    checked_axe(chrome, checked_pages)
+    assert {"Casussen", "Anna, tour", "Deze casus splitsen?", "Open verwijzingen"} <= set(
+        checked_pages
+    )
+
+
 def step_security_key_set_up_and_used(
     chrome: Any, demo_desks: Any, checked_pages: dict[str, int]
 ) -> None:
@@ -547,6 +595,7 @@ STEPS = (
     step_signal_form_errors_and_every_page_pass_axe,
     step_tour_signals_reach_the_coordinator_live,
     step_shelter_answers_a_referral,
+    step_coordinator_works_on_the_case,
     step_security_key_set_up_and_used,
     step_signal_form_by_keyboard_only,
     step_a_refused_message_waits_in_the_queue_until_removed,

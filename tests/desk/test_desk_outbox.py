@@ -120,6 +120,8 @@ async def test_the_background_sender_sends_what_waits_once_the_hub_is_back(
         assert pauses == [30, 30, 30]
         assert announced == [1]  # the first pass found the hub away and sent nothing
         assert library.outbox() == [] and net.hub_message_ids() == [entry.id]
+        # sent by the desk's own task, yet the access log names the person who wrote it
+        assert net.hub_access(entry.id) == [("create", "allowed", "i.intake", "signal-intake")]
 
 
 async def test_an_answer_written_while_the_hub_is_down_waits_too(tmp_path: Path) -> None:

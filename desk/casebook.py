@@ -1,0 +1,163 @@
+"""The coordinator's own notes on cases, in the desk's database (never at the hub).
+
+Two tables beside the accounts (:mod:`desk.accounts`, same 0600 file):
+
+* ``case_labels``    per case reference, the label a coordinator gave it, sealed by the
+                     desk's sealing key, with who set it and when;
+* ``case_messages``  the local index message id -> case reference, with the signal's
+                     urgency sealed, filled from the case views and the event feed as
+                     they are read, so that the cases page shows each case's highest
+                     urgency without decrypting its signals again;
+* ``case_cursor``    the last event id of the hub's event feed taken into the index.
+
+Case references are random and mean nothing outside the hub; labels and urgencies are
+sealed like the TOTP secrets, so a copy of the database alone reads neither.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import unicodedata
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from desk.errors import DeskError
+from desk.factors import Sealer
+
+MAX_LABEL = 80
+URGENCY_RANK: Mapping[str, int] = {"low": 0, "normal": 1, "high": 2, "immediate_danger": 3}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS case_labels (
+    "case" TEXT PRIMARY KEY,
+    label BLOB NOT NULL,
+    set_by TEXT NOT NULL,
+    set_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS case_messages (
+    message TEXT PRIMARY KEY,
+    "case" TEXT NOT NULL,
+    urgency BLOB
+);
+CREATE INDEX IF NOT EXISTS ix_case_messages_case ON case_messages ("case");
+CREATE TABLE IF NOT EXISTS case_cursor (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    event INTEGER NOT NULL
+);
+"""
+
+
+def label_problem(label: str) -> str | None:
+    """Why ``label`` can not be a case's label (a code of ``CASE_ERRORS``), or None."""
+    if len(label) > MAX_LABEL:
+        return "label-long"
+    if any(unicodedata.category(c).startswith("C") for c in label):
+        return "invisible"  # controls, bidirectional overrides, format characters
+    return None
+
+
+class CaseBook:
+    """Labels and the message -> case index of one desk."""
+
+    def __init__(self, path: Path, sealer: Sealer) -> None:
+        self._sealer = sealer
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            self._db.execute("PRAGMA secure_delete=ON")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise DeskError(f"desk database {path} is not usable") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- labels ------------------------------------------------------------------------
+
+    def set_label(self, case: str, label: str, *, person: str, now: int) -> None:
+        """Give ``case`` a label (checked by :func:`label_problem`); '' removes it."""
+        if label_problem(label) is not None:
+            raise DeskError("label not acceptable")
+        if not label:
+            self._db.execute('DELETE FROM case_labels WHERE "case" = ?', (case,))
+            return
+        sealed = self._sealer.seal(f"case-label/{case}", label.encode())
+        self._db.execute(
+            'INSERT INTO case_labels ("case", label, set_by, set_at) VALUES (?, ?, ?, ?) '
+            'ON CONFLICT ("case") DO UPDATE SET label = excluded.label, '
+            "set_by = excluded.set_by, set_at = excluded.set_at",
+            (case, sealed, person, now),
+        )
+
+    def labels(self, cases: Iterable[str]) -> dict[str, str]:
+        """The label of each of ``cases`` that has one."""
+        found = {}
+        for case in set(cases):
+            row = self._db.execute(
+                'SELECT label FROM case_labels WHERE "case" = ?', (case,)
+            ).fetchone()
+            if row is not None:
+                opened = self._sealer.open(f"case-label/{case}", bytes(row[0]))
+                if opened is not None:
+                    found[case] = opened.decode("utf-8", "replace")
+        return found
+
+    # -- the index message -> case -----------------------------------------------------
+
+    def index(self, message: str, case: str, urgency: str | None = None) -> None:
+        """``message`` belongs to ``case``; a signal's ``urgency`` when it is known here
+        (an urgency known before is kept when this one is not)."""
+        sealed = None
+        if urgency is not None and urgency in URGENCY_RANK:
+            sealed = self._sealer.seal(f"urgency/{message}", urgency.encode())
+        self._db.execute(
+            'INSERT INTO case_messages (message, "case", urgency) VALUES (?, ?, ?) '
+            'ON CONFLICT (message) DO UPDATE SET "case" = excluded."case", '
+            "urgency = COALESCE(excluded.urgency, case_messages.urgency)",
+            (message, case, sealed),
+        )
+
+    def moved(self, cases: Iterable[str], into: str) -> None:
+        """Every message indexed under one of ``cases`` now belongs to ``into`` (a merge)."""
+        for case in set(cases):
+            self._db.execute('UPDATE case_messages SET "case" = ? WHERE "case" = ?', (into, case))
+
+    def indexed(self, cases: Iterable[str]) -> set[str]:
+        """Which of ``cases`` have at least one message in the index."""
+        return {
+            case
+            for case in set(cases)
+            if self._db.execute(
+                'SELECT 1 FROM case_messages WHERE "case" = ? LIMIT 1', (case,)
+            ).fetchone()
+        }
+
+    def urgency(self, cases: Iterable[str]) -> dict[str, str]:
+        """The highest urgency of the signals indexed under each of ``cases``."""
+        found: dict[str, str] = {}
+        for case in set(cases):
+            rows = self._db.execute(
+                'SELECT message, urgency FROM case_messages WHERE "case" = ? '
+                "AND urgency IS NOT NULL",
+                (case,),
+            ).fetchall()
+            for message, sealed in rows:
+                opened = self._sealer.open(f"urgency/{message}", bytes(sealed))
+                code = "" if opened is None else opened.decode("ascii", "replace")
+                if code in URGENCY_RANK and (
+                    case not in found or URGENCY_RANK[code] > URGENCY_RANK[found[case]]
+                ):
+                    found[case] = code
+        return found
+
+    @property
+    def event_cursor(self) -> int:
+        row = self._db.execute("SELECT event FROM case_cursor WHERE one = 1").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def set_event_cursor(self, event: int) -> None:
+        self._db.execute(
+            "INSERT INTO case_cursor (one, event) VALUES (1, ?) "
+            "ON CONFLICT (one) DO UPDATE SET event = MAX(event, excluded.event)",
+            (event,),
+        )

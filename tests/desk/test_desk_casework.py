@@ -1,0 +1,365 @@
+"""The coordinator's pages: cases, one case (split, merge, unmerge, label), referrals.
+
+A real hub in this process (``desk_hub_harness``) with the coordinator's desk: the
+shelter sends two signals about one person (same BSN: one case) and the coordinator
+refers her to the shelter; the desk's pages are read and posted as a person would.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from desk_hub_harness import HubAndDesk, desk_on_hub
+from deskharness import Browser, DeskUnderTest, csrf_of
+
+from clients.organisation import Organisation
+from desk.casebook import CaseBook, label_problem
+from desk.factors import Sealer
+from schakel import demo as demo_network
+
+MARK = "Zonder paspoort in de kas"
+
+
+def _signal(person: dict[str, str], urgency: str, text: str) -> dict[str, Any]:
+    return {
+        "schema": "schakel.signal/1",
+        "person": person,
+        "exploitation": "labour",
+        "indicators": ["control.documents_withheld"],
+        "text": text,
+        "urgency": urgency,
+        "consent_to_share": True,
+    }
+
+
+REFERRAL = {
+    "schema": "schakel.referral/1",
+    "service": "shelter",
+    "urgency": "urgent",
+    "reason": "Niet veilig waar ze nu woont",
+    "shared_with_person": "Dat een opvang haar kan opnemen",
+    "consent": {"share_with_recipient": True, "comensha_registration": False},
+}
+
+
+@dataclass
+class Network:
+    net: HubAndDesk
+    coordinator: Organisation
+    shelter: Organisation
+    case: str
+    signals: tuple[str, str]
+    lone: str  # a case of one signal that matches nothing
+
+    @property
+    def desk(self) -> DeskUnderTest:
+        return self.net.desk
+
+
+@pytest.fixture
+async def network(tmp_path: Path) -> AsyncIterator[Network]:
+    async with desk_on_hub(tmp_path, desk_org="coordinator") as net:
+        coordinator = demo_network.open_organisation(net.demo, "coordinator", net.hub_url)
+        shelter = demo_network.open_organisation(net.demo, "shelter", net.hub_url)
+        try:
+            async with coordinator.hub, shelter.hub:
+                anna = {"bsn": "111222333", "given_names": "Anna", "family_name": "de Vries"}
+                first = await shelter.send_signal(_signal(anna, "normal", MARK), ["coordinator"])
+                second = await shelter.send_signal(
+                    _signal({"bsn": "111222333"}, "immediate_danger", "Tweede melding"),
+                    ["coordinator"],
+                )
+                await shelter.send_signal(
+                    _signal({"bsn": "123456782"}, "low", "Los signaal"), ["coordinator"]
+                )
+                assert len((await coordinator.receive()).messages) == 3  # the desk's state
+                page = await coordinator.hub.cases()
+                by_signals = {c.signals: c.case for c in page.cases}
+                await coordinator.send_referral(
+                    {**REFERRAL, "person": {"bsn": "111222333"}}, "shelter", case=by_signals[2]
+                )
+            yield Network(
+                net,
+                coordinator,
+                shelter,
+                by_signals[2],
+                (first.id, second.id),
+                by_signals[1],
+            )
+        finally:
+            coordinator.state.close()
+            shelter.state.close()
+
+
+async def coordinator_browser(desk: DeskUnderTest, person: str = "c.coord") -> Browser:
+    desk.add_person(person, ("caseworker", "coordinator"))
+    browser = Browser(desk)
+    await browser.log_in(person)
+    return browser
+
+
+def _files(database: Path) -> bytes:
+    """A SQLite database's bytes, its write-ahead log included."""
+    return b"".join(p.read_bytes() for p in database.parent.glob(database.name + "*"))
+
+
+def _error_next_to(page: str, field: str) -> str:
+    found = re.search(rf'id="{field}-fout">(.*?)</p>', page, re.S)
+    assert found, f"no error next to {field}"
+    return found.group(1)
+
+
+async def test_the_cases_page_lists_each_case_with_urgency_referral_and_label(
+    network: Network,
+) -> None:
+    browser = await coordinator_browser(network.desk)
+    status, page, response = await browser.get("/casussen")
+    assert status == 200, page[:500]
+    assert response.headers["Cache-Control"] == "no-store"
+    assert f'href="/casussen/{network.case}"' in page and f'href="/casussen/{network.lone}"' in page
+    row = page[page.index(f'href="/casussen/{network.case}"') :].split("</tr>")[0]
+    assert "Direct gevaar" in row  # the highest urgency of its two signals, decrypted here
+    assert "shelter (Opvang)" in row and '<td class="utrecht-table__cell">2</td>' in row
+    assert "Verzonden" in row and "volgende stap: shelter" in row
+    lone = page[page.index(f'href="/casussen/{network.lone}"') :].split("</tr>")[0]
+    assert "Laag" in lone and "Geen" in lone
+    # the index is local: a second view asks the hub for no case view again
+    assert network.desk.services.casebook.indexed([network.case, network.lone]) == {
+        network.case,
+        network.lone,
+    }
+
+    status, _, response = await browser.post(
+        f"/casussen/{network.case}/label",
+        {"label": "Anna, kas Westland"},
+        from_path=f"/casussen/{network.case}",
+    )
+    assert status == 303 and response.headers["Location"] == f"/casussen/{network.case}"
+    _, page, _ = await browser.get("/casussen")
+    assert "<bdi>Anna, kas Westland</bdi>" in page
+    hub_db = network.net.demo.directory / "hub.db"
+    assert b"kas Westland" not in _files(hub_db)  # the label never reaches the hub
+    desk_db = network.desk.services.config.database_path
+    assert b"kas Westland" not in _files(desk_db)  # and is sealed at rest
+
+    # filters: a state the case is not in, and overdue only (nothing is overdue yet)
+    _, page, _ = await browser.get("/casussen?status=in_care")
+    assert f'href="/casussen/{network.case}"' not in page and "Geen casussen gevonden" in page
+    _, page, _ = await browser.get("/casussen?status=referred&type=shelter&sorteer=signals")
+    assert f'href="/casussen/{network.case}"' in page
+    assert f'href="/casussen/{network.lone}"' not in page
+    _, page, _ = await browser.get("/casussen?te-laat=1")
+    assert "Geen casussen gevonden" in page
+
+    # a new signal joins the lone case: the match event brings its urgency to the index
+    # (the case was indexed before, so it is not opened again)
+    async with network.shelter.hub, network.coordinator.hub:
+        await network.shelter.send_signal(
+            _signal({"bsn": "123456782"}, "immediate_danger", "Nu in gevaar"), ["coordinator"]
+        )
+        assert len((await network.coordinator.receive()).messages) == 1
+    _, page, _ = await browser.get("/casussen?sorteer=signals&volgorde=asc")
+    lone = page[page.index(f'href="/casussen/{network.lone}"') :].split("</tr>")[0]
+    assert "Direct gevaar" in lone and '<td class="utrecht-table__cell">2</td>' in lone
+
+
+async def test_bad_filters_are_shown_next_to_the_field(network: Network) -> None:
+    browser = await coordinator_browser(network.desk)
+    status, page, _ = await browser.get("/casussen?status=%3Cscript%3E&sorteer=name")
+    assert status == 400
+    assert "Kies een van de mogelijkheden" in _error_next_to(page, "status")
+    assert "Kies een van de mogelijkheden" in _error_next_to(page, "sorteer")
+    assert "<script>" not in page
+
+
+async def test_the_case_page_shows_signals_inline_and_why_they_were_linked(
+    network: Network,
+) -> None:
+    browser = await coordinator_browser(network.desk)
+    status, page, _ = await browser.get(f"/casussen/{network.case}")
+    assert status == 200, page[:500]
+    assert MARK in page and "Tweede melding" in page and "de Vries" in page
+    assert "Gekoppeld aan andere signalen van deze casus via: BSN" in page
+    assert "Verwijzing" in page and "Opvang" in page
+    # the hub's access log names the person for what the page read
+    by_desk = [e for e in network.net.hub_access(network.case) if e[2] != "demo.user"]
+    assert by_desk and all(e[2] == "c.coord" for e in by_desk), by_desk
+    for signal in network.signals:  # each signal shown inline was read as the person
+        reads = [e for e in network.net.hub_access(signal) if e[0] == "read"]
+        assert ("read", "allowed", "c.coord", "signal-intake") in reads, reads
+
+
+async def test_label_refusals_are_shown_next_to_the_field(network: Network) -> None:
+    browser = await coordinator_browser(network.desk)
+    path = f"/casussen/{network.case}"
+    for label, sentence in (
+        ("x" * 81, "Een label heeft hoogstens 80 tekens."),
+        ("Anna\u202egnilrits", "onzichtbare tekens of stuurtekens"),
+    ):
+        status, page, _ = await browser.post(f"{path}/label", {"label": label}, from_path=path)
+        assert status == 400
+        assert sentence in _error_next_to(page, "label")
+    assert network.desk.services.casebook.labels([network.case]) == {}
+    hostile = "<script>alert(1)</script>"
+    status, _, _ = await browser.post(f"{path}/label", {"label": hostile}, from_path=path)
+    assert status == 303
+    _, page, _ = await browser.get(path)
+    assert hostile not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+async def test_split_asks_for_confirmation_then_moves_the_signal(network: Network) -> None:
+    browser = await coordinator_browser(network.desk)
+    path = f"/casussen/{network.case}"
+    second = network.signals[1]
+    status, page, _ = await browser.post(f"{path}/splitsen", {"bericht": second}, from_path=path)
+    assert status == 200 and "Deze casus splitsen?" in page
+    assert "Ja, splits de casus" in page
+    async with network.coordinator.hub:
+        assert (await network.coordinator.hub.case(network.case)).summary.signals == 2
+        status, _, response = await browser.post(
+            f"{path}/splitsen", {"bericht": second, "bevestigd": "1"}, from_path=path
+        )
+        assert status == 303
+        new = response.headers["Location"].rsplit("/", 1)[1]
+        assert new != network.case
+        assert (await network.coordinator.hub.case(network.case)).summary.signals == 1
+        assert (await network.coordinator.hub.case(new)).summary.signals == 1
+    _, page, _ = await browser.get(f"/casussen/{new}")
+    assert "Tweede melding" in page and MARK not in page
+
+
+async def test_merge_and_unmerge_ask_for_confirmation(network: Network) -> None:
+    browser = await coordinator_browser(network.desk)
+    path = f"/casussen/{network.case}"
+    status, page, _ = await browser.post(
+        f"{path}/samenvoegen", {"zaak": network.lone}, from_path=path
+    )
+    assert status == 200 and "Deze casussen samenvoegen?" in page
+    status, _, response = await browser.post(
+        f"{path}/samenvoegen", {"zaak": network.lone, "bevestigd": "1"}, from_path=path
+    )
+    assert status == 303 and response.headers["Location"] == path
+    _, page, _ = await browser.get(path)
+    assert "Los signaal" in page and "Een samenvoeging ongedaan maken" in page
+    status, page, _ = await browser.post(
+        f"{path}/ontkoppelen", {"zaak": network.lone}, from_path=path
+    )
+    assert status == 200 and "Deze samenvoeging ongedaan maken?" in page
+    status, _, response = await browser.post(
+        f"{path}/ontkoppelen", {"zaak": network.lone, "bevestigd": "1"}, from_path=path
+    )
+    assert status == 303 and response.headers["Location"] == f"/casussen/{network.lone}"
+    _, page, _ = await browser.get(path)
+    assert "Los signaal" not in page
+
+
+async def test_bad_case_references_are_refused_next_to_the_field(network: Network) -> None:
+    browser = await coordinator_browser(network.desk)
+    path = f"/casussen/{network.case}"
+    for other, sentence in (
+        ("not a case", "Een casusnummer bestaat uit 16 letters en cijfers"),
+        (network.case, "Kies een andere casus dan deze."),
+    ):
+        status, page, _ = await browser.post(
+            f"{path}/samenvoegen", {"zaak": other, "bevestigd": "1"}, from_path=path
+        )
+        assert status == 400
+        assert sentence in _error_next_to(page, "samenvoegen-zaak")
+    status, page, _ = await browser.post(f"{path}/splitsen", {}, from_path=path)
+    assert status == 400 and "Kies ten minste één signaal" in _error_next_to(page, "berichten")
+    status, _, _ = await browser.get("/casussen/aaaaaaaaaaaaaaaa")  # a well-formed unknown
+    assert status == 404
+    status, _, _ = await browser.get("/casussen/..%2Fbeheer")
+    assert status == 404
+
+
+async def test_the_referrals_page_lists_open_referrals(network: Network) -> None:
+    browser = await coordinator_browser(network.desk)
+    status, page, _ = await browser.get("/verwijzingen")
+    assert status == 200
+    assert f'href="/casussen/{network.case}"' in page
+    assert "coordinator" in page and "shelter (Opvang)" in page and "Verzonden" in page
+
+
+async def test_a_caseworker_and_a_forged_post_get_nothing(network: Network) -> None:
+    network.desk.add_person("w.worker")
+    worker = Browser(network.desk)
+    await worker.log_in("w.worker")
+    _, inbox, _ = await worker.get("/postvak")
+    assert 'href="/casussen"' not in inbox
+    for path in ("/casussen", f"/casussen/{network.case}", "/verwijzingen"):
+        status, page, _ = await worker.get(path)
+        assert status == 404 and MARK not in page and "Tijdlijn" not in page
+    status, _, _ = await worker.post(
+        f"/casussen/{network.case}/label", {"label": "x"}, from_path="/postvak"
+    )
+    assert status == 404
+
+    browser = await coordinator_browser(network.desk)
+    _, page, _ = await browser.get(f"/casussen/{network.case}")
+    token = csrf_of(page)
+    path = f"/casussen/{network.case}/samenvoegen"
+    form = {"zaak": network.lone, "bevestigd": "1"}
+    status, _, _ = await browser.post(path, {**form, "csrf": "wrong"}, token=False)
+    assert status == 403
+    status, _, _ = await browser.post(
+        path, {**form, "csrf": token}, {"Origin": "https://evil.example"}, token=False
+    )
+    assert status == 403
+    async with network.coordinator.hub:
+        assert (await network.coordinator.hub.case(network.lone)).summary.case == network.lone
+
+
+async def test_a_desk_of_an_organisation_without_the_coordinator_role_has_no_cases(
+    desk_app: DeskUnderTest,
+) -> None:
+    browser = await coordinator_browser(desk_app)
+    _, inbox, _ = await browser.get("/postvak")
+    assert 'href="/casussen"' not in inbox
+    for path in ("/casussen", "/verwijzingen"):
+        status, _, _ = await browser.get(path)
+        assert status == 404
+
+
+def test_the_casebook_keeps_labels_and_urgency_sealed_and_follows_merges(tmp_path: Path) -> None:
+    path = tmp_path / "desk.sqlite"
+    book = CaseBook(path, Sealer(b"k" * 32))
+    try:
+        book.index("m1", "case-a", "normal")
+        book.index("m2", "case-a", "high")
+        book.index("m3", "case-b", "immediate_danger")
+        book.index("m2", "case-a", None)  # seen again without its payload: urgency kept
+        book.index("m4", "case-c", "not-an-urgency")
+        assert book.urgency(["case-a", "case-b", "case-c"]) == {
+            "case-a": "high",
+            "case-b": "immediate_danger",
+        }
+        assert book.indexed(["case-a", "case-c", "case-d"]) == {"case-a", "case-c"}
+        book.moved(["case-b"], "case-a")  # a merge: b's signals count for a
+        assert book.urgency(["case-a", "case-b"]) == {"case-a": "immediate_danger"}
+
+        book.set_label("case-a", "Anna <script>", person="c.coord", now=1)
+        assert book.labels(["case-a", "case-b"]) == {"case-a": "Anna <script>"}
+        book.set_label("case-a", "", person="c.coord", now=2)
+        assert book.labels(["case-a"]) == {}
+        assert label_problem("x" * 80) is None and label_problem("x" * 81) == "label-long"
+        assert label_problem("a\u2066b") == "invisible" and label_problem("a\nb") == "invisible"
+        book.set_label("case-a", "Geheim label", person="c.coord", now=3)
+        # another desk's key opens nothing: a copy of the database alone reads no label
+        other = CaseBook(path, Sealer(b"o" * 32))
+        try:
+            assert other.labels(["case-a"]) == {} and other.urgency(["case-a"]) == {}
+        finally:
+            other.close()
+        assert book.event_cursor == 0
+        book.set_event_cursor(7)
+        book.set_event_cursor(5)  # never back
+        assert book.event_cursor == 7
+    finally:
+        book.close()
+    assert b"Geheim label" not in _files(path) and b"immediate_danger" not in _files(path)
