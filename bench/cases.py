@@ -60,7 +60,7 @@ from protocol.certificate import (
     issue_certificate,
 )
 from protocol.encoding import b64e, canonical_json
-from protocol.envelope import Envelope, seal
+from protocol.envelope import Envelope, encode, seal
 from protocol.keybundle import kem_public_bytes, sign_bundle
 from protocol.pseudonym import TYPES
 from protocol.types import CaseRef, MessageId, NetworkId, OrgId, Pseudonym, case_ref_from
@@ -425,8 +425,10 @@ def make_batch(template: Template, first: int, count: int, existing: int) -> Sig
 
 
 def _stored(envelope: Envelope) -> Work:
+    encoded = encode(envelope)  # as the relay does, before the writer
+
     def work(tx: Tx) -> int:
-        cursor = tx.insert_message(envelope, accepted_at=T0)
+        cursor = tx.insert_message(encoded, accepted_at=T0)
         if cursor is None:
             raise WorkloadError("a benchmark signal's message id was taken")
         return cursor

@@ -45,7 +45,7 @@ from hub.errors import (
 from hub.notify import Notice
 from hub.store import InboxItem, MessageView, SentItem, Snapshot, Store, Tx
 from protocol.certificate import Certificate
-from protocol.envelope import Envelope, Header, verify_signature
+from protocol.envelope import Encoded, Envelope, Header, encode, verify_signature
 from protocol.errors import EncodingError, ValidationError, VerificationError
 from protocol.retirement import pseudonym_version
 from protocol.types import (
@@ -126,9 +126,10 @@ async def send_message(
     )
     scope.pseudonyms = header.pseudonyms  # recorded once the envelope passed the checks
     fresh = case_ref_from(rng(CASE_REF_BYTES))
+    encoded = encode(envelope)  # its bytes and fingerprint, before the single writer
 
     def accept(tx: Tx) -> Outcome[Accepted]:
-        return _accept(tx, envelope, now, sender=sender, fresh=fresh)
+        return _accept(tx, encoded, now, sender=sender, fresh=fresh)
 
     return await audit.act(store, scope, now=now, work=accept)
 
@@ -175,10 +176,10 @@ def _check_recipients(trust: Trust, seen: Snapshot, header: Header) -> None:
 
 
 def _accept(
-    tx: Tx, envelope: Envelope, now: int, *, sender: Certificate, fresh: CaseRef
+    tx: Tx, encoded: Encoded, now: int, *, sender: Certificate, fresh: CaseRef
 ) -> Outcome[Accepted]:
-    header = envelope.header
-    cursor = tx.insert_message(envelope, accepted_at=now)
+    header = encoded.envelope.header
+    cursor = tx.insert_message(encoded, accepted_at=now)
     if cursor is not None:
         for recipient in header.recipients:
             tx.notify(recipient, Notice(cursor, header.id))
@@ -190,7 +191,7 @@ def _accept(
     if (
         held is not None
         and held.sender == header.sender
-        and held.envelope_fingerprint == envelope.fingerprint
+        and held.envelope_fingerprint == encoded.fingerprint
     ):
         first = Accepted(header.id, held.accepted_at, held.cursor, created=False)
         return Outcome(first, reason="repeat")

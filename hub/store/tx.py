@@ -45,7 +45,7 @@ from hub.store.witnessing import WitnessTx
 from protocol.auditlog import AuditEntry, Node, TreeHead
 from protocol.certificate import Certificate, RevocationList
 from protocol.encoding import b64e, canonical_json
-from protocol.envelope import Envelope
+from protocol.envelope import Encoded
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
 from protocol.oprfkeys import OprfKeyStatement
@@ -330,21 +330,22 @@ class Tx:
             accepted_at=row.accepted_at,
         )
 
-    def insert_message(self, envelope: Envelope, *, accepted_at: int) -> int | None:
+    def insert_message(self, encoded: Encoded, *, accepted_at: int) -> int | None:
         """Store the envelope, one delivery per recipient and its pseudonyms; return the cursor.
 
-        None, and nothing stored, when a message with this id is held already
+        The envelope's bytes and fingerprint come encoded already: nothing is encoded inside
+        the work item. None, and nothing stored, when a message with this id is held already
         (one ``INSERT ... ON CONFLICT DO NOTHING``: no read before the write).
         """
-        header = envelope.header
-        wire = canonical_json(envelope.to_wire())
+        header = encoded.envelope.header
+        wire = encoded.wire
         values = {
             "id": header.id,
             "sender": header.sender,
             "kind": header.kind,
             "created": header.created,
             "accepted_at": accepted_at,
-            "envelope_fingerprint": envelope.fingerprint,
+            "envelope_fingerprint": encoded.fingerprint,
             "envelope": wire.decode("utf-8"),
             "size": len(wire),
         }
