@@ -58,6 +58,15 @@ async def _live(store: Store, text: str) -> CaseRef:
 
 
 @dataclass(frozen=True, slots=True)
+class Regrouped:
+    """What a split, merge or unmerge did: ``case`` is the live case the path named, and
+    ``other`` the case split off into, absorbed, or revived."""
+
+    case: CaseRef
+    other: CaseRef
+
+
+@dataclass(frozen=True, slots=True)
 class CaseQuery:
     state: str | None = None
     org_type: str | None = None
@@ -148,7 +157,7 @@ def _other_case(body: object) -> str:
 
 async def split_case(
     store: Store, clock: Clock, scope: Scope, *, caller: Caller, ref: str, body: object, rng: Rng
-) -> CaseRef:
+) -> Regrouped:
     """Split the given messages off ``ref`` into a new case, kept apart from it."""
     require_coordinator(caller)
     scope.touch([_case_path(ref)])
@@ -160,10 +169,10 @@ async def split_case(
     scope.touch([live, new, *moved])
     now = clock()
 
-    def split(tx: Tx) -> Outcome[CaseRef]:
+    def split(tx: Tx) -> Outcome[Regrouped]:
         _check_split(tx, live, moved)
         tx.cases.split(live, moved, into=new, revive=False, now=now, org=caller.org)
-        return Outcome(new)
+        return Outcome(Regrouped(live, new))
 
     return await audit.act(store, scope, now=now, work=split)
 
@@ -180,8 +189,8 @@ def _check_split(tx: Tx, case: CaseRef, moved: list[MessageId]) -> None:
 
 async def merge_case(
     store: Store, clock: Clock, scope: Scope, *, caller: Caller, ref: str, body: object
-) -> CaseRef:
-    """Merge the case named in the body into ``ref``; returns the absorbed (live) case."""
+) -> Regrouped:
+    """Merge the case named in the body into ``ref``; ``other`` is the absorbed (live) case."""
     require_coordinator(caller)
     scope.touch([_case_path(ref)])
     other_text = _other_case(body)
@@ -191,20 +200,21 @@ async def merge_case(
         raise Conflict("the two references name the same case")
     now = clock()
 
-    def merge(tx: Tx) -> Outcome[CaseRef]:
+    def merge(tx: Tx) -> Outcome[Regrouped]:
         if tx.cases.live(survivor) != survivor or tx.cases.live(absorbed) != absorbed:
             raise Conflict("the case changed meanwhile; read it again")
         moved = tx.cases.merge(survivor, absorbed, now=now, org=caller.org, automatic=False)
         scope.touch([survivor, absorbed, *moved][:MAX_OBJECT_IDS])
-        return Outcome(absorbed)
+        return Outcome(Regrouped(survivor, absorbed))
 
     return await audit.act(store, scope, now=now, work=merge)
 
 
 async def unmerge_case(
     store: Store, clock: Clock, scope: Scope, *, caller: Caller, ref: str, body: object
-) -> CaseRef:
-    """Undo the merge of the case named in the body into ``ref``: it lives again, apart."""
+) -> Regrouped:
+    """Undo the merge of the case named in the body into ``ref``: ``other`` lives again,
+    apart."""
     require_coordinator(caller)
     scope.touch([_case_path(ref)])
     absorbed = _case_path(_other_case(body))
@@ -212,7 +222,7 @@ async def unmerge_case(
     scope.touch([survivor, absorbed])
     now = clock()
 
-    def unmerge(tx: Tx) -> Outcome[CaseRef]:
+    def unmerge(tx: Tx) -> Outcome[Regrouped]:
         if not tx.cases.exists(absorbed) or tx.cases.live(absorbed) != survivor:
             raise Conflict("that case is not merged into this one")
         members = tx.cases.members(survivor)
@@ -221,7 +231,7 @@ async def unmerge_case(
             raise Conflict("the messages that merge brought are no longer apart in this case")
         tx.cases.split(survivor, moved, into=absorbed, revive=True, now=now, org=caller.org)
         scope.touch([survivor, absorbed, *moved][:MAX_OBJECT_IDS])
-        return Outcome(absorbed)
+        return Outcome(Regrouped(survivor, absorbed))
 
     return await audit.act(store, scope, now=now, work=unmerge)
 

@@ -91,7 +91,7 @@ class _Lru(Generic[K, V]):
 class TrustCache:
     """What trust decisions re-use: the parsed root, loaded CRLs, verified certificates.
 
-    One per hub application (see :class:`hub.api.Services`), never global. Only
+    One per hub application (see :class:`hub.http.common.Services`), never global. Only
     the parts of a decision that can not change are kept; every request still
     brings its own ``now`` and the CRL record it read from the database:
 
@@ -406,10 +406,19 @@ async def upload_crl(
 # -- linking keys -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class HeldLinkingKey:
+    """The organisation whose linking key was uploaded; ``created`` False when the identical
+    key was held already."""
+
+    org: OrgId
+    created: bool
+
+
 async def upload_linking_key(
     store: Store, clock: Clock, config: HubConfig, scope: Scope, body: object, *, cache: TrustCache
-) -> bool:
-    """Hold a root-signed sealed linking key; True when new, False when identical one held."""
+) -> HeldLinkingKey:
+    """Hold a root-signed sealed linking key."""
     try:
         sealed = SealedLinkingKey.from_wire(body)
     except (EncodingError, ValidationError) as exc:
@@ -424,11 +433,12 @@ async def upload_linking_key(
     except VerificationError:
         raise InvalidCredential("the linking key is not signed by the network root") from None
 
-    def hold(tx: Tx) -> Outcome[bool]:
+    def hold(tx: Tx) -> Outcome[HeldLinkingKey]:
         placed = tx.put_linking_key(sealed)
         if placed == "conflict":
             raise Conflict("another linking key of this version is held for this organisation")
-        return Outcome(placed == "new", reason=None if placed == "new" else "already-held")
+        held = HeldLinkingKey(sealed.org, created=placed == "new")
+        return Outcome(held, reason=None if held.created else "already-held")
 
     return await audit.act(store, scope, now=now, work=hold)
 

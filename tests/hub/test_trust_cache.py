@@ -18,11 +18,11 @@ import sqlalchemy as sa
 from aiohttp.test_utils import TestClient, TestServer
 
 from hub import audit, directory
-from hub.api import SERVICES
 from hub.app import make_app
 from hub.audit import Event
 from hub.directory import TrustCache
 from hub.errors import Unavailable
+from hub.http.common import SERVICES
 from hub.store import AuditQuery, CrlRecord, Store, Tx
 from hub.store.tree import Frontier
 from hub.tokens import generate_signing_key

@@ -24,9 +24,9 @@ from clients.hub_client import HubClient, Purpose
 from clients.organisation import Organisation
 from clients.privacy_officer import PrivacyOfficer
 from clients.state import LocalState
-from hub.api import SERVICES
 from hub.app import make_app
 from hub.checkpoints import WitnessSubmitter
+from hub.http.common import SERVICES
 from hub.treeheads import HeadSigner
 from keys.authority import Authority
 from keys.hub import HubKeys

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from hub import auditlog
-from hub.api import audited, authenticate, query_of, render, services
+from hub.http.common import audited, authenticate, query_of, render, services
 from hub.problems import REQUEST_ID, REQUEST_ID_HEADER
 from hub.query import INTEGER, TEXT, Spec, one_of
 from protocol.auditlog import AuditEntry, TreeHead
@@ -153,7 +153,7 @@ async def get_export(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def add_audit_routes(app: web.Application) -> None:
+def add_routes(app: web.Application) -> None:
     app.add_routes(
         [
             web.get("/v1/audit/head", get_head, allow_head=False),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from hub import cases
-from hub.api import INBOX_QUERY, audited, authenticate, body_of, query_of, render, services
+from hub.http.common import INBOX_QUERY, audited, authenticate, body_of, query_of, render, services
 from hub.query import INTEGER, TEXT, Spec
 from protocol.cases import CasePage, EventPage
 
@@ -52,11 +52,11 @@ async def post_split(request: web.Request) -> web.Response:
         caller = await authenticate(request, scope, purpose=True)
         cases.require_coordinator(caller)
         body = await body_of(request)
-        new = await cases.split_case(
+        split = await cases.split_case(
             s.store, s.clock, scope, caller=caller, ref=request.match_info["ref"], body=body,
             rng=s.rng,
         )  # fmt: skip
-    return render({"case": new, "from": scope.object_ids[0]}, status=201)
+    return render({"case": split.other, "from": split.case}, status=201)
 
 
 async def post_merge(request: web.Request) -> web.Response:
@@ -65,10 +65,10 @@ async def post_merge(request: web.Request) -> web.Response:
         caller = await authenticate(request, scope, purpose=True)
         cases.require_coordinator(caller)
         body = await body_of(request)
-        absorbed = await cases.merge_case(
+        merged = await cases.merge_case(
             s.store, s.clock, scope, caller=caller, ref=request.match_info["ref"], body=body
         )
-    return render({"case": scope.object_ids[0], "absorbed": absorbed})
+    return render({"case": merged.case, "absorbed": merged.other})
 
 
 async def post_unmerge(request: web.Request) -> web.Response:
@@ -77,10 +77,10 @@ async def post_unmerge(request: web.Request) -> web.Response:
         caller = await authenticate(request, scope, purpose=True)
         cases.require_coordinator(caller)
         body = await body_of(request)
-        revived = await cases.unmerge_case(
+        unmerged = await cases.unmerge_case(
             s.store, s.clock, scope, caller=caller, ref=request.match_info["ref"], body=body
         )
-    return render({"case": revived, "from": scope.object_ids[0]})
+    return render({"case": unmerged.other, "from": unmerged.case})
 
 
 async def get_referrals(request: web.Request) -> web.Response:
@@ -109,7 +109,7 @@ async def get_events(request: web.Request) -> web.Response:
     return render(EventPage(tuple(found), following).to_wire())
 
 
-def add_case_routes(app: web.Application) -> None:
+def add_routes(app: web.Application) -> None:
     app.add_routes(
         [
             web.get("/v1/cases", get_cases, allow_head=False),
