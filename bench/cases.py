@@ -8,7 +8,7 @@
   write path, the :class:`~hub.store.Store` writer with group commit: one work item
   per signal stores the envelope (:meth:`Tx.insert_message`, a real sealed envelope
   with a 4 KB payload, made once, with its id and pseudonyms changed per signal) and
-  places it (:func:`hub.casework.place`): half share a pseudonym with an existing
+  places it (:func:`hub.placement.place`): half share a pseudonym with an existing
   case and join it (with a ``match`` event for the coordinator), half start a case.
   The floor is the same work item without ``place``, on the same database, in
   alternating rounds. The figure is clustered/floor signals per second, at each size:
@@ -46,9 +46,9 @@ from typing import Any
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub import casework
+from hub import placement
 from hub import schema as t
-from hub.cases import CaseQuery
+from hub.coordinator import CaseQuery
 from hub.store import Store, Tx
 from hub.store import casereads as reads
 from protocol import referral as machine
@@ -439,10 +439,10 @@ def _stored(envelope: Envelope) -> Work:
 def _clustered(template: Template, envelope: Envelope, fresh: CaseRef) -> Work:
     store = _stored(envelope)
 
-    def work(tx: Tx) -> casework.Notices:
+    def work(tx: Tx) -> placement.Notices:
         cursor = store(tx)
         header, sender = envelope.header, template.sender
-        return casework.place(tx, header, cursor, sender=sender, now=T0, fresh=fresh)
+        return placement.place(tx, header, cursor, sender=sender, now=T0, fresh=fresh)
 
     return work
 

@@ -20,6 +20,7 @@ from importlib import resources
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hub.accesslog.heads import HeadSigner
 from hub.checkpoints import WitnessSubmitter
 from hub.config import Clock, HubConfig, Rng, system_clock
 from hub.directory import TrustCache
@@ -35,7 +36,6 @@ from hub.ratelimit import TokenBucket
 from hub.server import HubRunner, connection_cap, hub_server_kwargs
 from hub.store import Store
 from hub.tokens import TokenService
-from hub.treeheads import HeadSigner
 from protocol.certificate import Certificate, load_root, verify_certificate
 
 log = logging.getLogger("hub")

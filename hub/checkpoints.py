@@ -29,8 +29,9 @@ from functools import partial
 
 import aiohttp
 
-from hub import audit
-from hub.audit import Outcome, Scope
+from hub.accesslog import recording
+from hub.accesslog.heads import HeadSigner
+from hub.accesslog.recording import Outcome, Scope
 from hub.config import Clock, HubConfig
 from hub.directory import Trust, TrustCache, exact_object
 from hub.errors import (
@@ -45,7 +46,6 @@ from hub.errors import (
 from hub.periodic import Periodic
 from hub.store import Store, Tx
 from hub.store.witnessing import cosignatures_of, newest_policy
-from hub.treeheads import HeadSigner
 from protocol.auditlog import TreeHead
 from protocol.checkpoint import SignedCheckpoint, cosignature_key_id, cosignature_time
 from protocol.encoding import MAX_SAFE_INT
@@ -112,7 +112,7 @@ async def upload_policy(
             raise Conflict("a witness policy with this or a higher number is held")
         return Outcome(None)
 
-    await audit.act(store, scope, now=now, work=hold)
+    await recording.act(store, scope, now=now, work=hold)
     return policy.number
 
 
@@ -189,7 +189,7 @@ async def add_cosignature(
         kept = tx.witnessing.put_cosignature(size, witness.serial, witness.org, line, now=now)
         return Outcome(kept)
 
-    created = await audit.act(store, scope, now=now, work=keep)
+    created = await recording.act(store, scope, now=now, work=keep)
     return Posted(size, created)
 
 

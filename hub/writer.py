@@ -35,9 +35,9 @@ T = TypeVar("T")
 TxT = TypeVar("TxT")
 
 Work = Callable[[TxT], T]
-Outcome = tuple[bool, Any]  # (True, value) or (False, the exception the item raised)
+ItemOutcome = tuple[bool, Any]  # (True, value) or (False, the exception the item raised)
 # Runs the items of one batch in one transaction; each item's outcome once committed.
-CommitBatch = Callable[[Sequence[Callable[[Any], Any]]], Awaitable[list[Outcome]]]
+CommitBatch = Callable[[Sequence[Callable[[Any], Any]]], Awaitable[list[ItemOutcome]]]
 
 
 class CommitFailed(Unavailable):
@@ -141,7 +141,7 @@ class Writer(Generic[TxT]):
             _resolve(item.future, outcome)
 
 
-def _resolve(future: asyncio.Future[Any], outcome: Outcome) -> None:
+def _resolve(future: asyncio.Future[Any], outcome: ItemOutcome) -> None:
     if future.done():  # the caller went away; its work is committed all the same
         return
     ok, value = outcome

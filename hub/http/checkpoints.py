@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hub import audit
+from hub.accesslog import recording
 from hub.checkpoints import add_cosignature, checkpoint_of, head_signer, held_policy, upload_policy
 from hub.errors import NotFound
 from hub.http.common import audited, authenticate, body_of, limit_address, render, services
@@ -27,7 +27,7 @@ async def _checkpoint(request: web.Request, size: int | None) -> web.Response:
         )
         if note is None and size is not None:
             raise NotFound("no tree head of that size was signed")
-        await audit.access(s.store, scope, now=s.clock())
+        await recording.access(s.store, scope, now=s.clock())
     return render({"checkpoint": None if note is None else note.decode("utf-8")})
 
 

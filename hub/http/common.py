@@ -22,8 +22,10 @@ from typing import Any
 
 from aiohttp import web
 
-from hub import audit, auth, directory
-from hub.audit import Scope
+from hub import auth, directory
+from hub.accesslog import recording
+from hub.accesslog.heads import HeadSigner
+from hub.accesslog.recording import Scope
 from hub.checkpoints import WitnessSubmitter
 from hub.config import Clock, HubConfig, IPAddress, Networks, Rng, unmapped
 from hub.errors import Malformed, Unauthorized
@@ -34,7 +36,6 @@ from hub.query import INTEGER, NONE, Spec, parse_query
 from hub.ratelimit import TokenBucket
 from hub.store import Store
 from hub.tokens import TokenService
-from hub.treeheads import HeadSigner
 from protocol.auditlog import MAX_PURPOSE_TEXT_CHARS, PURPOSES, check_purpose_text, check_user
 from protocol.errors import ValidationError
 
@@ -204,7 +205,7 @@ async def audited(request: web.Request, action: str, object_type: str) -> AsyncI
         request_id=request[REQUEST_ID],
         source=client_address(request),
     )
-    async with audit.audited(s.store, s.clock, scope):
+    async with recording.audited(s.store, s.clock, scope):
         yield scope
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from hub import audit
+from hub.accesslog import recording
 from hub.auth import Caller, verify_access
 from hub.errors import Malformed, Unauthorized
 from hub.http.common import audited, authenticate, services
@@ -63,7 +63,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         caller = await authenticate(request, scope)
         if not socket.can_prepare(request).ok:
             raise Malformed("not a WebSocket handshake (version 13, with Upgrade and a key)")
-        await audit.access(s.store, scope, now=s.clock())
+        await recording.access(s.store, scope, now=s.clock())
     subscription = s.notifier.subscribe(caller.org)  # before the handshake: nothing is missed
     socket.headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
     sockets = request.app[SOCKETS].open

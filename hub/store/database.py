@@ -43,8 +43,8 @@ from hub.store.records import (
     Snapshot,
 )
 from hub.store.tree import Frontier
-from hub.store.tx import UNKNOWN, AuditTree, Batch, ItemOutcome, Tx, read_nodes, read_tree
-from hub.writer import Writer
+from hub.store.tx import UNKNOWN, AuditTree, Batch, Tx, read_nodes, read_tree
+from hub.writer import ItemOutcome, Writer
 from protocol.auditlog import (
     AuditEntry,
     TreeHead,

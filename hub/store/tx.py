@@ -38,10 +38,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from hub import schema as t
 from hub.errors import AccessLogUnavailable
 from hub.notify import Notice
-from hub.store.cases import CaseTx
+from hub.store.casewrites import CaseTx
 from hub.store.records import StoredMessage
 from hub.store.tree import Frontier, frontier_nodes
 from hub.store.witnessing import WitnessTx
+from hub.writer import ItemOutcome
 from protocol.auditlog import AuditEntry, Node, TreeHead
 from protocol.certificate import Certificate, RevocationList
 from protocol.encoding import b64e, canonical_json
@@ -53,7 +54,6 @@ from protocol.retirement import Retirement
 from protocol.types import Fingerprint, MessageId, OrgId
 
 Placed = Literal["new", "held", "older", "conflict"]
-ItemOutcome = tuple[bool, Any]  # (True, value) or (False, the exception the item raised)
 
 
 class UnknownTree:
@@ -149,7 +149,7 @@ class Tx:
 
     @property
     def cases(self) -> CaseTx:
-        """Case clusters, referrals and event feeds (:mod:`hub.store.cases`)."""
+        """Case clusters, referrals and event feeds (:mod:`hub.store.casewrites`)."""
         return CaseTx(self._conn)
 
     @property

@@ -123,7 +123,7 @@ class Outcome(Generic[T]):
     """What a work item returns to :func:`act`: its value and the verdict to record.
 
     ``pseudonyms``, when given, replace the scope's in the entry: what the work found
-    the request to be about (the case of a referral, :func:`hub.casework.logged_pseudonyms`).
+    the request to be about (the case of a referral, :func:`hub.placement.logged_pseudonyms`).
     """
 
     value: T

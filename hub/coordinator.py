@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from hub import audit
-from hub.audit import Outcome, Scope
+from hub.accesslog import recording
+from hub.accesslog.recording import Outcome, Scope
 from hub.auth import Caller
 from hub.config import Clock, HubConfig, Rng
 from hub.deadlines import Deadline
@@ -118,7 +118,7 @@ async def list_cases(
     require_coordinator(caller)
     page, total = await query.read(store)
     scope.touch(c.case for c in page)
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     return page, total
 
 
@@ -135,7 +135,7 @@ async def read_case(
         raise NotFound()
     scope.touch([asked, live, *found.members][:MAX_OBJECT_IDS])
     scope.pseudonyms = found.pseudonyms[:MAX_PSEUDONYMS]
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     return found, asked
 
 
@@ -174,7 +174,7 @@ async def split_case(
         tx.cases.split(live, moved, into=new, revive=False, now=now, org=caller.org)
         return Outcome(Regrouped(live, new))
 
-    return await audit.act(store, scope, now=now, work=split)
+    return await recording.act(store, scope, now=now, work=split)
 
 
 def _check_split(tx: Tx, case: CaseRef, moved: list[MessageId]) -> None:
@@ -207,7 +207,7 @@ async def merge_case(
         scope.touch([survivor, absorbed, *moved][:MAX_OBJECT_IDS])
         return Outcome(Regrouped(survivor, absorbed))
 
-    return await audit.act(store, scope, now=now, work=merge)
+    return await recording.act(store, scope, now=now, work=merge)
 
 
 async def unmerge_case(
@@ -233,7 +233,7 @@ async def unmerge_case(
         scope.touch([survivor, absorbed, *moved][:MAX_OBJECT_IDS])
         return Outcome(Regrouped(survivor, absorbed))
 
-    return await audit.act(store, scope, now=now, work=unmerge)
+    return await recording.act(store, scope, now=now, work=unmerge)
 
 
 def open_view(
@@ -268,7 +268,7 @@ async def open_referrals(
     records = await store.referrals(open_only=True)
     views = open_view([r.referral for r in records], config.escalation, now)[:count]
     scope.touch(v.referral.id for v in views)
-    await audit.access(store, scope, now=now)
+    await recording.access(store, scope, now=now)
     return views
 
 
@@ -290,5 +290,5 @@ async def read_events(
     found = await store.events(caller.org, after=start, limit=count)
     objects = {str(e.case or e.message) for e in found if e.case or e.message}
     scope.touch(sorted(objects)[:MAX_OBJECT_IDS])
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     return found, found[-1].id if found else start
