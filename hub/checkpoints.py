@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 
 import aiohttp
 
@@ -45,7 +44,6 @@ from hub.errors import (
 )
 from hub.periodic import Periodic
 from hub.store import Store, Tx
-from hub.store.witnessing import cosignatures_of, newest_policy
 from protocol.auditlog import TreeHead
 from protocol.checkpoint import SignedCheckpoint, cosignature_key_id, cosignature_time
 from protocol.encoding import MAX_SAFE_INT
@@ -85,12 +83,12 @@ async def checkpoint_of(
     if head is None:
         return None
     signed = signer.checkpoint(head, cache.root(now))
-    held = await store.run_read(partial(cosignatures_of, head.size))
+    held = await store.cosignatures(head.size)
     return signed.note.with_signatures(c.line for c in held).to_bytes()
 
 
 async def held_policy(store: Store) -> WitnessPolicy | None:
-    return await store.run_read(newest_policy)
+    return await store.witness_policy()
 
 
 async def upload_policy(

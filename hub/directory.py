@@ -169,7 +169,7 @@ class TrustCache:
 
     @property
     def sizes(self) -> tuple[int, int]:
-        """(certificates, CRLs) held; for tests and metrics."""
+        """(certificates, CRLs) held; tests read it."""
         return len(self._certificates), len(self._crls)
 
 

@@ -75,7 +75,7 @@ class Writer(Generic[TxT]):
         self._log = logger or logging.getLogger("hub.writer")
         self._task: asyncio.Task[None] | None = None
         self._accepting = False
-        self.batches = 0  # committed batches, for metrics and tests
+        self.batches = 0  # committed batches (tests read it)
 
     def start(self) -> None:
         if self._task is not None:
