@@ -647,7 +647,7 @@ def _cluster_lines(figures: CaseFigures) -> list[str]:
         f"{first.signals:,} signals per run from {first.concurrency} tasks (group commit), "
         f"half joining a pre-filled case (with a match event), half starting one; the floor is "
         f"the same work item (`Tx.insert_message` of a 7.6 KB envelope) without "
-        f"`casework.place`; medians over {len(first.ratios)} alternating rounds. "
+        f"`placement.place`; medians over {len(first.ratios)} alternating rounds. "
         f"clustered/floor per round: {rounds}.",
     ]
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub.audit import Event, append
+from hub.accesslog.recording import Event, append
 from hub.store import Store, Tx
 from protocol.auditlog import (
     AuditEntry,

@@ -8,7 +8,7 @@
   write path, the :class:`~hub.store.Store` writer with group commit: one work item
   per signal stores the envelope (:meth:`Tx.insert_message`, a real sealed envelope
   with a 4 KB payload, made once, with its id and pseudonyms changed per signal) and
-  places it (:func:`hub.casework.place`): half share a pseudonym with an existing
+  places it (:func:`hub.placement.place`): half share a pseudonym with an existing
   case and join it (with a ``match`` event for the coordinator), half start a case.
   The floor is the same work item without ``place``, on the same database, in
   alternating rounds. The figure is clustered/floor signals per second, at each size:
@@ -46,9 +46,9 @@ from typing import Any
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub import casework
+from hub import placement
 from hub import schema as t
-from hub.cases import CaseQuery
+from hub.coordinator import CaseQuery
 from hub.store import Store, Tx
 from hub.store import casereads as reads
 from protocol import referral as machine
@@ -60,7 +60,7 @@ from protocol.certificate import (
     issue_certificate,
 )
 from protocol.encoding import b64e, canonical_json
-from protocol.envelope import Envelope, seal
+from protocol.envelope import Envelope, encode, seal
 from protocol.keybundle import kem_public_bytes, sign_bundle
 from protocol.pseudonym import TYPES
 from protocol.types import CaseRef, MessageId, NetworkId, OrgId, Pseudonym, case_ref_from
@@ -425,8 +425,10 @@ def make_batch(template: Template, first: int, count: int, existing: int) -> Sig
 
 
 def _stored(envelope: Envelope) -> Work:
+    encoded = encode(envelope)  # as the relay does, before the writer
+
     def work(tx: Tx) -> int:
-        cursor = tx.insert_message(envelope, accepted_at=T0)
+        cursor = tx.insert_message(encoded, accepted_at=T0)
         if cursor is None:
             raise WorkloadError("a benchmark signal's message id was taken")
         return cursor
@@ -437,10 +439,10 @@ def _stored(envelope: Envelope) -> Work:
 def _clustered(template: Template, envelope: Envelope, fresh: CaseRef) -> Work:
     store = _stored(envelope)
 
-    def work(tx: Tx) -> casework.Notices:
+    def work(tx: Tx) -> placement.Notices:
         cursor = store(tx)
         header, sender = envelope.header, template.sender
-        return casework.place(tx, header, cursor, sender=sender, now=T0, fresh=fresh)
+        return placement.place(tx, header, cursor, sender=sender, now=T0, fresh=fresh)
 
     return work
 

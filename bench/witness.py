@@ -249,8 +249,8 @@ def add_checkpoint_rate(workdir: Path, requests: int, *, now: int) -> AddCheckpo
 async def _running_hub(demo: DemoNetwork, witness_url: str) -> AsyncIterator[tuple[str, Any]]:
     """The real hub app on a loopback port, submitting to ``witness_url``; yields its URL
     and the app's services (heads signed and submissions made by hand, per round)."""
-    from hub.api import SERVICES
     from hub.app import make_app
+    from hub.http.common import SERVICES
     from keys.hub import HubKeys
     from schakel.demo import hub_config
 

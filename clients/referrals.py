@@ -190,7 +190,7 @@ def known_step(
         for _, code, by in sorted(moves, key=lambda move: move[0]):
             if code is not None:
                 step = machine.advance(step, str(code), by)[-1]
-    except machine.IllegalTransition:
+    except machine.StepNotAllowed:
         return None
     return step
 

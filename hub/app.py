@@ -1,6 +1,6 @@
 """The hub's aiohttp application, and running it.
 
-``make_app`` wires one :class:`~hub.api.Services` together: store (migrated
+``make_app`` wires one :class:`~hub.http.common.Services` together: store (migrated
 and its writer started on startup, drained and closed on cleanup), token
 service, notifier and rate limits, behind the access-log, metrics and problem
 middlewares. ``serve`` runs it with explicit HTTP parser bounds and a
@@ -20,14 +20,14 @@ from importlib import resources
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub.api import SERVICES, Services, add_routes
-from hub.auditapi import add_audit_routes
-from hub.caseapi import add_case_routes
-from hub.checkpoints import WitnessSubmitter, add_checkpoint_routes
+from hub.accesslog.heads import HeadSigner
+from hub.checkpoints import WitnessSubmitter
 from hub.config import Clock, HubConfig, Rng, system_clock
 from hub.directory import TrustCache
 from hub.errors import StartError
 from hub.escalation import Escalator
+from hub.http import accesslog, auth, cases, checkpoints, directory, operations, relay, ws
+from hub.http.common import SERVICES, Services
 from hub.logs import ACCESS_LOGGER, access_log_middleware
 from hub.metrics import Metrics, add_metrics_route
 from hub.notify import Notifier, notifier_for
@@ -36,8 +36,6 @@ from hub.ratelimit import TokenBucket
 from hub.server import HubRunner, connection_cap, hub_server_kwargs
 from hub.store import Store
 from hub.tokens import TokenService
-from hub.treeheads import HeadSigner
-from hub.ws import add_socket_registry, websocket
 from protocol.certificate import Certificate, load_root, verify_certificate
 
 log = logging.getLogger("hub")
@@ -180,11 +178,8 @@ def make_app(
         await notifier.stop()
 
     app.cleanup_ctx.append(lifecycle)
-    add_socket_registry(app)
-    add_routes(app, websocket=websocket)
-    add_audit_routes(app)
-    add_case_routes(app)
-    add_checkpoint_routes(app)
+    for routes in (auth, operations, directory, relay, ws, accesslog, cases, checkpoints):
+        routes.add_routes(app)
     add_metrics_route(app, metrics)
     return app
 
@@ -204,7 +199,7 @@ async def serve(
     ``migrate=False`` leaves the schema alone (replicas behind ``schakel hub migrate``).
     A hub that can not start (its port taken, a database file others can read) raises
     :class:`StartError`. On stopping, every WebSocket is closed with 1001 "hub stopped"
-    (:func:`hub.ws.close_sockets`), requests in flight may finish, and "hub stopped" is
+    (:func:`hub.http.ws.close_sockets`), requests in flight may finish, and "hub stopped" is
     logged.
     """
     try:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 
-from hub import audit
-from hub.audit import Outcome, Scope
+from hub.accesslog import recording
+from hub.accesslog.recording import Outcome, Scope
 from hub.config import Clock, HubConfig, Rng
 from hub.directory import TrustCache, exact_object, trust_at
 from hub.errors import Malformed, Unauthorized
@@ -128,7 +128,7 @@ async def issue_token(
 
     if answered and cert is not None:
         scope.role = ",".join(sorted(cert.roles))
-    if not await audit.act(store, scope, now=now, work=consume) or cert is None:
+    if not await recording.act(store, scope, now=now, work=consume) or cert is None:
         raise Unauthorized()
     jti = b64e(rng(JTI_BYTES))
     token = tokens.issue(org, cert.roles, cert=cert.fingerprint, now=now, jti=jti)

@@ -25,14 +25,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 
 import aiohttp
-from aiohttp import web
 
-from hub import audit
-from hub.api import audited, authenticate, body_of, limit_address, render, services
-from hub.audit import Outcome, Scope
+from hub.accesslog import recording
+from hub.accesslog.heads import HeadSigner
+from hub.accesslog.recording import Outcome, Scope
 from hub.config import Clock, HubConfig
 from hub.directory import Trust, TrustCache, exact_object
 from hub.errors import (
@@ -46,8 +44,6 @@ from hub.errors import (
 )
 from hub.periodic import Periodic
 from hub.store import Store, Tx
-from hub.store.witnessing import cosignatures_of, newest_policy
-from hub.treeheads import HeadSigner
 from protocol.auditlog import TreeHead
 from protocol.checkpoint import SignedCheckpoint, cosignature_key_id, cosignature_time
 from protocol.encoding import MAX_SAFE_INT
@@ -69,7 +65,7 @@ WITNESS_TIMEOUT = 10.0  # seconds for one add-checkpoint call
 MAX_WITNESS_ANSWER = 64 * 1024
 
 
-def _signer(signer: HeadSigner | None) -> HeadSigner:
+def head_signer(signer: HeadSigner | None) -> HeadSigner:
     if signer is None:
         raise Unavailable("this hub has no log-signing key and signs no checkpoints")
     return signer
@@ -87,12 +83,12 @@ async def checkpoint_of(
     if head is None:
         return None
     signed = signer.checkpoint(head, cache.root(now))
-    held = await store.run_read(partial(cosignatures_of, head.size))
+    held = await store.cosignatures(head.size)
     return signed.note.with_signatures(c.line for c in held).to_bytes()
 
 
 async def held_policy(store: Store) -> WitnessPolicy | None:
-    return await store.run_read(newest_policy)
+    return await store.witness_policy()
 
 
 async def upload_policy(
@@ -114,7 +110,7 @@ async def upload_policy(
             raise Conflict("a witness policy with this or a higher number is held")
         return Outcome(None)
 
-    await audit.act(store, scope, now=now, work=hold)
+    await recording.act(store, scope, now=now, work=hold)
     return policy.number
 
 
@@ -173,7 +169,7 @@ async def add_cosignature(
     body: object, cache: TrustCache, signer: HeadSigner | None,
 ) -> Posted:  # fmt: skip
     """Keep an organisation's cosignature of a head (see the module docstring)."""
-    chosen = _signer(signer)
+    chosen = head_signer(signer)
     size, line = _posted(body)
     now = clock()
     policy = await held_policy(store)
@@ -191,7 +187,7 @@ async def add_cosignature(
         kept = tx.witnessing.put_cosignature(size, witness.serial, witness.org, line, now=now)
         return Outcome(kept)
 
-    created = await audit.act(store, scope, now=now, work=keep)
+    created = await recording.act(store, scope, now=now, work=keep)
     return Posted(size, created)
 
 
@@ -305,74 +301,3 @@ class WitnessSubmitter(Periodic):
         session, self._session = self._session, None
         if session is not None:
             await session.close()
-
-
-# -- the HTTP adapter ------------------------------------------------------------------
-
-
-def _size(text: str) -> int:
-    if not text.isdigit() or len(text) > 16 or int(text) > MAX_SAFE_INT:
-        raise NotFound()
-    return int(text)
-
-
-async def _checkpoint(request: web.Request, size: int | None) -> web.Response:
-    s = services(request)
-    async with audited(request, "read", "audit") as scope:
-        await authenticate(request, scope)
-        note = await checkpoint_of(
-            s.store, s.config, s.trust_cache, _signer(s.heads), s.clock(), size
-        )
-        if note is None and size is not None:
-            raise NotFound("no tree head of that size was signed")
-        await audit.access(s.store, scope, now=s.clock())
-    return render({"checkpoint": None if note is None else note.decode("utf-8")})
-
-
-async def get_checkpoint(request: web.Request) -> web.Response:
-    return await _checkpoint(request, None)
-
-
-async def get_checkpoint_of_size(request: web.Request) -> web.Response:
-    return await _checkpoint(request, _size(request.match_info["size"]))
-
-
-async def post_cosignature(request: web.Request) -> web.Response:
-    s = services(request)
-    async with audited(request, "create", "audit") as scope:
-        caller = await authenticate(request, scope)
-        body = await body_of(request)
-        posted = await add_cosignature(
-            s.store, s.clock, s.config, scope, caller=caller.org, body=body,
-            cache=s.trust_cache, signer=s.heads,
-        )  # fmt: skip
-    return render({"size": posted.size}, status=201 if posted.created else 200)
-
-
-async def get_policy(request: web.Request) -> web.Response:
-    # Public and signed, like GET /v1/hub: not an access to the log, so not audited.
-    s = services(request)
-    limit_address(request)
-    policy = await held_policy(s.store)
-    return render({"policy": None if policy is None else policy.to_wire()})
-
-
-async def put_policy(request: web.Request) -> web.Response:
-    s = services(request)
-    limit_address(request)
-    async with audited(request, "create", "audit") as scope:
-        body = await body_of(request)
-        number = await upload_policy(s.store, s.clock, scope, body, cache=s.trust_cache)
-    return render({"number": number})
-
-
-def add_checkpoint_routes(app: web.Application) -> None:
-    app.add_routes(
-        [
-            web.get("/v1/audit/checkpoint", get_checkpoint, allow_head=False),
-            web.get("/v1/audit/checkpoints/{size}", get_checkpoint_of_size, allow_head=False),
-            web.post("/v1/audit/cosignatures", post_cosignature),
-            web.get("/v1/audit/witness-policy", get_policy, allow_head=False),
-            web.put("/v1/audit/witness-policy", put_policy),
-        ]
-    )

@@ -13,7 +13,7 @@ the environment variable named by ``--passphrase-env`` (default
 ``SCHAKEL_PASSPHRASE``), else a prompt; never from an argument. Other
 settings come from ``SCHAKEL_HUB_*`` variables (see :mod:`hub.config`),
 which the options override. Errors are one line on stderr and exit code 1.
-``SCHAKEL_WEAK_KDF=1`` (tests only) lets ``init`` use cheap key-file KDF costs.
+``SCHAKEL_WEAK_KDF=1`` (tests and the demo) lets ``init`` use cheap key-file KDF costs.
 """
 
 from __future__ import annotations

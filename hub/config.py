@@ -135,7 +135,7 @@ class HubConfig:
     port: int = 8443
     limits: Limits = field(default_factory=Limits)
     escalation: EscalationLimits = field(default_factory=lambda: DEFAULT_ESCALATION)
-    # Reverse proxies whose X-Forwarded-For the hub believes (hub.api.client_address).
+    # Reverse proxies whose X-Forwarded-For the hub believes (hub.http.common.client_address).
     trusted_proxies: Networks = field(default_factory=lambda: Networks(()))
     # Peers that may read GET /metrics; everyone else gets 404.
     metrics_from: Networks = field(default_factory=lambda: parse_networks("metrics_from", LOOPBACK))

@@ -2,7 +2,7 @@
 pseudonymisation services' key statements.
 
 Use-cases are plain async functions of a store, a clock and the config (plus
-the request's audit :class:`~hub.audit.Scope`); they raise
+the request's audit :class:`~hub.accesslog.recording.Scope`); they raise
 :class:`~hub.errors.HubError` subclasses and know nothing of HTTP.
 
 Trust: every certificate the hub acts on is re-verified against the pinned
@@ -22,8 +22,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from hub import audit
-from hub.audit import Outcome, Scope
+from hub.accesslog import recording
+from hub.accesslog.recording import Outcome, Scope
 from hub.config import Clock, HubConfig
 from hub.errors import Conflict, InvalidCredential, Malformed, NotFound, Unavailable
 from hub.store import CrlRecord, OrgRecord, OrgSummary, Snapshot, Store, Tx
@@ -91,7 +91,7 @@ class _Lru(Generic[K, V]):
 class TrustCache:
     """What trust decisions re-use: the parsed root, loaded CRLs, verified certificates.
 
-    One per hub application (see :class:`hub.api.Services`), never global. Only
+    One per hub application (see :class:`hub.http.common.Services`), never global. Only
     the parts of a decision that can not change are kept; every request still
     brings its own ``now`` and the CRL record it read from the database:
 
@@ -169,7 +169,7 @@ class TrustCache:
 
     @property
     def sizes(self) -> tuple[int, int]:
-        """(certificates, CRLs) held; for tests and metrics."""
+        """(certificates, CRLs) held; tests read it."""
         return len(self._certificates), len(self._crls)
 
 
@@ -265,7 +265,7 @@ async def upload_certificate(
             raise Conflict("a newer certificate is held for this organisation")
         return Outcome(placed == "new", reason=None if placed == "new" else "already-held")
 
-    created = await audit.act(store, scope, now=now, work=hold)
+    created = await recording.act(store, scope, now=now, work=hold)
     return Registered(cert.org, cert.fingerprint, cert.roles, created)
 
 
@@ -284,7 +284,7 @@ async def list_organisations(
     now = clock()
     trust, _ = await trust_at(store, cache, now)
     listings = [Listing(s, trust.revoked(s.serial)) for s in await store.organisations()]
-    await audit.access(store, scope, now=now)
+    await recording.access(store, scope, now=now)
     return listings
 
 
@@ -304,7 +304,7 @@ async def fetch_organisation(
     if record is None:
         raise NotFound()
     bundle = await store.current_bundle(org)
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     return Entry(org, record.certificate, bundle)
 
 
@@ -319,7 +319,7 @@ async def fetch_bundle(
     if bundle is None:
         raise NotFound()
     scope.touch([bundle.org])
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     return bundle
 
 
@@ -362,7 +362,7 @@ async def upload_bundle(
         tx.put_bundle(bundle)
         return Outcome(None)
 
-    await audit.act(store, scope, now=now, work=hold)
+    await recording.act(store, scope, now=now, work=hold)
     return bundle.fingerprint
 
 
@@ -371,7 +371,7 @@ async def upload_bundle(
 
 async def fetch_crl(store: Store, clock: Clock, scope: Scope) -> bytes | None:
     record = await store.latest_crl()
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     return None if record is None else record.der
 
 
@@ -399,17 +399,26 @@ async def upload_crl(
             raise Conflict("a revocation list with this or a higher number is held")
         return Outcome(None)
 
-    await audit.act(store, scope, now=now, work=hold)
+    await recording.act(store, scope, now=now, work=hold)
     return crl.number
 
 
 # -- linking keys -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class HeldLinkingKey:
+    """The organisation whose linking key was uploaded; ``created`` False when the identical
+    key was held already."""
+
+    org: OrgId
+    created: bool
+
+
 async def upload_linking_key(
     store: Store, clock: Clock, config: HubConfig, scope: Scope, body: object, *, cache: TrustCache
-) -> bool:
-    """Hold a root-signed sealed linking key; True when new, False when identical one held."""
+) -> HeldLinkingKey:
+    """Hold a root-signed sealed linking key."""
     try:
         sealed = SealedLinkingKey.from_wire(body)
     except (EncodingError, ValidationError) as exc:
@@ -424,13 +433,14 @@ async def upload_linking_key(
     except VerificationError:
         raise InvalidCredential("the linking key is not signed by the network root") from None
 
-    def hold(tx: Tx) -> Outcome[bool]:
+    def hold(tx: Tx) -> Outcome[HeldLinkingKey]:
         placed = tx.put_linking_key(sealed)
         if placed == "conflict":
             raise Conflict("another linking key of this version is held for this organisation")
-        return Outcome(placed == "new", reason=None if placed == "new" else "already-held")
+        held = HeldLinkingKey(sealed.org, created=placed == "new")
+        return Outcome(held, reason=None if held.created else "already-held")
 
-    return await audit.act(store, scope, now=now, work=hold)
+    return await recording.act(store, scope, now=now, work=hold)
 
 
 async def list_linking_keys(
@@ -438,7 +448,7 @@ async def list_linking_keys(
 ) -> list[SealedLinkingKey]:
     scope.touch([caller])
     keys = await store.linking_keys(caller)
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     return keys
 
 
@@ -475,13 +485,13 @@ async def upload_oprf_key(
             raise Conflict("a later statement for this key is held")
         return Outcome(placed == "new", reason=None if placed == "new" else "already-held")
 
-    return await audit.act(store, scope, now=now, work=hold)
+    return await recording.act(store, scope, now=now, work=hold)
 
 
 async def list_oprf_keys(store: Store, clock: Clock, scope: Scope) -> list[OprfKeyStatement]:
     """The key statements held, by version and share (public: each is root-signed)."""
     statements = await store.oprf_keys()
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     return statements
 
 
@@ -511,11 +521,11 @@ async def upload_retirement(
             raise Conflict("another retirement of this linking-key version is held")
         return Outcome(placed == "new", reason=None if placed == "new" else "already-held")
 
-    return await audit.act(store, scope, now=now, work=hold)
+    return await recording.act(store, scope, now=now, work=hold)
 
 
 async def list_retirements(store: Store, clock: Clock, scope: Scope) -> list[Retirement]:
     """The retirements held, by version (public: each is root-signed)."""
     retirements = await store.retirements()
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     return retirements

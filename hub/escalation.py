@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import logging
 
-from hub import casework
-from hub.casework import Notices
+from hub import placement
 from hub.config import Clock, EscalationLimits
 from hub.periodic import Periodic
+from hub.placement import Notices
 from hub.store import Store, Tx
-from hub.store.cases import Referral
+from hub.store.casewrites import Referral
 from protocol import referral as machine
 
 MAX_PER_TICK = 500
@@ -47,12 +47,12 @@ def escalate_in(tx: Tx, limits: EscalationLimits, *, now: int) -> int:
 
 def _escalated(tx: Tx, referral: Referral, due: int, *, now: int) -> Notices:
     detail = {"referrer": referral.referrer, "recipient": referral.recipient, "due": due}
-    audience = casework.audience(tx, referral.case, also=[referral.referrer])
+    audience = placement.audience(tx, referral.case, also=[referral.referrer])
     recipient_holds = machine.HOLDER[referral.step] == machine.RECIPIENT
     holder = referral.recipient if recipient_holds else referral.referrer
-    notices = casework.events(tx, "escalation", audience, now, referral.id, referral.step, detail)
+    notices = placement.events(tx, "escalation", audience, now, referral.id, referral.step, detail)
     reminder = {holder: audience.get(holder)}
-    notices += casework.events(tx, "reminder", reminder, now, referral.id, referral.step, detail)
+    notices += placement.events(tx, "reminder", reminder, now, referral.id, referral.step, detail)
     return list(notices)
 
 

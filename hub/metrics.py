@@ -26,8 +26,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from hub.api import services
 from hub.errors import NotFound
+from hub.http.common import services
 from hub.problems import NO_ROUTE, MethodNotAllowed, route_pattern
 from hub.query import NONE, parse_query
 from protocol.referral import OPEN_STEPS

@@ -2,7 +2,7 @@
 
 A work item asks for a notice with ``Tx.notify(org, notice)``; the store hands the notices
 of every committed item to the :class:`Notifier` after the commit (:meth:`Notifier.deliver`),
-and the WebSocket route (:mod:`hub.ws`) takes them from a :class:`Subscription`.
+and the WebSocket route (:mod:`hub.http.ws`) takes them from a :class:`Subscription`.
 
 * :class:`LocalNotifier` serves one process (SQLite: one hub).
 * :class:`PgNotifier` (PostgreSQL) also reaches the WebSocket clients of every other

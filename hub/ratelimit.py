@@ -79,7 +79,7 @@ class TokenBucket:
         raise RateLimited(max(1, math.ceil((1.0 - bucket.tokens) / self._rate)))
 
     def __len__(self) -> int:
-        """How many keys have a bucket now (for metrics and tests)."""
+        """How many keys have a bucket now (tests read it)."""
         return len(self._buckets)
 
     def _bucket(self, key: str, now: float) -> _Bucket:

@@ -17,7 +17,7 @@ A ``referral`` must go to an organisation certified as shelter, care or legal ai
 (422 ``invalid-referral``).
 
 Then, in one work item with its audit entry: a new id is stored (201) and placed in
-its case, or moves its referral (:mod:`hub.casework`: 422 ``unknown-case``,
+its case, or moves its referral (:mod:`hub.placement`: 422 ``unknown-case``,
 ``unknown-referral``, ``invalid-referral``, 409 ``illegal-transition``, and nothing
 stored); the same id with the same envelope fingerprint from the same sender returns
 the first acceptance (200); any other reuse of an id is 409. Recipients' subscribers,
@@ -30,8 +30,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hub import audit, casework
-from hub.audit import Outcome, Scope
+from hub import placement
+from hub.accesslog import recording
+from hub.accesslog.recording import Outcome, Scope
 from hub.config import Clock, HubConfig, Rng
 from hub.directory import Trust, TrustCache, trust_at
 from hub.errors import (
@@ -45,7 +46,7 @@ from hub.errors import (
 from hub.notify import Notice
 from hub.store import InboxItem, MessageView, SentItem, Snapshot, Store, Tx
 from protocol.certificate import Certificate
-from protocol.envelope import Envelope, Header, verify_signature
+from protocol.envelope import Encoded, Envelope, Header, encode, verify_signature
 from protocol.errors import EncodingError, ValidationError, VerificationError
 from protocol.retirement import pseudonym_version
 from protocol.types import (
@@ -121,16 +122,17 @@ async def send_message(
     )
     sender = _check_sender(trust, seen, envelope)
     _check_recipients(trust, seen, header)
-    casework.check_referral_recipient(
+    placement.check_referral_recipient(
         header, trust.certificate(seen.organisations.get(header.recipients[0]))
     )
     scope.pseudonyms = header.pseudonyms  # recorded once the envelope passed the checks
     fresh = case_ref_from(rng(CASE_REF_BYTES))
+    encoded = encode(envelope)  # its bytes and fingerprint, before the single writer
 
     def accept(tx: Tx) -> Outcome[Accepted]:
-        return _accept(tx, envelope, now, sender=sender, fresh=fresh)
+        return _accept(tx, encoded, now, sender=sender, fresh=fresh)
 
-    return await audit.act(store, scope, now=now, work=accept)
+    return await recording.act(store, scope, now=now, work=accept)
 
 
 async def _check_pseudonym_versions(store: Store, pseudonyms: Sequence[str], now: int) -> None:
@@ -175,22 +177,22 @@ def _check_recipients(trust: Trust, seen: Snapshot, header: Header) -> None:
 
 
 def _accept(
-    tx: Tx, envelope: Envelope, now: int, *, sender: Certificate, fresh: CaseRef
+    tx: Tx, encoded: Encoded, now: int, *, sender: Certificate, fresh: CaseRef
 ) -> Outcome[Accepted]:
-    header = envelope.header
-    cursor = tx.insert_message(envelope, accepted_at=now)
+    header = encoded.envelope.header
+    cursor = tx.insert_message(encoded, accepted_at=now)
     if cursor is not None:
         for recipient in header.recipients:
             tx.notify(recipient, Notice(cursor, header.id))
-        for org, notice in casework.place(tx, header, cursor, sender=sender, now=now, fresh=fresh):
+        for org, notice in placement.place(tx, header, cursor, sender=sender, now=now, fresh=fresh):
             tx.notify(org, notice)
         accepted = Accepted(header.id, now, cursor, created=True)
-        return Outcome(accepted, pseudonyms=casework.logged_pseudonyms(tx, header))
+        return Outcome(accepted, pseudonyms=placement.logged_pseudonyms(tx, header))
     held = tx.find_message(header.id)  # the id is taken: a repeat, or a conflict
     if (
         held is not None
         and held.sender == header.sender
-        and held.envelope_fingerprint == envelope.fingerprint
+        and held.envelope_fingerprint == encoded.fingerprint
     ):
         first = Accepted(header.id, held.accepted_at, held.cursor, created=False)
         return Outcome(first, reason="repeat")
@@ -221,7 +223,7 @@ async def read_inbox(
     items = await store.inbox(caller, after=start, limit=count)
     at = await store.inbox_at(caller, start) if start else None
     scope.touch(item.envelope["header"]["id"] for item in items)  # the messages it returns
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     return Page(items, items[-1].cursor if items else start, start, at)
 
 
@@ -242,7 +244,7 @@ async def read_sent(
     count = bounded_int(limit, limits.default_inbox_limit, "limit", 1, limits.max_inbox_limit)
     items = await store.sent(caller, after=start, limit=count)
     scope.touch(item.id for item in items)
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     return SentPage(items, items[-1].cursor if items else start)
 
 
@@ -262,7 +264,7 @@ async def fetch_message(
     view = await store.message_for(mid, caller)
     if view is None:
         raise NotFound()
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     return view
 
 
@@ -285,8 +287,8 @@ async def acknowledge(
     def ack(tx: Tx) -> Outcome[None]:
         if not tx.acknowledge(mid, caller, now=now):
             raise NotFound()
-        for org, notice in casework.acknowledged(tx, mid, caller, now=now):
+        for org, notice in placement.acknowledged(tx, mid, caller, now=now):
             tx.notify(org, notice)
         return Outcome(None)
 
-    await audit.act(store, scope, now=now, work=ack)
+    await recording.act(store, scope, now=now, work=ack)

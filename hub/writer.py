@@ -35,9 +35,9 @@ T = TypeVar("T")
 TxT = TypeVar("TxT")
 
 Work = Callable[[TxT], T]
-Outcome = tuple[bool, Any]  # (True, value) or (False, the exception the item raised)
+ItemOutcome = tuple[bool, Any]  # (True, value) or (False, the exception the item raised)
 # Runs the items of one batch in one transaction; each item's outcome once committed.
-CommitBatch = Callable[[Sequence[Callable[[Any], Any]]], Awaitable[list[Outcome]]]
+CommitBatch = Callable[[Sequence[Callable[[Any], Any]]], Awaitable[list[ItemOutcome]]]
 
 
 class CommitFailed(Unavailable):
@@ -75,7 +75,7 @@ class Writer(Generic[TxT]):
         self._log = logger or logging.getLogger("hub.writer")
         self._task: asyncio.Task[None] | None = None
         self._accepting = False
-        self.batches = 0  # committed batches, for metrics and tests
+        self.batches = 0  # committed batches (tests read it)
 
     def start(self) -> None:
         if self._task is not None:
@@ -141,7 +141,7 @@ class Writer(Generic[TxT]):
             _resolve(item.future, outcome)
 
 
-def _resolve(future: asyncio.Future[Any], outcome: Outcome) -> None:
+def _resolve(future: asyncio.Future[Any], outcome: ItemOutcome) -> None:
     if future.done():  # the caller went away; its work is committed all the same
         return
     ok, value = outcome

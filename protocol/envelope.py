@@ -133,11 +133,106 @@ def _draw(rng: Rng, size: int) -> bytes:
     return data
 
 
+# --- header fields: each parser takes a raw or typed value and returns the checked one ------
+
+
+def _parse_version(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value != VERSION:
+        raise ValidationError(f"header version must be {VERSION}")
+    return value
+
+
+def _parse_recipients(value: object) -> tuple[OrgId, ...]:
+    recipients = _as_tuple(value, "recipients")
+    if not 1 <= len(recipients) <= MAX_RECIPIENTS:
+        raise ValidationError(f"an envelope needs 1 to {MAX_RECIPIENTS} recipients")
+    parsed = tuple(parse_org_id(r) for r in recipients)
+    _check_sorted_unique(parsed, "recipients")
+    return parsed
+
+
+def _parse_pseudonyms(value: object) -> tuple[Pseudonym, ...]:
+    pseudonyms = _as_tuple(value, "pseudonyms")
+    if len(pseudonyms) > MAX_PSEUDONYMS:
+        raise ValidationError(f"an envelope carries at most {MAX_PSEUDONYMS} pseudonyms")
+    parsed = tuple(parse_pseudonym(p) for p in pseudonyms)
+    _check_sorted_unique(parsed, "pseudonyms")
+    return parsed
+
+
+def _parse_kind(value: object) -> str:
+    if not isinstance(value, str) or value not in KINDS:
+        raise ValidationError(f"kind must be one of {', '.join(KINDS)}")
+    return value
+
+
+def _parse_status(value: object) -> str | None:
+    if value is not None and (not isinstance(value, str) or value not in STATUS_CODES):
+        raise ValidationError(f"status must be one of {', '.join(STATUS_CODES)}")
+    return value
+
+
+def _parse_optional_id(value: object) -> MessageId | None:
+    return None if value is None else parse_message_id(value)
+
+
+def _parse_case(value: object) -> CaseRef | None:
+    return None if value is None else parse_case_ref(value)
+
+
+def _parse_created(value: object) -> int:
+    return _check_int(value, 0, MAX_CREATED, "created")
+
+
+def _org_keyed(value: object, what: str) -> dict[OrgId, object]:
+    """An object keyed by organisation, in key order; which keys it may have is a header rule."""
+    obj = _as_object(value, what)
+    if not all(isinstance(key, str) for key in obj):
+        raise ValidationError(f"{what} must be keyed by organisation")
+    return {OrgId(key): obj[key] for key in sorted(obj)}
+
+
+def _parse_recipient_keys(value: object) -> Mapping[OrgId, Fingerprint]:
+    keys = _org_keyed(value, "recipient_keys")
+    return types.MappingProxyType({r: parse_fingerprint(f) for r, f in keys.items()})
+
+
+def _parse_prev(value: object) -> Mapping[OrgId, MessageId] | None:
+    if value is None:
+        return None
+    prev = _org_keyed(value, "prev")
+    if not prev:
+        raise ValidationError("prev must name at least one recipient, or be omitted")
+    return types.MappingProxyType({r: parse_message_id(m) for r, m in prev.items()})
+
+
+# Every header field with its parser, in the order they are checked.
+_HEADER_FIELDS: tuple[tuple[str, Callable[[object], object]], ...] = (
+    ("v", _parse_version),
+    ("id", parse_message_id),
+    ("network", parse_network_id),
+    ("sender", parse_org_id),
+    ("recipients", _parse_recipients),
+    ("pseudonyms", _parse_pseudonyms),
+    ("kind", _parse_kind),
+    ("status", _parse_status),
+    ("ref", _parse_optional_id),
+    ("case", _parse_case),
+    ("created", _parse_created),
+    ("sender_cert", parse_fingerprint),
+    ("recipient_keys", _parse_recipient_keys),
+    ("prev", _parse_prev),
+)
+
+
 # --- header -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Header:
+    """The routing header. Built from typed values (as ``seal`` does), ``__post_init__``
+    checks it; ``from_wire`` parses each field once and checks the same rules itself."""
+
     id: MessageId
     network: NetworkId
     sender: OrgId
@@ -157,83 +252,40 @@ class Header:
 
     def __post_init__(self) -> None:
         """Validate every rule of the header; ``ValidationError`` names the broken one."""
-        if self.v != VERSION or isinstance(self.v, bool):
-            raise ValidationError(f"header version must be {VERSION}")
-        parse_message_id(self.id)
-        parse_network_id(self.network)
-        parse_org_id(self.sender)
-        self._check_recipients()
-        self._check_pseudonyms()
-        self._check_kind()
-        _check_int(self.created, 0, MAX_CREATED, "created")
-        parse_fingerprint(self.sender_cert)
-        self._check_recipient_keys()
-        self._check_prev()
+        for name, parse in _HEADER_FIELDS:
+            object.__setattr__(self, name, parse(getattr(self, name)))
+        self._check_rules()
 
-    def _check_recipients(self) -> None:
-        recipients = _as_tuple(self.recipients, "recipients")
-        if not 1 <= len(recipients) <= MAX_RECIPIENTS:
-            raise ValidationError(f"an envelope needs 1 to {MAX_RECIPIENTS} recipients")
-        parsed = tuple(parse_org_id(r) for r in recipients)
-        _check_sorted_unique(parsed, "recipients")
-        if self.sender in parsed:
+    def _check_rules(self) -> None:
+        """The rules between fields, once each field is parsed."""
+        if self.sender in self.recipients:
             raise ValidationError("the sender can not be one of the recipients")
-        object.__setattr__(self, "recipients", parsed)
+        self._check_kind()
+        if set(self.recipient_keys) != set(self.recipients):
+            raise ValidationError("recipient_keys must name exactly the recipients")
+        if self.prev is not None:
+            if not set(self.prev) <= set(self.recipients):
+                raise ValidationError("prev may name only recipients")
+            if self.id in self.prev.values():
+                raise ValidationError("prev can not name the message itself")
 
     def _check_kind(self) -> None:
-        if self.kind not in KINDS:
-            raise ValidationError(f"kind must be one of {', '.join(KINDS)}")
         if self.kind == "status":
-            if self.status not in STATUS_CODES:
+            if self.status is None:
                 raise ValidationError(f"status must be one of {', '.join(STATUS_CODES)}")
         elif self.status is not None:
             raise ValidationError("only a status envelope carries a status")
         if self.kind in _REF_KINDS and self.ref is None:
             raise ValidationError(f"a {self.kind} envelope needs a ref")
-        if self.ref is not None:
-            if self.kind not in (*_REF_KINDS, "referral"):
-                raise ValidationError("only status, reply and referral envelopes carry a ref")
-            parse_message_id(self.ref)
+        if self.ref is not None and self.kind not in (*_REF_KINDS, "referral"):
+            raise ValidationError("only status, reply and referral envelopes carry a ref")
         if self.kind == "referral":
-            self._check_referral()
+            if len(self.recipients) != 1:
+                raise ValidationError("a referral goes to exactly one organisation")
+            if self.case is None and not self.pseudonyms:
+                raise ValidationError("a referral names a case or carries pseudonyms")
         elif self.case is not None:
             raise ValidationError("only a referral envelope names a case")
-
-    def _check_referral(self) -> None:
-        if len(self.recipients) != 1:
-            raise ValidationError("a referral goes to exactly one organisation")
-        if self.case is not None:
-            parse_case_ref(self.case)
-        elif not self.pseudonyms:
-            raise ValidationError("a referral names a case or carries pseudonyms")
-
-    def _check_pseudonyms(self) -> None:
-        pseudonyms = _as_tuple(self.pseudonyms, "pseudonyms")
-        if len(pseudonyms) > MAX_PSEUDONYMS:
-            raise ValidationError(f"an envelope carries at most {MAX_PSEUDONYMS} pseudonyms")
-        parsed = tuple(parse_pseudonym(p) for p in pseudonyms)
-        _check_sorted_unique(parsed, "pseudonyms")
-        object.__setattr__(self, "pseudonyms", parsed)
-
-    def _check_recipient_keys(self) -> None:
-        keys = _as_object(self.recipient_keys, "recipient_keys")
-        if set(keys) != set(self.recipients):
-            raise ValidationError("recipient_keys must name exactly the recipients")
-        frozen = {OrgId(r): parse_fingerprint(keys[r]) for r in self.recipients}
-        object.__setattr__(self, "recipient_keys", types.MappingProxyType(frozen))
-
-    def _check_prev(self) -> None:
-        if self.prev is None:
-            return
-        prev = _as_object(self.prev, "prev")
-        if not prev:
-            raise ValidationError("prev must name at least one recipient, or be omitted")
-        if not set(prev) <= set(self.recipients):
-            raise ValidationError("prev may name only recipients")
-        frozen = {OrgId(r): parse_message_id(prev[r]) for r in sorted(prev)}
-        if self.id in frozen.values():
-            raise ValidationError("prev can not name the message itself")
-        object.__setattr__(self, "prev", types.MappingProxyType(frozen))
 
     def canonical(self) -> bytes:
         """The header's one byte form: what the body binds to and the signature covers."""
@@ -264,36 +316,54 @@ class Header:
 
     @classmethod
     def from_wire(cls, data: object) -> Header:
-        """Parse a header object in its one canonical form.
+        """Parse a header object in its one canonical form, each field once.
 
         ``EncodingError`` for a wrong shape (not an object, missing, unknown or
         ``null`` fields, a non-list); ``ValidationError`` for a broken rule.
         """
         obj = _as_object(data, "header")
         _check_keys(obj, _HEADER_REQUIRED, _HEADER_OPTIONAL, "header")
-        return cls(
-            v=obj["v"],  # type: ignore[arg-type]
-            id=parse_message_id(obj["id"]),
-            network=parse_network_id(obj["network"]),
-            sender=parse_org_id(obj["sender"]),
-            recipients=_as_tuple(obj["recipients"], "recipients"),  # type: ignore[arg-type]
-            kind=obj["kind"],  # type: ignore[arg-type]
-            pseudonyms=_as_tuple(obj["pseudonyms"], "pseudonyms"),  # type: ignore[arg-type]
-            status=obj.get("status"),  # type: ignore[arg-type]
-            ref=obj.get("ref"),  # type: ignore[arg-type]
-            case=obj.get("case"),  # type: ignore[arg-type]
-            prev=obj.get("prev"),  # type: ignore[arg-type]
-            created=_check_int(obj["created"], 0, MAX_CREATED, "created"),
-            sender_cert=parse_fingerprint(obj["sender_cert"]),
-            recipient_keys=_as_object(obj["recipient_keys"], "recipient_keys"),  # type: ignore[arg-type]
-        )
+        header = object.__new__(cls)  # every field is set and checked below, not twice
+        for name, parse in _HEADER_FIELDS:
+            object.__setattr__(header, name, parse(obj.get(name)))
+        header._check_rules()
+        return header
 
 
 # --- envelope -----------------------------------------------------------------------------
 
 
+def _check_body(body: object) -> bytes:
+    if not isinstance(body, bytes) or not MIN_BODY_BYTES <= len(body) <= MAX_BODY_BYTES:
+        raise ValidationError(f"body must be {MIN_BODY_BYTES} to {MAX_BODY_BYTES} bytes")
+    return body
+
+
+def _check_sig(sig: object) -> bytes:
+    if not isinstance(sig, bytes) or len(sig) != SIGNATURE_BYTES:
+        raise ValidationError(f"sig must be {SIGNATURE_BYTES} bytes")
+    return sig
+
+
+def _check_wrapped_keys(value: object, recipients: tuple[OrgId, ...]) -> Mapping[OrgId, bytes]:
+    """``keys`` naming exactly ``recipients``, each of the wrapped-key size, in their order."""
+    keys = _as_object(value, "keys")
+    if set(keys) != set(recipients):
+        raise ValidationError("keys must name exactly the header's recipients")
+    checked: dict[OrgId, bytes] = {}
+    for recipient in recipients:
+        blob = keys[recipient]
+        if not isinstance(blob, bytes) or len(blob) != WRAPPED_KEY_BYTES:
+            raise ValidationError(f"a wrapped key must be {WRAPPED_KEY_BYTES} bytes")
+        checked[recipient] = blob
+    return types.MappingProxyType(checked)
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
+    """A sealed envelope. Built from typed values, ``__post_init__`` checks it;
+    ``from_wire`` parses each part once and checks the same rules itself."""
+
     header: Header
     body: bytes  # nonce (24) || XChaCha20-Poly1305 ciphertext and tag
     keys: Mapping[OrgId, bytes]  # recipient -> HPKE enc || sealed content key
@@ -303,20 +373,9 @@ class Envelope:
         """Check the sizes and that ``keys`` names exactly the header's recipients."""
         if not isinstance(self.header, Header):
             raise ValidationError("header must be a Header")
-        if not isinstance(self.body, bytes) or not (
-            MIN_BODY_BYTES <= len(self.body) <= MAX_BODY_BYTES
-        ):
-            raise ValidationError(f"body must be {MIN_BODY_BYTES} to {MAX_BODY_BYTES} bytes")
-        if not isinstance(self.sig, bytes) or len(self.sig) != SIGNATURE_BYTES:
-            raise ValidationError(f"sig must be {SIGNATURE_BYTES} bytes")
-        keys = _as_object(self.keys, "keys")
-        if set(keys) != set(self.header.recipients):
-            raise ValidationError("keys must name exactly the header's recipients")
-        for blob in keys.values():
-            if not isinstance(blob, bytes) or len(blob) != WRAPPED_KEY_BYTES:
-                raise ValidationError(f"a wrapped key must be {WRAPPED_KEY_BYTES} bytes")
-        frozen = {r: keys[r] for r in self.header.recipients}
-        object.__setattr__(self, "keys", types.MappingProxyType(frozen))
+        object.__setattr__(self, "body", _check_body(self.body))
+        object.__setattr__(self, "sig", _check_sig(self.sig))
+        object.__setattr__(self, "keys", _check_wrapped_keys(self.keys, self.header.recipients))
 
     def _keys_wire(self) -> dict[str, str]:
         return {r: b64e(blob) for r, blob in self.keys.items()}
@@ -333,25 +392,47 @@ class Envelope:
             "sig": b64e(self.sig),
         }
 
+    def canonical(self) -> bytes:
+        """The envelope's one byte form: what the hub stores and hands out."""
+        return canonical_json(self.to_wire())
+
     @classmethod
     def from_wire(cls, data: object) -> Envelope:
-        """Parse an envelope object: ``EncodingError`` for a wrong shape or bad base64url,
-        ``ValidationError`` for a broken rule (sizes, recipients, header rules)."""
+        """Parse an envelope object, each part once: ``EncodingError`` for a wrong shape or
+        bad base64url, ``ValidationError`` for a broken rule (sizes, recipients, header rules)."""
         obj = _as_object(data, "envelope")
         _check_keys(obj, _ENVELOPE_KEYS, frozenset(), "envelope")
         header = Header.from_wire(obj["header"])
-        keys = _as_object(obj["keys"], "keys")
-        return cls(
-            header=header,
-            body=b64d(obj["body"], max_len=MAX_BODY_BYTES),
-            keys={OrgId(r): b64d(blob, max_len=WRAPPED_KEY_BYTES) for r, blob in keys.items()},
-            sig=b64d(obj["sig"], max_len=SIGNATURE_BYTES),
-        )
+        body = b64d(obj["body"], max_len=MAX_BODY_BYTES)
+        keys_obj = _as_object(obj["keys"], "keys")
+        keys = {OrgId(r): b64d(blob, max_len=WRAPPED_KEY_BYTES) for r, blob in keys_obj.items()}
+        sig = b64d(obj["sig"], max_len=SIGNATURE_BYTES)
+        envelope = object.__new__(cls)  # every part is set and checked below, not twice
+        object.__setattr__(envelope, "header", header)
+        object.__setattr__(envelope, "body", _check_body(body))
+        object.__setattr__(envelope, "sig", _check_sig(sig))
+        object.__setattr__(envelope, "keys", _check_wrapped_keys(keys, header.recipients))
+        return envelope
 
     @property
     def fingerprint(self) -> Fingerprint:
         """SHA-256 of the canonical wire form: what idempotency compares."""
-        return Fingerprint(fingerprint(canonical_json(self.to_wire())))
+        return Fingerprint(fingerprint(self.canonical()))
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """An envelope with its canonical bytes and their fingerprint, each computed once."""
+
+    envelope: Envelope
+    wire: bytes
+    fingerprint: Fingerprint
+
+
+def encode(envelope: Envelope) -> Encoded:
+    """``envelope`` with its canonical bytes and fingerprint, computed once."""
+    wire = envelope.canonical()
+    return Encoded(envelope, wire, Fingerprint(fingerprint(wire)))
 
 
 def _signed_digest(header: Header, body: bytes, keys_wire: Mapping[str, str]) -> bytes:

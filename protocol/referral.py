@@ -60,7 +60,7 @@ HOLDER: Mapping[str, Party] = MappingProxyType(
 )
 
 
-class IllegalTransition(ValidationError):
+class StepNotAllowed(ValidationError):
     """This party can not take this step from the referral's current step."""
 
 
@@ -68,15 +68,15 @@ def advance(step: str, code: str, party: Party) -> tuple[str, ...]:
     """The steps ``party`` enters by sending ``code`` at ``step``, in order.
 
     Usually one step; two when the recipient answers a referral it never acknowledged
-    (``delivered`` first). Raises :class:`IllegalTransition` for anything else.
+    (``delivered`` first). Raises :class:`StepNotAllowed` for anything else.
     """
     if step not in STEPS or code not in STEPS or party not in (REFERRER, RECIPIENT):
-        raise IllegalTransition("unknown step, status code or party")
+        raise StepNotAllowed("unknown step, status code or party")
     if (step, code, party) in _TRANSITIONS:
         return (_TRANSITIONS[(step, code, party)],)
     if step == SENT and party == RECIPIENT and (DELIVERED, code, party) in _TRANSITIONS:
         return (DELIVERED, _TRANSITIONS[(DELIVERED, code, party)])
-    raise IllegalTransition(f"a {party} can not move a referral from {step} to {code}")
+    raise StepNotAllowed(f"a {party} can not move a referral from {step} to {code}")
 
 
 def allowed_codes(step: str, party: Party) -> tuple[str, ...]:
@@ -87,6 +87,6 @@ def allowed_codes(step: str, party: Party) -> tuple[str, ...]:
 def _can(step: str, code: str, party: Party) -> bool:
     try:
         advance(step, code, party)
-    except IllegalTransition:
+    except StepNotAllowed:
         return False
     return True

@@ -82,6 +82,7 @@ def _sources(package: str) -> list[Path]:
 # Packages whose modules import each other in one direction only (one line a package).
 NO_CYCLES = (
     "clients",
+    "hub",
 )  # fmt: skip
 
 
@@ -232,6 +233,42 @@ def test_importing_the_group_leaves_no_copy_of_libsodium_behind(tmp_path: Path) 
 def test_only_the_desk_adapter_calls_the_client_library() -> None:
     users = [str(p.relative_to(ROOT)) for p in _sources("desk") if "clients" in _imports(p)]
     assert users == ["desk/adapter.py"]
+
+
+def _route_modules() -> dict[str, set[str]]:
+    """Each route module of ``hub/http`` (all but ``common``) with the hub modules it imports."""
+    graph = import_graph("hub")
+    return {
+        name: imports
+        for name, imports in graph.items()
+        if name.startswith("hub.http.") and name != "hub.http.common"
+    }
+
+
+def test_hub_route_modules_share_common_and_never_import_each_other() -> None:
+    routes = _route_modules()
+    assert len(routes) >= 8  # auth, operations, directory, relay, ws, accesslog, cases, ...
+    assert {name for name, imports in routes.items() if "hub.http.common" not in imports} == set()
+    assert {name: sorted(imports & set(routes)) for name, imports in routes.items()} == {
+        name: [] for name in routes
+    }
+    outside = {
+        name: sorted(i for i in imports if i.startswith("hub.http"))
+        for name, imports in import_graph("hub").items()
+        if not name.startswith("hub.http") and name not in ("hub.app", "hub.metrics")
+    }
+    assert {name: found for name, found in outside.items() if found} == {}
+
+
+def test_the_hub_reads_through_typed_store_methods_not_run_read() -> None:
+    """``Store.run_read`` (a raw connection) is for tests, benchmarks and tools."""
+    callers = [
+        str(path.relative_to(ROOT))
+        for path in _sources("hub")
+        if "run_read(" in path.read_text(encoding="utf-8")
+        and path.relative_to(ROOT).as_posix() != "hub/store/database.py"
+    ]
+    assert callers == []
 
 
 def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ a usage error exits with 2.
 
 The passphrase comes from ``--passphrase-fd N``, else the environment variable
 named by ``--passphrase-env`` (default ``SCHAKEL_PASSPHRASE``), else a prompt;
-never from an argument. ``SCHAKEL_WEAK_KDF=1`` (tests only) lets ``init`` use
+never from an argument. ``SCHAKEL_WEAK_KDF=1`` (tests and the demo) lets ``init`` use
 libsodium's minimum Argon2id cost; production refuses weak parameters.
 """
 

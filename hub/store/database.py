@@ -27,7 +27,7 @@ from hub import notify
 from hub import schema as t
 from hub.errors import AccessLogUnavailable
 from hub.notify import LocalNotifier, Notice, Notifier
-from hub.store import casereads
+from hub.store import casereads, witnessing
 from hub.store.engines import Engines, engines_for
 from hub.store.records import (
     AuditQuery,
@@ -43,8 +43,9 @@ from hub.store.records import (
     Snapshot,
 )
 from hub.store.tree import Frontier
-from hub.store.tx import UNKNOWN, AuditTree, Batch, ItemOutcome, Tx, read_nodes, read_tree
-from hub.writer import Writer
+from hub.store.tx import UNKNOWN, AuditTree, Batch, Tx, read_nodes, read_tree
+from hub.store.witnessing import StoredCosignature
+from hub.writer import ItemOutcome, Writer
 from protocol.auditlog import (
     AuditEntry,
     TreeHead,
@@ -59,6 +60,7 @@ from protocol.linkingkey import SealedLinkingKey
 from protocol.oprfkeys import OprfKeyStatement
 from protocol.retirement import Retirement
 from protocol.types import CaseRef, Fingerprint, MessageId, NetworkId, OrgId
+from protocol.witnesspolicy import WitnessPolicy
 
 T = TypeVar("T")
 
@@ -666,12 +668,22 @@ class Store:
             partial(casereads.events, org=org, after=after, limit=limit)
         )
 
+    # -- reads: witnessing (hub/store/witnessing.py) ----------------------------------------
+
+    async def witness_policy(self) -> WitnessPolicy | None:
+        """The held witness policy with the highest number, or None."""
+        return await self._engines.read(witnessing.newest_policy)
+
+    async def cosignatures(self, size: int) -> list[StoredCosignature]:
+        """The cosignatures kept for the tree head of ``size``, by witness serial."""
+        return await self._engines.read(partial(witnessing.cosignatures_of, size))
+
     async def step_counts(self) -> tuple[Mapping[str, int], Mapping[str, int]]:
         """(escalations so far, open referrals now), each counted by step."""
         return await self._engines.read(casereads.step_counts)
 
     async def counts(self) -> dict[str, int]:
-        """Rows per table (for metrics and tests; no content)."""
+        """Rows per table (for tests; no content)."""
 
         def count(conn: sa.Connection) -> dict[str, int]:
             return {

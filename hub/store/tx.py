@@ -38,14 +38,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from hub import schema as t
 from hub.errors import AccessLogUnavailable
 from hub.notify import Notice
-from hub.store.cases import CaseTx
+from hub.store.casewrites import CaseTx
 from hub.store.records import StoredMessage
 from hub.store.tree import Frontier, frontier_nodes
 from hub.store.witnessing import WitnessTx
+from hub.writer import ItemOutcome
 from protocol.auditlog import AuditEntry, Node, TreeHead
 from protocol.certificate import Certificate, RevocationList
 from protocol.encoding import b64e, canonical_json
-from protocol.envelope import Envelope
+from protocol.envelope import Encoded
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
 from protocol.oprfkeys import OprfKeyStatement
@@ -53,7 +54,6 @@ from protocol.retirement import Retirement
 from protocol.types import Fingerprint, MessageId, OrgId
 
 Placed = Literal["new", "held", "older", "conflict"]
-ItemOutcome = tuple[bool, Any]  # (True, value) or (False, the exception the item raised)
 
 
 class UnknownTree:
@@ -149,7 +149,7 @@ class Tx:
 
     @property
     def cases(self) -> CaseTx:
-        """Case clusters, referrals and event feeds (:mod:`hub.store.cases`)."""
+        """Case clusters, referrals and event feeds (:mod:`hub.store.casewrites`)."""
         return CaseTx(self._conn)
 
     @property
@@ -330,21 +330,22 @@ class Tx:
             accepted_at=row.accepted_at,
         )
 
-    def insert_message(self, envelope: Envelope, *, accepted_at: int) -> int | None:
+    def insert_message(self, encoded: Encoded, *, accepted_at: int) -> int | None:
         """Store the envelope, one delivery per recipient and its pseudonyms; return the cursor.
 
-        None, and nothing stored, when a message with this id is held already
+        The envelope's bytes and fingerprint come encoded already: nothing is encoded inside
+        the work item. None, and nothing stored, when a message with this id is held already
         (one ``INSERT ... ON CONFLICT DO NOTHING``: no read before the write).
         """
-        header = envelope.header
-        wire = canonical_json(envelope.to_wire())
+        header = encoded.envelope.header
+        wire = encoded.wire
         values = {
             "id": header.id,
             "sender": header.sender,
             "kind": header.kind,
             "created": header.created,
             "accepted_at": accepted_at,
-            "envelope_fingerprint": envelope.fingerprint,
+            "envelope_fingerprint": encoded.fingerprint,
             "envelope": wire.decode("utf-8"),
             "size": len(wire),
         }

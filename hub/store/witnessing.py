@@ -1,9 +1,10 @@
 """Witness policies and cosignatures in the database (``docs/protocol.md``, "Witnesses").
 
 Writes go through :class:`WitnessTx` (reached as ``tx.witnessing`` inside a work item of
-the single writer); reads are plain functions of a connection, run with
-:meth:`hub.store.Store.run_read`. Rows map to :class:`~protocol.witnesspolicy.WitnessPolicy`
-and :class:`~protocol.note.NoteSignature`; they are never the wire format.
+the single writer); reads are plain functions of a connection, behind the typed
+:meth:`hub.store.Store.witness_policy` and :meth:`hub.store.Store.cosignatures`. Rows
+map to :class:`~protocol.witnesspolicy.WitnessPolicy` and
+:class:`~protocol.note.NoteSignature`; they are never the wire format.
 """
 
 from __future__ import annotations

@@ -35,14 +35,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fresh_databases import Databases
 from openapi_harness import OPENAPI, response_mismatches
 
-from hub.api import SERVICES
+from hub.accesslog.heads import HeadSigner
 from hub.app import make_app
 from hub.config import HubConfig
 from hub.escalation import Escalator
+from hub.http.common import SERVICES
 from hub.server import ConnectionCap, HubRunner, connection_cap, hub_server_kwargs
 from hub.store import AuditQuery, Store
 from hub.tokens import generate_signing_key
-from hub.treeheads import HeadSigner
 from protocol import merkle
 from protocol.auditlog import AuditEntry
 from protocol.certificate import (

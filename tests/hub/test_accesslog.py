@@ -402,7 +402,7 @@ async def _export(hub: HubHarness, party: Party, **query: str) -> list[dict[str,
 async def test_an_export_streams_a_head_and_verifiable_entries(
     hub: HubHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("hub.auditlog.EXPORT_PAGE", 4)  # several pages
+    monkeypatch.setattr("hub.accesslog.reading.EXPORT_PAGE", 4)  # several pages
     police, ggd, shelter, npo = await _network(hub)
     for sender, to in ((police, ggd), (shelter, ggd), (police, shelter)):
         assert (await hub.send(sender, hub.envelope(sender, [to]))).status == 201

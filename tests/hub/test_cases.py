@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from hub.api import SERVICES
+from hub.http.common import SERVICES
 from protocol.envelope import Envelope
 from protocol.pseudonym import LinkingKey, pseudonym
 from protocol.types import Pseudonym

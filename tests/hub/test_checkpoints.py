@@ -12,8 +12,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub.api import SERVICES
 from hub.checkpoints import WitnessSubmitter
+from hub.http.common import SERVICES
 from protocol.checkpoint import (
     Checkpoint,
     cosign,

@@ -217,8 +217,9 @@ async def test_linking_keys_are_held_once_and_served_to_their_org_only(hub: HubH
         network=hub.config.network,
     )
     response = await hub.post("/v1/directory/linking-keys", sealed.to_wire())
-    assert response.status == 201
-    assert (await hub.post("/v1/directory/linking-keys", sealed.to_wire())).status == 200
+    assert (response.status, await response.json()) == (201, {"org": "ggd"})
+    again = await hub.post("/v1/directory/linking-keys", sealed.to_wire())
+    assert (again.status, await again.json()) == (200, {"org": "ggd"})
     other = seal_linking_key(
         LinkingKey(1, os.urandom(32)),
         ggd.bundle,

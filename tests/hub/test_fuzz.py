@@ -529,7 +529,7 @@ async def test_fuzz_operation(hub: HubHarness, key: str) -> None:
 # -- bugs this sweep found, each with what was wrong ----------------------------------------
 
 WS_NO_500 = (
-    "hub/ws.py:49: a failed WebSocket handshake (HTTPBadRequest from socket.prepare) is "
+    "hub/http/ws.py: a failed WebSocket handshake (HTTPBadRequest from socket.prepare) is "
     "masked by `await socket.close()` in the finally block, which raises RuntimeError "
     "('Call .prepare() first') on an unprepared socket: 500 instead of 400"
 )
@@ -540,7 +540,7 @@ PARSER = (
 )
 
 PURPOSE_TEXT_ESCAPE = (
-    "hub/api.py:103: parse_purpose_text decodes with urllib.parse.unquote, which keeps a "
+    "hub/http/common.py: parse_purpose_text decodes with urllib.parse.unquote, which keeps a "
     "malformed escape ('%zz', a lone '%', '%4') as literal text instead of failing, so a "
     "Schakel-Purpose-Text that is not percent-encoded UTF-8 is accepted and lands in the "
     "audit entry (the contract: 400 otherwise)"

@@ -21,9 +21,9 @@ from fresh_databases import Databases
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hub.api import SERVICES
 from hub.app import make_app
 from hub.config import HubConfig
+from hub.http.common import SERVICES
 from hub.metrics import Metrics
 from hub.tokens import generate_signing_key
 from protocol.certificate import create_root

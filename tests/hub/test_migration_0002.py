@@ -116,7 +116,7 @@ async def test_upgrading_carries_every_entry_into_the_tree(databases: Databases)
         await store.start()  # the writer goes on from the migrated tree
 
         def append(tx: Any) -> int:
-            from hub.audit import Event, append
+            from hub.accesslog.recording import Event, append
 
             return append(tx, Event("read", "directory", "allowed"), now=5000).index
 

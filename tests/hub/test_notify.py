@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 
-from hub.api import SERVICES
+from hub.http.common import SERVICES
 from hub.notify import (
     CHANNEL,
     BadPayload,

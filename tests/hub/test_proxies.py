@@ -1,6 +1,6 @@
 """The client address behind trusted proxies: X-Forwarded-For is believed only from them.
 
-:func:`hub.api.forwarded_client` is checked case by case (spoofed, chained, malformed,
+:func:`hub.http.common.forwarded_client` is checked case by case (spoofed, chained, malformed,
 over-long headers); then a real hub behind a "proxy" on loopback (the test client's
 address, trusted or not) shows the address reaching the per-address rate limit and the
 access log's ``source``.
@@ -18,9 +18,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fresh_databases import Databases
 
-from hub.api import MAX_FORWARDED_CHARS, MAX_FORWARDED_HOPS, SERVICES, forwarded_client
 from hub.app import make_app
 from hub.config import MAX_NETWORKS, ConfigError, HubConfig, Networks, parse_networks
+from hub.http.common import MAX_FORWARDED_CHARS, MAX_FORWARDED_HOPS, SERVICES, forwarded_client
 from hub.tokens import generate_signing_key
 from protocol.certificate import create_root
 from protocol.types import NetworkId

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiohttp import ClientResponse
 
-from protocol.encoding import b64d, b64e
+from protocol.encoding import b64d, b64e, canonical_json
+from protocol.envelope import Envelope
 
 if TYPE_CHECKING:
     from conftest import HubHarness, Party
@@ -54,6 +55,28 @@ async def test_the_same_id_with_another_envelope_is_409(hub: HubHarness) -> None
     entries = await hub.audit()
     assert len(entries) == before + 1 and entries[-1].reason == "conflict"
     assert (await hub.counts())["messages"] == 1
+
+
+async def test_the_hub_encodes_an_accepted_envelope_once_and_stores_those_bytes(
+    hub: HubHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    police, ggd, _ = await _parties(hub)
+    envelope = hub.envelope(police, [ggd])
+    wire = envelope.to_wire()
+    encodes: list[str] = []
+    to_wire = Envelope.to_wire
+
+    def counted(self: Envelope) -> dict[str, Any]:
+        encodes.append(self.header.id)
+        return to_wire(self)
+
+    monkeypatch.setattr(Envelope, "to_wire", counted)
+    assert (await hub.send(police, wire)).status == 201
+    assert encodes == [envelope.header.id]  # not again inside the writer's work item
+    monkeypatch.undo()
+    path = f"/v1/messages/{envelope.header.id}"
+    held = await (await hub.client.get(path, headers=ggd.headers())).json()
+    assert canonical_json(held["envelope"]) == envelope.canonical()
 
 
 def _tamper_body(wire: dict[str, Any]) -> dict[str, Any]:

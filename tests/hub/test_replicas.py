@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
-from hub.api import SERVICES
+from hub.http.common import SERVICES
 from hub.store import Store, head_revision
 from hub.store.database import SEQUENCER_LOCK
 from hub.store.engines import PG_SESSION

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from hub import audit
-from hub.audit import Event
+from hub.accesslog import recording
+from hub.accesslog.recording import Event
 from hub.errors import Unavailable
 from hub.notify import LocalNotifier, Notice
 from hub.schema import metadata
@@ -179,7 +179,7 @@ async def test_entries_are_leaves_and_every_perfect_subtree_is_stored(store: Sto
     for n in range(11):
 
         def append(tx: Tx, n: int = n) -> None:
-            audit.append(tx, _event(n), now=1000 + n)
+            recording.append(tx, _event(n), now=1000 + n)
 
         await store.write(append)
     entries = await store.audit_entries()

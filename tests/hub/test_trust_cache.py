@@ -17,12 +17,13 @@ import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestClient, TestServer
 
-from hub import audit, directory
-from hub.api import SERVICES
+from hub import directory
+from hub.accesslog import recording
+from hub.accesslog.recording import Event
 from hub.app import make_app
-from hub.audit import Event
 from hub.directory import TrustCache
 from hub.errors import Unavailable
+from hub.http.common import SERVICES
 from hub.store import AuditQuery, CrlRecord, Store, Tx
 from hub.store.tree import Frontier
 from hub.tokens import generate_signing_key
@@ -233,7 +234,7 @@ def _event(n: int) -> Event:
 
 def _append(n: int) -> Callable[[Tx], None]:
     def work(tx: Tx) -> None:
-        audit.append(tx, _event(n), now=1000 + n)
+        recording.append(tx, _event(n), now=1000 + n)
 
     return work
 
@@ -282,7 +283,7 @@ async def test_the_chain_stays_intact_after_a_failed_batch(
 
     def dangling(tx: Tx) -> None:
         tx._conn.exec_driver_sql("INSERT INTO child (parent) VALUES (42)")
-        audit.append(tx, _event(99), now=1099)
+        recording.append(tx, _event(99), now=1099)
 
     outcomes = await asyncio.gather(
         store.write(_append(2)), store.write(dangling), store.write(_append(3)),
@@ -307,7 +308,7 @@ async def test_the_chain_stays_intact_after_a_failed_item(
         pass
 
     def appends_then_fails(tx: Tx) -> None:
-        audit.append(tx, _event(50), now=1050)
+        recording.append(tx, _event(50), now=1050)
         raise Refused
 
     outcomes = await asyncio.gather(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import pytest
 
-from hub.api import SERVICES
+from hub.http.common import SERVICES
 from hub.notify import Notice
 from protocol.types import MessageId
 

@@ -36,9 +36,9 @@ from clients.cli.org import org as org_command
 from clients.errors import CaseNotFound, ClientError
 from clients.hub_client import EventNotice, Notice
 from clients.organisation import Organisation
-from hub.api import SERVICES
 from hub.app import make_app
 from hub.deadlines import Deadline
+from hub.http.common import SERVICES
 from hub.logs import configure_logging
 from keys.authority import Authority
 from keys.hub import HubKeys

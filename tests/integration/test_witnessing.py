@@ -24,10 +24,10 @@ from clients.hub_client import HubClient, Purpose
 from clients.organisation import Organisation
 from clients.privacy_officer import PrivacyOfficer
 from clients.state import LocalState
-from hub.api import SERVICES
+from hub.accesslog.heads import HeadSigner
 from hub.app import make_app
 from hub.checkpoints import WitnessSubmitter
-from hub.treeheads import HeadSigner
+from hub.http.common import SERVICES
 from keys.authority import Authority
 from keys.hub import HubKeys
 from keys.organisation import OrgKeys

@@ -26,6 +26,7 @@ from protocol.envelope import (
     WRAPPED_KEY_BYTES,
     Envelope,
     Header,
+    encode,
     new_message_id,
     open_envelope,
     seal,
@@ -129,6 +130,31 @@ def test_round_trip_one_recipient(parties: dict[str, Any]) -> None:
     assert canonical_json(again.to_wire()) == text
     assert again.fingerprint == env.fingerprint == fingerprint(text)
     assert _open(again, parties["r1"], parties["sender"]) == PAYLOAD
+
+
+def test_from_wire_checks_each_field_once(
+    signal: Envelope, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``from_wire`` builds the checked records itself: no ``__post_init__`` parses again."""
+    rechecked: list[str] = []
+
+    def recheck(self: object) -> None:
+        rechecked.append(type(self).__name__)
+
+    for cls in (Header, Envelope):
+        monkeypatch.setattr(cls, "__post_init__", recheck)
+    again = Envelope.from_wire(copy.deepcopy(signal.to_wire()))
+    assert rechecked == []
+    monkeypatch.undo()
+    assert again == signal
+    assert dataclasses.replace(again) == signal  # a typed construction still checks
+
+
+def test_encode_gives_the_canonical_bytes_and_their_fingerprint(signal: Envelope) -> None:
+    encoded = encode(signal)
+    assert encoded.envelope is signal
+    assert encoded.wire == signal.canonical() == canonical_json(signal.to_wire())
+    assert encoded.fingerprint == signal.fingerprint == fingerprint(encoded.wire)
 
 
 def test_round_trip_five_recipients(parties: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from protocol.referral import (
     RECIPIENT,
     REFERRER,
     STEPS,
-    IllegalTransition,
+    StepNotAllowed,
     advance,
     allowed_codes,
 )
@@ -44,12 +44,12 @@ def test_legal_transition(step: str, code: str, party: str) -> None:
     ("step", "code", "party"), [t for t in ALL if t not in LEGAL], ids="-".join
 )
 def test_illegal_transition(step: str, code: str, party: str) -> None:
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(StepNotAllowed):
         advance(step, code, party)  # type: ignore[arg-type]
 
 
 def test_sent_accept_covers_the_skipped_acknowledgement_only_for_the_recipient() -> None:
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(StepNotAllowed):
         advance("sent", "accepted", "referrer")
 
 
@@ -58,7 +58,7 @@ def test_sent_accept_covers_the_skipped_acknowledgement_only_for_the_recipient()
     [("open", "closed", "referrer"), ("sent", "withdrawn", "referrer"), ("sent", "closed", "hub")],
 )
 def test_unknown_values_are_illegal(step: str, code: str, party: str) -> None:
-    with pytest.raises(IllegalTransition, match="unknown"):
+    with pytest.raises(StepNotAllowed, match="unknown"):
         advance(step, code, party)  # type: ignore[arg-type]
 
 

@@ -18,13 +18,13 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 
-from hub import audit
-from hub.audit import Outcome, Scope
+from hub.accesslog import recording
+from hub.accesslog.heads import HeadSigner
+from hub.accesslog.recording import Outcome, Scope
 from hub.auth import Caller
 from hub.config import Clock, HubConfig
 from hub.errors import Malformed, NotFound, Unavailable
 from hub.store import AuditQuery, Store, Tx
-from hub.treeheads import HeadSigner
 from protocol.auditlog import ACTIONS, AuditEntry, TreeHead, check_user
 from protocol.certificate import ROLE_NETWORK_PRIVACY_OFFICER, ROLE_PRIVACY_OFFICER
 from protocol.encoding import MAX_SAFE_INT
@@ -115,7 +115,7 @@ async def newest_head(
 ) -> TreeHead | None:
     _signer(signer)
     head = await store.tree_head(config.network)
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     return head
 
 
@@ -134,7 +134,7 @@ async def head_of_size(
     head = await store.tree_head(config.network, int(size_text))
     if head is None:
         raise NotFound()
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     return head
 
 
@@ -156,7 +156,7 @@ async def sign_head(
     def sign(tx: Tx) -> Outcome[TreeHead | None]:
         return Outcome(chosen.sign_in(tx, now=now))
 
-    head = await audit.act(store, scope, now=now, work=sign)
+    head = await recording.act(store, scope, now=now, work=sign)
     if head is not None:
         return Signed(head, created=True)
     return Signed(await store.tree_head(config.network), created=False)
@@ -178,7 +178,7 @@ async def consistency(
     proof = await store.consistency(old, new)
     if proof is None:
         raise Malformed("need 1 <= from <= to <= the tree size")
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     return Consistency(old, new, proof)
 
 
@@ -200,7 +200,7 @@ async def entries(
         raise Malformed(f"limit must be an integer from 1 to {MAX_ENTRIES}")
     query = parse_query(params, viewer, limit=limit + 1)
     found = await store.audit_entries(query)
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     if len(found) > limit:
         return Page(found[:limit], found[limit - 1].index + 1)
     return Page(found, None)
@@ -237,7 +237,7 @@ async def inclusion(
         raise Malformed("the entry is not in the tree of that head; ask for a newer head")
     if found.entry is None:
         raise NotFound()
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     return Proof(found.entry, found.head, found.proof)
 
 
@@ -285,5 +285,5 @@ async def export(
     if head is None:
         raise NotFound("no tree head of that size was signed")
     end = head.size if query.end is None else min(query.end, head.size)
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     return Export(store, head, replace(query, end=end), proofs == "true")

@@ -2,15 +2,15 @@
 organisation's event feed (``/v1/events``). Specified in ``docs/protocol.md``, "Cases".
 
 Each handler authenticates (a stated purpose is required: these are case data), calls
-one use-case of :mod:`hub.cases` and renders its records.
+one use-case of :mod:`hub.coordinator` and renders its records.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from hub import cases
-from hub.api import INBOX_QUERY, audited, authenticate, body_of, query_of, render, services
+from hub import coordinator
+from hub.http.common import INBOX_QUERY, audited, authenticate, body_of, query_of, render, services
 from hub.query import INTEGER, TEXT, Spec
 from protocol.cases import CasePage, EventPage
 
@@ -30,9 +30,13 @@ async def get_cases(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "list", "case") as scope:
         caller = await authenticate(request, scope, purpose=True, query=CASES_QUERY)
-        cases.require_coordinator(caller)
-        query = cases.CaseQuery.parse(query_of(request), max_limit=s.config.limits.max_case_page)
-        page, total = await cases.list_cases(s.store, s.clock, scope, caller=caller, query=query)
+        coordinator.require_coordinator(caller)
+        query = coordinator.CaseQuery.parse(
+            query_of(request), max_limit=s.config.limits.max_case_page
+        )
+        page, total = await coordinator.list_cases(
+            s.store, s.clock, scope, caller=caller, query=query
+        )
     return render(CasePage(tuple(page), total).to_wire())
 
 
@@ -40,7 +44,7 @@ async def get_case(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "read", "case") as scope:
         caller = await authenticate(request, scope, purpose=True)
-        found, asked = await cases.read_case(
+        found, asked = await coordinator.read_case(
             s.store, s.clock, s.config, scope, caller=caller, ref=request.match_info["ref"]
         )
     return render(found.record(None if asked == found.summary.case else asked).to_wire())
@@ -50,44 +54,44 @@ async def post_split(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "split", "case") as scope:
         caller = await authenticate(request, scope, purpose=True)
-        cases.require_coordinator(caller)
+        coordinator.require_coordinator(caller)
         body = await body_of(request)
-        new = await cases.split_case(
+        split = await coordinator.split_case(
             s.store, s.clock, scope, caller=caller, ref=request.match_info["ref"], body=body,
             rng=s.rng,
         )  # fmt: skip
-    return render({"case": new, "from": scope.object_ids[0]}, status=201)
+    return render({"case": split.other, "from": split.case}, status=201)
 
 
 async def post_merge(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "merge", "case") as scope:
         caller = await authenticate(request, scope, purpose=True)
-        cases.require_coordinator(caller)
+        coordinator.require_coordinator(caller)
         body = await body_of(request)
-        absorbed = await cases.merge_case(
+        merged = await coordinator.merge_case(
             s.store, s.clock, scope, caller=caller, ref=request.match_info["ref"], body=body
         )
-    return render({"case": scope.object_ids[0], "absorbed": absorbed})
+    return render({"case": merged.case, "absorbed": merged.other})
 
 
 async def post_unmerge(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "split", "case") as scope:
         caller = await authenticate(request, scope, purpose=True)
-        cases.require_coordinator(caller)
+        coordinator.require_coordinator(caller)
         body = await body_of(request)
-        revived = await cases.unmerge_case(
+        unmerged = await coordinator.unmerge_case(
             s.store, s.clock, scope, caller=caller, ref=request.match_info["ref"], body=body
         )
-    return render({"case": revived, "from": scope.object_ids[0]})
+    return render({"case": unmerged.other, "from": unmerged.case})
 
 
 async def get_referrals(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "list", "case") as scope:
         caller = await authenticate(request, scope, purpose=True, query=REFERRALS_QUERY)
-        views = await cases.open_referrals(
+        views = await coordinator.open_referrals(
             s.store, s.clock, s.config, scope, caller=caller, limit=query_of(request).get("limit")
         )
     return render({"referrals": [view.to_wire() for view in views]})
@@ -97,7 +101,7 @@ async def get_events(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "list", "inbox") as scope:
         caller = await authenticate(request, scope, purpose=True, query=INBOX_QUERY)
-        found, following = await cases.read_events(
+        found, following = await coordinator.read_events(
             s.store,
             s.clock,
             s.config,
@@ -109,7 +113,7 @@ async def get_events(request: web.Request) -> web.Response:
     return render(EventPage(tuple(found), following).to_wire())
 
 
-def add_case_routes(app: web.Application) -> None:
+def add_routes(app: web.Application) -> None:
     app.add_routes(
         [
             web.get("/v1/cases", get_cases, allow_head=False),

@@ -1,4 +1,4 @@
-"""The HTTP adapter of ``/v1/audit`` (use-cases in :mod:`hub.auditlog`).
+"""The HTTP adapter of ``/v1/audit`` (use-cases in :mod:`hub.accesslog.reading`).
 
 Every route authenticates (``Schakel-User`` required), runs inside an audit scope of
 object type ``audit`` (so a refusal leaves one ``denied`` entry), calls one use-case
@@ -12,8 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from hub import auditlog
-from hub.api import audited, authenticate, query_of, render, services
+from hub.accesslog import reading
+from hub.http.common import audited, authenticate, query_of, render, services
 from hub.problems import REQUEST_ID, REQUEST_ID_HEADER
 from hub.query import INTEGER, TEXT, Spec, one_of
 from protocol.auditlog import AuditEntry, TreeHead
@@ -49,7 +49,7 @@ async def get_head(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "read", "audit") as scope:
         await authenticate(request, scope)
-        head = await auditlog.newest_head(s.store, s.clock, s.config, scope, signer=s.heads)
+        head = await reading.newest_head(s.store, s.clock, s.config, scope, signer=s.heads)
     return render({"head": _head(head)})
 
 
@@ -57,7 +57,7 @@ async def post_head(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "create", "audit") as scope:
         caller = await authenticate(request, scope, purpose=True)
-        signed = await auditlog.sign_head(
+        signed = await reading.sign_head(
             s.store, s.clock, s.config, scope, caller=caller, signer=s.heads
         )
     return render({"head": _head(signed.head)}, status=201 if signed.created else 200)
@@ -67,7 +67,7 @@ async def get_head_of_size(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "read", "audit") as scope:
         await authenticate(request, scope, purpose=True)
-        head = await auditlog.head_of_size(
+        head = await reading.head_of_size(
             s.store, s.clock, s.config, scope, signer=s.heads, size_text=request.match_info["size"]
         )
     return render({"head": head.to_wire()})
@@ -77,7 +77,7 @@ async def get_consistency(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "read", "audit") as scope:
         await authenticate(request, scope, query=CONSISTENCY_QUERY)
-        found = await auditlog.consistency(s.store, s.clock, scope, params=query_of(request))
+        found = await reading.consistency(s.store, s.clock, scope, params=query_of(request))
     return render({"from": found.old, "to": found.new, "proof": _proof(found.proof)})
 
 
@@ -85,7 +85,7 @@ async def get_entries(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "read", "audit") as scope:
         caller = await authenticate(request, scope, purpose=True, query=ENTRIES_QUERY)
-        page = await auditlog.entries(
+        page = await reading.entries(
             s.store, s.clock, scope, caller=caller, params=query_of(request)
         )
     return render({"entries": [e.to_wire() for e in page.entries], "next": page.next})
@@ -95,7 +95,7 @@ async def get_proof(request: web.Request) -> web.Response:
     s = services(request)
     async with audited(request, "read", "audit") as scope:
         caller = await authenticate(request, scope, purpose=True, query=PROOF_QUERY)
-        found = await auditlog.inclusion(
+        found = await reading.inclusion(
             s.store,
             s.clock,
             s.config,
@@ -129,7 +129,7 @@ async def get_export(request: web.Request) -> web.StreamResponse:
     s = services(request)
     async with audited(request, "export", "audit") as scope:
         caller = await authenticate(request, scope, purpose=True, query=EXPORT_QUERY)
-        export = await auditlog.export(
+        export = await reading.export(
             s.store,
             s.clock,
             s.config,
@@ -153,7 +153,7 @@ async def get_export(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def add_audit_routes(app: web.Application) -> None:
+def add_routes(app: web.Application) -> None:
     app.add_routes(
         [
             web.get("/v1/audit/head", get_head, allow_head=False),

@@ -74,7 +74,7 @@ class Event:
 class Scope:
     """The audit entry of one request, filled in as the request is understood.
 
-    ``source`` is the client address (:func:`hub.api.client_address`: the TCP peer, or
+    ``source`` is the client address (:func:`hub.http.common.client_address`: the TCP peer, or
     behind a trusted proxy the address it forwarded). ``object_ids`` are set once known
     (a message id only after the envelope parsed).
     ``recorded`` becomes true once an entry for this request committed. A denied
@@ -123,7 +123,7 @@ class Outcome(Generic[T]):
     """What a work item returns to :func:`act`: its value and the verdict to record.
 
     ``pseudonyms``, when given, replace the scope's in the entry: what the work found
-    the request to be about (the case of a referral, :func:`hub.casework.logged_pseudonyms`).
+    the request to be about (the case of a referral, :func:`hub.placement.logged_pseudonyms`).
     """
 
     value: T

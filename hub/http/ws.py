@@ -23,10 +23,10 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from hub import audit
-from hub.api import audited, authenticate, services
+from hub.accesslog import recording
 from hub.auth import Caller, verify_access
 from hub.errors import Malformed, Unauthorized
+from hub.http.common import audited, authenticate, services
 from hub.notify import Notice, Subscription
 from hub.problems import REQUEST_ID, REQUEST_ID_HEADER
 
@@ -63,7 +63,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         caller = await authenticate(request, scope)
         if not socket.can_prepare(request).ok:
             raise Malformed("not a WebSocket handshake (version 13, with Upgrade and a key)")
-        await audit.access(s.store, scope, now=s.clock())
+        await recording.access(s.store, scope, now=s.clock())
     subscription = s.notifier.subscribe(caller.org)  # before the handshake: nothing is missed
     socket.headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
     sockets = request.app[SOCKETS].open
@@ -79,10 +79,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     return socket
 
 
-def add_socket_registry(app: web.Application) -> None:
-    """Hold the open sockets in ``app`` and close them when it shuts down."""
+def add_routes(app: web.Application) -> None:
+    """``GET /v1/ws``; the open sockets are held in ``app`` and closed when it shuts down."""
     app[SOCKETS] = OpenSockets()
     app.on_shutdown.append(close_sockets)
+    app.add_routes([web.get("/v1/ws", websocket, allow_head=False)])
 
 
 async def close_sockets(app: web.Application) -> None:

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from hub import audit
-from hub.audit import Outcome, Scope
+from hub.accesslog import recording
+from hub.accesslog.recording import Outcome, Scope
 from hub.auth import Caller
 from hub.config import Clock, HubConfig, Rng
 from hub.deadlines import Deadline
@@ -55,6 +55,15 @@ async def _live(store: Store, text: str) -> CaseRef:
     if live is None:
         raise NotFound()
     return live
+
+
+@dataclass(frozen=True, slots=True)
+class Regrouped:
+    """What a split, merge or unmerge did: ``case`` is the live case the path named, and
+    ``other`` the case split off into, absorbed, or revived."""
+
+    case: CaseRef
+    other: CaseRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +118,7 @@ async def list_cases(
     require_coordinator(caller)
     page, total = await query.read(store)
     scope.touch(c.case for c in page)
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     return page, total
 
 
@@ -126,7 +135,7 @@ async def read_case(
         raise NotFound()
     scope.touch([asked, live, *found.members][:MAX_OBJECT_IDS])
     scope.pseudonyms = found.pseudonyms[:MAX_PSEUDONYMS]
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     return found, asked
 
 
@@ -148,7 +157,7 @@ def _other_case(body: object) -> str:
 
 async def split_case(
     store: Store, clock: Clock, scope: Scope, *, caller: Caller, ref: str, body: object, rng: Rng
-) -> CaseRef:
+) -> Regrouped:
     """Split the given messages off ``ref`` into a new case, kept apart from it."""
     require_coordinator(caller)
     scope.touch([_case_path(ref)])
@@ -160,12 +169,12 @@ async def split_case(
     scope.touch([live, new, *moved])
     now = clock()
 
-    def split(tx: Tx) -> Outcome[CaseRef]:
+    def split(tx: Tx) -> Outcome[Regrouped]:
         _check_split(tx, live, moved)
         tx.cases.split(live, moved, into=new, revive=False, now=now, org=caller.org)
-        return Outcome(new)
+        return Outcome(Regrouped(live, new))
 
-    return await audit.act(store, scope, now=now, work=split)
+    return await recording.act(store, scope, now=now, work=split)
 
 
 def _check_split(tx: Tx, case: CaseRef, moved: list[MessageId]) -> None:
@@ -180,8 +189,8 @@ def _check_split(tx: Tx, case: CaseRef, moved: list[MessageId]) -> None:
 
 async def merge_case(
     store: Store, clock: Clock, scope: Scope, *, caller: Caller, ref: str, body: object
-) -> CaseRef:
-    """Merge the case named in the body into ``ref``; returns the absorbed (live) case."""
+) -> Regrouped:
+    """Merge the case named in the body into ``ref``; ``other`` is the absorbed (live) case."""
     require_coordinator(caller)
     scope.touch([_case_path(ref)])
     other_text = _other_case(body)
@@ -191,20 +200,21 @@ async def merge_case(
         raise Conflict("the two references name the same case")
     now = clock()
 
-    def merge(tx: Tx) -> Outcome[CaseRef]:
+    def merge(tx: Tx) -> Outcome[Regrouped]:
         if tx.cases.live(survivor) != survivor or tx.cases.live(absorbed) != absorbed:
             raise Conflict("the case changed meanwhile; read it again")
         moved = tx.cases.merge(survivor, absorbed, now=now, org=caller.org, automatic=False)
         scope.touch([survivor, absorbed, *moved][:MAX_OBJECT_IDS])
-        return Outcome(absorbed)
+        return Outcome(Regrouped(survivor, absorbed))
 
-    return await audit.act(store, scope, now=now, work=merge)
+    return await recording.act(store, scope, now=now, work=merge)
 
 
 async def unmerge_case(
     store: Store, clock: Clock, scope: Scope, *, caller: Caller, ref: str, body: object
-) -> CaseRef:
-    """Undo the merge of the case named in the body into ``ref``: it lives again, apart."""
+) -> Regrouped:
+    """Undo the merge of the case named in the body into ``ref``: ``other`` lives again,
+    apart."""
     require_coordinator(caller)
     scope.touch([_case_path(ref)])
     absorbed = _case_path(_other_case(body))
@@ -212,7 +222,7 @@ async def unmerge_case(
     scope.touch([survivor, absorbed])
     now = clock()
 
-    def unmerge(tx: Tx) -> Outcome[CaseRef]:
+    def unmerge(tx: Tx) -> Outcome[Regrouped]:
         if not tx.cases.exists(absorbed) or tx.cases.live(absorbed) != survivor:
             raise Conflict("that case is not merged into this one")
         members = tx.cases.members(survivor)
@@ -221,9 +231,9 @@ async def unmerge_case(
             raise Conflict("the messages that merge brought are no longer apart in this case")
         tx.cases.split(survivor, moved, into=absorbed, revive=True, now=now, org=caller.org)
         scope.touch([survivor, absorbed, *moved][:MAX_OBJECT_IDS])
-        return Outcome(absorbed)
+        return Outcome(Regrouped(survivor, absorbed))
 
-    return await audit.act(store, scope, now=now, work=unmerge)
+    return await recording.act(store, scope, now=now, work=unmerge)
 
 
 def open_view(
@@ -258,7 +268,7 @@ async def open_referrals(
     records = await store.referrals(open_only=True)
     views = open_view([r.referral for r in records], config.escalation, now)[:count]
     scope.touch(v.referral.id for v in views)
-    await audit.access(store, scope, now=now)
+    await recording.access(store, scope, now=now)
     return views
 
 
@@ -280,5 +290,5 @@ async def read_events(
     found = await store.events(caller.org, after=start, limit=count)
     objects = {str(e.case or e.message) for e in found if e.case or e.message}
     scope.touch(sorted(objects)[:MAX_OBJECT_IDS])
-    await audit.access(store, scope, now=clock())
+    await recording.access(store, scope, now=clock())
     return found, found[-1].id if found else start

@@ -24,7 +24,7 @@ from typing import Any
 from hub.errors import IllegalTransition, InvalidReferral, UnknownCase, UnknownReferral
 from hub.notify import Notice, event_notice
 from hub.store import Tx
-from hub.store.cases import Attached, Referral
+from hub.store.casewrites import Attached, Referral
 from protocol import referral as machine
 from protocol.auditlog import MAX_PSEUDONYMS
 from protocol.cases import REFERRAL_TYPES
@@ -121,7 +121,7 @@ def _advance(tx: Tx, header: Header, cursor: int, *, now: int) -> Notices:
         raise InvalidReferral("a status goes to the other party of its referral")
     try:
         steps = machine.advance(referral.step, header.status, party)
-    except machine.IllegalTransition as exc:
+    except machine.StepNotAllowed as exc:
         raise IllegalTransition(str(exc)) from None
     tx.cases.enter(referral, steps, now=now)
     tx.cases.add_update(cursor, referral, header.status, now=now)
