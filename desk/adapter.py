@@ -41,17 +41,23 @@ from clients.hub_client import HubClient, Purpose, Sleep
 from clients.organisation import Organisation, ReceivedMessage, RejectedMessage
 from clients.outbox import REFUSED, OutboxEntry, Sent
 from clients.payloads import validate_payload
+from clients.privacy_officer import DEFAULT_MAX_OBJECTS_PER_DAY, PrivacyOfficer
 from clients.state import LocalState, StoredMessage
 from keys.organisation import OrgKeys
 from protocol import referral as machine
 from protocol.cases import CaseSummary, OpenReferral, TimelineEntry
-from protocol.certificate import ROLE_COORDINATOR
+from protocol.certificate import (
+    ROLE_COORDINATOR,
+    ROLE_NETWORK_PRIVACY_OFFICER,
+    ROLE_PRIVACY_OFFICER,
+)
 from protocol.types import OrgId
 
 log = logging.getLogger("schakel.desk")
 
 KINDS = ("signal", "referral", "status")
 _RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+ANOMALY_THRESHOLD = DEFAULT_MAX_OBJECTS_PER_DAY  # distinct objects a person touches a day
 
 
 class LibraryError(Exception):
@@ -245,6 +251,31 @@ def _split_views(alerts: Sequence[Mapping[str, Any]]) -> tuple[SplitViewAlert, .
         and isinstance(a.get("size"), int)
     ]
     return tuple(reversed(found))
+
+
+@dataclass(frozen=True, slots=True)
+class LogCheck:
+    """What a verification of the access log proved: ``mode`` is ``full`` (every entry
+    rebuilds the signed root), ``all`` (every entry this organisation may see, each with
+    its inclusion proof) or ``sample`` (``checked`` random of ``visible`` entries)."""
+
+    mode: str
+    checked: int
+    visible: int | None
+    size: int
+    time: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyRow:
+    """An unusual pattern in the access log: ``volume`` (a person touched ``count``
+    distinct objects on ``day``) or ``outside-recipients`` (``count`` denied reads)."""
+
+    kind: str
+    day: str
+    org: str | None
+    user: str | None
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -818,6 +849,30 @@ class Library:
         except ClientError:
             return None
         return _str(payload.get("urgency"))
+
+    # -- the privacy officer -----------------------------------------------------------
+
+    @property
+    def is_privacy_officer(self) -> bool:
+        return bool(self.roles & {ROLE_PRIVACY_OFFICER, ROLE_NETWORK_PRIVACY_OFFICER})
+
+    async def verify_log(self) -> LogCheck:
+        """The strongest cheap verification of the access log against a fresh signed head
+        (see :meth:`clients.privacy_officer.PrivacyOfficer.verify`)."""
+        with _translated():
+            verified = await PrivacyOfficer(self._org).verify()
+        head = verified.head
+        return LogCheck(verified.mode, verified.checked, verified.visible, head.size, head.time)
+
+    async def anomalies(self, max_objects: int) -> list[AnomalyRow]:
+        """People touching more than ``max_objects`` distinct objects a day, and denied reads."""
+        with _translated():
+            _head, found = await PrivacyOfficer(self._org).anomalies(max_objects)
+        return [AnomalyRow(a.kind, a.day, a.org, a.user, a.count) for a in found]
+
+    def split_views(self) -> tuple[SplitViewAlert, ...]:
+        """The split-view alerts this organisation's client raised, newest first."""
+        return _split_views(self._org.alerts)
 
     # -- the organisation's status ---------------------------------------------------
 

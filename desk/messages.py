@@ -136,6 +136,10 @@ FORM_ERRORS = {
     "consent": N_("Say whether the person agreed to sharing this signal."),
 }
 
+AUDIT_ERRORS = {
+    "threshold": N_("Enter a whole number from 1 to 100000."),
+}
+
 # Why an entry of the outbox has not gone out (desk.adapter.outbox_reason).
 OUTBOX_REASONS = {
     "queued": N_("Not tried yet."),
@@ -157,4 +161,5 @@ TABLES = {
     "outbox_reasons": OUTBOX_REASONS,
     "password_errors": PASSWORD_ERRORS,
     "case_errors": CASE_ERRORS,
+    "audit_errors": AUDIT_ERRORS,
 }
