@@ -37,6 +37,7 @@ from clients.errors import (
     UnknownOrganisation,
     VerificationFailed,
 )
+from clients.exports import ReportRow, report_csv
 from clients.hub_client import HubClient, Purpose, Sleep
 from clients.organisation import Organisation, ReceivedMessage, RejectedMessage
 from clients.outbox import REFUSED, OutboxEntry, Sent
@@ -51,6 +52,7 @@ from protocol.certificate import (
     ROLE_NETWORK_PRIVACY_OFFICER,
     ROLE_PRIVACY_OFFICER,
 )
+from protocol.pseudonym import Identity
 from protocol.types import OrgId
 
 log = logging.getLogger("schakel.desk")
@@ -276,6 +278,45 @@ class AnomalyRow:
     org: str | None
     user: str | None
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRow:
+    """One access to a data subject's messages, proven against the signed head."""
+
+    time: int
+    org: str | None
+    user: str | None
+    role: str | None
+    action: str
+    purpose: str | None
+    outcome: str
+    object_type: str
+    objects: int  # how many of the subject's messages the access touched
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectReport:
+    """Every access to a data subject's messages (oldest first), each entry proven against
+    the signed head of ``size`` entries; ``csv`` is the NEN 7513 overview as CSV."""
+
+    size: int
+    rows: tuple[AccessRow, ...]
+    csv: str
+
+
+def _access_row(row: ReportRow) -> AccessRow:
+    return AccessRow(
+        row.time,
+        row.org,
+        row.user,
+        row.role,
+        row.action,
+        row.purpose,
+        row.outcome,
+        row.object_type,
+        len(row.objects),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -869,6 +910,12 @@ class Library:
         with _translated():
             _head, found = await PrivacyOfficer(self._org).anomalies(max_objects)
         return [AnomalyRow(a.kind, a.day, a.org, a.user, a.count) for a in found]
+
+    async def subject_report(self, identity: Identity) -> SubjectReport:
+        """Every access to the messages carrying ``identity``'s pseudonyms (derived here)."""
+        with _translated():
+            head, rows = await PrivacyOfficer(self._org).subject_report(identity)
+        return SubjectReport(head.size, tuple(_access_row(r) for r in rows), report_csv(rows))
 
     def split_views(self) -> tuple[SplitViewAlert, ...]:
         """The split-view alerts this organisation's client raised, newest first."""
