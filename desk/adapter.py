@@ -320,6 +320,47 @@ def _access_row(row: ReportRow) -> AccessRow:
 
 
 @dataclass(frozen=True, slots=True)
+class LogRow:
+    """One entry of the access log as the privacy officer's page shows it (no pseudonyms)."""
+
+    index: int
+    time: int
+    org: str | None
+    user: str | None
+    role: str | None
+    action: str
+    purpose: str | None
+    outcome: str
+    object_type: str
+    objects: int
+
+
+@dataclass(frozen=True, slots=True)
+class Witnesses:
+    """Who cosigned the last head: ``policy`` None means the hub holds no witness policy."""
+
+    size: int
+    policy: int | None
+    quorum: int
+    cosigners: tuple[str, ...]
+    met: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    """One page of the access log below the signed head of ``size`` entries, each row's
+    inclusion proof checked against that head (``proven`` of them); ``next`` is the index
+    to continue from (None: the last page)."""
+
+    size: int
+    time: int
+    rows: tuple[LogRow, ...]
+    proven: int
+    next: int | None
+    witnesses: Witnesses | None
+
+
+@dataclass(frozen=True, slots=True)
 class ReferralRow:
     """An open referral as the coordinator's pages show it (times in seconds)."""
 
@@ -916,6 +957,57 @@ class Library:
         with _translated():
             head, rows = await PrivacyOfficer(self._org).subject_report(identity)
         return SubjectReport(head.size, tuple(_access_row(r) for r in rows), report_csv(rows))
+
+    async def access_log(
+        self,
+        *,
+        start: int,
+        limit: int,
+        object_type: str | None,
+        filters: Mapping[str, str | int | None],
+    ) -> LogPage:
+        """One page of visible entries from ``start`` matching ``filters`` (the hub's) and
+        ``object_type`` (checked here: the hub has no such filter), each proven against a
+        fresh signed head."""
+        with _translated():
+            officer = PrivacyOfficer(self._org)
+            head = await officer.fresh_head()
+            page = await self._org.hub.audit_entries(
+                start=start, end=head.size, limit=limit, filters=filters
+            )
+            last = start - 1
+            for entry in page.entries:
+                if entry.index <= last or entry.index >= head.size:
+                    raise AuditLogInconsistent(
+                        "the hub listed entries out of order or beyond the head", index=entry.index
+                    )
+                last = entry.index
+            if page.next is not None and page.next <= start:
+                raise ClientError("the hub's entry listing does not advance")
+            shown = [e for e in page.entries if object_type in (None, e.object_type)]
+            proven = await officer.prove(shown, head)
+        rows = tuple(
+            LogRow(
+                e.index,
+                e.time,
+                e.org,
+                e.user,
+                e.role,
+                e.action,
+                e.purpose,
+                e.outcome,
+                e.object_type,
+                len(e.object_ids),
+            )
+            for e in shown
+        )
+        w = self._org.log.witnessed
+        witnesses = (
+            None
+            if w is None
+            else Witnesses(w.size, w.policy, w.quorum, tuple(map(str, w.cosigners)), w.met)
+        )
+        return LogPage(head.size, head.time, rows, proven, page.next, witnesses)
 
     def split_views(self) -> tuple[SplitViewAlert, ...]:
         """The split-view alerts this organisation's client raised, newest first."""

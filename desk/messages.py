@@ -141,6 +141,7 @@ FORM_ERRORS = {
 
 AUDIT_ERRORS = {
     "threshold": N_("Enter a whole number from 1 to 100000."),
+    "period": N_("The end of the period lies before its start."),
     "purpose": N_("Choose the purpose 'Answering a person's request about their data' first."),
 }
 

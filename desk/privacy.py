@@ -1,10 +1,15 @@
-"""The privacy officer's pages: the access-log check (controle) and the subject report
-(inzageverzoek).
+"""The privacy officer's pages: the access log (toegangslogboek), the access-log check
+(controle) and the subject report (inzageverzoek).
 
 Only for a person with the desk role ``privacy_officer`` at an organisation whose
 certificate holds a privacy officer role (``privacy_officer`` or
 ``network_privacy_officer``); anyone else gets 404 and nothing is rendered. Hub requests
 name the person and the purpose they chose (default ``audit``).
+
+The access log page lists one page of the entries this organisation may see, filtered by
+person, action, object type and period, each entry's inclusion proof checked against a
+fresh signed head (the page says so), with who cosigned that head. Filters are query
+fields, each checked and refused next to its field.
 
 The check page verifies the access log against a fresh signed tree head (as
 ``schakel audit verify`` does), lists the anomalies (people touching more than the
@@ -22,6 +27,8 @@ from __future__ import annotations
 
 import datetime
 import logging
+import urllib.parse
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -30,9 +37,12 @@ from desk.adapter import ANOMALY_THRESHOLD, AnomalyRow, LibraryError, LogCheck, 
 from desk.i18n import ZONE, Formats
 from desk.messages import AUDIT_ERRORS, FORM_ERRORS
 from desk.sessions import FULL
-from desk.signalform import SUBJECT_FIELDS, read_identity
+from desk.signalform import SUBJECT_FIELDS, invisible, read_identity
 from desk.vocabulary import countries
 from desk.web import FORM, Handler, acting, form_value, render, require, services, session_of
+from protocol.auditlog import ACTIONS, OBJECT_TYPES
+from protocol.errors import ValidationError
+from protocol.pseudonym import normalise_date
 
 log = logging.getLogger("schakel.desk")
 
@@ -59,6 +69,91 @@ def threshold_of(request: web.Request) -> tuple[str, int | None]:
     if raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_THRESHOLD:
         return raw, int(raw)
     return raw, None
+
+
+LOG_PAGE = 25
+LOG_FILTERS = ("persoon", "handeling", "type", "van", "tot")
+MAX_INDEX = 10**12
+
+
+@dataclass(frozen=True, slots=True)
+class LogQuery:
+    """The access log page's filters as typed, checked; ``errors`` maps a field to a code."""
+
+    typed: dict[str, str]
+    user: str | None
+    action: str | None
+    object_type: str | None
+    since: int | None
+    until: int | None
+    start: int
+    errors: dict[str, str]
+
+    def link(self, start: int) -> str:
+        """This page's filters, continuing from ``start``."""
+        params = {**self.typed, "vanaf": str(start)}
+        return "/toegangslogboek?" + urllib.parse.urlencode({k: v for k, v in params.items() if v})
+
+
+def _day_start(typed: str, errors: dict[str, str], name: str) -> int | None:
+    """Midnight (Amsterdam) at the start of the day typed, in seconds; None when empty."""
+    if not typed:
+        return None
+    try:
+        day = datetime.date.fromisoformat(normalise_date(typed))
+    except ValidationError:
+        errors[name] = "date"
+        return None
+    return int(datetime.datetime.combine(day, datetime.time(), tzinfo=ZONE).timestamp())
+
+
+def log_query(request: web.Request) -> LogQuery:
+    q = request.query
+    typed = {name: q.get(name, "")[:101] for name in LOG_FILTERS}
+    errors: dict[str, str] = {}
+    user = typed["persoon"] or None
+    if user is not None and len(user) > 100:
+        errors["persoon"] = "too-long"
+    elif user is not None and invisible(user, multiline=False):
+        errors["persoon"] = "invisible"
+    action = typed["handeling"] or None
+    if action is not None and action not in ACTIONS:
+        errors["handeling"] = "choose"
+    object_type = typed["type"] or None
+    if object_type is not None and object_type not in OBJECT_TYPES:
+        errors["type"] = "choose"
+    since = _day_start(typed["van"], errors, "van")
+    until = _day_start(typed["tot"], errors, "tot")
+    if until is not None:
+        until += 86_400 - 1  # the whole day typed
+    if since is not None and until is not None and until < since:
+        errors["tot"] = "period"
+    raw = q.get("vanaf", "0")
+    start = int(raw) if raw.isascii() and raw.isdigit() and int(raw) < MAX_INDEX else 0
+    return LogQuery(typed, user, action, object_type, since, until, start, errors)
+
+
+@privacy_officer
+async def access_log(request: web.Request) -> web.StreamResponse:
+    query = log_query(request)
+    page = None
+    if not query.errors:
+        filters: dict[str, str | int | None] = {"user": query.user, "action": query.action}
+        filters |= {"since": query.since, "until": query.until}
+        with acting(request, PURPOSE):
+            page = await services(request).library.access_log(
+                start=query.start, limit=LOG_PAGE, object_type=query.object_type, filters=filters
+            )
+    return render(
+        request,
+        "toegangslogboek.html",
+        status=400 if query.errors else 200,
+        query=query,
+        page=page,
+        actions=ACTIONS,
+        object_types=OBJECT_TYPES,
+        log_errors=SUBJECT_ERRORS,
+    )
 
 
 @privacy_officer
@@ -140,6 +235,7 @@ def _subject_page(
 
 def routes() -> list[web.RouteDef]:
     return [
+        web.get("/toegangslogboek", access_log),
         web.get("/controle", check),
         web.get("/inzageverzoek", subject_form),
         web.post("/inzageverzoek", subject_report),

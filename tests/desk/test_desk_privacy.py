@@ -252,3 +252,71 @@ async def test_a_caseworker_gets_no_subject_report(net: Net) -> None:
 def test_every_action_and_outcome_of_the_access_log_has_words() -> None:
     assert set(vocabulary.LOG_ACTIONS) == set(ACTIONS)
     assert set(vocabulary.LOG_OUTCOMES) == set(OUTCOMES)
+
+
+# -- the access log --------------------------------------------------------------------------
+
+
+async def test_the_access_log_lists_proven_entries_with_filters_and_paging(net: Net) -> None:
+    browser = await officer_browser(net.desk)
+    status, page, _ = await browser.get("/toegangslogboek")
+    assert status == 200 and 'href="/toegangslogboek" aria-current="page"' in page
+    proof = re.search(r'id="bewijs">(.*?)</p>', page, re.S)
+    assert proof is not None and "bewezen" in proof.group(1)
+    assert "geen getuigenbeleid" in page
+    rows = re.findall(r'<tr class="utrecht-table__row">\s*<td', page)
+    assert rows
+
+    status, page, _ = await browser.get("/toegangslogboek?handeling=create&type=message")
+    assert status == 200
+    body = re.search(r"<tbody.*?</tbody>", page, re.S)
+    assert body is not None
+    assert body.group(0).count("Aangemaakt") == 2 and "Gelezen" not in body.group(0)
+
+    status, page, _ = await browser.get("/toegangslogboek?persoon=nobody.here")
+    assert status == 200 and "<tbody" not in page
+
+    status, page, _ = await browser.get("/toegangslogboek?van=01-01-2000&tot=02-01-2000")
+    assert status == 200 and "<tbody" not in page
+
+
+async def test_the_access_log_pages_on(net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("desk.privacy.LOG_PAGE", 1)
+    browser = await officer_browser(net.desk)
+    status, page, _ = await browser.get("/toegangslogboek?type=message")
+    assert status == 200
+    found = re.search(r'href="(/toegangslogboek\?[^"]*vanaf=(\d+))" rel="next"', page)
+    assert found is not None and "type=message" in found.group(1)
+    status, second, _ = await browser.get(found.group(1).replace("&amp;", "&"))
+    assert status == 200 and "Eerste pagina" in second
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "says"),
+    [
+        ("handeling=steal", "handeling", "Kies een van"),
+        ("type=secret", "type", "Kies een van"),
+        ("van=31-02-2026", "van", "14-03-1999"),
+        ("van=02-01-2026&tot=01-01-2026", "tot", "voor het begin"),
+        ("persoon=" + "a" * 101, "persoon", "te lang"),
+        ("persoon=a%E2%80%8Bb", "persoon", "onzichtbare"),
+    ],
+)
+async def test_bad_log_filters_are_refused_next_to_the_field(
+    net: Net, query: str, field: str, says: str
+) -> None:
+    browser = await officer_browser(net.desk)
+    status, page, _ = await browser.get(f"/toegangslogboek?{query}")
+    assert status == 400
+    assert says in _error_next_to(page, field)
+    assert 'id="bewijs"' not in page
+
+
+async def test_a_caseworker_gets_no_access_log(net: Net) -> None:
+    net.desk.add_person("w.worker")
+    worker = Browser(net.desk)
+    await worker.log_in("w.worker")
+    _, inbox, _ = await worker.get("/postvak")
+    assert 'href="/toegangslogboek"' not in inbox
+    status, page, _ = await worker.get("/toegangslogboek")
+    assert status == 404 and 'id="bewijs"' not in page
