@@ -18,7 +18,7 @@ from desk_hub_harness import HubAndDesk, desk_on_hub
 from deskharness import Browser, DeskUnderTest
 
 from desk import vocabulary
-from desk.adapter import LibraryError
+from desk.adapter import LibraryError, SplitViewAlert
 from protocol.auditlog import ACTIONS, OUTCOMES
 from schakel import demo as demo_network
 
@@ -134,6 +134,17 @@ async def test_a_log_that_does_not_verify_is_said_in_words(
     outcome = re.search(r'id="uitkomst">(.*?)</p>', page, re.S)
     assert outcome is not None and "NIET" in outcome.group(1)
     assert "Nu niet gezocht." in page
+
+
+async def test_the_split_view_alerts_the_client_raised_are_shown(
+    net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    browser = await officer_browser(net.desk)
+    alert = SplitViewAlert(at=1_800_000_000, size=7, evidence="split-view-7.json")
+    monkeypatch.setattr(net.desk.services.library, "split_views", lambda: (alert,))
+    status, page, _ = await browser.get("/controle")
+    assert status == 200
+    assert 'role="alert"' in page and "split-view-7.json" in page and "(7 " in page
 
 
 async def test_a_caseworker_gets_nothing(net: Net) -> None:
