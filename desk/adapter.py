@@ -37,21 +37,29 @@ from clients.errors import (
     UnknownOrganisation,
     VerificationFailed,
 )
+from clients.exports import ReportRow, report_csv
 from clients.hub_client import HubClient, Purpose, Sleep
 from clients.organisation import Organisation, ReceivedMessage, RejectedMessage
 from clients.outbox import REFUSED, OutboxEntry, Sent
 from clients.payloads import validate_payload
+from clients.privacy_officer import DEFAULT_MAX_OBJECTS_PER_DAY, PrivacyOfficer
 from clients.state import LocalState, StoredMessage
 from keys.organisation import OrgKeys
 from protocol import referral as machine
 from protocol.cases import CaseSummary, OpenReferral, TimelineEntry
-from protocol.certificate import ROLE_COORDINATOR
+from protocol.certificate import (
+    ROLE_COORDINATOR,
+    ROLE_NETWORK_PRIVACY_OFFICER,
+    ROLE_PRIVACY_OFFICER,
+)
+from protocol.pseudonym import Identity
 from protocol.types import OrgId
 
 log = logging.getLogger("schakel.desk")
 
 KINDS = ("signal", "referral", "status")
 _RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+ANOMALY_THRESHOLD = DEFAULT_MAX_OBJECTS_PER_DAY  # distinct objects a person touches a day
 
 
 class LibraryError(Exception):
@@ -245,6 +253,111 @@ def _split_views(alerts: Sequence[Mapping[str, Any]]) -> tuple[SplitViewAlert, .
         and isinstance(a.get("size"), int)
     ]
     return tuple(reversed(found))
+
+
+@dataclass(frozen=True, slots=True)
+class LogCheck:
+    """What a verification of the access log proved: ``mode`` is ``full`` (every entry
+    rebuilds the signed root), ``all`` (every entry this organisation may see, each with
+    its inclusion proof) or ``sample`` (``checked`` random of ``visible`` entries)."""
+
+    mode: str
+    checked: int
+    visible: int | None
+    size: int
+    time: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyRow:
+    """An unusual pattern in the access log: ``volume`` (a person touched ``count``
+    distinct objects on ``day``) or ``outside-recipients`` (``count`` denied reads)."""
+
+    kind: str
+    day: str
+    org: str | None
+    user: str | None
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRow:
+    """One access to a data subject's messages, proven against the signed head."""
+
+    time: int
+    org: str | None
+    user: str | None
+    role: str | None
+    action: str
+    purpose: str | None
+    outcome: str
+    object_type: str
+    objects: int  # how many of the subject's messages the access touched
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectReport:
+    """Every access to a data subject's messages (oldest first), each entry proven against
+    the signed head of ``size`` entries; ``csv`` is the NEN 7513 overview as CSV."""
+
+    size: int
+    rows: tuple[AccessRow, ...]
+    csv: str
+
+
+def _access_row(row: ReportRow) -> AccessRow:
+    return AccessRow(
+        row.time,
+        row.org,
+        row.user,
+        row.role,
+        row.action,
+        row.purpose,
+        row.outcome,
+        row.object_type,
+        len(row.objects),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LogRow:
+    """One entry of the access log as the privacy officer's page shows it (no pseudonyms)."""
+
+    index: int
+    time: int
+    org: str | None
+    user: str | None
+    role: str | None
+    action: str
+    purpose: str | None
+    outcome: str
+    object_type: str
+    objects: int
+
+
+@dataclass(frozen=True, slots=True)
+class Witnesses:
+    """Who cosigned the last head: ``policy`` None means the hub holds no witness policy."""
+
+    size: int
+    policy: int | None
+    quorum: int
+    cosigners: tuple[str, ...]
+    met: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    """One page of the access log below the signed head of ``size`` entries, each row's
+    inclusion proof checked against that head (``proven`` of them); ``next`` is the index
+    to continue from (None: the last page)."""
+
+    size: int
+    time: int
+    rows: tuple[LogRow, ...]
+    proven: int
+    next: int | None
+    witnesses: Witnesses | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -818,6 +931,87 @@ class Library:
         except ClientError:
             return None
         return _str(payload.get("urgency"))
+
+    # -- the privacy officer -----------------------------------------------------------
+
+    @property
+    def is_privacy_officer(self) -> bool:
+        return bool(self.roles & {ROLE_PRIVACY_OFFICER, ROLE_NETWORK_PRIVACY_OFFICER})
+
+    async def verify_log(self) -> LogCheck:
+        """The strongest cheap verification of the access log against a fresh signed head
+        (see :meth:`clients.privacy_officer.PrivacyOfficer.verify`)."""
+        with _translated():
+            verified = await PrivacyOfficer(self._org).verify()
+        head = verified.head
+        return LogCheck(verified.mode, verified.checked, verified.visible, head.size, head.time)
+
+    async def anomalies(self, max_objects: int) -> list[AnomalyRow]:
+        """People touching more than ``max_objects`` distinct objects a day, and denied reads."""
+        with _translated():
+            _head, found = await PrivacyOfficer(self._org).anomalies(max_objects)
+        return [AnomalyRow(a.kind, a.day, a.org, a.user, a.count) for a in found]
+
+    async def subject_report(self, identity: Identity) -> SubjectReport:
+        """Every access to the messages carrying ``identity``'s pseudonyms (derived here)."""
+        with _translated():
+            head, rows = await PrivacyOfficer(self._org).subject_report(identity)
+        return SubjectReport(head.size, tuple(_access_row(r) for r in rows), report_csv(rows))
+
+    async def access_log(
+        self,
+        *,
+        start: int,
+        limit: int,
+        object_type: str | None,
+        filters: Mapping[str, str | int | None],
+    ) -> LogPage:
+        """One page of visible entries from ``start`` matching ``filters`` (the hub's) and
+        ``object_type`` (checked here: the hub has no such filter), each proven against a
+        fresh signed head."""
+        with _translated():
+            officer = PrivacyOfficer(self._org)
+            head = await officer.fresh_head()
+            page = await self._org.hub.audit_entries(
+                start=start, end=head.size, limit=limit, filters=filters
+            )
+            last = start - 1
+            for entry in page.entries:
+                if entry.index <= last or entry.index >= head.size:
+                    raise AuditLogInconsistent(
+                        "the hub listed entries out of order or beyond the head", index=entry.index
+                    )
+                last = entry.index
+            if page.next is not None and page.next <= start:
+                raise ClientError("the hub's entry listing does not advance")
+            shown = [e for e in page.entries if object_type in (None, e.object_type)]
+            proven = await officer.prove(shown, head)
+        rows = tuple(
+            LogRow(
+                e.index,
+                e.time,
+                e.org,
+                e.user,
+                e.role,
+                e.action,
+                e.purpose,
+                e.outcome,
+                e.object_type,
+                len(e.object_ids),
+            )
+            for e in shown
+        )
+        w = self._org.log.witnessed
+        witnesses = (
+            None
+            if w is None
+            else Witnesses(w.size, w.policy, w.quorum, tuple(map(str, w.cosigners)), w.met)
+        )
+        return LogPage(head.size, head.time, rows, proven, page.next, witnesses)
+
+    def split_views(self) -> tuple[SplitViewAlert, ...]:
+        """The split-view alerts this organisation's client raised, newest first."""
+        return _split_views(self._org.alerts)
 
     # -- the organisation's status ---------------------------------------------------
 

@@ -5,7 +5,8 @@ desk's database and the local state, starts one task that keeps the hub's WebSoc
 receives what arrives (announcing it to open inboxes) and one that sends what waits in
 the outbox (written while the hub was away) every ``outbox_retry`` seconds, and serves
 the pages. Nothing here renders or decides: the pages live in :mod:`desk.login`,
-:mod:`desk.inbox`, :mod:`desk.signals` and :mod:`desk.pages`.
+:mod:`desk.inbox`, :mod:`desk.signals`, :mod:`desk.pages`, :mod:`desk.casework` and
+:mod:`desk.privacy`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from desk import casework, inbox, login, pages, signals
+from desk import casework, inbox, login, pages, privacy, signals
 from desk.accounts import Accounts
 from desk.adapter import Library, LibraryError, problem_status
 from desk.casebook import CaseBook
@@ -101,7 +102,12 @@ def make_app(services: Services, *, receive: bool = True) -> web.Application:
     app[SERVICES] = services
     app[TEMPLATES] = environments(package_dir("templates"))
     app.add_routes(
-        login.routes() + inbox.routes() + signals.routes() + pages.routes() + casework.routes()
+        login.routes()
+        + inbox.routes()
+        + signals.routes()
+        + pages.routes()
+        + casework.routes()
+        + privacy.routes()
     )
     app.router.add_static("/static/", package_dir("static"), follow_symlinks=False)
     if receive:

@@ -134,6 +134,15 @@ FORM_ERRORS = {
     "name_pair": N_("A given name needs a family name, and the other way round."),
     "recipients": N_("Choose who receives this signal."),
     "consent": N_("Say whether the person agreed to sharing this signal."),
+    "subject-none": N_(
+        "Enter at least a BSN, a name with a date of birth, a phone number or a document."
+    ),
+}
+
+AUDIT_ERRORS = {
+    "threshold": N_("Enter a whole number from 1 to 100000."),
+    "period": N_("The end of the period lies before its start."),
+    "purpose": N_("Choose the purpose 'Answering a person's request about their data' first."),
 }
 
 # Why an entry of the outbox has not gone out (desk.adapter.outbox_reason).
@@ -157,4 +166,5 @@ TABLES = {
     "outbox_reasons": OUTBOX_REASONS,
     "password_errors": PASSWORD_ERRORS,
     "case_errors": CASE_ERRORS,
+    "audit_errors": AUDIT_ERRORS,
 }

@@ -153,6 +153,44 @@ def read(
     return result
 
 
+SUBJECT_FIELDS = (
+    "bsn",
+    "given_names",
+    "family_name",
+    "date_of_birth",
+    "phone",
+    "document_number",
+    "document_country",
+)
+
+
+def read_identity(
+    form: Mapping[str, Any], *, today: datetime.date
+) -> tuple[dict[str, str], Identity | None, dict[str, str]]:
+    """A data subject's identifiers from a posted form, checked as the signal form checks
+    them: (the values typed, the identity when every field is right and at least one
+    identifier can be linked, the errors by field; ``subject-none`` when none can)."""
+    values = {name: _text(form.get(name)) if name in SUBJECT_FIELDS else "" for name in TEXT_FIELDS}
+    errors: dict[str, str] = {}
+    for name in SUBJECT_FIELDS:
+        if len(values[name]) > LIMITS[name]:
+            errors[name] = "too-long"
+        elif invisible(values[name], multiline=False):
+            errors[name] = "invisible"
+    person = _person(values, errors, today)
+    typed = {name: values[name] for name in SUBJECT_FIELDS}
+    if errors:
+        return typed, None, errors
+    identity = Identity(**{k: person[k] for k in _IDENTITY_FIELDS if k in person})
+    try:
+        linkable = bool(normalised_values(identity))
+    except ValidationError:
+        linkable = False
+    if not linkable:
+        return typed, None, {"bsn": "subject-none"}
+    return typed, identity, errors
+
+
 def _text(value: object) -> str:
     if not isinstance(value, str):
         return ""

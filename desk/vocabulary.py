@@ -165,6 +165,24 @@ PURPOSES = MappingProxyType(
     }
 )
 
+# The access log's action and outcome codes (protocol.auditlog.ACTIONS, OUTCOMES).
+LOG_ACTIONS = MappingProxyType(
+    {
+        "create": N_("Created"),
+        "read": N_("Read"),
+        "list": N_("Listed"),
+        "acknowledge": N_("Acknowledged receipt"),
+        "update": N_("Changed"),
+        "delete": N_("Deleted"),
+        "merge": N_("Merged"),
+        "split": N_("Split"),
+        "export": N_("Exported"),
+        "login": N_("Logged in"),
+        "login-failed": N_("Failed to log in"),
+    }
+)
+LOG_OUTCOMES = MappingProxyType({"allowed": N_("Allowed"), "denied": N_("Refused")})
+
 ROLES = MappingProxyType(
     {
         "caseworker": N_("Caseworker"),

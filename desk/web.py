@@ -183,6 +183,7 @@ def render(request: web.Request, template: str, status: int = 200, **record: Any
         "csrf": session.csrf if session is not None else "",
         "demo": s.config.demo,
         "coordinator_desk": s.library.is_coordinator,
+        "privacy_desk": s.library.is_privacy_officer,
         "path": request.path,
         **record,
     }

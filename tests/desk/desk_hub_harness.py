@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,10 +84,12 @@ async def _hub_server(demo: demo_network.DemoNetwork, port: int) -> TestServer:
 
 
 @contextlib.asynccontextmanager
-async def desk_on_hub(directory: Path, desk_org: str = "shelter") -> AsyncIterator[HubAndDesk]:
-    """The hub, and the desk of ``desk_org`` (``shelter`` or ``coordinator``) on it."""
+async def desk_on_hub(
+    directory: Path, desk_org: str = "shelter", orgs: Mapping[str, tuple[str, ...]] = ORGS
+) -> AsyncIterator[HubAndDesk]:
+    """The hub, and the desk of ``desk_org`` (one of ``orgs``, with its network roles) on it."""
     now = int(time.time())
-    demo = demo_network.provision(directory / "demo", now=now, orgs=ORGS)
+    demo = demo_network.provision(directory / "demo", now=now, orgs=orgs)
     server = await _hub_server(demo, 0)
     assert server.port is not None
     both = HubAndDesk(demo, None, server.port, server)  # type: ignore[arg-type]

@@ -399,6 +399,41 @@ def step_coordinator_works_on_the_case(
     )
 
 
+def step_privacy_officer_checks_the_log_and_answers_a_subject_request(
+    chrome: Any, demo_desks: Any, checked_pages: dict[str, int]
+) -> None:
+    """The privacy officer's pages: the access log with each entry proven, the check in
+    words, and a subject access request under its own purpose (the BSN typed into the form,
+    never into an address: the canary step looks for it in every log)."""
+    police = demo_desks.urls["police"]
+    chrome.switch_to.new_window("tab")
+    log_in(chrome, police, "demo.police")
+    press(chrome, link(chrome, "Toegangslogboek"))
+    assert at(chrome, "Toegangslogboek") == "Toegangslogboek"
+    assert shows(chrome, "is bewezen dat ze in het ondertekende logboek"), text(chrome)[:1500]
+    checked_axe(chrome, checked_pages)
+    press(chrome, link(chrome, "Controle"))
+    assert at(chrome, "Controle van het toegangslogboek") == "Controle van het toegangslogboek"
+    assert shows(chrome, "bewezen"), text(chrome)[:1500]
+    checked_axe(chrome, checked_pages)
+    press(chrome, link(chrome, "Inzageverzoek"))
+    assert at(chrome, "Inzageverzoek") == "Inzageverzoek"
+    checked_axe(chrome, checked_pages)
+    press(chrome, link(chrome, "Kies het doel 'Een inzageverzoek van een betrokkene beantwoorden'"))
+    assert at(chrome, "Waar werkt u aan?") == "Waar werkt u aan?"
+    choose(chrome, "Doel", "Een inzageverzoek van een betrokkene beantwoorden")
+    press(chrome, button(chrome, "Doorgaan"))
+    assert at(chrome, "Inzageverzoek") == "Inzageverzoek", text(chrome)[:1500]
+    field(chrome, "BSN (burgerservicenummer)").send_keys("111222333")
+    press(chrome, button(chrome, "Rapport tonen"))
+    assert shows(chrome, "Van elk van deze"), text(chrome)[:3000]
+    assert "111222333" not in chrome.current_url
+    checked_axe(chrome, checked_pages)
+    assert {"Toegangslogboek", "Controle van het toegangslogboek", "Inzageverzoek"} <= set(
+        checked_pages
+    )
+
+
 def step_security_key_set_up_and_used(
     chrome: Any, demo_desks: Any, checked_pages: dict[str, int]
 ) -> None:
@@ -596,6 +631,7 @@ STEPS = (
     step_tour_signals_reach_the_coordinator_live,
     step_shelter_answers_a_referral,
     step_coordinator_works_on_the_case,
+    step_privacy_officer_checks_the_log_and_answers_a_subject_request,
     step_security_key_set_up_and_used,
     step_signal_form_by_keyboard_only,
     step_a_refused_message_waits_in_the_queue_until_removed,
