@@ -44,7 +44,7 @@ from clients.payloads import validate_payload
 from clients.state import LocalState, StoredMessage
 from keys.organisation import OrgKeys
 from protocol import referral as machine
-from protocol.cases import CaseSummary, OpenReferral, TimelineEntry
+from protocol.cases import REFERRAL_TYPES, CaseSummary, OpenReferral, TimelineEntry
 from protocol.certificate import ROLE_COORDINATOR
 from protocol.types import OrgId
 
@@ -522,6 +522,33 @@ class Library:
         ``unlinked``: the person confirmed that the signal carries nothing that can link it."""
         with _translated():
             return _sending(await self._org.send_signal(payload, recipients, unlinked=unlinked))
+
+    async def referral_recipients(self) -> tuple[tuple[str, str], ...]:
+        """(org, type) of each organisation a referral may go to: certified as shelter,
+        care or legal aid and not revoked, from the directory (each recipient is verified
+        when the referral is sealed to it)."""
+        with _translated():
+            orgs = await self._org.hub.list_orgs()
+        return tuple(
+            sorted(
+                (str(o.get("org")), str(o.get("type")))
+                for o in orgs
+                if isinstance(o, dict)
+                and o.get("type") in REFERRAL_TYPES
+                and not o.get("revoked")
+                and o.get("org") != self.org
+            )
+        )
+
+    async def send_referral(
+        self, payload: dict[str, Any], to: str, *, case: str, replaces: str | None
+    ) -> Sending:
+        """Send a referral about ``case`` (or leave it waiting in the outbox); ``replaces``
+        names the declined referral it takes over."""
+        with _translated():
+            return _sending(
+                await self._org.send_referral(payload, to, case=case, replaces=replaces)
+            )
 
     async def answer_referral(
         self, referral_id: str, code: str, payload: dict[str, Any]

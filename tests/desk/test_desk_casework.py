@@ -18,6 +18,8 @@ from desk_hub_harness import HubAndDesk, desk_on_hub
 from deskharness import Browser, DeskUnderTest, csrf_of
 
 from clients.organisation import Organisation
+from desk import referform
+from desk.adapter import TimelineRow
 from desk.casebook import CaseBook, label_problem
 from desk.factors import Sealer
 from schakel import demo as demo_network
@@ -363,3 +365,120 @@ def test_the_casebook_keeps_labels_and_urgency_sealed_and_follows_merges(tmp_pat
     finally:
         book.close()
     assert b"Geheim label" not in _files(path) and b"immediate_danger" not in _files(path)
+
+
+# -- refer (verwijzen) ---------------------------------------------------------------------
+
+REFER_FORM = {
+    "naar": "shelter",
+    "dienst": "shelter",
+    "urgentie": "urgent",
+    "reden": "Niet veilig waar ze nu woont",
+    "gedeeld": "Dat een opvang haar kan opnemen",
+    "delen": "ja",
+}
+
+
+async def _received_referrals(shelter: Organisation) -> list[dict[str, Any]]:
+    async with shelter.hub:
+        messages = (await shelter.receive()).messages
+        return [
+            (await shelter.read_message(m.id)).payload for m in messages if m.kind == "referral"
+        ]
+
+
+async def test_refer_fills_the_person_from_the_case_and_sends_it(network: Network) -> None:
+    browser = await coordinator_browser(network.desk)
+    path = f"/casussen/{network.case}/verwijzen"
+    status, page, _ = await browser.get(f"/casussen/{network.case}")
+    assert f'href="{path}"' in page
+    status, page, _ = await browser.get(path)
+    assert status == 200, page[:500]
+    assert "111222333" in page and "Anna" in page and "de Vries" in page
+    assert '<option value="shelter">shelter (Opvang)</option>' in page
+    assert 'value="coordinator"' not in page  # not a shelter, care or legal-aid organisation
+    status, _, response = await browser.post(path, {**REFER_FORM, "comensha": "ja"})
+    assert status == 303 and response.headers["Location"] == f"/casussen/{network.case}"
+    _, page, _ = await browser.get(f"/casussen/{network.case}")
+    assert "De verwijzing is verzonden" in page
+    sent = (await _received_referrals(network.shelter))[-1]
+    assert sent["person"] == {"bsn": "111222333", "given_names": "Anna", "family_name": "de Vries"}
+    assert sent["service"] == "shelter" and sent["urgency"] == "urgent"
+    assert sent["consent"] == {"share_with_recipient": True, "comensha_registration": True}
+
+
+async def test_refer_refuses_bad_input_next_to_the_field_and_keeps_it(network: Network) -> None:
+    browser = await coordinator_browser(network.desk)
+    path = f"/casussen/{network.case}/verwijzen"
+    before = len(network.desk.services.library.outbox())
+    bad = {
+        "naar": "coordinator",  # not a shelter, care or legal-aid organisation
+        "dienst": "massage",
+        "urgentie": "",
+        "reden": "Echt dringend",
+        "gedeeld": "Gezegd\u202e",
+        "vervangt": "0" * 26,  # no declined referral of this case
+    }
+    status, page, _ = await browser.post(path, bad)
+    assert status == 400
+    for field in ("naar", "dienst", "urgentie", "vervangt"):
+        assert "Kies een van de mogelijkheden." in _error_next_to(page, field)
+    assert "onzichtbare tekens" in _error_next_to(page, "gedeeld")
+    assert "toestemming" in _error_next_to(page, "delen")
+    assert "Echt dringend</textarea>" in page  # the input is kept
+    status, page, _ = await browser.post(path, {**REFER_FORM, "reden": "  "})
+    assert status == 400 and "Vul dit in." in _error_next_to(page, "reden")
+    assert len(network.desk.services.library.outbox()) == before
+    status, _, _ = await browser.post(path, REFER_FORM, token=False)
+    assert status == 403
+
+
+async def test_re_refer_after_a_decline_replaces_it_and_a_refusal_is_shown(
+    network: Network,
+) -> None:
+    shelter = network.shelter
+    async with shelter.hub:
+        referral = next(m for m in (await shelter.receive()).messages if m.kind == "referral")
+        await shelter.send_status(
+            referral.id,
+            "declined",
+            {"schema": "schakel.status/1", "status": "declined", "explanation": "Vol",
+             "reason_code": "no_capacity"},
+        )  # fmt: skip
+    browser = await coordinator_browser(network.desk)
+    path = f"/casussen/{network.case}/verwijzen"
+    status, page, _ = await browser.get(path)
+    assert f'<option value="{referral.id}" selected>' in page
+    form = {**REFER_FORM, "vervangt": referral.id}
+    status, _, _ = await browser.post(path, form)
+    assert status == 303
+    status, page, _ = await browser.post(path, form)  # replaced already: the hub refuses
+    assert status == 409
+    assert "De hub weigerde deze verwijzing" in _error_next_to(page, "naar")
+    assert "Echt" not in page and "Niet veilig waar ze nu woont</textarea>" in page
+
+
+def test_refer_prefers_the_bsn_backed_person_and_flags_names_that_disagree() -> None:
+    def signal(person: dict[str, str], reporter: dict[str, str] | None = None) -> TimelineRow:
+        payload: dict[str, Any] = {"person": person}
+        if reporter:
+            payload["reporter"] = reporter
+        return TimelineRow(
+            0, "signal", "m", "school", "school", None, None, None, None, 0, "opened",
+            payload, (),
+        )  # fmt: skip
+
+    police = signal(
+        {"bsn": "111222333", "given_names": "Anna", "family_name": "de Vries"},
+        {"name": "Agent Jansen", "phone": "0612345678"},
+    )
+    school = signal(
+        {"given_names": "Ana", "family_name": "de Vries", "date_of_birth": "2008-01-02",
+         "nationality": "NL"},
+    )  # fmt: skip
+    found = referform.known((school, police))
+    assert found.person["bsn"] == "111222333" and found.person["given_names"] == "Anna"
+    assert found.contact == {"name": "Agent Jansen", "phone": "0612345678"}
+    assert found.disagree == ("given_names",)
+    assert referform.known((school,)).disagree == ()
+    assert referform.known(()).person == {}
