@@ -314,15 +314,22 @@ class CaseFile:
     truncated: bool
 
 
+CASE_EVENT_KINDS = ("match", "referral", "escalation")
+
+
 @dataclass(frozen=True, slots=True)
 class CaseEvent:
-    """A ``match`` event of the hub's feed: ``message`` joined ``case``, which absorbed
-    the cases ``merged``."""
+    """An event of the hub's feed about ``case``: a ``match`` (``message`` joined the
+    case, which absorbed the cases ``merged``), a ``referral`` step entered (``step``), or
+    an ``escalation``."""
 
     id: int
     case: str
     message: str | None
     merged: tuple[str, ...]
+    kind: str = "match"
+    at: int = 0
+    step: str | None = None
 
 
 # -- the library -----------------------------------------------------------------------
@@ -819,20 +826,31 @@ class Library:
         with _translated():
             await self._org.hub.unmerge(ref, other)
 
-    async def match_events(self, after: int) -> tuple[list[CaseEvent], int]:
-        """The ``match`` events after ``after`` (one page) and the id to read on from."""
+    async def case_events(self, after: int) -> tuple[list[CaseEvent], int]:
+        """The ``match``, ``referral`` and ``escalation`` events about a case after
+        ``after`` (one page) and the id to read on from."""
         with _translated():
             page = await self._org.hub.events(after)
         found = []
         for event in page.events:
-            if event.kind == "match" and event.case is not None:
+            if event.kind in CASE_EVENT_KINDS and event.case is not None:
                 merged = event.detail.get("merged")
                 absorbed = (
                     tuple(m for m in merged if isinstance(m, str))
                     if isinstance(merged, list)
                     else ()
                 )
-                found.append(CaseEvent(event.id, event.case, event.message, absorbed))
+                found.append(
+                    CaseEvent(
+                        event.id,
+                        event.case,
+                        event.message,
+                        absorbed,
+                        event.kind,
+                        event.at,
+                        event.step,
+                    )
+                )
         return found, page.next
 
     def signal_urgency(self, message_id: str) -> str | None:

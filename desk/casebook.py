@@ -8,6 +8,8 @@ Two tables beside the accounts (:mod:`desk.accounts`, same 0600 file):
                      urgency sealed, filled from the case views and the event feed as
                      they are read, so that the cases page shows each case's highest
                      urgency without decrypting its signals again;
+* ``case_events``    the hub's events a coordinator follows (matches, referral steps,
+                     escalations): kind, time, case, message and step, never content;
 * ``case_cursor``    the last event id of the hub's event feed taken into the index.
 
 Case references are random and mean nothing outside the hub; labels and urgencies are
@@ -19,12 +21,14 @@ from __future__ import annotations
 import sqlite3
 import unicodedata
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from desk.errors import DeskError
 from desk.factors import Sealer
 
 MAX_LABEL = 80
+MAX_EVENTS = 200  # the events page shows at most this many, newest first
 URGENCY_RANK: Mapping[str, int] = {"low": 0, "normal": 1, "high": 2, "immediate_danger": 3}
 
 _SCHEMA = """
@@ -40,11 +44,31 @@ CREATE TABLE IF NOT EXISTS case_messages (
     urgency BLOB
 );
 CREATE INDEX IF NOT EXISTS ix_case_messages_case ON case_messages ("case");
+CREATE TABLE IF NOT EXISTS case_events (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    "case" TEXT,
+    message TEXT,
+    step TEXT
+);
 CREATE TABLE IF NOT EXISTS case_cursor (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     event INTEGER NOT NULL
 );
 """
+
+
+@dataclass(frozen=True, slots=True)
+class KeptEvent:
+    """An event of the hub's feed as the events page shows it (no content)."""
+
+    id: int
+    kind: str
+    at: int
+    case: str | None
+    message: str | None
+    step: str | None
 
 
 def label_problem(label: str) -> str | None:
@@ -161,3 +185,29 @@ class CaseBook:
             "ON CONFLICT (one) DO UPDATE SET event = MAX(event, excluded.event)",
             (event,),
         )
+
+    # -- the events --------------------------------------------------------------------
+
+    def add_event(
+        self,
+        event: int,
+        kind: str,
+        at: int,
+        case: str | None,
+        message: str | None,
+        step: str | None,
+    ) -> None:
+        """Keep one event of the hub's feed (taken in once: its id is its key)."""
+        self._db.execute(
+            'INSERT OR IGNORE INTO case_events (id, kind, at, "case", message, step) '
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (event, kind, at, case, message, step),
+        )
+
+    def events(self, limit: int = MAX_EVENTS) -> list[KeptEvent]:
+        """The events kept, newest first, at most ``limit``."""
+        rows = self._db.execute(
+            'SELECT id, kind, at, "case", message, step FROM case_events ORDER BY id DESC LIMIT ?',
+            (max(0, min(limit, MAX_EVENTS)),),
+        ).fetchall()
+        return [KeptEvent(*row) for row in rows]

@@ -175,14 +175,18 @@ async def _overdue_cases(request: web.Request, query: CaseQuery) -> tuple[list[C
 
 
 async def _take_in_events(request: web.Request) -> None:
-    """New ``match`` events into the index: each message's case (and its urgency when
-    this desk holds the signal), and the cases a match merged moved along."""
+    """New events into the desk's database: each kept for the events page, and a
+    ``match`` into the index (the message's case, its urgency when this desk holds the
+    signal, and the cases a match merged moved along)."""
     s = services(request)
     book = s.casebook
     after = book.event_cursor
     for _ in range(EVENT_PAGES):
-        events, after_next = await s.library.match_events(after)
+        events, after_next = await s.library.case_events(after)
         for event in events:
+            book.add_event(event.id, event.kind, event.at, event.case, event.message, event.step)
+            if event.kind != "match":
+                continue
             if event.merged:
                 book.moved(event.merged, event.case)
             if event.message is not None:
@@ -434,6 +438,24 @@ async def referrals(request: web.Request) -> web.StreamResponse:
     )
 
 
+# -- events (gebeurtenissen) ---------------------------------------------------------------
+
+
+@coordinator
+async def events(request: web.Request) -> web.StreamResponse:
+    """Matches, referral steps and escalations, newest first, each with its case."""
+    s = services(request)
+    with acting(request, PURPOSE):
+        await _take_in_events(request)
+    rows = s.casebook.events()
+    return render(
+        request,
+        "events.html",
+        rows=rows,
+        labels=s.casebook.labels({r.case for r in rows if r.case}),
+    )
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/casussen", cases),
@@ -443,4 +465,5 @@ def routes() -> list[web.RouteDef]:
         web.post("/casussen/{ref}/verwijzen", refer),
         web.post("/casussen/{ref}/{action}", change),
         web.get("/verwijzingen", referrals),
+        web.get("/gebeurtenissen", events),
     ]

@@ -293,14 +293,23 @@ async def test_a_caseworker_and_a_forged_post_get_nothing(network: Network) -> N
     worker = Browser(network.desk)
     await worker.log_in("w.worker")
     _, inbox, _ = await worker.get("/postvak")
-    assert 'href="/casussen"' not in inbox
-    for path in ("/casussen", f"/casussen/{network.case}", "/verwijzingen"):
+    assert 'href="/casussen"' not in inbox and 'href="/gebeurtenissen"' not in inbox
+    for path in (
+        "/casussen",
+        f"/casussen/{network.case}",
+        f"/casussen/{network.case}/verwijzen",
+        "/verwijzingen",
+        "/gebeurtenissen",
+    ):
         status, page, _ = await worker.get(path)
         assert status == 404 and MARK not in page and "Tijdlijn" not in page
-    status, _, _ = await worker.post(
-        f"/casussen/{network.case}/label", {"label": "x"}, from_path="/postvak"
-    )
-    assert status == 404
+        assert "Anna" not in page and "Gebeurtenissen</h1>" not in page
+    for action in ("label", "verwijzen"):
+        status, _, _ = await worker.post(
+            f"/casussen/{network.case}/{action}", {**REFER_FORM, "label": "x"}, from_path="/postvak"
+        )
+        assert status == 404
+    assert network.desk.services.library.outbox() == []
 
     browser = await coordinator_browser(network.desk)
     _, page, _ = await browser.get(f"/casussen/{network.case}")
@@ -387,6 +396,19 @@ async def _received_referrals(shelter: Organisation) -> list[dict[str, Any]]:
         ]
 
 
+async def _decline(shelter: Organisation) -> Any:
+    """The shelter receives the network's referral and declines it; the referral."""
+    async with shelter.hub:
+        referral = next(m for m in (await shelter.receive()).messages if m.kind == "referral")
+        await shelter.send_status(
+            referral.id,
+            "declined",
+            {"schema": "schakel.status/1", "status": "declined", "explanation": "Vol",
+             "reason_code": "no_capacity"},
+        )  # fmt: skip
+    return referral
+
+
 async def test_refer_fills_the_person_from_the_case_and_sends_it(network: Network) -> None:
     browser = await coordinator_browser(network.desk)
     path = f"/casussen/{network.case}/verwijzen"
@@ -436,15 +458,7 @@ async def test_refer_refuses_bad_input_next_to_the_field_and_keeps_it(network: N
 async def test_re_refer_after_a_decline_replaces_it_and_a_refusal_is_shown(
     network: Network,
 ) -> None:
-    shelter = network.shelter
-    async with shelter.hub:
-        referral = next(m for m in (await shelter.receive()).messages if m.kind == "referral")
-        await shelter.send_status(
-            referral.id,
-            "declined",
-            {"schema": "schakel.status/1", "status": "declined", "explanation": "Vol",
-             "reason_code": "no_capacity"},
-        )  # fmt: skip
+    referral = await _decline(network.shelter)
     browser = await coordinator_browser(network.desk)
     path = f"/casussen/{network.case}/verwijzen"
     status, page, _ = await browser.get(path)
@@ -482,3 +496,25 @@ def test_refer_prefers_the_bsn_backed_person_and_flags_names_that_disagree() -> 
     assert found.disagree == ("given_names",)
     assert referform.known((school,)).disagree == ()
     assert referform.known(()).person == {}
+
+
+async def test_the_events_page_lists_matches_and_referral_steps_newest_first(
+    network: Network,
+) -> None:
+    browser = await coordinator_browser(network.desk)
+    status, page, _ = await browser.get("/gebeurtenissen")  # before the shelter answers
+    assert status == 200, page[:500]
+    assert "Stap in een verwijzing" not in page  # the coordinator's own step raises none
+    await _decline(network.shelter)
+    status, page, _ = await browser.get("/gebeurtenissen")
+    assert status == 200, page[:500]
+    assert 'href="/gebeurtenissen" aria-current="page"' in page
+    table = page[page.index("<tbody") :]
+    assert table.count("Signaal aan de casus gekoppeld") == 1  # the second signal of Anna
+    assert "Stap in een verwijzing: Afgewezen" in table
+    assert f'href="/casussen/{network.case}"' in table
+    assert table.index("Stap in een verwijzing") < table.index("Signaal aan de casus gekoppeld")
+    kept = network.desk.services.casebook.events()
+    assert [e.kind for e in kept] == ["referral", "referral", "match"] and [
+        e.id for e in kept
+    ] == sorted((e.id for e in kept), reverse=True)
