@@ -853,6 +853,22 @@ class Library:
                 )
         return found, page.next
 
+    def signals_after(self, cursor: int, limit: int = 1000) -> tuple[list[tuple[str, int]], int]:
+        """(id, received) of the signals received here with an inbox cursor above
+        ``cursor`` (at most ``limit`` messages looked at, newest first), and the highest
+        cursor looked at, to go on from."""
+        state = self._org.state
+        found: list[tuple[str, int]] = []
+        highest = cursor
+        for offset in range(0, limit, 100):
+            page = state.message_page(offset, 100)
+            newer = [m for m in page if m.cursor > cursor]
+            highest = max([highest, *(m.cursor for m in newer)])
+            found += [(m.id, m.received_at) for m in newer if m.kind == "signal"]
+            if len(newer) < len(page) or len(page) < 100:
+                break
+        return found, highest
+
     def signal_urgency(self, message_id: str) -> str | None:
         """A signal's urgency from local state (received here), or None."""
         stored = self._org.state.message(message_id)

@@ -10,6 +10,9 @@ Two tables beside the accounts (:mod:`desk.accounts`, same 0600 file):
                      urgency without decrypting its signals again;
 * ``case_events``    the hub's events a coordinator follows (matches, referral steps,
                      escalations): kind, time, case, message and step, never content;
+* ``urgent_signals`` the signals received with urgency high or immediate danger (the
+                     urgency sealed), and in ``urgent_cursor`` the last inbox cursor
+                     looked through for them;
 * ``case_cursor``    the last event id of the hub's event feed taken into the index.
 
 Case references are random and mean nothing outside the hub; labels and urgencies are
@@ -28,6 +31,8 @@ from desk.errors import DeskError
 from desk.factors import Sealer
 
 MAX_LABEL = 80
+URGENT = ("high", "immediate_danger")  # a signal of this urgency is brought to attention
+MAX_URGENT = 50  # urgent signals looked at for alerts, newest first
 MAX_EVENTS = 200  # the events page shows at most this many, newest first
 URGENCY_RANK: Mapping[str, int] = {"low": 0, "normal": 1, "high": 2, "immediate_danger": 3}
 
@@ -51,6 +56,15 @@ CREATE TABLE IF NOT EXISTS case_events (
     "case" TEXT,
     message TEXT,
     step TEXT
+);
+CREATE TABLE IF NOT EXISTS urgent_signals (
+    message TEXT PRIMARY KEY,
+    urgency BLOB NOT NULL,
+    received INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS urgent_cursor (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    cursor INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS case_cursor (
     one INTEGER PRIMARY KEY CHECK (one = 1),
@@ -211,3 +225,42 @@ class CaseBook:
             (max(0, min(limit, MAX_EVENTS)),),
         ).fetchall()
         return [KeptEvent(*row) for row in rows]
+
+    # -- signals of high urgency ---------------------------------------------------------
+
+    def add_urgent(self, message: str, urgency: str, received: int) -> None:
+        """Keep a received signal of urgency ``high`` or ``immediate_danger``."""
+        if urgency not in URGENT:
+            raise DeskError("not an urgent signal")
+        sealed = self._sealer.seal(f"urgent/{message}", urgency.encode())
+        self._db.execute(
+            "INSERT OR IGNORE INTO urgent_signals (message, urgency, received) VALUES (?, ?, ?)",
+            (message, sealed, received),
+        )
+
+    def urgent(self, limit: int = MAX_URGENT) -> list[tuple[str, str, int]]:
+        """(message, urgency, received) of the urgent signals kept, newest first."""
+        rows = self._db.execute(
+            "SELECT message, urgency, received FROM urgent_signals "
+            "ORDER BY received DESC, message DESC LIMIT ?",
+            (max(0, min(limit, MAX_URGENT)),),
+        ).fetchall()
+        found = []
+        for message, sealed, received in rows:
+            opened = self._sealer.open(f"urgent/{message}", bytes(sealed))
+            code = "" if opened is None else opened.decode("ascii", "replace")
+            if code in URGENT:
+                found.append((str(message), code, int(received)))
+        return found
+
+    @property
+    def urgent_cursor(self) -> int:
+        row = self._db.execute("SELECT cursor FROM urgent_cursor WHERE one = 1").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def set_urgent_cursor(self, cursor: int) -> None:
+        self._db.execute(
+            "INSERT INTO urgent_cursor (one, cursor) VALUES (1, ?) "
+            "ON CONFLICT (one) DO UPDATE SET cursor = MAX(cursor, excluded.cursor)",
+            (cursor,),
+        )

@@ -28,6 +28,7 @@ from desk.adapter import CaseFile, CaseRow, LibraryError, ReferralRow
 from desk.casebook import label_problem
 from desk.referform import ReferForm
 from desk.sessions import FULL
+from desk.urgent import urgent_alerts
 from desk.web import (
     FORM,
     Handler,
@@ -443,7 +444,8 @@ async def referrals(request: web.Request) -> web.StreamResponse:
 
 @coordinator
 async def events(request: web.Request) -> web.StreamResponse:
-    """Matches, referral steps and escalations, newest first, each with its case."""
+    """Unopened signals of high urgency, then matches, referral steps and escalations,
+    newest first, each with its case."""
     s = services(request)
     with acting(request, PURPOSE):
         await _take_in_events(request)
@@ -452,6 +454,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         request,
         "events.html",
         rows=rows,
+        urgent=urgent_alerts(s),
         labels=s.casebook.labels({r.case for r in rows if r.case}),
     )
 

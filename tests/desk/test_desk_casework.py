@@ -518,3 +518,35 @@ async def test_the_events_page_lists_matches_and_referral_steps_newest_first(
     assert [e.kind for e in kept] == ["referral", "referral", "match"] and [
         e.id for e in kept
     ] == sorted((e.id for e in kept), reverse=True)
+
+
+async def test_a_high_urgency_signal_is_an_alert_until_someone_opens_it(network: Network) -> None:
+    async with network.shelter.hub:  # urgent, and it matches nothing
+        lone = await network.shelter.send_signal(
+            _signal({"bsn": "200000007"}, "high", "Alleen en bang"), ["coordinator"]
+        )
+    async with network.coordinator.hub:
+        assert len((await network.coordinator.receive()).messages) == 1
+    urgent_link = f'href="/bericht/{lone.id}"'
+    danger_link = f'href="/bericht/{network.signals[1]}"'  # immediate danger, matched
+    normal_link = f'href="/bericht/{network.signals[0]}"'
+    browser = await coordinator_browser(network.desk)
+    for path in ("/postvak", "/postvak/lijst", "/gebeurtenissen"):
+        status, page, _ = await browser.get(path)
+        assert status == 200
+        alert = page[page.index("Signalen met hoge urgentie") :].split("</ul>")[0]
+        assert urgent_link in alert and danger_link in alert and normal_link not in alert
+        assert alert.index(urgent_link) < alert.index(danger_link)  # newest first
+        assert "Hoog: signaal ontvangen op" in alert and "Direct gevaar" in alert
+    status, _, _ = await browser.get(f"/bericht/{lone.id}")
+    assert status == 200
+    network.desk.add_person("w.worker")  # an alert is gone for everyone once opened
+    worker = Browser(network.desk)
+    await worker.log_in("w.worker")
+    _, page, _ = await worker.get("/postvak")
+    alert = page[page.index("Signalen met hoge urgentie") :].split("</ul>")[0]
+    assert urgent_link not in alert and danger_link in alert
+    status, _, _ = await worker.get(f"/bericht/{network.signals[1]}")
+    _, page, _ = await worker.get("/postvak")
+    assert "Signalen met hoge urgentie" not in page
+    assert network.desk.services.casebook.urgent_cursor > 0
