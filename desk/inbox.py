@@ -26,6 +26,7 @@ from desk.adapter import (
 from desk.i18n import ZONE
 from desk.sessions import FULL
 from desk.signalform import invisible
+from desk.urgent import UrgentAlert, urgent_alerts
 from desk.vocabulary import DECLINE_REASONS, STATUS_ACTIONS
 from desk.web import (
     acting,
@@ -37,7 +38,6 @@ from desk.web import (
     services,
     session_of,
 )
-from desk.urgent import UrgentAlert, urgent_alerts
 from protocol.errors import ProtocolError
 from protocol.pseudonym import normalise_date
 from protocol.types import parse_message_id
