@@ -855,7 +855,7 @@ class Library:
 
     def signals_after(self, cursor: int, limit: int = 1000) -> tuple[list[tuple[str, int]], int]:
         """(id, received) of the signals received here with an inbox cursor above
-        ``cursor`` (at most ``limit`` messages looked at, newest first), and the highest
+        ``cursor`` (at most ``limit`` messages looked at), newest first, and the highest
         cursor looked at, to go on from."""
         state = self._org.state
         found: list[tuple[str, int]] = []

@@ -229,7 +229,8 @@ class CaseBook:
     # -- signals of high urgency ---------------------------------------------------------
 
     def add_urgent(self, message: str, urgency: str, received: int) -> None:
-        """Keep a received signal of urgency ``high`` or ``immediate_danger``."""
+        """Keep a received signal of urgency ``high`` or ``immediate_danger`` (kept in the
+        order received: :meth:`urgent` lists the last kept first)."""
         if urgency not in URGENT:
             raise DeskError("not an urgent signal")
         sealed = self._sealer.seal(f"urgent/{message}", urgency.encode())
@@ -239,10 +240,10 @@ class CaseBook:
         )
 
     def urgent(self, limit: int = MAX_URGENT) -> list[tuple[str, str, int]]:
-        """(message, urgency, received) of the urgent signals kept, newest first."""
+        """(message, urgency, received) of the urgent signals kept, the last kept first."""
         rows = self._db.execute(
             "SELECT message, urgency, received FROM urgent_signals "
-            "ORDER BY received DESC, message DESC LIMIT ?",
+            "ORDER BY rowid DESC LIMIT ?",
             (max(0, min(limit, MAX_URGENT)),),
         ).fetchall()
         found = []

@@ -28,7 +28,7 @@ def urgent_alerts(s: Services) -> list[UrgentAlert]:
     """The urgent signals not yet opened, newest first (new arrivals taken in first)."""
     book = s.casebook
     found, cursor = s.library.signals_after(book.urgent_cursor)
-    for message, received in found:
+    for message, received in reversed(found):  # oldest first, as they arrived
         urgency = s.library.signal_urgency(message)
         if urgency in URGENT:
             book.add_urgent(message, urgency, received)
