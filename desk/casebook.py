@@ -242,8 +242,7 @@ class CaseBook:
     def urgent(self, limit: int = MAX_URGENT) -> list[tuple[str, str, int]]:
         """(message, urgency, received) of the urgent signals kept, the last kept first."""
         rows = self._db.execute(
-            "SELECT message, urgency, received FROM urgent_signals "
-            "ORDER BY rowid DESC LIMIT ?",
+            "SELECT message, urgency, received FROM urgent_signals ORDER BY rowid DESC LIMIT ?",
             (max(0, min(limit, MAX_URGENT)),),
         ).fetchall()
         found = []
