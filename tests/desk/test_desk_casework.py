@@ -21,6 +21,7 @@ from clients.organisation import Organisation
 from desk import referform
 from desk.adapter import TimelineRow
 from desk.casebook import CaseBook, label_problem
+from desk.errors import DeskError
 from desk.factors import Sealer
 from schakel import demo as demo_network
 
@@ -371,6 +372,23 @@ def test_the_casebook_keeps_labels_and_urgency_sealed_and_follows_merges(tmp_pat
         book.set_event_cursor(7)
         book.set_event_cursor(5)  # never back
         assert book.event_cursor == 7
+        book.add_urgent("u1", "high", 10)
+        book.add_urgent("u2", "immediate_danger", 10)
+        book.add_urgent("u1", "high", 11)  # kept once
+        with pytest.raises(DeskError):
+            book.add_urgent("u3", "normal", 12)
+        assert book.urgent() == [("u2", "immediate_danger", 10), ("u1", "high", 10)]
+        book.set_urgent_cursor(9)
+        book.set_urgent_cursor(3)  # never back
+        assert book.urgent_cursor == 9
+        book.add_event(2, "referral", 20, "case-a", None, "declined")
+        book.add_event(1, "match", 19, "case-a", "m1", None)
+        book.add_event(2, "referral", 20, "case-a", None, "declined")  # taken in once
+        assert [(e.id, e.kind, e.step) for e in book.events()] == [
+            (2, "referral", "declined"),
+            (1, "match", None),
+        ]
+        assert len(book.events(limit=10_000)) == 2
     finally:
         book.close()
     assert b"Geheim label" not in _files(path) and b"immediate_danger" not in _files(path)
