@@ -63,13 +63,11 @@ def known(timeline: Sequence[TimelineRow]) -> Known:
         if e.type == "signal" and isinstance(e.payload, dict)
         and isinstance(e.payload.get("person"), dict)
     ]  # fmt: skip
-    declined = tuple(
-        dict.fromkeys(
-            e.referral
-            for e in timeline
-            if e.type == "status" and e.code == machine.DECLINED and e.referral
-        )
-    )
+    last: dict[str, str | None] = {}  # each referral's last step in the timeline
+    for e in timeline:
+        if e.type == "status" and e.referral:
+            last[e.referral] = e.code
+    declined = tuple(ref for ref, code in last.items() if code == machine.DECLINED)
     if not signals:
         return Known({}, {}, (), declined)
     best = max(signals, key=lambda p: ("bsn" in p["person"], len(p["person"])))

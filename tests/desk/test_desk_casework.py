@@ -515,6 +515,15 @@ def test_refer_prefers_the_bsn_backed_person_and_flags_names_that_disagree() -> 
     assert referform.known((school,)).disagree == ()
     assert referform.known(()).person == {}
 
+    def step(referral: str, code: str) -> TimelineRow:
+        return TimelineRow(
+            0, "status", "s", "shelter", "shelter", code, referral, None, None, 0, "opened",
+            None, (),
+        )  # fmt: skip
+
+    steps = (step("r1", "declined"), step("r1", "closed"), step("r2", "declined"))
+    assert referform.known((police, *steps)).declined == ("r2",)  # r1 was closed after
+
 
 async def test_the_events_page_lists_matches_and_referral_steps_newest_first(
     network: Network,
