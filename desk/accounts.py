@@ -324,6 +324,18 @@ class Accounts:
         ).fetchall()
         return {str(r[0]) for r in rows}
 
+    def read_by_anyone(self, message_ids: Iterable[str]) -> set[str]:
+        """Which of ``message_ids`` a person at this desk has opened."""
+        ids = list(message_ids)
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        rows = self._db.execute(
+            f"SELECT DISTINCT message_id FROM reads WHERE message_id IN ({marks})",  # noqa: S608
+            ids,
+        ).fetchall()
+        return {str(r[0]) for r in rows}
+
     # -- the account log -------------------------------------------------------------
 
     def log(

@@ -46,7 +46,7 @@ from clients.privacy_officer import DEFAULT_MAX_OBJECTS_PER_DAY, PrivacyOfficer
 from clients.state import LocalState, StoredMessage
 from keys.organisation import OrgKeys
 from protocol import referral as machine
-from protocol.cases import CaseSummary, OpenReferral, TimelineEntry
+from protocol.cases import REFERRAL_TYPES, CaseSummary, OpenReferral, TimelineEntry
 from protocol.certificate import (
     ROLE_COORDINATOR,
     ROLE_NETWORK_PRIVACY_OFFICER,
@@ -427,15 +427,22 @@ class CaseFile:
     truncated: bool
 
 
+CASE_EVENT_KINDS = ("match", "referral", "escalation")
+
+
 @dataclass(frozen=True, slots=True)
 class CaseEvent:
-    """A ``match`` event of the hub's feed: ``message`` joined ``case``, which absorbed
-    the cases ``merged``."""
+    """An event of the hub's feed about ``case``: a ``match`` (``message`` joined the
+    case, which absorbed the cases ``merged``), a ``referral`` step entered (``step``), or
+    an ``escalation``."""
 
     id: int
     case: str
     message: str | None
     merged: tuple[str, ...]
+    kind: str = "match"
+    at: int = 0
+    step: str | None = None
 
 
 # -- the library -----------------------------------------------------------------------
@@ -635,6 +642,33 @@ class Library:
         ``unlinked``: the person confirmed that the signal carries nothing that can link it."""
         with _translated():
             return _sending(await self._org.send_signal(payload, recipients, unlinked=unlinked))
+
+    async def referral_recipients(self) -> tuple[tuple[str, str], ...]:
+        """(org, type) of each organisation a referral may go to: certified as shelter,
+        care or legal aid and not revoked, from the directory (each recipient is verified
+        when the referral is sealed to it)."""
+        with _translated():
+            orgs = await self._org.hub.list_orgs()
+        return tuple(
+            sorted(
+                (str(o.get("org")), str(o.get("type")))
+                for o in orgs
+                if isinstance(o, dict)
+                and o.get("type") in REFERRAL_TYPES
+                and not o.get("revoked")
+                and o.get("org") != self.org
+            )
+        )
+
+    async def send_referral(
+        self, payload: dict[str, Any], to: str, *, case: str, replaces: str | None
+    ) -> Sending:
+        """Send a referral about ``case`` (or leave it waiting in the outbox); ``replaces``
+        names the declined referral it takes over."""
+        with _translated():
+            return _sending(
+                await self._org.send_referral(payload, to, case=case, replaces=replaces)
+            )
 
     async def answer_referral(
         self, referral_id: str, code: str, payload: dict[str, Any]
@@ -905,21 +939,48 @@ class Library:
         with _translated():
             await self._org.hub.unmerge(ref, other)
 
-    async def match_events(self, after: int) -> tuple[list[CaseEvent], int]:
-        """The ``match`` events after ``after`` (one page) and the id to read on from."""
+    async def case_events(self, after: int) -> tuple[list[CaseEvent], int]:
+        """The ``match``, ``referral`` and ``escalation`` events about a case after
+        ``after`` (one page) and the id to read on from."""
         with _translated():
             page = await self._org.hub.events(after)
         found = []
         for event in page.events:
-            if event.kind == "match" and event.case is not None:
+            if event.kind in CASE_EVENT_KINDS and event.case is not None:
                 merged = event.detail.get("merged")
                 absorbed = (
                     tuple(m for m in merged if isinstance(m, str))
                     if isinstance(merged, list)
                     else ()
                 )
-                found.append(CaseEvent(event.id, event.case, event.message, absorbed))
+                found.append(
+                    CaseEvent(
+                        event.id,
+                        event.case,
+                        event.message,
+                        absorbed,
+                        event.kind,
+                        event.at,
+                        event.step,
+                    )
+                )
         return found, page.next
+
+    def signals_after(self, cursor: int, limit: int = 1000) -> tuple[list[tuple[str, int]], int]:
+        """(id, received) of the signals received here with an inbox cursor above
+        ``cursor`` (at most ``limit`` messages looked at), newest first, and the highest
+        cursor looked at, to go on from."""
+        state = self._org.state
+        found: list[tuple[str, int]] = []
+        highest = cursor
+        for offset in range(0, limit, 100):
+            page = state.message_page(offset, 100)
+            newer = [m for m in page if m.cursor > cursor]
+            highest = max([highest, *(m.cursor for m in newer)])
+            found += [(m.id, m.received_at) for m in newer if m.kind == "signal"]
+            if len(newer) < len(page) or len(page) < 100:
+                break
+        return found, highest
 
     def signal_urgency(self, message_id: str) -> str | None:
         """A signal's urgency from local state (received here), or None."""

@@ -8,6 +8,11 @@ Two tables beside the accounts (:mod:`desk.accounts`, same 0600 file):
                      urgency sealed, filled from the case views and the event feed as
                      they are read, so that the cases page shows each case's highest
                      urgency without decrypting its signals again;
+* ``case_events``    the hub's events a coordinator follows (matches, referral steps,
+                     escalations): kind, time, case, message and step, never content;
+* ``urgent_signals`` the signals received with urgency high or immediate danger (the
+                     urgency sealed), and in ``urgent_cursor`` the last inbox cursor
+                     looked through for them;
 * ``case_cursor``    the last event id of the hub's event feed taken into the index.
 
 Case references are random and mean nothing outside the hub; labels and urgencies are
@@ -19,12 +24,16 @@ from __future__ import annotations
 import sqlite3
 import unicodedata
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from desk.errors import DeskError
 from desk.factors import Sealer
 
 MAX_LABEL = 80
+URGENT = ("high", "immediate_danger")  # a signal of this urgency is brought to attention
+MAX_URGENT = 50  # urgent signals looked at for alerts, newest first
+MAX_EVENTS = 200  # the events page shows at most this many, newest first
 URGENCY_RANK: Mapping[str, int] = {"low": 0, "normal": 1, "high": 2, "immediate_danger": 3}
 
 _SCHEMA = """
@@ -40,11 +49,40 @@ CREATE TABLE IF NOT EXISTS case_messages (
     urgency BLOB
 );
 CREATE INDEX IF NOT EXISTS ix_case_messages_case ON case_messages ("case");
+CREATE TABLE IF NOT EXISTS case_events (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    "case" TEXT,
+    message TEXT,
+    step TEXT
+);
+CREATE TABLE IF NOT EXISTS urgent_signals (
+    message TEXT PRIMARY KEY,
+    urgency BLOB NOT NULL,
+    received INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS urgent_cursor (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    cursor INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS case_cursor (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     event INTEGER NOT NULL
 );
 """
+
+
+@dataclass(frozen=True, slots=True)
+class KeptEvent:
+    """An event of the hub's feed as the events page shows it (no content)."""
+
+    id: int
+    kind: str
+    at: int
+    case: str | None
+    message: str | None
+    step: str | None
 
 
 def label_problem(label: str) -> str | None:
@@ -160,4 +198,69 @@ class CaseBook:
             "INSERT INTO case_cursor (one, event) VALUES (1, ?) "
             "ON CONFLICT (one) DO UPDATE SET event = MAX(event, excluded.event)",
             (event,),
+        )
+
+    # -- the events --------------------------------------------------------------------
+
+    def add_event(
+        self,
+        event: int,
+        kind: str,
+        at: int,
+        case: str | None,
+        message: str | None,
+        step: str | None,
+    ) -> None:
+        """Keep one event of the hub's feed (taken in once: its id is its key)."""
+        self._db.execute(
+            'INSERT OR IGNORE INTO case_events (id, kind, at, "case", message, step) '
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (event, kind, at, case, message, step),
+        )
+
+    def events(self, limit: int = MAX_EVENTS) -> list[KeptEvent]:
+        """The events kept, newest first, at most ``limit``."""
+        rows = self._db.execute(
+            'SELECT id, kind, at, "case", message, step FROM case_events ORDER BY id DESC LIMIT ?',
+            (max(0, min(limit, MAX_EVENTS)),),
+        ).fetchall()
+        return [KeptEvent(*row) for row in rows]
+
+    # -- signals of high urgency ---------------------------------------------------------
+
+    def add_urgent(self, message: str, urgency: str, received: int) -> None:
+        """Keep a received signal of urgency ``high`` or ``immediate_danger`` (kept in the
+        order received: :meth:`urgent` lists the last kept first)."""
+        if urgency not in URGENT:
+            raise DeskError("not an urgent signal")
+        sealed = self._sealer.seal(f"urgent/{message}", urgency.encode())
+        self._db.execute(
+            "INSERT OR IGNORE INTO urgent_signals (message, urgency, received) VALUES (?, ?, ?)",
+            (message, sealed, received),
+        )
+
+    def urgent(self, limit: int = MAX_URGENT) -> list[tuple[str, str, int]]:
+        """(message, urgency, received) of the urgent signals kept, the last kept first."""
+        rows = self._db.execute(
+            "SELECT message, urgency, received FROM urgent_signals ORDER BY rowid DESC LIMIT ?",
+            (max(0, min(limit, MAX_URGENT)),),
+        ).fetchall()
+        found = []
+        for message, sealed, received in rows:
+            opened = self._sealer.open(f"urgent/{message}", bytes(sealed))
+            code = "" if opened is None else opened.decode("ascii", "replace")
+            if code in URGENT:
+                found.append((str(message), code, int(received)))
+        return found
+
+    @property
+    def urgent_cursor(self) -> int:
+        row = self._db.execute("SELECT cursor FROM urgent_cursor WHERE one = 1").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def set_urgent_cursor(self, cursor: int) -> None:
+        self._db.execute(
+            "INSERT INTO urgent_cursor (one, cursor) VALUES (1, ?) "
+            "ON CONFLICT (one) DO UPDATE SET cursor = MAX(cursor, excluded.cursor)",
+            (cursor,),
         )

@@ -22,10 +22,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from desk import referform
 from desk.accounts import ROLE_COORDINATOR
 from desk.adapter import CaseFile, CaseRow, LibraryError, ReferralRow
 from desk.casebook import label_problem
+from desk.referform import ReferForm
 from desk.sessions import FULL
+from desk.urgent import urgent_alerts
 from desk.web import (
     FORM,
     Handler,
@@ -173,14 +176,18 @@ async def _overdue_cases(request: web.Request, query: CaseQuery) -> tuple[list[C
 
 
 async def _take_in_events(request: web.Request) -> None:
-    """New ``match`` events into the index: each message's case (and its urgency when
-    this desk holds the signal), and the cases a match merged moved along."""
+    """New events into the desk's database: each kept for the events page, and a
+    ``match`` into the index (the message's case, its urgency when this desk holds the
+    signal, and the cases a match merged moved along)."""
     s = services(request)
     book = s.casebook
     after = book.event_cursor
     for _ in range(EVENT_PAGES):
-        events, after_next = await s.library.match_events(after)
+        events, after_next = await s.library.case_events(after)
         for event in events:
+            book.add_event(event.id, event.kind, event.at, event.case, event.message, event.step)
+            if event.kind != "match":
+                continue
             if event.merged:
                 book.moved(event.merged, event.case)
             if event.message is not None:
@@ -351,6 +358,71 @@ async def _apply(
     return target
 
 
+# -- refer (verwijzen) ---------------------------------------------------------------------
+
+
+async def _refer_page(
+    request: web.Request, ref: str, form: ReferForm | None = None, status: int = 200
+) -> web.Response:
+    s = services(request)
+    with acting(request, PURPOSE):
+        case = await s.library.case_file(ref)
+        recipients = await s.library.referral_recipients()
+    _index(request, case)
+    about = referform.known(case.timeline)
+    if form is None:
+        values = {"vervangt": about.declined[-1] if about.declined else ""}
+        form = ReferForm(values=values)
+    return render(
+        request,
+        "refer.html",
+        status=status,
+        case=case,
+        label=s.casebook.labels([case.row.case]).get(case.row.case, ""),
+        known=about,
+        recipients=recipients,
+        form=form,
+        services=referform.SERVICES,
+        urgencies=referform.URGENCIES,
+    )
+
+
+@coordinator
+async def refer_form(request: web.Request) -> web.StreamResponse:
+    return await _refer_page(request, _case_ref(request))
+
+
+@coordinator
+async def refer(request: web.Request) -> web.StreamResponse:
+    """Send a referral about the case, filled with the person's best-known details."""
+    s = services(request)
+    ref = _case_ref(request)
+    with acting(request, PURPOSE):
+        case = await s.library.case_file(ref)
+        recipients = await s.library.referral_recipients()
+    posted = request[FORM]
+    about = referform.known(case.timeline)
+    form = referform.read(posted, recipients=tuple(org for org, _ in recipients), case=about)
+    if form.payload is None:
+        return await _refer_page(request, ref, form, status=400)
+    try:
+        with acting(request, PURPOSE):
+            sending = await s.library.send_referral(
+                form.payload,
+                form.values["naar"],
+                case=case.row.case,
+                replaces=form.values["vervangt"] or None,
+            )
+    except LibraryError as exc:
+        if exc.category not in ("refused", "not-found"):
+            raise
+        form.errors["naar"] = "refer-refused"
+        return await _refer_page(request, ref, form, status=409)
+    log.info("desk referral sent by %s", person_of(request).id)
+    session_of(request).flash = "case-referred-waiting" if sending.waiting else "case-referred"
+    raise see_other(f"/casussen/{case.row.case}")
+
+
 # -- open referrals ------------------------------------------------------------------------
 
 
@@ -367,11 +439,34 @@ async def referrals(request: web.Request) -> web.StreamResponse:
     )
 
 
+# -- events (gebeurtenissen) ---------------------------------------------------------------
+
+
+@coordinator
+async def events(request: web.Request) -> web.StreamResponse:
+    """Unopened signals of high urgency, then matches, referral steps and escalations,
+    newest first, each with its case."""
+    s = services(request)
+    with acting(request, PURPOSE):
+        await _take_in_events(request)
+    rows = s.casebook.events()
+    return render(
+        request,
+        "events.html",
+        rows=rows,
+        urgent=urgent_alerts(s),
+        labels=s.casebook.labels({r.case for r in rows if r.case}),
+    )
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/casussen", cases),
         web.get("/casussen/{ref}", case),
         web.post("/casussen/{ref}/label", set_label),
+        web.get("/casussen/{ref}/verwijzen", refer_form),
+        web.post("/casussen/{ref}/verwijzen", refer),
         web.post("/casussen/{ref}/{action}", change),
         web.get("/verwijzingen", referrals),
+        web.get("/gebeurtenissen", events),
     ]

@@ -26,6 +26,7 @@ from desk.adapter import (
 from desk.i18n import ZONE
 from desk.sessions import FULL
 from desk.signalform import invisible
+from desk.urgent import UrgentAlert, urgent_alerts
 from desk.vocabulary import DECLINE_REASONS, STATUS_ACTIONS
 from desk.web import (
     acting,
@@ -55,6 +56,7 @@ class InboxPage:
     pages: int
     total: int
     alerts: DeliveryAlerts
+    urgent: list[UrgentAlert]
 
 
 def _page_number(request: web.Request) -> int:
@@ -69,7 +71,7 @@ def inbox_page(request: web.Request) -> InboxPage:
     pages = max(1, -(-total // PAGE))
     unread = {r.id for r in rows} - s.accounts.read_by(person_of(request).id, (r.id for r in rows))
     alerts = s.library.delivery_alerts()
-    return InboxPage(rows, unread, min(page, pages), pages, total, alerts)
+    return InboxPage(rows, unread, min(page, pages), pages, total, alerts, urgent_alerts(s))
 
 
 @require(FULL)

@@ -64,6 +64,10 @@ NOTICES = {
     "outbox-waiting": N_("Not everything could be sent yet; the queue below says why."),
     "outbox-dropped": N_("The refused message has been removed from the queue."),
     "no-link": N_("Confirm that you want to send a signal without any identifier: tick the box."),
+    "case-referred": N_("The referral has been sent. It is listed under Referrals."),
+    "case-referred-waiting": N_(
+        "The referral waits in the outbox: the hub can not take it now. It is sent later."
+    ),
     "case-label": N_("The label has been saved. Only your desk keeps it; the hub never sees it."),
     "case-splitsen": N_("The signals have been moved to a new case, kept apart from this one."),
     "case-samenvoegen": N_("The cases have been merged."),
@@ -80,6 +84,15 @@ CASE_ERRORS = {
     "case-self": N_("Choose another case than this one."),
     "case-refused": N_(
         "The hub refused this: the case may have changed meanwhile. Nothing was changed."
+    ),
+    "required": N_("Fill this in."),
+    "too-long": N_("This text is too long."),
+    "refer-consent": N_(
+        "A referral shares the person's details: it needs the person's consent to share them."
+    ),
+    "refer-refused": N_(
+        "The hub refused this referral: the case or the declined referral may have changed "
+        "meanwhile. Nothing was sent."
     ),
 }
 

@@ -325,3 +325,13 @@ def countries(locale_territories: dict[str, str]) -> list[tuple[str, str]]:
         for two, three in ISO3166_ALPHA2_TO_ALPHA3.items()
     ]
     return sorted(named, key=lambda item: item[1].casefold())
+
+
+# The hub's events a coordinator follows (desk.casework's events page).
+CASE_EVENTS = MappingProxyType(
+    {
+        "match": N_("Signal linked to the case"),
+        "referral": N_("Referral step"),
+        "escalation": N_("Escalation: a referral waits too long"),
+    }
+)

@@ -355,7 +355,8 @@ def step_coordinator_works_on_the_case(
     chrome: Any, demo_desks: Any, checked_pages: dict[str, int]
 ) -> None:
     """The coordinator's pages: the cases, the case with its signals inline and why they
-    were linked, a label set, a split's confirmation (not confirmed), the referrals."""
+    were linked, a label set, a referral (refused empty, then sent), a split's
+    confirmation (not confirmed), the referrals and the events."""
     coordinator = demo_desks.urls["coordinator"]
     chrome.switch_to.new_window("tab")
     log_in(chrome, coordinator, "demo.coordinator")
@@ -376,6 +377,28 @@ def step_coordinator_works_on_the_case(
     assert at(chrome, "Anna, tour") == "Anna, tour", text(chrome)[:1500]
     assert shows(chrome, "Het label is bewaard.")
     checked_axe(chrome, checked_pages)
+    press(chrome, link(chrome, "Verwijs de persoon naar opvang, zorg of rechtshulp"))
+    assert at(chrome, "Verwijzen: Anna, tour") == "Verwijzen: Anna, tour", text(chrome)[:1500]
+    assert shows(chrome, "Anna"), text(chrome)[:3000]  # filled from the case
+    press(chrome, button(chrome, "Verwijzing versturen"))  # nothing filled in: errors
+    assert shows(chrome, "Kies een van de mogelijkheden.")
+    checked_axe(chrome, checked_pages)
+    from selenium.webdriver.support.select import Select
+
+    Select(field(chrome, "Verwijzen naar")).select_by_index(1)
+    fill_signal(
+        chrome,
+        {
+            "Soort zorg": "Opvang",
+            "Reden: waarom deze organisatie, waarom nu": "Niet veilig waar ze woont",
+            "Wat de persoon over deze verwijzing is verteld": "Dat een opvang haar opneemt",
+        },
+        [("Urgentie", "Dringend")],
+    )
+    press(chrome, chrome.find_element(By.CSS_SELECTOR, "label[for='delen-ja']"))
+    press(chrome, button(chrome, "Verwijzing versturen"))
+    assert at(chrome, "Anna, tour") == "Anna, tour", text(chrome)[:1500]
+    assert shows(chrome, "De verwijzing is verzonden.")
     press(
         chrome, button(chrome, "Splitsen: de gekozen berichten naar een nieuwe casus verplaatsen")
     )
@@ -394,9 +417,18 @@ def step_coordinator_works_on_the_case(
     press(chrome, link(chrome, "Verwijzingen"))
     assert at(chrome, "Open verwijzingen") == "Open verwijzingen"
     checked_axe(chrome, checked_pages)
-    assert {"Casussen", "Anna, tour", "Deze casus splitsen?", "Open verwijzingen"} <= set(
-        checked_pages
-    )
+    press(chrome, link(chrome, "Gebeurtenissen"))
+    assert at(chrome, "Gebeurtenissen") == "Gebeurtenissen"
+    assert shows(chrome, "Signaal aan de casus gekoppeld"), text(chrome)[:3000]
+    checked_axe(chrome, checked_pages)
+    assert {
+        "Casussen",
+        "Anna, tour",
+        "Verwijzen: Anna, tour",
+        "Deze casus splitsen?",
+        "Open verwijzingen",
+        "Gebeurtenissen",
+    } <= set(checked_pages)
 
 
 def step_privacy_officer_checks_the_log_and_answers_a_subject_request(

@@ -18,7 +18,10 @@ from desk_hub_harness import HubAndDesk, desk_on_hub
 from deskharness import Browser, DeskUnderTest, csrf_of
 
 from clients.organisation import Organisation
+from desk import referform
+from desk.adapter import TimelineRow
 from desk.casebook import CaseBook, label_problem
+from desk.errors import DeskError
 from desk.factors import Sealer
 from schakel import demo as demo_network
 
@@ -291,14 +294,23 @@ async def test_a_caseworker_and_a_forged_post_get_nothing(network: Network) -> N
     worker = Browser(network.desk)
     await worker.log_in("w.worker")
     _, inbox, _ = await worker.get("/postvak")
-    assert 'href="/casussen"' not in inbox
-    for path in ("/casussen", f"/casussen/{network.case}", "/verwijzingen"):
+    assert 'href="/casussen"' not in inbox and 'href="/gebeurtenissen"' not in inbox
+    for path in (
+        "/casussen",
+        f"/casussen/{network.case}",
+        f"/casussen/{network.case}/verwijzen",
+        "/verwijzingen",
+        "/gebeurtenissen",
+    ):
         status, page, _ = await worker.get(path)
         assert status == 404 and MARK not in page and "Tijdlijn" not in page
-    status, _, _ = await worker.post(
-        f"/casussen/{network.case}/label", {"label": "x"}, from_path="/postvak"
-    )
-    assert status == 404
+        assert "Anna" not in page and "Gebeurtenissen</h1>" not in page
+    for action in ("label", "verwijzen"):
+        status, _, _ = await worker.post(
+            f"/casussen/{network.case}/{action}", {**REFER_FORM, "label": "x"}, from_path="/postvak"
+        )
+        assert status == 404
+    assert network.desk.services.library.outbox() == []
 
     browser = await coordinator_browser(network.desk)
     _, page, _ = await browser.get(f"/casussen/{network.case}")
@@ -360,6 +372,208 @@ def test_the_casebook_keeps_labels_and_urgency_sealed_and_follows_merges(tmp_pat
         book.set_event_cursor(7)
         book.set_event_cursor(5)  # never back
         assert book.event_cursor == 7
+        book.add_urgent("u1", "high", 10)
+        book.add_urgent("u2", "immediate_danger", 10)
+        book.add_urgent("u1", "high", 11)  # kept once
+        with pytest.raises(DeskError):
+            book.add_urgent("u3", "normal", 12)
+        assert book.urgent() == [("u2", "immediate_danger", 10), ("u1", "high", 10)]
+        book.set_urgent_cursor(9)
+        book.set_urgent_cursor(3)  # never back
+        assert book.urgent_cursor == 9
+        book.add_event(2, "referral", 20, "case-a", None, "declined")
+        book.add_event(1, "match", 19, "case-a", "m1", None)
+        book.add_event(2, "referral", 20, "case-a", None, "declined")  # taken in once
+        assert [(e.id, e.kind, e.step) for e in book.events()] == [
+            (2, "referral", "declined"),
+            (1, "match", None),
+        ]
+        assert len(book.events(limit=10_000)) == 2
     finally:
         book.close()
     assert b"Geheim label" not in _files(path) and b"immediate_danger" not in _files(path)
+
+
+# -- refer (verwijzen) ---------------------------------------------------------------------
+
+REFER_FORM = {
+    "naar": "shelter",
+    "dienst": "shelter",
+    "urgentie": "urgent",
+    "reden": "Niet veilig waar ze nu woont",
+    "gedeeld": "Dat een opvang haar kan opnemen",
+    "delen": "ja",
+}
+
+
+async def _received_referrals(shelter: Organisation) -> list[dict[str, Any]]:
+    async with shelter.hub:
+        messages = (await shelter.receive()).messages
+        return [
+            (await shelter.read_message(m.id)).payload for m in messages if m.kind == "referral"
+        ]
+
+
+async def _decline(shelter: Organisation) -> Any:
+    """The shelter receives the network's referral and declines it; the referral."""
+    async with shelter.hub:
+        referral = next(m for m in (await shelter.receive()).messages if m.kind == "referral")
+        await shelter.send_status(
+            referral.id,
+            "declined",
+            {"schema": "schakel.status/1", "status": "declined", "explanation": "Vol",
+             "reason_code": "no_capacity"},
+        )  # fmt: skip
+    return referral
+
+
+async def test_refer_fills_the_person_from_the_case_and_sends_it(network: Network) -> None:
+    browser = await coordinator_browser(network.desk)
+    path = f"/casussen/{network.case}/verwijzen"
+    status, page, _ = await browser.get(f"/casussen/{network.case}")
+    assert f'href="{path}"' in page
+    status, page, _ = await browser.get(path)
+    assert status == 200, page[:500]
+    assert "111222333" in page and "Anna" in page and "de Vries" in page
+    assert '<option value="shelter">shelter (Opvang)</option>' in page
+    assert 'value="coordinator"' not in page  # not a shelter, care or legal-aid organisation
+    status, _, response = await browser.post(path, {**REFER_FORM, "comensha": "ja"})
+    assert status == 303 and response.headers["Location"] == f"/casussen/{network.case}"
+    _, page, _ = await browser.get(f"/casussen/{network.case}")
+    assert "De verwijzing is verzonden" in page
+    sent = (await _received_referrals(network.shelter))[-1]
+    assert sent["person"] == {"bsn": "111222333", "given_names": "Anna", "family_name": "de Vries"}
+    assert sent["service"] == "shelter" and sent["urgency"] == "urgent"
+    assert sent["consent"] == {"share_with_recipient": True, "comensha_registration": True}
+
+
+async def test_refer_refuses_bad_input_next_to_the_field_and_keeps_it(network: Network) -> None:
+    browser = await coordinator_browser(network.desk)
+    path = f"/casussen/{network.case}/verwijzen"
+    before = len(network.desk.services.library.outbox())
+    bad = {
+        "naar": "coordinator",  # not a shelter, care or legal-aid organisation
+        "dienst": "massage",
+        "urgentie": "",
+        "reden": "Echt dringend",
+        "gedeeld": "Gezegd\u202e",
+        "vervangt": "0" * 26,  # no declined referral of this case
+    }
+    status, page, _ = await browser.post(path, bad)
+    assert status == 400
+    for field in ("naar", "dienst", "urgentie", "vervangt"):
+        assert "Kies een van de mogelijkheden." in _error_next_to(page, field)
+    assert "onzichtbare tekens" in _error_next_to(page, "gedeeld")
+    assert "toestemming" in _error_next_to(page, "delen")
+    assert "Echt dringend</textarea>" in page  # the input is kept
+    status, page, _ = await browser.post(path, {**REFER_FORM, "reden": "  "})
+    assert status == 400 and "Vul dit in." in _error_next_to(page, "reden")
+    assert len(network.desk.services.library.outbox()) == before
+    status, _, _ = await browser.post(path, REFER_FORM, token=False)
+    assert status == 403
+
+
+async def test_re_refer_after_a_decline_replaces_it_and_a_refusal_is_shown(
+    network: Network,
+) -> None:
+    referral = await _decline(network.shelter)
+    browser = await coordinator_browser(network.desk)
+    path = f"/casussen/{network.case}/verwijzen"
+    status, page, _ = await browser.get(path)
+    assert f'<option value="{referral.id}" selected>' in page
+    form = {**REFER_FORM, "vervangt": referral.id}
+    status, _, _ = await browser.post(path, form)
+    assert status == 303
+    status, page, _ = await browser.post(path, form)  # replaced already: the hub refuses
+    assert status == 409
+    assert "De hub weigerde deze verwijzing" in _error_next_to(page, "naar")
+    assert "Echt" not in page and "Niet veilig waar ze nu woont</textarea>" in page
+
+
+def test_refer_prefers_the_bsn_backed_person_and_flags_names_that_disagree() -> None:
+    def signal(person: dict[str, str], reporter: dict[str, str] | None = None) -> TimelineRow:
+        payload: dict[str, Any] = {"person": person}
+        if reporter:
+            payload["reporter"] = reporter
+        return TimelineRow(
+            0, "signal", "m", "school", "school", None, None, None, None, 0, "opened",
+            payload, (),
+        )  # fmt: skip
+
+    police = signal(
+        {"bsn": "111222333", "given_names": "Anna", "family_name": "de Vries"},
+        {"name": "Agent Jansen", "phone": "0612345678"},
+    )
+    school = signal(
+        {"given_names": "Ana", "family_name": "de Vries", "date_of_birth": "2008-01-02",
+         "nationality": "NL"},
+    )  # fmt: skip
+    found = referform.known((school, police))
+    assert found.person["bsn"] == "111222333" and found.person["given_names"] == "Anna"
+    assert found.contact == {"name": "Agent Jansen", "phone": "0612345678"}
+    assert found.disagree == ("given_names",)
+    assert referform.known((school,)).disagree == ()
+    assert referform.known(()).person == {}
+
+    def step(referral: str, code: str) -> TimelineRow:
+        return TimelineRow(
+            0, "status", "s", "shelter", "shelter", code, referral, None, None, 0, "opened",
+            None, (),
+        )  # fmt: skip
+
+    steps = (step("r1", "declined"), step("r1", "closed"), step("r2", "declined"))
+    assert referform.known((police, *steps)).declined == ("r2",)  # r1 was closed after
+
+
+async def test_the_events_page_lists_matches_and_referral_steps_newest_first(
+    network: Network,
+) -> None:
+    browser = await coordinator_browser(network.desk)
+    status, page, _ = await browser.get("/gebeurtenissen")  # before the shelter answers
+    assert status == 200, page[:500]
+    assert "Stap in een verwijzing" not in page  # the coordinator's own step raises none
+    await _decline(network.shelter)
+    status, page, _ = await browser.get("/gebeurtenissen")
+    assert status == 200, page[:500]
+    assert 'href="/gebeurtenissen" aria-current="page"' in page
+    table = page[page.index("<tbody") :]
+    assert table.count("Signaal aan de casus gekoppeld") == 1  # the second signal of Anna
+    assert "Stap in een verwijzing: Afgewezen" in table
+    assert f'href="/casussen/{network.case}"' in table
+    assert table.index("Stap in een verwijzing") < table.index("Signaal aan de casus gekoppeld")
+    kept = network.desk.services.casebook.events()
+    assert [e.kind for e in kept] == ["referral", "referral", "match"] and [
+        e.id for e in kept
+    ] == sorted((e.id for e in kept), reverse=True)
+
+
+async def test_a_high_urgency_signal_is_an_alert_until_someone_opens_it(network: Network) -> None:
+    async with network.shelter.hub:  # urgent, and it matches nothing
+        lone = await network.shelter.send_signal(
+            _signal({"bsn": "200000007"}, "high", "Alleen en bang"), ["coordinator"]
+        )
+    async with network.coordinator.hub:
+        assert len((await network.coordinator.receive()).messages) == 1
+    urgent_link = f'href="/bericht/{lone.id}"'
+    danger_link = f'href="/bericht/{network.signals[1]}"'  # immediate danger, matched
+    normal_link = f'href="/bericht/{network.signals[0]}"'
+    browser = await coordinator_browser(network.desk)
+    for path in ("/postvak", "/postvak/lijst", "/gebeurtenissen"):
+        status, page, _ = await browser.get(path)
+        assert status == 200
+        alert = page[page.index("Signalen met hoge urgentie") :].split("</ul>")[0]
+        assert urgent_link in alert and danger_link in alert and normal_link not in alert
+        assert alert.index(urgent_link) < alert.index(danger_link)  # newest first
+        assert "Hoog: signaal ontvangen op" in alert and "Direct gevaar" in alert
+    status, _, _ = await browser.get(f"/bericht/{lone.id}")
+    assert status == 200
+    network.desk.add_person("w.worker")  # an alert is gone for everyone once opened
+    worker = Browser(network.desk)
+    await worker.log_in("w.worker")
+    _, page, _ = await worker.get("/postvak")
+    alert = page[page.index("Signalen met hoge urgentie") :].split("</ul>")[0]
+    assert urgent_link not in alert and danger_link in alert
+    status, _, _ = await worker.get(f"/bericht/{network.signals[1]}")
+    _, page, _ = await worker.get("/postvak")
+    assert "Signalen met hoge urgentie" not in page
+    assert network.desk.services.casebook.urgent_cursor > 0

@@ -17,7 +17,7 @@ M1, M2 = "AAAAAAAAAAAAAAAAAAAAAA", "BBBBBBBBBBBBBBBBBBBBBA"
 
 def _rows(alerts: DeliveryAlerts) -> str:
     env = environments(TEMPLATES)["nl"]
-    page = InboxPage([], set(), 1, 1, 0, alerts)
+    page = InboxPage([], set(), 1, 1, 0, alerts, [])
     return env.get_template("_inbox_rows.html").render(inbox=page)
 
 
