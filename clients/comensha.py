@@ -219,7 +219,7 @@ def _registration_row(material: CaseMaterial) -> dict[str, Any]:
         "exploitation_forms": _exploitation_forms(material),
         "reporting_org_types": _joined(material.reporting_types),
         "signal_count": len(signals),
-        "disagreements": ";".join(f for f in PERSONAL_FIELDS if _disagree(signals, f)),
+        "disagreements": ";".join(f for f in PERSONAL_FIELDS if disagrees(signals, f)),
     }
 
 
@@ -295,8 +295,9 @@ def _consensus(signals: Sequence[Mapping[str, Any]], name: str) -> str | int | N
     return tally[max(tally, key=lambda key: tally[key][:3])][3]
 
 
-def _disagree(signals: Sequence[Mapping[str, Any]], name: str) -> bool:
-    """True when two signals give different values to ``person[name]``."""
+def disagrees(signals: Sequence[Mapping[str, Any]], name: str) -> bool:
+    """True when two signals give different values to ``person[name]`` (compared without
+    regard to case and runs of spaces: "De  Vries" and "de Vries" agree)."""
     values = {_compared(v) for s in signals if (v := _person_value(s, name)) is not None}
     return len(values) > 1
 

@@ -27,6 +27,7 @@ from types import MappingProxyType
 from typing import Any
 
 from clients import caseview, referrals
+from clients.comensha import disagrees
 from clients.errors import (
     AuditLogInconsistent,
     ClientError,
@@ -443,6 +444,12 @@ class CaseEvent:
     kind: str = "match"
     at: int = 0
     step: str | None = None
+
+
+def names_that_disagree(payloads: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The name fields on which these signal payloads disagree, compared as the CoMensha
+    registration compares them (:func:`clients.comensha.disagrees`)."""
+    return tuple(name for name in ("given_names", "family_name") if disagrees(payloads, name))
 
 
 # -- the library -----------------------------------------------------------------------

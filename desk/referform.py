@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from desk.adapter import TimelineRow
+from desk.adapter import TimelineRow, names_that_disagree
 from desk.signalform import invisible
 from protocol import referral as machine
 
@@ -32,7 +32,6 @@ SERVICES = (
 )
 URGENCIES = ("routine", "soon", "urgent", "immediate")
 LIMITS: Mapping[str, int] = {"reden": 4000, "gedeeld": 2000}
-NAME_FIELDS = ("given_names", "family_name")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +70,7 @@ def known(timeline: Sequence[TimelineRow]) -> Known:
     if not signals:
         return Known({}, {}, (), declined)
     best = max(signals, key=lambda p: ("bsn" in p["person"], len(p["person"])))
-    disagree = tuple(
-        name
-        for name in NAME_FIELDS
-        if len({p["person"][name] for p in signals if isinstance(p["person"].get(name), str)}) > 1
-    )
+    disagree = names_that_disagree(signals)
     contact = best.get("reporter")
     return Known(dict(best["person"]), dict(contact or {}), disagree, declined)
 

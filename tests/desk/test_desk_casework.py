@@ -513,6 +513,8 @@ def test_refer_prefers_the_bsn_backed_person_and_flags_names_that_disagree() -> 
     assert found.contact == {"name": "Agent Jansen", "phone": "0612345678"}
     assert found.disagree == ("given_names",)
     assert referform.known((school,)).disagree == ()
+    ggd = signal({"given_names": "ANNA", "family_name": "De  Vries"})  # as the README tour
+    assert referform.known((police, ggd)).disagree == ()  # case and spaces: the same name
     assert referform.known(()).person == {}
 
     def step(referral: str, code: str) -> TimelineRow:
