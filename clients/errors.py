@@ -14,6 +14,8 @@
     ├── PseudonymsUnavailable  the pseudonymisation services made no pseudonyms now
     ├── InboxWentBack          the hub no longer holds, at this client's inbox cursor, the
     │                          message it took there (a restored backup?): nothing more is read
+    ├── Erased                 a message whose case passed its retention period: its key
+    │                          was destroyed (crypto-shredding) and nothing of it opens
     └── AuditLogInconsistent   the hub's access log does not match what this client saw
         │                      before, or an entry does not match the signed tree head
         └── SplitView          the hub's key signed two heads that can not both be true;
@@ -130,6 +132,18 @@ class UnknownOrganisation(ClientError):
 
 class NotReady(ClientError):
     """A local set-up step has not been done yet; the message names the command to run."""
+
+
+class Erased(ClientError):
+    """A message kept here whose case passed its retention period: its key was destroyed
+    (:mod:`clients.retention`), so nothing of it can be read, from this file or any backup.
+    Not a fault: show it as gone."""
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(
+            f"message {message_id[:32]!r} was erased when its case's retention period ended"
+        )
+        self.message_id = message_id
 
 
 class PseudonymsUnavailable(ClientError):

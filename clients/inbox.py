@@ -20,10 +20,20 @@ Two checks keep a hub from losing messages silently:
   is recorded as missing (:class:`~clients.state.MissingMessage`): withheld.
 
 A message that fails any check is recorded as rejected with a reason category and is
-*not* acknowledged, so that the hub keeps it for an investigation. Nothing is
-decrypted into local state: :meth:`Inbox.show` opens the stored envelope again (or,
-for a message whose KEM key was deleted after a rotation, the payload kept sealed
-then, :meth:`Inbox.keep_payloads`).
+*not* acknowledged, so that the hub keeps it for an investigation.
+
+What is kept of a verified message is its header, its payload and the sender's
+signature (with the digest it signs), sealed under the message's own key
+(:mod:`clients.localbox`), and the envelope's fingerprint; **not the envelope**. The
+envelope is sealed to this organisation's KEM key: kept, it would let that key and any
+backup of the state file open a message after its case was erased by destroying the
+message's key. :meth:`Inbox.show` opens the sealed record, checks the sender's
+certificate (kept, by fingerprint) against the root again and the signature over the
+digest kept, so a record can not be made to look as if another organisation sent it;
+that the digest is the envelope's was checked on receipt, and the record can not be
+altered without the message's key. A copy the hub serves again is compared by
+fingerprint. Rotating the KEM key therefore needs nothing kept any more
+(:meth:`Inbox.keep_payloads` remains for the migration of a version-1 state).
 """
 
 from __future__ import annotations
@@ -33,8 +43,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from cryptography.exceptions import InvalidSignature
+
 from clients.directory import Directory
 from clients.errors import (
+    Erased,
     HubProblem,
     InboxWentBack,
     NotReady,
@@ -48,7 +61,8 @@ from clients.payloads import decode_payload
 from clients.state import LocalState, MissingMessage, StoredMessage
 from keys.organisation import OrgKeys
 from protocol.certificate import Certificate
-from protocol.envelope import Envelope, open_envelope, verify_signature
+from protocol.encoding import b64d, b64e
+from protocol.envelope import Envelope, Header, open_envelope, verify_signature
 from protocol.errors import OpenError, ProtocolError
 from protocol.types import (
     CaseRef,
@@ -206,7 +220,7 @@ class Inbox:
         stored = None if message_id is None else self.state.message(message_id)
         if stored is None:
             return
-        prev = _prev_of(stored.envelope, self.org)
+        prev = _prev_of(stored, self.org)
         if prev is None or self.state.seen(prev):
             return
         outcome: ReceivedMessage | RejectedMessage | None = None
@@ -235,7 +249,9 @@ class Inbox:
         sender = _valid(parse_org_id, _object(header).get("sender"))
         try:
             envelope = _parse_envelope(wire)
-            if self.state.message(envelope.header.id) is not None:
+            if self.state.message(envelope.header.id) is not None or self.state.erased(
+                envelope.header.id
+            ):
                 await self._ack(envelope.header.id)
                 return None
             message = await self._open(envelope, cursor)
@@ -250,7 +266,9 @@ class Inbox:
             sender=message.sender,
             kind=message.kind,
             created=message.created,
-            envelope=envelope.to_wire(),
+            header=envelope.header.to_wire(),
+            sealed=self._seal_record(envelope, message.payload),
+            fingerprint=envelope.fingerprint,
             now=self._now(),
         )
         await self._ack(message.id)
@@ -286,63 +304,93 @@ class Inbox:
             )
         except OpenError as exc:
             raise _Rejected(REASON_ENVELOPE) from exc
-        return _message(envelope, cursor, _payload(header.kind, plaintext), self.org)
+        return _message(envelope.header, cursor, _payload(header.kind, plaintext), self.org)
+
+    def _seal_record(self, envelope: Envelope, payload: dict[str, Any]) -> bytes:
+        """What is kept of a verified message, sealed under its own key."""
+        record = {
+            "header": envelope.header.to_wire(),
+            "payload": payload,
+            "sig": b64e(envelope.sig),
+            "signed": b64e(envelope.signed_digest()),
+        }
+        return self._box.seal(envelope.header.id, f"message/{envelope.header.kind}", record)
 
     # -- reading again ------------------------------------------------------------------
 
     def show(self, message_id: str) -> ReceivedMessage:
-        """Open a stored message again (its sender certificate as verified on receipt)."""
+        """Open a stored message again: its sealed record, the sender's certificate as
+        verified on receipt (checked against the root again) and its signature over the
+        digest kept. :class:`~clients.errors.Erased` when its case was erased."""
         stored = self.state.message(message_id)
         if stored is None:
+            if self.state.erased(message_id):
+                raise Erased(message_id)
             raise NotReady(f"no message {message_id[:32]!r} here: run 'schakel org inbox' first")
+        if stored.sealed is None:
+            raise VerificationFailed("stored message", stored.sender, "not migrated")
         try:
-            envelope = _parse_envelope(stored.envelope)
-            cert = self._stored_sender(stored, envelope)
-            if self.keys.kem_keys.get(envelope.header.recipient_keys[self.org]) is None:
-                return self._kept(envelope, cert, stored)
-            return self._decrypt(envelope, cert, stored.cursor)
-        except (_Rejected, VerificationFailed, KeyError) as exc:
+            record = self._box.open_object(stored.id, f"message/{stored.kind}", stored.sealed)
+            header = Header.from_wire(record.get("header"))
+            if (header.id, header.sender, header.kind) != (stored.id, stored.sender, stored.kind):
+                raise _Rejected(REASON_ENVELOPE)
+            cert = self._stored_sender(stored.sender, header.sender_cert, stored.received_at)
+            if (header.sender, header.sender_cert) != (cert.org, cert.fingerprint):
+                raise _Rejected(REASON_SENDER)
+            cert.public_key.verify(b64d(record.get("sig")), b64d(record.get("signed")))
+            payload = record.get("payload")
+            if not isinstance(payload, dict):
+                raise _Rejected(REASON_PAYLOAD)
+        except (_Rejected, VerificationFailed, ProtocolError, InvalidSignature) as exc:
             raise VerificationFailed("stored message", stored.sender) from exc
+        return _message(header, stored.cursor, payload, self.org)
 
-    def _stored_sender(self, stored: StoredMessage, envelope: Envelope) -> Certificate:
-        der = self.state.certificate(
-            envelope.header.sender_cert, root=self.directory.root_fingerprint
-        )
+    def _stored_sender(self, sender: str, fingerprint: str, received_at: int) -> Certificate:
+        der = self.state.certificate(fingerprint, root=self.directory.root_fingerprint)
         if der is None:
             raise _Rejected(REASON_SENDER)
-        return self.directory.verify_certificate(stored.sender, der, stored.received_at, None)
-
-    def _kept(
-        self, envelope: Envelope, cert: Certificate, stored: StoredMessage
-    ) -> ReceivedMessage:
-        """A message whose KEM key was deleted: the signature still verifies, the payload
-        comes from what was kept sealed locally when the key was deleted."""
-        header = envelope.header
-        if (header.sender, header.sender_cert) != (cert.org, cert.fingerprint):
-            raise _Rejected(REASON_SENDER)
-        try:
-            verify_signature(envelope, cert.public_key)
-        except ProtocolError as exc:
-            raise _Rejected(REASON_ENVELOPE) from exc
-        sealed = self.state.kept_payload(stored.id)
-        if sealed is None:
-            raise _Rejected(REASON_ENVELOPE)
-        payload = self._box.open_object(stored.id, f"received/{header.kind}", sealed)
-        return _message(envelope, stored.cursor, payload, self.org)
+        return self.directory.verify_certificate(sender, der, received_at, None)
 
     def keep_payloads(self, fingerprints: Collection[Fingerprint]) -> int:
-        """Before the KEM key of these bundle fingerprints is deleted: keep the payload of
-        every stored message sealed to it (sealed by the PayloadBox); how many were kept."""
-        kept = 0
-        for stored in self.state.messages():
-            envelope = _parse_envelope_or_none(stored.envelope)
-            if envelope is None or envelope.header.recipient_keys.get(self.org) not in fingerprints:
-                continue
-            message = self.show(stored.id)
-            sealed = self._box.seal(stored.id, f"received/{message.kind}", message.payload)
-            self.state.keep_received_payload(stored.id, sealed)
-            kept += 1
-        return kept
+        """Before the KEM key of these bundle fingerprints is deleted: what is kept of a
+        message no longer needs it (:meth:`reseal` first, for a version-1 state); how many
+        stored messages were sealed to it."""
+        self.reseal()
+        return sum(
+            1
+            for stored in self.state.messages()
+            if stored.recipient_keys.get(self.org) in fingerprints
+        )
+
+    def reseal(self) -> int:
+        """Finish the migration of a version-1 state (:meth:`LocalState.reseal`): open each
+        envelope version 1 kept (with the KEM key, or the payload version 1 kept when that
+        key was deleted), seal its record under the message's key and drop the envelope.
+        How many messages were migrated; one that no longer opens loses its envelope too
+        (it could not be read anyway)."""
+        if not self.state.needs_reseal:
+            return 0
+        received: dict[str, bytes | None] = {}
+        for stored, kept in self.state.legacy_messages():
+            received[stored.id] = self._reseal_one(stored, kept)
+        self.state.reseal(self._box, received)
+        return sum(1 for sealed in received.values() if sealed is not None)
+
+    def _reseal_one(self, stored: StoredMessage, kept: bytes | None) -> bytes | None:
+        try:
+            envelope = _parse_envelope(stored.legacy)
+            header = envelope.header
+            cert = self._stored_sender(stored.sender, header.sender_cert, stored.received_at)
+            if kept is not None:
+                if (header.sender, header.sender_cert) != (cert.org, cert.fingerprint):
+                    raise _Rejected(REASON_SENDER)
+                verify_signature(envelope, cert.public_key)
+                payload = self._box.legacy().open_object(stored.id, f"received/{header.kind}", kept)
+            else:
+                payload = self._decrypt(envelope, cert, stored.cursor).payload
+        except (_Rejected, VerificationFailed, ProtocolError, KeyError):
+            return None
+        return self._seal_record(envelope, payload)
 
     async def read_message(self, message_id: str, *, from_hub: bool = False) -> ReceivedMessage:
         """A message addressed to us: from local state, else fetched from the hub.
@@ -365,7 +413,7 @@ class Inbox:
             if envelope.header.id != message_id:
                 raise _Rejected(REASON_ENVELOPE)
             if stored is not None:
-                if envelope.to_wire() != stored.envelope:
+                if envelope.fingerprint != stored.fingerprint:
                     raise _Rejected(REASON_ENVELOPE)
                 return self.show(message_id)
             await self.directory.crl(self._now())
@@ -391,10 +439,7 @@ class Inbox:
                 yield item
 
 
-def _message(
-    envelope: Envelope, cursor: int, payload: dict[str, Any], org: OrgId
-) -> ReceivedMessage:
-    header = envelope.header
+def _message(header: Header, cursor: int, payload: dict[str, Any], org: OrgId) -> ReceivedMessage:
     return ReceivedMessage(
         id=header.id,
         cursor=cursor,
@@ -417,10 +462,9 @@ def _id_of(wire: Any) -> MessageId | None:
     return None if found is None else MessageId(found)
 
 
-def _prev_of(wire: Any, org: OrgId) -> MessageId | None:
-    """The ``prev`` a stored envelope (verified on receipt) names for ``org``."""
-    prev = _object(_object(wire).get("header")).get("prev")
-    found = _valid(parse_message_id, _object(prev).get(org))
+def _prev_of(stored: StoredMessage, org: OrgId) -> MessageId | None:
+    """The ``prev`` a stored message's header (verified on receipt) names for ``org``."""
+    found = _valid(parse_message_id, (stored.prev or {}).get(org))
     return None if found is None else MessageId(found)
 
 
@@ -447,10 +491,3 @@ def _parse_envelope(wire: Any) -> Envelope:
         return Envelope.from_wire(wire)
     except ProtocolError as exc:
         raise _Rejected(REASON_MALFORMED) from exc
-
-
-def _parse_envelope_or_none(wire: Any) -> Envelope | None:
-    try:
-        return Envelope.from_wire(wire)
-    except ProtocolError:
-        return None

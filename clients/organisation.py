@@ -162,7 +162,9 @@ class Organisation:
         self._quorum_wait = quorum_wait
         self._sleep = sleep
         self._witness: WitnessKeys | None = None
-        self.payload_box = PayloadBox.for_signing_key(keys.signing_key, keys.org)
+        self.payload_box = PayloadBox.for_signing_key(
+            keys.signing_key, keys.org, state.message_keys
+        )
         self.directory = Directory(lambda: keys.root.der, state, hub, clock=clock)
         self.linking = Linking(lambda: keys.root.der, state, hub, clock=clock, rng=rng)
         self.outbox = Outbox(state, self.payload_box, clock=clock)
@@ -175,6 +177,7 @@ class Organisation:
             before_contact=self._before_receiving,
             clock=clock,
         )
+        self.inbox.reseal()  # a version-1 state: what it kept, under message keys now
 
     def __repr__(self) -> str:
         return f"Organisation({self.org!r})"
@@ -280,8 +283,8 @@ class Organisation:
         """The older KEM keys still kept, with how long a sender may still seal to them."""
         sealed_to: dict[str, int] = {}
         for stored in self._state.messages():
-            key = stored.envelope.get("header", {}).get("recipient_keys", {}).get(self.org)
-            if key is not None and self._state.kept_payload(stored.id) is None:
+            key = stored.recipient_keys.get(self.org)
+            if key is not None:
                 sealed_to[key] = sealed_to.get(key, 0) + 1
         found = []
         for index in self._retired_ids():
@@ -578,7 +581,7 @@ class Organisation:
     async def resend(self, message_id: str) -> sentview.Resent:
         """Send a sent message again, unchanged, from the envelope kept locally."""
         await self.log.check_if_due()
-        return await sentview.resend(self._state, self._hub, message_id)
+        return await sentview.resend(self._state, self._hub, self.payload_box, message_id)
 
     def acting_as(self, draft: Draft) -> contextlib.AbstractContextManager[None]:
         """Hub requests inside name the person who wrote ``draft`` and their purpose (a

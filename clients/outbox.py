@@ -25,10 +25,11 @@ with a message id chosen there and then, and leaves it only when the hub accepte
   was refused, so ``prev`` names a message the hub accepted.
 
 What an entry holds (payload, recipients, pseudonyms, header fields, the sealed
-envelope) is kept sealed by the :class:`~clients.localbox.PayloadBox`, like the
-payloads an organisation sent; only its id, kind, recipients, times, state and the
-last problem are in clear. One :class:`Outbox` sends one entry at a time (a lock), so
-two tasks of one process never seal an entry twice.
+envelope) is kept sealed by the :class:`~clients.localbox.PayloadBox` under the key of
+its message, like the payloads an organisation sent and their envelopes; only its id,
+kind, recipients, times, state and the last problem are in clear. One
+:class:`Outbox` sends one entry at a time (a lock), so two tasks of one process never
+seal an entry twice.
 """
 
 from __future__ import annotations
@@ -306,7 +307,7 @@ class Outbox:
                 draft.created,
                 self._box.seal(draft.id, draft.kind, dict(draft.payload)),
             ),
-            envelope.to_wire(),
+            self._box.seal(draft.id, "envelope", envelope.to_wire()),
         )
         return Sent(
             draft.id, draft.kind, draft.recipients, draft.pseudonyms, draft.created, accepted

@@ -185,7 +185,7 @@ def known_step(
     if received is None:
         received = org.state.received_about(referral_id)
     for message in received:
-        moves.append((message.created, message.envelope["header"].get("status"), other))
+        moves.append((message.created, message.status, other))
     try:
         for _, code, by in sorted(moves, key=lambda move: move[0]):
             if code is not None:

@@ -23,6 +23,7 @@ from typing import Protocol
 
 from clients.errors import ClientError, NotReady, VerificationFailed
 from clients.hub_client import SentItem, SentPage
+from clients.localbox import PayloadBox
 from clients.state import LocalState
 from protocol.envelope import Envelope
 from protocol.errors import ProtocolError
@@ -130,19 +131,20 @@ def _check(
     )
 
 
-async def resend(state: LocalState, hub: SentHub, message_id: str) -> Resent:
+async def resend(state: LocalState, hub: SentHub, box: PayloadBox, message_id: str) -> Resent:
     """Send a sent message again from the envelope kept here (same id, same bytes).
 
     NotReady when no envelope of that id is kept here; a refusal of the hub (409: it holds
     another envelope under this id; 422: a recipient's key bundle is no longer valid) is
     raised as :class:`~clients.errors.HubProblem`.
     """
-    wire = state.sent_envelope(message_id)
-    if wire is None:
+    sealed = state.sent_envelope(message_id)
+    if sealed is None:
         raise NotReady(
             f"no envelope of message {message_id[:32]!r} is kept here: only a message this "
             "directory sent (with a client that keeps envelopes) can be sent again"
         )
+    wire = box.open(message_id, "envelope", sealed)  # (Erased once its case was erased)
     try:
         envelope = Envelope.from_wire(wire)
     except ProtocolError as exc:

@@ -6,10 +6,17 @@ What it keeps, and nothing more:
                  the message taken there (``inbox_cursor_id``), which the hub must still
                  name at that cursor (a hub restored from a backup does not), and the
                  cursor at which it was last found not to (``inbox_went_back``);
-* ``messages``   every envelope received, as its canonical wire JSON (still
-                 encrypted), with when it was received and acknowledged; the
-                 primary key on the message id is the dedupe: a message seen
-                 twice is stored once;
+* ``messages``   every message received: its header and payload (opened once, on
+                 receipt) and the sender's signature over the envelope, sealed under the
+                 message's own key (:mod:`clients.localbox`), with beside it in clear
+                 what routing and retention need and the hub saw too (cursor, sender,
+                 kind, times, ``ref``, ``case_ref``, ``status``, ``prev``, the recipient key
+                 and sender certificate fingerprints) and the envelope's fingerprint
+                 (to compare a copy the hub serves again). The envelope itself is not
+                 kept (version 1 kept it): sealed to this organisation's KEM key, it would
+                 let that key and a backup open a message whose case was erased. The
+                 primary key on the message id is the dedupe: a message seen twice is
+                 stored once;
 * ``rejected``   messages that failed verification: id, cursor, reason category;
 * ``directory``  the verified directory cache: organisation -> certificate DER,
                  when verified, and the fingerprint of the root it was verified
@@ -19,10 +26,11 @@ What it keeps, and nothing more:
                  of the newest key bundle this client verified for it; it only
                  moves forward, so a hub can not roll a rotated bundle back;
 * ``certificates`` every sender certificate a stored message was verified with,
-                 by fingerprint, so that ``show`` can open the envelope again later;
+                 by fingerprint, so that ``show`` can check the signature again later;
 * ``sent``       the ids of messages this organisation sent, with recipients;
-* ``sent_envelopes`` the envelope of each message sent (wire JSON, encrypted to its
-                 recipients), so that one the hub lost can be sent again unchanged;
+* ``sent_envelopes`` the envelope of each message sent, sealed under the message's key
+                 (its header carries pseudonyms), so that one the hub lost can be sent
+                 again unchanged;
 * ``chains``     per recipient, the id of the last message the hub accepted from this
                  organisation for it: the next envelope to it names it (header ``prev``);
 * ``missing``    messages a sender named as a predecessor that neither this client nor
@@ -34,8 +42,12 @@ What it keeps, and nothing more:
 * ``outbox``     what was written but has not reached the hub yet (:mod:`clients.outbox`):
                  id, kind, recipients, times, state and the last problem in clear, the
                  payload and (once sealed) the envelope sealed by the PayloadBox;
-* ``kept_payloads`` the payloads of received messages whose KEM key was deleted after
-                 a key rotation, sealed by the PayloadBox, so that ``show`` still reads them;
+* ``kept_payloads`` (version 1 only, emptied by the migration) payloads of received
+                 messages whose KEM key was deleted;
+* ``erased``     the ids of messages erased when their case's retention period ended,
+                 with the case (``scope``) and when, so that they are never taken again;
+* ``shredding``  the cases whose erasure started and has not finished (a run killed
+                 half-way is finished by the next one), ``shredded`` those done;
 * ``meta``       also the highest CRL number seen, so a hub can not serve an older list,
                  and the last verified signed tree head of the hub's access log
                  (``tree_head``, its wire JSON), which only ever grows;
@@ -43,8 +55,12 @@ What it keeps, and nothing more:
                  verified against the pinned root (role ``hub``), so that heads and
                  exports can be checked offline.
 
-No plaintext is stored: envelopes are decrypted again when shown, and every payload
-kept is PayloadBox ciphertext. The file is
+No plaintext is stored: everything readable about a message is sealed under its own
+key, kept in a separate file (:class:`~clients.localbox.MessageKeys`, ``state.keys.sqlite``
+beside ``state.sqlite``), and each message belongs to one case (``scope``: ``case:<ref>``
+for a referral's case and what is about it, else ``msg:<id>``) whose keys go together
+when its retention period ends (:mod:`clients.retention`). Version 1 files are migrated
+when opened (:meth:`LocalState.reseal` finishes it with the organisation's keys). The file is
 created 0600 (SQLite gives its WAL and shared-memory files the same mode),
 runs in WAL mode with ``synchronous=FULL`` and ``secure_delete``.
 Time is passed in by the caller, as integer Unix seconds.
@@ -52,27 +68,33 @@ Time is passed in by the caller, as integer Unix seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clients.errors import ClientError
+from clients.errors import ClientError, VerificationFailed
+from clients.localbox import MessageKeys, PayloadBox, _checkpoint, keys_path
 from keys.errors import KeyFileError
 from keys.keyfile import ensure_private_file
 from protocol.auditlog import TreeHead
+from protocol.envelope import Envelope
 from protocol.errors import ProtocolError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_ALERTS = 100
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
     id TEXT PRIMARY KEY, cursor INTEGER NOT NULL, sender TEXT NOT NULL, kind TEXT NOT NULL,
-    created INTEGER NOT NULL, envelope TEXT NOT NULL, received_at INTEGER NOT NULL,
-    acked_at INTEGER);
+    created INTEGER NOT NULL, received_at INTEGER NOT NULL, acked_at INTEGER,
+    scope TEXT NOT NULL, ref TEXT, case_ref TEXT, status TEXT, prev TEXT,
+    recipient_keys TEXT NOT NULL, sender_cert TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    sealed BLOB, envelope TEXT);
 CREATE TABLE IF NOT EXISTS rejected (
     id TEXT PRIMARY KEY, cursor INTEGER NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS directory (
@@ -87,7 +109,7 @@ CREATE TABLE IF NOT EXISTS hub_certificates (
     fingerprint TEXT PRIMARY KEY, root TEXT NOT NULL, der BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS sent_payloads (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, ref TEXT, case_ref TEXT, status TEXT,
-    created INTEGER NOT NULL, sealed BLOB NOT NULL);
+    created INTEGER NOT NULL, sealed BLOB NOT NULL, scope TEXT);
 CREATE TABLE IF NOT EXISTS bundle_floors (
     org TEXT NOT NULL, root TEXT NOT NULL, not_before INTEGER NOT NULL,
     fingerprint TEXT NOT NULL, PRIMARY KEY (org, root));
@@ -96,25 +118,80 @@ CREATE TABLE IF NOT EXISTS outbox (
     created INTEGER NOT NULL, queued_at INTEGER NOT NULL, state TEXT NOT NULL,
     attempts INTEGER NOT NULL, tried_at INTEGER, problem TEXT, sealed BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS kept_payloads (id TEXT PRIMARY KEY, sealed BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS sent_envelopes (id TEXT PRIMARY KEY, envelope TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sent_envelopes (id TEXT PRIMARY KEY, sealed BLOB, envelope TEXT);
 CREATE TABLE IF NOT EXISTS chains (recipient TEXT PRIMARY KEY, last_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS missing (
     id TEXT PRIMARY KEY, sender TEXT NOT NULL, named_by TEXT NOT NULL, at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS erased (
+    id TEXT PRIMARY KEY, scope TEXT NOT NULL, at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS shredding (
+    scope TEXT PRIMARY KEY, ids TEXT NOT NULL, closed_at INTEGER NOT NULL,
+    at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS shredded (
+    scope TEXT PRIMARY KEY, messages INTEGER NOT NULL, closed_at INTEGER NOT NULL,
+    at INTEGER NOT NULL);
 """
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS ix_messages_scope ON messages (scope);
+CREATE INDEX IF NOT EXISTS ix_messages_ref ON messages (ref);
+CREATE INDEX IF NOT EXISTS ix_sent_payloads_scope ON sent_payloads (scope);
+"""
+# The version-1 tables that the migration rebuilds (``CREATE TABLE IF NOT EXISTS`` keeps
+# an old one as it was): their columns then.
+_V1_MESSAGES = (
+    "id", "cursor", "sender", "kind", "created", "envelope", "received_at", "acked_at"
+)  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class StoredMessage:
-    """A received envelope as kept locally (``envelope`` is its wire JSON, encrypted)."""
+    """A received message as kept locally: in clear what the hub saw of its header too
+    (never pseudonyms), and ``sealed`` (header, payload and signature, under the message's
+    key; None for a version-1 row not migrated yet, whose ``legacy`` envelope is kept
+    until then)."""
 
     id: str
     cursor: int
     sender: str
     kind: str
     created: int
-    envelope: dict[str, Any]
     received_at: int
     acked_at: int | None
+    scope: str = ""
+    ref: str | None = None
+    case: str | None = None
+    status: str | None = None
+    prev: dict[str, str] | None = None  # the header's prev: recipient -> message id
+    recipient_keys: dict[str, str] = dataclasses.field(default_factory=dict)
+    sender_cert: str = ""
+    fingerprint: str = ""
+    sealed: bytes | None = None
+    legacy: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"StoredMessage(id={self.id!r}, sender={self.sender!r}, kind={self.kind!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class CaseMember:
+    """One message of a case as retention sees it: no content."""
+
+    scope: str
+    id: str
+    kind: str
+    ref: str | None
+    status: str | None
+    at: int  # when it was received, or written here
+
+
+@dataclass(frozen=True, slots=True)
+class Shredded:
+    """A case erased when its retention period ended: how many messages, when."""
+
+    scope: str
+    messages: int
+    closed_at: int
+    at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +254,8 @@ class MissingMessage:
 
 @dataclass(frozen=True, slots=True, repr=False)
 class SentPayload:
-    """A payload this organisation sent, still sealed by :class:`PayloadBox`."""
+    """A payload this organisation sent, still sealed by :class:`PayloadBox` (the case
+    it belongs to is worked out when it is kept)."""
 
     id: str
     kind: str
@@ -209,11 +287,14 @@ class LocalState:
         _create_private(self.path)
         self._db = sqlite3.connect(self.path, isolation_level=None)
         try:
+            self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA secure_delete=ON")
             self._db.executescript(_SCHEMA)
             self._check_version()
+            self._db.executescript(_INDEXES)
+            self.message_keys = MessageKeys(keys_path(self.path))
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise ClientError(f"local state {self.path} is not a usable database") from exc
@@ -225,11 +306,16 @@ class LocalState:
         found = self._get_meta("schema_version")
         if found is None:
             self._set_meta("schema_version", str(SCHEMA_VERSION))
+        elif found == "1":
+            _migrate_v1(self._db)
         elif found != str(SCHEMA_VERSION):
             raise ClientError(f"local state {self.path} has unsupported version {found}")
 
     def close(self) -> None:
         self._db.close()
+        keys = getattr(self, "message_keys", None)
+        if keys is not None:
+            keys.close()
 
     def __enter__(self) -> LocalState:
         return self
@@ -304,11 +390,17 @@ class LocalState:
     # -- received messages -------------------------------------------------------------
 
     def seen(self, message_id: str) -> bool:
-        """True if the message was stored or rejected before."""
+        """True if the message was stored, rejected or erased before."""
         row = self._db.execute(
-            "SELECT 1 FROM messages WHERE id = ? UNION ALL SELECT 1 FROM rejected WHERE id = ?",
-            (message_id, message_id),
+            "SELECT 1 FROM messages WHERE id = ? UNION ALL SELECT 1 FROM rejected WHERE id = ? "
+            "UNION ALL SELECT 1 FROM erased WHERE id = ?",
+            (message_id, message_id, message_id),
         ).fetchone()
+        return row is not None
+
+    def erased(self, message_id: str) -> bool:
+        """True if the message was erased when its case's retention period ended."""
+        row = self._db.execute("SELECT 1 FROM erased WHERE id = ?", (message_id,)).fetchone()
         return row is not None
 
     def store_message(
@@ -319,22 +411,47 @@ class LocalState:
         sender: str,
         kind: str,
         created: int,
-        envelope: dict[str, Any],
+        header: Mapping[str, Any],
+        sealed: bytes,
+        fingerprint: str = "",
         now: int,
     ) -> bool:
-        """Keep an envelope; False (and nothing changed) if that id is already stored."""
-        text = json.dumps(envelope, sort_keys=True, separators=(",", ":"))
+        """Keep a message opened on receipt: ``header`` its wire header (only the fields the
+        hub saw beside the pseudonyms are kept in clear), ``sealed`` what
+        :meth:`PayloadBox.seal` made of it. False (and nothing changed) if that id is
+        already stored, or was erased."""
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
+            if self.erased(message_id):
+                return False
+            facts = _header_facts(header)
+            scope = self._scope_of(facts["case_ref"], facts["ref"], message_id)
             done = self._db.execute(
-                "INSERT OR IGNORE INTO messages "
-                "(id, cursor, sender, kind, created, envelope, received_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (message_id, cursor, sender, kind, created, text, now),
-            )
+                "INSERT OR IGNORE INTO messages (id, cursor, sender, kind, created, received_at, "
+                "scope, ref, case_ref, status, prev, recipient_keys, sender_cert, fingerprint, "
+                "sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (message_id, cursor, sender, kind, created, now, scope, facts["ref"],
+                 facts["case_ref"], facts["status"], facts["prev"], facts["recipient_keys"],
+                 facts["sender_cert"], fingerprint, sealed),
+            )  # fmt: skip
             self._db.execute("DELETE FROM rejected WHERE id = ?", (message_id,))
             self._db.execute("DELETE FROM missing WHERE id = ?", (message_id,))
         return done.rowcount == 1
+
+    def _scope_of(self, case: str | None, ref: str | None, message_id: str) -> str:
+        """The case a message belongs to: its referral's case; else the case of the message
+        it is about (a status: its referral; a referral: the one it replaces) when that is
+        held; else that message's own; else its own."""
+        if case:
+            return f"case:{case}"
+        if not ref:
+            return f"msg:{message_id}"
+        row = self._db.execute(
+            "SELECT scope FROM messages WHERE id = ? UNION ALL "
+            "SELECT scope FROM sent_payloads WHERE id = ? AND scope IS NOT NULL",
+            (ref, ref),
+        ).fetchone()
+        return f"msg:{ref}" if row is None else str(row[0])
 
     def mark_acked(self, message_id: str, *, now: int) -> None:
         self._db.execute(
@@ -343,25 +460,20 @@ class LocalState:
 
     def message(self, message_id: str) -> StoredMessage | None:
         row = self._db.execute(
-            "SELECT id, cursor, sender, kind, created, envelope, received_at, acked_at "
-            "FROM messages WHERE id = ?",
+            _MESSAGE + " WHERE id = ?",
             (message_id,),
         ).fetchone()
         return None if row is None else _stored(row)
 
     def messages(self) -> list[StoredMessage]:
         """Every stored message, by cursor."""
-        rows = self._db.execute(
-            "SELECT id, cursor, sender, kind, created, envelope, received_at, acked_at "
-            "FROM messages ORDER BY cursor, id"
-        ).fetchall()
+        rows = self._db.execute(_MESSAGE + " ORDER BY cursor, id").fetchall()
         return [_stored(row) for row in rows]
 
     def message_page(self, offset: int, limit: int) -> list[StoredMessage]:
         """One page of stored messages, newest (highest cursor) first."""
         rows = self._db.execute(
-            "SELECT id, cursor, sender, kind, created, envelope, received_at, acked_at "
-            "FROM messages ORDER BY cursor DESC, id DESC LIMIT ? OFFSET ?",
+            _MESSAGE + " ORDER BY cursor DESC, id DESC LIMIT ? OFFSET ?",
             (max(0, limit), max(0, offset)),
         ).fetchall()
         return [_stored(row) for row in rows]
@@ -372,8 +484,7 @@ class LocalState:
     def messages_of_kind(self, kind: str) -> list[StoredMessage]:
         """Every stored message of ``kind`` (``status``: to follow referrals), by cursor."""
         rows = self._db.execute(
-            "SELECT id, cursor, sender, kind, created, envelope, received_at, acked_at "
-            "FROM messages WHERE kind = ? ORDER BY cursor, id",
+            _MESSAGE + " WHERE kind = ? ORDER BY cursor, id",
             (kind,),
         ).fetchall()
         return [_stored(row) for row in rows]
@@ -605,12 +716,14 @@ class LocalState:
             str(row[0]), str(row[1]), tuple(row[2].split(",")), int(row[3]), int(row[4]), row[5]
         )
 
-    def sent_envelope(self, message_id: str) -> dict[str, Any] | None:
-        """The envelope of a message sent (its wire form), or None if none was kept."""
+    def sent_envelope(self, message_id: str) -> bytes | None:
+        """The envelope of a message sent, sealed under the message's key (PayloadBox
+        purpose ``envelope``; its wire form), or None if none was kept."""
         row = self._db.execute(
-            "SELECT envelope FROM sent_envelopes WHERE id = ?", (message_id,)
+            "SELECT sealed FROM sent_envelopes WHERE id = ? AND sealed IS NOT NULL",
+            (message_id,),
         ).fetchone()
-        return None if row is None else dict(json.loads(row[0]))
+        return None if row is None else bytes(row[0])
 
     def previous_to(self, recipients: tuple[str, ...]) -> dict[str, str]:
         """Per recipient, the last message the hub accepted from us for it (if any)."""
@@ -627,7 +740,7 @@ class LocalState:
         """Keep what was sent (already sealed); the first copy of an id stays."""
         self._db.execute(
             "INSERT OR IGNORE INTO sent_payloads (id, kind, ref, case_ref, status, created, "
-            "sealed) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "sealed, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 payload.id,
                 payload.kind,
@@ -636,6 +749,7 @@ class LocalState:
                 payload.status,
                 payload.created,
                 payload.sealed,
+                self._scope_of(payload.case, payload.ref, payload.id),
             ),
         )
 
@@ -652,7 +766,8 @@ class LocalState:
 
     def received_about(self, ref: str) -> list[StoredMessage]:
         """Received messages whose header names ``ref`` (statuses about a referral)."""
-        return [m for m in self.messages() if _header(m.envelope).get("ref") == ref]
+        rows = self._db.execute(_MESSAGE + " WHERE ref = ? ORDER BY cursor, id", (ref,)).fetchall()
+        return [_stored(row) for row in rows]
 
     # -- the outbox --------------------------------------------------------------------
 
@@ -713,7 +828,7 @@ class LocalState:
         return self._db.execute("DELETE FROM outbox WHERE id = ?", (message_id,)).rowcount == 1
 
     def delivered(
-        self, sent: SentMessage, payload: SentPayload, envelope: dict[str, Any] | None = None
+        self, sent: SentMessage, payload: SentPayload, envelope: bytes | None = None
     ) -> None:
         """An outbox entry reached the hub: record it as sent (its envelope too, and as the
         last message to each recipient) and leave the outbox, at once."""
@@ -728,10 +843,10 @@ class LocalState:
                 accepted=sent.accepted,
             )
             self.keep_sent_payload(payload)
-            if envelope is not None:
+            if envelope is not None:  # (sealed under the message's key)
                 self._db.execute(
-                    "INSERT OR IGNORE INTO sent_envelopes (id, envelope) VALUES (?, ?)",
-                    (sent.id, json.dumps(envelope, sort_keys=True, separators=(",", ":"))),
+                    "INSERT OR IGNORE INTO sent_envelopes (id, sealed) VALUES (?, ?)",
+                    (sent.id, envelope),
                 )
             self._db.executemany(
                 "INSERT INTO chains (recipient, last_id) VALUES (?, ?) ON CONFLICT (recipient) "
@@ -740,20 +855,143 @@ class LocalState:
             )
             self._db.execute("DELETE FROM outbox WHERE id = ?", (sent.id,))
 
-    # -- payloads of received messages whose key was deleted ---------------------------
+    # -- retention (clients.retention) -------------------------------------------------
 
-    def keep_received_payload(self, message_id: str, sealed: bytes) -> None:
-        self._db.execute(
-            "INSERT INTO kept_payloads (id, sealed) VALUES (?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed",
-            (message_id, sealed),
-        )
+    def case_members(self) -> list[CaseMember]:
+        """Every message kept, received or sent, with its case: what retention plans by."""
+        rows = self._db.execute(
+            "SELECT scope, id, kind, ref, status, received_at FROM messages UNION ALL "
+            "SELECT scope, id, kind, ref, status, created FROM sent_payloads "
+            "WHERE scope IS NOT NULL ORDER BY 1, 6, 2"
+        ).fetchall()
+        return [CaseMember(str(r[0]), str(r[1]), str(r[2]), r[3], r[4], int(r[5])) for r in rows]
 
-    def kept_payload(self, message_id: str) -> bytes | None:
-        row = self._db.execute(
-            "SELECT sealed FROM kept_payloads WHERE id = ?", (message_id,)
-        ).fetchone()
-        return None if row is None else bytes(row[0])
+    def join_case(self, message_ids: Iterable[str], case: str) -> int:
+        """Put messages that were a case of their own into ``case`` (a coordinator learns a
+        signal's case from the hub): their keys then go with that case's. How many moved."""
+        moved = 0
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            for message_id in message_ids:
+                for table in ("messages", "sent_payloads"):
+                    moved += self._db.execute(
+                        f"UPDATE {table} SET scope = ? WHERE id = ? AND scope = ?",  # noqa: S608
+                        (f"case:{case}", message_id, f"msg:{message_id}"),
+                    ).rowcount
+        return moved
+
+    def begin_shred(self, scope: str, *, closed_at: int, now: int) -> tuple[str, ...]:
+        """Record that the case ``scope`` is being erased, with the ids of its messages (a
+        run killed half-way is finished from this record); those ids."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            ids = {str(r[0]) for r in self._db.execute(_MEMBER_IDS, (scope, scope)).fetchall()}
+            row = self._db.execute("SELECT ids FROM shredding WHERE scope = ?", (scope,)).fetchone()
+            if row is not None:
+                ids |= set(json.loads(row[0]))
+            self._db.execute(
+                "INSERT INTO shredding (scope, ids, closed_at, at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (scope) DO UPDATE SET ids = excluded.ids",
+                (scope, json.dumps(sorted(ids)), closed_at, now),
+            )
+        return tuple(sorted(ids))
+
+    def pending_shreds(self) -> list[tuple[str, tuple[str, ...], int]]:
+        """(case, message ids, closed at) of every erasure begun and not finished."""
+        rows = self._db.execute(
+            "SELECT scope, ids, closed_at FROM shredding ORDER BY at, scope"
+        ).fetchall()
+        return [(str(r[0]), tuple(json.loads(r[1])), int(r[2])) for r in rows]
+
+    def finish_shred(self, scope: str, *, now: int) -> bool:
+        """Once the keys of a case are destroyed: delete its rows, remember its message ids
+        as erased, and checkpoint the WAL (TRUNCATE). False if the checkpoint could not
+        finish (a reader was in the way; the rows are deleted all the same)."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute(
+                "SELECT ids, closed_at FROM shredding WHERE scope = ?", (scope,)
+            ).fetchone()
+            if row is None:
+                return True
+            ids, closed_at = list(json.loads(row[0])), int(row[1])
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for table in _CASE_TABLES:
+                    self._db.execute(
+                        f"DELETE FROM {table} WHERE id IN ({marks})",  # noqa: S608
+                        chunk,
+                    )
+                self._db.execute(
+                    f"DELETE FROM missing WHERE named_by IN ({marks})",  # noqa: S608
+                    chunk,
+                )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO erased (id, scope, at) VALUES (?, ?, ?)",
+                [(message_id, scope, now) for message_id in ids],
+            )
+            self._db.execute(
+                "INSERT INTO shredded (scope, messages, closed_at, at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (scope) DO UPDATE SET messages = messages + excluded.messages, "
+                "closed_at = excluded.closed_at, at = excluded.at",
+                (scope, len(ids), closed_at, now),
+            )
+            self._db.execute("DELETE FROM shredding WHERE scope = ?", (scope,))
+        return _checkpoint(self._db)
+
+    def shredded(self) -> list[Shredded]:
+        """The cases erased, most recent first."""
+        rows = self._db.execute(
+            "SELECT scope, messages, closed_at, at FROM shredded ORDER BY at DESC, scope"
+        ).fetchall()
+        return [Shredded(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+    # -- migration from version 1 ------------------------------------------------------
+
+    @property
+    def needs_reseal(self) -> bool:
+        """True while what version 1 kept is not sealed under message keys yet."""
+        return bool(self._get_meta("reseal"))
+
+    def legacy_messages(self) -> list[tuple[StoredMessage, bytes | None]]:
+        """Version-1 received messages not migrated yet, each with the payload version 1
+        kept sealed for it when its KEM key was deleted (if any)."""
+        rows = self._db.execute(_MESSAGE + " WHERE sealed IS NULL AND envelope IS NOT NULL")
+        found = []
+        for row in rows.fetchall():
+            kept = self._db.execute(
+                "SELECT sealed FROM kept_payloads WHERE id = ?", (row[0],)
+            ).fetchone()
+            found.append((_stored(row), None if kept is None else bytes(kept[0])))
+        return found
+
+    def reseal(self, box: PayloadBox, received: Mapping[str, bytes | None]) -> None:
+        """Finish the migration from version 1, in one transaction: each received message
+        in ``received`` (id -> its record sealed under its own key, or None: it could not
+        be opened) loses its envelope; the sent payloads, sent envelopes and outbox entries
+        sealed by the version-1 PayloadBox are sealed again under their message keys."""
+        legacy = box.legacy()
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            for message_id, sealed in received.items():
+                self._db.execute(
+                    "UPDATE messages SET sealed = ?, envelope = NULL WHERE id = ?",
+                    (sealed, message_id),
+                )
+            self._db.execute("DELETE FROM kept_payloads")
+            _reseal_rows(self._db, "sent_payloads", lambda r: (r[0], r[1]), legacy, box)
+            _reseal_rows(self._db, "outbox", lambda r: (r[0], f"outbox/{r[1]}"), legacy, box)
+            for message_id, text in self._db.execute(
+                "SELECT id, envelope FROM sent_envelopes WHERE envelope IS NOT NULL"
+            ).fetchall():
+                wire = json.loads(text)
+                self._db.execute(
+                    "UPDATE sent_envelopes SET sealed = ?, envelope = NULL WHERE id = ?",
+                    (box.seal(message_id, "envelope", wire), message_id),
+                )
+            self._set_meta("reseal", "")
+        _checkpoint(self._db)
 
 
 _SENT_PAYLOAD = "SELECT id, kind, ref, case_ref, status, created, sealed FROM sent_payloads"
@@ -790,9 +1028,34 @@ def _outbox_row(row: tuple[Any, ...]) -> OutboxRow:
     )
 
 
-def _header(envelope: Any) -> dict[str, Any]:
-    header = envelope.get("header") if isinstance(envelope, dict) else None
-    return header if isinstance(header, dict) else {}
+_MESSAGE = (
+    "SELECT id, cursor, sender, kind, created, received_at, acked_at, scope, ref, case_ref, "
+    "status, prev, recipient_keys, sender_cert, fingerprint, sealed, envelope FROM messages"
+)
+_MEMBER_IDS = (
+    "SELECT id FROM messages WHERE scope = ? UNION SELECT id FROM sent_payloads WHERE scope = ?"
+)
+# Where a message's rows are: all deleted when its case is erased.
+_CASE_TABLES = ("messages", "sent", "sent_payloads", "sent_envelopes", "kept_payloads")
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _header_facts(header: Mapping[str, Any]) -> dict[str, str | None]:
+    """What is kept in clear of a (verified) wire header: ids, codes and fingerprints the
+    hub saw too, never pseudonyms."""
+    prev = header.get("prev")
+    keys = header.get("recipient_keys")
+    return {
+        "ref": _text(header.get("ref")),
+        "case_ref": _text(header.get("case")),
+        "status": _text(header.get("status")),
+        "prev": json.dumps(prev, sort_keys=True) if isinstance(prev, dict) else None,
+        "recipient_keys": json.dumps(keys if isinstance(keys, dict) else {}, sort_keys=True),
+        "sender_cert": _text(header.get("sender_cert")) or "",
+    }
 
 
 def _stored(row: tuple[Any, ...]) -> StoredMessage:
@@ -802,7 +1065,122 @@ def _stored(row: tuple[Any, ...]) -> StoredMessage:
         sender=str(row[2]),
         kind=str(row[3]),
         created=int(row[4]),
-        envelope=json.loads(row[5]),
-        received_at=int(row[6]),
-        acked_at=None if row[7] is None else int(row[7]),
+        received_at=int(row[5]),
+        acked_at=None if row[6] is None else int(row[6]),
+        scope=str(row[7]),
+        ref=row[8],
+        case=row[9],
+        status=row[10],
+        prev=None if row[11] is None else dict(json.loads(row[11])),
+        recipient_keys=dict(json.loads(row[12])),
+        sender_cert=str(row[13]),
+        fingerprint=str(row[14]),
+        sealed=None if row[15] is None else bytes(row[15]),
+        legacy=None if row[16] is None else dict(json.loads(row[16])),
     )
+
+
+def _reseal_rows(
+    db: sqlite3.Connection,
+    table: str,
+    label: Callable[[tuple[Any, ...]], tuple[str, str]],
+    legacy: PayloadBox,
+    box: PayloadBox,
+) -> None:
+    """Seal every row of ``table`` (columns id, kind, sealed) again under its message key."""
+    rows = db.execute(f"SELECT id, kind, sealed FROM {table}").fetchall()  # noqa: S608
+    for row in rows:
+        message_id, kind = label(row)
+        try:
+            payload = legacy.open(message_id, kind, bytes(row[2]))
+        except VerificationFailed:
+            continue  # did not open before either: left as it is
+        db.execute(
+            f"UPDATE {table} SET sealed = ? WHERE id = ?",  # noqa: S608
+            (box.seal(message_id, kind, payload), message_id),
+        )
+
+
+def _migrate_v1(db: sqlite3.Connection) -> None:
+    """Version 1 -> 2, in one transaction, without the organisation's keys: the tables
+    whose form changed are rebuilt (a received envelope stays, in ``envelope``, until
+    :meth:`LocalState.reseal` seals what it holds under its message key and drops it),
+    every message is given its case, and ``reseal`` is noted as due."""
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        columns = tuple(r[1] for r in db.execute("PRAGMA table_info(messages)").fetchall())
+        if columns == _V1_MESSAGES:
+            old = db.execute(
+                "SELECT id, cursor, sender, kind, created, envelope, received_at, acked_at "
+                "FROM messages"
+            ).fetchall()
+            db.execute("DROP TABLE messages")
+            _create_tables(db)
+            for row in old:
+                _insert_v1_message(db, row)
+        columns = tuple(r[1] for r in db.execute("PRAGMA table_info(sent_envelopes)"))
+        if "sealed" not in columns:
+            old = db.execute("SELECT id, envelope FROM sent_envelopes").fetchall()
+            db.execute("DROP TABLE sent_envelopes")
+            _create_tables(db)
+            db.executemany("INSERT INTO sent_envelopes (id, envelope) VALUES (?, ?)", old)
+        columns = tuple(r[1] for r in db.execute("PRAGMA table_info(sent_payloads)"))
+        if "scope" not in columns:
+            db.execute("ALTER TABLE sent_payloads ADD COLUMN scope TEXT")
+        _give_scopes(db)
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('reseal', '1'), ('schema_version', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(SCHEMA_VERSION),),
+        )
+
+
+def _create_tables(db: sqlite3.Connection) -> None:
+    """``_SCHEMA`` one statement at a time (``executescript`` would commit first)."""
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _insert_v1_message(db: sqlite3.Connection, row: tuple[Any, ...]) -> None:
+    doc = json.loads(row[5])
+    try:
+        fingerprint: str = Envelope.from_wire(doc).fingerprint
+    except (ProtocolError, ValueError, TypeError):
+        fingerprint = ""
+    header = doc.get("header") if isinstance(doc, dict) else None
+    facts = _header_facts(header if isinstance(header, dict) else {})
+    db.execute(
+        "INSERT INTO messages (id, cursor, sender, kind, created, received_at, acked_at, "
+        "scope, ref, case_ref, status, prev, recipient_keys, sender_cert, fingerprint, "
+        "envelope) VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?)",
+        (row[0], row[1], row[2], row[3], row[4], row[6], row[7], facts["ref"],
+         facts["case_ref"], facts["status"], facts["prev"], facts["recipient_keys"],
+         facts["sender_cert"], fingerprint, row[5]),
+    )  # fmt: skip
+
+
+def _give_scopes(db: sqlite3.Connection) -> None:
+    """The case of every migrated message, as :meth:`LocalState._scope_of` would give it:
+    first those about nothing else, then the others oldest first."""
+    rows = db.execute(
+        "SELECT 'messages', id, case_ref, ref, created FROM messages WHERE scope = '' "
+        "UNION ALL SELECT 'sent_payloads', id, case_ref, ref, created FROM sent_payloads "
+        "WHERE scope IS NULL ORDER BY 4 IS NOT NULL, 5, 2"
+    ).fetchall()
+    for table, message_id, case, ref, _ in rows:
+        if case:
+            scope = f"case:{case}"
+        elif not ref:
+            scope = f"msg:{message_id}"
+        else:
+            found = db.execute(
+                "SELECT scope FROM messages WHERE id = ? AND scope != '' UNION ALL "
+                "SELECT scope FROM sent_payloads WHERE id = ? AND scope IS NOT NULL",
+                (ref, ref),
+            ).fetchone()
+            scope = f"msg:{ref}" if found is None else str(found[0])
+        db.execute(
+            f"UPDATE {table} SET scope = ? WHERE id = ?",  # noqa: S608
+            (scope, message_id),
+        )

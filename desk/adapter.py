@@ -539,7 +539,6 @@ class Library:
         return DeliveryAlerts(missing, state.went_back)
 
     def _row(self, message: StoredMessage, about: dict[str, list[StoredMessage]]) -> InboxRow:
-        header = _header(message)
         step = None
         if message.kind == "referral":
             step = self._step(message.id, machine.RECIPIENT, about.get(message.id, []))
@@ -549,7 +548,7 @@ class Library:
             sender=message.sender,
             created=message.created,
             received=message.received_at,
-            status=_str(header.get("status")),
+            status=message.status,
             step=step,
         )
 
@@ -921,13 +920,14 @@ class Library:
 
     def _pseudonyms(self, message_ids: list[str | None]) -> dict[str, set[str]]:
         """The pseudonyms in the signed header of each signal received here."""
-        found = {}
+        found: dict[str, set[str]] = {}
         for message_id in message_ids:
             stored = self._org.state.message(message_id) if message_id else None
             if stored is not None:
-                pseudonyms = _header(stored).get("pseudonyms")
-                if isinstance(pseudonyms, list):
-                    found[stored.id] = {p for p in pseudonyms if isinstance(p, str)}
+                try:
+                    found[stored.id] = {str(p) for p in self._org.show(stored.id).pseudonyms}
+                except ClientError:
+                    continue  # erased with its case, or not readable: nothing to compare
         return found
 
     async def split(self, ref: str, message_ids: list[str]) -> str:
@@ -1229,15 +1229,9 @@ def _sending(sent: Sent) -> Sending:
 def _statuses_by_ref(stored: list[StoredMessage]) -> dict[str, list[StoredMessage]]:
     about: dict[str, list[StoredMessage]] = {}
     for message in stored:
-        ref = _header(message).get("ref")
-        if isinstance(ref, str):
-            about.setdefault(ref, []).append(message)
+        if message.ref is not None:
+            about.setdefault(message.ref, []).append(message)
     return about
-
-
-def _header(message: StoredMessage) -> dict[str, Any]:
-    header = message.envelope.get("header")
-    return header if isinstance(header, dict) else {}
 
 
 def _str(value: object) -> str | None:

@@ -49,8 +49,7 @@ def copy_database(source: Path, target: Path) -> None:
 def prev_of(organisation: Organisation, message_id: str) -> dict[str, str] | None:
     stored = organisation.state.message(message_id)
     assert stored is not None
-    prev: dict[str, str] | None = stored.envelope["header"].get("prev")
-    return prev
+    return stored.prev
 
 
 def second_process(hub: Hub, name: str) -> Organisation:

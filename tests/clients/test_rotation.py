@@ -87,16 +87,17 @@ async def test_keys_can_be_deleted_before_expiry_when_asked(hub: Hub) -> None:
         ggd.keys.delete_kem(ggd.keys.kem_current)
 
 
-async def test_a_kept_payload_that_was_altered_does_not_open(hub: Hub) -> None:
+async def test_a_kept_message_that_was_altered_does_not_open(hub: Hub) -> None:
     police, ggd = await hub.join("politie"), await hub.join("ggd")
     sent = await police.send_signal(signal(), ["ggd"])
     await ggd.receive()
     await ggd.rotate_keys()
     await ggd.delete_retired_keys(before_expiry=True)
+    assert ggd.show(sent.id).payload == signal()  # no KEM key needed: kept sealed locally
     db = ggd.state._db
-    [(sealed,)] = db.execute("SELECT sealed FROM kept_payloads").fetchall()
+    [(sealed,)] = db.execute("SELECT sealed FROM messages").fetchall()
     flipped = bytes(sealed[:-1]) + bytes([sealed[-1] ^ 1])
-    db.execute("UPDATE kept_payloads SET sealed = ?", (flipped,))
+    db.execute("UPDATE messages SET sealed = ?", (flipped,))
     with pytest.raises(VerificationFailed, match="stored message of organisation 'politie'"):
         ggd.show(sent.id)
 

@@ -24,7 +24,8 @@ def _store(state: LocalState, message_id: str, cursor: int) -> bool:
         sender="politie",
         kind="signal",
         created=1000,
-        envelope=ENVELOPE,
+        header=ENVELOPE["header"],
+        sealed=b"sealed",
         now=2000,
     )
 
@@ -70,7 +71,8 @@ def test_a_message_seen_twice_is_stored_once(tmp_path: Path) -> None:
         assert [m.id for m in state.messages()] == ["m1"]
         stored = state.message("m1")
         assert stored is not None
-        assert stored.envelope == ENVELOPE and stored.acked_at is None
+        assert stored.sealed == b"sealed" and stored.acked_at is None
+        assert stored.scope == "msg:m1" and stored.legacy is None
         state.mark_acked("m1", now=3000)
         state.mark_acked("m1", now=4000)
         stored = state.message("m1")

@@ -44,7 +44,7 @@ def test_the_alerts_come_from_local_state(tmp_path: Path) -> None:
         assert alerts == DeliveryAlerts(((M1, "politie", M2),), went_back=7)
         state.store_message(
             message_id=M1, cursor=3, sender="politie", kind="signal", created=1,
-            envelope={"header": {}}, now=2,
+            header={}, sealed=b"sealed", now=2,
         )  # fmt: skip
         state.rewind_inbox()
         assert not Library.delivery_alerts(library)  # type: ignore[arg-type]

@@ -388,7 +388,7 @@ async def test_no_message_is_shown_without_the_hub_recording_the_read(
         sender="ggd",
         kind="signal",
         created=1,
-        envelope={"header": {"id": message_id}},
+        header={"id": message_id}, sealed=b"sealed",
         now=1,
     )
     status, page, _ = await browser.get(f"/bericht/{message_id}")

@@ -201,7 +201,7 @@ async def test_a_withheld_message_is_named_by_the_next_one(network: Network) -> 
         assert (gone, sender, named_by) == (m1, SENDER, m2)
         assert [(m.id, m.named_by) for m in coordinator.state.missing()] == [(m1, m2)]
         envelope = coordinator.state.message(m2)
-        assert envelope is not None and envelope.envelope["header"]["prev"] == {RECIPIENT: m1}
+        assert envelope is not None and envelope.prev == {RECIPIENT: m1}
         assert "prev" not in (await _first_header(network, m1))  # the first names none
         assert (await coordinator.receive()).missing == ()  # reported once, kept in state
 
