@@ -1166,8 +1166,9 @@ def _give_scopes(db: sqlite3.Connection) -> None:
     rows = db.execute(
         "SELECT 'messages', id, case_ref, ref, created FROM messages WHERE scope = '' "
         "UNION ALL SELECT 'sent_payloads', id, case_ref, ref, created FROM sent_payloads "
-        "WHERE scope IS NULL ORDER BY 4 IS NOT NULL, 5, 2"
+        "WHERE scope IS NULL"
     ).fetchall()
+    rows.sort(key=lambda r: (r[3] is not None, r[4], r[1]))
     for table, message_id, case, ref, _ in rows:
         if case:
             scope = f"case:{case}"

@@ -3,8 +3,10 @@
 Everything lives under ``--home`` (``SCHAKEL_HOME``)::
 
     keys/            the organisation's key directory (keys.organisation.OrgKeys)
-    state.sqlite     local state: inbox cursor, received envelopes, directory cache,
-                     what was sent, and the outbox
+    state.sqlite     local state: inbox cursor, received messages (sealed), directory
+                     cache, what was sent, and the outbox
+    state.keys.sqlite  one key per message kept: destroyed when its case's retention
+                     period ends ('schakel org retention'); back it up apart
 
 This module holds the group and the commands for keys and set-up; the commands for
 messages live in :mod:`clients.cli.messages`, those for referrals and case work in
@@ -37,6 +39,7 @@ from clients.cli.common import (
     session_repeats,
     warn,
 )
+from clients.cli.retention import retention
 from clients.errors import ClientError
 from clients.organisation import RetiredKey
 from clients.state import LocalState
@@ -477,6 +480,7 @@ for _command in (
     cases.unmerge,
     cases.events,
     cases.comensha,
+    retention,
 ):
     org.add_command(_command)
 repeat_on_commands(org, session_repeats())
