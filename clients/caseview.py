@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from clients.comensha import CaseMaterial
-from clients.errors import ClientError, HubProblem, PayloadInvalid, VerificationFailed
+from clients.errors import ClientError, Erased, HubProblem, PayloadInvalid, VerificationFailed
 from clients.inbox import ReceivedMessage
 from protocol.cases import MAX_PAGE, CaseDetail, CasePage, CaseSummary, TimelineEntry
 from protocol.types import MessageId, OrgId
@@ -32,6 +32,7 @@ SENT = "sent"  # this organisation wrote it (kept encrypted in local state)
 NOT_ADDRESSED = "not addressed to you"
 UNVERIFIED = "did not verify"
 UNAVAILABLE = "no longer available"  # not held locally, and the hub no longer serves it
+ERASED = "erased"  # held here until its case's retention period ended (clients.retention)
 
 
 class CaseHub(Protocol):
@@ -109,6 +110,8 @@ async def _inline(reader: CaseReader, entry: TimelineEntry) -> Inline:
         message = await reader.read_message(entry.message)
     except VerificationFailed:
         return _unverified()
+    except Erased:
+        return Inline(ERASED)
     except HubProblem as exc:
         if exc.status != 404:
             raise
@@ -120,6 +123,11 @@ async def _inline(reader: CaseReader, entry: TimelineEntry) -> Inline:
         entry.referral if entry.type == "status" else message.ref,
     )
     return Inline(OPENED, MappingProxyType(message.payload)) if matches else _unverified()
+
+
+def messages_of(view: CaseView) -> list[MessageId]:
+    """The ids of the messages in a case's timeline."""
+    return [e.message for e in view.case.timeline if e.message and e.type in MESSAGE_TYPES]
 
 
 def _unverified() -> Inline:

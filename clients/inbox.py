@@ -405,6 +405,8 @@ class Inbox:
         must then serve exactly the envelope kept, else VerificationFailed.
         """
         stored = self.state.message(message_id)
+        if stored is None and self.state.erased(message_id):
+            raise Erased(message_id)  # its case's period ended: not read again from the hub
         if stored is not None and not from_hub:
             return self.show(message_id)
         cursor, wire = await self.hub.get_message(message_id)

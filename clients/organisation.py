@@ -41,6 +41,7 @@ from clients.comensha import write_comensha
 from clients.directory import Directory
 from clients.errors import (
     ClientError,
+    Erased,
     HubProblem,
     HubUnreachable,
     NotReady,
@@ -607,6 +608,8 @@ class Organisation:
         """(kind, payload) of a message this organisation sent; None if it kept nothing."""
         kept = self._state.sent_payload(message_id)
         if kept is None:
+            if self._state.erased(message_id):
+                raise Erased(message_id)
             return None
         return kept.kind, self.payload_box.open_object(kept.id, kept.kind, kept.sealed)
 
@@ -637,8 +640,11 @@ class Organisation:
     # -- the coordinator ---------------------------------------------------------------
 
     async def case_view(self, ref: str) -> caseview.CaseView:
-        """The coordinator's case, with what it may read of each message inline."""
-        return await caseview.case_view(self, ref)
+        """The coordinator's case, with what it may read of each message inline; the
+        messages of it held here join its case for retention (clients.retention)."""
+        view = await caseview.case_view(self, ref)
+        self._state.join_case(caseview.messages_of(view), view.case.summary.case)
+        return view
 
     async def comensha(
         self, out_registrations: str | os.PathLike[str], out_statistics: str | os.PathLike[str]

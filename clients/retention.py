@@ -178,6 +178,7 @@ class RetentionReport:
     dry_run: bool
     finished: tuple[str, ...] = ()  # erasures a killed run had left half done, finished now
     unchecked: bool = False  # a reader kept a WAL checkpoint from finishing: run again
+    erased_ids: tuple[str, ...] = ()  # the messages erased (for what else keeps their ids)
 
     @property
     def erased_messages(self) -> int:
@@ -241,21 +242,25 @@ def run(state: LocalState, retention: LocalRetention, *, now: int) -> RetentionR
     message keys (deleted with ``secure_delete``, key file WAL checkpointed TRUNCATE), then
     delete the rows and remember the ids as erased (state WAL checkpointed TRUNCATE).
     Erasures a killed run left half done are finished first."""
-    unchecked = False
+    checked = True
     finished = []
+    erased: list[str] = []
     for scope, _, _ in state.pending_shreds():
-        unchecked |= not _erase(state, scope, now)
+        checked &= _erase(state, scope, now, erased)
         finished.append(scope)
     report = _report(state, retention, now, dry_run=False)
     for case in report.due:
         assert case.closed_at is not None
         state.begin_shred(case.scope, closed_at=case.closed_at, now=now)
-        unchecked |= not _erase(state, case.scope, now)
-    return dataclasses.replace(report, finished=tuple(finished), unchecked=unchecked)
+        checked &= _erase(state, case.scope, now, erased)
+    return dataclasses.replace(
+        report, finished=tuple(finished), unchecked=not checked, erased_ids=tuple(erased)
+    )
 
 
-def _erase(state: LocalState, scope: str, now: int) -> bool:
+def _erase(state: LocalState, scope: str, now: int, erased: list[str]) -> bool:
     ids = next((i for s, i, _ in state.pending_shreds() if s == scope), ())
     keys_gone = state.message_keys.destroy(ids)
     rows_gone = state.finish_shred(scope, now=now)
+    erased.extend(ids)
     return keys_gone and rows_gone

@@ -867,16 +867,18 @@ class LocalState:
         return [CaseMember(str(r[0]), str(r[1]), str(r[2]), r[3], r[4], int(r[5])) for r in rows]
 
     def join_case(self, message_ids: Iterable[str], case: str) -> int:
-        """Put messages that were a case of their own into ``case`` (a coordinator learns a
-        signal's case from the hub): their keys then go with that case's. How many moved."""
+        """Put messages held here into the hub's case ``case`` (a coordinator learns a
+        signal's case, and merges and splits, from the hub's case view): their keys then go
+        with that case's. How many moved."""
         moved = 0
+        scope = f"case:{case}"
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            for message_id in message_ids:
+            for message_id in set(message_ids):
                 for table in ("messages", "sent_payloads"):
                     moved += self._db.execute(
-                        f"UPDATE {table} SET scope = ? WHERE id = ? AND scope = ?",  # noqa: S608
-                        (f"case:{case}", message_id, f"msg:{message_id}"),
+                        f"UPDATE {table} SET scope = ? WHERE id = ? AND scope != ?",  # noqa: S608
+                        (scope, message_id, scope),
                     ).rowcount
         return moved
 

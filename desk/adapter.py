@@ -31,6 +31,7 @@ from clients.comensha import disagrees
 from clients.errors import (
     AuditLogInconsistent,
     ClientError,
+    Erased,
     HubProblem,
     HubUnreachable,
     NotReady,
@@ -70,7 +71,8 @@ class LibraryError(Exception):
     refused: ``status`` holds its HTTP status), ``invalid`` (the payload does not fit its
     schema: ``field`` holds its JSON path), ``verification`` (something did not verify),
     ``not-found``, ``not-ready`` (keys or linking key missing), ``log`` (the hub's access
-    log is not consistent with the head kept).
+    log is not consistent with the head kept), ``erased`` (its case's retention period
+    ended: gone, not broken).
     """
 
     def __init__(self, category: str, *, status: int | None = None, field: str = "") -> None:
@@ -82,9 +84,13 @@ class LibraryError(Exception):
 
 def problem_status(exc: LibraryError) -> int:
     """The HTTP status of a page that failed with ``exc``."""
-    return {"not-found": 404, "unreachable": 503, "verification": 502, "log": 502}.get(
-        exc.category, 500
-    )
+    return {
+        "not-found": 404,
+        "erased": 410,
+        "unreachable": 503,
+        "verification": 502,
+        "log": 502,
+    }.get(exc.category, 500)
 
 
 @contextlib.contextmanager
@@ -102,6 +108,8 @@ def _translated() -> Iterator[None]:
         raise LibraryError("log") from exc
     except VerificationFailed as exc:
         raise LibraryError("verification") from exc
+    except Erased as exc:
+        raise LibraryError("erased") from exc
     except UnknownOrganisation as exc:
         raise LibraryError("not-found") from exc
     except NotReady as exc:
@@ -504,6 +512,11 @@ class Library:
         self._org.state.close()
 
     @property
+    def local_state(self) -> LocalState:
+        """The organisation's local state (:mod:`desk.retention` erases from it)."""
+        return self._org.state
+
+    @property
     def org(self) -> str:
         return self._org.org
 
@@ -802,7 +815,7 @@ class Library:
         state = self._org.state
         sent = state.sent_message(message_id)
         if sent is None:
-            raise LibraryError("not-found")
+            raise LibraryError("erased" if state.erased(message_id) else "not-found")
         with _translated():
             await self._org.hub.get_message(message_id)  # the access log's entry
             payload = self._org.sent_payload(message_id)
@@ -826,9 +839,13 @@ class Library:
         )
 
     def is_ours(self, message_id: str) -> bool:
-        """True when a message of this id was received or sent here."""
+        """True when a message of this id was received or sent here (erased since, too)."""
         state = self._org.state
-        return state.message(message_id) is not None or state.sent_message(message_id) is not None
+        return (
+            state.message(message_id) is not None
+            or state.sent_message(message_id) is not None
+            or state.erased(message_id)
+        )
 
     # -- the coordinator -------------------------------------------------------------
 
@@ -879,6 +896,8 @@ class Library:
         with _translated():
             if contents:
                 view = await caseview.case_view(_ReadAsPerson(self._org), ref)
+                in_case = caseview.messages_of(view)  # join the case here (clients.retention)
+                self._org.state.join_case(in_case, view.case.summary.case)
             else:
                 view = caseview.CaseView(await self._org.hub.case(ref), MappingProxyType({}))
             open_rows = [r for r in await self.open_referrals() if r.case == view.case.summary.case]

@@ -27,6 +27,7 @@ from desk.adapter import Library, LibraryError, problem_status
 from desk.casebook import CaseBook
 from desk.config import DeskConfig
 from desk.factors import Sealer, hash_password
+from desk.retention import erase_forever
 from desk.sessions import Sessions
 from desk.web import (
     MAX_FORM_BYTES,
@@ -45,6 +46,7 @@ log = logging.getLogger("schakel.desk")
 RECEIVER: web.AppKey[asyncio.Task[None]] = web.AppKey("receiver", asyncio.Task)
 SHUTDOWN_SECONDS = 2.0
 OUTBOX_SENDER: web.AppKey[asyncio.Task[None]] = web.AppKey("outbox_sender", asyncio.Task)
+RETENTION: web.AppKey[asyncio.Task[None]] = web.AppKey("retention", asyncio.Task)
 
 
 def package_dir(name: str) -> Path:
@@ -113,6 +115,7 @@ def make_app(services: Services, *, receive: bool = True) -> web.Application:
     if receive:
         app.cleanup_ctx.append(_receiver)
         app.cleanup_ctx.append(_outbox_sender)
+        app.cleanup_ctx.append(_retention)
     return app
 
 
@@ -142,6 +145,30 @@ async def _outbox_sender(app: web.Application) -> AsyncIterator[None]:
         services.library.send_outbox_forever(announce, every=services.config.outbox_retry)
     )
     app[OUTBOX_SENDER] = task
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    """Cases past their retention period are erased by themselves (desk.retention)."""
+    services = app[SERVICES]
+
+    async def announce(count: int) -> None:
+        services.broadcast.publish("changed")
+
+    task = asyncio.create_task(
+        erase_forever(
+            services.library.local_state,
+            services.casebook,
+            services.config.retention,
+            every=services.config.retention_every,
+            clock=services.clock,
+            announce=announce,
+        )
+    )
+    app[RETENTION] = task
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

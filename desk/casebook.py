@@ -226,6 +226,21 @@ class CaseBook:
         ).fetchall()
         return [KeptEvent(*row) for row in rows]
 
+    # -- retention (desk.retention) ------------------------------------------------------
+
+    def forget(self, *, cases: Iterable[str], messages: Iterable[str]) -> None:
+        """Forget what this desk kept about erased cases and messages: labels, the index,
+        events and urgent signals (``secure_delete`` overwrites them in the file)."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            for case in set(cases):
+                for table in ("case_labels", "case_messages", "case_events"):
+                    self._db.execute(f'DELETE FROM {table} WHERE "case" = ?', (case,))  # noqa: S608
+            for message in set(messages):
+                for table, column in (("case_messages", "message"), ("case_events", "message"),
+                                      ("urgent_signals", "message")):  # fmt: skip
+                    self._db.execute(f"DELETE FROM {table} WHERE {column} = ?", (message,))  # noqa: S608
+
     # -- signals of high urgency ---------------------------------------------------------
 
     def add_urgent(self, message: str, urgency: str, received: int) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 
+from clients.retention import LocalRetention, RetentionInvalid
 from desk.accounts import ROLES, Accounts
 from desk.adapter import LibraryError
 from desk.config import DeskConfig, PasswordCost
@@ -115,6 +116,7 @@ def serve_command(
             password_cost=_cost(),
             trusted_proxies=trusted_proxy,
             allow_weak=_weak(),
+            retention=LocalRetention.from_env(os.environ),
         )
         passphrase = get_passphrase(
             env_var=passphrase_env,
@@ -124,7 +126,7 @@ def serve_command(
         )
         context = ssl.create_default_context(cafile=str(hub_ca)) if hub_ca else None
         asyncio.run(serve(config, passphrase, hub_ssl=context))
-    except (DeskError, PassphraseError) as exc:
+    except (DeskError, PassphraseError, RetentionInvalid) as exc:
         _fail(str(exc))
     except LibraryError as exc:
         _fail(f"cannot open the organisation in {home}: {exc.category}")

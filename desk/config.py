@@ -6,10 +6,12 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clients.retention import DEFAULTS, LocalRetention
 from desk.errors import DeskError
 
 IDLE_TIMEOUT = 15 * 60
 OUTBOX_RETRY_SECONDS = 30  # how often the desk tries again what waits in the outbox
+RETENTION_EVERY_SECONDS = 6 * 3600  # how often the desk erases cases past their period
 ABSOLUTE_TIMEOUT = 8 * 3600
 SERVICE_USER = "desk"  # the Schakel-User of the desk's own requests (receiving the inbox)
 
@@ -65,6 +67,8 @@ class DeskConfig:
     trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For is believed
     allow_weak: bool = False  # tests and the demo only
     outbox_retry: int = OUTBOX_RETRY_SECONDS
+    retention: LocalRetention = DEFAULTS["general"]  # SCHAKEL_RETENTION_KIND and friends
+    retention_every: int = RETENTION_EVERY_SECONDS
 
     def __post_init__(self) -> None:
         url = urllib.parse.urlsplit(self.origin)
@@ -79,6 +83,8 @@ class DeskConfig:
             raise DeskError("refusing weak password hashing outside tests and the demo")
         if not 1 <= self.outbox_retry <= 3600:
             raise DeskError("the outbox is tried again every 1 s to 1 h")
+        if not 60 <= self.retention_every <= 24 * 3600:
+            raise DeskError("retention runs every 1 min to 24 h")
         if not 60 <= self.idle_timeout <= self.absolute_timeout <= 24 * 3600:
             raise DeskError("timeouts: 60 s <= idle <= absolute <= 24 h")
 

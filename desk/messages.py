@@ -31,6 +31,10 @@ LIBRARY_ERRORS = {
         "Tell your administrator."
     ),
     "not-found": N_("This message is not here."),
+    "erased": N_(
+        "This message was erased here: the retention period of its case has ended. "
+        "It can no longer be read, by anyone."
+    ),
     "not-ready": N_("The desk is not ready: the organisation's keys are not complete."),
     "log": N_(
         "The hub's access log is not consistent with the one seen before. "

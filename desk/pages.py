@@ -12,6 +12,7 @@ from desk.errors import AccountError
 from desk.factors import hash_password, password_problem
 from desk.inbox import PAGE, _message_id, _page_number, _status
 from desk.messages import ADMIN_NOTICES
+from desk.retention import retention_status
 from desk.sessions import FULL
 from desk.web import (
     FORM,
@@ -104,7 +105,8 @@ async def organisation(request: web.Request) -> web.StreamResponse:
     s = services(request)
     with acting(request, "audit"):
         status = await s.library.status()
-    return render(request, "organisation.html", state=status)
+    retention = retention_status(s.library.local_state, s.config.retention, now=s.now())
+    return render(request, "organisation.html", state=status, retention=retention)
 
 
 # -- the desk administrator ----------------------------------------------------------------

@@ -264,6 +264,7 @@ READABLE = MappingProxyType(
         "not addressed to you": N_("Not addressed to your organisation: not shown."),
         "did not verify": N_("Did not pass the security checks: not shown."),
         "no longer available": N_("No longer available at the hub."),
+        "erased": N_("Erased here: the retention period of its case has ended."),
     }
 )
 

@@ -138,7 +138,8 @@ async def test_a_referral_case_is_kept_until_closed_then_goes_with_its_statuses(
     await hub.advance(2 * DAY)
     report = run(police.state, POLICY, now=police.now())
     assert [(c.scope, c.messages) for c in report.due] == [(scope, 4)]  # 1 sent, 3 received
-    assert police.written(sent.id) is None
+    with pytest.raises(Erased):
+        police.written(sent.id)
     assert police.state.received_about(sent.id) == [] and police.state.sent() == []
     # the shelter's own copy follows the shelter's own period (not run here)
     assert shelter.show(sent.id).payload["reason"] == f"{MARKER} reason"
@@ -263,3 +264,25 @@ def test_a_message_key_file_is_its_own_private_file(tmp_path: Path) -> None:
             box.open("m1", "sent", sealed)
         with pytest.raises(VerificationFailed):
             PayloadBox(b"k" * 32).open("m1", "sent", sealed)
+
+
+async def test_a_coordinators_signal_joins_its_case_and_stays_while_the_case_is_open(
+    hub: Hub,
+) -> None:
+    police = await hub.join("politie")
+    regie = await hub.join("regie", "coordinator")
+    await hub.join("opvang", org_type="shelter")
+    sent = await police.send_signal(signal(f"{MARKER} case"), ["regie"])
+    await regie.receive()
+    assert regie.state.message(sent.id).scope == f"msg:{sent.id}"  # type: ignore[union-attr]
+    [summary] = (await regie.hub.cases()).cases
+    view = await regie.case_view(summary.case)
+    assert regie.state.message(sent.id).scope == f"case:{summary.case}"  # type: ignore[union-attr]
+    consent = {"share_with_recipient": True, "comensha_registration": False}
+    referral = {"schema": "schakel.referral/1", "service": "shelter", "urgency": "urgent",
+                "reason": "reason", "shared_with_person": "told", "consent": consent}  # fmt: skip
+    await regie.send_referral(referral, "opvang", case=view.case.summary.case)
+    await hub.advance(20 * DAY)
+    report = run(regie.state, POLICY, now=regie.now())
+    assert report.due == () and report.open == 1
+    assert regie.show(sent.id).payload["text"] == f"{MARKER} case"

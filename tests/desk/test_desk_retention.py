@@ -1,0 +1,88 @@
+"""Retention at the desk: the background task erases cases past their period, an erased
+message is shown as gone (410, in Dutch), not as an error, and the organisation page
+says which periods apply. A real hub in this process (``desk_hub_harness``)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from desk_hub_harness import desk_on_hub
+from deskharness import Browser
+
+from clients.retention import DAY, LocalRetention
+from desk.config import DeskConfig
+from desk.errors import DeskError
+from desk.retention import erase_forever, retention_status
+from schakel import demo as demo_network
+
+SIGNAL = {"schema": "schakel.signal/1", "person": {"bsn": "111222333"},
+          "exploitation": "labour", "urgency": "high", "consent_to_share": True,
+          "text": "Bewaar-Marker gezien bij de bushalte"}  # fmt: skip
+
+
+async def test_an_erased_message_is_gone_not_an_error(tmp_path: Path) -> None:
+    async with desk_on_hub(tmp_path) as net:
+        coordinator = demo_network.open_organisation(net.demo, "coordinator", net.hub_url)
+        shelter = demo_network.open_organisation(net.demo, "shelter", net.hub_url)
+        try:
+            async with coordinator.hub, shelter.hub:
+                sent = await coordinator.send_signal(SIGNAL, ["shelter"])
+                assert len((await shelter.receive()).messages) == 1  # into the desk's state
+        finally:
+            coordinator.state.close()
+            shelter.state.close()
+        services = net.desk.services
+        state = services.library.local_state
+        received = state.message(sent.id).received_at  # type: ignore[union-attr]
+        services.casebook.add_urgent(sent.id, "high", received)
+        services.casebook.set_label("case-1", "Bushalte", person="c", now=received)
+        net.desk.add_person("o.opvang")
+        browser = Browser(net.desk)
+        await browser.log_in("o.opvang")
+        status, page, _ = await browser.get(f"/bericht/{sent.id}")
+        assert status == 200 and "Bewaar-Marker" in page
+        _, page, _ = await browser.get("/organisatie")
+        assert "Bewaartermijn" in page and "Gewiste casussen" in page and "Nog geen" in page
+        assert "1 afgesloten en binnen hun termijn" in page
+
+        # the desk's background task, one pass: the signal's period (1 day) has ended
+        later = received + 2 * DAY  # (the desk's own clock stays: sessions stay open)
+        announced: list[int] = []
+        pauses: list[float] = []
+
+        async def announce(count: int) -> None:
+            announced.append(count)
+
+        async def sleep(seconds: float) -> None:
+            pauses.append(seconds)
+            raise asyncio.CancelledError
+
+        with pytest.raises(asyncio.CancelledError):
+            await erase_forever(state, services.casebook, LocalRetention(1, 0), every=600,
+                                clock=lambda: later, announce=announce, sleep=sleep)  # fmt: skip
+        assert announced == [1] and pauses == [600]
+        assert state.erased(sent.id) and services.casebook.urgent() == []
+
+        status, page, _ = await browser.get(f"/bericht/{sent.id}")
+        assert status == 410
+        assert "Gewist" in page and "de bewaartermijn van de casus is verstreken" in page
+        assert "Er ging iets mis" not in page and "Bewaar-Marker" not in page
+        _, page, _ = await browser.get("/postvak")
+        assert sent.id not in page
+        _, page, _ = await browser.get("/organisatie")
+        assert "Gewiste casussen" in page and "Nog geen" not in page
+        status = retention_status(state, LocalRetention(1, 0), now=later)
+        assert (status.erased_cases, status.open, status.waiting) == (1, 0, 0)
+        services.casebook.forget(cases=["case-1"], messages=[])
+        assert services.casebook.labels(["case-1"]) == {}
+
+
+def test_the_desk_refuses_a_retention_run_too_often_or_too_rarely(tmp_path: Path) -> None:
+    for every in (0, 59, 24 * 3600 + 1):
+        with pytest.raises(DeskError, match="retention runs every"):
+            DeskConfig(home=tmp_path, hub_url="http://127.0.0.1:9",
+                       origin="http://localhost", retention_every=every)  # fmt: skip
+    config = DeskConfig(home=tmp_path, hub_url="http://127.0.0.1:9", origin="http://localhost")
+    assert config.retention.kind == "general" and config.retention_every == 6 * 3600
