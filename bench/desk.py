@@ -98,7 +98,8 @@ def _fill(state_path: Path, count: int, sender: str, recipient: str) -> None:
                 sender=sender,
                 kind="signal",
                 created=1_800_000_000 + index,
-                envelope={"header": header},
+                header=header,
+                sealed=b"sealed",
                 now=1_800_000_000 + index,
             )
 

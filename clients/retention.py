@@ -103,22 +103,6 @@ class LocalRetention:
             changes["grace_days"] = grace_days
         return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> LocalRetention:
-        """From ``SCHAKEL_RETENTION_KIND`` (default ``general``) and the optional
-        ``SCHAKEL_RETENTION_CASE_DAYS`` and ``SCHAKEL_RETENTION_GRACE_DAYS``."""
-        days: dict[str, int | None] = {}
-        for name, env in (("case_days", ENV_CASE_DAYS), ("grace_days", ENV_GRACE_DAYS)):
-            text = environ.get(env, "").strip()
-            if not text:
-                days[name] = None
-            elif not text.isdigit() or len(text) > 6:
-                raise RetentionInvalid(f"{env} must be a whole number of days")
-            else:
-                days[name] = int(text)
-        kind = environ.get(ENV_KIND, "").strip() or "general"
-        return cls.for_kind(kind, case_days=days["case_days"], grace_days=days["grace_days"])
-
     def due_at(self, closed_at: int) -> int:
         """When a case closed at ``closed_at`` is erased."""
         return closed_at + (self.case_days + self.grace_days) * DAY

@@ -19,7 +19,15 @@ from pathlib import Path
 
 import click
 
-from clients.retention import LocalRetention, RetentionInvalid
+from clients.retention import (
+    DEFAULTS,
+    ENV_CASE_DAYS,
+    ENV_GRACE_DAYS,
+    ENV_KIND,
+    MAX_DAYS,
+    LocalRetention,
+    RetentionInvalid,
+)
 from desk.accounts import ROLES, Accounts
 from desk.adapter import LibraryError
 from desk.config import DeskConfig, PasswordCost
@@ -86,6 +94,28 @@ def desk() -> None:
 )
 @click.option("--idle-timeout", default=15 * 60, show_default=True, type=int)
 @click.option("--absolute-timeout", default=8 * 3600, show_default=True, type=int)
+@click.option(
+    "--retention-kind",
+    envvar=ENV_KIND,
+    type=click.Choice(sorted(DEFAULTS)),
+    default="general",
+    show_default=True,
+    help="The kind of organisation, whose legal retention period the desk applies.",
+)
+@click.option(
+    "--retention-case-days",
+    envvar=ENV_CASE_DAYS,
+    type=click.IntRange(1, MAX_DAYS),
+    default=None,
+    help="Days a closed case is kept, instead of the kind's.",
+)
+@click.option(
+    "--retention-grace-days",
+    envvar=ENV_GRACE_DAYS,
+    type=click.IntRange(0, MAX_DAYS),
+    default=None,
+    help="Days added before a case is erased.",
+)
 def serve_command(
     home: Path | None,
     hub_url: str,
@@ -99,6 +129,9 @@ def serve_command(
     trusted_proxy: tuple[str, ...],
     idle_timeout: int,
     absolute_timeout: int,
+    retention_kind: str,
+    retention_case_days: int | None,
+    retention_grace_days: int | None,
 ) -> None:
     """Unlock the organisation's keys and serve its desk."""
     from desk.app import serve
@@ -116,7 +149,9 @@ def serve_command(
             password_cost=_cost(),
             trusted_proxies=trusted_proxy,
             allow_weak=_weak(),
-            retention=LocalRetention.from_env(os.environ),
+            retention=LocalRetention.for_kind(
+                retention_kind, case_days=retention_case_days, grace_days=retention_grace_days
+            ),
         )
         passphrase = get_passphrase(
             env_var=passphrase_env,

@@ -19,7 +19,6 @@ from clients.cli import common
 from clients.cli.audit import audit as audit_group
 from clients.cli.org import org
 from clients.hub_client import HubClient
-from protocol.encoding import b64d, b64e
 
 ANNA = json.dumps({"bsn": "111222333", "given_names": "Anna", "family_name": "Zwaan"})
 SIGNAL = ("send-signal", "--to", "ggd", "--exploitation", "labour", "--consent")
@@ -53,14 +52,12 @@ async def test_a_signal_sent_the_safe_way_is_received_and_shown(hub: Hub) -> Non
     shown = await cli(hub, "ggd", "show", sent["id"])
     assert shown.exit_code == 0 and '"family_name": "Zwaan"' in shown.stdout
 
-    # a stored envelope altered in local state does not open: exit 4, one line
+    # a stored message altered in local state does not open: exit 4, one line
     db = hub.orgs["ggd"].state._db
-    [(text,)] = db.execute("SELECT envelope FROM messages").fetchall()
-    wire = json.loads(text)
-    body = bytearray(b64d(wire["body"]))
-    body[30] ^= 1
-    wire["body"] = b64e(bytes(body))
-    db.execute("UPDATE messages SET envelope = ?", (json.dumps(wire),))
+    [(sealed,)] = db.execute("SELECT sealed FROM messages").fetchall()
+    altered = bytearray(sealed)
+    altered[30] ^= 1
+    db.execute("UPDATE messages SET sealed = ?", (bytes(altered),))
     tampered = await cli(hub, "ggd", "show", sent["id"])
     assert tampered.exit_code == 4
     assert tampered.output == "error: stored message of organisation 'politie' did not verify\n"

@@ -238,12 +238,7 @@ def test_periods_are_checked_and_the_network_hook_bounds_them() -> None:
     care = LocalRetention.for_kind("care")
     assert care.statutory and care.case_days >= 20 * 365
     assert LocalRetention.for_kind("police", case_days=30).kind == "custom"
-    env = {"SCHAKEL_RETENTION_KIND": "municipal", "SCHAKEL_RETENTION_GRACE_DAYS": "7"}
-    assert LocalRetention.from_env(env) == LocalRetention(730, 7, "municipal")
-    assert LocalRetention.from_env({}) == DEFAULTS["general"]
-    for text in ("-3", "ten", "1e3", "99999999"):
-        with pytest.raises(RetentionInvalid, match="SCHAKEL_RETENTION_CASE_DAYS"):
-            LocalRetention.from_env({"SCHAKEL_RETENTION_CASE_DAYS": text})
+    assert LocalRetention.for_kind("municipal", grace_days=7) == LocalRetention(730, 7, "municipal")
     # the network's period caps a period no law sets, never a statutory one
     assert with_network_policy(care, 365) == care
     assert with_network_policy(DEFAULTS["general"], 365).case_days == 365

@@ -48,7 +48,8 @@ def test_desk_unit_is_hardened_and_reads_the_passphrase_from_a_credential() -> N
 def test_desk_env_names_what_the_desk_reads() -> None:
     names = set(re.findall(r"^([A-Z_]+)=", DESK_ENV.read_text(), re.M))
     envvars = {p.envvar for p in desk_cli.serve_command.params if isinstance(p, click.Option)}
-    assert names == {"SCHAKEL_HUB_URL", "SCHAKEL_DESK_ORIGIN"} and names <= envvars
+    assert names == {"SCHAKEL_HUB_URL", "SCHAKEL_DESK_ORIGIN", "SCHAKEL_RETENTION_KIND"}
+    assert names <= envvars and "SCHAKEL_RETENTION_CASE_DAYS" in envvars
     assert "PASSPHRASE" not in DESK_ENV.read_text()
 
 

@@ -388,7 +388,8 @@ async def test_no_message_is_shown_without_the_hub_recording_the_read(
         sender="ggd",
         kind="signal",
         created=1,
-        header={"id": message_id}, sealed=b"sealed",
+        header={"id": message_id},
+        sealed=b"sealed",
         now=1,
     )
     status, page, _ = await browser.get(f"/bericht/{message_id}")

@@ -436,7 +436,8 @@ def test_local_state_pages_messages_newest_first(tmp_path: Path) -> None:
                 sender="ggd",
                 kind=kind,
                 created=cursor,
-                header={}, sealed=b"sealed",
+                header={},
+                sealed=b"sealed",
                 now=cursor,
             )
         assert [m.id for m in state.message_page(0, 2)] == ["m4", "m3"]
