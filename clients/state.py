@@ -824,8 +824,13 @@ class LocalState:
         return changed.rowcount == 1
 
     def drop_from_outbox(self, message_id: str) -> bool:
-        """Remove an entry; False if there was none."""
-        return self._db.execute("DELETE FROM outbox WHERE id = ?", (message_id,)).rowcount == 1
+        """Remove an entry, and the key of its message (nothing else was sealed under it:
+        it never reached the hub); False if there was none."""
+        if self._db.execute("DELETE FROM outbox WHERE id = ?", (message_id,)).rowcount != 1:
+            return False
+        if self.sent_message(message_id) is None:
+            self.message_keys.destroy([message_id])
+        return True
 
     def delivered(
         self, sent: SentMessage, payload: SentPayload, envelope: bytes | None = None

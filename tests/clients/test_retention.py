@@ -32,7 +32,7 @@ from clients.retention import (
     run,
     with_network_policy,
 )
-from clients.state import CaseMember, LocalState
+from clients.state import CaseMember, LocalState, OutboxRow
 
 POLICY = LocalRetention(case_days=10, grace_days=5)  # erased 15 days after closing
 
@@ -259,6 +259,12 @@ def test_a_message_key_file_is_its_own_private_file(tmp_path: Path) -> None:
             box.open("m1", "sent", sealed)
         with pytest.raises(VerificationFailed):
             PayloadBox(b"k" * 32).open("m1", "sent", sealed)
+        # an outbox entry dropped (it never reached the hub) takes its key with it
+        entry = box.seal("m2", "outbox/signal", {"b": 2})
+        state.queue(OutboxRow("m2", "signal", ("ggd",), 1, 1, "refused", 1, 1, "no", entry))
+        assert state.message_keys.held(["m2"]) == {"m2"}
+        assert state.drop_from_outbox("m2") and not state.drop_from_outbox("m2")
+        assert state.message_keys.held(["m2"]) == set()
 
 
 async def test_a_coordinators_signal_joins_its_case_and_stays_while_the_case_is_open(
