@@ -243,8 +243,11 @@ def run(state: LocalState, retention: LocalRetention, *, now: int) -> RetentionR
 
 
 def _erase(state: LocalState, scope: str, now: int, erased: list[str]) -> bool:
+    """Destroy the keys of a case noted as being erased (its messages', and the case's own,
+    which seals what is kept about the case itself, such as a desk's label), then its rows."""
     ids = next((i for s, i, _ in state.pending_shreds() if s == scope), ())
-    keys_gone = state.message_keys.destroy(ids)
+    own = (scope,) if scope.startswith("case:") else ()
+    keys_gone = state.message_keys.destroy([*ids, *own])
     rows_gone = state.finish_shred(scope, now=now)
     erased.extend(ids)
     return keys_gone and rows_gone

@@ -41,6 +41,7 @@ from clients.errors import (
 )
 from clients.exports import ReportRow, report_csv
 from clients.hub_client import HubClient, Purpose, Sleep
+from clients.localbox import PayloadBox
 from clients.organisation import Organisation, ReceivedMessage, RejectedMessage
 from clients.outbox import REFUSED, OutboxEntry, Sent
 from clients.payloads import validate_payload
@@ -510,6 +511,11 @@ class Library:
     async def __aexit__(self, *exc: object) -> None:
         await self._org.hub.close()
         self._org.state.close()
+
+    @property
+    def case_box(self) -> PayloadBox:
+        """The box that seals under the organisation's message and case keys."""
+        return self._org.payload_box
 
     @property
     def local_state(self) -> LocalState:

@@ -67,7 +67,7 @@ def make_services(
         sessions=Sessions(idle=config.idle_timeout, absolute=config.absolute_timeout, clock=clock),
         library=library,
         sealer=sealer,
-        casebook=CaseBook(config.database_path, sealer),
+        casebook=CaseBook(config.database_path, sealer, library.case_box),
         clock=clock,
         dummy_hash=hash_password("not a password of anyone", config.password_cost),
     )

@@ -16,7 +16,11 @@ Two tables beside the accounts (:mod:`desk.accounts`, same 0600 file):
 * ``case_cursor``    the last event id of the hub's event feed taken into the index.
 
 Case references are random and mean nothing outside the hub; labels and urgencies are
-sealed like the TOTP secrets, so a copy of the database alone reads neither.
+sealed like the TOTP secrets, so a copy of the database alone reads neither. A label is
+sealed first under the key of its case (``case:<ref>`` in the organisation's message-key
+file, :mod:`clients.localbox`) when the desk has one (``case_box``): when the case's
+retention period ends that key is destroyed with the keys of its messages, and no copy
+of the database reads the label again (:mod:`desk.retention`).
 """
 
 from __future__ import annotations
@@ -27,10 +31,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from clients.errors import Erased, VerificationFailed
+from clients.localbox import PayloadBox
 from desk.errors import DeskError
 from desk.factors import Sealer
 
 MAX_LABEL = 80
+CASE_KEYED = b"\x02"  # a label sealed under its case's key first (then by the Sealer)
 URGENT = ("high", "immediate_danger")  # a signal of this urgency is brought to attention
 MAX_URGENT = 50  # urgent signals looked at for alerts, newest first
 MAX_EVENTS = 200  # the events page shows at most this many, newest first
@@ -97,8 +104,9 @@ def label_problem(label: str) -> str | None:
 class CaseBook:
     """Labels and the message -> case index of one desk."""
 
-    def __init__(self, path: Path, sealer: Sealer) -> None:
+    def __init__(self, path: Path, sealer: Sealer, case_box: PayloadBox | None = None) -> None:
         self._sealer = sealer
+        self._case_box = case_box
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             self._db.execute("PRAGMA secure_delete=ON")
@@ -119,7 +127,10 @@ class CaseBook:
         if not label:
             self._db.execute('DELETE FROM case_labels WHERE "case" = ?', (case,))
             return
-        sealed = self._sealer.seal(f"case-label/{case}", label.encode())
+        inner = label.encode()
+        if self._case_box is not None:
+            inner = CASE_KEYED + self._case_box.seal(f"case:{case}", "case-label", label)
+        sealed = self._sealer.seal(f"case-label/{case}", inner)
         self._db.execute(
             'INSERT INTO case_labels ("case", label, set_by, set_at) VALUES (?, ?, ?, ?) '
             'ON CONFLICT ("case") DO UPDATE SET label = excluded.label, '
@@ -134,11 +145,26 @@ class CaseBook:
             row = self._db.execute(
                 'SELECT label FROM case_labels WHERE "case" = ?', (case,)
             ).fetchone()
-            if row is not None:
-                opened = self._sealer.open(f"case-label/{case}", bytes(row[0]))
-                if opened is not None:
-                    found[case] = opened.decode("utf-8", "replace")
+            if row is None:
+                continue
+            opened = self._sealer.open(f"case-label/{case}", bytes(row[0]))
+            label = None if opened is None else self._case_label(case, opened)
+            if label is not None:
+                found[case] = label
         return found
+
+    def _case_label(self, case: str, opened: bytes) -> str | None:
+        """A label as the Sealer opened it: under its case's key too, when so sealed (None
+        once that key was destroyed: the case was erased)."""
+        if not opened.startswith(CASE_KEYED):
+            return opened.decode("utf-8", "replace")
+        if self._case_box is None:
+            return None
+        try:
+            label = self._case_box.open(f"case:{case}", "case-label", opened[1:])
+        except (Erased, VerificationFailed):
+            return None
+        return label if isinstance(label, str) else None
 
     # -- the index message -> case -----------------------------------------------------
 

@@ -5,16 +5,21 @@ says which periods apply. A real hub in this process (``desk_hub_harness``)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import pytest
 from desk_hub_harness import desk_on_hub
 from deskharness import Browser
 
+from clients.localbox import PayloadBox
 from clients.retention import DAY, LocalRetention
+from clients.state import LocalState
+from desk.casebook import CaseBook
 from desk.config import DeskConfig
 from desk.errors import DeskError
-from desk.retention import erase_forever, retention_status
+from desk.factors import Sealer
+from desk.retention import erase_due, erase_forever, retention_status
 from schakel import demo as demo_network
 
 SIGNAL = {"schema": "schakel.signal/1", "person": {"bsn": "111222333"},
@@ -86,3 +91,33 @@ def test_the_desk_refuses_a_retention_run_too_often_or_too_rarely(tmp_path: Path
                        origin="http://localhost", retention_every=every)  # fmt: skip
     config = DeskConfig(home=tmp_path, hub_url="http://127.0.0.1:9", origin="http://localhost")
     assert config.retention.kind == "general" and config.retention_every == 6 * 3600
+
+
+def test_a_label_is_sealed_under_its_cases_key_and_goes_with_it(tmp_path: Path) -> None:
+    with LocalState(tmp_path / "state.sqlite") as state:
+        box = PayloadBox(b"k" * 32, state.message_keys)
+        book = CaseBook(tmp_path / "desk.sqlite", Sealer(b"s" * 32), box)
+        try:
+            book.set_label("c1", "Bushalte", person="c.coord", now=1)
+            book.set_label("c2", "Station", person="c.coord", now=1)
+            assert book.labels(["c1", "c2"]) == {"c1": "Bushalte", "c2": "Station"}
+            assert state.message_keys.held(["case:c1", "case:c2"]) == {"case:c1", "case:c2"}
+            shutil.copy(tmp_path / "desk.sqlite", tmp_path / "backup.sqlite")
+            state.store_message(message_id="m1", cursor=1, sender="ggd", kind="signal",
+                                created=1, header={"case": "c1"}, sealed=b"x", now=1)  # fmt: skip
+            report = erase_due(state, book, LocalRetention(1, 0), now=3 * DAY)
+            assert [c.scope for c in report.due] == ["case:c1"]
+            assert state.message_keys.held(["case:c1", "case:c2"]) == {"case:c2"}
+            assert book.labels(["c1", "c2"]) == {"c2": "Station"}
+            copy = CaseBook(tmp_path / "backup.sqlite", Sealer(b"s" * 32), box)
+            try:  # the copy still holds the label; its case's key is gone
+                assert copy.labels(["c1", "c2"]) == {"c2": "Station"}
+            finally:
+                copy.close()
+            # a label sealed before (by the desk's key alone) still reads
+            plain = CaseBook(tmp_path / "desk.sqlite", Sealer(b"s" * 32))
+            plain.set_label("c3", "Oud", person="c.coord", now=1)
+            assert book.labels(["c3"]) == {"c3": "Oud"} and plain.labels(["c2"]) == {}
+            plain.close()
+        finally:
+            book.close()
