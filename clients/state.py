@@ -72,22 +72,21 @@ import dataclasses
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clients.errors import ClientError, VerificationFailed
+from clients.errors import ClientError
 from clients.localbox import MessageKeys, PayloadBox, _checkpoint, keys_path
 from keys.errors import KeyFileError
 from keys.keyfile import ensure_private_file
 from protocol.auditlog import TreeHead
-from protocol.envelope import Envelope
 from protocol.errors import ProtocolError
 
 SCHEMA_VERSION = 2
 MAX_ALERTS = 100
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
     id TEXT PRIMARY KEY, cursor INTEGER NOT NULL, sender TEXT NOT NULL, kind TEXT NOT NULL,
@@ -136,11 +135,6 @@ CREATE INDEX IF NOT EXISTS ix_messages_scope ON messages (scope);
 CREATE INDEX IF NOT EXISTS ix_messages_ref ON messages (ref);
 CREATE INDEX IF NOT EXISTS ix_sent_payloads_scope ON sent_payloads (scope);
 """
-# The version-1 tables that the migration rebuilds (``CREATE TABLE IF NOT EXISTS`` keeps
-# an old one as it was): their columns then.
-_V1_MESSAGES = (
-    "id", "cursor", "sender", "kind", "created", "envelope", "received_at", "acked_at"
-)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -291,7 +285,7 @@ class LocalState:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA secure_delete=ON")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(SCHEMA)
             self._check_version()
             self._db.executescript(_INDEXES)
             self.message_keys = MessageKeys(keys_path(self.path))
@@ -307,7 +301,9 @@ class LocalState:
         if found is None:
             self._set_meta("schema_version", str(SCHEMA_VERSION))
         elif found == "1":
-            _migrate_v1(self._db)
+            from clients.statemigration import migrate_v1  # (it builds on this module)
+
+            migrate_v1(self._db)
         elif found != str(SCHEMA_VERSION):
             raise ClientError(f"local state {self.path} has unsupported version {found}")
 
@@ -424,7 +420,7 @@ class LocalState:
             self._db.execute("BEGIN IMMEDIATE")
             if self.erased(message_id):
                 return False
-            facts = _header_facts(header)
+            facts = header_facts(header)
             scope = self._scope_of(facts["case_ref"], facts["ref"], message_id)
             done = self._db.execute(
                 "INSERT OR IGNORE INTO messages (id, cursor, sender, kind, created, received_at, "
@@ -987,8 +983,10 @@ class LocalState:
                     (sealed, message_id),
                 )
             self._db.execute("DELETE FROM kept_payloads")
-            _reseal_rows(self._db, "sent_payloads", lambda r: (r[0], r[1]), legacy, box)
-            _reseal_rows(self._db, "outbox", lambda r: (r[0], f"outbox/{r[1]}"), legacy, box)
+            from clients.statemigration import reseal_rows
+
+            reseal_rows(self._db, "sent_payloads", lambda r: (r[0], r[1]), legacy, box)
+            reseal_rows(self._db, "outbox", lambda r: (r[0], f"outbox/{r[1]}"), legacy, box)
             for message_id, text in self._db.execute(
                 "SELECT id, envelope FROM sent_envelopes WHERE envelope IS NOT NULL"
             ).fetchall():
@@ -1050,7 +1048,7 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _header_facts(header: Mapping[str, Any]) -> dict[str, str | None]:
+def header_facts(header: Mapping[str, Any]) -> dict[str, str | None]:
     """What is kept in clear of a (verified) wire header: ids, codes and fingerprints the
     hub saw too, never pseudonyms."""
     prev = header.get("prev")
@@ -1085,110 +1083,3 @@ def _stored(row: tuple[Any, ...]) -> StoredMessage:
         sealed=None if row[15] is None else bytes(row[15]),
         legacy=None if row[16] is None else dict(json.loads(row[16])),
     )
-
-
-def _reseal_rows(
-    db: sqlite3.Connection,
-    table: str,
-    label: Callable[[tuple[Any, ...]], tuple[str, str]],
-    legacy: PayloadBox,
-    box: PayloadBox,
-) -> None:
-    """Seal every row of ``table`` (columns id, kind, sealed) again under its message key."""
-    rows = db.execute(f"SELECT id, kind, sealed FROM {table}").fetchall()  # noqa: S608
-    for row in rows:
-        message_id, kind = label(row)
-        try:
-            payload = legacy.open(message_id, kind, bytes(row[2]))
-        except VerificationFailed:
-            continue  # did not open before either: left as it is
-        db.execute(
-            f"UPDATE {table} SET sealed = ? WHERE id = ?",  # noqa: S608
-            (box.seal(message_id, kind, payload), message_id),
-        )
-
-
-def _migrate_v1(db: sqlite3.Connection) -> None:
-    """Version 1 -> 2, in one transaction, without the organisation's keys: the tables
-    whose form changed are rebuilt (a received envelope stays, in ``envelope``, until
-    :meth:`LocalState.reseal` seals what it holds under its message key and drops it),
-    every message is given its case, and ``reseal`` is noted as due."""
-    with db:
-        db.execute("BEGIN IMMEDIATE")
-        columns = tuple(r[1] for r in db.execute("PRAGMA table_info(messages)").fetchall())
-        if columns == _V1_MESSAGES:
-            old = db.execute(
-                "SELECT id, cursor, sender, kind, created, envelope, received_at, acked_at "
-                "FROM messages"
-            ).fetchall()
-            db.execute("DROP TABLE messages")
-            _create_tables(db)
-            for row in old:
-                _insert_v1_message(db, row)
-        columns = tuple(r[1] for r in db.execute("PRAGMA table_info(sent_envelopes)"))
-        if "sealed" not in columns:
-            old = db.execute("SELECT id, envelope FROM sent_envelopes").fetchall()
-            db.execute("DROP TABLE sent_envelopes")
-            _create_tables(db)
-            db.executemany("INSERT INTO sent_envelopes (id, envelope) VALUES (?, ?)", old)
-        columns = tuple(r[1] for r in db.execute("PRAGMA table_info(sent_payloads)"))
-        if "scope" not in columns:
-            db.execute("ALTER TABLE sent_payloads ADD COLUMN scope TEXT")
-        _give_scopes(db)
-        db.execute(
-            "INSERT INTO meta (key, value) VALUES ('reseal', '1'), ('schema_version', ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (str(SCHEMA_VERSION),),
-        )
-
-
-def _create_tables(db: sqlite3.Connection) -> None:
-    """``_SCHEMA`` one statement at a time (``executescript`` would commit first)."""
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
-def _insert_v1_message(db: sqlite3.Connection, row: tuple[Any, ...]) -> None:
-    doc = json.loads(row[5])
-    try:
-        fingerprint: str = Envelope.from_wire(doc).fingerprint
-    except (ProtocolError, ValueError, TypeError):
-        fingerprint = ""
-    header = doc.get("header") if isinstance(doc, dict) else None
-    facts = _header_facts(header if isinstance(header, dict) else {})
-    db.execute(
-        "INSERT INTO messages (id, cursor, sender, kind, created, received_at, acked_at, "
-        "scope, ref, case_ref, status, prev, recipient_keys, sender_cert, fingerprint, "
-        "envelope) VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?)",
-        (row[0], row[1], row[2], row[3], row[4], row[6], row[7], facts["ref"],
-         facts["case_ref"], facts["status"], facts["prev"], facts["recipient_keys"],
-         facts["sender_cert"], fingerprint, row[5]),
-    )  # fmt: skip
-
-
-def _give_scopes(db: sqlite3.Connection) -> None:
-    """The case of every migrated message, as :meth:`LocalState._scope_of` would give it:
-    first those about nothing else, then the others oldest first."""
-    rows = db.execute(
-        "SELECT 'messages', id, case_ref, ref, created FROM messages WHERE scope = '' "
-        "UNION ALL SELECT 'sent_payloads', id, case_ref, ref, created FROM sent_payloads "
-        "WHERE scope IS NULL"
-    ).fetchall()
-    rows.sort(key=lambda r: (r[3] is not None, r[4], r[1]))
-    for table, message_id, case, ref, _ in rows:
-        if case:
-            scope = f"case:{case}"
-        elif not ref:
-            scope = f"msg:{message_id}"
-        else:
-            found = db.execute(
-                "SELECT scope FROM messages WHERE id = ? AND scope != '' UNION ALL "
-                "SELECT scope FROM sent_payloads WHERE id = ? AND scope IS NOT NULL",
-                (ref, ref),
-            ).fetchone()
-            scope = f"msg:{ref}" if found is None else str(found[0])
-        db.execute(
-            f"UPDATE {table} SET scope = ? WHERE id = ?",  # noqa: S608
-            (scope, message_id),
-        )
