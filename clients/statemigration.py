@@ -18,7 +18,7 @@ from typing import Any
 
 from clients.errors import VerificationFailed
 from clients.localbox import PayloadBox
-from clients.state import SCHEMA, SCHEMA_VERSION, header_facts
+from clients.stateschema import SCHEMA, SCHEMA_VERSION, header_facts
 from protocol.envelope import Envelope
 from protocol.errors import ProtocolError
 

@@ -41,11 +41,12 @@ from clients.errors import (
 )
 from clients.exports import ReportRow, report_csv
 from clients.hub_client import HubClient, Purpose, Sleep
-from clients.localbox import PayloadBox
 from clients.organisation import Organisation, ReceivedMessage, RejectedMessage
 from clients.outbox import REFUSED, OutboxEntry, Sent
 from clients.payloads import validate_payload
 from clients.privacy_officer import DEFAULT_MAX_OBJECTS_PER_DAY, PrivacyOfficer
+from clients.retention import DEFAULTS as RETENTION_DEFAULTS
+from clients.retention import MAX_DAYS, LocalRetention, RetentionInvalid, plan, run
 from clients.state import LocalState, StoredMessage
 from keys.organisation import OrgKeys
 from protocol import referral as machine
@@ -92,6 +93,66 @@ def problem_status(exc: LibraryError) -> int:
         "verification": 502,
         "log": 502,
     }.get(exc.category, 500)
+
+
+def retention_policy(
+    kind: str, case_days: int | None = None, grace_days: int | None = None
+) -> LocalRetention:
+    """The periods of ``kind`` (either set by hand); LibraryError ``invalid`` if out of
+    bounds."""
+    try:
+        return LocalRetention.for_kind(kind, case_days=case_days, grace_days=grace_days)
+    except RetentionInvalid as exc:
+        raise LibraryError("invalid") from exc
+
+
+RETENTION_KINDS = tuple(sorted(RETENTION_DEFAULTS))
+MAX_RETENTION_DAYS = MAX_DAYS
+RetentionPolicy = LocalRetention  # the periods a desk applies (clients.retention)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionStatus:
+    """What the organisation page shows about retention (no content, no ids)."""
+
+    kind: str
+    statutory: bool
+    case_days: int
+    grace_days: int
+    open: int
+    waiting: int
+    next_due: int | None
+    erased_cases: int
+    last_erased: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ErasedCases:
+    """One retention run: the hub cases erased here (their references), how many cases in
+    all, and the ids of the messages erased."""
+
+    cases: tuple[str, ...]
+    count: int
+    messages: tuple[str, ...]
+
+
+class CaseLabelKeys:
+    """Seals a desk's label of a case under the case's own key (``case:<ref>`` in the
+    message-key file), destroyed when the case is erased."""
+
+    def __init__(self, org: Organisation) -> None:
+        self._box = org.payload_box
+
+    def seal(self, case: str, label: str) -> bytes:
+        return self._box.seal(f"case:{case}", "case-label", label)
+
+    def open(self, case: str, sealed: bytes) -> str | None:
+        """The label; None once the case was erased, or if it does not open."""
+        try:
+            label = self._box.open(f"case:{case}", "case-label", sealed)
+        except (Erased, VerificationFailed):
+            return None
+        return label if isinstance(label, str) else None
 
 
 @contextlib.contextmanager
@@ -513,13 +574,42 @@ class Library:
         self._org.state.close()
 
     @property
-    def case_box(self) -> PayloadBox:
-        """The box that seals under the organisation's message and case keys."""
-        return self._org.payload_box
+    def case_label_keys(self) -> CaseLabelKeys:
+        """Seals a case's label under the case's own key (see :mod:`desk.casebook`)."""
+        return CaseLabelKeys(self._org)
+
+    # -- retention (desk.retention) ------------------------------------------------------
+
+    def retention_status(self, policy: LocalRetention, *, now: int) -> RetentionStatus:
+        """Which periods apply, and how many cases are open, kept and erased here."""
+        state = self._org.state
+        report = plan(state, policy, now=now)
+        shredded = state.shredded()
+        return RetentionStatus(
+            kind=policy.kind,
+            statutory=policy.statutory,
+            case_days=policy.case_days,
+            grace_days=policy.grace_days,
+            open=report.open,
+            waiting=report.waiting,
+            next_due=report.next_due,
+            erased_cases=len(shredded),
+            last_erased=shredded[0].at if shredded else None,
+        )
+
+    def erase_due(self, policy: LocalRetention, *, now: int) -> ErasedCases:
+        """Erase every case whose period has ended (clients.retention.run)."""
+        with _translated():
+            report = run(self._org.state, policy, now=now)
+        return ErasedCases(
+            cases=tuple(c.label for c in report.due if c.scope.startswith("case:")),
+            count=len(report.due),
+            messages=report.erased_ids,
+        )
 
     @property
     def local_state(self) -> LocalState:
-        """The organisation's local state (:mod:`desk.retention` erases from it)."""
+        """The organisation's local state."""
         return self._org.state
 
     @property

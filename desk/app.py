@@ -23,7 +23,7 @@ from aiohttp import web
 
 from desk import casework, inbox, login, pages, privacy, signals
 from desk.accounts import Accounts
-from desk.adapter import Library, LibraryError, problem_status
+from desk.adapter import Library, LibraryError, problem_status, retention_policy
 from desk.casebook import CaseBook
 from desk.config import DeskConfig
 from desk.factors import Sealer, hash_password
@@ -67,7 +67,7 @@ def make_services(
         sessions=Sessions(idle=config.idle_timeout, absolute=config.absolute_timeout, clock=clock),
         library=library,
         sealer=sealer,
-        casebook=CaseBook(config.database_path, sealer, library.case_box),
+        casebook=CaseBook(config.database_path, sealer, library.case_label_keys),
         clock=clock,
         dummy_hash=hash_password("not a password of anyone", config.password_cost),
     )
@@ -158,12 +158,16 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
     async def announce(count: int) -> None:
         services.broadcast.publish("changed")
 
+    config = services.config
+    policy = retention_policy(
+        config.retention_kind, config.retention_case_days, config.retention_grace_days
+    )
     task = asyncio.create_task(
         erase_forever(
-            services.library.local_state,
+            services.library,
             services.casebook,
-            services.config.retention,
-            every=services.config.retention_every,
+            policy,
+            every=config.retention_every,
             clock=services.clock,
             announce=announce,
         )

@@ -18,7 +18,7 @@ Two tables beside the accounts (:mod:`desk.accounts`, same 0600 file):
 Case references are random and mean nothing outside the hub; labels and urgencies are
 sealed like the TOTP secrets, so a copy of the database alone reads neither. A label is
 sealed first under the key of its case (``case:<ref>`` in the organisation's message-key
-file, :mod:`clients.localbox`) when the desk has one (``case_box``): when the case's
+file, :mod:`clients.localbox`) when the desk has one (``label_keys``): when the case's
 retention period ends that key is destroyed with the keys of its messages, and no copy
 of the database reads the label again (:mod:`desk.retention`).
 """
@@ -30,9 +30,8 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from clients.errors import Erased, VerificationFailed
-from clients.localbox import PayloadBox
 from desk.errors import DeskError
 from desk.factors import Sealer
 
@@ -101,12 +100,20 @@ def label_problem(label: str) -> str | None:
     return None
 
 
+class LabelKeys(Protocol):
+    """Seals a label under its case's own key (``desk.adapter.CaseLabelKeys``)."""
+
+    def seal(self, case: str, label: str) -> bytes: ...
+
+    def open(self, case: str, sealed: bytes) -> str | None: ...
+
+
 class CaseBook:
     """Labels and the message -> case index of one desk."""
 
-    def __init__(self, path: Path, sealer: Sealer, case_box: PayloadBox | None = None) -> None:
+    def __init__(self, path: Path, sealer: Sealer, label_keys: LabelKeys | None = None) -> None:
         self._sealer = sealer
-        self._case_box = case_box
+        self._label_keys = label_keys
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             self._db.execute("PRAGMA secure_delete=ON")
@@ -128,8 +135,8 @@ class CaseBook:
             self._db.execute('DELETE FROM case_labels WHERE "case" = ?', (case,))
             return
         inner = label.encode()
-        if self._case_box is not None:
-            inner = CASE_KEYED + self._case_box.seal(f"case:{case}", "case-label", label)
+        if self._label_keys is not None:
+            inner = CASE_KEYED + self._label_keys.seal(case, label)
         sealed = self._sealer.seal(f"case-label/{case}", inner)
         self._db.execute(
             'INSERT INTO case_labels ("case", label, set_by, set_at) VALUES (?, ?, ?, ?) '
@@ -158,13 +165,9 @@ class CaseBook:
         once that key was destroyed: the case was erased)."""
         if not opened.startswith(CASE_KEYED):
             return opened.decode("utf-8", "replace")
-        if self._case_box is None:
+        if self._label_keys is None:
             return None
-        try:
-            label = self._case_box.open(f"case:{case}", "case-label", opened[1:])
-        except (Erased, VerificationFailed):
-            return None
-        return label if isinstance(label, str) else None
+        return self._label_keys.open(case, opened[1:])
 
     # -- the index message -> case -----------------------------------------------------
 

@@ -19,17 +19,8 @@ from pathlib import Path
 
 import click
 
-from clients.retention import (
-    DEFAULTS,
-    ENV_CASE_DAYS,
-    ENV_GRACE_DAYS,
-    ENV_KIND,
-    MAX_DAYS,
-    LocalRetention,
-    RetentionInvalid,
-)
 from desk.accounts import ROLES, Accounts
-from desk.adapter import LibraryError
+from desk.adapter import MAX_RETENTION_DAYS, RETENTION_KINDS, LibraryError
 from desk.config import DeskConfig, PasswordCost
 from desk.errors import DeskError
 from desk.factors import hash_password, password_problem
@@ -96,23 +87,23 @@ def desk() -> None:
 @click.option("--absolute-timeout", default=8 * 3600, show_default=True, type=int)
 @click.option(
     "--retention-kind",
-    envvar=ENV_KIND,
-    type=click.Choice(sorted(DEFAULTS)),
+    envvar="SCHAKEL_RETENTION_KIND",
+    type=click.Choice(RETENTION_KINDS),
     default="general",
     show_default=True,
     help="The kind of organisation, whose legal retention period the desk applies.",
 )
 @click.option(
     "--retention-case-days",
-    envvar=ENV_CASE_DAYS,
-    type=click.IntRange(1, MAX_DAYS),
+    envvar="SCHAKEL_RETENTION_CASE_DAYS",
+    type=click.IntRange(1, MAX_RETENTION_DAYS),
     default=None,
     help="Days a closed case is kept, instead of the kind's.",
 )
 @click.option(
     "--retention-grace-days",
-    envvar=ENV_GRACE_DAYS,
-    type=click.IntRange(0, MAX_DAYS),
+    envvar="SCHAKEL_RETENTION_GRACE_DAYS",
+    type=click.IntRange(0, MAX_RETENTION_DAYS),
     default=None,
     help="Days added before a case is erased.",
 )
@@ -149,9 +140,9 @@ def serve_command(
             password_cost=_cost(),
             trusted_proxies=trusted_proxy,
             allow_weak=_weak(),
-            retention=LocalRetention.for_kind(
-                retention_kind, case_days=retention_case_days, grace_days=retention_grace_days
-            ),
+            retention_kind=retention_kind,
+            retention_case_days=retention_case_days,
+            retention_grace_days=retention_grace_days,
         )
         passphrase = get_passphrase(
             env_var=passphrase_env,
@@ -161,7 +152,7 @@ def serve_command(
         )
         context = ssl.create_default_context(cafile=str(hub_ca)) if hub_ca else None
         asyncio.run(serve(config, passphrase, hub_ssl=context))
-    except (DeskError, PassphraseError, RetentionInvalid) as exc:
+    except (DeskError, PassphraseError) as exc:
         _fail(str(exc))
     except LibraryError as exc:
         _fail(f"cannot open the organisation in {home}: {exc.category}")

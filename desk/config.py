@@ -6,7 +6,6 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clients.retention import DEFAULTS, LocalRetention
 from desk.errors import DeskError
 
 IDLE_TIMEOUT = 15 * 60
@@ -67,7 +66,11 @@ class DeskConfig:
     trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For is believed
     allow_weak: bool = False  # tests and the demo only
     outbox_retry: int = OUTBOX_RETRY_SECONDS
-    retention: LocalRetention = DEFAULTS["general"]  # SCHAKEL_RETENTION_KIND and friends
+    # how long a closed case is kept here: the kind of organisation (clients.retention),
+    # either period set by hand (SCHAKEL_RETENTION_KIND, _CASE_DAYS, _GRACE_DAYS)
+    retention_kind: str = "general"
+    retention_case_days: int | None = None
+    retention_grace_days: int | None = None
     retention_every: int = RETENTION_EVERY_SECONDS
 
     def __post_init__(self) -> None:

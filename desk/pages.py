@@ -7,12 +7,11 @@ import logging
 from aiohttp import web
 
 from desk.accounts import ROLE_ADMIN, ROLES, check_name, check_person_id, check_roles
-from desk.adapter import LibraryError
+from desk.adapter import LibraryError, retention_policy
 from desk.errors import AccountError
 from desk.factors import hash_password, password_problem
 from desk.inbox import PAGE, _message_id, _page_number, _status
 from desk.messages import ADMIN_NOTICES
-from desk.retention import retention_status
 from desk.sessions import FULL
 from desk.web import (
     FORM,
@@ -105,7 +104,11 @@ async def organisation(request: web.Request) -> web.StreamResponse:
     s = services(request)
     with acting(request, "audit"):
         status = await s.library.status()
-    retention = retention_status(s.library.local_state, s.config.retention, now=s.now())
+    config = s.config
+    policy = retention_policy(
+        config.retention_kind, config.retention_case_days, config.retention_grace_days
+    )
+    retention = s.library.retention_status(policy, now=s.now())
     return render(request, "organisation.html", state=status, retention=retention)
 
 

@@ -1,11 +1,12 @@
 """Retention at the desk: cases past their period are erased by themselves.
 
-The desk runs :func:`clients.retention.run` at start and then every
-``DeskConfig.retention_every`` seconds, with the periods of
-``DeskConfig.retention`` (``SCHAKEL_RETENTION_KIND`` and friends, as
-``schakel org retention``), and forgets what it kept itself about what was erased: the
-labels of erased cases and its index of erased messages (:meth:`CaseBook.forget`).
-The organisation page shows which periods apply (:func:`retention_status`).
+The desk erases (:meth:`desk.adapter.Library.erase_due`, :mod:`clients.retention`) at
+start and then every ``DeskConfig.retention_every`` seconds, with the periods of
+``DeskConfig.retention_kind`` (and either period set by hand, as ``schakel org
+retention``), and forgets what it kept itself about what was erased: its index of
+erased messages and the rows of erased cases (:meth:`CaseBook.forget`; a case's label
+was sealed under the case's own key, destroyed with it). The organisation page shows
+which periods apply (:meth:`~desk.adapter.Library.retention_status`).
 
 An erased message is gone, not broken: opening it answers 410 with a sentence that
 says its case's period ended, and a case page shows it as erased.
@@ -16,62 +17,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
-from clients.errors import ClientError
-from clients.retention import LocalRetention, RetentionReport, plan, run
-from clients.state import LocalState
+from desk.adapter import ErasedCases, Library, LibraryError, RetentionPolicy
 from desk.casebook import CaseBook
 
 log = logging.getLogger("schakel.desk")
 
 
-@dataclass(frozen=True, slots=True)
-class RetentionStatus:
-    """What the organisation page shows about retention (no content, no ids)."""
-
-    kind: str
-    statutory: bool
-    case_days: int
-    grace_days: int
-    open: int
-    waiting: int
-    next_due: int | None
-    erased_cases: int
-    last_erased: int | None
-
-
-def retention_status(state: LocalState, policy: LocalRetention, *, now: int) -> RetentionStatus:
-    report = plan(state, policy, now=now)
-    shredded = state.shredded()
-    return RetentionStatus(
-        kind=policy.kind,
-        statutory=policy.statutory,
-        case_days=policy.case_days,
-        grace_days=policy.grace_days,
-        open=report.open,
-        waiting=report.waiting,
-        next_due=report.next_due,
-        erased_cases=len(shredded),
-        last_erased=shredded[0].at if shredded else None,
-    )
-
-
 def erase_due(
-    state: LocalState, casebook: CaseBook, policy: LocalRetention, *, now: int
-) -> RetentionReport:
+    library: Library, casebook: CaseBook, policy: RetentionPolicy, *, now: int
+) -> ErasedCases:
     """One run: erase the cases due, then what the desk kept about them."""
-    report = run(state, policy, now=now)
-    cases = [c.label for c in report.due if c.scope.startswith("case:")]
-    if report.erased_ids or cases:
-        casebook.forget(cases=cases, messages=report.erased_ids)
-    return report
+    erased = library.erase_due(policy, now=now)
+    if erased.messages or erased.cases:
+        casebook.forget(cases=erased.cases, messages=erased.messages)
+    return erased
 
 
 async def erase_forever(
-    state: LocalState,
+    library: Library,
     casebook: CaseBook,
-    policy: LocalRetention,
+    policy: RetentionPolicy,
     *,
     every: int,
     clock: Callable[[], float],
@@ -81,15 +47,15 @@ async def erase_forever(
     """Every ``every`` seconds, :func:`erase_due`; ``announce(n)`` after ``n`` cases went."""
     while True:
         try:
-            report = erase_due(state, casebook, policy, now=int(clock()))
-        except ClientError as exc:
-            log.error("desk retention failed: %s", type(exc).__name__)
+            erased = erase_due(library, casebook, policy, now=int(clock()))
+        except LibraryError as exc:
+            log.error("desk retention failed: %s", exc.category)
         else:
-            if report.due:
+            if erased.count:
                 log.info(
                     "desk retention erased %d cases (%d messages)",
-                    len(report.due),
-                    report.erased_messages,
+                    erased.count,
+                    len(erased.messages),
                 )
-                await announce(len(report.due))
+                await announce(erased.count)
         await sleep(every)
