@@ -5,13 +5,16 @@ message in one case (``scope`` in :mod:`clients.state`: ``case:<ref>`` for a ref
 case and the statuses about it, else ``msg:<id>``, a case of its own). When a case's
 period ends, the keys of all its messages are destroyed and its rows deleted
 (crypto-shredding): from then on nothing of it can be read from the state file, its WAL
-or any backup of them, with every key the organisation still holds.
+or any backup of them, with every key the organisation still holds. A hub case's own key
+(``case:<ref>``), which seals what is kept about the case itself (a desk's label), goes
+with it.
 
 **When a case is closed.** A case is closed when every referral in it has reached a last
 step (``closed``, or ``declined`` without a referral replacing it): at the time of the
 case's newest message. A case without a referral (a signal, a case of its own) is closed
 when its last message was received or written: a signal is a fact recorded once. A
-message that arrives later opens the case again, and its clock starts over.
+message that arrives later opens the case again (its clock starts over); one that
+arrives after the case was erased starts a case of its own.
 
 **How long.** An organisation's own legal duty sets the period, not the network: it may
 be longer than the network's (a care provider keeps its records under the WGBO) or
@@ -21,19 +24,17 @@ shorter (the police under the Wpg). :class:`LocalRetention` holds the period
 kind of organisation (:data:`DEFAULTS`) are starting points an organisation's privacy
 officer checks against its own duties:
 
-============ =========== =================================================================
-kind         case period basis
-============ =========== =================================================================
-``care``     20 years    WGBO (art. 7:454 BW): medical records 20 years from the last
-                         change; shelters and care organisations that keep a care record
-``police``   5 years     Wpg art. 8-14: police data for an investigation or a task at most
-                         5 years after recording, shorter for daily police work
-``legal``    7 years     the advocate's file and fiscal duty (AWR art. 52): 7 years
-``municipal`` 2 years    what a municipality, school or GGD keeps about a signal without a
-                         care record; as the Verwijsindex keeps a signal (2 years)
-``coordinator`` 5 years  the care coordinator's case file: the network's default period
-``general``  2 years     no statutory duty: the GDPR's storage limitation (art. 5(1)(e))
-============ =========== =================================================================
+* ``care``, 20 years: the WGBO (art. 7:454 BW) keeps medical records 20 years from
+  their last change; shelters and care organisations that keep a care record;
+* ``police``, 5 years: the Wpg (art. 8-14) keeps police data for an investigation or a
+  task at most 5 years after recording, shorter for daily police work;
+* ``legal``, 7 years: the advocate's file and the fiscal duty (AWR art. 52);
+* ``municipal``, 2 years: what a municipality, school or GGD keeps about a signal without
+  a care record, as the Verwijsindex keeps a signal (2 years);
+* ``coordinator``, 5 years: the care coordinator's case file, the network's default;
+* ``general``, 2 years: no statutory duty, the GDPR's storage limitation (art. 5(1)(e)).
+
+The first three are statutory (``statutory``): the organisation's own duty.
 
 :func:`with_network_policy` is the hook through which the network's signed retention
 policy (served by the hub, kept by the client) bounds these periods once it is there.
@@ -134,6 +135,24 @@ def with_network_policy(local: LocalRetention, network_case_days: int | None) ->
     return dataclasses.replace(local, case_days=network_case_days, kind=f"{local.kind}/network")
 
 
+def network_case_days(state: LocalState) -> int | None:
+    """The case period (days) of the network's retention policy this client verified and
+    keeps, or None while it keeps none.
+
+    HOOK for the integrator: read the signed network retention policy (protocol/retention.py,
+    kept through clients/state.py like the witness policy) and return its case period.
+    Until then no network policy bounds the organisation's own periods.
+    """
+    del state
+    return None
+
+
+def effective(state: LocalState, local: LocalRetention) -> LocalRetention:
+    """The periods a run applies: the organisation's own, bounded by the network's policy
+    where it is kept (:func:`with_network_policy`, :func:`network_case_days`)."""
+    return with_network_policy(local, network_case_days(state))
+
+
 @dataclass(frozen=True, slots=True)
 class CaseState:
     """One case kept here, as retention sees it (no content)."""
@@ -204,8 +223,9 @@ def plan(state: LocalState, retention: LocalRetention, *, now: int) -> Retention
 
 
 def _report(
-    state: LocalState, retention: LocalRetention, now: int, *, dry_run: bool
+    state: LocalState, local: LocalRetention, now: int, *, dry_run: bool
 ) -> RetentionReport:
+    retention = effective(state, local)
     every = cases(state.case_members(), retention)
     due = tuple(c for c in every if c.due_at is not None and c.due_at <= now)
     waiting = [c.due_at for c in every if c.due_at is not None and c.due_at > now]

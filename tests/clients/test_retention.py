@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 from client_harness import MARKER, Hub
 
+from clients import retention
 from clients.cli.org import org as org_cli
 from clients.errors import Erased, VerificationFailed
 from clients.localbox import PayloadBox, keys_path
@@ -244,6 +245,20 @@ def test_periods_are_checked_and_the_network_hook_bounds_them() -> None:
     assert with_network_policy(DEFAULTS["general"], 365).case_days == 365
     assert with_network_policy(DEFAULTS["general"], 5000) == DEFAULTS["general"]
     assert with_network_policy(DEFAULTS["general"], None) == DEFAULTS["general"]
+
+
+def test_a_run_applies_the_network_period_through_the_hook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with LocalState(tmp_path / "state.sqlite") as state:
+        state.store_message(message_id="m1", cursor=1, sender="ggd", kind="signal",
+                            created=1, header={}, sealed=b"x", now=1)  # fmt: skip
+        general = DEFAULTS["general"]
+        assert plan(state, general, now=400 * DAY).due == ()  # no network policy kept
+        monkeypatch.setattr(retention, "network_case_days", lambda state: 300)
+        report = plan(state, general, now=400 * DAY)
+        assert report.retention.case_days == 300 and len(report.due) == 1
+        assert plan(state, DEFAULTS["care"], now=400 * DAY).due == ()  # statutory stands
 
 
 def test_a_message_key_file_is_its_own_private_file(tmp_path: Path) -> None:
