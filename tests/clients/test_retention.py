@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from client_harness import MARKER, Hub
 
-from clients import retention
+from clients import caseview, retention
 from clients.cli.org import org as org_cli
 from clients.errors import Erased, VerificationFailed
 from clients.localbox import PayloadBox, keys_path
@@ -302,3 +302,21 @@ async def test_a_coordinators_signal_joins_its_case_and_stays_while_the_case_is_
     report = run(regie.state, POLICY, now=regie.now())
     assert report.due == () and report.open == 1
     assert regie.show(sent.id).payload["text"] == f"{MARKER} case"
+
+
+async def test_a_case_view_shows_an_erased_signal_as_erased(hub: Hub) -> None:
+    police = await hub.join("politie")
+    regie = await hub.join("regie", "coordinator")
+    sent = await police.send_signal(signal(f"{MARKER} gone"), ["regie"])
+    await regie.receive()
+    [summary] = (await regie.hub.cases()).cases
+    assert (await regie.case_view(summary.case)).contents[sent.id].state == caseview.OPENED
+    await hub.advance(16 * DAY)
+    assert [c.scope for c in run(regie.state, POLICY, now=regie.now()).due] == [
+        f"case:{summary.case}"
+    ]
+    view = await regie.case_view(summary.case)  # the hub still serves it: not read again
+    assert view.contents[sent.id].state == caseview.ERASED
+    assert view.contents[sent.id].payload is None
+    with pytest.raises(Erased):
+        await regie.read_message(sent.id, from_hub=True)
