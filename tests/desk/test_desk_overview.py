@@ -76,10 +76,10 @@ async def test_consent_puts_the_case_in_the_registration_with_names_shown_inert(
         await shelter.send_signal(_signal(hostile, "normal", "derde"), ["coordinator"])
         await coordinator.receive()
         consent = {
-            **REFERRAL["consent"],
+            "share_with_recipient": True,
             "comensha_registration": True,
             "recorded_on": "2026-01-02",
-        }  # type: ignore[dict-item]
+        }
         await coordinator.send_referral(
             {**REFERRAL, "consent": consent, "person": {"bsn": "111222333"}},
             "shelter",
