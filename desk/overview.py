@@ -199,7 +199,12 @@ def _weekly(
     shown: int,
     _: Callable[[str], str],
 ) -> Chart:
-    rows = tuple((label, *map(str, values), str(sum(values))) for label, values in series.items())
+    labels = tuple(series)
+    rows = tuple(
+        (week_head[i], *(str(series[label][i]) for label in labels),
+         str(sum(series[label][i] for label in labels)))
+        for i in range(len(week_head))
+    )  # fmt: skip
     summary = _(
         "Stacked bar chart: %(count)s signals received in the last %(weeks)s weeks, one bar "
         "per week; the figures are in the table below the chart."
@@ -208,7 +213,7 @@ def _weekly(
         name,
         title,
         summary,
-        ("", *week_head, _("Total")),
+        (_("Week"), *labels, _("Total")),
         rows,
         week_names,
         tuple(series.items()),
