@@ -233,3 +233,29 @@ def _keeps(log: Any, found: Witnessed) -> Any:
         return head
 
     return check
+
+
+async def test_the_printable_subject_report_needs_the_token(net: Net) -> None:
+    browser = await officer_browser(net.desk, purpose="data-subject-request")
+    await browser.get("/inzageverzoek")
+    status, page, response = await browser.post(
+        "/inzageverzoek", {**FORM, "formaat": "afdruk"}, token=False
+    )
+    assert status == 403 and "Content-Disposition" not in response.headers
+    assert "Canarina" not in page
+
+
+async def test_every_new_page_needs_a_login(desk_app: Any) -> None:
+    anonymous = Browser(desk_app)
+    for path in (
+        "/overzicht",
+        "/overzicht/verwijzingen.svg",
+        "/comensha",
+        "/comensha/registratie.csv",
+        "/gebeurtenissen/lijst",
+        *PATHS,
+    ):
+        status, page, response = await anonymous.get(path)
+        assert status == 303, path
+        assert response.headers["Location"].startswith("/inloggen?terug=")
+        assert "<svg" not in page and "bewezen" not in page
