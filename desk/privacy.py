@@ -239,10 +239,11 @@ def printable(
     request: web.Request, report: SubjectReport, kind: str, filename: str
 ) -> web.Response:
     """The report as one self-contained HTML file to print or keep (its own print styles,
-    no script, nothing fetched), as a download."""
+    no script, nothing fetched), as a download. A whole document, though its template's
+    name starts with ``_``: rendering it leaves the session's notice for the next page."""
     page = render(
         request,
-        "report_print.html",
+        "_report_print.html",
         report=report,
         kind=kind,
         made=services(request).clock(),
