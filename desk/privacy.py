@@ -236,7 +236,7 @@ def attachment(text: str, content_type: str, filename: str) -> web.Response:
 
 
 def printable(
-    request: web.Request, report: SubjectReport, kind: str, filename: str
+    request: web.Request, report: SubjectReport, kind: str, filename: str, about: str = ""
 ) -> web.Response:
     """The report as one self-contained HTML file to print or keep (its own print styles,
     no script, nothing fetched), as a download. A whole document, though its template's
@@ -246,6 +246,7 @@ def printable(
         "_report_print.html",
         report=report,
         kind=kind,
+        about=about,
         made=services(request).clock(),
         asked_by=person_of(request).id,
     )

@@ -100,7 +100,8 @@ async def user_report(request: web.Request) -> web.StreamResponse:
         return attachment(report.csv, "text/csv", f"gebruikersrapport-{today_iso(request)}.csv")
     if report is not None and fmt == "afdruk":
         log.info("desk user report downloaded for print by %s", person_of(request).id)
-        return printable(request, report, "user", f"gebruikersrapport-{today_iso(request)}.html")
+        filename = f"gebruikersrapport-{today_iso(request)}.html"
+        return printable(request, report, "user", filename, about=query.user)
     return render(
         request,
         "gebruikersrapport.html",
