@@ -147,6 +147,8 @@ class Options:
     witness_requests: int = 500  # add-checkpoint requests to the in-process witness
     desk_messages: int = 1000  # messages held when the desk's inbox page is timed
     desk_repeats: int = 200  # timings of each desk page and its floor
+    desk_cases: int = 10_000  # cases the hub holds when the coordinator's pages are timed
+    desk_log_entries: int = 100_000  # access-log entries under the subject report
 
     def __post_init__(self) -> None:
         counts = (
@@ -169,6 +171,8 @@ class Options:
             "view_repeats",
             "desk_messages",
             "desk_repeats",
+            "desk_cases",
+            "desk_log_entries",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -220,6 +224,8 @@ QUICK = Options(
     cosignatures=200,
     witness_requests=50,
     desk_repeats=20,
+    desk_cases=300,
+    desk_log_entries=2_000,
 )
 
 
@@ -494,7 +500,11 @@ def run_bench(options: Options) -> BenchResult:
             view_repeats=options.view_repeats,
         )
         desk = measure_desk(
-            workdir / "desk", messages=options.desk_messages, repeats=options.desk_repeats
+            workdir / "desk",
+            messages=options.desk_messages,
+            repeats=options.desk_repeats,
+            cases=options.desk_cases,
+            log_entries=options.desk_log_entries,
         )
         replicas = measure_replicas(options.replicas, workdir) if options.postgres else None
         oprf = measure_oprf(

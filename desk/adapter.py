@@ -17,17 +17,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
+import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from ssl import SSLContext
 from types import MappingProxyType
-from typing import Any
+from typing import IO, Any
 
 from clients import caseview, referrals
-from clients.comensha import disagrees
+from clients.comensha import (
+    REGISTRATION_COLUMNS,
+    STATISTICS_COLUMNS,
+    disagrees,
+    registration_rows,
+    statistics_rows,
+    write_csv,
+)
 from clients.errors import (
     AuditLogInconsistent,
     ClientError,
@@ -41,6 +50,13 @@ from clients.errors import (
 )
 from clients.exports import ReportRow, report_csv
 from clients.hub_client import HubClient, Purpose, Sleep
+from clients.logproofs import (
+    ExportChecker,
+    ExportUnreadable,
+    from_hub,
+    parse_export_head,
+    parse_export_record,
+)
 from clients.organisation import Organisation, ReceivedMessage, RejectedMessage
 from clients.outbox import REFUSED, OutboxEntry, Sent
 from clients.payloads import validate_payload
@@ -50,6 +66,7 @@ from clients.retention import MAX_DAYS, LocalRetention, RetentionInvalid, plan, 
 from clients.state import LocalState, StoredMessage
 from keys.organisation import OrgKeys
 from protocol import referral as machine
+from protocol.auditlog import TreeHead
 from protocol.cases import REFERRAL_TYPES, CaseSummary, OpenReferral, TimelineEntry
 from protocol.certificate import (
     ROLE_COORDINATOR,
@@ -64,6 +81,7 @@ log = logging.getLogger("schakel.desk")
 KINDS = ("signal", "referral", "status")
 _RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 ANOMALY_THRESHOLD = DEFAULT_MAX_OBJECTS_PER_DAY  # distinct objects a person touches a day
+EXPORT_IN_MEMORY = 4 * 1024 * 1024  # an export larger than this waits in a temporary file
 
 
 class LibraryError(Exception):
@@ -303,6 +321,7 @@ class OrgStatus:
     messages: int
     hub_reachable: bool
     split_views: tuple[SplitViewAlert, ...] = ()  # newest first
+    witnesses: Witnesses | None = None  # who cosigned the head last checked (None: not asked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,6 +517,77 @@ class CaseFile:
     truncated: bool
 
 
+# -- the coordinator's overview and CoMensha files -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignalFact:
+    """A signal received here, as the overview counts it: when it was written, the type of
+    the organisation that sent it, and its form of exploitation (from its decrypted payload)."""
+
+    at: int
+    org_type: str
+    exploitation: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralFact:
+    """A referral this organisation sent: when, and when each later step was first
+    reported (None: not (yet) reached), from the statuses sent and received here."""
+
+    sent: int
+    accepted: int | None
+    care_started: int | None
+    closed: int | None
+    declined: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OverviewData:
+    """What the overview's charts are drawn from: this desk's own decrypted data (and the
+    hub's list of open referrals, metadata only); nothing of it is sent anywhere."""
+
+    signals: tuple[SignalFact, ...]
+    referrals: tuple[ReferralFact, ...]
+    open_referrals: tuple[ReferralRow, ...]
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class ComenshaFiles:
+    """The CoMensha registration (consented cases, with names) and anonymised statistics
+    (every other case), as rows of text by column and as the CSV files to download."""
+
+    registrations: tuple[Mapping[str, str], ...]
+    statistics: tuple[Mapping[str, str], ...]
+    registration_csv: str
+    statistics_csv: str
+    registration_columns: tuple[str, ...] = REGISTRATION_COLUMNS
+    statistics_columns: tuple[str, ...] = STATISTICS_COLUMNS
+
+    def __repr__(self) -> str:
+        return f"ComenshaFiles({len(self.registrations)}, {len(self.statistics)})"
+
+
+def _comensha_csv(rows: Sequence[Mapping[str, object]], columns: Sequence[str]) -> str:
+    buffer = io.StringIO(newline="")
+    write_csv(rows, columns, buffer)
+    return buffer.getvalue()
+
+
+def _text_rows(rows: Sequence[Mapping[str, object]]) -> tuple[Mapping[str, str], ...]:
+    return tuple(MappingProxyType({k: str(v) for k, v in row.items()}) for row in rows)
+
+
+@dataclass(frozen=True, slots=True)
+class LogExport:
+    """A checked access-log export of the head of ``size`` entries, ``entries`` of them
+    visible here: ``file`` holds it (NDJSON with proofs); the caller closes it."""
+
+    size: int
+    entries: int
+    file: IO[bytes]
+
+
 CASE_EVENT_KINDS = ("match", "referral", "escalation")
 
 
@@ -531,6 +621,7 @@ class Library:
     def __init__(self, organisation: Organisation) -> None:
         self._org = organisation
         self._recipients: tuple[float, tuple[str, ...]] | None = None
+        self._types: tuple[float, dict[str, str]] | None = None
 
     @classmethod
     def open(
@@ -985,6 +1076,77 @@ class Library:
                 rows.append(_case_row(summary, shown.get(summary.case)))
         return rows
 
+    async def comensha(self) -> ComenshaFiles:
+        """The CoMensha registration and statistics made from every live case, each message
+        read as the acting person (the hub's access log names them); nothing is written to
+        disk here and nothing leaves the desk but the download the person asked for."""
+        with _translated():
+            materials = await caseview.materials(_ReadAsPerson(self._org))
+            registrations = registration_rows(materials)
+            statistics = statistics_rows(materials)
+        return ComenshaFiles(
+            _text_rows(registrations),
+            _text_rows(statistics),
+            _comensha_csv(registrations, REGISTRATION_COLUMNS),
+            _comensha_csv(statistics, STATISTICS_COLUMNS),
+        )
+
+    async def overview(self) -> OverviewData:
+        """The overview's material: the signals received here (decrypted from local state),
+        the referrals sent from here with the steps reported about them, and the hub's
+        open referrals (metadata). Only the directory and the open referrals are asked of
+        the hub; no content goes to it."""
+        types = await self._org_types()
+        state = self._org.state
+        signals = []
+        for stored in state.messages_of_kind("signal"):
+            try:
+                payload = self._org.show(stored.id).payload
+            except ClientError:  # a signal that no longer opens is not counted
+                continue
+            exploitation = _str(payload.get("exploitation")) or "unknown"
+            signals.append(
+                SignalFact(stored.created, types.get(stored.sender, "other"), exploitation)
+            )
+        received = _statuses_by_ref(state.messages_of_kind("status"))
+        referrals = tuple(
+            self._referral_fact(sent.id, sent.created, received.get(sent.id, []))
+            for sent in state.sent()
+            if sent.kind == "referral"
+        )
+        return OverviewData(tuple(signals), referrals, tuple(await self.open_referrals()))
+
+    def _referral_fact(self, ref: str, sent: int, received: list[StoredMessage]) -> ReferralFact:
+        """When each step of the referral ``ref`` was first reported (sent or received here)."""
+        moves = [(m.created, _str(_header(m).get("status"))) for m in received]
+        moves += [(p.created, p.status) for p in self._org.state.sent_about(ref)]
+        first: dict[str, int] = {}
+        for at, code in sorted(moves, key=lambda move: move[0]):
+            if code is not None:
+                first.setdefault(code, at)
+        return ReferralFact(
+            sent,
+            first.get(machine.ACCEPTED),
+            first.get(machine.CARE_STARTED),
+            first.get(machine.CLOSED),
+            first.get(machine.DECLINED),
+        )
+
+    async def _org_types(self) -> dict[str, str]:
+        """Each organisation's type from the hub's directory (kept five minutes)."""
+        now = time.monotonic()
+        if self._types is not None and now - self._types[0] < 300:
+            return self._types[1]
+        with _translated():
+            orgs = await self._org.hub.list_orgs()
+        found = {
+            str(o.get("org")): str(o.get("type"))
+            for o in orgs
+            if isinstance(o, dict) and isinstance(o.get("type"), str)
+        }
+        self._types = (now, found)
+        return found
+
     async def case_file(self, ref: str, *, contents: bool = True) -> CaseFile:
         """A case, its referrals and its timeline with each message this organisation may
         read decrypted inline (read as the acting person), and why signals were linked;
@@ -1121,6 +1283,11 @@ class Library:
     def is_privacy_officer(self) -> bool:
         return bool(self.roles & {ROLE_PRIVACY_OFFICER, ROLE_NETWORK_PRIVACY_OFFICER})
 
+    @property
+    def is_network_privacy_officer(self) -> bool:
+        """Sees the whole network's log (others: their own organisation's entries)."""
+        return ROLE_NETWORK_PRIVACY_OFFICER in self.roles
+
     async def verify_log(self) -> LogCheck:
         """The strongest cheap verification of the access log against a fresh signed head
         (see :meth:`clients.privacy_officer.PrivacyOfficer.verify`)."""
@@ -1140,6 +1307,32 @@ class Library:
         with _translated():
             head, rows = await PrivacyOfficer(self._org).subject_report(identity)
         return SubjectReport(head.size, tuple(_access_row(r) for r in rows), report_csv(rows))
+
+    async def user_report(self, user: str, org: str | None) -> SubjectReport:
+        """Every access by ``user`` (of ``org``; None: any organisation this officer sees),
+        oldest first, each proven against a fresh signed head."""
+        with _translated():
+            head, rows = await PrivacyOfficer(self._org).user_report(user, org)
+        return SubjectReport(head.size, tuple(_access_row(r) for r in rows), report_csv(rows))
+
+    async def export_log(self) -> LogExport:
+        """The access-log export (NDJSON, each entry with its inclusion proof, as ``schakel
+        audit export`` writes it), checked line by line against a fresh signed head before
+        any of it is handed out: the hub's own lines, kept in a temporary file (in memory
+        while small) that the caller reads and closes. A line that does not parse, or an
+        entry that does not prove, fails the whole export (``log``)."""
+        with _translated():
+            officer = PrivacyOfficer(self._org)
+            head = await officer.fresh_head()
+            lines = self._org.hub.audit_export(size=head.size)
+            spool = tempfile.SpooledTemporaryFile(max_size=EXPORT_IN_MEMORY)  # noqa: SIM115
+            try:
+                count = await _checked_export(lines, head, spool)
+            except BaseException:
+                spool.close()
+                raise
+        spool.seek(0)
+        return LogExport(head.size, count, spool)
 
     async def access_log(
         self,
@@ -1184,13 +1377,14 @@ class Library:
             )
             for e in shown
         )
+        return LogPage(head.size, head.time, rows, proven, page.next, self._witnesses())
+
+    def _witnesses(self) -> Witnesses | None:
+        """Who cosigned the head last checked, as the last witnessing round found it."""
         w = self._org.log.witnessed
-        witnesses = (
-            None
-            if w is None
-            else Witnesses(w.size, w.policy, w.quorum, tuple(map(str, w.cosigners)), w.met)
-        )
-        return LogPage(head.size, head.time, rows, proven, page.next, witnesses)
+        if w is None:
+            return None
+        return Witnesses(w.size, w.policy, w.quorum, tuple(map(str, w.cosigners)), w.met)
 
     def split_views(self) -> tuple[SplitViewAlert, ...]:
         """The split-view alerts this organisation's client raised, newest first."""
@@ -1246,6 +1440,7 @@ class Library:
             messages=org.state.message_count(),
             hub_reachable=reachable,
             split_views=_split_views(org.alerts),
+            witnesses=self._witnesses(),
         )
 
 
@@ -1270,6 +1465,28 @@ class _ReadAsPerson:
 
     async def read_message(self, message_id: str) -> ReceivedMessage:
         return await self._org.read_message(message_id, from_hub=True)
+
+
+async def _checked_export(lines: AsyncIterator[bytes], head: TreeHead, out: IO[bytes]) -> int:
+    """Copy the hub's export lines to ``out``, each checked against ``head``; the count."""
+    first = await anext(lines, None)
+    try:
+        served = None if first is None else parse_export_head(first)
+    except ExportUnreadable as exc:
+        raise from_hub(exc) from exc
+    if first is None or served is None or (served.size, served.root) != (head.size, head.root):
+        raise AuditLogInconsistent("the export is for another head than the verified one")
+    checker = ExportChecker(head, full=False)
+    out.write(first.rstrip(b"\r\n") + b"\n")
+    position = 1
+    async for line in lines:
+        position += 1
+        try:
+            checker.feed(parse_export_record(line, position))
+        except ExportUnreadable as exc:
+            raise from_hub(exc) from exc
+        out.write(line.rstrip(b"\r\n") + b"\n")
+    return checker.count
 
 
 def _referral_row(open_: OpenReferral) -> ReferralRow:

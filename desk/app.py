@@ -21,7 +21,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from desk import casework, inbox, login, pages, privacy, signals
+from desk import casework, comensha, inbox, login, overview, pages, privacy, reports, signals
 from desk.accounts import Accounts
 from desk.adapter import Library, LibraryError, problem_status, retention_policy
 from desk.casebook import CaseBook
@@ -109,7 +109,10 @@ def make_app(services: Services, *, receive: bool = True) -> web.Application:
         + signals.routes()
         + pages.routes()
         + casework.routes()
+        + overview.routes()
+        + comensha.routes()
         + privacy.routes()
+        + reports.routes()
     )
     app.router.add_static("/static/", package_dir("static"), follow_symlinks=False)
     if receive:

@@ -442,21 +442,33 @@ async def referrals(request: web.Request) -> web.StreamResponse:
 # -- events (gebeurtenissen) ---------------------------------------------------------------
 
 
-@coordinator
-async def events(request: web.Request) -> web.StreamResponse:
-    """Unopened signals of high urgency, then matches, referral steps and escalations,
-    newest first, each with its case."""
+async def _events_page(request: web.Request, template: str) -> web.Response:
     s = services(request)
     with acting(request, PURPOSE):
         await _take_in_events(request)
     rows = s.casebook.events()
     return render(
         request,
-        "events.html",
+        template,
         rows=rows,
         urgent=urgent_alerts(s),
         labels=s.casebook.labels({r.case for r in rows if r.case}),
     )
+
+
+@coordinator
+async def events(request: web.Request) -> web.StreamResponse:
+    """Unopened signals of high urgency, then matches, referral steps and escalations,
+    newest first, each with its case."""
+    return await _events_page(request, "events.html")
+
+
+@coordinator
+async def events_rows(request: web.Request) -> web.StreamResponse:
+    """The events alone, for the live page to swap in (htmx): after the desk's event
+    stream says something arrived, and once a minute (escalations arrive without a
+    message)."""
+    return await _events_page(request, "_events_rows.html")
 
 
 def routes() -> list[web.RouteDef]:
@@ -469,4 +481,5 @@ def routes() -> list[web.RouteDef]:
         web.post("/casussen/{ref}/{action}", change),
         web.get("/verwijzingen", referrals),
         web.get("/gebeurtenissen", events),
+        web.get("/gebeurtenissen/lijst", events_rows),
     ]

@@ -23,6 +23,7 @@ from babel import Locale
 from babel.dates import format_date, format_datetime, format_timedelta
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
 from babel.support import NullTranslations, Translations
 
 DOMAIN = "desk"
@@ -93,6 +94,10 @@ class Formats:
             return ""
         delta = datetime.timedelta(seconds=seconds - now)
         return format_timedelta(delta, add_direction=True, locale=self.locale)
+
+    def decimal(self, value: float) -> str:
+        """A number with one decimal, as this language writes it (1,5 in Dutch)."""
+        return format_decimal(value, format="0.0", locale=self.locale)
 
     def duration(self, seconds: int) -> str:
         return format_timedelta(datetime.timedelta(seconds=seconds), locale=self.locale)

@@ -160,6 +160,8 @@ AUDIT_ERRORS = {
     "threshold": N_("Enter a whole number from 1 to 100000."),
     "period": N_("The end of the period lies before its start."),
     "purpose": N_("Choose the purpose 'Answering a person's request about their data' first."),
+    "user-required": N_("Enter the user name of the person whose accesses you want to see."),
+    "org": N_("Enter an organisation's name as the network knows it, such as police-utrecht."),
 }
 
 # Why an entry of the outbox has not gone out (desk.adapter.outbox_reason).

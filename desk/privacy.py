@@ -39,7 +39,17 @@ from desk.messages import AUDIT_ERRORS, FORM_ERRORS
 from desk.sessions import FULL
 from desk.signalform import SUBJECT_FIELDS, invisible, read_identity
 from desk.vocabulary import countries
-from desk.web import FORM, Handler, acting, form_value, render, require, services, session_of
+from desk.web import (
+    FORM,
+    Handler,
+    acting,
+    form_value,
+    person_of,
+    render,
+    require,
+    services,
+    session_of,
+)
 from protocol.auditlog import ACTIONS, OBJECT_TYPES
 from protocol.errors import ValidationError
 from protocol.pseudonym import normalise_date
@@ -201,14 +211,47 @@ async def subject_report(request: web.Request) -> web.StreamResponse:
         return _subject_page(request, typed, errors, None, status=400)
     with acting(request, SUBJECT_PURPOSE):
         report = await s.library.subject_report(identity)
-    if form_value(request, "formaat", 8) == "csv":
-        return web.Response(
-            text=report.csv,
-            content_type="text/csv",
-            charset="utf-8",
-            headers={"Content-Disposition": 'attachment; filename="inzageverzoek.csv"'},
-        )
+    fmt = form_value(request, "formaat", 8)
+    if fmt == "csv":
+        log.info("desk subject report downloaded as CSV by %s", person_of(request).id)
+        return attachment(report.csv, "text/csv", f"inzageverzoek-{today_iso(request)}.csv")
+    if fmt == "afdruk":
+        log.info("desk subject report downloaded for print by %s", person_of(request).id)
+        return printable(request, report, "subject", f"inzageverzoek-{today_iso(request)}.html")
     return _subject_page(request, typed, {}, report)
+
+
+def today_iso(request: web.Request) -> str:
+    return datetime.datetime.fromtimestamp(services(request).clock(), tz=ZONE).date().isoformat()
+
+
+def attachment(text: str, content_type: str, filename: str) -> web.Response:
+    """A download: ``filename`` is the desk's own (letters, digits, dashes and a dot)."""
+    return web.Response(
+        text=text,
+        content_type=content_type,
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def printable(
+    request: web.Request, report: SubjectReport, kind: str, filename: str, about: str = ""
+) -> web.Response:
+    """The report as one self-contained HTML file to print or keep (its own print styles,
+    no script, nothing fetched), as a download. A whole document, though its template's
+    name starts with ``_``: rendering it leaves the session's notice for the next page."""
+    page = render(
+        request,
+        "_report_print.html",
+        report=report,
+        kind=kind,
+        about=about,
+        made=services(request).clock(),
+        asked_by=person_of(request).id,
+    )
+    assert page.text is not None
+    return attachment(page.text, "text/html", filename)
 
 
 def _subject_page(

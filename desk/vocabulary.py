@@ -336,3 +336,24 @@ CASE_EVENTS = MappingProxyType(
         "escalation": N_("Escalation: a referral waits too long"),
     }
 )
+
+# The columns of the CoMensha files (clients.comensha REGISTRATION_COLUMNS and
+# STATISTICS_COLUMNS), as the CoMensha page heads them.
+COMENSHA_COLUMNS = MappingProxyType(
+    {
+        "case_ref": N_("Case"),
+        "first_signal_date": N_("First signal"),
+        "family_name": N_("Family name"),
+        "given_names": N_("Given names"),
+        "date_of_birth": N_("Date of birth"),
+        "sex": N_("Sex"),
+        "nationality": N_("Nationality"),
+        "exploitation_forms": N_("Forms of exploitation"),
+        "reporting_org_types": N_("Reported by"),
+        "signal_count": N_("Signals"),
+        "disagreements": N_("Disagreements"),
+        "year": N_("Year"),
+        "age_band": N_("Age band"),
+        "country_of_origin": N_("Country of origin"),
+    }
+)

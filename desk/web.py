@@ -30,7 +30,7 @@ from multidict import MultiDictProxy
 
 from desk import vocabulary
 from desk.accounts import Accounts, Person
-from desk.adapter import Library
+from desk.adapter import Library, OverviewData
 from desk.casebook import CaseBook
 from desk.config import DeskConfig
 from desk.factors import Sealer
@@ -77,6 +77,8 @@ class Services:
     broadcast: Broadcast = field(default_factory=Broadcast)
     dummy_hash: str = ""  # checked against when the person is unknown (same timing)
     address_failures: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # the coordinator's overview figures per person, (when made, figures): desk.overview
+    overview_cache: dict[str, tuple[float, OverviewData]] = field(default_factory=dict)
 
     def now(self) -> int:
         return int(self.clock())

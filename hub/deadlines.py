@@ -1,45 +1,22 @@
 """Deadlines for referral steps: working days in the Netherlands, or hours.
 
 Working days are Monday to Friday in Europe/Amsterdam, without Dutch public holidays
-(the ``holidays`` package); time on other days does not count, so a step entered on a
-Saturday starts counting at midnight of the next working day. Days are wall-clock days
-(a daylight-saving day counts as one day).
+(:mod:`protocol.workdays`, the network's one calendar, which the desk counts on too);
+time on other days does not count, so a step entered on a Saturday starts counting at
+midnight of the next working day. Days are wall-clock days (a daylight-saving day counts
+as one day).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from functools import cache
-from zoneinfo import ZoneInfo
 
-import holidays
+from protocol.workdays import AMSTERDAM, add_working_days, is_working_day
 
-AMSTERDAM = ZoneInfo("Europe/Amsterdam")
+__all__ = ["AMSTERDAM", "Deadline", "add_working_days", "is_working_day"]
+
 _LIMIT = re.compile(r"([1-9][0-9]{0,2})(wd|h)")
-
-
-@cache
-def _dutch_holidays(year: int) -> frozenset[date]:
-    return frozenset(holidays.country_holidays("NL", years=year))
-
-
-def is_working_day(day: date) -> bool:
-    return day.weekday() < 5 and day not in _dutch_holidays(day.year)
-
-
-def add_working_days(since: int, days: int) -> int:
-    """The instant ``days`` working days (of wall-clock time) after ``since``."""
-    cursor = datetime.fromtimestamp(since, AMSTERDAM)
-    remaining = timedelta(days=days)
-    while True:
-        midnight = datetime.combine(cursor.date() + timedelta(days=1), time(0), AMSTERDAM)
-        if is_working_day(cursor.date()):
-            if remaining <= midnight - cursor:
-                return int((cursor + remaining).astimezone(UTC).timestamp())
-            remaining -= midnight - cursor
-        cursor = midnight
 
 
 @dataclass(frozen=True, slots=True)

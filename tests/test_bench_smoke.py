@@ -85,6 +85,8 @@ TINY = Options(
     view_repeats=3,
     desk_messages=30,
     desk_repeats=2,
+    desk_cases=30,
+    desk_log_entries=200,
     postgres=False,  # the PostgreSQL section has tests of its own, below
     oprf_signals=3,
     cosignatures=16,
@@ -202,6 +204,16 @@ def test_cases_view_figures_list_every_case(result: BenchResult) -> None:
     for timings in (view.listed, view.floor, view.detail):
         assert len(timings) == 3 and list(timings) == sorted(timings) and timings[0] > 0
     assert percentile(view.listed, 50) == view.listed[1] and view.ratio > 0
+
+
+def test_desk_figures_time_the_casework_pages_and_their_library_calls(
+    result: BenchResult,
+) -> None:
+    work = result.desk.casework
+    assert work is not None and (work.cases, work.log_entries) == (30, 200)
+    timings = (work.cases_page, work.cases_library, work.case_page, work.case_library)
+    timings += (work.subject_page, work.subject_library)
+    assert all(0 < t.p50 <= t.p95 for t in timings)
 
 
 def test_bench_pseudonyms_are_well_formed_and_distinct() -> None:

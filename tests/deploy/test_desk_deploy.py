@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import pytest
 
-from desk import casework, inbox, login, pages, privacy, signals
+from desk import casework, comensha, inbox, login, overview, pages, privacy, reports, signals
 from desk import cli as desk_cli
 
 from .test_deploy_files import (
@@ -77,7 +77,7 @@ def test_every_desk_route_is_in_the_log_map() -> None:
     text = DESK_NGINX.read_text()
     routes = {
         route.path  # type: ignore[attr-defined]
-        for module in (login, inbox, signals, pages, casework, privacy)
+        for module in (login, inbox, signals, pages, casework, privacy, overview, comensha, reports)
         for route in module.routes()
     }
     mapped = set(re.findall(r"^\s+(/\S*)\s", text, re.M))

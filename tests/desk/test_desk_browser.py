@@ -15,7 +15,9 @@ them, never by CSS class.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,6 +47,21 @@ GGD_MARKER = "Kanarie-9Z1 onbehandelde wond"
 HOSTILE = '<script>alert("x")</script>\u202eevil\u202c'
 OWN_PASSWORD = "mijn eigen lange wachtwoord"
 WAIT = 25
+IMAGES_LOADED = (
+    "return Array.from(document.querySelectorAll('main img'))"
+    ".every(i => i.complete && i.naturalWidth > 0);"
+)
+
+
+def screenshot(chrome: Any, name: str) -> None:
+    """With SCHAKEL_SCREENSHOTS set to a folder, the whole page as NAME.png there (to look at)."""
+    folder = os.environ.get("SCHAKEL_SCREENSHOTS")
+    if not folder:
+        return
+    height = chrome.execute_script("return document.documentElement.scrollHeight;")
+    chrome.set_window_size(1280, max(1000, min(int(height) + 100, 6000)))
+    chrome.save_screenshot(str(Path(folder) / f"{name}.png"))
+    chrome.set_window_size(1280, 1000)
 
 
 def wait_for(chrome: Any, condition: Any, timeout: float = WAIT) -> Any:
@@ -285,6 +302,38 @@ def step_tour_signals_reach_the_coordinator_live(
     )
 
 
+def event_rows(chrome: Any) -> list[str]:
+    """The events page's rows as they read, in one script run (htmx may swap the table)."""
+    rows = chrome.execute_script(
+        "return Array.from(document.querySelectorAll('#gebeurtenissen tbody tr'),"
+        " r => r.innerText);"
+    )
+    return [str(row) for row in rows or []]
+
+
+def _signal_from(demo_desks: Any, org: str) -> None:
+    """A signal about Anna (her BSN) from ``org`` to the coordinator, through the library."""
+    demo = load(demo_desks.directory)
+    assert demo is not None
+    payload = {
+        "schema": "schakel.signal/1",
+        "person": {"bsn": "111222333"},
+        "exploitation": "sexual",
+        "urgency": "normal",
+        "consent_to_share": True,
+    }
+
+    async def go() -> None:
+        organisation = open_organisation(demo, org, demo_desks.hub_url, user=f"demo.{org}")
+        try:
+            async with organisation.hub:
+                await organisation.send_signal(payload, ["coordinator"])
+        finally:
+            organisation.state.close()
+
+    asyncio.run(go())
+
+
 def _refer_to_shelter(demo_desks: Any) -> str:
     """The coordinator refers Anna to the shelter (through the library: part 2's page)."""
     demo = load(demo_desks.directory)
@@ -421,7 +470,27 @@ def step_coordinator_works_on_the_case(
     assert at(chrome, "Gebeurtenissen") == "Gebeurtenissen"
     assert shows(chrome, "Signaal aan de casus gekoppeld"), text(chrome)[:3000]
     checked_axe(chrome, checked_pages)
+    before = len(event_rows(chrome))
+    _signal_from(demo_desks, "school")  # about Anna: a match, the page not reloaded
+    wait_for(chrome, lambda: len(event_rows(chrome)) == before + 1)
+    assert "Signaal aan de casus gekoppeld" in event_rows(chrome)[0]
+    screenshot(chrome, "gebeurtenissen")
+    press(chrome, link(chrome, "Overzicht"))
+    assert at(chrome, "Overzicht") == "Overzicht"
+    assert shows(chrome, "Signalen per week, naar soort organisatie")
+    assert shows(chrome, "Verwijzingen: hoe ver ze kwamen en hoe lang elke stap duurde")
+    wait_for(chrome, lambda: chrome.execute_script(IMAGES_LOADED))  # each SVG drawn
+    checked_axe(chrome, checked_pages)
+    screenshot(chrome, "overzicht")
+    press(chrome, link(chrome, "CoMensha"))
+    assert at(chrome, "CoMensha") == "CoMensha"
+    assert shows(chrome, "Alleen met die toestemming komt een naam bij CoMensha")
+    assert shows(chrome, "De statistiek, zoals in het bestand"), text(chrome)[:3000]
+    checked_axe(chrome, checked_pages)
+    screenshot(chrome, "comensha")
     assert {
+        "Overzicht",
+        "CoMensha",
         "Casussen",
         "Anna, tour",
         "Verwijzen: Anna, tour",
@@ -441,7 +510,7 @@ def step_privacy_officer_checks_the_log_and_answers_a_subject_request(
     chrome.switch_to.new_window("tab")
     log_in(chrome, police, "demo.police")
     press(chrome, link(chrome, "Toegangslogboek"))
-    assert at(chrome, "Toegangslogboek") == "Toegangslogboek"
+    assert at(chrome, "Toegangslogboek") == "Toegangslogboek", text(chrome)[:1500]
     assert shows(chrome, "is bewezen dat ze in het ondertekende logboek"), text(chrome)[:1500]
     checked_axe(chrome, checked_pages)
     press(chrome, link(chrome, "Controle"))
@@ -461,9 +530,57 @@ def step_privacy_officer_checks_the_log_and_answers_a_subject_request(
     assert shows(chrome, "Van elk van deze"), text(chrome)[:3000]
     assert "111222333" not in chrome.current_url
     checked_axe(chrome, checked_pages)
-    assert {"Toegangslogboek", "Controle van het toegangslogboek", "Inzageverzoek"} <= set(
-        checked_pages
+    screenshot(chrome, "inzageverzoek")
+    press(chrome, link(chrome, "Gebruikersrapport"))
+    assert at(chrome, "Gebruikersrapport") == "Gebruikersrapport"
+    field(chrome, "Gebruikersnaam").send_keys("demo.police")
+    press(chrome, button(chrome, "Rapport tonen"))
+    assert shows(chrome, "Toegang door demo.police, oudste eerst"), text(chrome)[:3000]
+    checked_axe(chrome, checked_pages)
+    screenshot(chrome, "gebruikersrapport")
+    press(chrome, link(chrome, "Afwijkingen"))
+    assert at(chrome, "Afwijkingen") == "Afwijkingen"
+    threshold = field(
+        chrome, "Aantal verschillende objecten per persoon per dag voordat het opvalt"
     )
+    threshold.clear()
+    threshold.send_keys("0")
+    press(chrome, button(chrome, "Afwijkingen zoeken"))
+    assert at(chrome, "Afwijkingen") == "Afwijkingen"
+    assert chrome.find_elements(By.ID, "drempel-fout"), text(chrome)[:2000]  # next to it
+    assert shows(chrome, "Er is een probleem"), text(chrome)[:2000]  # and summarised
+    checked_axe(chrome, checked_pages)
+    # by keyboard only: from the skip link, Tab to the field, correct it, Enter sends it
+    chrome.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    chrome.switch_to.active_element.send_keys(Keys.ENTER)
+    threshold = field(
+        chrome, "Aantal verschillende objecten per persoon per dag voordat het opvalt"
+    )
+    for _ in range(40):
+        chrome.switch_to.active_element.send_keys(Keys.TAB)
+        if chrome.switch_to.active_element == threshold:
+            break
+    assert chrome.switch_to.active_element == threshold, "Tab never reached the threshold"
+    threshold.send_keys(Keys.BACKSPACE, "1", Keys.ENTER)
+    wait_for(chrome, lambda: "drempel=1&" in chrome.current_url)
+    assert at(chrome, "Afwijkingen") == "Afwijkingen"
+    assert not chrome.find_elements(By.ID, "drempel-fout")
+    assert shows(chrome, "Geen afwijkingen gevonden.") or chrome.find_elements(
+        By.CSS_SELECTOR, "main tbody tr"
+    ), text(chrome)[:2000]
+    checked_axe(chrome, checked_pages)
+    screenshot(chrome, "afwijkingen")
+    press(chrome, link(chrome, "Organisatie"))
+    # the demo runs a witness with a policy: the log status counts its cosignatures
+    assert shows(chrome, "Medeondertekend door"), text(chrome)[:2000]
+    screenshot(chrome, "organisatie")
+    assert {
+        "Toegangslogboek",
+        "Controle van het toegangslogboek",
+        "Inzageverzoek",
+        "Gebruikersrapport",
+        "Afwijkingen",
+    } <= set(checked_pages)
 
 
 def step_security_key_set_up_and_used(

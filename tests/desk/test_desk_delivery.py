@@ -76,6 +76,7 @@ def test_the_organisation_page_shows_a_split_view_and_its_evidence(tmp_path: Pat
             bundle_not_after=None, crl_number=None, crl_this_update=None, crl_next_update=None,
             log_size=41, log_time=1_799_990_000, log_consistent=False, linking_key=False,
             pseudonym_services=True, messages=0, hub_reachable=True, split_views=alerts,
+            witnesses=None,
         )
     )  # fmt: skip
     assert 'role="alert"' in page
