@@ -1118,7 +1118,7 @@ class Library:
 
     def _referral_fact(self, ref: str, sent: int, received: list[StoredMessage]) -> ReferralFact:
         """When each step of the referral ``ref`` was first reported (sent or received here)."""
-        moves = [(m.created, _str(_header(m).get("status"))) for m in received]
+        moves = [(m.created, m.status) for m in received]
         moves += [(p.created, p.status) for p in self._org.state.sent_about(ref)]
         first: dict[str, int] = {}
         for at, code in sorted(moves, key=lambda move: move[0]):
