@@ -128,6 +128,13 @@ async def send_message(
     scope.pseudonyms = header.pseudonyms  # recorded once the envelope passed the checks
     fresh = case_ref_from(rng(CASE_REF_BYTES))
     encoded = encode(envelope)  # its bytes and fingerprint, before the single writer
+    return await store_envelope(store, scope, encoded, now=now, sender=sender, fresh=fresh)
+
+
+async def store_envelope(
+    store: Store, scope: Scope, encoded: Encoded, *, now: int, sender: Certificate, fresh: CaseRef
+) -> Accepted:
+    """Store a checked envelope with its access-log entry (the writer's part of a send)."""
 
     def accept(tx: Tx) -> Outcome[Accepted]:
         return _accept(tx, encoded, now, sender=sender, fresh=fresh)
