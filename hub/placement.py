@@ -18,12 +18,13 @@ case reference; events for any other organisation never do.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from hub.errors import IllegalTransition, InvalidReferral, UnknownCase, UnknownReferral
 from hub.notify import Notice, event_notice
 from hub.store import Tx
+from hub.store.bulk import NewMessage
 from hub.store.casewrites import Attached, Referral
 from protocol import referral as machine
 from protocol.auditlog import MAX_PSEUDONYMS
@@ -43,6 +44,21 @@ def check_referral_recipient(header: Header, recipient: Certificate | None) -> N
         raise InvalidReferral(
             "a referral goes to an organisation of type " + ", ".join(REFERRAL_TYPES)
         )
+
+
+# Kinds whose placement reads and checks case state, and may refuse the envelope.
+CHECKED_KINDS = ("referral", "status")
+
+
+def place_all(tx: Tx, placed: Sequence[tuple[NewMessage, int]]) -> Notices:
+    """:func:`place` for a batch's new messages (none of a :data:`CHECKED_KINDS` kind)."""
+    notices: Notices = []
+    for item, cursor in placed:
+        header = item.encoded.envelope.header
+        notices += place(
+            tx, header, cursor, sender=item.sender, now=item.accepted_at, fresh=item.fresh
+        )
+    return notices
 
 
 def place(

@@ -134,12 +134,30 @@ async def send_message(
 async def store_envelope(
     store: Store, scope: Scope, encoded: Encoded, *, now: int, sender: Certificate, fresh: CaseRef
 ) -> Accepted:
-    """Store a checked envelope with its access-log entry (the writer's part of a send)."""
+    """Store a checked envelope with its access-log entry (the writer's part of a send).
 
-    def accept(tx: Tx) -> Outcome[Accepted]:
-        return _accept(tx, encoded, now, sender=sender, fresh=fresh)
+    A referral or a status update is checked against its case and referral as it is
+    stored, and may still be refused then (:mod:`hub.placement`): it is a work item of
+    its own, rolled back alone. Any other envelope can no longer be refused but for its
+    id (a conflict), decided before anything is written: it is stored with the batch's
+    others, a table at a time, and clustered with them (:mod:`hub.store.bulk`).
+    """
+    if encoded.envelope.header.kind in placement.CHECKED_KINDS:
 
-    return await recording.act(store, scope, now=now, work=accept)
+        def accept(tx: Tx) -> Outcome[Accepted]:
+            return _accept(tx, encoded, now, sender=sender, fresh=fresh)
+
+        return await recording.act(store, scope, now=now, work=accept)
+    stored = await recording.store_message(
+        store,
+        scope,
+        now=now,
+        encoded=encoded,
+        sender=sender,
+        fresh=fresh,
+        place=placement.place_all,
+    )
+    return Accepted(encoded.envelope.header.id, stored.accepted_at, stored.cursor, stored.created)
 
 
 async def _check_pseudonym_versions(store: Store, pseudonyms: Sequence[str], now: int) -> None:
