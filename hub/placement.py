@@ -25,6 +25,7 @@ from hub.errors import IllegalTransition, InvalidReferral, UnknownCase, UnknownR
 from hub.notify import Notice, event_notice
 from hub.store import Tx
 from hub.store.bulk import NewMessage
+from hub.store.casebatch import Signal
 from hub.store.casewrites import Attached, Referral
 from protocol import referral as machine
 from protocol.auditlog import MAX_PSEUDONYMS
@@ -51,14 +52,56 @@ CHECKED_KINDS = ("referral", "status")
 
 
 def place_all(tx: Tx, placed: Sequence[tuple[NewMessage, int]]) -> Notices:
-    """:func:`place` for a batch's new messages (none of a :data:`CHECKED_KINDS` kind)."""
+    """:func:`place` for a batch's new messages (none of a :data:`CHECKED_KINDS` kind).
+
+    Its signals are clustered together (:meth:`CaseTx.attach_signals`), and the match
+    events of those that joined a case are kept with one statement.
+    """
     notices: Notices = []
+    signals = [
+        (item, cursor) for item, cursor in placed if item.encoded.envelope.header.kind == "signal"
+    ]
     for item, cursor in placed:
+        if item.encoded.envelope.header.kind != "signal":
+            header = item.encoded.envelope.header
+            notices += place(
+                tx, header, cursor, sender=item.sender, now=item.accepted_at, fresh=item.fresh
+            )
+    attached = tx.cases.attach_signals(
+        [
+            Signal(cursor, item.encoded.envelope.header.pseudonyms, item.accepted_at,
+                   item.sender.org_type, item.fresh)
+            for item, cursor in signals
+        ]
+    )  # fmt: skip
+    joined = [(item, a) for (item, _), a in zip(signals, attached, strict=True) if a.joined]
+    if not joined:
+        return notices
+    coordinators = tx.cases.coordinators()
+    rows: list[dict[str, Any]] = []
+    for item, a in joined:
         header = item.encoded.envelope.header
-        notices += place(
-            tx, header, cursor, sender=item.sender, now=item.accepted_at, fresh=item.fresh
-        )
-    return notices
+        detail = _match_detail(header, a, item.sender)
+        rows += [
+            {"org": org, "kind": "match", "at": item.accepted_at, "case": a.case,
+             "message": header.id, "step": None, "detail": detail}
+            for org in coordinators
+        ]  # fmt: skip
+    ids = tx.cases.add_events(rows)
+    return notices + [
+        (row["org"], event_notice(event_id, "match"))
+        for row, event_id in zip(rows, ids, strict=True)
+    ]
+
+
+def _match_detail(header: Header, attached: Attached, sender: Certificate) -> dict[str, Any]:
+    return {
+        "kind": header.kind,
+        "sender": header.sender,
+        "sender_type": sender.org_type,
+        "merged": list(attached.merged),
+        "kept_apart": list(attached.kept_apart),
+    }
 
 
 def place(
@@ -80,13 +123,7 @@ def _matched(
 ) -> Notices:
     if not attached.joined:
         return []
-    detail = {
-        "kind": header.kind,
-        "sender": header.sender,
-        "sender_type": sender.org_type,
-        "merged": list(attached.merged),
-        "kept_apart": list(attached.kept_apart),
-    }
+    detail = _match_detail(header, attached, sender)
     return events(tx, "match", audience(tx, attached.case), now, header.id, None, detail)
 
 

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub import schema as t
+from hub.store import casebatch
 from protocol.cases import Held, open_count, place, state_of
 from protocol.encoding import canonical_json
 from protocol.types import CaseRef, MessageId, OrgId
@@ -126,6 +127,23 @@ class CaseTx:
         self._add_member(case, cursor, pseudonyms)
         self.refresh(case)
         return Attached(case, joined, placement.merge, placement.apart)
+
+    def attach_signals(self, signals: Sequence[casebatch.Signal]) -> list[Attached]:
+        """Place new signals, in order, as :meth:`attach` would one after another, with a
+        statement per table for them all (:mod:`hub.store.casebatch`)."""
+
+        def one(signal: casebatch.Signal) -> casebatch.Placed:
+            attached = self.attach(
+                signal.cursor, signal.pseudonyms, now=signal.accepted_at, fresh=signal.fresh
+            )
+            return casebatch.Placed(
+                attached.case, attached.joined, attached.merged, attached.kept_apart
+            )
+
+        return [
+            Attached(p.case, p.joined, p.merged, p.kept_apart)
+            for p in casebatch.attach_signals(self._conn, signals, one)
+        ]
 
     def _has_members(self, case: CaseRef) -> bool:
         return self._conn.execute(sa.select(_cm.cursor).where(_cm.case == case)).first() is not None
@@ -315,6 +333,15 @@ class CaseTx:
             )
         ).all()
         return sorted(OrgId(row[0]) for row in rows)
+
+    def add_events(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Keep several events (``org``, ``kind``, ``at``, ``case``, ``message``, ``step``,
+        ``detail`` each) in one statement; their ids, in order."""
+        if not rows:
+            return []
+        values = [row | {"detail": canonical_json(row["detail"]).decode("utf-8")} for row in rows]
+        statement = sa.insert(t.events).returning(t.events.c.id, sort_by_parameter_order=True)
+        return [int(row[0]) for row in self._conn.execute(statement, values)]
 
     def add_event(
         self,
