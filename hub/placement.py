@@ -1,8 +1,10 @@
 """What an accepted envelope does to cases and referrals, inside its work item.
 
-The relay calls :func:`place` for each newly accepted envelope, in the same work item
-(so the same transaction) as the message and its audit entry; a refusal here rolls all
-of it back. ``docs/protocol.md`` ("Cases", "Referrals") specifies the rules:
+The relay has each newly accepted envelope placed in the same transaction as the
+message and its audit entry: a referral or status update by :func:`place` in its own
+work item (a refusal here rolls all of it back), the other kinds, which can not be
+refused, by :func:`place_all` with the rest of the writer's batch. ``docs/protocol.md``
+("Cases", "Referrals") specifies the rules:
 
 * a ``signal`` joins the case clusters its pseudonyms link (:meth:`CaseTx.attach`); when
   it joins an existing case, every coordinator gets a ``match`` event;

@@ -16,12 +16,13 @@ nothing stored):
 A ``referral`` must go to an organisation certified as shelter, care or legal aid
 (422 ``invalid-referral``).
 
-Then, in one work item with its audit entry: a new id is stored (201) and placed in
-its case, or moves its referral (:mod:`hub.placement`: 422 ``unknown-case``,
-``unknown-referral``, ``invalid-referral``, 409 ``illegal-transition``, and nothing
-stored); the same id with the same envelope fingerprint from the same sender returns
-the first acceptance (200); any other reuse of an id is 409. Recipients' subscribers,
-and those of the events it raised, are notified after the commit.
+Then, in one transaction with its audit entry (:func:`store_envelope`): a new id is
+stored (201) and placed in its case, or moves its referral (:mod:`hub.placement`: 422
+``unknown-case``, ``unknown-referral``, ``invalid-referral``, 409
+``illegal-transition``, and nothing stored); the same id with the same envelope
+fingerprint from the same sender returns the first acceptance (200); any other reuse of
+an id is 409. Recipients' subscribers, and those of the events it raised, are notified
+after the commit.
 """
 
 from __future__ import annotations

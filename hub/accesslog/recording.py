@@ -6,9 +6,11 @@ Merkle tree (``docs/protocol.md``, "The access log"). The writer is the sequence
 it with the perfect subtrees it completes (:meth:`hub.store.Tx.insert_audit`).
 
 An allowed action appends its entry in the same work item, so in the same transaction,
-as its effect (:func:`act`): no effect without its entry, and a failing entry fails the
-action. A denied request appends its entry as a work item of its own (:func:`audited`);
-its rejected effects were never written. Entries never hold content, keys or tokens;
+as its effect (:func:`act`; a new message: :func:`store_message`, written with the
+batch's others): no effect without its entry, and a failing entry fails the action. An
+allowed read (:func:`access`) and a denied request (:func:`audited`) append an entry
+alone, written with the batch's other entries (:class:`hub.store.bulk.NewEntry`); a
+denied request's rejected effects were never written. Entries never hold content, keys or tokens;
 pseudonyms only for the ``create`` of a message (its header pseudonyms, and for a
 referral or status update those of its case).
 """
