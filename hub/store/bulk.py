@@ -33,11 +33,9 @@ rolled back and each item is written again alone, so one bad item never fails ot
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -47,6 +45,7 @@ from hub import schema as t
 from hub.errors import AccessLogUnavailable, Conflict
 from hub.notify import Notice
 from hub.store.records import StoredMessage
+from hub.store.rows import MESSAGE_COLUMNS, Rows, SqliteRows, rows_for
 from hub.store.tree import Frontier
 from hub.store.tx import BROKEN_LOG, AuditTree, Tx, entry_row, read_tree
 from hub.writer import ItemOutcome
@@ -112,22 +111,15 @@ def _same(held: StoredMessage, item: NewMessage) -> bool:
 
 
 def _decide(items: Sequence[Bulk], held: dict[str, StoredMessage], size: int) -> _Plan:
+    """Each item's fate, in order: a conflict, a repeat, new; and its entry, built now."""
     plan = _Plan([None] * len(items))
     first: dict[str, int] = {}  # id -> position of the new message taking it in this batch
     for position, item in enumerate(items):
-        reason: str | None = None
-        if isinstance(item, NewMessage):
-            mid = item.encoded.envelope.header.id
-            earlier = held.get(mid)
-            if earlier is None and mid in first:
-                taken = items[first[mid]]
-                assert isinstance(taken, NewMessage)
-                earlier = _pending(taken)
-            if earlier is not None:
-                if not _same(earlier, item):
-                    plan.outcomes[position] = (False, Conflict(CONFLICT))
-                    continue
-                reason = "repeat"
+        earlier = _earlier(item, held, first, items)
+        if isinstance(item, NewMessage) and earlier is not None and not _same(earlier, item):
+            plan.outcomes[position] = (False, Conflict(CONFLICT))
+            continue
+        reason = None if earlier is None else "repeat"
         index = size + len(plan.entries)
         try:
             entry = item.entry(index, reason) if isinstance(item, NewMessage) else item.entry(index)
@@ -137,7 +129,7 @@ def _decide(items: Sequence[Bulk], held: dict[str, StoredMessage], size: int) ->
         plan.entries.append((position, entry))
         if not isinstance(item, NewMessage):
             plan.outcomes[position] = (True, None)
-        elif reason is None:
+        elif earlier is None:
             first[item.encoded.envelope.header.id] = position
             plan.new.append((position, item))
         else:
@@ -146,96 +138,31 @@ def _decide(items: Sequence[Bulk], held: dict[str, StoredMessage], size: int) ->
     return plan
 
 
-def _pending(item: NewMessage) -> StoredMessage:
-    header = item.encoded.envelope.header
-    return StoredMessage(0, header.id, header.sender, item.encoded.fingerprint, item.accepted_at)
+def _earlier(
+    item: Bulk, held: dict[str, StoredMessage], first: dict[str, int], items: Sequence[Bulk]
+) -> StoredMessage | None:
+    """The message already holding ``item``'s id: stored, or new earlier in this batch."""
+    if not isinstance(item, NewMessage):
+        return None
+    mid = item.encoded.envelope.header.id
+    if mid in held:
+        return held[mid]
+    if mid not in first:
+        return None
+    taken = items[first[mid]]
+    assert isinstance(taken, NewMessage)
+    header = taken.encoded.envelope.header
+    return StoredMessage(0, header.id, header.sender, taken.encoded.fingerprint, taken.accepted_at)
 
 
 # -- the rows, per database ---------------------------------------------------------------
 
-_MESSAGE_COLUMNS: Final = (
-    "id", "sender", "kind", "created", "accepted_at", "envelope_fingerprint", "envelope", "size",
-)  # fmt: skip
 _AUDIT_COLUMNS: Final = tuple(column.name for column in t.audit_log.c)
-
-
-def _quoted(names: Sequence[str]) -> str:
-    return ", ".join(f'"{name}"' for name in names)
-
-
-class _SqliteRows:
-    """The raw sqlite3 connection of the writer's open transaction."""
-
-    def __init__(self, conn: sa.Connection) -> None:
-        self._db: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
-
-    def held(self, ids: Sequence[str]) -> list[tuple[Any, ...]]:
-        return self._db.execute(
-            "SELECT cursor, id, sender, envelope_fingerprint, accepted_at FROM messages "
-            "WHERE id IN (SELECT value FROM json_each(?))",
-            (_json_list(ids),),
-        ).fetchall()
-
-    def newest_index(self) -> int | None:
-        row = self._db.execute('SELECT max("index") FROM audit_log').fetchone()
-        return None if row[0] is None else int(row[0])
-
-    def messages(self, rows: list[tuple[Any, ...]]) -> list[int]:
-        """Insert ``rows`` (in ``_MESSAGE_COLUMNS`` order); their cursors, in order.
-
-        The cursors are given explicitly, after the highest ever taken (the table is
-        AUTOINCREMENT, so SQLite's own counter is read too): the writer holds SQLite's
-        write lock, so no one else takes one meanwhile.
-        """
-        last = self._db.execute(
-            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0),"
-            " coalesce((SELECT max(cursor) FROM messages), 0))"
-        ).fetchone()[0]
-        cursors = list(range(int(last) + 1, int(last) + 1 + len(rows)))
-        self._db.executemany(
-            _sqlite_insert("messages", ("cursor", *_MESSAGE_COLUMNS)),
-            [(cursor, *row) for cursor, row in zip(cursors, rows, strict=True)],
-        )
-        return cursors
-
-    def insert(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-        if rows:
-            self._db.executemany(_sqlite_insert(table, tuple(columns)), rows)
-
-
-@cache
-def _sqlite_insert(table: str, columns: tuple[str, ...]) -> str:
-    """The prepared ``INSERT`` of ``columns`` (names of :mod:`hub.schema`, never input)."""
-    if not set(columns) <= set(t.metadata.tables[table].c.keys()):
-        raise ValueError(f"columns not in the schema of {table}")
-    placeholders = ", ".join("?" * len(columns))
-    return f'INSERT INTO "{table}" ({_quoted(columns)}) VALUES ({placeholders})'  # noqa: S608
-
-
-def _json_list(values: Sequence[str]) -> str:
-    return json.dumps(list(values))
-
-
-@cache
-def _pg_unnest(table: str, columns: tuple[str, ...], returning: str = "") -> sa.TextClause:
-    """``INSERT INTO table (columns) SELECT * FROM unnest(one array per column)``."""
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    table_ = t.metadata.tables[table]
-    arrays = []
-    binds = []
-    for number, name in enumerate(columns):
-        column_type = table_.c[name].type
-        sql_type = column_type.compile(dialect=dialect)
-        arrays.append(f"CAST(:c{number} AS {sql_type}[])")
-        binds.append(sa.bindparam(f"c{number}", type_=postgresql.ARRAY(column_type)))
-    statement = (
-        f'INSERT INTO "{table}" ({_quoted(columns)}) SELECT * FROM unnest({", ".join(arrays)})'  # noqa: S608
-    )
-    if returning:
-        statement += " RETURNING " + returning
-    return sa.text(statement).bindparams(*binds)
-
-
+_SQLITE_HELD: Final = (
+    "SELECT cursor, id, sender, envelope_fingerprint, accepted_at FROM messages "
+    "WHERE id IN (SELECT value FROM json_each(?))"
+)
+_SQLITE_NEWEST: Final = 'SELECT max("index") FROM audit_log'
 _PG_HELD: Final = sa.text(
     "SELECT cursor, id, sender, envelope_fingerprint, accepted_at FROM messages "
     "WHERE id = ANY(CAST(:ids AS VARCHAR[]))"
@@ -243,37 +170,27 @@ _PG_HELD: Final = sa.text(
 _PG_NEWEST: Final = sa.text('SELECT max("index") FROM audit_log')
 
 
-class _PgRows:
-    """PostgreSQL: one ``unnest`` statement, so one round trip, per table."""
-
-    def __init__(self, conn: sa.Connection) -> None:
-        self._conn = conn
-
-    def held(self, ids: Sequence[str]) -> list[tuple[Any, ...]]:
-        return [tuple(row) for row in self._conn.execute(_PG_HELD, {"ids": list(ids)})]
-
-    def newest_index(self) -> int | None:
-        value = self._conn.execute(_PG_NEWEST).scalar()
-        return None if value is None else int(value)
-
-    def messages(self, rows: list[tuple[Any, ...]]) -> list[int]:
-        statement = _pg_unnest("messages", _MESSAGE_COLUMNS, returning="cursor, id")
-        found = self._conn.execute(statement, _columns(rows, len(_MESSAGE_COLUMNS))).all()
-        by_id = {row[1]: int(row[0]) for row in found}
-        return [by_id[row[0]] for row in rows]
-
-    def insert(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-        if rows:
-            statement = _pg_unnest(table, tuple(columns))
-            self._conn.execute(statement, _columns(rows, len(columns)))
+def _held(conn: sa.Connection, rows: Rows, ids: Sequence[str]) -> list[tuple[Any, ...]]:
+    if isinstance(rows, SqliteRows):
+        return rows.query(_SQLITE_HELD, (rows.json_list(ids),))
+    return [tuple(row) for row in conn.execute(_PG_HELD, {"ids": list(ids)})]
 
 
-def _columns(rows: list[tuple[Any, ...]], width: int) -> dict[str, list[Any]]:
-    return {f"c{number}": [row[number] for row in rows] for number in range(width)}
+def _newest_index(conn: sa.Connection, rows: Rows) -> int | None:
+    if isinstance(rows, SqliteRows):
+        value = rows.query(_SQLITE_NEWEST)[0][0]
+    else:
+        value = conn.execute(_PG_NEWEST).scalar()
+    return None if value is None else int(value)
 
 
-def _rows_for(conn: sa.Connection) -> _SqliteRows | _PgRows:
-    return _PgRows(conn) if conn.dialect.name == "postgresql" else _SqliteRows(conn)
+def _insert_messages(rows: Rows, values: list[tuple[Any, ...]]) -> list[int]:
+    """Insert messages (rows in ``MESSAGE_COLUMNS`` order); their cursors, in order."""
+    if isinstance(rows, SqliteRows):
+        return rows.insert_numbered("messages", "cursor", MESSAGE_COLUMNS, values)
+    found = rows.insert_returning("messages", MESSAGE_COLUMNS, values, "cursor, id")
+    by_id = {row[1]: int(row[0]) for row in found}  # ids are distinct within a batch
+    return [by_id[row[0]] for row in values]
 
 
 # -- the batch ------------------------------------------------------------------------------
@@ -288,16 +205,9 @@ def write(
     ``known`` is the tree as the writer knows it (or :data:`~hub.store.tx.UNKNOWN`); it
     is checked against the stored log first and read again when stale.
     """
-    rows = _rows_for(conn)
+    rows = rows_for(conn)
     tree = _current_tree(conn, rows, known)
-    ids = sorted({i.encoded.envelope.header.id for i in items if isinstance(i, NewMessage)})
-    held = {
-        row[1]: StoredMessage(
-            int(row[0]), MessageId(row[1]), OrgId(row[2]), Fingerprint(row[3]), int(row[4])
-        )
-        for row in (rows.held(ids) if ids else [])
-    }
-    plan = _decide(items, held, tree.size)
+    plan = _decide(items, _held_messages(conn, rows, items), tree.size)
     cursors = _write_messages(rows, plan.new)
     tree = _write_entries(rows, tree, [entry for _, entry in plan.entries])
     notices: Notices = []
@@ -308,7 +218,30 @@ def write(
         plan.outcomes[position] = (True, Stored(cursor, item.accepted_at, True))
         if item.place is not None:
             placing.setdefault(item.place, []).append((item, cursor))
-    by_position = dict(zip((p for p, _ in plan.new), cursors, strict=True))
+    _resolve_repeats(plan, items, cursors)
+    for place, placed in placing.items():
+        notices += place(Tx(conn, tree), placed)
+    outcomes = [o for o in plan.outcomes if o is not None]
+    assert len(outcomes) == len(items)
+    return outcomes, tree, notices
+
+
+def _held_messages(
+    conn: sa.Connection, rows: Rows, items: Sequence[Bulk]
+) -> dict[str, StoredMessage]:
+    """The stored messages holding any of the batch's message ids, by id."""
+    ids = sorted({i.encoded.envelope.header.id for i in items if isinstance(i, NewMessage)})
+    return {
+        row[1]: StoredMessage(
+            int(row[0]), MessageId(row[1]), OrgId(row[2]), Fingerprint(row[3]), int(row[4])
+        )
+        for row in (_held(conn, rows, ids) if ids else [])
+    }
+
+
+def _resolve_repeats(plan: _Plan, items: Sequence[Bulk], cursors: list[int]) -> None:
+    """A repeat answers the earlier acceptance: stored before, or new in this batch."""
+    by_position = dict(zip((position for position, _ in plan.new), cursors, strict=True))
     for position, earlier in plan.repeats:
         if isinstance(earlier, StoredMessage):
             stored = Stored(earlier.cursor, earlier.accepted_at, False)
@@ -317,18 +250,12 @@ def write(
             assert isinstance(first, NewMessage)
             stored = Stored(by_position[earlier], first.accepted_at, False)
         plan.outcomes[position] = (True, stored)
-    for place, placed in placing.items():
-        notices += place(Tx(conn, tree), placed)
-    outcomes = [o for o in plan.outcomes if o is not None]
-    assert len(outcomes) == len(items)
-    return outcomes, tree, notices
 
 
-def _current_tree(conn: sa.Connection, rows: _SqliteRows | _PgRows, known: AuditTree) -> Frontier:
+def _current_tree(conn: sa.Connection, rows: Rows, known: AuditTree) -> Frontier:
     """``known`` if the newest stored entry is its last, else the tree as stored."""
-    if isinstance(known, Frontier) and rows.newest_index() == (
-        known.size - 1 if known.size else None
-    ):
+    newest = _newest_index(conn, rows)
+    if isinstance(known, Frontier) and newest == (known.size - 1 if known.size else None):
         return known
     try:
         return read_tree(conn)
@@ -336,7 +263,7 @@ def _current_tree(conn: sa.Connection, rows: _SqliteRows | _PgRows, known: Audit
         raise AccessLogUnavailable(cause=BROKEN_LOG) from None
 
 
-def _write_messages(rows: _SqliteRows | _PgRows, new: list[tuple[int, NewMessage]]) -> list[int]:
+def _write_messages(rows: Rows, new: list[tuple[int, NewMessage]]) -> list[int]:
     if not new:
         return []
     values = []
@@ -346,7 +273,7 @@ def _write_messages(rows: _SqliteRows | _PgRows, new: list[tuple[int, NewMessage
             (header.id, header.sender, header.kind, header.created, item.accepted_at,
              item.encoded.fingerprint, wire.decode("utf-8"), len(wire))
         )  # fmt: skip
-    cursors = rows.messages(values)
+    cursors = _insert_messages(rows, values)
     deliveries: list[tuple[Any, ...]] = []
     pseudonyms: list[tuple[Any, ...]] = []
     for (_, item), cursor in zip(new, cursors, strict=True):
@@ -358,9 +285,7 @@ def _write_messages(rows: _SqliteRows | _PgRows, new: list[tuple[int, NewMessage
     return cursors
 
 
-def _write_entries(
-    rows: _SqliteRows | _PgRows, tree: Frontier, entries: list[AuditEntry]
-) -> Frontier:
+def _write_entries(rows: Rows, tree: Frontier, entries: list[AuditEntry]) -> Frontier:
     if not entries:
         return tree
     audit, nodes, objects, pseudonyms = [], [], [], []

@@ -11,7 +11,8 @@ writer batch, :func:`attach_signals` does the same work with:
 2. the placement decided in memory, signal after signal, each seeing the ones before
    it (a signal that starts a case makes it findable for the next);
 3. one insert each for new cases (their summary included), members and case
-   pseudonyms, and one update of the summary of each existing case joined. A signal
+   pseudonyms, and one update of the summaries of the existing cases joined
+   (:mod:`hub.store.rows`: raw sqlite3 ``executemany``, or ``unnest`` on PostgreSQL). A signal
    only adds to a summary (one more signal, its time, its sender's type; no referral),
    so the summary is brought up to date from the kept one, not read again.
 
@@ -27,14 +28,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from hub import schema as t
+from hub.store.rows import Row, rows_for
 from protocol.cases import NEW
 from protocol.types import CaseRef
 
 _c, _cm, _cp = t.cases.c, t.case_members.c, t.case_pseudonyms.c
-_DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,33 +71,22 @@ class _Case:
         self.has_members = True
         self.changed = True
 
-    def summary_params(self) -> dict[str, object]:
-        """The parameters of ``_SUMMARY`` for this case."""
-        summary = self.summary()
-        return {
-            "b_ref": self.ref,
-            "b_signals": summary["signals"],
-            "b_first": summary["first_signal"],
-            "b_last": summary["last_signal"],
-            "b_types": summary["org_types"],
-        }
-
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> tuple[int, int | None, int | None, str]:
+        """The values of ``_SUMMARY_COLUMNS``."""
         types = sorted(self.types)
-        return {
-            "signals": self.signals,
-            "first_signal": self.first,
-            "last_signal": self.last,
-            "org_types": "".join(f",{name}" for name in types) + ("," if types else ""),
-        }
+        org_types = "".join(f",{name}" for name in types) + ("," if types else "")
+        return self.signals, self.first, self.last, org_types
 
 
 @dataclass(slots=True)
 class _Rows:
     """Rows gathered for the next flush."""
 
-    members: list[dict[str, object]] = field(default_factory=list)
-    pseudonyms: list[dict[str, object]] = field(default_factory=list)
+    members: list[Row] = field(default_factory=list)  # (cursor, case)
+    pseudonyms: list[Row] = field(default_factory=list)  # (pseudonym, case)
+
+
+_SUMMARY_COLUMNS = ("signals", "first_signal", "last_signal", "org_types")
 
 
 _has_members = sa.exists().where(_cm.case == _cp.case)
@@ -109,16 +98,6 @@ _LOOKUP = (
     .join(t.cases, _c.ref == _cp.case)
     .where(_cp.pseudonym.in_(sa.bindparam("wanted", expanding=True)))
 )  # fmt: skip
-_SUMMARY = (
-    sa.update(t.cases)
-    .where(_c.ref == sa.bindparam("b_ref"))
-    .values(
-        signals=sa.bindparam("b_signals"),
-        first_signal=sa.bindparam("b_first"),
-        last_signal=sa.bindparam("b_last"),
-        org_types=sa.bindparam("b_types"),
-    )
-)
 
 
 class _Batch:
@@ -151,35 +130,28 @@ class _Batch:
 
     def join(self, case: _Case, signal: Signal) -> None:
         case.add(signal)
-        self.rows.members.append({"cursor": signal.cursor, "case": case.ref})
+        self.rows.members.append((signal.cursor, case.ref))
         for pseudonym in sorted(set(signal.pseudonyms)):
             if case.ref not in self.index.setdefault(pseudonym, set()):
                 self.index[pseudonym].add(case.ref)
-                self.rows.pseudonyms.append({"pseudonym": pseudonym, "case": case.ref})
+                self.rows.pseudonyms.append((pseudonym, case.ref))
 
     def flush(self) -> None:
-        conn = self._conn
+        rows = rows_for(self._conn)
         new = [case for case in self.cases.values() if not case.stored]
-        if new:
-            conn.execute(
-                sa.insert(t.cases),
-                [
-                    {"ref": c.ref, "created_at": c.created_at, "state": NEW, "open_referrals": 0}
-                    | c.summary()
-                    for c in new
-                ],
-            )
+        rows.insert(
+            "cases",
+            ("ref", "created_at", "state", "open_referrals", *_SUMMARY_COLUMNS),
+            [(case.ref, case.created_at, NEW, 0, *case.summary()) for case in new],
+        )
         changed = [case for case in self.cases.values() if case.stored and case.changed]
-        if changed:
-            conn.execute(_SUMMARY, [case.summary_params() for case in changed])
+        rows.update(
+            "cases", "ref", _SUMMARY_COLUMNS, [(case.ref, *case.summary()) for case in changed]
+        )
         for case in self.cases.values():
             case.stored, case.changed = True, False
-        if self.rows.members:
-            conn.execute(sa.insert(t.case_members), self.rows.members)
-        if self.rows.pseudonyms:
-            dialect = _DIALECTS[conn.dialect.name]
-            statement = dialect.insert(t.case_pseudonyms).on_conflict_do_nothing()
-            conn.execute(statement, self.rows.pseudonyms)
+        rows.insert("case_members", ("cursor", "case"), self.rows.members)
+        rows.insert("case_pseudonyms", ("pseudonym", "case"), self.rows.pseudonyms, ignore=True)
         self.rows = _Rows()
 
 

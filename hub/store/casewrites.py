@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from hub import schema as t
 from hub.store import casebatch
+from hub.store.rows import rows_for
 from protocol.cases import Held, open_count, place, state_of
 from protocol.encoding import canonical_json
 from protocol.types import CaseRef, MessageId, OrgId
@@ -28,6 +29,7 @@ from protocol.types import CaseRef, MessageId, OrgId
 _c, _cm, _cp, _sep = t.cases.c, t.case_members.c, t.case_pseudonyms.c, t.case_separations.c
 _m, _r = t.messages.c, t.referrals.c
 _DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}
+_EVENT_COLUMNS = ("org", "kind", "at", "case", "message", "step", "detail")
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,11 +339,12 @@ class CaseTx:
     def add_events(self, rows: Sequence[dict[str, Any]]) -> list[int]:
         """Keep several events (``org``, ``kind``, ``at``, ``case``, ``message``, ``step``,
         ``detail`` each) in one statement; their ids, in order."""
-        if not rows:
-            return []
-        values = [row | {"detail": canonical_json(row["detail"]).decode("utf-8")} for row in rows]
-        statement = sa.insert(t.events).returning(t.events.c.id, sort_by_parameter_order=True)
-        return [int(row[0]) for row in self._conn.execute(statement, values)]
+        values = [
+            (row["org"], row["kind"], row["at"], row["case"], row["message"], row["step"],
+             canonical_json(row["detail"]).decode("utf-8"))
+            for row in rows
+        ]  # fmt: skip
+        return rows_for(self._conn).insert_numbered("events", "id", _EVENT_COLUMNS, values)
 
     def add_event(
         self,
