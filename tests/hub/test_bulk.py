@@ -4,6 +4,7 @@ batch's signals clustered together (hub/store/casebatch.py)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -212,3 +213,25 @@ async def test_a_batch_of_signals_is_clustered_as_one_after_another(
     assert await _summaries(store) == kept
     live = {ref: row for ref, row in kept.items() if row[0] is None}
     assert sorted(row[1] for row in live.values()) == [2, 5]
+
+
+async def test_entries_follow_those_another_writer_appended(
+    store: Store, database_url: str
+) -> None:
+    """Two writers on one database (two replicas): each batch checks the tree it holds
+    against the newest stored entry, so neither leaves a gap nor takes an index twice."""
+
+    def entry_of(number: int) -> NewEntry:
+        event = dataclasses.replace(_read_event(), object_ids=(f"o{number}",))
+        return NewEntry(lambda index: event.entry(index, now=T0))
+
+    await store.write(entry_of(1))  # this writer now holds a tree of size 1 in memory
+    other = Store(database_url)
+    await other.start()
+    try:
+        await asyncio.gather(other.write(entry_of(2)), other.write(entry_of(3)))
+    finally:
+        await other.close()
+    await asyncio.gather(store.write(entry_of(4)), store.write(entry_of(5)))
+    entries = await _entries(store)  # gap-free, and the stored nodes give the leaves' root
+    assert [e.object_ids for e in entries] == [(f"o{n}",) for n in (1, 2, 3, 4, 5)]
