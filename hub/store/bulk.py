@@ -45,7 +45,7 @@ from hub import schema as t
 from hub.errors import AccessLogUnavailable, Conflict
 from hub.notify import Notice
 from hub.store.records import StoredMessage
-from hub.store.rows import MESSAGE_COLUMNS, Rows, SqliteRows, rows_for
+from hub.store.rows import MESSAGE_COLUMNS, PgRows, Row, Rows, SqliteRows, rows_for
 from hub.store.tree import Frontier
 from hub.store.tx import BROKEN_LOG, AuditTree, Tx, entry_row, read_tree
 from hub.writer import ItemOutcome
@@ -163,34 +163,24 @@ _SQLITE_HELD: Final = (
     "WHERE id IN (SELECT value FROM json_each(?))"
 )
 _SQLITE_NEWEST: Final = 'SELECT max("index") FROM audit_log'
-_PG_HELD: Final = sa.text(
-    "SELECT cursor, id, sender, envelope_fingerprint, accepted_at FROM messages "
-    "WHERE id = ANY(CAST(:ids AS VARCHAR[]))"
+# The newest index and the messages holding the ids, in one round trip: one row at least.
+_PG_LOOK: Final = sa.text(
+    'SELECT (SELECT max("index") FROM audit_log), m.cursor, m.id, m.sender, '
+    "m.envelope_fingerprint, m.accepted_at FROM (SELECT 1) AS one "
+    "LEFT JOIN messages AS m ON m.id = ANY(CAST(:ids AS VARCHAR[]))"
 ).bindparams(sa.bindparam("ids", type_=postgresql.ARRAY(sa.String)))
-_PG_NEWEST: Final = sa.text('SELECT max("index") FROM audit_log')
 
 
-def _held(conn: sa.Connection, rows: Rows, ids: Sequence[str]) -> list[tuple[Any, ...]]:
+def _look(conn: sa.Connection, rows: Rows, ids: Sequence[str]) -> tuple[int | None, list[Row]]:
+    """The newest stored entry's index, and the stored messages holding any of ``ids``."""
     if isinstance(rows, SqliteRows):
-        return rows.query(_SQLITE_HELD, (rows.json_list(ids),))
-    return [tuple(row) for row in conn.execute(_PG_HELD, {"ids": list(ids)})]
-
-
-def _newest_index(conn: sa.Connection, rows: Rows) -> int | None:
-    if isinstance(rows, SqliteRows):
-        value = rows.query(_SQLITE_NEWEST)[0][0]
+        newest = rows.query(_SQLITE_NEWEST)[0][0]
+        held = rows.query(_SQLITE_HELD, (rows.json_list(ids),)) if ids else []
     else:
-        value = conn.execute(_PG_NEWEST).scalar()
-    return None if value is None else int(value)
-
-
-def _insert_messages(rows: Rows, values: list[tuple[Any, ...]]) -> list[int]:
-    """Insert messages (rows in ``MESSAGE_COLUMNS`` order); their cursors, in order."""
-    if isinstance(rows, SqliteRows):
-        return rows.insert_numbered("messages", "cursor", MESSAGE_COLUMNS, values)
-    found = rows.insert_returning("messages", MESSAGE_COLUMNS, values, "cursor, id")
-    by_id = {row[1]: int(row[0]) for row in found}  # ids are distinct within a batch
-    return [by_id[row[0]] for row in values]
+        found = conn.execute(_PG_LOOK, {"ids": list(ids)}).all()
+        newest = found[0][0]
+        held = [tuple(row[1:]) for row in found if row[1] is not None]
+    return None if newest is None else int(newest), held
 
 
 # -- the batch ------------------------------------------------------------------------------
@@ -206,8 +196,10 @@ def write(
     is checked against the stored log first and read again when stale.
     """
     rows = rows_for(conn)
-    tree = _current_tree(conn, rows, known)
-    plan = _decide(items, _held_messages(conn, rows, items), tree.size)
+    ids = sorted({i.encoded.envelope.header.id for i in items if isinstance(i, NewMessage)})
+    newest, held = _look(conn, rows, ids)
+    tree = _current_tree(conn, newest, known)
+    plan = _decide(items, _stored_messages(held), tree.size)
     cursors = _write_messages(rows, plan.new)
     tree = _write_entries(rows, tree, [entry for _, entry in plan.entries])
     notices: Notices = []
@@ -226,16 +218,13 @@ def write(
     return outcomes, tree, notices
 
 
-def _held_messages(
-    conn: sa.Connection, rows: Rows, items: Sequence[Bulk]
-) -> dict[str, StoredMessage]:
+def _stored_messages(held: list[Row]) -> dict[str, StoredMessage]:
     """The stored messages holding any of the batch's message ids, by id."""
-    ids = sorted({i.encoded.envelope.header.id for i in items if isinstance(i, NewMessage)})
     return {
         row[1]: StoredMessage(
             int(row[0]), MessageId(row[1]), OrgId(row[2]), Fingerprint(row[3]), int(row[4])
         )
-        for row in (_held(conn, rows, ids) if ids else [])
+        for row in held
     }
 
 
@@ -252,9 +241,9 @@ def _resolve_repeats(plan: _Plan, items: Sequence[Bulk], cursors: list[int]) -> 
         plan.outcomes[position] = (True, stored)
 
 
-def _current_tree(conn: sa.Connection, rows: Rows, known: AuditTree) -> Frontier:
-    """``known`` if the newest stored entry is its last, else the tree as stored."""
-    newest = _newest_index(conn, rows)
+def _current_tree(conn: sa.Connection, newest: int | None, known: AuditTree) -> Frontier:
+    """``known`` if the newest stored entry (``newest``) is its last, else the tree as
+    stored."""
     if isinstance(known, Frontier) and newest == (known.size - 1 if known.size else None):
         return known
     try:
@@ -273,9 +262,11 @@ def _write_messages(rows: Rows, new: list[tuple[int, NewMessage]]) -> list[int]:
             (header.id, header.sender, header.kind, header.created, item.accepted_at,
              item.encoded.fingerprint, wire.decode("utf-8"), len(wire))
         )  # fmt: skip
-    cursors = _insert_messages(rows, values)
-    deliveries: list[tuple[Any, ...]] = []
-    pseudonyms: list[tuple[Any, ...]] = []
+    if isinstance(rows, PgRows):  # one statement: the others find their cursor by id
+        return _insert_messages_pg(rows, new, values)
+    cursors = rows.insert_numbered("messages", "cursor", MESSAGE_COLUMNS, values)
+    deliveries: list[Row] = []
+    pseudonyms: list[Row] = []
     for (_, item), cursor in zip(new, cursors, strict=True):
         header = item.encoded.envelope.header
         deliveries += [(recipient, cursor) for recipient in header.recipients]
@@ -297,16 +288,46 @@ def _write_entries(rows: Rows, tree: Frontier, entries: list[AuditEntry]) -> Fro
         tree = tree.appended(done)
         objects += [(entry.index, object_id) for object_id in entry.object_ids]
         pseudonyms += [(entry.index, pseudonym) for pseudonym in entry.pseudonyms]
+    parts = [
+        ("audit_log", _AUDIT_COLUMNS, audit),
+        ("audit_nodes", ("level", "idx", "hash"), nodes),
+        ("audit_objects", ("index", "object_id"), objects),
+        ("audit_pseudonyms", ("index", "pseudonym"), pseudonyms),
+    ]
+    if isinstance(rows, PgRows):
+        _insert_entries_pg(rows, parts)
+        return tree
     try:
-        rows.insert("audit_log", _AUDIT_COLUMNS, audit)
-    except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:
-        raise AccessLogUnavailable(
-            cause=f"an entry could not be written ({type(exc).__name__})"
-        ) from None
+        rows.insert(*parts[0])
+    except sqlite3.Error as exc:
+        raise AccessLogUnavailable(cause=_UNWRITTEN.format(type(exc).__name__)) from None
     try:
-        rows.insert("audit_nodes", ("level", "idx", "hash"), nodes)
-    except (sa.exc.IntegrityError, sqlite3.IntegrityError):  # a node of a cut leaf is held
+        rows.insert(*parts[1])
+    except sqlite3.IntegrityError:  # a node of a cut leaf is held
         raise AccessLogUnavailable(cause=BROKEN_LOG) from None
-    rows.insert("audit_objects", ("index", "object_id"), objects)
-    rows.insert("audit_pseudonyms", ("index", "pseudonym"), pseudonyms)
+    for part in parts[2:]:
+        rows.insert(*part)
     return tree
+
+
+_UNWRITTEN = "an entry could not be written ({})"
+
+
+def _insert_messages_pg(
+    rows: PgRows, new: list[tuple[int, NewMessage]], values: list[Row]
+) -> list[int]:
+    """Messages, deliveries and pseudonyms in one statement (each found by message id)."""
+    headers = [item.encoded.envelope.header for _, item in new]
+    deliveries: list[Row] = [(h.id, r) for h in headers for r in h.recipients]
+    pseudonyms: list[Row] = [(h.id, p) for h in headers for p in h.pseudonyms]
+    return rows.insert_messages(MESSAGE_COLUMNS, values, deliveries, pseudonyms)
+
+
+def _insert_entries_pg(rows: PgRows, parts: Sequence[tuple[str, Sequence[str], list[Row]]]) -> None:
+    """The entries and their parts in one statement (one round trip under the lock)."""
+    try:
+        rows.insert_together(parts)
+    except sa.exc.IntegrityError:  # a node (or entry) of a cut leaf is held
+        raise AccessLogUnavailable(cause=BROKEN_LOG) from None
+    except sa.exc.SQLAlchemyError as exc:
+        raise AccessLogUnavailable(cause=_UNWRITTEN.format(type(exc).__name__)) from None

@@ -110,7 +110,7 @@ class SqliteRows:
 
 @cache
 def _pg_arrays(
-    table: str, columns: tuple[str, ...]
+    table: str, columns: tuple[str, ...], prefix: str = ""
 ) -> tuple[str, tuple[sa.BindParameter[Any], ...]]:
     """``unnest(CAST(:c0 AS type[]), ...)`` for ``columns``, and its typed parameters."""
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
@@ -118,21 +118,62 @@ def _pg_arrays(
     arrays, binds = [], []
     for number, name in enumerate(columns):
         column_type = known.c[name].type
-        arrays.append(f"CAST(:c{number} AS {column_type.compile(dialect=dialect)}[])")
-        binds.append(sa.bindparam(f"c{number}", type_=postgresql.ARRAY(column_type)))
+        arrays.append(f"CAST(:{prefix}c{number} AS {column_type.compile(dialect=dialect)}[])")
+        binds.append(sa.bindparam(f"{prefix}c{number}", type_=postgresql.ARRAY(column_type)))
     return f"unnest({', '.join(arrays)})", tuple(binds)
 
 
+Part = tuple[str, tuple[str, ...]]  # a table and the columns given
+
+
 @cache
-def _pg_insert(
-    table: str, columns: tuple[str, ...], ignore: bool, returning: str = ""
-) -> sa.TextClause:
+def _pg_together(parts: tuple[Part, ...]) -> sa.TextClause:
+    """One statement inserting into every table of ``parts`` (data-modifying ``WITH``)."""
+    inserts: list[str] = []
+    binds: list[sa.BindParameter[Any]] = []
+    for number, (table, columns) in enumerate(parts):
+        arrays, given = _pg_arrays(table, columns, f"p{number}")
+        inserts.append(f'INSERT INTO "{table}" ({_quoted(columns)}) SELECT * FROM {arrays}')  # noqa: S608
+        binds += given
+    *first, last = inserts
+    with_ = ", ".join(f"w{number} AS ({sql})" for number, sql in enumerate(first))
+    return sa.text((f"WITH {with_} " if first else "") + last).bindparams(*binds)
+
+
+_MESSAGE_PARTS: Final = (("deliveries", "recipient"), ("message_pseudonyms", "pseudonym"))
+
+
+@cache
+def _pg_messages(columns: tuple[str, ...]) -> sa.TextClause:
+    """Messages, their deliveries and pseudonyms in one statement; answers (cursor, id).
+
+    A delivery or pseudonym row is given as (message id, value) and finds its message's
+    cursor in the rows the messages' insert returned."""
+    arrays, given_m = _pg_arrays("messages", columns, "m")
+    binds = list(given_m)
+    parts = [
+        f"m AS (INSERT INTO messages ({_quoted(columns)}) SELECT * FROM {arrays} "  # noqa: S608
+        "RETURNING cursor, id)"
+    ]
+    for number, (table, column) in enumerate(_MESSAGE_PARTS):
+        given, more = _pg_arrays(table, (column,), f"v{number}")
+        ids = sa.bindparam(f"v{number}id", type_=postgresql.ARRAY(sa.String))
+        parts.append(
+            f'w{number} AS (INSERT INTO "{table}" (cursor, "{column}") '  # noqa: S608
+            f"SELECT m.cursor, v.value FROM unnest(CAST(:v{number}id AS VARCHAR[]), "
+            f"{given.removeprefix('unnest(')} AS v (id, value) JOIN m ON m.id = v.id)"
+        )
+        binds += (*more, ids)
+    statement = "WITH " + ", ".join(parts) + " SELECT cursor, id FROM m"  # noqa: S608
+    return sa.text(statement).bindparams(*binds)
+
+
+@cache
+def _pg_insert(table: str, columns: tuple[str, ...], ignore: bool) -> sa.TextClause:
     arrays, binds = _pg_arrays(table, columns)
     statement = f'INSERT INTO "{table}" ({_quoted(columns)}) SELECT * FROM {arrays}'  # noqa: S608
     if ignore:
         statement += " ON CONFLICT DO NOTHING"
-    if returning:
-        statement += f" RETURNING {returning}"
     return sa.text(statement).bindparams(*binds)
 
 
@@ -170,12 +211,6 @@ class PgRows:
             statement = _pg_insert(table, tuple(columns), ignore)
             self._conn.execute(statement, _columns(rows, len(columns)))
 
-    def insert_returning(
-        self, table: str, columns: Sequence[str], rows: list[Row], returning: str
-    ) -> list[Row]:
-        statement = _pg_insert(table, tuple(columns), False, returning)
-        return [tuple(row) for row in self._conn.execute(statement, _columns(rows, len(columns)))]
-
     def insert_numbered(
         self, table: str, key: str, columns: Sequence[str], rows: list[Row]
     ) -> list[int]:
@@ -193,6 +228,31 @@ class PgRows:
         if rows:
             statement = _pg_update(table, key, tuple(columns))
             self._conn.execute(statement, _columns(rows, len(columns) + 1))
+
+    def insert_together(self, parts: Sequence[tuple[str, Sequence[str], list[Row]]]) -> None:
+        """Insert into several tables in one statement, so one round trip."""
+        given = [(table, tuple(columns), rows) for table, columns, rows in parts if rows]
+        if not given:
+            return
+        statement = _pg_together(tuple((table, columns) for table, columns, _ in given))
+        params: dict[str, list[Any]] = {}
+        for number, (_, columns, rows) in enumerate(given):
+            for name, values in _columns(rows, len(columns)).items():
+                params[f"p{number}{name}"] = values
+        self._conn.execute(statement, params)
+
+    def insert_messages(
+        self, columns: Sequence[str], rows: list[Row], deliveries: list[Row], pseudonyms: list[Row]
+    ) -> list[int]:
+        """Messages (their ``id`` first), with deliveries and pseudonyms given as (message
+        id, recipient or pseudonym), in one statement; the messages' cursors, in order."""
+        params = {f"m{name}": values for name, values in _columns(rows, len(columns)).items()}
+        for number, extra in enumerate((deliveries, pseudonyms)):
+            params[f"v{number}id"] = [row[0] for row in extra]
+            params[f"v{number}c0"] = [row[1] for row in extra]
+        found = self._conn.execute(_pg_messages(tuple(columns)), params).all()
+        by_id = {row[1]: int(row[0]) for row in found}  # ids are distinct within a batch
+        return [by_id[row[0]] for row in rows]
 
 
 def _columns(rows: list[Row], width: int) -> dict[str, list[Any]]:
