@@ -10,9 +10,9 @@ as its effect (:func:`act`; a new message: :func:`store_message`, written with t
 batch's others): no effect without its entry, and a failing entry fails the action. An
 allowed read (:func:`access`) and a denied request (:func:`audited`) append an entry
 alone, written with the batch's other entries (:class:`hub.store.bulk.NewEntry`); a
-denied request's rejected effects were never written. Entries never hold content, keys or tokens;
-pseudonyms only for the ``create`` of a message (its header pseudonyms, and for a
-referral or status update those of its case).
+denied request's rejected effects were never written. Entries never hold content, keys
+or tokens; pseudonyms only for the ``create`` of a message (its header pseudonyms, and
+for a referral or status update those of its case).
 """
 
 from __future__ import annotations
