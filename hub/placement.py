@@ -1,8 +1,10 @@
 """What an accepted envelope does to cases and referrals, inside its work item.
 
-The relay calls :func:`place` for each newly accepted envelope, in the same work item
-(so the same transaction) as the message and its audit entry; a refusal here rolls all
-of it back. ``docs/protocol.md`` ("Cases", "Referrals") specifies the rules:
+The relay has each newly accepted envelope placed in the same transaction as the
+message and its audit entry: a referral or status update by :func:`place` in its own
+work item (a refusal here rolls all of it back), the other kinds, which can not be
+refused, by :func:`place_all` with the rest of the writer's batch. ``docs/protocol.md``
+("Cases", "Referrals") specifies the rules:
 
 * a ``signal`` joins the case clusters its pseudonyms link (:meth:`CaseTx.attach`); when
   it joins an existing case, every coordinator gets a ``match`` event;
@@ -18,12 +20,14 @@ case reference; events for any other organisation never do.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from hub.errors import IllegalTransition, InvalidReferral, UnknownCase, UnknownReferral
 from hub.notify import Notice, event_notice
 from hub.store import Tx
+from hub.store.bulk import NewMessage
+from hub.store.casebatch import Signal
 from hub.store.casewrites import Attached, Referral
 from protocol import referral as machine
 from protocol.auditlog import MAX_PSEUDONYMS
@@ -45,6 +49,63 @@ def check_referral_recipient(header: Header, recipient: Certificate | None) -> N
         )
 
 
+# Kinds whose placement reads and checks case state, and may refuse the envelope.
+CHECKED_KINDS = ("referral", "status")
+
+
+def place_all(tx: Tx, placed: Sequence[tuple[NewMessage, int]]) -> Notices:
+    """:func:`place` for a batch's new messages (none of a :data:`CHECKED_KINDS` kind).
+
+    Its signals are clustered together (:meth:`CaseTx.attach_signals`), and the match
+    events of those that joined a case are kept with one statement.
+    """
+    notices: Notices = []
+    signals = [
+        (item, cursor) for item, cursor in placed if item.encoded.envelope.header.kind == "signal"
+    ]
+    for item, cursor in placed:
+        if item.encoded.envelope.header.kind != "signal":
+            header = item.encoded.envelope.header
+            notices += place(
+                tx, header, cursor, sender=item.sender, now=item.accepted_at, fresh=item.fresh
+            )
+    attached = tx.cases.attach_signals(
+        [
+            Signal(cursor, item.encoded.envelope.header.pseudonyms, item.accepted_at,
+                   item.sender.org_type, item.fresh)
+            for item, cursor in signals
+        ]
+    )  # fmt: skip
+    joined = [(item, a) for (item, _), a in zip(signals, attached, strict=True) if a.joined]
+    if not joined:
+        return notices
+    coordinators = tx.cases.coordinators()
+    rows: list[dict[str, Any]] = []
+    for item, a in joined:
+        header = item.encoded.envelope.header
+        detail = _match_detail(header, a, item.sender)
+        rows += [
+            {"org": org, "kind": "match", "at": item.accepted_at, "case": a.case,
+             "message": header.id, "step": None, "detail": detail}
+            for org in coordinators
+        ]  # fmt: skip
+    ids = tx.cases.add_events(rows)
+    return notices + [
+        (row["org"], event_notice(event_id, "match"))
+        for row, event_id in zip(rows, ids, strict=True)
+    ]
+
+
+def _match_detail(header: Header, attached: Attached, sender: Certificate) -> dict[str, Any]:
+    return {
+        "kind": header.kind,
+        "sender": header.sender,
+        "sender_type": sender.org_type,
+        "merged": list(attached.merged),
+        "kept_apart": list(attached.kept_apart),
+    }
+
+
 def place(
     tx: Tx, header: Header, cursor: int, *, sender: Certificate, now: int, fresh: CaseRef
 ) -> Notices:
@@ -64,13 +125,7 @@ def _matched(
 ) -> Notices:
     if not attached.joined:
         return []
-    detail = {
-        "kind": header.kind,
-        "sender": header.sender,
-        "sender_type": sender.org_type,
-        "merged": list(attached.merged),
-        "kept_apart": list(attached.kept_apart),
-    }
+    detail = _match_detail(header, attached, sender)
     return events(tx, "match", audience(tx, attached.case), now, header.id, None, detail)
 
 

@@ -16,12 +16,13 @@ nothing stored):
 A ``referral`` must go to an organisation certified as shelter, care or legal aid
 (422 ``invalid-referral``).
 
-Then, in one work item with its audit entry: a new id is stored (201) and placed in
-its case, or moves its referral (:mod:`hub.placement`: 422 ``unknown-case``,
-``unknown-referral``, ``invalid-referral``, 409 ``illegal-transition``, and nothing
-stored); the same id with the same envelope fingerprint from the same sender returns
-the first acceptance (200); any other reuse of an id is 409. Recipients' subscribers,
-and those of the events it raised, are notified after the commit.
+Then, in one transaction with its audit entry (:func:`store_envelope`): a new id is
+stored (201) and placed in its case, or moves its referral (:mod:`hub.placement`: 422
+``unknown-case``, ``unknown-referral``, ``invalid-referral``, 409
+``illegal-transition``, and nothing stored); the same id with the same envelope
+fingerprint from the same sender returns the first acceptance (200); any other reuse of
+an id is 409. Recipients' subscribers, and those of the events it raised, are notified
+after the commit.
 """
 
 from __future__ import annotations
@@ -128,11 +129,36 @@ async def send_message(
     scope.pseudonyms = header.pseudonyms  # recorded once the envelope passed the checks
     fresh = case_ref_from(rng(CASE_REF_BYTES))
     encoded = encode(envelope)  # its bytes and fingerprint, before the single writer
+    return await store_envelope(store, scope, encoded, now=now, sender=sender, fresh=fresh)
 
-    def accept(tx: Tx) -> Outcome[Accepted]:
-        return _accept(tx, encoded, now, sender=sender, fresh=fresh)
 
-    return await recording.act(store, scope, now=now, work=accept)
+async def store_envelope(
+    store: Store, scope: Scope, encoded: Encoded, *, now: int, sender: Certificate, fresh: CaseRef
+) -> Accepted:
+    """Store a checked envelope with its access-log entry (the writer's part of a send).
+
+    A referral or a status update is checked against its case and referral as it is
+    stored, and may still be refused then (:mod:`hub.placement`): it is a work item of
+    its own, rolled back alone. Any other envelope can no longer be refused but for its
+    id (a conflict), decided before anything is written: it is stored with the batch's
+    others, a table at a time, and clustered with them (:mod:`hub.store.bulk`).
+    """
+    if encoded.envelope.header.kind in placement.CHECKED_KINDS:
+
+        def accept(tx: Tx) -> Outcome[Accepted]:
+            return _accept(tx, encoded, now, sender=sender, fresh=fresh)
+
+        return await recording.act(store, scope, now=now, work=accept)
+    stored = await recording.store_message(
+        store,
+        scope,
+        now=now,
+        encoded=encoded,
+        sender=sender,
+        fresh=fresh,
+        place=placement.place_all,
+    )
+    return Accepted(encoded.envelope.header.id, stored.accepted_at, stored.cursor, stored.created)
 
 
 async def _check_pseudonym_versions(store: Store, pseudonyms: Sequence[str], now: int) -> None:

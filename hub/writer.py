@@ -7,8 +7,10 @@ anything else while the batch holds the write lock. One task takes the items
 from a bounded queue and hands each batch of them to ``commit``, which:
 
 1. opens one transaction;
-2. runs each item inside its own SAVEPOINT, so an item that raises rolls back
-   alone and its caller gets that exception;
+2. writes the batch's new messages and access-log entries (values, not functions:
+   :mod:`hub.store.bulk`) together, a table at a time, and runs each other item
+   inside its own SAVEPOINT, so an item that raises rolls back alone and its
+   caller gets that exception;
 3. commits once;
 4. only then returns each item's outcome, and the writer resolves every
    waiting caller. A failed commit fails every item of the batch with

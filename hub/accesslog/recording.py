@@ -6,16 +6,18 @@ Merkle tree (``docs/protocol.md``, "The access log"). The writer is the sequence
 it with the perfect subtrees it completes (:meth:`hub.store.Tx.insert_audit`).
 
 An allowed action appends its entry in the same work item, so in the same transaction,
-as its effect (:func:`act`): no effect without its entry, and a failing entry fails the
-action. A denied request appends its entry as a work item of its own (:func:`audited`);
-its rejected effects were never written. Entries never hold content, keys or tokens;
-pseudonyms only for the ``create`` of a message (its header pseudonyms, and for a
-referral or status update those of its case).
+as its effect (:func:`act`; a new message: :func:`store_message`, written with the
+batch's others): no effect without its entry, and a failing entry fails the action. An
+allowed read (:func:`access`) and a denied request (:func:`audited`) append an entry
+alone, written with the batch's other entries (:class:`hub.store.bulk.NewEntry`); a
+denied request's rejected effects were never written. Entries never hold content, keys
+or tokens; pseudonyms only for the ``create`` of a message (its header pseudonyms, and
+for a referral or status update those of its case).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
@@ -23,7 +25,11 @@ from typing import Generic, TypeVar
 from hub.config import Clock
 from hub.errors import AccessLogUnavailable, HubError, RateLimited
 from hub.store import Store, Tx
+from hub.store.bulk import NewEntry, NewMessage, Notices, Stored
 from protocol.auditlog import AuditEntry
+from protocol.certificate import Certificate
+from protocol.envelope import Encoded
+from protocol.types import CaseRef
 
 T = TypeVar("T")
 
@@ -170,12 +176,44 @@ async def act(store: Store, scope: Scope, *, now: int, work: Callable[[Tx], Outc
 
 
 async def access(store: Store, scope: Scope, *, now: int) -> None:
-    """Record an allowed read (the read itself changes nothing)."""
+    """Record an allowed read (the read itself changes nothing): an entry alone, written
+    with the batch's other entries (:class:`hub.store.bulk.NewEntry`)."""
+    await _entry_alone(store, scope.event(ALLOWED), now=now)
+    scope.recorded = True
 
-    def nothing(tx: Tx) -> Outcome[None]:
-        return Outcome(None)
 
-    await act(store, scope, now=now, work=nothing)
+async def _entry_alone(store: Store, event: Event, *, now: int) -> None:
+    def entry(index: int) -> AuditEntry:
+        return event.entry(index, now=now)
+
+    await store.write(NewEntry(entry))
+
+
+async def store_message(
+    store: Store,
+    scope: Scope,
+    *,
+    now: int,
+    encoded: Encoded,
+    sender: Certificate,
+    fresh: CaseRef,
+    place: Callable[[Tx, Sequence[tuple[NewMessage, int]]], Notices],
+) -> Stored:
+    """Store a checked envelope and the scope's entry, together with the batch's others.
+
+    The entry is allowed; for a repeat of an accepted envelope its reason is ``repeat``.
+    A :class:`~hub.errors.Conflict` (the id taken by another envelope) stores nothing,
+    entry included; :func:`audited` then records the denial.
+    """
+    allowed = scope.event(ALLOWED)
+
+    def entry(index: int, reason: str | None) -> AuditEntry:
+        event = allowed if reason is None else replace(allowed, reason=reason)
+        return event.entry(index, now=now)
+
+    stored = await store.write(NewMessage(encoded, now, entry, sender, fresh, place))
+    scope.recorded = True
+    return stored
 
 
 def _audits(err: HubError) -> bool:
@@ -190,12 +228,6 @@ async def audited(store: Store, clock: Clock, scope: Scope) -> AsyncIterator[Sco
         yield scope
     except HubError as err:
         if not scope.recorded and _audits(err):
-            event = scope.event(DENIED, err.slug)
-            now = clock()
-
-            def deny(tx: Tx) -> None:
-                append(tx, event, now=now)
-
-            await store.write(deny)
+            await _entry_alone(store, scope.event(DENIED, err.slug), now=clock())
             scope.recorded = True
         raise

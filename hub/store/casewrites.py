@@ -20,6 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub import schema as t
+from hub.store import casebatch
+from hub.store.rows import rows_for
 from protocol.cases import Held, open_count, place, state_of
 from protocol.encoding import canonical_json
 from protocol.types import CaseRef, MessageId, OrgId
@@ -27,6 +29,7 @@ from protocol.types import CaseRef, MessageId, OrgId
 _c, _cm, _cp, _sep = t.cases.c, t.case_members.c, t.case_pseudonyms.c, t.case_separations.c
 _m, _r = t.messages.c, t.referrals.c
 _DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}
+_EVENT_COLUMNS = ("org", "kind", "at", "case", "message", "step", "detail")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +129,23 @@ class CaseTx:
         self._add_member(case, cursor, pseudonyms)
         self.refresh(case)
         return Attached(case, joined, placement.merge, placement.apart)
+
+    def attach_signals(self, signals: Sequence[casebatch.Signal]) -> list[Attached]:
+        """Place new signals, in order, as :meth:`attach` would one after another, with a
+        statement per table for them all (:mod:`hub.store.casebatch`)."""
+
+        def one(signal: casebatch.Signal) -> casebatch.Placed:
+            attached = self.attach(
+                signal.cursor, signal.pseudonyms, now=signal.accepted_at, fresh=signal.fresh
+            )
+            return casebatch.Placed(
+                attached.case, attached.joined, attached.merged, attached.kept_apart
+            )
+
+        return [
+            Attached(p.case, p.joined, p.merged, p.kept_apart)
+            for p in casebatch.attach_signals(self._conn, signals, one)
+        ]
 
     def _has_members(self, case: CaseRef) -> bool:
         return self._conn.execute(sa.select(_cm.cursor).where(_cm.case == case)).first() is not None
@@ -315,6 +335,16 @@ class CaseTx:
             )
         ).all()
         return sorted(OrgId(row[0]) for row in rows)
+
+    def add_events(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Keep several events (``org``, ``kind``, ``at``, ``case``, ``message``, ``step``,
+        ``detail`` each) in one statement; their ids, in order."""
+        values = [
+            (row["org"], row["kind"], row["at"], row["case"], row["message"], row["step"],
+             canonical_json(row["detail"]).decode("utf-8"))
+            for row in rows
+        ]  # fmt: skip
+        return rows_for(self._conn).insert_numbered("events", "id", _EVENT_COLUMNS, values)
 
     def add_event(
         self,

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import sqlalchemy as sa
 from alembic import command
@@ -27,7 +27,8 @@ from hub import notify
 from hub import schema as t
 from hub.errors import AccessLogUnavailable
 from hub.notify import LocalNotifier, Notice, Notifier
-from hub.store import casereads, witnessing
+from hub.store import bulk, casereads, witnessing
+from hub.store.bulk import Bulk, NewEntry, NewMessage, Stored
 from hub.store.engines import Engines, engines_for
 from hub.store.records import (
     AuditQuery,
@@ -244,17 +245,46 @@ _NOTIFY = sa.text(
 
 
 def _run_items(
-    works: Sequence[Callable[[Tx], Any]], tree: AuditTree, origin: str, conn: sa.Connection
+    works: Sequence[Callable[[Tx], Any] | Bulk], tree: AuditTree, origin: str, conn: sa.Connection
 ) -> tuple[list[ItemOutcome], AuditTree, list[tuple[OrgId, Notice]]]:
     postgres = conn.dialect.name == "postgresql"
     if postgres:
         conn.execute(_TAKE_SEQUENCER_LOCK)
     batch = Batch(conn, tree)
-    outcomes = [batch.run(work) for work in works]
+    outcomes: list[ItemOutcome | None] = [None] * len(works)
+    together = [(n, work) for n, work in enumerate(works) if isinstance(work, Bulk)]
+    if together:
+        written = _run_bulk(batch, conn, [work for _, work in together])
+        for (n, _), outcome in zip(together, written, strict=True):
+            outcomes[n] = outcome
+    for n, work in enumerate(works):
+        if not isinstance(work, Bulk):
+            outcomes[n] = batch.run(work)
     if postgres and batch.notices:
         payloads = [notify.encode(origin, org, notice) for org, notice in batch.notices]
         conn.execute(_NOTIFY, {"payloads": payloads})
-    return outcomes, batch.tree, batch.notices
+    return [o for o in outcomes if o is not None], batch.tree, batch.notices
+
+
+def _run_bulk(batch: Batch, conn: sa.Connection, items: Sequence[Bulk]) -> list[ItemOutcome]:
+    """Write the batch's new messages and entries together (:mod:`hub.store.bulk`).
+
+    In one savepoint; if that fails for a reason the batch did not decide before
+    writing, it rolls back and each item is written again on its own (its own
+    savepoint), so that only the item at fault fails.
+    """
+    savepoint = conn.begin_nested()
+    try:
+        outcomes, tree, notices = bulk.write(conn, batch.tree, items)
+    except Exception as exc:
+        savepoint.rollback()
+        batch.tree = UNKNOWN
+        if len(items) == 1:
+            return [(False, exc)]
+        return [_run_bulk(batch, conn, [item])[0] for item in items]
+    batch.tree = tree
+    batch.notices += notices
+    return outcomes
 
 
 # -- the access log: reads -------------------------------------------------------------
@@ -435,7 +465,7 @@ class Store:
 
     # -- writes -------------------------------------------------------------------------
 
-    async def _commit(self, works: Sequence[Callable[[Tx], Any]]) -> list[ItemOutcome]:
+    async def _commit(self, works: Sequence[Callable[[Tx], Any] | Bulk]) -> list[ItemOutcome]:
         """Run a batch of work items in one transaction; their outcomes once it committed.
 
         The audit tree is handed from batch to batch only through a commit: it
@@ -451,10 +481,23 @@ class Store:
         self._notices.deliver(notices)  # committed: tell this replica's subscribers
         return outcomes
 
-    async def write(self, work: Callable[[Tx], T]) -> T:
-        """Run ``work`` in the writer's next batch; returns after that batch committed."""
+    @overload
+    async def write(self, work: NewMessage) -> Stored: ...
+
+    @overload
+    async def write(self, work: NewEntry) -> None: ...
+
+    @overload
+    async def write(self, work: Callable[[Tx], T]) -> T: ...
+
+    async def write(self, work: Callable[[Tx], T] | Bulk) -> Any:
+        """Run ``work`` in the writer's next batch; returns after that batch committed.
+
+        ``work`` is a function of a :class:`Tx`, run alone in a savepoint, or a new
+        message or entry (:mod:`hub.store.bulk`), written together with the batch's others.
+        """
         try:
-            return await self._writer.submit(work)
+            return await self._writer.submit(work)  # type: ignore[arg-type]
         except AccessLogUnavailable as exc:
             self._log_health.broken(exc.cause)
             raise
