@@ -3,7 +3,7 @@
 Times are integer Unix seconds. Wire objects are kept as their canonical JSON
 text, certificates and CRLs as DER. The migrations (``0001_initial``,
 ``0002_merkle_log``, ``0003_cases``, ``0004d_oprf_keys``, ``0004b_sent_index``, then
-``0004c_witnesses``) create exactly these tables; a test compares the two.
+``0004c_witnesses``, then ``0005b_retention``) create exactly these tables; a test compares the two.
 """
 
 from __future__ import annotations
@@ -111,10 +111,16 @@ messages = sa.Table(
     sa.Column("envelope_fingerprint", Fp, nullable=False),
     sa.Column("envelope", sa.Text, nullable=False),
     sa.Column("size", sa.Integer, nullable=False),
+    # A tombstone (from 0005b): the envelope was emptied at ``deleted_at`` for a reason of
+    # hub.retention.REASONS; the row stays so that the sender is told (GET /v1/sent).
+    sa.Column("deleted_at", Time, nullable=True),
+    sa.Column("deleted_reason", sa.String(16), nullable=True),
     sqlite_autoincrement=True,  # cursors are never reused, even after deletion
 )
 # One organisation's sent messages after a cursor (GET /v1/sent), from 0004b.
 sa.Index("ix_messages_sender_cursor", messages.c.sender, messages.c.cursor)
+# The live envelopes of a given age, for the retention job (0005b).
+sa.Index("ix_messages_deleted_at_accepted_at", messages.c.deleted_at, messages.c.accepted_at)
 
 deliveries = sa.Table(
     "deliveries",
@@ -356,4 +362,16 @@ cosignatures = sa.Table(
     sa.Column("key_id", sa.BigInteger, nullable=False),
     sa.Column("signature", sa.LargeBinary(72), nullable=False),  # u64 time || Ed25519
     sa.Column("received", Time, nullable=False),
+)
+
+
+# --- retention (docs/protocol.md, "Retention") --------------------------------------------
+
+# Every retention policy the authority uploaded, by number; the highest is in force.
+retention_policies = sa.Table(
+    "retention_policies",
+    metadata,
+    sa.Column("number", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("issued", Time, nullable=False),
+    sa.Column("wire", sa.Text, nullable=False),  # canonical JSON of the signed policy
 )

@@ -68,6 +68,10 @@ def _sent_item(item: SentItem) -> dict[str, Any]:
         "deliveries": [
             {"org": d.recipient, "acknowledged": d.acknowledged} for d in item.deliveries
         ],
+        # A tombstone: the hub deleted the envelope at "at" (docs/protocol.md, "Retention").
+        "deleted": None
+        if item.deleted is None
+        else {"at": item.deleted, "reason": item.deleted_reason},
     }
 
 

@@ -27,7 +27,7 @@ from hub import notify
 from hub import schema as t
 from hub.errors import AccessLogUnavailable
 from hub.notify import LocalNotifier, Notice, Notifier
-from hub.store import casereads, witnessing
+from hub.store import casereads, retaining, witnessing
 from hub.store.engines import Engines, engines_for
 from hub.store.records import (
     AuditQuery,
@@ -58,6 +58,7 @@ from protocol.cases import CaseSummary, Event
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
 from protocol.oprfkeys import OprfKeyStatement
+from protocol.retention import RetentionPolicy
 from protocol.retirement import Retirement
 from protocol.types import CaseRef, Fingerprint, MessageId, NetworkId, OrgId
 from protocol.witnesspolicy import WitnessPolicy
@@ -190,7 +191,7 @@ def _rows(statement: Any, params: Mapping[str, Any] | None, conn: sa.Connection)
 def _sent(sender: OrgId, after: int, limit: int, conn: sa.Connection) -> list[SentItem]:
     m, d = t.messages.c, t.deliveries.c
     rows = conn.execute(
-        sa.select(m.cursor, m.id, m.kind, m.accepted_at)
+        sa.select(m.cursor, m.id, m.kind, m.accepted_at, m.deleted_at, m.deleted_reason)
         .where(m.sender == sender, m.cursor > after)
         .order_by(m.cursor)
         .limit(limit)
@@ -210,6 +211,8 @@ def _sent(sender: OrgId, after: int, limit: int, conn: sa.Connection) -> list[Se
             kind=str(row.kind),
             accepted=int(row.accepted_at),
             deliveries=tuple(held[row.cursor]),
+            deleted=None if row.deleted_at is None else int(row.deleted_at),
+            deleted_reason=row.deleted_reason,
         )
         for row in rows
     ]
@@ -541,7 +544,7 @@ class Store:
         query = (
             sa.select(d.cursor, d.acked_at, m.envelope)
             .join(t.messages, m.cursor == d.cursor)
-            .where(d.recipient == recipient, d.cursor > after)
+            .where(d.recipient == recipient, d.cursor > after, m.deleted_at.is_(None))
             .order_by(d.cursor)
             .limit(limit)
         )
@@ -561,7 +564,7 @@ class Store:
         query = (
             sa.select(m.envelope)
             .join(t.deliveries, d.cursor == m.cursor)
-            .where(d.recipient == recipient, d.cursor == cursor)
+            .where(d.recipient == recipient, d.cursor == cursor, m.deleted_at.is_(None))
         )
         found = await self._engines.read(partial(_scalar, query, None))
         return None if found is None else MessageId(_loads(found)["header"]["id"])
@@ -581,7 +584,7 @@ class Store:
                     t.deliveries, sa.and_(d.cursor == m.cursor, d.recipient == org)
                 )
             )
-            .where(m.id == message_id)
+            .where(m.id == message_id, m.deleted_at.is_(None))  # a tombstone holds nothing
         )
         rows = await self._rows(query)
         if not rows or (rows[0].cursor is None and rows[0].sender != org):
@@ -673,6 +676,24 @@ class Store:
     async def witness_policy(self) -> WitnessPolicy | None:
         """The held witness policy with the highest number, or None."""
         return await self._engines.read(witnessing.newest_policy)
+
+    async def retention_policy(self) -> RetentionPolicy | None:
+        """The held retention policy with the highest number, or None."""
+        return await self._engines.read(retaining.newest_policy)
+
+    async def retention_due(
+        self, *, acknowledged: int, expired: int, closed: int, idle: int
+    ) -> dict[str, retaining.Due]:
+        """What the retention job's phases would delete at these cutoffs (one read)."""
+
+        def read(conn: sa.Connection) -> dict[str, retaining.Due]:
+            return {
+                "acknowledged": retaining.count_messages(conn, acknowledged),
+                "expired": retaining.count_messages(conn, acknowledged, expired),
+                "cases": retaining.count_cases(conn, closed, idle),
+            }
+
+        return await self._engines.read(read)
 
     async def cosignatures(self, size: int) -> list[StoredCosignature]:
         """The cosignatures kept for the tree head of ``size``, by witness serial."""

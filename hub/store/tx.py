@@ -40,6 +40,7 @@ from hub.errors import AccessLogUnavailable
 from hub.notify import Notice
 from hub.store.casewrites import CaseTx
 from hub.store.records import StoredMessage
+from hub.store.retaining import RetentionTx
 from hub.store.tree import Frontier, frontier_nodes
 from hub.store.witnessing import WitnessTx
 from hub.writer import ItemOutcome
@@ -156,6 +157,11 @@ class Tx:
     def witnessing(self) -> WitnessTx:
         """Witness policies and cosignatures (:mod:`hub.store.witnessing`)."""
         return WitnessTx(self._conn)
+
+    @property
+    def retention(self) -> RetentionTx:
+        """Retention policies and deletions (:mod:`hub.store.retaining`)."""
+        return RetentionTx(self._conn)
 
     @property
     def tree(self) -> AuditTree:

@@ -83,6 +83,7 @@ DATA_TABLES = (
     "tree_heads",
     "witness_policies",
     "cosignatures",
+    "retention_policies",
 )
 BASELINE_EVERY = 25  # a valid request after every this many hostile ones
 TIMEOUT = 10.0

@@ -120,6 +120,8 @@ def test_security_matches_the_contract(doc: dict[str, Any]) -> None:
         ("GET", "/v1/directory/retired-linking-keys"),
         ("GET", "/v1/audit/witness-policy"),
         ("PUT", "/v1/audit/witness-policy"),
+        ("GET", "/v1/directory/retention-policy"),
+        ("PUT", "/v1/directory/retention-policy"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/v1/openapi.json"),
