@@ -163,6 +163,7 @@ def test_v1_operations_take_the_schakel_headers(doc: dict[str, Any]) -> None:
         ("POST", "/v1/cases/{ref}/unmerge"),
         ("GET", "/v1/referrals"),
         ("GET", "/v1/events"),
+        ("POST", "/v1/audit/erasures"),
     }
     for method, path, operation in operations(doc):
         refs = {p.get("$ref", "").rpartition("/")[2] for p in operation.get("parameters", [])}
