@@ -332,3 +332,109 @@ async def test_two_replicas_at_once_delete_and_record_each_row_once(
     ids = [i for e in await retention_entries(hub) for i in e.object_ids]
     assert sorted(ids) == sorted(s.header.id for s in signals)  # each once
     assert await job_of(hub).run_once() == type(first)(policy=1)  # nothing left
+
+
+# -- erasure on request ------------------------------------------------------------------------
+
+ERASURES = "/v1/audit/erasures"
+
+
+async def _rows_about(hub: HubHarness, case: str) -> dict[str, Any]:
+    """Everything the hub holds of one case: its rows, pseudonyms and envelopes."""
+
+    def read(conn: sa.Connection) -> dict[str, Any]:
+        q = {"case": case}
+        cursors = 'SELECT cursor FROM case_members WHERE "case" = :case'
+        return {
+            "case": conn.execute(sa.text("SELECT * FROM cases WHERE ref = :case"), q).all(),
+            "pseudonyms": sorted(
+                conn.execute(
+                    sa.text('SELECT pseudonym FROM case_pseudonyms WHERE "case" = :case'), q
+                ).scalars()
+            ),
+            "message_pseudonyms": sorted(
+                conn.execute(
+                    sa.text(
+                        f"SELECT pseudonym FROM message_pseudonyms WHERE cursor IN ({cursors})"
+                    ),
+                    q,
+                ).scalars()
+            ),
+            "envelopes": sorted(
+                conn.execute(
+                    sa.text(
+                        f"SELECT id, envelope, deleted_at FROM messages WHERE cursor IN ({cursors})"
+                    ),
+                    q,
+                ).all()
+            ),
+        }
+
+    return await hub.store.run_read(read)
+
+
+async def test_an_erasure_touches_the_person_only(hub: HubHarness, parties: Parties) -> None:
+    officer = await hub.enrol("toezicht", ("member", "network_privacy_officer"))
+    officer.purpose = "data-subject-request"
+    # Anna: an open case (one signal acknowledged, one not), a closed case, and a case she
+    # shares with a pseudonym nobody named. Bob: a case of his own, signalled by the same
+    # police force to the same coordinator.
+    open_signal = await parties.signal("0611111111")
+    await parties.ack(parties.coordinator, open_signal)
+    unread = await parties.signal("0611111111", "0622222222")
+    anna_open = await _case_of(hub, open_signal.header.id)
+    anna_closed = await _case_of(hub, (await parties.signal("0633333333")).header.id)
+    await _close_case(hub, parties, anna_closed)
+    shared = await _case_of(hub, (await parties.signal("0644444444", "0699999999")).header.id)
+    bob_signal = await parties.signal("0655555555")
+    await parties.ack(parties.coordinator, bob_signal)
+    bob = await _case_of(hub, bob_signal.header.id)
+    assert len({anna_open, anna_closed, shared, bob}) == 4
+    bob_before, shared_before = await _rows_about(hub, bob), await _rows_about(hub, shared)
+
+    anna = hub.pseudonyms("0611111111", "0622222222", "0633333333", "0644444444")
+    body = {"pseudonyms": list(anna)}
+    response = await hub.client.post(ERASURES, json=body, headers=officer.headers())
+    assert response.status == 200, await response.text()
+    report = await response.json()
+    erased = {i["kind"]: i["count"] for i in report["erased"]}
+    kept = {(i["kind"], i["reason"]): i["count"] for i in report["kept"]}
+    assert erased["case"] == 1 and erased["pseudonym"] == 2  # case and message pseudonym rows
+    # the acknowledged signal; the closed case's signal, referral and status update
+    assert erased["ciphertext"] == 1 + 3
+    assert kept == {
+        ("case", "case-open"): 1,
+        ("case", "shared-case"): 1,
+        ("ciphertext", "not-acknowledged"): 1,
+    }
+    assert await _rows_about(hub, bob) == bob_before
+    assert await _rows_about(hub, shared) == shared_before
+    assert set(await _cases(hub)) == {anna_open, shared, bob}
+    still = await _rows_about(hub, anna_open)
+    assert [(row.id, row.deleted_at is None) for row in still["envelopes"]] == sorted(
+        [(open_signal.header.id, False), (unread.header.id, True)]
+    )
+    (entry,) = [e for e in await hub.audit() if e.reason == "erasure-request"]
+    assert entry.index == report["entry"]
+    assert (entry.action, entry.object_type, entry.org, entry.pseudonyms) == (
+        "delete", "case", "toezicht", (),
+    )  # fmt: skip
+    assert set(entry.object_ids) == {anna_open, anna_closed, shared}
+
+
+async def test_only_the_network_privacy_officer_erases(hub: HubHarness, parties: Parties) -> None:
+    body = {"pseudonyms": list(hub.pseudonyms("0611111111"))}
+    parties.coordinator.purpose = "data-subject-request"
+    response = await hub.client.post(ERASURES, json=body, headers=parties.coordinator.headers())
+    await hub.problem(response, 404, "not-found")
+    officer = await hub.enrol("toezicht", ("member", "network_privacy_officer"))
+    officer.purpose = "data-subject-request"
+    for bad in ({"pseudonyms": []}, {"pseudonyms": ["nope"]}, {"people": []}, [1]):
+        response = await hub.client.post(ERASURES, json=bad, headers=officer.headers())
+        await hub.problem(response, 400, "malformed")
+    response = await hub.client.post(
+        ERASURES, json=body, headers=officer.headers(**{"Schakel-Purpose": None})
+    )
+    await hub.problem(response, 400, "malformed")
+    denied = [e for e in await hub.audit() if e.action == "delete"]
+    assert [e.outcome for e in denied] == ["denied"] * 6
