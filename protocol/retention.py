@@ -251,3 +251,20 @@ def _choice(value: object, allowed: tuple[str, ...], what: str) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise ValidationError(f"{what} must be one of {', '.join(allowed)}")
     return value
+
+
+def deleted_to_wire(at: int | None, reason: str | None) -> dict[str, Any] | None:
+    """A sent message's ``deleted`` field (``GET /v1/sent``): null, or when and why."""
+    if at is None:
+        return None
+    return {"at": at, "reason": _choice(reason, DELETION_REASONS, "deletion reason")}
+
+
+def parse_deleted(value: object) -> tuple[int, str] | None:
+    """``deleted`` of a sent message as (time, reason), or None while the hub holds it."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"at", "reason"}:
+        raise EncodingError('deleted is null or an object with exactly "at" and "reason"')
+    at = check_int(value["at"], 0, MAX_TIME, "deleted at")
+    return at, _choice(value["reason"], DELETION_REASONS, "deletion reason")
