@@ -81,8 +81,7 @@ async def test_a_client_keeps_the_newest_policy_that_verifies(hub: Hub) -> None:
     result = await run(org, hub, "politie", "retention-policy", "--json")
     assert json.loads(result.stdout) == {"policy": None}
     now = hub.clock.seconds()
-    first = create_retention_policy(hub.authority._root_key, hub.authority.root, number=1,
-                                    issued=now, periods={"ciphertext_grace_days": 3})  # fmt: skip
+    first, _ = hub.authority.retention_policy({"ciphertext_grace_days": 3}, now=now)
     await publish(hub, first)
     result = await run(org, hub, "politie", "retention-policy")
     assert result.exit_code == 0, result.output
@@ -105,9 +104,8 @@ async def test_the_sender_is_told_of_an_envelope_deleted_unread(hub: Hub) -> Non
     police = await hub.join("politie")
     await hub.join("ggd")
     sent = await police.send_signal(SIGNAL, ["ggd"])
-    policy = create_retention_policy(hub.authority._root_key, hub.authority.root, number=1,
-                                     issued=hub.clock.seconds(),
-                                     periods={"ciphertext_max_days": 7, "ciphertext_grace_days": 1})  # fmt: skip
+    periods = {"ciphertext_max_days": 7, "ciphertext_grace_days": 1}
+    policy, _ = hub.authority.retention_policy(periods, now=hub.clock.seconds())
     await publish(hub, policy)
     await hub.advance(7 * DAY)
     store = Store(f"sqlite+aiosqlite:///{hub.database}")
