@@ -9,6 +9,7 @@ twice.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -438,3 +439,46 @@ async def test_only_the_network_privacy_officer_erases(hub: HubHarness, parties:
     await hub.problem(response, 400, "malformed")
     denied = [e for e in await hub.audit() if e.action == "delete"]
     assert [e.outcome for e in denied] == ["denied"] * 6
+
+
+# -- schakel hub retention -------------------------------------------------------------------
+
+
+async def _hub_cli(*args: str) -> Any:
+    from click.testing import CliRunner
+
+    from hub.cli import hub as hub_cli
+
+    return await asyncio.to_thread(CliRunner().invoke, hub_cli, ["retention", *args])
+
+
+async def test_the_retention_command_says_what_would_go_then_deletes_it(
+    hub: HubHarness, parties: Parties
+) -> None:
+    url = ["--database-url", hub.config.database_url]
+    refused = await _hub_cli(*url, "--dry-run")
+    assert refused.exit_code == 1 and "holds no retention policy" in refused.output
+    signal = await parties.signal("0611111111")
+    await parties.ack(parties.coordinator, signal)
+    # The command runs on the wall clock, past the test clock: only the envelope is due.
+    policy = signed_policy(
+        hub, ciphertext_grace_days=0, ciphertext_max_days=3650,
+        case_closed_days=7300, case_idle_days=7300,
+    )  # fmt: skip
+    assert (await put_policy(hub, policy)).status == 200
+    before = await hub.counts()
+    planned = await _hub_cli(*url, "--dry-run", "--json")
+    assert planned.exit_code == 0, planned.output
+    due = json.loads(planned.stdout)["due"]
+    assert due["acknowledged"]["count"] == 1 and due["cases"]["count"] == 0
+    assert await hub.counts() == before
+    text = await _hub_cli(*url, "--dry-run")
+    assert text.stdout.startswith("retention policy 1; would delete now (nothing deleted):")
+    done = await _hub_cli(*url, "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["deleted"]["acknowledged"] == 1
+    assert len(await retention_entries(hub)) == 1
+    again = await _hub_cli(*url)
+    assert again.exit_code == 0 and "in 0 batches" in again.stdout
+    bad = await _hub_cli("--database-url", "mysql://nowhere/x")
+    assert bad.exit_code == 1 and bad.output.startswith("Error: database_url must start")
