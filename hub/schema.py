@@ -3,7 +3,8 @@
 Times are integer Unix seconds. Wire objects are kept as their canonical JSON
 text, certificates and CRLs as DER. The migrations (``0001_initial``,
 ``0002_merkle_log``, ``0003_cases``, ``0004d_oprf_keys``, ``0004b_sent_index``, then
-``0004c_witnesses``, then ``0005b_retention``) create exactly these tables; a test compares the two.
+``0004c_witnesses``, ``0005a_audit_openings``, then ``0005b_retention``) create exactly
+these tables; a test compares the two.
 """
 
 from __future__ import annotations
@@ -168,6 +169,33 @@ audit_log = sa.Table(
     sa.Column("source", sa.String(64), nullable=True),
     sa.Column("request_id", sa.String(64), nullable=True),
     sa.Column("leaf_hash", sa.LargeBinary(32), nullable=False),
+    # Version 2 (migration 0005a): the personal fields above stay null and empty, and
+    # ``personal`` is the commitment to them; their opening is in ``audit_openings``.
+    sa.Column("v", sa.SmallInteger, nullable=False, server_default="1"),
+    sa.Column("personal", sa.LargeBinary(32), nullable=True),
+)
+
+# The opening of each version 2 entry (salt and personal fields), written with the entry
+# and deleted, with the entry's ``audit_pseudonyms`` rows, when it is erased.
+audit_openings = sa.Table(
+    "audit_openings",
+    metadata,
+    sa.Column("index", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("salt", sa.LargeBinary(32), nullable=False),
+    sa.Column("user", sa.String(64), nullable=True),
+    sa.Column("purpose_text", sa.String(200), nullable=True),
+    sa.Column("pseudonyms", sa.Text, nullable=False),  # canonical JSON list
+    sa.Column("source", sa.String(64), nullable=True),
+)
+
+# One row per erased opening: when, why, and the entry that records the erasure.
+audit_erasures = sa.Table(
+    "audit_erasures",
+    metadata,
+    sa.Column("index", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("time", Time, nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("entry", sa.BigInteger, nullable=True),
 )
 
 # Every perfect subtree of the tree: level L, index i covers leaves [i * 2**L, (i+1) * 2**L).

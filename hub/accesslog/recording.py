@@ -10,11 +10,14 @@ as its effect (:func:`act`): no effect without its entry, and a failing entry fa
 action. A denied request appends its entry as a work item of its own (:func:`audited`);
 its rejected effects were never written. Entries never hold content, keys or tokens;
 pseudonyms only for the ``create`` of a message (its header pseudonyms, and for a
-referral or status update those of its case).
+referral or status update those of its case). Entries are written in version 2: the
+personal fields (user, purpose text, pseudonyms, source) behind a salted commitment,
+their opening stored beside the entry until :mod:`hub.accesslog.erasure` erases it.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -23,7 +26,7 @@ from typing import Generic, TypeVar
 from hub.config import Clock
 from hub.errors import AccessLogUnavailable, HubError, RateLimited
 from hub.store import Store, Tx
-from protocol.auditlog import AuditEntry
+from protocol.auditlog import SALT_BYTES, AuditEntry, seal_entry
 
 T = TypeVar("T")
 
@@ -49,9 +52,10 @@ class Event:
     source: str | None = None
     request_id: str | None = None
 
-    def entry(self, index: int, *, now: int) -> AuditEntry:
-        """The entry at ``index`` (ValidationError if a field breaks the entry's rules)."""
-        return AuditEntry(
+    def entry(self, index: int, *, now: int, salt: bytes | None = None) -> AuditEntry:
+        """The version 2 entry at ``index``, its personal fields committed to with ``salt``
+        (default: 32 fresh random bytes); ValidationError if a field breaks the rules."""
+        return seal_entry(
             index=index,
             time=now,
             action=self.action,
@@ -67,6 +71,7 @@ class Event:
             pseudonyms=tuple(sorted(set(self.pseudonyms))),
             source=self.source,
             request_id=self.request_id,
+            salt=secrets.token_bytes(SALT_BYTES) if salt is None else salt,
         )
 
 

@@ -48,6 +48,7 @@ from hub.store.witnessing import StoredCosignature
 from hub.writer import ItemOutcome, Writer
 from protocol.auditlog import (
     AuditEntry,
+    Erasure,
     TreeHead,
     consistency_from_nodes,
     inclusion_from_nodes,
@@ -55,6 +56,7 @@ from protocol.auditlog import (
     needed_for_inclusion,
 )
 from protocol.cases import CaseSummary, Event
+from protocol.errors import VerificationError
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
 from protocol.oprfkeys import OprfKeyStatement
@@ -99,24 +101,50 @@ _TAKE_MIGRATION_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)").bindparams(
 
 
 def _audit_entry(row: Any) -> AuditEntry:
-    """An entry as stored (the hub wrote and validated it; it is validated again here)."""
-    return AuditEntry(
-        index=int(row.index),
-        time=int(row.time),
-        action=row.action,
-        outcome=row.outcome,
-        reason=row.reason,
-        org=row.org,
-        user=row.user,
-        role=row.role,
-        purpose=row.purpose,
-        purpose_text=row.purpose_text,
-        object_type=row.object_type,
-        object_ids=tuple(_loads(row.object_ids)),
-        pseudonyms=tuple(_loads(row.pseudonyms)),
-        source=row.source,
-        request_id=row.request_id,
-    )
+    """An entry as stored (the hub wrote and validated it; it is validated again here).
+
+    ``row`` comes from :data:`_ENTRY_SELECT`: a version 2 entry gets its opening from
+    ``audit_openings`` or, once erased, its erasure; a version 2 row with neither, or
+    whose opening does not match its commitment, means the stored log was tampered with.
+    """
+    if int(row.v) == 1:
+        personal: dict[str, Any] = {
+            "user": row.user, "purpose_text": row.purpose_text,
+            "pseudonyms": tuple(_loads(row.pseudonyms)), "source": row.source,
+        }  # fmt: skip
+    elif row.o_salt is not None:
+        personal = {
+            "user": row.o_user, "purpose_text": row.o_purpose_text,
+            "pseudonyms": tuple(_loads(row.o_pseudonyms)), "source": row.o_source,
+            "salt": bytes(row.o_salt), "personal": bytes(row.personal), "v": 2,
+        }  # fmt: skip
+    elif row.e_time is not None:
+        erasure = Erasure(time=int(row.e_time), reason=row.e_reason, entry=row.e_entry)
+        personal = {
+            "user": None, "purpose_text": None, "pseudonyms": (), "source": None,
+            "erasure": erasure, "personal": bytes(row.personal), "v": 2,
+        }  # fmt: skip
+    else:
+        raise AccessLogUnavailable(cause=f"entry {row.index} lost its opening without an erasure")
+    try:
+        return AuditEntry(
+            index=int(row.index),
+            time=int(row.time),
+            action=row.action,
+            outcome=row.outcome,
+            reason=row.reason,
+            org=row.org,
+            role=row.role,
+            purpose=row.purpose,
+            object_type=row.object_type,
+            object_ids=tuple(_loads(row.object_ids)),
+            request_id=row.request_id,
+            **personal,
+        )
+    except VerificationError:
+        raise AccessLogUnavailable(
+            cause=f"the opening of entry {row.index} does not match its commitment"
+        ) from None
 
 
 def _tree_head(network: NetworkId, row: Any) -> TreeHead:
@@ -263,7 +291,22 @@ def _run_items(
 # -- the access log: reads -------------------------------------------------------------
 
 _a, _o, _p = t.audit_log, t.audit_objects, t.audit_pseudonyms
+_op, _er = t.audit_openings, t.audit_erasures
 _th = t.tree_heads
+# Every entry with its opening or erasure (see _audit_entry).
+_ENTRY_SELECT = sa.select(
+    _a,
+    _op.c.salt.label("o_salt"),
+    _op.c.user.label("o_user"),
+    _op.c.purpose_text.label("o_purpose_text"),
+    _op.c.pseudonyms.label("o_pseudonyms"),
+    _op.c.source.label("o_source"),
+    _er.c.time.label("e_time"),
+    _er.c.reason.label("e_reason"),
+    _er.c.entry.label("e_entry"),
+).select_from(
+    _a.outerjoin(_op, _op.c.index == _a.c.index).outerjoin(_er, _er.c.index == _a.c.index)
+)
 
 
 def _visible(viewer: OrgId | None) -> Any:
@@ -287,7 +330,7 @@ def _filters(query: AuditQuery) -> list[Any]:
     for value, condition in (
         (query.end, lambda v: a.index < v),
         (query.org, lambda v: a.org == v),
-        (query.user, lambda v: a.user == v),
+        (query.user, lambda v: sa.or_(a.user == v, _op.c.user == v)),
         (query.action, lambda v: a.action == v),
         (query.since, lambda v: a.time >= v),
         (query.until, lambda v: a.time < v),
@@ -300,7 +343,7 @@ def _filters(query: AuditQuery) -> list[Any]:
 
 
 def _entries(query: AuditQuery, conn: sa.Connection) -> list[AuditEntry]:
-    statement = sa.select(_a).where(*_filters(query)).order_by(_a.c.index).limit(query.limit)
+    statement = _ENTRY_SELECT.where(*_filters(query)).order_by(_a.c.index).limit(query.limit)
     return [_audit_entry(row) for row in conn.execute(statement).all()]
 
 
@@ -319,7 +362,7 @@ def _inclusion(
     head = _tree_head(network, row)
     if index >= head.size:
         return Inclusion(head, None, [])
-    found = conn.execute(sa.select(_a).where(_a.c.index == index, _visible(viewer))).one_or_none()
+    found = conn.execute(_ENTRY_SELECT.where(_a.c.index == index, _visible(viewer))).one_or_none()
     if found is None:
         return Inclusion(head, None, [])
     nodes = read_nodes(conn, needed_for_inclusion(index, head.size))
@@ -430,6 +473,11 @@ class Store:
             return await self.revision() == head_revision()
         except (sa.exc.SQLAlchemyError, OSError):
             return False
+
+    async def scrub(self, tables: Sequence[str]) -> None:
+        """Wipe what deleted rows of ``tables`` left in the database's files, outside any
+        transaction (:meth:`hub.store.engines.Engines.scrub`); after an erasure committed."""
+        await self._engines.scrub(tables)
 
     async def run_read(self, fn: Callable[[sa.Connection], T]) -> T:
         """Run ``fn`` in a read transaction: for tests, benchmarks and tools that inspect

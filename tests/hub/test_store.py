@@ -51,6 +51,12 @@ async def test_sqlite_runs_in_wal_mode(store: Store) -> None:
     """SQLite only: WAL is how the hub sets up SQLite; PostgreSQL has no journal modes."""
     mode = await store.run_read(lambda c: c.exec_driver_sql("PRAGMA journal_mode").scalar())
     assert mode == "wal"
+    # Deleted content is overwritten (erased access-log openings), on reads and the writer.
+    wipe = await store.run_read(lambda c: c.exec_driver_sql("PRAGMA secure_delete").scalar())
+    assert wipe == 1
+    assert (
+        await store.write(lambda tx: tx._conn.exec_driver_sql("PRAGMA secure_delete").scalar()) == 1
+    )
 
 
 async def test_foreign_keys_are_enforced(store: Store) -> None:

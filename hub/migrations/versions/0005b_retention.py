@@ -1,7 +1,7 @@
 """Retention: the authority's retention policies, and tombstones of deleted envelopes.
 
 Revision ID: 0005b
-Revises: 0004c
+Revises: 0005a
 Create Date: 2026-12-04
 
 New table ``retention_policies`` (every policy the authority uploaded, by number;
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005b"
-down_revision = "0004c"
+down_revision = "0005a"
 branch_labels = None
 depends_on = None
 

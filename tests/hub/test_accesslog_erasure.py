@@ -1,0 +1,265 @@
+"""Erasing the openings of version 2 access-log entries: proofs stay, the data goes.
+
+Runs on SQLite and PostgreSQL (the ``store`` fixture is parametrised by database kind).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from conftest import all_entries, pseudonyms_for
+
+from hub.accesslog import erasure, recording
+from hub.accesslog.recording import Event
+from hub.errors import AccessLogUnavailable
+from hub.store import AuditQuery, Store, Tx
+from protocol import merkle
+from protocol.auditlog import AuditEntry, Erasure
+from protocol.errors import ValidationError
+
+T0 = 1_800_000_000
+MARK_USER = "erase-me-user-7f3a"
+MARK_TEXT = "erase-me-purpose-text-91c2"
+ANNA, BERT, CAROL = pseudonyms_for("+31611111111", "+31622222222", "+31633333333")
+
+
+def _event(n: int, pseudonyms: tuple[str, ...] = (), user: str = "worker-1") -> Event:
+    return Event(
+        action="read",
+        object_type="message",
+        outcome="allowed",
+        org="police",
+        user=user,
+        role="member",
+        purpose="care-delivery",
+        purpose_text=f"check {n}",
+        pseudonyms=pseudonyms,
+        source="192.0.2.7",
+        request_id=f"{n:08x}",
+    )
+
+
+async def _append(store: Store, events: list[tuple[Event, int]]) -> None:
+    for event, now in events:
+
+        def item(tx: Tx, event: Event = event, now: int = now) -> None:
+            recording.append(tx, event, now=now)
+
+        await store.write(item)
+
+
+async def _erase(store: Store, seqs: list[int], reason: str = "retention") -> int:
+    def item(tx: Tx) -> int:
+        return erasure.erase_openings(tx, seqs, reason=reason, now=T0 + 999, entry=None)
+
+    count = await store.write(item)
+    await erasure.scrub(store)
+    return count
+
+
+async def _a_log(store: Store) -> None:
+    """Six entries: 0 and 3 about Anna, 1 about Anna and Bert, 4 about Bert, 5 about
+    Carol with the marker fields."""
+    events = [
+        (_event(0, (ANNA,)), T0),
+        (_event(1, (ANNA, BERT)), T0 + 10),
+        (_event(2), T0 + 20),
+        (_event(3, (ANNA,)), T0 + 30),
+        (_event(4, (BERT,)), T0 + 40),
+        (
+            Event(
+                action="read",
+                object_type="inbox",
+                outcome="allowed",
+                org="police",
+                user=MARK_USER,
+                purpose="audit",
+                purpose_text=MARK_TEXT,
+                pseudonyms=(CAROL,),
+            ),
+            T0 + 50,
+        ),
+    ]
+    await _append(store, events)
+
+
+async def test_an_erased_log_keeps_its_leaves_root_and_every_earlier_proof(store: Store) -> None:
+    await _a_log(store)
+    before = await all_entries(store)
+    assert all(e.v == 2 and not e.erased for e in before)
+    size, root = await store.audit_root()
+    proofs = await store.export_page(AuditQuery(viewer=None, limit=100), size=size, proofs=True)
+    consistency = await store.consistency(3, size)
+    assert consistency is not None
+    _, old_root = size, merkle.root_hash([e.leaf() for e in before[:3]])
+
+    assert await _erase(store, [0, 1, 5]) == 3
+    after = await all_entries(store)  # checks the stored root against the leaves again
+    assert [e.leaf() for e in after] == [e.leaf() for e in before]
+    assert await store.audit_root() == (size, root)
+    assert [e.erased for e in after] == [True, True, False, False, False, True]
+    gone = after[0]
+    assert (gone.user, gone.purpose_text, gone.pseudonyms, gone.source, gone.salt) == (
+        None, None, (), None, None,
+    )  # fmt: skip
+    assert gone.erasure == Erasure(time=T0 + 999, reason="retention", entry=None)
+    assert gone.to_wire()["opening"] == "erased"
+    assert AuditEntry.from_wire(gone.to_wire()) == gone
+    assert after[3] == before[3]
+    # Proofs issued before the erasure verify against the same root, and are the same.
+    for (entry, proof), now in zip(proofs, after, strict=True):
+        assert proof is not None
+        merkle.verify_inclusion(now.leaf(), now.index, size, proof, root)
+        assert entry.leaf() == now.leaf()
+    merkle.verify_consistency(3, size, old_root, root, consistency)
+    assert await store.consistency(3, size) == consistency
+    again = await store.export_page(AuditQuery(viewer=None, limit=100), size=size, proofs=True)
+    assert [p for _, p in again] == [p for _, p in proofs]
+
+
+async def test_erasing_is_idempotent_and_skips_what_it_can_not_erase(store: Store) -> None:
+    await _a_log(store)
+    assert await _erase(store, [2]) == 1
+    assert await _erase(store, [2, 2, 40]) == 0  # already erased; never written
+    entries = await all_entries(store)
+    assert entries[2].erasure is not None and entries[2].erasure.time == T0 + 999
+
+
+async def test_filters_by_pseudonym_and_user_work_on_version_2_and_forget_erased_ones(
+    store: Store,
+) -> None:
+    await _a_log(store)
+
+    async def indexes(**filters: Any) -> list[int]:
+        found = await store.audit_entries(AuditQuery(viewer=None, **filters))
+        return [e.index for e in found]
+
+    assert await indexes(pseudonym=ANNA) == [0, 1, 3]
+    assert await indexes(user=MARK_USER) == [5]
+    assert await _erase(store, [1, 5]) == 2
+    assert await indexes(pseudonym=ANNA) == [0, 3]
+    assert await indexes(pseudonym=BERT) == [4]
+    assert await indexes(user=MARK_USER) == []
+
+
+async def test_openings_before_and_seqs_about_find_only_held_openings(store: Store) -> None:
+    await _a_log(store)
+
+    def find(tx: Tx) -> dict[str, list[int]]:
+        return {
+            "before": erasure.openings_before(tx, T0 + 30, 10),
+            "first2": erasure.openings_before(tx, T0 + 100, 2),
+            "anna": erasure.seqs_about(tx, [ANNA]),
+            "anna-only": erasure.seqs_about(tx, [ANNA], exclusive=True),
+            "both-only": erasure.seqs_about(tx, [ANNA, BERT], exclusive=True),
+            "none": erasure.seqs_about(tx, []),
+        }
+
+    assert await store.write(find) == {
+        "before": [0, 1, 2], "first2": [0, 1], "anna": [0, 1, 3], "anna-only": [0, 3],
+        "both-only": [0, 1, 3, 4], "none": [],
+    }  # fmt: skip
+    assert await _erase(store, [0, 1]) == 2
+    found = await store.write(find)
+    assert (found["before"], found["anna"], found["anna-only"]) == ([2], [3], [3])
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda tx: erasure.erase_openings(tx, [1], reason="Not A Slug", now=T0), ValidationError),
+        (lambda tx: erasure.erase_openings(tx, [1], reason="retention", now=-1), ValidationError),
+        (lambda tx: erasure.erase_openings(tx, [-1], reason="retention", now=T0), ValueError),
+        (lambda tx: erasure.erase_openings(tx, [True], reason="retention", now=T0), ValueError),
+        (
+            lambda tx: erasure.erase_openings(
+                tx, list(range(erasure.MAX_BATCH + 1)), reason="retention", now=T0
+            ),
+            ValueError,
+        ),
+        (lambda tx: erasure.openings_before(tx, T0, 0), ValueError),
+        (lambda tx: erasure.openings_before(tx, T0, erasure.MAX_BATCH + 1), ValueError),
+        (lambda tx: erasure.seqs_about(tx, ["tel:not-a-pseudonym"]), ValidationError),
+    ],
+)
+async def test_bad_arguments_are_refused_and_erase_nothing(
+    store: Store, call: Any, error: type[Exception]
+) -> None:
+    await _a_log(store)
+    with pytest.raises(error):
+        await store.write(call)
+    assert not any(e.erased for e in await all_entries(store))
+
+
+async def test_a_tampered_opening_is_caught(store: Store) -> None:
+    await _a_log(store)
+    await store._engines.write(
+        lambda c: c.execute(
+            sa.text('UPDATE audit_openings SET "user" = \'mallory\' WHERE "index" = 2')
+        )
+    )
+    with pytest.raises(AccessLogUnavailable) as caught:
+        await store.audit_entries()
+    assert caught.value.cause == "the opening of entry 2 does not match its commitment"
+
+
+async def test_an_opening_gone_without_an_erasure_is_caught(store: Store) -> None:
+    await _a_log(store)
+    await store._engines.write(
+        lambda c: c.execute(sa.text('DELETE FROM audit_openings WHERE "index" = 4'))
+    )
+    with pytest.raises(AccessLogUnavailable) as caught:
+        await store.audit_entries()
+    assert caught.value.cause == "entry 4 lost its opening without an erasure"
+
+
+async def test_an_erased_field_is_gone_from_the_database_files(
+    store: Store, database_url: str
+) -> None:
+    await _a_log(store)
+    marks = (MARK_USER.encode(), MARK_TEXT.encode(), CAROL.encode())
+    raw = await _raw_bytes(store, database_url)
+    assert all(m in raw for m in marks)
+    assert await _erase(store, [5]) == 1
+    raw = await _raw_bytes(store, database_url)
+    assert not any(m in raw for m in marks)
+    assert b"worker-1" in raw  # the entries not erased are still there, the check can fail
+
+
+async def _raw_bytes(store: Store, url: str) -> bytes:
+    """Everything the database keeps on disk for the access log's tables."""
+    backend = sa.make_url(url).get_backend_name()
+    if backend == "sqlite":
+        path = Path(str(sa.make_url(url).database))
+        files = [path, path.with_name(path.name + "-wal")]
+        return b"".join(f.read_bytes() for f in files if f.exists())
+
+    def read(conn: sa.Connection) -> bytes:
+        conn.execute(sa.text("CHECKPOINT"))  # shared buffers to the table's files
+        out = b""
+        for table in ("audit_openings", "audit_pseudonyms", "audit_log"):
+            for relation in (table, _toast(conn, table)):
+                if relation is None:
+                    continue
+                path = conn.execute(
+                    sa.text("SELECT pg_relation_filepath(:t)"), {"t": relation}
+                ).scalar_one()
+                out += conn.execute(
+                    sa.text("SELECT pg_read_binary_file(:p)"), {"p": path}
+                ).scalar_one()
+        return out
+
+    return await store._engines.write(read)
+
+
+def _toast(conn: sa.Connection, table: str) -> str | None:
+    toast = conn.execute(
+        sa.text(
+            "SELECT reltoastrelid::regclass::text FROM pg_class WHERE oid = CAST(:t AS regclass)"
+        ),
+        {"t": table},
+    ).scalar_one()
+    return None if toast in (None, "-") else str(toast)
