@@ -15,8 +15,11 @@ rest, and answers a :class:`~protocol.retention.ErasureReport`:
 * in the person's open cases, an envelope every recipient acknowledged goes when all the
   pseudonyms it carries were named (else ``shared-message``); one not yet acknowledged
   stays (``not-acknowledged``: its recipient has not fetched it; it goes at the maximum age);
-* personal fields of access-log entries are kept within the access-log period
-  (``access-log-period``, NEN 7513); older ones go as the retention job would take them.
+* personal fields of access-log entries about the person (:mod:`hub.accesslog.erasure`)
+  are kept within the access-log period of the held policy, five years without one
+  (``access-log-period``, NEN 7513); older ones go as the retention job would take them,
+  each erased opening naming the erasure's entry. The erased fields are scrubbed from
+  the database files by the retention job's next tick (:meth:`RetentionJob.scrub_soon`).
 
 Nothing outside those cases is touched: another person's case, message or pseudonym rows
 are never selected.
@@ -27,7 +30,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from hub.accesslog import recording
+from hub.accesslog import erasure, recording
 from hub.accesslog.recording import ALLOWED, Scope
 from hub.auth import Caller
 from hub.config import Clock
@@ -36,7 +39,14 @@ from hub.store import Store, Tx
 from protocol.auditlog import MAX_OBJECT_IDS
 from protocol.certificate import ROLE_NETWORK_PRIVACY_OFFICER
 from protocol.errors import EncodingError, ValidationError
-from protocol.retention import ERASED, ErasureReport, parse_erasure_request
+from protocol.retention import (
+    ACCESS_LOG,
+    DAY,
+    DEFAULTS,
+    ERASED,
+    ErasureReport,
+    parse_erasure_request,
+)
 from protocol.types import CaseRef
 
 REASON = "erasure-request"
@@ -50,12 +60,13 @@ def _requested(body: object) -> frozenset[str]:
 
 
 def erase_in(
-    tx: Tx, requested: frozenset[str], *, now: int
-) -> tuple[Counter[str], Counter[tuple[str, str]], list[CaseRef]]:
-    """Erase what may go about the person named by ``requested``; (erased, kept, cases)."""
+    tx: Tx, requested: frozenset[str], holding: dict[CaseRef, frozenset[str]], *,
+    access_cutoff: int, now: int, entry: int,
+) -> tuple[Counter[str], Counter[tuple[str, str]]]:  # fmt: skip
+    """Erase what may go about the person named by ``requested``; (erased, kept) counts.
+    ``holding``: the live cases holding any of them; ``entry``: the erasure's own entry."""
     erased: Counter[str] = Counter()
     kept: Counter[tuple[str, str]] = Counter()
-    holding = tx.retention.cases_holding(requested)
     own = [ref for ref, held in holding.items() if held <= requested]
     kept["case", "shared-case"] += len(holding) - len(own)
     closed = tx.retention.closed_cases(own)
@@ -66,7 +77,25 @@ def erase_in(
     erased["case"] += len(gone.cases)
     erased["pseudonym"] += gone.pseudonyms
     erased["ciphertext"] += len(gone.messages)
-    return erased, kept, sorted(holding)
+    _erase_openings(tx, requested, erased, kept, cutoff=access_cutoff, now=now, entry=entry)
+    return erased, kept
+
+
+def _erase_openings(
+    tx: Tx, requested: frozenset[str], erased: Counter[str], kept: Counter[tuple[str, str]],
+    *, cutoff: int, now: int, entry: int,
+) -> None:  # fmt: skip
+    """Access-log fields about the person: past the access-log period they go (as the
+    retention job would take them), within it they are kept by law."""
+    about = erasure.seqs_about(tx, requested)
+    times = tx.retention.entry_times(about)
+    old = [index for index in about if times[index] <= cutoff]
+    kept["access-log", "access-log-period"] += len(about) - len(old)
+    for start in range(0, len(old), erasure.MAX_BATCH):
+        part = old[start : start + erasure.MAX_BATCH]
+        erased["access-log"] += erasure.erase_openings(
+            tx, part, reason=REASON, now=now, entry=entry
+        )
 
 
 def _erase_envelopes(
@@ -92,11 +121,17 @@ async def erase_person(
         raise NotFound()
     requested = _requested(body)
     now = clock()
+    policy = await store.retention_policy()
+    days = DEFAULTS[ACCESS_LOG] if policy is None else policy.access_log_days
+    access_cutoff = now - days * DAY
 
     def work(tx: Tx) -> tuple[Counter[str], Counter[tuple[str, str]], int]:
-        erased, kept, cases = erase_in(tx, requested, now=now)
-        scope.touch(cases[:MAX_OBJECT_IDS])
+        holding = tx.retention.cases_holding(requested)
+        scope.touch(sorted(holding)[:MAX_OBJECT_IDS])
         entry = recording.append(tx, scope.event(ALLOWED, REASON), now=now)
+        erased, kept = erase_in(
+            tx, requested, holding, access_cutoff=access_cutoff, now=now, entry=entry.index
+        )
         return erased, kept, entry.index
 
     erased, kept, index = await store.write(work)

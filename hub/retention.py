@@ -12,18 +12,20 @@ pass of these phases under the held policy (none held: nothing is deleted):
    the tombstone in ``GET /v1/sent``);
 3. ``cases``: closed cases past their period after closing, and cases that never closed
    past their period without activity, with their pseudonyms (and envelopes);
-4. ``access-log``: the personal fields of access-log entries older than the access-log
-   period (leaves, nodes and signed heads stay: every proof still verifies), when
-   :mod:`hub.accesslog` can erase them.
+4. ``access-log``: the personal fields (openings, :mod:`hub.accesslog.erasure`) of
+   access-log entries older than the access-log period; leaves, nodes and signed heads
+   stay, so every proof still verifies. After the run the erased fields are scrubbed from
+   the database files (SQLite WAL, PostgreSQL VACUUM).
 
-Each phase works in batches of at most ``batch`` rows (200 envelopes: one access-log entry
-names each one it deleted), each batch one work item of the writer: it selects what is
-due as the database is *then*, deletes it and appends its own access-log entry (action
-``delete``, reason ``retention-<phase>``) in the same transaction, and commits before the
-next is selected. So a job killed half-way leaves whole batches behind and the next run
-finds the rest; and two replicas that run at once take turns batch by batch (on
-PostgreSQL every write transaction holds the sequencer's advisory lock): neither deletes
-or records a row the other already did, and their counts add up to what was due.
+Each phase works in batches (200 envelopes: one access-log entry names each one it
+deleted; 50 cases; 500 access-log openings, whose erasures name the batch's entry), each
+batch one work item of the writer: it selects what is due as the database is *then*,
+deletes it and appends its own access-log entry (action ``delete``, reason
+``retention-<phase>``) in the same transaction, and commits before the next is
+selected. So a job killed half-way leaves whole batches behind and the next run finds
+the rest; and two replicas that run at once take turns batch by batch (on PostgreSQL
+every write transaction holds the sequencer's advisory lock): neither deletes or
+records a row the other already did, and their counts add up to what was due.
 :func:`dry_run` reads what each phase would delete now, without deleting anything.
 """
 
@@ -34,7 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hub.accesslog import recording
+from hub.accesslog import erasure, recording
 from hub.accesslog.recording import ALLOWED, Event, Outcome, Scope
 from hub.config import Clock
 from hub.directory import TrustCache, exact_object
@@ -45,6 +47,7 @@ from hub.store.retaining import Due
 from protocol.auditlog import MAX_OBJECT_IDS
 from protocol.errors import EncodingError, ValidationError, VerificationError
 from protocol.retention import (
+    ACCESS_LOG,
     ACKNOWLEDGED,
     CASE_CLOSED,
     CASE_ENDED,
@@ -58,14 +61,17 @@ from protocol.retention import (
 
 log = logging.getLogger("hub.retention")
 
-PHASES: tuple[str, ...] = ("acknowledged", "expired", "cases")
+PHASES: tuple[str, ...] = ("acknowledged", "expired", "cases", "access-log")
 KINDS: dict[str, str] = {  # phase -> what its rows are, for metrics and reports
     "acknowledged": "ciphertext",
     "expired": "ciphertext",
     "cases": "case",
+    "access-log": "access-log",
 }
 BATCH = MAX_OBJECT_IDS  # envelopes per batch: its entry names each one
 CASE_BATCH = 50  # cases per batch (each brings its members, referrals and pseudonyms)
+OPENING_BATCH = 500  # access-log openings per batch
+OPENING_REASON = "retention"  # what an erased opening says (hub.accesslog.erasure)
 PURPOSE = "system-administration"
 
 
@@ -110,6 +116,7 @@ class Cutoffs:
     expired: int
     closed: int
     idle: int
+    access_log: int
 
     @classmethod
     def of(cls, policy: RetentionPolicy, now: int) -> Cutoffs:
@@ -118,6 +125,7 @@ class Cutoffs:
             expired=now - policy.seconds(MAX_AGE),
             closed=now - policy.seconds(CASE_CLOSED),
             idle=now - policy.seconds(CASE_IDLE),
+            access_log=now - policy.seconds(ACCESS_LOG),
         )
 
 
@@ -170,6 +178,16 @@ def delete_cases(tx: Tx, cutoffs: Cutoffs, *, limit: int, now: int) -> int:
     return len(deleted.cases)
 
 
+def erase_access_log(tx: Tx, cutoff: int, *, limit: int, now: int) -> int:
+    """One batch of the access-log phase, with its entry; how many openings went."""
+    # Entries at or before the cutoff: openings_before takes those strictly before.
+    seqs = erasure.openings_before(tx, cutoff + 1, limit)
+    if not seqs:
+        return 0
+    entry = recording.append(tx, _entry("access-log", "audit", [], now), now=now)
+    return erasure.erase_openings(tx, seqs, reason=OPENING_REASON, now=now, entry=entry.index)
+
+
 class RetentionJob(Periodic):
     """The retention job of one hub process (see the module docstring)."""
 
@@ -184,11 +202,19 @@ class RetentionJob(Periodic):
         interval: int,
         batch: int = BATCH,
         case_batch: int = CASE_BATCH,
+        opening_batch: int = OPENING_BATCH,
         logger: logging.Logger | None = None,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not 1 <= batch <= BATCH or not 1 <= case_batch <= CASE_BATCH:
-            raise ValueError(f"a batch is 1..{BATCH} envelopes and 1..{CASE_BATCH} cases")
+        if not (
+            1 <= batch <= BATCH and 1 <= case_batch <= CASE_BATCH
+            and 1 <= opening_batch <= OPENING_BATCH
+        ):  # fmt: skip
+            raise ValueError(
+                f"a batch is 1..{BATCH} envelopes, 1..{CASE_BATCH} cases, "
+                f"1..{OPENING_BATCH} openings"
+            )
+        self._opening_batch = opening_batch
         self._store = store
         self._clock = clock
         self._interval = interval
@@ -197,12 +223,15 @@ class RetentionJob(Periodic):
         self._log = logger or log
         self._timer = timer
         self._last_tick: int | None = None
+        self._scrub_pending = False
         self.stats = RunStats()
 
     async def tick(self) -> Pass | None:
         """What the background task does each second: one run when the interval passed."""
         now = self._clock()
         if self._last_tick is not None and now - self._last_tick < self._interval:
+            if self._scrub_pending:
+                await self._scrub()
             return None
         self._last_tick = now
         return await self.run_once()
@@ -218,8 +247,25 @@ class RetentionJob(Periodic):
             cutoffs = Cutoffs.of(policy, now)
             for phase in PHASES:
                 await self._phase(phase, cutoffs, now, done)
+        if done.deleted["access-log"] or self._scrub_pending:
+            await self._scrub()
         self._finished(done, self._timer() - started)
         return done
+
+    def scrub_soon(self) -> None:
+        """Scrub erased access-log fields from the database files at the next tick (after
+        an erasure on request, which does not wait for it)."""
+        self._scrub_pending = True
+
+    async def _scrub(self) -> None:
+        """Wipe what the erased openings left in the database files; again next run if a
+        reader or an older transaction kept it from finishing."""
+        try:
+            await erasure.scrub(self._store)
+            self._scrub_pending = False
+        except RuntimeError:
+            self._scrub_pending = True
+            self._log.warning("retention: scrubbing the access log's erased fields waits")
 
     async def _phase(self, phase: str, cutoffs: Cutoffs, now: int, done: Pass) -> None:
         while True:
@@ -234,6 +280,10 @@ class RetentionJob(Periodic):
     def _work(self, phase: str, cutoffs: Cutoffs, now: int) -> Callable[[Tx], int]:
         if phase == "cases":
             return lambda tx: delete_cases(tx, cutoffs, limit=self._case_batch, now=now)
+        if phase == "access-log":
+            return lambda tx: erase_access_log(
+                tx, cutoffs.access_log, limit=self._opening_batch, now=now
+            )
         cutoff = cutoffs.acknowledged if phase == "acknowledged" else cutoffs.expired
         return lambda tx: delete_messages(tx, phase, cutoff, limit=self._batch, now=now)
 
@@ -264,5 +314,6 @@ async def dry_run(store: Store, now: int) -> tuple[RetentionPolicy, dict[str, Du
         expired=cutoffs.expired,
         closed=cutoffs.closed,
         idle=cutoffs.idle,
+        access_log=cutoffs.access_log,
     )
     return policy, due

@@ -33,6 +33,8 @@ async def post_erasure(request: web.Request) -> web.Response:
         caller = await authenticate(request, scope, purpose=True)
         body = await body_of(request)
         report = await erase_person(s.store, s.clock, scope, caller=caller, body=body)
+    if report.erased.get("access-log") and s.retention is not None:
+        s.retention.scrub_soon()
     return render(report.to_wire())
 
 

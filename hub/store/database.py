@@ -730,7 +730,7 @@ class Store:
         return await self._engines.read(retaining.newest_policy)
 
     async def retention_due(
-        self, *, acknowledged: int, expired: int, closed: int, idle: int
+        self, *, acknowledged: int, expired: int, closed: int, idle: int, access_log: int
     ) -> dict[str, retaining.Due]:
         """What the retention job's phases would delete at these cutoffs (one read)."""
 
@@ -739,6 +739,7 @@ class Store:
                 "acknowledged": retaining.count_messages(conn, acknowledged),
                 "expired": retaining.count_messages(conn, acknowledged, expired),
                 "cases": retaining.count_cases(conn, closed, idle),
+                "access-log": retaining.count_openings(conn, access_log),
             }
 
         return await self._engines.read(read)

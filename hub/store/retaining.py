@@ -123,6 +123,18 @@ def count_cases(conn: sa.Connection, closed_cutoff: int, idle_cutoff: int) -> Du
     return Due(int(row[0]), None if row[1] is None else int(row[1]))
 
 
+def count_openings(conn: sa.Connection, cutoff: int) -> Due:
+    """How many access-log openings (personal fields) of entries at or before ``cutoff``
+    are still held (:mod:`hub.store.erasing` erases them)."""
+    a, op = t.audit_log.c, t.audit_openings.c
+    row = conn.execute(
+        sa.select(sa.func.count(), sa.func.min(a.time))
+        .select_from(t.audit_openings.join(t.audit_log, a.index == op.index))
+        .where(a.time <= cutoff)
+    ).one()
+    return Due(int(row[0]), None if row[1] is None else int(row[1]))
+
+
 def newest_policy(conn: sa.Connection) -> RetentionPolicy | None:
     """The held policy with the highest number (verified when it was stored), or None."""
     wire = conn.execute(_NEWEST_POLICY).scalar_one_or_none()
@@ -224,6 +236,16 @@ class RetentionTx:
             HeldMessage(int(row.cursor), frozenset(held[int(row.cursor)]), bool(row.acked))
             for row in rows
         ]
+
+    def entry_times(self, indexes: Sequence[int]) -> dict[int, int]:
+        """The time of each of the access-log entries ``indexes``."""
+        a = t.audit_log.c
+        found: dict[int, int] = {}
+        for start in range(0, len(indexes), _CHUNK):
+            part = list(indexes[start : start + _CHUNK])
+            for row in self._conn.execute(sa.select(a.index, a.time).where(a.index.in_(part))):
+                found[int(row[0])] = int(row[1])
+        return found
 
     def cases_due(self, closed_cutoff: int, idle_cutoff: int, limit: int) -> list[CaseRef]:
         """Up to ``limit`` live cases whose period ended, by reference."""

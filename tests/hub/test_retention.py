@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from hub.retention import RetentionJob, dry_run
 from hub.store import Store
+from protocol import merkle
 from protocol.auditlog import AuditEntry
 from protocol.certificate import create_root
 from protocol.envelope import Envelope
@@ -170,7 +171,9 @@ async def test_envelopes_go_at_the_end_of_their_period_and_the_sender_is_told(
     before = await hub.counts()
     policy, due = await dry_run(hub.store, hub.clock()) or (None, {})
     assert policy is not None and due["acknowledged"].count == 0 and due["expired"].count == 0
-    assert (await job.run_once()).deleted == {"acknowledged": 0, "expired": 0, "cases": 0}
+    assert (await job.run_once()).deleted == {
+        "acknowledged": 0, "expired": 0, "cases": 0, "access-log": 0,
+    }  # fmt: skip
     assert await hub.counts() == before
 
     hub.clock.advance(1)
@@ -209,7 +212,8 @@ async def test_envelopes_go_at_the_end_of_their_period_and_the_sender_is_told(
         lambda conn: conn.execute(sa.text("SELECT envelope FROM messages")).scalars().all()
     )
     assert envelopes == ["", ""]
-    assert job.stats.deleted == {"ciphertext": 2, "case": 0} and job.stats.runs == 4
+    assert job.stats.deleted == {"ciphertext": 2, "case": 0, "access-log": 0}
+    assert job.stats.runs == 4
 
 
 async def _close_case(hub: HubHarness, parties: Parties, case: str) -> None:
@@ -403,11 +407,15 @@ async def test_an_erasure_touches_the_person_only(hub: HubHarness, parties: Part
     assert erased["case"] == 1 and erased["pseudonym"] == 2  # case and message pseudonym rows
     # the acknowledged signal; the closed case's signal, referral and status update
     assert erased["ciphertext"] == 1 + 3
+    about_anna = [e for e in await hub.audit() if set(e.pseudonyms) & set(anna)]
+    assert about_anna  # the creates of her signals, within the access-log period: kept
     assert kept == {
         ("case", "case-open"): 1,
         ("case", "shared-case"): 1,
         ("ciphertext", "not-acknowledged"): 1,
+        ("access-log", "access-log-period"): len(about_anna),
     }
+    assert "access-log" not in erased
     assert await _rows_about(hub, bob) == bob_before
     assert await _rows_about(hub, shared) == shared_before
     assert set(await _cases(hub)) == {anna_open, shared, bob}
@@ -482,3 +490,71 @@ async def test_the_retention_command_says_what_would_go_then_deletes_it(
     assert again.exit_code == 0 and "in 0 batches" in again.stdout
     bad = await _hub_cli("--database-url", "mysql://nowhere/x")
     assert bad.exit_code == 1 and bad.output.startswith("Error: database_url must start")
+
+
+# -- access-log fields -------------------------------------------------------------------------
+
+ACCESS_LOG_DAYS = 1827
+
+
+async def test_access_log_fields_go_after_the_access_log_period_and_every_proof_stays(
+    hub: HubHarness, parties: Parties
+) -> None:
+    await parties.signal("0611111111")
+    hub.clock.advance(10)
+    await parties.signal("0622222222")
+    assert (await put_policy(hub, signed_policy(hub))).status == 200
+    entries = await hub.audit()
+    newest = max(e.time for e in entries)
+    head = await hub.heads.sign_now()
+    assert head is not None
+    before = await hub.store.inclusion(hub.config.network, 1, size=head.size, viewer=None)
+    job = job_of(hub)
+    hub.clock.now = newest + ACCESS_LOG_DAYS * DAY - 1
+    _, due = await dry_run(hub.store, hub.clock()) or (None, {})
+    held_then = due["access-log"].count
+    assert 0 < held_then < len(entries)  # the newest entries are a second short of due
+    done = await job.run_once()
+    assert done.deleted["access-log"] == held_then
+    hub.clock.advance(1)
+    done = await job.run_once()
+    after = await hub.audit()  # the leaves still rebuild the stored root
+    erased = [e for e in after if e.erased]
+    assert len(erased) == len(entries)  # every entry before the job's own
+    assert all(e.user is None and e.pseudonyms == () for e in erased)
+    assert {e.erasure.reason for e in erased if e.erasure} == {"retention"}
+    recorded = [e for e in after if e.reason == "retention-access-log"]
+    assert len(recorded) == 2 and all(e.object_type == "audit" for e in recorded)
+    assert {e.erasure.entry for e in erased if e.erasure} == {r.index for r in recorded}
+    # a proof issued before the erasure still verifies against the head signed before it
+    now = await hub.store.inclusion(hub.config.network, 1, size=head.size, viewer=None)
+    assert now.proof == before.proof and now.entry is not None and now.entry.erased
+    assert before.entry is not None and now.entry.leaf() == before.entry.leaf()
+    merkle.verify_inclusion(now.entry.leaf(), 1, head.size, before.proof, head.root)
+    assert job.stats.deleted["access-log"] == len(entries)
+
+
+async def test_an_erasure_takes_access_log_fields_past_the_period_only(
+    hub: HubHarness, parties: Parties
+) -> None:
+    await parties.signal("0611111111")
+    old = [e.index for e in await hub.audit() if e.pseudonyms]
+    hub.clock.advance(ACCESS_LOG_DAYS * DAY)  # five years on: new certificates all round
+    police = await hub.enrol("police-now", org_type="police")
+    shelter = await hub.enrol("shelter-now", org_type="shelter")
+    officer = await hub.enrol("toezicht", ("member", "network_privacy_officer"))
+    officer.purpose = "data-subject-request"
+    signal = hub.envelope(police, [shelter], pseudonyms=hub.pseudonyms("0611111111"))
+    assert (await hub.send(police, signal)).status == 201
+    recent = [e.index for e in await hub.audit() if e.pseudonyms and e.index not in old]
+    assert old and recent
+    body = {"pseudonyms": list(hub.pseudonyms("0611111111"))}
+    response = await hub.client.post(ERASURES, json=body, headers=officer.headers())
+    assert response.status == 200, await response.text()
+    report = await response.json()
+    assert {"kind": "access-log", "count": len(old)} in report["erased"]
+    kept = {"kind": "access-log", "reason": "access-log-period", "count": len(recent)}
+    assert kept in report["kept"]
+    by_index = {e.index: e for e in await hub.audit()}
+    assert all(by_index[i].erased for i in old) and not any(by_index[i].erased for i in recent)
+    assert {by_index[i].erasure.entry for i in old if by_index[i].erasure} == {report["entry"]}
