@@ -558,3 +558,38 @@ async def test_an_erasure_takes_access_log_fields_past_the_period_only(
     by_index = {e.index: e for e in await hub.audit()}
     assert all(by_index[i].erased for i in old) and not any(by_index[i].erased for i in recent)
     assert {by_index[i].erasure.entry for i in old if by_index[i].erasure} == {report["entry"]}
+
+
+async def test_the_metrics_count_what_the_hubs_own_job_deleted(
+    hub: HubHarness, parties: Parties
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from hub.http.common import SERVICES
+
+    async def scrape() -> dict[tuple[str, str], float]:
+        response = await hub.client.get("/metrics")
+        assert response.status == 200
+        found = {}
+        for family in text_string_to_metric_families(await response.text()):
+            for sample in family.samples:
+                found[sample.name, sample.labels.get("kind", "")] = sample.value
+        return found
+
+    before = await scrape()
+    assert before["schakel_retention_runs_total", ""] == 0
+    assert ("schakel_retention_last_run_timestamp_seconds", "") not in before
+    signal = await parties.signal("0611111111")
+    await parties.ack(parties.coordinator, signal)
+    assert (await put_policy(hub, signed_policy(hub))).status == 200
+    hub.clock.advance(GRACE * DAY)
+    job = hub.client.server.app[SERVICES].retention  # type: ignore[union-attr]
+    assert job is not None
+    assert (await job.tick()) is not None  # the first tick runs at once
+    assert (await job.tick()) is None  # the next waits for the interval
+    after = await scrape()
+    assert after["schakel_retention_deleted_rows_total", "ciphertext"] == 1
+    assert after["schakel_retention_deleted_rows_total", "case"] == 0
+    assert after["schakel_retention_runs_total", ""] == 1
+    assert after["schakel_retention_last_run_timestamp_seconds", ""] == hub.clock()
+    assert after["schakel_retention_last_run_duration_seconds", ""] >= 0
