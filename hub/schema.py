@@ -135,6 +135,8 @@ deliveries = sa.Table(
     ),
     sa.Column("acked_at", Time, nullable=True),
 )
+# A message's deliveries, whoever the recipient (the retention job, 0005b).
+sa.Index("ix_deliveries_cursor", deliveries.c.cursor)
 
 message_pseudonyms = sa.Table(
     "message_pseudonyms",

@@ -9,7 +9,8 @@ New table ``retention_policies`` (every policy the authority uploaded, by number
 ``deleted_reason``: the retention job and an erasure empty a message's envelope and
 keep its row as a tombstone (id, sender, times, reason; no content), so that the sender
 is told through ``GET /v1/sent``. The index on ``(deleted_at, accepted_at)`` lets the job
-find the live envelopes of a given age without reading the others.
+find the live envelopes of a given age without reading the others, and the one on
+``deliveries.cursor`` their acknowledgements (the primary key leads with the recipient).
 
 Written out in full (not from ``hub.schema``). Works on SQLite and PostgreSQL.
 """
@@ -36,9 +37,11 @@ def upgrade() -> None:
     op.add_column("messages", sa.Column("deleted_at", sa.BigInteger, nullable=True))
     op.add_column("messages", sa.Column("deleted_reason", sa.String(16), nullable=True))
     op.create_index("ix_messages_deleted_at_accepted_at", "messages", ["deleted_at", "accepted_at"])
+    op.create_index("ix_deliveries_cursor", "deliveries", ["cursor"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deliveries_cursor", table_name="deliveries")
     op.drop_index("ix_messages_deleted_at_accepted_at", table_name="messages")
     with op.batch_alter_table("messages") as batch:
         batch.drop_column("deleted_reason")
