@@ -191,9 +191,13 @@ class RetentionTx:
         """Empty the live envelopes among ``cursors``; their ids (the tombstones made)."""
         if not cursors:
             return []
-        rows = self._conn.execute(
-            sa.select(_m.cursor, _m.id).where(_LIVE, _m.cursor.in_(list(cursors)))
+        # Looked up by key, the tombstones left out here: "deleted_at IS NULL" in the
+        # statement would let SQLite choose the (deleted_at, accepted_at) index and walk
+        # every live envelope instead.
+        found = self._conn.execute(
+            sa.select(_m.cursor, _m.id, _m.deleted_at).where(_m.cursor.in_(list(cursors)))
         ).all()
+        rows = [row for row in found if row.deleted_at is None]
         if rows:
             self._conn.execute(
                 sa.update(t.messages)
@@ -219,11 +223,12 @@ class RetentionTx:
         """The live envelopes of the cases ``refs``, with their pseudonyms and acknowledgement."""
         if not refs:
             return []
-        rows = self._conn.execute(
-            sa.select(_m.cursor, _all_acknowledged().label("acked")).where(
-                _LIVE, _m.cursor.in_(_case_cursors(list(refs)))
+        found = self._conn.execute(
+            sa.select(_m.cursor, _m.deleted_at, _all_acknowledged().label("acked")).where(
+                _m.cursor.in_(_case_cursors(list(refs)))
             )
         ).all()
+        rows = [row for row in found if row.deleted_at is None]  # as in empty_messages
         cursors = [int(row.cursor) for row in rows]
         held: dict[int, set[str]] = {cursor: set() for cursor in cursors}
         for start in range(0, len(cursors), _CHUNK):
