@@ -102,6 +102,7 @@ def _verified(
         "verified": result.checked,
         "mode": result.mode,
         "visible": result.visible,
+        "erased": result.erased,
         "head": _head_json(result.head),
         "proves": text,
     }

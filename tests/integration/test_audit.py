@@ -24,7 +24,7 @@ from clients.privacy_officer import PrivacyOfficer
 from hub.app import make_app
 from keys.hub import HubKeys
 from protocol import merkle
-from protocol.auditlog import AuditEntry, sign_tree_head
+from protocol.auditlog import seal_entry, sign_tree_head
 from protocol.pseudonym import Identity
 from schakel import demo as demo_network
 
@@ -154,11 +154,20 @@ async def test_an_honest_log_verifies_sampled_and_whole(hub: Hub) -> None:
 async def test_an_updated_entry_is_named(hub: Hub) -> None:
     await traffic(hub)
     await officer_run(hub, "privacy", "verify_full")
-    assert await hub.sql('UPDATE audit_log SET "user" = :user WHERE "index" = 3', user="mallory")
+    # an entry's personal field (in its opening), then a public field of another entry
+    [(user,)] = await hub.database.rows('SELECT "user" FROM audit_openings WHERE "index" = 3')
+    assert await hub.sql('UPDATE audit_openings SET "user" = :u WHERE "index" = 3', u="mallory")
+    for what, args in (("verify_sample", (1000,)), ("verify_full", ())):
+        with pytest.raises(AuditLogInconsistent, match="do not match its commitment") as caught:
+            await officer_run(hub, "privacy", what, *args)
+        assert caught.value.index == 3, what
+    assert await hub.sql('UPDATE audit_openings SET "user" = :u WHERE "index" = 3', u=user)
+    await officer_run(hub, "privacy", "verify_full")
+    assert await hub.sql('UPDATE audit_log SET "time" = "time" + 1 WHERE "index" = 4')
     for what, args in (("verify_sample", (1000,)), ("verify_full", ())):
         with pytest.raises(AuditLogInconsistent) as caught:
             await officer_run(hub, "privacy", what, *args)
-        assert caught.value.index == 3, what
+        assert caught.value.index == 4, what
 
 
 async def test_a_deleted_entry_is_named(hub: Hub) -> None:
@@ -176,7 +185,7 @@ async def test_truncated_entries_are_named(hub: Hub) -> None:
     cut = head.size - 3
     await hub.restart()
     assert await hub.sql('DELETE FROM audit_log WHERE "index" >= :cut', cut=cut) >= 3
-    for table in ("audit_objects", "audit_pseudonyms"):
+    for table in ("audit_objects", "audit_pseudonyms", "audit_openings", "audit_erasures"):
         await hub.sql(f'DELETE FROM {table} WHERE "index" >= :cut', cut=cut)
     await hub.sql("DELETE FROM audit_nodes WHERE (idx + 1) * (1 << level) > :cut", cut=cut)
     await hub.sql("DELETE FROM tree_heads WHERE size > :cut", cut=cut)
@@ -191,8 +200,9 @@ async def test_truncated_entries_are_named(hub: Hub) -> None:
 
 
 async def _rewrite(hub: Hub) -> None:
-    """Rewrite every entry's user, recompute every leaf and node, sign a new head with
-    the hub's own key: a log that is perfectly consistent in itself."""
+    """Rewrite every entry's user (in its opening, with a new commitment), recompute every
+    leaf and node, sign a new head with the hub's own key: a log that is perfectly
+    consistent in itself."""
     hub_keys = HubKeys.open(hub.demo.hub_dir, hub.demo.passphrase)
     cert = hub_keys.certificate
     assert cert is not None
@@ -201,20 +211,34 @@ async def _rewrite(hub: Hub) -> None:
         names = list(result.keys())
         rows = [dict(row) for row in result.mappings()]
         assert rows and "leaf_hash" in names
+        openings = {
+            row["index"]: dict(row)
+            for row in (await db.execute(sa.text("SELECT * FROM audit_openings"))).mappings()
+        }
         leaves = []
         for row in rows:
-            row["user"] = "rewritten"
-            wire = {k: row[k] for k in names if k not in ("leaf_hash",)}
-            wire["object_ids"] = json.loads(row["object_ids"])
-            wire["pseudonyms"] = json.loads(row["pseudonyms"])
-            wire["v"] = 1
-            leaf = AuditEntry.from_wire(wire).leaf()
-            leaves.append(leaf)
+            # version 2: the opening gets the new user, and the entry a new commitment
+            opened = openings[row["index"]]
+            opened["user"] = "rewritten"
+            entry = seal_entry(
+                **{k: row[k] for k in names if k not in ("leaf_hash", "v", "personal")}
+                | {k: opened[k] for k in ("user", "purpose_text", "source", "salt")}
+                | {
+                    "object_ids": tuple(json.loads(row["object_ids"])),
+                    "pseudonyms": tuple(json.loads(opened["pseudonyms"])),
+                }
+            )
+            leaves.append(entry.leaf())
             await db.execute(
                 sa.text(
-                    'UPDATE audit_log SET "user" = :user, leaf_hash = :leaf WHERE "index" = :i'
+                    "UPDATE audit_log SET personal = :personal, leaf_hash = :leaf "
+                    'WHERE "index" = :i'
                 ),
-                {"user": "rewritten", "leaf": leaf, "i": row["index"]},
+                {"personal": entry.personal, "leaf": entry.leaf(), "i": row["index"]},
+            )
+            await db.execute(
+                sa.text('UPDATE audit_openings SET "user" = :user WHERE "index" = :i'),
+                {"user": "rewritten", "i": row["index"]},
             )
         await db.execute(sa.text("DELETE FROM audit_nodes"))
         level, nodes = 0, leaves
