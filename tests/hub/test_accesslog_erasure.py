@@ -5,8 +5,9 @@ Runs on SQLite and PostgreSQL (the ``store`` fixture is parametrised by database
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
@@ -19,6 +20,9 @@ from protocol import merkle
 from protocol.auditlog import AuditEntry, Erasure
 from protocol.errors import ValidationError, VerificationError
 from protocol.pseudonym import LinkingKey, pseudonym
+
+if TYPE_CHECKING:
+    from conftest import HubHarness
 
 T0 = 1_800_000_000
 _KEY = LinkingKey(1, b"k" * 32)
@@ -279,3 +283,49 @@ def _toast(conn: sa.Connection, table: str) -> str | None:
         {"t": table},
     ).scalar_one()
     return None if toast in (None, "-") else str(toast)
+
+
+# -- over HTTP: the entries and export routes serve the opening or the erased marker ------
+
+
+async def test_the_routes_serve_openings_and_erased_markers(hub: HubHarness) -> None:
+    police = await hub.enrol("police", ["member", "privacy_officer"])
+    npo = await hub.enrol("network-po", ["network_privacy_officer"])
+    audit = {"Schakel-Purpose": "audit", "Schakel-User": "officer-1"}
+    head = await hub.client.post("/v1/audit/head", headers=npo.headers(**audit))
+    assert head.status == 201
+    assert (await hub.client.get("/v1/inbox", headers=police.headers())).status == 200
+    mine = await hub.store.audit_entries(AuditQuery(viewer=None, user="officer-1"))
+    gone = sorted({0, mine[0].index})  # an entry of the officer's, and the first one
+
+    def item(tx: Tx) -> int:
+        return erasure.erase_openings(tx, gone, reason="retention", now=T0, entry=None)
+
+    assert await hub.store.write(item) == 2
+    await erasure.scrub(hub.store)
+    response = await hub.client.get("/v1/audit/entries", headers=npo.headers(**audit))
+    body = await response.json()
+    assert response.status == 200, body
+    items = body["entries"]
+    assert [i["index"] for i in items if i["opening"] == "erased"] == gone
+    assert items[0]["erasure"] == {"time": T0, "reason": "retention", "entry": None}
+    kept = next(i for i in items if i["index"] not in gone)
+    assert set(kept["opening"]) == {"salt", "user", "purpose_text", "pseudonyms", "source"}
+    assert "user" not in kept and "erasure" not in kept
+    for wire in items:
+        entry = AuditEntry.from_wire(wire)
+        entry.verify_opening()
+        assert entry.erased == (entry.index in gone)
+    assert (await hub.client.post("/v1/audit/head", headers=npo.headers(**audit))).status == 201
+    export = await hub.client.get("/v1/audit/export", headers=npo.headers(**audit))
+    assert export.status == 200
+    lines = [json.loads(line) for line in (await export.read()).splitlines()]
+    erased = [line["entry"]["index"] for line in lines[1:] if line["entry"]["opening"] == "erased"]
+    assert erased == gone
+    # a filter by user no longer finds what was erased; one by org still does
+    for query in ({"user": "officer-1"}, {"org": "network-po"}):
+        found = await hub.client.get(
+            "/v1/audit/entries", params=query, headers=npo.headers(**audit)
+        )
+        indexes = [e["index"] for e in (await found.json())["entries"]]
+        assert (mine[0].index in indexes) == ("org" in query), query
