@@ -265,6 +265,19 @@ async def test_an_export_file_verifies_offline_and_tampering_is_named(
         verify_export_file(privacy, dropped, full=True)
 
 
+# A version 2 entry without its opening, and one marked erased without saying when and why:
+# not entries at all (a file problem), unlike a tampered opening (an inconsistency).
+_V2_VECTOR = json.loads(
+    (Path(__file__).resolve().parents[1] / "vectors" / "auditlog.json").read_text("utf-8")
+)["entries"]
+V2_NO_OPENING = json.dumps(
+    {k: v for k, v in _V2_VECTOR[1]["wire"].items() if k != "opening"}
+).encode()
+V2_ERASED_WITHOUT_WHY = json.dumps(
+    {k: v for k, v in _V2_VECTOR[3]["wire"].items() if k != "erasure"}
+).encode()
+
+
 @pytest.mark.parametrize(
     ("content", "says"),
     [
@@ -275,6 +288,8 @@ async def test_an_export_file_verifies_offline_and_tampering_is_named(
         (b"HEAD\n{not json\n", "line 2 is not strict JSON"),
         (b'HEAD\n{"entry": {"index": 0}}\n', "line 2 is not an access-log entry"),
         (b"HEAD\n" + b"x" * 300_000 + b"\n", "line 2 is longer than"),
+        (b'HEAD\n{"entry": ' + V2_NO_OPENING + b"}\n", "line 2 is not an access-log entry"),
+        (b'HEAD\n{"entry": ' + V2_ERASED_WITHOUT_WHY + b"}\n", "line 2 is not an access-log"),
     ],
 )
 async def test_a_file_that_is_not_an_export_is_a_file_error_not_an_incident(
