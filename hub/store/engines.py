@@ -217,6 +217,8 @@ _OLDER = sa.text(
     " OR age(backend_xid) >= age(CAST(:x AS xid))))"
     " OR EXISTS (SELECT 1 FROM pg_prepared_xacts"
     " WHERE age(transaction) >= age(CAST(:x AS xid)))"
+    " OR EXISTS (SELECT 1 FROM pg_replication_slots"
+    " WHERE age(xmin) >= age(CAST(:x AS xid)))"
 )
 
 

@@ -5,17 +5,21 @@ Runs on SQLite and PostgreSQL (the ``store`` fixture is parametrised by database
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from hub.accesslog import erasure, recording
 from hub.accesslog.recording import Event
 from hub.errors import AccessLogUnavailable
-from hub.store import AuditQuery, Store, Tx
+from hub.store import AuditQuery, Store, Tx, engines
 from protocol import merkle
 from protocol.auditlog import AuditEntry, Erasure
 from protocol.errors import ValidationError, VerificationError
@@ -329,3 +333,49 @@ async def test_the_routes_serve_openings_and_erased_markers(hub: HubHarness) -> 
         )
         indexes = [e["index"] for e in (await found.json())["entries"]]
         assert (mine[0].index in indexes) == ("org" in query), query
+
+
+async def test_scrubbing_says_when_a_reader_still_holds_the_old_rows(
+    store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot older than the erasure can still see the deleted rows, so the database
+    keeps them for it: scrub says so (RuntimeError) rather than claim they are gone."""
+    await _a_log(store)
+    waits = engines.SCRUB_WAIT
+    monkeypatch.setattr(engines, "SCRUB_WAIT", 1)
+
+    def item(tx: Tx) -> int:
+        return erasure.erase_openings(tx, [5], reason="retention", now=T0 + 999)
+
+    async with _old_snapshot(database_url):
+        assert await store.write(item) == 1
+        with pytest.raises(RuntimeError):
+            await erasure.scrub(store)
+    monkeypatch.setattr(engines, "SCRUB_WAIT", waits)  # on a shared server others may run
+    await erasure.scrub(store)  # nothing of ours holds the old rows now
+    raw = await _raw_bytes(store, database_url)
+    assert MARK_USER.encode() not in raw and b"worker-1" in raw
+
+
+@contextlib.asynccontextmanager
+async def _old_snapshot(url: str) -> AsyncIterator[None]:
+    """A reader in an open transaction that has read the openings (a snapshot)."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        db = sqlite3.connect(str(parsed.database), isolation_level=None)
+        try:
+            db.execute("BEGIN")
+            assert db.execute("SELECT count(*) FROM audit_openings").fetchone() == (6,)
+            yield
+            db.execute("ROLLBACK")
+        finally:
+            db.close()
+        return
+    engine = create_async_engine(url, isolation_level="REPEATABLE READ")
+    try:
+        async with engine.connect() as conn, conn.begin():
+            found = await conn.execute(sa.text("SELECT count(*) FROM audit_openings"))
+            assert found.scalar() == 6
+            yield
+    finally:
+        await engine.dispose()
