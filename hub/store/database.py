@@ -101,30 +101,9 @@ _TAKE_MIGRATION_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)").bindparams(
 def _audit_entry(row: Any) -> AuditEntry:
     """An entry as stored (the hub wrote and validated it; it is validated again here).
 
-    ``row`` comes from :data:`_ENTRY_SELECT`: a version 2 entry gets its opening from
-    ``audit_openings`` or, once erased, its erasure; a version 2 row with neither means
-    rows were cut (503, as for a broken tree). An opening that does not match its
-    commitment is served as stored, for the privacy officer's verification to name.
+    ``row`` comes from :data:`_ENTRY_SELECT`, with a version 2 entry's opening or erasure
+    (:func:`_personal_of`).
     """
-    if int(row.v) == 1:
-        personal: dict[str, Any] = {
-            "user": row.user, "purpose_text": row.purpose_text,
-            "pseudonyms": tuple(_loads(row.pseudonyms)), "source": row.source,
-        }  # fmt: skip
-    elif row.o_salt is not None:
-        personal = {
-            "user": row.o_user, "purpose_text": row.o_purpose_text,
-            "pseudonyms": tuple(_loads(row.o_pseudonyms)), "source": row.o_source,
-            "salt": bytes(row.o_salt), "personal": bytes(row.personal), "v": 2,
-        }  # fmt: skip
-    elif row.e_time is not None:
-        erasure = Erasure(time=int(row.e_time), reason=row.e_reason, entry=row.e_entry)
-        personal = {
-            "user": None, "purpose_text": None, "pseudonyms": (), "source": None,
-            "erasure": erasure, "personal": bytes(row.personal), "v": 2,
-        }  # fmt: skip
-    else:
-        raise AccessLogUnavailable(cause=f"entry {row.index} lost its opening without an erasure")
     return AuditEntry(
         index=int(row.index),
         time=int(row.time),
@@ -137,8 +116,33 @@ def _audit_entry(row: Any) -> AuditEntry:
         object_type=row.object_type,
         object_ids=tuple(_loads(row.object_ids)),
         request_id=row.request_id,
-        **personal,
+        **_personal_of(row),
     )
+
+
+def _personal_of(row: Any) -> dict[str, Any]:
+    """The personal fields of a stored entry: version 1 its own; version 2 its opening
+    from ``audit_openings`` or, once erased, its erasure. A version 2 row with neither
+    means rows were cut (503, as for a broken tree). An opening that does not match its
+    commitment is given as stored, for the privacy officer's verification to name."""
+    if int(row.v) == 1:
+        return {
+            "user": row.user, "purpose_text": row.purpose_text,
+            "pseudonyms": tuple(_loads(row.pseudonyms)), "source": row.source,
+        }  # fmt: skip
+    if row.o_salt is not None:
+        return {
+            "user": row.o_user, "purpose_text": row.o_purpose_text,
+            "pseudonyms": tuple(_loads(row.o_pseudonyms)), "source": row.o_source,
+            "salt": bytes(row.o_salt), "personal": bytes(row.personal), "v": 2,
+        }  # fmt: skip
+    if row.e_time is not None:
+        erasure = Erasure(time=int(row.e_time), reason=row.e_reason, entry=row.e_entry)
+        return {
+            "user": None, "purpose_text": None, "pseudonyms": (), "source": None,
+            "erasure": erasure, "personal": bytes(row.personal), "v": 2,
+        }  # fmt: skip
+    raise AccessLogUnavailable(cause=f"entry {row.index} lost its opening without an erasure")
 
 
 def _tree_head(network: NetworkId, row: Any) -> TreeHead:
