@@ -310,7 +310,8 @@ class AuditEntry:
     either ``{"salt", "user", "purpose_text", "pseudonyms", "source"}``, or the string
     ``"erased"`` together with ``erasure`` (:class:`Erasure`). On a version 2 value the
     personal attributes hold the opening (``None`` and ``()`` once erased), ``salt`` its
-    salt; an opening that does not match the commitment raises VerificationError.
+    salt. Whether the opening matches the commitment is checked by
+    :meth:`verify_opening`, as the leaf is checked against a signed head: by a verifier.
 
     Validated on construction: codes from the vocabularies above; ``user`` printable ASCII
     without spaces (1..64); ``purpose_text`` 1..200 characters with no character of
@@ -396,8 +397,18 @@ class AuditEntry:
             if self.salt is not None or any(self._personal_values().values()):
                 raise ValidationError("an erased audit entry holds no salt or personal field")
             return
+        self._salt()
+
+    def verify_opening(self) -> None:
+        """VerificationError unless this version 2 entry's opening matches its commitment.
+
+        Nothing to check for version 1 (every field is in the leaf) or once erased. Parsing
+        does not check it, as parsing a version 1 entry does not check its leaf: a
+        verifier checks both (the opening here, the leaf against a signed head)."""
+        if self.v == ENTRY_VERSION or self.erasure is not None:
+            return
         expected = commit_personal(self._salt(), **self._personal_values())
-        if not hmac.compare_digest(expected, self.personal):
+        if not hmac.compare_digest(expected, self.personal or b""):
             raise VerificationError(
                 f"the opening of audit entry {self.index} does not match its commitment"
             )
@@ -469,9 +480,8 @@ class AuditEntry:
 
     @classmethod
     def from_wire(cls, data: object) -> AuditEntry:
-        """Parse the wire form strictly: exactly the keys, JSON types that fit, every rule.
-
-        A version 2 opening that does not match its commitment raises VerificationError."""
+        """Parse the wire form strictly: exactly the keys, JSON types that fit, every rule
+        (not whether an opening matches its commitment: :meth:`verify_opening`)."""
         if isinstance(data, dict) and data.get("v") == ENTRY_VERSION_2:
             return _from_wire_2(data)
         if not isinstance(data, dict) or set(data) != _ENTRY_KEYS:

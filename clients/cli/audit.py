@@ -104,6 +104,7 @@ def _verified(
         "verified": result.checked,
         "mode": result.mode,
         "visible": result.visible,
+        "erased": result.erased,
         "head": _head_json(result.head),
         "proves": text,
     }

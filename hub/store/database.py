@@ -56,7 +56,6 @@ from protocol.auditlog import (
     needed_for_inclusion,
 )
 from protocol.cases import CaseSummary, Event
-from protocol.errors import VerificationError
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
 from protocol.oprfkeys import OprfKeyStatement
@@ -103,48 +102,48 @@ _TAKE_MIGRATION_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)").bindparams(
 def _audit_entry(row: Any) -> AuditEntry:
     """An entry as stored (the hub wrote and validated it; it is validated again here).
 
-    ``row`` comes from :data:`_ENTRY_SELECT`: a version 2 entry gets its opening from
-    ``audit_openings`` or, once erased, its erasure; a version 2 row with neither, or
-    whose opening does not match its commitment, means the stored log was tampered with.
+    ``row`` comes from :data:`_ENTRY_SELECT`, with a version 2 entry's opening or erasure
+    (:func:`_personal_of`).
     """
+    return AuditEntry(
+        index=int(row.index),
+        time=int(row.time),
+        action=row.action,
+        outcome=row.outcome,
+        reason=row.reason,
+        org=row.org,
+        role=row.role,
+        purpose=row.purpose,
+        object_type=row.object_type,
+        object_ids=tuple(_loads(row.object_ids)),
+        request_id=row.request_id,
+        **_personal_of(row),
+    )
+
+
+def _personal_of(row: Any) -> dict[str, Any]:
+    """The personal fields of a stored entry: version 1 its own; version 2 its opening
+    from ``audit_openings`` or, once erased, its erasure. A version 2 row with neither
+    means rows were cut (503, as for a broken tree). An opening that does not match its
+    commitment is given as stored, for the privacy officer's verification to name."""
     if int(row.v) == 1:
-        personal: dict[str, Any] = {
+        return {
             "user": row.user, "purpose_text": row.purpose_text,
             "pseudonyms": tuple(_loads(row.pseudonyms)), "source": row.source,
         }  # fmt: skip
-    elif row.o_salt is not None:
-        personal = {
+    if row.o_salt is not None:
+        return {
             "user": row.o_user, "purpose_text": row.o_purpose_text,
             "pseudonyms": tuple(_loads(row.o_pseudonyms)), "source": row.o_source,
             "salt": bytes(row.o_salt), "personal": bytes(row.personal), "v": 2,
         }  # fmt: skip
-    elif row.e_time is not None:
+    if row.e_time is not None:
         erasure = Erasure(time=int(row.e_time), reason=row.e_reason, entry=row.e_entry)
-        personal = {
+        return {
             "user": None, "purpose_text": None, "pseudonyms": (), "source": None,
             "erasure": erasure, "personal": bytes(row.personal), "v": 2,
         }  # fmt: skip
-    else:
-        raise AccessLogUnavailable(cause=f"entry {row.index} lost its opening without an erasure")
-    try:
-        return AuditEntry(
-            index=int(row.index),
-            time=int(row.time),
-            action=row.action,
-            outcome=row.outcome,
-            reason=row.reason,
-            org=row.org,
-            role=row.role,
-            purpose=row.purpose,
-            object_type=row.object_type,
-            object_ids=tuple(_loads(row.object_ids)),
-            request_id=row.request_id,
-            **personal,
-        )
-    except VerificationError:
-        raise AccessLogUnavailable(
-            cause=f"the opening of entry {row.index} does not match its commitment"
-        ) from None
+    raise AccessLogUnavailable(cause=f"entry {row.index} lost its opening without an erasure")
 
 
 def _tree_head(network: NetworkId, row: Any) -> TreeHead:

@@ -37,6 +37,7 @@ from typing import Any, Protocol, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 T = TypeVar("T")
 
@@ -217,6 +218,8 @@ _OLDER = sa.text(
     " OR age(backend_xid) >= age(CAST(:x AS xid))))"
     " OR EXISTS (SELECT 1 FROM pg_prepared_xacts"
     " WHERE age(transaction) >= age(CAST(:x AS xid)))"
+    " OR EXISTS (SELECT 1 FROM pg_replication_slots"
+    " WHERE age(xmin) >= age(CAST(:x AS xid)))"
 )
 
 
@@ -258,6 +261,7 @@ class AsyncEngines:
     """PostgreSQL through SQLAlchemy's async engine (asyncpg)."""
 
     def __init__(self, url: str) -> None:
+        self._url = url
         self._read = _async_engine(url, writer=False)
         self._write = _async_engine(url, writer=True)
 
@@ -282,8 +286,20 @@ class AsyncEngines:
         transaction may still see. FULL holds an exclusive lock on the table while it
         copies it, so writes to it (every access-log append) wait that long.
         RuntimeError if older transactions still run after ``SCRUB_WAIT`` seconds.
+        Runs on a connection of its own, so that the writer goes on while it waits.
         """
-        async with self._write.connect() as conn:
+        settings = dict(PG_SESSION, application_name="schakel-hub-scrub")
+        engine = create_async_engine(
+            self._url, poolclass=NullPool, connect_args={"server_settings": settings}
+        )
+        try:
+            await self._scrub(engine, tables)
+        finally:
+            await engine.dispose()
+
+    @staticmethod
+    async def _scrub(engine: AsyncEngine, tables: Sequence[str]) -> None:
+        async with engine.connect() as conn:
             auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
             now = (await auto.exec_driver_sql(_NEW_XID)).scalar_one()
             for _ in range(SCRUB_WAIT * 10):
