@@ -148,7 +148,8 @@ class RunStats:
     last_duration: float | None = None  # seconds
 
 
-def _entry(phase: str, object_type: str, ids: list[str], now: int) -> Event:
+def _entry(phase: str, object_type: str, ids: list[str]) -> Event:
+    """The access-log entry of one batch: the hub itself deleted, for retention."""
     return Event(
         action="delete",
         object_type=object_type,
@@ -165,7 +166,7 @@ def delete_messages(tx: Tx, phase: str, cutoff: int, *, limit: int, now: int) ->
     cursors = tx.retention.messages_due(reason, cutoff, limit)
     emptied = tx.retention.empty_messages(cursors, reason=reason, now=now)
     if emptied:
-        recording.append(tx, _entry(phase, "message", list(emptied), now), now=now)
+        recording.append(tx, _entry(phase, "message", list(emptied)), now=now)
     return len(emptied)
 
 
@@ -174,7 +175,7 @@ def delete_cases(tx: Tx, cutoffs: Cutoffs, *, limit: int, now: int) -> int:
     refs = tx.retention.cases_due(cutoffs.closed, cutoffs.idle, limit)
     deleted = tx.retention.delete_cases(refs, reason=CASE_ENDED, now=now)
     if deleted.cases:
-        recording.append(tx, _entry("cases", "case", list(deleted.cases), now), now=now)
+        recording.append(tx, _entry("cases", "case", list(deleted.cases)), now=now)
     return len(deleted.cases)
 
 
@@ -184,7 +185,7 @@ def erase_access_log(tx: Tx, cutoff: int, *, limit: int, now: int) -> int:
     seqs = erasure.openings_before(tx, cutoff + 1, limit)
     if not seqs:
         return 0
-    entry = recording.append(tx, _entry("access-log", "audit", [], now), now=now)
+    entry = recording.append(tx, _entry("access-log", "audit", []), now=now)
     return erasure.erase_openings(tx, seqs, reason=OPENING_REASON, now=now, entry=entry.index)
 
 
