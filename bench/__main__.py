@@ -27,6 +27,9 @@
 5. Witnessing (``bench.witness``): cosignatures checked per second against bare Ed25519
    verification, and the always-on witness's add-checkpoint rate against a committed
    row update, in-process.
+6. Retention (``bench.retention``): the retention job's rows per second on 10^5 and 10^6
+   due rows (``SCHAKEL_BENCH_RETENTION_SIZES``) against bare DELETEs of the same rows,
+   on SQLite.
 
 Every figure is shown against its baseline from the same run, because the
 machine is shared and noisy. The report goes to stdout and replaces the
@@ -51,7 +54,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +104,8 @@ from bench.oprf import OprfFigures, measure_oprf
 from bench.oprf import render_lines as oprf_lines
 from bench.replicas import NotAccepted, ReplicaFigures, Settings, Skipped, measure_replicas
 from bench.replicas import render_lines as replica_lines
+from bench.retention import RetentionRate, measure_retention, sizes_from_env
+from bench.retention import render_lines as retention_lines
 from bench.seal import OPEN, PRIMITIVES, RECIPE, SEAL_1, SEAL_5, SealFigures, measure_seal
 from bench.witness import WitnessFigures, measure_witness, witness_lines
 from protocol.keybundle import KeyBundle
@@ -149,6 +154,7 @@ class Options:
     desk_repeats: int = 200  # timings of each desk page and its floor
     desk_cases: int = 10_000  # cases the hub holds when the coordinator's pages are timed
     desk_log_entries: int = 100_000  # access-log entries under the subject report
+    retention_sizes: tuple[int, ...] = field(default_factory=sizes_from_env)  # due rows
 
     def __post_init__(self) -> None:
         counts = (
@@ -226,6 +232,7 @@ QUICK = Options(
     desk_repeats=20,
     desk_cases=300,
     desk_log_entries=2_000,
+    retention_sizes=(1_000,),
 )
 
 
@@ -304,6 +311,7 @@ class BenchResult:
     replicas: ReplicaFigures | Skipped | None = None  # None: left out (--no-postgres)
     oprf: OprfFigures | None = None
     witness: WitnessFigures | None = None
+    retention: tuple[RetentionRate, ...] = ()
 
 
 # --- the machine --------------------------------------------------------------------------
@@ -506,6 +514,7 @@ def run_bench(options: Options) -> BenchResult:
             cases=options.desk_cases,
             log_entries=options.desk_log_entries,
         )
+        retention = measure_retention(workdir, options.retention_sizes)
         replicas = measure_replicas(options.replicas, workdir) if options.postgres else None
         oprf = measure_oprf(
             workdir,
@@ -527,6 +536,7 @@ def run_bench(options: Options) -> BenchResult:
         replicas=replicas,
         oprf=oprf,
         witness=witness,
+        retention=retention,
     )
 
 
@@ -722,6 +732,8 @@ def render(result: BenchResult) -> str:
     if result.witness is not None:
         lines += ["", *witness_lines(result.witness)]
     lines += ["", *desk_lines(result.desk)]
+    if result.retention:
+        lines += ["", *retention_lines(result.retention)]
     if result.replicas is not None:
         lines += ["", *replica_lines(result.replicas)]
     lines += ["", *_reading(result)]

@@ -15,6 +15,9 @@ them act on whoever opens it.
   spreadsheet takes it for a formula.
 * HTML: :func:`neutral_text` (the same ``\\uXXXX`` display) then ``html.escape``.
 
+Personal fields of an access-log entry that were erased (``protocol.auditlog``, version
+2) are written as the word ``erased``, never left empty: empty would read as "none".
+
 Every file is new and private (:func:`new_private_file`, :func:`write_new_files`):
 mode 0600, never written through a symlink, never over an existing file; several files
 that belong together are written all or none.
@@ -36,7 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from clients.errors import ClientError
-from protocol.auditlog import AuditEntry
+from protocol.auditlog import ERASED, AuditEntry
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 ENTRY_COLUMNS = (
@@ -88,6 +91,8 @@ def iso_time(seconds: int) -> str:
 
 
 def entry_row(entry: AuditEntry) -> list[object]:
+    """The CSV row of ``entry``; its personal fields read ``erased`` once erased."""
+    erased = ERASED if entry.erased else None
     return [
         entry.index,
         iso_time(entry.time),
@@ -95,14 +100,14 @@ def entry_row(entry: AuditEntry) -> list[object]:
         entry.outcome,
         entry.reason,
         entry.org,
-        entry.user,
+        erased or entry.user,
         entry.role,
         entry.purpose,
-        entry.purpose_text,
+        erased or entry.purpose_text,
         entry.object_type,
         " ".join(entry.object_ids),
-        " ".join(entry.pseudonyms),
-        entry.source,
+        erased or " ".join(entry.pseudonyms),
+        erased or entry.source,
         entry.request_id,
     ]
 
@@ -133,6 +138,7 @@ class ReportRow:
     reason: str | None
     object_type: str
     objects: tuple[str, ...]
+    erased: bool = False  # user and purpose text were erased (shown as "erased")
 
     @classmethod
     def of(cls, entry: AuditEntry, objects: Iterable[str] | None = None) -> ReportRow:
@@ -150,18 +156,20 @@ class ReportRow:
             entry.reason,
             entry.object_type,
             tuple(shown),
+            entry.erased,
         )
 
     def cells(self) -> list[object]:
         outcome = self.outcome if self.reason is None else f"{self.outcome} ({self.reason})"
+        erased = ERASED if self.erased else None
         return [
             iso_time(self.time),
             self.org,
-            self.user,
+            erased or self.user,
             self.role,
             self.action,
             self.purpose,
-            self.purpose_text,
+            erased or self.purpose_text,
             outcome,
             self.object_type,
             " ".join(self.objects),

@@ -38,7 +38,15 @@ import json
 import re
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -89,6 +97,7 @@ from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
 from protocol.note import MAX_NOTE_BYTES, NoteSignature
 from protocol.oprfkeys import OprfKeyStatement
+from protocol.retention import ErasureReport, RetentionPolicy, parse_deleted
 from protocol.retirement import Retirement
 from protocol.types import (
     CaseRef,
@@ -168,6 +177,7 @@ class SentItem:
     kind: str
     accepted: int
     deliveries: tuple[SentDelivery, ...]
+    deleted: tuple[int, str] | None = None  # (when, why) the hub deleted the envelope
 
 
 @dataclass(frozen=True, slots=True)
@@ -647,6 +657,7 @@ class HubClient:
                     kind=_field(entry, "kind", str),
                     accepted=_field(entry, "accepted", int),
                     deliveries=deliveries,
+                    deleted=_deleted(_object(entry).get("deleted")),
                 )
             )
         next_cursor = _field(body, "next", int)
@@ -856,6 +867,37 @@ class HubClient:
         )
         return int(_field(body, "number", int))
 
+    async def retention_policy(self) -> dict[str, Any] | None:
+        """The retention policy the hub holds, as served (wire form, unverified), or None."""
+        _, body = await self._call("GET", "/v1/directory/retention-policy", auth=False)
+        policy = _object(body).get("policy", _MISSING)
+        if policy is not None and not isinstance(policy, dict):
+            raise ClientError("hub answer lacks a 'policy'")
+        return policy
+
+    async def put_retention_policy(self, policy: RetentionPolicy) -> int:
+        """Relay the authority's retention policy; its number."""
+        _, body = await self._call(
+            "PUT", "/v1/directory/retention-policy", {"policy": policy.to_wire()}, auth=False
+        )
+        return int(_field(body, "number", int))
+
+    async def erase(
+        self, pseudonyms: Sequence[str], *, purpose: Purpose | None = None
+    ) -> ErasureReport:
+        """Ask the hub to erase what it holds about the person of ``pseudonyms`` (network
+        privacy officer); the hub's report of what it erased and kept."""
+        _, body = await self._call(
+            "POST",
+            "/v1/audit/erasures",
+            {"pseudonyms": sorted(pseudonyms)},
+            purpose=self._purpose(purpose),
+        )
+        try:
+            return ErasureReport.from_wire(body)
+        except ProtocolError as exc:
+            raise ClientError(f"hub answered a malformed erasure report: {exc}") from exc
+
     async def audit_entries(
         self,
         *,
@@ -955,6 +997,13 @@ def _checked(parse: Callable[[object], str], value: object) -> str:
         return parse(value)
     except ProtocolError as exc:
         raise ClientError(str(exc)) from exc
+
+
+def _deleted(value: object) -> tuple[int, str] | None:
+    try:
+        return parse_deleted(value)
+    except ProtocolError as exc:
+        raise ClientError(f"hub answer: {exc}") from exc
 
 
 def _message_id(value: object) -> MessageId:

@@ -10,6 +10,10 @@ An export *file* that does not parse (not strict JSON, not a head or an entry) i
 evidence about the log at all: reading one raises :class:`ExportUnreadable`, a file
 error, never an inconsistency. From the hub's own stream the same faults are the hub's,
 and :func:`from_hub` turns them into an inconsistency.
+
+A version 2 entry's personal fields are checked against its commitment
+(:func:`check_opening`); one whose fields were erased (``"opening": "erased"``) verifies
+like any other and is counted in :attr:`ExportChecker.erased`.
 """
 
 from __future__ import annotations
@@ -87,8 +91,21 @@ def from_hub(error: ExportUnreadable) -> AuditLogInconsistent:
     return AuditLogInconsistent(f"the hub's export does not parse: {error}")
 
 
+def check_opening(entry: AuditEntry) -> None:
+    """AuditLogInconsistent (naming the index) unless a version 2 entry's personal fields
+    match its commitment. An erased entry passes: erasure is not tampering."""
+    try:
+        entry.verify_opening()
+    except ProtocolError as exc:
+        raise AuditLogInconsistent(
+            f"the personal fields of entry {entry.index} do not match its commitment",
+            index=entry.index,
+        ) from exc
+
+
 def check_inclusion(entry: AuditEntry, proof: Sequence[bytes], head: TreeHead) -> None:
-    """AuditLogInconsistent (naming the index) unless ``entry`` is in the tree of ``head``."""
+    """AuditLogInconsistent (naming the index) unless ``entry`` is in the tree of ``head``
+    and its personal fields, if any were committed to, are the ones committed to."""
     try:
         merkle.verify_inclusion(entry.leaf(), entry.index, head.size, list(proof), head.root)
     except ProtocolError as exc:
@@ -96,6 +113,7 @@ def check_inclusion(entry: AuditEntry, proof: Sequence[bytes], head: TreeHead) -
             f"entry {entry.index} does not match the signed head of size {head.size}",
             index=entry.index,
         ) from exc
+    check_opening(entry)
 
 
 class ExportChecker:
@@ -110,6 +128,7 @@ class ExportChecker:
         self.full = full
         self.count = 0
         self.proven = 0
+        self.erased = 0  # entries whose personal fields were erased (not an error)
         self.leaves: list[bytes] = []
         self._last = -1
 
@@ -128,6 +147,9 @@ class ExportChecker:
             self.proven += 1
         elif not self.full:
             raise AuditLogInconsistent("an entry carries no inclusion proof", index=index)
+        else:
+            check_opening(entry)
+        self.erased += entry.erased
         if self.full:
             self.leaves.append(entry.leaf())
         self._last = index

@@ -17,6 +17,8 @@ kept), and checks what the hub serves against it:
 * :func:`verify_export_file`: as the whole log, offline, on an export file;
 * :meth:`PrivacyOfficer.subject_report`: every access to the messages that carry a
   data subject's pseudonyms (derived locally with the linking key), each entry proven;
+  an entry whose personal fields were erased is listed, shown as erased (its pseudonyms
+  are gone with them, so a message found only through an erased entry is not found);
 * :meth:`PrivacyOfficer.anomalies`: unusual volumes and denied reads.
 """
 
@@ -68,6 +70,7 @@ class Verified:
     checked: int  # entries whose inclusion (or place in the rebuilt tree) was checked
     mode: str  # FULL, ALL, SAMPLE or EXPORT
     visible: int | None = None  # entries this organisation may see (ALL and SAMPLE)
+    erased: int = 0  # of the checked entries, those whose personal fields were erased
 
     def text(self) -> str:
         """What was proven, and what was not, in words."""
@@ -76,11 +79,12 @@ class Verified:
             return (
                 f"verified all {self.checked} entries: they rebuild the root of the signed "
                 f"tree head of size {size}, so no entry was changed, removed or reordered"
+                + self._erased_text()
             )
         if self.mode == EXPORT:
             return (
                 f"verified {self.checked} entries of the export against its signed tree head "
-                f"of size {size}"
+                f"of size {size}" + self._erased_text()
             )
         if self.mode == ALL:
             return (
@@ -93,6 +97,14 @@ class Verified:
             f"the signed tree head of size {size}. A sample shows that these entries are in "
             "the signed log, NOT that no other entry was changed or removed: use --all, or "
             "--full as the network privacy officer"
+        )
+
+    def _erased_text(self) -> str:
+        if not self.erased:
+            return ""
+        return (
+            f"; the personal fields of {self.erased} of them were erased (their leaves, "
+            "and every proof, are unchanged)"
         )
 
 
@@ -257,7 +269,7 @@ class PrivacyOfficer:
                 f"the entries do not rebuild the root of the head of size {head.size}",
                 index=index,
             )
-        return Verified(head, checker.count, FULL)
+        return Verified(head, checker.count, FULL, erased=checker.erased)
 
     # -- reports ---------------------------------------------------------------------------
 
@@ -383,7 +395,7 @@ def verify_export_file(organisation: Organisation, path: Path, *, full: bool) ->
             f"the entries do not rebuild the root of the head of size {head.size} "
             "(the first bad index needs the hub's proofs: run online, or export with proofs)"
         )
-    return Verified(head, checker.count, EXPORT)
+    return Verified(head, checker.count, EXPORT, erased=checker.erased)
 
 
 def _check_offline_head(organisation: Organisation, head: TreeHead) -> None:

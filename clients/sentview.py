@@ -8,7 +8,10 @@ accepted (local state ``sent``) and reports, per message:
 * ``lost``: recipients the hub no longer holds a delivery for (all of them when the hub
   no longer holds the message: a restored backup, or a withheld message);
 * ``unacknowledged``: recipients that have not acknowledged a message accepted at least
-  ``older_than`` seconds ago.
+  ``older_than`` seconds ago;
+* ``deleted``: when and why the hub deleted the envelope under the network's retention
+  policy (or an erasure) while a recipient had not acknowledged it (a tombstone,
+  ``docs/protocol.md``, "Retention and erasure").
 
 A message the hub lost can be sent again unchanged from the envelope kept locally
 (:func:`resend`): same id, same bytes, so the hub takes it as new (201) if it lost it,
@@ -45,6 +48,7 @@ class SentCheck:
     lost: tuple[OrgId, ...]  # recipients the hub holds no delivery for
     unacknowledged: tuple[OrgId, ...]  # recipients that did not acknowledge it in time
     resendable: bool  # its envelope is kept here, so it can be sent again unchanged
+    deleted: tuple[int, str] | None = None  # (when, why) the hub deleted it before all had it
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +121,11 @@ def _check(
     lost = tuple(r for r in sent.recipients if r not in delivered)
     due = sent.accepted is not None and now - sent.accepted >= older_than
     unacknowledged = tuple(r for r in sent.recipients if due and delivered.get(r) is False)
-    if not lost and not unacknowledged:
+    # A tombstone is news only when a recipient never acknowledged the message: after
+    # every acknowledgement it is retention at work, and all is well.
+    waiting = any(delivered.get(r) is False for r in sent.recipients)
+    deleted = item.deleted if item is not None and waiting else None
+    if not lost and not unacknowledged and deleted is None:
         return None
     return SentCheck(
         id=MessageId(sent.id),
@@ -128,6 +136,7 @@ def _check(
         lost=lost,
         unacknowledged=unacknowledged,
         resendable=state.sent_envelope(sent.id) is not None,
+        deleted=deleted,
     )
 
 

@@ -580,6 +580,22 @@ class LocalState:
             self._set_meta("witness_policy", text)
             return True
 
+    def retention_policy(self) -> dict[str, Any] | None:
+        """The highest-numbered retention policy this client verified (wire form), or None."""
+        value = self._get_meta("retention_policy")
+        return None if value is None else dict(json.loads(value))
+
+    def keep_retention_policy(self, wire: dict[str, Any], number: int) -> bool:
+        """Keep a verified retention policy unless one with this or a higher number is kept."""
+        text = json.dumps(wire, sort_keys=True, separators=(",", ":"))
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            kept = self.retention_policy()
+            if kept is not None and int(kept["number"]) >= number:
+                return False
+            self._set_meta("retention_policy", text)
+            return True
+
     @property
     def unwitnessed_head(self) -> TreeHead | None:
         """The newest head this client checked that did not meet the witness quorum, kept

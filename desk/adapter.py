@@ -383,6 +383,7 @@ class AccessRow:
     outcome: str
     object_type: str
     objects: int  # how many of the subject's messages the access touched
+    erased: bool = False  # the entry's personal fields (user, purpose text) were erased
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,6 +394,11 @@ class SubjectReport:
     size: int
     rows: tuple[AccessRow, ...]
     csv: str
+
+    @property
+    def erased(self) -> int:
+        """Rows whose personal fields were erased (shown as "gewist")."""
+        return sum(row.erased for row in self.rows)
 
 
 def _access_row(row: ReportRow) -> AccessRow:
@@ -406,6 +412,7 @@ def _access_row(row: ReportRow) -> AccessRow:
         row.outcome,
         row.object_type,
         len(row.objects),
+        row.erased,
     )
 
 
@@ -423,6 +430,7 @@ class LogRow:
     outcome: str
     object_type: str
     objects: int
+    erased: bool = False  # the entry's personal fields (user, purpose text) were erased
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,6 +456,11 @@ class LogPage:
     proven: int
     next: int | None
     witnesses: Witnesses | None
+
+    @property
+    def erased(self) -> int:
+        """Rows whose personal fields were erased (shown as "gewist")."""
+        return sum(row.erased for row in self.rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1374,6 +1387,7 @@ class Library:
                 e.outcome,
                 e.object_type,
                 len(e.object_ids),
+                e.erased,
             )
             for e in shown
         )

@@ -26,13 +26,24 @@ from hub.config import Clock, HubConfig, Rng, system_clock
 from hub.directory import TrustCache
 from hub.errors import StartError
 from hub.escalation import Escalator
-from hub.http import accesslog, auth, cases, checkpoints, directory, operations, relay, ws
+from hub.http import (
+    accesslog,
+    auth,
+    cases,
+    checkpoints,
+    directory,
+    operations,
+    relay,
+    retention,
+    ws,
+)
 from hub.http.common import SERVICES, Services
 from hub.logs import ACCESS_LOGGER, access_log_middleware
 from hub.metrics import Metrics, add_metrics_route
 from hub.notify import Notifier, notifier_for
 from hub.problems import problem_middleware
 from hub.ratelimit import TokenBucket
+from hub.retention import RetentionJob
 from hub.server import HubRunner, connection_cap, hub_server_kwargs
 from hub.store import Store
 from hub.tokens import TokenService
@@ -75,6 +86,7 @@ def make_app(
     migrate: bool = True,
     sign_heads: bool = True,
     escalate: bool = True,
+    retain: bool = True,
 ) -> web.Application:
     """The hub application; the database is migrated (if ``migrate``) on startup.
 
@@ -86,7 +98,9 @@ def make_app(
     (:class:`hub.checkpoints.WitnessSubmitter`, started with the head signer; tests tick
     ``Services.witnesses`` by hand). Overdue referrals are
     escalated every ``escalation_interval`` seconds unless ``escalate`` is false (tests
-    call ``Services.escalator`` by hand).
+    call ``Services.escalator`` by hand), and the retention job runs every
+    ``retention_interval`` seconds unless ``retain`` is false (tests run
+    ``Services.retention`` by hand).
     """
     now = clock or system_clock
     load_root(config.root_der, now=now())  # refuse to start with a bad or expired root
@@ -123,6 +137,9 @@ def make_app(
         interval=limits.escalation_interval,
         logger=logging.getLogger("hub.escalation"),
     )
+    retention_job = RetentionJob(
+        store, now, interval=limits.retention_interval, logger=logging.getLogger("hub.retention")
+    )
     services = Services(
         config=config,
         clock=now,
@@ -145,6 +162,7 @@ def make_app(
         heads=heads,
         escalator=escalator,
         witnesses=witnesses,
+        retention=retention_job,
     )
     metrics = Metrics()
     app = web.Application(
@@ -168,7 +186,10 @@ def make_app(
             escalator.start()
         if witnesses is not None and sign_heads:
             witnesses.start()
+        if retain:
+            retention_job.start()
         yield
+        await retention_job.stop()
         if witnesses is not None:
             await witnesses.stop()
         await escalator.stop()
@@ -178,7 +199,17 @@ def make_app(
         await notifier.stop()
 
     app.cleanup_ctx.append(lifecycle)
-    for routes in (auth, operations, directory, relay, ws, accesslog, cases, checkpoints):
+    for routes in (
+        auth,
+        operations,
+        directory,
+        relay,
+        ws,
+        accesslog,
+        cases,
+        checkpoints,
+        retention,
+    ):
         routes.add_routes(app)
     add_metrics_route(app, metrics)
     return app

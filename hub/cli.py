@@ -7,6 +7,7 @@
     schakel hub migrate --database-url sqlite+aiosqlite:///var/hub.db
     schakel hub serve --dir hubkeys --host 127.0.0.1 --port 8443
     schakel hub serve --no-migrate ...   # replicas: `schakel hub migrate` ran before
+    schakel hub retention --dry-run      # what the retention policy lets go now
 
 The passphrase of the key directory comes from ``--passphrase-fd N``, else
 the environment variable named by ``--passphrase-env`` (default
@@ -262,3 +263,65 @@ async def _require_newest_revision(url: str) -> None:
     if revision != head_revision():
         at = "has no schema" if revision is None else f"is at revision {revision}"
         _fail(f"the database {at}, not {head_revision()}: run `schakel hub migrate` first")
+
+
+@hub.command()
+@_database_option
+@click.option("--dry-run", is_flag=True, help="Say what each phase would delete; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+def retention(database_url: str | None, dry_run: bool, as_json: bool) -> None:
+    """Run one pass of the retention job now (the hub runs it every hour by itself).
+
+    Under the retention policy the authority published: envelopes acknowledged by every
+    recipient past the grace period, envelopes past the maximum age, cases past their
+    period, access-log personal fields past the access-log period. Each batch is its own
+    transaction with its own access-log entry; a pass cut off is finished by the next.
+    """
+    url = database_url or os.environ.get("SCHAKEL_HUB_DATABASE_URL", DEFAULT_DATABASE_URL)
+    check_database_url(url)
+    asyncio.run(_require_newest_revision(url))
+    data, lines = asyncio.run(_retention(url, dry_run=dry_run))
+    click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else "\n".join(lines))
+
+
+_NO_POLICY = (
+    "the hub holds no retention policy, so nothing is deleted: the authority signs one "
+    "(`schakel authority retention-policy`) and publishes it (`schakel authority publish`)"
+)
+
+
+async def _retention(url: str, *, dry_run: bool) -> tuple[dict[str, Any], list[str]]:
+    from hub.retention import PHASES, RetentionJob
+    from hub.retention import dry_run as plan
+
+    store = Store(url)
+    try:
+        if dry_run:
+            planned = await plan(store, _now())
+            if planned is None:
+                _fail(_NO_POLICY)
+            policy, due = planned
+            data = {
+                "policy": policy.number,
+                "dry_run": True,
+                "due": {p: {"count": d.count, "oldest": d.oldest} for p, d in due.items()},
+            }
+            lines = [f"retention policy {policy.number}; would delete now (nothing deleted):"]
+            lines += [f"  {p:<13} {d.count:>8}  {_oldest(d.oldest)}" for p, d in due.items()]
+            return data, lines
+        await store.start()
+        done = await RetentionJob(store, _now, interval=1).run_once()
+        if done.policy is None:
+            _fail(_NO_POLICY)
+        data = {"policy": done.policy, "deleted": done.deleted, "batches": done.batches}
+        lines = [f"retention policy {done.policy}; deleted in {done.batches} batches:"]
+        lines += [f"  {phase:<13} {done.deleted[phase]:>8}" for phase in PHASES]
+        return data, lines
+    finally:
+        await store.close()
+
+
+def _oldest(seconds: int | None) -> str:
+    if seconds is None:
+        return ""
+    return "oldest " + time.strftime("%Y-%m-%d", time.gmtime(seconds))

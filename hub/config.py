@@ -102,6 +102,7 @@ class Limits:
     shutdown_timeout: int = 10
     tree_head_interval: int = 60  # seconds between signed tree heads, when the log grew
     escalation_interval: int = 60  # seconds between looks for overdue referrals
+    retention_interval: int = 3600  # seconds between runs of the retention job
     max_case_page: int = 200  # cases, referrals or events in one answer
     max_timeline: int = 1000  # entries in one case's timeline
     body_timeout_ms: int = 10_000  # to receive a whole request body, else 408

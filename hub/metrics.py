@@ -7,7 +7,8 @@ each request, counted and timed by route template (``/v1/messages/{id}``, or
 the rest at that moment: the writer's queue, the WebSocket subscriptions and whether
 notices of other replicas arrive (this process), and from the database the size of the
 access log, how far the signed tree heads lag behind it, the escalations so far and
-the open referrals per step (one bounded read: counts grouped by step).
+the open referrals per step (one bounded read: counts grouped by step), and what the
+retention job of this process deleted (rows per kind, runs, the last run's end and length).
 
 No label ever holds a case reference, pseudonym, message id, organisation, user or
 purpose: the metrics say how the hub is doing, not whom it serves. ``/metrics`` answers
@@ -30,6 +31,7 @@ from hub.errors import NotFound
 from hub.http.common import services
 from hub.problems import NO_ROUTE, MethodNotAllowed, route_pattern
 from hub.query import NONE, parse_query
+from hub.retention import KINDS, RunStats
 from protocol.referral import OPEN_STEPS
 
 PREFIX = "schakel_"
@@ -57,6 +59,7 @@ class Reading:
     head_age: int | None  # seconds since the newest signed head
     escalations: Mapping[str, int]  # step -> escalations fired so far
     open_referrals: Mapping[str, int]  # open step -> referrals at it now
+    retention: RunStats | None = None  # what this process's retention job did so far
 
 
 class _ReadingCollector:
@@ -107,6 +110,34 @@ class _ReadingCollector:
         for step in OPEN_STEPS:
             waiting.add_metric([step], reading.open_referrals.get(step, 0))
         yield waiting
+        if reading.retention is not None:
+            yield from _retention(reading.retention)
+
+
+def _retention(stats: RunStats) -> Iterator[Metric]:
+    deleted = CounterMetricFamily(
+        PREFIX + "retention_deleted_rows",
+        "Rows the retention job deleted in this process, by kind (ciphertext, case).",
+        labels=["kind"],
+    )
+    for kind in sorted(set(KINDS.values())):
+        deleted.add_metric([kind], stats.deleted.get(kind, 0))
+    yield deleted
+    yield CounterMetricFamily(
+        PREFIX + "retention_runs", "Runs of the retention job in this process.", value=stats.runs
+    )
+    last = _gauge(
+        "retention_last_run_timestamp_seconds",
+        "When the retention job last finished a run (no sample: not yet).",
+    )
+    duration = _gauge(
+        "retention_last_run_duration_seconds", "How long the last run of the retention job took."
+    )
+    if stats.last_run is not None and stats.last_duration is not None:
+        last.add_metric([], stats.last_run)
+        duration.add_metric([], stats.last_duration)
+    yield last
+    yield duration
 
 
 def _gauge(
@@ -203,6 +234,7 @@ async def read_metrics(request: web.Request) -> Reading:
         head_age=None if head is None else max(0, s.clock() - head.time),
         escalations=escalations,
         open_referrals=open_referrals,
+        retention=None if s.retention is None else s.retention.stats,
     )
 
 

@@ -3,7 +3,8 @@
 Times are integer Unix seconds. Wire objects are kept as their canonical JSON
 text, certificates and CRLs as DER. The migrations (``0001_initial``,
 ``0002_merkle_log``, ``0003_cases``, ``0004d_oprf_keys``, ``0004b_sent_index``, then
-``0004c_witnesses``) create exactly these tables; a test compares the two.
+``0004c_witnesses``, ``0005a_audit_openings``, then ``0005b_retention``) create exactly
+these tables; a test compares the two.
 """
 
 from __future__ import annotations
@@ -111,10 +112,16 @@ messages = sa.Table(
     sa.Column("envelope_fingerprint", Fp, nullable=False),
     sa.Column("envelope", sa.Text, nullable=False),
     sa.Column("size", sa.Integer, nullable=False),
+    # A tombstone (from 0005b): the envelope was emptied at ``deleted_at`` for a reason of
+    # hub.retention.REASONS; the row stays so that the sender is told (GET /v1/sent).
+    sa.Column("deleted_at", Time, nullable=True),
+    sa.Column("deleted_reason", sa.String(16), nullable=True),
     sqlite_autoincrement=True,  # cursors are never reused, even after deletion
 )
 # One organisation's sent messages after a cursor (GET /v1/sent), from 0004b.
 sa.Index("ix_messages_sender_cursor", messages.c.sender, messages.c.cursor)
+# The live envelopes of a given age, for the retention job (0005b).
+sa.Index("ix_messages_deleted_at_accepted_at", messages.c.deleted_at, messages.c.accepted_at)
 
 deliveries = sa.Table(
     "deliveries",
@@ -128,6 +135,8 @@ deliveries = sa.Table(
     ),
     sa.Column("acked_at", Time, nullable=True),
 )
+# A message's deliveries, whoever the recipient (the retention job, 0005b).
+sa.Index("ix_deliveries_cursor", deliveries.c.cursor)
 
 message_pseudonyms = sa.Table(
     "message_pseudonyms",
@@ -162,6 +171,33 @@ audit_log = sa.Table(
     sa.Column("source", sa.String(64), nullable=True),
     sa.Column("request_id", sa.String(64), nullable=True),
     sa.Column("leaf_hash", sa.LargeBinary(32), nullable=False),
+    # Version 2 (migration 0005a): the personal fields above stay null and empty, and
+    # ``personal`` is the commitment to them; their opening is in ``audit_openings``.
+    sa.Column("v", sa.SmallInteger, nullable=False, server_default="1"),
+    sa.Column("personal", sa.LargeBinary(32), nullable=True),
+)
+
+# The opening of each version 2 entry (salt and personal fields), written with the entry
+# and deleted, with the entry's ``audit_pseudonyms`` rows, when it is erased.
+audit_openings = sa.Table(
+    "audit_openings",
+    metadata,
+    sa.Column("index", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("salt", sa.LargeBinary(32), nullable=False),
+    sa.Column("user", sa.String(64), nullable=True),
+    sa.Column("purpose_text", sa.String(200), nullable=True),
+    sa.Column("pseudonyms", sa.Text, nullable=False),  # canonical JSON list
+    sa.Column("source", sa.String(64), nullable=True),
+)
+
+# One row per erased opening: when, why, and the entry that records the erasure.
+audit_erasures = sa.Table(
+    "audit_erasures",
+    metadata,
+    sa.Column("index", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("time", Time, nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("entry", sa.BigInteger, nullable=True),
 )
 
 # Every perfect subtree of the tree: level L, index i covers leaves [i * 2**L, (i+1) * 2**L).
@@ -356,4 +392,16 @@ cosignatures = sa.Table(
     sa.Column("key_id", sa.BigInteger, nullable=False),
     sa.Column("signature", sa.LargeBinary(72), nullable=False),  # u64 time || Ed25519
     sa.Column("received", Time, nullable=False),
+)
+
+
+# --- retention (docs/protocol.md, "Retention") --------------------------------------------
+
+# Every retention policy the authority uploaded, by number; the highest is in force.
+retention_policies = sa.Table(
+    "retention_policies",
+    metadata,
+    sa.Column("number", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("issued", Time, nullable=False),
+    sa.Column("wire", sa.Text, nullable=False),  # canonical JSON of the signed policy
 )

@@ -72,6 +72,7 @@ from protocol.keybundle import KeyBundle, verify_bundle
 from protocol.linkingkey import SealedLinkingKey, seal_linking_key
 from protocol.oprfkeys import OprfKeyRequest, OprfKeyStatement, sign_key_statement
 from protocol.pseudonym import LINKING_KEY_BYTES, LinkingKey
+from protocol.retention import RetentionPolicy, create_retention_policy
 from protocol.retirement import Retirement, sign_retirement
 from protocol.types import (
     Fingerprint,
@@ -172,6 +173,7 @@ class _State:
     # pseudonym version -> share (1, 2) -> the certified service and public key
     oprf_keys: Mapping[int, Mapping[int, OprfShareRecord]] = field(default_factory=dict)
     witness_policy: int = 0  # the number of the newest witness policy (0: none yet)
+    retention_policy: int = 0  # the number of the newest retention policy (0: none yet)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -190,6 +192,7 @@ class _State:
                 for version, shares in sorted(self.oprf_keys.items())
             },
             "witness_policy": self.witness_policy,
+            "retention_policy": self.retention_policy,
         }
 
     @classmethod
@@ -210,6 +213,7 @@ class _State:
                 for version, shares in data.get("oprf_keys", {}).items()
             },
             witness_policy=int(data.get("witness_policy", 0)),
+            retention_policy=int(data.get("retention_policy", 0)),
         )
 
 
@@ -505,6 +509,24 @@ class Authority:
         path = self._dir / f"witness-policy-{number}.json"
         write_public_file(path, canonical_json(policy.to_wire()) + b"\n", overwrite=True)
         self._commit(replace(self._state, witness_policy=number))
+        return policy, path
+
+    def retention_policy(
+        self, periods: Mapping[str, int], *, now: int
+    ) -> tuple[RetentionPolicy, Path]:
+        """Sign the next retention policy (``periods`` in days; unnamed ones default),
+        written to ``retention-policy-<number>.json``."""
+        number = self._state.retention_policy + 1
+        try:
+            policy = create_retention_policy(
+                self._root_key, self._root_at(now), number=number, issued=now,
+                periods=dict(periods),
+            )  # fmt: skip
+        except ValidationError as exc:
+            raise AuthorityError(f"retention policy: {exc}") from exc
+        path = self._dir / f"retention-policy-{number}.json"
+        write_public_file(path, canonical_json(policy.to_wire()) + b"\n", overwrite=True)
+        self._commit(replace(self._state, retention_policy=number))
         return policy, path
 
     def _witness_path(self, serial: int) -> Path:

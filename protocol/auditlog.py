@@ -1,7 +1,13 @@
 """The verifiable access log: entries, signed tree heads, and proofs from stored subtrees.
 
 Entries are the leaves of an RFC 9162 Merkle tree (``protocol.merkle``): the leaf
-of entry ``e`` is ``merkle.leaf_hash(e.canonical())``. The hub stores, besides
+of entry ``e`` is ``merkle.leaf_hash(e.canonical())``. A version 1 entry holds every
+field in its canonical form. A version 2 entry holds, instead of its personal fields
+(``PERSONAL_FIELDS``: user, purpose text, pseudonyms, source address), a salted
+commitment to them, ``personal = SHA-256(frame(PERSONAL_LABEL, salt,
+canonical_json(personal fields)))``; the fields and the 32-byte salt travel beside it as
+its *opening*, until they are erased. Erasing the opening leaves the leaf, and with it
+every proof, as it was. The hub stores, besides
 each leaf, the hash of every *perfect* subtree (a node at ``level`` L and
 ``index`` i covers leaves ``[i * 2**L, (i + 1) * 2**L)``), so that roots and
 proofs for any tree size come from O(log n) stored nodes (``needed_*`` tells
@@ -34,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol import merkle
 from protocol.certificate import ROLE_HUB, ROLES, Certificate
-from protocol.encoding import MAX_SAFE_INT, b64d, b64e, canonical_json, frame
+from protocol.encoding import MAX_SAFE_INT, b64d, b64e, canonical_json, digest, frame
 from protocol.errors import EncodingError, ValidationError, VerificationError
 from protocol.pseudonym import parse_pseudonym
 from protocol.types import (
@@ -47,7 +53,12 @@ from protocol.types import (
     parse_org_id,
 )
 
-ENTRY_VERSION = 1
+ENTRY_VERSION = 1  # the version without a commitment (old entries)
+ENTRY_VERSION_2 = 2  # personal fields behind a salted commitment
+ENTRY_VERSIONS = (ENTRY_VERSION, ENTRY_VERSION_2)
+PERSONAL_LABEL = "schakel/audit-personal/v1"
+SALT_BYTES = 32
+ERASED = "erased"
 TREE_HEAD_LABEL = "schakel/tree-head/v1"
 
 # NEN 7513 action codes.
@@ -91,6 +102,12 @@ _ENTRY_KEYS = frozenset(
         "request_id",
     }
 )  # fmt: skip
+# Personal data in NEN 7513 / GDPR terms: who the user is, what they wrote about why,
+# which persons (pseudonyms) the request was about, and the address it came from.
+PERSONAL_FIELDS = ("user", "purpose_text", "pseudonyms", "source")
+_ENTRY_KEYS_2 = (_ENTRY_KEYS - frozenset(PERSONAL_FIELDS)) | {"personal"}
+_OPENING_KEYS = frozenset({"salt", *PERSONAL_FIELDS})
+_ERASURE_KEYS = frozenset({"time", "reason", "entry"})
 _ENTRY_INTS = ("v", "index", "time")
 _ENTRY_LISTS = ("object_ids", "pseudonyms")
 _HEAD_KEYS = frozenset({"v", "network", "size", "root", "time", "hub_cert", "sig"})
@@ -219,6 +236,62 @@ def _sorted_unique(value: object, limit: int, name: str) -> tuple[str, ...]:
     return items
 
 
+# --- the personal part of a version 2 entry ------------------------------------------------
+
+
+def commit_personal(
+    salt: bytes,
+    *,
+    user: str | None,
+    purpose_text: str | None,
+    pseudonyms: Sequence[str],
+    source: str | None,
+) -> bytes:
+    """``SHA-256(frame(PERSONAL_LABEL, salt, canonical_json(personal fields)))``."""
+    if not isinstance(salt, bytes) or len(salt) != SALT_BYTES:
+        raise ValidationError(f"the salt of an audit entry must be {SALT_BYTES} bytes")
+    fields = {
+        "user": user,
+        "purpose_text": purpose_text,
+        "pseudonyms": list(pseudonyms),
+        "source": source,
+    }
+    return digest(PERSONAL_LABEL, salt, canonical_json(fields))
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """Why and when the opening of a version 2 entry was erased.
+
+    Wire form ``{"time", "reason", "entry"}``: the time of the erasure (integer seconds),
+    a slug naming why (``retention``, ``erasure-request``, ...), and the index of the
+    access-log entry that records the erasure (``null`` when none was named).
+    """
+
+    time: int
+    reason: str
+    entry: int | None = None
+
+    def __post_init__(self) -> None:
+        _int_in(self.time, 0, MAX_TIME, "erasure time")
+        _match(self.reason, _REASON, "erasure reason", "1..64 of [a-z0-9-]")
+        if self.entry is not None:
+            _int_in(self.entry, 0, MAX_TREE_SIZE - 1, "erasure entry")
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"time": self.time, "reason": self.reason, "entry": self.entry}
+
+    @classmethod
+    def from_wire(cls, data: object) -> Erasure:
+        if not isinstance(data, dict) or set(data) != _ERASURE_KEYS:
+            raise EncodingError("erasure must be an object with keys time, reason, entry")
+        if not _is_int(data["time"]) or not isinstance(data["reason"], str):
+            raise EncodingError("erasure time must be an integer and reason a string")
+        if data["entry"] is not None and not _is_int(data["entry"]):
+            raise EncodingError("erasure entry must be an integer or null")
+        return cls(time=data["time"], reason=data["reason"], entry=data["entry"])
+
+
 # --- entries ------------------------------------------------------------------------------
 
 
@@ -226,10 +299,19 @@ def _sorted_unique(value: object, limit: int, name: str) -> tuple[str, ...]:
 class AuditEntry:
     """One access, as NEN 7513 asks: who, in which role, did what, to what, why, when, from where.
 
-    Wire form: a JSON object with exactly these keys (``null`` for absent strings, ``[]``
-    for empty lists): ``v``, ``index``, ``time``, ``action``, ``outcome``, ``reason``,
-    ``org``, ``user``, ``role``, ``purpose``, ``purpose_text``, ``object_type``,
-    ``object_ids``, ``pseudonyms``, ``source``, ``request_id``.
+    Wire form of version 1: a JSON object with exactly these keys (``null`` for absent
+    strings, ``[]`` for empty lists): ``v``, ``index``, ``time``, ``action``, ``outcome``,
+    ``reason``, ``org``, ``user``, ``role``, ``purpose``, ``purpose_text``,
+    ``object_type``, ``object_ids``, ``pseudonyms``, ``source``, ``request_id``.
+
+    Version 2 replaces the personal fields (``PERSONAL_FIELDS``) with ``personal``, the
+    base64url commitment to them (:func:`commit_personal`); that is its canonical form,
+    the bytes the leaf covers. Beside those keys its wire form carries ``opening``:
+    either ``{"salt", "user", "purpose_text", "pseudonyms", "source"}``, or the string
+    ``"erased"`` together with ``erasure`` (:class:`Erasure`). On a version 2 value the
+    personal attributes hold the opening (``None`` and ``()`` once erased), ``salt`` its
+    salt. Whether the opening matches the commitment is checked by
+    :meth:`verify_opening`, as the leaf is checked against a signed head: by a verifier.
 
     Validated on construction: codes from the vocabularies above; ``user`` printable ASCII
     without spaces (1..64); ``purpose_text`` 1..200 characters with no character of
@@ -256,10 +338,13 @@ class AuditEntry:
     source: str | None
     request_id: str | None
     v: int = ENTRY_VERSION
+    personal: bytes | None = None  # version 2: the commitment to the personal fields
+    salt: bytes | None = None  # version 2 with its opening: the commitment's salt
+    erasure: Erasure | None = None  # version 2 without it: why and when it went
 
     def __post_init__(self) -> None:
-        if not _is_int(self.v) or self.v != ENTRY_VERSION:
-            raise ValidationError(f"audit entry version must be {ENTRY_VERSION}")
+        if not _is_int(self.v) or self.v not in ENTRY_VERSIONS:
+            raise ValidationError("audit entry version must be 1 or 2")
         _int_in(self.index, 0, MAX_TREE_SIZE - 1, "entry index")
         _int_in(self.time, 0, MAX_TIME, "entry time")
         _code(self.action, ACTIONS, "action")
@@ -267,6 +352,11 @@ class AuditEntry:
         _code(self.object_type, OBJECT_TYPES, "object type")
         self._check_who()
         self._check_what()
+        if self.v == ENTRY_VERSION:
+            if self.personal is not None or self.salt is not None or self.erasure is not None:
+                raise ValidationError("a version 1 audit entry has no commitment or opening")
+        else:
+            self._check_opening()
 
     def _check_who(self) -> None:
         if self.reason is not None:
@@ -296,23 +386,104 @@ class AuditEntry:
         object.__setattr__(self, "object_ids", object_ids)
         object.__setattr__(self, "pseudonyms", pseudonyms)
 
+    def _check_opening(self) -> None:
+        if not isinstance(self.personal, bytes) or len(self.personal) != merkle.HASH_BYTES:
+            raise ValidationError(
+                f"a version 2 audit entry's commitment is {merkle.HASH_BYTES} bytes"
+            )
+        if self.erasure is not None:
+            if not isinstance(self.erasure, Erasure):
+                raise ValidationError("an audit entry's erasure must be an Erasure")
+            if self.salt is not None or any(self._personal_values().values()):
+                raise ValidationError("an erased audit entry holds no salt or personal field")
+            return
+        self._salt()
+
+    def verify_opening(self) -> None:
+        """VerificationError unless this version 2 entry's opening matches its commitment.
+
+        Nothing to check for version 1 (every field is in the leaf) or once erased. Parsing
+        does not check it, as parsing a version 1 entry does not check its leaf: a
+        verifier checks both (the opening here, the leaf against a signed head)."""
+        if self.v == ENTRY_VERSION or self.erasure is not None:
+            return
+        expected = commit_personal(self._salt(), **self._personal_values())
+        if not hmac.compare_digest(expected, self.personal or b""):
+            raise VerificationError(
+                f"the opening of audit entry {self.index} does not match its commitment"
+            )
+
+    def _salt(self) -> bytes:
+        if not isinstance(self.salt, bytes) or len(self.salt) != SALT_BYTES:
+            raise ValidationError("a version 2 audit entry has a 32-byte salt or an erasure")
+        return self.salt
+
+    def _personal_values(self) -> dict[str, Any]:
+        return {
+            "user": self.user,
+            "purpose_text": self.purpose_text,
+            "pseudonyms": self.pseudonyms,
+            "source": self.source,
+        }
+
+    @property
+    def erased(self) -> bool:
+        """True for a version 2 entry whose personal fields were erased."""
+        return self.erasure is not None
+
+    def without_opening(self, erasure: Erasure) -> AuditEntry:
+        """This version 2 entry as it is once its opening is erased (same leaf)."""
+        if self.v != ENTRY_VERSION_2:
+            raise ValidationError("only a version 2 audit entry can shed its personal fields")
+        return replace(
+            self, user=None, purpose_text=None, pseudonyms=(), source=None, salt=None,
+            erasure=erasure,
+        )  # fmt: skip
+
     def canonical(self) -> bytes:
-        """``canonical_json(self.to_wire())``: the bytes the leaf hash covers."""
-        return canonical_json(self.to_wire())
+        """The bytes the leaf hash covers: version 1 every field, version 2 the public
+        fields and ``personal`` (never the opening)."""
+        return canonical_json(self._canonical_wire())
 
     def leaf(self) -> bytes:
         """``merkle.leaf_hash(self.canonical())``."""
         return merkle.leaf_hash(self.canonical())
 
+    def _canonical_wire(self) -> dict[str, Any]:
+        if self.v == ENTRY_VERSION:
+            wire = {key: getattr(self, key) for key in _ENTRY_KEYS}
+        else:
+            wire = {key: getattr(self, key) for key in _ENTRY_KEYS_2 - {"personal"}}
+            wire["personal"] = b64e(self.personal or b"")
+        wire["object_ids"] = list(self.object_ids)
+        if "pseudonyms" in wire:
+            wire["pseudonyms"] = list(self.pseudonyms)
+        return wire
+
+    def opening_wire(self) -> dict[str, Any] | str | None:
+        """Version 2: the opening's wire form, or ``"erased"``; version 1: None."""
+        if self.v == ENTRY_VERSION:
+            return None
+        if self.erasure is not None:
+            return ERASED
+        return {**self._personal_values(), "salt": b64e(self._salt()),
+                "pseudonyms": list(self.pseudonyms)}  # fmt: skip
+
     def to_wire(self) -> dict[str, Any]:
-        wire = {key: getattr(self, key) for key in _ENTRY_KEYS}
-        for key in _ENTRY_LISTS:
-            wire[key] = list(wire[key])
+        """The canonical keys and, for version 2, ``opening`` (and ``erasure``) beside them."""
+        wire = self._canonical_wire()
+        if self.v == ENTRY_VERSION_2:
+            wire["opening"] = self.opening_wire()
+            if self.erasure is not None:
+                wire["erasure"] = self.erasure.to_wire()
         return wire
 
     @classmethod
     def from_wire(cls, data: object) -> AuditEntry:
-        """Parse the wire form strictly: exactly the keys, JSON types that fit, every rule."""
+        """Parse the wire form strictly: exactly the keys, JSON types that fit, every rule
+        (not whether an opening matches its commitment: :meth:`verify_opening`)."""
+        if isinstance(data, dict) and data.get("v") == ENTRY_VERSION_2:
+            return _from_wire_2(data)
         if not isinstance(data, dict) or set(data) != _ENTRY_KEYS:
             raise EncodingError("audit entry must be an object with exactly the entry keys")
         for key, value in data.items():
@@ -322,6 +493,71 @@ class AuditEntry:
         for key in _ENTRY_LISTS:
             fields[key] = tuple(fields[key])
         return cls(**fields)
+
+
+def _from_wire_2(data: dict[str, Any]) -> AuditEntry:
+    erased = data.get("opening") == ERASED
+    expected = _ENTRY_KEYS_2 | ({"opening", "erasure"} if erased else {"opening"})
+    if set(data) != expected:
+        raise EncodingError(
+            "a version 2 audit entry must be an object with exactly its keys and an opening"
+        )
+    fields = {key: data[key] for key in _ENTRY_KEYS_2 - {"personal"}}
+    for key, value in fields.items():
+        if not _fits(key, value):
+            raise EncodingError(f"audit entry field {key} has the wrong JSON type")
+    fields["object_ids"] = tuple(fields["object_ids"])
+    personal = b64d(data["personal"], max_len=merkle.HASH_BYTES)
+    if erased:
+        erasure = Erasure.from_wire(data["erasure"])
+        return AuditEntry(
+            **fields, user=None, purpose_text=None, pseudonyms=(), source=None,
+            personal=personal, erasure=erasure,
+        )  # fmt: skip
+    opening = data["opening"]
+    if not isinstance(opening, dict) or set(opening) != _OPENING_KEYS:
+        raise EncodingError("an audit entry's opening must be an object with exactly its keys")
+    for key in PERSONAL_FIELDS:
+        if not _fits(key, opening[key]):
+            raise EncodingError(f"audit entry opening field {key} has the wrong JSON type")
+    salt = b64d(opening["salt"], max_len=SALT_BYTES)
+    return AuditEntry(
+        **fields, user=opening["user"], purpose_text=opening["purpose_text"],
+        pseudonyms=tuple(opening["pseudonyms"]), source=opening["source"],
+        personal=personal, salt=salt,
+    )  # fmt: skip
+
+
+def seal_entry(
+    *,
+    index: int,
+    time: int,
+    action: str,
+    outcome: str,
+    reason: str | None,
+    org: str | None,
+    user: str | None,
+    role: str | None,
+    purpose: str | None,
+    purpose_text: str | None,
+    object_type: str,
+    object_ids: tuple[str, ...],
+    pseudonyms: tuple[str, ...],
+    source: str | None,
+    request_id: str | None,
+    salt: bytes,
+) -> AuditEntry:
+    """A version 2 entry committing to its personal fields with ``salt`` (32 random bytes,
+    from the caller: this module never reads the random source)."""
+    personal = commit_personal(
+        salt, user=user, purpose_text=purpose_text, pseudonyms=pseudonyms, source=source
+    )
+    return AuditEntry(
+        index=index, time=time, action=action, outcome=outcome, reason=reason, org=org,
+        user=user, role=role, purpose=purpose, purpose_text=purpose_text,
+        object_type=object_type, object_ids=object_ids, pseudonyms=pseudonyms, source=source,
+        request_id=request_id, v=ENTRY_VERSION_2, personal=personal, salt=salt,
+    )  # fmt: skip
 
 
 def _fits(key: str, value: object) -> bool:

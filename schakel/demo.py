@@ -13,6 +13,8 @@ network in ``./var/demo``::
                             and state.sqlite
       witness/, witness.db  the always-on witness (schakel.demowitness)
       witness-policy.json   the authority's witness policy (quorum 2)
+      authority/retention-policy-1.json
+                            the network's retention policy (the defaults), published
       env.sh                the environment to act as an organisation
 
 then starts the hub on 127.0.0.1:8443 and both pseudonymisation services (in this
@@ -74,6 +76,8 @@ from protocol.certificate import (
     ROLE_NETWORK_PRIVACY_OFFICER,
     ROLE_PRIVACY_OFFICER,
 )
+from protocol.encoding import loads_strict
+from protocol.retention import RetentionPolicy
 from protocol.types import NetworkId, OrgId, ServiceName
 from pseudonymiser.config import ServiceConfig
 from pseudonymiser.service import KeyShare
@@ -323,6 +327,17 @@ async def pseudonymisation_services(
             await runner.cleanup()
 
 
+async def publish_retention_policy(demo: DemoNetwork, base_url: str, *, now: int) -> int:
+    """Sign the network's retention policy once (the defaults: SECURITY.md says why) and
+    upload it to the hub, as ``schakel authority retention-policy`` and ``publish`` do."""
+    path = demo.authority_dir / "retention-policy-1.json"
+    if not path.is_file():
+        Authority.open(demo.authority_dir, demo.passphrase).retention_policy({}, now=now)
+    policy = RetentionPolicy.from_wire(loads_strict(path.read_bytes()))
+    async with HubClient(base_url, network=demo.network) as anonymous:
+        return await anonymous.put_retention_policy(policy)
+
+
 def hub_config(
     demo: DemoNetwork, *, host: str, port: int, witness_urls: tuple[str, ...] = ()
 ) -> HubConfig:
@@ -419,6 +434,8 @@ async def _run(
             mark_ready(demo)
         with contextlib.suppress(HubProblem):  # 409: the hub holds this policy already
             await publish_policy(demo, base_url)
+        with contextlib.suppress(HubProblem):  # 409: and this one
+            await publish_retention_policy(demo, base_url, now=int(time.time()))
         if desk_port is None:
             click.echo(banner(demo, base_url) + services + witness_banner(witness))
             await hub

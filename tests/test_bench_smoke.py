@@ -91,6 +91,7 @@ TINY = Options(
     oprf_signals=3,
     cosignatures=16,
     witness_requests=10,
+    retention_sizes=(300,),
 )
 TINY_REPLICAS = Settings(requests=8, concurrency=2, rounds=2, warmup=2, senders=2, notices=3)
 
@@ -473,3 +474,21 @@ def test_spread_request_sends_round_robin_from_the_offset() -> None:
     ]
     with pytest.raises(ValueError, match="at least one URL"):
         spread_request([], bodies)
+
+
+def test_the_retention_job_and_its_floor_delete_every_row(result: BenchResult) -> None:
+    (rate,) = result.retention
+    assert rate.rows == 300 and rate.batches == 2  # batches of 200
+    assert rate.job_per_s > 0 and rate.floor_per_s > 0 and rate.ratio > 0
+    assert "### Retention job (SQLite)" in render(result)
+
+
+def test_retention_sizes_come_from_the_environment() -> None:
+    from bench.retention import SIZES, sizes_from_env
+
+    assert sizes_from_env({}) == SIZES == (100_000, 1_000_000)
+    assert sizes_from_env({"SCHAKEL_BENCH_RETENTION_SIZES": "1000,5000"}) == (1000, 5000)
+    for bad in ("", "ten", "0", "1,99999999"):
+        if bad:
+            with pytest.raises(ValueError):
+                sizes_from_env({"SCHAKEL_BENCH_RETENTION_SIZES": bad})

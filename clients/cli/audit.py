@@ -53,6 +53,7 @@ from clients.privacy_officer import (
     Verified,
     verify_export_file,
 )
+from clients.retention_policy import erase_subject, report_lines
 from clients.witnessing import Witnessed
 from protocol.auditlog import ACTIONS, AuditEntry, TreeHead
 from protocol.encoding import b64e
@@ -75,6 +76,7 @@ def audit(ctx: click.Context, /, **options: Any) -> None:
       schakel audit export --format csv --out log.csv
       schakel audit report --subject --person - --out-html report.html
       schakel audit anomalies
+      schakel audit erase --person -        erase what the hub holds about one person
       schakel audit evidence verify FILE    does an evidence file prove a split view?
 
     --json, --user, --purpose and --purpose-text may also follow the command.
@@ -102,6 +104,7 @@ def _verified(
         "verified": result.checked,
         "mode": result.mode,
         "visible": result.visible,
+        "erased": result.erased,
         "head": _head_json(result.head),
         "proves": text,
     }
@@ -341,6 +344,31 @@ def report(
 
 def _str(path: Path | None) -> str | None:
     return None if path is None else str(path)
+
+
+@audit.command()
+@person_options
+@pass_settings
+@guarded
+def erase(settings: Settings, **values: Any) -> None:
+    """Erase what the hub holds about one person, where the law allows (network privacy
+    officer; use --purpose data-subject-request).
+
+    The person's pseudonyms are derived here, as for 'report --subject'; the hub erases the
+    person's closed cases with their pseudonyms and messages, and acknowledged messages of
+    open cases that name only this person, and says what it kept and why (a case still
+    handled, a message not yet fetched, a case or message that also names others, the
+    access log within its legal period). The erasure is itself an access-log entry.
+    """
+    person = read_person(click.get_current_context(), values, now=int(time.time()))
+    if not person:
+        raise click.UsageError("name the person (--person, --ask, or the flags)")
+
+    async def go(organisation: Organisation) -> Any:
+        return await erase_subject(organisation, Identity(**person))
+
+    report = acting(settings, go)
+    emit(settings, report.to_wire(), "\n".join(report_lines(report)))
 
 
 @audit.command()

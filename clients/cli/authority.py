@@ -56,6 +56,9 @@ from protocol.errors import ProtocolError
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
 from protocol.oprfkeys import OprfKeyRequest, OprfKeyStatement
+from protocol.retention import BOUNDS as RETENTION_BOUNDS
+from protocol.retention import DEFAULTS as RETENTION_DEFAULTS
+from protocol.retention import RetentionPolicy
 from protocol.retirement import Retirement
 from protocol.types import NetworkId, parse_network_id
 from protocol.witness import MAX_WITNESS_BYTES, WitnessRequest
@@ -394,6 +397,57 @@ def witness_policy(cfg: AuthorityCliConfig, serials: tuple[int, ...], quorum: in
     )
 
 
+_PERIOD_OPTIONS = (
+    ("--grace-days", "ciphertext_grace_days",
+     "Keep an envelope this long after every recipient acknowledged it."),
+    ("--max-days", "ciphertext_max_days",
+     "Delete an envelope at this age, acknowledged or not."),
+    ("--case-closed-days", "case_closed_days",
+     "Keep a closed case this long after its last activity."),
+    ("--case-idle-days", "case_idle_days",
+     "Keep a case that never closed this long after its last activity."),
+    ("--access-log-days", "access_log_days",
+     "Keep access-log personal fields this long (at least 1827: five years)."),
+)  # fmt: skip
+
+
+def _period_options(func: Any) -> Any:
+    for flag, name, text in reversed(_PERIOD_OPTIONS):
+        low, high = RETENTION_BOUNDS[name]
+        func = click.option(
+            flag, name, type=click.IntRange(low, high), default=RETENTION_DEFAULTS[name],
+            show_default=True, help=text,
+        )(func)  # fmt: skip
+    return func
+
+
+@authority.command("retention-policy")
+@_period_options
+@pass_cfg
+def retention_policy(cfg: AuthorityCliConfig, /, **periods: int) -> None:
+    """Sign the next retention policy: how long the hub keeps envelopes, cases and the
+    personal fields of its access log (days). Relay it with 'publish'."""
+    auth = cfg.open()
+    try:
+        policy, path = auth.retention_policy(periods, now=_now())
+    except KeysError as exc:
+        _fail(str(exc))
+    _report(
+        cfg,
+        {
+            **_root_fields(auth),
+            "number": policy.number,
+            "periods": policy.periods(),
+            "policy": str(path),
+        },
+        [
+            f"retention policy {policy.number}: {path}",
+            *(f"  {name:<24} {days} days" for name, days in policy.periods().items()),
+            *_root_lines(auth),
+        ],
+    )
+
+
 def _report_crl(
     cfg: AuthorityCliConfig, auth: Authority, crl: RevocationList, out: Path | None, first: str
 ) -> None:
@@ -667,14 +721,19 @@ def _date(seconds: int) -> str:
 
 def _publishable(
     path: Path,
-) -> tuple[str, bytes | SealedLinkingKey | OprfKeyStatement | Retirement | WitnessPolicy]:
+) -> tuple[
+    str, bytes | SealedLinkingKey | OprfKeyStatement | Retirement | WitnessPolicy | RetentionPolicy
+]:
     """A revocation list (PEM or DER), a sealed linking key, a pseudonymisation service's
-    key statement, a linking key's retirement or a witness policy (JSON), by its content."""
+    key statement, a linking key's retirement, a witness or retention policy (JSON), by its
+    content."""
     data = read_bounded(path, MAX_CRL_BYTES)
     if data.lstrip().startswith(b"{"):
         document = loads_strict(data)
         if isinstance(document, dict) and "witnesses" in document:
             return "witness-policy", WitnessPolicy.from_wire(document)
+        if isinstance(document, dict) and "access_log_days" in document:
+            return "retention-policy", RetentionPolicy.from_wire(document)
         if isinstance(document, dict) and "suite" in document:
             return "oprf-key", OprfKeyStatement.from_wire(document)
         if isinstance(document, dict) and "until" in document:
@@ -709,6 +768,9 @@ async def _publish(hub_url: str, network: str, items: list[tuple[Path, str, Any]
             elif kind == "witness-policy":
                 number = await hub.put_witness_policy(item)
                 lines.append(f"{path}: witness policy {number} published")
+            elif kind == "retention-policy":
+                number = await hub.put_retention_policy(item)
+                lines.append(f"{path}: retention policy {number} published")
             else:
                 created = await hub.put_linking_key(item)
                 state = "published" if created else "already held"
@@ -723,8 +785,8 @@ async def _publish(hub_url: str, network: str, items: list[tuple[Path, str, Any]
 @pass_cfg
 def publish(cfg: AuthorityCliConfig, files: tuple[Path, ...], hub_url: str, network: str) -> None:
     """Relay revocation lists, sealed linking keys, the pseudonymisation services' key
-    statements (from oprf-certify), linking-key retirements and witness policies through
-    the hub.
+    statements (from oprf-certify), linking-key retirements, witness policies and
+    retention policies through the hub.
 
     Run it on a machine that reaches the hub, with files carried from the offline
     authority; no passphrase is needed. The hub checks the root's signature on each, and

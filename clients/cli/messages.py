@@ -380,10 +380,18 @@ def outbox_drop(settings: Settings, message_id: str) -> None:
 # -- what was sent -----------------------------------------------------------------------
 
 DEFAULT_UNACKNOWLEDGED_HOURS = 24
+DELETED_TEXT = {
+    "expired": "it reached the network's maximum age before every recipient acknowledged it",
+    "case-ended": "its case's retention period ended",
+    "erased": "erased on a person's request by the network's privacy officer",
+}
 
 
 def _check_text(check: SentCheck) -> str:
     parts = []
+    if check.deleted is not None:
+        at, reason = check.deleted
+        parts.append(f"the hub deleted it {when(at)} ({DELETED_TEXT.get(reason, reason)})")
     if not check.held:
         parts.append("the hub no longer holds it")
     elif check.lost:
@@ -391,8 +399,9 @@ def _check_text(check: SentCheck) -> str:
     if check.unacknowledged:
         parts.append(f"not acknowledged by {','.join(check.unacknowledged)}")
     again = "; send it again with --resend ID" if check.resendable and check.lost else ""
+    label = "LOST" if check.lost else "DELETED" if check.deleted else "UNACKED"
     return (
-        f"{'LOST' if check.lost else 'UNACKED':<8} {check.id}  {check.kind} to "
+        f"{label:<8} {check.id}  {check.kind} to "
         f"{','.join(check.recipients)}, accepted {when(check.accepted)}: "
         f"{'; '.join(parts)}{again}"
     )
@@ -422,7 +431,9 @@ def sent(settings: Settings, hours: int, resend_id: str | None) -> None:
     Compares what this organisation sent with what the hub still holds (GET /v1/sent):
     LOST when the hub holds no delivery to a recipient (the message, or one delivery,
     is gone: a restored backup, or withheld), UNACKED when a recipient did not
-    acknowledge it within --older-than hours. Nothing is listed when all is well.
+    acknowledge it within --older-than hours, DELETED when the hub deleted it under the
+    network's retention policy (or an erasure) before every recipient acknowledged it.
+    Nothing is listed when all is well.
     """
     if resend_id is not None:
         resent = acting(settings, lambda organisation: organisation.resend(resend_id))

@@ -38,10 +38,12 @@ from clients.cli.common import (
     session_options,
     session_repeats,
     warn,
+    when,
 )
 from clients.cli.retention import retention
 from clients.errors import ClientError
 from clients.organisation import RetiredKey
+from clients.retention_policy import retention_policy as policy_of_network
 from clients.state import LocalState
 from keys.keyfile import kdf_params_from_env, write_public_file
 from keys.organisation import OrgKeys
@@ -244,6 +246,27 @@ def destroy_linking_key(settings: Settings) -> None:
 
 
 # -- key rotation ----------------------------------------------------------------------
+
+
+@org.command("retention-policy")
+@pass_settings
+@guarded
+def retention_policy(settings: Settings) -> None:
+    """The network's retention policy: fetched from the hub, checked against the root and
+    kept when newer. How long the hub keeps envelopes, cases and access-log fields."""
+    view = acting(settings, policy_of_network)
+    if view.refused is not None:
+        warn(view.refused)
+    if view.policy is None:
+        emit(settings, {"policy": None}, "the network has no retention policy yet")
+        return
+    periods = view.policy.periods()
+    emit(
+        settings,
+        {"policy": view.policy.to_wire()},
+        f"retention policy {view.policy.number} (issued {when(view.policy.issued)}), in days:\n"
+        + "\n".join(f"  {name:<24} {days}" for name, days in periods.items()),
+    )
 
 
 @org.command("rotate-keys")

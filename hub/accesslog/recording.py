@@ -13,10 +13,14 @@ alone, written with the batch's other entries (:class:`hub.store.bulk.NewEntry`)
 denied request's rejected effects were never written. Entries never hold content, keys
 or tokens; pseudonyms only for the ``create`` of a message (its header pseudonyms, and
 for a referral or status update those of its case).
+Entries are written in version 2: the
+personal fields (user, purpose text, pseudonyms, source) behind a salted commitment,
+their opening stored beside the entry until :mod:`hub.accesslog.erasure` erases it.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -26,7 +30,7 @@ from hub.config import Clock
 from hub.errors import AccessLogUnavailable, HubError, RateLimited
 from hub.store import Store, Tx
 from hub.store.bulk import NewEntry, NewMessage, Notices, Stored
-from protocol.auditlog import AuditEntry
+from protocol.auditlog import SALT_BYTES, AuditEntry, seal_entry
 from protocol.certificate import Certificate
 from protocol.envelope import Encoded
 from protocol.types import CaseRef
@@ -55,9 +59,10 @@ class Event:
     source: str | None = None
     request_id: str | None = None
 
-    def entry(self, index: int, *, now: int) -> AuditEntry:
-        """The entry at ``index`` (ValidationError if a field breaks the entry's rules)."""
-        return AuditEntry(
+    def entry(self, index: int, *, now: int, salt: bytes | None = None) -> AuditEntry:
+        """The version 2 entry at ``index``, its personal fields committed to with ``salt``
+        (default: 32 fresh random bytes); ValidationError if a field breaks the rules."""
+        return seal_entry(
             index=index,
             time=now,
             action=self.action,
@@ -73,6 +78,7 @@ class Event:
             pseudonyms=tuple(sorted(set(self.pseudonyms))),
             source=self.source,
             request_id=self.request_id,
+            salt=secrets.token_bytes(SALT_BYTES) if salt is None else salt,
         )
 
 

@@ -34,6 +34,7 @@ from hub.notify import Notifier
 from hub.problems import ORG, REQUEST_ID, read_json
 from hub.query import INTEGER, NONE, Spec, parse_query
 from hub.ratelimit import TokenBucket
+from hub.retention import RetentionJob
 from hub.store import Store
 from hub.tokens import TokenService
 from protocol.auditlog import MAX_PURPOSE_TEXT_CHARS, PURPOSES, check_purpose_text, check_user
@@ -71,6 +72,7 @@ class Services:
     heads: HeadSigner | None = None  # None: the hub has no log-signing key
     escalator: Escalator | None = None
     witnesses: WitnessSubmitter | None = None  # None: no log key, or no always-on witness
+    retention: RetentionJob | None = None
 
 
 SERVICES = web.AppKey("schakel_services", Services)

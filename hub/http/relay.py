@@ -10,6 +10,7 @@ from aiohttp import web
 from hub import relay
 from hub.http.common import INBOX_QUERY, audited, authenticate, body_of, query_of, render, services
 from hub.store import InboxItem, SentItem
+from protocol.retention import deleted_to_wire
 
 
 async def post_message(request: web.Request) -> web.Response:
@@ -68,6 +69,8 @@ def _sent_item(item: SentItem) -> dict[str, Any]:
         "deliveries": [
             {"org": d.recipient, "acknowledged": d.acknowledged} for d in item.deliveries
         ],
+        # A tombstone: the hub deleted the envelope (docs/protocol.md, "Retention").
+        "deleted": deleted_to_wire(item.deleted, item.deleted_reason),
     }
 
 

@@ -47,7 +47,7 @@ from hub.notify import Notice
 from hub.store.records import StoredMessage
 from hub.store.rows import MESSAGE_COLUMNS, PgRows, Row, Rows, SqliteRows, rows_for
 from hub.store.tree import Frontier
-from hub.store.tx import BROKEN_LOG, AuditTree, Tx, entry_row, read_tree
+from hub.store.tx import BROKEN_LOG, AuditTree, Tx, entry_row, opening_row, read_tree
 from hub.writer import ItemOutcome
 from protocol.auditlog import AuditEntry
 from protocol.certificate import Certificate
@@ -158,6 +158,7 @@ def _earlier(
 # -- the rows, per database ---------------------------------------------------------------
 
 _AUDIT_COLUMNS: Final = tuple(column.name for column in t.audit_log.c)
+_OPENING_COLUMNS: Final = tuple(column.name for column in t.audit_openings.c)
 _SQLITE_HELD: Final = (
     "SELECT cursor, id, sender, envelope_fingerprint, accepted_at FROM messages "
     "WHERE id IN (SELECT value FROM json_each(?))"
@@ -279,9 +280,12 @@ def _write_messages(rows: Rows, new: list[tuple[int, NewMessage]]) -> list[int]:
 def _write_entries(rows: Rows, tree: Frontier, entries: list[AuditEntry]) -> Frontier:
     if not entries:
         return tree
-    audit, nodes, objects, pseudonyms = [], [], [], []
+    audit, nodes, objects, pseudonyms, openings = [], [], [], [], []
     for entry in entries:
         row = entry_row(entry)
+        opening = opening_row(entry)
+        if opening is not None:
+            openings.append(tuple(opening[name] for name in _OPENING_COLUMNS))
         audit.append(tuple(row[name] for name in _AUDIT_COLUMNS))
         done = tree.append(row["leaf_hash"])
         nodes += [(level, idx, value) for (level, idx), value in done]
@@ -293,6 +297,7 @@ def _write_entries(rows: Rows, tree: Frontier, entries: list[AuditEntry]) -> Fro
         ("audit_nodes", ("level", "idx", "hash"), nodes),
         ("audit_objects", ("index", "object_id"), objects),
         ("audit_pseudonyms", ("index", "pseudonym"), pseudonyms),
+        ("audit_openings", _OPENING_COLUMNS, openings),
     ]
     if isinstance(rows, PgRows):
         _insert_entries_pg(rows, parts)

@@ -27,7 +27,7 @@ from hub import notify
 from hub import schema as t
 from hub.errors import AccessLogUnavailable
 from hub.notify import LocalNotifier, Notice, Notifier
-from hub.store import bulk, casereads, witnessing
+from hub.store import bulk, casereads, retaining, witnessing
 from hub.store.bulk import Bulk, NewEntry, NewMessage, Stored
 from hub.store.engines import Engines, engines_for
 from hub.store.records import (
@@ -49,6 +49,7 @@ from hub.store.witnessing import StoredCosignature
 from hub.writer import ItemOutcome, Writer
 from protocol.auditlog import (
     AuditEntry,
+    Erasure,
     TreeHead,
     consistency_from_nodes,
     inclusion_from_nodes,
@@ -59,6 +60,7 @@ from protocol.cases import CaseSummary, Event
 from protocol.keybundle import KeyBundle
 from protocol.linkingkey import SealedLinkingKey
 from protocol.oprfkeys import OprfKeyStatement
+from protocol.retention import RetentionPolicy
 from protocol.retirement import Retirement
 from protocol.types import CaseRef, Fingerprint, MessageId, NetworkId, OrgId
 from protocol.witnesspolicy import WitnessPolicy
@@ -99,7 +101,11 @@ _TAKE_MIGRATION_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)").bindparams(
 
 
 def _audit_entry(row: Any) -> AuditEntry:
-    """An entry as stored (the hub wrote and validated it; it is validated again here)."""
+    """An entry as stored (the hub wrote and validated it; it is validated again here).
+
+    ``row`` comes from :data:`_ENTRY_SELECT`, with a version 2 entry's opening or erasure
+    (:func:`_personal_of`).
+    """
     return AuditEntry(
         index=int(row.index),
         time=int(row.time),
@@ -107,16 +113,38 @@ def _audit_entry(row: Any) -> AuditEntry:
         outcome=row.outcome,
         reason=row.reason,
         org=row.org,
-        user=row.user,
         role=row.role,
         purpose=row.purpose,
-        purpose_text=row.purpose_text,
         object_type=row.object_type,
         object_ids=tuple(_loads(row.object_ids)),
-        pseudonyms=tuple(_loads(row.pseudonyms)),
-        source=row.source,
         request_id=row.request_id,
+        **_personal_of(row),
     )
+
+
+def _personal_of(row: Any) -> dict[str, Any]:
+    """The personal fields of a stored entry: version 1 its own; version 2 its opening
+    from ``audit_openings`` or, once erased, its erasure. A version 2 row with neither
+    means rows were cut (503, as for a broken tree). An opening that does not match its
+    commitment is given as stored, for the privacy officer's verification to name."""
+    if int(row.v) == 1:
+        return {
+            "user": row.user, "purpose_text": row.purpose_text,
+            "pseudonyms": tuple(_loads(row.pseudonyms)), "source": row.source,
+        }  # fmt: skip
+    if row.o_salt is not None:
+        return {
+            "user": row.o_user, "purpose_text": row.o_purpose_text,
+            "pseudonyms": tuple(_loads(row.o_pseudonyms)), "source": row.o_source,
+            "salt": bytes(row.o_salt), "personal": bytes(row.personal), "v": 2,
+        }  # fmt: skip
+    if row.e_time is not None:
+        erasure = Erasure(time=int(row.e_time), reason=row.e_reason, entry=row.e_entry)
+        return {
+            "user": None, "purpose_text": None, "pseudonyms": (), "source": None,
+            "erasure": erasure, "personal": bytes(row.personal), "v": 2,
+        }  # fmt: skip
+    raise AccessLogUnavailable(cause=f"entry {row.index} lost its opening without an erasure")
 
 
 def _tree_head(network: NetworkId, row: Any) -> TreeHead:
@@ -191,7 +219,7 @@ def _rows(statement: Any, params: Mapping[str, Any] | None, conn: sa.Connection)
 def _sent(sender: OrgId, after: int, limit: int, conn: sa.Connection) -> list[SentItem]:
     m, d = t.messages.c, t.deliveries.c
     rows = conn.execute(
-        sa.select(m.cursor, m.id, m.kind, m.accepted_at)
+        sa.select(m.cursor, m.id, m.kind, m.accepted_at, m.deleted_at, m.deleted_reason)
         .where(m.sender == sender, m.cursor > after)
         .order_by(m.cursor)
         .limit(limit)
@@ -211,6 +239,8 @@ def _sent(sender: OrgId, after: int, limit: int, conn: sa.Connection) -> list[Se
             kind=str(row.kind),
             accepted=int(row.accepted_at),
             deliveries=tuple(held[row.cursor]),
+            deleted=None if row.deleted_at is None else int(row.deleted_at),
+            deleted_reason=row.deleted_reason,
         )
         for row in rows
     ]
@@ -290,7 +320,22 @@ def _run_bulk(batch: Batch, conn: sa.Connection, items: Sequence[Bulk]) -> list[
 # -- the access log: reads -------------------------------------------------------------
 
 _a, _o, _p = t.audit_log, t.audit_objects, t.audit_pseudonyms
+_op, _er = t.audit_openings, t.audit_erasures
 _th = t.tree_heads
+# Every entry with its opening or erasure (see _audit_entry).
+_ENTRY_SELECT = sa.select(
+    _a,
+    _op.c.salt.label("o_salt"),
+    _op.c.user.label("o_user"),
+    _op.c.purpose_text.label("o_purpose_text"),
+    _op.c.pseudonyms.label("o_pseudonyms"),
+    _op.c.source.label("o_source"),
+    _er.c.time.label("e_time"),
+    _er.c.reason.label("e_reason"),
+    _er.c.entry.label("e_entry"),
+).select_from(
+    _a.outerjoin(_op, _op.c.index == _a.c.index).outerjoin(_er, _er.c.index == _a.c.index)
+)
 
 
 def _visible(viewer: OrgId | None) -> Any:
@@ -314,7 +359,7 @@ def _filters(query: AuditQuery) -> list[Any]:
     for value, condition in (
         (query.end, lambda v: a.index < v),
         (query.org, lambda v: a.org == v),
-        (query.user, lambda v: a.user == v),
+        (query.user, lambda v: sa.or_(a.user == v, _op.c.user == v)),
         (query.action, lambda v: a.action == v),
         (query.since, lambda v: a.time >= v),
         (query.until, lambda v: a.time < v),
@@ -327,7 +372,7 @@ def _filters(query: AuditQuery) -> list[Any]:
 
 
 def _entries(query: AuditQuery, conn: sa.Connection) -> list[AuditEntry]:
-    statement = sa.select(_a).where(*_filters(query)).order_by(_a.c.index).limit(query.limit)
+    statement = _ENTRY_SELECT.where(*_filters(query)).order_by(_a.c.index).limit(query.limit)
     return [_audit_entry(row) for row in conn.execute(statement).all()]
 
 
@@ -346,7 +391,7 @@ def _inclusion(
     head = _tree_head(network, row)
     if index >= head.size:
         return Inclusion(head, None, [])
-    found = conn.execute(sa.select(_a).where(_a.c.index == index, _visible(viewer))).one_or_none()
+    found = conn.execute(_ENTRY_SELECT.where(_a.c.index == index, _visible(viewer))).one_or_none()
     if found is None:
         return Inclusion(head, None, [])
     nodes = read_nodes(conn, needed_for_inclusion(index, head.size))
@@ -457,6 +502,11 @@ class Store:
             return await self.revision() == head_revision()
         except (sa.exc.SQLAlchemyError, OSError):
             return False
+
+    async def scrub(self, tables: Sequence[str]) -> None:
+        """Wipe what deleted rows of ``tables`` left in the database's files, outside any
+        transaction (:meth:`hub.store.engines.Engines.scrub`); after an erasure committed."""
+        await self._engines.scrub(tables)
 
     async def run_read(self, fn: Callable[[sa.Connection], T]) -> T:
         """Run ``fn`` in a read transaction: for tests, benchmarks and tools that inspect
@@ -584,7 +634,7 @@ class Store:
         query = (
             sa.select(d.cursor, d.acked_at, m.envelope)
             .join(t.messages, m.cursor == d.cursor)
-            .where(d.recipient == recipient, d.cursor > after)
+            .where(d.recipient == recipient, d.cursor > after, m.deleted_at.is_(None))
             .order_by(d.cursor)
             .limit(limit)
         )
@@ -604,7 +654,7 @@ class Store:
         query = (
             sa.select(m.envelope)
             .join(t.deliveries, d.cursor == m.cursor)
-            .where(d.recipient == recipient, d.cursor == cursor)
+            .where(d.recipient == recipient, d.cursor == cursor, m.deleted_at.is_(None))
         )
         found = await self._engines.read(partial(_scalar, query, None))
         return None if found is None else MessageId(_loads(found)["header"]["id"])
@@ -624,7 +674,7 @@ class Store:
                     t.deliveries, sa.and_(d.cursor == m.cursor, d.recipient == org)
                 )
             )
-            .where(m.id == message_id)
+            .where(m.id == message_id, m.deleted_at.is_(None))  # a tombstone holds nothing
         )
         rows = await self._rows(query)
         if not rows or (rows[0].cursor is None and rows[0].sender != org):
@@ -716,6 +766,25 @@ class Store:
     async def witness_policy(self) -> WitnessPolicy | None:
         """The held witness policy with the highest number, or None."""
         return await self._engines.read(witnessing.newest_policy)
+
+    async def retention_policy(self) -> RetentionPolicy | None:
+        """The held retention policy with the highest number, or None."""
+        return await self._engines.read(retaining.newest_policy)
+
+    async def retention_due(
+        self, *, acknowledged: int, expired: int, closed: int, idle: int, access_log: int
+    ) -> dict[str, retaining.Due]:
+        """What the retention job's phases would delete at these cutoffs (one read)."""
+
+        def read(conn: sa.Connection) -> dict[str, retaining.Due]:
+            return {
+                "acknowledged": retaining.count_messages(conn, acknowledged),
+                "expired": retaining.count_messages(conn, acknowledged, expired),
+                "cases": retaining.count_cases(conn, closed, idle),
+                "access-log": retaining.count_openings(conn, access_log),
+            }
+
+        return await self._engines.read(read)
 
     async def cosignatures(self, size: int) -> list[StoredCosignature]:
         """The cosignatures kept for the tree head of ``size``, by witness serial."""

@@ -18,17 +18,18 @@ transaction (``BEGIN`` ... ``COMMIT``; rolled back if it raises). An
   a pre-ping (see :func:`_closed_connection`). Reads run at REPEATABLE READ,
   so that each sees one snapshot, as on SQLite.
 
-On SQLite every connection gets WAL, ``synchronous=FULL``, ``foreign_keys=ON``
-and a busy timeout when it is opened; SQLAlchemy, not the sqlite3 module,
-emits ``BEGIN`` (``BEGIN IMMEDIATE`` for the writer), so savepoints and DDL
-are transactional.
+On SQLite every connection gets WAL, ``synchronous=FULL``, ``foreign_keys=ON``,
+``secure_delete=ON`` (deleted content is overwritten, so an erased access-log opening
+can not be read back from the file) and a busy timeout when it is opened; SQLAlchemy,
+not the sqlite3 module, emits ``BEGIN`` (``BEGIN IMMEDIATE`` for the writer), so
+savepoints and DDL are transactional.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -36,6 +37,7 @@ from typing import Any, Protocol, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 T = TypeVar("T")
 
@@ -54,6 +56,10 @@ class Engines(Protocol):
 
     async def dispose(self) -> None: ...
 
+    async def scrub(self, tables: Sequence[str]) -> None:
+        """Wipe what deleted rows of ``tables`` left behind, outside any transaction."""
+        ...
+
 
 def engines_for(url: str) -> Engines:
     return ThreadedSqlite(url) if url.startswith("sqlite") else AsyncEngines(url)
@@ -70,6 +76,7 @@ def _sqlite_pragmas(*, read_only: bool) -> Callable[[Any, Any], None]:
             "journal_mode=WAL",
             "synchronous=FULL",
             "foreign_keys=ON",
+            "secure_delete=ON",
             f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
         ):
             cursor.execute("PRAGMA " + pragma)
@@ -109,6 +116,20 @@ def _sqlite_engine(url: str, *, writer: bool) -> sa.Engine:
     event.listen(engine, "begin", _sqlite_begin("BEGIN IMMEDIATE" if writer else "BEGIN"))
     event.listen(engine, "reset", _sqlite_reset)
     return engine
+
+
+def _checkpoint(engine: sa.Engine) -> None:
+    """``wal_checkpoint(TRUNCATE)`` on the writer's connection, outside a transaction:
+    the WAL's pages, old versions of deleted rows included, go to the file (where
+    ``secure_delete`` zeroed the deleted content) and the WAL is cut to nothing.
+    RuntimeError if a reader kept the checkpoint from finishing."""
+    raw = engine.raw_connection()
+    try:
+        busy, _log, _done = raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        raw.close()
+    if busy:
+        raise RuntimeError("the WAL checkpoint could not finish: a reader held it")
 
 
 def _in_transaction(engine: sa.Engine, fn: Transaction[T]) -> T:
@@ -157,6 +178,12 @@ class ThreadedSqlite:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, _in_transaction, self._write, fn)
 
+    async def scrub(self, tables: Sequence[str]) -> None:
+        """SQLite: deleted content is already overwritten (``secure_delete``); checkpoint
+        the WAL, on the writer's thread, so that no old page of ``tables`` stays in it."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, _checkpoint, self._write)
+
     async def dispose(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._writer, self._write.dispose)
@@ -178,6 +205,22 @@ PG_SESSION = {
     "tcp_keepalives_count": "3",
     "idle_in_transaction_session_timeout": "15000",
 }
+
+
+SCRUB_WAIT = 60
+# Is any other transaction's snapshot (or a prepared transaction, or a replication slot)
+# older than ``x``, the id of a transaction begun after the erasure committed? Such a
+# snapshot may still see the deleted rows, and VACUUM keeps them for it.
+_NEW_XID = "SELECT txid_current() % 4294967296"  # a 32-bit xid, as backend_xmin
+_OLDER = sa.text(
+    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+    " AND (age(backend_xmin) >= age(CAST(:x AS xid))"
+    " OR age(backend_xid) >= age(CAST(:x AS xid))))"
+    " OR EXISTS (SELECT 1 FROM pg_prepared_xacts"
+    " WHERE age(transaction) >= age(CAST(:x AS xid)))"
+    " OR EXISTS (SELECT 1 FROM pg_replication_slots"
+    " WHERE age(xmin) >= age(CAST(:x AS xid)))"
+)
 
 
 def _closed_connection(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
@@ -218,6 +261,7 @@ class AsyncEngines:
     """PostgreSQL through SQLAlchemy's async engine (asyncpg)."""
 
     def __init__(self, url: str) -> None:
+        self._url = url
         self._read = _async_engine(url, writer=False)
         self._write = _async_engine(url, writer=True)
 
@@ -231,6 +275,41 @@ class AsyncEngines:
 
     async def write(self, fn: Transaction[T]) -> T:
         return await self._run(self._write, fn)
+
+    async def scrub(self, tables: Sequence[str]) -> None:
+        """PostgreSQL: ``VACUUM (FULL)`` each of ``tables``, in autocommit, once no
+        transaction that could still see the deleted rows runs (see :data:`_OLDER`).
+
+        FULL rewrites the table, its TOAST table and its indexes without the dead rows
+        and removes the old files; a plain VACUUM only marks their space reusable and
+        leaves their bytes in the pages, and neither removes a row some running
+        transaction may still see. FULL holds an exclusive lock on the table while it
+        copies it, so writes to it (every access-log append) wait that long.
+        RuntimeError if older transactions still run after ``SCRUB_WAIT`` seconds.
+        Runs on a connection of its own, so that the writer goes on while it waits.
+        """
+        settings = dict(PG_SESSION, application_name="schakel-hub-scrub")
+        engine = create_async_engine(
+            self._url, poolclass=NullPool, connect_args={"server_settings": settings}
+        )
+        try:
+            await self._scrub(engine, tables)
+        finally:
+            await engine.dispose()
+
+    @staticmethod
+    async def _scrub(engine: AsyncEngine, tables: Sequence[str]) -> None:
+        async with engine.connect() as conn:
+            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            now = (await auto.exec_driver_sql(_NEW_XID)).scalar_one()
+            for _ in range(SCRUB_WAIT * 10):
+                if not (await auto.execute(_OLDER, {"x": int(now)})).scalar_one():
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError("transactions older than the erasure still run; scrub later")
+            for table in tables:
+                await auto.exec_driver_sql(f'VACUUM (FULL) "{table}"')
 
     async def dispose(self) -> None:
         await self._read.dispose()

@@ -103,6 +103,8 @@ class SentItem:
     kind: str
     accepted: int
     deliveries: tuple[SentDelivery, ...]
+    deleted: int | None = None  # when its envelope was deleted (a tombstone), if it was
+    deleted_reason: str | None = None  # acknowledged, expired, case-ended, erased
 
 
 @dataclass(frozen=True, slots=True)

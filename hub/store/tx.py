@@ -39,7 +39,9 @@ from hub import schema as t
 from hub.errors import AccessLogUnavailable
 from hub.notify import Notice
 from hub.store.casewrites import CaseTx
+from hub.store.erasing import ErasureTx
 from hub.store.records import StoredMessage
+from hub.store.retaining import RetentionTx
 from hub.store.tree import Frontier, frontier_nodes
 from hub.store.witnessing import WitnessTx
 from hub.writer import ItemOutcome
@@ -81,6 +83,7 @@ _AUDIT_COLUMNS: Final = tuple(column.name for column in _a.c)
 _NEW_NODES: Final = sa.insert(_n)
 _NEW_OBJECTS: Final = sa.insert(t.audit_objects)
 _NEW_AUDIT_PSEUDONYMS: Final = sa.insert(t.audit_pseudonyms)
+_NEW_OPENING: Final = sa.insert(t.audit_openings)
 _LATEST_HEAD_SIZE: Final = sa.select(sa.func.max(_h.c.size))
 
 
@@ -98,13 +101,31 @@ _APPEND: Final = _append_audit()
 
 
 def entry_row(entry: AuditEntry) -> dict[str, Any]:
-    """The ``audit_log`` row of ``entry`` (lists as canonical JSON text)."""
-    wire = entry.to_wire()
-    row = {name: wire[name] for name in _AUDIT_COLUMNS if name != "leaf_hash"}
-    row["object_ids"] = canonical_json(wire["object_ids"]).decode("utf-8")
-    row["pseudonyms"] = canonical_json(wire["pseudonyms"]).decode("utf-8")
+    """The ``audit_log`` row of ``entry`` (lists as canonical JSON text).
+
+    A version 2 entry's personal fields are not in it (null, ``[]``): they go to
+    ``audit_openings`` (:func:`opening_row`)."""
+    row = {name: getattr(entry, name) for name in _AUDIT_COLUMNS if name != "leaf_hash"}
+    row["object_ids"] = canonical_json(list(entry.object_ids)).decode("utf-8")
+    row["pseudonyms"] = canonical_json(list(entry.pseudonyms)).decode("utf-8")
+    if entry.v != 1:
+        row.update(user=None, purpose_text=None, pseudonyms="[]", source=None)
     row["leaf_hash"] = entry.leaf()
     return row
+
+
+def opening_row(entry: AuditEntry) -> dict[str, Any] | None:
+    """The ``audit_openings`` row of a version 2 entry with its opening, else None."""
+    if entry.v == 1 or entry.salt is None:
+        return None
+    return {
+        "index": entry.index,
+        "salt": entry.salt,
+        "user": entry.user,
+        "purpose_text": entry.purpose_text,
+        "pseudonyms": canonical_json(list(entry.pseudonyms)).decode("utf-8"),
+        "source": entry.source,
+    }
 
 
 def read_nodes(conn: sa.Connection, wanted: list[Node]) -> dict[Node, bytes]:
@@ -153,9 +174,19 @@ class Tx:
         return CaseTx(self._conn)
 
     @property
+    def erasing(self) -> ErasureTx:
+        """Erasing access-log openings (:mod:`hub.store.erasing`)."""
+        return ErasureTx(self._conn)
+
+    @property
     def witnessing(self) -> WitnessTx:
         """Witness policies and cosignatures (:mod:`hub.store.witnessing`)."""
         return WitnessTx(self._conn)
+
+    @property
+    def retention(self) -> RetentionTx:
+        """Retention policies and deletions (:mod:`hub.store.retaining`)."""
+        return RetentionTx(self._conn)
 
     @property
     def tree(self) -> AuditTree:
@@ -428,7 +459,7 @@ class Tx:
         return True
 
     def _write_entry_parts(self, entry: AuditEntry, done: list[tuple[Node, bytes]]) -> None:
-        """The nodes the entry completes, and its object ids and pseudonyms."""
+        """The nodes the entry completes, its object ids and pseudonyms, and its opening."""
         self._conn.execute(_NEW_NODES, [{"level": lv, "idx": i, "hash": h} for (lv, i), h in done])
         if entry.object_ids:
             self._conn.execute(
@@ -439,6 +470,9 @@ class Tx:
                 _NEW_AUDIT_PSEUDONYMS,
                 [{"index": entry.index, "pseudonym": p} for p in entry.pseudonyms],
             )
+        opening = opening_row(entry)
+        if opening is not None:
+            self._conn.execute(_NEW_OPENING, opening)
 
     def latest_head_size(self) -> int | None:
         """The size of the newest signed tree head (None before the first)."""

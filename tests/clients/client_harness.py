@@ -268,6 +268,7 @@ async def hub(tmp_path: Path, template_dir: Path) -> AsyncIterator[Hub]:
         migrate=False,
         sign_heads=False,
         escalate=False,
+        retain=False,  # tests run the retention job by hand
     )
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()

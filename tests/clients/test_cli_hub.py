@@ -19,6 +19,9 @@ from clients.cli import common
 from clients.cli.audit import audit as audit_group
 from clients.cli.org import org
 from clients.hub_client import HubClient
+from hub.accesslog import erasure
+from hub.store import Store, Tx
+from protocol.encoding import b64d, b64e
 
 ANNA = json.dumps({"bsn": "111222333", "given_names": "Anna", "family_name": "Zwaan"})
 SIGNAL = ("send-signal", "--to", "ggd", "--exploitation", "labour", "--consent")
@@ -190,3 +193,51 @@ async def audit_cli(hub: Hub, name: str, *args: str, input: str | None = None) -
     runner = CliRunner()
     env = hub.env(name, SCHAKEL_PURPOSE="audit")
     return await asyncio.to_thread(runner.invoke, audit_group, list(args), env=env, input=input)
+
+
+async def _erase_on_hub(hub: Hub, seqs: list[int]) -> None:
+    """Erase the openings of ``seqs`` in the hub's database (a second store on its file)."""
+    store = Store(f"sqlite+aiosqlite:///{hub.database}")
+    await store.start()
+    try:
+
+        def item(tx: Tx) -> int:
+            return erasure.erase_openings(tx, seqs, reason="retention", now=hub.clock.seconds())
+
+        assert await store.write(item) == len(seqs)
+        await erasure.scrub(store)
+    finally:
+        await store.close()
+
+
+async def test_audit_verify_full_passes_after_erasure_and_names_a_tampered_opening(
+    hub: Hub, tmp_path: Any
+) -> None:
+    police = await hub.join("politie")
+    await hub.join("ggd")
+    await hub.join("privacy", "network_privacy_officer")
+    await police.send_signal({"schema": "schakel.signal/1", "person": {"bsn": "111222333"},
+                              "exploitation": "labour", "urgency": "high",
+                              "consent_to_share": True}, ["ggd"])  # fmt: skip
+    audit = functools.partial(audit_cli, hub, "privacy")
+    assert (await audit("verify", "--full")).exit_code == 0
+    await _erase_on_hub(hub, [0, 1, 2])
+    full = await audit("verify", "--full", "--json")
+    assert full.exit_code == 0, full.output
+    verdict = json.loads(full.stdout)
+    assert verdict["mode"] == "full" and verdict["erased"] == 3
+    assert "the personal fields of 3 of them were erased" in verdict["proves"]
+    out = tmp_path / "log.ndjson"
+    exported = await audit("export", "--out", str(out))
+    assert exported.exit_code == 0, exported.output
+    assert out.read_text().count('"opening":"erased"') == 3
+    offline = await audit("verify", "--export", str(out), "--json")
+    assert offline.exit_code == 0, offline.output
+    assert json.loads(offline.stdout)["erased"] == 3
+    csv = tmp_path / "log.csv"
+    assert (await audit("export", "--format", "csv", "--out", str(csv))).exit_code == 0
+    assert csv.read_text().count(",erased,") >= 3
+    assert hub.sql('UPDATE audit_openings SET "user" = ? WHERE "index" = 3', "mallory") == 1
+    tampered = await audit("verify", "--full")
+    assert tampered.exit_code == common.EXIT_LOG_INCONSISTENT
+    assert "the personal fields of entry 3 do not match its commitment" in tampered.output

@@ -206,8 +206,13 @@ async def test_an_updated_visible_entry_is_found_by_the_default_check(hub: Hub) 
     [(index,)] = hub.rows(
         'SELECT max("index") FROM audit_log WHERE org = ? AND "index" < ?', "police", head.size
     )
-    assert hub.sql('UPDATE audit_log SET "user" = ? WHERE "index" = ?', "mallory", index) == 1
-    with pytest.raises(AuditLogInconsistent) as caught:
+    assert hub.sql('UPDATE audit_openings SET "user" = ? WHERE "index" = ?', "mallory", index)
+    with pytest.raises(AuditLogInconsistent, match="do not match its commitment") as caught:
+        await PrivacyOfficer(police).verify()
+    assert caught.value.index == index
+    assert hub.sql('UPDATE audit_openings SET "user" = NULL WHERE "index" = ?', index) == 1
+    assert hub.sql('UPDATE audit_log SET "time" = "time" + 1 WHERE "index" = ?', index) == 1
+    with pytest.raises(AuditLogInconsistent, match="does not match the signed head") as caught:
         await PrivacyOfficer(police).verify()
     assert caught.value.index == index
 
@@ -238,16 +243,39 @@ async def test_an_export_file_verifies_offline_and_tampering_is_named(
     hub.taps["privacy"].down = True  # offline: the hub is not asked
     assert verify_export_file(privacy, good, full=True).checked == len(lines) - 1
     docs = [loads_strict(line) for line in lines]
-    docs[4]["entry"]["user"] = "forged"  # docs[0] is the head
+    docs[4]["entry"]["opening"]["user"] = "forged"  # docs[0] is the head
     bad = tmp_path / "bad.ndjson"
     bad.write_text("".join(ndjson_line(d) for d in docs))
-    with pytest.raises(AuditLogInconsistent) as caught:
+    for full in (False, True):
+        with pytest.raises(AuditLogInconsistent, match="do not match its commitment") as caught:
+            verify_export_file(privacy, bad, full=full)
+        assert caught.value.index == 3
+    docs = [loads_strict(line) for line in lines]
+    docs[5]["entry"]["object_type"] = (
+        "audit" if docs[5]["entry"]["object_type"] != "audit" else "auth"
+    )
+    bad = tmp_path / "bad-public.ndjson"
+    bad.write_text("".join(ndjson_line(d) for d in docs))
+    with pytest.raises(AuditLogInconsistent, match="does not match the signed head") as caught:
         verify_export_file(privacy, bad, full=False)
-    assert caught.value.index == 3
+    assert caught.value.index == 4
     dropped = tmp_path / "dropped.ndjson"
     dropped.write_bytes(b"".join(line + b"\n" for i, line in enumerate(lines) if i != 5))
     with pytest.raises(AuditLogInconsistent, match="entry 4 is missing"):
         verify_export_file(privacy, dropped, full=True)
+
+
+# A version 2 entry without its opening, and one marked erased without saying when and why:
+# not entries at all (a file problem), unlike a tampered opening (an inconsistency).
+_V2_VECTOR = json.loads(
+    (Path(__file__).resolve().parents[1] / "vectors" / "auditlog.json").read_text("utf-8")
+)["entries"]
+V2_NO_OPENING = json.dumps(
+    {k: v for k, v in _V2_VECTOR[1]["wire"].items() if k != "opening"}
+).encode()
+V2_ERASED_WITHOUT_WHY = json.dumps(
+    {k: v for k, v in _V2_VECTOR[3]["wire"].items() if k != "erasure"}
+).encode()
 
 
 @pytest.mark.parametrize(
@@ -260,6 +288,8 @@ async def test_an_export_file_verifies_offline_and_tampering_is_named(
         (b"HEAD\n{not json\n", "line 2 is not strict JSON"),
         (b'HEAD\n{"entry": {"index": 0}}\n', "line 2 is not an access-log entry"),
         (b"HEAD\n" + b"x" * 300_000 + b"\n", "line 2 is longer than"),
+        (b'HEAD\n{"entry": ' + V2_NO_OPENING + b"}\n", "line 2 is not an access-log entry"),
+        (b'HEAD\n{"entry": ' + V2_ERASED_WITHOUT_WHY + b"}\n", "line 2 is not an access-log"),
     ],
 )
 async def test_a_file_that_is_not_an_export_is_a_file_error_not_an_incident(

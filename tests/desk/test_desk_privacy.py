@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ from deskharness import Browser, DeskUnderTest
 
 from desk import vocabulary
 from desk.adapter import LibraryError, SplitViewAlert
+from hub.accesslog import erasure
+from hub.http.common import SERVICES
+from hub.store import AuditQuery, Tx
 from protocol.auditlog import ACTIONS, OUTCOMES
 from schakel import demo as demo_network
 
@@ -331,3 +335,44 @@ async def test_a_caseworker_gets_no_access_log(net: Net) -> None:
     assert 'href="/toegangslogboek"' not in inbox
     status, page, _ = await worker.get("/toegangslogboek")
     assert status == 404 and 'id="bewijs"' not in page
+
+
+async def _erase_reads_of(net: Net, message_id: str) -> list[int]:
+    """Erase, on the hub, the personal fields of every entry about ``message_id`` but its
+    create (as retention or an erasure request would)."""
+    assert net.hub.server is not None
+    store = net.hub.server.app[SERVICES].store
+    about = await store.audit_entries(AuditQuery(viewer=None, object_id=message_id))
+    seqs = [e.index for e in about if e.action != "create"]
+
+    def item(tx: Tx) -> int:
+        return erasure.erase_openings(tx, seqs, reason="retention", now=int(time.time()))
+
+    assert await store.write(item) == len(seqs) > 0
+    await erasure.scrub(store)
+    return seqs
+
+
+async def test_erased_accesses_say_gewist_in_the_log_and_the_subject_report(net: Net) -> None:
+    anna, _ = net.signals
+    coordinator = demo_network.open_organisation(net.hub.demo, "coordinator", net.hub.hub_url)
+    try:
+        async with coordinator.hub:
+            await coordinator.receive()  # reads and acknowledges both signals
+    finally:
+        coordinator.state.close()
+    erased = await _erase_reads_of(net, anna)
+    browser = await officer_browser(net.desk, purpose="data-subject-request")
+    status, page, _ = await browser.post("/inzageverzoek", {"bsn": "111 222 333"})
+    assert status == 200
+    body = re.search(r"<tbody.*?</tbody>", page, re.S)
+    assert body is not None
+    assert body.group(0).count("<em>gewist</em>") == len(erased)
+    assert "Gewist: de persoonsgegevens van deze toegang" in page
+    assert "klopt niet" not in page and "ontbreekt" not in page
+
+    status, page, _ = await browser.get("/toegangslogboek")
+    assert status == 200
+    assert page.count("<em>gewist</em>") == len(erased)
+    proof = re.search(r'id="bewijs">(.*?)</p>', page, re.S)
+    assert proof is not None and "bewezen" in proof.group(1)

@@ -239,6 +239,7 @@ class HubHarness:
             migrate=False,
             sign_heads=False,
             escalate=False,
+            retain=False,
         )
         async with TestClient(TestServer(app)) as client:
             yield client
@@ -373,6 +374,7 @@ async def start_hub(
         clock=clock,
         sign_heads=False,  # tests tick the signer with their clock
         escalate=False,  # and the escalator
+        retain=False,  # and run the retention job
     )
     answered: set[tuple[str, str, int]] = set()
     mismatches: list[str] = []

@@ -33,7 +33,7 @@ import os
 import random
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,7 @@ from protocol.linkingkey import seal_linking_key
 from protocol.oprfkeys import make_key_request, sign_key_statement
 from protocol.problem import PROBLEM_PREFIX
 from protocol.pseudonym import LinkingKey
+from protocol.retention import create_retention_policy
 from protocol.retirement import sign_retirement
 from protocol.types import ServiceName, parse_org_id
 from protocol.witness import WitnessCertificate, create_witness_request, issue_witness_certificate
@@ -83,6 +84,7 @@ DATA_TABLES = (
     "tree_heads",
     "witness_policies",
     "cosignatures",
+    "retention_policies",
 )
 BASELINE_EVERY = 25  # a valid request after every this many hostile ones
 TIMEOUT = 10.0
@@ -179,6 +181,7 @@ class World:
     witness: WitnessCertificate  # the actor's, in the held witness policy
     cosignature: dict[str, Any]  # the actor's witness's, of the head of head_size
     policies: Iterator[int]  # the numbers of witness policies still to upload
+    retention_policies: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     async def signal(self) -> str:
         """A new signal from ``sender`` about a new person: a new case; its message id."""
@@ -284,6 +287,16 @@ def _policy(world: World) -> dict[str, Any]:
     return {"policy": policy.to_wire()}
 
 
+def _retention_policy(world: World) -> dict[str, Any]:
+    """A retention policy with a number not uploaded yet (each is taken once)."""
+    hub = world.hub
+    policy = create_retention_policy(
+        hub.authority.key, hub.authority.root, number=next(world.retention_policies),
+        issued=hub.clock(),
+    )  # fmt: skip
+    return {"policy": policy.to_wire()}
+
+
 def _auth_headers(party: Party) -> tuple[tuple[bytes, bytes], ...]:
     return tuple((k.encode(), v.encode()) for k, v in party.headers().items())
 
@@ -330,6 +343,9 @@ async def valid_body(world: World, op: Operation) -> Any:
         "POST /v1/messages": lambda: hub.envelope(actor, [world.sender]).to_wire(),
         "POST /v1/audit/cosignatures": lambda: world.cosignature,
         "PUT /v1/audit/witness-policy": lambda: _policy(world),
+        "PUT /v1/directory/retention-policy": lambda: _retention_policy(world),
+        # The world's person: an open case, an unacknowledged message; nothing goes.
+        "POST /v1/audit/erasures": lambda: {"pseudonyms": list(hub.pseudonyms("+31600000000"))},
     }
     if op.key == "POST /v1/auth/token":
         return await _token_body(world)

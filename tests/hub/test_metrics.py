@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from conftest import HubHarness
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-ALLOWED_LABELS = {"route", "method", "status", "step", "le"}
+ALLOWED_LABELS = {"route", "method", "status", "step", "le", "kind"}  # kind: retention rows
 
 
 def samples_of(text: str) -> Samples:

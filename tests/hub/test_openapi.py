@@ -120,6 +120,8 @@ def test_security_matches_the_contract(doc: dict[str, Any]) -> None:
         ("GET", "/v1/directory/retired-linking-keys"),
         ("GET", "/v1/audit/witness-policy"),
         ("PUT", "/v1/audit/witness-policy"),
+        ("GET", "/v1/directory/retention-policy"),
+        ("PUT", "/v1/directory/retention-policy"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/v1/openapi.json"),
@@ -161,6 +163,7 @@ def test_v1_operations_take_the_schakel_headers(doc: dict[str, Any]) -> None:
         ("POST", "/v1/cases/{ref}/unmerge"),
         ("GET", "/v1/referrals"),
         ("GET", "/v1/events"),
+        ("POST", "/v1/audit/erasures"),
     }
     for method, path, operation in operations(doc):
         refs = {p.get("$ref", "").rpartition("/")[2] for p in operation.get("parameters", [])}

@@ -34,7 +34,7 @@ async def test_the_migration_builds_exactly_the_schema(databases: Databases) -> 
         assert not await store.ready()
         await store.migrate()
         await store.migrate()  # a second run is a no-op
-        assert await store.revision() == head_revision() == "0004c"
+        assert await store.revision() == head_revision() == "0005b"
         assert await store.ready()
         diff = await store.run_read(
             lambda sync: compare_metadata(
@@ -51,6 +51,12 @@ async def test_sqlite_runs_in_wal_mode(store: Store) -> None:
     """SQLite only: WAL is how the hub sets up SQLite; PostgreSQL has no journal modes."""
     mode = await store.run_read(lambda c: c.exec_driver_sql("PRAGMA journal_mode").scalar())
     assert mode == "wal"
+    # Deleted content is overwritten (erased access-log openings), on reads and the writer.
+    wipe = await store.run_read(lambda c: c.exec_driver_sql("PRAGMA secure_delete").scalar())
+    assert wipe == 1
+    assert (
+        await store.write(lambda tx: tx._conn.exec_driver_sql("PRAGMA secure_delete").scalar()) == 1
+    )
 
 
 async def test_foreign_keys_are_enforced(store: Store) -> None:

@@ -18,13 +18,17 @@ import sqlalchemy as sa
 from aiohttp.test_utils import TestServer
 
 from clients.errors import AuditLogInconsistent
+from clients.exports import report_csv
 from clients.hub_client import Purpose
 from clients.organisation import Organisation
-from clients.privacy_officer import PrivacyOfficer
+from clients.privacy_officer import PrivacyOfficer, verify_export_file
+from hub.accesslog import erasure
 from hub.app import make_app
+from hub.http.common import SERVICES
+from hub.store import AuditQuery, Tx
 from keys.hub import HubKeys
 from protocol import merkle
-from protocol.auditlog import AuditEntry, sign_tree_head
+from protocol.auditlog import seal_entry, sign_tree_head
 from protocol.pseudonym import Identity
 from schakel import demo as demo_network
 
@@ -154,11 +158,20 @@ async def test_an_honest_log_verifies_sampled_and_whole(hub: Hub) -> None:
 async def test_an_updated_entry_is_named(hub: Hub) -> None:
     await traffic(hub)
     await officer_run(hub, "privacy", "verify_full")
-    assert await hub.sql('UPDATE audit_log SET "user" = :user WHERE "index" = 3', user="mallory")
+    # an entry's personal field (in its opening), then a public field of another entry
+    [(user,)] = await hub.database.rows('SELECT "user" FROM audit_openings WHERE "index" = 3')
+    assert await hub.sql('UPDATE audit_openings SET "user" = :u WHERE "index" = 3', u="mallory")
+    for what, args in (("verify_sample", (1000,)), ("verify_full", ())):
+        with pytest.raises(AuditLogInconsistent, match="do not match its commitment") as caught:
+            await officer_run(hub, "privacy", what, *args)
+        assert caught.value.index == 3, what
+    assert await hub.sql('UPDATE audit_openings SET "user" = :u WHERE "index" = 3', u=user)
+    await officer_run(hub, "privacy", "verify_full")
+    assert await hub.sql('UPDATE audit_log SET "time" = "time" + 1 WHERE "index" = 4')
     for what, args in (("verify_sample", (1000,)), ("verify_full", ())):
         with pytest.raises(AuditLogInconsistent) as caught:
             await officer_run(hub, "privacy", what, *args)
-        assert caught.value.index == 3, what
+        assert caught.value.index == 4, what
 
 
 async def test_a_deleted_entry_is_named(hub: Hub) -> None:
@@ -176,7 +189,7 @@ async def test_truncated_entries_are_named(hub: Hub) -> None:
     cut = head.size - 3
     await hub.restart()
     assert await hub.sql('DELETE FROM audit_log WHERE "index" >= :cut', cut=cut) >= 3
-    for table in ("audit_objects", "audit_pseudonyms"):
+    for table in ("audit_objects", "audit_pseudonyms", "audit_openings", "audit_erasures"):
         await hub.sql(f'DELETE FROM {table} WHERE "index" >= :cut', cut=cut)
     await hub.sql("DELETE FROM audit_nodes WHERE (idx + 1) * (1 << level) > :cut", cut=cut)
     await hub.sql("DELETE FROM tree_heads WHERE size > :cut", cut=cut)
@@ -191,8 +204,9 @@ async def test_truncated_entries_are_named(hub: Hub) -> None:
 
 
 async def _rewrite(hub: Hub) -> None:
-    """Rewrite every entry's user, recompute every leaf and node, sign a new head with
-    the hub's own key: a log that is perfectly consistent in itself."""
+    """Rewrite every entry's user (in its opening, with a new commitment), recompute every
+    leaf and node, sign a new head with the hub's own key: a log that is perfectly
+    consistent in itself."""
     hub_keys = HubKeys.open(hub.demo.hub_dir, hub.demo.passphrase)
     cert = hub_keys.certificate
     assert cert is not None
@@ -201,20 +215,34 @@ async def _rewrite(hub: Hub) -> None:
         names = list(result.keys())
         rows = [dict(row) for row in result.mappings()]
         assert rows and "leaf_hash" in names
+        openings = {
+            row["index"]: dict(row)
+            for row in (await db.execute(sa.text("SELECT * FROM audit_openings"))).mappings()
+        }
         leaves = []
         for row in rows:
-            row["user"] = "rewritten"
-            wire = {k: row[k] for k in names if k not in ("leaf_hash",)}
-            wire["object_ids"] = json.loads(row["object_ids"])
-            wire["pseudonyms"] = json.loads(row["pseudonyms"])
-            wire["v"] = 1
-            leaf = AuditEntry.from_wire(wire).leaf()
-            leaves.append(leaf)
+            # version 2: the opening gets the new user, and the entry a new commitment
+            opened = openings[row["index"]]
+            opened["user"] = "rewritten"
+            entry = seal_entry(
+                **{k: row[k] for k in names if k not in ("leaf_hash", "v", "personal")}
+                | {k: opened[k] for k in ("user", "purpose_text", "source", "salt")}
+                | {
+                    "object_ids": tuple(json.loads(row["object_ids"])),
+                    "pseudonyms": tuple(json.loads(opened["pseudonyms"])),
+                }
+            )
+            leaves.append(entry.leaf())
             await db.execute(
                 sa.text(
-                    'UPDATE audit_log SET "user" = :user, leaf_hash = :leaf WHERE "index" = :i'
+                    "UPDATE audit_log SET personal = :personal, leaf_hash = :leaf "
+                    'WHERE "index" = :i'
                 ),
-                {"user": "rewritten", "leaf": leaf, "i": row["index"]},
+                {"personal": entry.personal, "leaf": entry.leaf(), "i": row["index"]},
+            )
+            await db.execute(
+                sa.text('UPDATE audit_openings SET "user" = :user WHERE "index" = :i'),
+                {"user": "rewritten", "i": row["index"]},
             )
         await db.execute(sa.text("DELETE FROM audit_nodes"))
         level, nodes = 0, leaves
@@ -304,3 +332,83 @@ async def test_a_subject_report_lists_exactly_the_accesses_to_their_messages(hub
     assert bram not in str(rows)
     actions = {(r.org, r.action) for r in rows}
     assert ("police", "create") in actions and ("coordinator", "acknowledge") in actions
+
+
+async def _erase_about(hub: Hub, message_id: str) -> list[int]:
+    """Erase, on the hub, the openings of every entry about ``message_id`` but its create,
+    and of entry 0; the indexes erased."""
+    assert hub.server is not None
+    store = hub.server.app[SERVICES].store
+    about = await store.audit_entries(AuditQuery(viewer=None, object_id=message_id))
+    seqs = [0] + [e.index for e in about if e.action != "create"]
+
+    def item(tx: Tx) -> int:
+        return erasure.erase_openings(tx, seqs, reason="erasure-request", now=int(time.time()))
+
+    assert await store.write(item) == len(seqs)
+    await erasure.scrub(store)
+    return seqs
+
+
+async def test_an_erased_log_verifies_and_proofs_from_before_still_hold(
+    hub: Hub, tmp_path: Path
+) -> None:
+    anna, _ = await traffic(hub)
+    before = await officer_run(hub, "privacy", "verify_full")
+    head = before.head  # type: ignore[attr-defined]
+    org = hub.open("privacy")
+    try:
+        async with org.hub:
+            org.hub.purpose = Purpose("audit")
+            proofs = {i: await org.hub.audit_inclusion(i, head.size) for i in range(head.size)}
+            consistency = await org.hub.audit_consistency(1, head.size)
+    finally:
+        org.state.close()
+    erased = await _erase_about(hub, anna)
+    assert len(erased) >= 3
+
+    full = await officer_run(hub, "privacy", "verify_full")
+    assert full.erased == len(erased)  # type: ignore[attr-defined]
+    assert f"the personal fields of {len(erased)} of them were erased" in full.text()  # type: ignore[attr-defined]
+    await officer_run(hub, "police", "verify_visible")
+    org = hub.open("privacy")
+    try:
+        async with org.hub:
+            org.hub.purpose = Purpose("audit")
+            entries = (await org.hub.audit_entries(start=0, end=head.size)).entries
+            lines = [line async for line in org.hub.audit_export(size=head.size)]
+    finally:
+        org.state.close()
+    assert [e.index for e in entries if e.erased] == erased
+    for entry in entries:  # the proofs issued before the erasure, against the head before it
+        proof = proofs[entry.index]
+        assert proof.leaf == entry.leaf()
+        merkle.verify_inclusion(entry.leaf(), entry.index, head.size, list(proof.proof), head.root)
+    first = merkle.root_hash([entries[0].leaf()])
+    merkle.verify_consistency(1, head.size, first, head.root, consistency)
+    assert sum(b'"opening":"erased"' in line for line in lines) == len(erased)
+    export = tmp_path / "export.ndjson"
+    export.write_bytes(b"".join(line + b"\n" for line in lines))
+    org = hub.open("privacy")
+    try:
+        offline = verify_export_file(org, export, full=True)
+    finally:
+        org.state.close()
+    assert (offline.checked, offline.erased) == (head.size, len(erased))
+
+
+async def test_a_subject_report_after_erasure_lists_the_erased_accesses_as_erased(
+    hub: Hub,
+) -> None:
+    anna, _ = await traffic(hub)
+    erased = await _erase_about(hub, anna)
+    _, rows = await officer_run(hub, "privacy", "subject_report", Identity(**ANNA))  # type: ignore[misc]
+    shown = {r.index: r for r in rows}
+    assert set(erased[1:]) <= set(shown)  # every access to her message, erased ones included
+    for index in erased[1:]:
+        row = shown[index]
+        assert row.erased and row.user is None and row.purpose_text is None
+        assert row.cells()[2] == row.cells()[6] == "erased"
+    assert ("police", "create") in {(r.org, r.action) for r in rows if not r.erased}
+    csv = report_csv(rows)
+    assert csv.count(",erased,") >= len(erased) - 1

@@ -57,6 +57,7 @@ async def test_the_tour_meets_at_the_coordinator_through_the_services(
         ) as urls:
             assert len(urls) == 2 and all(u.startswith("http://127.0.0.1:") for u in urls)
             await demo_network.bootstrap(demo, base_url, now=now)
+            assert await demo_network.publish_retention_policy(demo, base_url, now=now) == 1
             sent = []
             for org, person in (
                 ("police", {"bsn": "111 222 333", "given_names": "Anna Maria",

@@ -21,6 +21,7 @@ GENERATORS = {
     "oprf_split": "gen_oprf_split",
     "certificates": "gen_certificates",
     "witness": "gen_witness",
+    "auditlog": "gen_auditlog",
 }
 
 
