@@ -89,8 +89,8 @@ class Verified:
         if self.mode == ALL:
             return (
                 f"proved all {self.checked} entries visible to this organisation against the "
-                f"signed tree head of size {size}; entries of other organisations are checked "
-                "by the network privacy officer (--full)"
+                f"signed tree head of size {size}{self._erased_text()}; entries of other "
+                "organisations are checked by the network privacy officer (--full)"
             )
         return (
             f"proved {self.checked} randomly drawn of {self.visible} visible entries against "
@@ -209,14 +209,16 @@ class PrivacyOfficer:
             return await self._sample(head, await self._visible(head), DEFAULT_SAMPLE)
         visible = await self._visible(head)
         if len(visible) <= ALL_BY_DEFAULT:
-            return Verified(head, await self.prove(visible, head), ALL, len(visible))
+            return Verified(
+                head, await self.prove(visible, head), ALL, len(visible), _erased(visible)
+            )
         return await self._sample(head, visible, DEFAULT_SAMPLE)
 
     async def verify_visible(self) -> Verified:
         """Every visible entry, each with its inclusion proof."""
         head = await self.fresh_head()
         visible = await self._visible(head)
-        return Verified(head, await self.prove(visible, head), ALL, len(visible))
+        return Verified(head, await self.prove(visible, head), ALL, len(visible), _erased(visible))
 
     async def verify_sample(self, n: int = DEFAULT_SAMPLE) -> Verified:
         """``n`` random visible entries, each with its inclusion proof."""
@@ -225,7 +227,8 @@ class PrivacyOfficer:
 
     async def _sample(self, head: TreeHead, visible: list[AuditEntry], n: int) -> Verified:
         chosen = sorted(self._rng.sample(visible, min(n, len(visible))), key=lambda e: e.index)
-        return Verified(head, await self.prove(chosen, head), SAMPLE, len(visible))
+        proven = await self.prove(chosen, head)
+        return Verified(head, proven, SAMPLE, len(visible), _erased(chosen))
 
     async def _visible(self, head: TreeHead) -> list[AuditEntry]:
         """The visible entries; for a network officer, also that none is missing."""
@@ -328,6 +331,10 @@ class PrivacyOfficer:
     ) -> tuple[TreeHead, list[Anomaly]]:
         head = await self.fresh_head()
         return head, find_anomalies(await self.entries(head), max_objects)
+
+
+def _erased(entries: Iterable[AuditEntry]) -> int:
+    return sum(entry.erased for entry in entries)
 
 
 def find_anomalies(entries: Iterable[AuditEntry], max_objects: int) -> list[Anomaly]:

@@ -356,6 +356,7 @@ class LogCheck:
     visible: int | None
     size: int
     time: int
+    erased: int = 0  # checked entries whose personal fields were erased (not an error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1307,7 +1308,10 @@ class Library:
         with _translated():
             verified = await PrivacyOfficer(self._org).verify()
         head = verified.head
-        return LogCheck(verified.mode, verified.checked, verified.visible, head.size, head.time)
+        return LogCheck(
+            verified.mode, verified.checked, verified.visible, head.size, head.time,
+            verified.erased,
+        )  # fmt: skip
 
     async def anomalies(self, max_objects: int) -> list[AnomalyRow]:
         """People touching more than ``max_objects`` distinct objects a day, and denied reads."""

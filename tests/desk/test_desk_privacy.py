@@ -376,3 +376,11 @@ async def test_erased_accesses_say_gewist_in_the_log_and_the_subject_report(net:
     assert page.count("<em>gewist</em>") == len(erased)
     proof = re.search(r'id="bewijs">(.*?)</p>', page, re.S)
     assert proof is not None and "bewezen" in proof.group(1)
+
+    checker = await officer_browser(net.desk, person="q.officer")
+    status, page, _ = await checker.get("/controle")
+    assert status == 200
+    outcome = re.search(r'id="uitkomst">(.*?)</p>', page, re.S)
+    assert outcome is not None and "bewezen" in outcome.group(1)
+    said = re.search(r'id="gewist">(.*?)</p>', page, re.S)
+    assert said is not None and f"Van {len(erased)} van de gecontroleerde" in said.group(1)
