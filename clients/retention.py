@@ -48,6 +48,8 @@ from dataclasses import dataclass
 
 from clients.errors import ClientError
 from clients.state import CaseMember, LocalState
+from protocol.errors import ProtocolError
+from protocol.retention import RetentionPolicy
 
 DAY = 86_400
 ENV_KIND = "SCHAKEL_RETENTION_KIND"
@@ -122,11 +124,11 @@ DEFAULTS: Mapping[str, LocalRetention] = {
 def with_network_policy(local: LocalRetention, network_case_days: int | None) -> LocalRetention:
     """The periods to apply once the network's retention policy gives its case period.
 
-    HOOK for the integrator: call it with the case period of the verified network policy
-    (``None`` while none is kept). A statutory period is the organisation's own legal
-    duty and stands (the network can neither shorten a WGBO duty nor lengthen a Wpg
-    limit); any other period is capped by the network's (storage limitation: keep no
-    longer than the network needs).
+    ``network_case_days`` is the case period of the verified network policy
+    (:func:`network_case_days`; ``None`` while none is kept). A statutory period is the
+    organisation's own legal duty and stands (the network can neither shorten a WGBO duty
+    nor lengthen a Wpg limit); any other period is capped by the network's
+    (storage limitation: keep no longer than the network needs).
     """
     if network_case_days is None or local.statutory:
         return local
@@ -139,12 +141,18 @@ def network_case_days(state: LocalState) -> int | None:
     """The case period (days) of the network's retention policy this client verified and
     keeps, or None while it keeps none.
 
-    HOOK for the integrator: read the signed network retention policy (protocol/retention.py,
-    kept through clients/state.py like the witness policy) and return its case period.
-    Until then no network policy bounds the organisation's own periods.
+    The policy is kept only after its root signature verified
+    (:func:`clients.retention_policy.retention_policy`, ``schakel org retention-policy``);
+    its ``case_closed_days`` is the network's period for a closed case. A kept policy
+    that no longer parses (a file edited by hand) bounds nothing and is reported.
     """
-    del state
-    return None
+    wire = state.retention_policy()
+    if wire is None:
+        return None
+    try:
+        return RetentionPolicy.from_wire(wire).case_closed_days
+    except ProtocolError as exc:
+        raise RetentionInvalid(f"the kept network retention policy is unreadable: {exc}") from None
 
 
 def effective(state: LocalState, local: LocalRetention) -> LocalRetention:

@@ -21,7 +21,6 @@ from clients.cli.org import org
 from clients.hub_client import HubClient
 from hub.accesslog import erasure
 from hub.store import Store, Tx
-from protocol.encoding import b64d, b64e
 
 ANNA = json.dumps({"bsn": "111222333", "given_names": "Anna", "family_name": "Zwaan"})
 SIGNAL = ("send-signal", "--to", "ggd", "--exploitation", "labour", "--consent")

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from client_harness import MARKER, Hub
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clients import caseview, retention
 from clients.cli.org import org as org_cli
@@ -34,6 +35,9 @@ from clients.retention import (
     with_network_policy,
 )
 from clients.state import CaseMember, LocalState, OutboxRow
+from protocol.certificate import create_root
+from protocol.retention import create_retention_policy
+from protocol.types import NetworkId
 
 POLICY = LocalRetention(case_days=10, grace_days=5)  # erased 15 days after closing
 
@@ -247,18 +251,26 @@ def test_periods_are_checked_and_the_network_hook_bounds_them() -> None:
     assert with_network_policy(DEFAULTS["general"], None) == DEFAULTS["general"]
 
 
-def test_a_run_applies_the_network_period_through_the_hook(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_run_applies_the_kept_network_policy(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    root = create_root(key, NetworkId("testnet"), now=1, days=3650, serial=1)
     with LocalState(tmp_path / "state.sqlite") as state:
         state.store_message(message_id="m1", cursor=1, sender="ggd", kind="signal",
                             created=1, header={}, sealed=b"x", now=1)  # fmt: skip
         general = DEFAULTS["general"]
+        assert retention.network_case_days(state) is None
         assert plan(state, general, now=400 * DAY).due == ()  # no network policy kept
-        monkeypatch.setattr(retention, "network_case_days", lambda state: 300)
+        signed = create_retention_policy(
+            key, root, number=1, issued=1, periods={"case_closed_days": 300}
+        )
+        assert state.keep_retention_policy(signed.to_wire(), signed.number)
+        assert retention.network_case_days(state) == 300
         report = plan(state, general, now=400 * DAY)
         assert report.retention.case_days == 300 and len(report.due) == 1
         assert plan(state, DEFAULTS["care"], now=400 * DAY).due == ()  # statutory stands
+        state.keep_retention_policy({"v": 1, "number": 2}, 2)  # a kept file edited by hand
+        with pytest.raises(RetentionInvalid, match="network retention policy is unreadable"):
+            plan(state, general, now=400 * DAY)
 
 
 def test_a_message_key_file_is_its_own_private_file(tmp_path: Path) -> None:
