@@ -1,7 +1,7 @@
 """``make bench``: the hub against a floor, and sealing against its primitives, in one run.
 
-1. Servers. A bare aiohttp + SQLite handler (``bench.floor``, commit per
-   request) and the real hub (``schakel hub serve`` on a freshly provisioned
+1. Servers. A bare aiohttp + SQLite handler (``bench.floor``, one writer with
+   group commit) and the real hub (``schakel hub serve`` on a freshly provisioned
    network, ``bench.hub_server``) run as child processes on loopback ports.
    The same closed-loop load generator drives both with the same concurrency
    and request count, in alternating rounds after a warm-up: 4 KB rows to the
@@ -554,7 +554,7 @@ def _server_lines(result: BenchResult) -> list[str]:
         "",
         "| server | accepted/s | p50 ms | p99 ms | server CPU ms/request | errors | request body |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-        f"| floor: aiohttp + SQLite, one commit per request | {floor_s.rate:,.0f} "
+        f"| floor: aiohttp + SQLite, group commit | {floor_s.rate:,.0f} "
         f"| {_ms(floor_s.p50)} | {_ms(floor_s.p99)} | {_ms(floor_s.cpu)} | {floor_s.errors} "
         f"| {s.floor_bytes:,} B |",
         f"| hub: `POST /v1/messages`, {senders} senders, group commit | {hub_s.rate:,.0f} "

@@ -403,7 +403,7 @@ def test_replicas_report(replicas: ReplicaFigures) -> None:
     text = "\n".join(render_lines(replicas))
     for needle in (
         "### PostgreSQL: one and two replicas",
-        "| floor: aiohttp + asyncpg, one INSERT per request (pool 10) |",
+        "| floor: aiohttp + asyncpg, group commit (one INSERT per batch) |",
         "| hub, 1 replica |",
         "| hub, 2 replicas (one database) |",
         "**2 replicas / 1 replica: ",
