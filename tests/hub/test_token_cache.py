@@ -7,8 +7,8 @@ import hashlib
 from typing import Any
 
 import pytest
+from jose import jwt as jose_jwt
 
-from hub import tokens as module
 from hub.tokens import CLOCK_SKEW, InvalidToken, TokenService, generate_signing_key
 
 ISSUER = "https://hub.test.example"
@@ -22,13 +22,13 @@ class CountingDecode:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls = 0
-        real = module.jose_jwt.decode
+        real = jose_jwt.decode
 
         def decode(*args: Any, **kwargs: Any) -> Any:
             self.calls += 1
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(module.jose_jwt, "decode", decode)
+        monkeypatch.setattr(jose_jwt, "decode", decode)
 
 
 def _service(cached: int = 10) -> TokenService:
