@@ -48,7 +48,7 @@ from hub.store import InboxItem, MessageView, SentItem, Snapshot, Store, Tx
 from protocol.certificate import Certificate
 from protocol.envelope import Encoded, Envelope, Header, encode, verify_signature
 from protocol.errors import EncodingError, ValidationError, VerificationError
-from protocol.retirement import pseudonym_version
+from protocol.retirement import Retirement, pseudonym_version
 from protocol.types import (
     CASE_REF_BYTES,
     CaseRef,
@@ -112,7 +112,9 @@ async def send_message(
     if header.network != config.network:
         raise InvalidEnvelope("the envelope is for another network")
     now = clock()
-    await _check_pseudonym_versions(store, header.pseudonyms, now)
+    _check_pseudonym_versions(
+        (await cache.directory(store, now)).retirements, header.pseudonyms, now
+    )
     trust, seen = await trust_at(
         store,
         cache,
@@ -135,12 +137,14 @@ async def send_message(
     return await recording.act(store, scope, now=now, work=accept)
 
 
-async def _check_pseudonym_versions(store: Store, pseudonyms: Sequence[str], now: int) -> None:
+def _check_pseudonym_versions(
+    retirements: Sequence[Retirement], pseudonyms: Sequence[str], now: int
+) -> None:
     """InvalidEnvelope when a pseudonym is of a linking-key version retired before ``now``."""
-    if not pseudonyms:
+    if not pseudonyms or not retirements:
         return
     versions = {pseudonym_version(p) for p in pseudonyms}
-    for retirement in await store.retirements():
+    for retirement in retirements:
         if retirement.version in versions and retirement.retired_at(now):
             raise InvalidEnvelope(
                 f"pseudonyms of linking-key version {retirement.version} are no longer "
