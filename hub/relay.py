@@ -46,7 +46,7 @@ from hub.errors import (
 from hub.notify import Notice
 from hub.store import InboxItem, MessageView, SentItem, Snapshot, Store, Tx
 from protocol.certificate import Certificate
-from protocol.envelope import Encoded, Envelope, Header, encode, verify_signature
+from protocol.envelope import Encoded, Header, parse_encoded, verify_signature
 from protocol.errors import EncodingError, ValidationError, VerificationError
 from protocol.retirement import Retirement, pseudonym_version
 from protocol.types import (
@@ -86,9 +86,11 @@ class SentPage:
     next: int
 
 
-def parse_envelope(body: object) -> Envelope:
+def parse_envelope(body: object) -> Encoded:
+    """The envelope, parsed and checked once, with its canonical bytes, fingerprint and
+    signed digest (nothing encodes it again, before or inside the writer)."""
     try:
-        return Envelope.from_wire(body)
+        return parse_encoded(body)
     except (EncodingError, ValidationError) as exc:
         raise Malformed(f"envelope: {exc}") from None
 
@@ -104,8 +106,8 @@ async def send_message(
     body: object,
     rng: Rng,
 ) -> Accepted:
-    envelope = parse_envelope(body)
-    header = envelope.header
+    encoded = parse_envelope(body)
+    header = encoded.envelope.header
     scope.touch([header.id])
     if header.sender != caller:
         raise ForbiddenSender("the envelope's sender is not the authenticated organisation")
@@ -122,14 +124,13 @@ async def send_message(
         orgs=(header.sender, *header.recipients),
         bundles=dict(header.recipient_keys),
     )
-    sender = _check_sender(trust, seen, envelope)
+    sender = _check_sender(trust, seen, encoded)
     _check_recipients(trust, seen, header)
     placement.check_referral_recipient(
         header, trust.certificate(seen.organisations.get(header.recipients[0]))
     )
     scope.pseudonyms = header.pseudonyms  # recorded once the envelope passed the checks
     fresh = case_ref_from(rng(CASE_REF_BYTES))
-    encoded = encode(envelope)  # its bytes and fingerprint, before the single writer
 
     def accept(tx: Tx) -> Outcome[Accepted]:
         return _accept(tx, encoded, now, sender=sender, fresh=fresh)
@@ -152,15 +153,16 @@ def _check_pseudonym_versions(
             )
 
 
-def _check_sender(trust: Trust, seen: Snapshot, envelope: Envelope) -> Certificate:
-    cert = trust.certificate(seen.organisations.get(envelope.header.sender))
-    if cert is None or cert.fingerprint != envelope.header.sender_cert:
+def _check_sender(trust: Trust, seen: Snapshot, encoded: Encoded) -> Certificate:
+    header = encoded.envelope.header
+    cert = trust.certificate(seen.organisations.get(header.sender))
+    if cert is None or cert.fingerprint != header.sender_cert:
         raise InvalidEnvelope(
             "the sender certificate named in the header is not the sender's current, "
             "valid certificate"
         )
     try:
-        verify_signature(envelope, cert.public_key)
+        verify_signature(encoded, cert.public_key)
     except VerificationError:
         raise InvalidEnvelope("the envelope signature does not verify") from None
     return cert

@@ -32,6 +32,14 @@ DEFAULT_MAX_JSON_DEPTH = 16
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _LABEL = re.compile(r"schakel/[a-z0-9-]+/v[0-9]+")
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# By length modulo 4, the characters that may end a canonical value: with 2 characters
+# left over the last one carries 4 unused bits, with 3 it carries 2, else none.
+_LAST_CHARACTERS = {
+    0: frozenset(_ALPHABET),
+    2: frozenset(_ALPHABET[::16]),
+    3: frozenset(_ALPHABET[::4]),
+}
 
 
 def b64e(data: bytes) -> str:
@@ -48,13 +56,14 @@ def b64d(text: object, *, max_len: int | None = None) -> bytes:
         raise EncodingError("expected unpadded base64url")
     if max_len is not None and len(text) > (max_len * 4 + 2) // 3:
         raise EncodingError("base64url value is too long")
+    # Canonical: the bits the last character carries beyond the data are zero (the only
+    # freedom unpadded base64url leaves, once the alphabet is checked).
+    if text and text[-1] not in _LAST_CHARACTERS[len(text) % 4]:
+        raise EncodingError("base64url value is not canonical")
     try:
-        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
         raise EncodingError("expected unpadded base64url") from exc
-    if b64e(data) != text:
-        raise EncodingError("base64url value is not canonical")
-    return data
 
 
 def _check_canonical_value(value: Any, depth: int) -> None:
@@ -123,6 +132,8 @@ _STRUCTURE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)|[\[\]{}]', re.DOTAL
 
 def _depth(data: str, limit: int) -> None:
     """Reject nesting deeper than ``limit`` before the parser recurses."""
+    if data.count("[") + data.count("{") <= limit:
+        return  # not even that many brackets anywhere, so no deeper nesting either
     depth = 0
     for match in _STRUCTURE.finditer(data):
         part = match.group()

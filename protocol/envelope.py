@@ -22,10 +22,11 @@ one ``OpenError`` whatever failed.
 from __future__ import annotations
 
 import itertools
+import json
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import nacl.bindings
 from cryptography.exceptions import InvalidSignature
@@ -422,17 +423,44 @@ class Envelope:
 
 @dataclass(frozen=True, slots=True)
 class Encoded:
-    """An envelope with its canonical bytes and their fingerprint, each computed once."""
+    """An envelope with its canonical bytes, their fingerprint and the digest its sender
+    signed, each computed once."""
 
     envelope: Envelope
     wire: bytes
     fingerprint: Fingerprint
+    signed_digest: bytes
 
 
 def encode(envelope: Envelope) -> Encoded:
-    """``envelope`` with its canonical bytes and fingerprint, computed once."""
+    """``envelope`` with its canonical bytes, fingerprint and signed digest, computed once."""
     wire = envelope.canonical()
-    return Encoded(envelope, wire, Fingerprint(fingerprint(wire)))
+    return Encoded(envelope, wire, Fingerprint(fingerprint(wire)), envelope.signed_digest())
+
+
+def parse_encoded(data: object) -> Encoded:
+    """Parse an envelope's wire object (strict JSON, as ``loads_strict`` gives it) once:
+    the envelope, and its canonical bytes, fingerprint and signed digest taken from ``data``
+    itself rather than by encoding the envelope again.
+
+    Sound because ``Envelope.from_wire`` accepts a wire object only when every part of it
+    is already the envelope's own wire form (exactly its fields, base64url canonical,
+    lists sorted and unique, every text checked against its pattern, integers bounded):
+    so ``data`` equals ``envelope.to_wire()`` and has a canonical JSON form, and the same
+    holds for its header and keys. Raises as ``Envelope.from_wire`` does.
+    """
+    envelope = Envelope.from_wire(data)
+    parts = cast(Mapping[str, object], data)  # from_wire refused anything but an object
+    wire = _dumps(parts)
+    signed = digest(LABEL_SIGNATURE, _dumps(parts["header"]), envelope.body, _dumps(parts["keys"]))
+    return Encoded(envelope, wire, Fingerprint(fingerprint(wire)), signed)
+
+
+def _dumps(value: object) -> bytes:
+    """canonical_json without its check: for values ``from_wire`` already checked."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
 
 
 def _signed_digest(header: Header, body: bytes, keys_wire: Mapping[str, str]) -> bytes:
@@ -549,10 +577,17 @@ def _wrap_keys(
     }
 
 
-def verify_signature(envelope: Envelope, sender_public_key: Ed25519PublicKey) -> None:
-    """Raise VerificationError unless the sender's signature holds (what the hub checks)."""
+def verify_signature(envelope: Envelope | Encoded, sender_public_key: Ed25519PublicKey) -> None:
+    """Raise VerificationError unless the sender's signature holds (what the hub checks).
+
+    An :class:`Encoded` envelope brings its signed digest, computed when it was parsed.
+    """
+    if isinstance(envelope, Encoded):
+        sig, signed = envelope.envelope.sig, envelope.signed_digest
+    else:
+        sig, signed = envelope.sig, envelope.signed_digest()
     try:
-        sender_public_key.verify(envelope.sig, envelope.signed_digest())
+        sender_public_key.verify(sig, signed)
     except InvalidSignature:
         raise VerificationError("the envelope signature does not verify") from None
 
