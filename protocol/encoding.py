@@ -98,12 +98,23 @@ def _check_text(text: str) -> None:
         raise EncodingError("text is not valid Unicode (lone surrogate)") from exc
 
 
+# One encoder, made once (json.dumps with options builds a new one for every call).
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_json(value: Any) -> bytes:
     """The one canonical byte form of a JSON value (see module docstring)."""
     _check_canonical_value(value, 0)
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return _CANONICAL.encode(value).encode("utf-8")
+
+
+def canonical_json_unchecked(value: Any) -> bytes:
+    """:func:`canonical_json` for a value the caller has already checked has a canonical
+    form (every text valid Unicode, every integer in the safe range, no float), as a
+    protocol object's own constructor does: the same bytes, without walking it again."""
+    return _CANONICAL.encode(value).encode("utf-8")
 
 
 def _reject_float(text: str) -> Any:
@@ -177,21 +188,36 @@ def loads_strict(
     return value
 
 
+_LABELS: dict[str, bytes] = {}  # labels checked already: ``label || 0x00``
+
+
+def _label(label: str) -> bytes:
+    head = _LABELS.get(label)
+    if head is None:
+        if not isinstance(label, str) or not _LABEL.fullmatch(label):
+            raise ValueError(f"bad domain label {label!r}")
+        head = label.encode("ascii") + b"\x00"
+        if len(_LABELS) < 256:  # the protocol's labels are a few constants
+            _LABELS[label] = head
+    return head
+
+
 def frame(label: str, *parts: bytes) -> bytes:
     """Domain-separated framing: ``label || 0x00 || (len32 || part)*``."""
-    if not _LABEL.fullmatch(label):
-        raise ValueError(f"bad domain label {label!r}")
-    out = bytearray(label.encode("ascii"))
-    out.append(0)
+    pieces = [_label(label)]
     for part in parts:
-        out += len(part).to_bytes(4, "big")
-        out += part
-    return bytes(out)
+        pieces.append(len(part).to_bytes(4, "big"))
+        pieces.append(part)
+    return b"".join(pieces)
 
 
 def digest(label: str, *parts: bytes) -> bytes:
-    """SHA-256 over ``frame(label, *parts)``."""
-    return hashlib.sha256(frame(label, *parts)).digest()
+    """SHA-256 over ``frame(label, *parts)``, hashed piece by piece (no copy of the parts)."""
+    hasher = hashlib.sha256(_label(label))
+    for part in parts:
+        hasher.update(len(part).to_bytes(4, "big"))
+        hasher.update(part)
+    return hasher.digest()
 
 
 def fingerprint(data: bytes) -> str:

@@ -22,7 +22,6 @@ one ``OpenError`` whatever failed.
 from __future__ import annotations
 
 import itertools
-import json
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocol import keybundle
 from protocol.certificate import Certificate
-from protocol.encoding import b64d, b64e, canonical_json, digest, fingerprint, frame
+from protocol.encoding import b64d, b64e, canonical_json_unchecked, digest, fingerprint, frame
 from protocol.errors import EncodingError, OpenError, ValidationError, VerificationError
 from protocol.keybundle import KeyBundle
 from protocol.pseudonym import parse_pseudonym
@@ -289,8 +288,11 @@ class Header:
             raise ValidationError("only a referral envelope names a case")
 
     def canonical(self) -> bytes:
-        """The header's one byte form: what the body binds to and the signature covers."""
-        return canonical_json(self.to_wire())
+        """The header's one byte form: what the body binds to and the signature covers.
+
+        (Every field was checked when the header was made, so its wire form has a
+        canonical JSON form without checking it again.)"""
+        return _dumps(self.to_wire())
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {
@@ -383,7 +385,7 @@ class Envelope:
 
     def signed_digest(self) -> bytes:
         """SHA-256 over the framed header, body and keys: what the sender signs."""
-        return _signed_digest(self.header, self.body, self._keys_wire())
+        return _signed_digest(self.header.canonical(), self.body, self._keys_wire())
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -394,8 +396,9 @@ class Envelope:
         }
 
     def canonical(self) -> bytes:
-        """The envelope's one byte form: what the hub stores and hands out."""
-        return canonical_json(self.to_wire())
+        """The envelope's one byte form: what the hub stores and hands out (checked when
+        made, as the header's)."""
+        return _dumps(self.to_wire())
 
     @classmethod
     def from_wire(cls, data: object) -> Envelope:
@@ -452,23 +455,31 @@ def parse_encoded(data: object) -> Encoded:
     envelope = Envelope.from_wire(data)
     parts = cast(Mapping[str, object], data)  # from_wire refused anything but an object
     wire = _dumps(parts)
-    signed = digest(LABEL_SIGNATURE, _dumps(parts["header"]), envelope.body, _dumps(parts["keys"]))
+    signed = _signed_digest(_dumps(parts["header"]), envelope.body, envelope._keys_wire())
     return Encoded(envelope, wire, Fingerprint(fingerprint(wire)), signed)
 
 
 def _dumps(value: object) -> bytes:
-    """canonical_json without its check: for values ``from_wire`` already checked."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    """canonical_json without its check: for values checked when they were made or parsed."""
+    return canonical_json_unchecked(value)
 
 
-def _signed_digest(header: Header, body: bytes, keys_wire: Mapping[str, str]) -> bytes:
-    return digest(LABEL_SIGNATURE, header.canonical(), body, canonical_json(keys_wire))
+def _signed_digest(header: bytes, body: bytes, keys_wire: Mapping[str, str]) -> bytes:
+    """``header``: the header's canonical bytes; ``keys_wire``: checked wrapped keys."""
+    return digest(LABEL_SIGNATURE, header, body, _keys_json(keys_wire))
 
 
-def _body_aad(header: Header) -> bytes:
-    return frame(LABEL_BODY, header.canonical())
+def _keys_json(keys_wire: Mapping[str, str]) -> bytes:
+    """The canonical JSON of ``{recipient: base64url}``, written out directly: organisation
+    ids and base64url need no escaping, so sorted keys and no whitespace are all there is
+    (the same bytes as ``canonical_json``; tests/protocol checks it)."""
+    members = ",".join(f'"{org}":"{keys_wire[org]}"' for org in sorted(keys_wire))
+    return ("{" + members + "}").encode("ascii")
+
+
+def _body_aad(header: bytes) -> bytes:
+    """``header``: the header's canonical bytes."""
+    return frame(LABEL_BODY, header)
 
 
 def _key_info(header: Header, recipient: OrgId) -> bytes:
@@ -552,14 +563,21 @@ def seal(
         recipient_keys={org: bundle.fingerprint for org, bundle in recipients.items()},
     )
     content_key = _draw(rng, CONTENT_KEY_BYTES)
-    body = _encrypt_body(header, payload, content_key, _draw(rng, NONCE_BYTES))
+    header_bytes = header.canonical()  # once: the body's associated data and the signature
+    body = _encrypt_body(header_bytes, payload, content_key, _draw(rng, NONCE_BYTES))
     keys = _wrap_keys(header, recipients, content_key)
     keys_wire: dict[str, str] = {org: b64e(blob) for org, blob in keys.items()}
-    sig = sender_key.sign(_signed_digest(header, body, keys_wire))
-    return Envelope(header=header, body=body, keys=keys, sig=sig)
+    sig = sender_key.sign(_signed_digest(header_bytes, body, keys_wire))
+    # Every part was made just above, of the checked sizes: assembled without checking again.
+    envelope = object.__new__(Envelope)
+    object.__setattr__(envelope, "header", header)
+    object.__setattr__(envelope, "body", body)
+    object.__setattr__(envelope, "keys", types.MappingProxyType(keys))
+    object.__setattr__(envelope, "sig", sig)
+    return envelope
 
 
-def _encrypt_body(header: Header, payload: bytes, content_key: bytes, nonce: bytes) -> bytes:
+def _encrypt_body(header: bytes, payload: bytes, content_key: bytes, nonce: bytes) -> bytes:
     sealed: bytes = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
         payload, _body_aad(header), nonce, content_key
     )
@@ -607,13 +625,15 @@ def _open(
         header.sender_cert,
     ):
         raise OpenError
-    verify_signature(envelope, sender.public_key)
+    header_bytes = header.canonical()  # once: the signature and the body's associated data
+    signed = _signed_digest(header_bytes, envelope.body, envelope._keys_wire())
+    sender.public_key.verify(envelope.sig, signed)  # InvalidSignature: one OpenError below
     private_key = kem_keys[header.recipient_keys[recipient]]
     info = _key_info(header, recipient)
     content_key = keybundle.SUITE.decrypt(envelope.keys[recipient], private_key, info=info)
     nonce, ciphertext = envelope.body[:NONCE_BYTES], envelope.body[NONCE_BYTES:]
     payload: bytes = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
-        ciphertext, _body_aad(header), nonce, content_key
+        ciphertext, _body_aad(header_bytes), nonce, content_key
     )
     return payload
 

@@ -26,6 +26,7 @@ from protocol.envelope import (
     WRAPPED_KEY_BYTES,
     Envelope,
     Header,
+    _keys_json,
     encode,
     new_message_id,
     open_envelope,
@@ -929,3 +930,13 @@ def test_prev_can_not_name_the_message_itself(chained: Envelope) -> None:
     _header(wire)["prev"] = {recipient: chained.header.id for recipient in _header(wire)["prev"]}
     with pytest.raises(ValidationError, match="prev can not name the message itself"):
         Envelope.from_wire(wire)
+
+
+def test_the_wrapped_keys_are_signed_in_their_canonical_json(
+    parties: dict[str, Any], signal: Envelope
+) -> None:
+    five = _seal(parties, ["r5", "r3", "r1", "r4", "r2"])
+    for envelope in (signal, five):
+        keys_wire = envelope.to_wire()["keys"]
+        assert _keys_json(keys_wire) == canonical_json(keys_wire)
+        assert _keys_json(dict(reversed(list(keys_wire.items())))) == canonical_json(keys_wire)
