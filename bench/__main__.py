@@ -24,9 +24,14 @@
    PostgreSQL, and the delay of live notices across replicas. Skipped, with the
    reason in the report, when the server is out of reach (``--no-postgres``
    leaves it out).
-5. Witnessing (``bench.witness``): cosignatures checked per second against bare Ed25519
+6. Witnessing (``bench.witness``): cosignatures checked per second against bare Ed25519
    verification, and the always-on witness's add-checkpoint rate against a committed
    row update, in-process.
+
+7. The accept path with wrk (``bench.accept``, what ``make bench-accept`` runs alone): the
+   hub against its group-commit floor on SQLite and PostgreSQL, a realistic mix with
+   WebSocket subscribers, CPU per envelope with the database's, p99 and push latency at
+   half the peak rate (``--no-accept`` leaves it out; without wrk it says so).
 
 Every figure is shown against its baseline from the same run, because the
 machine is shared and noisy. The report goes to stdout and replaces the
@@ -42,6 +47,7 @@ import importlib.metadata
 import os
 import platform
 import random
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -58,7 +64,7 @@ from typing import Any
 import aiohttp
 import click
 
-from bench import floor
+from bench import accept, floor
 from bench.auditlog import SIZES as LOG_SIZES
 from bench.auditlog import (
     AppendRate,
@@ -147,6 +153,9 @@ class Options:
     witness_requests: int = 500  # add-checkpoint requests to the in-process witness
     desk_messages: int = 1000  # messages held when the desk's inbox page is timed
     desk_repeats: int = 200  # timings of each desk page and its floor
+    accept: bool = True  # the accept path with wrk (bench.accept)
+    accept_seconds: float = 5.0  # per wrk run
+    accept_rounds: int = 3
 
     def __post_init__(self) -> None:
         counts = (
@@ -220,6 +229,8 @@ QUICK = Options(
     cosignatures=200,
     witness_requests=50,
     desk_repeats=20,
+    accept_seconds=2.0,
+    accept_rounds=1,
 )
 
 
@@ -298,6 +309,7 @@ class BenchResult:
     replicas: ReplicaFigures | Skipped | None = None  # None: left out (--no-postgres)
     oprf: OprfFigures | None = None
     witness: WitnessFigures | None = None
+    accept: tuple[accept.Figures, ...] | str | None = None  # str: why it did not run
 
 
 # --- the machine --------------------------------------------------------------------------
@@ -504,6 +516,7 @@ def run_bench(options: Options) -> BenchResult:
             signals=options.oprf_signals,
         )
     seal = measure_seal(parties, iterations=options.iterations, repeats=options.repeats)
+    accepted = _measure_accept(options) if options.accept else None
     return BenchResult(
         options=options,
         machine=machine,
@@ -517,7 +530,19 @@ def run_bench(options: Options) -> BenchResult:
         replicas=replicas,
         oprf=oprf,
         witness=witness,
+        accept=accepted,
     )
+
+
+def _measure_accept(options: Options) -> tuple[accept.Figures, ...] | str:
+    if shutil.which("wrk") is None:
+        return "wrk is not installed (make bench-accept installs it from Debian)"
+    settings = accept.Settings(seconds=options.accept_seconds, rounds=options.accept_rounds)
+    databases = ["sqlite", "pg"] if options.postgres else ["sqlite"]
+    try:
+        return tuple(accept.run(settings, databases))
+    except accept.BenchError as exc:
+        raise BenchError(exc.message) from exc
 
 
 # --- the report ---------------------------------------------------------------------------
@@ -714,6 +739,13 @@ def render(result: BenchResult) -> str:
     lines += ["", *desk_lines(result.desk)]
     if result.replicas is not None:
         lines += ["", *replica_lines(result.replicas)]
+    if isinstance(result.accept, str):
+        lines += ["", "### Accept path (wrk)", "", f"Not measured: {result.accept}."]
+    elif result.accept is not None:
+        settings = accept.Settings(
+            seconds=result.options.accept_seconds, rounds=result.options.accept_rounds
+        )
+        lines += ["", *accept.render(result.accept, settings), "", accept.final_line(result.accept)]
     lines += ["", *_reading(result)]
     return "\n".join(lines) + "\n"
 
@@ -773,7 +805,8 @@ def _count(low: int, high: int) -> click.IntRange:
 @click.option(
     "--oprf-signals", type=_count(1, 10_000), help="Signals pseudonymised over loopback [50]."
 )
-@click.option("--no-postgres", is_flag=True, help="Leave out the PostgreSQL section.")
+@click.option("--no-postgres", is_flag=True, help="Leave out the PostgreSQL sections.")
+@click.option("--no-accept", is_flag=True, help="Leave out the accept path with wrk.")
 @click.option("--quick", is_flag=True, help="Small counts for a quick look; never written.")
 @click.option("--no-write", is_flag=True, help="Print only; leave docs/performance.md alone.")
 @click.option(
@@ -784,12 +817,19 @@ def _count(low: int, high: int) -> click.IntRange:
     help="The document whose latest-run section is rewritten.",
 )
 def main(
-    quick: bool, no_write: bool, no_postgres: bool, output: Path, **counts: int | None
+    quick: bool,
+    no_write: bool,
+    no_postgres: bool,
+    no_accept: bool,
+    output: Path,
+    **counts: int | None,
 ) -> None:
     """Benchmark the hub against a floor measured in the same run (what `make bench` runs)."""
     given: dict[str, Any] = {name: value for name, value in counts.items() if value is not None}
     if no_postgres:
         given["postgres"] = False
+    if no_accept:
+        given["accept"] = False
     try:
         options = replace(QUICK if quick else Options(), **given)
     except ValueError as exc:
