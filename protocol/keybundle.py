@@ -92,6 +92,12 @@ class KeyBundle:
         wire = canonical_json(self.to_wire())
         object.__setattr__(self, "_fingerprint", Fingerprint(fingerprint(wire)))
 
+    def __reduce__(self) -> tuple[type[KeyBundle], tuple[Any, ...]]:
+        """Copied and pickled by its fields, made (and checked) again: the loaded key is
+        worked out anew, never copied."""
+        fields = (self.network, self.org, self.public_key, self.not_before, self.not_after)
+        return (KeyBundle, (*fields, self.cert, self.sig))
+
     @property
     def fingerprint(self) -> Fingerprint:
         """SHA-256 of the canonical JSON of the whole wire object, base64url."""
