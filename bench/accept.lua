@@ -1,11 +1,13 @@
 -- wrk script of `make bench-accept` (bench/accept.py writes its input and reads its output).
 --
--- Arguments (after `--`): FILE PATH TOKEN...
+-- Arguments (after `--`): FILE PATH
 --   FILE: one request a line, "<sender number>\t<body>", sent in order from the first line
 --         (one wrk thread, so the order is the file's); past the last line it starts over.
---   PATH: the URL path to POST to; TOKEN...: the bearer token of sender 1, 2, ...
--- Environment: BENCH_DELAY_MS, when above 0, waits that long before each request on a
--- connection (a paced run below the peak rate).
+--   PATH: the URL path to POST to.
+-- Environment: BENCH_TOKENS, the bearer tokens of sender 1, 2, ... separated by spaces
+-- (not on the command line, where any local user could read them); BENCH_DELAY_MS, when
+-- above 0, waits that long before each request on a connection (a paced run below the
+-- peak rate).
 -- Every answer's status is counted; the last line printed is
 --   RESULT sent=N duration_us=N p50_us=N p99_us=N timeouts=N connect=N read=N write=N
 --          status:201=N status:...=N first=<the first answer that was not 201, shortened>
@@ -31,9 +33,9 @@ end
 function init(args)
   local file = args[1]
   path = args[2]
-  for i = 3, #args do
-    headers[i - 2] = {
-      ["Authorization"] = "Bearer " .. args[i],
+  for token in string.gmatch(os.getenv("BENCH_TOKENS") or "", "%S+") do
+    headers[#headers + 1] = {
+      ["Authorization"] = "Bearer " .. token,
       ["Schakel-User"] = "bench",
       ["Content-Type"] = "application/json",
     }

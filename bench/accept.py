@@ -291,10 +291,14 @@ async def wrk(
     """One wrk run of ``seconds`` against ``server``, sending ``requests`` in order."""
     pids = [server.pid, *server.cpu_pids()]
     before = _cpu(pids)
-    env = {**os.environ, "BENCH_DELAY_MS": str(int(delay_ms))}
+    env = {
+        **os.environ,
+        "BENCH_DELAY_MS": str(int(delay_ms)),
+        "BENCH_TOKENS": " ".join(server.tokens),  # not in argv: ps shows that to anyone
+    }
     argv = [
         "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", f"--timeout={WRK_TIMEOUT}",
-        "-s", str(SCRIPT), server.url, "--", str(requests), _path(server.url), *server.tokens,
+        "-s", str(SCRIPT), server.url, "--", str(requests), _path(server.url),
     ]  # fmt: skip
     process = await asyncio.create_subprocess_exec(
         *argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
