@@ -134,3 +134,22 @@ def test_the_stream_is_the_same_when_written_again(stream: _Stream, tmp_path: Pa
     stream.write(target, before - 5, 20)  # past the end: sealed on demand, in order
     assert len(stream.lines) == before + 15
     assert target.read_text(encoding="utf-8").splitlines() == stream.lines[before - 5 :]
+
+
+def test_a_status_of_a_referral_cut_off_by_a_run_becomes_a_new_signal(
+    stream: _Stream, tmp_path: Path
+) -> None:
+    at, ref = next(iter(stream.answers.items()))
+    target = tmp_path / "hub.requests"
+    stream.write(target, at - 5, 10, {ref})
+    written = target.read_text(encoding="utf-8").splitlines()
+    assert written[:5] == stream.lines[at - 5 : at] and written[6:] == stream.lines[at + 1 : at + 5]
+    sender, _, body = written[5].partition("\t")
+    instead = Envelope.from_wire(json.loads(body)).header
+    assert accept.SENDERS[int(sender) - 1] == instead.sender == accept.POLICE
+    assert (instead.kind, instead.recipients, instead.ref) == (
+        "signal",
+        (accept.COORDINATOR,),
+        None,
+    )
+    assert stream.referrals_between(0, len(stream.lines)) >= {ref}
