@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check bench vectors clean
+.PHONY: run test check bench bench-accept vectors clean
 
 $(STAMP): pyproject.toml
 	@echo "Setting up $(VENV) (pip's log: $(VENV)/install.log) ..."
@@ -27,6 +27,10 @@ check: $(STAMP)  ## lint, format and types
 
 bench: $(STAMP)  ## benchmarks; figures as ratios against a floor measured in the same run
 	$(BIN)/python -m bench
+
+bench-accept: $(STAMP)  ## the accept path: hub against its group-commit floor, SQLite and PostgreSQL, with wrk
+	@command -v wrk >/dev/null || apt-get install -y wrk || sudo apt-get install -y wrk
+	$(BIN)/python -m bench.accept
 
 vectors: $(STAMP)  ## regenerate tests/vectors/*.json from the committed generator
 	$(BIN)/python tests/vectors/generate.py

@@ -1,7 +1,7 @@
 """``make bench``: the hub against a floor, and sealing against its primitives, in one run.
 
-1. Servers. A bare aiohttp + SQLite handler (``bench.floor``, commit per
-   request) and the real hub (``schakel hub serve`` on a freshly provisioned
+1. Servers. A bare aiohttp + SQLite handler (``bench.floor``, one writer with
+   group commit) and the real hub (``schakel hub serve`` on a freshly provisioned
    network, ``bench.hub_server``) run as child processes on loopback ports.
    The same closed-loop load generator drives both with the same concurrency
    and request count, in alternating rounds after a warm-up: 4 KB rows to the
@@ -24,12 +24,17 @@
    PostgreSQL, and the delay of live notices across replicas. Skipped, with the
    reason in the report, when the server is out of reach (``--no-postgres``
    leaves it out).
-5. Witnessing (``bench.witness``): cosignatures checked per second against bare Ed25519
+6. Witnessing (``bench.witness``): cosignatures checked per second against bare Ed25519
    verification, and the always-on witness's add-checkpoint rate against a committed
    row update, in-process.
-6. Retention (``bench.retention``): the retention job's rows per second on 10^5 and 10^6
+7. Retention (``bench.retention``): the retention job's rows per second on 10^5 and 10^6
    due rows (``SCHAKEL_BENCH_RETENTION_SIZES``) against bare DELETEs of the same rows,
    on SQLite.
+
+8. The accept path with wrk (``bench.accept``, what ``make bench-accept`` runs alone): the
+   hub against its group-commit floor on SQLite and PostgreSQL, a realistic mix with
+   WebSocket subscribers, CPU per envelope with the database's, p99 and push latency at
+   half the peak rate (``--no-accept`` leaves it out; without wrk it says so).
 
 Every figure is shown against its baseline from the same run, because the
 machine is shared and noisy. The report goes to stdout and replaces the
@@ -45,6 +50,7 @@ import importlib.metadata
 import os
 import platform
 import random
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -61,7 +67,7 @@ from typing import Any
 import aiohttp
 import click
 
-from bench import floor
+from bench import accept, floor
 from bench.auditlog import SIZES as LOG_SIZES
 from bench.auditlog import (
     AppendRate,
@@ -155,6 +161,9 @@ class Options:
     desk_cases: int = 10_000  # cases the hub holds when the coordinator's pages are timed
     desk_log_entries: int = 100_000  # access-log entries under the subject report
     retention_sizes: tuple[int, ...] = field(default_factory=sizes_from_env)  # due rows
+    accept: bool = True  # the accept path with wrk (bench.accept)
+    accept_seconds: float = 5.0  # per wrk run
+    accept_rounds: int = 3
 
     def __post_init__(self) -> None:
         counts = (
@@ -233,6 +242,8 @@ QUICK = Options(
     desk_cases=300,
     desk_log_entries=2_000,
     retention_sizes=(1_000,),
+    accept_seconds=2.0,
+    accept_rounds=1,
 )
 
 
@@ -312,6 +323,7 @@ class BenchResult:
     oprf: OprfFigures | None = None
     witness: WitnessFigures | None = None
     retention: tuple[RetentionRate, ...] = ()
+    accept: tuple[accept.Figures, ...] | str | None = None  # str: why it did not run
 
 
 # --- the machine --------------------------------------------------------------------------
@@ -523,6 +535,7 @@ def run_bench(options: Options) -> BenchResult:
             signals=options.oprf_signals,
         )
     seal = measure_seal(parties, iterations=options.iterations, repeats=options.repeats)
+    accepted = _measure_accept(options) if options.accept else None
     return BenchResult(
         options=options,
         machine=machine,
@@ -537,7 +550,19 @@ def run_bench(options: Options) -> BenchResult:
         oprf=oprf,
         witness=witness,
         retention=retention,
+        accept=accepted,
     )
+
+
+def _measure_accept(options: Options) -> tuple[accept.Figures, ...] | str:
+    if shutil.which("wrk") is None:
+        return "wrk is not installed (make bench-accept installs it from Debian)"
+    settings = accept.Settings(seconds=options.accept_seconds, rounds=options.accept_rounds)
+    databases = ["sqlite", "pg"] if options.postgres else ["sqlite"]
+    try:
+        return tuple(accept.run(settings, databases))
+    except accept.BenchError as exc:
+        raise BenchError(exc.message) from exc
 
 
 # --- the report ---------------------------------------------------------------------------
@@ -574,7 +599,7 @@ def _server_lines(result: BenchResult) -> list[str]:
         "",
         "| server | accepted/s | p50 ms | p99 ms | server CPU ms/request | errors | request body |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-        f"| floor: aiohttp + SQLite, one commit per request | {floor_s.rate:,.0f} "
+        f"| floor: aiohttp + SQLite, group commit | {floor_s.rate:,.0f} "
         f"| {_ms(floor_s.p50)} | {_ms(floor_s.p99)} | {_ms(floor_s.cpu)} | {floor_s.errors} "
         f"| {s.floor_bytes:,} B |",
         f"| hub: `POST /v1/messages`, {senders} senders, group commit | {hub_s.rate:,.0f} "
@@ -736,6 +761,13 @@ def render(result: BenchResult) -> str:
         lines += ["", *retention_lines(result.retention)]
     if result.replicas is not None:
         lines += ["", *replica_lines(result.replicas)]
+    if isinstance(result.accept, str):
+        lines += ["", "### Accept path (wrk)", "", f"Not measured: {result.accept}."]
+    elif result.accept is not None:
+        settings = accept.Settings(
+            seconds=result.options.accept_seconds, rounds=result.options.accept_rounds
+        )
+        lines += ["", *accept.render(result.accept, settings), "", accept.final_line(result.accept)]
     lines += ["", *_reading(result)]
     return "\n".join(lines) + "\n"
 
@@ -795,7 +827,8 @@ def _count(low: int, high: int) -> click.IntRange:
 @click.option(
     "--oprf-signals", type=_count(1, 10_000), help="Signals pseudonymised over loopback [50]."
 )
-@click.option("--no-postgres", is_flag=True, help="Leave out the PostgreSQL section.")
+@click.option("--no-postgres", is_flag=True, help="Leave out the PostgreSQL sections.")
+@click.option("--no-accept", is_flag=True, help="Leave out the accept path with wrk.")
 @click.option("--quick", is_flag=True, help="Small counts for a quick look; never written.")
 @click.option("--no-write", is_flag=True, help="Print only; leave docs/performance.md alone.")
 @click.option(
@@ -806,12 +839,19 @@ def _count(low: int, high: int) -> click.IntRange:
     help="The document whose latest-run section is rewritten.",
 )
 def main(
-    quick: bool, no_write: bool, no_postgres: bool, output: Path, **counts: int | None
+    quick: bool,
+    no_write: bool,
+    no_postgres: bool,
+    no_accept: bool,
+    output: Path,
+    **counts: int | None,
 ) -> None:
     """Benchmark the hub against a floor measured in the same run (what `make bench` runs)."""
     given: dict[str, Any] = {name: value for name, value in counts.items() if value is not None}
     if no_postgres:
         given["postgres"] = False
+    if no_accept:
+        given["accept"] = False
     try:
         options = replace(QUICK if quick else Options(), **given)
     except ValueError as exc:

@@ -1,79 +1,140 @@
-"""The floor: a bare aiohttp handler that inserts the request body as one row.
+"""The floor: a bare aiohttp handler whose request bodies one writer stores with group commit.
 
-On SQLite (``make_app``): the hub's durability settings (WAL, synchronous=FULL),
-one connection, one INSERT and COMMIT per request. On PostgreSQL
-(``make_pg_app``): the same handler through an asyncpg pool of asyncpg's
-default size, one autocommitted INSERT per request, PostgreSQL's default
-durability (``synchronous_commit=on``). Nothing else: no parsing, no checks, no
-audit entry. What a minimal durable endpoint costs on this machine. It
-commits per request, where the hub commits queued requests together (group
-commit): see docs/performance.md. Run as ``python -m bench.floor DB PORT``,
-where DB is a SQLite file or a ``postgresql://`` DSN.
+Each request puts its body on a queue and waits; one writer takes whatever is queued
+(up to ``MAX_BATCH`` bodies), inserts it as rows in ONE transaction, commits, and only
+then answers every request of that batch 201: the shape the hub's own writer has
+(docs/performance.md), with nothing else. On SQLite (``make_app``): the hub's durability
+settings (WAL, synchronous=FULL), one connection used by one writer thread. On
+PostgreSQL (``make_pg_app``): one asyncpg connection, one multi-row INSERT per batch
+(``unnest``), PostgreSQL's default durability (``synchronous_commit=on``). No parsing, no
+checks, no audit entry: what a minimal durable endpoint costs on this machine. Run as
+``python -m bench.floor DB PORT``, where DB is a SQLite file or a ``postgresql://`` DSN.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from aiohttp import web
 
 ROW_BYTES = 4096
 PATH = "/rows"
-PG_POOL = 10  # connections: asyncpg's default pool size
+MAX_BATCH = 256  # bodies per transaction at most: the hub's writer takes as many
 PG_SCHEMES = ("postgresql://", "postgres://")
+_QUEUE = web.AppKey("floor_queue", asyncio.Queue)
+
+Commit = Callable[[list[bytes]], Awaitable[list[int]]]
+
+
+async def _write_batches(
+    queue: asyncio.Queue[tuple[bytes, asyncio.Future[int]]], commit: Commit
+) -> None:
+    """The one writer: take what is queued, commit it in one transaction, answer all."""
+    while True:
+        first = await queue.get()
+        batch = [first]
+        while len(batch) < MAX_BATCH and not queue.empty():
+            batch.append(queue.get_nowait())
+        try:
+            ids = await commit([body for body, _ in batch])
+        except Exception as exc:  # the whole batch failed: every request hears it
+            for _, waiter in batch:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            continue
+        for (_, waiter), row in zip(batch, ids, strict=True):
+            if not waiter.done():
+                waiter.set_result(row)
+
+
+async def _insert(request: web.Request) -> web.Response:
+    body = await request.read()
+    waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    request.app[_QUEUE].put_nowait((body, waiter))
+    return web.json_response({"id": await waiter}, status=201)
+
+
+def _app(commit: Commit, opened: Callable[[], AsyncIterator[None]]) -> web.Application:
+    async def writer(app: web.Application) -> AsyncIterator[None]:
+        queue: asyncio.Queue[tuple[bytes, asyncio.Future[int]]] = asyncio.Queue()
+        app[_QUEUE] = queue
+        async for _ in opened():
+            task = asyncio.get_running_loop().create_task(_write_batches(queue, commit))
+            try:
+                yield
+            finally:
+                task.cancel()
+
+    app = web.Application(client_max_size=1 << 20)
+    app.router.add_post(PATH, _insert)
+    app.cleanup_ctx.append(writer)
+    return app
 
 
 def make_app(path: str) -> web.Application:
+    """The SQLite floor: sqlite3 in one writer thread, WAL, synchronous=FULL, group commit."""
+    thread = ThreadPoolExecutor(1, thread_name_prefix="floor-writer")
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     db.execute("CREATE TABLE IF NOT EXISTS rows (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
 
-    async def insert(request: web.Request) -> web.Response:
-        body = await request.read()
+    def write(bodies: list[bytes]) -> list[int]:
         db.execute("BEGIN")
-        cursor = db.execute("INSERT INTO rows (body) VALUES (?)", (body,))
-        db.execute("COMMIT")
-        return web.json_response({"id": cursor.lastrowid}, status=201)
+        try:
+            ids = [
+                db.execute("INSERT INTO rows (body) VALUES (?)", (b,)).lastrowid or 0
+                for b in bodies
+            ]
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return ids
 
-    async def close(app: web.Application) -> None:
-        db.close()
+    async def commit(bodies: list[bytes]) -> list[int]:
+        return await asyncio.get_running_loop().run_in_executor(thread, write, bodies)
 
-    app = web.Application(client_max_size=1 << 20)
-    app.router.add_post(PATH, insert)
-    app.on_cleanup.append(close)
-    return app
+    async def opened() -> AsyncIterator[None]:
+        try:
+            yield None
+        finally:
+            thread.shutdown()
+            db.close()
+
+    return _app(commit, opened)
 
 
 def make_pg_app(dsn: str) -> web.Application:
-    """The same floor on PostgreSQL: one autocommitted INSERT per request, pooled."""
+    """The same floor on PostgreSQL: one asyncpg connection, one INSERT per batch."""
     import asyncpg  # the postgres extra; only the PostgreSQL floor needs it
 
-    pools: list[asyncpg.Pool] = []
+    held: list[asyncpg.Connection] = []
 
-    async def insert(request: web.Request) -> web.Response:
-        body = await request.read()
-        row = await pools[0].fetchval("INSERT INTO rows (body) VALUES ($1) RETURNING id", body)
-        return web.json_response({"id": row}, status=201)
+    async def commit(bodies: list[bytes]) -> list[int]:
+        async with held[0].transaction():
+            rows = await held[0].fetch(
+                "INSERT INTO rows (body) SELECT unnest($1::bytea[]) RETURNING id", bodies
+            )
+        return [int(row["id"]) for row in rows]
 
-    async def pool(app: web.Application) -> AsyncIterator[None]:
-        made = await asyncpg.create_pool(dsn, min_size=PG_POOL, max_size=PG_POOL)
+    async def opened() -> AsyncIterator[None]:
+        conn = await asyncpg.connect(dsn)
         try:
-            await made.execute(
+            await conn.execute(
                 "CREATE TABLE IF NOT EXISTS rows (id BIGSERIAL PRIMARY KEY, body BYTEA NOT NULL)"
             )
-            pools.append(made)
-            yield
+            held.append(conn)
+            yield None
         finally:
-            await made.close()
+            await conn.close()
 
-    app = web.Application(client_max_size=1 << 20)
-    app.router.add_post(PATH, insert)
-    app.cleanup_ctx.append(pool)
-    return app
+    return _app(commit, opened)
 
 
 def argv(python: str, database: Path | str, port: int) -> list[str]:

@@ -3,7 +3,7 @@
 A fresh database on the PostgreSQL server of ``SCHAKEL_BENCH_PG_URL`` (default: the
 local test server) is made for the run, migrated once with ``schakel hub migrate``, and
 shared by two ``schakel hub serve`` processes (replicas A and B, loopback ports); the
-floor (``bench.floor`` on PostgreSQL: one INSERT per request through asyncpg) gets a
+floor (``bench.floor`` on PostgreSQL: group commit, one INSERT per batch through asyncpg) gets a
 database of its own. Both databases are dropped afterwards, whatever happened; those a
 killed run left behind are dropped by the next run on this machine.
 
@@ -547,7 +547,7 @@ def render_lines(figures: ReplicaFigures | Skipped) -> list[str]:
         "| accepted/s / floor | p99 / floor |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         _row(
-            f"floor: aiohttp + asyncpg, one INSERT per request (pool {floor.PG_POOL})",
+            "floor: aiohttp + asyncpg, group commit (one INSERT per batch)",
             floor_s,
             None,
         ),

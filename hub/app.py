@@ -124,7 +124,8 @@ def make_app(
             interval=limits.tree_head_interval,
             logger=logging.getLogger("hub.treeheads"),
         )
-    trust_cache = TrustCache(config.root_der)
+    trust_cache = TrustCache(config.root_der, listening=lambda: notifier.listening)
+    notifier.watch_directory(trust_cache.changed)  # a change here or on another replica
     witnesses = None
     if heads is not None and config.witness_urls:
         witnesses = WitnessSubmitter(

@@ -10,8 +10,11 @@
    verify with the organisation's held certificate, itself re-verified
    against the root and CRL now. Then a token is issued.
 3. Every other request (:func:`verify_access`): the bearer token must verify
+   (python-jose once per token, then from memory: :class:`~hub.tokens.TokenService`)
    and the organisation's certificate must still be held, valid and not
-   revoked by the current CRL.
+   revoked by the current CRL (the directory held in memory:
+   :class:`~hub.directory.TrustCache`). A live socket checks its caller again the same
+   way (:func:`still_valid`), without the token.
 
 Every failure is one :class:`~hub.errors.Unauthorized`, whatever the cause.
 """
@@ -29,10 +32,11 @@ from hub.directory import TrustCache, exact_object, trust_at
 from hub.errors import Malformed, Unauthorized
 from hub.store import Store, Tx
 from hub.tokens import InvalidToken, TokenService
+from protocol.certificate import Certificate
 from protocol.challenge import auth_message
 from protocol.encoding import b64d, b64e
 from protocol.errors import ProtocolError
-from protocol.types import OrgId, parse_org_id
+from protocol.types import Fingerprint, OrgId, parse_org_id
 
 CHALLENGE_BYTES = 32
 SIGNATURE_BYTES = 64
@@ -59,6 +63,7 @@ class Caller:
     org: OrgId
     roles: frozenset[str]
     expires_at: int  # when its token expires
+    cert: Fingerprint | None = None  # the certificate its token was issued for
 
     @property
     def role_text(self) -> str:
@@ -156,10 +161,31 @@ async def verify_access(
         org = parse_org_id(claims.org)
     except (InvalidToken, ProtocolError):
         raise Unauthorized() from None
-    trust, seen = await trust_at(store, cache, now, orgs=[org])
-    cert = trust.certificate(seen.organisations.get(org))
+    cert = await _current_certificate(store, cache, now, org)
     # A token is good only while the certificate it was issued for is the organisation's
     # current one: re-keying after a revocation must not revive tokens of the old key.
     if cert is None or cert.fingerprint != claims.cert:
         raise Unauthorized()
-    return Caller(org=org, roles=claims.roles & cert.roles, expires_at=claims.expires_at)
+    return Caller(
+        org=org,
+        roles=claims.roles & cert.roles,
+        expires_at=claims.expires_at,
+        cert=cert.fingerprint,
+    )
+
+
+async def still_valid(store: Store, cache: TrustCache, caller: Caller, *, now: int) -> bool:
+    """Whether ``caller``, authenticated earlier, would be let in now: its token not
+    expired, and the certificate it was issued for still its organisation's current,
+    valid, unrevoked one (in memory, as :func:`verify_access` checks it)."""
+    if now >= caller.expires_at or caller.cert is None:
+        return False
+    cert = await _current_certificate(store, cache, now, caller.org)
+    return cert is not None and cert.fingerprint == caller.cert
+
+
+async def _current_certificate(
+    store: Store, cache: TrustCache, now: int, org: OrgId
+) -> Certificate | None:
+    trust, seen = await trust_at(store, cache, now, orgs=[org])
+    return trust.certificate(seen.organisations.get(org))

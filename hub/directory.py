@@ -7,9 +7,14 @@ the request's audit :class:`~hub.accesslog.recording.Scope`); they raise
 
 Trust: every certificate the hub acts on is re-verified against the pinned
 root and the newest CRL the hub holds, at the current time (:class:`Trust`);
-:class:`TrustCache` keeps only what can not change (a parsed root, a CRL
-loaded under its number, a certificate verified under a CRL number), so the
-time and revocation checks still run on every request.
+:class:`TrustCache` keeps what only changes when the directory does (the held
+CRL, organisations, key bundles and retirements, read in one transaction) and what
+can not change (a parsed root, a CRL loaded under its number, a certificate verified
+under a CRL number), so no request reads the directory from the database, while the
+time and revocation checks still run on every request. A change to the directory is a
+notice (:func:`hub.notify.directory_notice`) committed with it: this replica reads the
+directory again before the change is answered, every other replica as soon as
+PostgreSQL's ``NOTIFY`` reaches it.
 The held CRL is used even after its ``next_update`` (it was verified when it
 was stored): a late CRL from the authority must not stop the network, and
 clients check CRL freshness themselves.
@@ -17,8 +22,10 @@ clients check CRL freshness themselves.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import OrderedDict
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -26,7 +33,8 @@ from hub.accesslog import recording
 from hub.accesslog.recording import Outcome, Scope
 from hub.config import Clock, HubConfig
 from hub.errors import Conflict, InvalidCredential, Malformed, NotFound, Unavailable
-from hub.store import CrlRecord, OrgRecord, OrgSummary, Snapshot, Store, Tx
+from hub.notify import directory_notice
+from hub.store import CrlRecord, Directory, OrgRecord, OrgSummary, Snapshot, Store, Tx
 from protocol.certificate import (
     MAX_CERT_BYTES,
     MAX_CRL_BYTES,
@@ -59,6 +67,9 @@ V = TypeVar("V")
 
 DEFAULT_CACHED_CERTIFICATES = 4096
 DEFAULT_CACHED_CRLS = 4
+# Seconds the held directory is used without a change notice, at most: a safety net for a
+# change no notice announced (an operator restoring the database), not the mechanism.
+DEFAULT_MAX_AGE = 60.0
 
 
 class _Lru(Generic[K, V]):
@@ -89,12 +100,18 @@ class _Lru(Generic[K, V]):
 
 
 class TrustCache:
-    """What trust decisions re-use: the parsed root, loaded CRLs, verified certificates.
+    """What trust decisions re-use: the held directory, the parsed root, loaded CRLs,
+    verified certificates.
 
-    One per hub application (see :class:`hub.http.common.Services`), never global. Only
-    the parts of a decision that can not change are kept; every request still
-    brings its own ``now`` and the CRL record it read from the database:
+    One per hub application (see :class:`hub.http.common.Services`), never global. Every
+    request still brings its own ``now``:
 
+    * the directory (:class:`~hub.store.Directory`: the CRL, every organisation, the
+      bundles not expired, the retirements) is read once, in one transaction, and held
+      until :meth:`changed` (a directory notice, committed here or heard from another
+      replica, or the notifier's listening connection lost or back), or for
+      ``max_age`` seconds at most; while the notifier does not listen (``listening``
+      false) every request reads it, as nothing would tell of a change;
     * the root is parsed once (the config is frozen); its validity is checked
       against ``now`` on every use;
     * a CRL is loaded (signature-verified) once per CRL *number*, and served
@@ -102,8 +119,7 @@ class TrustCache:
     * a certificate is verified once per (SHA-256 of its DER, number of the CRL
       it was checked against); on every use its validity is checked against
       ``now`` and its serial against the CRL in force. A new CRL number never
-      finds an old entry, so a revocation read in the request's own transaction
-      takes effect on that request, on every replica.
+      finds an old entry.
 
     Failures are not cached. Both caches are LRU-bounded.
     """
@@ -114,11 +130,79 @@ class TrustCache:
         *,
         certificates: int = DEFAULT_CACHED_CERTIFICATES,
         crls: int = DEFAULT_CACHED_CRLS,
+        listening: Callable[[], bool] = lambda: True,
+        max_age: float = DEFAULT_MAX_AGE,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._root_der = root_der
         self._root: RootCertificate | None = None
         self._crls: _Lru[int, RevocationList] = _Lru(crls)
         self._certificates: _Lru[tuple[Fingerprint, int | None], Certificate] = _Lru(certificates)
+        self._listening = listening
+        self._max_age = max_age
+        self._monotonic = monotonic
+        self._held: Directory | None = None
+        self._held_as_of = (-1, 0.0, 0)  # (generation, monotonic time, now) when read
+        self._generation = 0
+        self._loading = asyncio.Lock()
+        self._watchers: set[asyncio.Event] = set()
+        self.loads = 0  # directory reads (tests and metrics read it)
+
+    # -- the held directory ------------------------------------------------------------
+
+    def changed(self) -> None:
+        """The directory changed (or may have): read it again before the next decision,
+        and wake every watcher (:meth:`watch`)."""
+        self._generation += 1
+        for event in self._watchers:
+            event.set()
+
+    @property
+    def changes(self) -> int:
+        """How many changes were heard (tests wait on it)."""
+        return self._generation
+
+    def watch(self) -> asyncio.Event:
+        """An event set at every :meth:`changed` (the caller clears it); :meth:`unwatch`
+        when done."""
+        event = asyncio.Event()
+        self._watchers.add(event)
+        return event
+
+    def unwatch(self, event: asyncio.Event) -> None:
+        self._watchers.discard(event)
+
+    def _fresh(self, now: int) -> Directory | None:
+        held = self._held
+        generation, at, as_of = self._held_as_of
+        if (
+            held is None
+            or generation != self._generation
+            or now < as_of  # bundles were left out as expired as of a later time
+            or self._monotonic() - at >= self._max_age
+            or not self._listening()
+        ):
+            return None
+        return held
+
+    async def directory(self, store: Store, now: int) -> Directory:
+        """The held directory, read again first when it may have changed."""
+        held = self._fresh(now)
+        if held is not None:
+            return held
+        if not self._listening():  # deaf: no notice would tell of a change, so read now
+            self._held = None  # and again once listening, whatever was missed meanwhile
+            self.loads += 1
+            return await store.directory(now=now)
+        async with self._loading:  # one read serves every request waiting for it
+            held = self._fresh(now)
+            if held is not None:
+                return held
+            generation = self._generation
+            held = await store.directory(now=now)
+            self.loads += 1
+            self._held, self._held_as_of = held, (generation, self._monotonic(), now)
+            return held
 
     def root(self, now: int) -> RootCertificate:
         """The pinned root, if valid at ``now``; else ``Unavailable``."""
@@ -207,10 +291,11 @@ async def trust_at(
     orgs: Collection[OrgId] = (),
     bundles: Mapping[OrgId, Fingerprint] | None = None,
 ) -> tuple[Trust, Snapshot]:
-    """Trust as of ``now`` and what the request needs of the directory, read in ONE transaction."""
+    """Trust as of ``now`` and what the request needs of the directory, as held in memory
+    (one consistent read of the whole directory: :meth:`TrustCache.directory`)."""
     cache.root(now)  # refuse before touching the database
-    snapshot = await store.snapshot(orgs, bundles)
-    return cache.trust(snapshot.crl, now), snapshot
+    held = await cache.directory(store, now)
+    return cache.trust(held.crl, now), held.snapshot(orgs, bundles)
 
 
 def exact_object(body: object, *names: str) -> dict[str, Any]:
@@ -263,9 +348,11 @@ async def upload_certificate(
         placed = tx.put_organisation(cert)
         if placed == "older":
             raise Conflict("a newer certificate is held for this organisation")
+        tx.notify(*directory_notice())
         return Outcome(placed == "new", reason=None if placed == "new" else "already-held")
 
     created = await recording.act(store, scope, now=now, work=hold)
+    cache.changed()
     return Registered(cert.org, cert.fingerprint, cert.roles, created)
 
 
@@ -360,9 +447,11 @@ async def upload_bundle(
 
     def hold(tx: Tx) -> Outcome[None]:
         tx.put_bundle(bundle)
+        tx.notify(*directory_notice())
         return Outcome(None)
 
     await recording.act(store, scope, now=now, work=hold)
+    cache.changed()
     return bundle.fingerprint
 
 
@@ -397,9 +486,11 @@ async def upload_crl(
     def hold(tx: Tx) -> Outcome[None]:
         if not tx.put_crl(crl):
             raise Conflict("a revocation list with this or a higher number is held")
+        tx.notify(*directory_notice())
         return Outcome(None)
 
     await recording.act(store, scope, now=now, work=hold)
+    cache.changed()  # in force on this replica before the answer; others on the notice
     return crl.number
 
 
@@ -519,9 +610,12 @@ async def upload_retirement(
         placed = tx.put_retirement(retirement)
         if placed == "conflict":
             raise Conflict("another retirement of this linking-key version is held")
+        tx.notify(*directory_notice())
         return Outcome(placed == "new", reason=None if placed == "new" else "already-held")
 
-    return await recording.act(store, scope, now=now, work=hold)
+    created = await recording.act(store, scope, now=now, work=hold)
+    cache.changed()
+    return created
 
 
 async def list_retirements(store: Store, clock: Clock, scope: Scope) -> list[Retirement]:

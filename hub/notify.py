@@ -12,14 +12,17 @@ and the WebSocket route (:mod:`hub.http.ws`) takes them from a :class:`Subscript
   hands what others committed to its local subscribers. Its own notices it delivers
   locally at once and skips when they come back (each payload names its origin).
 
-A notice only says "look at your inbox" (``type`` message: the cursor and message id) or
+A notice only says "look at your inbox" (``type`` message: the cursor and message id),
 "look at your events" (``type`` event: the event feed's cursor and the event's kind),
-never content, a case reference or a pseudonym. A subscriber that falls behind by more
-than its queue is closed; so is every subscriber of a replica whose ``LISTEN`` connection
-was lost, when it is lost and again when it is back (notices may have gone by
-unheard). A closed client reconnects and catches up through the inbox and the events, so
-nothing is lost, only announced late, and no slow client makes the hub hold notices
-without bound.
+or, to the replicas themselves, "the directory changed" (``type`` directory, addressed
+to no organisation: :func:`directory_notice`; the trust state each replica holds in
+memory is read again, :class:`hub.directory.TrustCache`), never content, a case
+reference or a pseudonym. A subscriber that falls behind by more than its queue is
+closed; so is every subscriber of a replica whose ``LISTEN`` connection was lost, when
+it is lost and again when it is back (notices may have gone by unheard; the directory
+watchers hear a change then too). A closed client reconnects and catches up through the
+inbox and the events, so nothing is lost, only announced late, and no slow client makes
+the hub hold notices without bound.
 """
 
 from __future__ import annotations
@@ -63,6 +66,19 @@ def event_notice(event_id: int, kind: str) -> Notice:
     return Notice(event_id, None, "event", kind)
 
 
+DIRECTORY = "directory"  # the type of a directory notice
+NO_ORG = OrgId("-")  # the address of a directory notice: no organisation can be named so
+
+
+def directory_notice() -> tuple[OrgId, Notice]:
+    """What a work item that changed the directory (a certificate, a key bundle, the CRL,
+    a retirement) hands to ``Tx.notify``: every replica reads its trust state again."""
+    return NO_ORG, Notice(1, None, DIRECTORY)
+
+
+DirectoryWatcher = Callable[[], None]
+
+
 class Subscription(Protocol):
     """Notices for one organisation, in publication order, until closed."""
 
@@ -88,6 +104,11 @@ class Notifier(Protocol):
         ...
 
     def deliver(self, notices: Notices) -> None: ...
+    def watch_directory(self, watcher: DirectoryWatcher) -> None:
+        """Call ``watcher`` after the directory changed (here or, committed, elsewhere), and
+        whenever changes may have gone unheard (the listening connection lost or back)."""
+        ...
+
     def subscribe(self, org: OrgId) -> Subscription: ...
     def subscriber_total(self) -> int: ...
     async def start(self) -> None: ...
@@ -135,6 +156,10 @@ def decode(payload: str) -> tuple[str, OrgId, Notice]:
         raise BadPayload("origin")
     if type(cursor) is not int or not 0 < cursor <= MAX_CURSOR:
         raise BadPayload("cursor")
+    if doc["type"] == DIRECTORY:
+        if doc["org"] == NO_ORG and doc["id"] is None and kind is None and cursor == 1:
+            return origin, NO_ORG, Notice(1, None, DIRECTORY)
+        raise BadPayload("directory")
     try:
         org = parse_org_id(doc["org"])
         if doc["type"] == "message" and kind is None:
@@ -200,6 +225,7 @@ class LocalNotifier:
     def __init__(self, *, queue_size: int = DEFAULT_QUEUE) -> None:
         self._queue_size = queue_size
         self._subscribers: dict[OrgId, set[LocalSubscription]] = {}
+        self._directory_watchers: list[DirectoryWatcher] = []
         self.origin = secrets.token_hex(8)
 
     @property
@@ -207,9 +233,22 @@ class LocalNotifier:
         return True  # one process: there is nobody else to hear
 
     def deliver(self, notices: Notices) -> None:
+        directory = False
         for org, notice in notices:
+            if notice.type == DIRECTORY:
+                directory = True
+                continue
             for subscription in list(self._subscribers.get(org, ())):
                 subscription.offer(notice)
+        if directory:
+            self.directory_changed()
+
+    def watch_directory(self, watcher: DirectoryWatcher) -> None:
+        self._directory_watchers.append(watcher)
+
+    def directory_changed(self) -> None:
+        for watcher in self._directory_watchers:
+            watcher()
 
     def subscribe(self, org: OrgId) -> LocalSubscription:
         subscription = LocalSubscription(self, org, self._queue_size)
@@ -224,10 +263,14 @@ class LocalNotifier:
                 del self._subscribers[org]
 
     def close_all(self) -> int:
-        """Close every subscription (their clients reconnect and catch up); how many."""
+        """Close every subscription (their clients reconnect and catch up); how many.
+
+        The directory watchers hear of a change too: whatever was missed, they read again.
+        """
         closing = [s for subscribers in self._subscribers.values() for s in subscribers]
         for subscription in closing:
             subscription.close()
+        self.directory_changed()
         return len(closing)
 
     def subscriber_count(self, org: OrgId) -> int:

@@ -47,9 +47,9 @@ from hub.errors import (
 from hub.notify import Notice
 from hub.store import InboxItem, MessageView, SentItem, Snapshot, Store, Tx
 from protocol.certificate import Certificate
-from protocol.envelope import Encoded, Envelope, Header, encode, verify_signature
+from protocol.envelope import Encoded, Header, parse_encoded, verify_signature
 from protocol.errors import EncodingError, ValidationError, VerificationError
-from protocol.retirement import pseudonym_version
+from protocol.retirement import Retirement, pseudonym_version
 from protocol.types import (
     CASE_REF_BYTES,
     CaseRef,
@@ -87,9 +87,11 @@ class SentPage:
     next: int
 
 
-def parse_envelope(body: object) -> Envelope:
+def parse_envelope(body: object) -> Encoded:
+    """The envelope, parsed and checked once, with its canonical bytes, fingerprint and
+    signed digest (nothing encodes it again, before or inside the writer)."""
     try:
-        return Envelope.from_wire(body)
+        return parse_encoded(body)
     except (EncodingError, ValidationError) as exc:
         raise Malformed(f"envelope: {exc}") from None
 
@@ -105,15 +107,17 @@ async def send_message(
     body: object,
     rng: Rng,
 ) -> Accepted:
-    envelope = parse_envelope(body)
-    header = envelope.header
+    encoded = parse_envelope(body)
+    header = encoded.envelope.header
     scope.touch([header.id])
     if header.sender != caller:
         raise ForbiddenSender("the envelope's sender is not the authenticated organisation")
     if header.network != config.network:
         raise InvalidEnvelope("the envelope is for another network")
     now = clock()
-    await _check_pseudonym_versions(store, header.pseudonyms, now)
+    _check_pseudonym_versions(
+        (await cache.directory(store, now)).retirements, header.pseudonyms, now
+    )
     trust, seen = await trust_at(
         store,
         cache,
@@ -121,14 +125,13 @@ async def send_message(
         orgs=(header.sender, *header.recipients),
         bundles=dict(header.recipient_keys),
     )
-    sender = _check_sender(trust, seen, envelope)
+    sender = _check_sender(trust, seen, encoded)
     _check_recipients(trust, seen, header)
     placement.check_referral_recipient(
         header, trust.certificate(seen.organisations.get(header.recipients[0]))
     )
     scope.pseudonyms = header.pseudonyms  # recorded once the envelope passed the checks
     fresh = case_ref_from(rng(CASE_REF_BYTES))
-    encoded = encode(envelope)  # its bytes and fingerprint, before the single writer
     return await store_envelope(store, scope, encoded, now=now, sender=sender, fresh=fresh)
 
 
@@ -161,12 +164,14 @@ async def store_envelope(
     return Accepted(encoded.envelope.header.id, stored.accepted_at, stored.cursor, stored.created)
 
 
-async def _check_pseudonym_versions(store: Store, pseudonyms: Sequence[str], now: int) -> None:
+def _check_pseudonym_versions(
+    retirements: Sequence[Retirement], pseudonyms: Sequence[str], now: int
+) -> None:
     """InvalidEnvelope when a pseudonym is of a linking-key version retired before ``now``."""
-    if not pseudonyms:
+    if not pseudonyms or not retirements:
         return
     versions = {pseudonym_version(p) for p in pseudonyms}
-    for retirement in await store.retirements():
+    for retirement in retirements:
         if retirement.version in versions and retirement.retired_at(now):
             raise InvalidEnvelope(
                 f"pseudonyms of linking-key version {retirement.version} are no longer "
@@ -174,15 +179,16 @@ async def _check_pseudonym_versions(store: Store, pseudonyms: Sequence[str], now
             )
 
 
-def _check_sender(trust: Trust, seen: Snapshot, envelope: Envelope) -> Certificate:
-    cert = trust.certificate(seen.organisations.get(envelope.header.sender))
-    if cert is None or cert.fingerprint != envelope.header.sender_cert:
+def _check_sender(trust: Trust, seen: Snapshot, encoded: Encoded) -> Certificate:
+    header = encoded.envelope.header
+    cert = trust.certificate(seen.organisations.get(header.sender))
+    if cert is None or cert.fingerprint != header.sender_cert:
         raise InvalidEnvelope(
             "the sender certificate named in the header is not the sender's current, "
             "valid certificate"
         )
     try:
-        verify_signature(envelope, cert.public_key)
+        verify_signature(encoded, cert.public_key)
     except VerificationError:
         raise InvalidEnvelope("the envelope signature does not verify") from None
     return cert

@@ -8,12 +8,20 @@ exactly the claims of ``CLAIM_NAMES``: ``iss``, ``aud``, ``sub``, ``cert``, ``jt
 
 python-jose is contained here and distrusted: every token is first checked
 strictly by this module (size, three segments of canonical unpadded
-base64url, exact header, 64-byte signature, exact claim set and types), then
-handed to ``jose`` with the algorithm pinned to ES256 and the verification key
+base64url, exact header bytes, 64-byte signature, exact claim set and types in
+canonical JSON), then handed to ``jose`` (``jwt.decode``: the one signature
+verification) with the algorithm pinned to ES256 and the verification key
 passed as a ready-made ES256 key object (so no header field can choose the key
-or the algorithm), and then the claims are checked again here against the
-injected clock. Whatever fails, and whatever ``jose`` raises, the caller sees
-one :class:`InvalidToken` without a reason, so the hub is no oracle.
+or the algorithm), the claims ``jose`` returns must equal the ones parsed here, and then
+they are checked again here against the injected clock. Whatever fails, and
+whatever ``jose`` raises, the caller sees one :class:`InvalidToken` without a reason,
+so the hub is no oracle.
+
+A token verified once is remembered (:class:`TokenService`, an LRU of
+``DEFAULT_CACHED_TOKENS`` keyed by the SHA-256 of the token, never the token itself)
+for its life: a later use checks only its times against ``now``, so ``jose`` runs once
+per token, not once per request. What a token may do beyond that (its organisation's
+certificate still current and unrevoked) the caller checks on every use.
 
 Time: python-jose compares ``exp`` and ``nbf`` with its own wall clock, which
 would make the hub's injected clock (and every test with a fixed clock) a
@@ -32,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +62,7 @@ CLAIM_NAMES = frozenset({"iss", "aud", "sub", "cert", "jti", "iat", "exp", "role
 MAX_TOKEN_CHARS = 4096
 CLOCK_SKEW = 60  # seconds an ``iat`` may lie ahead of the verifier's clock
 SIGNATURE_BYTES = 64
+DEFAULT_CACHED_TOKENS = 10_000
 
 _HEADER_BYTES = canonical_json(dict(HEADER))
 # Header members a bare JWS (not one of our tokens) may carry. Everything else,
@@ -167,10 +177,24 @@ def public_key_from_jwk(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
 class TokenService:
     """Issues and verifies ES256 JWTs with a pinned algorithm, issuer and audience."""
 
-    __slots__ = ("_audience", "_issuer", "_lifetime", "_public_key", "_signing_key")
+    __slots__ = (
+        "_audience",
+        "_cache_size",
+        "_issuer",
+        "_lifetime",
+        "_public_key",
+        "_signing_key",
+        "_verified",
+    )
 
     def __init__(
-        self, private_key_pem: bytes, *, issuer: str, audience: str, lifetime: int = 900
+        self,
+        private_key_pem: bytes,
+        *,
+        issuer: str,
+        audience: str,
+        lifetime: int = 900,
+        cached: int = DEFAULT_CACHED_TOKENS,
     ) -> None:
         private_key = _load_private_key(private_key_pem)
         for label, value in (("issuer", issuer), ("audience", audience)):
@@ -183,6 +207,10 @@ class TokenService:
         self._issuer = issuer
         self._audience = audience
         self._lifetime = lifetime
+        if type(cached) is not int or cached < 1:
+            raise ValueError("cached must be a positive number of tokens")
+        self._cache_size = cached
+        self._verified: OrderedDict[bytes, TokenClaims] = OrderedDict()
 
     def issue(self, org: str, roles: Collection[str], *, cert: str, now: int, jti: str) -> str:
         """A signed token for ``org`` with ``roles``, valid ``lifetime`` seconds from ``now``.
@@ -217,18 +245,40 @@ class TokenService:
         return token
 
     def verify(self, token: str, *, now: int) -> TokenClaims:
-        """Raise InvalidToken for anything but a well-formed, current token of ours."""
+        """Raise InvalidToken for anything but a well-formed, current token of ours.
+
+        A token that verified before is answered from memory, its times checked
+        against ``now`` again (a cache hit can not outlive the token, nor come before it).
+        """
         if type(now) is not int:
             raise TypeError("now must be integer Unix seconds")  # a caller's bug, not the token's
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
+            raise InvalidToken
+        key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        held = self._verified.get(key)
+        if held is not None:
+            if not self._current(held.issued_at, held.expires_at, now):
+                raise InvalidToken
+            self._verified.move_to_end(key)
+            return held
         try:
-            raw_header, header, _ = _parse_compact(token)
+            raw_header, header, payload = _parse_compact(token)
             if raw_header != _HEADER_BYTES or header != HEADER:
                 raise InvalidToken
-            claims = _parse_claims(verify_jws_es256(token, self._public_key))
+            claims = _parse_claims(payload)
             self._jose_decode(token, claims)
-            return self._check_claims(claims, now)
+            verified = self._check_claims(claims, now)
         except ProtocolError:
             raise InvalidToken from None
+        self._verified[key] = verified
+        if len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
+        return verified
+
+    @property
+    def cached(self) -> int:
+        """Verified tokens held in memory (tests and metrics read it)."""
+        return len(self._verified)
 
     def public_jwk(self) -> dict[str, str]:
         """The verification key as a JWK (RFC 7517), ``kid`` its RFC 7638 thumbprint."""
@@ -242,7 +292,7 @@ class TokenService:
         return {**jwk, "alg": ALGORITHM, "use": "sig", "kid": _thumbprint(jwk)}
 
     def _jose_decode(self, token: str, claims: Mapping[str, Any]) -> None:
-        """python-jose's own signature and claim checks, as a second opinion."""
+        """python-jose's signature and claim checks: the one signature verification."""
         try:
             decoded = jose_jwt.decode(
                 token,
@@ -257,6 +307,10 @@ class TokenService:
         if decoded != claims:
             raise InvalidToken
 
+    @staticmethod
+    def _current(iat: int, exp: int, now: int) -> bool:
+        return 0 <= iat <= now + CLOCK_SKEW and exp > now
+
     def _check_claims(self, claims: Mapping[str, Any], now: int) -> TokenClaims:
         if claims["iss"] != self._issuer or claims["aud"] != self._audience:
             raise InvalidToken
@@ -265,7 +319,7 @@ class TokenService:
         if not _JTI.fullmatch(claims["jti"]):
             raise InvalidToken
         iat, exp = claims["iat"], claims["exp"]
-        if iat < 0 or iat > now + CLOCK_SKEW or exp <= now or exp - iat != self._lifetime:
+        if not self._current(iat, exp, now) or exp - iat != self._lifetime:
             raise InvalidToken
         roles = claims["roles"]
         if roles != sorted(set(roles)) or any(role not in ROLES for role in roles):

@@ -32,6 +32,14 @@ DEFAULT_MAX_JSON_DEPTH = 16
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _LABEL = re.compile(r"schakel/[a-z0-9-]+/v[0-9]+")
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# By length modulo 4, the characters that may end a canonical value: with 2 characters
+# left over the last one carries 4 unused bits, with 3 it carries 2, else none.
+_LAST_CHARACTERS = {
+    0: frozenset(_ALPHABET),
+    2: frozenset(_ALPHABET[::16]),
+    3: frozenset(_ALPHABET[::4]),
+}
 
 
 def b64e(data: bytes) -> str:
@@ -48,13 +56,14 @@ def b64d(text: object, *, max_len: int | None = None) -> bytes:
         raise EncodingError("expected unpadded base64url")
     if max_len is not None and len(text) > (max_len * 4 + 2) // 3:
         raise EncodingError("base64url value is too long")
+    # Canonical: the bits the last character carries beyond the data are zero (the only
+    # freedom unpadded base64url leaves, once the alphabet is checked).
+    if text and text[-1] not in _LAST_CHARACTERS[len(text) % 4]:
+        raise EncodingError("base64url value is not canonical")
     try:
-        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
         raise EncodingError("expected unpadded base64url") from exc
-    if b64e(data) != text:
-        raise EncodingError("base64url value is not canonical")
-    return data
 
 
 def _check_canonical_value(value: Any, depth: int) -> None:
@@ -89,12 +98,23 @@ def _check_text(text: str) -> None:
         raise EncodingError("text is not valid Unicode (lone surrogate)") from exc
 
 
+# One encoder, made once (json.dumps with options builds a new one for every call).
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_json(value: Any) -> bytes:
     """The one canonical byte form of a JSON value (see module docstring)."""
     _check_canonical_value(value, 0)
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return _CANONICAL.encode(value).encode("utf-8")
+
+
+def canonical_json_unchecked(value: Any) -> bytes:
+    """:func:`canonical_json` for a value the caller has already checked has a canonical
+    form (every text valid Unicode, every integer in the safe range, no float), as a
+    protocol object's own constructor does: the same bytes, without walking it again."""
+    return _CANONICAL.encode(value).encode("utf-8")
 
 
 def _reject_float(text: str) -> Any:
@@ -123,6 +143,8 @@ _STRUCTURE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)|[\[\]{}]', re.DOTAL
 
 def _depth(data: str, limit: int) -> None:
     """Reject nesting deeper than ``limit`` before the parser recurses."""
+    if data.count("[") + data.count("{") <= limit:
+        return  # not even that many brackets anywhere, so no deeper nesting either
     depth = 0
     for match in _STRUCTURE.finditer(data):
         part = match.group()
@@ -166,21 +188,36 @@ def loads_strict(
     return value
 
 
+_LABELS: dict[str, bytes] = {}  # labels checked already: ``label || 0x00``
+
+
+def _label(label: str) -> bytes:
+    head = _LABELS.get(label)
+    if head is None:
+        if not isinstance(label, str) or not _LABEL.fullmatch(label):
+            raise ValueError(f"bad domain label {label!r}")
+        head = label.encode("ascii") + b"\x00"
+        if len(_LABELS) < 256:  # the protocol's labels are a few constants
+            _LABELS[label] = head
+    return head
+
+
 def frame(label: str, *parts: bytes) -> bytes:
     """Domain-separated framing: ``label || 0x00 || (len32 || part)*``."""
-    if not _LABEL.fullmatch(label):
-        raise ValueError(f"bad domain label {label!r}")
-    out = bytearray(label.encode("ascii"))
-    out.append(0)
+    pieces = [_label(label)]
     for part in parts:
-        out += len(part).to_bytes(4, "big")
-        out += part
-    return bytes(out)
+        pieces.append(len(part).to_bytes(4, "big"))
+        pieces.append(part)
+    return b"".join(pieces)
 
 
 def digest(label: str, *parts: bytes) -> bytes:
-    """SHA-256 over ``frame(label, *parts)``."""
-    return hashlib.sha256(frame(label, *parts)).digest()
+    """SHA-256 over ``frame(label, *parts)``, hashed piece by piece (no copy of the parts)."""
+    hasher = hashlib.sha256(_label(label))
+    for part in parts:
+        hasher.update(len(part).to_bytes(4, "big"))
+        hasher.update(part)
+    return hasher.digest()
 
 
 def fingerprint(data: bytes) -> str:

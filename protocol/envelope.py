@@ -25,7 +25,7 @@ import itertools
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import nacl.bindings
 from cryptography.exceptions import InvalidSignature
@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocol import keybundle
 from protocol.certificate import Certificate
-from protocol.encoding import b64d, b64e, canonical_json, digest, fingerprint, frame
+from protocol.encoding import b64d, b64e, canonical_json_unchecked, digest, fingerprint, frame
 from protocol.errors import EncodingError, OpenError, ValidationError, VerificationError
 from protocol.keybundle import KeyBundle
 from protocol.pseudonym import parse_pseudonym
@@ -288,8 +288,11 @@ class Header:
             raise ValidationError("only a referral envelope names a case")
 
     def canonical(self) -> bytes:
-        """The header's one byte form: what the body binds to and the signature covers."""
-        return canonical_json(self.to_wire())
+        """The header's one byte form: what the body binds to and the signature covers.
+
+        (Every field was checked when the header was made, so its wire form has a
+        canonical JSON form without checking it again.)"""
+        return _dumps(self.to_wire())
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {
@@ -382,7 +385,7 @@ class Envelope:
 
     def signed_digest(self) -> bytes:
         """SHA-256 over the framed header, body and keys: what the sender signs."""
-        return _signed_digest(self.header, self.body, self._keys_wire())
+        return _signed_digest(self.header.canonical(), self.body, self._keys_wire())
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -393,8 +396,9 @@ class Envelope:
         }
 
     def canonical(self) -> bytes:
-        """The envelope's one byte form: what the hub stores and hands out."""
-        return canonical_json(self.to_wire())
+        """The envelope's one byte form: what the hub stores and hands out (checked when
+        made, as the header's)."""
+        return _dumps(self.to_wire())
 
     @classmethod
     def from_wire(cls, data: object) -> Envelope:
@@ -422,25 +426,60 @@ class Envelope:
 
 @dataclass(frozen=True, slots=True)
 class Encoded:
-    """An envelope with its canonical bytes and their fingerprint, each computed once."""
+    """An envelope with its canonical bytes, their fingerprint and the digest its sender
+    signed, each computed once."""
 
     envelope: Envelope
     wire: bytes
     fingerprint: Fingerprint
+    signed_digest: bytes
 
 
 def encode(envelope: Envelope) -> Encoded:
-    """``envelope`` with its canonical bytes and fingerprint, computed once."""
+    """``envelope`` with its canonical bytes, fingerprint and signed digest, computed once."""
     wire = envelope.canonical()
-    return Encoded(envelope, wire, Fingerprint(fingerprint(wire)))
+    return Encoded(envelope, wire, Fingerprint(fingerprint(wire)), envelope.signed_digest())
 
 
-def _signed_digest(header: Header, body: bytes, keys_wire: Mapping[str, str]) -> bytes:
-    return digest(LABEL_SIGNATURE, header.canonical(), body, canonical_json(keys_wire))
+def parse_encoded(data: object) -> Encoded:
+    """Parse an envelope's wire object (strict JSON, as ``loads_strict`` gives it) once:
+    the envelope, and its canonical bytes, fingerprint and signed digest taken from ``data``
+    itself rather than by encoding the envelope again.
+
+    Sound because ``Envelope.from_wire`` accepts a wire object only when every part of it
+    is already the envelope's own wire form (exactly its fields, base64url canonical,
+    lists sorted and unique, every text checked against its pattern, integers bounded):
+    so ``data`` equals ``envelope.to_wire()`` and has a canonical JSON form, and the same
+    holds for its header and keys. Raises as ``Envelope.from_wire`` does.
+    """
+    envelope = Envelope.from_wire(data)
+    parts = cast(Mapping[str, object], data)  # from_wire refused anything but an object
+    wire = _dumps(parts)
+    signed = _signed_digest(_dumps(parts["header"]), envelope.body, envelope._keys_wire())
+    return Encoded(envelope, wire, Fingerprint(fingerprint(wire)), signed)
 
 
-def _body_aad(header: Header) -> bytes:
-    return frame(LABEL_BODY, header.canonical())
+def _dumps(value: object) -> bytes:
+    """canonical_json without its check: for values checked when they were made or parsed."""
+    return canonical_json_unchecked(value)
+
+
+def _signed_digest(header: bytes, body: bytes, keys_wire: Mapping[str, str]) -> bytes:
+    """``header``: the header's canonical bytes; ``keys_wire``: checked wrapped keys."""
+    return digest(LABEL_SIGNATURE, header, body, _keys_json(keys_wire))
+
+
+def _keys_json(keys_wire: Mapping[str, str]) -> bytes:
+    """The canonical JSON of ``{recipient: base64url}``, written out directly: organisation
+    ids and base64url need no escaping, so sorted keys and no whitespace are all there is
+    (the same bytes as ``canonical_json``; tests/protocol checks it)."""
+    members = ",".join(f'"{org}":"{keys_wire[org]}"' for org in sorted(keys_wire))
+    return ("{" + members + "}").encode("ascii")
+
+
+def _body_aad(header: bytes) -> bytes:
+    """``header``: the header's canonical bytes."""
+    return frame(LABEL_BODY, header)
 
 
 def _key_info(header: Header, recipient: OrgId) -> bytes:
@@ -524,14 +563,21 @@ def seal(
         recipient_keys={org: bundle.fingerprint for org, bundle in recipients.items()},
     )
     content_key = _draw(rng, CONTENT_KEY_BYTES)
-    body = _encrypt_body(header, payload, content_key, _draw(rng, NONCE_BYTES))
+    header_bytes = header.canonical()  # once: the body's associated data and the signature
+    body = _encrypt_body(header_bytes, payload, content_key, _draw(rng, NONCE_BYTES))
     keys = _wrap_keys(header, recipients, content_key)
     keys_wire: dict[str, str] = {org: b64e(blob) for org, blob in keys.items()}
-    sig = sender_key.sign(_signed_digest(header, body, keys_wire))
-    return Envelope(header=header, body=body, keys=keys, sig=sig)
+    sig = sender_key.sign(_signed_digest(header_bytes, body, keys_wire))
+    # Every part was made just above, of the checked sizes: assembled without checking again.
+    envelope = object.__new__(Envelope)
+    object.__setattr__(envelope, "header", header)
+    object.__setattr__(envelope, "body", body)
+    object.__setattr__(envelope, "keys", types.MappingProxyType(keys))
+    object.__setattr__(envelope, "sig", sig)
+    return envelope
 
 
-def _encrypt_body(header: Header, payload: bytes, content_key: bytes, nonce: bytes) -> bytes:
+def _encrypt_body(header: bytes, payload: bytes, content_key: bytes, nonce: bytes) -> bytes:
     sealed: bytes = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
         payload, _body_aad(header), nonce, content_key
     )
@@ -549,10 +595,17 @@ def _wrap_keys(
     }
 
 
-def verify_signature(envelope: Envelope, sender_public_key: Ed25519PublicKey) -> None:
-    """Raise VerificationError unless the sender's signature holds (what the hub checks)."""
+def verify_signature(envelope: Envelope | Encoded, sender_public_key: Ed25519PublicKey) -> None:
+    """Raise VerificationError unless the sender's signature holds (what the hub checks).
+
+    An :class:`Encoded` envelope brings its signed digest, computed when it was parsed.
+    """
+    if isinstance(envelope, Encoded):
+        sig, signed = envelope.envelope.sig, envelope.signed_digest
+    else:
+        sig, signed = envelope.sig, envelope.signed_digest()
     try:
-        sender_public_key.verify(envelope.sig, envelope.signed_digest())
+        sender_public_key.verify(sig, signed)
     except InvalidSignature:
         raise VerificationError("the envelope signature does not verify") from None
 
@@ -572,13 +625,15 @@ def _open(
         header.sender_cert,
     ):
         raise OpenError
-    verify_signature(envelope, sender.public_key)
+    header_bytes = header.canonical()  # once: the signature and the body's associated data
+    signed = _signed_digest(header_bytes, envelope.body, envelope._keys_wire())
+    sender.public_key.verify(envelope.sig, signed)  # InvalidSignature: one OpenError below
     private_key = kem_keys[header.recipient_keys[recipient]]
     info = _key_info(header, recipient)
     content_key = keybundle.SUITE.decrypt(envelope.keys[recipient], private_key, info=info)
     nonce, ciphertext = envelope.body[:NONCE_BYTES], envelope.body[NONCE_BYTES:]
     payload: bytes = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
-        ciphertext, _body_aad(header), nonce, content_key
+        ciphertext, _body_aad(header_bytes), nonce, content_key
     )
     return payload
 

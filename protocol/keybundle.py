@@ -26,7 +26,7 @@ wrong shape or type, ``ValidationError`` for a well-typed value that breaks a ru
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -73,6 +73,10 @@ class KeyBundle:
     not_after: int
     cert: Fingerprint
     sig: bytes
+    # Worked out once, when the bundle is made: the loaded key and the fingerprint, which
+    # every seal to this bundle needs (not fields of the bundle: no part of equality).
+    _hpke_key: hpke.MLKEM768X25519PublicKey = field(init=False, repr=False, compare=False)
+    _fingerprint: Fingerprint = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         parse_network_id(self.network)
@@ -84,12 +88,20 @@ class KeyBundle:
             raise ValidationError("key bundle not_before must be before not_after")
         if not isinstance(self.sig, bytes) or len(self.sig) != SIGNATURE_BYTES:
             raise ValidationError("key bundle signature must be 64 bytes")
-        _load_public_key(self.public_key)
+        object.__setattr__(self, "_hpke_key", _load_public_key(self.public_key))
+        wire = canonical_json(self.to_wire())
+        object.__setattr__(self, "_fingerprint", Fingerprint(fingerprint(wire)))
+
+    def __reduce__(self) -> tuple[type[KeyBundle], tuple[Any, ...]]:
+        """Copied and pickled by its fields, made (and checked) again: the loaded key is
+        worked out anew, never copied."""
+        fields = (self.network, self.org, self.public_key, self.not_before, self.not_after)
+        return (KeyBundle, (*fields, self.cert, self.sig))
 
     @property
     def fingerprint(self) -> Fingerprint:
         """SHA-256 of the canonical JSON of the whole wire object, base64url."""
-        return Fingerprint(fingerprint(canonical_json(self.to_wire())))
+        return self._fingerprint
 
     def signed_bytes(self) -> bytes:
         """The bytes the organisation key signs: every field but ``sig``, framed."""
@@ -126,8 +138,8 @@ class KeyBundle:
         )
 
     def hpke_public_key(self) -> hpke.MLKEM768X25519PublicKey:
-        """The key to seal to with ``SUITE``."""
-        return _load_public_key(self.public_key)
+        """The key to seal to with ``SUITE`` (loaded and checked when the bundle was made)."""
+        return self._hpke_key
 
 
 def _is_int(value: object) -> bool:

@@ -40,11 +40,25 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 
 def root_hash(leaf_hashes: Sequence[bytes]) -> bytes:
-    """The Merkle tree hash (RFC 9162 2.1.1) of a list of leaf hashes."""
+    """The Merkle tree hash (RFC 9162 2.1.1) of a list of leaf hashes.
+
+    Computed level by level: pairs of neighbours hashed, an odd last node carried up
+    unchanged, which gives RFC 9162's tree (split at the largest power of two below the
+    size) without a Python call per node (tests/protocol checks it against the recursive
+    definition).
+    """
     _check_leaves(leaf_hashes)
     if not leaf_hashes:
         return EMPTY_ROOT
-    return _subtree(leaf_hashes, 0, len(leaf_hashes))
+    level = list(leaf_hashes)
+    sha256, prefix = hashlib.sha256, _NODE_PREFIX
+    while len(level) > 1:
+        carried = level[-1] if len(level) & 1 else None
+        pairs = zip(level[0::2], level[1::2], strict=False)  # the odd last one is left out
+        level = [sha256(prefix + left + right).digest() for left, right in pairs]
+        if carried is not None:
+            level.append(carried)
+    return level[0]
 
 
 def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:

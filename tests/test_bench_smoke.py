@@ -88,6 +88,7 @@ TINY = Options(
     desk_cases=30,
     desk_log_entries=200,
     postgres=False,  # the PostgreSQL section has tests of its own, below
+    accept=False,  # bench.accept needs wrk: tests/test_bench_accept.py tests its parts
     oprf_signals=3,
     cosignatures=16,
     witness_requests=10,
@@ -314,6 +315,7 @@ def test_write_section_appends_when_markers_are_missing(tmp_path: Path) -> None:
 def test_command_quick_prints_and_does_not_write(tmp_path: Path) -> None:
     doc = tmp_path / "performance.md"
     args = ["--quick", "--requests", "10", "--concurrency", "2", "--warmup", "0", "--no-postgres"]
+    args.append("--no-accept")  # needs wrk: tests/test_bench_accept.py
     outcome = CliRunner().invoke(main, [*args, "--iterations", "1", "--output", str(doc)])
     assert outcome.exit_code == 0, outcome.output
     assert "| **hub / floor** |" in outcome.output and "not written" in outcome.output
@@ -416,7 +418,7 @@ def test_replicas_report(replicas: ReplicaFigures) -> None:
     text = "\n".join(render_lines(replicas))
     for needle in (
         "### PostgreSQL: one and two replicas",
-        "| floor: aiohttp + asyncpg, one INSERT per request (pool 10) |",
+        "| floor: aiohttp + asyncpg, group commit (one INSERT per batch) |",
         "| hub, 1 replica |",
         "| hub, 2 replicas (one database) |",
         "**2 replicas / 1 replica: ",

@@ -6,7 +6,10 @@ audited as a ``read`` of the ``inbox``. The hub then sends text frames
 to the caller, ``{"type":"event","cursor":N,"kind":"..."}`` for each new event in its
 feed (``GET /v1/events``), and ``{"type":"ping"}`` after each heartbeat interval without
 one. The client sends nothing: any data frame closes the socket with 1008.
-The socket is closed (1008) when the token expires, (1013, try again)
+The socket is closed (1008) when the token expires or, as soon as the hub learns of it,
+when the organisation's certificate is revoked or replaced (the caller is checked again
+against the directory held in memory before every frame and at every directory change,
+never by verifying the token again), (1013, try again)
 when the client fell too far behind, and (1001, going away) when the hub stops;
 clients then reconnect and read the inbox.
 
@@ -24,8 +27,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from hub.accesslog import recording
-from hub.auth import Caller, verify_access
-from hub.errors import Malformed, Unauthorized
+from hub.auth import Caller, still_valid
+from hub.errors import Malformed
 from hub.http.common import audited, authenticate, services
 from hub.notify import Notice, Subscription
 from hub.problems import REQUEST_ID, REQUEST_ID_HEADER
@@ -95,21 +98,10 @@ async def close_sockets(app: web.Application) -> None:
     )
 
 
-async def _still_authorised(request: web.Request) -> bool:
-    """The socket's token and certificate as every request checks them, at this moment."""
+async def _still_authorised(request: web.Request, caller: Caller) -> bool:
+    """The socket's caller as every request checks it, at this moment (in memory)."""
     s = services(request)
-    try:
-        await verify_access(
-            s.store,
-            s.clock,
-            s.config,
-            tokens=s.tokens,
-            cache=s.trust_cache,
-            authorization=request.headers.get("Authorization"),
-        )
-    except Unauthorized:
-        return False
-    return True
+    return await still_valid(s.store, s.trust_cache, caller, now=s.clock())
 
 
 async def _pump(
@@ -117,12 +109,14 @@ async def _pump(
 ) -> None:
     s = services(request)
     heartbeat = s.config.limits.ws_heartbeat
+    changed = s.trust_cache.watch()  # set when the directory changes: check the caller again
     reader: asyncio.Task[Any] = asyncio.ensure_future(socket.receive())
     notices: asyncio.Task[Notice | None] = asyncio.ensure_future(subscription.next())
+    watching: asyncio.Task[Any] = asyncio.ensure_future(changed.wait())
     try:
         while True:
             done, _ = await asyncio.wait(
-                {reader, notices}, timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED
+                {reader, notices, watching}, timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED
             )
             if reader in done:
                 if reader.result().type in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -131,12 +125,16 @@ async def _pump(
             if s.clock() >= caller.expires_at:
                 await socket.close(code=CLOSE_POLICY, message=b"token expired")
                 return
-            if not await _still_authorised(request):
+            if watching in done:
+                changed.clear()
+                watching = asyncio.ensure_future(changed.wait())
+            if not await _still_authorised(request, caller):
                 # Revoked, or enrolled anew, since the socket opened: nothing more flows.
                 await socket.close(code=CLOSE_POLICY, message=b"credentials no longer valid")
                 return
             if notices not in done:
-                await socket.send_str(_PING)
+                if not done:  # the heartbeat interval passed without a frame
+                    await socket.send_str(_PING)
                 continue
             notice = notices.result()
             if notice is None:
@@ -145,5 +143,6 @@ async def _pump(
             await socket.send_str(_notice_frame(notice))
             notices = asyncio.ensure_future(subscription.next())
     finally:
-        for task in (reader, notices):
+        s.trust_cache.unwatch(changed)
+        for task in (reader, notices, watching):
             task.cancel()

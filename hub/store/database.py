@@ -34,6 +34,7 @@ from hub.store.records import (
     AuditQuery,
     BundleValidity,
     CrlRecord,
+    Directory,
     InboxItem,
     Inclusion,
     MessageView,
@@ -262,6 +263,32 @@ def _snapshot(orgs: list[OrgId], named: dict[OrgId, Fingerprint], conn: sa.Conne
             for row in bundle_rows
             if named.get(OrgId(row.org)) == row.fingerprint
         },
+    )
+
+
+_ALL_ORGANISATIONS = sa.select(t.organisations)
+_LIVE_BUNDLES = sa.select(
+    t.bundles.c.org, t.bundles.c.fingerprint, t.bundles.c.not_before, t.bundles.c.not_after
+).where(t.bundles.c.not_after > sa.bindparam("now"))
+_RETIREMENTS = sa.select(t.retired_linking_keys.c.wire).order_by(t.retired_linking_keys.c.version)
+
+
+def _directory(now: int, conn: sa.Connection) -> Directory:
+    crl = conn.execute(_LATEST_CRL).one_or_none()
+    return Directory(
+        crl=None if crl is None else _crl_record(crl),
+        organisations={
+            OrgId(row.org): _org_record(row) for row in conn.execute(_ALL_ORGANISATIONS)
+        },
+        bundles={
+            Fingerprint(row.fingerprint): BundleValidity(
+                OrgId(row.org), Fingerprint(row.fingerprint), row.not_before, row.not_after
+            )
+            for row in conn.execute(_LIVE_BUNDLES, {"now": now})
+        },
+        retirements=tuple(
+            Retirement.from_wire(_loads(row.wire)) for row in conn.execute(_RETIREMENTS)
+        ),
     )
 
 
@@ -581,6 +608,11 @@ class Store:
         it; a bundle held for another organisation is left out.
         """
         return await self._engines.read(partial(_snapshot, list(orgs), dict(bundles or {})))
+
+    async def directory(self, *, now: int) -> Directory:
+        """The CRL, every organisation, every bundle not expired at ``now`` and every
+        retirement, in ONE transaction (what :class:`hub.directory.TrustCache` holds)."""
+        return await self._engines.read(partial(_directory, now))
 
     async def organisations(self) -> list[OrgSummary]:
         return [

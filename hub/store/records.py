@@ -6,11 +6,12 @@ Rows never leave :mod:`hub.store` as rows: they become protocol objects
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from protocol.auditlog import AuditEntry, TreeHead
+from protocol.retirement import Retirement
 from protocol.types import Fingerprint, MessageId, NetworkId, OrgId
 
 
@@ -68,6 +69,36 @@ class Snapshot:
     crl: CrlRecord | None
     organisations: Mapping[OrgId, OrgRecord]
     bundles: Mapping[OrgId, BundleValidity]
+
+
+@dataclass(frozen=True, slots=True)
+class Directory:
+    """What the trust decisions need of the whole directory, read in ONE transaction: the
+    held CRL, every organisation's record, every key bundle not expired when it was read
+    (by fingerprint), every linking-key retirement. Held in memory by
+    :class:`hub.directory.TrustCache` until the directory changes."""
+
+    crl: CrlRecord | None
+    organisations: Mapping[OrgId, OrgRecord]
+    bundles: Mapping[Fingerprint, BundleValidity]
+    retirements: tuple[Retirement, ...]
+
+    def snapshot(
+        self, orgs: Collection[OrgId] = (), bundles: Mapping[OrgId, Fingerprint] | None = None
+    ) -> Snapshot:
+        """What :meth:`hub.store.Store.snapshot` would read for ``orgs`` and ``bundles``."""
+        held = self.bundles
+        named = {}
+        for org, fp in (bundles or {}).items():
+            found = held.get(fp)
+            if found is not None and found.org == org:
+                named[org] = found
+        records = self.organisations
+        return Snapshot(
+            crl=self.crl,
+            organisations={org: records[org] for org in orgs if org in records},
+            bundles=named,
+        )
 
 
 @dataclass(frozen=True, slots=True)

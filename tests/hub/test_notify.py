@@ -20,11 +20,13 @@ import pytest
 from hub.http.common import SERVICES
 from hub.notify import (
     CHANNEL,
+    NO_ORG,
     BadPayload,
     LocalNotifier,
     Notice,
     PgNotifier,
     decode,
+    directory_notice,
     encode,
     event_notice,
 )
@@ -46,6 +48,21 @@ MID = MessageId("A" * 22)
 def test_a_notice_survives_the_wire() -> None:
     for notice in (Notice(7, MID), event_notice(12, "escalation")):
         assert decode(encode("replica-a", OrgId("ggd"), notice)) == ("replica-a", "ggd", notice)
+    org, notice = directory_notice()
+    assert decode(encode("replica-a", org, notice)) == ("replica-a", NO_ORG, notice)
+
+
+def test_a_directory_notice_reaches_the_watchers_and_no_subscriber() -> None:
+    notifier = LocalNotifier()
+    heard: list[str] = []
+    notifier.watch_directory(lambda: heard.append("changed"))
+    subscription = notifier.subscribe(NO_ORG)
+    notifier.deliver([(OrgId("ggd"), Notice(1, MID)), directory_notice()])
+    assert heard == ["changed"] and subscription._queue.empty()  # no frame for a socket
+    notifier.deliver([(OrgId("ggd"), Notice(2, MID))])
+    assert heard == ["changed"]
+    assert notifier.close_all() == 1  # a lost listening connection: changes may be missed
+    assert heard == ["changed", "changed"]
 
 
 def _doc(**changes: Any) -> str:
@@ -79,6 +96,11 @@ def _doc(**changes: Any) -> str:
         _doc(type="event", id=None, kind="k" * 33),
         _doc(type="event", id=MID, kind="match"),
         _doc(type="secret"),
+        _doc(type="directory"),
+        _doc(type="directory", org="-"),
+        _doc(type="directory", org="-", id=None, cursor=2),
+        _doc(type="directory", org="ggd", id=None),
+        _doc(type="directory", org="-", id=None, kind="match"),
         _doc(**{"from": "x" * 600}),
     ],
 )

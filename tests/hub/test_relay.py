@@ -12,10 +12,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import sqlalchemy as sa
 from aiohttp import ClientResponse
 
 from protocol.encoding import b64d, b64e, canonical_json
-from protocol.envelope import Envelope
+from protocol.envelope import Envelope, Header
 
 if TYPE_CHECKING:
     from conftest import HubHarness, Party
@@ -57,26 +58,40 @@ async def test_the_same_id_with_another_envelope_is_409(hub: HubHarness) -> None
     assert (await hub.counts())["messages"] == 1
 
 
-async def test_the_hub_encodes_an_accepted_envelope_once_and_stores_those_bytes(
+async def test_the_hub_parses_an_accepted_envelope_once_and_stores_its_canonical_bytes(
     hub: HubHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The canonical bytes, fingerprint and signed digest come from the one parse
+    (``parse_encoded``): the envelope is never encoded again, before or in the writer."""
     police, ggd, _ = await _parties(hub)
     envelope = hub.envelope(police, [ggd])
     wire = envelope.to_wire()
     encodes: list[str] = []
-    to_wire = Envelope.to_wire
+    to_wire, header_to_wire = Envelope.to_wire, Header.to_wire
 
     def counted(self: Envelope) -> dict[str, Any]:
         encodes.append(self.header.id)
         return to_wire(self)
 
+    def header_counted(self: Header) -> dict[str, Any]:
+        encodes.append(self.id)
+        return header_to_wire(self)
+
     monkeypatch.setattr(Envelope, "to_wire", counted)
+    monkeypatch.setattr(Header, "to_wire", header_counted)
     assert (await hub.send(police, wire)).status == 201
-    assert encodes == [envelope.header.id]  # not again inside the writer's work item
+    assert encodes == []
     monkeypatch.undo()
     path = f"/v1/messages/{envelope.header.id}"
     held = await (await hub.client.get(path, headers=ggd.headers())).json()
     assert canonical_json(held["envelope"]) == envelope.canonical()
+    stored = await hub.store.run_read(
+        lambda conn: conn.execute(
+            sa.text("SELECT envelope, envelope_fingerprint FROM messages")
+        ).one()
+    )
+    assert stored.envelope.encode() == envelope.canonical()
+    assert stored.envelope_fingerprint == envelope.fingerprint
 
 
 def _tamper_body(wire: dict[str, Any]) -> dict[str, Any]:

@@ -95,24 +95,115 @@ async def test_a_newer_certificate_replaces_the_cached_one(hub: HubHarness) -> N
     assert (await hub.send(renewed, hub.envelope(renewed, [ggd]))).status == 201
 
 
-async def test_a_revocation_through_another_replica_takes_effect_at_once(
+async def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Wait (real time: a notice crosses PostgreSQL) until ``condition`` holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not condition():
+        assert loop.time() < deadline, "no directory notice arrived"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("database_kind", ["postgresql"])
+async def test_a_revocation_through_another_replica_takes_effect_when_its_notice_arrives(
     hub: HubHarness,
 ) -> None:
-    """Two hubs on one database, each with its own caches: what one holds, the other sees."""
+    """Two hubs on one database, each holding the directory in memory: a revocation through
+    one is in force on the other once PostgreSQL's NOTIFY reached it (replicas only exist
+    on PostgreSQL; on SQLite there is one hub per database file)."""
     police, ggd = await _pair(hub)
     other_app = make_app(hub.config, token_key_pem=generate_signing_key(), clock=hub.clock)
     async with TestClient(TestServer(other_app)) as other_client:
         other = replace(hub, client=other_client)
+        other_cache = _cache(other)
+        await _until(lambda: other_app[SERVICES].notifier.listening)
         at_other = replace(police, token=None)
         await other.login(at_other)
         assert (await other.send(at_other, other.envelope(at_other, [ggd]))).status == 201
+        loads = other_cache.loads
+        assert (await other.send(at_other, other.envelope(at_other, [ggd]))).status == 201
+        assert other_cache.loads == loads  # held: not read per request
+        changes = other_cache.changes
         assert (await hub.put_crl(hub.authority.crl([ggd.cert]))).status == 200  # replica one
+        await _until(lambda: other_cache.changes > changes)
         response = await other.send(at_other, other.envelope(at_other, [ggd]))
         await other.problem(response, 422, "unknown-recipient")
+        changes = other_cache.changes
         assert (await hub.put_crl(hub.authority.crl([ggd.cert, police.cert]))).status == 200
+        await _until(lambda: other_cache.changes > changes)
         response = await other.send(at_other, other.envelope(at_other, [ggd]))
         await other.problem(response, 401, "unauthorized")
     await hub.audit()  # both replicas appended to one gap-free tree with the right root
+
+
+async def test_the_directory_is_read_once_not_per_request(hub: HubHarness) -> None:
+    police, ggd = await _pair(hub)
+    cache = _cache(hub)
+    assert (await hub.send(police, hub.envelope(police, [ggd]))).status == 201
+    loads = cache.loads
+    for _ in range(5):
+        assert (await hub.send(police, hub.envelope(police, [ggd]))).status == 201
+    assert cache.loads == loads
+    # A change through this replica is read again before its answer returns.
+    assert (await hub.upload_bundle(ggd, ggd.bundle)).status == 200
+    assert (await hub.send(police, hub.envelope(police, [ggd]))).status == 201
+    assert cache.loads == loads + 1
+
+
+async def test_a_deaf_replica_reads_the_directory_for_every_request(hub: HubHarness) -> None:
+    """While the notifier does not listen, no notice would tell of a change elsewhere."""
+    police, _ = await _pair(hub)
+    listening = [True]
+    cache = TrustCache(hub.authority.root.der, listening=lambda: listening[0])
+    store = hub.client.server.app[SERVICES].store  # type: ignore[union-attr]
+    now = hub.clock()
+    await directory.trust_at(store, cache, now, orgs=[police.org])
+    await directory.trust_at(store, cache, now, orgs=[police.org])
+    assert cache.loads == 1
+    listening[0] = False
+    for _ in range(3):
+        await directory.trust_at(store, cache, now, orgs=[police.org])
+    assert cache.loads == 4
+    listening[0] = True
+    await directory.trust_at(store, cache, now, orgs=[police.org])
+    await directory.trust_at(store, cache, now, orgs=[police.org])
+    assert cache.loads == 5
+
+
+async def test_the_held_directory_is_read_again_after_max_age_and_for_an_earlier_now(
+    hub: HubHarness,
+) -> None:
+    police, _ = await _pair(hub)
+    ticks = [0.0]
+    cache = TrustCache(hub.authority.root.der, max_age=30, monotonic=lambda: ticks[0])
+    store = hub.client.server.app[SERVICES].store  # type: ignore[union-attr]
+    now = hub.clock()
+    _, seen = await directory.trust_at(store, cache, now, orgs=[police.org])
+    assert set(seen.organisations) == {police.org}
+    ticks[0] = 29.9
+    await directory.trust_at(store, cache, now, orgs=[police.org])
+    assert cache.loads == 1
+    ticks[0] = 30.0
+    await directory.trust_at(store, cache, now, orgs=[police.org])
+    assert cache.loads == 2
+    await directory.trust_at(store, cache, now - 1, orgs=[police.org])  # a clock set back
+    assert cache.loads == 3
+
+
+async def test_concurrent_requests_share_one_read_of_the_directory(hub: HubHarness) -> None:
+    police, _ = await _pair(hub)
+    cache = TrustCache(hub.authority.root.der)
+    store = hub.client.server.app[SERVICES].store  # type: ignore[union-attr]
+    now = hub.clock()
+    await asyncio.gather(
+        *(directory.trust_at(store, cache, now, orgs=[police.org]) for _ in range(20))
+    )
+    assert cache.loads == 1
+    cache.changed()
+    await asyncio.gather(
+        *(directory.trust_at(store, cache, now, orgs=[police.org]) for _ in range(20))
+    )
+    assert cache.loads == 2
 
 
 # -- the trust cache itself -------------------------------------------------------------

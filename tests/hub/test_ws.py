@@ -11,6 +11,7 @@ import pytest
 
 from hub.http.common import SERVICES
 from hub.notify import Notice
+from hub.tokens import TokenClaims, TokenService
 from protocol.types import MessageId
 
 if TYPE_CHECKING:
@@ -90,3 +91,41 @@ async def test_the_socket_closes_when_its_organisation_is_revoked(hub: HubHarnes
         closing = await _next(ws)
         assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 1008
         assert closing.extra == "credentials no longer valid"
+
+
+async def test_the_socket_closes_at_the_revocation_without_waiting_for_a_message(
+    hub: HubHarness,
+) -> None:
+    police, ggd, shelter = await _parties(hub)
+    async with (
+        hub.client.ws_connect("/v1/ws", headers=ggd.headers()) as ggd_ws,
+        hub.client.ws_connect("/v1/ws", headers=shelter.headers()) as shelter_ws,
+    ):
+        assert (await hub.put_crl(hub.authority.crl([ggd.cert]))).status == 200
+        closing = await _next(ggd_ws)
+        assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 1008
+        assert closing.extra == "credentials no longer valid"
+        assert not shelter_ws.closed  # another organisation's socket stays open
+        envelope = hub.envelope(police, [shelter])
+        assert (await hub.send(police, envelope)).status == 201
+        frame = json.loads((await _next(shelter_ws)).data)
+        assert frame == {"type": "message", "cursor": 1, "id": envelope.header.id}
+
+
+async def test_notices_do_not_verify_the_token_again(
+    hub: HubHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    police, ggd, _ = await _parties(hub)
+    async with hub.client.ws_connect("/v1/ws", headers=ggd.headers()) as ws:
+        checked: list[str] = []
+        real = TokenService.verify
+
+        def verify(self: TokenService, token: str, *, now: int) -> TokenClaims:
+            checked.append(token)
+            return real(self, token, now=now)
+
+        monkeypatch.setattr(TokenService, "verify", verify)
+        for _ in range(3):
+            assert (await hub.send(police, hub.envelope(police, [ggd]))).status == 201
+            assert json.loads((await _next(ws)).data)["type"] == "message"
+        assert checked == [police.token] * 3  # the sends'; none for the socket's frames

@@ -30,12 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from clients.organisation import Organisation
 from hub.app import make_app
+from hub.http.common import SERVICES
 from hub.logs import configure_logging
 from keys.authority import Authority
 from keys.hub import HubKeys
@@ -108,6 +110,14 @@ class Network:
     log: io.StringIO
     linking_key: bytes
     started: int  # the Unix time the network was provisioned at
+    app: web.Application | None = None  # the hub's application
+
+    def hub_rereads_its_directory(self) -> None:
+        """What a restart (or the held directory's maximum age) does: the hub reads the
+        directory from its database again. For tests that change the database behind the
+        hub's back and need the hub itself to act on it at once."""
+        assert self.app is not None
+        self.app[SERVICES].trust_cache.changed()
 
     def open(self, org: str) -> Organisation:
         """An organisation's client on this hub; close ``.state`` when done."""
@@ -141,7 +151,7 @@ async def network(tmp_path: Path, hub_database: HubDatabase) -> AsyncIterator[Ne
         base_url = str(server.make_url("")).rstrip("/")
         await demo_network.bootstrap(demo, base_url, now=now)
         linking_key = Authority.open(demo.authority_dir, demo.passphrase).current_linking_key()
-        yield Network(demo, base_url, hub_database, log, linking_key.key, now)
+        yield Network(demo, base_url, hub_database, log, linking_key.key, now, app)
     finally:
         await server.close()
         root_logger.handlers[:], level = saved

@@ -572,6 +572,7 @@ async def test_a_hub_that_rolls_back_or_withholds_the_crl_is_caught(
         assert forgotten == 1
     else:
         assert await network.database.sql("DELETE FROM crl") >= 1
+    network.hub_rereads_its_directory()  # the hostile hub acts on what it now holds
 
     async with acting_as(network, "police") as police:
         with pytest.raises(VerificationFailed) as caught:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +54,25 @@ def test_b64_round_trip(data: bytes, text: str) -> None:
 def test_b64_rejects_every_other_form(text: str) -> None:
     with pytest.raises(EncodingError):
         b64d(text)
+
+
+@pytest.mark.parametrize("length", [2, 3])
+def test_b64_accepts_exactly_the_canonical_forms_of_every_short_value(length: int) -> None:
+    """Every string of 2 or 3 base64url characters: accepted exactly when it is what
+    encoding its own decoding gives (the check looks only at the last character)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    accepted = 0
+    for text in map("".join, itertools.product(alphabet, repeat=length)):
+        padded = text + "=" * (-len(text) % 4)
+        canonical = b64e(base64.urlsafe_b64decode(padded)) == text
+        try:
+            b64d(text)
+        except EncodingError:
+            assert not canonical, text
+        else:
+            assert canonical, text
+            accepted += 1
+    assert accepted == 256 ** (length - 1)
 
 
 @pytest.mark.parametrize("value", [None, 12, b"YWJj", ["YWJj"]])

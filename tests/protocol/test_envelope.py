@@ -26,9 +26,11 @@ from protocol.envelope import (
     WRAPPED_KEY_BYTES,
     Envelope,
     Header,
+    _keys_json,
     encode,
     new_message_id,
     open_envelope,
+    parse_encoded,
     seal,
     verify_signature,
 )
@@ -155,6 +157,31 @@ def test_encode_gives_the_canonical_bytes_and_their_fingerprint(signal: Envelope
     assert encoded.envelope is signal
     assert encoded.wire == signal.canonical() == canonical_json(signal.to_wire())
     assert encoded.fingerprint == signal.fingerprint == fingerprint(encoded.wire)
+
+
+def test_parse_encoded_takes_the_canonical_bytes_from_the_parsed_json(
+    parties: dict[str, Any], signal: Envelope
+) -> None:
+    """Whatever order or escapes the JSON arrived in, the bytes, fingerprint and signed
+    digest are the envelope's own, as encoding it again would give them."""
+    chained = _seal(parties, ["r1", "r2"], prev={parties["r1"].org: OTHER_ID})
+    for envelope in (signal, chained):
+        wire = envelope.to_wire()
+        shuffled = json.dumps(
+            {k: wire[k] for k in reversed(list(wire))}
+            | {"header": dict(reversed(list(wire["header"].items())))},
+            ensure_ascii=True,
+            indent=1,
+        ).replace('"id"', '"\\u0069d"')
+        parsed = parse_encoded(loads_strict(shuffled))
+        assert parsed == encode(envelope)
+        assert parsed.wire == envelope.canonical()
+        assert parsed.signed_digest == envelope.signed_digest()
+        verify_signature(parsed, parties["sender"].key.public_key())
+    tampered = copy.deepcopy(signal.to_wire())
+    tampered["header"]["created"] += 1
+    with pytest.raises(VerificationError):
+        verify_signature(parse_encoded(tampered), parties["sender"].key.public_key())
 
 
 def test_round_trip_five_recipients(parties: dict[str, Any]) -> None:
@@ -805,8 +832,11 @@ def _check_case(case: dict[str, Any], parties: dict[str, Any]) -> None:
     if case["expected"] == "reject" and case["stage"] == "parse":
         with pytest.raises((EncodingError, ValidationError)):
             Envelope.from_wire(case["envelope"])
+        with pytest.raises((EncodingError, ValidationError)):
+            parse_encoded(case["envelope"])
         return
     env = Envelope.from_wire(case["envelope"])
+    assert parse_encoded(case["envelope"]) == encode(env)  # parsed once, the same bytes
     if case["expected"] == "open":
         assert _open(env, recipient, sender) == b64d(case["payload"])
         return
@@ -900,3 +930,13 @@ def test_prev_can_not_name_the_message_itself(chained: Envelope) -> None:
     _header(wire)["prev"] = {recipient: chained.header.id for recipient in _header(wire)["prev"]}
     with pytest.raises(ValidationError, match="prev can not name the message itself"):
         Envelope.from_wire(wire)
+
+
+def test_the_wrapped_keys_are_signed_in_their_canonical_json(
+    parties: dict[str, Any], signal: Envelope
+) -> None:
+    five = _seal(parties, ["r5", "r3", "r1", "r4", "r2"])
+    for envelope in (signal, five):
+        keys_wire = envelope.to_wire()["keys"]
+        assert _keys_json(keys_wire) == canonical_json(keys_wire)
+        assert _keys_json(dict(reversed(list(keys_wire.items())))) == canonical_json(keys_wire)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
+import pickle
 from typing import Any
 
 import pytest
@@ -345,3 +347,16 @@ def test_hpke_public_key_matches_wire(bundle: KeyBundle) -> None:
     assert b64d(bundle.to_wire()["public_key"]) == parsed.public_key
     ciphertext = SUITE.encrypt(b"x", parsed.hpke_public_key(), info=b"")
     assert SUITE.decrypt(ciphertext, kem_private_key(_seed(b"a")), info=b"") == b"x"
+
+
+def test_the_key_and_fingerprint_worked_out_once_follow_the_fields(bundle: KeyBundle) -> None:
+    """Made once, when the bundle is made: a copy, a pickle or a replaced field makes them
+    again from the fields, and they play no part in equality."""
+    assert bundle.fingerprint == fingerprint(canonical_json(bundle.to_wire()))
+    for again in (copy.copy(bundle), copy.deepcopy(bundle), pickle.loads(pickle.dumps(bundle))):
+        assert again == bundle and again.fingerprint == bundle.fingerprint
+        assert again.hpke_public_key() is not bundle.hpke_public_key()  # made anew
+    later = dataclasses.replace(bundle, not_after=bundle.not_after + 1)
+    assert later != bundle
+    assert later.fingerprint == fingerprint(canonical_json(later.to_wire())) != bundle.fingerprint
+    assert "_hpke_key" not in repr(bundle) and "_fingerprint" not in repr(bundle)

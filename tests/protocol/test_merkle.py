@@ -91,6 +91,23 @@ def test_root_splits_at_largest_power_of_two_below_size() -> None:
     assert root_hash(leaves) == node_hash(left, right)
 
 
+def _recursive_root(leaves: list[bytes]) -> bytes:
+    """RFC 9162 2.1.1 to the letter: split at the largest power of two below the size."""
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return node_hash(_recursive_root(leaves[:k]), _recursive_root(leaves[k:]))
+
+
+def test_the_level_by_level_root_is_the_rfc_root_at_every_size() -> None:
+    leaves = _leaves(300)
+    for size in range(1, 301):
+        assert root_hash(leaves[:size]) == _recursive_root(leaves[:size]), size
+    for size in (511, 512, 513, 1000, 1024, 1025):
+        more = _leaves(size)
+        assert root_hash(more) == _recursive_root(more), size
+
+
 @pytest.mark.parametrize("bad", [b"", b"x" * 31, b"x" * 33, "a" * 32, bytearray(32)])
 def test_root_rejects_leaf_hashes_of_the_wrong_width(bad: Any) -> None:
     with pytest.raises(ValidationError, match="32 bytes"):
