@@ -59,11 +59,13 @@ class HubAndDesk:
 
     def hub_access(self, object_id: str) -> list[tuple[str, str, str, str]]:
         """(action, outcome, user, purpose) of each access-log entry naming ``object_id``,
-        oldest first, read from the hub's database behind its back."""
+        oldest first, read from the hub's database behind its back (the user of a version 2
+        entry from its opening)."""
         path = self.demo.directory / "hub.db"
         query = (
-            'SELECT l.action, l.outcome, l."user", l.purpose FROM audit_log l '
-            'JOIN audit_objects o ON o."index" = l."index" WHERE o.object_id = ? '
+            'SELECT l.action, l.outcome, COALESCE(p."user", l."user"), l.purpose FROM audit_log l '
+            'JOIN audit_objects o ON o."index" = l."index" '
+            'LEFT JOIN audit_openings p ON p."index" = l."index" WHERE o.object_id = ? '
             'ORDER BY l."index"'
         )
         with contextlib.closing(sqlite3.connect(path)) as db:
