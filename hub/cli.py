@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub.config import DEFAULT_DATABASE_URL, ConfigError, HubConfig, check_database_url
@@ -253,6 +254,15 @@ def serve(
     )
 
 
+def _require_existing_file(url: str) -> None:
+    """Fail when a SQLite URL names no file: a maintenance command creates no database
+    (nor its directory) where a mistyped path points."""
+    path = sa.make_url(url).database
+    local = url.startswith("sqlite") and path and not path.startswith(("file:", ":memory:"))
+    if local and not Path(str(path)).is_file():
+        _fail(f"no database at {path}: check --database-url (or SCHAKEL_HUB_DATABASE_URL)")
+
+
 async def _require_newest_revision(url: str) -> None:
     """Fail unless the database is at the newest revision this code knows."""
     store = Store(url)
@@ -279,6 +289,7 @@ def retention(database_url: str | None, dry_run: bool, as_json: bool) -> None:
     """
     url = database_url or os.environ.get("SCHAKEL_HUB_DATABASE_URL", DEFAULT_DATABASE_URL)
     check_database_url(url)
+    _require_existing_file(url)
     asyncio.run(_require_newest_revision(url))
     data, lines = asyncio.run(_retention(url, dry_run=dry_run))
     click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else "\n".join(lines))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -461,7 +462,7 @@ async def _hub_cli(*args: str) -> Any:
 
 
 async def test_the_retention_command_says_what_would_go_then_deletes_it(
-    hub: HubHarness, parties: Parties
+    hub: HubHarness, parties: Parties, tmp_path: Path
 ) -> None:
     url = ["--database-url", hub.config.database_url]
     refused = await _hub_cli(*url, "--dry-run")
@@ -490,6 +491,10 @@ async def test_the_retention_command_says_what_would_go_then_deletes_it(
     assert again.exit_code == 0 and "in 0 batches" in again.stdout
     bad = await _hub_cli("--database-url", "mysql://nowhere/x")
     assert bad.exit_code == 1 and bad.output.startswith("Error: database_url must start")
+    missing = tmp_path / "mistyped" / "hub.db"
+    nowhere = await _hub_cli("--dry-run", "--database-url", f"sqlite+aiosqlite:///{missing}")
+    assert nowhere.exit_code == 1 and f"no database at {missing}" in nowhere.output
+    assert not missing.parent.exists()  # nothing created where the mistyped path points
 
 
 # -- access-log fields -------------------------------------------------------------------------
