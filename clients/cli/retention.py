@@ -27,6 +27,8 @@ from clients.retention import (
 )
 from clients.state import LocalState
 
+ASSUMED = "general"  # the kind a dry run without --kind shows
+
 
 @click.command("retention")
 @click.option(
@@ -35,10 +37,9 @@ from clients.state import LocalState
 @click.option(
     "--kind",
     type=click.Choice(sorted(DEFAULTS)),
-    default="general",
-    show_default=True,
     envvar=ENV_KIND,
-    help=f"The kind of organisation, whose legal period applies. Env: {ENV_KIND}.",
+    help=f"The kind of organisation, whose legal period applies (needed to erase; a dry run "
+    f"without it assumes {ASSUMED}). Env: {ENV_KIND}.",
 )
 @click.option(
     "--case-days",
@@ -57,7 +58,7 @@ from clients.state import LocalState
 def retention(
     settings: Settings,
     dry_run: bool,
-    kind: str,
+    kind: str | None,
     case_days: int | None,
     grace_days: int | None,
 ) -> None:
@@ -69,7 +70,12 @@ def retention(
     be read again, from the state file or from any backup of it. A run killed half-way
     is finished by the next one.
     """
-    policy = LocalRetention.for_kind(kind, case_days=case_days, grace_days=grace_days)
+    if kind is None and case_days is None and not dry_run:
+        # Erasing can not be undone: it never rests on a default period.
+        raise click.UsageError(
+            f"say which period applies before erasing: --kind (or {ENV_KIND}) or --case-days"
+        )
+    policy = LocalRetention.for_kind(kind or ASSUMED, case_days=case_days, grace_days=grace_days)
     now = int(time.time())
     with LocalState(settings.state_path) as state:
         report = plan(state, policy, now=now) if dry_run else run(state, policy, now=now)

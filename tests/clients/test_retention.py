@@ -196,6 +196,11 @@ async def test_the_command_says_what_it_would_erase_then_erases_it(hub: Hub) -> 
     assert bad.exit_code == 2 and "--case-days" in bad.output
     bad = CliRunner().invoke(org_cli, ["retention", "--kind", "bakery"], env=env)
     assert bad.exit_code == 2 and "--kind" in bad.output
+    plain = {k: v for k, v in env.items() if not k.startswith("SCHAKEL_RETENTION_")}
+    unsaid = CliRunner().invoke(org_cli, ["retention"], env=plain)  # no period: nothing erased
+    assert unsaid.exit_code == 2 and "say which period applies before erasing" in unsaid.output
+    assumed = CliRunner().invoke(org_cli, ["retention", "--dry-run"], env=plain)
+    assert assumed.exit_code == 0 and "general (no statutory duty)" in assumed.output
     with LocalState(hub.home("ggd") / "state.sqlite") as state:
         assert state.message(old) is not None  # dry runs changed nothing
         report = run(state, LocalRetention(1, 0), now=received + 2 * DAY)
