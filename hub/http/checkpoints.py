@@ -8,7 +8,7 @@ from aiohttp import web
 from hub.accesslog import recording
 from hub.checkpoints import add_cosignature, checkpoint_of, head_signer, held_policy, upload_policy
 from hub.errors import NotFound
-from hub.http.common import audited, authenticate, body_of, limit_address, render, services
+from hub.http.common import audited, authenticate, body_of, policy_routes, render, services
 from protocol.encoding import MAX_SAFE_INT
 
 
@@ -51,30 +51,12 @@ async def post_cosignature(request: web.Request) -> web.Response:
     return render({"size": posted.size}, status=201 if posted.created else 200)
 
 
-async def get_policy(request: web.Request) -> web.Response:
-    # Public and signed, like GET /v1/hub: not an access to the log, so not audited.
-    s = services(request)
-    limit_address(request)
-    policy = await held_policy(s.store)
-    return render({"policy": None if policy is None else policy.to_wire()})
-
-
-async def put_policy(request: web.Request) -> web.Response:
-    s = services(request)
-    limit_address(request)
-    async with audited(request, "create", "audit") as scope:
-        body = await body_of(request)
-        number = await upload_policy(s.store, s.clock, scope, body, cache=s.trust_cache)
-    return render({"number": number})
-
-
 def add_routes(app: web.Application) -> None:
     app.add_routes(
         [
             web.get("/v1/audit/checkpoint", get_checkpoint, allow_head=False),
             web.get("/v1/audit/checkpoints/{size}", get_checkpoint_of_size, allow_head=False),
             web.post("/v1/audit/cosignatures", post_cosignature),
-            web.get("/v1/audit/witness-policy", get_policy, allow_head=False),
-            web.put("/v1/audit/witness-policy", put_policy),
+            *policy_routes("/v1/audit/witness-policy", "audit", held_policy, upload_policy),
         ]
     )

@@ -15,10 +15,10 @@ import ipaddress
 import json
 import re
 import urllib.parse
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -258,3 +258,41 @@ async def body_of(request: web.Request, *, large: bool = False) -> object:
         max_bytes=limits.max_body_bytes if large else limits.max_json_bytes,
         timeout=limits.body_timeout_ms / 1000,
     )
+
+
+class _SignedPolicy(Protocol):
+    def to_wire(self) -> dict[str, Any]: ...
+
+
+class _Upload(Protocol):
+    def __call__(
+        self, store: Store, clock: Clock, scope: Scope, body: object, *, cache: Any
+    ) -> Awaitable[int]: ...
+
+
+def policy_routes(
+    path: str,
+    object_type: str,
+    held: Callable[[Store], Awaitable[_SignedPolicy | None]],
+    upload: _Upload,
+) -> list[web.RouteDef]:
+    """GET and PUT of an authority-signed policy at ``path`` (the witness and retention
+    policies). Reading is public and not audited: the policy is signed and no access to
+    data. Anyone may relay a new one, since the root's signature is what counts; the
+    upload is audited as a ``create`` on ``object_type``."""
+
+    async def get_policy(request: web.Request) -> web.Response:
+        s = services(request)
+        limit_address(request)
+        policy = await held(s.store)
+        return render({"policy": None if policy is None else policy.to_wire()})
+
+    async def put_policy(request: web.Request) -> web.Response:
+        s = services(request)
+        limit_address(request)
+        async with audited(request, "create", object_type) as scope:
+            body = await body_of(request)
+            number = await upload(s.store, s.clock, scope, body, cache=s.trust_cache)
+        return render({"number": number})
+
+    return [web.get(path, get_policy, allow_head=False), web.put(path, put_policy)]

@@ -6,25 +6,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from hub.erasure import erase_person
-from hub.http.common import audited, authenticate, body_of, limit_address, render, services
+from hub.http.common import audited, authenticate, body_of, policy_routes, render, services
 from hub.retention import held_policy, upload_policy
-
-
-async def get_policy(request: web.Request) -> web.Response:
-    # Public and signed, like the witness policy: not an access to data, so not audited.
-    s = services(request)
-    limit_address(request)
-    policy = await held_policy(s.store)
-    return render({"policy": None if policy is None else policy.to_wire()})
-
-
-async def put_policy(request: web.Request) -> web.Response:
-    s = services(request)
-    limit_address(request)
-    async with audited(request, "create", "directory") as scope:
-        body = await body_of(request)
-        number = await upload_policy(s.store, s.clock, scope, body, cache=s.trust_cache)
-    return render({"number": number})
 
 
 async def post_erasure(request: web.Request) -> web.Response:
@@ -41,8 +24,9 @@ async def post_erasure(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.add_routes(
         [
-            web.get("/v1/directory/retention-policy", get_policy, allow_head=False),
-            web.put("/v1/directory/retention-policy", put_policy),
+            *policy_routes(
+                "/v1/directory/retention-policy", "directory", held_policy, upload_policy
+            ),
             web.post("/v1/audit/erasures", post_erasure),
         ]
     )
