@@ -490,23 +490,27 @@ class Driver:
         self.estimate = 500.0  # requests/s the hub may take, for sizing the next file
         self.lost: set[MessageId] = set()  # referrals cut off at the end of a run
 
-    def _file(self, name: str, start: int, seconds: float) -> Path:
+    def _file(self, name: str, start: int, seconds: float) -> tuple[Path, int]:
         count = int(self.estimate * seconds * 1.6) + 2 * CONNECTIONS + 200
         path = self.workdir / f"{name}.requests"
         self.stream.write(path, start, count, self.lost)
-        return path
+        return path, count
 
     async def hub(self, server: Server, name: str, seconds: float, delay_ms: float = 0) -> Run:
-        run = await wrk(
-            server,
-            self._file("hub", self.offset, seconds),
-            name=name,
-            seconds=seconds,
-            delay_ms=delay_ms,
-        )
-        self.offset += run.sent
+        path, count = self._file("hub", self.offset, seconds)
+        run = await wrk(server, path, name=name, seconds=seconds, delay_ms=delay_ms)
+        # A run faster than the estimate reaches the end of its file, and wrk starts it
+        # again from the top (retries of what was stored: idempotent). The positions after
+        # the file were never sent, so the stream goes on right after the file, not after
+        # as many positions as were sent: skipping them would skip referrals that later
+        # status updates refer to (a 422 unknown-referral that was the bench's, not the hub's).
+        sent = min(run.sent, count)
+        if run.sent > count:
+            print(f"  ({name} sent its file of {count:,} and started it again)", file=sys.stderr)
+        self.offset += sent
         # wrk stops with requests in flight (some not even sent whole): a referral among
-        # the last ones may never have been stored, so no status update refers to it.
+        # the last ones may never have been stored, so no status update refers to it. After
+        # a wrap the file's whole tail was in flight at some point: the same window holds.
         self.lost |= self.stream.referrals_between(self.offset - 2 * CONNECTIONS, self.offset)
         if not delay_ms:
             self.estimate = max(run.sent / run.seconds, 50.0)

@@ -18,6 +18,7 @@ like any other and is counted in :attr:`ExportChecker.erased`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +26,19 @@ from typing import Any
 from clients.errors import AuditLogInconsistent, ClientError
 from protocol import merkle
 from protocol.auditlog import AuditEntry, TreeHead
-from protocol.encoding import b64d, loads_strict
+from protocol.encoding import b64d, loads_as_encoded, loads_strict
 from protocol.errors import ProtocolError
 
 MAX_LINE = 256 * 1024
+RECORD_KEYS = frozenset({"entry", "proof"})
+# How export lines are written: by the hub (``hub.http.accesslog``, keys in the entry's
+# order, UTF-8) and by ``schakel audit export`` (``clients.exports.ndjson_line``). A line
+# exactly as one of them writes it is parsed without the strict parser's Python hooks
+# (:func:`protocol.encoding.loads_as_encoded`); any other line goes through the strict one.
+_WRITERS = (
+    json.JSONEncoder(separators=(",", ":"), ensure_ascii=False),
+    json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, sort_keys=True),
+)
 
 
 class ExportUnreadable(ClientError):
@@ -57,7 +67,16 @@ def parse_export_head(line: bytes) -> TreeHead:
 
 def parse_export_record(line: bytes, position: int) -> ExportRecord:
     """An entry line: ``{"entry": <entry>, "proof": [b64url...]}`` (proof absent or null)."""
-    doc = _line_object(line, f"line {position}")
+    doc = _record_as_written(line)
+    if doc is not None:
+        try:
+            return _record(doc, position)
+        except ExportUnreadable:
+            pass  # the strict parser says what is wrong, first things first, as always
+    return _record(_line_object(line, f"line {position}"), position)
+
+
+def _record(doc: dict[str, Any], position: int) -> ExportRecord:
     try:
         entry = AuditEntry.from_wire(doc.get("entry"))
     except ProtocolError as exc:
@@ -74,6 +93,18 @@ def parse_export_record(line: bytes, position: int) -> ExportRecord:
     except ProtocolError as exc:
         raise ExportUnreadable(f"line {position}: the inclusion proof is malformed") from exc
     return ExportRecord(entry, hashes)
+
+
+def _record_as_written(line: bytes) -> dict[str, Any] | None:
+    """The line's object when it is byte for byte as a writer of exports writes it and
+    holds no key but ``entry`` and ``proof`` (every value of which is then validated, by
+    ``AuditEntry.from_wire`` and ``b64d``); None: parse it strictly."""
+    if line.endswith(b"\n"):
+        line = line[:-1]
+    doc = loads_as_encoded(line, _WRITERS, max_bytes=MAX_LINE)
+    if not isinstance(doc, dict) or not doc.keys() <= RECORD_KEYS:
+        return None
+    return doc
 
 
 def _line_object(line: bytes, what: str) -> dict[str, Any]:

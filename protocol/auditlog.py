@@ -32,6 +32,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from itertools import pairwise
 from typing import Any
 
@@ -40,7 +41,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol import merkle
 from protocol.certificate import ROLE_HUB, ROLES, Certificate
-from protocol.encoding import MAX_SAFE_INT, b64d, b64e, canonical_json, digest, frame
+from protocol.encoding import (
+    MAX_SAFE_INT,
+    b64d,
+    b64e,
+    canonical_json,
+    canonical_json_unchecked,
+    digest,
+    frame,
+)
 from protocol.errors import EncodingError, ValidationError, VerificationError
 from protocol.pseudonym import parse_pseudonym
 from protocol.types import (
@@ -190,37 +199,57 @@ def check_purpose_text(value: object) -> str:
     return text
 
 
+# The validators below depend on the text alone; an access log repeats the same few roles,
+# addresses and object ids, so each answer is kept (bounded; failures too: both are pure).
+_REMEMBERED = 4096
+
+
 def _check_role(value: object, name: str) -> None:
-    rule = "a sorted, comma-separated list of distinct certificate roles"
-    if not isinstance(value, str) or len(value) > 200:
+    if not isinstance(value, str) or not _role_ok(value):
+        rule = "a sorted, comma-separated list of distinct certificate roles"
         raise ValidationError(f"{name} must be {rule}")
+
+
+@lru_cache(maxsize=_REMEMBERED)
+def _role_ok(value: str) -> bool:
+    if len(value) > 200:
+        return False
     parts = value.split(",")
-    if any(part not in ROLES for part in parts) or parts != sorted(set(parts)):
-        raise ValidationError(f"{name} must be {rule}")
+    return all(part in ROLES for part in parts) and parts == sorted(set(parts))
 
 
 def _check_source(value: object, name: str) -> None:
     """An IPv4 or IPv6 address as ``ipaddress`` parses it, kept as given; no zone id."""
-    rule = "an IPv4 or IPv6 address without zone"
-    if not isinstance(value, str) or len(value) > _MAX_ADDRESS_CHARS or not value.isascii():
-        raise ValidationError(f"{name} must be {rule}")
-    if "%" in value:
-        raise ValidationError(f"{name} must be {rule}")
+    if not isinstance(value, str) or not _source_ok(value):
+        raise ValidationError(f"{name} must be an IPv4 or IPv6 address without zone")
+
+
+@lru_cache(maxsize=_REMEMBERED)
+def _source_ok(value: str) -> bool:
+    if len(value) > _MAX_ADDRESS_CHARS or not value.isascii() or "%" in value:
+        return False
     try:
         ipaddress.ip_address(value)
-    except ValueError as exc:
-        raise ValidationError(f"{name} must be {rule}") from exc
+    except ValueError:
+        return False
+    return True
 
 
 def _check_object_id(value: object) -> None:
+    if not isinstance(value, str) or not _object_id_ok(value):
+        raise ValidationError("every object id must be a message id, an org id or a case reference")
+
+
+@lru_cache(maxsize=_REMEMBERED)
+def _object_id_ok(value: str) -> bool:
     # A case reference also has the form of an org id; it is named for the reader.
     for parse in (parse_message_id, parse_case_ref, parse_org_id):
         try:
             parse(value)
-            return
+            return True
         except ValidationError:
             continue
-    raise ValidationError("every object id must be a message id, an org id or a case reference")
+    return False
 
 
 def _sorted_unique(value: object, limit: int, name: str) -> tuple[str, ...]:
@@ -257,6 +286,12 @@ def commit_personal(
         "source": source,
     }
     return digest(PERSONAL_LABEL, salt, canonical_json(fields))
+
+
+def _commitment(salt: bytes, fields: dict[str, Any]) -> bytes:
+    """:func:`commit_personal` of an entry's own fields, which its constructor validated
+    (every text valid Unicode): the same bytes without walking them again."""
+    return digest(PERSONAL_LABEL, salt, canonical_json_unchecked(fields))
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,7 +442,9 @@ class AuditEntry:
         verifier checks both (the opening here, the leaf against a signed head)."""
         if self.v == ENTRY_VERSION or self.erasure is not None:
             return
-        expected = commit_personal(self._salt(), **self._personal_values())
+        fields = self._personal_values()
+        fields["pseudonyms"] = list(self.pseudonyms)
+        expected = _commitment(self._salt(), fields)
         if not hmac.compare_digest(expected, self.personal or b""):
             raise VerificationError(
                 f"the opening of audit entry {self.index} does not match its commitment"
@@ -442,8 +479,10 @@ class AuditEntry:
 
     def canonical(self) -> bytes:
         """The bytes the leaf hash covers: version 1 every field, version 2 the public
-        fields and ``personal`` (never the opening)."""
-        return canonical_json(self._canonical_wire())
+        fields and ``personal`` (never the opening). The constructor validated every
+        field (codes, slugs, ids, addresses, texts without surrogates, integers in range),
+        so the canonical encoder runs without walking the value again."""
+        return canonical_json_unchecked(self._canonical_wire())
 
     def leaf(self) -> bytes:
         """``merkle.leaf_hash(self.canonical())``."""

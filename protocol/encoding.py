@@ -188,6 +188,45 @@ def loads_strict(
     return value
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# Plain parsing (no hook per object), floats and constants refused; made once.
+_PLAIN = json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_constant)
+
+
+def loads_as_encoded(
+    data: bytes,
+    encoders: Sequence[json.JSONEncoder],
+    *,
+    max_bytes: int = DEFAULT_MAX_JSON_BYTES,
+    max_depth: int = DEFAULT_MAX_JSON_DEPTH,
+) -> Any | None:
+    """The value of ``data`` when ``data`` is exactly what one of ``encoders`` writes of it;
+    None otherwise (the caller then parses with :func:`loads_strict`, which says what is wrong).
+
+    A cheap path for documents a known writer produced (an export line): parsed by the
+    plain parser, then encoded again and compared. Equal bytes hold no duplicate key (an
+    encoder never writes one), no whitespace or escape the encoder would not write, no
+    float and no NaN (refused while parsing). Size and depth are bounded as in
+    :func:`loads_strict`. A text with a surrogate escape (``\\uD800``..``\\uDFFF``, the
+    way an ASCII encoder writes a lone surrogate, and also half of an escaped pair) is
+    left to the strict parser. Not bounded: integers; the caller validates every value it
+    reads (as a protocol object's ``from_wire`` does) and refuses keys it does not read.
+    """
+    if len(data) > max_bytes:
+        return None
+    try:
+        text = data.decode("utf-8")
+        if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+            return None  # an ASCII encoder writes a lone surrogate as an escape
+        _depth(text, max_depth)
+        value = _PLAIN.decode(text)
+        if any(encoder.encode(value) == text for encoder in encoders):
+            return value
+    except (EncodingError, ValueError, RecursionError, TypeError):
+        pass
+    return None
+
+
 _LABELS: dict[str, bytes] = {}  # labels checked already: ``label || 0x00``
 
 

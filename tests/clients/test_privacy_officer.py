@@ -20,9 +20,10 @@ import pytest
 from client_harness import Hub
 
 from clients.errors import AuditLogInconsistent, NotReady
-from clients.exports import ndjson_line
+from clients.exports import ENTRY_COLUMNS, ndjson_line
 from clients.logproofs import (
     ExportChecker,
+    ExportRecord,
     ExportUnreadable,
     locate_first_bad,
     parse_export_record,
@@ -38,7 +39,7 @@ from clients.privacy_officer import (
 )
 from clients.transport import Request, Response
 from protocol import merkle
-from protocol.auditlog import AuditEntry, TreeHead, sign_tree_head
+from protocol.auditlog import AuditEntry, TreeHead, seal_entry, sign_tree_head
 from protocol.encoding import b64e, loads_strict
 
 MSG_A = "A" * 22
@@ -324,6 +325,62 @@ def test_export_checker_refuses_out_of_order_and_unproven_entries() -> None:
         checker.feed(parse_export_record(line, 2))
     with pytest.raises(ExportUnreadable, match="not strict JSON"):
         parse_export_record(b'{"entry": 1, "entry": 2}', 2)
+
+
+def _hub_line(document: dict[str, object]) -> bytes:
+    """An export line as the hub writes it (``hub.http.accesslog``)."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+_FIELDS = ENTRY_COLUMNS  # every field of an entry but its version, commitment and opening
+
+
+def _sealed(index: int, **fields: Any) -> AuditEntry:
+    plain = entry(index, **fields)
+    return seal_entry(salt=bytes(range(32)), **{name: getattr(plain, name) for name in _FIELDS})
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_export_lines_as_written_and_otherwise_parse_alike(version: int) -> None:
+    """The cheap path (a line exactly as the hub or ``audit export`` writes it) and the
+    strict parser give the same record, and what the strict parser refuses stays refused."""
+    made = entry(3) if version == 1 else _sealed(3)
+    wire = made.to_wire()
+    written = [
+        _hub_line({"entry": wire}),
+        ndjson_line({"entry": wire, "proof": None}).encode(),
+        json.dumps({"entry": wire}, indent=1).encode(),  # not as written: strict path
+    ]
+    records = [parse_export_record(line, 2) for line in written]
+    assert all(record == ExportRecord(made, None) for record in records)
+    entry_text = json.dumps(wire, separators=(",", ":"))
+    refused = [
+        (b'{"entry":' + entry_text.encode() + b',"entry":' + entry_text.encode() + b"}",
+         "not strict JSON"),
+        (_hub_line({"entry": wire, "extra": 2**60}), "not strict JSON"),
+        (_hub_line({"entry": wire, "extra": 1.5}), "not strict JSON"),
+        (_hub_line({"entry": {**wire, "time": 2**60}}), "not strict JSON"),
+            (_hub_line({"entry": {**wire, "time": -1}}), "not an access-log entry"),
+        (_hub_line({"entry": {**wire, "index": 1.0}}), "not strict JSON"),
+        (_hub_line({"entry": wire, "proof": [2**60]}), "not strict JSON"),
+        (_hub_line({"entry": wire, "proof": ["!"]}), "proof is malformed"),
+    ]  # fmt: skip
+    for line, says in refused:
+        with pytest.raises(ExportUnreadable, match=says):
+            parse_export_record(line, 2)
+
+
+def test_a_tampered_opening_in_a_line_as_written_is_caught() -> None:
+    """A version 2 line exactly as the hub writes it, its opening changed: it parses on
+    the cheap path, and the opening does not match the commitment."""
+    entries = [_sealed(i) for i in range(3)]
+    checker = ExportChecker(_head(entries), full=True)
+    for honest in entries[:2]:
+        checker.feed(parse_export_record(_hub_line({"entry": honest.to_wire()}), 2))
+    wire = entries[2].to_wire()
+    wire["opening"] = {**wire["opening"], "user": "k.devries"}
+    with pytest.raises(AuditLogInconsistent, match="entry 2 do not match its commitment"):
+        checker.feed(parse_export_record(_hub_line({"entry": wire}), 4))
 
 
 @pytest.mark.parametrize("bad", [0, 1, 5, 8, 9])

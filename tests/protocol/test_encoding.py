@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from protocol.encoding import (
     digest,
     fingerprint,
     frame,
+    loads_as_encoded,
     loads_strict,
 )
 from protocol.errors import EncodingError
@@ -160,6 +162,47 @@ def test_loads_strict_round_trips_canonical_json() -> None:
 def test_loads_strict_rejects(text: str, why: str) -> None:
     with pytest.raises(EncodingError, match=why):
         loads_strict(text)
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_SORTED_ASCII = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, sort_keys=True)
+
+
+def test_loads_as_encoded_takes_exactly_what_an_encoder_writes() -> None:
+    value = {"z": [1, "é", None, True], "a": {"b": '\\"x'}}
+    for encoder in (_COMPACT, _SORTED_ASCII):
+        data = encoder.encode(value).encode()
+        assert loads_as_encoded(data, [_COMPACT, _SORTED_ASCII]) == value
+    assert loads_as_encoded(_SORTED_ASCII.encode(value).encode(), [_COMPACT]) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a":1,"a":2}',  # a duplicate key: the encoder writes it once, so not equal
+        '{"a":1,"a":1}',
+        '{"a":{"b":1,"b":1}}',
+        '{"a": 1}',  # whitespace the encoder does not write
+        "[1.0]",
+        "[1e3]",
+        "[NaN]",
+        "[Infinity]",
+        '["\\ud800"]',  # lone surrogate: an ASCII encoder writes it, strict refuses
+        '["\\u0041"]',  # an escape the encoder does not write
+        "{",
+        "",
+        "[1] [2]",
+        "[" * 17 + "]" * 17,
+        "[" * 100_000,
+    ],
+)
+def test_loads_as_encoded_leaves_everything_else_to_the_strict_parser(text: str) -> None:
+    assert loads_as_encoded(text.encode(), [_COMPACT, _SORTED_ASCII]) is None
+
+
+def test_loads_as_encoded_bounds_size_and_refuses_invalid_utf8() -> None:
+    assert loads_as_encoded(b"[" + b"1," * 40 + b"1]", [_COMPACT], max_bytes=64) is None
+    assert loads_as_encoded(b'["\xff"]', [_COMPACT]) is None
 
 
 def test_loads_strict_rejects_invalid_utf8() -> None:
