@@ -312,7 +312,15 @@ def test_write_section_appends_when_markers_are_missing(tmp_path: Path) -> None:
     assert doc.read_text() == f"# Performance\n\nintro\n\n{BEGIN}\nfigures\n{END}\n"
 
 
-def test_command_quick_prints_and_does_not_write(tmp_path: Path) -> None:
+def test_command_quick_prints_and_does_not_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What --quick does (print, never write), not its counts: ``bench.__main__.QUICK``'s
+    10,000 cases and log entries would take minutes here, so the command gets TINY's."""
+    import bench.__main__ as bench_main  # the module, to replace QUICK in
+
+    assert isinstance(bench_main.QUICK, Options)  # built, so validated, at import
+    monkeypatch.setattr(bench_main, "QUICK", TINY)
     doc = tmp_path / "performance.md"
     args = ["--quick", "--requests", "10", "--concurrency", "2", "--warmup", "0", "--no-postgres"]
     args.append("--no-accept")  # needs wrk: tests/test_bench_accept.py

@@ -211,11 +211,18 @@ SCRUB_WAIT = 60
 # Is any other transaction's snapshot (or a prepared transaction, or a replication slot)
 # older than ``x``, the id of a transaction begun after the erasure committed? Such a
 # snapshot may still see the deleted rows, and VACUUM keeps them for it.
+# A transaction with an id of its own (a writer) counts in any database: every snapshot
+# taken while it runs, VACUUM's own included, counts it as running. A snapshot alone
+# (a reader) counts only in the hub's database, or in none (a walsender): for a table
+# that is not shared PostgreSQL ignores the others, so waiting for them (another
+# database's long report on the same server, another test's database) would only
+# delay the scrub, not make it wipe more.
 _NEW_XID = "SELECT txid_current() % 4294967296"  # a 32-bit xid, as backend_xmin
 _OLDER = sa.text(
     "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
-    " AND (age(backend_xmin) >= age(CAST(:x AS xid))"
-    " OR age(backend_xid) >= age(CAST(:x AS xid))))"
+    " AND (age(backend_xid) >= age(CAST(:x AS xid))"
+    " OR ((datname IS NULL OR datname = current_database())"
+    " AND age(backend_xmin) >= age(CAST(:x AS xid)))))"
     " OR EXISTS (SELECT 1 FROM pg_prepared_xacts"
     " WHERE age(transaction) >= age(CAST(:x AS xid)))"
     " OR EXISTS (SELECT 1 FROM pg_replication_slots"
