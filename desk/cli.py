@@ -89,9 +89,9 @@ def desk() -> None:
     "--retention-kind",
     envvar="SCHAKEL_RETENTION_KIND",
     type=click.Choice(RETENTION_KINDS),
-    default="general",
-    show_default=True,
-    help="The kind of organisation, whose legal retention period the desk applies.",
+    default=None,
+    help="The kind of organisation, whose legal retention period the desk applies "
+    "(this or --retention-case-days is required: the desk erases by itself).",
 )
 @click.option(
     "--retention-case-days",
@@ -120,12 +120,21 @@ def serve_command(
     trusted_proxy: tuple[str, ...],
     idle_timeout: int,
     absolute_timeout: int,
-    retention_kind: str,
+    retention_kind: str | None,
     retention_case_days: int | None,
     retention_grace_days: int | None,
 ) -> None:
     """Unlock the organisation's keys and serve its desk."""
     from desk.app import serve
+
+    if retention_kind is None and retention_case_days is None:
+        # The desk erases cases by itself and an erasure can not be undone: the period it
+        # applies is said by the operator, never a default.
+        _fail(
+            "say which retention period the desk applies: --retention-kind "
+            "(SCHAKEL_RETENTION_KIND: " + ", ".join(RETENTION_KINDS) + ") "
+            "or --retention-case-days"
+        )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
@@ -140,7 +149,7 @@ def serve_command(
             password_cost=_cost(),
             trusted_proxies=trusted_proxy,
             allow_weak=_weak(),
-            retention_kind=retention_kind,
+            retention_kind=retention_kind or "general",  # with --retention-case-days: custom
             retention_case_days=retention_case_days,
             retention_grace_days=retention_grace_days,
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from desk import casework, comensha, inbox, login, overview, pages, privacy, reports, signals
 from desk import cli as desk_cli
@@ -126,3 +127,17 @@ def test_nginx_accepts_the_desk_config(tmp_path: Path) -> None:
         DESK_NGINX,
         {"/etc/schakel/tls/": f"{tmp_path}/", "/var/log/nginx/": f"{tmp_path}/"},
     )
+
+
+def test_the_desk_does_not_start_without_a_stated_retention_period(tmp_path: Path) -> None:
+    # The desk erases cases by itself, and an erasure can not be undone: no default period.
+    env = {"SCHAKEL_RETENTION_KIND": "", "SCHAKEL_RETENTION_CASE_DAYS": "", "SCHAKEL_PW": "x"}
+    result = CliRunner().invoke(
+        desk_cli.desk,
+        ["serve", "--home", str(tmp_path), "--hub", "http://127.0.0.1:9",
+         "--origin", "http://localhost:8501", "--passphrase-env", "SCHAKEL_PW"],
+        env=env,
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert "say which retention period the desk applies: --retention-kind" in result.output
+    assert list(tmp_path.iterdir()) == []  # nothing written: not even a desk database
