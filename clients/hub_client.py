@@ -243,6 +243,7 @@ class InclusionProof:
 class EntryPage:
     entries: tuple[AuditEntry, ...]
     next: int | None
+    proofs: tuple[tuple[bytes, ...], ...] | None = None  # asked with ``size``: one per entry
 
 
 class _Retry(Exception):
@@ -904,11 +905,16 @@ class HubClient:
         start: int | None = None,
         end: int | None = None,
         limit: int = 1000,
+        size: int | None = None,
         purpose: Purpose | None = None,
         filters: Mapping[str, str | int | None] | None = None,
     ) -> EntryPage:
-        """One page of visible entries, parsed and validated (not yet proven)."""
-        query = _audit_query({"start": start, "end": end, "limit": limit, **(filters or {})})
+        """One page of visible entries, parsed and validated (not yet proven); with
+        ``size``, entries below it, each with its inclusion proof against the signed head
+        of that size (checking them is the caller's: :mod:`clients.logproofs`)."""
+        query = _audit_query(
+            {"start": start, "end": end, "limit": limit, "size": size, **(filters or {})}
+        )
         _, body = await self._call(
             "GET", f"/v1/audit/entries{query}", purpose=self._purpose(purpose)
         )
@@ -916,7 +922,12 @@ class HubClient:
         after = _object(body).get("next")
         if after is not None and not is_int(after):
             raise ClientError("hub answer lacks a valid 'next'")
-        return EntryPage(entries, after)
+        if size is None:
+            return EntryPage(entries, after)
+        proofs = _field(body, "proofs", list)
+        if len(proofs) != len(entries) or not all(isinstance(p, list) for p in proofs):
+            raise ClientError("hub answer lacks a valid 'proofs': one list per entry")
+        return EntryPage(entries, after, tuple(tuple(_hashes(p)) for p in proofs))
 
     async def audit_inclusion(
         self, index: int, size: int | None = None, *, purpose: Purpose | None = None

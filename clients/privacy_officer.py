@@ -5,8 +5,8 @@ has verified (signed by the certified hub key, consistent with the head this cli
 kept), and checks what the hub serves against it:
 
 * :meth:`PrivacyOfficer.verify`: the strongest check that is cheap here: the whole log
-  for a network privacy officer (up to :data:`FULL_BY_DEFAULT` entries), every visible
-  entry for an organisation's officer (up to :data:`ALL_BY_DEFAULT`), else a sample;
+  for a network privacy officer (up to :data:`FULL_BY_DEFAULT` entries, else a sample),
+  every visible entry with its inclusion proof for an organisation's officer;
 * :meth:`PrivacyOfficer.verify_full`: the whole log from an export, rebuilt to the
   head's root; a mismatch is located by binary search over consistency proofs. This
   shows that no entry was changed, removed or reordered;
@@ -16,7 +16,8 @@ kept), and checks what the hub serves against it:
   are in the signed log; it says nothing about the entries not drawn;
 * :func:`verify_export_file`: as the whole log, offline, on an export file;
 * :meth:`PrivacyOfficer.subject_report`: every access to the messages that carry a
-  data subject's pseudonyms (derived locally with the linking key), each entry proven;
+  data subject's pseudonyms (derived locally with the linking key), each entry proven
+  (the proofs come with the pages of entries: a request per filter, not per entry);
   an entry whose personal fields were erased is listed, shown as erased (its pseudonyms
   are gone with them, so a message found only through an erased entry is not found);
 * :meth:`PrivacyOfficer.anomalies`: unusual volumes and denied reads.
@@ -55,7 +56,6 @@ from protocol.types import Pseudonym
 DEFAULT_SAMPLE = 20
 DEFAULT_MAX_OBJECTS_PER_DAY = 50
 FULL_BY_DEFAULT = 100_000  # entries a network privacy officer rebuilds by default
-ALL_BY_DEFAULT = 1_000  # visible entries an organisation's officer proves by default
 
 # What a verification proved.
 FULL = "full"  # every entry: the leaves rebuild the signed root
@@ -165,24 +165,53 @@ class PrivacyOfficer:
             )
         return head
 
-    async def entries(self, head: TreeHead, **filters: str | int | None) -> list[AuditEntry]:
-        """Every visible entry below ``head.size`` matching ``filters``, ascending."""
+    async def entries(
+        self, head: TreeHead, *, proven: bool = False, **filters: str | int | None
+    ) -> list[AuditEntry]:
+        """Every visible entry below ``head.size`` matching ``filters``, ascending;
+        ``proven``: each with its inclusion proof checked against ``head``, the proofs
+        coming with the pages (a request per 1,000 entries, not one per entry)."""
         found: list[AuditEntry] = []
         start: int | None = 0
         while start is not None:
-            page: EntryPage = await self.hub.audit_entries(
-                start=start, end=head.size, limit=1000, filters=filters
-            )
-            for entry in page.entries:
-                if (found and entry.index <= found[-1].index) or entry.index >= head.size:
-                    raise AuditLogInconsistent(
-                        "the hub listed entries out of order or beyond the head", index=entry.index
-                    )
-                found.append(entry)
-            if page.next is not None and page.next <= start:
-                raise ClientError("the hub's entry listing does not advance")
+            page = await self.page(head, start=start, limit=1000, proven=proven, **filters)
+            found += page.entries  # each page's from its start on: in order throughout
             start = page.next
         return found
+
+    async def page(
+        self,
+        head: TreeHead,
+        *,
+        start: int,
+        limit: int,
+        proven: bool,
+        **filters: str | int | None,
+    ) -> EntryPage:
+        """One page of visible entries from ``start``, in order and below ``head.size``;
+        ``proven``: each entry's inclusion proof (asked with the page) checked against
+        ``head``, or AuditLogInconsistent naming the first that fails."""
+        page: EntryPage = await self.hub.audit_entries(
+            start=start,
+            end=head.size,
+            limit=limit,
+            size=head.size if proven else None,
+            filters=filters,
+        )
+        last = start - 1
+        for entry in page.entries:
+            if entry.index <= last or entry.index >= head.size:
+                raise AuditLogInconsistent(
+                    "the hub listed entries out of order or beyond the head", index=entry.index
+                )
+            last = entry.index
+        if page.next is not None and page.next <= start:
+            raise ClientError("the hub's entry listing does not advance")
+        if proven:
+            assert page.proofs is not None  # the client refuses a page without them
+            for entry, proof in zip(page.entries, page.proofs, strict=True):
+                check_inclusion(entry, proof, head)
+        return page
 
     async def prove(self, entries: Iterable[AuditEntry], head: TreeHead) -> int:
         """Check each entry's inclusion proof against ``head``; how many were checked."""
@@ -203,22 +232,19 @@ class PrivacyOfficer:
     async def verify(self) -> Verified:
         """The strongest check that is cheap: see the module docstring."""
         head = await self.fresh_head()
-        if self.network_officer:
-            if head.size <= FULL_BY_DEFAULT:
-                return await self._verify_full(head)
-            return await self._sample(head, await self._visible(head), DEFAULT_SAMPLE)
-        visible = await self._visible(head)
-        if len(visible) <= ALL_BY_DEFAULT:
-            return Verified(
-                head, await self.prove(visible, head), ALL, len(visible), _erased(visible)
-            )
-        return await self._sample(head, visible, DEFAULT_SAMPLE)
+        if not self.network_officer:
+            return await self._verify_visible(head)
+        if head.size <= FULL_BY_DEFAULT:
+            return await self._verify_full(head)
+        return await self._sample(head, await self._visible(head), DEFAULT_SAMPLE)
 
     async def verify_visible(self) -> Verified:
         """Every visible entry, each with its inclusion proof."""
-        head = await self.fresh_head()
-        visible = await self._visible(head)
-        return Verified(head, await self.prove(visible, head), ALL, len(visible), _erased(visible))
+        return await self._verify_visible(await self.fresh_head())
+
+    async def _verify_visible(self, head: TreeHead) -> Verified:
+        visible = await self._visible(head, proven=True)
+        return Verified(head, len(visible), ALL, len(visible), _erased(visible))
 
     async def verify_sample(self, n: int = DEFAULT_SAMPLE) -> Verified:
         """``n`` random visible entries, each with its inclusion proof."""
@@ -230,9 +256,9 @@ class PrivacyOfficer:
         proven = await self.prove(chosen, head)
         return Verified(head, proven, SAMPLE, len(visible), _erased(chosen))
 
-    async def _visible(self, head: TreeHead) -> list[AuditEntry]:
+    async def _visible(self, head: TreeHead, *, proven: bool = False) -> list[AuditEntry]:
         """The visible entries; for a network officer, also that none is missing."""
-        visible = await self.entries(head)
+        visible = await self.entries(head, proven=proven)
         if self.network_officer:
             for expected, entry in enumerate(visible):
                 if entry.index != expected:
@@ -301,16 +327,16 @@ class PrivacyOfficer:
         subject = _Subject(await self.subject_pseudonyms(identity))
         touched: dict[int, AuditEntry] = {}
         for pseudonym in sorted(subject.pseudonyms):
-            for entry in await self.entries(head, pseudonym=pseudonym, action="create"):
+            created = await self.entries(head, proven=True, pseudonym=pseudonym, action="create")
+            for entry in created:
                 if entry.object_type == "message" and subject.pseudonyms & set(entry.pseudonyms):
                     subject.messages.update(entry.object_ids)
                     touched[entry.index] = entry
         for message_id in sorted(subject.messages):
-            for entry in await self.entries(head, object=message_id):
+            for entry in await self.entries(head, proven=True, object=message_id):
                 if message_id in entry.object_ids:
                     touched[entry.index] = entry
         entries = sorted(touched.values(), key=lambda e: (e.time, e.index))
-        await self.prove(entries, head)
         rows = [
             ReportRow.of(e, sorted(subject.messages.intersection(e.object_ids))) for e in entries
         ]
@@ -320,10 +346,9 @@ class PrivacyOfficer:
         self, user: str, org: str | None = None
     ) -> tuple[TreeHead, list[ReportRow]]:
         head = await self.fresh_head()
-        entries = await self.entries(head, user=user, org=org)
+        entries = await self.entries(head, proven=True, user=user, org=org)
         entries = [e for e in entries if e.user == user and (org is None or e.org == org)]
         entries.sort(key=lambda e: (e.time, e.index))
-        await self.prove(entries, head)
         return head, [ReportRow.of(e) for e in entries]
 
     async def anomalies(

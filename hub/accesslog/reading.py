@@ -189,21 +189,52 @@ async def consistency(
 class Page:
     entries: list[AuditEntry]
     next: int | None
+    proofs: list[list[bytes]] | None = None  # with ``size``: each entry's inclusion proof
 
 
 async def entries(
-    store: Store, clock: Clock, scope: Scope, *, caller: Caller, params: Mapping[str, str]
+    store: Store,
+    clock: Clock,
+    config: HubConfig,
+    scope: Scope,
+    *,
+    caller: Caller,
+    signer: HeadSigner | None,
+    params: Mapping[str, str],
 ) -> Page:
+    """A page of visible entries; with ``size=N``, only entries below N, each with its
+    inclusion proof against the signed head of size N (one request proves a page, where
+    a proof per entry would cost a request, and an access-log entry, each)."""
     viewer = viewer_of(caller)
     limit = number(params, "limit", DEFAULT_ENTRIES, 1)
     if limit is None or limit > MAX_ENTRIES:
         raise Malformed(f"limit must be an integer from 1 to {MAX_ENTRIES}")
     query = parse_query(params, viewer, limit=limit + 1)
-    found = await store.audit_entries(query)
+    size = number(params, "size", None, 1)
+    proofs: list[list[bytes]] | None = None
+    if size is None:
+        found = await store.audit_entries(query)
+    else:
+        head = await _signed_head(store, config, signer, size)
+        end = head.size if query.end is None else min(query.end, head.size)
+        pairs = await store.export_page(replace(query, end=end), size=head.size, proofs=True)
+        found = [entry for entry, _ in pairs]
+        proofs = [proof or [] for _, proof in pairs]
     await recording.access(store, scope, now=clock())
     if len(found) > limit:
-        return Page(found[:limit], found[limit - 1].index + 1)
-    return Page(found, None)
+        return Page(found[:limit], found[limit - 1].index + 1, proofs and proofs[:limit])
+    return Page(found, None, proofs)
+
+
+async def _signed_head(
+    store: Store, config: HubConfig, signer: HeadSigner | None, size: int | None
+) -> TreeHead:
+    """The signed head of ``size`` entries (None: the newest); 404 when none was signed."""
+    _signer(signer)
+    head = await store.tree_head(config.network, size)
+    if head is None:
+        raise NotFound("no tree head of that size was signed")
+    return head
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,10 +311,7 @@ async def export(
     if proofs == "false" and viewer is not None:
         raise Malformed("only a network privacy officer may export without proofs")
     query = parse_query(params, viewer, limit=EXPORT_PAGE)
-    size = number(params, "size", None, 1)
-    head = await store.tree_head(config.network, size)
-    if head is None:
-        raise NotFound("no tree head of that size was signed")
+    head = await _signed_head(store, config, signer, number(params, "size", None, 1))
     end = head.size if query.end is None else min(query.end, head.size)
     await recording.access(store, scope, now=clock())
     return Export(store, head, replace(query, end=end), proofs == "true")

@@ -32,7 +32,7 @@ FILTERS: Spec = {
     "until": INTEGER,
 }
 CONSISTENCY_QUERY: Spec = {"from": INTEGER, "to": INTEGER}
-ENTRIES_QUERY: Spec = {**FILTERS, "limit": INTEGER}
+ENTRIES_QUERY: Spec = {**FILTERS, "limit": INTEGER, "size": INTEGER}
 PROOF_QUERY: Spec = {"size": INTEGER}
 EXPORT_QUERY: Spec = {**FILTERS, "size": INTEGER, "proofs": one_of("true", "false")}
 
@@ -86,9 +86,18 @@ async def get_entries(request: web.Request) -> web.Response:
     async with audited(request, "read", "audit") as scope:
         caller = await authenticate(request, scope, purpose=True, query=ENTRIES_QUERY)
         page = await reading.entries(
-            s.store, s.clock, scope, caller=caller, params=query_of(request)
+            s.store,
+            s.clock,
+            s.config,
+            scope,
+            caller=caller,
+            signer=s.heads,
+            params=query_of(request),
         )
-    return render({"entries": [e.to_wire() for e in page.entries], "next": page.next})
+    body: dict[str, Any] = {"entries": [e.to_wire() for e in page.entries], "next": page.next}
+    if page.proofs is not None:
+        body["proofs"] = [_proof(proof) for proof in page.proofs]
+    return render(body)
 
 
 async def get_proof(request: web.Request) -> web.Response:

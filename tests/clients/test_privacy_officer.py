@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from client_harness import Hub
+from client_harness import USER, Hub
 
 from clients.errors import AuditLogInconsistent, NotReady
 from clients.exports import ENTRY_COLUMNS, ndjson_line
@@ -216,6 +216,39 @@ async def test_an_updated_visible_entry_is_found_by_the_default_check(hub: Hub) 
     with pytest.raises(AuditLogInconsistent, match="does not match the signed head") as caught:
         await PrivacyOfficer(police).verify()
     assert caught.value.index == index
+
+
+async def test_entries_are_proven_a_page_at_a_time_not_a_request_each(hub: Hub) -> None:
+    privacy, police, _ = await officers(hub)
+    for _ in range(3):
+        await traffic(hub, police)
+    officer = PrivacyOfficer(police)
+    head = await officer.fresh_head()
+    tap = hub.taps["police"]
+    before = len(tap.requests)
+    own = await officer.verify_visible()
+    asked = [r.url for r in tap.requests[before:]]
+    assert own.mode == ALL and own.checked == own.visible > 10
+    assert not any("/proof" in url for url in asked), asked
+    assert sum("/v1/audit/entries?" in url and "size=" in url for url in asked) == 1
+    before = len(tap.requests)
+    _, rows = await officer.user_report(USER, "police")
+    assert rows and not any("/proof" in r.url for r in tap.requests[before:])
+
+    def forge(request: Request, response: Response) -> Response:
+        """A hub that serves a page whose first proof is for another place in the tree."""
+        if "/v1/audit/entries?" not in request.url or response.status != 200:
+            return response
+        body = json.loads(response.body)
+        body["proofs"][0] = body["proofs"][-1]
+        return Response(200, response.headers, json.dumps(body).encode())
+
+    tap.answer = forge
+    with pytest.raises(AuditLogInconsistent, match="does not match the signed head") as caught:
+        await officer.verify_visible()
+    assert caught.value.index is not None and caught.value.index < head.size
+    tap.answer = None
+    assert (await PrivacyOfficer(privacy).verify()).mode == FULL  # nothing was wrong
 
 
 async def test_full_verification_is_for_the_network_privacy_officer(hub: Hub) -> None:

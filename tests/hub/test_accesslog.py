@@ -312,6 +312,73 @@ async def test_bad_proof_requests(hub: HubHarness) -> None:
     await hub.problem(response, 404, "not-found")
 
 
+async def test_a_page_of_entries_comes_with_its_proofs_against_a_signed_head(
+    hub: HubHarness,
+) -> None:
+    police, ggd, shelter, npo = await _network(hub)
+    for sender, recipient in ((police, ggd), (shelter, ggd), (police, ggd)):
+        assert (await hub.send(sender, hub.envelope(sender, [recipient]))).status == 201
+    head = await _head(hub, police)
+    for _ in range(2):  # entries after the head: never in a page asked with its size
+        assert (await hub.send(police, hub.envelope(police, [ggd]))).status == 201
+    everything = await hub.audit()
+    before = len(everything)
+
+    async def page(party: Party, **query: str) -> dict[str, Any]:
+        params = {"size": str(head.size), **query}
+        return await _json(
+            await hub.client.get("/v1/audit/entries", params=params, headers=party.headers(**AUDIT))
+        )
+
+    for party, visible in (
+        (npo, list(range(head.size))),
+        (police, [e.index for e in (await _entries(hub, police, end=head.size, limit=1000))]),
+    ):
+        body = await page(party, limit="4")
+        seen: list[int] = []
+        while True:
+            assert len(body["proofs"]) == len(body["entries"])
+            for wire, proof in zip(body["entries"], body["proofs"], strict=True):
+                entry = AuditEntry.from_wire(wire)
+                assert entry == everything[entry.index]
+                nodes = [b64d(node) for node in proof]
+                merkle.verify_inclusion(entry.leaf(), entry.index, head.size, nodes, head.root)
+                seen.append(entry.index)
+            if body["next"] is None:
+                break
+            body = await page(party, limit="4", start=str(body["next"]))
+        assert seen == visible  # the caller's scope, below the head, each proven
+    assert len(visible) < head.size  # the police officer's scope is not everything
+
+    ranged = await page(npo, start="1", end="3")
+    assert [e["index"] for e in ranged["entries"]] == [1, 2] and ranged["next"] is None
+    plain = await _json(
+        await hub.client.get(
+            "/v1/audit/entries", params={"limit": "2"}, headers=npo.headers(**AUDIT)
+        )
+    )
+    assert "proofs" not in plain  # without size: entries only, as before
+    for bad, status, code in (
+        ({"size": "0"}, 400, "malformed"),
+        ({"size": "x"}, 400, "malformed"),
+        ({"size": "-1"}, 400, "malformed"),
+        ({"size": str(head.size + 1)}, 404, "not-found"),  # no head of that size was signed
+    ):
+        response = await hub.client.get(
+            "/v1/audit/entries", params=bad, headers=npo.headers(**AUDIT)
+        )
+        await hub.problem(response, status, code)
+    await hub.problem(
+        await hub.client.get(
+            "/v1/audit/entries", params={"size": str(head.size)}, headers=ggd.headers(**AUDIT)
+        ),
+        404,
+        "not-found",
+    )
+    reads = [e for e in (await hub.audit())[before:] if e.object_type == "audit"]
+    assert all(e.action == "read" for e in reads)  # one read entry per page, not per proof
+
+
 async def test_post_head_answers_200_with_the_newest_when_nothing_changed(
     hub: HubHarness,
 ) -> None:
@@ -374,6 +441,7 @@ async def test_without_a_log_signing_key_the_head_routes_are_503(
             ("POST", "/v1/audit/head"),
             ("GET", "/v1/audit/heads/1"),
             ("GET", "/v1/audit/entries/0/proof"),
+            ("GET", "/v1/audit/entries?size=1"),  # proofs with the page need a head
             ("GET", "/v1/audit/export"),
         ):
             response = await hub.client.request(method, path, headers=npo.headers(**AUDIT))
