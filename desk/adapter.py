@@ -373,8 +373,11 @@ class AnomalyRow:
 
 @dataclass(frozen=True, slots=True)
 class AccessRow:
-    """One access to a data subject's messages, proven against the signed head."""
+    """One access-log entry as the privacy officer's pages show it (no pseudonyms), proven
+    against the signed head: a row of the log page, or an access to a data subject's
+    messages (``objects``: how many of them it touched)."""
 
+    index: int
     time: int
     org: str | None
     user: str | None
@@ -383,7 +386,7 @@ class AccessRow:
     purpose: str | None
     outcome: str
     object_type: str
-    objects: int  # how many of the subject's messages the access touched
+    objects: int
     erased: bool = False  # the entry's personal fields (user, purpose text) were erased
 
 
@@ -404,6 +407,7 @@ class SubjectReport:
 
 def _access_row(row: ReportRow) -> AccessRow:
     return AccessRow(
+        row.index,
         row.time,
         row.org,
         row.user,
@@ -415,23 +419,6 @@ def _access_row(row: ReportRow) -> AccessRow:
         len(row.objects),
         row.erased,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class LogRow:
-    """One entry of the access log as the privacy officer's page shows it (no pseudonyms)."""
-
-    index: int
-    time: int
-    org: str | None
-    user: str | None
-    role: str | None
-    action: str
-    purpose: str | None
-    outcome: str
-    object_type: str
-    objects: int
-    erased: bool = False  # the entry's personal fields (user, purpose text) were erased
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,7 +440,7 @@ class LogPage:
 
     size: int
     time: int
-    rows: tuple[LogRow, ...]
+    rows: tuple[AccessRow, ...]
     proven: int
     next: int | None
     witnesses: Witnesses | None
@@ -1367,22 +1354,7 @@ class Library:
             head = await officer.fresh_head()
             page = await officer.page(head, start=start, limit=limit, proven=True, **filters)
             shown = [e for e in page.entries if object_type in (None, e.object_type)]
-        rows = tuple(
-            LogRow(
-                e.index,
-                e.time,
-                e.org,
-                e.user,
-                e.role,
-                e.action,
-                e.purpose,
-                e.outcome,
-                e.object_type,
-                len(e.object_ids),
-                e.erased,
-            )
-            for e in shown
-        )
+        rows = tuple(_access_row(ReportRow.of(e)) for e in shown)
         return LogPage(head.size, head.time, rows, len(shown), page.next, self._witnesses())
 
     def _witnesses(self) -> Witnesses | None:
