@@ -31,7 +31,6 @@ import nacl.bindings
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocol import keybundle
 from protocol.certificate import Certificate
@@ -142,10 +141,14 @@ def _parse_version(value: object) -> int:
     return value
 
 
-def _parse_recipients(value: object) -> tuple[OrgId, ...]:
-    recipients = _as_tuple(value, "recipients")
+def _check_recipient_count(recipients: tuple[object, ...]) -> None:
     if not 1 <= len(recipients) <= MAX_RECIPIENTS:
         raise ValidationError(f"an envelope needs 1 to {MAX_RECIPIENTS} recipients")
+
+
+def _parse_recipients(value: object) -> tuple[OrgId, ...]:
+    recipients = _as_tuple(value, "recipients")
+    _check_recipient_count(recipients)
     parsed = tuple(parse_org_id(r) for r in recipients)
     _check_sorted_unique(parsed, "recipients")
     return parsed
@@ -222,6 +225,11 @@ _HEADER_FIELDS: tuple[tuple[str, Callable[[object], object]], ...] = (
     ("sender_cert", parse_fingerprint),
     ("recipient_keys", _parse_recipient_keys),
     ("prev", _parse_prev),
+)
+# The fields ``seal`` takes from verified key bundles; the others come from its caller.
+_BUNDLE_FIELDS = ("recipients", "recipient_keys")
+_CALLER_FIELDS = tuple(
+    (name, parse) for name, parse in _HEADER_FIELDS if name not in _BUNDLE_FIELDS
 )
 
 
@@ -329,6 +337,26 @@ class Header:
         header = object.__new__(cls)  # every field is set and checked below, not twice
         for name, parse in _HEADER_FIELDS:
             object.__setattr__(header, name, parse(obj.get(name)))
+        header._check_rules()
+        return header
+
+    @classmethod
+    def _for_seal(
+        cls, recipients: Mapping[OrgId, KeyBundle], values: Mapping[str, object]
+    ) -> Header:
+        """The header ``seal`` makes: every value from the caller parsed as the constructor
+        parses it, and every rule between fields checked; the recipients and their key
+        fingerprints are taken from the key bundles, which checked their organisation and
+        computed their fingerprint when they were made (and ``_check_parties`` matched each
+        bundle to its recipient), rather than parsed a second time."""
+        names = tuple(sorted(recipients))
+        _check_recipient_count(names)
+        header = object.__new__(cls)
+        for name, parse in _CALLER_FIELDS:
+            object.__setattr__(header, name, parse(values[name]))
+        object.__setattr__(header, "recipients", names)
+        keys = {org: recipients[org].fingerprint for org in names}
+        object.__setattr__(header, "recipient_keys", types.MappingProxyType(keys))
         header._check_rules()
         return header
 
@@ -503,10 +531,6 @@ def new_message_id(rng: Rng) -> MessageId:
     return parse_message_id(b64e(bytes(raw)))
 
 
-def _raw_public(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
 def _check_parties(
     network: NetworkId,
     sender: Certificate,
@@ -515,7 +539,8 @@ def _check_parties(
 ) -> None:
     if sender.network != network:
         raise ValidationError("the sender certificate is for another network")
-    if _raw_public(sender_key.public_key()) != _raw_public(sender.public_key):
+    # Public keys compare by their raw bytes (in Rust, without encoding each one here).
+    if sender_key.public_key() != sender.public_key:
         raise ValidationError("the signing key does not match the sender certificate")
     for org, bundle in recipients.items():
         if bundle.org != org or bundle.network != network:
@@ -547,21 +572,21 @@ def seal(
     _check_parties(network, sender, sender_key, recipients)
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ValidationError(f"payload must be at most {MAX_PAYLOAD_BYTES} bytes")
-    header = Header(
-        id=message_id,
-        network=network,
-        sender=sender.org,
-        recipients=tuple(sorted(recipients)),
-        kind=kind,
-        pseudonyms=pseudonyms,
-        status=status,
-        ref=ref,
-        case=case,
-        prev=prev or None,
-        created=created,
-        sender_cert=sender.fingerprint,
-        recipient_keys={org: bundle.fingerprint for org, bundle in recipients.items()},
-    )
+    values = {
+        "v": VERSION,
+        "id": message_id,
+        "network": network,
+        "sender": sender.org,
+        "kind": kind,
+        "pseudonyms": pseudonyms,
+        "status": status,
+        "ref": ref,
+        "case": case,
+        "prev": prev or None,
+        "created": created,
+        "sender_cert": sender.fingerprint,
+    }
+    header = Header._for_seal(recipients, values)
     content_key = _draw(rng, CONTENT_KEY_BYTES)
     header_bytes = header.canonical()  # once: the body's associated data and the signature
     body = _encrypt_body(header_bytes, payload, content_key, _draw(rng, NONCE_BYTES))
