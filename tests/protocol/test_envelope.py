@@ -745,11 +745,30 @@ def test_seal_rejects_bad_header_arguments(parties: dict[str, Any]) -> None:
             "only a referral",
         ),
         ({"pseudonyms": (P2, P1)}, "sorted and unique"),
+        ({"pseudonyms": ("not-a-pseudonym",)}, "pseudonym must be"),
         ({"created": -1}, "created must be"),
+        ({"created": True}, "created must be"),
+        ({"message_id": "A" * 21}, "message id must be"),
+        ({"message_id": "A" * 21 + "B"}, "message id is not canonical"),
+        ({"prev": {OrgId("r2"): "A" * 21}}, "message id must be"),
+        ({"prev": {OrgId("stranger"): OTHER_ID}}, "prev may name only recipients"),
     ]
     for kwargs, fragment in cases:
         with pytest.raises(ValidationError, match=fragment):
             _seal(parties, ["r1"], **kwargs)
+
+
+def test_seal_makes_the_header_the_constructor_makes(parties: dict[str, Any]) -> None:
+    """seal takes the recipients and key fingerprints from the bundles without parsing them
+    again: the header it makes is the one the checking constructor makes of its values."""
+    envelope = _seal(parties, ["r1", "r2"], prev={parties["r1"].org: OTHER_ID})
+    header = envelope.header
+    rebuilt = Header(**{f.name: getattr(header, f.name) for f in dataclasses.fields(Header)})
+    assert rebuilt == header and rebuilt.canonical() == header.canonical()
+    assert header.recipients == tuple(sorted((parties["r1"].org, parties["r2"].org)))
+    assert dict(header.recipient_keys) == {
+        parties[n].org: parties[n].bundle.fingerprint for n in ("r1", "r2")
+    }
 
 
 def test_referral_goes_to_exactly_one_organisation(parties: dict[str, Any]) -> None:
