@@ -193,7 +193,8 @@ class ExportChecker:
             self.feed(parse_export_record(line, position))
             return
         index, leaf, erased = found
-        self._check_order(index)
+        if index != self._last + 1 or index >= self.head.size:
+            self._check_order(index)  # it raises, saying which
         self.erased += erased
         self.leaves.append(leaf)
         self._last = index

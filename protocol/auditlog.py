@@ -704,15 +704,16 @@ def exported_leaf(text: bytes) -> tuple[int, bytes, bool] | None:
     match = _EXPORTED_2.fullmatch(decoded)
     if match is None:
         return None
-    (erasure, erased_entry, erased_time, index, object_ids, _opening, fields, pseudonyms,
+    (erasure, erased_entry, erased_time, index_text, object_ids, _opening, fields, pseudonyms,
      salt, more_fields, source, org, personal, role, time) = match.groups()  # fmt: skip
-    if not (
-        int(index) < MAX_TREE_SIZE
-        and int(time) <= MAX_TIME
-        and (erasure is None) == (salt is not None)
-        and _sorted_strings(object_ids, MAX_OBJECT_IDS, None)
-        and (org is None or _org_ok(org))
-        and (role is None or _role_ok(role))
+    index = int(index_text)
+    if (
+        index >= MAX_TREE_SIZE
+        or int(time) > MAX_TIME
+        or (erasure is None) != (salt is not None)
+        or not _sorted_strings(object_ids, MAX_OBJECT_IDS, None)
+        or (org is not None and not _org_ok(org))
+        or (role is not None and not _role_ok(role))
     ):
         return None
     if erasure is None:
@@ -732,7 +733,7 @@ def exported_leaf(text: bytes) -> tuple[int, bytes, bool] | None:
         erasure_start, erasure_end = match.span(1)
         before = decoded[:erasure_start] + decoded[erasure_end:opening_start]
     canonical = (before + decoded[opening_end:]).encode("utf-8")
-    return int(index), merkle.leaf_hash(canonical), erasure is not None
+    return index, merkle.leaf_hash(canonical), erasure is not None
 
 
 def _sorted_strings(items: str, limit: int, check: Callable[[str], bool] | None) -> bool:
@@ -740,7 +741,9 @@ def _sorted_strings(items: str, limit: int, check: Callable[[str], bool] | None)
     ``limit`` of them, each passing ``check``: the rule of ``_sorted_unique``."""
     if not items:
         return True
-    values = items[1:-1].split('","')  # no string matched holds a quote
+    if '","' not in items:  # one string (no string matched holds a quote)
+        return check is None or check(items[1:-1])
+    values = items[1:-1].split('","')
     return (
         len(values) <= limit
         and all(a < b for a, b in pairwise(values))

@@ -298,9 +298,27 @@ class Header:
     def canonical(self) -> bytes:
         """The header's one byte form: what the body binds to and the signature covers.
 
-        (Every field was checked when the header was made, so its wire form has a
-        canonical JSON form without checking it again.)"""
-        return _dumps(self.to_wire())
+        Written out directly: every field was checked when the header was made, and every
+        text in a header is an id, a code, base64url or base32, which JSON writes as it is;
+        so keys in sorted order without whitespace are all there is (the same bytes as
+        ``canonical_json(self.to_wire())``; tests/protocol checks it)."""
+        members = [
+            f'"case":"{self.case}"' if self.case is not None else "",
+            f'"created":{self.created}',
+            f'"id":"{self.id}"',
+            f'"kind":"{self.kind}"',
+            f'"network":"{self.network}"',
+            '"prev":' + _text_object(self.prev) if self.prev is not None else "",
+            '"pseudonyms":' + _text_list(self.pseudonyms),
+            '"recipient_keys":' + _text_object(self.recipient_keys),
+            '"recipients":' + _text_list(self.recipients),
+            f'"ref":"{self.ref}"' if self.ref is not None else "",
+            f'"sender":"{self.sender}"',
+            f'"sender_cert":"{self.sender_cert}"',
+            f'"status":"{self.status}"' if self.status is not None else "",
+            f'"v":{self.v}',
+        ]
+        return ("{" + ",".join(filter(None, members)) + "}").encode("ascii")
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {
@@ -501,8 +519,17 @@ def _keys_json(keys_wire: Mapping[str, str]) -> bytes:
     """The canonical JSON of ``{recipient: base64url}``, written out directly: organisation
     ids and base64url need no escaping, so sorted keys and no whitespace are all there is
     (the same bytes as ``canonical_json``; tests/protocol checks it)."""
-    members = ",".join(f'"{org}":"{keys_wire[org]}"' for org in sorted(keys_wire))
-    return ("{" + members + "}").encode("ascii")
+    return _text_object(keys_wire).encode("ascii")
+
+
+def _text_object(texts: Mapping[str, str]) -> str:
+    """JSON of an object of texts that need no escaping (ids, base64url), keys sorted."""
+    return "{" + ",".join(f'"{key}":"{texts[key]}"' for key in sorted(texts)) + "}"
+
+
+def _text_list(texts: tuple[str, ...]) -> str:
+    """JSON of a list of texts that need no escaping (ids, pseudonyms)."""
+    return "[" + ",".join(f'"{text}"' for text in texts) + "]"
 
 
 def _body_aad(header: bytes) -> bytes:
@@ -539,12 +566,29 @@ def _check_parties(
 ) -> None:
     if sender.network != network:
         raise ValidationError("the sender certificate is for another network")
-    # Public keys compare by their raw bytes (in Rust, without encoding each one here).
-    if sender_key.public_key() != sender.public_key:
-        raise ValidationError("the signing key does not match the sender certificate")
+    _check_signing_key(sender_key, sender)
     for org, bundle in recipients.items():
         if bundle.org != org or bundle.network != network:
             raise ValidationError("a recipient key bundle is for another organisation or network")
+
+
+# Signing keys found to match a certificate's public key: key object -> that public key
+# object. Private keys hash and compare by identity and public keys are immutable, so a hit
+# is the very pair checked before. Bounded: a process signs with a key or two.
+_MATCHED_KEYS: dict[Ed25519PrivateKey, Ed25519PublicKey] = {}
+_MAX_MATCHED_KEYS = 16
+
+
+def _check_signing_key(sender_key: Ed25519PrivateKey, sender: Certificate) -> None:
+    """ValidationError unless ``sender_key`` is the key of ``sender``; deriving its public
+    key is done once per key and certificate, not on every seal."""
+    if _MATCHED_KEYS.get(sender_key) is sender.public_key:
+        return
+    if sender_key.public_key() != sender.public_key:  # compares the raw bytes
+        raise ValidationError("the signing key does not match the sender certificate")
+    if len(_MATCHED_KEYS) >= _MAX_MATCHED_KEYS:
+        _MATCHED_KEYS.clear()
+    _MATCHED_KEYS[sender_key] = sender.public_key
 
 
 def seal(

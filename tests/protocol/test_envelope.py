@@ -959,3 +959,34 @@ def test_the_wrapped_keys_are_signed_in_their_canonical_json(
         keys_wire = envelope.to_wire()["keys"]
         assert _keys_json(keys_wire) == canonical_json(keys_wire)
         assert _keys_json(dict(reversed(list(keys_wire.items())))) == canonical_json(keys_wire)
+
+
+def test_the_header_is_written_in_its_canonical_json(parties: dict[str, Any]) -> None:
+    """Header.canonical writes the JSON out itself: the bytes canonical_json makes."""
+    headers = [
+        _seal(parties, ["r1"], pseudonyms=()).header,
+        _seal(parties, ["r5", "r3", "r1", "r4", "r2"]).header,
+        _seal(parties, ["r1", "r2"], prev={parties["r2"].org: OTHER_ID}).header,
+        _seal(parties, ["r1"], kind="referral", case=CASE, ref=OTHER_ID).header,
+        _seal(parties, ["r1"], kind="status", status="care_started", ref=OTHER_ID).header,
+        _seal(parties, ["r1"], kind="reply", ref=OTHER_ID, created=0).header,
+    ]
+    for header in headers:
+        assert header.canonical() == canonical_json(header.to_wire())
+        assert Header.from_wire(json.loads(header.canonical())) == header
+
+
+def test_a_signing_key_checked_once_is_still_checked_against_each_certificate(
+    parties: dict[str, Any],
+) -> None:
+    """seal remembers that a key matched a certificate; not that it matches any other."""
+    sender, outsider = parties["sender"], parties["outsider"]
+    _seal(parties, ["r1"])  # the sender's key and certificate, now remembered
+    with pytest.raises(ValidationError, match="signing key does not match"):
+        _seal(parties, ["r1"], sender_key=outsider.key)
+    with pytest.raises(ValidationError, match="signing key does not match"):
+        _seal(parties, ["r1"], sender="outsider", sender_key=sender.key)
+    reissued = parties["reissued"]  # another certificate, for another key
+    with pytest.raises(ValidationError, match="signing key does not match"):
+        _seal(parties, ["r1"], sender="reissued", sender_key=sender.key)
+    assert _seal(parties, ["r1"], sender="reissued", sender_key=reissued.key)
