@@ -25,7 +25,7 @@ import itertools
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import nacl.bindings
 from cryptography.exceptions import InvalidSignature
@@ -62,6 +62,7 @@ CONTENT_KEY_BYTES = 32
 NONCE_BYTES = 24
 
 Rng = Callable[[int], bytes]
+_Text = TypeVar("_Text", bound=str)  # an id type (OrgId, ...) or plain text
 
 TAG_BYTES = 16
 MIN_BODY_BYTES = NONCE_BYTES + TAG_BYTES
@@ -522,7 +523,7 @@ def _keys_json(keys_wire: Mapping[str, str]) -> bytes:
     return _text_object(keys_wire).encode("ascii")
 
 
-def _text_object(texts: Mapping[str, str]) -> str:
+def _text_object(texts: Mapping[_Text, str]) -> str:
     """JSON of an object of texts that need no escaping (ids, base64url), keys sorted."""
     return "{" + ",".join(f'"{key}":"{texts[key]}"' for key in sorted(texts)) + "}"
 
