@@ -161,3 +161,17 @@ def test_no_changed_byte_is_accepted_that_the_long_way_refuses() -> None:
                 accepted += 1
                 assert found == _long_way(changed), changed
     assert accepted > 0  # some changes keep an entry valid (a digit of the time, say)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: f"entry-{e.index}")
+def test_the_wire_form_is_in_the_one_order_read_cheaply(entry: AuditEntry) -> None:
+    """The hub writes export lines without sorting keys: to_wire itself must give them in
+    sorted order, the opening's and the erasure's too, or no line of it is read cheaply."""
+    wire = entry.to_wire()
+    assert list(wire) == sorted(wire)
+    for part in (wire["opening"], wire.get("erasure")):
+        if isinstance(part, dict):
+            assert list(part) == sorted(part)
+    assert json.dumps(wire, separators=(",", ":")) == json.dumps(
+        wire, separators=(",", ":"), sort_keys=True
+    )
