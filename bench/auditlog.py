@@ -10,10 +10,10 @@
   database-checked insert) against sqlite3 inserting the same entry bytes in
   batches of the same size with the same durability, in the same run.
 * **Full verification from an export**: what ``schakel audit verify --full`` does
-  per line of the hub's export (version 2 entries: parse the line strictly, validate
-  the entry, check its opening against its commitment, canonical bytes, leaf hash),
-  then the root over all leaves; reported against the raw SHA-256 rate over the
-  same lines on the same machine, in the same run.
+  per line of the hub's export (version 2 entries, ``ExportChecker.feed_line``: check the
+  line and every rule of the entry, its opening against its commitment, its order, its
+  leaf hash), then the root over all leaves; reported against the raw SHA-256 rate over
+  the same lines on the same machine, in the same run.
 """
 
 from __future__ import annotations
