@@ -10,10 +10,10 @@
   database-checked insert) against sqlite3 inserting the same entry bytes in
   batches of the same size with the same durability, in the same run.
 * **Full verification from an export**: what ``schakel audit verify --full`` does
-  per line of the hub's export (version 2 entries: parse the line strictly, validate
-  the entry, check its opening against its commitment, canonical bytes, leaf hash),
-  then the root over all leaves; reported against the raw SHA-256 rate over the
-  same lines on the same machine, in the same run.
+  per line of the hub's export (version 2 entries, ``ExportChecker.feed_line``: check the
+  line and every rule of the entry, its opening against its commitment, its order, its
+  leaf hash), then the root over all leaves; reported against the raw SHA-256 rate over
+  the same lines on the same machine, in the same run.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from clients.logproofs import ExportChecker, parse_export_record
+from clients.logproofs import ExportChecker
 from hub.accesslog.recording import Event, append
 from hub.store import Store, Tx
 from protocol.auditlog import (
@@ -206,9 +206,9 @@ def export_lines(count: int) -> tuple[TreeHead, list[bytes]]:
 
 def verify_rate(count: int, *, repeats: int = 3) -> VerifyRate:
     """Entries per second through what ``schakel audit verify --full`` does with each line
-    of the hub's export (``parse_export_record``: strict parse and validation;
-    ``ExportChecker.feed``: order, the opening against its commitment, the leaf; then the
-    root over all leaves), against raw SHA-256 over the same lines."""
+    of the hub's export (``ExportChecker.feed_line``: strict parse and validation, order,
+    the opening against its commitment, the leaf; then the root over all leaves), against
+    raw SHA-256 over the same lines."""
     head, encoded = export_lines(count)
     verify: list[float] = []
     raw: list[float] = []
@@ -216,7 +216,7 @@ def verify_rate(count: int, *, repeats: int = 3) -> VerifyRate:
         start = time.perf_counter()
         checker = ExportChecker(head, full=True)
         for position, line in enumerate(encoded, start=2):
-            checker.feed(parse_export_record(line, position))
+            checker.feed_line(line, position)
         if not checker.finish():
             raise AssertionError("the export's leaves do not rebuild its root")
         verify.append(time.perf_counter() - start)

@@ -43,7 +43,6 @@ from clients.logproofs import (
     from_hub,
     locate_first_bad,
     parse_export_head,
-    parse_export_record,
 )
 from clients.logwatch import inconsistent
 from clients.organisation import Organisation
@@ -289,7 +288,7 @@ class PrivacyOfficer:
             position = 1
             async for line in lines:
                 position += 1
-                checker.feed(parse_export_record(line, position))
+                checker.feed_line(line, position)
         except ExportUnreadable as exc:
             raise from_hub(exc) from exc
         if not checker.finish():
@@ -417,7 +416,7 @@ def verify_export_file(organisation: Organisation, path: Path, *, full: bool) ->
             _check_offline_head(organisation, head)
             checker = ExportChecker(head, full=full)
             for position, line in enumerate(lines, start=2):
-                checker.feed(parse_export_record(line, position))
+                checker.feed_line(line, position)
     except ExportUnreadable as exc:
         raise ExportUnreadable(
             f"{path} is not a Schakel access-log export ({exc}); nothing was verified"

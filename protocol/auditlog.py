@@ -26,11 +26,12 @@ Messages name the field and the rule, never the value.
 
 from __future__ import annotations
 
+import binascii
 import hmac
 import ipaddress
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from itertools import pairwise
@@ -115,6 +116,8 @@ _ENTRY_KEYS = frozenset(
 # which persons (pseudonyms) the request was about, and the address it came from.
 PERSONAL_FIELDS = ("user", "purpose_text", "pseudonyms", "source")
 _ENTRY_KEYS_2 = (_ENTRY_KEYS - frozenset(PERSONAL_FIELDS)) | {"personal"}
+_SORTED_KEYS = tuple(sorted(_ENTRY_KEYS))
+_SORTED_KEYS_2 = tuple(sorted(_ENTRY_KEYS_2))
 _OPENING_KEYS = frozenset({"salt", *PERSONAL_FIELDS})
 _ERASURE_KEYS = frozenset({"time", "reason", "entry"})
 _ENTRY_INTS = ("v", "index", "time")
@@ -163,10 +166,11 @@ def check_user(value: object) -> str:
 # controls, surrogates, zero-width and bidirectional formatting, the line and paragraph
 # separators, the byte-order mark, the interlinear annotation and object characters, and
 # the tag characters.
-_NEVER_IN_TEXT = re.compile(
-    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u180e\u200b-\u200f\u2028-\u202e"
-    "\u2060-\u206f\ufeff\ufff9-\ufffc\U000e0000-\U000e007f]"
+_NEVER_IN_TEXT_CHARS = (
+    "\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u180e\u200b-\u200f\u2028-\u202e"
+    "\u2060-\u206f\ufeff\ufff9-\ufffc\U000e0000-\U000e007f"
 )
+_NEVER_IN_TEXT = re.compile(f"[{_NEVER_IN_TEXT_CHARS}]")
 
 
 def _check_text_shape(value: object) -> str:
@@ -314,7 +318,7 @@ class Erasure:
             _int_in(self.entry, 0, MAX_TREE_SIZE - 1, "erasure entry")
 
     def to_wire(self) -> dict[str, Any]:
-        return {"time": self.time, "reason": self.reason, "entry": self.entry}
+        return {"entry": self.entry, "reason": self.reason, "time": self.time}
 
     @classmethod
     def from_wire(cls, data: object) -> Erasure:
@@ -489,10 +493,11 @@ class AuditEntry:
         return merkle.leaf_hash(self.canonical())
 
     def _canonical_wire(self) -> dict[str, Any]:
+        """The canonical keys in sorted order (the order :func:`exported_leaf` reads)."""
         if self.v == ENTRY_VERSION:
-            wire = {key: getattr(self, key) for key in _ENTRY_KEYS}
+            wire = {key: getattr(self, key) for key in _SORTED_KEYS}
         else:
-            wire = {key: getattr(self, key) for key in _ENTRY_KEYS_2 - {"personal"}}
+            wire = {key: getattr(self, key) for key in _SORTED_KEYS_2}
             wire["personal"] = b64e(self.personal or b"")
         wire["object_ids"] = list(self.object_ids)
         if "pseudonyms" in wire:
@@ -505,16 +510,20 @@ class AuditEntry:
             return None
         if self.erasure is not None:
             return ERASED
-        return {**self._personal_values(), "salt": b64e(self._salt()),
-                "pseudonyms": list(self.pseudonyms)}  # fmt: skip
+        opening = {**self._personal_values(), "salt": b64e(self._salt()),
+                   "pseudonyms": list(self.pseudonyms)}  # fmt: skip
+        return {key: opening[key] for key in sorted(opening)}
 
     def to_wire(self) -> dict[str, Any]:
-        """The canonical keys and, for version 2, ``opening`` (and ``erasure``) beside them."""
+        """The canonical keys and, for version 2, ``opening`` (and ``erasure``) beside them;
+        every object's keys in sorted order, so that an export line written without
+        ``sort_keys`` is still in the one order :func:`exported_leaf` reads."""
         wire = self._canonical_wire()
         if self.v == ENTRY_VERSION_2:
             wire["opening"] = self.opening_wire()
             if self.erasure is not None:
                 wire["erasure"] = self.erasure.to_wire()
+            wire = {key: wire[key] for key in sorted(wire)}
         return wire
 
     @classmethod
@@ -607,6 +616,150 @@ def _fits(key: str, value: object) -> bool:
     if key in ("action", "outcome", "object_type"):
         return isinstance(value, str)
     return value is None or isinstance(value, str)
+
+
+# --- a version 2 entry read straight from its exported text -------------------------------
+
+
+def _passes(parse: Callable[[str], object]) -> Callable[[str], bool]:
+    """``parse`` as a remembered yes or no (it depends on the text alone)."""
+
+    @lru_cache(maxsize=_REMEMBERED)
+    def passes(value: str) -> bool:
+        try:
+            parse(value)
+        except ValidationError:
+            return False
+        return True
+
+    return passes
+
+
+_org_ok = _passes(parse_org_id)
+_pseudonym_ok = _passes(parse_pseudonym)
+
+# The one sorted, compact text of a version 2 entry (``to_wire`` in JSON without spaces), for
+# :func:`exported_leaf`. Every string in it is matched only when JSON writes it without an
+# escape (no quote, backslash or control character; beyond ASCII only as the character), so
+# every value is written exactly as the canonical encoder writes it. Patterns check what
+# they can; the rest is checked after the match, by the same checks as the constructor's.
+_ANY = r'[^"\\\x00-\x1f]'  # a character JSON writes as itself
+_STRINGS = rf'((?:"{_ANY}*"(?:,"{_ANY}*")*)?)'  # a list of strings, without its brackets
+_B64_32 = r'"([A-Za-z0-9_-]{42}[AEIMQUYcgkosw048])"'  # 32 bytes, canonical (as in b64d)
+_COUNT = r"(0|[1-9][0-9]{0,15})"  # no sign, no leading zero; the range is checked after
+_OBJECT_ID = r'"(?:[A-Za-z0-9_-]{21}[AQgw]|[a-z0-9][a-z0-9-]{0,30}[a-z0-9])"'  # message or slug
+
+
+def _one_of(codes: tuple[str, ...]) -> str:
+    return '"(?:' + "|".join(map(re.escape, codes)) + ')"'
+
+
+def _or_null(pattern: str) -> str:
+    return f"(?:null|{pattern})"
+
+
+_EXPORTED_2 = re.compile(
+    "".join(
+        (
+            '{"action":', _one_of(ACTIONS), ",",
+            '("erasure":{"entry":', _or_null(_COUNT), ',"reason":"[a-z0-9-]{1,64}"',
+            ',"time":', _COUNT, "},)?",
+            '"index":', _COUNT, ",",
+            rf'"object_ids":\[((?:{_OBJECT_ID}(?:,{_OBJECT_ID})*)?)\],',
+            '"object_type":', _one_of(OBJECT_TYPES), ",",
+            '("opening":(?:"erased"|',
+            r'({"pseudonyms":\[', _STRINGS, r"\],",
+            '"purpose_text":', _or_null(f'"[^"\\\\{_NEVER_IN_TEXT_CHARS}]{{1,200}}"'), ",)",
+            '"salt":', _B64_32, ",",
+            '("source":', _or_null(f'"({_ANY}*)"'), ",",
+            '"user":', _or_null(r'"[!#-\[\]-~]{1,64}"'), "})),)",
+            '"org":', _or_null(f'"({_ANY}*)"'), ",",
+            '"outcome":', _one_of(OUTCOMES), ",",
+            '"personal":', _B64_32, ",",
+            '"purpose":', _or_null(_one_of(PURPOSES)), ",",
+            '"reason":', _or_null('"[a-z0-9-]{1,64}"'), ",",
+            '"request_id":', _or_null('"[0-9a-f-]{1,64}"'), ",",
+            '"role":', _or_null(f'"({_ANY}*)"'), ",",
+            '"time":', _COUNT, ',"v":2}',
+        )
+    )
+)  # fmt: skip
+
+
+def exported_leaf(text: bytes) -> tuple[int, bytes, bool] | None:
+    """``(index, leaf, erased)`` of a version 2 entry whose wire form is ``text``, exactly as
+    ``to_wire`` in compact JSON writes it (keys sorted, no escapes), when it obeys every
+    rule of :meth:`AuditEntry.from_wire` and its opening, unless erased, matches its
+    commitment; None otherwise, and then the caller parses it with ``from_wire`` (which
+    says what is wrong; or accepts an entry written another way).
+
+    The cheap way to verify an exported entry: one match over the text instead of a parse,
+    and no second encoding, because such a text *is* the canonical form with the opening
+    (and erasure) beside it: the leaf covers the text without them, and the commitment the
+    opening without its salt."""
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    match = _EXPORTED_2.fullmatch(decoded)
+    if match is None:
+        return None
+    (erasure, erased_entry, erased_time, index_text, object_ids, _opening, fields, pseudonyms,
+     salt, more_fields, source, org, personal, role, time) = match.groups()  # fmt: skip
+    index = int(index_text)
+    if (
+        index >= MAX_TREE_SIZE
+        or int(time) > MAX_TIME
+        or (erasure is None) != (salt is not None)
+        or not _sorted_strings(object_ids, MAX_OBJECT_IDS, None)
+        or (org is not None and not _org_ok(org))
+        or (role is not None and not _role_ok(role))
+    ):
+        return None
+    if erasure is None:
+        if not (
+            _sorted_strings(pseudonyms, MAX_PSEUDONYMS, _pseudonym_ok)
+            and (source is None or _source_ok(source))
+            and _opens(salt, fields + more_fields, personal)
+        ):
+            return None
+    elif int(erased_time) > MAX_TIME or (
+        erased_entry is not None and int(erased_entry) >= MAX_TREE_SIZE
+    ):
+        return None
+    opening_start, opening_end = match.span(6)
+    before = decoded[:opening_start]
+    if erasure is not None:
+        erasure_start, erasure_end = match.span(1)
+        before = decoded[:erasure_start] + decoded[erasure_end:opening_start]
+    canonical = (before + decoded[opening_end:]).encode("utf-8")
+    return index, merkle.leaf_hash(canonical), erasure is not None
+
+
+def _sorted_strings(items: str, limit: int, check: Callable[[str], bool] | None) -> bool:
+    """The strings of a matched list (``"a","b"``, no brackets) sorted, unique, at most
+    ``limit`` of them, each passing ``check``: the rule of ``_sorted_unique``."""
+    if not items:
+        return True
+    if '","' not in items:  # one string (no string matched holds a quote)
+        return check is None or check(items[1:-1])
+    values = items[1:-1].split('","')
+    return (
+        len(values) <= limit
+        and all(a < b for a, b in pairwise(values))
+        and (check is None or all(map(check, values)))
+    )
+
+
+def _opens(salt: str, fields: str, personal: str) -> bool:
+    """Whether ``fields`` (the canonical JSON of the personal fields) with ``salt`` make the
+    commitment ``personal`` (both canonical base64url of 32 bytes)."""
+    salt_bytes = binascii.a2b_base64(salt.encode("ascii").translate(_FROM_URLSAFE) + b"=")
+    expected = digest(PERSONAL_LABEL, salt_bytes, fields.encode("utf-8"))
+    return hmac.compare_digest(b64e(expected), personal)
+
+
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
 # --- tree heads ---------------------------------------------------------------------------

@@ -25,13 +25,12 @@ import itertools
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import nacl.bindings
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocol import keybundle
 from protocol.certificate import Certificate
@@ -63,6 +62,7 @@ CONTENT_KEY_BYTES = 32
 NONCE_BYTES = 24
 
 Rng = Callable[[int], bytes]
+_Text = TypeVar("_Text", bound=str)  # an id type (OrgId, ...) or plain text
 
 TAG_BYTES = 16
 MIN_BODY_BYTES = NONCE_BYTES + TAG_BYTES
@@ -142,10 +142,14 @@ def _parse_version(value: object) -> int:
     return value
 
 
-def _parse_recipients(value: object) -> tuple[OrgId, ...]:
-    recipients = _as_tuple(value, "recipients")
+def _check_recipient_count(recipients: tuple[object, ...]) -> None:
     if not 1 <= len(recipients) <= MAX_RECIPIENTS:
         raise ValidationError(f"an envelope needs 1 to {MAX_RECIPIENTS} recipients")
+
+
+def _parse_recipients(value: object) -> tuple[OrgId, ...]:
+    recipients = _as_tuple(value, "recipients")
+    _check_recipient_count(recipients)
     parsed = tuple(parse_org_id(r) for r in recipients)
     _check_sorted_unique(parsed, "recipients")
     return parsed
@@ -223,6 +227,11 @@ _HEADER_FIELDS: tuple[tuple[str, Callable[[object], object]], ...] = (
     ("recipient_keys", _parse_recipient_keys),
     ("prev", _parse_prev),
 )
+# The fields ``seal`` takes from verified key bundles; the others come from its caller.
+_BUNDLE_FIELDS = ("recipients", "recipient_keys")
+_CALLER_FIELDS = tuple(
+    (name, parse) for name, parse in _HEADER_FIELDS if name not in _BUNDLE_FIELDS
+)
 
 
 # --- header -------------------------------------------------------------------------------
@@ -290,9 +299,27 @@ class Header:
     def canonical(self) -> bytes:
         """The header's one byte form: what the body binds to and the signature covers.
 
-        (Every field was checked when the header was made, so its wire form has a
-        canonical JSON form without checking it again.)"""
-        return _dumps(self.to_wire())
+        Written out directly: every field was checked when the header was made, and every
+        text in a header is an id, a code, base64url or base32, which JSON writes as it is;
+        so keys in sorted order without whitespace are all there is (the same bytes as
+        ``canonical_json(self.to_wire())``; tests/protocol checks it)."""
+        members = [
+            f'"case":"{self.case}"' if self.case is not None else "",
+            f'"created":{self.created}',
+            f'"id":"{self.id}"',
+            f'"kind":"{self.kind}"',
+            f'"network":"{self.network}"',
+            '"prev":' + _text_object(self.prev) if self.prev is not None else "",
+            '"pseudonyms":' + _text_list(self.pseudonyms),
+            '"recipient_keys":' + _text_object(self.recipient_keys),
+            '"recipients":' + _text_list(self.recipients),
+            f'"ref":"{self.ref}"' if self.ref is not None else "",
+            f'"sender":"{self.sender}"',
+            f'"sender_cert":"{self.sender_cert}"',
+            f'"status":"{self.status}"' if self.status is not None else "",
+            f'"v":{self.v}',
+        ]
+        return ("{" + ",".join(filter(None, members)) + "}").encode("ascii")
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {
@@ -329,6 +356,26 @@ class Header:
         header = object.__new__(cls)  # every field is set and checked below, not twice
         for name, parse in _HEADER_FIELDS:
             object.__setattr__(header, name, parse(obj.get(name)))
+        header._check_rules()
+        return header
+
+    @classmethod
+    def _for_seal(
+        cls, recipients: Mapping[OrgId, KeyBundle], values: Mapping[str, object]
+    ) -> Header:
+        """The header ``seal`` makes: every value from the caller parsed as the constructor
+        parses it, and every rule between fields checked; the recipients and their key
+        fingerprints are taken from the key bundles, which checked their organisation and
+        computed their fingerprint when they were made (and ``_check_parties`` matched each
+        bundle to its recipient), rather than parsed a second time."""
+        names = tuple(sorted(recipients))
+        _check_recipient_count(names)
+        header = object.__new__(cls)
+        for name, parse in _CALLER_FIELDS:
+            object.__setattr__(header, name, parse(values[name]))
+        object.__setattr__(header, "recipients", names)
+        keys = {org: recipients[org].fingerprint for org in names}
+        object.__setattr__(header, "recipient_keys", types.MappingProxyType(keys))
         header._check_rules()
         return header
 
@@ -473,8 +520,17 @@ def _keys_json(keys_wire: Mapping[str, str]) -> bytes:
     """The canonical JSON of ``{recipient: base64url}``, written out directly: organisation
     ids and base64url need no escaping, so sorted keys and no whitespace are all there is
     (the same bytes as ``canonical_json``; tests/protocol checks it)."""
-    members = ",".join(f'"{org}":"{keys_wire[org]}"' for org in sorted(keys_wire))
-    return ("{" + members + "}").encode("ascii")
+    return _text_object(keys_wire).encode("ascii")
+
+
+def _text_object(texts: Mapping[_Text, str]) -> str:
+    """JSON of an object of texts that need no escaping (ids, base64url), keys sorted."""
+    return "{" + ",".join(f'"{key}":"{texts[key]}"' for key in sorted(texts)) + "}"
+
+
+def _text_list(texts: tuple[str, ...]) -> str:
+    """JSON of a list of texts that need no escaping (ids, pseudonyms)."""
+    return "[" + ",".join(f'"{text}"' for text in texts) + "]"
 
 
 def _body_aad(header: bytes) -> bytes:
@@ -503,10 +559,6 @@ def new_message_id(rng: Rng) -> MessageId:
     return parse_message_id(b64e(bytes(raw)))
 
 
-def _raw_public(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
 def _check_parties(
     network: NetworkId,
     sender: Certificate,
@@ -515,11 +567,29 @@ def _check_parties(
 ) -> None:
     if sender.network != network:
         raise ValidationError("the sender certificate is for another network")
-    if _raw_public(sender_key.public_key()) != _raw_public(sender.public_key):
-        raise ValidationError("the signing key does not match the sender certificate")
+    _check_signing_key(sender_key, sender)
     for org, bundle in recipients.items():
         if bundle.org != org or bundle.network != network:
             raise ValidationError("a recipient key bundle is for another organisation or network")
+
+
+# Signing keys found to match a certificate's public key: key object -> that public key
+# object. Private keys hash and compare by identity and public keys are immutable, so a hit
+# is the very pair checked before. Bounded: a process signs with a key or two.
+_MATCHED_KEYS: dict[Ed25519PrivateKey, Ed25519PublicKey] = {}
+_MAX_MATCHED_KEYS = 16
+
+
+def _check_signing_key(sender_key: Ed25519PrivateKey, sender: Certificate) -> None:
+    """ValidationError unless ``sender_key`` is the key of ``sender``; deriving its public
+    key is done once per key and certificate, not on every seal."""
+    if _MATCHED_KEYS.get(sender_key) is sender.public_key:
+        return
+    if sender_key.public_key() != sender.public_key:  # compares the raw bytes
+        raise ValidationError("the signing key does not match the sender certificate")
+    if len(_MATCHED_KEYS) >= _MAX_MATCHED_KEYS:
+        _MATCHED_KEYS.clear()
+    _MATCHED_KEYS[sender_key] = sender.public_key
 
 
 def seal(
@@ -547,21 +617,21 @@ def seal(
     _check_parties(network, sender, sender_key, recipients)
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ValidationError(f"payload must be at most {MAX_PAYLOAD_BYTES} bytes")
-    header = Header(
-        id=message_id,
-        network=network,
-        sender=sender.org,
-        recipients=tuple(sorted(recipients)),
-        kind=kind,
-        pseudonyms=pseudonyms,
-        status=status,
-        ref=ref,
-        case=case,
-        prev=prev or None,
-        created=created,
-        sender_cert=sender.fingerprint,
-        recipient_keys={org: bundle.fingerprint for org, bundle in recipients.items()},
-    )
+    values = {
+        "v": VERSION,
+        "id": message_id,
+        "network": network,
+        "sender": sender.org,
+        "kind": kind,
+        "pseudonyms": pseudonyms,
+        "status": status,
+        "ref": ref,
+        "case": case,
+        "prev": prev or None,
+        "created": created,
+        "sender_cert": sender.fingerprint,
+    }
+    header = Header._for_seal(recipients, values)
     content_key = _draw(rng, CONTENT_KEY_BYTES)
     header_bytes = header.canonical()  # once: the body's associated data and the signature
     body = _encrypt_body(header_bytes, payload, content_key, _draw(rng, NONCE_BYTES))

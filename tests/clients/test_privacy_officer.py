@@ -39,7 +39,7 @@ from clients.privacy_officer import (
 )
 from clients.transport import Request, Response
 from protocol import merkle
-from protocol.auditlog import AuditEntry, TreeHead, seal_entry, sign_tree_head
+from protocol.auditlog import AuditEntry, Erasure, TreeHead, seal_entry, sign_tree_head
 from protocol.encoding import b64e, loads_strict
 
 MSG_A = "A" * 22
@@ -438,3 +438,53 @@ def test_anomalies_flag_volume_and_denied_reads() -> None:
         ("volume", "police", 6),
     ]
     assert find_anomalies(many, max_objects=6) == []
+
+
+def _fed(entries: list[AuditEntry], line: bytes, *, by_line: bool) -> tuple[object, ...]:
+    """Feed ``line`` after the first two entries: the error it raised (type, message,
+    index) or none, and what the checker holds after it."""
+    checker = ExportChecker(_head(entries), full=True)
+    for position, entry in enumerate(entries[:2], start=2):
+        checker.feed(parse_export_record(_hub_line({"entry": entry.to_wire()}), position))
+    error: tuple[object, ...] = ()
+    try:
+        if by_line:
+            checker.feed_line(line, 4)
+        else:
+            checker.feed(parse_export_record(line, 4))
+    except (AuditLogInconsistent, ExportUnreadable) as exc:
+        error = (type(exc), str(exc), getattr(exc, "index", None))
+    return error, checker.leaves, checker.count, checker.erased
+
+
+def test_feeding_a_line_checks_as_parsing_it_and_feeding_the_record() -> None:
+    """``feed_line`` (which checks a line as written straight from its text) and
+    ``feed(parse_export_record(...))`` agree on every line: good ones, tampered ones (a
+    changed byte, an unknown or duplicate key, a wrong commitment), gaps and reorders."""
+    entries = [_sealed(i) for i in range(6)]
+    entries[5] = entries[5].without_opening(Erasure(time=1_800_000_000, reason="retention"))
+    lines = [_hub_line({"entry": e.to_wire()}) for e in entries]
+    forged = entries[2].to_wire()
+    forged["opening"] = {**forged["opening"], "user": "k.devries"}
+    variants = {
+        "as written": lines[2],
+        "as audit export writes it": ndjson_line(
+            {"entry": entries[2].to_wire(), "proof": None}
+        ).encode(),
+        "a changed byte": lines[2].replace(b'"read"', b'"reaD"'),
+        "a changed byte in the opening": lines[2].replace(b'"j.jansen"', b'"j.janseN"'),
+        "an unknown key": lines[2].replace(b'"v":2', b'"v":2,"w":1'),
+        "a duplicate key": lines[2].replace(b'"v":2', b'"v":2,"v":2'),
+        "a wrong commitment": _hub_line({"entry": forged}),
+        "a gap": lines[3],
+        "a reorder": lines[1],
+        "beyond the head": _hub_line({"entry": _sealed(9).to_wire()}),
+    }
+    for what, line in variants.items():
+        by_line = _fed(entries, line, by_line=True)
+        assert by_line == _fed(entries, line, by_line=False), what
+        assert (by_line[0] == ()) == what.startswith("as "), what
+    checker = ExportChecker(_head(entries), full=True)
+    for position, line in enumerate(lines, start=2):
+        checker.feed_line(line, position)
+    assert checker.finish() and checker.count == 6 and checker.erased == 1

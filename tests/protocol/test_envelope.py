@@ -745,11 +745,30 @@ def test_seal_rejects_bad_header_arguments(parties: dict[str, Any]) -> None:
             "only a referral",
         ),
         ({"pseudonyms": (P2, P1)}, "sorted and unique"),
+        ({"pseudonyms": ("not-a-pseudonym",)}, "pseudonym must be"),
         ({"created": -1}, "created must be"),
+        ({"created": True}, "created must be"),
+        ({"message_id": "A" * 21}, "message id must be"),
+        ({"message_id": "A" * 21 + "B"}, "message id is not canonical"),
+        ({"prev": {OrgId("r2"): "A" * 21}}, "message id must be"),
+        ({"prev": {OrgId("stranger"): OTHER_ID}}, "prev may name only recipients"),
     ]
     for kwargs, fragment in cases:
         with pytest.raises(ValidationError, match=fragment):
             _seal(parties, ["r1"], **kwargs)
+
+
+def test_seal_makes_the_header_the_constructor_makes(parties: dict[str, Any]) -> None:
+    """seal takes the recipients and key fingerprints from the bundles without parsing them
+    again: the header it makes is the one the checking constructor makes of its values."""
+    envelope = _seal(parties, ["r1", "r2"], prev={parties["r1"].org: OTHER_ID})
+    header = envelope.header
+    rebuilt = Header(**{f.name: getattr(header, f.name) for f in dataclasses.fields(Header)})
+    assert rebuilt == header and rebuilt.canonical() == header.canonical()
+    assert header.recipients == tuple(sorted((parties["r1"].org, parties["r2"].org)))
+    assert dict(header.recipient_keys) == {
+        parties[n].org: parties[n].bundle.fingerprint for n in ("r1", "r2")
+    }
 
 
 def test_referral_goes_to_exactly_one_organisation(parties: dict[str, Any]) -> None:
@@ -940,3 +959,34 @@ def test_the_wrapped_keys_are_signed_in_their_canonical_json(
         keys_wire = envelope.to_wire()["keys"]
         assert _keys_json(keys_wire) == canonical_json(keys_wire)
         assert _keys_json(dict(reversed(list(keys_wire.items())))) == canonical_json(keys_wire)
+
+
+def test_the_header_is_written_in_its_canonical_json(parties: dict[str, Any]) -> None:
+    """Header.canonical writes the JSON out itself: the bytes canonical_json makes."""
+    headers = [
+        _seal(parties, ["r1"], pseudonyms=()).header,
+        _seal(parties, ["r5", "r3", "r1", "r4", "r2"]).header,
+        _seal(parties, ["r1", "r2"], prev={parties["r2"].org: OTHER_ID}).header,
+        _seal(parties, ["r1"], kind="referral", case=CASE, ref=OTHER_ID).header,
+        _seal(parties, ["r1"], kind="status", status="care_started", ref=OTHER_ID).header,
+        _seal(parties, ["r1"], kind="reply", ref=OTHER_ID, created=0).header,
+    ]
+    for header in headers:
+        assert header.canonical() == canonical_json(header.to_wire())
+        assert Header.from_wire(json.loads(header.canonical())) == header
+
+
+def test_a_signing_key_checked_once_is_still_checked_against_each_certificate(
+    parties: dict[str, Any],
+) -> None:
+    """seal remembers that a key matched a certificate; not that it matches any other."""
+    sender, outsider = parties["sender"], parties["outsider"]
+    _seal(parties, ["r1"])  # the sender's key and certificate, now remembered
+    with pytest.raises(ValidationError, match="signing key does not match"):
+        _seal(parties, ["r1"], sender_key=outsider.key)
+    with pytest.raises(ValidationError, match="signing key does not match"):
+        _seal(parties, ["r1"], sender="outsider", sender_key=sender.key)
+    reissued = parties["reissued"]  # another certificate, for another key
+    with pytest.raises(ValidationError, match="signing key does not match"):
+        _seal(parties, ["r1"], sender="reissued", sender_key=sender.key)
+    assert _seal(parties, ["r1"], sender="reissued", sender_key=reissued.key)
