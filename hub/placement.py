@@ -119,7 +119,7 @@ class Referrals:
     declined in the same batch are decided as one after another would be; a refused one
     changes nothing. :meth:`place` then places the accepted ones in order, each
     referral by :meth:`CaseTx.attach`, and keeps the referral rows, status updates,
-    case summaries and events with a statement per table (per case for the summaries).
+    case summaries and events with a statement per table.
 
     A referral naming both a case and the referral it replaces is decided only alone
     (:class:`bulk.Undecided` in a batch of more): whether that referral is of that case
@@ -223,8 +223,7 @@ class Referrals:
                                       _parties(referral))  # fmt: skip
         tx.cases.keep_referrals(self._referrals.values())
         tx.cases.add_updates(updates)
-        for case in sorted(touched):
-            tx.cases.refresh(case)
+        tx.cases.refresh_all(touched)
         return _kept_events(tx, events), logged
 
     def _place_referral(

@@ -12,6 +12,7 @@ so it can be reversed.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ _c, _cm, _cp, _sep = t.cases.c, t.case_members.c, t.case_pseudonyms.c, t.case_se
 _m, _r = t.messages.c, t.referrals.c
 _DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}
 _EVENT_COLUMNS = ("org", "kind", "at", "case", "message", "step", "detail")
+_SUMMARY = ("signals", "first_signal", "last_signal", "org_types", "state", "open_referrals")
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,36 +248,42 @@ class CaseTx:
         ``referrals=False`` skips reading the case's referrals, for a case known to
         have none (one statement fewer per new case).
         """
+        self.refresh_all([case], referrals=referrals)
+
+    def refresh_all(self, cases: Collection[CaseRef], *, referrals: bool = True) -> None:
+        """:meth:`refresh` for each of ``cases``, with three statements whatever their
+        number (a writer batch refreshes each case it changed once)."""
+        wanted = sorted(set(cases))
+        if not wanted:
+            return
         o = t.organisations.c
-        rows = self._conn.execute(
-            sa.select(_m.accepted_at, o.org_type)
+        signals: dict[str, list[Any]] = defaultdict(list)
+        for row in self._conn.execute(
+            sa.select(_cm.case, _m.accepted_at, o.org_type)
             .select_from(t.case_members.join(t.messages, _m.cursor == _cm.cursor)
                          .outerjoin(t.organisations, o.org == _m.sender))
-            .where(_cm.case == case, _m.kind == "signal")
-        ).all()  # fmt: skip
-        steps = (
-            {
-                step: int(count)
-                for step, count in self._conn.execute(
-                    sa.select(_r.step, sa.func.count()).where(_r.case == case).group_by(_r.step)
-                )
-            }
-            if referrals
-            else {}
-        )
-        types = sorted({row.org_type or "other" for row in rows})
-        self._conn.execute(
-            sa.update(t.cases)
-            .where(_c.ref == case)
-            .values(
-                signals=len(rows),
-                first_signal=min((row.accepted_at for row in rows), default=None),
-                last_signal=max((row.accepted_at for row in rows), default=None),
-                org_types="".join(f",{name}" for name in types) + ("," if types else ""),
-                state=state_of(steps),
-                open_referrals=open_count(steps),
-            )
-        )
+            .where(_cm.case.in_(wanted), _m.kind == "signal")
+        ):  # fmt: skip
+            signals[row.case].append(row)
+        steps: dict[str, dict[str, int]] = defaultdict(dict)
+        if referrals:
+            for case, step, count in self._conn.execute(
+                sa.select(_r.case, _r.step, sa.func.count())
+                .where(_r.case.in_(wanted))
+                .group_by(_r.case, _r.step)
+            ):
+                steps[case][step] = int(count)
+        rows = []
+        for case in wanted:
+            members, held = signals[case], steps[case]
+            types = sorted({row.org_type or "other" for row in members})
+            rows.append(
+                (case, len(members), min((row.accepted_at for row in members), default=None),
+                 max((row.accepted_at for row in members), default=None),
+                 "".join(f",{name}" for name in types) + ("," if types else ""),
+                 state_of(held), open_count(held))
+            )  # fmt: skip
+        rows_for(self._conn).update("cases", "ref", _SUMMARY, rows)
 
     def _recompute_pseudonyms(self, case: CaseRef) -> None:
         mp = t.message_pseudonyms.c
