@@ -442,7 +442,7 @@ def _new_message(
         pseudonyms=envelope.header.pseudonyms,
     )
 
-    def entry(index: int, reason: str | None) -> AuditEntry:
+    def entry(index: int, reason: str | None, _pseudonyms: object) -> AuditEntry:
         return dataclasses.replace(event, reason=reason).entry(index, now=T0)
 
     place = placement.place_all if clustered else None

@@ -37,14 +37,12 @@ from hub.accesslog.recording import Outcome, Scope
 from hub.config import Clock, HubConfig, Rng
 from hub.directory import Trust, TrustCache, trust_at
 from hub.errors import (
-    Conflict,
     ForbiddenSender,
     InvalidEnvelope,
     Malformed,
     NotFound,
     UnknownRecipient,
 )
-from hub.notify import Notice
 from hub.store import InboxItem, MessageView, SentItem, Snapshot, Store, Tx
 from protocol.certificate import Certificate
 from protocol.envelope import Encoded, Header, parse_encoded, verify_signature
@@ -138,20 +136,15 @@ async def send_message(
 async def store_envelope(
     store: Store, scope: Scope, encoded: Encoded, *, now: int, sender: Certificate, fresh: CaseRef
 ) -> Accepted:
-    """Store a checked envelope with its access-log entry (the writer's part of a send).
+    """Store a checked envelope with its access-log entry (the writer's part of a send),
+    with the writer batch's others, a table at a time (:mod:`hub.store.bulk`).
 
-    A referral or a status update is checked against its case and referral as it is
-    stored, and may still be refused then (:mod:`hub.placement`): it is a work item of
-    its own, rolled back alone. Any other envelope can no longer be refused but for its
-    id (a conflict), decided before anything is written: it is stored with the batch's
-    others, a table at a time, and clustered with them (:mod:`hub.store.bulk`).
+    A referral or a status update is checked against its case and referral then, and
+    may still be refused (:class:`hub.placement.Referrals`: decided before anything of
+    the batch is written, so a refusal writes nothing); any other envelope can no longer
+    be refused but for its id (a conflict). Each is placed with the batch's others.
     """
-    if encoded.envelope.header.kind in placement.CHECKED_KINDS:
-
-        def accept(tx: Tx) -> Outcome[Accepted]:
-            return _accept(tx, encoded, now, sender=sender, fresh=fresh)
-
-        return await recording.act(store, scope, now=now, work=accept)
+    checked = encoded.envelope.header.kind in placement.CHECKED_KINDS
     stored = await recording.store_message(
         store,
         scope,
@@ -159,7 +152,8 @@ async def store_envelope(
         encoded=encoded,
         sender=sender,
         fresh=fresh,
-        place=placement.place_all,
+        place=None if checked else placement.place_all,
+        checks=placement.Referrals if checked else None,
     )
     return Accepted(encoded.envelope.header.id, stored.accepted_at, stored.cursor, stored.created)
 
@@ -206,29 +200,6 @@ def _check_recipients(trust: Trust, seen: Snapshot, header: Header) -> None:
                 f"recipient {recipient} is not in the directory, is revoked, "
                 "or has no such current key bundle"
             )
-
-
-def _accept(
-    tx: Tx, encoded: Encoded, now: int, *, sender: Certificate, fresh: CaseRef
-) -> Outcome[Accepted]:
-    header = encoded.envelope.header
-    cursor = tx.insert_message(encoded, accepted_at=now)
-    if cursor is not None:
-        for recipient in header.recipients:
-            tx.notify(recipient, Notice(cursor, header.id))
-        for org, notice in placement.place(tx, header, cursor, sender=sender, now=now, fresh=fresh):
-            tx.notify(org, notice)
-        accepted = Accepted(header.id, now, cursor, created=True)
-        return Outcome(accepted, pseudonyms=placement.logged_pseudonyms(tx, header))
-    held = tx.find_message(header.id)  # the id is taken: a repeat, or a conflict
-    if (
-        held is not None
-        and held.sender == header.sender
-        and held.envelope_fingerprint == encoded.fingerprint
-    ):
-        first = Accepted(header.id, held.accepted_at, held.cursor, created=False)
-        return Outcome(first, reason="repeat")
-    raise Conflict("another envelope was accepted under this message id")
 
 
 def bounded_int(text: str | None, default: int, name: str, low: int, high: int) -> int:

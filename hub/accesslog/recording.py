@@ -26,10 +26,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
+import sqlalchemy as sa
+
 from hub.config import Clock
 from hub.errors import AccessLogUnavailable, HubError, RateLimited
 from hub.store import Store, Tx
-from hub.store.bulk import NewEntry, NewMessage, Notices, Stored
+from hub.store.bulk import Checks, NewEntry, NewMessage, Notices, Stored
 from protocol.auditlog import SALT_BYTES, AuditEntry, seal_entry
 from protocol.certificate import Certificate
 from protocol.envelope import Encoded
@@ -132,16 +134,11 @@ class Scope:
 
 @dataclass(frozen=True, slots=True)
 class Outcome(Generic[T]):
-    """What a work item returns to :func:`act`: its value and the verdict to record.
-
-    ``pseudonyms``, when given, replace the scope's in the entry: what the work found
-    the request to be about (the case of a referral, :func:`hub.placement.logged_pseudonyms`).
-    """
+    """What a work item returns to :func:`act`: its value and the verdict to record."""
 
     value: T
     allowed: bool = True
     reason: str | None = None
-    pseudonyms: tuple[str, ...] | None = None
 
 
 def append(tx: Tx, event: Event, *, now: int) -> AuditEntry:
@@ -170,10 +167,7 @@ async def act(store: Store, scope: Scope, *, now: int, work: Callable[[Tx], Outc
     def item(tx: Tx) -> Outcome[T]:
         outcome = work(tx)
         verdict = ALLOWED if outcome.allowed else DENIED
-        event = scope.event(verdict, outcome.reason)
-        if outcome.pseudonyms is not None:
-            event = replace(event, pseudonyms=outcome.pseudonyms)
-        append(tx, event, now=now)
+        append(tx, scope.event(verdict, outcome.reason), now=now)
         return outcome
 
     outcome = await store.write(item)
@@ -203,21 +197,26 @@ async def store_message(
     encoded: Encoded,
     sender: Certificate,
     fresh: CaseRef,
-    place: Callable[[Tx, Sequence[tuple[NewMessage, int]]], Notices],
+    place: Callable[[Tx, Sequence[tuple[NewMessage, int]]], Notices] | None = None,
+    checks: Callable[[sa.Connection, Sequence[NewMessage], bool], Checks] | None = None,
 ) -> Stored:
     """Store a checked envelope and the scope's entry, together with the batch's others.
 
     The entry is allowed; for a repeat of an accepted envelope its reason is ``repeat``.
-    A :class:`~hub.errors.Conflict` (the id taken by another envelope) stores nothing,
-    entry included; :func:`audited` then records the denial.
+    A new referral or status update (``checks``) carries the pseudonyms of its case
+    instead of the scope's (:class:`hub.placement.Referrals`). A
+    :class:`~hub.errors.Conflict` (the id taken by another envelope), or a refusal by
+    ``checks``, stores nothing, entry included; :func:`audited` then records the denial.
     """
     allowed = scope.event(ALLOWED)
 
-    def entry(index: int, reason: str | None) -> AuditEntry:
+    def entry(index: int, reason: str | None, pseudonyms: tuple[str, ...] | None) -> AuditEntry:
         event = allowed if reason is None else replace(allowed, reason=reason)
+        if pseudonyms is not None:
+            event = replace(event, pseudonyms=pseudonyms)
         return event.entry(index, now=now)
 
-    stored = await store.write(NewMessage(encoded, now, entry, sender, fresh, place))
+    stored = await store.write(NewMessage(encoded, now, entry, sender, fresh, place, checks))
     scope.recorded = True
     return stored
 

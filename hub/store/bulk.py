@@ -20,6 +20,15 @@ but values, so that a batch can write all of them together (:func:`write`):
 3. **clustering** (:mod:`hub.placement`): the batch's new messages are handed, in
    one call, to the ``place`` function they carry, inside the same transaction.
 
+A referral or a status update may still be refused for what it says about its case
+and referral. Such a message carries ``checks``: one :class:`Checks` per batch looks up
+what the batch's ones name, then decides each, in order and in memory, in step 1
+(a refusal writes nothing, as a conflict); once the messages are written it places them
+(after the other messages: as the per-item work they were before) and tells the
+pseudonyms their entries carry (the case's), so their entries are built then. An item
+it can not decide in memory (:class:`Undecided`) has the batch written again item by
+item, in order (below).
+
 The entries are placed from the tree the batch was given, after one check that it is
 still the stored one (the newest stored index is ``size - 1``; on PostgreSQL under
 the sequencer's lock, so no other replica appends meanwhile): a stale tree is read
@@ -36,7 +45,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -66,21 +75,45 @@ class Stored:
     created: bool  # False: a repeat of an envelope accepted before
 
 
+class Checks(Protocol):
+    """A batch's refusable new messages (see the module docstring), made once per batch
+    from the connection, those messages (new or not), and whether the batch holds only
+    one item."""
+
+    def check(self, item: NewMessage) -> None:
+        """Raise the refusal of the new message ``item``, given those decided before it
+        (or :class:`Undecided`); else take its effect in memory."""
+
+    def place(
+        self, tx: Tx, placed: Sequence[tuple[NewMessage, int]]
+    ) -> tuple[Notices, list[tuple[str, ...]]]:
+        """Write what the accepted ones did, in order: the notices to publish, and the
+        pseudonyms each one's entry carries."""
+        ...
+
+
+class Undecided(Exception):
+    """An item its batch can not decide in memory: the batch is written item by item."""
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class NewMessage:
     """A checked envelope to store, with its access-log entry.
 
-    ``entry(index, reason)`` builds the entry at ``index`` (reason ``None``, or
-    ``"repeat"`` for a repeat); ``place``, given the batch's new messages and their
-    cursors, clusters them and returns the notices to publish.
+    ``entry(index, reason, pseudonyms)`` builds the entry at ``index`` (reason ``None``,
+    or ``"repeat"`` for a repeat; ``pseudonyms`` in place of the request's, when given);
+    ``place``, given the batch's new messages and their cursors, clusters them and
+    returns the notices to publish; ``checks`` (instead) decides and places a message
+    that may still be refused (:class:`Checks`).
     """
 
     encoded: Encoded
     accepted_at: int
-    entry: Callable[[int, str | None], AuditEntry]
+    entry: Callable[[int, str | None, tuple[str, ...] | None], AuditEntry]
     sender: Certificate
     fresh: CaseRef  # the reference a new case would get
     place: Callable[[Any, Sequence[tuple[NewMessage, int]]], Notices] | None = None
+    checks: Callable[[sa.Connection, Sequence[NewMessage], bool], Checks] | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -102,7 +135,8 @@ class _Plan:
     outcomes: list[ItemOutcome | None]
     new: list[tuple[int, NewMessage]] = field(default_factory=list)  # (position, item)
     repeats: list[tuple[int, StoredMessage | int]] = field(default_factory=list)
-    entries: list[tuple[int, AuditEntry]] = field(default_factory=list)
+    # (position, entry); None for a checked message's, built once it is placed
+    entries: list[tuple[int, AuditEntry | None]] = field(default_factory=list)
 
 
 def _same(held: StoredMessage, item: NewMessage) -> bool:
@@ -110,8 +144,11 @@ def _same(held: StoredMessage, item: NewMessage) -> bool:
     return held.sender == header.sender and held.envelope_fingerprint == item.encoded.fingerprint
 
 
-def _decide(items: Sequence[Bulk], held: dict[str, StoredMessage], size: int) -> _Plan:
-    """Each item's fate, in order: a conflict, a repeat, new; and its entry, built now."""
+def _decide(
+    items: Sequence[Bulk], held: dict[str, StoredMessage], size: int, checks: dict[Any, Checks]
+) -> _Plan:
+    """Each item's fate, in order: a conflict, a repeat, refused by its checks, new; and
+    its entry, built now (a checked new message's once it is placed)."""
     plan = _Plan([None] * len(items))
     first: dict[str, int] = {}  # id -> position of the new message taking it in this batch
     for position, item in enumerate(items):
@@ -122,9 +159,11 @@ def _decide(items: Sequence[Bulk], held: dict[str, StoredMessage], size: int) ->
         reason = None if earlier is None else "repeat"
         index = size + len(plan.entries)
         try:
-            entry = item.entry(index, reason) if isinstance(item, NewMessage) else item.entry(index)
-        except Exception as exc:  # a field that breaks the entry's rules: this item only
-            plan.outcomes[position] = (False, exc)
+            entry = _checked_entry(item, index, reason, checks)
+        except Undecided:
+            raise
+        except Exception as exc:  # refused, or a field that breaks the entry's rules:
+            plan.outcomes[position] = (False, exc)  # this item only
             continue
         plan.entries.append((position, entry))
         if not isinstance(item, NewMessage):
@@ -136,6 +175,18 @@ def _decide(items: Sequence[Bulk], held: dict[str, StoredMessage], size: int) ->
             mid = item.encoded.envelope.header.id
             plan.repeats.append((position, held[mid] if mid in held else first[mid]))
     return plan
+
+
+def _checked_entry(
+    item: Bulk, index: int, reason: str | None, checks: dict[Any, Checks]
+) -> AuditEntry | None:
+    """The item's entry at ``index``; for a new message its checks accept, None (later)."""
+    if not isinstance(item, NewMessage):
+        return item.entry(index)
+    if reason is None and item.checks is not None:
+        checks[item.checks].check(item)
+        return None
+    return item.entry(index, reason, None)
 
 
 def _earlier(
@@ -200,23 +251,57 @@ def write(
     ids = sorted({i.encoded.envelope.header.id for i in items if isinstance(i, NewMessage)})
     newest, held = _look(conn, rows, ids)
     tree = _current_tree(conn, newest, known)
-    plan = _decide(items, _stored_messages(held), tree.size)
+    checks = _checks(conn, items)
+    plan = _decide(items, _stored_messages(held), tree.size, checks)
     cursors = _write_messages(rows, plan.new)
-    tree = _write_entries(rows, tree, [entry for _, entry in plan.entries])
     notices: Notices = []
     placing: dict[Any, list[tuple[NewMessage, int]]] = {}
+    checking: dict[Any, list[tuple[int, NewMessage, int]]] = {}
     for (position, item), cursor in zip(plan.new, cursors, strict=True):
         header = item.encoded.envelope.header
         notices += [(recipient, Notice(cursor, header.id)) for recipient in header.recipients]
         plan.outcomes[position] = (True, Stored(cursor, item.accepted_at, True))
-        if item.place is not None:
+        if item.checks is not None:
+            checking.setdefault(item.checks, []).append((position, item, cursor))
+        elif item.place is not None:
             placing.setdefault(item.place, []).append((item, cursor))
     _resolve_repeats(plan, items, cursors)
+    tx = Tx(conn, tree)  # placing appends no entries: the tree is not read
     for place, placed in placing.items():
-        notices += place(Tx(conn, tree), placed)
+        notices += place(tx, placed)
+    logged: dict[int, tuple[str, ...]] = {}  # position -> its entry's pseudonyms
+    for kind, checked in checking.items():
+        more, pseudonyms = checks[kind].place(tx, [(item, cursor) for _, item, cursor in checked])
+        notices += more
+        logged.update(zip((position for position, _, _ in checked), pseudonyms, strict=True))
+    tree = _write_entries(rows, tree, _entries(plan, items, tree.size, logged))
     outcomes = [o for o in plan.outcomes if o is not None]
     assert len(outcomes) == len(items)
     return outcomes, tree, notices
+
+
+def _checks(conn: sa.Connection, items: Sequence[Bulk]) -> dict[Any, Checks]:
+    """The batch's :class:`Checks`, one per kind, each given the messages it decides."""
+    checked: dict[Any, list[NewMessage]] = {}
+    for item in items:
+        if isinstance(item, NewMessage) and item.checks is not None:
+            checked.setdefault(item.checks, []).append(item)
+    return {kind: kind(conn, given, len(items) == 1) for kind, given in checked.items()}
+
+
+def _entries(
+    plan: _Plan, items: Sequence[Bulk], size: int, logged: dict[int, tuple[str, ...]]
+) -> list[AuditEntry]:
+    """The batch's entries in order, those of checked new messages built now, with the
+    pseudonyms their placement found."""
+    entries = []
+    for number, (position, entry) in enumerate(plan.entries):
+        if entry is None:
+            item = items[position]
+            assert isinstance(item, NewMessage)
+            entry = item.entry(size + number, None, logged[position])
+        entries.append(entry)
+    return entries
 
 
 def _stored_messages(held: list[Row]) -> dict[str, StoredMessage]:

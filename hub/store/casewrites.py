@@ -12,6 +12,7 @@ so it can be reversed.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,12 +25,14 @@ from hub.store import casebatch
 from hub.store.rows import rows_for
 from protocol.cases import Held, open_count, place, state_of
 from protocol.encoding import canonical_json
+from protocol.referral import STEPS
 from protocol.types import CaseRef, MessageId, OrgId
 
 _c, _cm, _cp, _sep = t.cases.c, t.case_members.c, t.case_pseudonyms.c, t.case_separations.c
 _m, _r = t.messages.c, t.referrals.c
 _DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}
 _EVENT_COLUMNS = ("org", "kind", "at", "case", "message", "step", "detail")
+_SUMMARY = ("signals", "first_signal", "last_signal", "org_types", "state", "open_referrals")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,24 +113,28 @@ class CaseTx:
         now: int,
         fresh: CaseRef,
         target: CaseRef | None = None,
+        summary: bool = True,
     ) -> Attached:
         """Place message ``cursor`` in a case (``target``, else by its pseudonyms), as
         :func:`protocol.cases.place` decides. ``fresh`` is the reference a new case
-        gets; ``target`` must be live."""
+        gets; ``target`` must be live. ``summary=False`` leaves the case's summary to
+        the caller's :meth:`refresh` (a batch refreshes each case it changed once)."""
         holding = self._holding(pseudonyms)
         involved = set(holding) | ({target} if target is not None else set())
         placement = place(holding, self._kept_apart(involved), target=target)
         if placement.case is None:
             self._conn.execute(sa.insert(t.cases).values(ref=fresh, created_at=now))
             self._add_member(fresh, cursor, pseudonyms)
-            self.refresh(fresh, referrals=False)  # a case made just now has none yet
+            if summary:
+                self.refresh(fresh, referrals=False)  # a case made just now has none yet
             return Attached(fresh, False, (), ())
         case = placement.case
         for other in placement.merge:
             self.merge(case, other, now=now, org=None, automatic=True)
         joined = self._has_members(case)
         self._add_member(case, cursor, pseudonyms)
-        self.refresh(case)
+        if summary:
+            self.refresh(case)
         return Attached(case, joined, placement.merge, placement.apart)
 
     def attach_signals(self, signals: Sequence[casebatch.Signal]) -> list[Attached]:
@@ -241,36 +248,42 @@ class CaseTx:
         ``referrals=False`` skips reading the case's referrals, for a case known to
         have none (one statement fewer per new case).
         """
+        self.refresh_all([case], referrals=referrals)
+
+    def refresh_all(self, cases: Collection[CaseRef], *, referrals: bool = True) -> None:
+        """:meth:`refresh` for each of ``cases``, with three statements whatever their
+        number (a writer batch refreshes each case it changed once)."""
+        wanted = sorted(set(cases))
+        if not wanted:
+            return
         o = t.organisations.c
-        rows = self._conn.execute(
-            sa.select(_m.accepted_at, o.org_type)
+        signals: dict[str, list[Any]] = defaultdict(list)
+        for row in self._conn.execute(
+            sa.select(_cm.case, _m.accepted_at, o.org_type)
             .select_from(t.case_members.join(t.messages, _m.cursor == _cm.cursor)
                          .outerjoin(t.organisations, o.org == _m.sender))
-            .where(_cm.case == case, _m.kind == "signal")
-        ).all()  # fmt: skip
-        steps = (
-            {
-                step: int(count)
-                for step, count in self._conn.execute(
-                    sa.select(_r.step, sa.func.count()).where(_r.case == case).group_by(_r.step)
-                )
-            }
-            if referrals
-            else {}
-        )
-        types = sorted({row.org_type or "other" for row in rows})
-        self._conn.execute(
-            sa.update(t.cases)
-            .where(_c.ref == case)
-            .values(
-                signals=len(rows),
-                first_signal=min((row.accepted_at for row in rows), default=None),
-                last_signal=max((row.accepted_at for row in rows), default=None),
-                org_types="".join(f",{name}" for name in types) + ("," if types else ""),
-                state=state_of(steps),
-                open_referrals=open_count(steps),
-            )
-        )
+            .where(_cm.case.in_(wanted), _m.kind == "signal")
+        ):  # fmt: skip
+            signals[row.case].append(row)
+        steps: dict[str, dict[str, int]] = defaultdict(dict)
+        if referrals:
+            for case, step, count in self._conn.execute(
+                sa.select(_r.case, _r.step, sa.func.count())
+                .where(_r.case.in_(wanted))
+                .group_by(_r.case, _r.step)
+            ):
+                steps[case][step] = int(count)
+        rows = []
+        for case in wanted:
+            members, held = signals[case], steps[case]
+            types = sorted({row.org_type or "other" for row in members})
+            rows.append(
+                (case, len(members), min((row.accepted_at for row in members), default=None),
+                 max((row.accepted_at for row in members), default=None),
+                 "".join(f",{name}" for name in types) + ("," if types else ""),
+                 state_of(held), open_count(held))
+            )  # fmt: skip
+        rows_for(self._conn).update("cases", "ref", _SUMMARY, rows)
 
     def _recompute_pseudonyms(self, case: CaseRef) -> None:
         mp = t.message_pseudonyms.c
@@ -406,6 +419,57 @@ class CaseTx:
         ).all()
         return tuple(row[0] for row in rows)
 
+    def kept_referrals(self, ids: Collection[str]) -> dict[MessageId, KeptReferral]:
+        """The stored referrals of ``ids``, every column, in one statement."""
+        if not ids:
+            return {}
+        rows = self._conn.execute(sa.select(t.referrals).where(_r.id.in_(sorted(ids)))).all()
+        return {MessageId(row.id): _kept(row) for row in rows}
+
+    def live_cases(self, refs: Collection[str]) -> dict[str, CaseRef]:
+        """The live case each of ``refs`` names (as :meth:`live`), in one statement."""
+        if not refs:
+            return {}
+        rows = self._conn.execute(
+            sa.select(_c.ref, _c.merged_into).where(_c.ref.in_(sorted(refs)))
+        ).all()
+        return {row.ref: CaseRef(row.merged_into or row.ref) for row in rows}
+
+    def live_pseudonyms(self, ref: str, *, limit: int) -> tuple[CaseRef | None, tuple[str, ...]]:
+        """The live case ``ref`` names (None if none) and up to ``limit`` of its pseudonyms
+        (the first in sorted order), in one statement: :meth:`live`, then
+        :meth:`pseudonyms_of`."""
+        live = sa.func.coalesce(_c.merged_into, _c.ref)
+        rows = self._conn.execute(
+            sa.select(live, _cp.pseudonym)
+            .select_from(t.cases.outerjoin(t.case_pseudonyms, _cp.case == live))
+            .where(_c.ref == ref)
+            .order_by(_cp.pseudonym)
+            .limit(limit)
+        ).all()
+        if not rows:
+            return None, ()
+        return CaseRef(rows[0][0]), tuple(row[1] for row in rows if row[1] is not None)
+
+    def keep_referrals(self, referrals: Iterable[KeptReferral]) -> None:
+        """Insert the new ``referrals`` and update the steps of the changed stored ones,
+        one statement each (:mod:`hub.store.rows`)."""
+        rows = rows_for(self._conn)
+        new, changed = [], []
+        for referral in referrals:
+            if not referral.stored:
+                new.append(referral.row())
+            elif referral.changed:
+                changed.append((referral.cursor, *referral.row()[_STEPS_FROM:]))
+        rows.insert("referrals", _REFERRAL_COLUMNS, new)
+        rows.update("referrals", "cursor", _REFERRAL_COLUMNS[_STEPS_FROM:], changed)
+
+    def add_updates(self, updates: list[tuple[int, int, str, int]]) -> None:
+        """Keep status updates, (``cursor``, ``referral`` cursor, ``code``, ``at``) each, in
+        one statement."""
+        columns = ("cursor", "referral", "code", "at")
+        rows_for(self._conn).insert("referral_updates", columns, updates)
+
     def referral(self, message_id: str) -> Referral | None:
         row = self._conn.execute(
             sa.select(_r.cursor, _r.id, _r.case, _r.referrer, _r.recipient, _r.step, _r.step_at)
@@ -456,6 +520,58 @@ class CaseTx:
         self._conn.execute(
             sa.update(t.referrals).where(_r.cursor == declined.cursor).values(replaced_by=by)
         )
+
+
+_REFERRAL_COLUMNS = tuple(column.name for column in t.referrals.c)
+_STEPS_FROM = _REFERRAL_COLUMNS.index("step")  # the columns a step changes, from here on
+
+
+@dataclass(slots=True)
+class KeptReferral:
+    """A referral's row as a writer batch decides and changes it in memory, before it is
+    written (:meth:`CaseTx.keep_referrals`). ``case`` is None until a new referral is
+    placed; ``at`` holds ``<step>_at`` for every step."""
+
+    cursor: int
+    id: MessageId
+    case: CaseRef | None
+    referrer: OrgId
+    recipient: OrgId
+    step: str
+    step_at: int
+    at: dict[str, int | None]
+    replaced_by: MessageId | None = None
+    stored: bool = True
+    changed: bool = False
+
+    def enter(self, steps: Sequence[str], *, now: int) -> None:
+        """As :meth:`CaseTx.enter`: ``steps`` entered, in order, at ``now``."""
+        self.step, self.step_at, self.changed = steps[-1], now, True
+        self.at.update(dict.fromkeys(steps, now))
+
+    def referral(self) -> Referral:
+        assert self.case is not None
+        return Referral(
+            self.cursor, self.id, self.case, self.referrer, self.recipient, self.step, self.step_at
+        )
+
+    def row(self) -> tuple[Any, ...]:
+        """The values of every column of ``referrals``, in order."""
+        values = {
+            "cursor": self.cursor, "id": self.id, "case": self.case, "referrer": self.referrer,
+            "recipient": self.recipient, "step": self.step, "step_at": self.step_at,
+            "replaced_by": self.replaced_by,
+            **{f"{step}_at": at for step, at in self.at.items()},
+        }  # fmt: skip
+        return tuple(values[name] for name in _REFERRAL_COLUMNS)
+
+
+def _kept(row: Any) -> KeptReferral:
+    return KeptReferral(
+        int(row.cursor), MessageId(row.id), CaseRef(row.case), OrgId(row.referrer),
+        OrgId(row.recipient), row.step, int(row.step_at),
+        {step: getattr(row, f"{step}_at") for step in STEPS}, row.replaced_by,
+    )  # fmt: skip
 
 
 def _referral(row: Any) -> Referral:

@@ -327,8 +327,9 @@ def _run_bulk(batch: Batch, conn: sa.Connection, items: Sequence[Bulk]) -> list[
     """Write the batch's new messages and entries together (:mod:`hub.store.bulk`).
 
     In one savepoint; if that fails for a reason the batch did not decide before
-    writing, it rolls back and each item is written again on its own (its own
-    savepoint), so that only the item at fault fails.
+    writing (or it holds an item it can not decide in memory, :class:`bulk.Undecided`),
+    it rolls back and each item is written again on its own (its own savepoint), in
+    order, so that only the item at fault fails.
     """
     savepoint = conn.begin_nested()
     try:
