@@ -45,7 +45,7 @@ from hub import schema as t
 from hub.errors import AccessLogUnavailable, Conflict
 from hub.notify import Notice
 from hub.store.records import StoredMessage
-from hub.store.rows import MESSAGE_COLUMNS, PgRows, Row, Rows, SqliteRows, rows_for
+from hub.store.rows import MESSAGE_COLUMNS, Part, PgRows, Row, Rows, SqliteRows, rows_for
 from hub.store.tree import Frontier
 from hub.store.tx import BROKEN_LOG, AuditTree, Tx, entry_row, opening_row, read_tree
 from hub.writer import ItemOutcome
@@ -293,25 +293,24 @@ def _write_entries(rows: Rows, tree: Frontier, entries: list[AuditEntry]) -> Fro
         objects += [(entry.index, object_id) for object_id in entry.object_ids]
         pseudonyms += [(entry.index, pseudonym) for pseudonym in entry.pseudonyms]
     parts = [
-        ("audit_log", _AUDIT_COLUMNS, audit),
-        ("audit_nodes", ("level", "idx", "hash"), nodes),
-        ("audit_objects", ("index", "object_id"), objects),
-        ("audit_pseudonyms", ("index", "pseudonym"), pseudonyms),
-        ("audit_openings", _OPENING_COLUMNS, openings),
+        Part("audit_log", _AUDIT_COLUMNS, audit),
+        Part("audit_nodes", ("level", "idx", "hash"), nodes),
+        Part("audit_objects", ("index", "object_id"), objects),
+        Part("audit_pseudonyms", ("index", "pseudonym"), pseudonyms),
+        Part("audit_openings", _OPENING_COLUMNS, openings),
     ]
     if isinstance(rows, PgRows):
         _insert_entries_pg(rows, parts)
         return tree
     try:
-        rows.insert(*parts[0])
+        rows.write_together(parts[:1])
     except sqlite3.Error as exc:
         raise AccessLogUnavailable(cause=_UNWRITTEN.format(type(exc).__name__)) from None
     try:
-        rows.insert(*parts[1])
+        rows.write_together(parts[1:2])
     except sqlite3.IntegrityError:  # a node of a cut leaf is held
         raise AccessLogUnavailable(cause=BROKEN_LOG) from None
-    for part in parts[2:]:
-        rows.insert(*part)
+    rows.write_together(parts[2:])
     return tree
 
 
@@ -328,10 +327,10 @@ def _insert_messages_pg(
     return rows.insert_messages(MESSAGE_COLUMNS, values, deliveries, pseudonyms)
 
 
-def _insert_entries_pg(rows: PgRows, parts: Sequence[tuple[str, Sequence[str], list[Row]]]) -> None:
+def _insert_entries_pg(rows: PgRows, parts: Sequence[Part]) -> None:
     """The entries and their parts in one statement (one round trip under the lock)."""
     try:
-        rows.insert_together(parts)
+        rows.write_together(parts)
     except sa.exc.IntegrityError:  # a node (or entry) of a cut leaf is held
         raise AccessLogUnavailable(cause=BROKEN_LOG) from None
     except sa.exc.SQLAlchemyError as exc:
