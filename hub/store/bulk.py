@@ -47,7 +47,7 @@ from hub.notify import Notice
 from hub.store.records import StoredMessage
 from hub.store.rows import MESSAGE_COLUMNS, Part, PgRows, Row, Rows, SqliteRows, rows_for
 from hub.store.tree import Frontier
-from hub.store.tx import BROKEN_LOG, AuditTree, Tx, entry_row, opening_row, read_tree
+from hub.store.tx import BROKEN_LOG, AuditTree, Tx, entry_row, opening_row, tree_of_size
 from hub.writer import ItemOutcome
 from protocol.auditlog import AuditEntry
 from protocol.certificate import Certificate
@@ -244,11 +244,12 @@ def _resolve_repeats(plan: _Plan, items: Sequence[Bulk], cursors: list[int]) -> 
 
 def _current_tree(conn: sa.Connection, newest: int | None, known: AuditTree) -> Frontier:
     """``known`` if the newest stored entry (``newest``) is its last, else the tree as
-    stored."""
-    if isinstance(known, Frontier) and newest == (known.size - 1 if known.size else None):
+    stored (another replica appended meanwhile, or the tree was not known)."""
+    size = 0 if newest is None else newest + 1
+    if isinstance(known, Frontier) and known.size == size:
         return known
-    try:
-        return read_tree(conn)
+    try:  # ``newest`` was read under the sequencer's lock: only the nodes are read
+        return tree_of_size(conn, size)
     except KeyError:  # a node of the frontier is missing
         raise AccessLogUnavailable(cause=BROKEN_LOG) from None
 
