@@ -26,9 +26,10 @@ the sequencer's lock, so no other replica appends meanwhile): a stale tree is re
 again, so the sequence stays gap-free across replicas, as the checked insert of
 :meth:`~hub.store.Tx.insert_audit` keeps it for single items.
 
-:meth:`hub.store.tx.Batch.run_bulk` runs :func:`write` inside one savepoint for the
-whole batch; should it fail for a reason not decided above (a database error), it is
-rolled back and each item is written again alone, so one bad item never fails others.
+:func:`hub.store.database._run_bulk` runs :func:`write` first in the batch's transaction;
+should it fail for a reason not decided above (a database error), the transaction is
+rolled back and the batch runs again with each item written alone (a savepoint each),
+so one bad item never fails others.
 """
 
 from __future__ import annotations
