@@ -799,11 +799,15 @@ def run(s: Settings, databases: Sequence[str]) -> list[Figures]:
     "--rounds", type=click.IntRange(1, 9), default=3, show_default=True, help="Alternating rounds."
 )
 @click.option("--no-postgres", is_flag=True, help="SQLite only.")
-def main(seconds: float, rounds: int, no_postgres: bool) -> None:
+@click.option("--no-sqlite", is_flag=True, help="PostgreSQL only.")
+def main(seconds: float, rounds: int, no_postgres: bool, no_sqlite: bool) -> None:
     """Hub against its group-commit floor on SQLite and PostgreSQL (make bench-accept)."""
+    databases = [name for name, off in (("sqlite", no_sqlite), ("pg", no_postgres)) if not off]
+    if not databases:
+        raise click.UsageError("--no-sqlite and --no-postgres leave nothing to measure")
     s = Settings(seconds=seconds, rounds=rounds)
     started = time.perf_counter()
-    figures = run(s, ["sqlite"] if no_postgres else ["sqlite", "pg"])
+    figures = run(s, databases)
     click.echo("\n".join(render(figures, s)))
     click.echo(f"({time.perf_counter() - started:.0f} s)")
     click.echo(final_line(figures))

@@ -153,3 +153,16 @@ def test_a_status_of_a_referral_cut_off_by_a_run_becomes_a_new_signal(
         None,
     )
     assert stream.referrals_between(0, len(stream.lines)) >= {ref}
+
+
+def test_the_command_refuses_to_leave_out_both_databases(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    ran: list[object] = []
+    monkeypatch.setattr(accept, "run", lambda *args: ran.append(args) or [])
+    outcome = CliRunner().invoke(accept.main, ["--no-sqlite", "--no-postgres"])
+    assert outcome.exit_code == 2 and "leave nothing to measure" in outcome.output
+    assert ran == []
+    outcome = CliRunner().invoke(accept.main, ["--no-sqlite", "--rounds", "1"])
+    assert outcome.exit_code == 0, outcome.output
+    assert [databases for _, databases in ran] == [["pg"]]

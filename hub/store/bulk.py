@@ -35,9 +35,10 @@ the sequencer's lock, so no other replica appends meanwhile): a stale tree is re
 again, so the sequence stays gap-free across replicas, as the checked insert of
 :meth:`~hub.store.Tx.insert_audit` keeps it for single items.
 
-:meth:`hub.store.tx.Batch.run_bulk` runs :func:`write` inside one savepoint for the
-whole batch; should it fail for a reason not decided above (a database error), it is
-rolled back and each item is written again alone, so one bad item never fails others.
+:func:`hub.store.database._run_bulk` runs :func:`write` first in the batch's transaction;
+should it fail for a reason not decided above (a database error), the transaction is
+rolled back and the batch runs again with each item written alone (a savepoint each),
+so one bad item never fails others.
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ from hub import schema as t
 from hub.errors import AccessLogUnavailable, Conflict
 from hub.notify import Notice
 from hub.store.records import StoredMessage
-from hub.store.rows import MESSAGE_COLUMNS, PgRows, Row, Rows, SqliteRows, rows_for
+from hub.store.rows import MESSAGE_COLUMNS, Part, PgRows, Row, Rows, SqliteRows, rows_for
 from hub.store.tree import Frontier
-from hub.store.tx import BROKEN_LOG, AuditTree, Tx, entry_row, opening_row, read_tree
+from hub.store.tx import BROKEN_LOG, AuditTree, Tx, entry_row, opening_row, tree_of_size
 from hub.writer import ItemOutcome
 from protocol.auditlog import AuditEntry
 from protocol.certificate import Certificate
@@ -329,11 +330,12 @@ def _resolve_repeats(plan: _Plan, items: Sequence[Bulk], cursors: list[int]) -> 
 
 def _current_tree(conn: sa.Connection, newest: int | None, known: AuditTree) -> Frontier:
     """``known`` if the newest stored entry (``newest``) is its last, else the tree as
-    stored."""
-    if isinstance(known, Frontier) and newest == (known.size - 1 if known.size else None):
+    stored (another replica appended meanwhile, or the tree was not known)."""
+    size = 0 if newest is None else newest + 1
+    if isinstance(known, Frontier) and known.size == size:
         return known
-    try:
-        return read_tree(conn)
+    try:  # ``newest`` was read under the sequencer's lock: only the nodes are read
+        return tree_of_size(conn, size)
     except KeyError:  # a node of the frontier is missing
         raise AccessLogUnavailable(cause=BROKEN_LOG) from None
 
@@ -378,25 +380,24 @@ def _write_entries(rows: Rows, tree: Frontier, entries: list[AuditEntry]) -> Fro
         objects += [(entry.index, object_id) for object_id in entry.object_ids]
         pseudonyms += [(entry.index, pseudonym) for pseudonym in entry.pseudonyms]
     parts = [
-        ("audit_log", _AUDIT_COLUMNS, audit),
-        ("audit_nodes", ("level", "idx", "hash"), nodes),
-        ("audit_objects", ("index", "object_id"), objects),
-        ("audit_pseudonyms", ("index", "pseudonym"), pseudonyms),
-        ("audit_openings", _OPENING_COLUMNS, openings),
+        Part("audit_log", _AUDIT_COLUMNS, audit),
+        Part("audit_nodes", ("level", "idx", "hash"), nodes),
+        Part("audit_objects", ("index", "object_id"), objects),
+        Part("audit_pseudonyms", ("index", "pseudonym"), pseudonyms),
+        Part("audit_openings", _OPENING_COLUMNS, openings),
     ]
     if isinstance(rows, PgRows):
         _insert_entries_pg(rows, parts)
         return tree
     try:
-        rows.insert(*parts[0])
+        rows.write_together(parts[:1])
     except sqlite3.Error as exc:
         raise AccessLogUnavailable(cause=_UNWRITTEN.format(type(exc).__name__)) from None
     try:
-        rows.insert(*parts[1])
+        rows.write_together(parts[1:2])
     except sqlite3.IntegrityError:  # a node of a cut leaf is held
         raise AccessLogUnavailable(cause=BROKEN_LOG) from None
-    for part in parts[2:]:
-        rows.insert(*part)
+    rows.write_together(parts[2:])
     return tree
 
 
@@ -413,10 +414,10 @@ def _insert_messages_pg(
     return rows.insert_messages(MESSAGE_COLUMNS, values, deliveries, pseudonyms)
 
 
-def _insert_entries_pg(rows: PgRows, parts: Sequence[tuple[str, Sequence[str], list[Row]]]) -> None:
+def _insert_entries_pg(rows: PgRows, parts: Sequence[Part]) -> None:
     """The entries and their parts in one statement (one round trip under the lock)."""
     try:
-        rows.insert_together(parts)
+        rows.write_together(parts)
     except sa.exc.IntegrityError:  # a node (or entry) of a cut leaf is held
         raise AccessLogUnavailable(cause=BROKEN_LOG) from None
     except sa.exc.SQLAlchemyError as exc:

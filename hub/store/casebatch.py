@@ -12,7 +12,8 @@ writer batch, :func:`attach_signals` does the same work with:
    it (a signal that starts a case makes it findable for the next);
 3. one insert each for new cases (their summary included), members and case
    pseudonyms, and one update of the summaries of the existing cases joined
-   (:mod:`hub.store.rows`: raw sqlite3 ``executemany``, or ``unnest`` on PostgreSQL). A signal
+   (:mod:`hub.store.rows`: raw sqlite3 ``executemany``; on PostgreSQL all four in one
+   statement over ``unnest``, so one round trip). A signal
    only adds to a summary (one more signal, its time, its sender's type; no referral),
    so the summary is brought up to date from the kept one, not read again.
 
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from hub import schema as t
-from hub.store.rows import Row, rows_for
+from hub.store.rows import Part, Row, rows_for
 from protocol.cases import NEW
 from protocol.types import CaseRef
 
@@ -137,21 +138,21 @@ class _Batch:
                 self.rows.pseudonyms.append((pseudonym, case.ref))
 
     def flush(self) -> None:
-        rows = rows_for(self._conn)
+        """Write the rows gathered so far (on PostgreSQL in one statement)."""
         new = [case for case in self.cases.values() if not case.stored]
-        rows.insert(
-            "cases",
-            ("ref", "created_at", "state", "open_referrals", *_SUMMARY_COLUMNS),
-            [(case.ref, case.created_at, NEW, 0, *case.summary()) for case in new],
-        )
         changed = [case for case in self.cases.values() if case.stored and case.changed]
-        rows.update(
-            "cases", "ref", _SUMMARY_COLUMNS, [(case.ref, *case.summary()) for case in changed]
-        )
+        rows_for(self._conn).write_together(
+            [
+                Part("cases", ("ref", "created_at", "state", "open_referrals", *_SUMMARY_COLUMNS),
+                     [(case.ref, case.created_at, NEW, 0, *case.summary()) for case in new]),
+                Part("cases", ("ref", *_SUMMARY_COLUMNS),
+                     [(case.ref, *case.summary()) for case in changed], "update"),
+                Part("case_members", ("cursor", "case"), self.rows.members),
+                Part("case_pseudonyms", ("pseudonym", "case"), self.rows.pseudonyms, "ignore"),
+            ]
+        )  # fmt: skip
         for case in self.cases.values():
             case.stored, case.changed = True, False
-        rows.insert("case_members", ("cursor", "case"), self.rows.members)
-        rows.insert("case_pseudonyms", ("pseudonym", "case"), self.rows.pseudonyms, ignore=True)
         self.rows = _Rows()
 
 

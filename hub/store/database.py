@@ -302,8 +302,16 @@ _NOTIFY = sa.text(
 
 
 def _run_items(
-    works: Sequence[Callable[[Tx], Any] | Bulk], tree: AuditTree, origin: str, conn: sa.Connection
+    works: Sequence[Callable[[Tx], Any] | Bulk],
+    tree: AuditTree,
+    origin: str,
+    alone: bool,
+    conn: sa.Connection,
 ) -> tuple[list[ItemOutcome], AuditTree, list[tuple[OrgId, Notice]]]:
+    """Run a batch in the writer's transaction: its new messages and entries first,
+    together (or, when ``alone``, each in a savepoint of its own: see :func:`_run_bulk`),
+    then each other work item in its savepoint; on PostgreSQL under the sequencer's lock,
+    with the notices sent to the other replicas at the commit."""
     postgres = conn.dialect.name == "postgresql"
     if postgres:
         conn.execute(_TAKE_SEQUENCER_LOCK)
@@ -311,7 +319,11 @@ def _run_items(
     outcomes: list[ItemOutcome | None] = [None] * len(works)
     together = [(n, work) for n, work in enumerate(works) if isinstance(work, Bulk)]
     if together:
-        written = _run_bulk(batch, conn, [work for _, work in together])
+        items = [work for _, work in together]
+        if alone:
+            written = [_run_alone(batch, conn, item) for item in items]
+        else:
+            written = _run_bulk(batch, conn, items)
         for (n, _), outcome in zip(together, written, strict=True):
             outcomes[n] = outcome
     for n, work in enumerate(works):
@@ -323,26 +335,41 @@ def _run_items(
     return [o for o in outcomes if o is not None], batch.tree, batch.notices
 
 
+class _TogetherFailed(Exception):
+    """The batch's new messages and entries could not be written together."""
+
+
 def _run_bulk(batch: Batch, conn: sa.Connection, items: Sequence[Bulk]) -> list[ItemOutcome]:
     """Write the batch's new messages and entries together (:mod:`hub.store.bulk`).
 
-    In one savepoint; if that fails for a reason the batch did not decide before
-    writing (or it holds an item it can not decide in memory, :class:`bulk.Undecided`),
-    it rolls back and each item is written again on its own (its own savepoint), in
-    order, so that only the item at fault fails.
+    Without a savepoint of their own, which would cost a round trip under the
+    sequencer's lock in every batch: should the write fail for a reason the batch did not
+    decide before writing (or hold an item it can not decide in memory,
+    :class:`bulk.Undecided`), nothing else of the batch has run yet (they come first), so
+    :class:`_TogetherFailed` rolls the whole transaction back, and :meth:`Store._commit`
+    runs the batch again with each of these items alone, so that only the item at fault
+    fails.
     """
-    savepoint = conn.begin_nested()
     try:
         outcomes, tree, notices = bulk.write(conn, batch.tree, items)
     except Exception as exc:
-        savepoint.rollback()
-        batch.tree = UNKNOWN
-        if len(items) == 1:
-            return [(False, exc)]
-        return [_run_bulk(batch, conn, [item])[0] for item in items]
+        raise _TogetherFailed from exc
     batch.tree = tree
     batch.notices += notices
     return outcomes
+
+
+def _run_alone(batch: Batch, conn: sa.Connection, item: Bulk) -> ItemOutcome:
+    """Write one new message or entry in a savepoint of its own: its outcome, or the
+    exception that rolled it back."""
+    savepoint = conn.begin_nested()
+    try:
+        outcomes = _run_bulk(batch, conn, [item])
+    except _TogetherFailed as failed:
+        savepoint.rollback()
+        batch.tree = UNKNOWN
+        return False, failed.__cause__
+    return outcomes[0]
 
 
 # -- the access log: reads -------------------------------------------------------------
@@ -548,11 +575,20 @@ class Store:
 
         The audit tree is handed from batch to batch only through a commit: it
         is UNKNOWN (read again by the next append) until this batch committed,
-        so a failed batch, or a new process, starts from the database.
+        so a failed batch, or a new process, starts from the database. A batch whose
+        new messages and entries could not be written together is run once more, in a
+        new transaction, with each of them alone (:func:`_run_bulk`).
         """
         tree, self._audit_tree = self._audit_tree, UNKNOWN
-        run = partial(_run_items, works, tree, self._notices.origin)
-        outcomes, tree, notices = await self._engines.write(run)
+        origin = self._notices.origin
+        try:
+            outcomes, tree, notices = await self._engines.write(
+                partial(_run_items, works, tree, origin, False)
+            )
+        except _TogetherFailed:  # rolled back: again, each new message and entry alone
+            outcomes, tree, notices = await self._engines.write(
+                partial(_run_items, works, UNKNOWN, origin, True)
+            )
         self._audit_tree = tree
         if isinstance(tree, Frontier):  # the log was read or appended to without fault
             self._log_health.healthy()

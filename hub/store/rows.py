@@ -8,7 +8,9 @@ tuples, in the order of the columns they name, to :func:`rows_for`'s writer:
   run with ``executemany``: no SQLAlchemy compilation or parameter processing per row.
 * **PostgreSQL** (:class:`PgRows`): one statement over ``unnest`` of one array per
   column, so one round trip per table whatever the number of rows, and the same
-  statement text (prepared once by asyncpg) whatever that number.
+  statement text (prepared once by asyncpg) whatever that number; several tables
+  written together (:class:`Part`, ``write_together``) are one statement of
+  data-modifying ``WITH`` clauses, so one round trip for them all.
 
 Table and column names come from :mod:`hub.schema` only (checked), never from input.
 """
@@ -18,8 +20,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -62,6 +65,21 @@ def _sqlite_last_id(table: str, key: str) -> str:
         f"SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0), "  # noqa: S608
         f'coalesce((SELECT max("{key}") FROM "{table}"), 0))'
     )
+
+
+How = Literal["insert", "ignore", "update"]
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """Rows for one table: inserted, inserted but for those that conflict with a held row
+    (``ignore``), or set on the rows they name (``update``: a row is (key, *values), the
+    key being the first of ``columns``)."""
+
+    table: str
+    columns: tuple[str, ...]
+    rows: list[Row]
+    how: How = "insert"
 
 
 class SqliteRows:
@@ -107,6 +125,14 @@ class SqliteRows:
             statement = _sqlite_update(table, key, tuple(columns))
             self._db.executemany(statement, [(*row[1:], row[0]) for row in rows])
 
+    def write_together(self, parts: Sequence[Part]) -> None:
+        """Write each part in turn (one prepared statement each)."""
+        for part in parts:
+            if part.how == "update":
+                self.update(part.table, part.columns[0], part.columns[1:], part.rows)
+            else:
+                self.insert(part.table, part.columns, part.rows, ignore=part.how == "ignore")
+
 
 @cache
 def _pg_arrays(
@@ -123,19 +149,36 @@ def _pg_arrays(
     return f"unnest({', '.join(arrays)})", tuple(binds)
 
 
-Part = tuple[str, tuple[str, ...]]  # a table and the columns given
+@cache
+def _pg_write(
+    table: str, columns: tuple[str, ...], how: How, prefix: str
+) -> tuple[str, tuple[sa.BindParameter[Any], ...]]:
+    """The statement writing one :class:`Part`'s rows, and its typed parameters."""
+    arrays, binds = _pg_arrays(table, columns, prefix)
+    if how == "update":
+        key, *values = columns
+        assignments = ", ".join(f'"{name}" = v."{name}"' for name in values)
+        statement = (
+            f'UPDATE "{table}" SET {assignments} FROM {arrays} AS v ({_quoted(columns)}) '  # noqa: S608
+            f'WHERE "{table}"."{key}" = v."{key}"'
+        )
+    else:
+        statement = f'INSERT INTO "{table}" ({_quoted(columns)}) SELECT * FROM {arrays}'  # noqa: S608
+        if how == "ignore":
+            statement += " ON CONFLICT DO NOTHING"
+    return statement, binds
 
 
 @cache
-def _pg_together(parts: tuple[Part, ...]) -> sa.TextClause:
-    """One statement inserting into every table of ``parts`` (data-modifying ``WITH``)."""
-    inserts: list[str] = []
+def _pg_together(parts: tuple[tuple[str, tuple[str, ...], How], ...]) -> sa.TextClause:
+    """One statement writing every part (the first ones as data-modifying ``WITH``)."""
+    statements: list[str] = []
     binds: list[sa.BindParameter[Any]] = []
-    for number, (table, columns) in enumerate(parts):
-        arrays, given = _pg_arrays(table, columns, f"p{number}")
-        inserts.append(f'INSERT INTO "{table}" ({_quoted(columns)}) SELECT * FROM {arrays}')  # noqa: S608
+    for number, (table, columns, how) in enumerate(parts):
+        statement, given = _pg_write(table, columns, how, f"p{number}")
+        statements.append(statement)
         binds += given
-    *first, last = inserts
+    *first, last = statements
     with_ = ", ".join(f"w{number} AS ({sql})" for number, sql in enumerate(first))
     return sa.text((f"WITH {with_} " if first else "") + last).bindparams(*binds)
 
@@ -169,37 +212,23 @@ def _pg_messages(columns: tuple[str, ...]) -> sa.TextClause:
 
 
 @cache
-def _pg_insert(table: str, columns: tuple[str, ...], ignore: bool) -> sa.TextClause:
+def _pg_numbered(table: str, key: str, columns: tuple[str, ...]) -> sa.TextClause:
+    """Rows inserted each with the next key of the table's sequence; answers the keys in
+    the order of the rows (``WITH ORDINALITY``), in one statement."""
     arrays, binds = _pg_arrays(table, columns)
-    statement = f'INSERT INTO "{table}" ({_quoted(columns)}) SELECT * FROM {arrays}'  # noqa: S608
-    if ignore:
-        statement += " ON CONFLICT DO NOTHING"
-    return sa.text(statement).bindparams(*binds)
-
-
-@cache
-def _pg_update(table: str, key: str, columns: tuple[str, ...]) -> sa.TextClause:
-    arrays, binds = _pg_arrays(table, (key, *columns))
-    names = [key, *columns]
-    assignments = ", ".join(f'"{name}" = v."{name}"' for name in columns)
-    statement = (
-        f'UPDATE "{table}" SET {assignments} FROM {arrays} AS v ({_quoted(names)}) '  # noqa: S608
-        f'WHERE "{table}"."{key}" = v."{key}"'
-    )
-    return sa.text(statement).bindparams(*binds)
-
-
-@cache
-def _pg_next_ids(table: str, key: str) -> sa.TextClause:
     _checked(table, (key,))
+    names = _quoted([*columns, "n"])
     return sa.text(
-        f"SELECT nextval(pg_get_serial_sequence('{table}', '{key}')) "  # noqa: S608
-        "FROM generate_series(1, :count)"
-    )
+        f"WITH v AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence('{table}', '{key}')) "  # noqa: S608
+        f'AS "{key}", * FROM {arrays} WITH ORDINALITY AS u ({names})), '
+        f'w AS (INSERT INTO "{table}" ({_quoted((key, *columns))}) '
+        f'SELECT {_quoted((key, *columns))} FROM v) SELECT "{key}" FROM v ORDER BY n'
+    ).bindparams(*binds)
 
 
 class PgRows:
-    """PostgreSQL: one ``unnest`` statement, so one round trip, per table."""
+    """PostgreSQL: one ``unnest`` statement, so one round trip, per table or per
+    :meth:`write_together`."""
 
     def __init__(self, conn: sa.Connection) -> None:
         self._conn = conn
@@ -207,37 +236,32 @@ class PgRows:
     def insert(
         self, table: str, columns: Sequence[str], rows: list[Row], *, ignore: bool = False
     ) -> None:
-        if rows:
-            statement = _pg_insert(table, tuple(columns), ignore)
-            self._conn.execute(statement, _columns(rows, len(columns)))
+        self.write_together([Part(table, tuple(columns), rows, "ignore" if ignore else "insert")])
 
     def insert_numbered(
         self, table: str, key: str, columns: Sequence[str], rows: list[Row]
     ) -> list[int]:
-        """Insert ``rows``, each with the next key of the table's sequence (taken first,
-        in one statement, so each row's key is known); the keys, in order."""
+        """Insert ``rows``, each with the next key of the table's sequence; the keys, in
+        order."""
         if not rows:
             return []
-        taken = self._conn.execute(_pg_next_ids(table, key), {"count": len(rows)})
-        keys = [int(row[0]) for row in taken]
-        numbered = [(number, *row) for number, row in zip(keys, rows, strict=True)]
-        self.insert(table, (key, *columns), numbered)
-        return keys
+        statement = _pg_numbered(table, key, tuple(columns))
+        return [int(row[0]) for row in self._conn.execute(statement, _columns(rows, len(columns)))]
 
     def update(self, table: str, key: str, columns: Sequence[str], rows: list[Row]) -> None:
-        if rows:
-            statement = _pg_update(table, key, tuple(columns))
-            self._conn.execute(statement, _columns(rows, len(columns) + 1))
+        self.write_together([Part(table, (key, *columns), rows, "update")])
 
-    def insert_together(self, parts: Sequence[tuple[str, Sequence[str], list[Row]]]) -> None:
-        """Insert into several tables in one statement, so one round trip."""
-        given = [(table, tuple(columns), rows) for table, columns, rows in parts if rows]
+    def write_together(self, parts: Sequence[Part]) -> None:
+        """Write every part in one statement, so one round trip (parts without rows are
+        left out). The parts see the database as it was before the statement, not each
+        other's rows: none may update a row another inserts."""
+        given = [part for part in parts if part.rows]
         if not given:
             return
-        statement = _pg_together(tuple((table, columns) for table, columns, _ in given))
+        statement = _pg_together(tuple((p.table, p.columns, p.how) for p in given))
         params: dict[str, list[Any]] = {}
-        for number, (_, columns, rows) in enumerate(given):
-            for name, values in _columns(rows, len(columns)).items():
+        for number, part in enumerate(given):
+            for name, values in _columns(part.rows, len(part.columns)).items():
                 params[f"p{number}{name}"] = values
         self._conn.execute(statement, params)
 

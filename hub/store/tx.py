@@ -146,7 +146,12 @@ BROKEN_LOG = "its stored entries and nodes no longer fit together (rows were rem
 def read_tree(conn: sa.Connection) -> Frontier:
     """The tree as stored: its size and right frontier."""
     newest = conn.execute(_AUDIT_SIZE).scalar_one_or_none()
-    size = 0 if newest is None else int(newest) + 1
+    return tree_of_size(conn, 0 if newest is None else int(newest) + 1)
+
+
+def tree_of_size(conn: sa.Connection, size: int) -> Frontier:
+    """The stored tree of ``size`` entries (its right frontier read from the nodes), for
+    a caller that has just read the newest index; KeyError if a node is missing."""
     return Frontier.from_nodes(size, read_nodes(conn, frontier_nodes(size)))
 
 

@@ -29,7 +29,7 @@ from hub.store import AuditQuery, Store, Tx
 from hub.store.bulk import NewEntry
 from protocol import merkle
 from protocol.envelope import encode
-from protocol.types import CaseRef, Pseudonym, case_ref_from
+from protocol.types import CaseRef, OrgId, Pseudonym, case_ref_from
 
 REFUSE_MESSAGE = {
     "sqlite": [
@@ -143,26 +143,37 @@ async def test_one_item_failing_in_the_database_fails_no_other(
     store: Store, template: Template, database_kind: str
 ) -> None:
     """An error the batch did not decide before writing (here a trigger refusing one
-    message) rolls the batch back and each item is written alone: only that one fails."""
+    message) rolls the batch back and each item is written alone: only that one fails.
+    The batch's other work runs once, in the transaction that commits."""
     await _organisations(store)
     bad = template.signal(2, _pseudonyms(20), now=T0)
     for statement in REFUSE_MESSAGE[database_kind]:
         sql = statement.format(id=bad.header.id)  # an id is base64url: nothing to escape
         await store._engines.write(lambda conn, sql=sql: conn.exec_driver_sql(sql))
+    runs: list[int] = []
+
+    def other_work(tx: Tx) -> str:
+        runs.append(1)
+        tx.insert_challenge("c1", OrgId("police"), expires=T0 + 60)
+        return "done"
+
     before = store.batches_committed
     outcomes = await asyncio.gather(
         _send(store, template, 1, _pseudonyms(10, 11)),
         _send_envelope(store, template, bad, 2),
         _send(store, template, 3, _pseudonyms(11, 12)),  # joins 1's case, in the retry
         store.write(NewEntry(lambda index: _read_event().entry(index, now=T0))),
+        store.write(other_work),
         return_exceptions=True,
     )
     assert store.batches_committed - before == 1
     assert isinstance(outcomes[0], Accepted) and isinstance(outcomes[2], Accepted)
     assert isinstance(outcomes[1], Exception) and not isinstance(outcomes[1], Accepted)
     assert outcomes[3] is None
+    assert outcomes[4] == "done" and runs == [1]
     counts = await store.counts()
     assert (counts["messages"], counts["cases"], counts["case_members"]) == (2, 1, 2)
+    assert counts["challenges"] == 1
     assert [e.action for e in await _entries(store)] == ["create", "create", "read"]
     assert [e.object_ids for e in (await _entries(store))[:2]] == [
         (outcomes[0].id,), (outcomes[2].id,),

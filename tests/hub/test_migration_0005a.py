@@ -77,7 +77,7 @@ async def test_old_entries_keep_version_1_and_their_leaves_after_the_upgrade(
         await store._engines.write(_migrate(url, "0004c"))
         await store._engines.write(lambda c: _fill_0004c(c, old))
         await store.migrate()
-        assert await store.revision() == head_revision() == "0005b"
+        assert await store.revision() == head_revision() == "0005c"
         await store.start()
         assert await store.audit_entries() == old  # every field, version 1
         assert (await store.audit_root())[1] == merkle.root_hash([e.leaf() for e in old])

@@ -34,7 +34,7 @@ async def test_the_migration_builds_exactly_the_schema(databases: Databases) -> 
         assert not await store.ready()
         await store.migrate()
         await store.migrate()  # a second run is a no-op
-        assert await store.revision() == head_revision() == "0005b"
+        assert await store.revision() == head_revision() == "0005c"
         assert await store.ready()
         diff = await store.run_read(
             lambda sync: compare_metadata(
