@@ -9,9 +9,9 @@ one. The client sends nothing: any data frame closes the socket with 1008.
 The socket is closed (1008) when the token expires or, as soon as the hub learns of it,
 when the organisation's certificate is revoked or replaced (the caller is checked again
 against the directory held in memory before every frame, once for the frames of notices
-that arrived together, and at every directory change, never by verifying the token again), (1013, try again)
-when the client fell too far behind, and (1001, going away) when the hub stops;
-clients then reconnect and read the inbox.
+that arrived together, and at every directory change, never by verifying the token
+again), (1013, try again) when the client fell too far behind, and (1001, going away)
+when the hub stops; clients then reconnect and read the inbox.
 
 Open sockets are held in the application (:data:`SOCKETS`), so that stopping the hub
 closes each of them at once (:func:`close_sockets`, an ``on_shutdown`` hook) instead
