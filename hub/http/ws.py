@@ -169,10 +169,17 @@ async def _pump(
                 await socket.close(code=CLOSE_TRY_AGAIN, message=b"fell behind; read the inbox")
                 return
             # The notices of a committed batch arrive together and go out together, the
-            # caller checked once for all of them (nothing yields in between).
+            # caller checked once for all of them: between frames only a client that
+            # stopped reading makes the hub wait, and a directory change meanwhile sets
+            # ``changed``, which has the caller checked again before the next frame.
             batch = [notice, *subscription.ready()]
             with _corked(request.transport, len(batch) > 1):
                 for notice in batch:
+                    if changed.is_set() and not await _still_authorised(request, caller):
+                        await socket.close(
+                            code=CLOSE_POLICY, message=b"credentials no longer valid"
+                        )
+                        return
                     await socket.send_str(_notice_frame(notice))
             notices = asyncio.ensure_future(subscription.next())
     finally:

@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
+from aiohttp import web
 
+from hub.auth import Caller
+from hub.http import ws as ws_routes
 from hub.http.common import SERVICES
 from hub.http.ws import _corked
 from hub.notify import Notice
@@ -181,3 +184,32 @@ class _Transport:
 
     def get_extra_info(self, name: str) -> object:
         return self.sock if name == "socket" else None
+
+
+async def test_a_directory_change_between_the_frames_of_a_batch_checks_the_caller_again(
+    hub: HubHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, ggd, _ = await _parties(hub)
+    services = hub.client.server.app[SERVICES]  # type: ignore[union-attr]
+    checks: list[str] = []
+
+    async def still_authorised(request: web.Request, caller: Caller) -> bool:
+        checks.append(caller.org)
+        return len(checks) == 1  # let in when the batch arrives, revoked after its first frame
+
+    real_send = web.WebSocketResponse.send_str
+
+    async def send_str(self: web.WebSocketResponse, data: str, compress: int | None = None) -> None:
+        await real_send(self, data, compress=compress)
+        services.trust_cache.changed()  # the directory changes while the frame goes out
+
+    monkeypatch.setattr(ws_routes, "_still_authorised", still_authorised)
+    monkeypatch.setattr(web.WebSocketResponse, "send_str", send_str)
+    async with hub.client.ws_connect("/v1/ws", headers=ggd.headers()) as ws:
+        batch = [Notice(cursor, MessageId(f"{cursor:022d}")) for cursor in (7, 8, 9)]
+        services.notifier.deliver([(ggd.org, notice) for notice in batch])
+        assert json.loads((await _next(ws)).data)["cursor"] == 7
+        closing = await _next(ws)  # no frame for 8 or 9
+        assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 1008
+        assert closing.extra == "credentials no longer valid"
+    assert checks == [ggd.org, ggd.org]
