@@ -7,7 +7,8 @@
 -- Environment: BENCH_TOKENS, the bearer tokens of sender 1, 2, ... separated by spaces
 -- (not on the command line, where any local user could read them); BENCH_DELAY_MS, when
 -- above 0, waits that long before each request on a connection (a paced run below the
--- peak rate).
+-- peak rate); BENCH_ANSWERED, a file to which the id of every message answered 201 is
+-- written, one a line (the hub's answer is {"id":...,"accepted":...}).
 -- Every answer's status is counted; the last line printed is
 --   RESULT sent=N duration_us=N p50_us=N p99_us=N timeouts=N connect=N read=N write=N
 --          status:201=N status:...=N first=<the first answer that was not 201, shortened>
@@ -18,6 +19,7 @@ local sent = 0
 local statuses = {}
 local first = ""
 local threads = {}
+local answered = nil
 
 local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "0") or 0
 if pause > 0 then
@@ -33,6 +35,11 @@ end
 function init(args)
   local file = args[1]
   path = args[2]
+  local out = os.getenv("BENCH_ANSWERED") or ""
+  if out ~= "" then
+    answered = assert(io.open(out, "w"))
+    answered:setvbuf("line")
+  end
   for token in string.gmatch(os.getenv("BENCH_TOKENS") or "", "%S+") do
     headers[#headers + 1] = {
       ["Authorization"] = "Bearer " .. token,
@@ -56,6 +63,9 @@ end
 
 function response(status, _, body)
   statuses[status] = (statuses[status] or 0) + 1
+  if status == 201 and answered then
+    answered:write((string.match(body or "", '"id":"([^"]+)"') or "?"), "\n")
+  end
   if status ~= 201 and first == "" then
     first = status .. " " .. string.gsub(string.sub(body or "", 1, 160), "[^%w%-%.:/ ]", "_")
   end

@@ -10,8 +10,9 @@ file and counts the status of every answer. For SQLite and then PostgreSQL:
 * a realistic mix (:class:`Stream`), sealed before the load (and topped up between runs):
   of every ten requests four signals about new people, four about people an earlier
   signal named (they join that case, with a ``match`` event), a referral from the police
-  to the shelter about a known person, and the shelter's ``accepted`` status update of an
-  earlier referral. Senders police, GGD, municipality (signals to the coordinator);
+  to the shelter about a known person, and the shelter's ``accepted`` status update of a
+  referral answered 201 in an earlier run (:class:`Referrals`). Senders police, GGD,
+  municipality (signals to the coordinator);
 * WebSocket subscribers stay connected during every run (the coordinator's, the
   police's, the shelter's) and read every frame;
 * warm-up, then ``rounds`` rounds of ``seconds`` each, floor and hub in alternating
@@ -22,7 +23,10 @@ file and counts the status of every answer. For SQLite and then PostgreSQL:
   of hub and floor, and, for the hub, probes sent one at a time by this process while
   the coordinator's socket listens: send → WebSocket frame p99.
 
-Every status other than 201 is counted and reported; the run fails when there is one.
+Every status other than 201 is counted and reported; the run fails when there is one,
+and after each run of the hub when its database does not hold every message answered 201,
+with the referral row of each referral and the step of each status update
+(:func:`check_stored`).
 The last line printed is ``hub/floor sqlite X.XX pg Y.YY``.
 """
 
@@ -39,8 +43,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +85,7 @@ SUBSCRIBERS = ((COORDINATOR, 3), (POLICE, 1), (SHELTER, 1))
 PROBE_INTERVAL = 0.05  # seconds between push-latency probes
 PROBE_TIMEOUT = 5.0
 WRK_TIMEOUT = "10s"
+FLOOR_REQUESTS = 2000  # the floor's file, sent again and again
 
 
 class BenchError(click.ClickException):
@@ -105,18 +110,19 @@ class Stream:
     """Requests in the order wrk sends them, ``"<sender number>\\t<body>"`` each.
 
     Position ``i`` is deterministic in ``i``, so the same stream replays on each database
-    (joins, referrals and statuses refer to what came at least ``LAG`` positions before).
+    (joins and referrals refer to people a signal named at least ``LAG`` positions before).
+    Every tenth position is a status update (``None`` in :attr:`lines`), sealed only when a
+    file is written (:meth:`write`), of a referral its :class:`Referrals` hold: one whose
+    201 the bench already has.
     """
 
     demo: DemoNetwork
     bundles: Mapping[OrgId, KeyBundle]
-    lines: list[str] = field(default_factory=list)
+    lines: list[str | None] = field(default_factory=list)
     people: list[int] = field(default_factory=list)  # identity number of each new signal
-    referrals: list[tuple[int, MessageId]] = field(default_factory=list)
+    referrals: dict[int, MessageId] = field(default_factory=dict)  # position -> referral
     _keys: dict[OrgId, OrgKeys] = field(default_factory=dict)
     _pseudonyms: dict[int, tuple[Pseudonym, ...]] = field(default_factory=dict)
-    _answered: int = 0  # referrals already given a status
-    answers: dict[int, MessageId] = field(default_factory=dict)  # status position -> referral
 
     def keys(self, org: OrgId) -> OrgKeys:
         if org not in self._keys:
@@ -138,22 +144,16 @@ class Stream:
         eligible = bisect.bisect_right(self.people, position - LAG)
         return None if not eligible else self.people[(position * 7919) % eligible]
 
-    def _next(self, i: int) -> str:
+    def _next(self, i: int) -> str | None:
         slot = i % 10
-        person = None
-        if 4 <= slot <= 8:
-            person = self._known(i)
-        if slot == 9 and self._answered < len(self.referrals):
-            at, ref = self.referrals[self._answered]
-            if at <= i - LAG:
-                self._answered += 1
-                self.answers[i] = ref
-                return self._line(SHELTER, {POLICE: self.bundles[POLICE]}, "status", i, ref=ref)
+        if slot == 9:
+            return None  # a status update, sealed when written
+        person = self._known(i) if 4 <= slot <= 8 else None
         if slot == 8 and person is not None:
             line, mid = self._sealed(
                 POLICE, {SHELTER: self.bundles[SHELTER]}, "referral", i, person
             )
-            self.referrals.append((i, mid))
+            self.referrals[i] = mid
             return line
         sender = SIGNALLERS[i % len(SIGNALLERS)]
         if person is None:
@@ -162,25 +162,25 @@ class Stream:
         recipients = {COORDINATOR: self.bundles[COORDINATOR]}
         return self._sealed(sender, recipients, "signal", i, person)[0]
 
-    def _line(
-        self, sender: OrgId, to: Mapping[OrgId, KeyBundle], kind: str, i: int, *, ref: MessageId
-    ) -> str:
-        keys = self.keys(sender)
+    def _status(self, ref: MessageId) -> tuple[str, MessageId]:
+        keys = self.keys(SHELTER)
         assert keys.certificate is not None
+        mid = new_message_id(os.urandom)
         envelope = seal(
-            message_id=new_message_id(os.urandom),
+            message_id=mid,
             network=self.demo.network,
             sender=keys.certificate,
             sender_key=keys.signing_key,
-            recipients=to,
-            kind=kind,
+            recipients={POLICE: self.bundles[POLICE]},
+            kind="status",
             payload=os.urandom(PAYLOAD_BYTES),
             status="accepted",
             ref=ref,
             created=int(time.time()),
             rng=os.urandom,
         )
-        return f"{SENDERS.index(sender) + 1}\t{canonical_json(envelope.to_wire()).decode()}"
+        body = canonical_json(envelope.to_wire()).decode()
+        return f"{SENDERS.index(SHELTER) + 1}\t{body}", mid
 
     def _sealed(
         self, sender: OrgId, to: Mapping[OrgId, KeyBundle], kind: str, i: int, person: int
@@ -203,25 +203,71 @@ class Stream:
         body = canonical_json(envelope.to_wire()).decode()
         return f"{SENDERS.index(sender) + 1}\t{body}", mid
 
-    def write(
-        self, path: Path, start: int, count: int, lost: Collection[MessageId] = frozenset()
-    ) -> None:
-        """Positions ``start`` to ``start + count`` to ``path``; a status update of a
-        referral in ``lost`` (cut off by the end of an earlier run: it may never have
-        been stored) goes out as a signal about someone new instead."""
+    def write(self, path: Path, start: int, count: int, referrals: Referrals) -> None:
+        """Positions ``start`` to ``start + count`` to ``path``. Each status update names
+        the next referral ``referrals`` hold; while they hold none, another request goes
+        in its place (:meth:`_instead`)."""
         self.ensure(start + count)
-        lines = self.lines[start : start + count]
+        lines = []
         for at in range(start, start + count):
-            if self.answers.get(at) in lost:
-                lines[at - start] = self._instead(at)
+            line = self.lines[at]
+            if line is None:
+                ref = referrals.take()
+                if ref is None:
+                    line = self._instead(at)
+                else:
+                    line, status = self._status(ref)
+                    referrals.named[at] = (ref, status)
+            lines.append(line)
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def _instead(self, i: int) -> str:
-        recipients = {COORDINATOR: self.bundles[COORDINATOR]}
-        return self._sealed(POLICE, recipients, "signal", i, 50_000_000 + i)[0]
+        """A referral about a known person, in place of a status update while none can be
+        named (in the warm-up): the referrals of a run then outnumber the statuses it can
+        name, so that later runs keep the mix. Before anyone is known, a new signal."""
+        person = self._known(i)
+        if person is None:
+            recipients = {COORDINATOR: self.bundles[COORDINATOR]}
+            return self._sealed(POLICE, recipients, "signal", i, 50_000_000 + i)[0]
+        line, self.referrals[i] = self._sealed(
+            POLICE, {SHELTER: self.bundles[SHELTER]}, "referral", i, person
+        )
+        return line
 
-    def referrals_between(self, start: int, stop: int) -> set[MessageId]:
-        return {mid for at, mid in self.referrals if start <= at < stop}
+    def referrals_between(self, start: int, stop: int) -> dict[int, MessageId]:
+        """The referrals at positions ``start`` to ``stop``, by position."""
+        return {at: mid for at, mid in self.referrals.items() if start <= at < stop}
+
+
+@dataclass
+class Referrals:
+    """Referrals a status update may name: each answered 201 (so stored) before the file
+    that names it was written, and named once.
+
+    Under load a referral's answer may come a second after it was sent, hundreds of
+    positions later; a status update sent after it by position alone could overtake it
+    (a 422 ``unknown-referral`` that was the bench's). So only answered ones are here.
+    """
+
+    ready: deque[MessageId] = field(default_factory=deque)
+    # The status updates of the file written last: position -> (referral, status update).
+    named: dict[int, tuple[MessageId, MessageId]] = field(default_factory=dict)
+
+    def take(self) -> MessageId | None:
+        return self.ready.popleft() if self.ready else None
+
+    def statuses(self, answered: Collection[str]) -> dict[MessageId, MessageId]:
+        """The status updates of the last file answered 201, each with its referral."""
+        return {status: ref for ref, status in self.named.values() if status in answered}
+
+    def sent(self, stop: int, answered: Iterable[MessageId]) -> None:
+        """After a run that sent every position before ``stop`` and no other: the status
+        updates at ``stop`` and after were not sent, so their referrals may be named again
+        (first); ``answered`` (referrals answered 201 in the run) may be named from now."""
+        unsent = [ref for at, (ref, _) in sorted(self.named.items()) if at >= stop]
+        self.ready.extendleft(reversed(unsent))
+        self.ready.extend(answered)
+        self.named.clear()
 
 
 # -- one wrk run ----------------------------------------------------------------------
@@ -238,6 +284,7 @@ class Run:
     socket_errors: int
     first: str
     cpu: float | None  # CPU seconds of the server (and its database backends)
+    answered: frozenset[str] = frozenset()  # ids of the messages answered 201
 
     @property
     def accepted(self) -> int:
@@ -264,7 +311,9 @@ class Run:
         )
 
 
-def parse_result(name: str, output: str, cpu: float | None) -> Run:
+def parse_result(
+    name: str, output: str, cpu: float | None, answered: frozenset[str] = frozenset()
+) -> Run:
     lines = [line for line in output.splitlines() if line.startswith("RESULT ")]
     if not lines:
         raise BenchError(f"{name}: wrk printed no result:\n{output[-1500:]}")
@@ -286,6 +335,7 @@ def parse_result(name: str, output: str, cpu: float | None) -> Run:
         socket_errors=errors,
         first=first.strip(),
         cpu=cpu,
+        answered=answered,
     )
 
 
@@ -296,6 +346,7 @@ class Server:
     pid: int
     tokens: tuple[str, ...]  # the bearer tokens of SENDERS, in order
     cpu_pids: Callable[[], Sequence[int]]  # database backends to count with the server
+    database: str = ""  # the hub's database URL, checked after each run (the floor's: "")
 
 
 def _cpu(pids: Sequence[int]) -> dict[int, float]:
@@ -309,10 +360,12 @@ async def wrk(
     """One wrk run of ``seconds`` against ``server``, sending ``requests`` in order."""
     pids = [server.pid, *server.cpu_pids()]
     before = _cpu(pids)
+    answered = requests.with_suffix(".answered")
     env = {
         **os.environ,
         "BENCH_DELAY_MS": str(int(delay_ms)),
         "BENCH_TOKENS": " ".join(server.tokens),  # not in argv: ps shows that to anyone
+        "BENCH_ANSWERED": str(answered),
     }
     argv = [
         "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", f"--timeout={WRK_TIMEOUT}",
@@ -328,7 +381,89 @@ async def wrk(
         cpu_or_none: float | None = None
     else:
         cpu_or_none = cpu
-    return parse_result(name, out.decode("utf-8", "replace"), cpu_or_none)
+    ids = frozenset(answered.read_text(encoding="utf-8").split()) if answered.exists() else None
+    run = parse_result(name, out.decode("utf-8", "replace"), cpu_or_none, ids or frozenset())
+    # The hub answers 201 with the message's id (a repeat is 200, and not counted); the
+    # floor with none.
+    if server.database and (ids is None or len(ids) < run.accepted):
+        raise BenchError(f"{name}: wrk wrote {len(ids or ())} ids of {run.accepted} answered 201")
+    return run
+
+
+async def check_stored(
+    database: str,
+    name: str,
+    *,
+    answered: Collection[str],
+    referrals: Collection[MessageId],
+    statuses: Mapping[MessageId, MessageId],
+) -> None:
+    """BenchError unless the hub's database holds every message answered 201, a referral
+    from the police to the shelter for each of ``referrals``, and for each status update
+    of ``statuses`` (id -> the referral it names) its ``accepted`` step of that referral."""
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from hub.schema import messages, referral_updates
+    from hub.schema import referrals as referral_rows
+
+    engine = create_async_engine(database, poolclass=sa.NullPool)
+    held: set[str] = set()
+    parties: dict[str, tuple[str, str]] = {}
+    steps: dict[str, tuple[str, str, bool]] = {}
+    try:
+        async with engine.connect() as conn:
+            for chunk in _chunks(sorted(answered)):
+                query = sa.select(messages.c.id).where(messages.c.id.in_(chunk))
+                held.update(await conn.scalars(query))
+            for chunk in _chunks(sorted(referrals)):
+                query = sa.select(
+                    referral_rows.c.id, referral_rows.c.referrer, referral_rows.c.recipient
+                ).where(referral_rows.c.id.in_(chunk))
+                parties.update(
+                    (row.id, (row.referrer, row.recipient)) for row in await conn.execute(query)
+                )
+            updates = messages.join(
+                referral_updates, referral_updates.c.cursor == messages.c.cursor
+            ).join(referral_rows, referral_rows.c.cursor == referral_updates.c.referral)
+            for chunk in _chunks(sorted(statuses)):
+                query = (
+                    sa.select(
+                        messages.c.id,
+                        referral_rows.c.id.label("ref"),
+                        referral_updates.c.code,
+                        referral_rows.c.accepted_at.is_not(None).label("accepted"),
+                    )
+                    .select_from(updates)
+                    .where(messages.c.id.in_(chunk))
+                )
+                steps.update(
+                    (row.id, (row.ref, row.code, row.accepted)) for row in await conn.execute(query)
+                )
+    finally:
+        await engine.dispose()
+    wrong = {
+        "messages answered 201 and not stored": len(set(answered) - held),
+        "referrals answered 201 without their row": sum(
+            parties.get(ref) != (POLICE, SHELTER) for ref in referrals
+        ),
+        "status updates answered 201 without their step": sum(
+            steps.get(status) != (ref, "accepted", True) for status, ref in statuses.items()
+        ),
+    }
+    if any(wrong.values()):
+        found = ", ".join(f"{what}: {count}" for what, count in wrong.items() if count)
+        raise BenchError(f"{name}: {found} (of {len(answered):,} answered 201)")
+    print(
+        f"  ({name}: stored, as answered: {len(answered):,} messages, {len(referrals):,} "
+        f"referrals, {len(statuses):,} status updates)",
+        file=sys.stderr,
+    )
+
+
+def _chunks(ids: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
 
 
 def _path(url: str) -> str:
@@ -488,38 +623,44 @@ class Driver:
         self.stream, self.probes, self.workdir, self.s = stream, probes, workdir, s
         self.offset = 0  # next stream position the hub has not been sent
         self.estimate = 500.0  # requests/s the hub may take, for sizing the next file
-        self.lost: set[MessageId] = set()  # referrals cut off at the end of a run
-
-    def _file(self, name: str, start: int, seconds: float) -> tuple[Path, int]:
-        count = int(self.estimate * seconds * 1.6) + 2 * CONNECTIONS + 200
-        path = self.workdir / f"{name}.requests"
-        self.stream.write(path, start, count, self.lost)
-        return path, count
+        self.referrals = Referrals()  # answered 201 on this database, not yet given a status
 
     async def hub(self, server: Server, name: str, seconds: float, delay_ms: float = 0) -> Run:
-        path, count = self._file("hub", self.offset, seconds)
+        start = self.offset
+        count = int(self.estimate * seconds * 1.6) + 2 * CONNECTIONS + 200
+        path = self.workdir / "hub.requests"
+        self.stream.write(path, start, count, self.referrals)
         run = await wrk(server, path, name=name, seconds=seconds, delay_ms=delay_ms)
         # A run faster than the estimate reaches the end of its file, and wrk starts it
-        # again from the top (retries of what was stored: idempotent). The positions after
-        # the file were never sent, so the stream goes on right after the file, not after
-        # as many positions as were sent: skipping them would skip referrals that later
-        # status updates refer to (a 422 unknown-referral that was the bench's, not the hub's).
+        # again from the top (a repeat is answered 200, which fails the run). The
+        # positions after the file were never sent, so the stream goes on right after it.
         sent = min(run.sent, count)
         if run.sent > count:
             print(f"  ({name} sent its file of {count:,} and started it again)", file=sys.stderr)
         self.offset += sent
-        # wrk stops with requests in flight (some not even sent whole): a referral among
-        # the last ones may never have been stored, so no status update refers to it. After
-        # a wrap the file's whole tail was in flight at some point: the same window holds.
-        self.lost |= self.stream.referrals_between(self.offset - 2 * CONNECTIONS, self.offset)
+        referrals = self.stream.referrals_between(start, self.offset)
+        await check_stored(
+            server.database,
+            name,
+            answered=run.answered,
+            referrals={ref for ref in referrals.values() if ref in run.answered},
+            statuses=self.referrals.statuses(run.answered),
+        )
+        # wrk stops with requests in flight: only referrals answered 201 are named later.
+        self.referrals.sent(
+            self.offset,
+            [referrals[at] for at in sorted(referrals) if referrals[at] in run.answered],
+        )
         if not delay_ms:
             self.estimate = max(run.sent / run.seconds, 50.0)
         return run
 
     async def floor(self, server: Server, name: str, seconds: float, delay_ms: float = 0) -> Run:
         path = self.workdir / "floor.requests"
-        if not path.exists():
-            self.stream.write(path, 0, 2000)
+        if not path.exists():  # the floor stores bodies unread: any earlier referral will do
+            self.stream.ensure(FLOOR_REQUESTS)
+            named = Referrals(deque(self.stream.referrals_between(0, FLOOR_REQUESTS).values()))
+            self.stream.write(path, 0, FLOOR_REQUESTS, named)
         return await wrk(server, path, name=name, seconds=seconds, delay_ms=delay_ms)
 
     async def run(
@@ -570,7 +711,9 @@ class Driver:
             pushes=tuple(sorted(pushes)),
             frames=sockets.frames,
             closed=tuple(sockets.closed),
-            body_bytes=round(statistics.mean(len(line) - 2 for line in self.stream.lines[:1000])),
+            body_bytes=round(
+                statistics.mean(len(line) - 2 for line in self.stream.lines[:1000] if line)
+            ),
         )
 
 
@@ -693,7 +836,9 @@ def measure(database: str, shared: Shared, workdir: Path, s: Settings) -> Figure
             sender_tokens,
             backends,
         )
-        hub_s = Server("hub", base + MESSAGES_PATH, hub_process.pid, sender_tokens, hub_backends)
+        hub_s = Server(
+            "hub", base + MESSAGES_PATH, hub_process.pid, sender_tokens, hub_backends, hub_url
+        )
         driver = Driver(shared.stream, shared.probes, workdir, s)
         figures = asyncio.run(driver.run(database, floor_s, hub_s, tokens))
         bad = [r for r in figures.runs() if r.refused]

@@ -87,6 +87,12 @@ class Subscription(Protocol):
         """The next notice; None once the subscription is closed or overflowed."""
         ...
 
+    def ready(self) -> list[Notice]:
+        """The notices queued now, in order, without waiting (a batch's notices arrive
+        together: they go out together). After the last of them, :meth:`next` says
+        whether the subscription was closed."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -204,6 +210,17 @@ class LocalSubscription:
             return None
         assert isinstance(item, Notice)
         return item
+
+    def ready(self) -> list[Notice]:
+        found = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is _CLOSED:
+                self._queue.put_nowait(_CLOSED)  # the last item: next() answers None
+                break
+            assert isinstance(item, Notice)
+            found.append(item)
+        return found
 
     def __aiter__(self) -> AsyncIterator[Notice]:
         return self._iterate()

@@ -4,13 +4,15 @@ and ``make bench``; no figure is asserted anywhere.)"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -21,7 +23,7 @@ from bench.hub_server import open_keys, provision_network  # noqa: E402
 from protocol.envelope import Envelope  # noqa: E402
 from protocol.linkingkey import LinkingKey  # noqa: E402
 from protocol.pseudonym import derive_pseudonyms  # noqa: E402
-from protocol.types import Pseudonym  # noqa: E402
+from protocol.types import MessageId, Pseudonym  # noqa: E402
 
 WRK_OUTPUT = """Running 3s test @ http://127.0.0.1:1234/v1/messages
   1 threads and 32 connections
@@ -85,18 +87,35 @@ def stream(tmp_path_factory: pytest.TempPathFactory) -> _Stream:
     return made
 
 
-def _envelopes(stream: _Stream) -> list[tuple[int, Envelope]]:
+def _written(path: Path) -> list[tuple[int, Envelope]]:
     parsed = []
-    for line in stream.lines:
+    for line in path.read_text(encoding="utf-8").splitlines():
         sender, _, body = line.partition("\t")
         parsed.append((int(sender), Envelope.from_wire(json.loads(body))))
     return parsed
 
 
+def _runs(stream: _Stream, tmp_path: Path, size: int) -> list[tuple[int, Envelope]]:
+    """The stream written in files of ``size`` positions, as the driver writes them for
+    runs in which every request was answered 201."""
+    referrals = accept.Referrals()
+    sent: list[tuple[int, Envelope]] = []
+    for start in range(0, len(stream.lines), size):
+        target = tmp_path / f"{start}.requests"
+        stream.write(target, start, size, referrals)
+        envelopes = _written(target)
+        sent += envelopes
+        referrals.sent(
+            start + size, [e.header.id for _, e in envelopes if e.header.kind == "referral"]
+        )
+    return sent
+
+
 def test_the_mix_holds_new_and_joining_signals_referrals_and_status_updates(
-    stream: _Stream,
+    stream: _Stream, tmp_path: Path
 ) -> None:
-    envelopes = _envelopes(stream)
+    size = 100
+    envelopes = _runs(stream, tmp_path, size)
     kinds = Counter(envelope.header.kind for _, envelope in envelopes)
     assert set(kinds) == {"signal", "referral", "status"}
     first_seen: dict[tuple[Pseudonym, ...], int] = {}
@@ -112,7 +131,9 @@ def test_the_mix_holds_new_and_joining_signals_referrals_and_status_updates(
         elif header.kind == "status":
             assert (header.sender, header.recipients) == (accept.SHELTER, (accept.POLICE,))
             assert header.status == "accepted"
-            assert referral_at.pop(header.ref) <= position - accept.LAG  # each once, earlier
+            # Each referral once, and only one of an earlier file: answered before it.
+            assert header.ref is not None
+            assert referral_at.pop(header.ref) // size < position // size
         else:
             assert header.recipients == (accept.COORDINATOR,)
             if header.pseudonyms in first_seen:
@@ -121,38 +142,148 @@ def test_the_mix_holds_new_and_joining_signals_referrals_and_status_updates(
             else:
                 first_seen[header.pseudonyms] = position
             signals += position >= 2 * accept.LAG
-    assert kinds["status"] > 0 and kinds["referral"] >= kinds["status"]
+    # One in ten is a status update once referrals were answered; one in ten a referral.
+    late = Counter(e.header.kind for _, e in envelopes[2 * accept.LAG :])
+    assert late["status"] == late["referral"] == (len(envelopes) - 2 * accept.LAG) // 10
     # Once the stream is under way (people to join, referrals to answer): half join a case.
     assert 0.45 * signals <= joins <= 0.55 * signals
 
 
 def test_the_stream_is_the_same_when_written_again(stream: _Stream, tmp_path: Path) -> None:
     target = tmp_path / "hub.requests"
-    stream.write(target, 10, 50)
-    assert target.read_text(encoding="utf-8").splitlines() == stream.lines[10:60]
+    stream.write(target, 10, 9, accept.Referrals())  # positions 10-18: no status update
+    assert target.read_text(encoding="utf-8").splitlines() == stream.lines[10:19]
     before = len(stream.lines)
-    stream.write(target, before - 5, 20)  # past the end: sealed on demand, in order
-    assert len(stream.lines) == before + 15
-    assert target.read_text(encoding="utf-8").splitlines() == stream.lines[before - 5 :]
+    assert before % 10 == 0
+    stream.write(target, before, 9, accept.Referrals())  # past the end: sealed in order
+    assert len(stream.lines) == before + 9
+    assert target.read_text(encoding="utf-8").splitlines() == stream.lines[before:]
+    assert stream.lines.count(None) == len(stream.lines) // 10  # statuses: sealed when written
 
 
-def test_a_status_of_a_referral_cut_off_by_a_run_becomes_a_new_signal(
+def test_with_no_referral_answered_a_status_update_becomes_a_referral_or_a_new_signal(
     stream: _Stream, tmp_path: Path
 ) -> None:
-    at, ref = next(iter(stream.answers.items()))
     target = tmp_path / "hub.requests"
-    stream.write(target, at - 5, 10, {ref})
-    written = target.read_text(encoding="utf-8").splitlines()
-    assert written[:5] == stream.lines[at - 5 : at] and written[6:] == stream.lines[at + 1 : at + 5]
-    sender, _, body = written[5].partition("\t")
-    instead = Envelope.from_wire(json.loads(body)).header
-    assert accept.SENDERS[int(sender) - 1] == instead.sender == accept.POLICE
-    assert (instead.kind, instead.recipients, instead.ref) == (
-        "signal",
-        (accept.COORDINATOR,),
-        None,
+    referrals = accept.Referrals()
+    for at, kind, to in ((9, "signal", accept.COORDINATOR), (909, "referral", accept.SHELTER)):
+        stream.write(target, at - 4, 10, referrals)  # no one known before LAG: a new signal
+        written = target.read_text(encoding="utf-8").splitlines()
+        assert (
+            written[:4] == stream.lines[at - 4 : at] and written[5:] == stream.lines[at + 1 :][:5]
+        )
+        sender, instead = _written(target)[4]
+        assert accept.SENDERS[sender - 1] == instead.header.sender == accept.POLICE
+        assert (instead.header.kind, instead.header.recipients) == (kind, (to,))
+        assert instead.header.ref is None and not referrals.named
+    assert stream.referrals[909] == instead.header.id  # answered, it may be named later
+
+
+def test_referrals_of_status_updates_not_sent_may_be_named_again_first(
+    stream: _Stream, tmp_path: Path
+) -> None:
+    made = list(stream.referrals.values())[:4]
+    referrals = accept.Referrals(deque(made[:3]))
+    target = tmp_path / "hub.requests"
+    stream.write(target, 0, 30, referrals)  # status updates at 9, 19 and 29
+    statuses = {e.header.id: e.header.ref for _, e in _written(target) if e.header.ref is not None}
+    assert sorted(statuses.values()) == sorted(made[:3]) and not referrals.ready
+    first = next(s for s, ref in statuses.items() if ref == made[0])
+    assert referrals.statuses({first, "not-a-status"}) == {first: made[0]}
+    referrals.sent(15, [made[3]])  # 9 was sent; 19 and 29 were not
+    assert list(referrals.ready) == [made[1], made[2], made[3]] and not referrals.named
+
+
+_MESSAGE = {
+    "sender": "police",
+    "created": 1,
+    "accepted_at": 1,
+    "envelope_fingerprint": "f" * 43,
+    "envelope": "{}",
+    "size": 2,
+}
+
+
+@pytest.fixture
+def hub_database(tmp_path: Path) -> str:
+    """A hub schema with a referral (cursor 2) that a status update (3) accepted, and one
+    (cursor 4, to the wrong party) with no status."""
+    from hub.schema import messages, metadata, referral_updates, referrals
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            messages.insert(),
+            [
+                {**_MESSAGE, "cursor": cursor, "id": mid, "kind": kind}
+                for cursor, mid, kind in (
+                    (1, "signal1", "signal"),
+                    (2, "referral1", "referral"),
+                    (3, "status1", "status"),
+                    (4, "referral2", "referral"),
+                )
+            ],
+        )
+        step = {"case": "c" * 22, "referrer": "police", "step_at": 1, "sent_at": 1}
+        conn.execute(
+            referrals.insert(),
+            [
+                {**step, "cursor": 2, "id": "referral1", "recipient": "shelter",
+                 "step": "accepted", "accepted_at": 1},
+                {**step, "cursor": 4, "id": "referral2", "recipient": "care", "step": "sent",
+                 "accepted_at": None},
+            ],
+        )  # fmt: skip
+        conn.execute(
+            referral_updates.insert(), {"cursor": 3, "referral": 2, "code": "accepted", "at": 1}
+        )
+    engine.dispose()
+    return f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
+
+
+def test_a_run_passes_when_the_database_holds_what_was_answered(hub_database: str) -> None:
+    asyncio.run(
+        accept.check_stored(
+            hub_database,
+            "hub round 1",
+            answered={"signal1", "referral1", "status1"},
+            referrals={MessageId("referral1")},
+            statuses={MessageId("status1"): MessageId("referral1")},
+        )
     )
-    assert stream.referrals_between(0, len(stream.lines)) >= {ref}
+
+
+@pytest.mark.parametrize(
+    ("answered", "referrals", "statuses", "found"),
+    [
+        ({"signal1", "lost"}, set(), {}, "messages answered 201 and not stored: 1"),
+        ({"referral1", "referral2"}, {"referral1", "referral2"}, {},
+         "referrals answered 201 without their row: 1"),
+        ({"referral1"}, {"referral1", "lost"}, {}, "referrals answered 201 without their row: 1"),
+        ({"status1"}, set(), {"status1": "referral2"},
+         "status updates answered 201 without their step: 1"),
+        ({"signal1"}, set(), {"signal1": "referral1"},
+         "status updates answered 201 without their step: 1"),
+    ],
+)  # fmt: skip
+def test_a_run_fails_when_an_answered_message_is_not_stored(
+    hub_database: str,
+    answered: set[str],
+    referrals: set[MessageId],
+    statuses: dict[MessageId, MessageId],
+    found: str,
+) -> None:
+    with pytest.raises(accept.BenchError, match=rf"^hub round 1: {found} \(of "):
+        asyncio.run(
+            accept.check_stored(
+                hub_database,
+                "hub round 1",
+                answered=answered,
+                referrals=referrals,
+                statuses=statuses,
+            )
+        )
 
 
 def test_the_command_refuses_to_leave_out_both_databases(monkeypatch: pytest.MonkeyPatch) -> None:

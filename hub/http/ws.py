@@ -8,10 +8,10 @@ feed (``GET /v1/events``), and ``{"type":"ping"}`` after each heartbeat interval
 one. The client sends nothing: any data frame closes the socket with 1008.
 The socket is closed (1008) when the token expires or, as soon as the hub learns of it,
 when the organisation's certificate is revoked or replaced (the caller is checked again
-against the directory held in memory before every frame and at every directory change,
-never by verifying the token again), (1013, try again)
-when the client fell too far behind, and (1001, going away) when the hub stops;
-clients then reconnect and read the inbox.
+against the directory held in memory before every frame, once for the frames of notices
+that arrived together, and at every directory change, never by verifying the token
+again), (1013, try again) when the client fell too far behind, and (1001, going away)
+when the hub stops; clients then reconnect and read the inbox.
 
 Open sockets are held in the application (:data:`SOCKETS`), so that stopping the hub
 closes each of them at once (:func:`close_sockets`, an ``on_shutdown`` hook) instead
@@ -21,7 +21,11 @@ of waiting out the shutdown timeout for handlers that would never end by themsel
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
+import socket as socket_module
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -49,9 +53,12 @@ class OpenSockets:
 
 SOCKETS = web.AppKey("schakel_websockets", OpenSockets)
 _PING = json.dumps({"type": "ping"})
+_TCP_CORK: int | None = getattr(socket_module, "TCP_CORK", None)
 
 
+@functools.lru_cache(maxsize=256)
 def _notice_frame(notice: Notice) -> str:
+    """A notice's frame, encoded once for all the subscribers it goes to."""
     if notice.type == "event":
         return json.dumps({"type": "event", "cursor": notice.cursor, "kind": notice.kind})
     return json.dumps({"type": "message", "cursor": notice.cursor, "id": notice.id})
@@ -104,6 +111,27 @@ async def _still_authorised(request: web.Request, caller: Caller) -> bool:
     return await still_valid(s.store, s.trust_cache, caller, now=s.clock())
 
 
+@contextlib.contextmanager
+def _corked(transport: asyncio.BaseTransport | None, many: bool) -> Iterator[None]:
+    """Frames written inside leave in as few TCP segments as they fill (Linux
+    ``TCP_CORK``, where there is one): every segment costs the hub a ``send`` that also
+    does the network stack's work of delivering it, and a client woken once per frame."""
+    sock = transport.get_extra_info("socket") if many and transport is not None else None
+    if sock is None or _TCP_CORK is None:
+        yield
+        return
+    try:
+        sock.setsockopt(socket_module.IPPROTO_TCP, _TCP_CORK, 1)
+    except OSError:  # closing, or not TCP: the frames go out one by one
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket_module.IPPROTO_TCP, _TCP_CORK, 0)  # sends what is held
+
+
 async def _pump(
     socket: web.WebSocketResponse, subscription: Subscription, caller: Caller, request: web.Request
 ) -> None:
@@ -140,7 +168,19 @@ async def _pump(
             if notice is None:
                 await socket.close(code=CLOSE_TRY_AGAIN, message=b"fell behind; read the inbox")
                 return
-            await socket.send_str(_notice_frame(notice))
+            # The notices of a committed batch arrive together and go out together, the
+            # caller checked once for all of them: between frames only a client that
+            # stopped reading makes the hub wait, and a directory change meanwhile sets
+            # ``changed``, which has the caller checked again before the next frame.
+            batch = [notice, *subscription.ready()]
+            with _corked(request.transport, len(batch) > 1):
+                for notice in batch:
+                    if changed.is_set() and not await _still_authorised(request, caller):
+                        await socket.close(
+                            code=CLOSE_POLICY, message=b"credentials no longer valid"
+                        )
+                        return
+                    await socket.send_str(_notice_frame(notice))
             notices = asyncio.ensure_future(subscription.next())
     finally:
         s.trust_cache.unwatch(changed)

@@ -269,3 +269,20 @@ async def test_a_notifier_that_can_not_reach_the_database_starts_deaf_and_keeps_
     finally:
         await notifier.stop()
     assert await subscription.next() is None
+
+
+async def test_a_subscription_hands_out_what_is_queued_at_once_then_says_it_closed() -> None:
+    notifier = LocalNotifier(queue_size=3)
+    subscription = notifier.subscribe(OrgId("ggd"))
+    assert subscription.ready() == []  # nothing queued: nothing, and no waiting
+    batch = [Notice(cursor, MID) for cursor in (1, 2, 3)]
+    notifier.deliver([(OrgId("ggd"), n) for n in batch] + [(OrgId("police"), Notice(4, MID))])
+    assert subscription.ready() == batch and subscription.ready() == []
+    notifier.deliver([(OrgId("ggd"), Notice(5, MID))])
+    assert await subscription.next() == Notice(5, MID)
+    # Overflow: the queued notices are still handed out, then the close, for good.
+    notifier.deliver([(OrgId("ggd"), Notice(cursor, MID)) for cursor in range(6, 10)])
+    assert [n.cursor for n in subscription.ready()] == [6, 7, 8]
+    assert subscription.ready() == []
+    assert [await subscription.next(), await subscription.next()] == [None, None]
+    assert notifier.subscriber_count(OrgId("ggd")) == 0
