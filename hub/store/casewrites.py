@@ -59,10 +59,11 @@ class Referral:
 class CaseTx:
     """Case and referral writes on the writer's connection (see the module docstring)."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_coordinators")
 
     def __init__(self, conn: sa.Connection) -> None:
         self._conn = conn
+        self._coordinators: list[OrgId] | None = None
 
     def _insert_ignore(self, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
@@ -335,7 +336,10 @@ class CaseTx:
     # -- events ----------------------------------------------------------------------------
 
     def coordinators(self) -> list[OrgId]:
-        """The organisations whose certificate gives them the coordinator role."""
+        """The organisations whose certificate gives them the coordinator role (read once
+        per :class:`CaseTx`: a work item's, or a whole bulk write's)."""
+        if self._coordinators is not None:
+            return list(self._coordinators)
         roles = t.organisations.c.roles
         rows = self._conn.execute(
             sa.select(t.organisations.c.org).where(
@@ -347,7 +351,8 @@ class CaseTx:
                 )
             )
         ).all()
-        return sorted(OrgId(row[0]) for row in rows)
+        self._coordinators = sorted(OrgId(row[0]) for row in rows)
+        return list(self._coordinators)
 
     def add_events(self, rows: Sequence[dict[str, Any]]) -> list[int]:
         """Keep several events (``org``, ``kind``, ``at``, ``case``, ``message``, ``step``,

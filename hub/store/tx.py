@@ -162,11 +162,12 @@ def _roles_text(roles: frozenset[str]) -> str:
 class Tx:
     """The write operations of the hub, on the writer's connection."""
 
-    __slots__ = ("_conn", "_tree", "notices")
+    __slots__ = ("_cases", "_conn", "_tree", "notices")
 
     def __init__(self, conn: sa.Connection, tree: AuditTree = UNKNOWN) -> None:
         self._conn = conn
         self._tree = tree
+        self._cases: CaseTx | None = None
         self.notices: list[tuple[OrgId, Notice]] = []
 
     def notify(self, org: OrgId, notice: Notice) -> None:
@@ -175,8 +176,12 @@ class Tx:
 
     @property
     def cases(self) -> CaseTx:
-        """Case clusters, referrals and event feeds (:mod:`hub.store.casewrites`)."""
-        return CaseTx(self._conn)
+        """Case clusters, referrals and event feeds (:mod:`hub.store.casewrites`); one per
+        work item (or bulk write), so that what it reads once (the coordinators) is read
+        once."""
+        if self._cases is None:
+            self._cases = CaseTx(self._conn)
+        return self._cases
 
     @property
     def erasing(self) -> ErasureTx:
@@ -249,6 +254,7 @@ class Tx:
             self._conn.execute(sa.insert(t.organisations).values(org=cert.org, **values))
         else:
             self._conn.execute(sa.update(t.organisations).where(c.org == cert.org).values(**values))
+        self._cases = None  # its roles may make (or unmake) a coordinator
         return "new"
 
     def put_bundle(self, bundle: KeyBundle) -> None:
