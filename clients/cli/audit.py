@@ -143,10 +143,10 @@ def verify(
     """Check the log against signed tree heads; name the first bad index (exit 5).
 
     Without an option, the strongest check that is cheap: the network privacy officer
-    rebuilds the whole log (up to 100,000 entries); an organisation's officer proves
-    every entry it sees (up to 1,000); beyond that a sample of 20, and the output says
-    what a sample does not prove. A file given to --export that is not an export at all
-    exits 6.
+    rebuilds the whole log (up to 100,000 entries; beyond that a sample of 20, and the
+    output says what a sample does not prove); an organisation's officer proves every
+    entry it sees (the proofs come with the pages of entries). A file given to --export
+    that is not an export at all exits 6.
     """
     if sum([sample is not None, every, full]) > 1:
         raise click.UsageError("--sample, --all and --full exclude each other")
