@@ -43,13 +43,13 @@ import io
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from clients.errors import PayloadInvalid
 from clients.exports import csv_text, write_new_files
-from clients.payloads import validate_payload
+from clients.payloads import DUTCH_TIME, validate_payload
 from protocol.certificate import MAX_TIME, ORG_TYPES
 
 UNKNOWN = "unknown"
@@ -236,7 +236,9 @@ def _statistics_row(material: CaseMaterial) -> dict[str, Any]:
 
 
 def _first_day(material: CaseMaterial) -> date:
-    return datetime.fromtimestamp(material.first_signal, UTC).date()
+    """The day of the case's first signal in the Netherlands (a signal at 00:30 on New
+    Year's Day counts in the new year, though it is still the old one in UTC)."""
+    return datetime.fromtimestamp(material.first_signal, DUTCH_TIME).date()
 
 
 def _text(value: str | int | None) -> str:

@@ -140,13 +140,13 @@ def test_registration_row_holds_every_field() -> None:
             signal("sexual", "2025-03-12", family_name=FAMILY, sex="unknown"),
         ),
         (YES,),
-        first=at("2024-12-31", "23:30:00"),  # already 1 January in Amsterdam; UTC counts
+        first=at("2024-12-31", "23:30:00"),  # already 1 January in Amsterdam, which counts
         types=("school", "police", "police", "ggd"),
     )
     assert registration_rows([material]) == [
         {
             "case_ref": REF,
-            "first_signal_date": "2024-12-31",
+            "first_signal_date": "2025-01-01",
             "family_name": FAMILY,
             "given_names": GIVEN,
             "date_of_birth": BIRTH,
@@ -333,7 +333,8 @@ def test_age_band_at_the_first_signal(person: dict[str, Any], band: str) -> None
 
 @pytest.mark.parametrize(("day", "band"), [("2018-02-28", "12-17"), ("2018-03-01", "18-22")])
 def test_born_on_29_february(day: str, band: str) -> None:
-    material = case((signal(date_of_birth="2000-02-29"),), first=at(day, "23:59:59"))
+    last_second = at(day, "22:59:59")  # 23:59:59 in Amsterdam (CET)
+    material = case((signal(date_of_birth="2000-02-29"),), first=last_second)
     assert statistics_rows([material])[0]["age_band"] == band
 
 
@@ -343,7 +344,7 @@ def test_statistics_row_holds_codes_and_the_year() -> None:
             signal("labour", date_of_birth="2001-02-03", sex="male", nationality="bg"),
             signal("criminal", sex="male"),
         ),
-        first=at("2024-12-31", "23:30:00"),
+        first=at("2024-12-31", "22:30:00"),  # 23:30 in Amsterdam: still 2024
         types=("municipality", "ggd"),
     )
     assert statistics_rows([material]) == [
@@ -356,6 +357,11 @@ def test_statistics_row_holds_codes_and_the_year() -> None:
             "reporting_org_types": "ggd;municipality",
         }
     ]
+
+
+def test_the_year_is_the_netherlands_year_of_the_first_signal() -> None:
+    new_year = case((signal("labour"),), first=at("2024-12-31", "23:30:00"))  # 00:30 in NL
+    assert [row["year"] for row in statistics_rows([new_year])] == [2025]
 
 
 def test_statistics_row_of_a_case_with_nothing_known() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from clients.errors import ClientError
 from desk.demo import DEMO_PASSWORD
+from desk.i18n import ZONE
 from protocol.pseudonym import Identity
 from schakel.demo import load, open_organisation
 
@@ -388,7 +390,7 @@ def step_shelter_answers_a_referral(
     assert shows(chrome, "De zorg kan niet gestart zijn vóór de verwijzing is verstuurd."), text(
         chrome
     )[:1500]
-    today = time.strftime("%d-%m-%Y")
+    today = datetime.now(ZONE).strftime("%d-%m-%Y")  # the desk's dates are the Netherlands'
     started = field(chrome, "Als de zorg is gestart: op welke dag?")
     started.clear()
     started.send_keys(today)
