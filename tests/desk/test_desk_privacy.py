@@ -111,6 +111,7 @@ async def test_anomalies_follow_the_threshold_and_the_check_is_logged_for_the_pe
     row = re.search(r"<tbody.*?</tbody>", page, re.S)
     assert row is not None and "shelter" in row.group(0)
     assert "2 verschillende objecten" in row.group(0)
+    assert 'href="/gebruikersrapport?persoon=' in row.group(0)  # each person: their report
     status, page, _ = await browser.get("/controle?drempel=100")
     assert status == 200 and "<tbody" not in page
 
