@@ -163,27 +163,17 @@ class Stream:
         return self._sealed(sender, recipients, "signal", i, person)[0]
 
     def _status(self, ref: MessageId) -> tuple[str, MessageId]:
-        keys = self.keys(SHELTER)
-        assert keys.certificate is not None
-        mid = new_message_id(os.urandom)
-        envelope = seal(
-            message_id=mid,
-            network=self.demo.network,
-            sender=keys.certificate,
-            sender_key=keys.signing_key,
-            recipients={POLICE: self.bundles[POLICE]},
-            kind="status",
-            payload=os.urandom(PAYLOAD_BYTES),
-            status="accepted",
-            ref=ref,
-            created=int(time.time()),
-            rng=os.urandom,
-        )
-        body = canonical_json(envelope.to_wire()).decode()
-        return f"{SENDERS.index(SHELTER) + 1}\t{body}", mid
+        """The shelter's ``accepted`` of referral ``ref``, to the police (no pseudonyms)."""
+        return self._sealed(SHELTER, {POLICE: self.bundles[POLICE]}, "status", 0, None, ref)
 
     def _sealed(
-        self, sender: OrgId, to: Mapping[OrgId, KeyBundle], kind: str, i: int, person: int
+        self,
+        sender: OrgId,
+        to: Mapping[OrgId, KeyBundle],
+        kind: str,
+        i: int,
+        person: int | None,
+        ref: MessageId | None = None,
     ) -> tuple[str, MessageId]:
         keys = self.keys(sender)
         assert keys.certificate is not None
@@ -196,7 +186,9 @@ class Stream:
             recipients=to,
             kind=kind,
             payload=os.urandom(PAYLOAD_BYTES),
-            pseudonyms=self.pseudonyms(person),
+            pseudonyms=() if person is None else self.pseudonyms(person),
+            status="accepted" if kind == "status" else None,
+            ref=ref,
             created=int(time.time()),
             rng=os.urandom,
         )

@@ -228,9 +228,6 @@ async def _inbox(workdir: Path, messages: int, repeats: int) -> tuple[Timing, Ti
 
 
 async def _open(workdir: Path, repeats: int) -> tuple[Timing, Timing]:
-    from hub.app import serve
-    from keys.hub import HubKeys
-
     now = int(time.time())
     demo = demo_network.provision(
         workdir / "open",
@@ -239,16 +236,7 @@ async def _open(workdir: Path, repeats: int) -> tuple[Timing, Timing]:
     )
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    hub_keys = HubKeys.open(demo.hub_dir, demo.passphrase)
-    cert = hub_keys.certificate
-    hub = asyncio.create_task(
-        serve(
-            _hub_config(demo, port),
-            token_key_pem=hub_keys.token_key_pem,
-            hub_certificate_der=cert.der if cert else None,
-            log_signing_key=hub_keys.signing_key if cert else None,
-        )
-    )
+    hub = _serve_hub(demo, port)
     try:
         await demo_network.wait_until_listening("127.0.0.1", port, hub)
         await demo_network.bootstrap(demo, base, now=now)
@@ -365,9 +353,6 @@ async def _fill_log(url: str, entries: int) -> None:
 
 
 async def _casework(workdir: Path, cases: int, entries: int, repeats: int) -> CaseworkFigures:
-    from hub.app import serve
-    from keys.hub import HubKeys
-
     now = int(time.time())
     demo = demo_network.provision(workdir / "casework", now=now, orgs=CASEWORK_ORGS)
     path = demo.directory / "hub.db"
@@ -376,16 +361,7 @@ async def _casework(workdir: Path, cases: int, entries: int, repeats: int) -> Ca
     await _fill_log(demo.database_url, entries)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    hub_keys = HubKeys.open(demo.hub_dir, demo.passphrase)
-    cert = hub_keys.certificate
-    hub = asyncio.create_task(
-        serve(
-            _hub_config(demo, port),
-            token_key_pem=hub_keys.token_key_pem,
-            hub_certificate_der=cert.der if cert else None,
-            log_signing_key=hub_keys.signing_key if cert else None,
-        )
-    )
+    hub = _serve_hub(demo, port)
     try:
         await demo_network.wait_until_listening("127.0.0.1", port, hub)
         await demo_network.bootstrap(demo, base, now=now)
@@ -502,6 +478,23 @@ async def _time_subject(
         await _timed(call, 5)
         timings.append(Timing.of(await _timed(call, repeats)))
     return timings[0], timings[1]
+
+
+def _serve_hub(demo: demo_network.DemoNetwork, port: int) -> asyncio.Task[None]:
+    """The demo network's hub on ``port``, in this process, with its keys."""
+    from hub.app import serve
+    from keys.hub import HubKeys
+
+    hub_keys = HubKeys.open(demo.hub_dir, demo.passphrase)
+    cert = hub_keys.certificate
+    return asyncio.create_task(
+        serve(
+            _hub_config(demo, port),
+            token_key_pem=hub_keys.token_key_pem,
+            hub_certificate_der=cert.der if cert else None,
+            log_signing_key=hub_keys.signing_key if cert else None,
+        )
+    )
 
 
 def _hub_config(demo: demo_network.DemoNetwork, port: int) -> HubConfig:
